@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// errUsage marks an error in how the command was called (exit code 2).
+var errUsage = errors.New("usage")
+
+// parseFlags parses args into fs and then fills every flag not given on the
+// command line from, in order, the FLOWBUS_<FLAG> environment variable (flag
+// name upper-cased, '-' as '_') and the YAML file named by --config (keys are
+// flag names; lists are joined with commas). It adds --config to fs. Unknown
+// keys in the file are an error, so a typo does not silently do nothing.
+func parseFlags(fs *pflag.FlagSet, args []string) error {
+	config := fs.String("config", "", "YAML config file; keys are flag names (env FLOWBUS_CONFIG)")
+	fs.SortFlags = false
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *config == "" {
+		*config = os.Getenv("FLOWBUS_CONFIG")
+	}
+	var file map[string]any
+	if *config != "" {
+		b, err := os.ReadFile(*config)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return fmt.Errorf("config %s: %w", *config, err)
+		}
+		for k := range file {
+			if fs.Lookup(k) == nil {
+				return fmt.Errorf("config %s: unknown key %q (keys are the flags of 'flowbus %s --help')", *config, k, fs.Name())
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" {
+			return
+		}
+		env := "FLOWBUS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+			return
+		}
+		v, ok := file[f.Name]
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, yamlValue(v)); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func yamlValue(v any) string {
+	switch x := v.(type) {
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = fmt.Sprint(e)
+		}
+		return strings.Join(parts, ",")
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}

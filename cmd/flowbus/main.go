@@ -1,0 +1,103 @@
+// Command flowbus is the one flowbus binary: the node agent, the aggregator,
+// the Hubble-compatible relay and observe client, the netns lab and the demo,
+// as subcommands. Run `flowbus help` for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// cmdIO is what a subcommand may touch of the process.
+type cmdIO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Log            *slog.Logger
+}
+
+type command struct {
+	run     func(ctx context.Context, args []string, io cmdIO) error
+	summary string
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"agent":      {runAgent, "run the node agent: capture or read flows, aggregate, publish Arrow batches to the bus"},
+		"aggregator": {runAggregator, "consume flows from the bus and write per-pair and per-route Parquet rollups"},
+		"demo":       {runDemo, "run agent, embedded NATS and aggregator on one machine and print what came back"},
+		"observe":    {runObserve, "print flows from an agent or relay (hubble observe compatible)"},
+		"relay":      {runRelay, "merge the Observer streams of many agents on :4245"},
+		"lab":        {runLab, "create a netns lab of pods with veths and real traffic (root)"},
+		"version":    {runVersion, "print the version"},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "flowbus: eBPF network-flow observability that leaves the node.")
+	fmt.Fprintln(w, "\nUsage: flowbus <command> [flags]\n\nCommands:")
+	cmds := commands()
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-11s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'flowbus <command> --help' for a command's flags. Every flag can also be set")
+	fmt.Fprintln(w, "in the YAML file given by --config (same key as the flag) or as FLOWBUS_<FLAG>")
+	fmt.Fprintln(w, "(upper case, '-' as '_'); a flag on the command line wins over the variable,")
+	fmt.Fprintln(w, "which wins over the file.")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) == 0 {
+			usage(stderr)
+			return 2
+		}
+		usage(stdout)
+		return 0
+	}
+	name := args[0]
+	cmd, ok := commands()[name]
+	if !ok {
+		fmt.Fprintf(stderr, "flowbus: unknown command %q\n\n", name)
+		usage(stderr)
+		return 2
+	}
+	level := slog.LevelInfo
+	if v := os.Getenv("FLOWBUS_LOG_LEVEL"); v != "" {
+		_ = level.UnmarshalText([]byte(v))
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd.run(ctx, args[1:], cmdIO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Log: log})
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, pflag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "flowbus %s: %v\nRun 'flowbus %s --help' for the flags.\n", name, strings.TrimPrefix(err.Error(), errUsage.Error()+": "), name)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "flowbus %s: %v\n", name, err)
+		return 1
+	}
+}
