@@ -1,0 +1,78 @@
+# flowbus — the two commands a newcomer runs are `make demo` and `make test`.
+#
+# Everything the tests need from Debian (kcat as an independent Kafka client,
+# iproute2 for the netns lab, clang/llvm/libbpf for `make generate`) is
+# installed by the deps targets, only when missing.
+
+GO        ?= go
+BIN       ?= bin/flowbus
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+TEST_TIMEOUT ?= 19m
+
+# Pinned eBPF toolchain (STYLE.md): bpf2go runs clang-19 with these flags.
+export BPF2GO_CC     := clang-19
+export BPF2GO_STRIP  := llvm-strip-19
+export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded
+
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: all build test test-short demo bench generate generate-check lint deps-test deps-bpf clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flowbus
+
+## demo: the main job on the embedded default bus (no services to install).
+demo: build
+	./$(BIN) demo
+
+## test: every test. Privileged tests (BPF, netns) run as root and skip with a reason otherwise.
+test: deps-test
+	$(GO) vet ./...
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \
+	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./schemas/ ./bench/ ./aggregator/... ./agent/...
+	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/; else echo "bpf benchmarks need root: skipped"; fi
+
+## generate: rebuild the eBPF objects and bpf2go bindings (needs clang-19).
+generate: deps-bpf
+	$(GO) generate ./bpf/...
+
+## generate-check: regenerate and fail if the committed output differs.
+generate-check: generate
+	git diff --exit-code -- bpf/
+
+lint:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \
+	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
+
+# Install only what is missing; apt-get update only when something is.
+deps-test:
+	@missing=""; \
+	  command -v kcat >/dev/null || missing="$$missing kcat"; \
+	  command -v ip >/dev/null || missing="$$missing iproute2"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
+	    else echo "missing:$$missing (tests that need them will skip; install them as root)"; fi; \
+	  fi
+
+deps-bpf:
+	@missing=""; \
+	  command -v clang-19 >/dev/null || missing="$$missing clang-19"; \
+	  command -v llvm-strip-19 >/dev/null || missing="$$missing llvm-19"; \
+	  [ -e /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; fi
+
+clean:
+	rm -rf bin flowbus-data
