@@ -1,0 +1,70 @@
+package observe
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func TestCompiledFiltersSelectTheExpectedFlows(t *testing.T) {
+	flows := fixtureFlows()
+	for _, tc := range filterCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, err := CompileFilters(tc.white, tc.black)
+			if err != nil {
+				t.Fatalf("compile: %v", err)
+			}
+			var got []string
+			for i := range flows {
+				if fs.Pass(&flows[i]) {
+					got = append(got, flows[i].UUID)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCompileRejects(t *testing.T) {
+	unknown := &flowpb.FlowFilter{}
+	unknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 4242, protowire.VarintType), 1))
+	cases := []struct {
+		name   string
+		filter *flowpb.FlowFilter
+		isErr  error
+		text   string
+	}{
+		{"an unsupported field, naming it", &flowpb.FlowFilter{NodeLabels: []string{"a=b"}}, ErrUnsupportedField, "node_labels"},
+		{"the encrypted field", &flowpb.FlowFilter{Encrypted: []bool{true}}, ErrUnsupportedField, "encrypted"},
+		{"the snat ip field", &flowpb.FlowFilter{SourceIpXlated: []string{"1.2.3.4"}}, ErrUnsupportedField, "source_ip_xlated"},
+		{"a CEL expression", &flowpb.FlowFilter{Experimental: &flowpb.FlowFilter_Experimental{CelExpression: []string{"true"}}}, ErrUnsupportedField, "experimental"},
+		{"an unknown field from a newer client", unknown, ErrUnsupportedField, "unknown FlowFilter field"},
+		{"a malformed IP", &flowpb.FlowFilter{SourceIp: []string{"10.0.0.300"}}, ErrInvalidFilter, "source_ip"},
+		{"a malformed CIDR", &flowpb.FlowFilter{DestinationIp: []string{"10.0.0.0/33"}}, ErrInvalidFilter, "destination_ip"},
+		{"a bad regexp", &flowpb.FlowFilter{HttpPath: []string{"("}}, ErrInvalidFilter, "http_path"},
+		{"a bad status prefix", &flowpb.FlowFilter{HttpStatusCode: []string{"6+"}}, ErrInvalidFilter, "http_status_code"},
+		{"a bad port", &flowpb.FlowFilter{SourcePort: []string{"70000"}}, ErrInvalidFilter, "source_port"},
+		{"an unknown protocol", &flowpb.FlowFilter{Protocol: []string{"quic"}}, ErrInvalidFilter, "quic"},
+		{"an empty pod name", &flowpb.FlowFilter{SourcePod: []string{""}}, ErrInvalidFilter, "source_pod"},
+		{"a bad fqdn pattern", &flowpb.FlowFilter{SourceFqdn: []string{"exa mple.com"}}, ErrInvalidFilter, "source_fqdn"},
+		{"a bad label selector", &flowpb.FlowFilter{SourceLabel: []string{"a in b"}}, ErrInvalidFilter, "source_label"},
+		{"http fields with a non-l7 event type", &flowpb.FlowFilter{HttpMethod: []string{"GET"}, EventType: []*flowpb.EventTypeFilter{{Type: msgTypeDrop}}}, ErrInvalidFilter, "l7"},
+	}
+	for _, tc := range cases {
+		t.Run("rejects "+tc.name, func(t *testing.T) {
+			_, err := Compile(tc.filter)
+			if !errors.Is(err, tc.isErr) {
+				t.Fatalf("err = %v, want %v", err, tc.isErr)
+			}
+			if !strings.Contains(err.Error(), tc.text) {
+				t.Errorf("err %q does not mention %q", err, tc.text)
+			}
+		})
+	}
+}
