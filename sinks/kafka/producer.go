@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,8 +25,9 @@ var ErrTooLarge = errors.New("message larger than the bus limit")
 // producer (acks=all, no compression, murmur2 key partitioning). It is safe
 // for concurrent use.
 type Producer struct {
-	cfg ProducerConfig
-	cl  *kgo.Client
+	cfg  ProducerConfig
+	cl   *kgo.Client
+	hook *connHook
 
 	topicMu    sync.Mutex
 	topicReady bool
@@ -41,12 +44,14 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
+	hook := &connHook{log: cfg.Logger}
+	opts = append(opts, kgo.WithHooks(hook))
 	opts = append(opts, producerOpts(cfg.Topic, cfg.MaxMessageBytes, cfg.MaxBufferedBytes, cfg.Linger)...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: new client: %w", err)
 	}
-	return &Producer{cfg: cfg, cl: cl, topicReady: !cfg.CreateTopic}, nil
+	return &Producer{cfg: cfg, cl: cl, hook: hook, topicReady: !cfg.CreateTopic}, nil
 }
 
 // producerOpts are the producing options shared by Producer and the
@@ -88,9 +93,45 @@ func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 		}
 	}
 	if err := p.ensureTopic(ctx); err != nil {
+		return p.hook.explain(err)
+	}
+	return p.hook.explain(produceAll(ctx, p.cl, recs, p.cfg.Topic))
+}
+
+// connHook remembers the last failed broker connection (refused, TLS, SASL)
+// so that a Publish that ran out of time says why, and logs each new kind
+// of failure once.
+type connHook struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	last error
+}
+
+func (h *connHook) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		h.last = nil
+		return
+	}
+	if h.last == nil || h.last.Error() != err.Error() {
+		h.log.Warn("kafka broker connection failed", "broker", net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), "err", err)
+	}
+	h.last = err
+}
+
+// explain adds the last connection failure to a context error.
+func (h *connHook) explain(err error) error {
+	if err == nil || (!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)) {
 		return err
 	}
-	return produceAll(ctx, p.cl, recs, p.cfg.Topic)
+	h.mu.Lock()
+	last := h.last
+	h.mu.Unlock()
+	if last == nil {
+		return err
+	}
+	return fmt.Errorf("%w (last broker connection error: %v)", err, last)
 }
 
 // produceAll produces recs and waits for all promises or ctx.

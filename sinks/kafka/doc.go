@@ -1,0 +1,77 @@
+// Package kafka is flowbus's Kafka transport, on franz-go: a Producer that
+// the agent's exporter publishes bus messages with, and a group Consumer with
+// dead-lettering for the aggregator.
+//
+// # Naming
+//
+// Topic flowbus.flows.v1 (DefaultTopic), dead letters in
+// flowbus.flows.v1.dlq, consumer group flowbus-aggregator. A record's key is
+// schemas.Message.Key (the destination workload, never a nil key, so even
+// the empty key is hashed), its value the Arrow IPC stream, its headers
+// schemas.Message.Headers() in order.
+//
+// # Partitioning
+//
+// kgo.StickyKeyPartitioner(nil): murmur2 of the key, high bit masked, modulo
+// the partition count, exactly like Kafka's Java client, so the partition is
+// schemas.PartitionOf(Key, n) and NATS places a key in the same partition
+// number. Every flow towards one workload lands in one partition.
+//
+// # Delivery semantics (producer)
+//
+// Idempotent producer (franz-go's default, never turned off) with acks=all,
+// no compression (the Arrow body is already zstd), linger 0 (the agent
+// batches), no record delivery timeout and unlimited retries. Publish returns
+// nil only once every message is acknowledged by all in-sync replicas; order
+// is kept per partition (idempotence makes retries neither reorder nor
+// duplicate within a producer session). While no broker answers, Publish
+// blocks and retries until its context ends, then returns an error wrapping
+// the context's error and the last connection failure (refused, TLS, SASL),
+// which is also logged once per kind. Errors that retrying cannot fix come
+// back at once: a missing topic (after franz-go's 4 metadata tries; set
+// CreateTopic), a record refused as too large, authorization failures.
+//
+// After an error, some messages may have landed, and records already handed
+// to the client may still land after Publish returned (an idempotent record
+// in flight cannot be withdrawn). The exporter spools and republishes the
+// whole batch, so delivery through Kafka is at-least-once; a consumer that
+// needs exactly-once drops repeats by flowbus-seq (node run/sequence), which
+// is unique per message. Close fails records still buffered.
+//
+// # Size limits
+//
+// MaxMessageBytes (default 1 MiB + 64 KiB) bounds one record: a 1 MiB Arrow
+// value plus key, headers and batch overhead. It sets the producer's batch
+// limit and, when the topic is created here, the topic's max.message.bytes.
+// A broker or topic left at Kafka's default (1048588) refuses records whose
+// value is near 1 MiB: raise max.message.bytes or keep messages smaller.
+// Publish checks every message first and fails with ErrTooLarge without
+// sending any, rather than publishing half a batch.
+//
+// # Topic creation
+//
+// With CreateTopic, the first Publish creates the topic with kadm
+// (Partitions, default 16; ReplicationFactor, default -1 = broker default;
+// max.message.bytes = MaxMessageBytes), treating "already exists" as done and
+// retrying transient errors until the context ends. Without it, a missing
+// topic is an error naming the topic.
+//
+// # Consumer
+//
+// A group member with manual commits (auto-commit off) and
+// kgo.BlockRebalanceOnPoll: OnAssigned, OnRevoked and OnLost run only while
+// the caller is inside Poll (or Close), never while it processes what Poll
+// returned, so the aggregator can write its Parquet and Commit from
+// OnRevoked before partitions move, and commits always concern partitions it
+// owns. The price: the caller must come back to Poll within the group's
+// rebalance timeout. Commit takes the next offset to read per partition. A
+// partition with no committed offset is read from its start. DeadLetter
+// copies a record to the dead-letter topic with the reason, source partition
+// and offset as headers; commit the offset only after it returned nil.
+//
+// # Security
+//
+// TLS (CA file, client certificate and key, server name, insecure skip
+// verify) and SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, shared by
+// producer and consumer through Conn.
+package kafka
