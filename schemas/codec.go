@@ -1,6 +1,15 @@
 package schemas
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
 
 // Errors of Decoder.Decode; a consumer labels bad messages by them
 // (flowbus_aggregator_bad_messages_total{reason}).
@@ -13,25 +22,377 @@ var (
 // Encoder turns flows into one self-describing Arrow IPC stream (schema
 // message + record batch(es), zstd body compression). It reuses its builders
 // between calls; not safe for concurrent use.
-type Encoder struct{}
+//
+// The column buffers are plain Go slices kept between calls (truncated, not
+// freed), handed to Arrow without copying; only the IPC writer and the zstd
+// output are allocated per call.
+type Encoder struct {
+	schema *arrow.Schema
 
-// NewEncoder returns an Encoder.
-func NewEncoder() *Encoder { return &Encoder{} }
+	time, firstSeen, lastSeen    []int64
+	timeV, firstSeenV, lastSeenV validity
+	uuid, node                   strCol
+	enums                        [numCols]*enumCol
+	eventType, eventSubType      []int32
+	isReply                      []byte // bit-packed values
+	isReplyV                     validity
+	srcIP, dstIP                 strCol
+	srcIPV, dstIPV               validity
+	srcPort, dstPort             []uint16
+	l4, icmpType, icmpCode       []uint8
+	tcpFlags                     []uint16
+	ep                           [2]endpointCols
+	svc                          [4]strCol
+	srcNames, dstNames           strListCol
+	bytesFwd, bytesRev           []uint64
+	pktsFwd, pktsRev             []uint64
+	count, latency               []uint64
+	hist                         histCol
+	ifIndex                      []uint32
+	ifName                       strCol
+	httpMethod, httpURL          strCol
+	httpStatus                   []uint32
+	httpProto                    strCol
+	httpHeaders                  strListCol
+	dnsQuery                     strCol
+	dnsRCode, dnsTTL             []uint32
+	dnsQTypes, dnsRRTypes        strListCol
+	dnsIPs, dnsCNAMEs            strListCol
+	dnsObsSource                 strCol
+	kafkaAPIKey                  strCol
+	kafkaAPIVersion, kafkaCorrID []int32
+	kafkaTopic                   strCol
+	kafkaErrorCode               []int32
+	kafkaClientID                strCol
 
-// Encode appends to dst one Arrow IPC stream holding flows, in order.
-func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
-	panic("schemas: Encoder.Encode not implemented yet")
+	cols []arrow.Array
 }
 
-// Decoder decodes Arrow IPC streams written by Encoder. Not safe for concurrent use.
-type Decoder struct{}
+type endpointCols struct {
+	id, identity                 []uint32
+	cluster, ns, pod, wl, wlKind strCol
+	labels                       strListCol
+}
 
-// NewDecoder returns a Decoder.
-func NewDecoder() *Decoder { return &Decoder{} }
+// NewEncoder returns an Encoder.
+func NewEncoder() *Encoder {
+	e := &Encoder{schema: NewArrowSchema(), cols: make([]arrow.Array, numCols)}
+	for _, c := range []int{colVerdict, colDropReason, colDirection, colObsPoint, colIPVersion, colL7Type, colL7Protocol} {
+		names, _ := enumMaps(c)
+		e.enums[c] = newEnumCol(enumName(names))
+	}
+	return e
+}
 
-// Decode decodes one whole message and appends its flows to dst. It returns
-// an error wrapping ErrNotArrow, ErrTruncated or ErrUnknownSchema for bad
-// input, and appends nothing then. Strings in the result do not alias msg.
-func (d *Decoder) Decode(dst []Flow, msg []byte) ([]Flow, error) {
-	panic("schemas: Decoder.Decode not implemented yet")
+func (e *Encoder) reset() {
+	e.time, e.firstSeen, e.lastSeen = e.time[:0], e.firstSeen[:0], e.lastSeen[:0]
+	e.timeV.reset()
+	e.firstSeenV.reset()
+	e.lastSeenV.reset()
+	e.uuid.reset()
+	e.node.reset()
+	for _, c := range e.enums {
+		if c != nil {
+			c.reset()
+		}
+	}
+	e.eventType, e.eventSubType = e.eventType[:0], e.eventSubType[:0]
+	e.isReply = e.isReply[:0]
+	e.isReplyV.reset()
+	e.srcIP.reset()
+	e.dstIP.reset()
+	e.srcIPV.reset()
+	e.dstIPV.reset()
+	e.srcPort, e.dstPort = e.srcPort[:0], e.dstPort[:0]
+	e.l4, e.icmpType, e.icmpCode = e.l4[:0], e.icmpType[:0], e.icmpCode[:0]
+	e.tcpFlags = e.tcpFlags[:0]
+	for i := range e.ep {
+		p := &e.ep[i]
+		p.id, p.identity = p.id[:0], p.identity[:0]
+		p.cluster.reset()
+		p.ns.reset()
+		p.pod.reset()
+		p.wl.reset()
+		p.wlKind.reset()
+		p.labels.reset()
+	}
+	for i := range e.svc {
+		e.svc[i].reset()
+	}
+	e.srcNames.reset()
+	e.dstNames.reset()
+	e.bytesFwd, e.bytesRev, e.pktsFwd, e.pktsRev = e.bytesFwd[:0], e.bytesRev[:0], e.pktsFwd[:0], e.pktsRev[:0]
+	e.count, e.latency = e.count[:0], e.latency[:0]
+	e.hist.reset()
+	e.ifIndex = e.ifIndex[:0]
+	e.ifName.reset()
+	e.httpMethod.reset()
+	e.httpURL.reset()
+	e.httpStatus = e.httpStatus[:0]
+	e.httpProto.reset()
+	e.httpHeaders.reset()
+	e.dnsQuery.reset()
+	e.dnsRCode, e.dnsTTL = e.dnsRCode[:0], e.dnsTTL[:0]
+	e.dnsQTypes.reset()
+	e.dnsRRTypes.reset()
+	e.dnsIPs.reset()
+	e.dnsCNAMEs.reset()
+	e.dnsObsSource.reset()
+	e.kafkaAPIKey.reset()
+	e.kafkaAPIVersion, e.kafkaCorrID, e.kafkaErrorCode = e.kafkaAPIVersion[:0], e.kafkaCorrID[:0], e.kafkaErrorCode[:0]
+	e.kafkaTopic.reset()
+	e.kafkaClientID.reset()
+}
+
+// addTime appends a timestamp; 0 (unknown) is written as null.
+func addTime(vals []int64, v *validity, ns int64) []int64 {
+	v.add(ns != 0)
+	return append(vals, ns)
+}
+
+// addIP appends an address as its 4 or 16 bytes; the zero Addr is null.
+func addIP(c *strCol, v *validity, f *Flow, src bool) {
+	a := f.DstIP
+	if src {
+		a = f.SrcIP
+	}
+	if !a.IsValid() {
+		c.offs = append(c.offs, int32(len(c.data)))
+		v.add(false)
+		return
+	}
+	if a.Is4() {
+		b := a.As4()
+		c.data = append(c.data, b[:]...)
+	} else {
+		b := a.As16()
+		c.data = append(c.data, b[:]...)
+	}
+	c.offs = append(c.offs, int32(len(c.data)))
+	v.add(true)
+}
+
+func (p *endpointCols) add(ep *Endpoint) {
+	p.id = append(p.id, ep.ID)
+	p.identity = append(p.identity, ep.Identity)
+	p.cluster.add(ep.ClusterName)
+	p.ns.add(ep.Namespace)
+	p.pod.add(ep.PodName)
+	p.wl.add(ep.Workload)
+	p.wlKind.add(ep.WorkloadKind)
+	p.labels.add(ep.Labels)
+}
+
+func (e *Encoder) addRow(f *Flow) {
+	e.time = addTime(e.time, &e.timeV, f.TimeNs)
+	e.uuid.add(f.UUID)
+	e.node.add(f.NodeName)
+	e.enums[colVerdict].add(int32(f.Verdict))
+	e.enums[colDropReason].add(int32(f.DropReason))
+	e.enums[colDirection].add(int32(f.Direction))
+	e.enums[colObsPoint].add(int32(f.ObservationPoint))
+	e.eventType = append(e.eventType, f.EventType)
+	e.eventSubType = append(e.eventSubType, f.EventSubType)
+	n := e.isReplyV.n
+	if n&7 == 0 {
+		e.isReply = append(e.isReply, 0)
+	}
+	if f.IsReply == True {
+		e.isReply[n>>3] |= 1 << (n & 7)
+	}
+	e.isReplyV.add(f.IsReply != Unknown)
+	e.enums[colIPVersion].add(int32(f.IPVersion))
+	addIP(&e.srcIP, &e.srcIPV, f, true)
+	addIP(&e.dstIP, &e.dstIPV, f, false)
+	e.srcPort = append(e.srcPort, f.SrcPort)
+	e.dstPort = append(e.dstPort, f.DstPort)
+	e.l4 = append(e.l4, f.L4Protocol)
+	e.tcpFlags = append(e.tcpFlags, uint16(f.TCPFlags))
+	e.icmpType = append(e.icmpType, f.ICMPType)
+	e.icmpCode = append(e.icmpCode, f.ICMPCode)
+	e.ep[0].add(&f.Src)
+	e.ep[1].add(&f.Dst)
+	e.svc[0].add(f.SrcService.Namespace)
+	e.svc[1].add(f.SrcService.Name)
+	e.svc[2].add(f.DstService.Namespace)
+	e.svc[3].add(f.DstService.Name)
+	e.srcNames.add(f.SrcNames)
+	e.dstNames.add(f.DstNames)
+	e.bytesFwd = append(e.bytesFwd, f.BytesFwd)
+	e.bytesRev = append(e.bytesRev, f.BytesRev)
+	e.pktsFwd = append(e.pktsFwd, f.PacketsFwd)
+	e.pktsRev = append(e.pktsRev, f.PacketsRev)
+	e.firstSeen = addTime(e.firstSeen, &e.firstSeenV, f.FirstSeenNs)
+	e.lastSeen = addTime(e.lastSeen, &e.lastSeenV, f.LastSeenNs)
+	e.count = append(e.count, f.Count)
+	e.latency = append(e.latency, f.LatencyNs)
+	e.hist.add(f.LatencyHist)
+	e.ifIndex = append(e.ifIndex, f.IfIndex)
+	e.ifName.add(f.IfName)
+	l7 := &f.L7
+	e.enums[colL7Type].add(int32(l7.Type))
+	e.enums[colL7Protocol].add(int32(l7.Protocol))
+	e.httpMethod.add(l7.HTTPMethod)
+	e.httpURL.add(l7.HTTPURL)
+	e.httpStatus = append(e.httpStatus, l7.HTTPStatus)
+	e.httpProto.add(l7.HTTPProtocol)
+	e.httpHeaders.add(l7.HTTPHeaders)
+	e.dnsQuery.add(l7.DNSQuery)
+	e.dnsRCode = append(e.dnsRCode, l7.DNSRCode)
+	e.dnsQTypes.add(l7.DNSQTypes)
+	e.dnsRRTypes.add(l7.DNSRRTypes)
+	e.dnsIPs.add(l7.DNSIPs)
+	e.dnsTTL = append(e.dnsTTL, l7.DNSTTL)
+	e.dnsCNAMEs.add(l7.DNSCNAMEs)
+	e.dnsObsSource.add(l7.DNSObservationSource)
+	e.kafkaAPIKey.add(l7.KafkaAPIKey)
+	e.kafkaAPIVersion = append(e.kafkaAPIVersion, l7.KafkaAPIVersion)
+	e.kafkaCorrID = append(e.kafkaCorrID, l7.KafkaCorrelationID)
+	e.kafkaTopic.add(l7.KafkaTopic)
+	e.kafkaErrorCode = append(e.kafkaErrorCode, l7.KafkaErrorCode)
+	e.kafkaClientID.add(l7.KafkaClientID)
+}
+
+// columnData returns the ArrayData of every column, in schema order.
+func (e *Encoder) columnData() []arrow.ArrayData {
+	str := arrow.BinaryTypes.String
+	u8, u16, u32, u64 := arrow.PrimitiveTypes.Uint8, arrow.PrimitiveTypes.Uint16, arrow.PrimitiveTypes.Uint32, arrow.PrimitiveTypes.Uint64
+	i32 := arrow.PrimitiveTypes.Int32
+	d := make([]arrow.ArrayData, 0, numCols)
+	d = append(d,
+		fixedData(tsType, e.time, &e.timeV),
+		e.uuid.arrayData(str, nil),
+		e.node.arrayData(str, nil),
+		e.enums[colVerdict].arrayData(),
+		e.enums[colDropReason].arrayData(),
+		e.enums[colDirection].arrayData(),
+		e.enums[colObsPoint].arrayData(),
+		fixedData(i32, e.eventType, nil),
+		fixedData(i32, e.eventSubType, nil),
+		array.NewData(arrow.FixedWidthTypes.Boolean, e.isReplyV.n, []*memory.Buffer{e.isReplyV.buffer(), memory.NewBufferBytes(e.isReply)}, nil, e.isReplyV.nulls, 0),
+		e.enums[colIPVersion].arrayData(),
+		e.srcIP.arrayData(arrow.BinaryTypes.Binary, &e.srcIPV),
+		e.dstIP.arrayData(arrow.BinaryTypes.Binary, &e.dstIPV),
+		fixedData(u16, e.srcPort, nil),
+		fixedData(u16, e.dstPort, nil),
+		fixedData(u8, e.l4, nil),
+		fixedData(u16, e.tcpFlags, nil),
+		fixedData(u8, e.icmpType, nil),
+		fixedData(u8, e.icmpCode, nil),
+	)
+	for i := range e.ep {
+		p := &e.ep[i]
+		d = append(d,
+			fixedData(u32, p.id, nil),
+			fixedData(u32, p.identity, nil),
+			p.cluster.arrayData(str, nil),
+			p.ns.arrayData(str, nil),
+			p.pod.arrayData(str, nil),
+			p.wl.arrayData(str, nil),
+			p.wlKind.arrayData(str, nil),
+			p.labels.arrayData(),
+		)
+	}
+	d = append(d,
+		e.svc[0].arrayData(str, nil),
+		e.svc[1].arrayData(str, nil),
+		e.svc[2].arrayData(str, nil),
+		e.svc[3].arrayData(str, nil),
+		e.srcNames.arrayData(),
+		e.dstNames.arrayData(),
+		fixedData(u64, e.bytesFwd, nil),
+		fixedData(u64, e.bytesRev, nil),
+		fixedData(u64, e.pktsFwd, nil),
+		fixedData(u64, e.pktsRev, nil),
+		fixedData(tsType, e.firstSeen, &e.firstSeenV),
+		fixedData(tsType, e.lastSeen, &e.lastSeenV),
+		fixedData(u64, e.count, nil),
+		fixedData(u64, e.latency, nil),
+		e.hist.arrayData(),
+		fixedData(u32, e.ifIndex, nil),
+		e.ifName.arrayData(str, nil),
+		e.enums[colL7Type].arrayData(),
+		e.enums[colL7Protocol].arrayData(),
+		e.httpMethod.arrayData(str, nil),
+		e.httpURL.arrayData(str, nil),
+		fixedData(u32, e.httpStatus, nil),
+		e.httpProto.arrayData(str, nil),
+		e.httpHeaders.arrayData(),
+		e.dnsQuery.arrayData(str, nil),
+		fixedData(u32, e.dnsRCode, nil),
+		e.dnsQTypes.arrayData(),
+		e.dnsRRTypes.arrayData(),
+		e.dnsIPs.arrayData(),
+		fixedData(u32, e.dnsTTL, nil),
+		e.dnsCNAMEs.arrayData(),
+		e.dnsObsSource.arrayData(str, nil),
+		e.kafkaAPIKey.arrayData(str, nil),
+		fixedData(i32, e.kafkaAPIVersion, nil),
+		fixedData(i32, e.kafkaCorrID, nil),
+		e.kafkaTopic.arrayData(str, nil),
+		fixedData(i32, e.kafkaErrorCode, nil),
+		e.kafkaClientID.arrayData(str, nil),
+	)
+	return d
+}
+
+// Encode appends to dst one Arrow IPC stream holding flows, in order: the
+// schema message, the dictionary batches of the enum columns, one record
+// batch with len(flows) rows, and the end-of-stream marker. Every call
+// writes a complete, self-describing stream. Flows are not retained.
+func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
+	if int64(len(flows)) > 1<<31-1 {
+		return dst, fmt.Errorf("encode flows: %d rows do not fit one record batch", len(flows))
+	}
+	e.reset()
+	if err := e.addRows(flows); err != nil {
+		return dst, err
+	}
+	for _, c := range e.enums {
+		if c != nil && c.full {
+			return dst, errors.New("encode flows: more than 32767 distinct values in an enum column")
+		}
+	}
+	data := e.columnData()
+	for i, d := range data {
+		e.cols[i] = array.MakeFromData(d)
+		d.Release()
+	}
+	rec := array.NewRecordBatch(e.schema, e.cols, int64(len(flows)))
+	defer func() {
+		rec.Release()
+		for i, c := range e.cols {
+			c.Release()
+			e.cols[i] = nil
+		}
+	}()
+
+	out := bytes.NewBuffer(dst)
+	w := ipc.NewWriter(out, ipc.WithSchema(e.schema), ipc.WithZstd())
+	if err := w.Write(rec); err != nil {
+		return dst, fmt.Errorf("encode flows: write arrow record batch: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return dst, fmt.Errorf("encode flows: close arrow stream: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// errColumnTooBig is panicked by strCol.add when a column's values exceed
+// the 2 GiB an Arrow utf8 column can address; addRows turns it into an error.
+var errColumnTooBig = errors.New("encode flows: a string column exceeds 2 GiB; send smaller batches")
+
+func (e *Encoder) addRows(flows []Flow) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != errColumnTooBig {
+				panic(r)
+			}
+			err = errColumnTooBig
+		}
+	}()
+	for i := range flows {
+		e.addRow(&flows[i])
+	}
+	return nil
 }

@@ -1,0 +1,748 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+)
+
+// Decoder decodes Arrow IPC streams written by Encoder. Not safe for concurrent use.
+//
+// Decoding copies each string column once into one Go string and slices the
+// values out of it, and each list column into one backing array, so a row
+// costs no allocation of its own; a decoded Flow's strings and slices keep
+// their whole column alive. List slices are capped (s[lo:hi:hi]) so appending
+// to one never writes into its neighbour.
+type Decoder struct {
+	schema *arrow.Schema
+}
+
+// NewDecoder returns a Decoder.
+func NewDecoder() *Decoder { return &Decoder{schema: NewArrowSchema()} }
+
+// Decode decodes one whole message and appends its flows to dst. It returns
+// an error wrapping ErrNotArrow, ErrTruncated or ErrUnknownSchema for bad
+// input, and appends nothing then. Strings in the result do not alias msg.
+// Decode never panics on bad input.
+func (d *Decoder) Decode(dst []Flow, msg []byte) (out []Flow, err error) {
+	if err := scanStream(msg); err != nil {
+		return dst, err
+	}
+	n0 := len(dst)
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = dst[:n0], fmt.Errorf("%w: corrupt stream: %v", ErrNotArrow, r)
+		}
+	}()
+	mem := &limitAllocator{left: 16<<20 + 512*len(msg)}
+	r, err := ipc.NewReader(bytes.NewReader(msg), ipc.WithAllocator(mem),
+		ipc.WithMetadataSizeLimit(int64(len(msg))), ipc.WithBodySizeLimit(int64(len(msg))))
+	if err != nil {
+		return dst, fmt.Errorf("%w: read schema: %v", ErrNotArrow, err)
+	}
+	defer r.Release()
+	if err := d.checkSchema(r.Schema()); err != nil {
+		return dst, err
+	}
+	for r.Next() {
+		rec := r.RecordBatch()
+		if dst, err = decodeBatch(dst, rec); err != nil {
+			return dst[:n0], err
+		}
+	}
+	if err := r.Err(); err != nil {
+		return dst[:n0], fmt.Errorf("%w: read record batch: %v", ErrNotArrow, err)
+	}
+	return dst, nil
+}
+
+func (d *Decoder) checkSchema(s *arrow.Schema) error {
+	md := s.Metadata()
+	i := md.FindKey(SchemaMetadataKey)
+	if i < 0 {
+		return fmt.Errorf("%w: schema metadata has no %q key", ErrUnknownSchema, SchemaMetadataKey)
+	}
+	if v := md.Values()[i]; v != SchemaVersion {
+		return fmt.Errorf("%w: %q (this decoder reads %q)", ErrUnknownSchema, v, SchemaVersion)
+	}
+	if !s.Equal(d.schema) {
+		return fmt.Errorf("%w: %s columns differ from this build's", ErrUnknownSchema, SchemaVersion)
+	}
+	return nil
+}
+
+// scanStream checks the framing of an Arrow IPC stream before Arrow reads
+// it: continuation markers, metadata and body lengths within msg, and an
+// end-of-stream marker exactly at the end. It tells a cut-off stream
+// (ErrTruncated) from bytes that are not an Arrow stream (ErrNotArrow), and
+// keeps the Arrow reader from trusting lengths the message cannot hold.
+func scanStream(msg []byte) error {
+	if len(msg) == 0 {
+		return fmt.Errorf("%w: empty message", ErrNotArrow)
+	}
+	var cont = []byte{0xff, 0xff, 0xff, 0xff}
+	messages := 0
+	for pos := 0; ; {
+		rest := msg[pos:]
+		if len(rest) < 8 {
+			if len(rest) >= 4 && !bytes.Equal(rest[:4], cont) || len(rest) < 4 && !bytes.Equal(rest, cont[:len(rest)]) {
+				return fmt.Errorf("%w: no continuation marker at offset %d", ErrNotArrow, pos)
+			}
+			return fmt.Errorf("%w: stream ends at offset %d without end-of-stream marker", ErrTruncated, len(msg))
+		}
+		if !bytes.Equal(rest[:4], cont) {
+			return fmt.Errorf("%w: no continuation marker at offset %d", ErrNotArrow, pos)
+		}
+		mlen := int64(int32(binary.LittleEndian.Uint32(rest[4:8])))
+		if mlen == 0 {
+			if len(rest) != 8 {
+				return fmt.Errorf("%w: %d bytes after end-of-stream marker", ErrNotArrow, len(rest)-8)
+			}
+			if messages < 2 {
+				return fmt.Errorf("%w: stream holds no record batch", ErrNotArrow)
+			}
+			return nil
+		}
+		if mlen < 0 {
+			return fmt.Errorf("%w: negative metadata length at offset %d", ErrNotArrow, pos)
+		}
+		if 8+mlen > int64(len(rest)) {
+			return fmt.Errorf("%w: message at offset %d needs %d metadata bytes, %d left", ErrTruncated, pos, mlen, len(rest)-8)
+		}
+		meta := rest[8 : 8+mlen]
+		body, ok := fbBodyLength(meta)
+		if !ok || body < 0 {
+			return fmt.Errorf("%w: malformed message metadata at offset %d", ErrNotArrow, pos)
+		}
+		typ, ok := checkMessage(meta)
+		if !ok {
+			return fmt.Errorf("%w: malformed message metadata at offset %d", ErrNotArrow, pos)
+		}
+		if (messages == 0) != (typ == 1) {
+			return fmt.Errorf("%w: message %d at offset %d has header type %d", ErrNotArrow, messages, pos, typ)
+		}
+		if body > int64(len(rest))-8-mlen {
+			return fmt.Errorf("%w: message at offset %d needs %d body bytes, %d left", ErrTruncated, pos, body, int64(len(rest))-8-mlen)
+		}
+		pos += int(8 + mlen + body)
+		messages++
+	}
+}
+
+// fbBodyLength reads Message.bodyLength (field 3, int64) from an Arrow IPC
+// message flatbuffer, with every offset bounds-checked.
+func fbBodyLength(b []byte) (int64, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	t := int64(binary.LittleEndian.Uint32(b))
+	if t+4 > int64(len(b)) {
+		return 0, false
+	}
+	vt := t - int64(int32(binary.LittleEndian.Uint32(b[t:])))
+	if vt < 0 || vt+4 > int64(len(b)) {
+		return 0, false
+	}
+	vtLen := int64(binary.LittleEndian.Uint16(b[vt:]))
+	const slot = 4 + 2*3
+	if vtLen < slot+2 {
+		return 0, true // field absent: default 0
+	}
+	if vt+slot+2 > int64(len(b)) {
+		return 0, false
+	}
+	o := int64(binary.LittleEndian.Uint16(b[vt+slot:]))
+	if o == 0 {
+		return 0, true
+	}
+	if t+o+8 > int64(len(b)) {
+		return 0, false
+	}
+	return int64(binary.LittleEndian.Uint64(b[t+o:])), true
+}
+
+// limitAllocator is Arrow's Go allocator with a budget, so a message that
+// claims absurd decompressed sizes fails instead of exhausting memory.
+type limitAllocator struct {
+	left int
+}
+
+var errAllocBudget = errors.New("message claims more decompressed bytes than it can hold")
+
+func (a *limitAllocator) Allocate(size int) []byte {
+	if size < 0 || size > a.left {
+		panic(errAllocBudget)
+	}
+	a.left -= size
+	return make([]byte, size)
+}
+
+func (a *limitAllocator) Reallocate(size int, b []byte) []byte {
+	if size <= cap(b) {
+		return b[:size]
+	}
+	nb := a.Allocate(size)
+	copy(nb, b)
+	return nb
+}
+
+func (a *limitAllocator) Free([]byte) {}
+
+var _ memory.Allocator = (*limitAllocator)(nil)
+
+// corrupt reports a column whose buffers do not hold what its length claims.
+func corrupt(col int, what string) error {
+	return fmt.Errorf("%w: corrupt column %d: %s", ErrNotArrow, col, what)
+}
+
+func buf(d arrow.ArrayData, i int) []byte {
+	bs := d.Buffers()
+	if i >= len(bs) || bs[i] == nil {
+		return nil
+	}
+	return bs[i].Bytes()
+}
+
+// fixedVals returns the n values of a fixed-width column.
+func fixedVals[T any](d arrow.ArrayData, col, n int) ([]T, error) {
+	var z T
+	size := int(unsafe.Sizeof(z))
+	b := buf(d, 1)
+	if d.Len() != n || d.Offset() != 0 || len(b) < n*size {
+		return nil, corrupt(col, "values buffer too short")
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%unsafe.Alignof(z) != 0 {
+		return nil, corrupt(col, "misaligned values buffer")
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n), nil
+}
+
+// validBits returns the validity bitmap of a column, nil when no value is null.
+func validBits(d arrow.ArrayData, col, n int) ([]byte, error) {
+	if d.NullN() == 0 {
+		return nil, nil
+	}
+	b := buf(d, 0)
+	if len(b) < (n+7)/8 {
+		return nil, corrupt(col, "validity bitmap too short")
+	}
+	return b, nil
+}
+
+func isValid(bits []byte, i int) bool { return bits == nil || bits[i>>3]&(1<<(i&7)) != 0 }
+
+// strVals is a decoded utf8/binary column: every value is a substring of all.
+type strVals struct {
+	offs []int32
+	base int32
+	all  string
+}
+
+func (s *strVals) get(i int) string { return s.all[s.offs[i]-s.base : s.offs[i+1]-s.base] }
+
+func decodeStrings(d arrow.ArrayData, col, n int) (strVals, error) {
+	if d.Len() != n || d.Offset() != 0 {
+		return strVals{}, corrupt(col, "length differs from the record batch")
+	}
+	ob := buf(d, 1)
+	if n == 0 && len(ob) == 0 {
+		return strVals{offs: []int32{0}}, nil
+	}
+	if len(ob) < 4*(n+1) || uintptr(unsafe.Pointer(&ob[0]))%4 != 0 {
+		return strVals{}, corrupt(col, "offsets buffer too short or misaligned")
+	}
+	offs := unsafe.Slice((*int32)(unsafe.Pointer(&ob[0])), n+1)
+	data := buf(d, 2)
+	if offs[0] < 0 || int(offs[n]) > len(data) {
+		return strVals{}, corrupt(col, "offsets out of range")
+	}
+	for i := 0; i < n; i++ {
+		if offs[i] > offs[i+1] {
+			return strVals{}, corrupt(col, "offsets decrease")
+		}
+	}
+	return strVals{offs: offs, base: offs[0], all: string(data[offs[0]:offs[n]])}, nil
+}
+
+// listOffsets validates the offsets of a list column against its child length.
+func listOffsets(d arrow.ArrayData, col, n, childLen int) ([]int32, error) {
+	if d.Len() != n || d.Offset() != 0 {
+		return nil, corrupt(col, "length differs from the record batch")
+	}
+	ob := buf(d, 1)
+	if n == 0 && len(ob) == 0 {
+		return []int32{0}, nil
+	}
+	if len(ob) < 4*(n+1) || uintptr(unsafe.Pointer(&ob[0]))%4 != 0 {
+		return nil, corrupt(col, "list offsets too short or misaligned")
+	}
+	offs := unsafe.Slice((*int32)(unsafe.Pointer(&ob[0])), n+1)
+	if offs[0] < 0 || int(offs[n]) > childLen {
+		return nil, corrupt(col, "list offsets out of range")
+	}
+	for i := 0; i < n; i++ {
+		if offs[i] > offs[i+1] {
+			return nil, corrupt(col, "list offsets decrease")
+		}
+	}
+	return offs, nil
+}
+
+// strLists is a decoded list<utf8> column: row i is vals[offs[i]:offs[i+1]],
+// or nil where the list is null.
+type strLists struct {
+	offs  []int32
+	valid []byte
+	vals  []string
+}
+
+func (s *strLists) get(i int) []string {
+	if !isValid(s.valid, i) {
+		return nil
+	}
+	lo, hi := s.offs[i], s.offs[i+1]
+	return s.vals[lo:hi:hi]
+}
+
+func decodeStrLists(d arrow.ArrayData, col, n int) (strLists, error) {
+	ch := d.Children()
+	if len(ch) != 1 {
+		return strLists{}, corrupt(col, "list without child")
+	}
+	child, err := decodeStrings(ch[0], col, ch[0].Len())
+	if err != nil {
+		return strLists{}, err
+	}
+	offs, err := listOffsets(d, col, n, ch[0].Len())
+	if err != nil {
+		return strLists{}, err
+	}
+	valid, err := validBits(d, col, n)
+	if err != nil {
+		return strLists{}, err
+	}
+	// Non-nil even when empty, so an empty (not null) list decodes as an
+	// empty non-nil slice.
+	vals := make([]string, int(offs[n]-offs[0]))
+	for j := range vals {
+		vals[j] = child.get(int(offs[0]) + j)
+	}
+	base := offs[0]
+	if base != 0 {
+		o := make([]int32, n+1)
+		for i := range o {
+			o[i] = offs[i] - base
+		}
+		offs = o
+	}
+	return strLists{offs: offs, valid: valid, vals: vals}, nil
+}
+
+// enumVals is a decoded dictionary column: row i is nums[idx[i]].
+type enumVals struct {
+	idx  []int16
+	nums []int32
+}
+
+func decodeEnum(d arrow.ArrayData, col, n int) (enumVals, error) {
+	dict := d.Dictionary()
+	if dict == nil {
+		return enumVals{}, corrupt(col, "dictionary missing")
+	}
+	names, err := decodeStrings(dict, col, dict.Len())
+	if err != nil {
+		return enumVals{}, err
+	}
+	_, values := enumMaps(col)
+	nums := make([]int32, dict.Len())
+	for j := range nums {
+		v, ok := enumParse(values, names.get(j))
+		if !ok {
+			return enumVals{}, corrupt(col, fmt.Sprintf("unknown enum name %q", names.get(j)))
+		}
+		nums[j] = v
+	}
+	if d.NullN() != 0 {
+		return enumVals{}, corrupt(col, "null enum value")
+	}
+	idx, err := fixedVals[int16](d, col, n)
+	if err != nil {
+		return enumVals{}, err
+	}
+	for _, x := range idx {
+		if x < 0 || int(x) >= len(nums) {
+			return enumVals{}, corrupt(col, "dictionary index out of range")
+		}
+	}
+	return enumVals{idx: idx, nums: nums}, nil
+}
+
+func (e *enumVals) get(i int) int32 { return e.nums[e.idx[i]] }
+
+// histVals is the decoded latency_hist column.
+type histVals struct {
+	offs  []int32
+	valid []byte
+	vals  []Bucket
+}
+
+func (h *histVals) get(i int) Histogram {
+	if !isValid(h.valid, i) {
+		return nil
+	}
+	lo, hi := h.offs[i], h.offs[i+1]
+	return Histogram(h.vals[lo:hi:hi])
+}
+
+func decodeHist(d arrow.ArrayData, col, n int) (histVals, error) {
+	ch := d.Children()
+	if len(ch) != 1 || len(ch[0].Children()) != 2 {
+		return histVals{}, corrupt(col, "histogram list without struct child")
+	}
+	st := ch[0]
+	m := st.Len()
+	if st.NullN() != 0 || st.Offset() != 0 {
+		return histVals{}, corrupt(col, "null or offset histogram entry")
+	}
+	bk, err := fixedVals[int16](st.Children()[0], col, m)
+	if err != nil {
+		return histVals{}, err
+	}
+	cn, err := fixedVals[int64](st.Children()[1], col, m)
+	if err != nil {
+		return histVals{}, err
+	}
+	offs, err := listOffsets(d, col, n, m)
+	if err != nil {
+		return histVals{}, err
+	}
+	valid, err := validBits(d, col, n)
+	if err != nil {
+		return histVals{}, err
+	}
+	base := offs[0]
+	vals := make([]Bucket, int(offs[n]-base))
+	for j := range vals {
+		vals[j] = Bucket{Index: bk[int(base)+j], Count: cn[int(base)+j]}
+	}
+	if base != 0 {
+		o := make([]int32, n+1)
+		for i := range o {
+			o[i] = offs[i] - base
+		}
+		offs = o
+	}
+	return histVals{offs: offs, valid: valid, vals: vals}, nil
+}
+
+// ipVals is a decoded src_ip/dst_ip column.
+type ipVals struct {
+	s     strVals
+	valid []byte
+}
+
+func decodeIPs(d arrow.ArrayData, col, n int) (ipVals, error) {
+	s, err := decodeStrings(d, col, n)
+	if err != nil {
+		return ipVals{}, err
+	}
+	valid, err := validBits(d, col, n)
+	if err != nil {
+		return ipVals{}, err
+	}
+	for i := 0; i < n; i++ {
+		if l := s.offs[i+1] - s.offs[i]; isValid(valid, i) && l != 4 && l != 16 {
+			return ipVals{}, corrupt(col, fmt.Sprintf("IP address of %d bytes", l))
+		}
+	}
+	return ipVals{s: s, valid: valid}, nil
+}
+
+func (p *ipVals) get(i int) netip.Addr {
+	if !isValid(p.valid, i) {
+		return netip.Addr{}
+	}
+	b := p.s.all[p.s.offs[i]-p.s.base : p.s.offs[i+1]-p.s.base]
+	if len(b) == 4 {
+		return netip.AddrFrom4([4]byte{b[0], b[1], b[2], b[3]})
+	}
+	var a [16]byte
+	copy(a[:], b)
+	return netip.AddrFrom16(a)
+}
+
+// batchCols holds every decoded column of one record batch.
+type batchCols struct {
+	time, firstSeen, lastSeen    []int64
+	timeV, firstSeenV, lastSeenV []byte
+	uuid, node                   strVals
+	verdict, dropReason, dir     enumVals
+	obsPoint, ipVersion          enumVals
+	l7Type, l7Proto              enumVals
+	eventType, eventSubType      []int32
+	isReply, isReplyV            []byte
+	srcIP, dstIP                 ipVals
+	srcPort, dstPort, tcpFlags   []uint16
+	l4, icmpType, icmpCode       []uint8
+	epID, epIdentity             [2][]uint32
+	epStr                        [2][5]strVals // cluster, namespace, pod, workload, kind
+	epLabels                     [2]strLists
+	svc                          [4]strVals
+	srcNames, dstNames           strLists
+	bytesFwd, bytesRev           []uint64
+	pktsFwd, pktsRev             []uint64
+	count, latency               []uint64
+	hist                         histVals
+	ifIndex                      []uint32
+	ifName                       strVals
+	httpMethod, httpURL          strVals
+	httpProto                    strVals
+	httpStatus                   []uint32
+	httpHeaders                  strLists
+	dnsQuery, dnsObsSource       strVals
+	dnsRCode, dnsTTL             []uint32
+	dnsQTypes, dnsRRTypes        strLists
+	dnsIPs, dnsCNAMEs            strLists
+	kafkaAPIKey, kafkaTopic      strVals
+	kafkaClientID                strVals
+	kafkaAPIVersion, kafkaCorrID []int32
+	kafkaErrorCode               []int32
+}
+
+// columnDecoder collects the first error of a sequence of column decodes.
+type columnDecoder struct {
+	cols []arrow.ArrayData
+	n    int
+	err  error
+}
+
+func (c *columnDecoder) strs(col int) strVals {
+	if c.err != nil {
+		return strVals{}
+	}
+	v, err := decodeStrings(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) lists(col int) strLists {
+	if c.err != nil {
+		return strLists{}
+	}
+	v, err := decodeStrLists(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) enum(col int) enumVals {
+	if c.err != nil {
+		return enumVals{}
+	}
+	v, err := decodeEnum(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) ips(col int) ipVals {
+	if c.err != nil {
+		return ipVals{}
+	}
+	v, err := decodeIPs(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) valid(col int) []byte {
+	if c.err != nil {
+		return nil
+	}
+	v, err := validBits(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func fixedCol[T any](c *columnDecoder, col int) []T {
+	if c.err != nil {
+		return nil
+	}
+	v, err := fixedVals[T](c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func decodeBatch(dst []Flow, rec arrow.RecordBatch) ([]Flow, error) {
+	n := int(rec.NumRows())
+	if int64(n) != rec.NumRows() || n < 0 {
+		return dst, fmt.Errorf("%w: record batch of %d rows", ErrNotArrow, rec.NumRows())
+	}
+	cd := &columnDecoder{cols: make([]arrow.ArrayData, numCols), n: n}
+	for i := range cd.cols {
+		cd.cols[i] = rec.Column(i).Data()
+	}
+	var b batchCols
+	b.time, b.timeV = fixedCol[int64](cd, colTime), cd.valid(colTime)
+	b.uuid, b.node = cd.strs(colUUID), cd.strs(colNodeName)
+	b.verdict, b.dropReason, b.dir, b.obsPoint = cd.enum(colVerdict), cd.enum(colDropReason), cd.enum(colDirection), cd.enum(colObsPoint)
+	b.eventType, b.eventSubType = fixedCol[int32](cd, colEventType), fixedCol[int32](cd, colEventSubType)
+	b.isReplyV = cd.valid(colIsReply)
+	if cd.err == nil {
+		if rb := buf(cd.cols[colIsReply], 1); len(rb) < (n+7)/8 {
+			cd.err = corrupt(colIsReply, "values buffer too short")
+		} else {
+			b.isReply = rb
+		}
+	}
+	b.ipVersion = cd.enum(colIPVersion)
+	b.srcIP, b.dstIP = cd.ips(colSrcIP), cd.ips(colDstIP)
+	b.srcPort, b.dstPort = fixedCol[uint16](cd, colSrcPort), fixedCol[uint16](cd, colDstPort)
+	b.l4, b.tcpFlags = fixedCol[uint8](cd, colL4Protocol), fixedCol[uint16](cd, colTCPFlags)
+	b.icmpType, b.icmpCode = fixedCol[uint8](cd, colICMPType), fixedCol[uint8](cd, colICMPCode)
+	for s, base := range [2]int{colSrcID, colDstID} {
+		b.epID[s] = fixedCol[uint32](cd, base)
+		b.epIdentity[s] = fixedCol[uint32](cd, base+1)
+		for k := range 5 {
+			b.epStr[s][k] = cd.strs(base + 2 + k)
+		}
+		b.epLabels[s] = cd.lists(base + 7)
+	}
+	for k := range b.svc {
+		b.svc[k] = cd.strs(colSrcSvcNamespace + k)
+	}
+	b.srcNames, b.dstNames = cd.lists(colSrcNames), cd.lists(colDstNames)
+	b.bytesFwd, b.bytesRev = fixedCol[uint64](cd, colBytesFwd), fixedCol[uint64](cd, colBytesRev)
+	b.pktsFwd, b.pktsRev = fixedCol[uint64](cd, colPacketsFwd), fixedCol[uint64](cd, colPacketsRev)
+	b.firstSeen, b.firstSeenV = fixedCol[int64](cd, colFirstSeen), cd.valid(colFirstSeen)
+	b.lastSeen, b.lastSeenV = fixedCol[int64](cd, colLastSeen), cd.valid(colLastSeen)
+	b.count, b.latency = fixedCol[uint64](cd, colCount), fixedCol[uint64](cd, colLatency)
+	if cd.err == nil {
+		b.hist, cd.err = decodeHist(cd.cols[colLatencyHist], colLatencyHist, n)
+	}
+	b.ifIndex, b.ifName = fixedCol[uint32](cd, colIfIndex), cd.strs(colIfName)
+	b.l7Type, b.l7Proto = cd.enum(colL7Type), cd.enum(colL7Protocol)
+	b.httpMethod, b.httpURL = cd.strs(colHTTPMethod), cd.strs(colHTTPURL)
+	b.httpStatus, b.httpProto = fixedCol[uint32](cd, colHTTPStatus), cd.strs(colHTTPProtocol)
+	b.httpHeaders = cd.lists(colHTTPHeaders)
+	b.dnsQuery, b.dnsRCode = cd.strs(colDNSQuery), fixedCol[uint32](cd, colDNSRCode)
+	b.dnsQTypes, b.dnsRRTypes, b.dnsIPs = cd.lists(colDNSQTypes), cd.lists(colDNSRRTypes), cd.lists(colDNSIPs)
+	b.dnsTTL, b.dnsCNAMEs = fixedCol[uint32](cd, colDNSTTL), cd.lists(colDNSCNAMEs)
+	b.dnsObsSource = cd.strs(colDNSObsSource)
+	b.kafkaAPIKey = cd.strs(colKafkaAPIKey)
+	b.kafkaAPIVersion, b.kafkaCorrID = fixedCol[int32](cd, colKafkaAPIVersion), fixedCol[int32](cd, colKafkaCorrelationID)
+	b.kafkaTopic, b.kafkaErrorCode = cd.strs(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
+	b.kafkaClientID = cd.strs(colKafkaClientID)
+	if cd.err != nil {
+		return dst, cd.err
+	}
+
+	base := len(dst)
+	dst = slices.Grow(dst, n)[:base+n]
+	for i := 0; i < n; i++ {
+		b.row(&dst[base+i], i)
+	}
+	return dst, nil
+}
+
+func timeAt(vals []int64, valid []byte, i int) int64 {
+	if !isValid(valid, i) {
+		return 0
+	}
+	return vals[i]
+}
+
+func endpointAt(b *batchCols, s, i int) Endpoint {
+	st := &b.epStr[s]
+	return Endpoint{
+		ID:           b.epID[s][i],
+		Identity:     b.epIdentity[s][i],
+		ClusterName:  st[0].get(i),
+		Namespace:    st[1].get(i),
+		PodName:      st[2].get(i),
+		Workload:     st[3].get(i),
+		WorkloadKind: st[4].get(i),
+		Labels:       b.epLabels[s].get(i),
+	}
+}
+
+// row fills f from row i; it writes every field of f.
+func (b *batchCols) row(f *Flow, i int) {
+	isReply := Unknown
+	if isValid(b.isReplyV, i) {
+		isReply = False
+		if b.isReply[i>>3]&(1<<(i&7)) != 0 {
+			isReply = True
+		}
+	}
+	*f = Flow{
+		TimeNs:           timeAt(b.time, b.timeV, i),
+		UUID:             b.uuid.get(i),
+		NodeName:         b.node.get(i),
+		Verdict:          flowpb.Verdict(b.verdict.get(i)),
+		DropReason:       flowpb.DropReason(b.dropReason.get(i)),
+		Direction:        flowpb.TrafficDirection(b.dir.get(i)),
+		ObservationPoint: flowpb.TraceObservationPoint(b.obsPoint.get(i)),
+		EventType:        b.eventType[i],
+		EventSubType:     b.eventSubType[i],
+		IsReply:          isReply,
+		IPVersion:        flowpb.IPVersion(b.ipVersion.get(i)),
+		SrcIP:            b.srcIP.get(i),
+		DstIP:            b.dstIP.get(i),
+		SrcPort:          b.srcPort[i],
+		DstPort:          b.dstPort[i],
+		L4Protocol:       b.l4[i],
+		TCPFlags:         TCPFlags(b.tcpFlags[i]),
+		ICMPType:         b.icmpType[i],
+		ICMPCode:         b.icmpCode[i],
+		Src:              endpointAt(b, 0, i),
+		Dst:              endpointAt(b, 1, i),
+		SrcService:       Service{Namespace: b.svc[0].get(i), Name: b.svc[1].get(i)},
+		DstService:       Service{Namespace: b.svc[2].get(i), Name: b.svc[3].get(i)},
+		SrcNames:         b.srcNames.get(i),
+		DstNames:         b.dstNames.get(i),
+		BytesFwd:         b.bytesFwd[i],
+		BytesRev:         b.bytesRev[i],
+		PacketsFwd:       b.pktsFwd[i],
+		PacketsRev:       b.pktsRev[i],
+		FirstSeenNs:      timeAt(b.firstSeen, b.firstSeenV, i),
+		LastSeenNs:       timeAt(b.lastSeen, b.lastSeenV, i),
+		Count:            b.count[i],
+		LatencyNs:        b.latency[i],
+		LatencyHist:      b.hist.get(i),
+		IfIndex:          b.ifIndex[i],
+		IfName:           b.ifName.get(i),
+		L7: L7{
+			Type:                 flowpb.L7FlowType(b.l7Type.get(i)),
+			Protocol:             L7Protocol(b.l7Proto.get(i)),
+			HTTPMethod:           b.httpMethod.get(i),
+			HTTPURL:              b.httpURL.get(i),
+			HTTPStatus:           b.httpStatus[i],
+			HTTPProtocol:         b.httpProto.get(i),
+			HTTPHeaders:          b.httpHeaders.get(i),
+			DNSQuery:             b.dnsQuery.get(i),
+			DNSRCode:             b.dnsRCode[i],
+			DNSQTypes:            b.dnsQTypes.get(i),
+			DNSRRTypes:           b.dnsRRTypes.get(i),
+			DNSIPs:               b.dnsIPs.get(i),
+			DNSTTL:               b.dnsTTL[i],
+			DNSCNAMEs:            b.dnsCNAMEs.get(i),
+			DNSObservationSource: b.dnsObsSource.get(i),
+			KafkaAPIKey:          b.kafkaAPIKey.get(i),
+			KafkaAPIVersion:      b.kafkaAPIVersion[i],
+			KafkaCorrelationID:   b.kafkaCorrID[i],
+			KafkaTopic:           b.kafkaTopic.get(i),
+			KafkaErrorCode:       b.kafkaErrorCode[i],
+			KafkaClientID:        b.kafkaClientID.get(i),
+		},
+	}
+}
