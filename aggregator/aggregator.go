@@ -1,0 +1,310 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/parquet"
+)
+
+// Message is one bus message as the aggregator sees it: a Kafka record or
+// a NATS JetStream message mapped onto (partition, offset).
+type Message struct {
+	Partition int32
+	Offset    int64 // Kafka offset, or NATS stream sequence; increasing within a partition
+	Key       []byte
+	Value     []byte
+	Headers   map[string]string // flowbus-schema is checked before decoding
+	Time      time.Time         // broker timestamp; event time of flows without one
+}
+
+// DeadLetter receives a copy of every bad message with the reason label
+// (BadNotArrow, BadTruncated, BadUnknownSchema, BadOther) and the error.
+// An error from it stops the aggregator: the message is not committed.
+type DeadLetter func(ctx context.Context, m Message, reason string, cause error) error
+
+// Bad-message reasons (label of flowbus_aggregator_bad_messages_total).
+const (
+	BadNotArrow      = "not_arrow"
+	BadTruncated     = "truncated"
+	BadUnknownSchema = "unknown_schema"
+	BadOther         = "invalid"
+)
+
+// errNotAssigned is returned for a message of a partition not assigned.
+var errNotAssigned = errors.New("partition not assigned")
+
+// Aggregator turns bus messages into Parquet rollups with the commit
+// protocol of the package doc. It is driven by one goroutine (a consumer
+// loop): not safe for concurrent use.
+type Aggregator struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	dlq     DeadLetter
+	dec     *schemas.Decoder
+	tpl     *templater
+	flows   []schemas.Flow
+	parts   map[int32]*partition
+	window  int64
+	late    int64
+	opts    parquet.Options
+	hook    func(point string) error // tests: crash injection
+	decode  func(dst []schemas.Flow, msg []byte) ([]schemas.Flow, error)
+	written int
+}
+
+// New returns an Aggregator. reg receives the flowbus_aggregator_* metrics
+// (nil: not registered). Bad messages are only counted and logged until
+// SetDeadLetter is called; RunKafka and RunNATS set it to their transport.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("aggregator config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Aggregator{
+		cfg: cfg, log: log, m: m,
+		dec:    schemas.NewDecoder(),
+		tpl:    newTemplater(cfg.RouteMaxLen, cfg.RouteTemplates),
+		parts:  make(map[int32]*partition),
+		window: int64(cfg.Window), late: int64(cfg.Lateness),
+		opts: parquet.Options{RowGroupRows: cfg.RowGroupRows, NoSync: cfg.NoSync},
+	}
+	a.decode = a.dec.Decode
+	return a, nil
+}
+
+// SetDeadLetter sets where bad messages are copied.
+func (a *Aggregator) SetDeadLetter(dlq DeadLetter) { a.dlq = dlq }
+
+// Drop forgets partitions without writing anything: for partitions lost
+// without a clean handover, whose offsets can no longer be committed. Their
+// next owner re-reads from the last committed offset.
+func (a *Aggregator) Drop(parts ...int32) {
+	for _, p := range parts {
+		delete(a.parts, p)
+	}
+	a.m.partitions.Set(float64(len(a.parts)))
+	a.m.openWindows.Set(float64(a.openBuckets()))
+}
+
+// Assign starts consuming partitions: it scans the output directory for
+// the files already committed for them (so that records re-read after a
+// crash or a rebalance are not written twice) and deletes what an
+// interrupted commit left. Partitions already assigned are left as they are.
+func (a *Aggregator) Assign(parts ...int32) error {
+	want := make(map[int32]bool)
+	for _, p := range parts {
+		if a.parts[p] == nil {
+			want[p] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	committed, err := scan(a.cfg.Out, want)
+	if err != nil {
+		return fmt.Errorf("assign partitions: %w", err)
+	}
+	for p := range want {
+		a.parts[p] = newPartition(p, committed[p])
+	}
+	a.m.partitions.Set(float64(len(a.parts)))
+	return nil
+}
+
+// Assigned returns the assigned partitions in order.
+func (a *Aggregator) Assigned() []int32 {
+	ps := make([]int32, 0, len(a.parts))
+	for p := range a.parts {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// Process consumes one message. Messages of a partition must come in
+// offset order; a message at an offset already processed is ignored. A bad
+// message is counted, handed to the dead-letter function and skipped. An
+// error means the aggregator cannot go on safely (a file could not be
+// written, the dead-letter copy failed): the caller must stop without
+// committing.
+func (a *Aggregator) Process(ctx context.Context, m Message) error {
+	ps := a.parts[m.Partition]
+	if ps == nil {
+		return fmt.Errorf("message at offset %d of partition %d: %w", m.Offset, m.Partition, errNotAssigned)
+	}
+	if ps.started && m.Offset < ps.next {
+		return nil
+	}
+	ps.started = true
+	a.m.messages.Inc()
+	var err error
+	if v, ok := m.Headers[schemas.HeaderSchema]; ok && v != schemas.SchemaVersion {
+		err = fmt.Errorf("%w: header %s=%q", schemas.ErrUnknownSchema, schemas.HeaderSchema, v)
+	} else {
+		a.flows, err = a.decode(a.flows[:0], m.Value)
+	}
+	if err != nil {
+		ps.next = m.Offset + 1
+		return a.bad(ctx, m, err)
+	}
+	err = a.processFlows(ps, m, a.flows)
+	clear(a.flows) // drop references to decoded strings
+	return err
+}
+
+// processFlows folds the decoded flows of message m into ps and writes the
+// windows the watermark passed.
+func (a *Aggregator) processFlows(ps *partition, m Message, flows []schemas.Flow) error {
+	a.m.flows.Add(float64(len(flows)))
+	closed := ps.add(a, flows, m)
+	ps.next = m.Offset + 1
+	if closed {
+		if err := a.writeClosed(ps, false); err != nil {
+			return err
+		}
+	}
+	if a.hook != nil {
+		return a.hook("message")
+	}
+	return nil
+}
+
+func (a *Aggregator) bad(ctx context.Context, m Message, cause error) error {
+	reason := BadOther
+	switch {
+	case errors.Is(cause, schemas.ErrNotArrow):
+		reason = BadNotArrow
+	case errors.Is(cause, schemas.ErrTruncated):
+		reason = BadTruncated
+	case errors.Is(cause, schemas.ErrUnknownSchema):
+		reason = BadUnknownSchema
+	}
+	a.m.bad.WithLabelValues(reason).Inc()
+	a.log.Warn("bad message", "partition", m.Partition, "offset", m.Offset, "reason", reason, "err", cause)
+	if a.dlq == nil {
+		return nil
+	}
+	if err := a.dlq(ctx, m, reason, cause); err != nil {
+		return fmt.Errorf("dead-letter message at offset %d of partition %d: %w", m.Offset, m.Partition, err)
+	}
+	a.m.deadLettered.Inc()
+	return nil
+}
+
+// CommitOffset returns the offset to commit for partition p (the next
+// offset to read after a restart): the first offset of the oldest window
+// not yet written, or, with none open, the offset after the last message
+// processed. ok is false if p is not assigned or nothing was processed.
+func (a *Aggregator) CommitOffset(p int32) (offset int64, ok bool) {
+	ps := a.parts[p]
+	if ps == nil || !ps.started {
+		return 0, false
+	}
+	return ps.commitOffset(), true
+}
+
+// Committed tells the aggregator that the transport committed its offsets;
+// it only runs the test hook.
+func (a *Aggregator) Committed() error {
+	a.m.commits.Inc()
+	if a.hook != nil {
+		return a.hook("committed")
+	}
+	return nil
+}
+
+// Release writes every open window of partitions parts (regular and late),
+// forgets them, and returns the offset to commit for each that processed
+// anything. Call it when partitions are revoked, and for all of them
+// (Assigned) on shutdown.
+func (a *Aggregator) Release(parts ...int32) (map[int32]int64, error) {
+	offs := make(map[int32]int64)
+	for _, p := range parts {
+		ps := a.parts[p]
+		if ps == nil {
+			continue
+		}
+		if err := a.writeClosed(ps, true); err != nil {
+			return offs, err
+		}
+		if ps.started {
+			offs[p] = ps.commitOffset()
+		}
+		delete(a.parts, p)
+	}
+	a.m.partitions.Set(float64(len(a.parts)))
+	return offs, nil
+}
+
+// writeClosed writes the buckets of ps whose window the watermark passed,
+// and every late bucket, or (all) every bucket. Files of one partition are
+// written in (window, late) order.
+func (a *Aggregator) writeClosed(ps *partition, all bool) error {
+	for _, bk := range ps.closable(a.window, all) {
+		b := ps.open[bk]
+		id := fileID{partition: ps.id, start: b.start, first: b.first, last: b.last, late: b.late}
+		if err := a.writeBucket(id, b); err != nil {
+			return err
+		}
+		delete(ps.open, bk)
+	}
+	a.m.openWindows.Set(float64(a.openBuckets()))
+	return nil
+}
+
+// writeBucket commits one bucket: the route file first, then the pair file,
+// which marks the bucket committed (see scan).
+func (a *Aggregator) writeBucket(id fileID, b *bucket) error {
+	if routes := b.routeRows(); len(routes) > 0 {
+		st, err := parquet.WriteFile(id.path(a.cfg.Out, RouteTable), routes, a.opts)
+		if err != nil {
+			return fmt.Errorf("write route rollup: %w", err)
+		}
+		a.m.filesWritten.WithLabelValues(RouteTable).Inc()
+		a.m.rowsWritten.WithLabelValues(RouteTable).Add(float64(st.Rows))
+		a.m.bytesWritten.WithLabelValues(RouteTable).Add(float64(st.Bytes))
+		if a.hook != nil {
+			if err := a.hook("route-written"); err != nil {
+				return err
+			}
+		}
+	}
+	pairs := b.pairRows()
+	st, err := parquet.WriteFile(id.path(a.cfg.Out, PairTable), pairs, a.opts)
+	if err != nil {
+		return fmt.Errorf("write pair rollup: %w", err)
+	}
+	a.m.filesWritten.WithLabelValues(PairTable).Inc()
+	a.m.rowsWritten.WithLabelValues(PairTable).Add(float64(st.Rows))
+	a.m.bytesWritten.WithLabelValues(PairTable).Add(float64(st.Bytes))
+	a.written++
+	a.log.Debug("bucket written", "file", id.name(), "flows", b.flows, "pairs", len(pairs))
+	if a.hook != nil {
+		return a.hook("written")
+	}
+	return nil
+}
+
+func (a *Aggregator) openBuckets() int {
+	n := 0
+	for _, ps := range a.parts {
+		n += len(ps.open)
+	}
+	return n
+}

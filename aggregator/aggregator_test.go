@@ -1,0 +1,237 @@
+package aggregator
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/flowbus/flowbus/schemas"
+)
+
+// memLog is an in-memory partitioned log standing in for the bus in the
+// tests that need no transport: message values are 8-byte indexes into
+// msgs, decoded by fakeDecode without Arrow.
+type memLog struct {
+	msgs  []genMessage
+	parts [][]int // per partition: indexes into msgs, in offset order
+}
+
+func newMemLog(msgs []genMessage, nparts int) *memLog {
+	l := &memLog{msgs: msgs, parts: make([][]int, nparts)}
+	for i, m := range msgs {
+		l.parts[m.partition] = append(l.parts[m.partition], i)
+	}
+	return l
+}
+
+func (l *memLog) message(p int32, off int64) Message {
+	v := binary.LittleEndian.AppendUint64(nil, uint64(l.parts[p][off]))
+	return Message{Partition: p, Offset: off, Value: v, Time: time.Unix(0, genStart)}
+}
+
+func (l *memLog) fakeDecode(dst []schemas.Flow, v []byte) ([]schemas.Flow, error) {
+	return append(dst, l.msgs[binary.LittleEndian.Uint64(v)].flows...), nil
+}
+
+var errCrash = errors.New("injected crash")
+
+// consume reads every partition of l from committed, interleaving the
+// partitions poll by poll (batch messages each) and committing after each
+// poll, as RunKafka does. It returns errCrash if the hook crashed it.
+func (l *memLog) consume(a *Aggregator, committed map[int32]int64, batch int) error {
+	ctx := context.Background()
+	a.decode = l.fakeDecode
+	var ps []int32
+	for p := range l.parts {
+		ps = append(ps, int32(p))
+	}
+	if err := a.Assign(ps...); err != nil {
+		return err
+	}
+	pos := make(map[int32]int64)
+	for p, off := range committed {
+		pos[p] = off
+	}
+	for {
+		progress := false
+		for _, p := range ps {
+			for i := 0; i < batch && pos[p] < int64(len(l.parts[p])); i++ {
+				if err := a.Process(ctx, l.message(p, pos[p])); err != nil {
+					return err
+				}
+				pos[p]++
+				progress = true
+			}
+		}
+		if !progress {
+			break
+		}
+		for _, p := range ps {
+			if off, ok := a.CommitOffset(p); ok {
+				committed[p] = off
+			}
+		}
+		if err := a.Committed(); err != nil {
+			return err
+		}
+	}
+	offs, err := a.Release(ps...)
+	if err != nil {
+		return err
+	}
+	for p, off := range offs {
+		committed[p] = off
+	}
+	return nil
+}
+
+func TestExactTotalsWithoutTransport(t *testing.T) {
+	g := generate(1, 200_000, 20*time.Minute, 1000)
+	l := newMemLog(split(g.flows, 4, 500), 4)
+	out := t.TempDir()
+	a, reg := newTestAggregator(t, Config{Out: out})
+	if err := l.consume(a, map[int32]int64{}, 3); err != nil {
+		t.Fatal(err)
+	}
+	checkExact(t, out, g)
+	checkQuantiles(t, out, g)
+	if got := counter(t, reg, "flowbus_aggregator_flow_rows_total"); got != float64(len(g.flows)) {
+		t.Errorf("flow_rows_total = %v, want %d", got, len(g.flows))
+	}
+	if got := counter(t, reg, "flowbus_aggregator_late_rows_total"); got < 150 {
+		t.Errorf("late_rows_total = %v, want about 200 of the generator's late records", got)
+	}
+}
+
+// TestCrashAndRestartKeepTotalsExact kills the aggregator (no write, no
+// commit) at random points — after a message, between a file's rename and
+// the offset commit, between the route and the pair file — and restarts it
+// from the committed offsets over the same output directory.
+func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
+	g := generate(2, 120_000, 15*time.Minute, 500)
+	l := newMemLog(split(g.flows, 3, 400), 3)
+	out := t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 7))
+	points := []string{"message", "written", "route-written", "committed"}
+	committed := map[int32]int64{}
+	crashes := 0
+	for run := 0; ; run++ {
+		if run > 40 {
+			t.Fatal("no run finished")
+		}
+		a, _ := newTestAggregator(t, Config{Out: out})
+		if crashes < 12 {
+			point := points[crashes%len(points)]
+			n := 1 + rng.IntN(map[string]int{"message": 100, "written": 4, "route-written": 4, "committed": 30}[point])
+			a.hook = func(p string) error {
+				if p == point {
+					if n--; n == 0 {
+						return errCrash
+					}
+				}
+				return nil
+			}
+		}
+		err := l.consume(a, committed, 2)
+		if errors.Is(err, errCrash) {
+			crashes++
+			// Leave what a kill in the middle of a write would: a temp file.
+			os.WriteFile(filepath.Join(out, ".p0-w0-o0-0.parquet.tmp"), []byte("torn"), 0o644)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if crashes < 10 {
+		t.Fatalf("only %d crashes injected", crashes)
+	}
+	checkExact(t, out, g)
+	checkQuantiles(t, out, g)
+}
+
+// TestLateRecordsGoToALaterFile follows one partition through the
+// watermark: a record for a written window lands in a "-late" file.
+func TestLateRecordsGoToALaterFile(t *testing.T) {
+	at := func(sec int64, bytes uint64) schemas.Flow {
+		return schemas.Flow{TimeNs: genStart + sec*int64(time.Second), Src: ep("a", "x"), Dst: ep("b", "y"),
+			L4Protocol: 17, DstPort: 53, BytesFwd: bytes, PacketsFwd: 1, Count: 1}
+	}
+	msgs := []genMessage{
+		{0, []schemas.Flow{at(5, 1), at(20, 2)}}, // window 0
+		{0, []schemas.Flow{at(75, 4)}},           // window 1; watermark 65 s closes window 0
+		{0, []schemas.Flow{at(30, 8)}},           // late for window 0
+		{0, []schemas.Flow{at(140, 16)}},         // window 2; watermark 130 s closes window 1, flushes the late one
+	}
+	l := newMemLog(msgs, 1)
+	out := t.TempDir()
+	a, reg := newTestAggregator(t, Config{Out: out})
+	committed := map[int32]int64{}
+	if err := l.consume(a, committed, 1); err != nil {
+		t.Fatal(err)
+	}
+	w := genStart / int64(time.Second)
+	want := []string{
+		"p0-w" + itoa(w) + "-o0-0.parquet",
+		"p0-w" + itoa(w) + "-o2-2-late.parquet",
+		"p0-w" + itoa(w+60) + "-o1-1.parquet",
+		"p0-w" + itoa(w+120) + "-o3-3.parquet",
+	}
+	if got := listNames(t, filepath.Join(out, PairTable)); !slices.Equal(got, want) {
+		t.Errorf("files = %v, want %v", got, want)
+	}
+	if got := counter(t, reg, "flowbus_aggregator_late_rows_total"); got != 1 {
+		t.Errorf("late_rows_total = %v, want 1", got)
+	}
+	if committed[0] != 4 {
+		t.Errorf("committed offset = %d, want 4", committed[0])
+	}
+}
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+func listNames(t *testing.T, root string) []string {
+	t.Helper()
+	var names []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			names = append(names, d.Name())
+		}
+		return nil
+	})
+	sort.Strings(names)
+	return names
+}
+
+// TestCommitOffsetNeverPassesOpenWindows checks the commit rule: the
+// committed offset is the first offset of the oldest unwritten window.
+func TestCommitOffsetNeverPassesOpenWindows(t *testing.T) {
+	at := func(sec int64) schemas.Flow {
+		return schemas.Flow{TimeNs: genStart + sec*int64(time.Second), Src: ep("a", "x"), Dst: ep("b", "y"), Count: 1}
+	}
+	msgs := []genMessage{{0, []schemas.Flow{at(1)}}, {0, []schemas.Flow{at(2)}}, {0, []schemas.Flow{at(61)}}, {0, []schemas.Flow{at(62)}}, {0, []schemas.Flow{at(80)}}}
+	l := newMemLog(msgs, 1)
+	a, _ := newTestAggregator(t, Config{Out: t.TempDir()})
+	a.decode = l.fakeDecode
+	if err := a.Assign(0); err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{0, 0, 0, 0, 2} // window 0 open until the watermark passes 60 s (record at 80 s)
+	for i := range msgs {
+		if err := a.Process(context.Background(), l.message(0, int64(i))); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := a.CommitOffset(0); got != want[i] {
+			t.Errorf("after offset %d: commit offset %d, want %d", i, got, want[i])
+		}
+	}
+}

@@ -1,0 +1,92 @@
+package aggregator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures an Aggregator. Zero durations and sizes take the
+// defaults below; Validate reports values that cannot work.
+type Config struct {
+	// Out is the output directory: <Out>/pair_rollup/date=…/hour=…/*.parquet
+	// and <Out>/route_rollup/…. Required.
+	Out string
+	// Window is the length of an event-time window (default 1 minute). It
+	// must divide a day, so that window starts are aligned the same way by
+	// every aggregator.
+	Window time.Duration
+	// Lateness is the allowed lateness (default 10 s): a window is written
+	// once the partition's watermark (latest event time seen minus Lateness)
+	// passes its end. Records for a written window go to a later file with
+	// late = true.
+	Lateness time.Duration
+	// RouteTemplates are user rules applied to HTTP paths after the built-in
+	// ones (query dropped, ids → {id}).
+	RouteTemplates []RouteTemplate
+	// RouteMaxLen caps the length of a route in bytes (default 128).
+	RouteMaxLen int
+	// MaxRoutesPerWorkload caps the distinct routes of one destination
+	// workload in one window of one partition (default 500); further routes
+	// are written as {other} and counted.
+	MaxRoutesPerWorkload int
+	// RowGroupRows caps Parquet row groups (default 122,880).
+	RowGroupRows int
+	// NoSync skips fsync (benchmarks only; breaks crash safety).
+	NoSync bool
+}
+
+// Defaults.
+const (
+	DefaultWindow               = time.Minute
+	DefaultLateness             = 10 * time.Second
+	DefaultRouteMaxLen          = 128
+	DefaultMaxRoutesPerWorkload = 500
+)
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Lateness == 0 {
+		c.Lateness = DefaultLateness
+	}
+	if c.RouteMaxLen == 0 {
+		c.RouteMaxLen = DefaultRouteMaxLen
+	}
+	if c.MaxRoutesPerWorkload == 0 {
+		c.MaxRoutesPerWorkload = DefaultMaxRoutesPerWorkload
+	}
+	return c
+}
+
+// Validate reports whether c (with defaults applied) can work.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.Out == "" {
+		errs = append(errs, errors.New("output directory is required"))
+	}
+	if c.Window < time.Second || c.Window%time.Second != 0 || (24*time.Hour)%c.Window != 0 {
+		errs = append(errs, fmt.Errorf("window %v must be whole seconds and divide 24h", c.Window))
+	}
+	if c.Lateness < 0 {
+		errs = append(errs, fmt.Errorf("lateness %v must not be negative", c.Lateness))
+	}
+	if c.RouteMaxLen < 8 {
+		errs = append(errs, fmt.Errorf("route max length %d must be at least 8", c.RouteMaxLen))
+	}
+	if c.MaxRoutesPerWorkload < 1 {
+		errs = append(errs, fmt.Errorf("max routes per workload %d must be at least 1", c.MaxRoutesPerWorkload))
+	}
+	if c.RowGroupRows < 0 {
+		errs = append(errs, fmt.Errorf("row group rows %d must not be negative", c.RowGroupRows))
+	}
+	for i, r := range c.RouteTemplates {
+		if r.Pattern == nil {
+			errs = append(errs, fmt.Errorf("route template %d has no pattern", i))
+		}
+	}
+	return errors.Join(errs...)
+}

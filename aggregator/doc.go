@@ -1,0 +1,112 @@
+// Package aggregator is flowbus's aggregator tier: it consumes the Arrow flow
+// batches of flowbus.flows.v1 (Kafka consumer group, RunKafka, or NATS
+// JetStream durable pull consumer, RunNATS), folds them into event-time
+// windows and writes per-pair and per-route rollups as Parquet
+// (schemas.PairRollup, schemas.RouteRollup) that DuckDB, Spark and pandas
+// read directly. Package report holds the DuckDB queries the demo prints.
+//
+// # Windows and lateness
+//
+// Windows are aligned on the Unix epoch (default 1 minute). Each partition
+// keeps a watermark: the latest event time seen minus the allowed lateness
+// (default 10 s). Every record of a message is classified against the
+// watermark as it stood before that message; after the message, every
+// window whose end the watermark passed is written. A record for a window
+// already written is not dropped: it goes to a "late" bucket of that window,
+// written the next time a window closes, with late = true, and is counted in
+// flowbus_aggregator_late_rows_total. A record with no event time takes the
+// broker timestamp. (A record far in the future moves the watermark on and
+// makes the rest late; its rows still land, flagged.)
+//
+// # Rollups
+//
+// pair_rollup has one row per (window, src workload, dst workload, dst
+// service, dst port, protocol, verdict, drop reason); route_rollup one row
+// per (window, dst workload, L7 protocol, method, route, status), from L7
+// records other than bare requests (a response carries the status and the
+// latency). A workload is Endpoint.Workload, else the pod name, else "". An
+// HTTP route is the URL path with the query dropped and each segment that is
+// a number, a UUID or ≥ 16 hex digits replaced by {id}, then the
+// user's --route-template rules, then cut to 128 bytes; a DNS route is the
+// query name, a Kafka route the topic. Each destination workload has at most
+// MaxRoutesPerWorkload routes per window and partition; more go to {other}
+// (flowbus_aggregator_route_overflow_total). Latency is kept as a
+// schemas.Histogram (≤ 2 % error), written both as quantile columns and as
+// latency_hist, which SQL merges exactly.
+//
+// # Commit protocol (exactly-once output over at-least-once delivery)
+//
+// A window's records of one partition are a bucket. A bucket remembers the
+// offsets of the first and last message that added to it. When written, it
+// becomes two files with the same deterministic name
+//
+//	p<partition>-w<window start, Unix s>-o<first offset>-<last offset>[-late].parquet
+//
+// under <out>/route_rollup/date=YYYY-MM-DD/hour=HH/ (skipped if it has no L7
+// rows) and then <out>/pair_rollup/date=…/hour=…/. Each file is written to a
+// hidden temp name, fsynced, renamed, and its directory fsynced (package
+// sinks/parquet). The pair file is written last and is the bucket's commit
+// marker. Only after the files are renamed are offsets committed, and the
+// committed offset of a partition is the first offset of its oldest bucket
+// still open — never past a record held only in memory. So:
+//
+//   - Files are cut only on data-driven events (the watermark passing a
+//     window end, a revoke, a shutdown), never on wall-clock time.
+//   - A crash (kill, no flush, no commit) anywhere loses nothing: every
+//     record not in a committed file is at or after the committed offset
+//     and is read again.
+//   - Nothing is written twice: on Assign the aggregator lists the committed
+//     (window, offset range) pairs of its partitions from the pair file
+//     names, and while re-reading skips every record whose window has a
+//     committed file whose offset range holds the record's message
+//     (flowbus_aggregator_replayed_rows_skipped_total). This is exact
+//     because a bucket takes every not-yet-committed record of its window
+//     from every message in its range, and a window has one open bucket at
+//     a time.
+//   - A crash between the route file and the pair file leaves a route file
+//     without its marker; Assign deletes it (and any temp file), and the
+//     bucket is rebuilt from the re-read records.
+//   - A rebalance writes the revoked partitions' open buckets and commits
+//     before they move (OnRevoked). A partition lost without a handover is
+//     dropped; its next owner re-reads it and the rule above applies.
+//
+// The same (window, key) can therefore appear in several rows (late
+// buckets, early writes on revoke or shutdown): always aggregate with
+// sum(...) GROUP BY, as the queries below do. The scan on Assign walks the
+// whole output directory; prune old date= directories (or move them to
+// colder storage) to keep it fast.
+//
+// # Reading the rollups
+//
+// A day of windows merged, p99 per route (bucket midpoint as in
+// schemas.HistValue; rank ceil(q·total) as in schemas.QuantileRank):
+//
+//	WITH hist AS (
+//	  SELECT dst_workload, method, route, h.bucket AS bucket, sum(h.count) AS n
+//	  FROM read_parquet('flowbus-data/route_rollup/*/*/*.parquet', hive_partitioning = true) r,
+//	       unnest(r.latency_hist) AS u(h)
+//	  WHERE date = '2026-11-25'
+//	  GROUP BY ALL
+//	), cum AS (
+//	  SELECT *, sum(n) OVER (PARTITION BY dst_workload, method, route ORDER BY bucket) AS c,
+//	            sum(n) OVER (PARTITION BY dst_workload, method, route) AS total
+//	  FROM hist
+//	), p99 AS (
+//	  SELECT dst_workload, method, route, any_value(total) AS requests,
+//	         min(bucket) FILTER (WHERE c >= greatest(1, ceil(0.99 * total::DOUBLE))) AS bucket
+//	  FROM cum GROUP BY ALL
+//	)
+//	SELECT dst_workload, method, route, requests,
+//	       (CASE WHEN bucket <= 0 THEN 512
+//	             WHEN bucket >= 833 THEN CAST(1 AS BIGINT) << 36
+//	             ELSE ((32 + (bucket - 1) % 32) * (CAST(1 AS BIGINT) << (5 + (bucket - 1) // 32)))
+//	                  + (CAST(1 AS BIGINT) << (4 + (bucket - 1) // 32)) END) / 1e6 AS p99_ms
+//	FROM p99 ORDER BY p99_ms DESC;
+//
+// Bytes per pair for the same day:
+//
+//	SELECT src_workload, dst_workload, dst_port, verdict, sum(flows) AS flows,
+//	       sum(bytes_fwd + bytes_rev) AS bytes
+//	FROM read_parquet('flowbus-data/pair_rollup/*/*/*.parquet', hive_partitioning = true)
+//	WHERE date = '2026-11-25' GROUP BY ALL ORDER BY bytes DESC;
+package aggregator

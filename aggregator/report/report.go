@@ -1,0 +1,125 @@
+// Package report reads the aggregator's Parquet rollups with DuckDB, the way
+// a user would, and returns both the rows and the SQL that produced them so
+// that the demo can print the SQL for the user to run again in the duckdb CLI.
+//
+// Quantiles are read from the merged latency histograms, never averaged:
+// every row's latency_hist is unnested, counts are summed per bucket across
+// windows, files and late rows, and the q-quantile is the midpoint of the
+// first bucket whose cumulative count reaches rank ceil(q·total) (at least
+// 1) — the rule of schemas.Histogram.Quantile, so SQL and Go agree exactly.
+package report
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2" // database/sql driver "duckdb"
+)
+
+// BucketMidpointSQL is the SQL expression of schemas.HistValue for a column
+// named bucket: the midpoint of the bucket in nanoseconds (bucket 0 → 512 ns,
+// the overflow bucket 833 → its lower bound 2^36 ns; bucket i in between has
+// k = (i-1)/32, s = (i-1)%32 and covers [(32+s)·2^(k+5), (33+s)·2^(k+5))).
+const BucketMidpointSQL = `CASE WHEN bucket <= 0 THEN 512
+       WHEN bucket >= 833 THEN CAST(1 AS BIGINT) << 36
+       ELSE ((32 + (bucket - 1) % 32) * (CAST(1 AS BIGINT) << (5 + (bucket - 1) // 32)))
+            + (CAST(1 AS BIGINT) << (4 + (bucket - 1) // 32)) END`
+
+// RouteSQL returns the DuckDB query of the per-(method, route) drill-down
+// over every route_rollup file under out: requests, errors, p50, p99 and
+// p99.9 in milliseconds, merged over all windows. where, if not empty, is a
+// SQL condition on the route_rollup columns and the Hive partition columns
+// date and hour (e.g. "date = '2026-11-25'").
+func RouteSQL(out, where string) string {
+	glob := quote(filepath.ToSlash(filepath.Join(out, "route_rollup", "*", "*", "*.parquet")))
+	cond := ""
+	if where != "" {
+		cond = "\n  WHERE " + where
+	}
+	mid := func(col string) string {
+		return "(" + strings.ReplaceAll(BucketMidpointSQL, "bucket", col) + ") / 1e6"
+	}
+	return `WITH r AS (
+  SELECT * FROM read_parquet(` + glob + `, hive_partitioning = true)` + cond + `
+), hist AS (
+  SELECT method, route, h.bucket AS bucket, sum(h.count) AS n
+  FROM r, unnest(r.latency_hist) AS u(h)
+  GROUP BY ALL
+), cum AS (
+  SELECT method, route, bucket,
+         sum(n) OVER (PARTITION BY method, route ORDER BY bucket) AS c,
+         sum(n) OVER (PARTITION BY method, route) AS total
+  FROM hist
+), q AS (
+  SELECT method, route,
+         min(bucket) FILTER (WHERE c >= greatest(1, ceil(0.5 * total::DOUBLE))) AS b50,
+         min(bucket) FILTER (WHERE c >= greatest(1, ceil(0.99 * total::DOUBLE))) AS b99,
+         min(bucket) FILTER (WHERE c >= greatest(1, ceil(0.999 * total::DOUBLE))) AS b999
+  FROM cum GROUP BY method, route
+), counts AS (
+  SELECT method, route, sum(requests) AS requests, sum(errors) AS errors
+  FROM r GROUP BY method, route
+)
+SELECT method, route, requests, errors,
+       ` + mid("b50") + ` AS p50_ms,
+       ` + mid("b99") + ` AS p99_ms,
+       ` + mid("b999") + ` AS p999_ms
+FROM counts LEFT JOIN q USING (method, route)
+ORDER BY requests DESC, method, route;`
+}
+
+// RouteRow is one row of the drill-down. Quantiles are zero for a route
+// without latency measurements.
+type RouteRow struct {
+	Method, Route    string
+	Requests, Errors int64
+	P50, P99, P999   time.Duration
+}
+
+// Routes runs RouteSQL(out, where) in an in-memory DuckDB and returns the
+// rows and the SQL text. With no route_rollup file under out it returns no
+// rows and no error.
+func Routes(ctx context.Context, out, where string) ([]RouteRow, string, error) {
+	q := RouteSQL(out, where)
+	files, err := filepath.Glob(filepath.Join(out, "route_rollup", "*", "*", "*.parquet"))
+	if err != nil || len(files) == 0 {
+		return nil, q, nil
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return nil, q, fmt.Errorf("open duckdb: %w", err)
+	}
+	defer db.Close()
+	rs, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, q, fmt.Errorf("duckdb route query: %w", err)
+	}
+	defer rs.Close()
+	var rows []RouteRow
+	for rs.Next() {
+		var r RouteRow
+		var p50, p99, p999 sql.NullFloat64
+		if err := rs.Scan(&r.Method, &r.Route, &r.Requests, &r.Errors, &p50, &p99, &p999); err != nil {
+			return nil, q, fmt.Errorf("duckdb route row: %w", err)
+		}
+		r.P50, r.P99, r.P999 = ms(p50), ms(p99), ms(p999)
+		rows = append(rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, q, fmt.Errorf("duckdb route rows: %w", err)
+	}
+	return rows, q, nil
+}
+
+func ms(v sql.NullFloat64) time.Duration {
+	if !v.Valid {
+		return 0
+	}
+	return time.Duration(v.Float64*1e6 + 0.5)
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,282 @@
+package aggregator
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+
+	"github.com/flowbus/flowbus/schemas"
+)
+
+// pairKey is the key of a pair_rollup row within a window. Enumerations stay
+// numbers until the row is written.
+type pairKey struct {
+	srcNs, srcWl   string
+	dstNs, dstWl   string
+	svcNs, svcName string
+	port           uint16
+	proto          uint8
+	verdict        flowpb.Verdict
+	drop           flowpb.DropReason
+}
+
+type pairAgg struct {
+	flows, conns       int64
+	pktFwd, pktRev     int64
+	bytesFwd, bytesRev int64
+	syn, rst           int64
+	lat                latency
+}
+
+// routeKey is the key of a route_rollup row within a window.
+type routeKey struct {
+	dstNs, dstWl string
+	proto        schemas.L7Protocol
+	method       string
+	route        string
+	status       int32
+}
+
+type routeAgg struct {
+	requests, errors int64
+	lat              latency
+}
+
+// workloadKey names a destination workload for the route cardinality cap.
+type workloadKey struct{ ns, wl string }
+
+type workloadRoute struct {
+	workloadKey
+	route string
+}
+
+// latency accumulates a latency distribution.
+type latency struct {
+	hist schemas.Histogram
+	max  uint64
+}
+
+// add records the latency of f: its histogram if it carries one, else
+// FlowCount observations of LatencyNs; nothing if latency was not measured.
+func (l *latency) add(f *schemas.Flow) {
+	if len(f.LatencyHist) > 0 {
+		l.hist.Merge(f.LatencyHist)
+	} else if f.LatencyNs > 0 {
+		l.hist.Add(f.LatencyNs, int64(f.FlowCount()))
+	} else {
+		return
+	}
+	if f.LatencyNs > l.max {
+		l.max = f.LatencyNs
+	}
+}
+
+// bucket holds the rollups of one window of one partition until it is
+// written: the regular bucket of a window, or (late = true) the records that
+// arrived after it had been written.
+type bucket struct {
+	start       int64 // window start, Unix ns
+	late        bool
+	first, last int64 // offsets of the first and last message that added to it
+	flows       int64 // flow records added
+	pairs       map[pairKey]*pairAgg
+	routes      map[routeKey]*routeAgg
+	wlRoutes    map[workloadRoute]struct{}
+	wlCount     map[workloadKey]int
+}
+
+func newBucket(start int64, late bool, offset int64) *bucket {
+	return &bucket{
+		start: start, late: late, first: offset, last: offset,
+		pairs:    make(map[pairKey]*pairAgg),
+		routes:   make(map[routeKey]*routeAgg),
+		wlRoutes: make(map[workloadRoute]struct{}),
+		wlCount:  make(map[workloadKey]int),
+	}
+}
+
+// workloadOf names an endpoint's workload: the workload, else the pod name,
+// else "" (an endpoint outside the cluster).
+func workloadOf(e *schemas.Endpoint) string {
+	if e.Workload != "" {
+		return e.Workload
+	}
+	return e.PodName
+}
+
+// add folds one flow record into the bucket. It reports whether the route
+// was replaced by {other} because of the cardinality cap.
+func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
+	b.flows++
+	n := int64(f.FlowCount())
+	k := pairKey{
+		srcNs: f.Src.Namespace, srcWl: workloadOf(&f.Src),
+		dstNs: f.Dst.Namespace, dstWl: workloadOf(&f.Dst),
+		svcNs: f.DstService.Namespace, svcName: f.DstService.Name,
+		port: f.DstPort, proto: f.L4Protocol, verdict: f.Verdict,
+	}
+	if f.Verdict == flowpb.Verdict_DROPPED {
+		k.drop = f.DropReason
+	}
+	p := b.pairs[k]
+	if p == nil {
+		p = &pairAgg{}
+		b.pairs[k] = p
+	}
+	p.flows += n
+	if f.IsReply != schemas.True && (f.L4Protocol != 6 || f.TCPFlags&schemas.FlagSYN != 0) {
+		p.conns += n
+	}
+	p.pktFwd += int64(f.PacketsFwd)
+	p.pktRev += int64(f.PacketsRev)
+	p.bytesFwd += int64(f.BytesFwd)
+	p.bytesRev += int64(f.BytesRev)
+	if f.TCPFlags&schemas.FlagSYN != 0 {
+		p.syn += n
+	}
+	if f.TCPFlags&schemas.FlagRST != 0 {
+		p.rst += n
+	}
+	p.lat.add(f)
+
+	if f.L7.Protocol == schemas.L7None || f.L7.Type == flowpb.L7FlowType_REQUEST {
+		return false
+	}
+	rk := routeKey{dstNs: k.dstNs, dstWl: k.dstWl, proto: f.L7.Protocol}
+	isErr := false
+	switch f.L7.Protocol {
+	case schemas.L7HTTP:
+		rk.method = f.L7.HTTPMethod
+		rk.route = a.tpl.route(f.L7.HTTPURL)
+		rk.status = int32(f.L7.HTTPStatus)
+		isErr = f.L7.HTTPStatus >= 500
+	case schemas.L7DNS:
+		if len(f.L7.DNSQTypes) > 0 {
+			rk.method = f.L7.DNSQTypes[0]
+		}
+		rk.route = truncate(f.L7.DNSQuery, a.cfg.RouteMaxLen)
+		rk.status = int32(f.L7.DNSRCode)
+		isErr = f.L7.DNSRCode != 0
+	case schemas.L7Kafka:
+		rk.method = f.L7.KafkaAPIKey
+		rk.route = truncate(f.L7.KafkaTopic, a.cfg.RouteMaxLen)
+		rk.status = f.L7.KafkaErrorCode
+		isErr = f.L7.KafkaErrorCode != 0
+	}
+	r := b.routes[rk]
+	if r == nil {
+		wr := workloadRoute{workloadKey{rk.dstNs, rk.dstWl}, rk.route}
+		if _, seen := b.wlRoutes[wr]; !seen {
+			if b.wlCount[wr.workloadKey] >= a.cfg.MaxRoutesPerWorkload {
+				overflow = true
+				rk.route = RouteOther
+			} else {
+				b.wlCount[wr.workloadKey]++
+				b.wlRoutes[wr] = struct{}{}
+			}
+		}
+		if r = b.routes[rk]; r == nil {
+			r = &routeAgg{}
+			b.routes[rk] = r
+		}
+	}
+	r.requests += n
+	if isErr {
+		r.errors += n
+	}
+	r.lat.add(f)
+	return overflow
+}
+
+// quantiles fills the latency columns of a row.
+func (l *latency) columns() (p50, p90, p99, p999, max int64, hist []schemas.HistBucketRow) {
+	if len(l.hist) == 0 {
+		return 0, 0, 0, 0, int64(l.max), nil
+	}
+	return int64(l.hist.Quantile(0.5)), int64(l.hist.Quantile(0.9)), int64(l.hist.Quantile(0.99)),
+		int64(l.hist.Quantile(0.999)), int64(l.max), schemas.HistRows(nil, l.hist)
+}
+
+func protocolName(p uint8) string {
+	switch p {
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	case 1:
+		return "ICMPv4"
+	case 58:
+		return "ICMPv6"
+	case 132:
+		return "SCTP"
+	case 0:
+		return ""
+	}
+	return strconv.Itoa(int(p))
+}
+
+// pairRows renders the bucket's pair rollup, sorted by key so that a file's
+// content is a function of its records alone.
+func (b *bucket) pairRows() []schemas.PairRollup {
+	rows := make([]schemas.PairRollup, 0, len(b.pairs))
+	us := b.start / 1000
+	for k, p := range b.pairs {
+		r := schemas.PairRollup{
+			WindowStartUs: us,
+			SrcNamespace:  k.srcNs, SrcWorkload: k.srcWl,
+			DstNamespace: k.dstNs, DstWorkload: k.dstWl,
+			DstPort:  int32(k.port),
+			Protocol: protocolName(k.proto),
+			Verdict:  k.verdict.String(),
+			Flows:    p.flows, Connections: p.conns,
+			PacketsFwd: p.pktFwd, PacketsRev: p.pktRev,
+			BytesFwd: p.bytesFwd, BytesRev: p.bytesRev,
+			TCPSyn: p.syn, TCPRst: p.rst,
+			Late: b.late,
+		}
+		if k.svcName != "" {
+			r.DstService = k.svcNs + "/" + k.svcName
+		}
+		if k.verdict == flowpb.Verdict_DROPPED {
+			r.DropReason = k.drop.String()
+		}
+		r.LatencyP50Ns, r.LatencyP90Ns, r.LatencyP99Ns, r.LatencyP999Ns, r.LatencyMaxNs, r.LatencyHist = p.lat.columns()
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(x, y schemas.PairRollup) int {
+		return cmp.Or(
+			cmp.Compare(x.SrcNamespace, y.SrcNamespace), cmp.Compare(x.SrcWorkload, y.SrcWorkload),
+			cmp.Compare(x.DstNamespace, y.DstNamespace), cmp.Compare(x.DstWorkload, y.DstWorkload),
+			cmp.Compare(x.DstService, y.DstService), cmp.Compare(x.DstPort, y.DstPort),
+			cmp.Compare(x.Protocol, y.Protocol), cmp.Compare(x.Verdict, y.Verdict),
+			cmp.Compare(x.DropReason, y.DropReason))
+	})
+	return rows
+}
+
+// routeRows renders the bucket's route rollup, sorted by key.
+func (b *bucket) routeRows() []schemas.RouteRollup {
+	rows := make([]schemas.RouteRollup, 0, len(b.routes))
+	us := b.start / 1000
+	for k, r := range b.routes {
+		row := schemas.RouteRollup{
+			WindowStartUs: us,
+			DstNamespace:  k.dstNs, DstWorkload: k.dstWl,
+			L7Protocol: k.proto.String(),
+			Method:     k.method, Route: k.route, Status: k.status,
+			Requests: r.requests, Errors: r.errors,
+			Late: b.late,
+		}
+		row.LatencyP50Ns, row.LatencyP90Ns, row.LatencyP99Ns, row.LatencyP999Ns, row.LatencyMaxNs, row.LatencyHist = r.lat.columns()
+		rows = append(rows, row)
+	}
+	slices.SortFunc(rows, func(x, y schemas.RouteRollup) int {
+		return cmp.Or(
+			cmp.Compare(x.DstNamespace, y.DstNamespace), cmp.Compare(x.DstWorkload, y.DstWorkload),
+			cmp.Compare(x.L7Protocol, y.L7Protocol), cmp.Compare(x.Method, y.Method),
+			cmp.Compare(x.Route, y.Route), cmp.Compare(x.Status, y.Status))
+	})
+	return rows
+}

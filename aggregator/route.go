@@ -1,0 +1,166 @@
+package aggregator
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// RouteTemplate is one user rule applied to a URL path after the built-in
+// rules: every match of Pattern is replaced by Replace (regexp.ReplaceAllString
+// syntax, so "$1" refers to a group).
+type RouteTemplate struct {
+	Pattern *regexp.Regexp
+	Replace string
+}
+
+// ParseRouteTemplate parses a rule written "REGEX=>REPLACEMENT" (the form of
+// the --route-template flag), e.g. `^/users/[^/]+/avatar$=>/users/{id}/avatar`.
+func ParseRouteTemplate(s string) (RouteTemplate, error) {
+	pat, rep, ok := strings.Cut(s, "=>")
+	if !ok {
+		return RouteTemplate{}, fmt.Errorf("route template %q: want REGEX=>REPLACEMENT", s)
+	}
+	re, err := regexp.Compile(pat)
+	if err != nil {
+		return RouteTemplate{}, fmt.Errorf("route template %q: %w", s, err)
+	}
+	return RouteTemplate{Pattern: re, Replace: rep}, nil
+}
+
+// Route placeholders.
+const (
+	RouteID    = "{id}"    // a path segment that is an identifier
+	RouteOther = "{other}" // a route past a workload's cardinality cap
+)
+
+// templater turns URLs into route templates. It caches results, so the same
+// URL costs one map lookup; the cache is dropped whole when it holds
+// cacheMax entries. Not safe for concurrent use.
+type templater struct {
+	maxLen int
+	rules  []RouteTemplate
+	cache  map[string]string
+	b      strings.Builder
+}
+
+const cacheMax = 1 << 16
+
+func newTemplater(maxLen int, rules []RouteTemplate) *templater {
+	return &templater{maxLen: maxLen, rules: rules, cache: make(map[string]string)}
+}
+
+// route returns the template of a URL: the path only (scheme, host, query
+// string and fragment dropped), every segment that is a number, a UUID or a
+// hex token of 16 or more digits replaced by {id}, then the user rules
+// applied in order, then cut to maxLen bytes (on a UTF-8 boundary).
+func (t *templater) route(url string) string {
+	if r, ok := t.cache[url]; ok {
+		return r
+	}
+	r := t.template(url)
+	if len(t.cache) >= cacheMax {
+		clear(t.cache)
+	}
+	t.cache[strings.Clone(url)] = r
+	return r
+}
+
+func (t *templater) template(url string) string {
+	p := url
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	if i := strings.Index(p, "://"); i >= 0 {
+		p = p[i+3:]
+		if j := strings.IndexByte(p, '/'); j >= 0 {
+			p = p[j:]
+		} else {
+			p = "/"
+		}
+	}
+	if p == "" {
+		p = "/"
+	}
+	t.b.Reset()
+	for i := 0; i < len(p); {
+		j := strings.IndexByte(p[i:], '/')
+		var seg string
+		if j < 0 {
+			seg, j = p[i:], len(p)
+		} else {
+			seg, j = p[i:i+j], i+j
+		}
+		if isID(seg) {
+			t.b.WriteString(RouteID)
+		} else {
+			t.b.WriteString(seg)
+		}
+		if j < len(p) {
+			t.b.WriteByte('/')
+		}
+		i = j + 1
+	}
+	r := t.b.String()
+	for _, rule := range t.rules {
+		r = rule.Pattern.ReplaceAllString(r, rule.Replace)
+	}
+	return truncate(r, t.maxLen)
+}
+
+// isID reports whether a path segment is an identifier: all decimal digits,
+// a UUID (8-4-4-4-12 hex digits), or 16 or more hex digits.
+func isID(s string) bool {
+	if s == "" {
+		return false
+	}
+	digits, hex := true, true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+			digits = false
+		default:
+			digits, hex = false, false
+		}
+	}
+	if digits {
+		return true
+	}
+	if hex && len(s) >= 16 {
+		return true
+	}
+	return isUUID(s)
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if n <= 0 || len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
