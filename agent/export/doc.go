@@ -1,0 +1,41 @@
+// Package export turns aggregated flow records into bus messages and
+// publishes them without ever blocking the pipeline upstream of it.
+//
+// Path of a record: Run's goroutine adds it to the open batch of its
+// partition (Flow.PartitionKey, the destination workload); a batch is sent
+// when it reaches Config.MaxRows (8192) or Config.MaxBytes (1 MiB, estimated
+// from the record's strings before encoding) or is older than Config.Linger
+// (1 s). Sending encodes the batch with schemas.Encoder into one Arrow IPC
+// stream; if that is larger than Config.MaxMessageBytes (1 MiB, NATS's default
+// max_payload) the batch is halved until every part fits. Each message gets
+// Node, Run (process start time unless set) and Seq, increasing from 1 over
+// all messages of the run in the order they were sent, then goes to the
+// in-memory queue (Config.QueueMessages). One publisher goroutine publishes
+// the queue's head in Publish calls of up to Config.PublishBatch messages.
+//
+// Decisions:
+//   - Memory, then disk, never back-pressure: when the queue is full, or a
+//     Publish fails, the whole queue and every newer message go to the disk
+//     spool (sinks/spool) in order; while the spool holds anything, new
+//     messages go behind it. The queue is therefore always older than the
+//     spool, and the publisher takes the queue first, then the spool: order
+//     is the Seq order, so order per partition holds across an outage and a
+//     restart. Spooled messages of an earlier run are published first.
+//   - A message leaves the queue or the spool only after Publish returned nil
+//     for it; a failed Publish is retried with backoff (RetryMin doubling to
+//     RetryMax). Exactly-once on the bus therefore rests on the sinks: NATS
+//     dedupes by Nats-Msg-Id (Message.ID), Kafka's idempotent producer by its
+//     sequence numbers within a producer session.
+//   - Without a spool (Config.Spool.Dir empty) a message that finds the queue
+//     full is dropped and counted: flowbus_stage_dropped_total{stage="export",
+//     reason="queue_full"}. With one, loss happens only at the spool's byte cap
+//     (flowbus_spool_dropped_*).
+//   - Shutdown: when its input closes, Run sends every open batch, then keeps
+//     publishing for up to Config.DrainTimeout; what the bus has not taken by
+//     then is spooled for the next run (or, without a spool, dropped, counted
+//     with reason="shutdown", and reported in Run's error).
+//   - Metrics: flowbus_export_messages_total, _rows_total, _bytes_total,
+//     _publish_errors_total, _spooled_messages_total, flowbus_export_queue_messages,
+//     flowbus_bus_publish_seconds, plus the spool's and the stage counters
+//     (received = records in, emitted = records published).
+package export
