@@ -1,0 +1,429 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// EdgeStats counts the requests of one client edge. Every request sent ends
+// in exactly one of OK, Status5xx, Resets, Errors, so
+// Sent = OK + Status5xx + Resets + Errors once the edge has stopped.
+type EdgeStats struct {
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Kind      string `json:"kind"`
+	Port      uint16 `json:"port"`
+	Sent      uint64 `json:"sent"`
+	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
+	Status5xx uint64 `json:"status_5xx"` // the expected 5xx of a route's error_every
+	Resets    uint64 `json:"resets"`     // connection reset by the server (reset_from)
+	Errors    uint64 `json:"errors"`     // anything else: timeouts, wrong answers
+	Skipped   uint64 `json:"skipped"`    // ticks not sent because too many requests were in flight
+}
+
+// Name is "from → to kind:port".
+func (e EdgeStats) Name() string {
+	if e.Kind == KindPing {
+		return fmt.Sprintf("%s → %s ping", e.From, e.To)
+	}
+	return fmt.Sprintf("%s → %s %s:%d", e.From, e.To, e.Kind, e.Port)
+}
+
+// clientReport is one line a client process writes on stdout.
+type clientReport struct {
+	Pod   string      `json:"pod"`
+	Final bool        `json:"final"`
+	Edges []EdgeStats `json:"edges"`
+}
+
+const maxInFlight = 16
+
+type edge struct {
+	spec      ClientSpec
+	target    *PodPlan
+	plan      *Plan
+	from      string
+	n         atomic.Uint64 // request counter, picks the family
+	rngMu     sync.Mutex
+	rng       *rand.Rand
+	httpc     *http.Client
+	grpcConns map[netip.Addr]*grpc.ClientConn
+	closers   []func()
+
+	sent, ok, s5xx, resets, errs, skipped atomic.Uint64
+	inflight                              atomic.Int64
+	lastErr                               atomic.Value // string
+}
+
+func (e *edge) stats() EdgeStats {
+	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port,
+		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Errors: e.errs.Load(), Skipped: e.skipped.Load()}
+}
+
+// addr returns the target address for request n: alternating IPv4 and IPv6
+// for family "both".
+func (e *edge) addr(n uint64) netip.Addr {
+	switch e.spec.Family {
+	case "ipv4":
+		return e.target.IPv4
+	case "ipv6":
+		return e.target.IPv6
+	}
+	if n%2 == 0 {
+		return e.target.IPv4
+	}
+	return e.target.IPv6
+}
+
+func (e *edge) id() uint64 {
+	e.rngMu.Lock()
+	defer e.rngMu.Unlock()
+	return e.rng.Uint64N(100000)
+}
+
+// runClients runs the clients of one pod (inside its namespace) for
+// duration, rate requests per second per edge, writing a clientReport line
+// on out every 250 ms and a final one when done.
+func runClients(ctx context.Context, stateDir, pod string, duration time.Duration, rate float64, seed uint64, out io.Writer, log *slog.Logger) error {
+	plan, err := LoadPlan(stateDir)
+	if err != nil {
+		return err
+	}
+	spec, ok := plan.Spec(pod)
+	if !ok {
+		return fmt.Errorf("pod %q is not in the lab", pod)
+	}
+	if rate <= 0 {
+		return fmt.Errorf("rate %v: want > 0", rate)
+	}
+	// Datagram ICMP sockets for ping; the sysctl is per network namespace.
+	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647\n"), 0o644)
+	h := fnv.New64a()
+	h.Write([]byte(pod))
+	var edges []*edge
+	for i, cs := range spec.Clients {
+		target, _ := plan.Pod(cs.To)
+		e := &edge{spec: cs, target: target, plan: plan, from: pod, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
+		switch cs.Kind {
+		case KindHTTP:
+			tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second}
+			e.httpc = &http.Client{Transport: tr, Timeout: 3 * time.Second}
+			e.closers = append(e.closers, tr.CloseIdleConnections)
+		case KindGRPC:
+			// One HTTP/2 connection per family, as a gRPC client keeps.
+			conns := map[netip.Addr]*grpc.ClientConn{}
+			for _, a := range []netip.Addr{target.IPv4, target.IPv6} {
+				cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					return fmt.Errorf("grpc client to %s: %w", cs.To, err)
+				}
+				conns[a] = cc
+				e.closers = append(e.closers, func() { _ = cc.Close() })
+			}
+			e.grpcConns = conns
+		}
+		edges = append(edges, e)
+	}
+	defer func() {
+		for _, e := range edges {
+			for _, c := range e.closers {
+				c()
+			}
+		}
+	}()
+	report := func(final bool) {
+		r := clientReport{Pod: pod, Final: final}
+		for _, e := range edges {
+			r.Edges = append(r.Edges, e.stats())
+		}
+		b, _ := json.Marshal(r)
+		fmt.Fprintf(out, "%s\n", b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / rate)
+	for _, e := range edges {
+		wg.Go(func() {
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			var reqs sync.WaitGroup
+			defer reqs.Wait()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				if e.inflight.Load() >= maxInFlight {
+					e.skipped.Add(1)
+					continue
+				}
+				e.inflight.Add(1)
+				e.sent.Add(1)
+				reqs.Go(func() {
+					defer e.inflight.Add(-1)
+					e.do()
+				})
+			}
+		})
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			report(true)
+			for _, e := range edges {
+				if s, _ := e.lastErr.Load().(string); s != "" {
+					log.Info("last error", "edge", e.stats().Name(), "err", s)
+				}
+			}
+			return nil
+		case <-tick.C:
+			report(false)
+		}
+	}
+}
+
+// do sends one request and counts its outcome.
+func (e *edge) do() {
+	n := e.n.Add(1) - 1
+	addr := e.addr(n)
+	var err error
+	var is5xx bool
+	switch e.spec.Kind {
+	case KindHTTP:
+		is5xx, err = e.doHTTP(addr)
+	case KindGRPC:
+		err = e.doGRPC(addr)
+	case KindTCPEcho:
+		err = e.doEcho(addr, n)
+	case KindDNS:
+		err = e.doDNS(addr, n)
+	case KindPing:
+		err = e.doPing(addr, n)
+	default:
+		err = fmt.Errorf("unknown kind %q", e.spec.Kind)
+	}
+	switch {
+	case err == nil && is5xx:
+		e.s5xx.Add(1)
+	case err == nil:
+		e.ok.Add(1)
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+		e.resets.Add(1)
+	default:
+		e.errs.Add(1)
+		e.lastErr.Store(err.Error())
+	}
+}
+
+func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
+	e.rngMu.Lock()
+	path := e.spec.Paths[e.rng.IntN(len(e.spec.Paths))]
+	e.rngMu.Unlock()
+	id := strconv.FormatUint(e.id(), 10)
+	path = strings.Replace(path, "{id}", id, 1)
+	url := "http://" + netip.AddrPortFrom(addr, e.spec.Port).String() + path
+	var body io.Reader
+	if e.spec.Method == http.MethodPost || e.spec.Method == http.MethodPut {
+		body = strings.NewReader(`{"id":` + id + `}`)
+	}
+	req, err := http.NewRequest(e.spec.Method, url, body)
+	if err != nil {
+		return false, err
+	}
+	resp, err := e.httpc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return false, err
+	}
+	// What the server must have answered.
+	wantStatus, wantBody := http.StatusNotFound, "404 page not found\n"
+	if spec, ok := e.plan.Spec(e.spec.To); ok {
+		for _, s := range spec.Servers {
+			if s.Kind != KindHTTP || s.Port != e.spec.Port {
+				continue
+			}
+			for _, rt := range s.Routes {
+				rid, ok := matchRoute(rt.Path, path)
+				if !ok {
+					continue
+				}
+				if rt.Method != e.spec.Method {
+					wantStatus, wantBody = http.StatusMethodNotAllowed, "method not allowed\n"
+				} else if st, b, err := ExpectedResponse(e.spec.To, rt, rid); err == nil {
+					wantStatus, wantBody = st, b
+				}
+				break
+			}
+		}
+	}
+	if resp.StatusCode != wantStatus || string(got) != wantBody {
+		return false, fmt.Errorf("%s %s: got %d %q, want %d %q", e.spec.Method, url, resp.StatusCode, got, wantStatus, wantBody)
+	}
+	return resp.StatusCode >= 500, nil
+}
+
+func (e *edge) doGRPC(addr netip.Addr) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("grpc health of %s: %s", e.spec.To, resp.Status)
+	}
+	return nil
+}
+
+func (e *edge) doEcho(addr netip.Addr, n uint64) error {
+	c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, e.spec.Port).String(), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(c)
+	for i := range e.spec.Messages {
+		line := fmt.Sprintf("SELECT %d, %d FROM %s\n", n, i, e.from)
+		if _, err := io.WriteString(c, line); err != nil {
+			return err
+		}
+		got, err := r.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if got != line {
+			return fmt.Errorf("echo from %s: got %q, want %q", e.spec.To, got, line)
+		}
+	}
+	return nil
+}
+
+func (e *edge) doDNS(addr netip.Addr, n uint64) error {
+	name := e.spec.Names[(n/2)%uint64(len(e.spec.Names))]
+	qtype := dnsmessage.TypeA
+	if (n/2/uint64(len(e.spec.Names)))%2 == 1 {
+		qtype = dnsmessage.TypeAAAA
+	}
+	qname, err := dnsmessage.NewName(strings.TrimSuffix(name, ".") + ".")
+	if err != nil {
+		return fmt.Errorf("dns name %q: %w", name, err)
+	}
+	id := uint16(e.id())
+	b := dnsmessage.NewBuilder(make([]byte, 0, 512), dnsmessage.Header{ID: id, RecursionDesired: true})
+	if err := b.StartQuestions(); err != nil {
+		return err
+	}
+	if err := b.Question(dnsmessage.Question{Name: qname, Type: qtype, Class: dnsmessage.ClassINET}); err != nil {
+		return err
+	}
+	pkt, err := b.Finish()
+	if err != nil {
+		return err
+	}
+	c, err := net.Dial("udp", netip.AddrPortFrom(addr, e.spec.Port).String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(pkt); err != nil {
+		return err
+	}
+	resp := make([]byte, 1500)
+	for {
+		m, err := c.Read(resp)
+		if err != nil {
+			return fmt.Errorf("dns %s %s: %w", qtype, name, err)
+		}
+		var msg dnsmessage.Message
+		if err := msg.Unpack(resp[:m]); err != nil || msg.ID != id {
+			continue // not our answer
+		}
+		wantRCode, wantIPs := DNSAnswer(e.plan, name, qtype)
+		var got []netip.Addr
+		for _, a := range msg.Answers {
+			switch r := a.Body.(type) {
+			case *dnsmessage.AResource:
+				got = append(got, netip.AddrFrom4(r.A))
+			case *dnsmessage.AAAAResource:
+				got = append(got, netip.AddrFrom16(r.AAAA))
+			}
+		}
+		if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) {
+			return fmt.Errorf("dns %s %s: got %s %v, want %s %v", qtype, name, msg.RCode, got, wantRCode, wantIPs)
+		}
+		return nil
+	}
+}
+
+func (e *edge) doPing(addr netip.Addr, n uint64) error {
+	network, proto := "udp4", 1
+	var typ icmp.Type = ipv4.ICMPTypeEcho
+	if addr.Is6() {
+		network, proto, typ = "udp6", 58, ipv6.ICMPTypeEchoRequest
+	}
+	c, err := icmp.ListenPacket(network, "")
+	if err != nil {
+		return fmt.Errorf("ping socket: %w", err)
+	}
+	defer c.Close()
+	msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: 0, Seq: int(n & 0xffff), Data: []byte("flowbus-lab")}}
+	b, err := msg.Marshal(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(b, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		m, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return fmt.Errorf("ping %s: %w", addr, err)
+		}
+		rm, err := icmp.ParseMessage(proto, buf[:m])
+		if err != nil {
+			continue
+		}
+		if echo, ok := rm.Body.(*icmp.Echo); ok && (rm.Type == ipv4.ICMPTypeEchoReply || rm.Type == ipv6.ICMPTypeEchoReply) && echo.Seq == int(n&0xffff) {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,488 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
+
+	"github.com/flowbus/flowbus/deploy/lab/endpoints"
+)
+
+// The test binary is also the lab's child program: Up and Traffic re-run it
+// as "<test binary> lab-child serve|client ...". "lab-child-failing" is the
+// same except that the server of fraud-detector fails at start, to test
+// that a failure halfway through Up is cleaned up.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && (os.Args[1] == "lab-child" || os.Args[1] == "lab-child-failing") {
+		if os.Args[1] == "lab-child-failing" && strings.Contains(strings.Join(os.Args, " "), "--pod=fraud-detector") {
+			fmt.Fprintln(os.Stderr, "failing on purpose")
+			os.Exit(1)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := Child(ctx, os.Args[2:], os.Stdout, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// testTopology is the payments fleet on ranges of its own, so that the
+// tests never meet a user's lab (10.200.0.0/24) or another test's.
+func testTopology(t *testing.T, octet int) *Topology {
+	t.Helper()
+	topo, err := DefaultTopology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo.Network = Network{IPv4: fmt.Sprintf("10.%d.0.0/24", octet), IPv6: fmt.Sprintf("fd00:fb:%d::/64", octet)}
+	topo.Node = "test-node"
+	if err := topo.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+func requireLab(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces and veths")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip command")
+	}
+	if err := exec.Command("ip", "netns", "add", "fbprobe-netns").Run(); err != nil {
+		t.Skipf("network namespaces unsupported here: %v", err)
+	}
+	_ = exec.Command("ip", "netns", "del", "fbprobe-netns").Run()
+}
+
+func testConfig(t *testing.T, prefix string, child string) Config {
+	return Config{
+		Prefix:   prefix,
+		StateDir: filepath.Join(t.TempDir(), "state"),
+		Self:     []string{os.Args[0], child},
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// cleanupLab removes the lab even when the test failed halfway.
+func cleanupLab(t *testing.T, cfg Config) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := Down(ctx, cfg); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+// inNetns runs fn on a thread inside network namespace ns, so that the
+// sockets fn opens belong to that pod. The thread is never returned to the
+// runtime's pool: it ends with the goroutine.
+func inNetns(t *testing.T, ns string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join(netnsDir, ns))
+		if err != nil {
+			t.Errorf("open netns %s: %v", ns, err)
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Errorf("setns %s: %v", ns, err)
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
+func httpGet(addr netip.AddrPort, method, path string) (int, string, error) {
+	c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", method, path); err != nil {
+		return 0, "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func dnsQuery(server netip.AddrPort, name string, qtype dnsmessage.Type) (dnsmessage.RCode, []string, error) {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 4711, RecursionDesired: true})
+	_ = b.StartQuestions()
+	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: qtype, Class: dnsmessage.ClassINET})
+	pkt, err := b.Finish()
+	if err != nil {
+		return 0, nil, err
+	}
+	c, err := net.Dial("udp", server.String())
+	if err != nil {
+		return 0, nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(pkt); err != nil {
+		return 0, nil, err
+	}
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		return 0, nil, err
+	}
+	var m dnsmessage.Message
+	if err := m.Unpack(buf[:n]); err != nil {
+		return 0, nil, err
+	}
+	if m.ID != 4711 {
+		return 0, nil, fmt.Errorf("answer id %d, want 4711", m.ID)
+	}
+	var ips []string
+	for _, a := range m.Answers {
+		switch r := a.Body.(type) {
+		case *dnsmessage.AResource:
+			ips = append(ips, fmt.Sprintf("%s ttl=%d", netip.AddrFrom4(r.A), a.Header.TTL))
+		case *dnsmessage.AAAAResource:
+			ips = append(ips, fmt.Sprintf("%s ttl=%d", netip.AddrFrom16(r.AAAA), a.Header.TTL))
+		}
+	}
+	return m.RCode, ips, nil
+}
+
+func echo(addr netip.AddrPort, line string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, line); err != nil {
+		return "", err
+	}
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t *testing.T) {
+	requireLab(t)
+	cfg := testConfig(t, "fbt", "lab-child")
+	cleanupLab(t, cfg)
+	ctx := context.Background()
+	start := time.Now()
+	plan, err := Up(ctx, cfg, testTopology(t, 201))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("up took %s", time.Since(start))
+	pod := func(name string) *PodPlan {
+		p, ok := plan.Pod(name)
+		if !ok {
+			t.Fatalf("no pod %s", name)
+		}
+		return p
+	}
+
+	t.Run("a second up with the same prefix is refused", func(t *testing.T) {
+		cfg2 := cfg
+		cfg2.StateDir = filepath.Join(t.TempDir(), "other")
+		_, err := Up(ctx, cfg2, testTopology(t, 201))
+		if err == nil || !strings.Contains(err.Error(), `a lab with prefix "fbt" already exists`) {
+			t.Fatalf("second Up: %v; want refusal", err)
+		}
+	})
+
+	t.Run("every server answers every other pod over IPv4 and IPv6", func(t *testing.T) {
+		for _, from := range plan.Pods {
+			inNetns(t, from.NetNS, func() {
+				for _, to := range plan.Pods {
+					if to.Name == from.Name {
+						continue
+					}
+					spec, _ := plan.Spec(to.Name)
+					for _, s := range spec.Servers {
+						for _, ip := range []netip.Addr{to.IPv4, to.IPv6} {
+							addr := netip.AddrPortFrom(ip, s.Port)
+							where := fmt.Sprintf("%s → %s %s %s", from.Name, to.Name, s.Kind, addr)
+							switch s.Kind {
+							case KindHTTP:
+								rt := s.Routes[0]
+								path := strings.Replace(rt.Path, "{id}", "7", 1)
+								status, body, err := httpGet(addr, rt.Method, path)
+								if from.Name == "rewards-cron" && to.Name == "ledger-svc" {
+									if !errors.Is(err, syscall.ECONNRESET) {
+										t.Errorf("%s: got %d %q %v; want connection reset", where, status, body, err)
+									}
+									continue
+								}
+								want := fmt.Sprintf(`{"pod":%q,"route":%q,"id":"7","status":200}`+"\n", to.Name, rt.Path)
+								if rt.Path == "/healthz" {
+									want = `{"pod":"checkout-api","route":"/healthz","id":"","status":200}` + "\n"
+								}
+								if err != nil || status != 200 || body != want {
+									t.Errorf("%s: got %d %q %v; want 200 %q", where, status, body, err, want)
+								}
+							case KindTCPEcho, KindGRPC:
+								line := "hello " + from.Name + "\n"
+								if s.Kind == KindGRPC {
+									c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
+									if err != nil {
+										t.Errorf("%s: %v", where, err)
+									} else {
+										c.Close()
+									}
+									continue
+								}
+								got, err := echo(addr, line)
+								if err != nil || got != line {
+									t.Errorf("%s: echo got %q %v; want %q", where, got, err, line)
+								}
+							case KindDNS:
+								rcode, ips, err := dnsQuery(addr, "ledger-svc.payments.svc.cluster.local.", dnsmessage.TypeA)
+								if err != nil || rcode != dnsmessage.RCodeSuccess || !reflect.DeepEqual(ips, []string{"10.96.200.11 ttl=30"}) {
+									t.Errorf("%s: A ledger-svc got %v %v %v; want success [10.96.200.11 ttl=30]", where, rcode, ips, err)
+								}
+								rcode, ips, err = dnsQuery(addr, "ledger-svc.payments.svc.cluster.local.", dnsmessage.TypeAAAA)
+								if err != nil || rcode != dnsmessage.RCodeSuccess || !reflect.DeepEqual(ips, []string{"fd00:fb:96::11 ttl=30"}) {
+									t.Errorf("%s: AAAA ledger-svc got %v %v %v; want success [fd00:fb:96::11 ttl=30]", where, rcode, ips, err)
+								}
+								rcode, ips, err = dnsQuery(addr, "nosuch.payments.svc.cluster.local.", dnsmessage.TypeA)
+								if err != nil || rcode != dnsmessage.RCodeNameError || len(ips) != 0 {
+									t.Errorf("%s: nosuch got %v %v %v; want NXDomain", where, rcode, ips, err)
+								}
+							}
+						}
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("the server sees the pod's own address as source, so traffic is routed and not NATed", func(t *testing.T) {
+		// The echo server answers what it receives; the source check is the
+		// connection's local address inside the client pod.
+		from, to := pod("ledger-svc"), pod("postgres-primary")
+		inNetns(t, from.NetNS, func() {
+			for _, ip := range []netip.Addr{to.IPv4, to.IPv6} {
+				c, err := net.DialTimeout("tcp", netip.AddrPortFrom(ip, 5432).String(), 2*time.Second)
+				if err != nil {
+					t.Errorf("dial %s: %v", ip, err)
+					continue
+				}
+				local := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+				c.Close()
+				if want := from.IPv4; ip.Is6() {
+					want = from.IPv6
+					if local != want {
+						t.Errorf("local address %s; want %s", local, want)
+					}
+				} else if local != want {
+					t.Errorf("local address %s; want %s", local, want)
+				}
+			}
+		})
+	})
+
+	t.Run("the endpoints file lists every pod with its veth, addresses and identity", func(t *testing.T) {
+		f, err := endpoints.Read(EndpointsPath(cfg.StateDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Pods) != 8 || len(f.Services) != 6 || f.Node != "test-node" {
+			t.Fatalf("pods %d services %d node %q; want 8, 6, test-node", len(f.Pods), len(f.Services), f.Node)
+		}
+		idx, err := ifIndex("fbt2h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := endpoints.Pod{
+			Namespace: "payments", Name: "checkout-api", Workload: "checkout-api", WorkloadKind: "Deployment",
+			Labels:    []string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments", "k8s:team=payments"},
+			IPs:       []netip.Addr{netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("fd00:fb:201::2")},
+			Interface: "fbt2h", IfIndex: idx, Node: "test-node", NetNS: "fbt-checkout-api",
+			Identity: endpoints.Identity([]string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments", "k8s:team=payments"}),
+		}
+		got, ok := f.PodByIfIndex(idx)
+		if !ok || !reflect.DeepEqual(*got, want) {
+			t.Fatalf("pod at ifindex %d:\n got %+v\nwant %+v", idx, got, want)
+		}
+		dns, _ := f.PodByIP(netip.MustParseAddr("10.201.0.6"))
+		if dns == nil || dns.Name != "kube-dns" || dns.Namespace != "kube-system" || dns.Workload != "coredns" || dns.Interface != "fbt6h" {
+			t.Fatalf("10.201.0.6 = %+v; want kube-system/kube-dns on fbt6h", dns)
+		}
+		svc, ok := f.ServiceByBackend(netip.MustParseAddr("fd00:fb:201::6"), 53, "UDP")
+		if !ok || svc.Name != "kube-dns" || !reflect.DeepEqual(svc.ClusterIPs, []netip.Addr{netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:fb:96::a")}) {
+			t.Fatalf("service of [fd00:fb:201::6]:53/UDP = %+v; want kube-system/kube-dns", svc)
+		}
+		pg, _ := f.ServiceByBackend(netip.MustParseAddr("10.201.0.7"), 5432, "TCP")
+		if pg == nil || pg.Name != "postgres-primary" || len(pg.Backends) != 2 {
+			t.Fatalf("service of 10.201.0.7:5432 = %+v; want postgres-primary with 2 backends", pg)
+		}
+		for _, p := range f.Pods {
+			i, err := ifIndex(p.Interface)
+			if err != nil || i != p.IfIndex {
+				t.Errorf("pod %s: ifindex %d in file, %d (%v) on the host", p.Name, p.IfIndex, i, err)
+			}
+		}
+	})
+
+	t.Run("traffic for 2 s sends requests on every edge with the expected outcomes", func(t *testing.T) {
+		var progress strings.Builder
+		rep, err := Traffic(ctx, cfg, TrafficOptions{Duration: 2 * time.Second, Rate: 20, Seed: 7, Progress: &progress})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Edges) != 10 {
+			t.Fatalf("%d edges; want 10", len(rep.Edges))
+		}
+		for _, e := range rep.Edges {
+			if e.Sent < 10 || e.Sent != e.OK+e.Status5xx+e.Resets+e.Errors {
+				t.Errorf("%s: %+v; want >= 10 sent, each counted once", e.Name(), e)
+			}
+			if e.Errors != 0 {
+				t.Errorf("%s: %d errors", e.Name(), e.Errors)
+			}
+			if e.From == "rewards-cron" {
+				if e.Resets != e.Sent {
+					t.Errorf("%s: %d resets of %d; want every request reset", e.Name(), e.Resets, e.Sent)
+				}
+			} else if e.Resets != 0 || e.OK == 0 {
+				t.Errorf("%s: %+v; want answers and no resets", e.Name(), e)
+			}
+		}
+		if !strings.Contains(progress.String(), "1s  sent") {
+			t.Errorf("progress %q; want a line per second", progress.String())
+		}
+		for _, e := range rep.Edges {
+			t.Logf("%-50s %+v", e.Name(), e)
+		}
+		t.Logf("progress:\n%s", progress.String())
+	})
+
+	t.Run("down leaves no namespace, link, process or state file, and a second down does nothing", func(t *testing.T) {
+		pids := []int{}
+		for _, p := range plan.Pods {
+			if p.PID != 0 {
+				pids = append(pids, p.PID)
+			}
+		}
+		if len(pids) != 6 {
+			t.Fatalf("%d server pids; want 6", len(pids))
+		}
+		removed, err := Down(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(removed.NetNS) != 8 || len(removed.Links) != 8 || len(removed.Processes) < 6 {
+			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes", removed)
+		}
+		assertNothingLeft(t, "fbt", cfg.StateDir, pids)
+		again, err := Down(ctx, cfg)
+		if err != nil || !again.Empty() {
+			t.Fatalf("second Down: %s, %v; want nothing, no error", again, err)
+		}
+	})
+}
+
+// assertNothingLeft checks with the tools a person would use that nothing of
+// the lab is left.
+func assertNothingLeft(t *testing.T, prefix, stateDir string, pids []int) {
+	t.Helper()
+	ns, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v %s", err, ns)
+	}
+	for _, l := range strings.Split(string(ns), "\n") {
+		if strings.HasPrefix(l, prefix+"-") {
+			t.Errorf("netns left: %s", l)
+		}
+	}
+	links, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link: %v %s", err, links)
+	}
+	for _, l := range strings.Split(string(links), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 && strings.HasPrefix(f[1], prefix) && strings.HasSuffix(strings.SplitN(f[1], "@", 2)[0], "h") {
+			t.Errorf("link left: %s", l)
+		}
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d left", pid)
+		}
+	}
+	if marked, _ := markedProcesses(prefix); len(marked) != 0 {
+		t.Errorf("processes with the lab's marker left: %v", marked)
+	}
+	if _, err := os.Stat(stateDir); !errors.Is(err, os.ErrNotExist) {
+		ents, _ := os.ReadDir(stateDir)
+		t.Errorf("state dir %s left (%v) holding %v", stateDir, err, ents)
+	}
+}
+
+func TestUpThatFailsHalfwayRemovesWhatItMade(t *testing.T) {
+	requireLab(t)
+	cfg := testConfig(t, "fbu", "lab-child-failing")
+	cleanupLab(t, cfg)
+	_, err := Up(context.Background(), cfg, testTopology(t, 202))
+	if err == nil || !strings.Contains(err.Error(), "pod fraud-detector: server exited before it was ready") {
+		t.Fatalf("Up = %v; want the fraud-detector server failure", err)
+	}
+	assertNothingLeft(t, "fbu", cfg.StateDir, nil)
+}
+
+func TestUpInterruptedRemovesWhatItMade(t *testing.T) {
+	requireLab(t)
+	cfg := testConfig(t, "fbv", "lab-child")
+	cleanupLab(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	// Cancel as soon as the third pod's namespace exists: halfway through.
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(netnsDir, "fbv-ledger-svc")); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	_, err := Up(ctx, cfg, testTopology(t, 203))
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Up = %v; want context.Canceled", err)
+	}
+	assertNothingLeft(t, "fbv", cfg.StateDir, nil)
+}

@@ -1,0 +1,340 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// serve runs the servers of one pod until ctx ends. It must run inside the
+// pod's network namespace. It binds every listener first, then writes the
+// pod's ready file, so Up knows the lab answers once it returns.
+func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
+	plan, err := LoadPlan(stateDir)
+	if err != nil {
+		return err
+	}
+	spec, ok := plan.Spec(pod)
+	if !ok {
+		return fmt.Errorf("pod %q is not in the lab", pod)
+	}
+	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, s := range spec.Servers {
+		deny := resetSet(plan, s.ResetFrom)
+		switch s.Kind {
+		case KindHTTP:
+			ln, err := listenTCP(s.Port, deny, log)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: &httpHandler{pod: pod, routes: s.Routes}, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+			wg.Go(func() { _ = srv.Serve(ln) })
+			closers = append(closers, func() { _ = srv.Close() })
+		case KindGRPC:
+			ln, err := listenTCP(s.Port, deny, log)
+			if err != nil {
+				return err
+			}
+			srv := grpc.NewServer()
+			hs := health.NewServer()
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			hs.SetServingStatus(spec.Workload, healthpb.HealthCheckResponse_SERVING)
+			healthpb.RegisterHealthServer(srv, hs)
+			wg.Go(func() { _ = srv.Serve(ln) })
+			closers = append(closers, srv.Stop)
+		case KindTCPEcho:
+			ln, err := listenTCP(s.Port, deny, log)
+			if err != nil {
+				return err
+			}
+			wg.Go(func() { echoServe(ln) })
+			closers = append(closers, func() { _ = ln.Close() })
+		case KindDNS:
+			pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", s.Port))
+			if err != nil {
+				return fmt.Errorf("pod %s: dns server: %w", pod, err)
+			}
+			d := &dnsServer{plan: plan, log: log}
+			wg.Go(func() { d.serve(pc) })
+			closers = append(closers, func() { _ = pc.Close() })
+		}
+		log.Info("listening", "pod", pod, "kind", s.Kind, "port", s.Port)
+	}
+	ready := filepath.Join(stateDir, readyDir, pod)
+	if err := writeFileAtomic(ready, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	for _, c := range closers {
+		c()
+	}
+	closers = nil
+	wg.Wait()
+	return nil
+}
+
+// resetSet returns the addresses of the pods a server resets.
+func resetSet(plan *Plan, pods []string) map[netip.Addr]bool {
+	set := map[netip.Addr]bool{}
+	for _, name := range pods {
+		if p, ok := plan.Pod(name); ok {
+			set[p.IPv4], set[p.IPv6] = true, true
+		}
+	}
+	return set
+}
+
+// listenTCP listens on port on every address of the pod (IPv4 and IPv6).
+// Connections from an address in deny are reset (SO_LINGER 0, then close)
+// as soon as they are accepted and never reach the server.
+func listenTCP(port uint16, deny map[netip.Addr]bool, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp %d: %w", port, err)
+	}
+	if len(deny) == 0 {
+		return ln, nil
+	}
+	return &resetListener{Listener: ln, deny: deny, log: log}, nil
+}
+
+type resetListener struct {
+	net.Listener
+	deny map[netip.Addr]bool
+	log  *slog.Logger
+}
+
+func (l *resetListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			return c, nil
+		}
+		ap := tc.RemoteAddr().(*net.TCPAddr).AddrPort()
+		if !l.deny[ap.Addr().Unmap()] {
+			return c, nil
+		}
+		_ = tc.SetLinger(0)
+		_ = tc.Close()
+		l.log.Debug("reset connection (reset_from)", "remote", ap)
+	}
+}
+
+// echoServe answers every line of every connection with the same line.
+func echoServe(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for {
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				line, err := r.ReadBytes('\n')
+				if len(line) > 0 {
+					if _, werr := c.Write(line); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// httpHandler serves a pod's routes; see RouteSpec and ExpectedResponse.
+type httpHandler struct {
+	pod    string
+	routes []RouteSpec
+}
+
+func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	for _, rt := range h.routes {
+		id, ok := matchRoute(rt.Path, r.URL.Path)
+		if !ok {
+			continue
+		}
+		if r.Method != rt.Method {
+			w.Header().Set("Allow", rt.Method)
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		status, body, err := ExpectedResponse(h.pod, rt, id)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if rt.Latency > 0 {
+			time.Sleep(rt.Latency)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// matchRoute matches path against pattern, where one segment of pattern may
+// be "{id}"; it returns the id ("" when the pattern has none).
+func matchRoute(pattern, path string) (string, bool) {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return "", false
+	}
+	id := ""
+	for i := range ps {
+		switch {
+		case ps[i] == "{id}" && xs[i] != "":
+			id = xs[i]
+		case ps[i] != xs[i]:
+			return "", false
+		}
+	}
+	return id, true
+}
+
+// ExpectedResponse returns the status and body the lab's HTTP server gives
+// on pod for route rt and id: ErrorStatus when id is a multiple of
+// ErrorEvery, else 200; the body is one JSON line naming pod, route, id and
+// status. A non-numeric id on a route with error_every is an error (400).
+func ExpectedResponse(pod string, rt RouteSpec, id string) (int, string, error) {
+	status := http.StatusOK
+	if rt.ErrorEvery > 0 && id != "" {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			return 0, "", fmt.Errorf("id %q is not a number", id)
+		}
+		if n%rt.ErrorEvery == 0 {
+			status = rt.ErrorStatus
+		}
+	}
+	body := fmt.Sprintf(`{"pod":%q,"route":%q,"id":%q,"status":%d}`+"\n", pod, rt.Path, id, status)
+	return status, body, nil
+}
+
+// ClusterDomain is the DNS suffix of service names: <svc>.<ns>.svc.<domain>.
+const ClusterDomain = "cluster.local"
+
+// DNSAnswer returns what the lab's DNS server answers for name and type
+// (A or AAAA): the service's cluster IPs of that family for
+// "<svc>.<ns>.svc.cluster.local", RCodeSuccess with no answer for a known
+// name of the other family only, and RCodeNameError for any other name.
+func DNSAnswer(plan *Plan, name string, qtype dnsmessage.Type) (dnsmessage.RCode, []netip.Addr) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	for _, s := range plan.Topology.Services {
+		if name != s.Name+"."+s.Namespace+".svc."+ClusterDomain {
+			continue
+		}
+		var out []netip.Addr
+		for _, c := range s.ClusterIPs {
+			ip := netip.MustParseAddr(c)
+			if (qtype == dnsmessage.TypeA && ip.Is4()) || (qtype == dnsmessage.TypeAAAA && ip.Is6()) {
+				out = append(out, ip)
+			}
+		}
+		return dnsmessage.RCodeSuccess, out
+	}
+	return dnsmessage.RCodeNameError, nil
+}
+
+// DNSTTL is the TTL of every answer of the lab's DNS server.
+const DNSTTL = 30
+
+type dnsServer struct {
+	plan *Plan
+	log  *slog.Logger
+}
+
+func (d *dnsServer) serve(pc net.PacketConn) {
+	buf := make([]byte, 1500)
+	out := make([]byte, 0, 512)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		resp, err := d.answer(buf[:n], out[:0])
+		if err != nil {
+			d.log.Debug("dns: bad query", "from", from, "err", err)
+			continue
+		}
+		_, _ = pc.WriteTo(resp, from)
+	}
+}
+
+// answer builds the response to one query into out. A packet that does not
+// parse as a query gets no answer (an error).
+func (d *dnsServer) answer(pkt, out []byte) ([]byte, error) {
+	var p dnsmessage.Parser
+	h, err := p.Start(pkt)
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	if h.Response {
+		return nil, errors.New("not a query")
+	}
+	q, err := p.Question()
+	if err != nil {
+		return nil, fmt.Errorf("question: %w", err)
+	}
+	rcode, ips := DNSAnswer(d.plan, q.Name.String(), q.Type)
+	b := dnsmessage.NewBuilder(out, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RCode: rcode})
+	b.EnableCompression()
+	if err := b.StartQuestions(); err != nil {
+		return nil, err
+	}
+	if err := b.Question(q); err != nil {
+		return nil, err
+	}
+	if err := b.StartAnswers(); err != nil {
+		return nil, err
+	}
+	for _, ip := range ips {
+		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: DNSTTL}
+		if ip.Is4() {
+			err = b.AResource(rh, dnsmessage.AResource{A: ip.As4()})
+		} else {
+			err = b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: ip.As16()})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b.Finish()
+}
