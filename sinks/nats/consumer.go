@@ -1,0 +1,485 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Dead-letter headers added by DeadLetter to the original headers.
+const (
+	HeaderDLQReason    = "flowbus-dlq-reason"
+	HeaderDLQPartition = "flowbus-dlq-partition"
+	HeaderDLQOffset    = "flowbus-dlq-offset"
+)
+
+// ErrClosed is returned by Poll once the Consumer is closed.
+var ErrClosed = errors.New("nats consumer closed")
+
+// Delivery is one message read from the stream. Offset is its stream
+// sequence: increasing within a partition, with gaps (the partitions share
+// the stream's sequence).
+type Delivery struct {
+	Subject   string
+	Partition int32
+	Offset    int64
+	Key       []byte // from HeaderKey
+	Value     []byte
+	Headers   map[string]string // first value of each header
+	Time      time.Time         // when the stream stored it
+}
+
+// ConsumerConfig configures a Consumer. Zero fields take the defaults.
+type ConsumerConfig struct {
+	Conn
+	Stream     StreamConfig // created if missing, as by the Publisher
+	Partitions int          // default DefaultPartitions; must match the publishers'
+	// Assigned lists the partitions this instance reads; default all. Each
+	// partition must be read by one instance at a time (see doc.go).
+	Assigned []int32
+	// Durable names the consumers: one per partition, <Durable>-p<NN>.
+	// Default DefaultDurable.
+	Durable string
+	// AckWait is how long a delivered, uncommitted message waits before the
+	// server sends it again (Poll drops such repeats); default DefaultAckWait.
+	AckWait time.Duration
+	// MaxAckPending bounds delivered, uncommitted messages per partition:
+	// the server pauses the partition there until Commit. Default
+	// DefaultMaxAckPending.
+	MaxAckPending int
+	// PullMaxBytes bounds what is buffered per partition ahead of Poll; at
+	// least twice the stream's MaxMsgSize. Default DefaultPullMaxBytes.
+	PullMaxBytes   int
+	MaxPollRecords int    // default DefaultMaxPollRecords
+	DLQStream      string // default DefaultDLQStream
+	DLQSubject     string // default DefaultDLQSubject
+	// OnAssigned is called inside the first Poll with the partitions read;
+	// OnRevoked inside Close, before they are released, so that the caller
+	// can write and Commit.
+	OnAssigned func(partitions []int32)
+	OnRevoked  func(partitions []int32)
+	Logger     *slog.Logger
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	c.Conn = c.Conn.withDefaults()
+	c.Stream = c.Stream.withDefaults()
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if len(c.Assigned) == 0 {
+		c.Assigned = make([]int32, c.Partitions)
+		for i := range c.Assigned {
+			c.Assigned[i] = int32(i)
+		}
+	}
+	if c.Durable == "" {
+		c.Durable = DefaultDurable
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.PullMaxBytes == 0 {
+		c.PullMaxBytes = DefaultPullMaxBytes
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if c.DLQStream == "" {
+		c.DLQStream = DefaultDLQStream
+	}
+	if c.DLQSubject == "" {
+		c.DLQSubject = DefaultDLQSubject
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports the first problem with c (after defaults), naming the field.
+func (c ConsumerConfig) Validate() error {
+	c = c.withDefaults()
+	if err := c.Conn.validate(); err != nil {
+		return fmt.Errorf("nats consumer: %w", err)
+	}
+	if err := c.Stream.validate(); err != nil {
+		return fmt.Errorf("nats consumer: %w", err)
+	}
+	if c.Partitions < 1 || c.Partitions > 4096 {
+		return fmt.Errorf("nats consumer: partitions %d, want 1..4096", c.Partitions)
+	}
+	seen := map[int32]bool{}
+	for _, p := range c.Assigned {
+		if p < 0 || int(p) >= c.Partitions {
+			return fmt.Errorf("nats consumer: assigned partition %d outside 0..%d", p, c.Partitions-1)
+		}
+		if seen[p] {
+			return fmt.Errorf("nats consumer: partition %d assigned twice", p)
+		}
+		seen[p] = true
+	}
+	if err := validName(c.Durable); err != nil {
+		return fmt.Errorf("nats consumer: durable: %w", err)
+	}
+	if err := validName(c.DLQStream); err != nil {
+		return fmt.Errorf("nats consumer: dead-letter stream: %w", err)
+	}
+	if c.DLQStream == c.Stream.Name {
+		return fmt.Errorf("nats consumer: dead-letter stream equals the stream %s", c.Stream.Name)
+	}
+	if err := validSubject(c.DLQSubject); err != nil {
+		return fmt.Errorf("nats consumer: dead-letter %w", err)
+	}
+	if strings.HasPrefix(c.DLQSubject, c.Stream.SubjectPrefix+".") {
+		return fmt.Errorf("nats consumer: dead-letter subject %s lies inside the stream's subjects %s.>", c.DLQSubject, c.Stream.SubjectPrefix)
+	}
+	if c.AckWait < time.Second {
+		return fmt.Errorf("nats consumer: ack wait %s, want >= 1s", c.AckWait)
+	}
+	if c.MaxAckPending < 1 {
+		return fmt.Errorf("nats consumer: max ack pending %d, want >= 1", c.MaxAckPending)
+	}
+	if c.PullMaxBytes < 2*int(c.Stream.MaxMsgSize) {
+		return fmt.Errorf("nats consumer: pull max bytes %d below twice the max msg size %d", c.PullMaxBytes, c.Stream.MaxMsgSize)
+	}
+	if c.MaxPollRecords < 1 {
+		return fmt.Errorf("nats consumer: max poll records %d, want >= 1", c.MaxPollRecords)
+	}
+	return nil
+}
+
+// Consumer reads the partitions of the stream through one durable pull
+// consumer per partition (filter subject <prefix>.<p>, ack policy "all"),
+// in stream order per partition. Poll, Commit, DeadLetter and Close are
+// meant for one goroutine.
+type Consumer struct {
+	cfg ConsumerConfig
+	nc  *natsgo.Conn
+	js  jetstream.JetStream
+
+	parts    map[int32]*partition
+	items    chan item
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	started  bool
+	closed   bool
+	dlqReady bool
+}
+
+type partition struct {
+	it        jetstream.MessagesContext
+	delivered uint64    // highest stream sequence handed out
+	pending   []pending // handed out, not committed, ascending
+}
+
+type pending struct {
+	seq   uint64
+	reply string
+}
+
+type item struct {
+	p   int32
+	msg jetstream.Msg
+}
+
+// NewConsumer connects to cfg.URL; the streams and consumers are set up by
+// the first Poll, which retries while the server is unavailable.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	nc, err := connect(cfg.Conn, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("nats consumer: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats consumer: jetstream: %w", err)
+	}
+	return &Consumer{cfg: cfg, nc: nc, js: js, parts: map[int32]*partition{},
+		items: make(chan item, cfg.MaxPollRecords), stop: make(chan struct{})}, nil
+}
+
+// ConsumerName returns the durable consumer name of partition p.
+func ConsumerName(durable string, p int32) string { return fmt.Sprintf("%s-p%02d", durable, p) }
+
+// start ensures the stream and (re)creates each partition's durable
+// consumer so that it resumes right after its ack floor (the last commit),
+// then starts one reader per partition.
+func (c *Consumer) start(ctx context.Context) error {
+	if err := ensureStream(ctx, c.js, c.cfg.Stream.jetstream(), c.cfg.Logger); err != nil {
+		return fmt.Errorf("nats consumer: %w", err)
+	}
+	for _, p := range c.cfg.Assigned {
+		if _, ok := c.parts[p]; ok {
+			continue
+		}
+		var cons jetstream.Consumer
+		backoff := 50 * time.Millisecond
+		for {
+			var err error
+			cons, err = c.resume(ctx, p)
+			if err == nil {
+				break
+			}
+			if fatal(err) || !sleep(ctx, backoff) {
+				return fmt.Errorf("nats consumer %s: %w", ConsumerName(c.cfg.Durable, p), errors.Join(err, ctx.Err()))
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+		it, err := cons.Messages(jetstream.PullMaxBytes(c.cfg.PullMaxBytes))
+		if err != nil {
+			return fmt.Errorf("nats consumer %s: messages: %w", ConsumerName(c.cfg.Durable, p), err)
+		}
+		c.parts[p] = &partition{it: it}
+		c.wg.Add(1)
+		go c.read(p, it)
+	}
+	return nil
+}
+
+// resume deletes partition p's durable consumer, if any, and creates it
+// again starting right after its ack floor: messages delivered but not
+// committed by the previous run come back at once, not after AckWait.
+func (c *Consumer) resume(ctx context.Context, p int32) (jetstream.Consumer, error) {
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	name := ConsumerName(c.cfg.Durable, p)
+	cc := jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "flowbus aggregator, partition " + strconv.Itoa(int(p)),
+		FilterSubject: Subject(c.cfg.Stream.SubjectPrefix, int(p)),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       c.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: c.cfg.MaxAckPending,
+	}
+	old, err := c.js.Consumer(actx, c.cfg.Stream.Name, name)
+	switch {
+	case err == nil:
+		info := old.CachedInfo()
+		if floor := info.AckFloor.Stream; floor > 0 {
+			cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cc.OptStartSeq = floor + 1
+		}
+		if err := c.js.DeleteConsumer(actx, c.cfg.Stream.Name, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, err
+	}
+	return c.js.CreateConsumer(actx, c.cfg.Stream.Name, cc)
+}
+
+// read feeds partition p's messages, in order, to Poll.
+func (c *Consumer) read(p int32, it jetstream.MessagesContext) {
+	defer c.wg.Done()
+	var lastErr string
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			if err.Error() != lastErr {
+				c.cfg.Logger.Warn("nats consumer read error", "partition", p, "err", err)
+				lastErr = err.Error()
+			}
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case c.items <- item{p, m}:
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// Poll returns the next messages, at most MaxPollRecords, in stream order
+// per partition; it blocks until there is at least one or ctx is done (then
+// it returns ctx.Err()). The first Poll sets up the consumers and calls
+// OnAssigned. A message the server sends again because it was not committed
+// within AckWait is dropped here: the caller already has it.
+func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if !c.started {
+		if err := c.start(ctx); err != nil {
+			return nil, err
+		}
+		c.started = true
+		if c.cfg.OnAssigned != nil {
+			c.cfg.OnAssigned(slices.Sorted(slices.Values(c.cfg.Assigned)))
+		}
+	}
+	var out []Delivery
+	add := func(it item) {
+		if d, ok := c.delivery(it); ok {
+			out = append(out, d)
+		}
+	}
+	for len(out) == 0 {
+		select {
+		case it := <-c.items:
+			add(it)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	drain:
+		for len(out) < c.cfg.MaxPollRecords {
+			select {
+			case it := <-c.items:
+				add(it)
+			default:
+				break drain
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *Consumer) delivery(it item) (Delivery, bool) {
+	meta, err := it.msg.Metadata()
+	if err != nil {
+		c.cfg.Logger.Warn("nats consumer: message without jetstream metadata", "partition", it.p, "err", err)
+		return Delivery{}, false
+	}
+	ps := c.parts[it.p]
+	seq := meta.Sequence.Stream
+	if seq <= ps.delivered {
+		return Delivery{}, false
+	}
+	ps.delivered = seq
+	ps.pending = append(ps.pending, pending{seq: seq, reply: it.msg.Reply()})
+	d := Delivery{Subject: it.msg.Subject(), Partition: it.p, Offset: int64(seq), Value: it.msg.Data(), Time: meta.Timestamp}
+	h := it.msg.Headers()
+	d.Headers = make(map[string]string, len(h))
+	for k, vs := range h {
+		if len(vs) > 0 {
+			d.Headers[k] = vs[0]
+		}
+	}
+	d.Key = []byte(d.Headers[HeaderKey])
+	return d, true
+}
+
+// Commit acknowledges, per partition, every delivered message with an offset
+// below the given next offset (one ack-all of the last of them, waiting for
+// the server's confirmation). A restarted Consumer resumes after the
+// committed messages.
+func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
+	ps := make([]int32, 0, len(next))
+	for p := range next {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	for _, p := range ps {
+		st, ok := c.parts[p]
+		if !ok {
+			return fmt.Errorf("nats commit: partition %d is not assigned to this consumer", p)
+		}
+		n := next[p]
+		i := sort.Search(len(st.pending), func(i int) bool { return int64(st.pending[i].seq) >= n })
+		if i == 0 {
+			continue
+		}
+		last := st.pending[i-1]
+		if _, err := c.nc.RequestWithContext(ctx, last.reply, []byte("+ACK")); err != nil {
+			return fmt.Errorf("nats commit partition %d offset %d: %w", p, last.seq, err)
+		}
+		st.pending = st.pending[i:]
+	}
+	return nil
+}
+
+// DeadLetter publishes d's value and headers to DLQSubject in DLQStream
+// (created if missing), adding HeaderDLQReason, HeaderDLQPartition and
+// HeaderDLQOffset, with Nats-Msg-Id "<stream>/<offset>" so that dead-lettering
+// the same message twice stores it once. It retries while the server is
+// unavailable, until ctx is done. Commit the offset only after it returned nil.
+func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
+	if !c.dlqReady {
+		if err := ensureStream(ctx, c.js, dlqStream(c.cfg.DLQStream, c.cfg.DLQSubject, c.cfg.Stream.MaxMsgSize, c.cfg.Stream.Replicas), c.cfg.Logger); err != nil {
+			return fmt.Errorf("nats dead letter: %w", err)
+		}
+		c.dlqReady = true
+	}
+	h := natsgo.Header{}
+	for k, v := range d.Headers {
+		if !strings.HasPrefix(k, "Nats-") {
+			h[k] = []string{v}
+		}
+	}
+	h[HeaderDLQReason] = []string{reason}
+	h[HeaderDLQPartition] = []string{strconv.Itoa(int(d.Partition))}
+	h[HeaderDLQOffset] = []string{strconv.FormatInt(d.Offset, 10)}
+	id := c.cfg.Stream.Name + "/" + strconv.FormatInt(d.Offset, 10)
+	m := &natsgo.Msg{Subject: c.cfg.DLQSubject, Header: h, Data: d.Value}
+	backoff := 50 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, DefaultAckTimeout)
+		_, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if fatal(err) {
+			return fmt.Errorf("nats dead letter %d@%d: %w", d.Partition, d.Offset, err)
+		}
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("nats dead letter %d@%d: %w (last error: %v)", d.Partition, d.Offset, ctx.Err(), err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Close calls OnRevoked (the caller may still Commit from it), stops the
+// readers and closes the connection. Messages delivered but not committed
+// are read again by the next Consumer of the partition.
+func (c *Consumer) Close() error {
+	if c.closed {
+		return nil
+	}
+	if c.started && c.cfg.OnRevoked != nil {
+		c.cfg.OnRevoked(slices.Sorted(slices.Values(c.cfg.Assigned)))
+	}
+	c.closed = true
+	c.stopReaders()
+	c.nc.Close()
+	return nil
+}
+
+func (c *Consumer) stopReaders() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	for _, ps := range c.parts {
+		ps.it.Stop()
+	}
+	c.wg.Wait()
+}

@@ -1,0 +1,427 @@
+package nats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const testPartitions = 8
+
+var testKeys = []string{
+	"payments/ledger-svc", "payments/checkout-api", "payments/fraud-detector",
+	"payments/sanctions-svc", "kube-system/kube-dns", "payments/postgres-primary",
+	"istio-system/istio-gateway", "payments/rewards-cron", "",
+}
+
+func testMessages(node string, first, n int) []schemas.Message {
+	msgs := make([]schemas.Message, n)
+	for i := range msgs {
+		seq := first + i
+		msgs[i] = schemas.Message{
+			Key:     testKeys[seq%len(testKeys)],
+			Node:    node,
+			Run:     "1764100000000000000",
+			Seq:     uint64(seq),
+			Rows:    seq*37 + 1,
+			FirstTs: 1764100000_000000000 + int64(seq)*1e9,
+			LastTs:  1764100000_999000000 + int64(seq)*1e9,
+			Value:   bytes.Repeat([]byte{byte(seq)}, 100+seq*977),
+		}
+	}
+	return msgs
+}
+
+func startServer(t *testing.T, dir string, port int) (*server.Server, string) {
+	t.Helper()
+	s, u, err := StartEmbedded(dir, port)
+	if err != nil {
+		t.Fatalf("StartEmbedded: %v", err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s, u
+}
+
+func newPublisher(t *testing.T, cfg PublisherConfig) *Publisher {
+	t.Helper()
+	p, err := NewPublisher(cfg)
+	if err != nil {
+		t.Fatalf("NewPublisher: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func newConsumer(t *testing.T, cfg ConsumerConfig) *Consumer {
+	t.Helper()
+	c, err := NewConsumer(cfg)
+	if err != nil {
+		t.Fatalf("NewConsumer: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var out []Delivery
+	for len(out) < n {
+		ds, err := c.Poll(ctx)
+		if err != nil {
+			t.Fatalf("poll after %d of %d deliveries: %v", len(out), n, err)
+		}
+		out = append(out, ds...)
+	}
+	return out
+}
+
+func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []Delivery {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var out []Delivery
+	for {
+		ds, err := c.Poll(ctx)
+		out = append(out, ds...)
+		if err != nil {
+			return out
+		}
+	}
+}
+
+// streamMsgs returns the number of messages in a stream.
+func streamMsgs(t *testing.T, u, stream string) uint64 {
+	t.Helper()
+	nc, err := natsgo.Connect(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// checkDeliveries asserts that ds is exactly msgs: each once, on the subject
+// of the partition its key hashes to, with its key, value and every header
+// (plus flowbus-key and Nats-Msg-Id), in publish order within a partition.
+func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partitions int) {
+	t.Helper()
+	if len(ds) != len(msgs) {
+		t.Fatalf("got %d deliveries, want %d", len(ds), len(msgs))
+	}
+	byID := map[string]*schemas.Message{}
+	for i := range msgs {
+		byID[msgs[i].ID()] = &msgs[i]
+	}
+	seen := map[string]bool{}
+	last := map[int32]*Delivery{}
+	for i := range ds {
+		d := &ds[i]
+		id := d.Headers[jetstream.MsgIDHeader]
+		m, ok := byID[id]
+		if !ok {
+			t.Fatalf("delivery %d@%d has unknown Nats-Msg-Id %q", d.Partition, d.Offset, id)
+		}
+		if seen[id] {
+			t.Fatalf("message %s delivered twice", id)
+		}
+		seen[id] = true
+		want := schemas.PartitionOf(m.Key, partitions)
+		if int(d.Partition) != want || d.Subject != DefaultSubjectPrefix+"."+strconv.Itoa(want) {
+			t.Errorf("message %s key %q: partition %d subject %s, want PartitionOf = %d", id, m.Key, d.Partition, d.Subject, want)
+		}
+		if string(d.Key) != m.Key {
+			t.Errorf("message %s: key %q, want %q", id, d.Key, m.Key)
+		}
+		if !bytes.Equal(d.Value, m.Value) {
+			t.Errorf("message %s: value of %d bytes differs from the %d published", id, len(d.Value), len(m.Value))
+		}
+		wantH := map[string]string{HeaderKey: m.Key, jetstream.MsgIDHeader: m.ID()}
+		for _, kv := range m.Headers() {
+			wantH[kv[0]] = kv[1]
+		}
+		if !maps.Equal(d.Headers, wantH) {
+			t.Errorf("message %s: headers %v, want %v", id, d.Headers, wantH)
+		}
+		if d.Time.IsZero() {
+			t.Errorf("message %s: no stream time", id)
+		}
+		if prev := last[d.Partition]; prev != nil {
+			if d.Offset <= prev.Offset || m.Seq <= byID[prev.Headers[jetstream.MsgIDHeader]].Seq {
+				t.Errorf("partition %d: %s at %d after %s at %d: out of order", d.Partition, id, d.Offset, prev.Headers[jetstream.MsgIDHeader], prev.Offset)
+			}
+		}
+		last[d.Partition] = d
+	}
+}
+
+func TestPublishedMessagesReachTheConsumerExactlyOnce(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	msgs := testMessages("node-a", 1, 50)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs[:20]); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if err := p.Publish(ctx, msgs[20:]); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	var assigned []int32
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions,
+		OnAssigned: func(ps []int32) { assigned = ps }})
+	ds := pollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	checkDeliveries(t, ds, msgs, testPartitions)
+	if len(assigned) != testPartitions || assigned[0] != 0 || assigned[7] != 7 {
+		t.Errorf("OnAssigned got %v, want partitions 0..7", assigned)
+	}
+
+	nc, err := natsgo.Connect(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := info.Config
+	if info.State.Msgs != 50 || len(sc.Subjects) != 1 || sc.Subjects[0] != "flowbus.flows.v1.>" ||
+		sc.Storage != jetstream.FileStorage || sc.Discard != jetstream.DiscardOld || sc.MaxAge != 24*time.Hour ||
+		sc.Duplicates != 2*time.Minute || sc.MaxMsgSize != 1<<20 || sc.MaxBytes != DefaultMaxBytes {
+		t.Errorf("stream %s: %d msgs, config %+v; want 50 msgs, flowbus.flows.v1.>, file, discard old, 24h, 2m, 1 MiB, 4 GiB", DefaultStream, info.State.Msgs, sc)
+	}
+}
+
+func TestPublishingTheSameMessagesAgainDoesNotDuplicateThem(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	msgs := testMessages("node-b", 1, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := p.Publish(ctx, msgs); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	// A second publisher (an agent restarted and replaying its spool) too.
+	p2 := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	if err := p2.Publish(ctx, msgs[5:15]); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if n := streamMsgs(t, u, DefaultStream); n != 20 {
+		t.Fatalf("stream holds %d messages after republishing 20 with the same Nats-Msg-Id, want 20", n)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	ds := pollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	checkDeliveries(t, ds, msgs, testPartitions)
+}
+
+func TestAConsumerRestartResumesAfterTheCommitWithoutDuplicates(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	msgs := testMessages("node-c", 1, 50)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	cfg := ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions, MaxPollRecords: 7}
+	first := newConsumer(t, cfg)
+	var processed []Delivery
+	next := map[int32]int64{}
+	for len(processed) < 20 {
+		ds, err := first.Poll(ctx)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		if len(ds) > 7 {
+			t.Fatalf("poll returned %d messages, max poll records is 7", len(ds))
+		}
+		for _, d := range ds {
+			processed = append(processed, d)
+			next[d.Partition] = d.Offset + 1
+		}
+	}
+	if err := first.Commit(ctx, next); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	first.Close()
+	if _, err := first.Poll(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("poll after close: got %v, want ErrClosed", err)
+	}
+
+	second := newConsumer(t, cfg)
+	rest := pollN(t, second, len(msgs)-len(processed), 10*time.Second)
+	rest = append(rest, pollQuiet(t, second, 300*time.Millisecond)...)
+	for _, d := range rest {
+		if d.Offset < next[d.Partition] {
+			t.Errorf("partition %d offset %d delivered again after commit of %d", d.Partition, d.Offset, next[d.Partition])
+		}
+	}
+	checkDeliveries(t, append(processed, rest...), msgs, testPartitions)
+}
+
+// TestPublishBlocksThroughAServerRestartAndStoresEachMessageOnce stops the
+// server for 3 s while a Publish is in flight and restarts it with the same
+// store: the Publish returns nil and the stream holds every message once.
+func TestPublishBlocksThroughAServerRestartAndStoresEachMessageOnce(t *testing.T) {
+	dir := t.TempDir()
+	s1, u, err := StartEmbedded(dir, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, _ := url.Parse(u)
+	port, _ := strconv.Atoi(pu.Port())
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions, AckTimeout: time.Second})
+	msgs := testMessages("node-d", 1, 40)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs[:20]); err != nil {
+		t.Fatalf("publish before the outage: %v", err)
+	}
+	s1.Shutdown()
+	s1.WaitForShutdown()
+
+	done := make(chan error, 1)
+	go func() { done <- p.Publish(ctx, msgs[10:]) }() // 10 already stored, 20 new
+	select {
+	case err := <-done:
+		t.Fatalf("publish returned %v while the server was down", err)
+	case <-time.After(3 * time.Second):
+	}
+	startServer(t, dir, port)
+	if err := <-done; err != nil {
+		t.Fatalf("publish across the outage: %v", err)
+	}
+	if n := streamMsgs(t, u, DefaultStream); n != 40 {
+		t.Fatalf("stream holds %d messages, want 40", n)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	ds := pollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	checkDeliveries(t, ds, msgs, testPartitions)
+}
+
+func TestPublishRejectsAMessageOverTheStreamLimitBeforeSendingAnything(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}})
+	msgs := testMessages("node-e", 1, 3)
+	msgs[2].Value = make([]byte, 1<<20-100) // fits the payload, not with its headers
+	err := p.Publish(context.Background(), msgs)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	}
+	if n := streamMsgs(t, u, DefaultStream); n != 0 {
+		t.Errorf("%d messages stored, want 0", n)
+	}
+	msgs[2].Value = make([]byte, 1<<20-1024)
+	if err := p.Publish(context.Background(), msgs); err != nil {
+		t.Fatalf("publish of a value of 1 MiB - 1 KiB: %v", err)
+	}
+	if n := streamMsgs(t, u, DefaultStream); n != 3 {
+		t.Errorf("%d messages stored, want 3", n)
+	}
+}
+
+func TestPublishBlocksWhileNoServerAnswersUntilTheContextEnds(t *testing.T) {
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: "nats://127.0.0.1:1"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.Publish(ctx, testMessages("node-f", 1, 3))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("publish with no server: got %v, want context.DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el < 650*time.Millisecond {
+		t.Errorf("publish gave up after %s, before the context ended", el)
+	}
+}
+
+func TestDeadLetterStoresTheMessageOnceWithReasonPartitionAndOffset(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, testMessages("node-g", 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	ds := pollN(t, c, 3, 10*time.Second)
+	bad := ds[1]
+	for range 2 {
+		if err := c.DeadLetter(ctx, bad, "arrow: truncated stream"); err != nil {
+			t.Fatalf("dead letter: %v", err)
+		}
+	}
+	if n := streamMsgs(t, u, DefaultDLQStream); n != 1 {
+		t.Fatalf("dead-letter stream holds %d messages after dead-lettering one twice, want 1", n)
+	}
+	nc, err := natsgo.Connect(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, DefaultDLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, DefaultDLQSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(raw.Data, bad.Value) {
+		t.Errorf("dead letter holds %d bytes, want the original %d", len(raw.Data), len(bad.Value))
+	}
+	got := map[string]string{}
+	for k, vs := range raw.Header {
+		got[k] = vs[0]
+	}
+	want := map[string]string{}
+	for k, v := range bad.Headers {
+		if !strings.HasPrefix(k, "Nats-") {
+			want[k] = v
+		}
+	}
+	want[HeaderDLQReason] = "arrow: truncated stream"
+	want[HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
+	want[HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
+	want[jetstream.MsgIDHeader] = DefaultStream + "/" + strconv.FormatInt(bad.Offset, 10)
+	if !maps.Equal(got, want) {
+		t.Errorf("dead letter headers %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,255 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/flowbus/flowbus/schemas"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrTooLarge is wrapped by Publish when a message (headers + value) exceeds
+// the stream's MaxMsgSize; nothing of that Publish call was sent.
+var ErrTooLarge = errors.New("message larger than the bus limit")
+
+// Publisher publishes bus messages to the JetStream stream, one subject per
+// partition, with Nats-Msg-Id dedupe. Safe for concurrent use, though calls
+// are serialized so that each keeps its order.
+type Publisher struct {
+	cfg PublisherConfig
+	nc  *natsgo.Conn
+	js  jetstream.JetStream
+
+	mu          sync.Mutex // serializes Publish; guards streamReady
+	streamReady bool
+}
+
+// NewPublisher connects to cfg.URL. A server that is down is not an error:
+// the connection keeps retrying and Publish blocks until it is up.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	nc, err := connect(cfg.Conn, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("nats publisher: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.AckTimeout), jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats publisher: jetstream: %w", err)
+	}
+	return &Publisher{cfg: cfg, nc: nc, js: js}, nil
+}
+
+// connect dials with unlimited reconnects and no reconnect buffer: a publish
+// while disconnected fails at once (and Publish retries it in order) instead
+// of being sent later, behind messages published after it.
+func connect(c Conn, log interface{ Info(string, ...any) }) (*natsgo.Conn, error) {
+	nc, err := natsgo.Connect(c.URL,
+		natsgo.Name(c.Name),
+		natsgo.MaxReconnects(-1),
+		natsgo.ReconnectWait(250*time.Millisecond),
+		natsgo.RetryOnFailedConnect(true),
+		natsgo.ReconnectBufSize(-1),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			log.Info("nats disconnected", "url", c.URL, "err", err)
+		}),
+		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", c.URL, err)
+	}
+	return nc, nil
+}
+
+// Subject returns the subject of partition p under prefix.
+func Subject(prefix string, p int) string { return prefix + "." + strconv.Itoa(p) }
+
+// Publish sends msgs and returns nil once JetStream acknowledged every one
+// (stored in the stream, or recognized as a duplicate by its Nats-Msg-Id).
+// Message i goes to subject <prefix>.<schemas.PartitionOf(Key, Partitions)>
+// with headers Headers(), HeaderKey and Nats-Msg-Id = ID(). Messages are sent
+// pipelined (async publish) and the acknowledged prefix is kept; from the
+// first failure on, they are sent again, in order, after a backoff, until
+// ctx is done (then the error wraps ctx.Err() and the last failure). A
+// message over the stream's MaxMsgSize fails the call with ErrTooLarge before
+// anything is sent; other refusals by the server are returned at once.
+func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	out := make([]*natsgo.Msg, len(msgs))
+	for i := range msgs {
+		out[i] = p.message(&msgs[i])
+		if n := msgSize(out[i]); n > int(p.cfg.Stream.MaxMsgSize) {
+			return fmt.Errorf("nats publish %s: %d bytes over the stream's max msg size %d: %w", msgs[i].ID(), n, p.cfg.Stream.MaxMsgSize, ErrTooLarge)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.streamReady {
+		if err := ensureStream(ctx, p.js, p.cfg.Stream.jetstream(), p.cfg.Logger); err != nil {
+			return err
+		}
+		p.streamReady = true
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		n, err := p.publishOnce(ctx, out)
+		out = out[n:]
+		if len(out) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), len(msgs), ctx.Err(), err)
+		}
+		if fatal(err) {
+			return fmt.Errorf("nats publish to %s: %w", out[0].Subject, err)
+		}
+		p.cfg.Logger.Debug("nats publish retry", "pending", len(out), "err", err)
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), len(msgs), ctx.Err(), err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// publishOnce sends msgs pipelined and returns how many, from the start,
+// were acknowledged, and the first error. It stops sending at the first
+// refused send, so that nothing is sent after a message that was not.
+func (p *Publisher) publishOnce(ctx context.Context, msgs []*natsgo.Msg) (int, error) {
+	futs := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var sendErr, ackErr error
+	for _, m := range msgs {
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(m.Header[jetstream.MsgIDHeader][0]))
+		if err != nil {
+			sendErr = err
+			break
+		}
+		futs = append(futs, f)
+	}
+	acked := 0
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+			if ackErr == nil {
+				acked++
+			}
+		case err := <-f.Err():
+			if ackErr == nil {
+				ackErr = err
+			}
+		case <-ctx.Done():
+			return acked, ctx.Err()
+		}
+	}
+	if ackErr != nil {
+		return acked, ackErr
+	}
+	return acked, sendErr
+}
+
+// fatal reports errors that retrying cannot fix: the server refused the
+// message itself (too large, wrong stream, bad header), not its availability.
+func fatal(err error) bool {
+	if errors.Is(err, natsgo.ErrMaxPayload) || errors.Is(err, natsgo.ErrBadHeaderMsg) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 400
+}
+
+// message builds the NATS message of m.
+func (p *Publisher) message(m *schemas.Message) *natsgo.Msg {
+	hs := m.Headers()
+	h := make(natsgo.Header, len(hs)+2)
+	for _, kv := range hs {
+		h[kv[0]] = []string{kv[1]}
+	}
+	h[HeaderKey] = []string{m.Key}
+	h[jetstream.MsgIDHeader] = []string{m.ID()}
+	return &natsgo.Msg{
+		Subject: Subject(p.cfg.Stream.SubjectPrefix, schemas.PartitionOf(m.Key, p.cfg.Partitions)),
+		Header:  h,
+		Data:    m.Value,
+	}
+}
+
+// msgSize is the size JetStream checks against MaxMsgSize: the header
+// block ("NATS/1.0\r\n", "k: v\r\n"..., "\r\n") plus the payload, plus
+// 64 bytes of slack.
+func msgSize(m *natsgo.Msg) int {
+	n := len("NATS/1.0\r\n\r\n") + len(m.Data) + 64
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// ensureStream creates the stream if it is missing, retrying while the
+// server or JetStream is unavailable, until ctx is done.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log interface{ Info(string, ...any) }) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := tryEnsureStream(ctx, js, cfg, log)
+		if err == nil {
+			return nil
+		}
+		if fatal(err) {
+			return fmt.Errorf("nats stream %s: %w", cfg.Name, err)
+		}
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("nats stream %s: %w (last error: %v)", cfg.Name, ctx.Err(), err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func tryEnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log interface{ Info(string, ...any) }) error {
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := js.Stream(actx, cfg.Name)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err = js.CreateStream(actx, cfg)
+	if err == nil {
+		log.Info("nats stream created", "stream", cfg.Name, "subjects", cfg.Subjects, "max_age", cfg.MaxAge, "max_bytes", cfg.MaxBytes)
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil
+	}
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Close closes the connection. Safe to call after a failed Publish.
+func (p *Publisher) Close() error {
+	p.nc.Close()
+	return nil
+}
