@@ -1,0 +1,353 @@
+package bpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Collector. Zero values take the documented defaults.
+type Config struct {
+	// Interfaces are names or path.Match globs ("veth*", "lxc*", "eth0") of
+	// the interfaces to attach to; interfaces that appear later are attached
+	// when they appear.
+	Interfaces []string
+	// MaxFlows is the capacity of the kernel flows map (default 65536). When
+	// it is full, new flows are reported packet by packet (EventInsertFailed)
+	// and counted in CounterMapInsert.
+	MaxFlows uint32
+	// RingBufSize is the ring buffer size in bytes: a power of two and a
+	// multiple of the page size (default 1 MiB).
+	RingBufSize uint32
+	// ActiveTimeout: a flow alive this long since its last record is reported
+	// (EventActiveTimeout) and keeps being tracked (default 10 s).
+	ActiveTimeout time.Duration
+	// IdleTimeout: a flow without packets this long is reported and removed
+	// (default 10 s).
+	IdleTimeout time.Duration
+	// EndLinger: an ended flow stays in the map this long after its last
+	// packet, so that retransmitted FINs or RSTs do not open a new flow
+	// (default 1 s).
+	EndLinger time.Duration
+	// SweepInterval is how often the flows map is scanned (default 1 s); the
+	// interface list is polled at the same pace.
+	SweepInterval time.Duration
+	// NaivePerPacketEvents loads the program in the naive per-packet-event
+	// mode (no flow state; one EventPacket per packet). For comparisons.
+	NaivePerPacketEvents bool
+	// DisableStartEvents stops EventFlowStart events.
+	DisableStartEvents bool
+}
+
+// Defaults.
+const (
+	DefaultMaxFlows      = 65536
+	DefaultRingBufSize   = 1 << 20
+	DefaultActiveTimeout = 10 * time.Second
+	DefaultIdleTimeout   = 10 * time.Second
+	DefaultEndLinger     = time.Second
+	DefaultSweepInterval = time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxFlows == 0 {
+		c.MaxFlows = DefaultMaxFlows
+	}
+	if c.RingBufSize == 0 {
+		c.RingBufSize = DefaultRingBufSize
+	}
+	if c.ActiveTimeout == 0 {
+		c.ActiveTimeout = DefaultActiveTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.EndLinger == 0 {
+		c.EndLinger = DefaultEndLinger
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = DefaultSweepInterval
+	}
+	return c
+}
+
+// Validate reports the first invalid setting (after defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	page := uint32(os.Getpagesize())
+	switch {
+	case len(c.Interfaces) == 0:
+		return errors.New("no interfaces to attach to: give names or globs such as lxc* or eth0")
+	case c.RingBufSize&(c.RingBufSize-1) != 0 || c.RingBufSize%page != 0:
+		return fmt.Errorf("ring buffer size %d: must be a power of two and a multiple of the page size %d", c.RingBufSize, page)
+	case c.ActiveTimeout < 0 || c.IdleTimeout < 0 || c.EndLinger < 0 || c.SweepInterval < 0:
+		return errors.New("timeouts and intervals must be positive")
+	}
+	for _, p := range c.Interfaces {
+		if p == "" {
+			return errors.New("empty interface pattern")
+		}
+		if _, err := pathMatch(p); err != nil {
+			return fmt.Errorf("interface pattern %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Sink receives a Collector's events, on the goroutine running Run.
+type Sink interface {
+	// Event is called once per event. ev is reused after Event returns:
+	// implementations must not retain it.
+	Event(ev *Event)
+	// Flush is called when no event is ready (the ring buffer is drained)
+	// and after each sweep; a sink that batches should pass its batch on.
+	Flush()
+}
+
+// Stats are a Collector's userspace figures.
+type Stats struct {
+	Events      uint64        // events passed to the sink
+	BadRecords  uint64        // ring buffer records of the wrong size (never expected)
+	Sweeps      uint64        // completed scans of the flows map
+	Evicted     uint64        // map entries removed by the sweep
+	ReaderCPU   time.Duration // user+system CPU of Run's thread, updated each sweep
+	AttachError string        // last interface attach error, if any
+}
+
+// Collector owns the loaded programs, their tcx links and the ring buffer
+// reader. Run is called once; Counters, Stats and Attached are safe for
+// concurrent use; Close detaches everything.
+type Collector struct {
+	cfg    Config
+	log    *slog.Logger
+	objs   *bpfObjects
+	reader *ringbuf.Reader
+
+	attached map[int]*attachment // Run's goroutine only
+
+	mu        sync.Mutex
+	ifaces    []Interface
+	names     map[uint32]string
+	statsMu   sync.Mutex
+	stats     Stats
+	events    atomic.Uint64
+	closeOnce sync.Once
+
+	// reported holds the counters already reported for flows that had an
+	// active-timeout record (Run's goroutine only).
+	reported map[bpfFlowKey]bpfFlowStats
+}
+
+// New loads the kernel programs and maps. It does not attach: Run does.
+func New(cfg Config, log *slog.Logger) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	objs, err := loadObjects(loadOptions{
+		maxFlows: cfg.MaxFlows, ringBufSize: cfg.RingBufSize,
+		naivePerPacketEvents: cfg.NaivePerPacketEvents, disableStartEvents: cfg.DisableStartEvents,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		objs.Close()
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	return &Collector{
+		cfg: cfg, log: log, objs: objs, reader: rd,
+		attached: map[int]*attachment{},
+		names:    map[uint32]string{},
+		reported: map[bpfFlowKey]bpfFlowStats{},
+	}, nil
+}
+
+// Counters reads the kernel counters, summed over CPUs.
+func (c *Collector) Counters() (Counters, error) { return readCounters(c.objs.Counters) }
+
+// Stats returns the userspace figures.
+func (c *Collector) Stats() Stats {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	s := c.stats
+	s.Events = c.events.Load()
+	return s
+}
+
+// Attached returns the interfaces the programs are attached to now.
+func (c *Collector) Attached() []Interface {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.ifaces)
+}
+
+func (c *Collector) publishAttached() {
+	ifs := make([]Interface, 0, len(c.attached))
+	for idx, a := range c.attached {
+		ifs = append(ifs, Interface{Index: idx, Name: a.name})
+	}
+	slices.SortFunc(ifs, func(a, b Interface) int { return a.Index - b.Index })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ifaces = ifs
+	for _, i := range ifs {
+		c.names[uint32(i.Index)] = i.Name
+	}
+}
+
+func (c *Collector) ifName(idx uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.names[idx]
+}
+
+// Run attaches to the configured interfaces, follows them as they come and
+// go, and passes every event to sink until ctx is done. Then it reports
+// every flow still in the map (EventFlush) and returns nil. Run locks its
+// goroutine to one OS thread, so Stats.ReaderCPU is its CPU alone.
+//
+// An interface that fails to attach is logged and retried at each sweep; Run
+// fails only if the first attach round attaches nothing and reports an error.
+func (c *Collector) Run(ctx context.Context, sink Sink) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0 := threadCPU()
+
+	if err := c.reconcile(); err != nil {
+		c.setAttachError(err)
+		if len(c.attached) == 0 {
+			return err
+		}
+		c.log.Warn("attach", "err", err)
+	}
+
+	stop := context.AfterFunc(ctx, func() { c.reader.Flush() })
+	defer stop()
+
+	var rec ringbuf.Record
+	var ev Event
+	mono := monoToUnix()
+	next := time.Now().Add(c.cfg.SweepInterval)
+	c.reader.SetDeadline(next)
+	for {
+		err := c.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if ke := decodeEvent(rec.RawSample, &ev, mono); ke != nil {
+				if len(c.reported) > 0 && ev.Kind.Final() {
+					c.subtractReported(&ke.Key, &ev)
+				}
+				ev.IfName = c.ifName(ev.IfIndex)
+				c.events.Add(1)
+				sink.Event(&ev)
+			} else {
+				c.statsMu.Lock()
+				c.stats.BadRecords++
+				c.statsMu.Unlock()
+			}
+			if c.reader.AvailableBytes() == 0 {
+				sink.Flush()
+			}
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, ringbuf.ErrFlushed):
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if ctx.Err() != nil {
+			c.flushAll(sink, &ev, monoToUnix())
+			sink.Flush()
+			c.updateCPU(cpu0)
+			return nil
+		}
+		if now := time.Now(); !now.Before(next) {
+			mono = monoToUnix()
+			if err := c.reconcile(); err != nil {
+				c.setAttachError(err)
+				c.log.Warn("attach", "err", err)
+			}
+			if err := c.sweep(sink, &ev, mono); err != nil {
+				c.log.Warn("sweep flows map", "err", err)
+			}
+			sink.Flush()
+			c.updateCPU(cpu0)
+			next = now.Add(c.cfg.SweepInterval)
+		}
+		c.reader.SetDeadline(next)
+	}
+}
+
+func (c *Collector) setAttachError(err error) {
+	c.statsMu.Lock()
+	c.stats.AttachError = err.Error()
+	c.statsMu.Unlock()
+}
+
+func (c *Collector) updateCPU(cpu0 time.Duration) {
+	d := threadCPU() - cpu0
+	c.statsMu.Lock()
+	c.stats.ReaderCPU = d
+	c.statsMu.Unlock()
+}
+
+// Close detaches every program and frees the maps. Run must have returned.
+func (c *Collector) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		errs := []error{c.reader.Close()}
+		for idx, a := range c.attached {
+			errs = append(errs, a.close())
+			delete(c.attached, idx)
+		}
+		c.publishAttached()
+		errs = append(errs, c.objs.Close())
+		err = errors.Join(errs...)
+	})
+	return err
+}
+
+// threadCPU is the user+system CPU time of the calling OS thread.
+func threadCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// monoToUnix is the offset from CLOCK_MONOTONIC (bpf_ktime_get_ns) to Unix time.
+func monoToUnix() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Now().UnixNano() - ts.Nano()
+}
+
+func monoNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Programs returns the ingress and egress programs (for tests and benchmarks
+// that drive them with BPF_PROG_TEST_RUN).
+func (c *Collector) programs() (ingress, egress *ebpf.Program) {
+	return c.objs.FlowIngress, c.objs.FlowEgress
+}

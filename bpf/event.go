@@ -1,0 +1,158 @@
+package bpf
+
+import (
+	"net/netip"
+	"unsafe"
+)
+
+// EventKind says why an Event was produced.
+type EventKind uint8
+
+// Kernel event kinds (values of enum event_type), then the kinds the
+// Collector's sweep produces from the flows map.
+const (
+	// EventFlowStart: a new flow entered the map. Counters cover its first packet.
+	EventFlowStart EventKind = EventKind(bpfEventTypeEVENT_FLOW_START)
+	// EventFlowEnd: FIN in both directions, then the last ACK.
+	EventFlowEnd EventKind = EventKind(bpfEventTypeEVENT_FLOW_END)
+	// EventFlowReset: a RST closed the flow. One per reset flow.
+	EventFlowReset EventKind = EventKind(bpfEventTypeEVENT_FLOW_RESET)
+	// EventInsertFailed: the flows map was full; the event carries one packet.
+	EventInsertFailed EventKind = EventKind(bpfEventTypeEVENT_INSERT_FAILED)
+	// EventPacket: one packet, in naive per-packet mode.
+	EventPacket EventKind = EventKind(bpfEventTypeEVENT_PACKET)
+	// EventActiveTimeout: a flow alive for ActiveTimeout since its last
+	// record; counters are those since that record; the flow stays tracked.
+	EventActiveTimeout EventKind = 16 + iota
+	// EventIdleTimeout: no packet for IdleTimeout; the flow is removed.
+	EventIdleTimeout
+	// EventRecovered: the flow ended but its end event was lost (ring buffer
+	// full); the sweep reports it from the map instead.
+	EventRecovered
+	// EventFlush: Run is stopping and reports every flow still in the map.
+	EventFlush
+)
+
+var kindNames = map[EventKind]string{
+	EventFlowStart: "start", EventFlowEnd: "end", EventFlowReset: "reset",
+	EventInsertFailed: "insert_failed", EventPacket: "packet",
+	EventActiveTimeout: "active_timeout", EventIdleTimeout: "idle_timeout",
+	EventRecovered: "recovered", EventFlush: "flush",
+}
+
+func (k EventKind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return "unknown"
+}
+
+// Final reports whether the event closes its flow: no later record of the
+// same flow follows (until a new connection reuses the tuple).
+func (k EventKind) Final() bool {
+	switch k {
+	case EventFlowEnd, EventFlowReset, EventIdleTimeout, EventRecovered, EventFlush:
+		return true
+	}
+	return false
+}
+
+// TCP flag bits of Event.TCPFlags (header bit order, as schemas.TCPFlags).
+const (
+	TCPFlagFIN uint16 = 1 << iota
+	TCPFlagSYN
+	TCPFlagRST
+	TCPFlagPSH
+	TCPFlagACK
+	TCPFlagURG
+	TCPFlagECE
+	TCPFlagCWR
+	TCPFlagNS
+)
+
+// Event is one flow observation, oriented from the flow's initiator (Src)
+// to its responder (Dst). "Fwd" counters are initiator→responder.
+//
+// For EventPacket and EventInsertFailed the event is one packet: its counters
+// are in the Fwd fields when IsReply is false, in the Rev fields otherwise.
+type Event struct {
+	Kind      EventKind
+	IfIndex   uint32
+	IfName    string // empty if the interface is no longer known
+	IPVersion uint8  // 4 or 6
+	Protocol  uint8  // IANA number
+	Src, Dst  netip.Addr
+	SrcPort   uint16 // for ICMP echo: the echo identifier
+	DstPort   uint16
+	// Ingress reports that the initiator's packets pass the interface's tc
+	// ingress hook (on a pod's host-side veth: the pod opened the flow).
+	Ingress bool
+	// IsReply reports that the packet that caused the event came from the
+	// responder (kernel events only).
+	IsReply     bool
+	TCPFlags    uint16 // OR of every flag seen in the flow
+	ICMPType    uint8  // of the flow's first packet
+	ICMPCode    uint8
+	FirstSeenNs int64 // Unix ns
+	LastSeenNs  int64 // Unix ns
+	BytesFwd    uint64
+	BytesRev    uint64
+	PacketsFwd  uint64
+	PacketsRev  uint64
+	HandshakeNs uint64 // SYN → SYN-ACK seen here, 0 if not measured
+}
+
+// eventSize is the size of a kernel ring buffer record.
+const eventSize = int(unsafe.Sizeof(bpfFlowEvent{}))
+
+// addrFrom converts a key address (IPv4-mapped for family 4).
+func addrFrom(b *[16]uint8, family uint8) netip.Addr {
+	a := netip.AddrFrom16(*b)
+	if family == 4 {
+		return a.Unmap()
+	}
+	return a
+}
+
+// fill sets ev from a key and stats, orienting it by the initiator.
+// monoToUnix converts bpf_ktime_get_ns to Unix ns.
+func (ev *Event) fill(kind EventKind, k *bpfFlowKey, st *bpfFlowStats, monoToUnix int64) {
+	ev.Kind = kind
+	ev.IfIndex = k.Ifindex
+	ev.IPVersion = k.Family
+	ev.Protocol = k.Proto
+	lo, hi := addrFrom(&k.AddrLo, k.Family), addrFrom(&k.AddrHi, k.Family)
+	if st.InitiatorLo != 0 {
+		ev.Src, ev.Dst, ev.SrcPort, ev.DstPort = lo, hi, k.PortLo, k.PortHi
+	} else {
+		ev.Src, ev.Dst, ev.SrcPort, ev.DstPort = hi, lo, k.PortHi, k.PortLo
+	}
+	ev.Ingress = st.InitiatorIngress != 0
+	ev.IsReply = false
+	ev.TCPFlags = uint16(st.Flags & 0x1ff)
+	ev.ICMPType = st.IcmpType
+	ev.ICMPCode = st.IcmpCode
+	ev.FirstSeenNs = int64(st.FirstSeenNs) + monoToUnix
+	ev.LastSeenNs = int64(st.LastSeenNs) + monoToUnix
+	ev.BytesFwd, ev.BytesRev = st.Bytes[0], st.Bytes[1]
+	ev.PacketsFwd, ev.PacketsRev = st.Packets[0], st.Packets[1]
+	ev.HandshakeNs = st.HandshakeNs
+}
+
+// decodeEvent decodes a kernel ring buffer record into ev, without
+// allocating, and returns the record viewed in place (valid while raw is).
+// It returns nil for a record of the wrong size or kind.
+func decodeEvent(raw []byte, ev *Event, monoToUnix int64) *bpfFlowEvent {
+	if len(raw) != eventSize {
+		return nil
+	}
+	ke := (*bpfFlowEvent)(unsafe.Pointer(&raw[0]))
+	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventPacket) {
+		return nil
+	}
+	ev.fill(EventKind(ke.Type), &ke.Key, &ke.Stats, monoToUnix)
+	if ke.Type != uint8(EventPacket) {
+		ev.IsReply = ke.IsReply != 0
+	}
+	return ke
+}

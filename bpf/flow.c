@@ -1,0 +1,402 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// flow.c: tcx ingress/egress flow accounting. See doc.go for the decisions
+// (map type, event policy, struct layout, attach mode).
+
+#include "flow.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+// Feature switches, set from Go before load (spec.Variables).
+//
+// naive_per_packet_events: emit one ring buffer event per packet and keep no
+// flow state (the per-event design this program exists to avoid; used by the
+// storm comparison).
+volatile const __u8 naive_per_packet_events = 0;
+// emit_start_events: emit EVENT_FLOW_START for every new flow.
+volatile const __u8 emit_start_events = 1;
+
+// Sizes are defaults; Go overrides max_entries before load.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow_stats);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// btf_anchor puts the enums shared with Go into BTF so that bpf2go generates
+// them (-type) with the event struct; it costs one pointer in .bss.
+struct btf_anchor {
+	enum event_type type;
+	enum flow_flag flag;
+	enum counter counter;
+	__u32 pad;
+	struct flow_event event;
+};
+struct btf_anchor *unused_btf_anchor __attribute__((unused));
+
+// Upper bound of IPv6 extension headers walked before giving up.
+#define MAX_IPV6_EXT 8
+// Linear bytes wanted before parsing (headers of every supported packet fit).
+#define PULL_LEN 128
+
+struct packet {
+	__u64 src[2];
+	__u64 dst[2];
+	__u16 sport;
+	__u16 dport;
+	__u16 tcp_flags;
+	__u8 proto;
+	__u8 family;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 pad[6];
+};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+// parse fills p from the packet and returns 0, or the counter of the reason
+// the packet is not tracked (a parse error, non-IP, a later fragment).
+static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 len = skb->len;
+
+	if (data + ETH_HLEN > data_end)
+		return COUNTER_ETH_TRUNCATED;
+	struct ethhdr *eth = data;
+	__u16 l3 = bpf_ntohs(eth->h_proto);
+	__u32 off = ETH_HLEN;
+	__u32 l3_end; // end of the IP packet as its header states it
+	__u8 nh;
+
+	if (l3 == ETH_P_IP) {
+		struct iphdr *ip = data + off;
+		if ((void *)(ip + 1) > data_end)
+			return COUNTER_IPV4_TRUNCATED;
+		__u32 ihl = (ip->ihl_version & 0x0f) * 4;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if ((ip->ihl_version >> 4) != 4 || ihl < sizeof(*ip) || tot < ihl)
+			return COUNTER_IPV4_MALFORMED;
+		if (off + tot > len || data + off + ihl > data_end)
+			return COUNTER_IPV4_TRUNCATED;
+		if (bpf_ntohs(ip->frag_off) & 0x1fff)
+			return COUNTER_FRAGMENT;
+		p->family = 4;
+		p->src[0] = 0;
+		p->dst[0] = 0;
+		p->src[1] = ((__u64)ip->saddr << 32) | bpf_htonl(0xffff);
+		p->dst[1] = ((__u64)ip->daddr << 32) | bpf_htonl(0xffff);
+		nh = ip->protocol;
+		l3_end = off + tot;
+		off += ihl;
+	} else if (l3 == ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + off;
+		if ((void *)(ip6 + 1) > data_end)
+			return COUNTER_IPV6_TRUNCATED;
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		if ((ip6->ver_prio >> 4) != 6 || plen == 0)
+			return COUNTER_IPV6_MALFORMED;
+		if (off + sizeof(*ip6) + plen > len)
+			return COUNTER_IPV6_TRUNCATED;
+		p->family = 6;
+		__builtin_memcpy(p->src, ip6->saddr, 16);
+		__builtin_memcpy(p->dst, ip6->daddr, 16);
+		nh = ip6->nexthdr;
+		off += sizeof(*ip6);
+		l3_end = off + plen;
+
+		int i;
+		for (i = 0; i < MAX_IPV6_EXT; i++) {
+			__u8 *h = data + off;
+			if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_ROUTING && nh != IPPROTO_DSTOPTS &&
+			    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH)
+				break;
+			// Every extension header starts with next header and a length byte;
+			// the fragment header is 8 bytes.
+			if ((void *)(h + 8) > data_end || off + 8 > l3_end)
+				return COUNTER_IPV6_EXT_TRUNCATED;
+			__u32 hlen;
+			if (nh == IPPROTO_FRAGMENT) {
+				if (((h[2] << 8) | h[3]) & 0xfff8)
+					return COUNTER_FRAGMENT;
+				hlen = 8;
+			} else if (nh == IPPROTO_AH) {
+				hlen = ((__u32)h[1] + 2) * 4;
+			} else {
+				hlen = ((__u32)h[1] + 1) * 8;
+			}
+			nh = h[0];
+			off += hlen;
+			if (off > l3_end)
+				return COUNTER_IPV6_EXT_TRUNCATED;
+		}
+		if (i == MAX_IPV6_EXT)
+			return COUNTER_IPV6_EXT_LIMIT;
+	} else {
+		return COUNTER_NON_IP;
+	}
+
+	p->proto = nh;
+	// off and l3_end are bounded by len (< 64 KiB); the mask lets the
+	// verifier see it.
+	off &= 0xffff;
+	void *l4 = data + off;
+	if (nh == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) > data_end || off + sizeof(*tcp) > l3_end)
+			return COUNTER_L4_TRUNCATED;
+		__u32 doff = (tcp->doff_res >> 4) * 4;
+		if (doff < sizeof(*tcp))
+			return COUNTER_TCP_MALFORMED;
+		if (off + doff > l3_end)
+			return COUNTER_L4_TRUNCATED;
+		p->sport = bpf_ntohs(tcp->source);
+		p->dport = bpf_ntohs(tcp->dest);
+		p->tcp_flags = tcp->flags | ((__u16)(tcp->doff_res & 1) << 8);
+	} else if (nh == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) > data_end || off + sizeof(*udp) > l3_end)
+			return COUNTER_L4_TRUNCATED;
+		p->sport = bpf_ntohs(udp->source);
+		p->dport = bpf_ntohs(udp->dest);
+	} else if (nh == IPPROTO_ICMP || nh == IPPROTO_ICMPV6) {
+		struct icmphdr *icmp = l4;
+		if ((void *)(icmp + 1) > data_end || off + sizeof(*icmp) > l3_end)
+			return COUNTER_L4_TRUNCATED;
+		p->icmp_type = icmp->type;
+		p->icmp_code = icmp->code;
+		// Echo request/reply: key by identifier so both directions match.
+		if ((nh == IPPROTO_ICMP && (icmp->type == 8 || icmp->type == 0)) ||
+		    (nh == IPPROTO_ICMPV6 && (icmp->type == 128 || icmp->type == 129))) {
+			p->sport = bpf_ntohs(icmp->id);
+			p->dport = p->sport;
+		}
+	}
+	return 0;
+}
+
+// is_reply_first reports whether a flow's first packet is a reply, so that
+// the receiver opened the flow: a SYN-ACK or an ICMP echo reply.
+static __always_inline int is_reply_first(struct packet *p)
+{
+	if (p->proto == IPPROTO_TCP)
+		return (p->tcp_flags & (FLOW_TCP_SYN | FLOW_TCP_ACK)) == (FLOW_TCP_SYN | FLOW_TCP_ACK);
+	if (p->proto == IPPROTO_ICMP)
+		return p->icmp_type == 0;
+	if (p->proto == IPPROTO_ICMPV6)
+		return p->icmp_type == 129;
+	return 0;
+}
+
+static __always_inline int emit(__u8 type, struct flow_key *k, struct flow_stats *st, __u8 is_reply,
+				__u8 ingress, __u32 fail_counter)
+{
+	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(fail_counter);
+		return -1;
+	}
+	e->key = *k;
+	e->type = type;
+	e->is_reply = is_reply;
+	e->ingress = ingress;
+	e->pad = 0;
+	e->stats = *st;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
+{
+	__u32 len = skb->len;
+	if (skb->data_end - skb->data < PULL_LEN && skb->data_end - skb->data < len)
+		bpf_skb_pull_data(skb, len < PULL_LEN ? len : PULL_LEN);
+
+	struct packet p;
+	__builtin_memset(&p, 0, sizeof(p));
+	int reason = parse(skb, &p);
+	if (reason) {
+		count(reason);
+		return TCX_NEXT;
+	}
+
+	// Normalise: the (address, port) that compares lower is "lo".
+	int from_lo;
+	if (p.src[0] != p.dst[0])
+		from_lo = p.src[0] < p.dst[0];
+	else if (p.src[1] != p.dst[1])
+		from_lo = p.src[1] < p.dst[1];
+	else
+		from_lo = p.sport <= p.dport;
+
+	struct flow_key key;
+	__builtin_memset(&key, 0, sizeof(key));
+	if (from_lo) {
+		__builtin_memcpy(key.addr_lo, p.src, 16);
+		__builtin_memcpy(key.addr_hi, p.dst, 16);
+		key.port_lo = p.sport;
+		key.port_hi = p.dport;
+	} else {
+		__builtin_memcpy(key.addr_lo, p.dst, 16);
+		__builtin_memcpy(key.addr_hi, p.src, 16);
+		key.port_lo = p.dport;
+		key.port_hi = p.sport;
+	}
+	key.ifindex = skb->ifindex;
+	key.proto = p.proto;
+	key.family = p.family;
+
+	__u64 now = bpf_ktime_get_ns();
+	__u16 tf = p.tcp_flags;
+	int syn_only = (tf & (FLOW_TCP_SYN | FLOW_TCP_ACK)) == FLOW_TCP_SYN;
+
+	if (naive_per_packet_events) {
+		struct flow_stats one;
+		__builtin_memset(&one, 0, sizeof(one));
+		one.first_seen_ns = now;
+		one.last_seen_ns = now;
+		one.bytes[0] = len;
+		one.packets[0] = 1;
+		one.flags = tf;
+		one.initiator_lo = from_lo;
+		one.initiator_ingress = ingress;
+		one.icmp_type = p.icmp_type;
+		one.icmp_code = p.icmp_code;
+		emit(EVENT_PACKET, &key, &one, 0, ingress, COUNTER_RINGBUF_PACKET);
+		return TCX_NEXT;
+	}
+
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &key);
+	if (!st) {
+		struct flow_stats n;
+		__builtin_memset(&n, 0, sizeof(n));
+		int reply = is_reply_first(&p);
+		n.first_seen_ns = now;
+		n.last_seen_ns = now;
+		if (reply) {
+			n.bytes[1] = len;
+			n.packets[1] = 1;
+		} else {
+			n.bytes[0] = len;
+			n.packets[0] = 1;
+		}
+		n.flags = tf;
+		n.initiator_lo = reply ? !from_lo : from_lo;
+		n.initiator_ingress = reply ? !ingress : ingress;
+		n.icmp_type = p.icmp_type;
+		n.icmp_code = p.icmp_code;
+		if (syn_only)
+			n.syn_ns = now;
+		if (tf & FLOW_TCP_RST) {
+			// A flow whose first packet is a reset: report it and keep the
+			// entry (ended) so later packets do not open a new flow.
+			n.flags |= FLOW_ENDED;
+			if (!emit(EVENT_FLOW_RESET, &key, &n, reply, ingress, COUNTER_RINGBUF_END))
+				n.flags |= FLOW_REPORTED;
+			if (bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST) == 0)
+				return TCX_NEXT;
+			st = bpf_map_lookup_elem(&flows, &key);
+			if (!st)
+				count(COUNTER_MAP_INSERT);
+			return TCX_NEXT;
+		}
+		int err = bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST);
+		if (err == 0) {
+			if (emit_start_events)
+				emit(EVENT_FLOW_START, &key, &n, reply, ingress, COUNTER_RINGBUF_START);
+			return TCX_NEXT;
+		}
+		if (err != -EEXIST) {
+			count(COUNTER_MAP_INSERT);
+			emit(EVENT_INSERT_FAILED, &key, &n, reply, ingress, COUNTER_RINGBUF_PACKET);
+			return TCX_NEXT;
+		}
+		// Another CPU inserted it first: account this packet on its entry.
+		st = bpf_map_lookup_elem(&flows, &key);
+		if (!st)
+			return TCX_NEXT;
+	}
+
+	__u8 reply = from_lo != st->initiator_lo;
+	if (reply) {
+		__sync_fetch_and_add(&st->bytes[1], len);
+		__sync_fetch_and_add(&st->packets[1], 1);
+	} else {
+		__sync_fetch_and_add(&st->bytes[0], len);
+		__sync_fetch_and_add(&st->packets[0], 1);
+	}
+	st->last_seen_ns = now;
+	if (p.proto != IPPROTO_TCP)
+		return TCX_NEXT;
+
+	if (syn_only && !reply && st->syn_ns == 0)
+		st->syn_ns = now;
+	else if ((tf & (FLOW_TCP_SYN | FLOW_TCP_ACK)) == (FLOW_TCP_SYN | FLOW_TCP_ACK) && reply &&
+		 st->syn_ns && !st->handshake_ns)
+		st->handshake_ns = now - st->syn_ns;
+
+	__u32 bits = tf;
+	if (tf & FLOW_TCP_FIN)
+		bits |= reply ? FLOW_FIN_REV : FLOW_FIN_FWD;
+	__u32 old = st->flags;
+	__u8 end = 0;
+	if (tf & FLOW_TCP_RST) {
+		bits |= FLOW_ENDED;
+		end = EVENT_FLOW_RESET;
+	} else if (!(tf & FLOW_TCP_FIN) && (tf & FLOW_TCP_ACK) &&
+		   (old & (FLOW_FIN_FWD | FLOW_FIN_REV)) == (FLOW_FIN_FWD | FLOW_FIN_REV)) {
+		// The ACK after both FINs: the connection is closed.
+		bits |= FLOW_ENDED;
+		end = EVENT_FLOW_END;
+	}
+	if ((old & bits) == bits)
+		return TCX_NEXT;
+	old = __sync_fetch_and_or(&st->flags, bits);
+	if (end && !(old & FLOW_ENDED)) {
+		if (!emit(end, &key, st, reply, ingress, COUNTER_RINGBUF_END))
+			__sync_fetch_and_or(&st->flags, FLOW_REPORTED);
+	}
+	return TCX_NEXT;
+}
+
+SEC("tcx/ingress")
+int flow_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, 1);
+}
+
+SEC("tcx/egress")
+int flow_egress(struct __sk_buff *skb)
+{
+	return handle(skb, 0);
+}
+
+// tc_floor is the cheapest tc program: the baseline of BenchmarkProgram.
+SEC("tc")
+int tc_floor(struct __sk_buff *skb)
+{
+	return TC_ACT_OK;
+}

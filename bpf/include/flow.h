@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Structures shared between bpf/flow.c and the Go package bpf. Every one of
+ * them is fixed-width and explicitly padded (the build uses -Wpadded), and
+ * bpf/layout_test.go checks the Go side against this object's BTF.
+ */
+#ifndef FLOWBUS_FLOW_H
+#define FLOWBUS_FLOW_H
+
+#include "flowbus_types.h"
+
+/*
+ * flow_key identifies one flow on one interface, the same for both
+ * directions: the (address, port) pair that compares lower is always "lo".
+ * IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d). For ICMP echo both
+ * ports carry the echo identifier; for other ICMP messages and protocols
+ * without ports they are zero.
+ */
+struct flow_key {
+	__u8 addr_lo[16];
+	__u8 addr_hi[16];
+	__u16 port_lo;
+	__u16 port_hi;
+	__u32 ifindex;
+	__u8 proto;  /* IANA protocol number */
+	__u8 family; /* 4 or 6 */
+	__u8 pad[2];
+};
+
+/* flow_stats.flags: TCP flags in header bit order, then state bits. */
+enum flow_flag {
+	FLOW_TCP_FIN = 1 << 0,
+	FLOW_TCP_SYN = 1 << 1,
+	FLOW_TCP_RST = 1 << 2,
+	FLOW_TCP_PSH = 1 << 3,
+	FLOW_TCP_ACK = 1 << 4,
+	FLOW_TCP_URG = 1 << 5,
+	FLOW_TCP_ECE = 1 << 6,
+	FLOW_TCP_CWR = 1 << 7,
+	FLOW_TCP_NS = 1 << 8,
+	FLOW_FIN_FWD = 1 << 16,  /* the initiator sent FIN */
+	FLOW_FIN_REV = 1 << 17,  /* the responder sent FIN */
+	FLOW_ENDED = 1 << 18,    /* closed by FIN handshake or RST */
+	FLOW_REPORTED = 1 << 19, /* its end event reached the ring buffer */
+};
+
+/*
+ * flow_stats is the per-flow state (the value of the flows map). Index 0 of
+ * bytes/packets is the initiator→responder direction ("forward"), index 1
+ * the reverse. Times are bpf_ktime_get_ns (CLOCK_MONOTONIC).
+ */
+struct flow_stats {
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u64 bytes[2];
+	__u64 packets[2];
+	__u64 syn_ns;       /* first SYN of the initiator, 0 if none seen */
+	__u64 handshake_ns; /* SYN → SYN-ACK, 0 if not measured */
+	__u32 flags;        /* enum flow_flag */
+	__u8 initiator_lo;  /* 1 if the initiator is the key's lo side */
+	__u8 initiator_ingress; /* 1 if the initiator's packets pass tc ingress */
+	__u8 icmp_type;     /* of the flow's first packet */
+	__u8 icmp_code;
+};
+
+enum event_type {
+	EVENT_FLOW_START = 1,
+	EVENT_FLOW_END = 2,     /* FIN in both directions, then the last ACK */
+	EVENT_FLOW_RESET = 3,   /* a RST closed the flow */
+	EVENT_INSERT_FAILED = 4, /* the flows map refused a new flow: this packet alone */
+	EVENT_PACKET = 5,       /* naive_per_packet_events: one event per packet */
+};
+
+/*
+ * flow_event is one ring buffer record. stats is a copy of the flow's state
+ * after the packet that caused the event (for EVENT_PACKET and
+ * EVENT_INSERT_FAILED: that packet alone).
+ */
+struct flow_event {
+	struct flow_key key;
+	__u8 type;     /* enum event_type */
+	__u8 is_reply; /* the packet that caused the event came from the responder */
+	__u8 ingress;  /* that packet passed tc ingress (else egress) */
+	__u8 pad;
+	struct flow_stats stats;
+};
+
+/* Indexes of the per-CPU counters array. */
+enum counter {
+	COUNTER_ETH_TRUNCATED = 0,
+	COUNTER_IPV4_TRUNCATED = 1,
+	COUNTER_IPV4_MALFORMED = 2,
+	COUNTER_IPV6_TRUNCATED = 3,
+	COUNTER_IPV6_MALFORMED = 4,
+	COUNTER_IPV6_EXT_TRUNCATED = 5,
+	COUNTER_IPV6_EXT_LIMIT = 6,
+	COUNTER_L4_TRUNCATED = 7,
+	COUNTER_TCP_MALFORMED = 8,
+	COUNTER_NON_IP = 9,           /* not an error: ARP, LLDP, ... */
+	COUNTER_FRAGMENT = 10,        /* not an error: non-first fragments carry no ports */
+	COUNTER_RINGBUF_START = 11,   /* start events lost: nothing else is lost */
+	COUNTER_RINGBUF_END = 12,     /* end events lost: the flow stays in the map for the sweep */
+	COUNTER_RINGBUF_PACKET = 13,  /* packet / insert-failed events lost: counts lost */
+	COUNTER_MAP_INSERT = 14,      /* new flows the map refused (full) */
+	COUNTER_MAX = 15,
+};
+
+#endif

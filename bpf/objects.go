@@ -1,0 +1,145 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+)
+
+// Counter indexes the kernel's per-CPU counters (enum counter in flow.h).
+type Counter int
+
+// The kernel counters. Parse errors are the first nine; NonIP and Fragment
+// are packets deliberately not tracked; the RingBuf* and MapInsert counters
+// are loss.
+const (
+	CounterEthTruncated     Counter = Counter(bpfCounterCOUNTER_ETH_TRUNCATED)
+	CounterIPv4Truncated    Counter = Counter(bpfCounterCOUNTER_IPV4TRUNCATED)
+	CounterIPv4Malformed    Counter = Counter(bpfCounterCOUNTER_IPV4MALFORMED)
+	CounterIPv6Truncated    Counter = Counter(bpfCounterCOUNTER_IPV6TRUNCATED)
+	CounterIPv6Malformed    Counter = Counter(bpfCounterCOUNTER_IPV6MALFORMED)
+	CounterIPv6ExtTruncated Counter = Counter(bpfCounterCOUNTER_IPV6EXT_TRUNCATED)
+	CounterIPv6ExtLimit     Counter = Counter(bpfCounterCOUNTER_IPV6EXT_LIMIT)
+	CounterL4Truncated      Counter = Counter(bpfCounterCOUNTER_L4TRUNCATED)
+	CounterTCPMalformed     Counter = Counter(bpfCounterCOUNTER_TCP_MALFORMED)
+	CounterNonIP            Counter = Counter(bpfCounterCOUNTER_NON_IP)
+	CounterFragment         Counter = Counter(bpfCounterCOUNTER_FRAGMENT)
+	// CounterRingBufStart counts start events the ring buffer refused. Nothing
+	// else is lost: the flow is still reported when it ends.
+	CounterRingBufStart Counter = Counter(bpfCounterCOUNTER_RINGBUF_START)
+	// CounterRingBufEnd counts end/reset events the ring buffer refused. The
+	// flow stays in the map, marked ended and unreported, and the sweep
+	// reports it (EventRecovered): nothing is lost.
+	CounterRingBufEnd Counter = Counter(bpfCounterCOUNTER_RINGBUF_END)
+	// CounterRingBufPacket counts per-packet events (naive mode, or packets
+	// of flows the map refused) the ring buffer refused: their counts are lost.
+	CounterRingBufPacket Counter = Counter(bpfCounterCOUNTER_RINGBUF_PACKET)
+	// CounterMapInsert counts new flows the full flows map refused; each of
+	// their packets becomes an EventInsertFailed instead.
+	CounterMapInsert Counter = Counter(bpfCounterCOUNTER_MAP_INSERT)
+
+	numCounters = int(bpfCounterCOUNTER_MAX)
+)
+
+var counterNames = [...]string{
+	"eth_truncated", "ipv4_truncated", "ipv4_malformed", "ipv6_truncated", "ipv6_malformed",
+	"ipv6_ext_truncated", "ipv6_ext_limit", "l4_truncated", "tcp_malformed",
+	"non_ip", "fragment", "ringbuf_start", "ringbuf_end", "ringbuf_packet", "map_insert",
+}
+
+// String is the counter's metric label value, e.g. "ipv4_truncated".
+func (c Counter) String() string {
+	if c < 0 || int(c) >= len(counterNames) {
+		return fmt.Sprintf("counter(%d)", int(c))
+	}
+	return counterNames[c]
+}
+
+// IsParseError reports whether c counts malformed or truncated packets.
+func (c Counter) IsParseError() bool { return c <= CounterTCPMalformed }
+
+// Counters are the kernel counters summed over CPUs, indexed by Counter.
+type Counters [numCounters]uint64
+
+// ParseErrors is the sum of the parse-error counters.
+func (c *Counters) ParseErrors() uint64 {
+	var n uint64
+	for i := CounterEthTruncated; i <= CounterTCPMalformed; i++ {
+		n += c[i]
+	}
+	return n
+}
+
+// RingBufFailures is the number of failed bpf_ringbuf_reserve calls.
+func (c *Counters) RingBufFailures() uint64 {
+	return c[CounterRingBufStart] + c[CounterRingBufEnd] + c[CounterRingBufPacket]
+}
+
+// Lost is the number of packets whose accounting was lost: per-packet
+// events the ring buffer refused. Refused start and end events lose nothing
+// (see CounterRingBufStart, CounterRingBufEnd).
+func (c *Counters) Lost() uint64 { return c[CounterRingBufPacket] }
+
+// loadOptions are the load-time settings of the kernel objects.
+type loadOptions struct {
+	maxFlows             uint32
+	ringBufSize          uint32
+	naivePerPacketEvents bool
+	disableStartEvents   bool
+}
+
+// loadObjects loads the programs and maps with the given sizes and switches.
+func loadObjects(o loadOptions) (*bpfObjects, error) {
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("load flow program spec: %w", err)
+	}
+	if o.maxFlows > 0 {
+		spec.Maps["flows"].MaxEntries = o.maxFlows
+	}
+	if o.ringBufSize > 0 {
+		spec.Maps["events"].MaxEntries = o.ringBufSize
+	}
+	if err := spec.Variables["naive_per_packet_events"].Set(boolByte(o.naivePerPacketEvents)); err != nil {
+		return nil, fmt.Errorf("set naive_per_packet_events: %w", err)
+	}
+	if err := spec.Variables["emit_start_events"].Set(boolByte(!o.disableStartEvents)); err != nil {
+		return nil, fmt.Errorf("set emit_start_events: %w", err)
+	}
+	var objs bpfObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load flow programs: %+v", ve)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("load flow programs (needs root or CAP_BPF+CAP_NET_ADMIN): %w", err)
+		}
+		return nil, fmt.Errorf("load flow programs: %w", err)
+	}
+	return &objs, nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readCounters sums the per-CPU counters.
+func readCounters(m *ebpf.Map) (Counters, error) {
+	var c Counters
+	var per []uint64
+	for i := range numCounters {
+		if err := m.Lookup(uint32(i), &per); err != nil {
+			return c, fmt.Errorf("read counter %s: %w", Counter(i), err)
+		}
+		for _, v := range per {
+			c[i] += v
+		}
+	}
+	return c, nil
+}

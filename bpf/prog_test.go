@@ -1,0 +1,207 @@
+package bpf
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// drain reads every event in the ring buffer.
+func drain(t testing.TB, objs *bpfObjects) []Event {
+	t.Helper()
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rd.SetDeadline(time.Now())
+	var out []Event
+	var rec ringbuf.Record
+	for {
+		err := rd.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev Event
+		if decodeEvent(rec.RawSample, &ev, 0) == nil {
+			t.Fatalf("undecodable record of %d bytes", len(rec.RawSample))
+		}
+		out = append(out, ev)
+	}
+}
+
+func counters(t testing.TB, objs *bpfObjects) Counters {
+	t.Helper()
+	c, err := readCounters(objs.Counters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestTCPConnectionLifecycle(t *testing.T) {
+	const client, server = "10.1.0.2", "10.1.0.9"
+	type pkt struct {
+		fromClient bool
+		flags      uint8
+		payload    int
+	}
+	cases := []struct {
+		name      string
+		pkts      []pkt
+		wantKinds []EventKind
+		wantFlags uint16
+	}{
+		{
+			name: "a graceful close reports start then end with every packet counted",
+			pkts: []pkt{
+				{true, syn, 0}, {false, syn | ack, 0}, {true, ack, 0},
+				{true, psh | ack, 100}, {false, psh | ack, 300}, {true, ack, 0},
+				{true, fin | ack, 0}, {false, fin | ack, 0}, {true, ack, 0},
+			},
+			wantKinds: []EventKind{EventFlowStart, EventFlowEnd},
+			wantFlags: TCPFlagFIN | TCPFlagSYN | TCPFlagPSH | TCPFlagACK,
+		},
+		{
+			name: "a server reset reports one reset event with RST among the flags",
+			pkts: []pkt{
+				{true, syn, 0}, {false, syn | ack, 0}, {true, ack, 0},
+				{true, psh | ack, 10}, {false, rst | ack, 0}, {true, psh | ack, 10}, {false, rst, 0},
+			},
+			wantKinds: []EventKind{EventFlowStart, EventFlowReset},
+			wantFlags: TCPFlagSYN | TCPFlagRST | TCPFlagPSH | TCPFlagACK,
+		},
+		{
+			name: "a flow first seen at its SYN-ACK is oriented from the SYN's sender",
+			pkts: []pkt{
+				{false, syn | ack, 0}, {true, ack, 0}, {true, fin | ack, 0}, {false, fin | ack, 0}, {true, ack, 0},
+			},
+			wantKinds: []EventKind{EventFlowStart, EventFlowEnd},
+			wantFlags: TCPFlagFIN | TCPFlagSYN | TCPFlagACK,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64})
+			var wantFwd, wantRev, wantFwdP, wantRevP uint64
+			for _, p := range tc.pkts {
+				if p.fromClient {
+					b := ipv4(client, server, tcp(40000, 80, p.flags, p.payload))
+					wantFwd += uint64(len(b))
+					wantFwdP++
+					run(t, objs.FlowIngress, b)
+				} else {
+					b := ipv4(server, client, tcp(80, 40000, p.flags, p.payload))
+					wantRev += uint64(len(b))
+					wantRevP++
+					run(t, objs.FlowEgress, b)
+				}
+			}
+			evs := drain(t, objs)
+			if len(evs) != len(tc.wantKinds) {
+				t.Fatalf("got %d events %+v, want kinds %v", len(evs), evs, tc.wantKinds)
+			}
+			for i, k := range tc.wantKinds {
+				if evs[i].Kind != k {
+					t.Errorf("event %d kind %v, want %v", i, evs[i].Kind, k)
+				}
+			}
+			last := evs[len(evs)-1]
+			if last.Src != netip.MustParseAddr(client) || last.Dst != netip.MustParseAddr(server) ||
+				last.SrcPort != 40000 || last.DstPort != 80 || last.Protocol != 6 || last.IPVersion != 4 {
+				t.Errorf("end event oriented %v:%d -> %v:%d proto %d v%d, want client -> server:80 tcp v4",
+					last.Src, last.SrcPort, last.Dst, last.DstPort, last.Protocol, last.IPVersion)
+			}
+			if !last.Ingress {
+				t.Error("initiator's packets came through ingress but Ingress is false")
+			}
+			if tc.wantKinds[1] == EventFlowEnd {
+				if last.BytesFwd != wantFwd || last.BytesRev != wantRev || last.PacketsFwd != wantFwdP || last.PacketsRev != wantRevP {
+					t.Errorf("end counters fwd %d B/%d p rev %d B/%d p, want %d/%d %d/%d",
+						last.BytesFwd, last.PacketsFwd, last.BytesRev, last.PacketsRev, wantFwd, wantFwdP, wantRev, wantRevP)
+				}
+			}
+			if last.TCPFlags != tc.wantFlags {
+				t.Errorf("flags %#x, want %#x", last.TCPFlags, tc.wantFlags)
+			}
+			// Every packet, including those after the end, is in the map.
+			flows := flowsIn(t, objs.Flows)
+			if len(flows) != 1 {
+				t.Fatalf("%d flows in the map, want 1", len(flows))
+			}
+			for _, st := range flows {
+				if st.Bytes[0] != wantFwd || st.Bytes[1] != wantRev || st.Packets[0] != wantFwdP || st.Packets[1] != wantRevP {
+					t.Errorf("map counters %v %v, want [%d %d] [%d %d]", st.Bytes, st.Packets, wantFwd, wantRev, wantFwdP, wantRevP)
+				}
+				want := uint32(bpfFlowFlagFLOW_ENDED | bpfFlowFlagFLOW_REPORTED)
+				if st.Flags&want != want {
+					t.Errorf("map flags %#x lack ENDED|REPORTED", st.Flags)
+				}
+				if tc.pkts[0].flags == syn && st.HandshakeNs == 0 {
+					t.Error("handshake latency not measured")
+				}
+			}
+			if c := counters(t, objs); c.ParseErrors() != 0 || c.RingBufFailures() != 0 || c[CounterMapInsert] != 0 {
+				t.Errorf("unexpected counters %v", c)
+			}
+		})
+	}
+}
+
+func TestFlowKinds(t *testing.T) {
+	cases := []struct {
+		name           string
+		first, reply   []byte
+		proto, version uint8
+		src, dst       string
+		sport, dport   uint16
+		icmpType       uint8
+	}{
+		{"UDP both ways is one flow", ipv4("10.0.0.1", "10.0.0.2", l4{proto: 17, sport: 5353, dport: 53, payload: 30}),
+			ipv4("10.0.0.2", "10.0.0.1", l4{proto: 17, sport: 53, dport: 5353, payload: 90}), 17, 4, "10.0.0.1", "10.0.0.2", 5353, 53, 0},
+		{"ICMP echo request and reply are one flow keyed by identifier", ipv4("10.0.0.1", "10.0.0.2", l4{proto: 1, icmpType: 8, icmpID: 77, payload: 56}),
+			ipv4("10.0.0.2", "10.0.0.1", l4{proto: 1, icmpType: 0, icmpID: 77, payload: 56}), 1, 4, "10.0.0.1", "10.0.0.2", 77, 77, 8},
+		{"ICMPv6 echo is one flow", ipv6("fd00::1", "fd00::2", l4{proto: 58, icmpType: 128, icmpID: 9, payload: 8}),
+			ipv6("fd00::2", "fd00::1", l4{proto: 58, icmpType: 129, icmpID: 9, payload: 8}), 58, 6, "fd00::1", "fd00::2", 9, 9, 128},
+		{"IPv6 TCP behind hop-by-hop, routing, fragment and destination options headers parses its ports",
+			ipv6("fd00::2", "fd00::1", tcp(50000, 443, syn, 0), ext{0, 8}, ext{43, 24}, ext{44, 8}, ext{60, 16}),
+			ipv6("fd00::1", "fd00::2", tcp(443, 50000, syn|ack, 0), ext{51, 16}), 6, 6, "fd00::2", "fd00::1", 50000, 443, 0},
+		{"an ICMP echo reply seen first is oriented from the request's sender", ipv4("10.0.0.2", "10.0.0.1", l4{proto: 1, icmpType: 0, icmpID: 5}),
+			ipv4("10.0.0.1", "10.0.0.2", l4{proto: 1, icmpType: 8, icmpID: 5}), 1, 4, "10.0.0.1", "10.0.0.2", 5, 5, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64})
+			run(t, objs.FlowEgress, tc.first)
+			run(t, objs.FlowIngress, tc.reply)
+			run(t, objs.FlowEgress, tc.first)
+			flows := flowsIn(t, objs.Flows)
+			if len(flows) != 1 {
+				t.Fatalf("%d flows, want 1: %v", len(flows), flows)
+			}
+			var ev Event
+			for k, st := range flows {
+				ev.fill(EventFlush, &k, &st, 0)
+			}
+			if ev.Protocol != tc.proto || ev.IPVersion != tc.version || ev.Src != netip.MustParseAddr(tc.src) ||
+				ev.Dst != netip.MustParseAddr(tc.dst) || ev.SrcPort != tc.sport || ev.DstPort != tc.dport || ev.ICMPType != tc.icmpType {
+				t.Errorf("flow %+v, want proto %d v%d %s:%d -> %s:%d icmp type %d", ev, tc.proto, tc.version, tc.src, tc.sport, tc.dst, tc.dport, tc.icmpType)
+			}
+			total := uint64(2*len(tc.first) + len(tc.reply))
+			if ev.BytesFwd+ev.BytesRev != total || ev.PacketsFwd+ev.PacketsRev != 3 {
+				t.Errorf("bytes %d+%d packets %d+%d, want %d bytes 3 packets", ev.BytesFwd, ev.BytesRev, ev.PacketsFwd, ev.PacketsRev, total)
+			}
+			evs := drain(t, objs)
+			if len(evs) != 1 || evs[0].Kind != EventFlowStart {
+				t.Errorf("events %+v, want one start", evs)
+			}
+		})
+	}
+}

@@ -1,0 +1,176 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/cilium/ebpf"
+)
+
+const sweepBatch = 4096
+
+func pathMatch(p string) (bool, error) { return path.Match(p, "") }
+
+// sweep scans the flows map (batch lookups; iteration where batches are not
+// supported) and reports and removes flows by the rules of doc.go:
+// ended flows quiet for EndLinger (reported only if their end event was
+// lost), idle flows, and flows due an active-timeout record.
+func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
+	now := monoNow()
+	linger := uint64(c.cfg.EndLinger)
+	idle := uint64(c.cfg.IdleTimeout)
+	active := uint64(c.cfg.ActiveTimeout)
+	var del []bpfFlowKey
+
+	visit := func(k *bpfFlowKey, st *bpfFlowStats) {
+		quiet := now - min(now, st.LastSeenNs)
+		switch {
+		case st.Flags&uint32(bpfFlowFlagFLOW_ENDED) != 0:
+			if quiet < linger {
+				return
+			}
+			del = append(del, *k)
+			if st.Flags&uint32(bpfFlowFlagFLOW_REPORTED) == 0 {
+				c.report(sink, ev, EventRecovered, k, st, mono)
+			}
+		case quiet >= idle:
+			del = append(del, *k)
+			c.report(sink, ev, EventIdleTimeout, k, st, mono)
+		default:
+			since := st.FirstSeenNs
+			if r, ok := c.reported[*k]; ok {
+				since = r.LastSeenNs
+			}
+			if now-min(now, since) >= active {
+				c.report(sink, ev, EventActiveTimeout, k, st, mono)
+			}
+		}
+	}
+	if err := scan(c.objs.Flows, false, visit); err != nil {
+		return err
+	}
+	n, err := deleteKeys(c.objs.Flows, del)
+	c.statsMu.Lock()
+	c.stats.Sweeps++
+	c.stats.Evicted += uint64(n)
+	c.statsMu.Unlock()
+	return err
+}
+
+// flushAll removes every flow from the map and reports those not reported
+// yet (EventFlush). Lookup-and-delete is atomic per entry, so counts are exact.
+func (c *Collector) flushAll(sink Sink, ev *Event, mono int64) {
+	err := scan(c.objs.Flows, true, func(k *bpfFlowKey, st *bpfFlowStats) {
+		if st.Flags&uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) ==
+			uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) {
+			return
+		}
+		c.report(sink, ev, EventFlush, k, st, mono)
+	})
+	if err != nil {
+		c.log.Warn("flush flows map", "err", err)
+	}
+}
+
+// report passes one flow to the sink, with the counters not reported yet.
+func (c *Collector) report(sink Sink, ev *Event, kind EventKind, k *bpfFlowKey, st *bpfFlowStats, mono int64) {
+	ev.fill(kind, k, st, mono)
+	c.subtractReported(k, ev)
+	if !kind.Final() {
+		c.reported[*k] = *st
+	}
+	ev.IfName = c.ifName(k.Ifindex)
+	c.events.Add(1)
+	sink.Event(ev)
+}
+
+// subtractReported removes from a final kernel event the counters an
+// active-timeout record already reported, and forgets the flow.
+func (c *Collector) subtractReported(k *bpfFlowKey, ev *Event) {
+	r, ok := c.reported[*k]
+	if !ok {
+		return
+	}
+	delete(c.reported, *k)
+	ev.BytesFwd -= min(ev.BytesFwd, r.Bytes[0])
+	ev.BytesRev -= min(ev.BytesRev, r.Bytes[1])
+	ev.PacketsFwd -= min(ev.PacketsFwd, r.Packets[0])
+	ev.PacketsRev -= min(ev.PacketsRev, r.Packets[1])
+}
+
+// scan visits every entry of the flows map, deleting as it goes if del.
+func scan(m *ebpf.Map, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) error {
+	keys := make([]bpfFlowKey, sweepBatch)
+	vals := make([]bpfFlowStats, sweepBatch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		var n int
+		var err error
+		if del {
+			n, err = m.BatchLookupAndDelete(&cursor, keys, vals, nil)
+		} else {
+			n, err = m.BatchLookup(&cursor, keys, vals, nil)
+		}
+		for i := range n {
+			visit(&keys[i], &vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return scanIter(m, del, visit)
+		}
+		if err != nil {
+			return fmt.Errorf("batch lookup flows: %w", err)
+		}
+	}
+}
+
+// scanIter is scan for kernels without batch operations.
+func scanIter(m *ebpf.Map, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) error {
+	var k bpfFlowKey
+	var st bpfFlowStats
+	var seen []bpfFlowKey
+	it := m.Iterate()
+	for it.Next(&k, &st) {
+		if del {
+			seen = append(seen, k)
+			continue
+		}
+		visit(&k, &st)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate flows: %w", err)
+	}
+	for i := range seen {
+		if err := m.LookupAndDelete(&seen[i], &st); err == nil {
+			visit(&seen[i], &st)
+		}
+	}
+	return nil
+}
+
+// deleteKeys removes keys (batch delete; one by one where unsupported).
+// Keys already gone are not an error.
+func deleteKeys(m *ebpf.Map, keys []bpfFlowKey) (int, error) {
+	done := 0
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), sweepBatch)]
+		keys = keys[len(chunk):]
+		n, err := m.BatchDelete(chunk, nil)
+		done += n
+		if err == nil {
+			continue
+		}
+		// A batch stops at its first missing key: finish one by one.
+		for _, k := range chunk[n:] {
+			if err := m.Delete(k); err == nil {
+				done++
+			} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return done, fmt.Errorf("delete flow: %w", err)
+			}
+		}
+	}
+	return done, nil
+}
