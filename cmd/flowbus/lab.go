@@ -3,9 +3,231 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/flowbus/flowbus/deploy/lab"
 )
 
-// runLab is replaced by the real subcommand.
+const labUsage = `Usage: flowbus lab <up|traffic|down|status> [flags]   (needs root)
+
+  up       create the pods (network namespaces with veths into the host), start
+           their servers and write the endpoints file for the eBPF agent
+  traffic  run the pods' clients for --duration, printing progress every second
+  down     remove every namespace, veth, process and state file of the lab,
+           also after a crash; safe to run twice
+  status   list what exists of the lab
+
+Run 'flowbus lab <verb> --help' for its flags. The default topology is the
+payments fleet (deploy/lab/examples/payments.yaml).`
+
+// runLab is `flowbus lab`: the single-machine netns lab.
 func runLab(ctx context.Context, args []string, io cmdIO) error {
-	return errors.New("not built yet")
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(io.Stdout, labUsage)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: a verb is required (up, traffic, down, status)", errUsage)
+		}
+		return nil
+	}
+	verb, rest := args[0], args[1:]
+	switch verb {
+	case "up":
+		return labUp(ctx, rest, io)
+	case "traffic":
+		return labTraffic(ctx, rest, io)
+	case "down":
+		return labDown(ctx, rest, io)
+	case "status":
+		return labStatus(ctx, rest, io)
+	case "serve", "client":
+		// The lab's own processes, started inside the pods by up and traffic.
+		return lab.Child(ctx, args, io.Stdout, io.Log)
+	}
+	return fmt.Errorf("%w: unknown verb %q (want up, traffic, down or status)", errUsage, verb)
+}
+
+// labFlags adds the flags every verb shares and returns the config they fill.
+func labFlags(fs *pflag.FlagSet) *lab.Config {
+	cfg := &lab.Config{}
+	fs.StringVar(&cfg.StateDir, "state-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
+	fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters")
+	return cfg
+}
+
+func labSelf() ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable (the lab runs it inside the pods): %w", err)
+	}
+	return []string{exe, "lab"}, nil
+}
+
+func labUp(ctx context.Context, args []string, io cmdIO) error {
+	fs := pflag.NewFlagSet("lab up", pflag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	cfg := labFlags(fs)
+	topoPath := fs.String("topology", "", "topology YAML (pods, servers, clients, services); default the payments fleet")
+	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
+	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	self, err := labSelf()
+	if err != nil {
+		return err
+	}
+	cfg.Self, cfg.Log = self, io.Log
+	var topo *lab.Topology
+	if *topoPath != "" {
+		topo, err = lab.LoadTopology(*topoPath)
+	} else {
+		topo, err = lab.DefaultTopology()
+	}
+	if err != nil {
+		return err
+	}
+	plan, err := lab.Up(ctx, *cfg, topo)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted; what up had made is removed (%w)", err)
+	}
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(io.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tNAMESPACE\tIPV4\tIPV6\tHOST VETH\tIFINDEX\tIDENTITY\tSERVERS")
+	for i, p := range plan.Pods {
+		var servers []string
+		for _, s := range plan.Topology.Pods[i].Servers {
+			servers = append(servers, fmt.Sprintf("%s:%d", s.Kind, s.Port))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Namespace, p.IPv4, p.IPv6, p.HostIf, p.IfIndex, p.Identity, strings.Join(servers, ","))
+	}
+	tw.Flush()
+	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --state-dir %s   then: flowbus lab down --state-dir %s\n",
+		lab.EndpointsPath(cfg.StateDir), cfg.StateDir, cfg.StateDir)
+	return nil
+}
+
+func labTraffic(ctx context.Context, args []string, io cmdIO) error {
+	fs := pflag.NewFlagSet("lab traffic", pflag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	cfg := labFlags(fs)
+	var opt lab.TrafficOptions
+	fs.DurationVar(&opt.Duration, "duration", 30*time.Second, "how long the clients send; traffic stops by itself after it")
+	fs.Float64Var(&opt.Rate, "rate", 10, "requests per second on each client edge of the topology")
+	fs.Uint64Var(&opt.Seed, "seed", 1, "seed of the request ids and choices, for repeatable runs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	if opt.Duration <= 0 || opt.Rate <= 0 {
+		return fmt.Errorf("%w: --duration and --rate must be positive", errUsage)
+	}
+	self, err := labSelf()
+	if err != nil {
+		return err
+	}
+	cfg.Self, cfg.Log = self, io.Log
+	opt.Progress = io.Stdout
+	rep, err := lab.Traffic(ctx, *cfg, opt)
+	if len(rep.Edges) > 0 {
+		fmt.Fprintln(io.Stdout)
+		tw := tabwriter.NewWriter(io.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "EDGE\tSENT\tOK\t5XX\tRESET\tERRORS\tSKIPPED\t")
+		for _, e := range rep.Edges {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", e.Name(), e.Sent, e.OK, e.Status5xx, e.Resets, e.Errors, e.Skipped)
+		}
+		t := rep.Total()
+		fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t%d\t\n", t.Sent, t.OK, t.Status5xx, t.Resets, t.Errors, t.Skipped)
+		tw.Flush()
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(io.Stderr, "interrupted: clients stopped; the lab is still up (flowbus lab down removes it)")
+		return nil
+	}
+	return err
+}
+
+func labDown(ctx context.Context, args []string, io cmdIO) error {
+	fs := pflag.NewFlagSet("lab down", pflag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	cfg := labFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
+	}
+	cfg.Log = io.Log
+	// Down must finish even if interrupted: it is the cleanup.
+	removed, err := lab.Down(context.WithoutCancel(ctx), *cfg)
+	if removed.Empty() && err == nil {
+		fmt.Fprintln(io.Stdout, "nothing to remove")
+		return nil
+	}
+	fmt.Fprintf(io.Stdout, "removed: %d processes, %d veths, %d namespaces, %d state files and directories\n",
+		len(removed.Processes), len(removed.Links), len(removed.NetNS), len(removed.Files))
+	return err
+}
+
+func labStatus(ctx context.Context, args []string, io cmdIO) error {
+	fs := pflag.NewFlagSet("lab status", pflag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	cfg := labFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := lab.GetStatus(ctx, *cfg)
+	if err != nil {
+		return err
+	}
+	if st.Plan == nil && st.Leftovers.Empty() {
+		fmt.Fprintf(io.Stdout, "no lab (prefix %q, state dir %s)\n", st.Prefix, cfg.StateDir)
+		return nil
+	}
+	if st.Plan == nil {
+		fmt.Fprintf(io.Stdout, "no state in %s, but the host has lab leftovers with prefix %q: %s\nrun: flowbus lab down --prefix %s\n",
+			cfg.StateDir, st.Prefix, st.Leftovers, st.Prefix)
+		return nil
+	}
+	ns, links := map[string]bool{}, map[string]bool{}
+	for _, n := range st.Leftovers.NetNS {
+		ns[n] = true
+	}
+	for _, l := range st.Leftovers.Links {
+		links[l] = true
+	}
+	tw := tabwriter.NewWriter(io.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD\tNAMESPACE\tNETNS\tHOST VETH\tIPV4\tIPV6\tSERVER PID")
+	for _, p := range st.Plan.Pods {
+		pid := "-"
+		if p.PID != 0 {
+			pid = fmt.Sprintf("%d", p.PID)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", p.PID)); err != nil {
+				pid += " (gone)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Namespace, present(p.NetNS, ns[p.NetNS]), present(p.HostIf, links[p.HostIf]), p.IPv4, p.IPv6, pid)
+	}
+	tw.Flush()
+	fmt.Fprintf(io.Stdout, "\nprefix %q; %d lab processes running; endpoints file %s\n", st.Prefix, len(st.Leftovers.Processes), lab.EndpointsPath(cfg.StateDir))
+	return nil
+}
+
+func present(name string, ok bool) string {
+	if ok {
+		return name
+	}
+	return name + " (missing)"
 }

@@ -38,6 +38,7 @@ type EdgeStats struct {
 	To        string `json:"to"`
 	Kind      string `json:"kind"`
 	Port      uint16 `json:"port"`
+	Detail    string `json:"detail,omitempty"` // http: method and first path
 	Sent      uint64 `json:"sent"`
 	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
 	Status5xx uint64 `json:"status_5xx"` // the expected 5xx of a route's error_every
@@ -50,6 +51,9 @@ type EdgeStats struct {
 func (e EdgeStats) Name() string {
 	if e.Kind == KindPing {
 		return fmt.Sprintf("%s → %s ping", e.From, e.To)
+	}
+	if e.Detail != "" {
+		return fmt.Sprintf("%s → %s %s:%d %s", e.From, e.To, e.Kind, e.Port, e.Detail)
 	}
 	return fmt.Sprintf("%s → %s %s:%d", e.From, e.To, e.Kind, e.Port)
 }
@@ -81,7 +85,11 @@ type edge struct {
 }
 
 func (e *edge) stats() EdgeStats {
-	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port,
+	detail := ""
+	if e.spec.Kind == KindHTTP {
+		detail = e.spec.Method + " " + e.spec.Paths[0]
+	}
+	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
 		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Errors: e.errs.Load(), Skipped: e.skipped.Load()}
 }
 

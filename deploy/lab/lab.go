@@ -231,6 +231,9 @@ func (l Leftovers) String() string {
 	if len(l.Processes) > 0 {
 		parts = append(parts, fmt.Sprintf("processes %v", l.Processes))
 	}
+	if len(l.Files) > 0 {
+		parts = append(parts, fmt.Sprintf("%d state files", len(l.Files)))
+	}
 	if len(parts) == 0 {
 		return "nothing"
 	}
@@ -277,9 +280,11 @@ func Down(ctx context.Context, cfg Config) (Leftovers, error) {
 			}
 		}
 	}
-	if err := removeState(cfg.StateDir); err != nil {
+	files, err := removeState(cfg.StateDir)
+	if err != nil {
 		errs = append(errs, err)
 	}
+	left.Files = files
 	// Anything still there (a process that would not die, a namespace held
 	// open) is an error a person must see.
 	still, err := findLeftovers(ctx, cfg.Prefix)
@@ -321,11 +326,17 @@ func killAll(ctx context.Context, pids []int) error {
 }
 
 // removeState removes the files the lab writes in dir, then the lab's
-// subdirectories and dir itself if they are empty.
-func removeState(dir string) error {
+// subdirectories and dir itself if they are empty. It returns the paths it
+// removed.
+func removeState(dir string) ([]string, error) {
 	var errs []error
+	var removed []string
 	rm := func(p string) {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := os.Remove(p)
+		switch {
+		case err == nil:
+			removed = append(removed, p)
+		case !errors.Is(err, fs.ErrNotExist):
 			errs = append(errs, fmt.Errorf("remove state: %w", err))
 		}
 	}
@@ -342,7 +353,7 @@ func removeState(dir string) error {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
 		rm(dir)
 	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // Status is what exists of a lab.

@@ -294,6 +294,18 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		// The echo server answers what it receives; the source check is the
 		// connection's local address inside the client pod.
 		from, to := pod("ledger-svc"), pod("postgres-primary")
+		counters := func() [4]uint64 {
+			var c [4]uint64
+			for i, f := range []string{from.HostIf + "/statistics/rx_packets", from.HostIf + "/statistics/tx_packets", to.HostIf + "/statistics/rx_packets", to.HostIf + "/statistics/tx_packets"} {
+				b, err := os.ReadFile("/sys/class/net/" + f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Sscan(string(b), &c[i])
+			}
+			return c
+		}
+		before := counters()
 		inNetns(t, from.NetNS, func() {
 			for _, ip := range []netip.Addr{to.IPv4, to.IPv6} {
 				c, err := net.DialTimeout("tcp", netip.AddrPortFrom(ip, 5432).String(), 2*time.Second)
@@ -302,6 +314,13 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 					continue
 				}
 				local := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+				_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+				if _, err := io.WriteString(c, "ping\n"); err != nil {
+					t.Errorf("write %s: %v", ip, err)
+				}
+				if got, err := bufio.NewReader(c).ReadString('\n'); got != "ping\n" {
+					t.Errorf("echo %s: %q %v", ip, got, err)
+				}
 				c.Close()
 				if want := from.IPv4; ip.Is6() {
 					want = from.IPv6
@@ -313,6 +332,15 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 				}
 			}
 		})
+		// Two connections with one echo each: at least SYN-ACK and the echo
+		// back per connection, and more the other way, counted on both host
+		// veths: pod-to-pod traffic crosses the host, through two veths.
+		after := counters()
+		for i, name := range []string{"client veth rx", "client veth tx", "server veth rx", "server veth tx"} {
+			if d := after[i] - before[i]; d < 4 {
+				t.Errorf("%s: %d packets; want >= 4", name, d)
+			}
+		}
 	})
 
 	t.Run("the endpoints file lists every pod with its veth, addresses and identity", func(t *testing.T) {
@@ -405,8 +433,8 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(removed.NetNS) != 8 || len(removed.Links) != 8 || len(removed.Processes) < 6 {
-			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes", removed)
+		if len(removed.NetNS) != 8 || len(removed.Links) != 8 || len(removed.Processes) < 6 || len(removed.Files) < 10 {
+			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes, >= 10 state files", removed)
 		}
 		assertNothingLeft(t, "fbt", cfg.StateDir, pids)
 		again, err := Down(ctx, cfg)

@@ -101,11 +101,12 @@ type Leftovers struct {
 	NetNS     []string // network namespaces <prefix>-*
 	Links     []string // host interfaces <prefix><N>h
 	Processes []int    // processes of the lab: marked on their command line, or inside a lab namespace
+	Files     []string // state files (set by Down: the ones it removed)
 }
 
 // Empty reports whether nothing of the lab exists.
 func (l Leftovers) Empty() bool {
-	return len(l.NetNS) == 0 && len(l.Links) == 0 && len(l.Processes) == 0
+	return len(l.NetNS) == 0 && len(l.Links) == 0 && len(l.Processes) == 0 && len(l.Files) == 0
 }
 
 // findLeftovers lists everything on the host that belongs to prefix.
