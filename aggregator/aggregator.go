@@ -56,7 +56,7 @@ type Aggregator struct {
 	window  int64
 	late    int64
 	opts    parquet.Options
-	hook    func(point string) error // tests: crash injection
+	hook    func(point string, m *Message) error // tests: crash injection
 	decode  func(dst []schemas.Flow, msg []byte) ([]schemas.Flow, error)
 	written int
 }
@@ -163,14 +163,14 @@ func (a *Aggregator) Process(ctx context.Context, m Message) error {
 		ps.next = m.Offset + 1
 		return a.bad(ctx, m, err)
 	}
-	err = a.processFlows(ps, m, a.flows)
+	err = a.processFlows(ps, &m, a.flows)
 	clear(a.flows) // drop references to decoded strings
 	return err
 }
 
 // processFlows folds the decoded flows of message m into ps and writes the
 // windows the watermark passed.
-func (a *Aggregator) processFlows(ps *partition, m Message, flows []schemas.Flow) error {
+func (a *Aggregator) processFlows(ps *partition, m *Message, flows []schemas.Flow) error {
 	a.m.flows.Add(float64(len(flows)))
 	closed := ps.add(a, flows, m)
 	ps.next = m.Offset + 1
@@ -180,7 +180,7 @@ func (a *Aggregator) processFlows(ps *partition, m Message, flows []schemas.Flow
 		}
 	}
 	if a.hook != nil {
-		return a.hook("message")
+		return a.hook("message", m)
 	}
 	return nil
 }
@@ -224,7 +224,7 @@ func (a *Aggregator) CommitOffset(p int32) (offset int64, ok bool) {
 func (a *Aggregator) Committed() error {
 	a.m.commits.Inc()
 	if a.hook != nil {
-		return a.hook("committed")
+		return a.hook("committed", nil)
 	}
 	return nil
 }
@@ -280,7 +280,7 @@ func (a *Aggregator) writeBucket(id fileID, b *bucket) error {
 		a.m.rowsWritten.WithLabelValues(RouteTable).Add(float64(st.Rows))
 		a.m.bytesWritten.WithLabelValues(RouteTable).Add(float64(st.Bytes))
 		if a.hook != nil {
-			if err := a.hook("route-written"); err != nil {
+			if err := a.hook("route-written", nil); err != nil {
 				return err
 			}
 		}
@@ -296,7 +296,7 @@ func (a *Aggregator) writeBucket(id fileID, b *bucket) error {
 	a.written++
 	a.log.Debug("bucket written", "file", id.name(), "flows", b.flows, "pairs", len(pairs))
 	if a.hook != nil {
-		return a.hook("written")
+		return a.hook("written", nil)
 	}
 	return nil
 }

@@ -131,7 +131,7 @@ func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
 		if crashes < 12 {
 			point := points[crashes%len(points)]
 			n := 1 + rng.IntN(map[string]int{"message": 100, "written": 4, "route-written": 4, "committed": 30}[point])
-			a.hook = func(p string) error {
+			a.hook = func(p string, _ *Message) error {
 				if p == point {
 					if n--; n == 0 {
 						return errCrash

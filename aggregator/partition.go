@@ -60,7 +60,7 @@ func (ps *partition) isDone(start, offset int64) bool {
 // so that the outcome depends on the sequence of messages only, never on
 // how flows are split into messages or on wall-clock time. It reports
 // whether the watermark passed the end of an open window.
-func (ps *partition) add(a *Aggregator, flows []schemas.Flow, m Message) (closed bool) {
+func (ps *partition) add(a *Aggregator, flows []schemas.Flow, m *Message) (closed bool) {
 	if ps.done != nil && m.Offset > ps.doneMax {
 		ps.done = nil
 	}
