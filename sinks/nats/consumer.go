@@ -184,6 +184,7 @@ type partition struct {
 	it        jetstream.MessagesContext
 	delivered uint64    // highest stream sequence handed out
 	pending   []pending // handed out, not committed, ascending
+	repeats   int       // resent by the server after AckWait, dropped
 }
 
 type pending struct {
@@ -370,6 +371,7 @@ func (c *Consumer) delivery(it item) (Delivery, bool) {
 	ps := c.parts[it.p]
 	seq := meta.Sequence.Stream
 	if seq <= ps.delivered {
+		ps.repeats++
 		return Delivery{}, false
 	}
 	ps.delivered = seq

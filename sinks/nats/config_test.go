@@ -1,0 +1,119 @@
+package nats
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateNamesTheBadField(t *testing.T) {
+	publishers := []struct {
+		name string
+		cfg  PublisherConfig
+		want string // "" = valid
+	}{
+		{"the zero config is valid", PublisherConfig{}, ""},
+		{"a host:port without scheme is rejected", PublisherConfig{Conn: Conn{URL: "127.0.0.1:4222"}}, `url "127.0.0.1:4222": want nats://host:port`},
+		{"a kafka URL is rejected", PublisherConfig{Conn: Conn{URL: "kafka://k:9092"}}, `unknown scheme "kafka"`},
+		{"several URLs are accepted", PublisherConfig{Conn: Conn{URL: "nats://a:4222, nats://b:4222"}}, ""},
+		{"a stream name with a dot is rejected", PublisherConfig{Stream: StreamConfig{Name: "FLOWBUS.FLOWS"}}, `stream: name "FLOWBUS.FLOWS" may not contain`},
+		{"a wildcard subject prefix is rejected", PublisherConfig{Stream: StreamConfig{SubjectPrefix: "flowbus.*"}}, "no wildcards"},
+		{"a subject prefix ending in a dot is rejected", PublisherConfig{Stream: StreamConfig{SubjectPrefix: "flowbus."}}, "dot-separated tokens"},
+		{"a tiny max msg size is rejected", PublisherConfig{Stream: StreamConfig{MaxMsgSize: 10}}, "max msg size 10"},
+		{"max bytes below one message are rejected", PublisherConfig{Stream: StreamConfig{MaxBytes: 1000}}, "max bytes 1000 below max msg size"},
+		{"a duplicate window longer than max age is rejected", PublisherConfig{Stream: StreamConfig{MaxAge: time.Minute}}, "duplicate window 2m0s longer than max age 1m0s"},
+		{"negative max age is rejected", PublisherConfig{Stream: StreamConfig{MaxAge: -time.Hour}}, "negative max age"},
+		{"six replicas are rejected", PublisherConfig{Stream: StreamConfig{Replicas: 6}}, "replicas 6"},
+		{"negative partitions are rejected", PublisherConfig{Partitions: -1}, "partitions -1"},
+		{"a negative ack timeout is rejected", PublisherConfig{AckTimeout: -time.Second}, "negative ack timeout"},
+	}
+	for _, tc := range publishers {
+		t.Run(tc.name, func(t *testing.T) { checkErr(t, tc.cfg.Validate(), tc.want) })
+	}
+	consumers := []struct {
+		name string
+		cfg  ConsumerConfig
+		want string
+	}{
+		{"the zero consumer config is valid", ConsumerConfig{}, ""},
+		{"an assigned partition out of range is rejected", ConsumerConfig{Partitions: 4, Assigned: []int32{1, 4}}, "assigned partition 4 outside 0..3"},
+		{"a partition assigned twice is rejected", ConsumerConfig{Assigned: []int32{2, 2}}, "partition 2 assigned twice"},
+		{"a durable name with a space is rejected", ConsumerConfig{Durable: "flow bus"}, "durable"},
+		{"a dead-letter stream equal to the stream is rejected", ConsumerConfig{DLQStream: DefaultStream}, "dead-letter stream equals the stream"},
+		{"a dead-letter subject inside the flow subjects is rejected", ConsumerConfig{DLQSubject: "flowbus.flows.v1.dlq"}, "lies inside the stream's subjects"},
+		{"an ack wait under a second is rejected", ConsumerConfig{AckWait: time.Millisecond}, "ack wait 1ms"},
+		{"a pull buffer smaller than two messages is rejected", ConsumerConfig{PullMaxBytes: 1 << 20}, "pull max bytes 1048576 below twice the max msg size"},
+		{"a negative max ack pending is rejected", ConsumerConfig{MaxAckPending: -5}, "max ack pending -5"},
+	}
+	for _, tc := range consumers {
+		t.Run(tc.name, func(t *testing.T) { checkErr(t, tc.cfg.Validate(), tc.want) })
+	}
+	t.Run("NewPublisher refuses an invalid config", func(t *testing.T) {
+		_, err := NewPublisher(PublisherConfig{Partitions: -2})
+		checkErr(t, err, "nats publisher: partitions -2")
+	})
+	t.Run("StartEmbedded refuses an empty store dir", func(t *testing.T) {
+		_, _, err := StartEmbedded("", -1)
+		checkErr(t, err, "empty store dir")
+	})
+}
+
+func checkErr(t *testing.T, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("got %v, want valid", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("got %v, want an error containing %q", err, want)
+	}
+}
+
+// TestPollDropsMessagesTheServerResendsAfterAckWait holds messages
+// uncommitted past AckWait: the server sends them again, and Poll must not
+// hand them out twice.
+func TestPollDropsMessagesTheServerResendsAfterAckWait(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
+	msgs := testMessages("node-r", 1, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4, AckWait: time.Second})
+	ds := pollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, pollQuiet(t, c, 2500*time.Millisecond)...) // > 2 × AckWait
+	checkDeliveries(t, ds, msgs, 4)
+	repeats := 0
+	for _, ps := range c.parts {
+		repeats += ps.repeats
+	}
+	if repeats < len(msgs) {
+		t.Errorf("server resent %d messages after AckWait, want at least %d: the test did not exercise redelivery", repeats, len(msgs))
+	}
+
+	next := map[int32]int64{}
+	for _, d := range ds {
+		next[d.Partition] = d.Offset + 1
+	}
+	if err := c.Commit(ctx, next); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	c.Close()
+	again := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})
+	if rest := pollQuiet(t, again, 500*time.Millisecond); len(rest) != 0 {
+		t.Errorf("%d messages delivered again after everything was committed", len(rest))
+	}
+}
+
+func TestCommitOfAPartitionNotAssignedFails(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4, Assigned: []int32{1, 3}})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Poll(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("poll of an empty stream: got %v, want context.DeadlineExceeded", err)
+	}
+	checkErr(t, c.Commit(context.Background(), map[int32]int64{2: 5}), "partition 2 is not assigned")
+}

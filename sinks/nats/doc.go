@@ -1,0 +1,68 @@
+// Package nats is flowbus's NATS JetStream transport, on nats.go's jetstream
+// API: a Publisher for the agent's exporter, a Consumer with dead-lettering
+// for the aggregator, and StartEmbedded, the in-process server that makes
+// the default setup run on one machine with nothing installed.
+//
+// # Naming
+//
+// Stream FLOWBUS_FLOWS binds flowbus.flows.v1.>; a message goes to subject
+// flowbus.flows.v1.<p> with p = schemas.PartitionOf(Key, Partitions) (default
+// 16 partitions; publishers and consumers must agree), the same number Kafka
+// would pick. Headers are schemas.Message.Headers(), plus flowbus-key (NATS
+// has no record key) and Nats-Msg-Id = Message.ID() ("node/run/seq"). Dead
+// letters go to subject flowbus.dlq.flows.v1 in stream FLOWBUS_DLQ (outside
+// flowbus.flows.v1.> on purpose). Durable consumers are named
+// flowbus-aggregator-p00, -p01, ...
+//
+// # Stream limits
+//
+// Created only when missing (an existing stream is used as its operator
+// configured it): file storage, limits retention, discard old, max age 24h,
+// max bytes 4 GiB, max msg size 1 MiB (NATS's default max_payload; headers
+// count, so a message's value must stay about 1 KiB under it), duplicate
+// window 2 min, 1 replica. The dead-letter stream keeps 7 days, 1 GiB.
+// JetStream acknowledges a message once it is in the stream's store; the
+// server fsyncs on its own schedule (sync_interval), as NATS does by default.
+//
+// # Delivery semantics (publisher)
+//
+// Publish sends a batch pipelined (async publish) and waits for every
+// acknowledgement. It keeps the acknowledged prefix and, from the first
+// failure on (disconnected, no JetStream responders while the server
+// restarts, ack timeout), sends the rest again, in order, with backoff from
+// 50 ms to 1 s, until its context ends. The connection has no reconnect
+// buffer, so nothing published while disconnected overtakes an earlier
+// message, and a send stops at the first refusal. Resending is safe: the
+// server drops a Nats-Msg-Id it stored within the duplicate window and acks
+// it as a duplicate. So within 2 minutes delivery is exactly once; a replay
+// after a longer outage of a message whose ack was lost is stored twice, and
+// consumers that need exactly-once drop repeats by Nats-Msg-Id or
+// flowbus-seq. Order per partition holds except in one narrow case: a
+// message refused with "no responders" while the next one is already
+// accepted (JetStream coming back between two sends) lands after it.
+// Refusals that retrying cannot fix (too large, bad request) return at once;
+// a message over MaxMsgSize fails the call with ErrTooLarge before anything
+// is sent.
+//
+// # Consumer
+//
+// One durable pull consumer per partition (filter subject
+// flowbus.flows.v1.<p>), not one consumer for all: each partition then has
+// its own order, ack floor and flow control, like a Kafka partition. The
+// offset of a message is its stream sequence (increasing per partition, with
+// gaps). Ack policy "all": Commit(next) acks the last delivered message below
+// next and waits for the server's confirmation, which commits everything
+// before it. On start each durable is recreated to begin right after its ack
+// floor, so messages the previous run read but did not commit come back at
+// once instead of after AckWait. A message the server resends because it was
+// not committed within AckWait (default 5 min) is dropped by Poll, since the
+// caller already has it. NATS has no group rebalancing: Assigned lists the
+// partitions an instance reads (default all), and each partition must be
+// read by one instance at a time; OnAssigned runs inside the first Poll and
+// OnRevoked inside Close.
+//
+// # Embedded server
+//
+// StartEmbedded runs nats-server with JetStream on 127.0.0.1, state under the
+// given directory (./flowbus-data in the demo), port -1 for a free port.
+package nats
