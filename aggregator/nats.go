@@ -1,0 +1,44 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flowbus/flowbus/sinks/nats"
+)
+
+// RunNATS consumes the JetStream partitions cc.Assigned (default all) with
+// one durable pull consumer per partition until ctx is done, feeding a. The
+// offset of a message is its stream sequence; Commit acknowledges (ack-all)
+// every message below the committed offset, so JetStream redelivers from
+// there after a crash, and the commit protocol is the same as RunKafka's.
+// NATS has no group rebalancing: each partition must be read by one
+// aggregator at a time (cc.Assigned splits them). Callbacks in cc are
+// replaced.
+func RunNATS(ctx context.Context, a *Aggregator, cc nats.ConsumerConfig) error {
+	d := &driver{a: a, ctx: ctx}
+	cc.Logger = a.log
+	cc.OnAssigned, cc.OnRevoked = d.onAssigned, d.onRevoked
+	c, err := nats.NewConsumer(cc)
+	if err != nil {
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	d.t = transport{
+		poll: func(ctx context.Context) ([]Message, error) {
+			ds, err := c.Poll(ctx)
+			ms := make([]Message, len(ds))
+			for i, x := range ds {
+				ms[i] = Message{Partition: x.Partition, Offset: x.Offset, Key: x.Key, Value: x.Value, Headers: x.Headers, Time: x.Time}
+			}
+			return ms, err
+		},
+		commit: c.Commit,
+		deadLetter: func(ctx context.Context, m Message, reason string) error {
+			return c.DeadLetter(ctx, nats.Delivery{Partition: m.Partition, Offset: m.Offset,
+				Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}, reason)
+		},
+		close:     func() { c.Close() },
+		errClosed: nats.ErrClosed,
+	}
+	return d.run()
+}

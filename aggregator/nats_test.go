@@ -1,0 +1,97 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flowbus/flowbus/sinks/nats"
+)
+
+func startNATS(t testing.TB) string {
+	t.Helper()
+	s, url, err := nats.StartEmbedded(t.TempDir(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return url
+}
+
+func runNATSUntil(a *Aggregator, cc nats.ConsumerConfig, p *progress) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- RunNATS(ctx, a, cc) }()
+	select {
+	case <-p.done:
+		cancel()
+		return <-errc
+	case err := <-errc:
+		return err
+	case <-time.After(3 * time.Minute):
+		cancel()
+		<-errc
+		return errors.New("timed out")
+	}
+}
+
+// TestNATSExactTotalsOfAMillionFlows is the Kafka acceptance run on an
+// embedded JetStream server, with three crashes and restarts on the way so
+// that the ack-all commit and redelivery path is exercised too.
+func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
+	n := 1_000_000
+	if testing.Short() {
+		n = 100_000
+	}
+	g := generate(8, n, 30*time.Minute, 5000)
+	msgs := encodeAll(t, split(g.flows, 4, 1000))
+	url := startNATS(t)
+	pub, err := nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: url}, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(msgs); i += 100 {
+		if err := pub.Publish(context.Background(), msgs[i:min(i+100, len(msgs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Close()
+	out := t.TempDir()
+	p := newProgress(len(msgs))
+	cc := nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Partitions: 4}
+	start := time.Now()
+	crashes := 0
+	for run := 0; ; run++ {
+		if run > 10 {
+			t.Fatal("no run finished")
+		}
+		a, _ := newTestAggregator(t, Config{Out: out})
+		var crash func(string, *Message) error
+		if crashes < 3 {
+			left := 50 + 100*run
+			crash = func(pt string, _ *Message) error {
+				if pt == "message" {
+					if left--; left == 0 {
+						return errCrash
+					}
+				}
+				return nil
+			}
+		}
+		a.hook = p.hook(crash)
+		err := runNATSUntil(a, cc, p)
+		if errors.Is(err, errCrash) {
+			crashes++
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	t.Logf("%d flows in %d messages aggregated in %v with %d crashes", n, len(msgs), time.Since(start), crashes)
+	checkExact(t, out, g)
+	checkQuantiles(t, out, g)
+}
