@@ -2,10 +2,97 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+
+	"github.com/flowbus/flowbus/aggregator"
+	"github.com/flowbus/flowbus/sinks/kafka"
+	"github.com/flowbus/flowbus/sinks/nats"
 )
 
-// runAggregator is replaced by the real subcommand.
+// runAggregator consumes flows from Kafka or NATS and writes the Parquet
+// rollups until ctx is done, then writes what it holds and commits.
 func runAggregator(ctx context.Context, args []string, io cmdIO) error {
-	return errors.New("not built yet")
+	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	bus := fs.String("bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
+	out := fs.String("out", "./flowbus-data", "output directory: Parquet under <out>/pair_rollup and <out>/route_rollup (Hive partitions date=/hour=)")
+	window := fs.Duration("window", aggregator.DefaultWindow, "event-time window of a rollup row (whole seconds, dividing 24h)")
+	lateness := fs.Duration("lateness", aggregator.DefaultLateness, "allowed lateness: a window is written when the latest event time seen passes its end by this much; later records go to late files")
+	group := fs.String("group", kafka.DefaultGroup, "Kafka consumer group, or NATS durable consumer name prefix")
+	topic := fs.String("topic", kafka.DefaultTopic, "Kafka topic to consume")
+	dlq := fs.String("dlq-topic", "", "Kafka topic for bad messages (default <topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
+	partitions := fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
+	assigned := fs.String("nats-assigned", "", "NATS: comma-separated partitions this aggregator reads (default all); each partition must be read by one aggregator")
+	templates := fs.StringArray("route-template", nil, "extra HTTP route rule REGEX=>REPLACEMENT applied after the built-in ones (query dropped, ids → {id}); repeatable")
+	maxRoutes := fs.Int("max-routes-per-workload", aggregator.DefaultMaxRoutesPerWorkload, "distinct routes per destination workload per window; more are written as {other}")
+	routeLen := fs.Int("route-max-len", aggregator.DefaultRouteMaxLen, "maximum length of a route in bytes")
+	rowGroup := fs.Int("row-group-rows", 0, "maximum rows per Parquet row group (default 122880, DuckDB's row group)")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := aggregator.Config{Out: *out, Window: *window, Lateness: *lateness,
+		MaxRoutesPerWorkload: *maxRoutes, RouteMaxLen: *routeLen, RowGroupRows: *rowGroup}
+	for _, s := range *templates {
+		rt, err := aggregator.ParseRouteTemplate(s)
+		if err != nil {
+			return fmt.Errorf("%w: --route-template: %v", errUsage, err)
+		}
+		cfg.RouteTemplates = append(cfg.RouteTemplates, rt)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := aggregator.New(cfg, io.Log, reg)
+	if err != nil {
+		return err
+	}
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	scheme, hosts, ok := strings.Cut(*bus, "://")
+	if !ok || hosts == "" {
+		return fmt.Errorf("%w: --bus %q: want kafka://host:port or nats://host:port", errUsage, *bus)
+	}
+	io.Log.Info("aggregator starting", "bus", *bus, "out", *out, "window", cfg.Window, "lateness", cfg.Lateness)
+	switch scheme {
+	case "kafka":
+		cc := kafka.ConsumerConfig{Conn: kafka.Conn{Brokers: strings.Split(hosts, ",")}, Topic: *topic, Group: *group, DLQTopic: *dlq, CreateDLQTopic: true}
+		return aggregator.RunKafka(ctx, a, cc)
+	case "nats":
+		cc := nats.ConsumerConfig{Conn: nats.Conn{URL: *bus}, Partitions: *partitions, Durable: *group}
+		if *assigned != "" {
+			for _, s := range strings.Split(*assigned, ",") {
+				p, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil || p < 0 || p >= *partitions {
+					return fmt.Errorf("%w: --nats-assigned: %q is not a partition in [0, %d)", errUsage, s, *partitions)
+				}
+				cc.Assigned = append(cc.Assigned, int32(p))
+			}
+		}
+		return aggregator.RunNATS(ctx, a, cc)
+	}
+	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, *bus)
 }
+
