@@ -95,4 +95,3 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 	}
 	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, *bus)
 }
-
