@@ -1,0 +1,34 @@
+// Package agent wires the node agent's pipeline:
+//
+//	Source ──raw batches──► taps + aggregate ──records──► export ──► Publisher (bus)
+//	   │                      (one goroutine)               │
+//	   └─ lost events ──────────►┘                          └─► disk spool while the bus is down
+//
+// Each arrow is a typed channel of []schemas.Flow batches (never single
+// flows: one channel operation moves hundreds of flows), and each stage is a
+// goroutine under one errgroup. Stages count what they received, emitted and
+// dropped in flowbus_stage_{received,emitted,dropped}_total{stage} (package
+// stage), so loss anywhere is visible.
+//
+// Decisions:
+//   - Sources (agent/source/...) and taps (agent/observe, agent/metrics) are
+//     defined by the small interfaces here, owned by the package that uses
+//     them; sources do not import agent.
+//   - Taps run synchronously on the aggregation goroutine, in order, before
+//     aggregation, so the Hubble ring and Hubble metrics see every raw flow
+//     and never race with each other. Lost events reported by a source travel
+//     to the same goroutine over a channel, so Tap.Lost is called from the
+//     same goroutine as Observe. They are also counted as
+//     flowbus_stage_dropped_total{stage="source",reason="lost_<source>"}.
+//   - Aggregation windows are processing-time: a ticker of Aggregate.Window
+//     flushes; a full key table flushes early (package aggregate).
+//   - Back-pressure stops at the exporter: it always accepts records (memory
+//     queue, then disk spool), so a slow or dead bus never stalls the source.
+//     A source that is faster than aggregation (CPU-bound) is slowed by the
+//     raw channel; the eBPF source decides itself whether to wait or let the
+//     kernel ring buffer overflow into its lost counter.
+//   - Shutdown is driven by the source: when ctx ends the source returns,
+//     its channel closes, the aggregation window is flushed, the exporter
+//     sends its open batches and publishes or spools everything it accepted,
+//     then Run returns. Nothing accepted is lost on a clean stop.
+package agent
