@@ -46,8 +46,11 @@ type Config struct {
 	// NaivePerPacketEvents loads the program in the naive per-packet-event
 	// mode (no flow state; one EventPacket per packet). For comparisons.
 	NaivePerPacketEvents bool
-	// DisableStartEvents stops EventFlowStart events.
-	DisableStartEvents bool
+	// EmitStartEvents makes the kernel emit EventFlowStart for every new
+	// flow. Off by default: a ring buffer reservation costs about as much as
+	// the flow insert itself (bench/RESULTS.md), and flows are reported when
+	// they end or time out.
+	EmitStartEvents bool
 }
 
 // Defaults.
@@ -160,7 +163,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	}
 	objs, err := loadObjects(loadOptions{
 		maxFlows: cfg.MaxFlows, ringBufSize: cfg.RingBufSize,
-		naivePerPacketEvents: cfg.NaivePerPacketEvents, disableStartEvents: cfg.DisableStartEvents,
+		naivePerPacketEvents: cfg.NaivePerPacketEvents, emitStartEvents: cfg.EmitStartEvents,
 	})
 	if err != nil {
 		return nil, err

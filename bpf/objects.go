@@ -87,7 +87,7 @@ type loadOptions struct {
 	maxFlows             uint32
 	ringBufSize          uint32
 	naivePerPacketEvents bool
-	disableStartEvents   bool
+	emitStartEvents      bool
 }
 
 // loadObjects loads the programs and maps with the given sizes and switches.
@@ -105,7 +105,7 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 	if err := spec.Variables["naive_per_packet_events"].Set(boolByte(o.naivePerPacketEvents)); err != nil {
 		return nil, fmt.Errorf("set naive_per_packet_events: %w", err)
 	}
-	if err := spec.Variables["emit_start_events"].Set(boolByte(!o.disableStartEvents)); err != nil {
+	if err := spec.Variables["emit_start_events"].Set(boolByte(o.emitStartEvents)); err != nil {
 		return nil, fmt.Errorf("set emit_start_events: %w", err)
 	}
 	var objs bpfObjects

@@ -89,7 +89,7 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64})
+			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: true})
 			var wantFwd, wantRev, wantFwdP, wantRevP uint64
 			for _, p := range tc.pkts {
 				if p.fromClient {
@@ -178,7 +178,7 @@ func TestFlowKinds(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64})
+			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: true})
 			run(t, objs.FlowEgress, tc.first)
 			run(t, objs.FlowIngress, tc.reply)
 			run(t, objs.FlowEgress, tc.first)
