@@ -1,0 +1,318 @@
+package observe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	observerpb "github.com/cilium/cilium/api/v1/observer"
+	relaypb "github.com/cilium/cilium/api/v1/relay"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowbus/flowbus/schemas"
+)
+
+// startServer serves ring on a random local port and returns a client
+// built from cilium's generated Go stubs.
+func startServer(t testing.TB, ring *Ring) (observerpb.ObserverClient, *Server) {
+	t.Helper()
+	srv, err := NewServer(Config{NodeName: "node-a", Version: "test"}, ring, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if testToProto != nil {
+		srv.toProto = testToProto
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return observerpb.NewObserverClient(conn), srv
+}
+
+func fixtureRing() *Ring {
+	r := NewRing(64, nil)
+	r.Observe(fixtureFlows())
+	return r
+}
+
+// collect runs GetFlows to the end and returns flow UUIDs and lost events.
+func collect(t *testing.T, c observerpb.ObserverClient, req *observerpb.GetFlowsRequest) ([]string, []*flowpb.LostEvent, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := c.GetFlows(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	var uuids []string
+	var lost []*flowpb.LostEvent
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return uuids, lost, nil
+		}
+		if err != nil {
+			return uuids, lost, err
+		}
+		switch {
+		case resp.GetFlow() != nil:
+			uuids = append(uuids, resp.GetFlow().GetUuid())
+			if !resp.GetTime().AsTime().Equal(resp.GetFlow().GetTime().AsTime()) || resp.GetNodeName() != resp.GetFlow().GetNodeName() {
+				t.Errorf("response time/node %v/%q differ from the flow's", resp.GetTime(), resp.GetNodeName())
+			}
+		case resp.GetLostEvents() != nil:
+			lost = append(lost, resp.GetLostEvents())
+		}
+	}
+}
+
+func TestGetFlowsFiltersOverGRPC(t *testing.T) {
+	c, _ := startServer(t, fixtureRing())
+	for _, tc := range filterCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			got, lost, err := collect(t, c, &observerpb.GetFlowsRequest{Number: 100, Whitelist: tc.white, Blacklist: tc.black})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) || len(lost) != 0 {
+				t.Errorf("got %v (lost %v), want %v", got, lost, tc.want)
+			}
+		})
+	}
+}
+
+func TestGetFlowsRejectsWithInvalidArgument(t *testing.T) {
+	c, _ := startServer(t, fixtureRing())
+	cases := []struct {
+		name string
+		req  *observerpb.GetFlowsRequest
+		text string
+	}{
+		{"an unsupported whitelist field", &observerpb.GetFlowsRequest{Whitelist: ff(&flowpb.FlowFilter{TraceId: []string{"x"}})}, "trace_id"},
+		{"an unsupported blacklist field", &observerpb.GetFlowsRequest{Blacklist: ff(&flowpb.FlowFilter{IpTraceId: []uint64{1}})}, "ip_trace_id"},
+		{"an unsupported field beside supported ones", &observerpb.GetFlowsRequest{Whitelist: ff(&flowpb.FlowFilter{SourcePod: []string{"a"}, NodeLabels: []string{"x"}})}, "node_labels"},
+		{"first with follow", &observerpb.GetFlowsRequest{First: true, Follow: true}, "first cannot be specified with follow"},
+		{"a malformed IP", &observerpb.GetFlowsRequest{Whitelist: ff(&flowpb.FlowFilter{SourceIp: []string{"nope"}})}, "source_ip"},
+		{"an invalid since", &observerpb.GetFlowsRequest{Since: &timestamppb.Timestamp{Nanos: -1}}, "since"},
+	}
+	for _, tc := range cases {
+		t.Run("rejects "+tc.name, func(t *testing.T) {
+			_, _, err := collect(t, c, tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.text) {
+				t.Fatalf("err = %v, want InvalidArgument naming %q", err, tc.text)
+			}
+		})
+	}
+}
+
+func TestGetFlowsSelectors(t *testing.T) {
+	c, _ := startServer(t, fixtureRing())
+	ts := func(i int) *timestamppb.Timestamp { return timestamppb.New(baseTime.Add(time.Duration(i) * time.Second)) }
+	forwarded := ff(&flowpb.FlowFilter{Verdict: []flowpb.Verdict{flowpb.Verdict_FORWARDED}})
+	cases := []struct {
+		name string
+		req  *observerpb.GetFlowsRequest
+		want []string
+	}{
+		{"number returns the last N", &observerpb.GetFlowsRequest{Number: 3}, []string{"f08", "f09", "f10"}},
+		{"number counts only matching flows", &observerpb.GetFlowsRequest{Number: 2, Blacklist: ff(&flowpb.FlowFilter{Uuid: []string{"f09"}})}, []string{"f08", "f10"}},
+		{"first returns the first N", &observerpb.GetFlowsRequest{Number: 2, First: true}, []string{"f01", "f02"}},
+		{"first with a filter", &observerpb.GetFlowsRequest{Number: 1, First: true, Whitelist: ff(&flowpb.FlowFilter{Protocol: []string{"udp"}})}, []string{"f04"}},
+		{"since and until bound the range", &observerpb.GetFlowsRequest{Since: ts(5), Until: ts(7)}, []string{"f05", "f06", "f07"}},
+		{"since alone reads to the end", &observerpb.GetFlowsRequest{Since: ts(9)}, []string{"f09", "f10"}},
+		{"until alone with number", &observerpb.GetFlowsRequest{Number: 2, First: true, Until: ts(1)}, []string{"f01"}},
+		{"number larger than the ring returns all", &observerpb.GetFlowsRequest{Number: 1000, Whitelist: forwarded}, without("f03")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := collect(t, c, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLostEventsAppearInTheStream(t *testing.T) {
+	r := NewRing(64, nil)
+	flows := fixtureFlows()
+	r.Observe(flows[:2])
+	r.Lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, 7)
+	r.Observe(flows[2:4])
+	c, _ := startServer(t, r)
+	got, lost, err := collect(t, c, &observerpb.GetFlowsRequest{Number: 3, Whitelist: ff(&flowpb.FlowFilter{Uuid: []string{"f01", "f02", "f03", "f04"}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"f02", "f03", "f04"}) {
+		t.Errorf("flows %v, want f02 f03 f04 (lost events do not count towards number)", got)
+	}
+	if len(lost) != 1 || lost[0].GetSource() != flowpb.LostEventSource_PERF_EVENT_RING_BUFFER || lost[0].GetNumEventsLost() != 7 {
+		t.Errorf("lost events %v, want one PERF_EVENT_RING_BUFFER of 7", lost)
+	}
+}
+
+func TestFollowerReceivesNewFlows(t *testing.T) {
+	r := NewRing(64, nil)
+	flows := fixtureFlows()
+	r.Observe(flows[:3])
+	c, _ := startServer(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := c.GetFlows(ctx, &observerpb.GetFlowsRequest{Number: 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 4 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, resp.GetFlow().GetUuid())
+		if len(got) == 1 {
+			r.Observe(flows[3:6])
+		}
+	}
+	if want := []string{"f03", "f04", "f05", "f06"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestStalledFollowerDoesNotBlockThePipeline stalls a follower (it does not
+// read) while the pipeline writes far more than the ring and the gRPC
+// windows hold: Observe keeps returning, and once the follower reads again
+// every written flow is either received or counted as lost, exactly.
+func TestStalledFollowerDoesNotBlockThePipeline(t *testing.T) {
+	r := NewRing(64, nil)
+	r.Observe(fixtureFlows()[:1])
+	c, srv := startServer(t, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := c.GetFlows(ctx, &observerpb.GetFlowsRequest{Follow: true, Number: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first flow arriving proves the stream is in place before the writes.
+	if resp, err := stream.Recv(); err != nil || resp.GetFlow().GetUuid() != "f01" {
+		t.Fatalf("first response %v, %v", resp, err)
+	}
+	const total = 20000
+	batch := make([]schemas.Flow, 100)
+	big := strings.Repeat("x", 2000) // large flows fill the transport windows quickly
+	for n := 0; n < total; n += len(batch) {
+		for i := range batch {
+			f := fixtureFlows()[0]
+			f.UUID = fmt.Sprintf("s%05d", n+i)
+			f.L7.HTTPURL = big
+			batch[i] = f
+		}
+		r.Observe(batch) // must return although nobody reads
+	}
+	var received, lost uint64
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if le := resp.GetLostEvents(); le != nil {
+			if le.GetSource() != flowpb.LostEventSource_HUBBLE_RING_BUFFER {
+				t.Fatalf("lost event source %v", le.GetSource())
+			}
+			lost += le.GetNumEventsLost()
+			continue
+		}
+		received++
+		if resp.GetFlow().GetUuid() == fmt.Sprintf("s%05d", total-1) {
+			break
+		}
+	}
+	if received+lost != total || lost == 0 {
+		t.Errorf("received %d + lost %d, want %d with some lost", received, lost, total)
+	}
+	if got := uint64(testutil.ToFloat64(srv.ReaderLost())); got != lost {
+		t.Errorf("flowbus_observer_reader_lost_total = %d, want %d", got, lost)
+	}
+}
+
+func TestServerStatusNodesAndNamespaces(t *testing.T) {
+	now := baseTime.Add(30 * time.Second)
+	r := NewRing(8, func() time.Time { return now })
+	r.Observe(fixtureFlows()) // 10 flows into 8 slots
+	r.Lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, 3)
+	c, _ := startServer(t, r)
+	ctx := context.Background()
+	st, err := c.ServerStatus(ctx, &observerpb.ServerStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ring holds f04..f10 and the lost record: 7 flows. They cover
+	// f04 (t=4 s) to now (t=30 s), so the rate is 7 / 26 s.
+	if st.GetNumFlows() != 7 || st.GetMaxFlows() != 8 || st.GetSeenFlows() != 10 || st.GetVersion() != "test" {
+		t.Errorf("status %v", st)
+	}
+	if want := 7.0 / 26.0; st.GetFlowsRate() != want {
+		t.Errorf("flows rate %v, want %v", st.GetFlowsRate(), want)
+	}
+	nodes, err := c.GetNodes(ctx, &observerpb.GetNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes.GetNodes()) != 1 || nodes.GetNodes()[0].GetName() != "node-a" || nodes.GetNodes()[0].GetState() != relaypb.NodeState_NODE_CONNECTED ||
+		nodes.GetNodes()[0].GetNumFlows() != 7 || nodes.GetNodes()[0].GetSeenFlows() != 10 {
+		t.Errorf("nodes %v", nodes)
+	}
+	ns, err := c.GetNamespaces(ctx, &observerpb.GetNamespacesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range ns.GetNamespaces() {
+		names = append(names, n.GetNamespace())
+	}
+	if want := []string{"default", "kube-system", "shop"}; !slices.Equal(names, want) {
+		t.Errorf("namespaces %v, want %v", names, want)
+	}
+	_, err = c.GetAgentEvents(ctx, &observerpb.GetAgentEventsRequest{})
+	if err == nil {
+		var s grpc.ServerStreamingClient[observerpb.GetAgentEventsResponse]
+		s, err = c.GetAgentEvents(ctx, &observerpb.GetAgentEventsRequest{})
+		if err == nil {
+			_, err = s.Recv()
+		}
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("GetAgentEvents err = %v, want Unimplemented", err)
+	}
+}
