@@ -1,0 +1,177 @@
+package bpf
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// netFixture is two network namespaces ("pods") A and B, each with one veth
+// whose host side is enslaved to a bridge in the test's own namespace:
+//
+//	[A eth0 .1] ── HostA ─┐
+//	                      bridge (no address)
+//	[B eth0 .2] ── HostB ─┘
+//
+// Neighbours are static and IPv6 is off unless asked for, so the test's
+// traffic is the only traffic on the veths. Everything is removed in
+// t.Cleanup, also when the test fails.
+type netFixture struct {
+	NSA, NSB     string
+	HostA, HostB string
+	Bridge       string
+	A, B         netip.Addr // IPv4
+	A6, B6       netip.Addr // IPv6, valid if the fixture has IPv6
+}
+
+// requireNetns skips unless the test can create namespaces and links.
+func requireNetns(t testing.TB) {
+	t.Helper()
+	requireBPF(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2 (ip) to build network namespaces")
+	}
+}
+
+func newNetFixture(t testing.TB, withIPv6 bool) *netFixture {
+	t.Helper()
+	requireNetns(t)
+	var rb [3]byte
+	rand.Read(rb[:])
+	id := hex.EncodeToString(rb[:])
+	subnet := fmt.Sprintf("10.%d.%d.", 200+int(rb[0])%50, rb[1])
+	f := &netFixture{
+		NSA: "fbt-a-" + id, NSB: "fbt-b-" + id,
+		HostA: "fbha" + id, HostB: "fbhb" + id, Bridge: "fbbr" + id,
+		A: netip.MustParseAddr(subnet + "1"), B: netip.MustParseAddr(subnet + "2"),
+	}
+	if withIPv6 {
+		f.A6 = netip.MustParseAddr(fmt.Sprintf("fd00:fb%02x:%02x::1", rb[0], rb[1]))
+		f.B6 = netip.MustParseAddr(fmt.Sprintf("fd00:fb%02x:%02x::2", rb[0], rb[1]))
+	}
+	t.Cleanup(func() {
+		// Deleting the namespaces deletes their veth ends and so the pairs.
+		exec.Command("ip", "link", "del", f.HostA).Run()
+		exec.Command("ip", "link", "del", f.HostB).Run()
+		exec.Command("ip", "link", "del", f.Bridge).Run()
+		exec.Command("ip", "netns", "del", f.NSA).Run()
+		exec.Command("ip", "netns", "del", f.NSB).Run()
+	})
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	nsSysctl := func(ns, key, val string) {
+		t.Helper()
+		sh("netns", "exec", ns, "sysctl", "-q", "-w", key+"="+val)
+	}
+	sh("netns", "add", f.NSA)
+	sh("netns", "add", f.NSB)
+	sh("link", "add", f.Bridge, "type", "bridge")
+	hostSysctl(t, "net/ipv6/conf/"+f.Bridge+"/disable_ipv6", "1")
+	mac := map[string]string{}
+	for _, p := range []struct{ ns, host, ip, ip6 string }{
+		{f.NSA, f.HostA, f.A.String(), addrStr(f.A6)},
+		{f.NSB, f.HostB, f.B.String(), addrStr(f.B6)},
+	} {
+		if withIPv6 {
+			nsSysctl(p.ns, "net.ipv6.conf.default.accept_dad", "0")
+			nsSysctl(p.ns, "net.ipv6.conf.default.router_solicitations", "0")
+		} else {
+			nsSysctl(p.ns, "net.ipv6.conf.all.disable_ipv6", "1")
+			nsSysctl(p.ns, "net.ipv6.conf.default.disable_ipv6", "1")
+		}
+		sh("link", "add", p.host, "type", "veth", "peer", "name", "eth0", "netns", p.ns)
+		hostSysctl(t, "net/ipv6/conf/"+p.host+"/disable_ipv6", "1")
+		sh("link", "set", p.host, "master", f.Bridge)
+		sh("link", "set", p.host, "up")
+		sh("-n", p.ns, "addr", "add", p.ip+"/24", "dev", "eth0")
+		if withIPv6 {
+			sh("-n", p.ns, "addr", "add", p.ip6+"/64", "dev", "eth0", "nodad")
+		}
+		sh("-n", p.ns, "link", "set", "lo", "up")
+		sh("-n", p.ns, "link", "set", "eth0", "up")
+		out, err := exec.Command("ip", "-n", p.ns, "-br", "link", "show", "eth0").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := strings.Fields(string(out))
+		mac[p.ns] = fields[2]
+	}
+	sh("link", "set", f.Bridge, "up")
+	// Static neighbours: no ARP or neighbour discovery during the test.
+	sh("-n", f.NSA, "neigh", "add", f.B.String(), "lladdr", mac[f.NSB], "dev", "eth0", "nud", "permanent")
+	sh("-n", f.NSB, "neigh", "add", f.A.String(), "lladdr", mac[f.NSA], "dev", "eth0", "nud", "permanent")
+	if withIPv6 {
+		sh("-n", f.NSA, "neigh", "add", f.B6.String(), "lladdr", mac[f.NSB], "dev", "eth0", "nud", "permanent")
+		sh("-n", f.NSB, "neigh", "add", f.A6.String(), "lladdr", mac[f.NSA], "dev", "eth0", "nud", "permanent")
+	}
+	return f
+}
+
+func addrStr(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func hostSysctl(t testing.TB, key, val string) {
+	t.Helper()
+	if err := os.WriteFile("/proc/sys/"+key, []byte(val), 0o644); err != nil {
+		t.Fatalf("sysctl %s: %v", key, err)
+	}
+}
+
+// inNetns runs fn on a fresh OS thread that has entered namespace ns. Sockets fn
+// creates belong to ns and may be used from any goroutine afterwards. The
+// thread is never unlocked, so it exits with the goroutine instead of
+// returning to the scheduler in the wrong namespace.
+func inNetns(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", ns, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// vethStats are a host-side veth's counters. rx is what the pod sent.
+type vethStats struct{ rxBytes, rxPackets, txBytes, txPackets uint64 }
+
+func readVeth(t testing.TB, name string) vethStats {
+	t.Helper()
+	rd := func(k string) uint64 {
+		b, err := os.ReadFile("/sys/class/net/" + name + "/statistics/" + k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	return vethStats{rd("rx_bytes"), rd("rx_packets"), rd("tx_bytes"), rd("tx_packets")}
+}
