@@ -13,7 +13,7 @@ const (
 	DefaultMaxRows         = 8192
 	DefaultMaxBytes        = 1 << 20
 	DefaultLinger          = time.Second
-	DefaultMaxMessageBytes = 1 << 20 // NATS default max_payload
+	DefaultMaxMessageBytes = 1<<20 - 16<<10 // NATS's default max_payload (1 MiB) less room for headers
 	DefaultQueueMessages   = 64
 	DefaultPublishBatch    = 16
 	DefaultPublishTimeout  = 10 * time.Second
@@ -31,8 +31,9 @@ type Config struct {
 	MaxBytes int           // estimated in-memory bytes per batch before it is sent (1 MiB)
 	Linger   time.Duration // longest a batch waits for more rows (1 s)
 
-	// MaxMessageBytes is the bus limit on one encoded message (1 MiB, NATS's
-	// default max_payload); a larger encoded batch is split in halves.
+	// MaxMessageBytes bounds one encoded message (1008 KiB: NATS's default
+	// max_payload of 1 MiB, which counts headers too, less 16 KiB for them);
+	// a larger encoded batch is split in halves.
 	MaxMessageBytes int
 
 	QueueMessages  int           // in-memory queue of encoded messages (64)

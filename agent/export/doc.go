@@ -7,7 +7,8 @@
 // from the record's strings before encoding) or is older than Config.Linger
 // (1 s). Sending encodes the batch with schemas.Encoder into one Arrow IPC
 // stream; if that is larger than Config.MaxMessageBytes (1 MiB, NATS's default
-// max_payload) the batch is halved until every part fits. Each message gets
+// max_payload, less 16 KiB for the headers, which NATS counts too) the batch
+// is halved until every part fits. Each message gets
 // Node, Run (process start time unless set) and Seq, increasing from 1 over
 // all messages of the run in the order they were sent, then goes to the
 // in-memory queue (Config.QueueMessages). One publisher goroutine publishes
