@@ -90,7 +90,8 @@ const (
 var (
 	tsType    = &arrow.TimestampType{Unit: arrow.Nanosecond, TimeZone: "UTC"}
 	enumType  = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int16, ValueType: arrow.BinaryTypes.String}
-	strList   = arrow.ListOf(arrow.BinaryTypes.String)
+	dictStr   = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}
+	strList   = arrow.ListOf(dictStr)
 	histEntry = arrow.StructOf(
 		arrow.Field{Name: "bucket", Type: arrow.PrimitiveTypes.Int16},
 		arrow.Field{Name: "count", Type: arrow.PrimitiveTypes.Int64},
@@ -107,7 +108,7 @@ func NewArrowSchema() *arrow.Schema {
 		return arrow.Field{Name: name, Type: t, Nullable: nullable}
 	}
 	u8, u16, u32, u64 := arrow.PrimitiveTypes.Uint8, arrow.PrimitiveTypes.Uint16, arrow.PrimitiveTypes.Uint32, arrow.PrimitiveTypes.Uint64
-	i32, str := arrow.PrimitiveTypes.Int32, arrow.BinaryTypes.String
+	i32, str := arrow.PrimitiveTypes.Int32, dictStr
 	endpoint := func(p string) []arrow.Field {
 		return []arrow.Field{
 			f(p+"_id", u32, false),
@@ -122,7 +123,7 @@ func NewArrowSchema() *arrow.Schema {
 	}
 	fields := []arrow.Field{
 		f("time", tsType, true),
-		f("uuid", str, false),
+		f("uuid", arrow.BinaryTypes.String, false),
 		f("node_name", str, false),
 		f("verdict", enumType, false),
 		f("drop_reason", enumType, false),

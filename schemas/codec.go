@@ -1,14 +1,10 @@
 package schemas
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // Errors of Decoder.Decode; a consumer labels bad messages by them
@@ -31,7 +27,8 @@ type Encoder struct {
 
 	time, firstSeen, lastSeen    []int64
 	timeV, firstSeenV, lastSeenV validity
-	uuid, node                   strCol
+	uuid                         strCol
+	node                         dictCol
 	enums                        [numCols]*enumCol
 	eventType, eventSubType      []int32
 	isReply                      []byte // bit-packed values
@@ -42,41 +39,48 @@ type Encoder struct {
 	l4, icmpType, icmpCode       []uint8
 	tcpFlags                     []uint16
 	ep                           [2]endpointCols
-	svc                          [4]strCol
+	svc                          [4]dictCol
 	srcNames, dstNames           strListCol
 	bytesFwd, bytesRev           []uint64
 	pktsFwd, pktsRev             []uint64
 	count, latency               []uint64
 	hist                         histCol
 	ifIndex                      []uint32
-	ifName                       strCol
-	httpMethod, httpURL          strCol
+	ifName                       dictCol
+	httpMethod, httpURL          dictCol
 	httpStatus                   []uint32
-	httpProto                    strCol
+	httpProto                    dictCol
 	httpHeaders                  strListCol
-	dnsQuery                     strCol
+	dnsQuery                     dictCol
 	dnsRCode, dnsTTL             []uint32
 	dnsQTypes, dnsRRTypes        strListCol
 	dnsIPs, dnsCNAMEs            strListCol
-	dnsObsSource                 strCol
-	kafkaAPIKey                  strCol
+	dnsObsSource                 dictCol
+	kafkaAPIKey                  dictCol
 	kafkaAPIVersion, kafkaCorrID []int32
-	kafkaTopic                   strCol
+	kafkaTopic                   dictCol
 	kafkaErrorCode               []int32
-	kafkaClientID                strCol
+	kafkaClientID                dictCol
 
-	cols []arrow.Array
+	w *ipcWriter
 }
 
 type endpointCols struct {
 	id, identity                 []uint32
-	cluster, ns, pod, wl, wlKind strCol
+	cluster, ns, pod, wl, wlKind dictCol
 	labels                       strListCol
 }
 
 // NewEncoder returns an Encoder.
 func NewEncoder() *Encoder {
-	e := &Encoder{schema: NewArrowSchema(), cols: make([]arrow.Array, numCols)}
+	e := &Encoder{schema: NewArrowSchema()}
+	w, err := newIPCWriter(e.schema)
+	if err != nil {
+		// Serialising our own constant schema and creating a zstd encoder
+		// with constant options cannot fail.
+		panic("schemas: " + err.Error())
+	}
+	e.w = w
 	for _, c := range []int{colVerdict, colDropReason, colDirection, colObsPoint, colIPVersion, colL7Type, colL7Protocol} {
 		names, _ := enumMaps(c)
 		e.enums[c] = newEnumCol(enumName(names))
@@ -253,91 +257,119 @@ func (e *Encoder) addRow(f *Flow) {
 	e.kafkaClientID.add(l7.KafkaClientID)
 }
 
-// columnData returns the ArrayData of every column, in schema order.
-func (e *Encoder) columnData() []arrow.ArrayData {
-	str := arrow.BinaryTypes.String
-	u8, u16, u32, u64 := arrow.PrimitiveTypes.Uint8, arrow.PrimitiveTypes.Uint16, arrow.PrimitiveTypes.Uint32, arrow.PrimitiveTypes.Uint64
-	i32 := arrow.PrimitiveTypes.Int32
-	d := make([]arrow.ArrayData, 0, numCols)
-	d = append(d,
-		fixedData(tsType, e.time, &e.timeV),
-		e.uuid.arrayData(str, nil),
-		e.node.arrayData(str, nil),
-		e.enums[colVerdict].arrayData(),
-		e.enums[colDropReason].arrayData(),
-		e.enums[colDirection].arrayData(),
-		e.enums[colObsPoint].arrayData(),
-		fixedData(i32, e.eventType, nil),
-		fixedData(i32, e.eventSubType, nil),
-		array.NewData(arrow.FixedWidthTypes.Boolean, e.isReplyV.n, []*memory.Buffer{e.isReplyV.buffer(), memory.NewBufferBytes(e.isReply)}, nil, e.isReplyV.nulls, 0),
-		e.enums[colIPVersion].arrayData(),
-		e.srcIP.arrayData(arrow.BinaryTypes.Binary, &e.srcIPV),
-		e.dstIP.arrayData(arrow.BinaryTypes.Binary, &e.dstIPV),
-		fixedData(u16, e.srcPort, nil),
-		fixedData(u16, e.dstPort, nil),
-		fixedData(u8, e.l4, nil),
-		fixedData(u16, e.tcpFlags, nil),
-		fixedData(u8, e.icmpType, nil),
-		fixedData(u8, e.icmpCode, nil),
-	)
+// emit appends the nodes and buffers of every column, in schema order, to
+// the IPC writer and registers the dictionaries.
+func (e *Encoder) emit(w *ipcWriter, n int) {
+	fixed := func(vals []byte, v *validity) {
+		nulls := 0
+		if v != nil {
+			nulls = v.nulls
+		}
+		w.node(n, nulls)
+		w.validity(v)
+		w.buffer(vals)
+	}
+	dict := func(c *dictCol) { w.dict(&c.dict, c.idx) }
+	enum := func(col int) {
+		c := e.enums[col]
+		c.dict.reset()
+		for _, v := range c.nums {
+			c.dict.add(c.name(v))
+		}
+		w.dicts = append(w.dicts, &c.dict)
+		w.node(n, 0)
+		w.buffer(nil)
+		w.buffer(bytesOf(c.idx))
+	}
+	list := func(c *strListCol) {
+		w.node(n, c.valid.nulls)
+		w.validity(&c.valid)
+		w.buffer(bytesOf(c.offs))
+		dict(&c.child)
+	}
+	fixed(bytesOf(e.time), &e.timeV)
+	w.strings(&e.uuid, nil)
+	dict(&e.node)
+	enum(colVerdict)
+	enum(colDropReason)
+	enum(colDirection)
+	enum(colObsPoint)
+	fixed(bytesOf(e.eventType), nil)
+	fixed(bytesOf(e.eventSubType), nil)
+	fixed(e.isReply, &e.isReplyV)
+	enum(colIPVersion)
+	w.strings(&e.srcIP, &e.srcIPV)
+	w.strings(&e.dstIP, &e.dstIPV)
+	fixed(bytesOf(e.srcPort), nil)
+	fixed(bytesOf(e.dstPort), nil)
+	fixed(e.l4, nil)
+	fixed(bytesOf(e.tcpFlags), nil)
+	fixed(e.icmpType, nil)
+	fixed(e.icmpCode, nil)
 	for i := range e.ep {
 		p := &e.ep[i]
-		d = append(d,
-			fixedData(u32, p.id, nil),
-			fixedData(u32, p.identity, nil),
-			p.cluster.arrayData(str, nil),
-			p.ns.arrayData(str, nil),
-			p.pod.arrayData(str, nil),
-			p.wl.arrayData(str, nil),
-			p.wlKind.arrayData(str, nil),
-			p.labels.arrayData(),
-		)
+		fixed(bytesOf(p.id), nil)
+		fixed(bytesOf(p.identity), nil)
+		dict(&p.cluster)
+		dict(&p.ns)
+		dict(&p.pod)
+		dict(&p.wl)
+		dict(&p.wlKind)
+		list(&p.labels)
 	}
-	d = append(d,
-		e.svc[0].arrayData(str, nil),
-		e.svc[1].arrayData(str, nil),
-		e.svc[2].arrayData(str, nil),
-		e.svc[3].arrayData(str, nil),
-		e.srcNames.arrayData(),
-		e.dstNames.arrayData(),
-		fixedData(u64, e.bytesFwd, nil),
-		fixedData(u64, e.bytesRev, nil),
-		fixedData(u64, e.pktsFwd, nil),
-		fixedData(u64, e.pktsRev, nil),
-		fixedData(tsType, e.firstSeen, &e.firstSeenV),
-		fixedData(tsType, e.lastSeen, &e.lastSeenV),
-		fixedData(u64, e.count, nil),
-		fixedData(u64, e.latency, nil),
-		e.hist.arrayData(),
-		fixedData(u32, e.ifIndex, nil),
-		e.ifName.arrayData(str, nil),
-		e.enums[colL7Type].arrayData(),
-		e.enums[colL7Protocol].arrayData(),
-		e.httpMethod.arrayData(str, nil),
-		e.httpURL.arrayData(str, nil),
-		fixedData(u32, e.httpStatus, nil),
-		e.httpProto.arrayData(str, nil),
-		e.httpHeaders.arrayData(),
-		e.dnsQuery.arrayData(str, nil),
-		fixedData(u32, e.dnsRCode, nil),
-		e.dnsQTypes.arrayData(),
-		e.dnsRRTypes.arrayData(),
-		e.dnsIPs.arrayData(),
-		fixedData(u32, e.dnsTTL, nil),
-		e.dnsCNAMEs.arrayData(),
-		e.dnsObsSource.arrayData(str, nil),
-		e.kafkaAPIKey.arrayData(str, nil),
-		fixedData(i32, e.kafkaAPIVersion, nil),
-		fixedData(i32, e.kafkaCorrID, nil),
-		e.kafkaTopic.arrayData(str, nil),
-		fixedData(i32, e.kafkaErrorCode, nil),
-		e.kafkaClientID.arrayData(str, nil),
-	)
-	return d
+	for i := range e.svc {
+		dict(&e.svc[i])
+	}
+	list(&e.srcNames)
+	list(&e.dstNames)
+	fixed(bytesOf(e.bytesFwd), nil)
+	fixed(bytesOf(e.bytesRev), nil)
+	fixed(bytesOf(e.pktsFwd), nil)
+	fixed(bytesOf(e.pktsRev), nil)
+	fixed(bytesOf(e.firstSeen), &e.firstSeenV)
+	fixed(bytesOf(e.lastSeen), &e.lastSeenV)
+	fixed(bytesOf(e.count), nil)
+	fixed(bytesOf(e.latency), nil)
+	h := &e.hist
+	w.node(n, h.valid.nulls)
+	w.validity(&h.valid)
+	w.buffer(bytesOf(h.offs))
+	m := len(h.buckets)
+	w.node(m, 0) // struct<bucket, count>
+	w.buffer(nil)
+	w.node(m, 0)
+	w.buffer(nil)
+	w.buffer(bytesOf(h.buckets))
+	w.node(m, 0)
+	w.buffer(nil)
+	w.buffer(bytesOf(h.counts))
+	fixed(bytesOf(e.ifIndex), nil)
+	dict(&e.ifName)
+	enum(colL7Type)
+	enum(colL7Protocol)
+	dict(&e.httpMethod)
+	dict(&e.httpURL)
+	fixed(bytesOf(e.httpStatus), nil)
+	dict(&e.httpProto)
+	list(&e.httpHeaders)
+	dict(&e.dnsQuery)
+	fixed(bytesOf(e.dnsRCode), nil)
+	list(&e.dnsQTypes)
+	list(&e.dnsRRTypes)
+	list(&e.dnsIPs)
+	fixed(bytesOf(e.dnsTTL), nil)
+	list(&e.dnsCNAMEs)
+	dict(&e.dnsObsSource)
+	dict(&e.kafkaAPIKey)
+	fixed(bytesOf(e.kafkaAPIVersion), nil)
+	fixed(bytesOf(e.kafkaCorrID), nil)
+	dict(&e.kafkaTopic)
+	fixed(bytesOf(e.kafkaErrorCode), nil)
+	dict(&e.kafkaClientID)
 }
 
 // Encode appends to dst one Arrow IPC stream holding flows, in order: the
-// schema message, the dictionary batches of the enum columns, one record
+// schema message, one dictionary batch per dictionary column, one record
 // batch with len(flows) rows, and the end-of-stream marker. Every call
 // writes a complete, self-describing stream. Flows are not retained.
 func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
@@ -353,29 +385,9 @@ func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
 			return dst, errors.New("encode flows: more than 32767 distinct values in an enum column")
 		}
 	}
-	data := e.columnData()
-	for i, d := range data {
-		e.cols[i] = array.MakeFromData(d)
-		d.Release()
-	}
-	rec := array.NewRecordBatch(e.schema, e.cols, int64(len(flows)))
-	defer func() {
-		rec.Release()
-		for i, c := range e.cols {
-			c.Release()
-			e.cols[i] = nil
-		}
-	}()
-
-	out := bytes.NewBuffer(dst)
-	w := ipc.NewWriter(out, ipc.WithSchema(e.schema), ipc.WithZstd())
-	if err := w.Write(rec); err != nil {
-		return dst, fmt.Errorf("encode flows: write arrow record batch: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return dst, fmt.Errorf("encode flows: close arrow stream: %w", err)
-	}
-	return out.Bytes(), nil
+	e.w.startBatch()
+	e.emit(e.w, len(flows))
+	return e.w.finish(dst, len(flows)), nil
 }
 
 // errColumnTooBig is panicked by strCol.add when a column's values exceed

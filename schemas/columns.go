@@ -4,16 +4,13 @@ import (
 	"strconv"
 	"unsafe"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 )
 
-// Column buffers of the Encoder. Each is a plain Go slice the encoder appends
-// to row by row and hands to Arrow without copying (memory.NewBufferBytes);
-// they are truncated, not freed, between Encode calls so a steady stream of
-// batches allocates nothing for them.
+// Column buffers of the Encoder. Each is a plain Go slice in Arrow's memory
+// layout that the encoder appends to row by row and compresses straight into
+// the IPC body (ipcwrite.go); they are truncated, not freed, between Encode
+// calls, so a steady stream of batches allocates nothing for them.
 
 // validity is an Arrow validity bitmap built one row at a time.
 type validity struct {
@@ -36,29 +33,12 @@ func (v *validity) add(ok bool) {
 	v.n++
 }
 
-// buffer returns the bitmap as an Arrow buffer, nil when no row is null.
-func (v *validity) buffer() *memory.Buffer {
-	if v.nulls == 0 {
-		return nil
-	}
-	return memory.NewBufferBytes(v.bits)
-}
-
 func bytesOf[T any](s []T) []byte {
 	if len(s) == 0 {
 		return nil
 	}
 	var z T
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(z)))
-}
-
-func fixedData[T any](dt arrow.DataType, vals []T, v *validity) arrow.ArrayData {
-	var vb *memory.Buffer
-	nulls := 0
-	if v != nil {
-		vb, nulls = v.buffer(), v.nulls
-	}
-	return array.NewData(dt, len(vals), []*memory.Buffer{vb, memory.NewBufferBytes(bytesOf(vals))}, nil, nulls, 0)
 }
 
 // strCol is a utf8 (or binary) column: offsets plus concatenated values.
@@ -77,21 +57,12 @@ func (c *strCol) add(s string) {
 	c.offs = append(c.offs, int32(len(c.data)))
 }
 
-func (c *strCol) arrayData(dt arrow.DataType, v *validity) arrow.ArrayData {
-	var vb *memory.Buffer
-	nulls := 0
-	if v != nil {
-		vb, nulls = v.buffer(), v.nulls
-	}
-	return array.NewData(dt, len(c.offs)-1, []*memory.Buffer{vb, memory.NewBufferBytes(bytesOf(c.offs)), memory.NewBufferBytes(c.data)}, nil, nulls, 0)
-}
-
 // strListCol is a list<utf8> column; a nil slice is a null list, an empty
 // non-nil slice an empty list.
 type strListCol struct {
 	offs  []int32
 	valid validity
-	child strCol
+	child dictCol
 }
 
 func (c *strListCol) reset() {
@@ -104,14 +75,78 @@ func (c *strListCol) add(s []string) {
 	for _, x := range s {
 		c.child.add(x)
 	}
-	c.offs = append(c.offs, int32(len(c.child.offs)-1))
+	c.offs = append(c.offs, int32(len(c.child.idx)))
 	c.valid.add(s != nil)
 }
 
-func (c *strListCol) arrayData() arrow.ArrayData {
-	child := c.child.arrayData(arrow.BinaryTypes.String, nil)
-	defer child.Release()
-	return array.NewData(strList, len(c.offs)-1, []*memory.Buffer{c.valid.buffer(), memory.NewBufferBytes(bytesOf(c.offs))}, []arrow.ArrayData{child}, c.valid.nulls, 0)
+// dictCol is a dictionary<int32, utf8> column: each batch carries every
+// distinct string once, rows carry indices. Finding a string's index is the
+// encoder's hot path (most columns of a flow are strings that repeat:
+// namespaces, workloads, pods, labels), so a direct-mapped cache keyed by
+// the string's data pointer and length answers before the map does: the
+// agent hands over the same string headers again and again (labels and
+// names come from its identity and endpoint caches). The cache is valid for
+// one Encode call only (gen), while the caller keeps the strings alive.
+type dictCol struct {
+	idx   []int32
+	dict  strCol
+	m     map[string]int32
+	gen   uint32
+	empty int32 // index of "", -1 until seen
+	cache [dictCacheSize]dictCacheEntry
+}
+
+const dictCacheSize = 512
+
+type dictCacheEntry struct {
+	p   uintptr
+	n   int32
+	gen uint32
+	i   int32
+}
+
+func (c *dictCol) reset() {
+	c.idx = c.idx[:0]
+	c.dict.reset()
+	if c.m == nil {
+		c.m = map[string]int32{}
+	}
+	clear(c.m)
+	c.empty = -1
+	c.gen++
+	if c.gen == 0 { // wrapped: entries of generation 0 could look valid
+		c.cache = [dictCacheSize]dictCacheEntry{}
+		c.gen = 1
+	}
+}
+
+func (c *dictCol) add(s string) {
+	if len(s) == 0 {
+		if c.empty < 0 {
+			c.empty = c.lookup("")
+		}
+		c.idx = append(c.idx, c.empty)
+		return
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	e := &c.cache[(uint64(p)*0x9e3779b97f4a7c15)>>(64-9)]
+	if e.p == p && e.n == int32(len(s)) && e.gen == c.gen {
+		c.idx = append(c.idx, e.i)
+		return
+	}
+	i := c.lookup(s)
+	*e = dictCacheEntry{p: p, n: int32(len(s)), gen: c.gen, i: i}
+	c.idx = append(c.idx, i)
+}
+
+func (c *dictCol) lookup(s string) int32 {
+	i, ok := c.m[s]
+	if !ok {
+		i = int32(len(c.m))
+		c.m[s] = i
+		c.dict.add(s)
+	}
+	return i
 }
 
 // histCol is the latency_hist column: list<struct<bucket int16, count int64>>.
@@ -135,16 +170,6 @@ func (c *histCol) add(h Histogram) {
 	}
 	c.offs = append(c.offs, int32(len(c.buckets)))
 	c.valid.add(h != nil)
-}
-
-func (c *histCol) arrayData() arrow.ArrayData {
-	b := fixedData(arrow.PrimitiveTypes.Int16, c.buckets, nil)
-	defer b.Release()
-	n := fixedData(arrow.PrimitiveTypes.Int64, c.counts, nil)
-	defer n.Release()
-	st := array.NewData(histEntry, len(c.buckets), []*memory.Buffer{nil}, []arrow.ArrayData{b, n}, 0, 0)
-	defer st.Release()
-	return array.NewData(histType, len(c.offs)-1, []*memory.Buffer{c.valid.buffer(), memory.NewBufferBytes(bytesOf(c.offs))}, []arrow.ArrayData{st}, c.valid.nulls, 0)
 }
 
 // enumCol is a dictionary<int16, utf8> column holding enum names. The
@@ -196,16 +221,6 @@ func (c *enumCol) add(v int32) {
 	}
 	c.idx = append(c.idx, int16(len(c.nums)))
 	c.nums = append(c.nums, v)
-}
-
-func (c *enumCol) arrayData() arrow.ArrayData {
-	c.dict.reset()
-	for _, v := range c.nums {
-		c.dict.add(c.name(v))
-	}
-	dict := c.dict.arrayData(arrow.BinaryTypes.String, nil)
-	defer dict.Release()
-	return array.NewDataWithDictionary(enumType, len(c.idx), []*memory.Buffer{nil, memory.NewBufferBytes(bytesOf(c.idx))}, 0, 0, dict.(*array.Data))
 }
 
 // Enum names. A value without a name is written as its decimal number, so

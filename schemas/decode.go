@@ -276,6 +276,43 @@ func decodeStrings(d arrow.ArrayData, col, n int) (strVals, error) {
 	return strVals{offs: offs, base: offs[0], all: string(data[offs[0]:offs[n]])}, nil
 }
 
+// dictVals is a decoded dictionary<int32, utf8> column: row i is vals[idx[i]].
+type dictVals struct {
+	idx  []int32
+	vals []string
+}
+
+func (d *dictVals) get(i int) string { return d.vals[d.idx[i]] }
+
+func decodeDict(d arrow.ArrayData, col, n int) (dictVals, error) {
+	dict := d.Dictionary()
+	if dict == nil {
+		return dictVals{}, corrupt(col, "dictionary missing")
+	}
+	words, err := decodeStrings(dict, col, dict.Len())
+	if err != nil {
+		return dictVals{}, err
+	}
+	if d.NullN() != 0 {
+		return dictVals{}, corrupt(col, "null string")
+	}
+	idx, err := fixedVals[int32](d, col, n)
+	if err != nil {
+		return dictVals{}, err
+	}
+	m := int32(dict.Len())
+	for _, x := range idx {
+		if x < 0 || x >= m {
+			return dictVals{}, corrupt(col, "dictionary index out of range")
+		}
+	}
+	vals := make([]string, m)
+	for j := range vals {
+		vals[j] = words.get(j)
+	}
+	return dictVals{idx: idx, vals: vals}, nil
+}
+
 // listOffsets validates the offsets of a list column against its child length.
 func listOffsets(d arrow.ArrayData, col, n, childLen int) ([]int32, error) {
 	if d.Len() != n || d.Offset() != 0 {
@@ -321,7 +358,7 @@ func decodeStrLists(d arrow.ArrayData, col, n int) (strLists, error) {
 	if len(ch) != 1 {
 		return strLists{}, corrupt(col, "list without child")
 	}
-	child, err := decodeStrings(ch[0], col, ch[0].Len())
+	child, err := decodeDict(ch[0], col, ch[0].Len())
 	if err != nil {
 		return strLists{}, err
 	}
@@ -487,7 +524,8 @@ func (p *ipVals) get(i int) netip.Addr {
 type batchCols struct {
 	time, firstSeen, lastSeen    []int64
 	timeV, firstSeenV, lastSeenV []byte
-	uuid, node                   strVals
+	uuid                         strVals
+	node                         dictVals
 	verdict, dropReason, dir     enumVals
 	obsPoint, ipVersion          enumVals
 	l7Type, l7Proto              enumVals
@@ -497,26 +535,26 @@ type batchCols struct {
 	srcPort, dstPort, tcpFlags   []uint16
 	l4, icmpType, icmpCode       []uint8
 	epID, epIdentity             [2][]uint32
-	epStr                        [2][5]strVals // cluster, namespace, pod, workload, kind
+	epStr                        [2][5]dictVals // cluster, namespace, pod, workload, kind
 	epLabels                     [2]strLists
-	svc                          [4]strVals
+	svc                          [4]dictVals
 	srcNames, dstNames           strLists
 	bytesFwd, bytesRev           []uint64
 	pktsFwd, pktsRev             []uint64
 	count, latency               []uint64
 	hist                         histVals
 	ifIndex                      []uint32
-	ifName                       strVals
-	httpMethod, httpURL          strVals
-	httpProto                    strVals
+	ifName                       dictVals
+	httpMethod, httpURL          dictVals
+	httpProto                    dictVals
 	httpStatus                   []uint32
 	httpHeaders                  strLists
-	dnsQuery, dnsObsSource       strVals
+	dnsQuery, dnsObsSource       dictVals
 	dnsRCode, dnsTTL             []uint32
 	dnsQTypes, dnsRRTypes        strLists
 	dnsIPs, dnsCNAMEs            strLists
-	kafkaAPIKey, kafkaTopic      strVals
-	kafkaClientID                strVals
+	kafkaAPIKey, kafkaTopic      dictVals
+	kafkaClientID                dictVals
 	kafkaAPIVersion, kafkaCorrID []int32
 	kafkaErrorCode               []int32
 }
@@ -533,6 +571,15 @@ func (c *columnDecoder) strs(col int) strVals {
 		return strVals{}
 	}
 	v, err := decodeStrings(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) dict(col int) dictVals {
+	if c.err != nil {
+		return dictVals{}
+	}
+	v, err := decodeDict(c.cols[col], col, c.n)
 	c.err = err
 	return v
 }
@@ -593,7 +640,7 @@ func decodeBatch(dst []Flow, rec arrow.RecordBatch) ([]Flow, error) {
 	}
 	var b batchCols
 	b.time, b.timeV = fixedCol[int64](cd, colTime), cd.valid(colTime)
-	b.uuid, b.node = cd.strs(colUUID), cd.strs(colNodeName)
+	b.uuid, b.node = cd.strs(colUUID), cd.dict(colNodeName)
 	b.verdict, b.dropReason, b.dir, b.obsPoint = cd.enum(colVerdict), cd.enum(colDropReason), cd.enum(colDirection), cd.enum(colObsPoint)
 	b.eventType, b.eventSubType = fixedCol[int32](cd, colEventType), fixedCol[int32](cd, colEventSubType)
 	b.isReplyV = cd.valid(colIsReply)
@@ -613,12 +660,12 @@ func decodeBatch(dst []Flow, rec arrow.RecordBatch) ([]Flow, error) {
 		b.epID[s] = fixedCol[uint32](cd, base)
 		b.epIdentity[s] = fixedCol[uint32](cd, base+1)
 		for k := range 5 {
-			b.epStr[s][k] = cd.strs(base + 2 + k)
+			b.epStr[s][k] = cd.dict(base + 2 + k)
 		}
 		b.epLabels[s] = cd.lists(base + 7)
 	}
 	for k := range b.svc {
-		b.svc[k] = cd.strs(colSrcSvcNamespace + k)
+		b.svc[k] = cd.dict(colSrcSvcNamespace + k)
 	}
 	b.srcNames, b.dstNames = cd.lists(colSrcNames), cd.lists(colDstNames)
 	b.bytesFwd, b.bytesRev = fixedCol[uint64](cd, colBytesFwd), fixedCol[uint64](cd, colBytesRev)
@@ -629,19 +676,19 @@ func decodeBatch(dst []Flow, rec arrow.RecordBatch) ([]Flow, error) {
 	if cd.err == nil {
 		b.hist, cd.err = decodeHist(cd.cols[colLatencyHist], colLatencyHist, n)
 	}
-	b.ifIndex, b.ifName = fixedCol[uint32](cd, colIfIndex), cd.strs(colIfName)
+	b.ifIndex, b.ifName = fixedCol[uint32](cd, colIfIndex), cd.dict(colIfName)
 	b.l7Type, b.l7Proto = cd.enum(colL7Type), cd.enum(colL7Protocol)
-	b.httpMethod, b.httpURL = cd.strs(colHTTPMethod), cd.strs(colHTTPURL)
-	b.httpStatus, b.httpProto = fixedCol[uint32](cd, colHTTPStatus), cd.strs(colHTTPProtocol)
+	b.httpMethod, b.httpURL = cd.dict(colHTTPMethod), cd.dict(colHTTPURL)
+	b.httpStatus, b.httpProto = fixedCol[uint32](cd, colHTTPStatus), cd.dict(colHTTPProtocol)
 	b.httpHeaders = cd.lists(colHTTPHeaders)
-	b.dnsQuery, b.dnsRCode = cd.strs(colDNSQuery), fixedCol[uint32](cd, colDNSRCode)
+	b.dnsQuery, b.dnsRCode = cd.dict(colDNSQuery), fixedCol[uint32](cd, colDNSRCode)
 	b.dnsQTypes, b.dnsRRTypes, b.dnsIPs = cd.lists(colDNSQTypes), cd.lists(colDNSRRTypes), cd.lists(colDNSIPs)
 	b.dnsTTL, b.dnsCNAMEs = fixedCol[uint32](cd, colDNSTTL), cd.lists(colDNSCNAMEs)
-	b.dnsObsSource = cd.strs(colDNSObsSource)
-	b.kafkaAPIKey = cd.strs(colKafkaAPIKey)
+	b.dnsObsSource = cd.dict(colDNSObsSource)
+	b.kafkaAPIKey = cd.dict(colKafkaAPIKey)
 	b.kafkaAPIVersion, b.kafkaCorrID = fixedCol[int32](cd, colKafkaAPIVersion), fixedCol[int32](cd, colKafkaCorrelationID)
-	b.kafkaTopic, b.kafkaErrorCode = cd.strs(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
-	b.kafkaClientID = cd.strs(colKafkaClientID)
+	b.kafkaTopic, b.kafkaErrorCode = cd.dict(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
+	b.kafkaClientID = cd.dict(colKafkaClientID)
 	if cd.err != nil {
 		return dst, cd.err
 	}

@@ -1,0 +1,394 @@
+package schemas
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/flow.v1.arrows from goldenFlows")
+
+// diffFlows reports the first differing field of two flows.
+func diffFlows(t *testing.T, i int, got, want *Flow) {
+	t.Helper()
+	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
+	for k := 0; k < gv.NumField(); k++ {
+		if !reflect.DeepEqual(gv.Field(k).Interface(), wv.Field(k).Interface()) {
+			t.Errorf("flow %d: field %s = %#v, want %#v", i, gv.Type().Field(k).Name, gv.Field(k).Interface(), wv.Field(k).Interface())
+			return
+		}
+	}
+}
+
+func checkEqual(t *testing.T, got, want []Flow) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d flows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			diffFlows(t, i, &got[i], &want[i])
+			if t.Failed() {
+				return
+			}
+		}
+	}
+}
+
+// TestArrowRoundTrip: random flows encode and decode to deeply equal flows,
+// with no normalisation: nil and empty slices, zero and maximal counters,
+// IPv4, IPv6 and IPv4-mapped IPv6 addresses, every enum value, unset
+// timestamps, histograms.
+func TestArrowRoundTrip(t *testing.T) {
+	g := newGen(1)
+	enc, dec := NewEncoder(), NewDecoder()
+	var msg []byte
+	var got []Flow
+	total := 0
+	for _, size := range []int{0, 1, 2, 7, 100, 1000, 3000} {
+		flows := make([]Flow, size)
+		for i := range flows {
+			flows[i] = g.randomFlow()
+		}
+		var err error
+		// The encoder and decoder are reused: state must not leak between calls.
+		msg, err = enc.Encode(msg[:0], flows)
+		if err != nil {
+			t.Fatalf("encode %d flows: %v", size, err)
+		}
+		got, err = dec.Decode(got[:0], msg)
+		if err != nil {
+			t.Fatalf("decode %d flows: %v", size, err)
+		}
+		checkEqual(t, got, flows)
+		total += size
+	}
+	if total < 4000 {
+		t.Fatalf("only %d random flows tested", total)
+	}
+}
+
+func TestDecodeAppendsToDst(t *testing.T) {
+	flows := fleetFlows(7, 50)
+	msg, err := NewEncoder().Encode([]byte("prefix"), flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(msg, []byte("prefix")) {
+		t.Fatalf("Encode did not append to dst")
+	}
+	dst := []Flow{{UUID: "keep"}}
+	dst, err = NewDecoder().Decode(dst, msg[len("prefix"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEqual(t, dst, append([]Flow{{UUID: "keep"}}, flows...))
+}
+
+// TestDecodedListsAreCapped: appending to a decoded list must not overwrite
+// the next row's list, which shares its backing array.
+func TestDecodedListsAreCapped(t *testing.T) {
+	flows := []Flow{{Src: Endpoint{Labels: []string{"a"}}}, {Src: Endpoint{Labels: []string{"b"}}}}
+	msg, err := NewEncoder().Encode(nil, flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := NewDecoder().Decode(nil, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(got[0].Src.Labels, "x")
+	if got[1].Src.Labels[0] != "b" {
+		t.Fatalf("append to row 0's labels overwrote row 1: %q", got[1].Src.Labels)
+	}
+}
+
+func TestEncodedStreamIsSelfDescribing(t *testing.T) {
+	msg, err := NewEncoder().Encode(nil, fleetFlows(3, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ipc.NewReader(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	md := r.Schema().Metadata()
+	if v, ok := md.GetValue(SchemaMetadataKey); !ok || v != SchemaVersion {
+		t.Fatalf("schema metadata %s = %q, %v; want %q", SchemaMetadataKey, v, ok, SchemaVersion)
+	}
+	if !r.Next() {
+		t.Fatalf("no record batch: %v", r.Err())
+	}
+	rec := r.RecordBatch()
+	if rec.NumRows() != 10 || rec.NumCols() != numCols {
+		t.Fatalf("record batch %d rows × %d cols, want 10 × %d", rec.NumRows(), rec.NumCols(), numCols)
+	}
+	flows := fleetFlows(3, 10)
+	ns := rec.Column(colDstNamespace).(*array.Dictionary)
+	if got := ns.Dictionary().(*array.String).Value(ns.GetValueIndex(9)); got != flows[9].Dst.Namespace {
+		t.Fatalf("dst_namespace[9] = %q, want %q", got, flows[9].Dst.Namespace)
+	}
+	labels := rec.Column(colSrcLabels).(*array.List)
+	lo, hi := labels.ValueOffsets(4)
+	words := labels.ListValues().(*array.Dictionary)
+	var got []string
+	for j := lo; j < hi; j++ {
+		got = append(got, words.Dictionary().(*array.String).Value(words.GetValueIndex(int(j))))
+	}
+	if !reflect.DeepEqual(got, flows[4].Src.Labels) {
+		t.Fatalf("src_labels[4] = %q, want %q", got, flows[4].Src.Labels)
+	}
+	v := rec.Column(colVerdict).(*array.Dictionary)
+	if got := v.Dictionary().(*array.String).Value(v.GetValueIndex(0)); got != "FORWARDED" && got != "DROPPED" {
+		t.Fatalf("verdict[0] = %q", got)
+	}
+	if r.Next() {
+		t.Fatalf("more than one record batch")
+	}
+}
+
+// goldenFlows is the fixed record set of testdata/flow.v1.arrows.
+func goldenFlows() []Flow {
+	f := fleetFlows(42, 6)
+	g := newGen(42)
+	for range 4 {
+		f = append(f, g.randomFlow())
+	}
+	return append(f, Flow{}) // the zero flow
+}
+
+// TestGoldenFile pins the wire format: the encoder must produce the golden
+// file byte for byte, and the golden file must decode to goldenFlows. Run
+// `go test ./schemas -run TestGoldenFile -update` after a deliberate schema
+// change (and bump SchemaVersion if old readers cannot read it).
+func TestGoldenFile(t *testing.T) {
+	path := filepath.Join("testdata", "flow.v1.arrows")
+	flows := goldenFlows()
+	msg, err := NewEncoder().Encode(nil, flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, msg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update to create it): %v", err)
+	}
+	got, err := NewDecoder().Decode(nil, golden)
+	if err != nil {
+		t.Fatalf("decode golden file: %v", err)
+	}
+	checkEqual(t, got, flows)
+	if !bytes.Equal(msg, golden) {
+		t.Errorf("encoder output (%d bytes) differs from %s (%d bytes): the wire format changed; if deliberate, run with -update", len(msg), path, len(golden))
+	}
+}
+
+func TestDecodeBadInput(t *testing.T) {
+	valid, err := NewEncoder().Encode(nil, fleetFlows(5, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherVersion := encodeWithMetadata(t, map[string]string{SchemaMetadataKey: "flow.v2"})
+	noVersion := encodeWithMetadata(t, map[string]string{})
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want error
+	}{
+		{"an empty message is not Arrow", nil, ErrNotArrow},
+		{"JSON is not Arrow", []byte(`{"flow":{"verdict":"FORWARDED"}}`), ErrNotArrow},
+		{"random bytes are not Arrow", bytes.Repeat([]byte{0x13, 0x37, 0x42}, 100), ErrNotArrow},
+		{"a continuation marker followed by garbage is not Arrow", append([]byte{0xff, 0xff, 0xff, 0xff, 16, 0, 0, 0}, bytes.Repeat([]byte{0xee}, 24)...), ErrNotArrow},
+		{"bytes after the end-of-stream marker are rejected", append(append([]byte{}, valid...), 1, 2, 3), ErrNotArrow},
+		{"two streams back to back are rejected", append(append([]byte{}, valid...), valid...), ErrNotArrow},
+		{"a stream cut before its end marker is truncated", valid[:len(valid)-8], ErrTruncated},
+		{"a stream cut in the middle is truncated", valid[:len(valid)/2], ErrTruncated},
+		{"a schema version other than flow.v1 is unknown", otherVersion, ErrUnknownSchema},
+		{"a stream without schema version is unknown", noVersion, ErrUnknownSchema},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := []Flow{{UUID: "keep"}}
+			got, err := NewDecoder().Decode(dst, tc.msg)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if len(got) != 1 || got[0].UUID != "keep" {
+				t.Fatalf("Decode appended %d flows on error", len(got)-1)
+			}
+		})
+	}
+}
+
+// encodeWithMetadata writes a valid flow.v1 stream of two flows whose schema
+// metadata is md instead of ours.
+func encodeWithMetadata(t *testing.T, md map[string]string) []byte {
+	t.Helper()
+	msg, err := NewEncoder().Encode(nil, fleetFlows(9, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ipc.NewReader(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	if !r.Next() {
+		t.Fatal(r.Err())
+	}
+	meta := arrow.MetadataFrom(md)
+	s := arrow.NewSchema(r.Schema().Fields(), &meta)
+	rec := array.NewRecordBatch(s, r.RecordBatch().Columns(), r.RecordBatch().NumRows())
+	defer rec.Release()
+	var out bytes.Buffer
+	w := ipc.NewWriter(&out, ipc.WithSchema(s), ipc.WithZstd(), ipc.WithAllocator(memory.NewGoAllocator()))
+	if err := w.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestDecodeTruncatedAtEveryOffset cuts a valid message at every length
+// and expects ErrTruncated (or ErrNotArrow), never a panic or a result.
+func TestDecodeTruncatedAtEveryOffset(t *testing.T) {
+	valid, err := NewEncoder().Encode(nil, fleetFlows(11, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := NewDecoder()
+	truncated := 0
+	for n := 0; n < len(valid); n++ {
+		got, err := dec.Decode(nil, valid[:n])
+		if len(got) != 0 {
+			t.Fatalf("cut at %d: decoded %d flows", n, len(got))
+		}
+		switch {
+		case errors.Is(err, ErrTruncated):
+			truncated++
+		case errors.Is(err, ErrNotArrow):
+		default:
+			t.Fatalf("cut at %d of %d: err = %v, want ErrTruncated or ErrNotArrow", n, len(valid), err)
+		}
+	}
+	if truncated < len(valid)-8 {
+		t.Fatalf("only %d of %d cuts reported ErrTruncated", truncated, len(valid))
+	}
+}
+
+// TestDecodeCorruptBytes flips bytes of a valid message: Decode may succeed
+// or fail with one of its errors, but must never panic.
+func TestDecodeCorruptBytes(t *testing.T) {
+	valid, err := NewEncoder().Encode(nil, fleetFlows(13, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := NewDecoder()
+	for i := 0; i < len(valid); i += 1 + i/512 { // every byte of the metadata, then sparser
+		for _, x := range []byte{0xff, 0x01, 0x80} {
+			msg := append([]byte(nil), valid...)
+			msg[i] ^= x
+			_, err := dec.Decode(nil, msg)
+			if err != nil && !errors.Is(err, ErrNotArrow) && !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrUnknownSchema) {
+				t.Fatalf("flip byte %d: unexpected error kind %v", i, err)
+			}
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	valid, err := NewEncoder().Encode(nil, fleetFlows(17, 3))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	f.Add(valid[:len(valid)/3])
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+	f.Add([]byte("not arrow"))
+	dec := NewDecoder()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		got, err := dec.Decode(nil, msg)
+		if err != nil {
+			if len(got) != 0 {
+				t.Fatalf("error %v with %d flows", err, len(got))
+			}
+			if !errors.Is(err, ErrNotArrow) && !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrUnknownSchema) {
+				t.Fatalf("unexpected error kind %v", err)
+			}
+			return
+		}
+		// What decodes must re-encode and decode to the same flows.
+		again, err := NewEncoder().Encode(nil, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := dec.Decode(nil, again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEqual(t, back, got)
+	})
+}
+
+// TestEnumColumnsHoldHubbleNames: enum columns are dictionary strings with
+// Hubble's names (what DuckDB users filter on), and a number without a name
+// travels as its decimal string and comes back as the same number.
+func TestEnumColumnsHoldHubbleNames(t *testing.T) {
+	flows := []Flow{
+		{Verdict: flowpb.Verdict_DROPPED, DropReason: flowpb.DropReason_POLICY_DENIED, L7: L7{Protocol: L7HTTP}},
+		{Verdict: flowpb.Verdict(99), DropReason: flowpb.DropReason(-7), L7: L7{Protocol: L7Protocol(200)}},
+	}
+	msg, err := NewEncoder().Encode(nil, flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ipc.NewReader(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	if !r.Next() {
+		t.Fatal(r.Err())
+	}
+	rec := r.RecordBatch()
+	for _, c := range []struct {
+		col  int
+		want [2]string
+	}{
+		{colVerdict, [2]string{"DROPPED", "99"}},
+		{colDropReason, [2]string{"POLICY_DENIED", "-7"}},
+		{colL7Protocol, [2]string{"http", "200"}},
+		{colDirection, [2]string{"TRAFFIC_DIRECTION_UNKNOWN", "TRAFFIC_DIRECTION_UNKNOWN"}},
+	} {
+		d := rec.Column(c.col).(*array.Dictionary)
+		for i, w := range c.want {
+			if got := d.Dictionary().(*array.String).Value(d.GetValueIndex(i)); got != w {
+				t.Errorf("column %s row %d = %q, want %q", rec.ColumnName(c.col), i, got, w)
+			}
+		}
+	}
+	got, err := NewDecoder().Decode(nil, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEqual(t, got, flows)
+}
