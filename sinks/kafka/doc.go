@@ -29,7 +29,7 @@
 // the context's error and the last connection failure (refused, TLS, SASL),
 // which is also logged once per kind. Errors that retrying cannot fix come
 // back at once: a missing topic (after franz-go's 4 metadata tries; set
-// CreateTopic), a record refused as too large, authorization failures.
+// CreateTopic), a record refused as too large.
 //
 // After an error, some messages may have landed, and records already handed
 // to the client may still land after Publish returned (an idempotent record
