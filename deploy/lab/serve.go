@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -276,6 +277,9 @@ const DNSTTL = 30
 type dnsServer struct {
 	plan *Plan
 	log  *slog.Logger
+	// bad counts packets that got no answer because they did not parse as a
+	// query; it is logged when the server stops.
+	bad atomic.Uint64
 }
 
 func (d *dnsServer) serve(pc net.PacketConn) {
@@ -285,12 +289,14 @@ func (d *dnsServer) serve(pc net.PacketConn) {
 		n, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				d.log.Info("dns server stopped", "bad_queries", d.bad.Load())
 				return
 			}
 			continue
 		}
 		resp, err := d.answer(buf[:n], out[:0])
 		if err != nil {
+			d.bad.Add(1)
 			d.log.Debug("dns: bad query", "from", from, "err", err)
 			continue
 		}

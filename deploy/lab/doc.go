@@ -1,0 +1,72 @@
+// Package lab is a single-machine lab of pods for the real kernel datapath:
+// every pod is a network namespace with a veth pair into the host, running
+// real servers (HTTP, gRPC health, TCP echo, DNS over UDP) and clients that
+// make traffic between them, described by a topology file (default: the
+// payments fleet, examples/payments.yaml). It writes the endpoints file
+// (package endpoints) that maps the pods' addresses and host veths to names,
+// labels and identities for the eBPF agent source. `flowbus lab
+// up|traffic|down|status` is its command line.
+//
+// # Addressing and routing (no bridge)
+//
+// Pod i (1-based, in topology order) gets the i-th address of network.ipv4
+// (default 10.200.0.0/24) and of network.ipv6 (default fd00:fb::/64), as /32
+// and /128 on its eth0. The host side of its veth is <prefix><i>h (fb2h for
+// the second pod). Routing is Cilium's and Calico's: the pod's default
+// routes go via 169.254.1.1 and fe80::1, which exist on no interface; a
+// permanent neighbour entry in the pod maps both to the MAC of the host
+// veth. The host has a /32 and a /128 route per pod through its veth, and a
+// permanent neighbour entry for the pod's MAC. So there is no ARP, no
+// neighbour discovery, no bridge and no NAT: every packet between two pods
+// leaves the client pod through one host veth and enters the server pod
+// through another, with the pods' own addresses, which is where the tc
+// programs attach. MACs are derived from the pod's IPv4 address (host side
+// 06:fb:<ipv4>, pod side 02:fb:<ipv4>). Up turns on IPv4 and IPv6 forwarding
+// in the host and leaves them on at down (other things on the host may have
+// come to depend on them; turning them off is the operator's call).
+//
+// # Process model
+//
+// The lab's servers and clients are the flowbus binary itself (Config.Self),
+// run inside a pod's namespace with `ip netns exec <netns> flowbus lab serve
+// --pod X` (or `client`). Up starts one server process per pod that has
+// servers, detached in its own session with output to logs/<pod>.log, and
+// waits until each has bound all its listeners (it then writes
+// ready/<pod>). Traffic starts one client process per pod that has clients,
+// reads their counters (JSON lines on stdout), prints the running total
+// every second, and stops after --duration; the clients die with it
+// (parent-death signal). Each client edge sends --rate requests per second,
+// alternating IPv4 and IPv6 unless its family says otherwise, and checks
+// every answer exactly: HTTP status and body, DNS rcode and addresses, echo
+// bytes, ICMP echo reply. Errors are deterministic (an id that is a multiple
+// of a route's error_every gets its error_status) so that a test can count
+// them.
+//
+// There is no policy enforcement yet: a server's reset_from lists pods whose
+// TCP connections it resets (SO_LINGER 0) right after accept. That gives a
+// real RST between two pods (rewards-cron → ledger-svc in the payments
+// fleet); the kernel's POLICY_DENIED drop takes its place when enforcement
+// lands. Services carry cluster IPs for enrichment and DNS answers only: the
+// lab does no service translation, clients dial backend pods directly, as a
+// socket load balancer would have made them.
+//
+// # Cleanup guarantees
+//
+// Everything the lab makes carries its prefix (1-8 letters, default "fb"):
+// namespaces <prefix>-<pod>, host links matching ^<prefix>[0-9]+h$, and
+// processes whose command line holds the argument --flowbus-lab=<prefix>.
+// A prefix of letters only means "fb" never matches another lab's "fbt".
+// Down finds all of these on the host, not from the state files, so it also
+// cleans up after a crash or a kill -9 of up: it ends the processes (marked
+// ones and any inside the namespaces; SIGTERM, then SIGKILL), deletes the
+// host veths (which deletes the pod ends), deletes the namespaces, removes
+// the files the lab writes in the state directory (lab.json, endpoints.yaml,
+// logs/, ready/) and the directory when nothing else is in it, and then
+// checks that nothing is left. Down is idempotent. Up refuses to start when
+// anything with its prefix exists, so everything with the prefix is its
+// own, and on any failure or interrupt it runs Down before returning.
+// Traffic on interrupt stops its clients and leaves the lab up.
+//
+// Two labs can run at once with different prefixes, state directories and
+// address ranges (the tests use prefixes fbt, fbu, fbv and 10.201-203.0.0/24).
+package lab
