@@ -1,0 +1,435 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowbus/flowbus/schemas"
+)
+
+const (
+	flowDirUnknown = flowpb.TrafficDirection_TRAFFIC_DIRECTION_UNKNOWN
+	flowDirIngress = flowpb.TrafficDirection_INGRESS
+	flowDirEgress  = flowpb.TrafficDirection_EGRESS
+)
+
+// Cilium monitor message types (pkg/monitor/api).
+const (
+	msgDrop          = 1
+	msgCapture       = 3
+	msgTrace         = 4
+	msgPolicyVerdict = 5
+	msgAccessLog     = 129
+)
+
+// DefaultMaxLabelSets caps the label combinations of one metric.
+const DefaultMaxLabelSets = 2000
+
+// Config configures the Hubble metrics.
+type Config struct {
+	// Metrics enables metrics in Hubble's --metrics syntax (see ParseSpecs);
+	// empty enables none but hubble_lost_events_total.
+	Metrics []string
+	// MaxLabelSets caps the label-value combinations per metric (default
+	// DefaultMaxLabelSets); flows that would create more are not counted in
+	// that metric but in flowbus_metrics_label_overflow_total{metric}.
+	MaxLabelSets int
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if c.MaxLabelSets == 0 {
+		c.MaxLabelSets = DefaultMaxLabelSets
+	}
+	if c.MaxLabelSets < 0 {
+		return errors.New("metrics: max label sets must be positive")
+	}
+	_, err := ParseSpecs(c.Metrics...)
+	return err
+}
+
+// Metrics computes Hubble's flow metrics from raw flows. It implements the
+// agent pipeline's Tap: Observe and Lost only update counters, without
+// blocking on anything but a short mutex. Safe for concurrent use.
+type Metrics struct {
+	handlers []handler
+	lost     *prometheus.CounterVec
+	overflow *prometheus.CounterVec
+}
+
+type handler interface {
+	process(f *schemas.Flow, n float64)
+}
+
+// New registers Hubble's metric vectors selected by cfg on reg, with
+// Hubble's names, help and label sets (cilium v1.20 pkg/hubble/metrics).
+func New(cfg Config, reg prometheus.Registerer) (*Metrics, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	specs, _ := ParseSpecs(cfg.Metrics...)
+	m := &Metrics{
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hubble_lost_events_total", Help: "Number of lost events",
+		}, []string{"source"}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowbus_metrics_label_overflow_total",
+			Help: "Flows not counted in a Hubble metric because it reached its cap of label combinations.",
+		}, []string{"metric"}),
+	}
+	cs := []prometheus.Collector{m.lost, m.overflow}
+	seen := map[string]bool{}
+	for _, s := range specs {
+		base := s.Name
+		if base == "httpV2" {
+			base = "http"
+		}
+		if seen[base] {
+			return nil, fmt.Errorf("metrics: %s enabled twice", s.Name)
+		}
+		seen[base] = true
+		h, vecs := newHandler(s, cfg.MaxLabelSets, m.overflow)
+		m.handlers = append(m.handlers, h)
+		cs = append(cs, vecs...)
+	}
+	if reg != nil {
+		for _, c := range cs {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register hubble metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// Observe updates the metrics with flows (a folded record counts Count times).
+func (m *Metrics) Observe(flows []schemas.Flow) {
+	for i := range flows {
+		n := float64(flows[i].FlowCount())
+		for _, h := range m.handlers {
+			h.process(&flows[i], n)
+		}
+	}
+}
+
+// Lost counts n lost events in hubble_lost_events_total{source}, the source
+// in lower case as Hubble names it ("perf_event_ring_buffer").
+func (m *Metrics) Lost(source flowpb.LostEventSource, n uint64) {
+	m.lost.WithLabelValues(strings.ToLower(source.String())).Add(float64(n))
+}
+
+// capped guards one metric's label cardinality.
+type capped struct {
+	name     string
+	max      int
+	overflow prometheus.Counter
+	mu       sync.Mutex
+	seen     map[string]struct{}
+}
+
+func newCapped(name string, max int, overflow *prometheus.CounterVec) *capped {
+	return &capped{name: name, max: max, overflow: overflow.WithLabelValues(name), seen: map[string]struct{}{}}
+}
+
+// allow reports whether values may be used (known, or room for one more).
+func (c *capped) allow(values []string, n float64) bool {
+	key := strings.Join(values, "\xff")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[key]; ok {
+		return true
+	}
+	if len(c.seen) >= c.max {
+		c.overflow.Add(n)
+		return false
+	}
+	c.seen[key] = struct{}{}
+	return true
+}
+
+type counter struct {
+	vec *prometheus.CounterVec
+	cap *capped
+}
+
+func (c counter) add(n float64, values ...string) {
+	if c.cap.allow(values, n) {
+		c.vec.WithLabelValues(values...).Add(n)
+	}
+}
+
+type histogram struct {
+	vec *prometheus.HistogramVec
+	cap *capped
+}
+
+func (h histogram) observe(v float64, n float64, values ...string) {
+	if h.cap.allow(values, n) {
+		o := h.vec.WithLabelValues(values...)
+		for i := 0.0; i < n; i++ {
+			o.Observe(v)
+		}
+	}
+}
+
+func newHandler(s Spec, max int, overflow *prometheus.CounterVec) (handler, []prometheus.Collector) {
+	ctx := parseContext(s)
+	names := ctx.labelNames()
+	cv := func(name, help string, labels []string) counter {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		return counter{vec: v, cap: newCapped(name, max, overflow)}
+	}
+	hv := func(name, help string, labels []string) histogram {
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help}, labels)
+		return histogram{vec: v, cap: newCapped(name, max, overflow)}
+	}
+	join := func(a []string, b ...string) []string { return append(append([]string{}, a...), b...) }
+	switch s.Name {
+	case "flow":
+		h := &flowHandler{ctx: ctx, flows: cv("hubble_flows_processed_total", "Total number of flows processed", join([]string{"protocol", "type", "subtype", "verdict"}, names...))}
+		return h, []prometheus.Collector{h.flows.vec}
+	case "drop":
+		h := &dropHandler{ctx: ctx, drops: cv("hubble_drop_total", "Number of drops", join(names, "reason", "protocol"))}
+		return h, []prometheus.Collector{h.drops.vec}
+	case "tcp":
+		h := &tcpHandler{ctx: ctx, flags: cv("hubble_tcp_flags_total", "TCP flag occurrences", join([]string{"flag", "family"}, names...))}
+		return h, []prometheus.Collector{h.flags.vec}
+	case "http":
+		h := &httpHandler{ctx: ctx,
+			requests:  cv("hubble_http_requests_total", "Count of HTTP requests", join(names, "method", "protocol", "reporter")),
+			responses: cv("hubble_http_responses_total", "Count of HTTP responses", join(names, "method", "protocol", "status", "reporter")),
+			duration:  hv("hubble_http_request_duration_seconds", "Quantiles of HTTP request duration in seconds", join(names, "method", "reporter")),
+		}
+		return h, []prometheus.Collector{h.requests.vec, h.responses.vec, h.duration.vec}
+	case "httpV2":
+		h := &httpHandler{ctx: ctx, v2: true,
+			requests: cv("hubble_http_requests_total", "Count of HTTP requests", join(names, "method", "protocol", "status", "reporter")),
+			duration: hv("hubble_http_request_duration_seconds", "Quantiles of HTTP request duration in seconds", join(names, "method", "reporter")),
+		}
+		return h, []prometheus.Collector{h.requests.vec, h.duration.vec}
+	default: // "dns"
+		_, query := s.Options["query"]
+		_, ignoreAAAA := s.Options["ignoreaaaa"]
+		qr := join(names, "rcode", "qtypes", "ips_returned")
+		rt := join(names, "type", "qtypes")
+		if query {
+			qr, rt = append(qr, "query"), append(rt, "query")
+		}
+		h := &dnsHandler{ctx: ctx, query: query, ignoreAAAA: ignoreAAAA,
+			queries:       cv("hubble_dns_queries_total", "Number of DNS queries observed", qr),
+			responses:     cv("hubble_dns_responses_total", "Number of DNS responses observed", qr),
+			responseTypes: cv("hubble_dns_response_types_total", "Number of DNS response types observed", rt),
+		}
+		return h, []prometheus.Collector{h.queries.vec, h.responses.vec, h.responseTypes.vec}
+	}
+}
+
+// flowProtocol mirrors Hubble's v1.FlowProtocol.
+func flowProtocol(f *schemas.Flow) string {
+	switch f.EventType {
+	case msgAccessLog:
+		switch f.L7.Protocol {
+		case schemas.L7DNS:
+			return "DNS"
+		case schemas.L7HTTP:
+			return "HTTP"
+		}
+		return "Unknown L7"
+	case msgDrop, msgTrace, msgPolicyVerdict, msgCapture:
+		switch f.L4Protocol {
+		case 6:
+			return "TCP"
+		case 17:
+			return "UDP"
+		case 1:
+			return "ICMPv4"
+		case 58:
+			return "ICMPv6"
+		case 132:
+			return "SCTP"
+		case 112:
+			return "VRRP"
+		case 2:
+			return "IGMP"
+		}
+		return "Unknown L4"
+	}
+	return "Unknown flow"
+}
+
+// traceObservationPoints are Cilium's trace sub-type names (pkg/monitor/api).
+var traceObservationPoints = map[int32]string{
+	0: "to-endpoint", 1: "to-proxy", 2: "to-host", 3: "to-stack", 4: "to-overlay",
+	5: "from-endpoint", 6: "from-proxy", 7: "from-host", 8: "from-stack", 9: "from-overlay",
+	10: "from-network", 11: "to-network", 12: "from-crypto", 13: "to-crypto",
+}
+
+type flowHandler struct {
+	ctx   contextOptions
+	flows counter
+}
+
+func (h *flowHandler) process(f *schemas.Flow, n float64) {
+	var typ, sub string
+	switch f.EventType {
+	case msgAccessLog:
+		typ = "L7"
+		switch f.L7.Protocol {
+		case schemas.L7DNS:
+			sub = "DNS"
+		case schemas.L7HTTP:
+			sub = "HTTP"
+		}
+	case msgDrop:
+		typ = "Drop"
+	case msgCapture:
+		typ = "Capture"
+	case msgTrace:
+		typ, sub = "Trace", traceObservationPoints[f.EventSubType]
+	case msgPolicyVerdict:
+		typ = "PolicyVerdict"
+	default:
+		typ, sub = "Unknown", strconv.Itoa(int(f.EventType))
+	}
+	h.flows.add(n, append([]string{flowProtocol(f), typ, sub, f.Verdict.String()}, h.ctx.values(f, false)...)...)
+}
+
+type dropHandler struct {
+	ctx   contextOptions
+	drops counter
+}
+
+func (h *dropHandler) process(f *schemas.Flow, n float64) {
+	if f.Verdict != flowpb.Verdict_DROPPED {
+		return
+	}
+	h.drops.add(n, append(h.ctx.values(f, false), f.DropReason.String(), flowProtocol(f))...)
+}
+
+type tcpHandler struct {
+	ctx   contextOptions
+	flags counter
+}
+
+func (h *tcpHandler) process(f *schemas.Flow, n float64) {
+	if f.Verdict != flowpb.Verdict_FORWARDED && f.Verdict != flowpb.Verdict_REDIRECTED {
+		return
+	}
+	if f.L4Protocol != 6 || f.TCPFlags == 0 || f.IPVersion == flowpb.IPVersion_IP_NOT_USED {
+		return
+	}
+	labels := append([]string{"", f.IPVersion.String()}, h.ctx.values(f, false)...)
+	emit := func(flag string) {
+		labels[0] = flag
+		h.flags.add(n, labels...)
+	}
+	if f.TCPFlags&schemas.FlagFIN != 0 {
+		emit("FIN")
+	}
+	if f.TCPFlags&schemas.FlagSYN != 0 {
+		if f.TCPFlags&schemas.FlagACK != 0 {
+			emit("SYN-ACK")
+		} else {
+			emit("SYN")
+		}
+	}
+	if f.TCPFlags&schemas.FlagRST != 0 {
+		emit("RST")
+	}
+}
+
+type httpHandler struct {
+	ctx                 contextOptions
+	v2                  bool
+	requests, responses counter
+	duration            histogram
+}
+
+func reporter(f *schemas.Flow) string {
+	switch f.Direction {
+	case flowDirEgress:
+		return "client"
+	case flowDirIngress:
+		return "server"
+	}
+	return "unknown"
+}
+
+func (h *httpHandler) process(f *schemas.Flow, n float64) {
+	if f.L7.Protocol != schemas.L7HTTP {
+		return
+	}
+	l7, rep := &f.L7, reporter(f)
+	seconds := float64(f.LatencyNs) / 1e9
+	if h.v2 {
+		if l7.Type != flowpb.L7FlowType_RESPONSE {
+			return
+		}
+		ctx := h.ctx.values(f, true)
+		h.requests.add(n, append(ctx, l7.HTTPMethod, l7.HTTPProtocol, strconv.Itoa(int(l7.HTTPStatus)), rep)...)
+		h.duration.observe(seconds, n, append(ctx, l7.HTTPMethod, rep)...)
+		return
+	}
+	ctx := h.ctx.values(f, false)
+	switch l7.Type {
+	case flowpb.L7FlowType_REQUEST:
+		h.requests.add(n, append(ctx, l7.HTTPMethod, l7.HTTPProtocol, rep)...)
+	case flowpb.L7FlowType_RESPONSE:
+		h.responses.add(n, append(slicesClone(ctx), l7.HTTPMethod, l7.HTTPProtocol, strconv.Itoa(int(l7.HTTPStatus)), rep)...)
+		h.duration.observe(seconds, n, append(ctx, l7.HTTPMethod, rep)...)
+	}
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+type dnsHandler struct {
+	ctx                               contextOptions
+	query, ignoreAAAA                 bool
+	queries, responses, responseTypes counter
+}
+
+func (h *dnsHandler) process(f *schemas.Flow, n float64) {
+	d := &f.L7
+	if d.Protocol != schemas.L7DNS {
+		return
+	}
+	if h.ignoreAAAA && len(d.DNSQTypes) == 1 && d.DNSQTypes[0] == "AAAA" {
+		return
+	}
+	ctx := h.ctx.values(f, false)
+	qtypes := strings.Join(d.DNSQTypes, ",")
+	ips := strconv.Itoa(len(d.DNSIPs))
+	withQuery := func(l []string) []string {
+		if h.query {
+			return append(l, d.DNSQuery)
+		}
+		return l
+	}
+	switch {
+	case f.Verdict == flowpb.Verdict_DROPPED:
+		h.queries.add(n, withQuery(append(slicesClone(ctx), "Policy denied", qtypes, ips))...)
+	case f.IsReply != schemas.True:
+		h.queries.add(n, withQuery(append(slicesClone(ctx), "", qtypes, ips))...)
+	default:
+		h.responses.add(n, withQuery(append(slicesClone(ctx), rcodeNames[d.DNSRCode], qtypes, ips))...)
+		for _, t := range d.DNSRRTypes {
+			h.responseTypes.add(n, withQuery(append(slicesClone(ctx), t, qtypes))...)
+		}
+	}
+}
+
+// rcodeNames are Hubble's DNS rcode label values.
+var rcodeNames = map[uint32]string{
+	0: "No Error", 1: "Format Error", 2: "Server Failure", 3: "Non-Existent Domain", 4: "Not Implemented",
+	5: "Query Refused", 6: "Name Exists when it should not", 7: "RR Set Exists when it should not",
+	8: "RR Set that should exist does not", 9: "Not Authorized", 10: "Name not contained in zone",
+	11: "DSO-TYPE Not Implemented", 16: "Bad OPT Version", 17: "Key not recognized",
+	18: "Signature out of time window", 19: "Bad TKEY Mode", 20: "Duplicate key name",
+	21: "Algorithm not supported", 22: "Bad Truncation", 23: "Bad/missing Server Cookie",
+}

@@ -1,0 +1,246 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/flowbus/flowbus/schemas"
+)
+
+var (
+	frontend = schemas.Endpoint{Namespace: "shop", PodName: "frontend-7d9f", Workload: "frontend", WorkloadKind: "Deployment", Labels: []string{"k8s:app=frontend"}}
+	checkout = schemas.Endpoint{Namespace: "shop", PodName: "checkout-api-5c8", Workload: "checkout-api", WorkloadKind: "Deployment", Labels: []string{"k8s:app=checkout-api"}}
+	redis    = schemas.Endpoint{Namespace: "data", PodName: "redis-0", Workload: "redis", WorkloadKind: "StatefulSet", Labels: []string{"k8s:app=redis"}}
+	coredns  = schemas.Endpoint{Namespace: "kube-system", PodName: "coredns-6f6b", Workload: "coredns", WorkloadKind: "Deployment", Labels: []string{"k8s:k8s-app=kube-dns"}}
+)
+
+func testFlows() []schemas.Flow {
+	base := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: msgTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6,
+		SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("10.0.1.5")}
+	var fs []schemas.Flow
+	f := base // SYN, to-endpoint
+	f.Src, f.Dst, f.TCPFlags, f.Direction = frontend, checkout, schemas.FlagSYN, flowpb.TrafficDirection_EGRESS
+	fs = append(fs, f)
+	f = base // SYN-ACK reply, from-endpoint
+	f.Src, f.Dst, f.TCPFlags, f.EventSubType, f.IsReply = checkout, frontend, schemas.FlagSYN|schemas.FlagACK, 5, schemas.True
+	fs = append(fs, f)
+	f = base // policy drop
+	f.Src, f.Dst, f.TCPFlags, f.Verdict, f.DropReason, f.EventType, f.EventSubType = frontend, redis, schemas.FlagSYN, flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, msgDrop, 133
+	fs = append(fs, f)
+	f = base // DNS request
+	f.Src, f.Dst, f.L4Protocol, f.EventType, f.IsReply, f.Direction = frontend, coredns, 17, msgAccessLog, schemas.False, flowpb.TrafficDirection_EGRESS
+	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"}}
+	fs = append(fs, f)
+	f = base // DNS response
+	f.Src, f.Dst, f.L4Protocol, f.EventType, f.IsReply, f.Direction = coredns, frontend, 17, msgAccessLog, schemas.True, flowpb.TrafficDirection_EGRESS
+	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"},
+		DNSRRTypes: []string{"A"}, DNSIPs: []string{"93.184.216.34"}}
+	fs = append(fs, f)
+	f = base // HTTP request
+	f.Src, f.Dst, f.EventType, f.Direction = frontend, checkout, msgAccessLog, flowpb.TrafficDirection_INGRESS
+	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPProtocol: "HTTP/1.1", HTTPURL: "/cart"}
+	fs = append(fs, f)
+	f = base // HTTP response
+	f.Src, f.Dst, f.EventType, f.Direction, f.LatencyNs = checkout, frontend, msgAccessLog, flowpb.TrafficDirection_INGRESS, 12_000_000
+	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "POST", HTTPProtocol: "HTTP/1.1", HTTPStatus: 503}
+	fs = append(fs, f)
+	f = base // three folded FIN flows
+	f.Src, f.Dst, f.TCPFlags, f.Count = frontend, checkout, schemas.FlagFIN|schemas.FlagACK, 3
+	fs = append(fs, f)
+	return fs
+}
+
+// scrape serves reg over HTTP, GETs /metrics and flattens every sample into
+// "name{label="value",...}" → value (histograms as _count and _sum).
+func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, lis, reg, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	resp, err := http.Get("http://" + lis.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for name, fam := range fams {
+		for _, m := range fam.GetMetric() {
+			key := func(suffix string) string {
+				var ls []string
+				for _, l := range m.GetLabel() {
+					ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+				}
+				sort.Strings(ls)
+				return name + suffix + "{" + strings.Join(ls, ",") + "}"
+			}
+			switch fam.GetType() {
+			case dto.MetricType_COUNTER:
+				out[key("")] = m.GetCounter().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[key("_count")] = float64(m.GetHistogram().GetSampleCount())
+				out[key("_sum")] = m.GetHistogram().GetSampleSum()
+			case dto.MetricType_GAUGE:
+				out[key("")] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func hubbleOnly(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, "hubble_") || strings.HasPrefix(k, "flowbus_") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestMetricsEqualWhatTheFlowsImply(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{
+		"flow:labelsContext=source_namespace,destination_workload",
+		"drop:sourceContext=namespace;destinationContext=pod-name tcp",
+		"http dns:query",
+	}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_stage_received_total", Help: "another stage's counter"})
+	reg.MustRegister(other)
+	other.Add(42)
+	m.Observe(testFlows())
+	m.Lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, 5)
+
+	want := map[string]float64{
+		`hubble_flows_processed_total{destination_workload="checkout-api",protocol="TCP",source_namespace="shop",subtype="to-endpoint",type="Trace",verdict="FORWARDED"}`: 4,
+		`hubble_flows_processed_total{destination_workload="frontend",protocol="TCP",source_namespace="shop",subtype="from-endpoint",type="Trace",verdict="FORWARDED"}`:   1,
+		`hubble_flows_processed_total{destination_workload="redis",protocol="TCP",source_namespace="shop",subtype="",type="Drop",verdict="DROPPED"}`:                      1,
+		`hubble_flows_processed_total{destination_workload="coredns",protocol="DNS",source_namespace="shop",subtype="DNS",type="L7",verdict="FORWARDED"}`:                 1,
+		`hubble_flows_processed_total{destination_workload="frontend",protocol="DNS",source_namespace="kube-system",subtype="DNS",type="L7",verdict="FORWARDED"}`:         1,
+		`hubble_flows_processed_total{destination_workload="checkout-api",protocol="HTTP",source_namespace="shop",subtype="HTTP",type="L7",verdict="FORWARDED"}`:          1,
+		`hubble_flows_processed_total{destination_workload="frontend",protocol="HTTP",source_namespace="shop",subtype="HTTP",type="L7",verdict="FORWARDED"}`:              1,
+		`hubble_drop_total{destination="redis-0",protocol="TCP",reason="POLICY_DENIED",source="shop"}`:                                                                    1,
+		`hubble_tcp_flags_total{family="IPv4",flag="SYN"}`:                                                  1,
+		`hubble_tcp_flags_total{family="IPv4",flag="SYN-ACK"}`:                                              1,
+		`hubble_tcp_flags_total{family="IPv4",flag="FIN"}`:                                                  3,
+		`hubble_http_requests_total{method="GET",protocol="HTTP/1.1",reporter="server"}`:                    1,
+		`hubble_http_responses_total{method="POST",protocol="HTTP/1.1",reporter="server",status="503"}`:     1,
+		`hubble_http_request_duration_seconds_count{method="POST",reporter="server"}`:                       1,
+		`hubble_http_request_duration_seconds_sum{method="POST",reporter="server"}`:                         0.012,
+		`hubble_dns_queries_total{ips_returned="0",qtypes="A",query="api.example.com.",rcode=""}`:           1,
+		`hubble_dns_responses_total{ips_returned="1",qtypes="A",query="api.example.com.",rcode="No Error"}`: 1,
+		`hubble_dns_response_types_total{qtypes="A",query="api.example.com.",type="A"}`:                     1,
+		`hubble_lost_events_total{source="perf_event_ring_buffer"}`:                                         5,
+		`flowbus_stage_received_total{}`:                                                                    42,
+	}
+	zeroOverflow(want, "hubble_flows_processed_total", "hubble_drop_total", "hubble_tcp_flags_total", "hubble_http_requests_total",
+		"hubble_http_responses_total", "hubble_http_request_duration_seconds", "hubble_dns_queries_total", "hubble_dns_responses_total",
+		"hubble_dns_response_types_total")
+	got := hubbleOnly(scrape(t, reg))
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected sample %s = %v", k, got[k])
+		}
+	}
+}
+
+func TestHTTPV2ReportsFromTheRequesterSide(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"httpV2:sourceContext=workload-name;destinationContext=workload-name"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Observe(testFlows())
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		// The response flows checkout → frontend; httpV2 swaps source and destination.
+		`hubble_http_requests_total{destination="checkout-api",method="POST",protocol="HTTP/1.1",reporter="server",source="frontend",status="503"}`: 1,
+		`hubble_http_request_duration_seconds_count{destination="checkout-api",method="POST",reporter="server",source="frontend"}`:                  1,
+		`hubble_http_request_duration_seconds_sum{destination="checkout-api",method="POST",reporter="server",source="frontend"}`:                    0.012,
+	}
+	zeroOverflow(want, "hubble_http_requests_total", "hubble_http_request_duration_seconds")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+// zeroOverflow adds the zero overflow counter every enabled metric exports.
+func zeroOverflow(want map[string]float64, metrics ...string) {
+	for _, m := range metrics {
+		want[`flowbus_metrics_label_overflow_total{metric="`+m+`"}`] = 0
+	}
+}
+
+func TestLabelCardinalityIsCappedAndOverflowCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"drop:destinationContext=pod"}, MaxLabelSets: 1}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := testFlows()[2]
+	other := drop
+	other.Dst.PodName = "redis-1"
+	m.Observe([]schemas.Flow{drop, other, other, drop})
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_drop_total{destination="data/redis-0",protocol="TCP",reason="POLICY_DENIED"}`: 2,
+		`flowbus_metrics_label_overflow_total{metric="hubble_drop_total"}`:                    2,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+func TestBadMetricsOptionsAreRejected(t *testing.T) {
+	cases := []struct{ name, spec, text string }{
+		{"an unknown metric", "flows", `unknown metric "flows"`},
+		{"an unknown context", "drop:sourceContext=galaxy", `unknown context "galaxy"`},
+		{"an unknown labelsContext label", "flow:labelsContext=source_galaxy", `invalid labelsContext value "source_galaxy"`},
+		{"an unknown option", "tcp:query", `unknown option "query"`},
+		{"http enabled twice", "http httpV2", "enabled twice"},
+	}
+	for _, tc := range cases {
+		t.Run("rejects "+tc.name, func(t *testing.T) {
+			_, err := New(Config{Metrics: []string{tc.spec}}, prometheus.NewRegistry())
+			if err == nil || !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.text)
+			}
+		})
+	}
+}
