@@ -1,0 +1,116 @@
+package stdout
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	observerpb "github.com/cilium/cilium/api/v1/observer"
+
+	"github.com/flowbus/flowbus/schemas"
+)
+
+// Writer prints flows as `hubble observe -o json` lines to an io.Writer.
+// It is safe for concurrent use; each call's lines are written together.
+type Writer struct {
+	mu     sync.Mutex
+	out    *bufio.Writer
+	enc    *json.Encoder
+	dec    *schemas.Decoder
+	flows  []schemas.Flow
+	closed bool
+}
+
+// New returns a Writer printing to w (typically os.Stdout). Close flushes
+// but does not close w.
+func New(w io.Writer) *Writer {
+	out := bufio.NewWriterSize(w, 64<<10)
+	return &Writer{out: out, enc: json.NewEncoder(out), dec: schemas.NewDecoder()}
+}
+
+// ErrClosed is returned by calls after Close.
+var ErrClosed = errors.New("stdout sink closed")
+
+// Write prints one line per flow, in order.
+func (w *Writer) Write(flows []schemas.Flow) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if err := w.write(flows); err != nil {
+		return err
+	}
+	return w.flush()
+}
+
+func (w *Writer) write(flows []schemas.Flow) error {
+	for i := range flows {
+		if err := w.enc.Encode(Response(&flows[i])); err != nil {
+			return fmt.Errorf("write flow as hubble json: %w", err)
+		}
+	}
+	return nil
+}
+
+func (w *Writer) flush() error {
+	if err := w.out.Flush(); err != nil {
+		return fmt.Errorf("flush stdout sink: %w", err)
+	}
+	return nil
+}
+
+// Response wraps a flow as the GetFlowsResponse Hubble streams and prints:
+// the flow, its node name and its time.
+func Response(f *schemas.Flow) *observerpb.GetFlowsResponse {
+	p := schemas.ToProto(f)
+	return &observerpb.GetFlowsResponse{
+		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
+		NodeName:      p.GetNodeName(),
+		Time:          p.GetTime(),
+	}
+}
+
+// Publish decodes every message (an Arrow IPC stream of schema flow.v1) and
+// prints its flows; it lets the agent's exporter use the terminal as its
+// bus. Messages that do not decode are skipped and reported together in the
+// returned error; the others are printed. ctx is checked between messages.
+func (w *Writer) Publish(ctx context.Context, msgs []schemas.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	var bad []error
+	for i := range msgs {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(bad, w.flush(), err)...)
+		}
+		var err error
+		w.flows, err = w.dec.Decode(w.flows[:0], msgs[i].Value)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("message %s (key %q): %w", msgs[i].ID(), msgs[i].Key, err))
+			continue
+		}
+		if err := w.write(w.flows); err != nil {
+			return errors.Join(append(bad, err)...)
+		}
+	}
+	clear(w.flows) // do not keep the last batch's strings alive
+	return errors.Join(append(bad, w.flush())...)
+}
+
+// Close flushes buffered output. Later calls return ErrClosed.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.flush()
+}
