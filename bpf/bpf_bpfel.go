@@ -29,7 +29,7 @@ const (
 	bpfCounterCOUNTER_FRAGMENT          bpfCounter = 10
 	bpfCounterCOUNTER_RINGBUF_START     bpfCounter = 11
 	bpfCounterCOUNTER_RINGBUF_END       bpfCounter = 12
-	bpfCounterCOUNTER_RINGBUF_PACKET    bpfCounter = 13
+	bpfCounterCOUNTER_RINGBUF_LOST      bpfCounter = 13
 	bpfCounterCOUNTER_MAP_INSERT        bpfCounter = 14
 	bpfCounterCOUNTER_MAX               bpfCounter = 15
 )
@@ -112,6 +112,7 @@ const (
 	bpfVarEmitStartEvents      = "emit_start_events"
 	bpfVarNaivePerPacketEvents = "naive_per_packet_events"
 	bpfVarUnusedBtfAnchor      = "unused_btf_anchor"
+	bpfVarWakeupBytes          = "wakeup_bytes"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -177,6 +178,7 @@ type bpfVariableSpecs struct {
 	EmitStartEvents      *ebpf.VariableSpec `ebpf:"emit_start_events"`
 	NaivePerPacketEvents *ebpf.VariableSpec `ebpf:"naive_per_packet_events"`
 	UnusedBtfAnchor      *ebpf.VariableSpec `ebpf:"unused_btf_anchor"`
+	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -219,6 +221,7 @@ type bpfVariables struct {
 	EmitStartEvents      *ebpf.Variable `ebpf:"emit_start_events"`
 	NaivePerPacketEvents *ebpf.Variable `ebpf:"naive_per_packet_events"`
 	UnusedBtfAnchor      *ebpf.Variable `ebpf:"unused_btf_anchor"`
+	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

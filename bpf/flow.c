@@ -20,6 +20,11 @@ volatile const __u8 naive_per_packet_events = 0;
 // emit_start_events: emit EVENT_FLOW_START for every new flow. Off by
 // default: the reservation costs about as much as the map insert (doc.go).
 volatile const __u8 emit_start_events = 0;
+// wakeup_bytes: 0 lets the kernel wake the reader for every event it finds
+// idle; otherwise events are submitted without a wakeup until this many
+// bytes wait in the ring, and the reader polls on a short timer for the rest
+// (one wakeup per batch instead of one per event).
+volatile const __u32 wakeup_bytes = 0;
 
 // Sizes are defaults; Go overrides max_entries before load.
 struct {
@@ -226,7 +231,11 @@ static __always_inline int emit(__u8 type, struct flow_key *k, struct flow_stats
 	e->ingress = ingress;
 	e->pad = 0;
 	e->stats = *st;
-	bpf_ringbuf_submit(e, 0);
+	__u64 flags = 0;
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+											: BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
 	return 0;
 }
 
@@ -287,11 +296,22 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		one.initiator_ingress = ingress;
 		one.icmp_type = p.icmp_type;
 		one.icmp_code = p.icmp_code;
-		emit(EVENT_PACKET, &key, &one, 0, ingress, COUNTER_RINGBUF_PACKET);
+		emit(EVENT_PACKET, &key, &one, 0, ingress, COUNTER_RINGBUF_LOST);
 		return TCX_NEXT;
 	}
 
 	struct flow_stats *st = bpf_map_lookup_elem(&flows, &key);
+	__u64 insert = BPF_NOEXIST;
+	if (st && syn_only && (st->flags & FLOW_ENDED)) {
+		// A new connection on the tuple of an ended one (the entry lingers
+		// after a reset, or its end event was lost): report the old one if
+		// nobody did, and start over in the same entry.
+		if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
+			emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, st, 0, ingress,
+			     COUNTER_RINGBUF_LOST);
+		st = 0;
+		insert = BPF_ANY;
+	}
 	if (!st) {
 		__u64 now = bpf_ktime_get_ns();
 		struct flow_stats n;
@@ -319,14 +339,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			n.flags |= FLOW_ENDED;
 			if (!emit(EVENT_FLOW_RESET, &key, &n, reply, ingress, COUNTER_RINGBUF_END))
 				n.flags |= FLOW_REPORTED;
-			if (bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST) == 0)
+			if (bpf_map_update_elem(&flows, &key, &n, insert) == 0)
 				return TCX_NEXT;
 			st = bpf_map_lookup_elem(&flows, &key);
 			if (!st)
 				count(COUNTER_MAP_INSERT);
 			return TCX_NEXT;
 		}
-		int err = bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST);
+		int err = bpf_map_update_elem(&flows, &key, &n, insert);
 		if (err == 0) {
 			if (emit_start_events)
 				emit(EVENT_FLOW_START, &key, &n, reply, ingress, COUNTER_RINGBUF_START);
@@ -334,7 +354,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		}
 		if (err != -EEXIST) {
 			count(COUNTER_MAP_INSERT);
-			emit(EVENT_INSERT_FAILED, &key, &n, reply, ingress, COUNTER_RINGBUF_PACKET);
+			emit(EVENT_INSERT_FAILED, &key, &n, reply, ingress, COUNTER_RINGBUF_LOST);
 			return TCX_NEXT;
 		}
 		// Another CPU inserted it first: account this packet on its entry.
@@ -380,10 +400,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 	if ((old & bits) == bits)
 		return TCX_NEXT;
 	old = __sync_fetch_and_or(&st->flags, bits);
-	if (end && !(old & FLOW_ENDED)) {
-		if (!emit(end, &key, st, reply, ingress, COUNTER_RINGBUF_END))
-			__sync_fetch_and_or(&st->flags, FLOW_REPORTED);
+	if (!end || (old & FLOW_ENDED))
+		return TCX_NEXT;
+	if (emit(end, &key, st, reply, ingress, COUNTER_RINGBUF_END))
+		return TCX_NEXT; // stays ended and unreported: the sweep reports it
+	if (end == EVENT_FLOW_END) {
+		// Closed cleanly and reported: free the entry now. (A reset flow
+		// lingers so that packets racing the RST do not open a new flow.)
+		bpf_map_delete_elem(&flows, &key);
+		return TCX_NEXT;
 	}
+	__sync_fetch_and_or(&st->flags, FLOW_REPORTED);
 	return TCX_NEXT;
 }
 

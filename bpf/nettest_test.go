@@ -175,3 +175,7 @@ func readVeth(t testing.TB, name string) vethStats {
 	}
 	return vethStats{rd("rx_bytes"), rd("rx_packets"), rd("tx_bytes"), rd("tx_packets")}
 }
+
+func exec_(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}

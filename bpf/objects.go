@@ -33,9 +33,11 @@ const (
 	// flow stays in the map, marked ended and unreported, and the sweep
 	// reports it (EventRecovered): nothing is lost.
 	CounterRingBufEnd Counter = Counter(bpfCounterCOUNTER_RINGBUF_END)
-	// CounterRingBufPacket counts per-packet events (naive mode, or packets
-	// of flows the map refused) the ring buffer refused: their counts are lost.
-	CounterRingBufPacket Counter = Counter(bpfCounterCOUNTER_RINGBUF_PACKET)
+	// CounterRingBufLost counts events the ring buffer refused whose data is
+	// then lost: per-packet events (naive mode, or packets of flows the map
+	// refused), and the end of a flow whose tuple a new connection reused
+	// before the sweep could report it.
+	CounterRingBufLost Counter = Counter(bpfCounterCOUNTER_RINGBUF_LOST)
 	// CounterMapInsert counts new flows the full flows map refused; each of
 	// their packets becomes an EventInsertFailed instead.
 	CounterMapInsert Counter = Counter(bpfCounterCOUNTER_MAP_INSERT)
@@ -46,7 +48,7 @@ const (
 var counterNames = [...]string{
 	"eth_truncated", "ipv4_truncated", "ipv4_malformed", "ipv6_truncated", "ipv6_malformed",
 	"ipv6_ext_truncated", "ipv6_ext_limit", "l4_truncated", "tcp_malformed",
-	"non_ip", "fragment", "ringbuf_start", "ringbuf_end", "ringbuf_packet", "map_insert",
+	"non_ip", "fragment", "ringbuf_start", "ringbuf_end", "ringbuf_lost", "map_insert",
 }
 
 // String is the counter's metric label value, e.g. "ipv4_truncated".
@@ -74,13 +76,13 @@ func (c *Counters) ParseErrors() uint64 {
 
 // RingBufFailures is the number of failed bpf_ringbuf_reserve calls.
 func (c *Counters) RingBufFailures() uint64 {
-	return c[CounterRingBufStart] + c[CounterRingBufEnd] + c[CounterRingBufPacket]
+	return c[CounterRingBufStart] + c[CounterRingBufEnd] + c[CounterRingBufLost]
 }
 
-// Lost is the number of packets whose accounting was lost: per-packet
-// events the ring buffer refused. Refused start and end events lose nothing
-// (see CounterRingBufStart, CounterRingBufEnd).
-func (c *Counters) Lost() uint64 { return c[CounterRingBufPacket] }
+// Lost is the number of events whose data was lost (CounterRingBufLost).
+// Refused start and end events lose nothing (see CounterRingBufStart,
+// CounterRingBufEnd).
+func (c *Counters) Lost() uint64 { return c[CounterRingBufLost] }
 
 // loadOptions are the load-time settings of the kernel objects.
 type loadOptions struct {
@@ -88,6 +90,7 @@ type loadOptions struct {
 	ringBufSize          uint32
 	naivePerPacketEvents bool
 	emitStartEvents      bool
+	wakeupBytes          uint32
 }
 
 // loadObjects loads the programs and maps with the given sizes and switches.
@@ -107,6 +110,9 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 	}
 	if err := spec.Variables["emit_start_events"].Set(boolByte(o.emitStartEvents)); err != nil {
 		return nil, fmt.Errorf("set emit_start_events: %w", err)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(o.wakeupBytes); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
 	}
 	var objs bpfObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {

@@ -100,7 +100,7 @@ enum counter {
 	COUNTER_FRAGMENT = 10,        /* not an error: non-first fragments carry no ports */
 	COUNTER_RINGBUF_START = 11,   /* start events lost: nothing else is lost */
 	COUNTER_RINGBUF_END = 12,     /* end events lost: the flow stays in the map for the sweep */
-	COUNTER_RINGBUF_PACKET = 13,  /* packet / insert-failed events lost: counts lost */
+	COUNTER_RINGBUF_LOST = 13,    /* packet, insert-failed or superseded end events lost: data lost */
 	COUNTER_MAP_INSERT = 14,      /* new flows the map refused (full) */
 	COUNTER_MAX = 15,
 };

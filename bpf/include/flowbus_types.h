@@ -32,6 +32,9 @@ enum {
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
 #define BPF_EXIST 2
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
+#define BPF_RB_AVAIL_DATA 0
 
 /* tc / tcx return codes (include/uapi/linux/pkt_cls.h, linux/bpf.h). */
 #define TC_ACT_UNSPEC (-1)
