@@ -245,27 +245,74 @@ func encodeWithMetadata(t *testing.T, md map[string]string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rewrite(t, msg, md, ipc.WithZstd())
+}
+
+// rewrite reads msg with arrow-go and writes it again with arrow-go's own
+// ipc.Writer, with schema metadata md (nil: unchanged) and writer options.
+func rewrite(t *testing.T, msg []byte, md map[string]string, opts ...ipc.Option) []byte {
+	t.Helper()
 	r, err := ipc.NewReader(bytes.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Release()
-	if !r.Next() {
-		t.Fatal(r.Err())
+	s := r.Schema()
+	if md != nil {
+		meta := arrow.MetadataFrom(md)
+		s = arrow.NewSchema(s.Fields(), &meta)
 	}
-	meta := arrow.MetadataFrom(md)
-	s := arrow.NewSchema(r.Schema().Fields(), &meta)
-	rec := array.NewRecordBatch(s, r.RecordBatch().Columns(), r.RecordBatch().NumRows())
-	defer rec.Release()
 	var out bytes.Buffer
-	w := ipc.NewWriter(&out, ipc.WithSchema(s), ipc.WithZstd(), ipc.WithAllocator(memory.NewGoAllocator()))
-	if err := w.Write(rec); err != nil {
+	w := ipc.NewWriter(&out, append(opts, ipc.WithSchema(s), ipc.WithAllocator(memory.NewGoAllocator()))...)
+	for r.Next() {
+		rec := array.NewRecordBatch(s, r.RecordBatch().Columns(), r.RecordBatch().NumRows())
+		err := w.Write(rec)
+		rec.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// TestDecodeStreamsOfOtherWriters: a flow.v1 stream written by arrow-go's
+// own ipc.Writer decodes to the same flows, compressed or not, and also
+// when its schema message differs from ours (extra metadata), which takes
+// the arrow-go reading path.
+func TestDecodeStreamsOfOtherWriters(t *testing.T) {
+	g := newGen(21)
+	flows := fleetFlows(19, 300)
+	for range 300 {
+		flows = append(flows, g.randomFlow())
+	}
+	msg, err := NewEncoder().Encode(nil, flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		md   map[string]string
+		opts []ipc.Option
+	}{
+		{"arrow-go zstd stream", nil, []ipc.Option{ipc.WithZstd()}},
+		{"arrow-go uncompressed stream", nil, nil},
+		{"arrow-go lz4 stream with extra schema metadata", map[string]string{SchemaMetadataKey: SchemaVersion, "producer": "pyarrow"}, []ipc.Option{ipc.WithLZ4()}},
+		{"arrow-go zstd stream with extra schema metadata", map[string]string{SchemaMetadataKey: SchemaVersion, "producer": "pyarrow"}, []ipc.Option{ipc.WithZstd()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := NewDecoder().Decode(nil, rewrite(t, msg, tc.md, tc.opts...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkEqual(t, got, flows)
+		})
+	}
 }
 
 // TestDecodeTruncatedAtEveryOffset cuts a valid message at every length

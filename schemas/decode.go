@@ -23,18 +23,28 @@ import (
 // their whole column alive. List slices are capped (s[lo:hi:hi]) so appending
 // to one never writes into its neighbour.
 type Decoder struct {
-	schema *arrow.Schema
+	schema    *arrow.Schema
+	schemaMsg []byte // the schema message Encoder writes, framing included
+	fast      *fastReader
 }
 
 // NewDecoder returns a Decoder.
-func NewDecoder() *Decoder { return &Decoder{schema: NewArrowSchema()} }
+func NewDecoder() *Decoder {
+	s := NewArrowSchema()
+	msg, err := schemaMessage(s)
+	if err != nil {
+		panic("schemas: " + err.Error()) // our constant schema always serialises
+	}
+	return &Decoder{schema: s, schemaMsg: msg, fast: newFastReader(s)}
+}
 
 // Decode decodes one whole message and appends its flows to dst. It returns
 // an error wrapping ErrNotArrow, ErrTruncated or ErrUnknownSchema for bad
 // input, and appends nothing then. Strings in the result do not alias msg.
 // Decode never panics on bad input.
 func (d *Decoder) Decode(dst []Flow, msg []byte) (out []Flow, err error) {
-	if err := scanStream(msg); err != nil {
+	msgs, err := scanStream(msg)
+	if err != nil {
 		return dst, err
 	}
 	n0 := len(dst)
@@ -43,7 +53,15 @@ func (d *Decoder) Decode(dst []Flow, msg []byte) (out []Flow, err error) {
 			out, err = dst[:n0], fmt.Errorf("%w: corrupt stream: %v", ErrNotArrow, r)
 		}
 	}()
-	mem := &limitAllocator{left: 16<<20 + 512*len(msg)}
+	budget := 16<<20 + 512*len(msg)
+	if sameSchema(&msgs[0], d.schemaMsg) {
+		if dst, err = d.fast.decode(dst, msgs, budget); err != nil {
+			return dst[:n0], err
+		}
+		return dst, nil
+	}
+	// Another writer's stream: let arrow-go parse it (and name the schema).
+	mem := &limitAllocator{left: budget}
 	r, err := ipc.NewReader(bytes.NewReader(msg), ipc.WithAllocator(mem),
 		ipc.WithMetadataSizeLimit(int64(len(msg))), ipc.WithBodySizeLimit(int64(len(msg))))
 	if err != nil {
@@ -55,7 +73,17 @@ func (d *Decoder) Decode(dst []Flow, msg []byte) (out []Flow, err error) {
 	}
 	for r.Next() {
 		rec := r.RecordBatch()
-		if dst, err = decodeBatch(dst, rec); err != nil {
+		n := int(rec.NumRows())
+		if int64(n) != rec.NumRows() || n < 0 {
+			return dst[:n0], fmt.Errorf("%w: record batch of %d rows", ErrNotArrow, rec.NumRows())
+		}
+		cols := make([]*rawArray, rec.NumCols())
+		for i := range cols {
+			if cols[i], err = fromArrow(rec.Column(i).Data()); err != nil {
+				return dst[:n0], err
+			}
+		}
+		if dst, err = decodeBatch(dst, cols, n); err != nil {
 			return dst[:n0], err
 		}
 	}
@@ -85,56 +113,57 @@ func (d *Decoder) checkSchema(s *arrow.Schema) error {
 // end-of-stream marker exactly at the end. It tells a cut-off stream
 // (ErrTruncated) from bytes that are not an Arrow stream (ErrNotArrow), and
 // keeps the Arrow reader from trusting lengths the message cannot hold.
-func scanStream(msg []byte) error {
+func scanStream(msg []byte) ([]ipcMessage, error) {
 	if len(msg) == 0 {
-		return fmt.Errorf("%w: empty message", ErrNotArrow)
+		return nil, fmt.Errorf("%w: empty message", ErrNotArrow)
 	}
+	var msgs []ipcMessage
 	var cont = []byte{0xff, 0xff, 0xff, 0xff}
-	messages := 0
 	for pos := 0; ; {
 		rest := msg[pos:]
 		if len(rest) < 8 {
 			if len(rest) >= 4 && !bytes.Equal(rest[:4], cont) || len(rest) < 4 && !bytes.Equal(rest, cont[:len(rest)]) {
-				return fmt.Errorf("%w: no continuation marker at offset %d", ErrNotArrow, pos)
+				return nil, fmt.Errorf("%w: no continuation marker at offset %d", ErrNotArrow, pos)
 			}
-			return fmt.Errorf("%w: stream ends at offset %d without end-of-stream marker", ErrTruncated, len(msg))
+			return nil, fmt.Errorf("%w: stream ends at offset %d without end-of-stream marker", ErrTruncated, len(msg))
 		}
 		if !bytes.Equal(rest[:4], cont) {
-			return fmt.Errorf("%w: no continuation marker at offset %d", ErrNotArrow, pos)
+			return nil, fmt.Errorf("%w: no continuation marker at offset %d", ErrNotArrow, pos)
 		}
 		mlen := int64(int32(binary.LittleEndian.Uint32(rest[4:8])))
 		if mlen == 0 {
 			if len(rest) != 8 {
-				return fmt.Errorf("%w: %d bytes after end-of-stream marker", ErrNotArrow, len(rest)-8)
+				return nil, fmt.Errorf("%w: %d bytes after end-of-stream marker", ErrNotArrow, len(rest)-8)
 			}
-			if messages < 2 {
-				return fmt.Errorf("%w: stream holds no record batch", ErrNotArrow)
+			if len(msgs) < 2 {
+				return nil, fmt.Errorf("%w: stream holds no record batch", ErrNotArrow)
 			}
-			return nil
+			return msgs, nil
 		}
 		if mlen < 0 {
-			return fmt.Errorf("%w: negative metadata length at offset %d", ErrNotArrow, pos)
+			return nil, fmt.Errorf("%w: negative metadata length at offset %d", ErrNotArrow, pos)
 		}
 		if 8+mlen > int64(len(rest)) {
-			return fmt.Errorf("%w: message at offset %d needs %d metadata bytes, %d left", ErrTruncated, pos, mlen, len(rest)-8)
+			return nil, fmt.Errorf("%w: message at offset %d needs %d metadata bytes, %d left", ErrTruncated, pos, mlen, len(rest)-8)
 		}
 		meta := rest[8 : 8+mlen]
 		body, ok := fbBodyLength(meta)
 		if !ok || body < 0 {
-			return fmt.Errorf("%w: malformed message metadata at offset %d", ErrNotArrow, pos)
+			return nil, fmt.Errorf("%w: malformed message metadata at offset %d", ErrNotArrow, pos)
 		}
 		typ, ok := checkMessage(meta)
 		if !ok {
-			return fmt.Errorf("%w: malformed message metadata at offset %d", ErrNotArrow, pos)
+			return nil, fmt.Errorf("%w: malformed message metadata at offset %d", ErrNotArrow, pos)
 		}
-		if (messages == 0) != (typ == 1) {
-			return fmt.Errorf("%w: message %d at offset %d has header type %d", ErrNotArrow, messages, pos, typ)
+		if (len(msgs) == 0) != (typ == 1) {
+			return nil, fmt.Errorf("%w: message %d at offset %d has header type %d", ErrNotArrow, len(msgs), pos, typ)
 		}
 		if body > int64(len(rest))-8-mlen {
-			return fmt.Errorf("%w: message at offset %d needs %d body bytes, %d left", ErrTruncated, pos, body, int64(len(rest))-8-mlen)
+			return nil, fmt.Errorf("%w: message at offset %d needs %d body bytes, %d left", ErrTruncated, pos, body, int64(len(rest))-8-mlen)
 		}
-		pos += int(8 + mlen + body)
-		messages++
+		end := 8 + mlen + body
+		msgs = append(msgs, ipcMessage{typ: typ, frame: rest[:end], meta: fbuf(meta), body: rest[8+mlen : end]})
+		pos += int(end)
 	}
 }
 
@@ -204,16 +233,15 @@ func corrupt(col int, what string) error {
 	return fmt.Errorf("%w: corrupt column %d: %s", ErrNotArrow, col, what)
 }
 
-func buf(d arrow.ArrayData, i int) []byte {
-	bs := d.Buffers()
-	if i >= len(bs) || bs[i] == nil {
+func buf(d *rawArray, i int) []byte {
+	if i >= len(d.bufs) {
 		return nil
 	}
-	return bs[i].Bytes()
+	return d.bufs[i]
 }
 
 // fixedVals returns the n values of a fixed-width column.
-func fixedVals[T any](d arrow.ArrayData, col, n int) ([]T, error) {
+func fixedVals[T any](d *rawArray, col, n int) ([]T, error) {
 	var z T
 	size := int(unsafe.Sizeof(z))
 	b := buf(d, 1)
@@ -230,7 +258,7 @@ func fixedVals[T any](d arrow.ArrayData, col, n int) ([]T, error) {
 }
 
 // validBits returns the validity bitmap of a column, nil when no value is null.
-func validBits(d arrow.ArrayData, col, n int) ([]byte, error) {
+func validBits(d *rawArray, col, n int) ([]byte, error) {
 	if d.NullN() == 0 {
 		return nil, nil
 	}
@@ -252,7 +280,7 @@ type strVals struct {
 
 func (s *strVals) get(i int) string { return s.all[s.offs[i]-s.base : s.offs[i+1]-s.base] }
 
-func decodeStrings(d arrow.ArrayData, col, n int) (strVals, error) {
+func decodeStrings(d *rawArray, col, n int) (strVals, error) {
 	if d.Len() != n || d.Offset() != 0 {
 		return strVals{}, corrupt(col, "length differs from the record batch")
 	}
@@ -284,7 +312,7 @@ type dictVals struct {
 
 func (d *dictVals) get(i int) string { return d.vals[d.idx[i]] }
 
-func decodeDict(d arrow.ArrayData, col, n int) (dictVals, error) {
+func decodeDict(d *rawArray, col, n int) (dictVals, error) {
 	dict := d.Dictionary()
 	if dict == nil {
 		return dictVals{}, corrupt(col, "dictionary missing")
@@ -314,7 +342,7 @@ func decodeDict(d arrow.ArrayData, col, n int) (dictVals, error) {
 }
 
 // listOffsets validates the offsets of a list column against its child length.
-func listOffsets(d arrow.ArrayData, col, n, childLen int) ([]int32, error) {
+func listOffsets(d *rawArray, col, n, childLen int) ([]int32, error) {
 	if d.Len() != n || d.Offset() != 0 {
 		return nil, corrupt(col, "length differs from the record batch")
 	}
@@ -353,7 +381,7 @@ func (s *strLists) get(i int) []string {
 	return s.vals[lo:hi:hi]
 }
 
-func decodeStrLists(d arrow.ArrayData, col, n int) (strLists, error) {
+func decodeStrLists(d *rawArray, col, n int) (strLists, error) {
 	ch := d.Children()
 	if len(ch) != 1 {
 		return strLists{}, corrupt(col, "list without child")
@@ -393,7 +421,7 @@ type enumVals struct {
 	nums []int32
 }
 
-func decodeEnum(d arrow.ArrayData, col, n int) (enumVals, error) {
+func decodeEnum(d *rawArray, col, n int) (enumVals, error) {
 	dict := d.Dictionary()
 	if dict == nil {
 		return enumVals{}, corrupt(col, "dictionary missing")
@@ -443,7 +471,7 @@ func (h *histVals) get(i int) Histogram {
 	return Histogram(h.vals[lo:hi:hi])
 }
 
-func decodeHist(d arrow.ArrayData, col, n int) (histVals, error) {
+func decodeHist(d *rawArray, col, n int) (histVals, error) {
 	ch := d.Children()
 	if len(ch) != 1 || len(ch[0].Children()) != 2 {
 		return histVals{}, corrupt(col, "histogram list without struct child")
@@ -490,7 +518,7 @@ type ipVals struct {
 	valid []byte
 }
 
-func decodeIPs(d arrow.ArrayData, col, n int) (ipVals, error) {
+func decodeIPs(d *rawArray, col, n int) (ipVals, error) {
 	s, err := decodeStrings(d, col, n)
 	if err != nil {
 		return ipVals{}, err
@@ -561,7 +589,7 @@ type batchCols struct {
 
 // columnDecoder collects the first error of a sequence of column decodes.
 type columnDecoder struct {
-	cols []arrow.ArrayData
+	cols []*rawArray
 	n    int
 	err  error
 }
@@ -629,15 +657,11 @@ func fixedCol[T any](c *columnDecoder, col int) []T {
 	return v
 }
 
-func decodeBatch(dst []Flow, rec arrow.RecordBatch) ([]Flow, error) {
-	n := int(rec.NumRows())
-	if int64(n) != rec.NumRows() || n < 0 {
-		return dst, fmt.Errorf("%w: record batch of %d rows", ErrNotArrow, rec.NumRows())
+func decodeBatch(dst []Flow, cols []*rawArray, n int) ([]Flow, error) {
+	if len(cols) != numCols {
+		return dst, fmt.Errorf("%w: record batch of %d columns", ErrNotArrow, len(cols))
 	}
-	cd := &columnDecoder{cols: make([]arrow.ArrayData, numCols), n: n}
-	for i := range cd.cols {
-		cd.cols[i] = rec.Column(i).Data()
-	}
+	cd := &columnDecoder{cols: cols, n: n}
 	var b batchCols
 	b.time, b.timeV = fixedCol[int64](cd, colTime), cd.valid(colTime)
 	b.uuid, b.node = cd.strs(colUUID), cd.dict(colNodeName)

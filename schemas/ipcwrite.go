@@ -56,11 +56,21 @@ type ipcWriter struct {
 	dBody  []byte
 }
 
-func newIPCWriter(schema *arrow.Schema) (*ipcWriter, error) {
+// schemaMessage returns the IPC schema message of schema, framing included,
+// as arrow-go writes it.
+func schemaMessage(schema *arrow.Schema) ([]byte, error) {
 	var b bytes.Buffer
 	w := ipc.NewWriter(&b, ipc.WithSchema(schema))
 	if err := w.Close(); err != nil { // writes the schema message and end-of-stream
 		return nil, fmt.Errorf("serialise arrow schema: %w", err)
+	}
+	return bytes.Clone(b.Bytes()[:b.Len()-8]), nil
+}
+
+func newIPCWriter(schema *arrow.Schema) (*ipcWriter, error) {
+	msg, err := schemaMessage(schema)
+	if err != nil {
+		return nil, err
 	}
 	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstdLevel), zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true))
@@ -70,7 +80,7 @@ func newIPCWriter(schema *arrow.Schema) (*ipcWriter, error) {
 	return &ipcWriter{
 		zenc:   zenc,
 		fb:     flatbuffers.NewBuilder(4096),
-		schema: bytes.Clone(b.Bytes()[:b.Len()-8]),
+		schema: msg,
 	}, nil
 }
 

@@ -1,0 +1,319 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/klauspost/compress/zstd"
+)
+
+// rawArray is one decoded Arrow array: its length, null count, buffers
+// (validity first, in the IPC order of its type), children and dictionary.
+// The column decoders of decode.go read rawArrays, whichever reader built
+// them: the fast reader below for streams whose schema message is the one
+// this package writes, arrow-go's ipc.Reader for any other flow.v1 writer.
+type rawArray struct {
+	length, nulls int
+	bufs          [][]byte
+	children      []*rawArray
+	dict          *rawArray
+}
+
+func (a *rawArray) Len() int              { return a.length }
+func (a *rawArray) Offset() int           { return 0 }
+func (a *rawArray) NullN() int            { return a.nulls }
+func (a *rawArray) Children() []*rawArray { return a.children }
+func (a *rawArray) Dictionary() *rawArray { return a.dict }
+
+// fromArrow converts arrow-go's ArrayData (of the fallback reader).
+func fromArrow(d arrow.ArrayData) (*rawArray, error) {
+	if d.Offset() != 0 {
+		return nil, fmt.Errorf("%w: array with offset %d", ErrNotArrow, d.Offset())
+	}
+	a := &rawArray{length: d.Len(), nulls: d.NullN()}
+	for _, b := range d.Buffers() {
+		if b == nil {
+			a.bufs = append(a.bufs, nil)
+		} else {
+			a.bufs = append(a.bufs, b.Bytes())
+		}
+	}
+	for _, c := range d.Children() {
+		ca, err := fromArrow(c)
+		if err != nil {
+			return nil, err
+		}
+		a.children = append(a.children, ca)
+	}
+	if dd, ok := d.Dictionary().(*array.Data); ok && dd != nil { // a typed nil when absent
+		var err error
+		if a.dict, err = fromArrow(dd); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// ipcMessage is one framed message of a stream, as scanStream found it.
+type ipcMessage struct {
+	typ   byte // 1 schema, 2 dictionary batch, 3 record batch
+	frame []byte
+	meta  fbuf
+	body  []byte
+}
+
+// fastReader decodes streams whose schema message is byte for byte the one
+// this package's Encoder writes: no arrow-go objects, one reused zstd
+// decoder, decompressed buffers in one reused arena.
+type fastReader struct {
+	schema *arrow.Schema
+	zdec   *zstd.Decoder
+	arena  []byte
+	used   int // arena bytes in use by the current Decode
+	dicts  map[int64]*rawArray
+}
+
+func newFastReader(schema *arrow.Schema) *fastReader {
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+	if err != nil {
+		panic("schemas: create zstd decoder: " + err.Error()) // constant options cannot fail
+	}
+	return &fastReader{schema: schema, zdec: zdec, dicts: map[int64]*rawArray{}}
+}
+
+// batchView is the RecordBatch table of a message.
+type batchView struct {
+	length int64
+	nodes  []fieldNode
+	bufs   [][]byte // decompressed, 8-aligned in the arena
+}
+
+// readBatch reads the RecordBatch table at t of a message and decompresses
+// its buffers into the arena, within budget bytes.
+func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (batchView, error) {
+	var v batchView
+	b := m.meta
+	if p, ok := b.field(t, 0); ok && p != 0 {
+		v.length = int64(binary.LittleEndian.Uint64(b[p:]))
+	}
+	if v.length < 0 || v.length > 1<<31-1 {
+		return v, fmt.Errorf("%w: record batch of %d rows", ErrNotArrow, v.length)
+	}
+	ns, nn, ok := b.vector(t, 1, 16)
+	if !ok {
+		return v, fmt.Errorf("%w: malformed field nodes", ErrNotArrow)
+	}
+	for i := int64(0); i < nn; i++ {
+		p := ns + 16*i
+		v.nodes = append(v.nodes, fieldNode{int64(binary.LittleEndian.Uint64(b[p:])), int64(binary.LittleEndian.Uint64(b[p+8:]))})
+	}
+	bs, bn, ok := b.vector(t, 2, 16)
+	if !ok {
+		return v, fmt.Errorf("%w: malformed buffer list", ErrNotArrow)
+	}
+	compressed := false
+	if c, ok := b.table(t, 3); !ok {
+		return v, fmt.Errorf("%w: malformed body compression", ErrNotArrow)
+	} else if c != 0 {
+		codec, ok := b.field(c, 0)
+		if !ok || codec == 0 || b[codec] != codecZSTD {
+			return v, fmt.Errorf("%w: body compression other than zstd", ErrNotArrow)
+		}
+		compressed = true
+	}
+	// First pass: sizes, so the arena is grown at most once.
+	type span struct {
+		src   []byte
+		n, at int
+		z     bool // zstd frame to decompress, else raw bytes to copy
+	}
+	spans := make([]span, bn)
+	total := 0
+	for i := int64(0); i < bn; i++ {
+		p := bs + 16*i
+		off, ln := int64(binary.LittleEndian.Uint64(b[p:])), int64(binary.LittleEndian.Uint64(b[p+8:]))
+		if off < 0 || ln < 0 || off > int64(len(m.body)) || ln > int64(len(m.body))-off {
+			return v, fmt.Errorf("%w: buffer %d outside the message body", ErrNotArrow, i)
+		}
+		sp := span{src: m.body[off : off+ln], n: int(ln), at: total}
+		if compressed && ln > 0 {
+			if ln < 8 {
+				return v, fmt.Errorf("%w: compressed buffer %d without length", ErrNotArrow, i)
+			}
+			ul := int64(binary.LittleEndian.Uint64(sp.src))
+			switch {
+			case ul == -1:
+				sp.src, sp.n = sp.src[8:], int(ln-8)
+			case ul < 0 || ul > int64(*budget):
+				return v, fmt.Errorf("%w: buffer %d claims %d bytes uncompressed", ErrNotArrow, i, ul)
+			default:
+				sp.src, sp.n, sp.z = sp.src[8:], int(ul), true
+			}
+		}
+		if *budget -= sp.n; *budget < 0 {
+			return v, fmt.Errorf("%w: message claims more decompressed bytes than it can hold", ErrNotArrow)
+		}
+		spans[i] = sp
+		total += (sp.n + 7) &^ 7
+	}
+	if cap(r.arena)-r.used < total {
+		r.arena, r.used = make([]byte, max(total, 2*cap(r.arena))), 0
+	}
+	base := r.used
+	r.used += total
+	v.bufs = make([][]byte, bn)
+	for i, sp := range spans {
+		if sp.n == 0 {
+			continue
+		}
+		at := base + sp.at
+		dst := r.arena[at : at : at+sp.n]
+		if !sp.z {
+			dst = append(dst, sp.src...)
+		} else {
+			out, err := r.zdec.DecodeAll(sp.src, dst)
+			if err != nil || len(out) != sp.n || &out[0] != &r.arena[at] {
+				return v, fmt.Errorf("%w: buffer %d does not decompress to its %d bytes", ErrNotArrow, i, sp.n)
+			}
+			dst = out
+		}
+		v.bufs[i] = dst
+	}
+	return v, nil
+}
+
+// arrayCursor hands out the nodes and buffers of a batch in IPC order.
+type arrayCursor struct {
+	v      *batchView
+	node   int
+	buf    int
+	dictID int64
+	dicts  map[int64]*rawArray
+}
+
+func (c *arrayCursor) take(nbufs int) (*rawArray, error) {
+	if c.node >= len(c.v.nodes) || c.buf+nbufs > len(c.v.bufs) {
+		return nil, fmt.Errorf("%w: record batch has fewer nodes or buffers than the schema", ErrNotArrow)
+	}
+	n := c.v.nodes[c.node]
+	if n.length < 0 || n.length > 1<<31-1 || n.nulls < 0 || n.nulls > n.length {
+		return nil, fmt.Errorf("%w: field node %d: length %d, nulls %d", ErrNotArrow, c.node, n.length, n.nulls)
+	}
+	a := &rawArray{length: int(n.length), nulls: int(n.nulls), bufs: c.v.bufs[c.buf : c.buf+nbufs]}
+	c.node++
+	c.buf += nbufs
+	return a, nil
+}
+
+// array reads the array of one field of type t, numbering dictionaries in
+// pre-order as arrow-go's dictionary mapper does.
+func (c *arrayCursor) array(t arrow.DataType) (*rawArray, error) {
+	switch t := t.(type) {
+	case *arrow.DictionaryType:
+		a, err := c.take(2)
+		if err != nil {
+			return nil, err
+		}
+		id := c.dictID
+		c.dictID++
+		if a.dict = c.dicts[id]; a.dict == nil {
+			return nil, fmt.Errorf("%w: dictionary %d missing", ErrNotArrow, id)
+		}
+		return a, nil
+	case *arrow.ListType:
+		a, err := c.take(2)
+		if err != nil {
+			return nil, err
+		}
+		ch, err := c.array(t.Elem())
+		if err != nil {
+			return nil, err
+		}
+		a.children = []*rawArray{ch}
+		return a, nil
+	case *arrow.StructType:
+		a, err := c.take(1)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range t.Fields() {
+			ch, err := c.array(f.Type)
+			if err != nil {
+				return nil, err
+			}
+			a.children = append(a.children, ch)
+		}
+		return a, nil
+	case *arrow.StringType, *arrow.BinaryType:
+		return c.take(3)
+	}
+	return c.take(2) // fixed width and boolean
+}
+
+// decode decodes the messages after the schema message.
+func (r *fastReader) decode(dst []Flow, msgs []ipcMessage, budget int) ([]Flow, error) {
+	r.used = 0
+	clear(r.dicts)
+	for i := range msgs[1:] {
+		m := &msgs[1+i]
+		h, _ := m.meta.table(rootTable(m.meta), 2)
+		switch m.typ {
+		case headerDictionaryBatch:
+			var id int64
+			if p, ok := m.meta.field(h, 0); ok && p != 0 {
+				id = int64(binary.LittleEndian.Uint64(m.meta[p:]))
+			}
+			if p, ok := m.meta.field(h, 2); ok && p != 0 && m.meta[p] != 0 {
+				return dst, fmt.Errorf("%w: delta dictionary batches are not written by flowbus", ErrNotArrow)
+			}
+			rb, ok := m.meta.table(h, 1)
+			if !ok || rb == 0 {
+				return dst, fmt.Errorf("%w: dictionary batch without data", ErrNotArrow)
+			}
+			v, err := r.readBatch(m, rb, &budget)
+			if err != nil {
+				return dst, err
+			}
+			c := &arrayCursor{v: &v}
+			a, err := c.take(3) // utf8 dictionary values
+			if err != nil {
+				return dst, err
+			}
+			if int64(a.length) != v.length {
+				return dst, fmt.Errorf("%w: dictionary %d length differs from its batch", ErrNotArrow, id)
+			}
+			r.dicts[id] = a
+		case headerRecordBatch:
+			v, err := r.readBatch(m, h, &budget)
+			if err != nil {
+				return dst, err
+			}
+			c := &arrayCursor{v: &v, dicts: r.dicts}
+			cols := make([]*rawArray, numCols)
+			for k, f := range r.schema.Fields() {
+				if cols[k], err = c.array(f.Type); err != nil {
+					return dst, err
+				}
+			}
+			if dst, err = decodeBatch(dst, cols, int(v.length)); err != nil {
+				return dst, err
+			}
+		default:
+			return dst, fmt.Errorf("%w: unexpected message type %d", ErrNotArrow, m.typ)
+		}
+	}
+	return dst, nil
+}
+
+func rootTable(b fbuf) int64 {
+	t, _ := b.u32(0)
+	return t
+}
+
+// sameSchema reports whether a schema message is the one Encoder writes.
+func sameSchema(m *ipcMessage, canonical []byte) bool {
+	return bytes.Equal(m.frame, canonical)
+}
