@@ -28,11 +28,12 @@ payments fleet (deploy/lab/examples/payments.yaml).`
 
 // runLab is `flowbus lab`: the single-machine netns lab.
 func runLab(ctx context.Context, args []string, io cmdIO) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprintln(io.Stderr, labUsage)
+		return fmt.Errorf("%w: a verb is required (up, traffic, down, status)", errUsage)
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(io.Stdout, labUsage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: a verb is required (up, traffic, down, status)", errUsage)
-		}
 		return nil
 	}
 	verb, rest := args[0], args[1:]
@@ -52,11 +53,14 @@ func runLab(ctx context.Context, args []string, io cmdIO) error {
 	return fmt.Errorf("%w: unknown verb %q (want up, traffic, down or status)", errUsage, verb)
 }
 
-// labFlags adds the flags every verb shares and returns the config they fill.
-func labFlags(fs *pflag.FlagSet) *lab.Config {
+// labFlags adds the flags the verbs share and returns the config they fill.
+// traffic takes the prefix from the lab's state, so it has no --prefix.
+func labFlags(fs *pflag.FlagSet, withPrefix bool) *lab.Config {
 	cfg := &lab.Config{}
 	fs.StringVar(&cfg.StateDir, "state-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
-	fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters")
+	if withPrefix {
+		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --state-dir when there is one")
+	}
 	return cfg
 }
 
@@ -71,7 +75,7 @@ func labSelf() ([]string, error) {
 func labUp(ctx context.Context, args []string, io cmdIO) error {
 	fs := pflag.NewFlagSet("lab up", pflag.ContinueOnError)
 	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs)
+	cfg := labFlags(fs, true)
 	topoPath := fs.String("topology", "", "topology YAML (pods, servers, clients, services); default the payments fleet")
 	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
@@ -120,7 +124,7 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 	fs := pflag.NewFlagSet("lab traffic", pflag.ContinueOnError)
 	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs)
+	cfg := labFlags(fs, false)
 	var opt lab.TrafficOptions
 	fs.DurationVar(&opt.Duration, "duration", 30*time.Second, "how long the clients send; traffic stops by itself after it")
 	fs.Float64Var(&opt.Rate, "rate", 10, "requests per second on each client edge of the topology")
@@ -162,7 +166,7 @@ func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 func labDown(ctx context.Context, args []string, io cmdIO) error {
 	fs := pflag.NewFlagSet("lab down", pflag.ContinueOnError)
 	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs)
+	cfg := labFlags(fs, true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -184,7 +188,7 @@ func labDown(ctx context.Context, args []string, io cmdIO) error {
 func labStatus(ctx context.Context, args []string, io cmdIO) error {
 	fs := pflag.NewFlagSet("lab status", pflag.ContinueOnError)
 	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs)
+	cfg := labFlags(fs, true)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

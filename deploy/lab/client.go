@@ -38,7 +38,7 @@ type EdgeStats struct {
 	To        string `json:"to"`
 	Kind      string `json:"kind"`
 	Port      uint16 `json:"port"`
-	Detail    string `json:"detail,omitempty"` // http: method and first path
+	Detail    string `json:"detail,omitempty"` // http: method and paths
 	Sent      uint64 `json:"sent"`
 	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
 	Status5xx uint64 `json:"status_5xx"` // the expected 5xx of a route's error_every
@@ -87,7 +87,7 @@ type edge struct {
 func (e *edge) stats() EdgeStats {
 	detail := ""
 	if e.spec.Kind == KindHTTP {
-		detail = e.spec.Method + " " + e.spec.Paths[0]
+		detail = e.spec.Method + " " + strings.Join(e.spec.Paths, ",")
 	}
 	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
 		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Errors: e.errs.Load(), Skipped: e.skipped.Load()}

@@ -55,7 +55,7 @@
 // Everything the lab makes carries its prefix (1-8 letters, default "fb"):
 // namespaces <prefix>-<pod>, host links matching ^<prefix>[0-9]+h$, and
 // processes whose command line holds the argument --flowbus-lab=<prefix>.
-// A prefix of letters only means "fb" never matches another lab's "fbt".
+// A prefix of letters only means "fb" never matches another lab's "fblt".
 // Down finds all of these on the host, not from the state files, so it also
 // cleans up after a crash or a kill -9 of up: it ends the processes (marked
 // ones and any inside the namespaces; SIGTERM, then SIGKILL), deletes the
@@ -68,5 +68,5 @@
 // Traffic on interrupt stops its clients and leaves the lab up.
 //
 // Two labs can run at once with different prefixes, state directories and
-// address ranges (the tests use prefixes fbt, fbu, fbv and 10.201-203.0.0/24).
+// address ranges (the tests use prefixes fblt, fblu, fblv and 10.201-203.0.0/24).
 package lab

@@ -198,7 +198,7 @@ func echo(addr netip.AddrPort, line string) (string, error) {
 
 func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t *testing.T) {
 	requireLab(t)
-	cfg := testConfig(t, "fbt", "lab-child")
+	cfg := testConfig(t, "fblt", "lab-child")
 	cleanupLab(t, cfg)
 	ctx := context.Background()
 	start := time.Now()
@@ -219,7 +219,7 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		cfg2 := cfg
 		cfg2.StateDir = filepath.Join(t.TempDir(), "other")
 		_, err := Up(ctx, cfg2, testTopology(t, 201))
-		if err == nil || !strings.Contains(err.Error(), `a lab with prefix "fbt" already exists`) {
+		if err == nil || !strings.Contains(err.Error(), `a lab with prefix "fblt" already exists`) {
 			t.Fatalf("second Up: %v; want refusal", err)
 		}
 	})
@@ -351,24 +351,24 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if len(f.Pods) != 8 || len(f.Services) != 6 || f.Node != "test-node" {
 			t.Fatalf("pods %d services %d node %q; want 8, 6, test-node", len(f.Pods), len(f.Services), f.Node)
 		}
-		idx, err := ifIndex("fbt2h")
+		idx, err := ifIndex("fblt2h")
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := endpoints.Pod{
 			Namespace: "payments", Name: "checkout-api", Workload: "checkout-api", WorkloadKind: "Deployment",
-			Labels:    []string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments", "k8s:team=payments"},
+			Labels:    []string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments"},
 			IPs:       []netip.Addr{netip.MustParseAddr("10.201.0.2"), netip.MustParseAddr("fd00:fb:201::2")},
-			Interface: "fbt2h", IfIndex: idx, Node: "test-node", NetNS: "fbt-checkout-api",
-			Identity: endpoints.Identity([]string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments", "k8s:team=payments"}),
+			Interface: "fblt2h", IfIndex: idx, Node: "test-node", NetNS: "fblt-checkout-api",
+			Identity: endpoints.Identity([]string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments"}),
 		}
 		got, ok := f.PodByIfIndex(idx)
 		if !ok || !reflect.DeepEqual(*got, want) {
 			t.Fatalf("pod at ifindex %d:\n got %+v\nwant %+v", idx, got, want)
 		}
 		dns, _ := f.PodByIP(netip.MustParseAddr("10.201.0.6"))
-		if dns == nil || dns.Name != "kube-dns" || dns.Namespace != "kube-system" || dns.Workload != "coredns" || dns.Interface != "fbt6h" {
-			t.Fatalf("10.201.0.6 = %+v; want kube-system/kube-dns on fbt6h", dns)
+		if dns == nil || dns.Name != "kube-dns" || dns.Namespace != "kube-system" || dns.Workload != "coredns" || dns.Interface != "fblt6h" {
+			t.Fatalf("10.201.0.6 = %+v; want kube-system/kube-dns on fblt6h", dns)
 		}
 		svc, ok := f.ServiceByBackend(netip.MustParseAddr("fd00:fb:201::6"), 53, "UDP")
 		if !ok || svc.Name != "kube-dns" || !reflect.DeepEqual(svc.ClusterIPs, []netip.Addr{netip.MustParseAddr("10.96.0.10"), netip.MustParseAddr("fd00:fb:96::a")}) {
@@ -392,8 +392,8 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Edges) != 10 {
-			t.Fatalf("%d edges; want 10", len(rep.Edges))
+		if len(rep.Edges) != 11 {
+			t.Fatalf("%d edges; want 11", len(rep.Edges))
 		}
 		for _, e := range rep.Edges {
 			if e.Sent < 10 || e.Sent != e.OK+e.Status5xx+e.Resets+e.Errors {
@@ -436,7 +436,7 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if len(removed.NetNS) != 8 || len(removed.Links) != 8 || len(removed.Processes) < 6 || len(removed.Files) < 10 {
 			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes, >= 10 state files", removed)
 		}
-		assertNothingLeft(t, "fbt", cfg.StateDir, pids)
+		assertNothingLeft(t, "fblt", cfg.StateDir, pids)
 		again, err := Down(ctx, cfg)
 		if err != nil || !again.Empty() {
 			t.Fatalf("second Down: %s, %v; want nothing, no error", again, err)
@@ -483,24 +483,24 @@ func assertNothingLeft(t *testing.T, prefix, stateDir string, pids []int) {
 
 func TestUpThatFailsHalfwayRemovesWhatItMade(t *testing.T) {
 	requireLab(t)
-	cfg := testConfig(t, "fbu", "lab-child-failing")
+	cfg := testConfig(t, "fblu", "lab-child-failing")
 	cleanupLab(t, cfg)
 	_, err := Up(context.Background(), cfg, testTopology(t, 202))
 	if err == nil || !strings.Contains(err.Error(), "pod fraud-detector: server exited before it was ready") {
 		t.Fatalf("Up = %v; want the fraud-detector server failure", err)
 	}
-	assertNothingLeft(t, "fbu", cfg.StateDir, nil)
+	assertNothingLeft(t, "fblu", cfg.StateDir, nil)
 }
 
 func TestUpInterruptedRemovesWhatItMade(t *testing.T) {
 	requireLab(t)
-	cfg := testConfig(t, "fbv", "lab-child")
+	cfg := testConfig(t, "fblv", "lab-child")
 	cleanupLab(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	// Cancel as soon as the third pod's namespace exists: halfway through.
 	go func() {
 		for {
-			if _, err := os.Stat(filepath.Join(netnsDir, "fbv-ledger-svc")); err == nil {
+			if _, err := os.Stat(filepath.Join(netnsDir, "fblv-ledger-svc")); err == nil {
 				cancel()
 				return
 			}
@@ -512,5 +512,5 @@ func TestUpInterruptedRemovesWhatItMade(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Up = %v; want context.Canceled", err)
 	}
-	assertNothingLeft(t, "fbv", cfg.StateDir, nil)
+	assertNothingLeft(t, "fblv", cfg.StateDir, nil)
 }

@@ -40,7 +40,7 @@ func TestDefaultTopologyIsThePaymentsFleetPlacedInOrder(t *testing.T) {
 	if co.HostMAC != "06:fb:0a:c8:00:02" || co.PodMAC != "02:fb:0a:c8:00:02" {
 		t.Errorf("checkout-api MACs host %s pod %s; want 06:fb:0a:c8:00:02, 02:fb:0a:c8:00:02", co.HostMAC, co.PodMAC)
 	}
-	wantLabels := []string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments", "k8s:team=payments"}
+	wantLabels := []string{"k8s:app=checkout-api", "k8s:io.kubernetes.pod.namespace=payments"}
 	if !reflect.DeepEqual(co.Labels, wantLabels) || co.Identity != endpoints.Identity(wantLabels) {
 		t.Errorf("checkout-api labels %q identity %d; want %q identity %d", co.Labels, co.Identity, wantLabels, endpoints.Identity(wantLabels))
 	}
