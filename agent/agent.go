@@ -42,8 +42,17 @@ type Source interface {
 	Run(ctx context.Context, out chan<- []schemas.Flow, lost LostFunc) error
 }
 
+// Recycler is implemented by sources that reuse batch slices. Once the taps
+// and the aggregator are done with a raw batch, the agent hands it back with
+// Recycle (from the aggregation goroutine, concurrently with the source's
+// Run): the source may overwrite it and send it again. With aggregation
+// disabled batches travel on to export and are not handed back.
+type Recycler interface {
+	Recycle(batch []schemas.Flow)
+}
+
 // DefaultChannelDepth is the default number of batches buffered between stages.
-const DefaultChannelDepth = 64
+const DefaultChannelDepth = 8
 
 // Config configures an Agent.
 type Config struct {
@@ -51,7 +60,7 @@ type Config struct {
 	Source    Source           // required
 	Aggregate aggregate.Config // Window is the flush interval
 	Export    export.Config
-	// ChannelDepth is the batches buffered between stages (default 64).
+	// ChannelDepth is the batches buffered between stages (default 8).
 	ChannelDepth int
 }
 
@@ -197,6 +206,10 @@ func (a *Agent) aggregate(raw <-chan []schemas.Flow, lost <-chan lostEvent, out 
 			t.Lost(l.source, l.n)
 		}
 	}
+	recycler, _ := a.cfg.Source.(Recycler)
+	if a.agg.Config().Disabled {
+		recycler = nil
+	}
 	tick := time.NewTicker(a.agg.Config().Window)
 	defer tick.Stop()
 	for {
@@ -220,6 +233,9 @@ func (a *Agent) aggregate(raw <-chan []schemas.Flow, lost <-chan lostEvent, out 
 				t.Observe(flows)
 			}
 			send(a.agg.Add(flows))
+			if recycler != nil {
+				recycler.Recycle(flows)
+			}
 		case l := <-lost:
 			onLost(l)
 		case <-tick.C:

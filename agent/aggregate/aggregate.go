@@ -61,7 +61,7 @@ type Aggregator struct {
 	index map[uint64]int32 // key hash → first record with that hash
 	recs  []schemas.Flow   // the window's records
 	next  []int32          // next record with the same hash, -1 at the end
-	buf   [64]byte         // scratch for hashing numeric key fields
+	buf   [128]byte        // scratch for hashing numeric key fields
 
 	earlyFlushes prometheus.Counter
 }
@@ -229,19 +229,22 @@ func (a *Aggregator) hash(f *schemas.Flow) uint64 {
 	b = binary.LittleEndian.AppendUint32(b, f.L7.HTTPStatus)
 	b = binary.LittleEndian.AppendUint32(b, f.L7.DNSRCode)
 	b = binary.LittleEndian.AppendUint32(b, uint32(f.L7.KafkaErrorCode))
-	var h maphash.Hash
-	h.SetSeed(a.seed)
-	h.Write(b)
-	// Strings are written with a terminator byte that cannot occur in a
-	// valid key position, so "ab"+"c" and "a"+"bc" hash differently.
-	for _, s := range [...]string{
+	strs := [...]string{
 		f.NodeName,
 		f.Src.Namespace, workload(&f.Src),
 		f.Dst.Namespace, workload(&f.Dst),
 		f.L7.HTTPMethod, f.L7.HTTPURL, f.L7.DNSQuery, f.L7.KafkaAPIKey, f.L7.KafkaTopic,
-	} {
+	}
+	// The strings' lengths go first, so their concatenation is unambiguous
+	// ("ab"+"c" and "a"+"bc" hash differently) without separators.
+	for _, s := range strs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s)))
+	}
+	var h maphash.Hash
+	h.SetSeed(a.seed)
+	h.Write(b)
+	for _, s := range strs {
 		h.WriteString(s)
-		h.WriteByte(0xff)
 	}
 	return h.Sum64()
 }

@@ -58,8 +58,9 @@ func (c Config) Validate() error {
 
 // Source is the synthetic flow source: a Generator paced to Config.Rate.
 type Source struct {
-	gen *Generator
-	cfg Config
+	gen  *Generator
+	cfg  Config
+	free chan []schemas.Flow // batches handed back by Recycle
 }
 
 // New returns a synthetic Source.
@@ -69,7 +70,7 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{gen: g, cfg: cfg}, nil
+	return &Source{gen: g, cfg: cfg, free: make(chan []schemas.Flow, 32)}, nil
 }
 
 // Name returns "synthetic".
@@ -78,9 +79,18 @@ func (s *Source) Name() string { return "synthetic" }
 // Totals returns the exact totals of the flows generated so far.
 func (s *Source) Totals() Totals { return s.gen.Totals() }
 
+// Recycle takes back a batch the receiver is done with, to be filled again
+// (agent.Recycler). Safe for concurrent use with Run.
+func (s *Source) Recycle(batch []schemas.Flow) {
+	select {
+	case s.free <- batch[:cap(batch)]:
+	default:
+	}
+}
+
 // Run sends batches of generated flows on out until Config.Count flows are
 // sent or ctx ends, pacing them to Config.Rate; it returns nil then. Each
-// batch is a new slice owned by the receiver. The synthetic source loses
+// batch is owned by the receiver until it hands it back with Recycle. The synthetic source loses
 // nothing, so lost is never called.
 func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(flowpb.LostEventSource, uint64)) error {
 	batch := s.cfg.BatchSize
@@ -110,7 +120,16 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 				}
 			}
 		}
-		flows := make([]schemas.Flow, n)
+		var flows []schemas.Flow
+		select {
+		case flows = <-s.free:
+		default:
+		}
+		if cap(flows) >= n {
+			flows = flows[:n]
+		} else {
+			flows = make([]schemas.Flow, n)
+		}
 		s.gen.fill(flows)
 		select {
 		case out <- flows:
