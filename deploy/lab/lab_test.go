@@ -15,14 +15,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/sys/unix"
 
 	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 )
@@ -45,6 +43,19 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	}
+	if len(os.Args) == 5 && os.Args[1] == "lab-up" {
+		// A process that runs Up and is then killed by the test: a crash.
+		var octet int
+		fmt.Sscan(os.Args[4], &octet)
+		topo, _ := DefaultTopology()
+		topo.Network = Network{IPv4: fmt.Sprintf("10.%d.0.0/24", octet), IPv6: fmt.Sprintf("fd00:fb:%d::/64", octet)}
+		cfg := Config{Prefix: os.Args[2], StateDir: os.Args[3], Self: []string{os.Args[0], "lab-child"}}
+		if _, err := Up(context.Background(), cfg, topo); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		select {}
 	}
 	os.Exit(m.Run())
 }
@@ -99,28 +110,12 @@ func cleanupLab(t *testing.T, cfg Config) {
 	})
 }
 
-// inNetns runs fn on a thread inside network namespace ns, so that the
-// sockets fn opens belong to that pod. The thread is never returned to the
-// runtime's pool: it ends with the goroutine.
+// inNetns runs fn inside pod namespace ns (InNetNS); fn reports with t.Errorf.
 func inNetns(t *testing.T, ns string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		f, err := os.Open(filepath.Join(netnsDir, ns))
-		if err != nil {
-			t.Errorf("open netns %s: %v", ns, err)
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			t.Errorf("setns %s: %v", ns, err)
-			return
-		}
-		fn()
-	}()
-	<-done
+	if err := InNetNS(ns, func() error { fn(); return nil }); err != nil {
+		t.Error(err)
+	}
 }
 
 func httpGet(addr netip.AddrPort, method, path string) (int, string, error) {
@@ -419,6 +414,23 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		t.Logf("progress:\n%s", progress.String())
 	})
 
+	t.Run("an interrupted traffic stops its clients and leaves the lab up", func(t *testing.T) {
+		ictx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(700*time.Millisecond, cancel)
+		start := time.Now()
+		rep, err := Traffic(ictx, cfg, TrafficOptions{Duration: time.Minute, Rate: 5})
+		if !errors.Is(err, context.Canceled) || time.Since(start) > 10*time.Second {
+			t.Fatalf("Traffic = %v after %s; want context.Canceled soon after 0.7 s", err, time.Since(start))
+		}
+		if rep.Total().Sent == 0 {
+			t.Errorf("interrupted traffic reported nothing sent: %+v", rep.Total())
+		}
+		marked, err := markedProcesses("fblt")
+		if err != nil || len(marked) != 6 {
+			t.Fatalf("lab processes after the interrupt: %v %v; want the 6 servers only", marked, err)
+		}
+	})
+
 	t.Run("down leaves no namespace, link, process or state file, and a second down does nothing", func(t *testing.T) {
 		pids := []int{}
 		for _, p := range plan.Pods {
@@ -513,4 +525,46 @@ func TestUpInterruptedRemovesWhatItMade(t *testing.T) {
 		t.Fatalf("Up = %v; want context.Canceled", err)
 	}
 	assertNothingLeft(t, "fblv", cfg.StateDir, nil)
+}
+
+func TestDownAfterUpWasKilledRemovesEverything(t *testing.T) {
+	requireLab(t)
+	cfg := testConfig(t, "fblw", "lab-child")
+	cleanupLab(t, cfg)
+	up := exec.Command(os.Args[0], "lab-up", cfg.Prefix, cfg.StateDir, "204")
+	var stderr strings.Builder
+	up.Stderr = &stderr
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once servers run, so that orphaned processes are left too.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, readyDir, "checkout-api")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			up.Process.Kill()
+			up.Wait()
+			t.Fatalf("up never started servers: %s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	up.Process.Kill()
+	up.Wait()
+	left, err := findLeftovers(context.Background(), cfg.Prefix)
+	if err != nil || len(left.NetNS) != 8 || len(left.Processes) == 0 {
+		t.Fatalf("after the crash: %s %v; want 8 namespaces and server processes", left, err)
+	}
+	// A down that knows only the prefix, as after losing the state dir.
+	nostate := cfg
+	nostate.StateDir = filepath.Join(t.TempDir(), "none")
+	if _, err := Down(context.Background(), nostate); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, cfg.Prefix, nostate.StateDir, left.Processes)
+	if _, err := Down(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, cfg.Prefix, cfg.StateDir, nil)
 }

@@ -10,9 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // netnsDir is where iproute2 keeps named network namespaces.
@@ -201,4 +204,29 @@ func alive(pid int) bool {
 		return false
 	}
 	return b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// InNetNS runs fn on an OS thread inside the named network namespace (as
+// `ip netns exec` would), so that every socket fn opens belongs to that pod:
+// a test or a tool can make exact traffic from a pod without a process. fn
+// must open its sockets on the calling goroutine (net.Dial does; an
+// http.Client dials on other goroutines and does not). The thread never
+// returns to the Go runtime's pool; it ends with fn.
+func InNetNS(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
+		f, err := os.Open(filepath.Join(netnsDir, name))
+		if err != nil {
+			errc <- fmt.Errorf("open netns %s: %w", name, err)
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
