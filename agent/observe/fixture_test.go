@@ -203,6 +203,3 @@ func filterCases() []filterCase {
 		{name: "blacklist of a label", black: ff(&flowpb.FlowFilter{SourceLabel: []string{"k8s:app=frontend"}}), want: without("f01", "f03", "f04", "f06", "f09")},
 	}
 }
-
-// testToProto, when set, replaces schemas.ToProto in servers built by tests.
-var testToProto func(*schemas.Flow) *flowpb.Flow

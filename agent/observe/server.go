@@ -57,8 +57,6 @@ type Server struct {
 	cfg  Config
 	ring *Ring
 	log  *slog.Logger
-	// toProto converts a record for the wire (schemas.ToProto).
-	toProto func(*schemas.Flow) *flowpb.Flow
 
 	readerLost prometheus.Counter
 	sent       prometheus.Counter
@@ -75,7 +73,7 @@ func NewServer(cfg Config, ring *Ring, log *slog.Logger, reg prometheus.Register
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg: cfg, ring: ring, log: log, toProto: schemas.ToProto,
+		cfg: cfg, ring: ring, log: log,
 		readerLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowbus_observer_reader_lost_total",
 			Help: "Events GetFlows readers lost because the ring overwrote them before they were sent (slow followers).",
@@ -217,7 +215,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 			if !fs.Pass(f) {
 				continue
 			}
-			pf := s.toProto(f)
+			pf := schemas.ToProto(f)
 			if err := stream.Send(&observerpb.GetFlowsResponse{
 				Time:          pf.GetTime(),
 				NodeName:      pf.GetNodeName(),

@@ -33,9 +33,6 @@ func startServer(t testing.TB, ring *Ring) (observerpb.ObserverClient, *Server) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if testToProto != nil {
-		srv.toProto = testToProto
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
