@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,42 @@ func TestCommitOfAPartitionNotAssignedFails(t *testing.T) {
 		t.Fatalf("poll of an empty stream: got %v, want context.DeadlineExceeded", err)
 	}
 	checkErr(t, c.Commit(context.Background(), map[int32]int64{2: 5}), "partition 2 is not assigned")
+}
+
+// TestTheConsumerKeepsReadingAcrossAServerRestart stops the server between
+// two batches: the consumer's readers reconnect by themselves and the second
+// batch arrives, nothing twice.
+func TestTheConsumerKeepsReadingAcrossAServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	s1, u, err := StartEmbedded(dir, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := s1.Addr().(*net.TCPAddr).Port
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
+	msgs := testMessages("node-x", 1, 24)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs[:12]); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})
+	ds := pollN(t, c, 12, 10*time.Second)
+	next := map[int32]int64{}
+	for _, d := range ds {
+		next[d.Partition] = d.Offset + 1
+	}
+	if err := c.Commit(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	s1.Shutdown()
+	s1.WaitForShutdown()
+	time.Sleep(time.Second)
+	startServer(t, dir, port)
+	if err := p.Publish(ctx, msgs[12:]); err != nil {
+		t.Fatal(err)
+	}
+	ds = append(ds, pollN(t, c, 12, 20*time.Second)...)
+	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	checkDeliveries(t, ds, msgs, 4)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -51,7 +52,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 // connect dials with unlimited reconnects and no reconnect buffer: a publish
 // while disconnected fails at once (and Publish retries it in order) instead
 // of being sent later, behind messages published after it.
-func connect(c Conn, log interface{ Info(string, ...any) }) (*natsgo.Conn, error) {
+func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
 	nc, err := natsgo.Connect(c.URL,
 		natsgo.Name(c.Name),
 		natsgo.MaxReconnects(-1),
@@ -63,6 +64,14 @@ func connect(c Conn, log interface{ Info(string, ...any) }) (*natsgo.Conn, error
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		// Without a handler nats.go prints asynchronous errors to stderr.
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
+			if sub != nil {
+				log.Warn("nats async error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("nats async error", "err", err)
 		}),
 	)
 	if err != nil {
