@@ -343,6 +343,21 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The whole file: the plan of the same topology, with the ifindexes the host has.
+		wantPlan, err := NewPlan(testTopology(t, 201), "fblt", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range wantPlan.Pods {
+			if wantPlan.Pods[i].IfIndex, err = ifIndex(wantPlan.Pods[i].HostIf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantBytes, _ := wantPlan.Endpoints().Marshal()
+		gotBytes, _ := os.ReadFile(EndpointsPath(cfg.StateDir))
+		if string(gotBytes) != string(wantBytes) {
+			t.Fatalf("endpoints file:\n%s\nwant:\n%s", gotBytes, wantBytes)
+		}
 		if len(f.Pods) != 8 || len(f.Services) != 6 || f.Node != "test-node" {
 			t.Fatalf("pods %d services %d node %q; want 8, 6, test-node", len(f.Pods), len(f.Services), f.Node)
 		}

@@ -1,7 +1,10 @@
 package lab
 
 import (
+	"bytes"
+	"flag"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -161,5 +164,38 @@ func TestEveryExampleTopologyParses(t *testing.T) {
 		if _, err := LoadTopology(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// The endpoints file of the payments fleet is pinned in a golden file, so a
+// change of the format or of the fleet is a visible diff. ifindex is 0 here:
+// only a running lab knows it.
+func TestEndpointsFileOfThePaymentsFleetMatchesTheGoldenFile(t *testing.T) {
+	topo, _ := DefaultTopology()
+	plan, err := NewPlan(topo, "fb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := plan.Endpoints().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "payments-endpoints.yaml")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run Golden -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("endpoints of the payments fleet differ from %s (run with -update if intended):\n%s", golden, got)
+	}
+	if _, err := endpoints.Parse(want); err != nil {
+		t.Fatalf("golden file does not parse: %v", err)
 	}
 }
