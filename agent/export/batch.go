@@ -26,7 +26,7 @@ type batch struct {
 	key   string
 	flows []schemas.Flow
 	bytes int
-	since time.Time // when its first flow arrived
+	since time.Time // when its first flow arrived, or when it was last sent
 }
 
 // batcher groups records by partition until a batch reaches MaxRows or
@@ -68,11 +68,20 @@ func (b *batcher) add(flows []schemas.Flow) {
 	}
 }
 
-// expire sends every batch older than Linger.
+// idleLingers is how many Linger periods an empty partition batch is kept
+// (with its slice, for reuse) before it is forgotten, so memory follows the
+// partitions that are active rather than every partition ever seen.
+const idleLingers = 10
+
+// expire sends every batch older than Linger and forgets idle ones.
 func (b *batcher) expire(now time.Time) {
-	for _, p := range b.parts {
-		if len(p.flows) > 0 && now.Sub(p.since) >= b.e.cfg.Linger {
+	for k, p := range b.parts {
+		switch age := now.Sub(p.since); {
+		case len(p.flows) > 0 && age >= b.e.cfg.Linger:
 			b.send(p)
+			p.since = now
+		case len(p.flows) == 0 && age >= idleLingers*b.e.cfg.Linger:
+			delete(b.parts, k)
 		}
 	}
 }

@@ -35,6 +35,12 @@
 //     publishing for up to Config.DrainTimeout; what the bus has not taken by
 //     then is spooled for the next run (or, without a spool, dropped, counted
 //     with reason="shutdown", and reported in Run's error).
+//   - Memory: a partition's batch slice is reused after each send and
+//     forgotten after 10 idle Linger periods, so memory follows the active
+//     partitions. A partition key is built once per batch, not per record.
+//   - A Publish error is always retried (the bus may come back); a sink must
+//     therefore never fail a message for good. Messages are kept under
+//     MaxMessageBytes, the one permanent refusal a bus has (NATS max_payload).
 //   - Metrics: flowbus_export_messages_total, _rows_total, _bytes_total,
 //     _publish_errors_total, _spooled_messages_total, flowbus_export_queue_messages,
 //     flowbus_bus_publish_seconds, plus the spool's and the stage counters

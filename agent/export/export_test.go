@@ -402,3 +402,80 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+func TestLingerAndIdlePartitionsInTheBatcher(t *testing.T) {
+	e, err := New(Config{Node: "n", Linger: time.Second}, nil, nil, &fakeBus{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enc = lineEncoder{}
+	b := newBatcher(e)
+	b.add([]schemas.Flow{flow("a", 1), flow("b", 1)})
+	t0 := b.parts[partKey{"payments", "a"}].since
+	b.expire(t0.Add(999 * time.Millisecond))
+	if len(e.queue) != 0 {
+		t.Fatalf("%d messages sent before the linger passed, want 0", len(e.queue))
+	}
+	b.expire(t0.Add(time.Second))
+	if len(e.queue) != 2 || len(b.parts) != 2 {
+		t.Fatalf("after the linger: %d messages, %d partitions; want 2 and 2", len(e.queue), len(b.parts))
+	}
+	b.add([]schemas.Flow{flow("a", 2)})
+	b.expire(t0.Add(2 * time.Second)) // a: sent again; b: idle for 1 s
+	b.expire(t0.Add(11 * time.Second))
+	if _, ok := b.parts[partKey{"payments", "b"}]; ok || len(b.parts) != 1 {
+		t.Errorf("partitions after 10 idle lingers: %v, want only a", b.parts)
+	}
+	b.expire(t0.Add(13 * time.Second))
+	if len(b.parts) != 0 || len(e.queue) != 3 {
+		t.Errorf("after a went idle too: %d partitions, %d messages; want 0 and 3", len(b.parts), len(e.queue))
+	}
+}
+
+func TestRealArrowMessagesStayUnderTheLimitAndDecodeInOrder(t *testing.T) {
+	bus := &fakeBus{}
+	reg := prometheus.NewRegistry()
+	e, err := New(Config{Node: "node-a", MaxMessageBytes: 64 << 10, Linger: time.Hour}, nil, reg, bus, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan []schemas.Flow, 1)
+	var want []string
+	var flows []schemas.Flow
+	for i := range 5000 {
+		f := flow("ledger-svc", i)
+		f.L7 = schemas.L7{Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: fmt.Sprintf("/api/v1/orders/%d/items/%x", i, i*7919)}
+		f.Src.Labels = []string{"k8s:app=checkout-api", fmt.Sprintf("k8s:pod-template-hash=%x", i*104729)}
+		flows = append(flows, f)
+		want = append(want, f.UUID)
+	}
+	in <- flows
+	close(in)
+	if err := e.Run(in); err != nil {
+		t.Fatal(err)
+	}
+	dec := schemas.NewDecoder()
+	var got []string
+	msgs := bus.messages()
+	for _, m := range msgs {
+		if len(m.Value) > 64<<10 {
+			t.Errorf("message seq %d is %d bytes, over 64 KiB", m.Seq, len(m.Value))
+		}
+		out, err := dec.Decode(nil, m.Value)
+		if err != nil {
+			t.Fatalf("message seq %d: %v", m.Seq, err)
+		}
+		if len(out) != m.Rows {
+			t.Errorf("message seq %d says %d rows, holds %d", m.Seq, m.Rows, len(out))
+		}
+		for _, f := range out {
+			got = append(got, f.UUID)
+		}
+	}
+	if len(msgs) < 2 {
+		t.Errorf("%d messages, want the 5000 flows split over several", len(msgs))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded %d flows, want the 5000 sent, in order", len(got))
+	}
+}
