@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowbus/flowbus/bpf/nettest"
 )
 
 // recorder is a Sink that keeps every event.
@@ -71,12 +73,15 @@ func startCollector(t testing.TB, cfg Config, sink Sink) (c *Collector, stop fun
 		})
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(5 * time.Second)
+	start := time.Now()
 	for len(c.Attached()) < len(cfg.Interfaces) {
-		if time.Now().After(deadline) {
+		if time.Since(start) > 20*time.Second {
 			t.Fatalf("collector attached to %v, want %v (%s)", c.Attached(), cfg.Interfaces, c.Stats().AttachError)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("attaching took %v", d)
 	}
 	return c, stop
 }
@@ -85,7 +90,7 @@ func startCollector(t testing.TB, cfg Config, sink Sink) (c *Collector, stop fun
 func serveHTTP(t testing.TB, ns string, addr netip.AddrPort) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNetns(ns, func() (err error) { ln, err = net.Listen("tcp", addr.String()); return }); err != nil {
+	if err := nettest.In(ns, func() (err error) { ln, err = net.Listen("tcp", addr.String()); return }); err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +103,7 @@ func serveHTTP(t testing.TB, ns string, addr netip.AddrPort) {
 // dialer dials from namespace ns.
 func dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-		err = inNetns(ns, func() error {
+		err = nettest.In(ns, func() error {
 			var d net.Dialer
 			c, err = d.DialContext(ctx, network, addr)
 			return err
@@ -111,14 +116,15 @@ func dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn
 // between two namespaces give exactly M flows, each ended by FIN, whose
 // bytes and packets each way add up to the host veth's counters.
 func TestHTTPFlowsMatchVethCounters(t *testing.T) {
-	f := newNetFixture(t, false)
+	requireBPF(t)
+	f := nettest.New(t, false)
 	const conns, perConn = 4, 5
 	server := netip.AddrPortFrom(f.B, 8080)
 	serveHTTP(t, f.NSB, server)
 	rec := &recorder{}
 	_, stop := startCollector(t, Config{Interfaces: []string{f.HostA}}, rec)
 
-	before := readVeth(t, f.HostA)
+	before := nettest.ReadVeth(t, f.HostA)
 	for range conns {
 		tr := &http.Transport{DialContext: dialer(f.NSA), MaxConnsPerHost: 1}
 		client := &http.Client{Transport: tr}
@@ -138,14 +144,14 @@ func TestHTTPFlowsMatchVethCounters(t *testing.T) {
 	// Wait for every end event (the client closes; the server answers FIN).
 	isOurs := func(ev *Event) bool { return ev.Protocol == 6 && ev.DstPort == 8080 }
 	waitFor(t, 5*time.Second, func() bool { return len(rec.final(isOurs)) >= conns })
-	after := readVeth(t, f.HostA)
+	after := nettest.ReadVeth(t, f.HostA)
 	stop()
 
 	flows := rec.final(isOurs)
 	if len(flows) != conns {
 		t.Fatalf("%d flows, want %d: %+v", len(flows), conns, flows)
 	}
-	var sum vethStats
+	var sum nettest.VethStats
 	for _, ev := range flows {
 		if ev.Kind != EventFlowEnd {
 			t.Errorf("flow ended by %v, want end (FIN)", ev.Kind)
@@ -163,19 +169,19 @@ func TestHTTPFlowsMatchVethCounters(t *testing.T) {
 		if ev.FirstSeenNs > ev.LastSeenNs || time.Since(time.Unix(0, ev.FirstSeenNs)).Abs() > time.Minute {
 			t.Errorf("first/last seen %v/%v not around now", time.Unix(0, ev.FirstSeenNs), time.Unix(0, ev.LastSeenNs))
 		}
-		sum.rxBytes += ev.BytesFwd
-		sum.rxPackets += ev.PacketsFwd
-		sum.txBytes += ev.BytesRev
-		sum.txPackets += ev.PacketsRev
+		sum.RxBytes += ev.BytesFwd
+		sum.RxPackets += ev.PacketsFwd
+		sum.TxBytes += ev.BytesRev
+		sum.TxPackets += ev.PacketsRev
 	}
-	want := vethStats{after.rxBytes - before.rxBytes, after.rxPackets - before.rxPackets,
-		after.txBytes - before.txBytes, after.txPackets - before.txPackets}
+	want := nettest.VethStats{RxBytes: after.RxBytes - before.RxBytes, RxPackets: after.RxPackets - before.RxPackets,
+		TxBytes: after.TxBytes - before.TxBytes, TxPackets: after.TxPackets - before.TxPackets}
 	if sum != want {
 		t.Errorf("flows sum to fwd %d B/%d p, rev %d B/%d p; veth %s counted %d B/%d p in, %d B/%d p out",
-			sum.rxBytes, sum.rxPackets, sum.txBytes, sum.txPackets, f.HostA, want.rxBytes, want.rxPackets, want.txBytes, want.txPackets)
+			sum.RxBytes, sum.RxPackets, sum.TxBytes, sum.TxPackets, f.HostA, want.RxBytes, want.RxPackets, want.TxBytes, want.TxPackets)
 	}
 	t.Logf("%d requests over %d connections: fwd %d B/%d p, rev %d B/%d p (veth equal)", conns*perConn, conns,
-		sum.rxBytes, sum.rxPackets, sum.txBytes, sum.txPackets)
+		sum.RxBytes, sum.RxPackets, sum.TxBytes, sum.TxPackets)
 }
 
 func waitFor(t testing.TB, d time.Duration, cond func() bool) {
@@ -192,10 +198,11 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 // TestServerResetIsOneResetFlow: the server closes with SO_LINGER 0 while
 // the client still writes; the connection is one record, a reset, with RST.
 func TestServerResetIsOneResetFlow(t *testing.T) {
-	f := newNetFixture(t, false)
+	requireBPF(t)
+	f := nettest.New(t, false)
 	server := netip.AddrPortFrom(f.B, 9000)
 	var ln net.Listener
-	if err := inNetns(f.NSB, func() (err error) { ln, err = net.Listen("tcp", server.String()); return }); err != nil {
+	if err := nettest.In(f.NSB, func() (err error) { ln, err = net.Listen("tcp", server.String()); return }); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
@@ -243,11 +250,12 @@ func TestServerResetIsOneResetFlow(t *testing.T) {
 
 // TestUDPICMPAndIPv6Flows checks the fields of non-TCP and IPv6 flows.
 func TestUDPICMPAndIPv6Flows(t *testing.T) {
-	f := newNetFixture(t, true)
+	requireBPF(t)
+	f := nettest.New(t, true)
 	// UDP echo server in B on v4 and a TCP listener on v6.
 	var udp net.PacketConn
 	var ln6 net.Listener
-	if err := inNetns(f.NSB, func() (err error) {
+	if err := nettest.In(f.NSB, func() (err error) {
 		if udp, err = net.ListenPacket("udp", netip.AddrPortFrom(f.B, 5353).String()); err != nil {
 			return err
 		}
@@ -281,7 +289,7 @@ func TestUDPICMPAndIPv6Flows(t *testing.T) {
 	rec := &recorder{}
 	_, stop := startCollector(t, Config{Interfaces: []string{f.HostA}}, rec)
 
-	err := inNetns(f.NSA, func() error {
+	err := nettest.In(f.NSA, func() error {
 		u, err := net.Dial("udp", netip.AddrPortFrom(f.B, 5353).String())
 		if err != nil {
 			return err

@@ -10,17 +10,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flowbus/flowbus/bpf/nettest"
 )
 
 // storm opens as many TCP connections per second as it can from A to B for
 // d: workers connect, the server accepts and closes at once, the client reads
 // EOF and closes. It returns the number of completed connections.
-func storm(t testing.TB, f *netFixture, ports []int, d time.Duration, workers int) uint64 {
+func storm(t testing.TB, f *nettest.Fixture, ports []int, d time.Duration, workers int) uint64 {
 	t.Helper()
 	// Listeners in B, one blocking accept thread each.
 	var lfds []int
 	var wg sync.WaitGroup
-	err := inNetns(f.NSB, func() error {
+	err := nettest.In(f.NSB, func() error {
 		for _, p := range ports {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
@@ -73,7 +75,7 @@ func storm(t testing.TB, f *netFixture, ports []int, d time.Duration, workers in
 		cw.Add(1)
 		go func() {
 			defer cw.Done()
-			inNetns(f.NSA, func() error {
+			nettest.In(f.NSA, func() error {
 				buf := make([]byte, 16)
 				for i := w; time.Now().Before(end); i++ {
 					fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -159,10 +161,9 @@ func TestConnectStorm(t *testing.T) {
 	d := time.Duration(secs) * time.Second
 	const ringBuf = 64 << 10
 	ports := []int{20001, 20002, 20003, 20004, 20005, 20006, 20007, 20008}
-	f := newNetFixture(t, false)
-	if out, err := exec_("ip", "netns", "exec", f.NSA, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65535"); err != nil {
-		t.Fatalf("port range: %v %s", err, out)
-	}
+	requireBPF(t)
+	f := nettest.New(t, false)
+	nettest.Sysctl(t, f.NSA, "net.ipv4.ip_local_port_range", "1024 65535")
 
 	type result struct {
 		conns, flows, syns, strays uint64

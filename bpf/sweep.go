@@ -13,30 +13,34 @@ const sweepBatch = 4096
 func pathMatch(p string) (bool, error) { return path.Match(p, "") }
 
 // sweep scans the flows map (batch lookups; iteration where batches are not
-// supported) and reports and removes flows by the rules of doc.go:
-// ended flows quiet for EndLinger (reported only if their end event was
-// lost), idle flows, and flows due an active-timeout record.
+// supported) and reports and removes flows by the rules of doc.go: ended
+// flows quiet for EndLinger (reported only if their end event was lost),
+// idle flows, and flows due an active-timeout record.
+//
+// Removal is per key with lookup-and-delete, so the counts reported are
+// exactly those removed; an entry that changed since the scan (a packet
+// arrived, or a new connection restarted an ended entry) is put back.
+// Clean ends, the bulk of all flows, never get here: the kernel frees them.
 func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	now := monoNow()
 	linger := uint64(c.cfg.EndLinger)
 	idle := uint64(c.cfg.IdleTimeout)
 	active := uint64(c.cfg.ActiveTimeout)
-	var del []bpfFlowKey
+	type candidate struct {
+		key  bpfFlowKey
+		seen bpfFlowStats
+	}
+	var evict []candidate
 
 	visit := func(k *bpfFlowKey, st *bpfFlowStats) {
 		quiet := now - min(now, st.LastSeenNs)
 		switch {
 		case st.Flags&uint32(bpfFlowFlagFLOW_ENDED) != 0:
-			if quiet < linger {
-				return
-			}
-			del = append(del, *k)
-			if st.Flags&uint32(bpfFlowFlagFLOW_REPORTED) == 0 {
-				c.report(sink, ev, EventRecovered, k, st, mono)
+			if quiet >= linger {
+				evict = append(evict, candidate{*k, *st})
 			}
 		case quiet >= idle:
-			del = append(del, *k)
-			c.report(sink, ev, EventIdleTimeout, k, st, mono)
+			evict = append(evict, candidate{*k, *st})
 		default:
 			since := st.FirstSeenNs
 			if r, ok := c.reported[*k]; ok {
@@ -50,12 +54,38 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	if err := scan(c.objs.Flows, false, visit); err != nil {
 		return err
 	}
-	n, err := deleteKeys(c.objs.Flows, del)
+	var evicted uint64
+	var firstErr error
+	for i := range evict {
+		k, seen := &evict[i].key, &evict[i].seen
+		var st bpfFlowStats
+		if err := c.objs.Flows.LookupAndDelete(k, &st); err != nil {
+			if !errors.Is(err, ebpf.ErrKeyNotExist) && firstErr == nil {
+				firstErr = fmt.Errorf("remove flow: %w", err)
+			}
+			continue
+		}
+		if st.FirstSeenNs != seen.FirstSeenNs || st.LastSeenNs != seen.LastSeenNs {
+			// It moved on since the scan: put it back (a packet racing this
+			// is accounted in a new entry, which the next sweep finds).
+			if err := c.objs.Flows.Update(k, &st, ebpf.UpdateNoExist); err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("restore flow: %w", err)
+			}
+			continue
+		}
+		evicted++
+		switch {
+		case st.Flags&uint32(bpfFlowFlagFLOW_ENDED) == 0:
+			c.report(sink, ev, EventIdleTimeout, k, &st, mono)
+		case st.Flags&uint32(bpfFlowFlagFLOW_REPORTED) == 0:
+			c.report(sink, ev, EventRecovered, k, &st, mono)
+		}
+	}
 	c.statsMu.Lock()
 	c.stats.Sweeps++
-	c.stats.Evicted += uint64(n)
+	c.stats.Evicted += evicted
 	c.statsMu.Unlock()
-	return err
+	return firstErr
 }
 
 // flushAll removes every flow from the map and reports those not reported
@@ -149,28 +179,4 @@ func scanIter(m *ebpf.Map, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) err
 		}
 	}
 	return nil
-}
-
-// deleteKeys removes keys (batch delete; one by one where unsupported).
-// Keys already gone are not an error.
-func deleteKeys(m *ebpf.Map, keys []bpfFlowKey) (int, error) {
-	done := 0
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), sweepBatch)]
-		keys = keys[len(chunk):]
-		n, err := m.BatchDelete(chunk, nil)
-		done += n
-		if err == nil {
-			continue
-		}
-		// A batch stops at its first missing key: finish one by one.
-		for _, k := range chunk[n:] {
-			if err := m.Delete(k); err == nil {
-				done++
-			} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return done, fmt.Errorf("delete flow: %w", err)
-			}
-		}
-	}
-	return done, nil
 }

@@ -1,4 +1,9 @@
-package bpf
+// Package nettest builds network-namespace fixtures for tests of the
+// datapath: two "pods" (namespaces) bridged through host-side veths, with
+// static neighbours so that the test's traffic is the only traffic. Tests
+// that use it need root and iproute2; New skips the test otherwise. It is a
+// test helper: it calls t.Fatal and t.Skip.
+package nettest
 
 import (
 	"crypto/rand"
@@ -15,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netFixture is two network namespaces ("pods") A and B, each with one veth
+// Fixture is two network namespaces ("pods") A and B, each with one veth
 // whose host side is enslaved to a bridge in the test's own namespace:
 //
 //	[A eth0 .1] ── HostA ─┐
@@ -25,7 +30,7 @@ import (
 // Neighbours are static and IPv6 is off unless asked for, so the test's
 // traffic is the only traffic on the veths. Everything is removed in
 // t.Cleanup, also when the test fails.
-type netFixture struct {
+type Fixture struct {
 	NSA, NSB     string
 	HostA, HostB string
 	Bridge       string
@@ -36,20 +41,23 @@ type netFixture struct {
 // requireNetns skips unless the test can create namespaces and links.
 func requireNetns(t testing.TB) {
 	t.Helper()
-	requireBPF(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2 (ip) to build network namespaces")
 	}
 }
 
-func newNetFixture(t testing.TB, withIPv6 bool) *netFixture {
+// New builds a fixture, removed in t.Cleanup (also when the test fails).
+func New(t testing.TB, withIPv6 bool) *Fixture {
 	t.Helper()
 	requireNetns(t)
 	var rb [3]byte
 	rand.Read(rb[:])
 	id := hex.EncodeToString(rb[:])
 	subnet := fmt.Sprintf("10.%d.%d.", 200+int(rb[0])%50, rb[1])
-	f := &netFixture{
+	f := &Fixture{
 		NSA: "fbt-a-" + id, NSB: "fbt-b-" + id,
 		HostA: "fbha" + id, HostB: "fbhb" + id, Bridge: "fbbr" + id,
 		A: netip.MustParseAddr(subnet + "1"), B: netip.MustParseAddr(subnet + "2"),
@@ -134,11 +142,11 @@ func hostSysctl(t testing.TB, key, val string) {
 	}
 }
 
-// inNetns runs fn on a fresh OS thread that has entered namespace ns. Sockets fn
+// In runs fn on a fresh OS thread that has entered namespace ns. Sockets fn
 // creates belong to ns and may be used from any goroutine afterwards. The
 // thread is never unlocked, so it exits with the goroutine instead of
 // returning to the scheduler in the wrong namespace.
-func inNetns(ns string, fn func() error) error {
+func In(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -157,10 +165,11 @@ func inNetns(ns string, fn func() error) error {
 	return <-errc
 }
 
-// vethStats are a host-side veth's counters. rx is what the pod sent.
-type vethStats struct{ rxBytes, rxPackets, txBytes, txPackets uint64 }
+// VethStats are a host-side veth's counters. Rx is what the pod sent.
+type VethStats struct{ RxBytes, RxPackets, TxBytes, TxPackets uint64 }
 
-func readVeth(t testing.TB, name string) vethStats {
+// ReadVeth reads an interface's counters from sysfs.
+func ReadVeth(t testing.TB, name string) VethStats {
 	t.Helper()
 	rd := func(k string) uint64 {
 		b, err := os.ReadFile("/sys/class/net/" + name + "/statistics/" + k)
@@ -173,9 +182,13 @@ func readVeth(t testing.TB, name string) vethStats {
 		}
 		return v
 	}
-	return vethStats{rd("rx_bytes"), rd("rx_packets"), rd("tx_bytes"), rd("tx_packets")}
+	return VethStats{rd("rx_bytes"), rd("rx_packets"), rd("tx_bytes"), rd("tx_packets")}
 }
 
-func exec_(name string, args ...string) ([]byte, error) {
-	return exec.Command(name, args...).CombinedOutput()
+// Sysctl sets a sysctl inside namespace ns (key in dotted form).
+func Sysctl(t testing.TB, ns, key, val string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-q", "-w", key+"="+val).CombinedOutput(); err != nil {
+		t.Fatalf("sysctl %s in %s: %v: %s", key, ns, err, out)
+	}
 }
