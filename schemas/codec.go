@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -33,7 +34,7 @@ type Encoder struct {
 	eventType, eventSubType      []int32
 	isReply                      []byte // bit-packed values
 	isReplyV                     validity
-	srcIP, dstIP                 strCol
+	srcIP, dstIP                 [][16]byte
 	srcIPV, dstIPV               validity
 	srcPort, dstPort             []uint16
 	l4, icmpType, icmpCode       []uint8
@@ -103,8 +104,7 @@ func (e *Encoder) reset() {
 	e.eventType, e.eventSubType = e.eventType[:0], e.eventSubType[:0]
 	e.isReply = e.isReply[:0]
 	e.isReplyV.reset()
-	e.srcIP.reset()
-	e.dstIP.reset()
+	e.srcIP, e.dstIP = e.srcIP[:0], e.dstIP[:0]
 	e.srcIPV.reset()
 	e.dstIPV.reset()
 	e.srcPort, e.dstPort = e.srcPort[:0], e.dstPort[:0]
@@ -154,26 +154,11 @@ func addTime(vals []int64, v *validity, ns int64) []int64 {
 	return append(vals, ns)
 }
 
-// addIP appends an address as its 4 or 16 bytes; the zero Addr is null.
-func addIP(c *strCol, v *validity, f *Flow, src bool) {
-	a := f.DstIP
-	if src {
-		a = f.SrcIP
-	}
-	if !a.IsValid() {
-		c.offs = append(c.offs, int32(len(c.data)))
-		v.add(false)
-		return
-	}
-	if a.Is4() {
-		b := a.As4()
-		c.data = append(c.data, b[:]...)
-	} else {
-		b := a.As16()
-		c.data = append(c.data, b[:]...)
-	}
-	c.offs = append(c.offs, int32(len(c.data)))
-	v.add(true)
+// addIP appends an address as 16 bytes (IPv4 mapped into IPv6, zone
+// dropped); the zero Addr is null.
+func addIP(c [][16]byte, v *validity, a netip.Addr) [][16]byte {
+	v.add(a.IsValid())
+	return append(c, a.As16())
 }
 
 func (p *endpointCols) add(ep *Endpoint) {
@@ -206,8 +191,8 @@ func (e *Encoder) addRow(f *Flow) {
 	}
 	e.isReplyV.add(f.IsReply != Unknown)
 	e.enums[colIPVersion].add(int32(f.IPVersion))
-	addIP(&e.srcIP, &e.srcIPV, f, true)
-	addIP(&e.dstIP, &e.dstIPV, f, false)
+	e.srcIP = addIP(e.srcIP, &e.srcIPV, f.SrcIP)
+	e.dstIP = addIP(e.dstIP, &e.dstIPV, f.DstIP)
 	e.srcPort = append(e.srcPort, f.SrcPort)
 	e.dstPort = append(e.dstPort, f.DstPort)
 	e.l4 = append(e.l4, f.L4Protocol)
@@ -259,7 +244,7 @@ func (e *Encoder) addRow(f *Flow) {
 
 // emit appends the nodes and buffers of every column, in schema order, to
 // the IPC writer and registers the dictionaries.
-func (e *Encoder) emit(w *ipcWriter, n int) {
+func (e *Encoder) emit(w *ipcWriter, n int) (err error) {
 	fixed := func(vals []byte, v *validity) {
 		nulls := 0
 		if v != nil {
@@ -270,26 +255,40 @@ func (e *Encoder) emit(w *ipcWriter, n int) {
 		w.buffer(vals)
 	}
 	dict := func(c *dictCol) { w.dict(&c.dict, c.idx) }
+	few := func(c *dictCol) { // int16 indices
+		if len(c.dict.offs)-1 > 1<<15-1 && err == nil {
+			err = fmt.Errorf("encode flows: %d distinct values in an int16-indexed string column; send smaller batches", len(c.dict.offs)-1)
+		}
+		w.dictNarrow(&c.dict, c.idx, 2)
+	}
 	enum := func(col int) {
 		c := e.enums[col]
 		c.dict.reset()
 		for _, v := range c.nums {
 			c.dict.add(c.name(v))
 		}
-		w.dicts = append(w.dicts, &c.dict)
-		w.node(n, 0)
-		w.buffer(nil)
-		w.buffer(bytesOf(c.idx))
+		width := 1
+		if col == colDropReason {
+			width = 2
+		}
+		if len(c.nums) > 1<<(8*width-1)-1 && err == nil {
+			err = fmt.Errorf("encode flows: %d distinct values in enum column %d", len(c.nums), col)
+		}
+		w.dictNarrow(&c.dict, c.idx, width)
 	}
-	list := func(c *strListCol) {
+	list := func(c *strListCol, narrow bool) {
 		w.node(n, c.valid.nulls)
 		w.validity(&c.valid)
 		w.buffer(bytesOf(c.offs))
-		dict(&c.child)
+		if narrow {
+			few(&c.child)
+		} else {
+			dict(&c.child)
+		}
 	}
 	fixed(bytesOf(e.time), &e.timeV)
 	w.strings(&e.uuid, nil)
-	dict(&e.node)
+	few(&e.node)
 	enum(colVerdict)
 	enum(colDropReason)
 	enum(colDirection)
@@ -298,8 +297,8 @@ func (e *Encoder) emit(w *ipcWriter, n int) {
 	fixed(bytesOf(e.eventSubType), nil)
 	fixed(e.isReply, &e.isReplyV)
 	enum(colIPVersion)
-	w.strings(&e.srcIP, &e.srcIPV)
-	w.strings(&e.dstIP, &e.dstIPV)
+	fixed(bytesOf(e.srcIP), &e.srcIPV)
+	fixed(bytesOf(e.dstIP), &e.dstIPV)
 	fixed(bytesOf(e.srcPort), nil)
 	fixed(bytesOf(e.dstPort), nil)
 	fixed(e.l4, nil)
@@ -310,18 +309,18 @@ func (e *Encoder) emit(w *ipcWriter, n int) {
 		p := &e.ep[i]
 		fixed(bytesOf(p.id), nil)
 		fixed(bytesOf(p.identity), nil)
-		dict(&p.cluster)
-		dict(&p.ns)
+		few(&p.cluster)
+		few(&p.ns)
 		dict(&p.pod)
-		dict(&p.wl)
-		dict(&p.wlKind)
-		list(&p.labels)
+		few(&p.wl)
+		few(&p.wlKind)
+		list(&p.labels, false)
 	}
 	for i := range e.svc {
-		dict(&e.svc[i])
+		few(&e.svc[i])
 	}
-	list(&e.srcNames)
-	list(&e.dstNames)
+	list(&e.srcNames, false)
+	list(&e.dstNames, false)
 	fixed(bytesOf(e.bytesFwd), nil)
 	fixed(bytesOf(e.bytesRev), nil)
 	fixed(bytesOf(e.pktsFwd), nil)
@@ -344,28 +343,29 @@ func (e *Encoder) emit(w *ipcWriter, n int) {
 	w.buffer(nil)
 	w.buffer(bytesOf(h.counts))
 	fixed(bytesOf(e.ifIndex), nil)
-	dict(&e.ifName)
+	few(&e.ifName)
 	enum(colL7Type)
 	enum(colL7Protocol)
-	dict(&e.httpMethod)
+	few(&e.httpMethod)
 	dict(&e.httpURL)
 	fixed(bytesOf(e.httpStatus), nil)
-	dict(&e.httpProto)
-	list(&e.httpHeaders)
+	few(&e.httpProto)
+	list(&e.httpHeaders, false)
 	dict(&e.dnsQuery)
 	fixed(bytesOf(e.dnsRCode), nil)
-	list(&e.dnsQTypes)
-	list(&e.dnsRRTypes)
-	list(&e.dnsIPs)
+	list(&e.dnsQTypes, true)
+	list(&e.dnsRRTypes, true)
+	list(&e.dnsIPs, false)
 	fixed(bytesOf(e.dnsTTL), nil)
-	list(&e.dnsCNAMEs)
-	dict(&e.dnsObsSource)
-	dict(&e.kafkaAPIKey)
+	list(&e.dnsCNAMEs, false)
+	few(&e.dnsObsSource)
+	few(&e.kafkaAPIKey)
 	fixed(bytesOf(e.kafkaAPIVersion), nil)
 	fixed(bytesOf(e.kafkaCorrID), nil)
 	dict(&e.kafkaTopic)
 	fixed(bytesOf(e.kafkaErrorCode), nil)
 	dict(&e.kafkaClientID)
+	return err
 }
 
 // Encode appends to dst one Arrow IPC stream holding flows, in order: the
@@ -386,7 +386,10 @@ func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
 		}
 	}
 	e.w.startBatch()
-	e.emit(e.w, len(flows))
+	if err := e.emit(e.w, len(flows)); err != nil {
+		e.w.dicts = e.w.dicts[:0]
+		return dst, err
+	}
 	return e.w.finish(dst, len(flows)), nil
 }
 

@@ -172,11 +172,11 @@ func (c *histCol) add(h Histogram) {
 	c.valid.add(h != nil)
 }
 
-// enumCol is a dictionary<int16, utf8> column holding enum names. The
-// dictionary holds the names of the values present in the batch, in order of
-// first appearance.
+// enumCol is a dictionary<int8 or int16, utf8> column holding enum names.
+// The dictionary holds the names of the values present in the batch, in
+// order of first appearance.
 type enumCol struct {
-	idx   []int16
+	idx   []int32
 	small [256]int16 // value → dictionary index + 1, for values 0..255
 	big   map[int32]int16
 	nums  []int32 // dictionary entries, as numbers
@@ -204,12 +204,12 @@ func (c *enumCol) reset() {
 func (c *enumCol) add(v int32) {
 	if uint32(v) < 256 {
 		if j := c.small[v]; j != 0 {
-			c.idx = append(c.idx, j-1)
+			c.idx = append(c.idx, int32(j-1))
 			return
 		}
 		c.small[v] = int16(len(c.nums) + 1)
 	} else if j, ok := c.big[v]; ok {
-		c.idx = append(c.idx, j)
+		c.idx = append(c.idx, int32(j))
 		return
 	} else {
 		c.big[v] = int16(len(c.nums))
@@ -219,7 +219,7 @@ func (c *enumCol) add(v int32) {
 		c.idx = append(c.idx, 0)
 		return
 	}
-	c.idx = append(c.idx, int16(len(c.nums)))
+	c.idx = append(c.idx, int32(len(c.nums)))
 	c.nums = append(c.nums, v)
 }
 

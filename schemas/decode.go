@@ -304,13 +304,71 @@ func decodeStrings(d *rawArray, col, n int) (strVals, error) {
 	return strVals{offs: offs, base: offs[0], all: string(data[offs[0]:offs[n]])}, nil
 }
 
-// dictVals is a decoded dictionary<int32, utf8> column: row i is vals[idx[i]].
+// dictIndex holds the indices of a dictionary column in their stored width.
+type dictIndex struct {
+	width int
+	i8    []int8
+	i16   []int16
+	i32   []int32
+}
+
+func (x *dictIndex) at(i int) int32 {
+	switch x.width {
+	case 1:
+		return int32(x.i8[i])
+	case 2:
+		return int32(x.i16[i])
+	}
+	return x.i32[i]
+}
+
+// readIndices reads the n indices of dictionary array d and checks that each
+// addresses one of m dictionary entries.
+func readIndices(d *rawArray, col, n, m int) (dictIndex, error) {
+	if d.NullN() != 0 {
+		return dictIndex{}, corrupt(col, "null dictionary index")
+	}
+	x := dictIndex{width: d.width}
+	var err error
+	bad := false
+	switch d.width {
+	case 1:
+		if x.i8, err = fixedVals[int8](d, col, n); err == nil {
+			for _, v := range x.i8 {
+				bad = bad || v < 0 || int(v) >= m
+			}
+		}
+	case 2:
+		if x.i16, err = fixedVals[int16](d, col, n); err == nil {
+			for _, v := range x.i16 {
+				bad = bad || v < 0 || int(v) >= m
+			}
+		}
+	case 4:
+		if x.i32, err = fixedVals[int32](d, col, n); err == nil {
+			for _, v := range x.i32 {
+				bad = bad || v < 0 || int(v) >= m
+			}
+		}
+	default:
+		return x, corrupt(col, "dictionary index type is not int8, int16 or int32")
+	}
+	if err != nil {
+		return x, err
+	}
+	if bad {
+		return x, corrupt(col, "dictionary index out of range")
+	}
+	return x, nil
+}
+
+// dictVals is a decoded dictionary<intN, utf8> column: row i is vals[ix.at(i)].
 type dictVals struct {
-	idx  []int32
+	ix   dictIndex
 	vals []string
 }
 
-func (d *dictVals) get(i int) string { return d.vals[d.idx[i]] }
+func (d *dictVals) get(i int) string { return d.vals[d.ix.at(i)] }
 
 func decodeDict(d *rawArray, col, n int) (dictVals, error) {
 	dict := d.Dictionary()
@@ -321,24 +379,15 @@ func decodeDict(d *rawArray, col, n int) (dictVals, error) {
 	if err != nil {
 		return dictVals{}, err
 	}
-	if d.NullN() != 0 {
-		return dictVals{}, corrupt(col, "null string")
-	}
-	idx, err := fixedVals[int32](d, col, n)
+	ix, err := readIndices(d, col, n, dict.Len())
 	if err != nil {
 		return dictVals{}, err
 	}
-	m := int32(dict.Len())
-	for _, x := range idx {
-		if x < 0 || x >= m {
-			return dictVals{}, corrupt(col, "dictionary index out of range")
-		}
-	}
-	vals := make([]string, m)
+	vals := make([]string, dict.Len())
 	for j := range vals {
 		vals[j] = words.get(j)
 	}
-	return dictVals{idx: idx, vals: vals}, nil
+	return dictVals{ix: ix, vals: vals}, nil
 }
 
 // listOffsets validates the offsets of a list column against its child length.
@@ -415,9 +464,9 @@ func decodeStrLists(d *rawArray, col, n int) (strLists, error) {
 	return strLists{offs: offs, valid: valid, vals: vals}, nil
 }
 
-// enumVals is a decoded dictionary column: row i is nums[idx[i]].
+// enumVals is a decoded enum column: row i is nums[ix.at(i)].
 type enumVals struct {
-	idx  []int16
+	ix   dictIndex
 	nums []int32
 }
 
@@ -439,22 +488,14 @@ func decodeEnum(d *rawArray, col, n int) (enumVals, error) {
 		}
 		nums[j] = v
 	}
-	if d.NullN() != 0 {
-		return enumVals{}, corrupt(col, "null enum value")
-	}
-	idx, err := fixedVals[int16](d, col, n)
+	ix, err := readIndices(d, col, n, len(nums))
 	if err != nil {
 		return enumVals{}, err
 	}
-	for _, x := range idx {
-		if x < 0 || int(x) >= len(nums) {
-			return enumVals{}, corrupt(col, "dictionary index out of range")
-		}
-	}
-	return enumVals{idx: idx, nums: nums}, nil
+	return enumVals{ix: ix, nums: nums}, nil
 }
 
-func (e *enumVals) get(i int) int32 { return e.nums[e.idx[i]] }
+func (e *enumVals) get(i int) int32 { return e.nums[e.ix.at(i)] }
 
 // histVals is the decoded latency_hist column.
 type histVals struct {
@@ -514,38 +555,28 @@ func decodeHist(d *rawArray, col, n int) (histVals, error) {
 
 // ipVals is a decoded src_ip/dst_ip column.
 type ipVals struct {
-	s     strVals
+	addrs []byte // 16 bytes per row
 	valid []byte
 }
 
 func decodeIPs(d *rawArray, col, n int) (ipVals, error) {
-	s, err := decodeStrings(d, col, n)
-	if err != nil {
-		return ipVals{}, err
+	b := buf(d, 1)
+	if d.Len() != n || len(b) < 16*n {
+		return ipVals{}, corrupt(col, "values buffer too short")
 	}
 	valid, err := validBits(d, col, n)
 	if err != nil {
 		return ipVals{}, err
 	}
-	for i := 0; i < n; i++ {
-		if l := s.offs[i+1] - s.offs[i]; isValid(valid, i) && l != 4 && l != 16 {
-			return ipVals{}, corrupt(col, fmt.Sprintf("IP address of %d bytes", l))
-		}
-	}
-	return ipVals{s: s, valid: valid}, nil
+	return ipVals{addrs: b, valid: valid}, nil
 }
 
+// get returns row i's address; IPv4-mapped addresses come back as IPv4.
 func (p *ipVals) get(i int) netip.Addr {
 	if !isValid(p.valid, i) {
 		return netip.Addr{}
 	}
-	b := p.s.all[p.s.offs[i]-p.s.base : p.s.offs[i+1]-p.s.base]
-	if len(b) == 4 {
-		return netip.AddrFrom4([4]byte{b[0], b[1], b[2], b[3]})
-	}
-	var a [16]byte
-	copy(a[:], b)
-	return netip.AddrFrom16(a)
+	return netip.AddrFrom16([16]byte(p.addrs[16*i : 16*i+16])).Unmap()
 }
 
 // batchCols holds every decoded column of one record batch.

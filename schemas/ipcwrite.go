@@ -50,6 +50,9 @@ type ipcWriter struct {
 	dicts  []*strCol // dictionaries of the current batch, by dictionary id
 	schema []byte    // the serialised schema message, framing included
 
+	scratch8  []int8
+	scratch16 []int16
+
 	// scratch of the dictionary batches
 	dNodes []fieldNode
 	dBufs  []bufferSpec
@@ -130,6 +133,27 @@ func (w *ipcWriter) dict(values *strCol, idx []int32) {
 	w.node(len(idx), 0)
 	w.buffer(nil)
 	w.buffer(bytesOf(idx))
+}
+
+// dictNarrow is dict for int16 or int8 indices (width 2 or 1); the caller
+// has checked that every index fits.
+func (w *ipcWriter) dictNarrow(values *strCol, idx []int32, width int) {
+	w.dicts = append(w.dicts, values)
+	w.node(len(idx), 0)
+	w.buffer(nil)
+	if width == 1 {
+		w.scratch8 = w.scratch8[:0]
+		for _, x := range idx {
+			w.scratch8 = append(w.scratch8, int8(x))
+		}
+		w.buffer(bytesOf(w.scratch8))
+		return
+	}
+	w.scratch16 = w.scratch16[:0]
+	for _, x := range idx {
+		w.scratch16 = append(w.scratch16, int16(x))
+	}
+	w.buffer(bytesOf(w.scratch16))
 }
 
 func (w *ipcWriter) strings(c *strCol, v *validity) {

@@ -17,6 +17,7 @@ import (
 // this package writes, arrow-go's ipc.Reader for any other flow.v1 writer.
 type rawArray struct {
 	length, nulls int
+	width         int // dictionary index bytes: 1, 2 or 4; 0 if not a dictionary
 	bufs          [][]byte
 	children      []*rawArray
 	dict          *rawArray
@@ -34,6 +35,9 @@ func fromArrow(d arrow.ArrayData) (*rawArray, error) {
 		return nil, fmt.Errorf("%w: array with offset %d", ErrNotArrow, d.Offset())
 	}
 	a := &rawArray{length: d.Len(), nulls: d.NullN()}
+	if dt, ok := d.DataType().(*arrow.DictionaryType); ok {
+		a.width = dictWidth(dt)
+	}
 	for _, b := range d.Buffers() {
 		if b == nil {
 			a.bufs = append(a.bufs, nil)
@@ -83,6 +87,8 @@ func newFastReader(schema *arrow.Schema) *fastReader {
 	}
 	return &fastReader{schema: schema, zdec: zdec, dicts: map[int64]*rawArray{}}
 }
+
+const zstdSlack = 64
 
 // batchView is the RecordBatch table of a message.
 type batchView struct {
@@ -159,8 +165,13 @@ func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (batchView, 
 		spans[i] = sp
 		total += (sp.n + 7) &^ 7
 	}
-	if cap(r.arena)-r.used < total {
-		r.arena, r.used = make([]byte, max(total, 2*cap(r.arena))), 0
+	// zstd decodes fastest with spare capacity after its output (it copies
+	// in 16-byte words): each region may be written up to zstdSlack bytes
+	// past its end. Regions are filled in address order, so such spill only
+	// lands on regions filled afterwards, and the arena keeps zstdSlack
+	// bytes spare at its end.
+	if len(r.arena)-r.used < total+zstdSlack {
+		r.arena, r.used = make([]byte, max(total+zstdSlack, 2*len(r.arena))), 0
 	}
 	base := r.used
 	r.used += total
@@ -217,6 +228,7 @@ func (c *arrayCursor) array(t arrow.DataType) (*rawArray, error) {
 		if err != nil {
 			return nil, err
 		}
+		a.width = dictWidth(t)
 		id := c.dictID
 		c.dictID++
 		if a.dict = c.dicts[id]; a.dict == nil {
@@ -250,7 +262,7 @@ func (c *arrayCursor) array(t arrow.DataType) (*rawArray, error) {
 	case *arrow.StringType, *arrow.BinaryType:
 		return c.take(3)
 	}
-	return c.take(2) // fixed width and boolean
+	return c.take(2) // fixed width, fixed size binary and boolean
 }
 
 // decode decodes the messages after the schema message.
@@ -316,4 +328,18 @@ func rootTable(b fbuf) int64 {
 // sameSchema reports whether a schema message is the one Encoder writes.
 func sameSchema(m *ipcMessage, canonical []byte) bool {
 	return bytes.Equal(m.frame, canonical)
+}
+
+// dictWidth is the byte width of a dictionary type's indices (0 if not a
+// signed integer type of 1, 2 or 4 bytes).
+func dictWidth(t *arrow.DictionaryType) int {
+	switch t.IndexType.ID() {
+	case arrow.INT8:
+		return 1
+	case arrow.INT16:
+		return 2
+	case arrow.INT32:
+		return 4
+	}
+	return 0
 }
