@@ -216,6 +216,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 				continue
 			}
 			pf := schemas.ToProto(f)
+			pf.Summary = Summary(f) //nolint:staticcheck // the hubble CLI prints it
 			if err := stream.Send(&observerpb.GetFlowsResponse{
 				Time:          pf.GetTime(),
 				NodeName:      pf.GetNodeName(),

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	observerpb "github.com/cilium/cilium/api/v1/observer"
+	relaypb "github.com/cilium/cilium/api/v1/relay"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// flowPrinter writes GetFlowsResponses as hubble's printer does (cilium
+// v1.20 hubble/pkg/printer), so output is line-for-line hubble's: compact,
+// dict, table (tab) and json/jsonpb (GetFlowsResponse through encoding/json,
+// which uses the API's protojson MarshalJSON with proto names, as hubble
+// does). Colors are not implemented.
+type flowPrinter struct {
+	out, errw      io.Writer
+	mode           string // compact, dict, table, jsonpb
+	timeLayout     string
+	nodeName       bool
+	ipTranslation  bool
+	line           int
+	tw             *tabwriter.Writer
+	json, jsonErrw *json.Encoder
+}
+
+func newFlowPrinter(out, errw io.Writer, mode, timeLayout string, nodeName, ipTranslation bool) *flowPrinter {
+	p := &flowPrinter{out: out, errw: errw, mode: mode, timeLayout: timeLayout, nodeName: nodeName, ipTranslation: ipTranslation}
+	switch mode {
+	case "table":
+		p.tw = tabwriter.NewWriter(out, 2, 0, 3, ' ', 0)
+	case "jsonpb":
+		p.json, p.jsonErrw = json.NewEncoder(out), json.NewEncoder(errw)
+	}
+	return p
+}
+
+// close flushes the table.
+func (p *flowPrinter) close() error {
+	if p.tw != nil {
+		return p.tw.Flush()
+	}
+	return nil
+}
+
+func (p *flowPrinter) write(res *observerpb.GetFlowsResponse) error {
+	switch {
+	case res.GetFlow() != nil:
+		return p.writeFlow(res)
+	case res.GetNodeStatus() != nil:
+		return p.writeNodeStatus(res)
+	case res.GetLostEvents() != nil:
+		return p.writeLost(res)
+	}
+	return nil
+}
+
+func fmtTimestamp(layout string, ts *timestamppb.Timestamp) string {
+	if !ts.IsValid() {
+		return "N/A"
+	}
+	return ts.AsTime().Format(layout)
+}
+
+func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
+	f := res.GetFlow()
+	var err error
+	switch p.mode {
+	case "table":
+		src, dst := p.hostNames(f)
+		if p.line == 0 {
+			hdr := "TIMESTAMP\t"
+			if p.nodeName {
+				hdr += "NODE\t"
+			}
+			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
+		}
+		row := fmtTimestamp(p.timeLayout, f.GetTime()) + "\t"
+		if p.nodeName {
+			row += f.GetNodeName() + "\t"
+		}
+		if err == nil {
+			_, err = fmt.Fprint(p.tw, row+src+"\t"+dst+"\t"+flowType(f)+"\t"+verdict(f)+"\t"+summary(f)+"\n")
+		}
+	case "dict":
+		src, dst := p.hostNames(f)
+		var b strings.Builder
+		if p.line != 0 {
+			b.WriteString("------------\n")
+		}
+		b.WriteString("  TIMESTAMP: " + fmtTimestamp(p.timeLayout, f.GetTime()) + "\n")
+		if p.nodeName {
+			b.WriteString("       NODE: " + f.GetNodeName() + "\n")
+		}
+		b.WriteString("     SOURCE: " + src + "\nDESTINATION: " + dst + "\n       TYPE: " + flowType(f) +
+			"\n    VERDICT: " + verdict(f) + "\n    SUMMARY: " + summary(f) + "\n")
+		_, err = io.WriteString(p.out, b.String())
+	case "compact":
+		src, dst := p.hostNames(f)
+		srcID, dstID := fmtIdentity(f.GetSource().GetIdentity()), fmtIdentity(f.GetDestination().GetIdentity())
+		node := ""
+		if p.nodeName {
+			node = fmt.Sprintf(" [%s]", f.GetNodeName())
+		}
+		arrow := "->"
+		if f.GetIsReply() == nil {
+			arrow = "<>"
+		} else if f.GetIsReply().GetValue() {
+			src, dst, srcID, dstID, arrow = dst, src, dstID, srcID, "<-"
+		}
+		_, err = fmt.Fprintf(p.out, "%s%s: %s %s %s %s %s %s %s (%s)\n",
+			fmtTimestamp(p.timeLayout, f.GetTime()), node, src, srcID, arrow, dst, dstID, flowType(f), verdict(f), summary(f))
+	case "jsonpb":
+		return p.json.Encode(res)
+	}
+	if err != nil {
+		return fmt.Errorf("write flow: %w", err)
+	}
+	p.line++
+	return nil
+}
+
+func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
+	l := res.GetLostEvents()
+	first, last := l.GetFirst(), l.GetLast()
+	window := ""
+	if first != nil && last != nil {
+		window = fmt.Sprintf(" (first: %s, last: %s)", fmtTimestamp(p.timeLayout, first), fmtTimestamp(p.timeLayout, last))
+	}
+	node := res.GetNodeName()
+	if node == "" {
+		node = "-"
+	}
+	var err error
+	switch p.mode {
+	case "table":
+		if p.line == 0 {
+			hdr := "TIMESTAMP\t"
+			if p.nodeName {
+				hdr += "NODE\t"
+			}
+			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
+		}
+		row := fmtTimestamp(p.timeLayout, res.GetTime()) + "\t"
+		if p.nodeName {
+			row += node + "\t"
+		}
+		if err == nil {
+			_, err = fmt.Fprintf(p.tw, "%s%s\t-\tEVENTS LOST\t-\tCPU(%d) - %d%s\n", row, l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+		}
+	case "dict":
+		var b strings.Builder
+		if p.line != 0 {
+			b.WriteString("------------\n")
+		}
+		b.WriteString("  TIMESTAMP: " + fmtTimestamp(p.timeLayout, res.GetTime()) + "\n")
+		if p.nodeName {
+			b.WriteString("       NODE: " + node + "\n")
+		}
+		fmt.Fprintf(&b, "     SOURCE: %s\n       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: CPU(%d) - %d%s\n", l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+		_, err = io.WriteString(p.out, b.String())
+	case "compact":
+		_, err = fmt.Fprintf(p.out, "%s EVENTS LOST: %s CPU(%d) %d%s\n", fmtTimestamp(p.timeLayout, res.GetTime()), l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+	case "jsonpb":
+		return p.json.Encode(res)
+	}
+	if err != nil {
+		return fmt.Errorf("write lost event: %w", err)
+	}
+	p.line++
+	return nil
+}
+
+// writeNodeStatus reports relay node state changes on stderr, as hubble
+// does (only unavailable and error states outside debug mode).
+func (p *flowPrinter) writeNodeStatus(res *observerpb.GetFlowsResponse) error {
+	s := res.GetNodeStatus()
+	switch s.GetStateChange() {
+	case relaypb.NodeState_NODE_ERROR, relaypb.NodeState_NODE_UNAVAILABLE:
+	default:
+		return nil
+	}
+	names := joinWithCutOff(s.GetNodeNames(), ", ", 50)
+	var err error
+	switch p.mode {
+	case "jsonpb":
+		return p.jsonErrw.Encode(res)
+	case "dict":
+		msg := "N/A"
+		if m := s.GetMessage(); m != "" {
+			msg = strconv.Quote(m)
+		}
+		sep := ""
+		if p.line != 0 {
+			sep = "------------\n"
+		} else {
+			p.line++
+		}
+		_, err = fmt.Fprintf(p.errw, "%s  TIMESTAMP: %s\n      STATE: %s\n      NODES: %s\n    MESSAGE: %s\n", sep, fmtTimestamp(p.timeLayout, res.GetTime()), s.GetStateChange(), names, msg)
+	default:
+		prefix := fmt.Sprintf("%s [%s]", fmtTimestamp(p.timeLayout, res.GetTime()), res.GetNodeName())
+		n := len(s.GetNodeNames())
+		msg := fmt.Sprintf("%s: %d nodes are unavailable: %s", prefix, n, names)
+		if s.GetStateChange() == relaypb.NodeState_NODE_ERROR {
+			msg = fmt.Sprintf("%s: Error %q on %d nodes: %s", prefix, s.GetMessage(), n, names)
+		}
+		_, err = fmt.Fprintln(p.errw, msg)
+	}
+	if err != nil {
+		return fmt.Errorf("write node status: %w", err)
+	}
+	return nil
+}
+
+func joinWithCutOff(elems []string, sep string, target int) string {
+	n, end := 0, len(elems)
+	for i, e := range elems {
+		n += len(e) + len(sep)
+		if n > target && i > 0 {
+			end = i
+			break
+		}
+	}
+	s := strings.Join(elems[:end], sep)
+	if omitted := len(elems) - end; omitted > 0 {
+		s += fmt.Sprintf(" (and %d more)", omitted)
+	}
+	return s
+}
+
+func ports(f *flowpb.Flow) (string, string) {
+	l4 := f.GetL4()
+	switch {
+	case l4.GetTCP() != nil:
+		return strconv.Itoa(int(l4.GetTCP().GetSourcePort())), strconv.Itoa(int(l4.GetTCP().GetDestinationPort()))
+	case l4.GetUDP() != nil:
+		return strconv.Itoa(int(l4.GetUDP().GetSourcePort())), strconv.Itoa(int(l4.GetUDP().GetDestinationPort()))
+	case l4.GetSCTP() != nil:
+		return strconv.Itoa(int(l4.GetSCTP().GetSourcePort())), strconv.Itoa(int(l4.GetSCTP().GetDestinationPort()))
+	}
+	return "", ""
+}
+
+func (p *flowPrinter) hostNames(f *flowpb.Flow) (string, string) {
+	if f.GetIP() == nil {
+		if eth := f.GetEthernet(); eth != nil {
+			return eth.GetSource(), eth.GetDestination()
+		}
+		return "", ""
+	}
+	srcNs, srcPod := f.GetSource().GetNamespace(), f.GetSource().GetPodName()
+	dstNs, dstPod := f.GetDestination().GetNamespace(), f.GetDestination().GetPodName()
+	var srcSvc, dstSvc string
+	if s := f.GetSourceService(); s != nil {
+		srcNs, srcSvc = s.GetNamespace(), s.GetName()
+	}
+	if s := f.GetDestinationService(); s != nil {
+		dstNs, dstSvc = s.GetNamespace(), s.GetName()
+	}
+	sp, dp := ports(f)
+	return p.hostname(f.GetIP().GetSource(), sp, srcNs, srcPod, srcSvc, f.GetSourceNames()),
+		p.hostname(f.GetIP().GetDestination(), dp, dstNs, dstPod, dstSvc, f.GetDestinationNames())
+}
+
+func (p *flowPrinter) hostname(ip, port, ns, pod, svc string, names []string) string {
+	host := ip
+	if p.ipTranslation {
+		switch {
+		case pod != "":
+			host = path.Join(ns, pod)
+		case svc != "":
+			host = path.Join(ns, svc)
+		case len(names) != 0:
+			host = strings.Join(names, ",")
+		}
+	}
+	if port != "" && port != "0" {
+		return net.JoinHostPort(host, port)
+	}
+	return host
+}
+
+// reservedIdentities are Cilium's reserved security identities.
+var reservedIdentities = map[uint32]string{
+	0: "unknown", 1: "host", 2: "world", 3: "unmanaged", 4: "health", 5: "init",
+	6: "remote-node", 7: "kube-apiserver", 8: "ingress", 9: "world-ipv4", 10: "world-ipv6",
+}
+
+func fmtIdentity(id uint32) string {
+	if name, ok := reservedIdentities[id]; ok {
+		return "(" + name + ")"
+	}
+	return fmt.Sprintf("(ID:%d)", id)
+}
+
+var traceObservationPoints = map[int32]string{
+	0: "to-endpoint", 1: "to-proxy", 2: "to-host", 3: "to-stack", 4: "to-overlay",
+	5: "from-endpoint", 6: "from-proxy", 7: "from-host", 8: "from-stack", 9: "from-overlay",
+	10: "from-network", 11: "to-network", 12: "from-crypto", 13: "to-crypto",
+}
+
+var policyMatchTypes = map[uint32]string{0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto", 6: "Proto-Only"}
+
+func flowType(f *flowpb.Flow) string {
+	if l7 := f.GetL7(); l7 != nil {
+		proto, typ := "l7", strings.ToLower(l7.GetType().String())
+		switch {
+		case l7.GetHttp() != nil:
+			proto = "http"
+		case l7.GetDns() != nil:
+			proto = "dns"
+			typ += " " + l7.GetDns().GetObservationSource()
+		}
+		return proto + "-" + typ
+	}
+	sub := f.GetEventType().GetSubType()
+	switch f.GetEventType().GetType() {
+	case 4:
+		if n, ok := traceObservationPoints[sub]; ok {
+			return n
+		}
+		return strconv.Itoa(int(sub))
+	case 1:
+		if n, ok := dropReasonNames[uint8(sub)]; ok {
+			return n
+		}
+		return fmt.Sprintf("%d, 0", uint8(sub))
+	case 5:
+		m, ok := policyMatchTypes[f.GetPolicyMatchType()]
+		if !ok {
+			m = "unknown"
+		}
+		return "policy-verdict:" + m + " " + f.GetTrafficDirection().String()
+	case 3:
+		return f.GetDebugCapturePoint().String()
+	case 7:
+		switch flowpb.SocketTranslationPoint(sub) {
+		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_POST_DIRECTION_FWD:
+			return "post-xlate-fwd"
+		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_POST_DIRECTION_REV:
+			return "post-xlate-rev"
+		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_PRE_DIRECTION_FWD:
+			return "pre-xlate-fwd"
+		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_PRE_DIRECTION_REV:
+			return "pre-xlate-rev"
+		}
+		return flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_UNKNOWN.String()
+	}
+	return "UNKNOWN"
+}
+
+func verdict(f *flowpb.Flow) string {
+	v := f.GetVerdict()
+	if f.GetEventType().GetType() == 5 {
+		switch v {
+		case flowpb.Verdict_FORWARDED, flowpb.Verdict_REDIRECTED:
+			return "ALLOWED"
+		case flowpb.Verdict_DROPPED, flowpb.Verdict_ERROR:
+			return "DENIED"
+		case flowpb.Verdict_AUDIT:
+			return "AUDITED"
+		}
+	}
+	return v.String()
+}
+
+func summary(f *flowpb.Flow) string {
+	var b strings.Builder
+	if t := f.GetIpTraceId(); t != nil && t.GetTraceId() > 0 {
+		fmt.Fprintf(&b, "IP Trace ID: %d; ", t.GetTraceId())
+	}
+	b.WriteString(f.GetSummary()) //nolint:staticcheck // hubble prints the deprecated summary
+	if a := f.GetAuthType(); a != flowpb.AuthType_DISABLED {
+		b.WriteString("; Auth: " + a.String())
+	}
+	return b.String()
+}
