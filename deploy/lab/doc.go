@@ -21,7 +21,11 @@
 // leaves the client pod through one host veth and enters the server pod
 // through another, with the pods' own addresses, which is where the tc
 // programs attach. MACs are derived from the pod's IPv4 address (host side
-// 06:fb:<ipv4>, pod side 02:fb:<ipv4>). Up turns on IPv4 and IPv6 forwarding
+// 06:fb:<ipv4>, pod side 02:fb:<ipv4>). Neither end has an IPv6
+// link-local address (addrgenmode none), so there is no DAD, router
+// solicitation or MLD for them: after about two packets each way at up
+// (MLD for the pod's address), an idle veth stays silent, and exact
+// byte and packet counts in tests are the traffic's own. Up turns on IPv4 and IPv6 forwarding
 // in the host and leaves them on at down (other things on the host may have
 // come to depend on them; turning them off is the operator's call).
 //
@@ -66,6 +70,9 @@
 // anything with its prefix exists, so everything with the prefix is its
 // own, and on any failure or interrupt it runs Down before returning.
 // Traffic on interrupt stops its clients and leaves the lab up.
+//
+// InNetNS runs a function inside a pod's namespace, for tests that need
+// exact traffic from one pod (net.Dial from inside fn).
 //
 // Two labs can run at once with different prefixes, state directories and
 // address ranges (the tests use prefixes fblt, fblu, fblv and 10.201-203.0.0/24).

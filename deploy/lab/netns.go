@@ -45,12 +45,18 @@ func setupPod(ctx context.Context, p *PodPlan) error {
 	steps := [][]string{
 		{"netns", "add", ns},
 		{"link", "add", p.HostIf, "address", p.HostMAC, "type", "veth", "peer", "name", "eth0", "address", p.PodMAC, "netns", ns},
+		// No IPv6 link-local addresses on either end: no DAD, router
+		// solicitations or MLD for them, so the veths carry the pods'
+		// traffic and (almost) nothing else. The static neighbours make
+		// link-local addresses unnecessary.
+		{"link", "set", p.HostIf, "addrgenmode", "none"},
 		{"link", "set", p.HostIf, "up"},
 		{"route", "add", v4 + "/32", "dev", p.HostIf},
 		{"-6", "route", "add", v6 + "/128", "dev", p.HostIf},
 		{"neigh", "replace", v4, "lladdr", p.PodMAC, "dev", p.HostIf, "nud", "permanent"},
 		{"-6", "neigh", "replace", v6, "lladdr", p.PodMAC, "dev", p.HostIf, "nud", "permanent"},
 		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "link", "set", "eth0", "addrgenmode", "none"},
 		{"-n", ns, "link", "set", "eth0", "up"},
 		{"-n", ns, "addr", "add", v4 + "/32", "dev", "eth0"},
 		{"-n", ns, "-6", "addr", "add", v6 + "/128", "dev", "eth0", "nodad"},
