@@ -71,6 +71,9 @@ func setupPod(ctx context.Context, p *PodPlan) error {
 			return fmt.Errorf("pod %s: %w", p.Name, err)
 		}
 		if err := runIP(ctx, s...); err != nil {
+			if (s[0] == "route" || s[1] == "route") && strings.Contains(err.Error(), "File exists") {
+				return fmt.Errorf("pod %s: %w (the host already routes this address: another lab or network uses it; pick other network ranges in the topology)", p.Name, err)
+			}
 			return fmt.Errorf("pod %s: %w", p.Name, err)
 		}
 	}
