@@ -55,7 +55,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		select {}
+		time.Sleep(time.Hour) // until the test kills it
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -526,7 +527,7 @@ func TestUpInterruptedRemovesWhatItMade(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Cancel as soon as the third pod's namespace exists: halfway through.
 	go func() {
-		for {
+		for ctx.Err() == nil {
 			if _, err := os.Stat(filepath.Join(netnsDir, "fblv-ledger-svc")); err == nil {
 				cancel()
 				return
