@@ -78,6 +78,7 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 	cfg := labFlags(fs, true)
 	topoPath := fs.String("topology", "", "topology YAML (pods, servers, clients, services); default the payments fleet")
 	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
+	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <state-dir>/endpoints.yaml); down removes it")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -117,7 +118,7 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --state-dir %s   then: flowbus lab down --state-dir %s\n",
-		lab.EndpointsPath(cfg.StateDir), cfg.StateDir, cfg.StateDir)
+		plan.EndpointsFile, cfg.StateDir, cfg.StateDir)
 	return nil
 }
 
@@ -225,7 +226,7 @@ func labStatus(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Namespace, present(p.NetNS, ns[p.NetNS]), present(p.HostIf, links[p.HostIf]), p.IPv4, p.IPv6, pid)
 	}
 	tw.Flush()
-	fmt.Fprintf(io.Stdout, "\nprefix %q; %d lab processes running; endpoints file %s\n", st.Prefix, len(st.Leftovers.Processes), lab.EndpointsPath(cfg.StateDir))
+	fmt.Fprintf(io.Stdout, "\nprefix %q; %d lab processes running; endpoints file %s\n", st.Prefix, len(st.Leftovers.Processes), st.Plan.EndpointsFile)
 	return nil
 }
 

@@ -33,6 +33,10 @@ type Config struct {
 	StateDir string
 	// Node overrides the topology's node name in the endpoints file.
 	Node string
+	// EndpointsFile is where Up writes the endpoints file; default
+	// <StateDir>/endpoints.yaml. Its path is saved in lab.json, and Down
+	// removes it.
+	EndpointsFile string
 	// Self is the command line that runs this program's Child entry point:
 	// Up runs Self + ["serve", ...] and Traffic Self + ["client", ...] inside
 	// the pods' namespaces. For the flowbus binary: [<executable>, "lab"].
@@ -52,6 +56,16 @@ func (c *Config) Validate() error {
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
+	}
+	if c.EndpointsFile == "" {
+		c.EndpointsFile = EndpointsPath(c.StateDir)
+	}
+	// Absolute, so that down finds it from any working directory.
+	if abs, err := filepath.Abs(c.EndpointsFile); err == nil {
+		c.EndpointsFile = abs
+	}
+	if abs, err := filepath.Abs(c.StateDir); err == nil {
+		c.StateDir = abs
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 15 * time.Second
@@ -98,6 +112,7 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.EndpointsFile = cfg.EndpointsFile
 	left, err := findLeftovers(ctx, cfg.Prefix)
 	if err != nil {
 		return nil, err
@@ -158,7 +173,7 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 	if err := waitReady(ctx, cfg, plan, exited); err != nil {
 		return nil, err
 	}
-	if err := endpoints.Write(EndpointsPath(cfg.StateDir), plan.Endpoints()); err != nil {
+	if err := endpoints.Write(cfg.EndpointsFile, plan.Endpoints()); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -255,8 +270,12 @@ func Down(ctx context.Context, cfg Config) (Leftovers, error) {
 	if err := checkRoot(); err != nil {
 		return Leftovers{}, err
 	}
+	var extra []string // state written outside the state directory
 	if plan, err := LoadPlan(cfg.StateDir); err == nil {
 		cfg.Prefix = plan.Prefix
+		if plan.EndpointsFile != "" && filepath.Clean(plan.EndpointsFile) != EndpointsPath(cfg.StateDir) {
+			extra = append(extra, plan.EndpointsFile, plan.EndpointsFile+".tmp")
+		}
 	}
 	left, err := findLeftovers(ctx, cfg.Prefix)
 	if err != nil {
@@ -280,7 +299,7 @@ func Down(ctx context.Context, cfg Config) (Leftovers, error) {
 			}
 		}
 	}
-	files, err := removeState(cfg.StateDir)
+	files, err := removeState(cfg.StateDir, extra)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -325,10 +344,10 @@ func killAll(ctx context.Context, pids []int) error {
 	return nil
 }
 
-// removeState removes the files the lab writes in dir, then the lab's
-// subdirectories and dir itself if they are empty. It returns the paths it
-// removed.
-func removeState(dir string) ([]string, error) {
+// removeState removes the files the lab writes in dir and the extra files
+// it wrote elsewhere, then the lab's subdirectories and dir itself if they
+// are empty. It returns the paths it removed.
+func removeState(dir string, extra []string) ([]string, error) {
 	var errs []error
 	var removed []string
 	rm := func(p string) {
@@ -339,6 +358,9 @@ func removeState(dir string) ([]string, error) {
 		case !errors.Is(err, fs.ErrNotExist):
 			errs = append(errs, fmt.Errorf("remove state: %w", err))
 		}
+	}
+	for _, f := range extra {
+		rm(f)
 	}
 	for _, f := range []string{planFile, planFile + ".tmp", endpointsFile, endpointsFile + ".tmp"} {
 		rm(filepath.Join(dir, f))

@@ -195,6 +195,7 @@ func echo(addr netip.AddrPort, line string) (string, error) {
 func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t *testing.T) {
 	requireLab(t)
 	cfg := testConfig(t, "fblt", "lab-child")
+	cfg.EndpointsFile = filepath.Join(t.TempDir(), "agent-endpoints.yaml") // outside the state dir: down must remove it too
 	cleanupLab(t, cfg)
 	ctx := context.Background()
 	start := time.Now()
@@ -340,7 +341,7 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 	})
 
 	t.Run("the endpoints file lists every pod with its veth, addresses and identity", func(t *testing.T) {
-		f, err := endpoints.Read(EndpointsPath(cfg.StateDir))
+		f, err := endpoints.Read(cfg.EndpointsFile)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -355,7 +356,7 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 			}
 		}
 		wantBytes, _ := wantPlan.Endpoints().Marshal()
-		gotBytes, _ := os.ReadFile(EndpointsPath(cfg.StateDir))
+		gotBytes, _ := os.ReadFile(cfg.EndpointsFile)
 		if string(gotBytes) != string(wantBytes) {
 			t.Fatalf("endpoints file:\n%s\nwant:\n%s", gotBytes, wantBytes)
 		}
@@ -465,6 +466,9 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes, >= 10 state files", removed)
 		}
 		assertNothingLeft(t, "fblt", cfg.StateDir, pids)
+		if _, err := os.Stat(cfg.EndpointsFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("endpoints file %s left: %v", cfg.EndpointsFile, err)
+		}
 		again, err := Down(ctx, cfg)
 		if err != nil || !again.Empty() {
 			t.Fatalf("second Down: %s, %v; want nothing, no error", again, err)

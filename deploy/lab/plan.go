@@ -30,10 +30,11 @@ var (
 // except IfIndex and PID, which Up fills in. It is saved as lab.json in the
 // state directory, where the server and client processes read it.
 type Plan struct {
-	Prefix   string    `json:"prefix"`
-	Node     string    `json:"node"`
-	Topology Topology  `json:"topology"`
-	Pods     []PodPlan `json:"pods"`
+	Prefix        string    `json:"prefix"`
+	Node          string    `json:"node"`
+	EndpointsFile string    `json:"endpoints_file"` // where Up wrote it
+	Topology      Topology  `json:"topology"`
+	Pods          []PodPlan `json:"pods"`
 }
 
 // PodPlan is one pod placed on the host.
@@ -195,7 +196,7 @@ const (
 	readyDir      = "ready"
 )
 
-// EndpointsPath returns where Up writes the endpoints file.
+// EndpointsPath returns where Up writes the endpoints file by default.
 func EndpointsPath(stateDir string) string { return filepath.Join(stateDir, endpointsFile) }
 
 // ErrNoLab is returned when the state directory holds no lab.
