@@ -1,0 +1,60 @@
+// Package schemas holds what every other flowbus package agrees on: the flow
+// record (Flow), its Arrow schema flow.v1 and the codec that carries it on
+// the bus (Encoder, Decoder), the lossless conversion to and from Hubble's
+// flow.Flow (ToProto, FromProto), the latency histogram (Histogram), and the
+// bus message contract (Message, headers, PartitionOf). It imports nothing of
+// flowbus. Every column is documented in schemas/README.md.
+//
+// Files: flow.go (the record), arrowschema.go (the flow.v1 columns),
+// codec.go + columns.go + ipcwrite.go (encoder), decode.go + rawipc.go +
+// fbcheck.go (decoder), hubble.go (flow.Flow), histogram.go, bus.go.
+//
+// Decisions:
+//
+//   - One bus message is one complete Arrow IPC stream (schema, dictionary
+//     batches, one record batch, end-of-stream), zstd body compression, so any
+//     consumer (arrow-go, pyarrow, DuckDB) decodes a message alone.
+//   - The encoder writes the IPC messages itself: the schema message is
+//     serialised once by arrow-go and cached; dictionary and record batches
+//     are flatbuffers around the encoder's own column buffers, compressed with
+//     one reused zstd encoder (level SpeedFastest). arrow-go's ipc.Writer
+//     costs a new zstd encoder (megabytes of tables) per stream, which at one
+//     message per second per partition dominated the cost. The tests read
+//     every stream back with arrow-go's ipc.Reader, and the golden file
+//     testdata/flow.v1.arrows pins the bytes (`go test ./schemas -update`
+//     rewrites it after a deliberate change; bump SchemaVersion when old
+//     readers cannot read the new columns).
+//   - The decoder reads streams whose schema message is byte for byte ours
+//     without arrow-go objects (one reused zstd decoder, one reused arena,
+//     strings copied once per dictionary), and any other flow.v1 stream
+//     (another writer's) through arrow-go's ipc.Reader. Both feed the same
+//     column decoders. Decoded strings never alias the message.
+//   - Bad input never panics: framing and flatbuffer vector lengths are
+//     checked before arrow-go sees them (arrow-go allocates by those lengths),
+//     decompressed sizes are bounded by the message size, offsets and
+//     dictionary indices are validated, and any remaining panic is recovered
+//     into ErrNotArrow. A cut-off stream is ErrTruncated, another schema
+//     version ErrUnknownSchema. FuzzDecode guards this.
+//   - Strings are dictionary-encoded (per batch), except uuid: fleets repeat
+//     namespaces, workloads, pods and labels, and dictionaries cut both bytes
+//     and the bytes zstd must process. The encoder finds a string's index
+//     through a cache keyed by the string's data pointer (the agent hands over
+//     the same strings from its identity caches), then a map.
+//   - Enums are dictionary strings holding Hubble's names ("DROPPED",
+//     "POLICY_DENIED"), readable in DuckDB; a number without a name travels
+//     as its decimal string and comes back as the same number.
+//   - IP addresses are fixed_size_binary(16), IPv4 as IPv4-mapped IPv6. This
+//     is the one normalisation of the Arrow round trip: an IPv4-mapped IPv6
+//     address (::ffff:a.b.c.d) decodes as the IPv4 address, and IPv6 zones are
+//     dropped (Cilium reports neither). Everything else round-trips exactly,
+//     including nil versus empty slices (null list versus empty list) and nil
+//     versus empty histograms.
+//   - Zero times (unknown) are null timestamps, IsReply Unknown is a null
+//     bool, the zero netip.Addr is a null address.
+//   - ToProto maps onto Hubble's own fields wherever Hubble has one; the rest
+//     (bytes, packets, count, first/last seen, L4 latency, histogram, Kafka
+//     client ID, L4 protocols Layer4 cannot name) goes into flow.extensions as
+//     a google.protobuf.Struct, readable by protojson and the hubble CLI.
+//     Protobuf cannot tell an empty list from an absent one: FromProto returns
+//     nil for both.
+package schemas
