@@ -16,7 +16,6 @@ const (
 	DefaultMaxMessageBytes = 1<<20 - 16<<10 // NATS's default max_payload (1 MiB) less room for headers
 	DefaultQueueMessages   = 64
 	DefaultPublishBatch    = 16
-	DefaultPublishTimeout  = 10 * time.Second
 	DefaultDrainTimeout    = 5 * time.Second
 	DefaultRetryMin        = 100 * time.Millisecond
 	DefaultRetryMax        = 2 * time.Second
@@ -36,9 +35,16 @@ type Config struct {
 	// a larger encoded batch is split in halves.
 	MaxMessageBytes int
 
-	QueueMessages  int           // in-memory queue of encoded messages (64)
-	PublishBatch   int           // messages per Publish call (16)
-	PublishTimeout time.Duration // per Publish call (10 s)
+	QueueMessages int // in-memory queue of encoded messages (64)
+	PublishBatch  int // messages per Publish call (16)
+	// PublishTimeout bounds one Publish call; 0 (the default) means no
+	// bound: a Publish may block while the bus is down (the queue then fills
+	// and new messages go to the spool) and is only cancelled at the end of
+	// the shutdown drain. A bound makes a sink that retries inside Publish
+	// (sinks/kafka, sinks/nats) give up and be called again with the same
+	// messages; records of the abandoned call may still land, which NATS
+	// deduplicates by Nats-Msg-Id but Kafka does not.
+	PublishTimeout time.Duration
 	// DrainTimeout is how long Run keeps trying the bus after its input
 	// closed before it spools what is left (5 s).
 	DrainTimeout time.Duration
@@ -68,7 +74,6 @@ func (c Config) withDefaults() Config {
 	def(&c.QueueMessages, DefaultQueueMessages)
 	def(&c.PublishBatch, DefaultPublishBatch)
 	defd(&c.Linger, DefaultLinger)
-	defd(&c.PublishTimeout, DefaultPublishTimeout)
 	defd(&c.DrainTimeout, DefaultDrainTimeout)
 	defd(&c.RetryMin, DefaultRetryMin)
 	defd(&c.RetryMax, DefaultRetryMax)

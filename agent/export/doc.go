@@ -24,9 +24,15 @@
 //     restart. Spooled messages of an earlier run are published first.
 //   - A message leaves the queue or the spool only after Publish returned nil
 //     for it; a failed Publish is retried with backoff (RetryMin doubling to
-//     RetryMax). Exactly-once on the bus therefore rests on the sinks: NATS
-//     dedupes by Nats-Msg-Id (Message.ID), Kafka's idempotent producer by its
-//     sequence numbers within a producer session.
+//     RetryMax). Publish calls have no timeout by default (Config.PublishTimeout):
+//     the sinks retry inside Publish until the bus takes the messages, and a
+//     call abandoned on a timeout may still land after it returned. Calling
+//     again with the same messages would then duplicate them on Kafka (NATS
+//     dedupes by Nats-Msg-Id = Message.ID). Without a timeout, a bus outage
+//     leaves one Publish waiting, the queue fills, and newer messages go to
+//     the spool: nothing is sent twice (TestKafkaOutage, TestNATSOutage in
+//     package agent). The wait is cancelled only when the shutdown drain
+//     times out.
 //   - Without a spool (Config.Spool.Dir empty) a message that finds the queue
 //     full is dropped and counted: flowbus_stage_dropped_total{stage="export",
 //     reason="queue_full"}. With one, loss happens only at the spool's byte cap

@@ -45,6 +45,11 @@ type Exporter struct {
 
 	seq uint64 // last Seq assigned (batcher goroutine only)
 
+	// pubCtx is the context of every Publish; cancelled when the shutdown
+	// drain times out.
+	pubCtx    context.Context
+	pubCancel context.CancelFunc
+
 	mu      sync.Mutex
 	queue   []schemas.Message // oldest first; never non-empty while the spool is
 	closing bool              // input done and every batch enqueued
@@ -86,6 +91,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 		enc:  schemas.NewEncoder(),
 		st:   st,
 		wake: make(chan struct{}, 1),
+
 		m: metrics{
 			messages:      counter("flowbus_export_messages_total", "Messages published to the bus."),
 			rows:          counter("flowbus_export_rows_total", "Flow records published to the bus."),
@@ -111,6 +117,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 			}
 		}
 	}
+	e.pubCtx, e.pubCancel = context.WithCancel(context.Background())
 	if cfg.Spool.Dir != "" {
 		sp, err := spool.Open(cfg.Spool, logger, reg)
 		if err != nil {
@@ -158,7 +165,10 @@ loop:
 	e.closing = true
 	e.mu.Unlock()
 	e.signal()
+	drain := time.AfterFunc(e.cfg.DrainTimeout, e.pubCancel)
 	err := <-pubDone
+	drain.Stop()
+	e.pubCancel()
 	if e.spool != nil {
 		if cerr := e.spool.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("close export spool: %w", cerr)

@@ -83,8 +83,12 @@ func (e *Exporter) publishLoop() error {
 
 // publish sends msgs in one Publish call and times it.
 func (e *Exporter) publish(msgs []schemas.Message) error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.PublishTimeout)
-	defer cancel()
+	ctx := e.pubCtx
+	if e.cfg.PublishTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.PublishTimeout)
+		defer cancel()
+	}
 	start := time.Now()
 	err := e.pub.Publish(ctx, msgs)
 	e.m.publishSeconds.Observe(time.Since(start).Seconds())
