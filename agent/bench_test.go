@@ -95,18 +95,23 @@ func (d *discard) Close() error { return nil }
 
 // BenchmarkAgent measures raw flows per second through the whole agent path:
 // replayed synthetic flows → aggregation (1 s windows) → batching → Arrow
-// encode → publish. Run it with -cpu 1 for the one-core figure. The
+// encode → publish. The source=synthetic case generates the flows live
+// instead, so it includes the generator's own cost. Run it with -cpu 1 for the one-core figure. The
 // in-process broker is an embedded NATS JetStream server (sinks/nats), and the
 // baseline beside it publishes to a Publisher that discards, so the two
 // figures separate the agent's cost from the broker's.
 func BenchmarkAgent(b *testing.B) {
 	flows := syntheticFlows(b, 1<<16)
-	run := func(b *testing.B, pub export.Publisher, agg aggregate.Config) {
+	replay := func(n int) Source {
+		return replaySource{flows: flows, count: n, batch: 1024, free: make(chan []schemas.Flow, 32)}
+	}
+	run := func(b *testing.B, pub export.Publisher, agg aggregate.Config, source ...Source) {
 		reg := prometheus.NewRegistry()
-		a, err := New(Config{
-			Node: "node-a", Source: replaySource{flows: flows, count: b.N, batch: 1024, free: make(chan []schemas.Flow, 32)},
-			Aggregate: agg,
-		}, nil, reg, pub)
+		src := replay(b.N)
+		if len(source) > 0 {
+			src = source[0]
+		}
+		a, err := New(Config{Node: "node-a", Source: src, Aggregate: agg}, nil, reg, pub)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -137,4 +142,11 @@ func BenchmarkAgent(b *testing.B) {
 		run(b, pub, aggregate.Config{})
 	})
 	b.Run("no-aggregation/publish=discard", func(b *testing.B) { run(b, &discard{}, aggregate.Config{Disabled: true}) })
+	b.Run("source=synthetic/aggregate/publish=discard", func(b *testing.B) {
+		src, err := synthetic.New(synthetic.Config{Seed: 1, Count: uint64(b.N)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, &discard{}, aggregate.Config{}, src)
+	})
 }

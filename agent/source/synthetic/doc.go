@@ -16,7 +16,8 @@
 //
 // Each HTTP route has a log-normal latency (its own median and shape; 5xx
 // answers are 3× slower) and a status mix including some 5xx; URLs carry real
-// numeric ids and UUIDs. DNS answers have qtypes A/AAAA, NOERROR with the
+// numeric order ids and customer UUIDs, drawn Zipf-distributed from hot sets
+// (800k orders, 20k customers) as real traffic is: a few are busy, most rare. DNS answers have qtypes A/AAAA, NOERROR with the
 // service IP or NXDOMAIN for a search-path miss. Pods have Kubernetes-style
 // names (checkout-api-7d9f8b6c4-x2x9k), IPs in 10.0.x.y, Cilium identities
 // and Hubble-form labels ("k8s:app=checkout-api"); flows carry TCP flags

@@ -73,8 +73,9 @@ type edge struct {
 type fleet struct {
 	workloads []*workload
 	edges     []*edge
-	total     int     // sum of edge weights
-	routeKeys []Route // every (edge, route, status), indexed by route.base+status index
+	total     int      // sum of edge weights
+	routeKeys []Route  // every (edge, route, status), indexed by route.base+status index
+	customers []string // customer UUIDs for {uuid} in URLs
 }
 
 // Reserved Cilium identities.
@@ -156,6 +157,10 @@ func newFleet(rng *rand.Rand) *fleet {
 			}
 		}
 		f.total += e.weight
+	}
+	f.customers = make([]string, 20000)
+	for i := range f.customers {
+		f.customers[i] = string(appendUUID(nil, rng))
 	}
 	// Pods: names with Kubernetes-style hashes, IPs in 10.0.x.y.
 	for i, wl := range f.workloads {

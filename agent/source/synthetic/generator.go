@@ -58,9 +58,11 @@ type Generator struct {
 	cfg   Config
 	rng   *rand.Rand
 	fleet *fleet
-	n     uint64 // flows generated
-	step  int64  // ns between flows' timestamps
-	start int64
+	// Hot sets of URL ids: order numbers 100000-899999 and customer UUIDs.
+	orders, customers *rand.Zipf
+	n                 uint64 // flows generated
+	step              int64  // ns between flows' timestamps
+	start             int64
 
 	buf  []byte // per-batch string arena
 	offs []span
@@ -98,6 +100,8 @@ func NewGenerator(cfg Config) (*Generator, error) {
 	g.pairs = make([]PairTotals, len(g.fleet.edges))
 	g.pendRoutes = make([]RouteTotals, len(g.fleet.routeKeys))
 	g.routes = make([]RouteTotals, len(g.fleet.routeKeys))
+	g.orders = rand.NewZipf(rng, 1.1, 1, 799999)
+	g.customers = rand.NewZipf(rng, 1.1, 1, uint64(len(g.fleet.customers)-1))
 	if cfg.Rate > 0 {
 		g.step = int64(math.Max(1, float64(time.Second)/cfg.Rate))
 	}
@@ -260,7 +264,7 @@ func (g *Generator) one(f *schemas.Flow) {
 			lat *= 3 // failures tend to be timeouts
 		}
 		o.url0 = len(g.buf)
-		g.buf = appendURL(g.buf, r.path, rng)
+		g.buf = g.appendURL(g.buf, r.path)
 		o.url1 = len(g.buf)
 		f.EventType = 129
 		f.LatencyNs = lat
@@ -330,15 +334,17 @@ func appendUUID(b []byte, rng *rand.Rand) []byte {
 	return b
 }
 
-// appendURL appends path with {id} replaced by a numeric id and {uuid} by a UUID.
-func appendURL(b []byte, path string, rng *rand.Rand) []byte {
+// appendURL appends path with {id} replaced by a numeric id and {uuid} by a
+// UUID, both drawn from the fleet's hot sets (Zipf: a few orders and
+// customers are very busy, most are rare), as real traffic has.
+func (g *Generator) appendURL(b []byte, path string) []byte {
 	for len(path) > 0 {
 		switch {
 		case len(path) >= 4 && path[:4] == "{id}":
-			b = strconv.AppendUint(b, 100000+uint64(rng.IntN(900000)), 10)
+			b = strconv.AppendUint(b, 100000+g.orders.Uint64(), 10)
 			path = path[4:]
 		case len(path) >= 6 && path[:6] == "{uuid}":
-			b = appendUUID(b, rng)
+			b = append(b, g.fleet.customers[g.customers.Uint64()]...)
 			path = path[6:]
 		default:
 			b = append(b, path[0])
