@@ -74,6 +74,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// finalFlushWait bounds how long Run waits to deliver its last batch.
+const finalFlushWait = 5 * time.Second
+
 // LineError is a malformed input line: where it is and what is wrong.
 type LineError struct {
 	File string // path, or "-" for stdin
@@ -159,11 +162,17 @@ func (s *Source) Name() string { return "hubble-json" }
 func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(flowpb.LostEventSource, uint64)) error {
 	s.out, s.lost = out, lost
 	err := s.run(ctx)
-	if ferr := s.flush(ctx); err == nil {
-		err = ferr
-	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return nil
+		err = nil // ctx ended: a normal stop
+	}
+	// Lines already read are delivered even when ctx has ended (the agent
+	// drains its sources at shutdown), but Run does not wait forever for a reader.
+	fctx, cancel := context.WithTimeout(context.Background(), finalFlushWait)
+	defer cancel()
+	if n := len(s.batch); n > 0 {
+		if ferr := s.flush(fctx); ferr != nil && err == nil {
+			err = fmt.Errorf("hubble-json: %d flows read but not delivered at shutdown: %w", n, ferr)
+		}
 	}
 	return err
 }
