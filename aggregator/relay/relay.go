@@ -1,0 +1,320 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	observerpb "github.com/cilium/cilium/api/v1/observer"
+	relaypb "github.com/cilium/cilium/api/v1/relay"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/flowbus/flowbus/agent/observe"
+)
+
+// DefaultListenAddress is Hubble relay's port.
+const DefaultListenAddress = ":4245"
+
+// Config configures a Relay.
+type Config struct {
+	ListenAddress   string        // default ":4245"
+	Agents          []string      // host:port of agents; a DNS name may resolve to many (headless Service)
+	ResolveInterval time.Duration // how often names are resolved again (default 30 s)
+	RetryInterval   time.Duration // how often a follow stream retries agents it lost or did not reach (default 5 s)
+	SortWindow      time.Duration // follow: how long a flow may wait for older flows of quieter agents (default 500 ms)
+	BatchWindow     time.Duration // non-follow: the same, for requests that end (default 5 s: exact order unless an agent stalls that long)
+	StatusTimeout   time.Duration // per-agent timeout of ServerStatus/GetNodes/GetNamespaces (default 2 s)
+	Version         string
+	ServerTLS       observe.ServerTLS // TLS towards clients
+	ClientTLS       observe.ClientTLS // TLS towards agents
+
+	// LookupHost resolves names; nil uses net.DefaultResolver (tests inject).
+	LookupHost func(ctx context.Context, host string) ([]string, error)
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if len(c.Agents) == 0 {
+		return errors.New("relay: no agents: give at least one host:port (a name may resolve to many agents)")
+	}
+	for _, a := range c.Agents {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("relay: agent %q is not host:port: %w", a, err)
+		}
+	}
+	if c.ListenAddress == "" {
+		c.ListenAddress = DefaultListenAddress
+	}
+	if c.ResolveInterval <= 0 {
+		c.ResolveInterval = 30 * time.Second
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = 5 * time.Second
+	}
+	if c.SortWindow <= 0 {
+		c.SortWindow = 500 * time.Millisecond
+	}
+	if c.BatchWindow <= 0 {
+		c.BatchWindow = 5 * time.Second
+	}
+	if c.StatusTimeout <= 0 {
+		c.StatusTimeout = 2 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "flowbus"
+	}
+	if c.LookupHost == nil {
+		c.LookupHost = net.DefaultResolver.LookupHost
+	}
+	if err := c.ServerTLS.Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
+}
+
+// Relay serves cilium's observer.Observer API over many agents. Safe for
+// concurrent use.
+type Relay struct {
+	observerpb.UnimplementedObserverServer
+	cfg   Config
+	log   *slog.Logger
+	peers *peerSet
+	start time.Time
+
+	flows      prometheus.Counter
+	peerErrors prometheus.Counter
+	agents     prometheus.Gauge
+}
+
+// New returns a Relay; it registers its counters on reg (nil: none).
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	creds, err := cfg.ClientTLS.DialOption()
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r := &Relay{
+		cfg: cfg, log: log, start: time.Now(),
+		peers: &peerSet{peers: map[string]*peer{}, dial: func(addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, creds)
+		}},
+		flows:      prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_flows_total", Help: "Flows the relay forwarded to clients."}),
+		peerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_agent_stream_errors_total", Help: "Agent streams that failed or could not be opened."}),
+		agents:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "flowbus_relay_agents", Help: "Agents the relay currently knows (after resolution)."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{r.flows, r.peerErrors, r.agents} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register relay metrics: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// Refresh resolves the agent targets now and updates the agent set.
+func (r *Relay) Refresh(ctx context.Context) {
+	addrs, errs := resolve(ctx, r.cfg.LookupHost, r.cfg.Agents)
+	for _, err := range errs {
+		r.log.Warn("agent resolution failed", "err", err)
+	}
+	if len(addrs) == 0 && len(errs) > 0 {
+		return // keep what we have rather than dropping every agent on a DNS hiccup
+	}
+	added, removed, err := r.peers.update(addrs)
+	if err != nil {
+		r.log.Warn("agent client", "err", err)
+	}
+	if len(added)+len(removed) > 0 {
+		r.log.Info("agents changed", "added", added, "removed", removed)
+	}
+	r.agents.Set(float64(len(r.peers.snapshot())))
+}
+
+// ListenAndServe listens on cfg.ListenAddress and Serves.
+func (r *Relay) ListenAndServe(ctx context.Context) error {
+	lis, err := net.Listen("tcp", r.cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("relay: listen: %w", err)
+	}
+	return r.Serve(ctx, lis)
+}
+
+// Serve resolves the agents (again every ResolveInterval) and serves the
+// Observer API on lis until ctx ends.
+func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
+	defer r.peers.closeAll()
+	r.Refresh(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(r.cfg.ResolveInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.Refresh(ctx)
+			}
+		}
+	}()
+	var opts []grpc.ServerOption
+	opt, err := r.cfg.ServerTLS.ServerOption()
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("relay: %w", err)
+	}
+	if opt != nil {
+		opts = append(opts, opt)
+	}
+	g := grpc.NewServer(opts...)
+	observerpb.RegisterObserverServer(g, r)
+	return observe.ServeGRPC(ctx, g, lis)
+}
+
+// ServerStatus sums the agents' status; agents that do not answer within
+// StatusTimeout are counted and named as unavailable.
+func (r *Relay) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusRequest) (*observerpb.ServerStatusResponse, error) {
+	res := &observerpb.ServerStatusResponse{Version: r.cfg.Version, UptimeNs: uint64(time.Since(r.start).Nanoseconds())}
+	var connected, unavailable uint32
+	for _, n := range r.nodes(ctx) {
+		if n.GetState() != relaypb.NodeState_NODE_CONNECTED {
+			unavailable++
+			res.UnavailableNodes = append(res.UnavailableNodes, n.GetName())
+			continue
+		}
+		connected++
+		res.NumFlows += n.GetNumFlows()
+		res.MaxFlows += n.GetMaxFlows()
+		res.SeenFlows += n.GetSeenFlows()
+		res.FlowsRate += n.rate
+	}
+	res.NumConnectedNodes, res.NumUnavailableNodes = wrapperspb.UInt32(connected), wrapperspb.UInt32(unavailable)
+	return res, nil
+}
+
+type nodeInfo struct {
+	*observerpb.Node
+	rate float64
+}
+
+// nodes asks every agent for its status, concurrently.
+func (r *Relay) nodes(ctx context.Context) []nodeInfo {
+	peers := r.peers.snapshot()
+	out := make([]nodeInfo, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
+			defer cancel()
+			n := &observerpb.Node{Name: p.addr, Address: p.addr, State: relaypb.NodeState_NODE_UNAVAILABLE, Tls: &observerpb.TLS{Enabled: r.cfg.ClientTLS.Enabled, ServerName: r.cfg.ClientTLS.ServerName}}
+			st, err := p.client.ServerStatus(cctx, &observerpb.ServerStatusRequest{})
+			if err == nil {
+				n.Name = p.nodeName(cctx)
+				n.State, n.Version, n.UptimeNs = relaypb.NodeState_NODE_CONNECTED, st.GetVersion(), st.GetUptimeNs()
+				n.NumFlows, n.MaxFlows, n.SeenFlows = st.GetNumFlows(), st.GetMaxFlows(), st.GetSeenFlows()
+				out[i] = nodeInfo{Node: n, rate: st.GetFlowsRate()}
+				return
+			}
+			p.mu.Lock()
+			if p.name != "" {
+				n.Name = p.name
+			}
+			p.mu.Unlock()
+			out[i] = nodeInfo{Node: n}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// GetNodes lists every agent with its state (NODE_CONNECTED or
+// NODE_UNAVAILABLE) and counters, sorted by name.
+func (r *Relay) GetNodes(ctx context.Context, _ *observerpb.GetNodesRequest) (*observerpb.GetNodesResponse, error) {
+	res := &observerpb.GetNodesResponse{}
+	for _, n := range r.nodes(ctx) {
+		res.Nodes = append(res.Nodes, n.Node)
+	}
+	sort.Slice(res.Nodes, func(i, j int) bool { return res.Nodes[i].GetName() < res.Nodes[j].GetName() })
+	return res, nil
+}
+
+// GetNamespaces merges the namespaces of every reachable agent.
+func (r *Relay) GetNamespaces(ctx context.Context, _ *observerpb.GetNamespacesRequest) (*observerpb.GetNamespacesResponse, error) {
+	type key struct{ cluster, ns string }
+	seen := map[key]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, p := range r.peers.snapshot() {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
+			defer cancel()
+			res, err := p.client.GetNamespaces(cctx, &observerpb.GetNamespacesRequest{})
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, n := range res.GetNamespaces() {
+				seen[key{n.GetCluster(), n.GetNamespace()}] = true
+			}
+		})
+	}
+	wg.Wait()
+	res := &observerpb.GetNamespacesResponse{}
+	for k := range seen {
+		res.Namespaces = append(res.Namespaces, &observerpb.Namespace{Cluster: k.cluster, Namespace: k.ns})
+	}
+	slices.SortFunc(res.Namespaces, func(a, b *observerpb.Namespace) int {
+		if a.GetNamespace() != b.GetNamespace() {
+			if a.GetNamespace() < b.GetNamespace() {
+				return -1
+			}
+			return 1
+		}
+		if a.GetCluster() < b.GetCluster() {
+			return -1
+		}
+		if a.GetCluster() > b.GetCluster() {
+			return 1
+		}
+		return 0
+	})
+	return res, nil
+}
+
+// GetAgentEvents is not served (agents do not serve it either).
+func (r *Relay) GetAgentEvents(*observerpb.GetAgentEventsRequest, observerpb.Observer_GetAgentEventsServer) error {
+	return status.Error(codes.Unimplemented, "flowbus does not record Cilium agent events")
+}
+
+// GetDebugEvents is not served (agents do not serve it either).
+func (r *Relay) GetDebugEvents(*observerpb.GetDebugEventsRequest, observerpb.Observer_GetDebugEventsServer) error {
+	return status.Error(codes.Unimplemented, "flowbus does not record datapath debug events")
+}
+
+func nodeStatus(state relaypb.NodeState, names []string, msg string) *observerpb.GetFlowsResponse {
+	return &observerpb.GetFlowsResponse{
+		Time: timestamppb.Now(),
+		ResponseTypes: &observerpb.GetFlowsResponse_NodeStatus{NodeStatus: &relaypb.NodeStatusEvent{
+			StateChange: state, NodeNames: names, Message: msg,
+		}},
+	}
+}
