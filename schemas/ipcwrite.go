@@ -29,6 +29,10 @@ const zstdLevel = zstd.SpeedFastest
 
 const metadataV5 = 4 // flatbuf.MetadataVersion V5
 
+// rawStreak is how many batches a buffer that did not compress is stored raw
+// before compression is tried again.
+const rawStreak = 15
+
 // Flatbuffer enum values of the Arrow IPC Message schema.
 const (
 	headerDictionaryBatch = 2
@@ -52,6 +56,8 @@ type ipcWriter struct {
 
 	scratch8  []int8
 	scratch16 []int16
+	inDict    bool    // writing dictionary batches: no raw streaks
+	rawRuns   []uint8 // per record batch buffer: batches left to store raw
 
 	// scratch of the dictionary batches
 	dNodes []fieldNode
@@ -96,18 +102,38 @@ func (w *ipcWriter) node(length, nulls int) {
 }
 
 // buffer appends one body buffer, compressed, padded to 8 bytes.
+//
+// Record batch buffers that zstd could not shrink by a tenth (random ports,
+// first-seen times, list offsets) are stored raw for the next rawStreak
+// batches without trying again: zstd spends most per byte on data it cannot
+// compress. The output therefore depends on the encoder's history, never its
+// content: every stream decodes to the same flows.
 func (w *ipcWriter) buffer(raw []byte) {
 	start := int64(len(w.body))
+	i := len(w.bufs)
 	if len(raw) == 0 {
 		w.bufs = append(w.bufs, bufferSpec{start, 0})
 		return
 	}
-	w.body = binary.LittleEndian.AppendUint64(w.body, uint64(len(raw)))
-	w.body = w.zenc.EncodeAll(raw, w.body)
-	if int64(len(w.body))-start-8 >= int64(len(raw)) {
-		// Compression did not pay: store raw bytes, length -1.
-		w.body = binary.LittleEndian.AppendUint64(w.body[:start], ^uint64(0))
+	adaptive := !w.inDict
+	if adaptive && i >= len(w.rawRuns) {
+		w.rawRuns = append(w.rawRuns, make([]uint8, i+1-len(w.rawRuns))...)
+	}
+	if adaptive && w.rawRuns[i] > 0 {
+		w.rawRuns[i]--
+		w.body = binary.LittleEndian.AppendUint64(w.body, ^uint64(0))
 		w.body = append(w.body, raw...)
+	} else {
+		w.body = binary.LittleEndian.AppendUint64(w.body, uint64(len(raw)))
+		w.body = w.zenc.EncodeAll(raw, w.body)
+		if n := int64(len(w.body)) - start - 8; n >= int64(len(raw)) {
+			// Compression did not pay: store raw bytes, length -1.
+			w.body = binary.LittleEndian.AppendUint64(w.body[:start], ^uint64(0))
+			w.body = append(w.body, raw...)
+		}
+		if adaptive && 10*(int64(len(w.body))-start-8) >= 9*int64(len(raw)) && len(raw) >= 4096 {
+			w.rawRuns[i] = rawStreak
+		}
 	}
 	end := int64(len(w.body))
 	for len(w.body)%8 != 0 {
@@ -223,6 +249,8 @@ func (w *ipcWriter) finish(out []byte, rows int) []byte {
 	out = append(out, w.schema...)
 
 	// Dictionary batches use their own node/buffer/body scratch.
+	w.inDict = true
+	defer func() { w.inDict = false }()
 	for id, d := range w.dicts {
 		w.nodes, w.bufs, w.body = w.dNodes[:0], w.dBufs[:0], w.dBody[:0]
 		w.strings(d, nil)
