@@ -1,16 +1,3 @@
-// Package stage counts what each stage of the agent pipeline received,
-// emitted and dropped, as the Prometheus counters
-//
-//	flowbus_stage_received_total{stage}
-//	flowbus_stage_emitted_total{stage}
-//	flowbus_stage_dropped_total{stage,reason}
-//
-// so that loss anywhere in the pipeline is visible (DESIGN.md "Truth rules").
-// Units are flow records as the stage sees them: raw flows for the source and
-// the aggregator's input, folded records after aggregation, rows for export.
-//
-// The counters are created once per registry (NewMetrics) and handed to the
-// stages (Metrics.Stage), because a registry accepts a metric name only once.
 package stage
 
 import (
