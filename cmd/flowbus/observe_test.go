@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,6 +70,11 @@ func startObserveServer(t *testing.T) string {
 	t.Helper()
 	ring := observe.NewRing(64, nil)
 	ring.Observe(observeFixture())
+	return serveRing(t, ring)
+}
+
+func serveRing(t *testing.T, ring *observe.Ring) string {
+	t.Helper()
 	srv, err := observe.NewServer(observe.Config{NodeName: "node-a"}, ring, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -257,5 +264,65 @@ func TestObserveJSONIsHubbleJSON(t *testing.T) {
 		if !strings.Contains(out, key) {
 			t.Errorf("output lacks %s: %s", key, out)
 		}
+	}
+}
+
+func TestObservePrintsLostEvents(t *testing.T) {
+	ring := observe.NewRing(64, func() time.Time { return obsBase.Add(10 * time.Second) })
+	ring.Observe(observeFixture()[:1])
+	ring.Lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, 7)
+	addr := serveRing(t, ring)
+	out, _, err := runObserveArgs(t, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Nov 25 21:47:01.000: shop/frontend-7d9f:40000 (ID:1001) -> shop/checkout-api-5c8:8080 (ID:1002) to-endpoint FORWARDED (TCP Flags: SYN)\n" +
+		"Nov 25 21:47:10.000 EVENTS LOST: PERF_EVENT_RING_BUFFER CPU(0) 7\n"
+	if out != want {
+		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while runObserve writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestObserveFollowPrintsNewFlows(t *testing.T) {
+	ring := observe.NewRing(64, nil)
+	flows := observeFixture()
+	ring.Observe(flows[:1])
+	addr := serveRing(t, ring)
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runObserve(ctx, []string{"--server", addr, "-f", "--last", "1", "--to-pod", "chat/", "--verdict", "DROPPED", "-o", "json"},
+			cmdIO{Stdout: &out, Stderr: io.Discard, Log: slog.New(slog.DiscardHandler)})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), `"uuid":"o3"`) && time.Now().Before(deadline) {
+		ring.Observe(flows[1:4]) // o2..o4 again and again until the follower is in place; only o3 matches
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("observe -f: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if !strings.Contains(line, `"uuid":"o3"`) {
+			t.Errorf("unexpected line %s", line)
+		}
+	}
+	if !strings.Contains(out.String(), `"uuid":"o3"`) {
+		t.Error("the followed flow never arrived")
 	}
 }
