@@ -52,25 +52,70 @@ type workloadRoute struct {
 	route string
 }
 
-// latency accumulates a latency distribution.
+// latency accumulates a latency distribution. Counts are kept dense, in
+// blocks of one power of two (32 buckets, 256 bytes) allocated on first use,
+// so that adding an observation is an index increment; the sparse
+// schemas.Histogram is built when the row is written.
 type latency struct {
-	hist schemas.Histogram
-	max  uint64
+	under, over int64 // buckets 0 and schemas.HistOverflow
+	blocks      [schemas.HistMaxExp - schemas.HistMinExp]*[schemas.HistSubBuckets]int64
+	max         uint64
+}
+
+func (l *latency) addBucket(b int16, n int64) {
+	switch {
+	case b <= 0:
+		l.under += n
+	case b >= schemas.HistOverflow:
+		l.over += n
+	default:
+		i := int(b) - 1
+		blk := l.blocks[i/schemas.HistSubBuckets]
+		if blk == nil {
+			blk = new([schemas.HistSubBuckets]int64)
+			l.blocks[i/schemas.HistSubBuckets] = blk
+		}
+		blk[i%schemas.HistSubBuckets] += n
+	}
 }
 
 // add records the latency of f: its histogram if it carries one, else
 // FlowCount observations of LatencyNs; nothing if latency was not measured.
 func (l *latency) add(f *schemas.Flow) {
 	if len(f.LatencyHist) > 0 {
-		l.hist.Merge(f.LatencyHist)
+		for _, b := range f.LatencyHist {
+			l.addBucket(b.Index, b.Count)
+		}
 	} else if f.LatencyNs > 0 {
-		l.hist.Add(f.LatencyNs, int64(f.FlowCount()))
+		l.addBucket(schemas.HistBucket(f.LatencyNs), int64(f.FlowCount()))
 	} else {
 		return
 	}
 	if f.LatencyNs > l.max {
 		l.max = f.LatencyNs
 	}
+}
+
+// hist returns the sparse histogram.
+func (l *latency) hist() schemas.Histogram {
+	var h schemas.Histogram
+	if l.under > 0 {
+		h = append(h, schemas.Bucket{Index: 0, Count: l.under})
+	}
+	for k, blk := range l.blocks {
+		if blk == nil {
+			continue
+		}
+		for j, c := range blk {
+			if c > 0 {
+				h = append(h, schemas.Bucket{Index: int16(k*schemas.HistSubBuckets + j + 1), Count: c})
+			}
+		}
+	}
+	if l.over > 0 {
+		h = append(h, schemas.Bucket{Index: schemas.HistOverflow, Count: l.over})
+	}
+	return h
 }
 
 // bucket holds the rollups of one window of one partition until it is
@@ -190,13 +235,14 @@ func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 	return overflow
 }
 
-// quantiles fills the latency columns of a row.
+// columns returns the latency columns of a row.
 func (l *latency) columns() (p50, p90, p99, p999, max int64, hist []schemas.HistBucketRow) {
-	if len(l.hist) == 0 {
+	h := l.hist()
+	if len(h) == 0 {
 		return 0, 0, 0, 0, int64(l.max), nil
 	}
-	return int64(l.hist.Quantile(0.5)), int64(l.hist.Quantile(0.9)), int64(l.hist.Quantile(0.99)),
-		int64(l.hist.Quantile(0.999)), int64(l.max), schemas.HistRows(nil, l.hist)
+	return int64(h.Quantile(0.5)), int64(h.Quantile(0.9)), int64(h.Quantile(0.99)),
+		int64(h.Quantile(0.999)), int64(l.max), schemas.HistRows(nil, h)
 }
 
 func protocolName(p uint8) string {

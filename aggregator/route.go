@@ -34,9 +34,10 @@ const (
 	RouteOther = "{other}" // a route past a workload's cardinality cap
 )
 
-// templater turns URLs into route templates. It caches results, so the same
-// URL costs one map lookup; the cache is dropped whole when it holds
-// cacheMax entries. Not safe for concurrent use.
+// templater turns URLs into route templates. The built-in rules allocate
+// only when they change the path; user rules, which are regular expressions,
+// run once per distinct built-in template and are cached (the cache is
+// dropped whole at cacheMax entries). Not safe for concurrent use.
 type templater struct {
 	maxLen int
 	rules  []RouteTemplate
@@ -44,7 +45,7 @@ type templater struct {
 	b      strings.Builder
 }
 
-const cacheMax = 1 << 16
+const cacheMax = 1 << 14
 
 func newTemplater(maxLen int, rules []RouteTemplate) *templater {
 	return &templater{maxLen: maxLen, rules: rules, cache: make(map[string]string)}
@@ -55,15 +56,21 @@ func newTemplater(maxLen int, rules []RouteTemplate) *templater {
 // hex token of 16 or more digits replaced by {id}, then the user rules
 // applied in order, then cut to maxLen bytes (on a UTF-8 boundary).
 func (t *templater) route(url string) string {
-	if r, ok := t.cache[url]; ok {
-		return r
-	}
 	r := t.template(url)
-	if len(t.cache) >= cacheMax {
-		clear(t.cache)
+	if len(t.rules) > 0 {
+		if c, ok := t.cache[r]; ok {
+			return truncate(c, t.maxLen)
+		}
+		in := r
+		for _, rule := range t.rules {
+			r = rule.Pattern.ReplaceAllString(r, rule.Replace)
+		}
+		if len(t.cache) >= cacheMax {
+			clear(t.cache)
+		}
+		t.cache[in] = r
 	}
-	t.cache[strings.Clone(url)] = r
-	return r
+	return truncate(r, t.maxLen)
 }
 
 func (t *templater) template(url string) string {
@@ -81,6 +88,19 @@ func (t *templater) template(url string) string {
 	}
 	if p == "" {
 		p = "/"
+	}
+	// Fast path: no segment is an identifier, the path is the template.
+	changed := false
+	for i := 0; i < len(p) && !changed; {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			j = len(p) - i
+		}
+		changed = isID(p[i : i+j])
+		i += j + 1
+	}
+	if !changed {
+		return p
 	}
 	t.b.Reset()
 	for i := 0; i < len(p); {
@@ -101,11 +121,7 @@ func (t *templater) template(url string) string {
 		}
 		i = j + 1
 	}
-	r := t.b.String()
-	for _, rule := range t.rules {
-		r = rule.Pattern.ReplaceAllString(r, rule.Replace)
-	}
-	return truncate(r, t.maxLen)
+	return t.b.String()
 }
 
 // isID reports whether a path segment is an identifier: all decimal digits,

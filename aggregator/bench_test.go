@@ -1,0 +1,132 @@
+package aggregator
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/parquet"
+)
+
+// benchMessages encodes 200 messages of 1000 generated flows.
+func benchMessages(b *testing.B) ([]schemas.Message, int) {
+	b.Helper()
+	g := generate(11, 200_000, 10*time.Minute, 0)
+	msgs := encodeAll(b, split(g.flows, 1, 1000))
+	return msgs, len(g.flows)
+}
+
+// benchRun folds messages i = 0..b.N-1 (cycling) into one partition;
+// windows the watermark passes are discarded instead of written, so that
+// the figure is decode + rollup alone. decode and fold select the stages.
+func benchRun(b *testing.B, decode, fold bool) {
+	msgs, _ := benchMessages(b)
+	a, _ := newTestAggregator(b, Config{Out: b.TempDir()})
+	if err := a.Assign(0); err != nil {
+		b.Fatal(err)
+	}
+	ps := a.parts[0]
+	dec := schemas.NewDecoder()
+	// Pre-decoded flows for the rollup-only baseline.
+	pre := make([][]schemas.Flow, len(msgs))
+	for i := range msgs {
+		var err error
+		if pre[i], err = dec.Decode(nil, msgs[i].Value); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var flows []schemas.Flow
+	rows := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i % len(msgs)
+		if k == 0 && i > 0 {
+			// A new pass over the same event times: start the partition afresh.
+			ps = newPartition(0, nil)
+		}
+		m := Message{Partition: 0, Offset: int64(i)}
+		fs := pre[k]
+		if decode {
+			var err error
+			flows, err = dec.Decode(flows[:0], msgs[k].Value)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fs = flows
+		}
+		if fold {
+			if ps.add(a, fs, &m) {
+				for _, bk := range ps.closable(a.window, false) {
+					delete(ps.open, bk)
+				}
+			}
+		}
+		rows += len(fs)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkDecodeRollup is Arrow decode + window/pair/route rollup of
+// 1000-flow messages on one goroutine; its baselines are the two stages alone.
+func BenchmarkDecodeRollup(b *testing.B) { benchRun(b, true, true) }
+
+// BenchmarkDecodeOnly is the decode stage of BenchmarkDecodeRollup alone.
+func BenchmarkDecodeOnly(b *testing.B) { benchRun(b, true, false) }
+
+// BenchmarkRollupOnly is the rollup stage of BenchmarkDecodeRollup alone.
+func BenchmarkRollupOnly(b *testing.B) { benchRun(b, false, true) }
+
+// benchPairRows returns n pair_rollup rows shaped like a busy window's:
+// a few hundred workloads, real histograms.
+func benchPairRows(n int) []schemas.PairRollup {
+	g := generate(12, 20_000, time.Minute, 0)
+	a := &Aggregator{cfg: Config{}.withDefaults(), tpl: newTemplater(128, nil)}
+	bk := newBucket(genStart, false, 0)
+	for i := range g.flows {
+		f := g.flows[i]
+		f.Src.Workload = fmt.Sprintf("%s-%d", f.Src.Workload, i%300)
+		bk.add(&f, a)
+	}
+	base := bk.pairRows()
+	rows := make([]schemas.PairRollup, n)
+	for i := range rows {
+		rows[i] = base[i%len(base)]
+		rows[i].DstPort += int32(i / len(base))
+	}
+	return rows
+}
+
+// BenchmarkParquetWrite writes 100,000 pair_rollup rows per file (zstd,
+// dictionaries), without and with the fsyncs of the commit protocol.
+func BenchmarkParquetWrite(b *testing.B) {
+	rows := benchPairRows(100_000)
+	for _, sync := range []bool{false, true} {
+		name := "nosync"
+		if sync {
+			name = "fsync"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			var bytes int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				st, err := parquet.WriteFile(filepath.Join(dir, "bench.parquet"), rows, parquet.Options{NoSync: !sync})
+				if err != nil {
+					b.Fatal(err)
+				}
+				bytes += st.Bytes
+			}
+			b.StopTimer()
+			s := b.Elapsed().Seconds()
+			b.ReportMetric(float64(len(rows)*b.N)/s, "rows/s")
+			b.ReportMetric(float64(bytes)/s/1e6, "MB/s")
+			b.ReportMetric(float64(bytes)/float64(b.N*len(rows)), "B/row")
+			os.Remove(filepath.Join(dir, "bench.parquet"))
+		})
+	}
+}
