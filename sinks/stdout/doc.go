@@ -13,10 +13,11 @@
 //     place for (bytes, packets, count, first/last seen, histogram) are in
 //     flow.extensions as a google.protobuf.Struct, which protojson prints
 //     without our own proto types.
-//   - As an agent publisher, Publish decodes each bus message and prints its
-//     flows. A message that does not decode is skipped and reported in the
-//     returned error (wrapping the schemas decode error); the good messages
-//     beside it are still printed.
+//   - As an agent publisher (agent/export.Publisher), Publish decodes each
+//     bus message and prints its flows. A message that does not decode is
+//     skipped, counted (Skipped) and logged with its ID and the error, and the
+//     good messages beside it are printed; Publish still returns nil, since
+//     the exporter retries failed calls and retrying cannot fix a bad message.
 //   - Output is buffered and flushed at the end of every Write and Publish,
 //     so lines appear promptly and are never split across calls.
 package stdout

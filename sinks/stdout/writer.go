@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
@@ -17,19 +18,33 @@ import (
 // Writer prints flows as `hubble observe -o json` lines to an io.Writer.
 // It is safe for concurrent use; each call's lines are written together.
 type Writer struct {
-	mu     sync.Mutex
-	out    *bufio.Writer
-	enc    *json.Encoder
-	dec    *schemas.Decoder
-	flows  []schemas.Flow
-	closed bool
+	mu      sync.Mutex
+	out     *bufio.Writer
+	enc     *json.Encoder
+	dec     *schemas.Decoder
+	log     *slog.Logger
+	flows   []schemas.Flow
+	skipped uint64
+	closed  bool
 }
 
-// New returns a Writer printing to w (typically os.Stdout). Close flushes
+// New returns a Writer printing to w (typically os.Stdout); log (nil: none)
+// receives one warning per bus message that does not decode. Close flushes
 // but does not close w.
-func New(w io.Writer) *Writer {
+func New(w io.Writer, log *slog.Logger) *Writer {
 	out := bufio.NewWriterSize(w, 64<<10)
-	return &Writer{out: out, enc: json.NewEncoder(out), dec: schemas.NewDecoder()}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Writer{out: out, enc: json.NewEncoder(out), dec: schemas.NewDecoder(), log: log}
+}
+
+// Skipped returns how many bus messages Publish skipped because they did
+// not decode.
+func (w *Writer) Skipped() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.skipped
 }
 
 // ErrClosed is returned by calls after Close.
@@ -77,31 +92,36 @@ func Response(f *schemas.Flow) *observerpb.GetFlowsResponse {
 
 // Publish decodes every message (an Arrow IPC stream of schema flow.v1) and
 // prints its flows; it lets the agent's exporter use the terminal as its
-// bus. Messages that do not decode are skipped and reported together in the
-// returned error; the others are printed. ctx is checked between messages.
+// bus (agent/export.Publisher). A message that does not decode can never be
+// printed, so it is skipped, counted (Skipped) and logged with its ID and
+// the decode error, and the others are printed; Publish then still returns
+// nil, so the exporter does not retry it forever. Publish returns an error
+// only when ctx is done (checked between messages) or the output fails;
+// lines already printed are not retracted, so a retried call prints them
+// again (this sink accepts duplicates).
 func (w *Writer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
 	}
-	var bad []error
+	defer clear(w.flows) // do not keep the last batch's strings alive
 	for i := range msgs {
 		if err := ctx.Err(); err != nil {
-			return errors.Join(append(bad, w.flush(), err)...)
+			return errors.Join(w.flush(), err)
 		}
 		var err error
 		w.flows, err = w.dec.Decode(w.flows[:0], msgs[i].Value)
 		if err != nil {
-			bad = append(bad, fmt.Errorf("message %s (key %q): %w", msgs[i].ID(), msgs[i].Key, err))
+			w.skipped++
+			w.log.Warn("skipping bus message that does not decode", "id", msgs[i].ID(), "key", msgs[i].Key, "err", err)
 			continue
 		}
 		if err := w.write(w.flows); err != nil {
-			return errors.Join(append(bad, err)...)
+			return err
 		}
 	}
-	clear(w.flows) // do not keep the last batch's strings alive
-	return errors.Join(append(bad, w.flush())...)
+	return w.flush()
 }
 
 // Close flushes buffered output. Later calls return ErrClosed.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -50,7 +51,7 @@ var wantLines = []string{
 
 func TestWritePrintsHubbleJSONLines(t *testing.T) {
 	var out bytes.Buffer
-	w := New(&out)
+	w := New(&out, nil)
 	if err := w.Write(testFlows()); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestWritePrintsHubbleJSONLines(t *testing.T) {
 // JSON consumer reads, and converting it back gives the flows printed.
 func TestLinesParseBackToTheSameFlows(t *testing.T) {
 	var out bytes.Buffer
-	w := New(&out)
+	w := New(&out, nil)
 	flows := testFlows()
 	if err := w.Write(flows); err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func TestLinesParseBackToTheSameFlows(t *testing.T) {
 	}
 }
 
-func TestPublishPrintsGoodMessagesAndReportsBadOnes(t *testing.T) {
+func TestPublishPrintsGoodMessagesAndSkipsBadOnes(t *testing.T) {
 	flows := testFlows()
 	enc := schemas.NewEncoder()
 	m1, err := enc.Encode(nil, flows[:1])
@@ -107,14 +108,18 @@ func TestPublishPrintsGoodMessagesAndReportsBadOnes(t *testing.T) {
 		{Node: "node-01", Run: "r", Seq: 3, Rows: 1, Value: m2[:len(m2)-20]},
 		{Node: "node-01", Run: "r", Seq: 4, Rows: 1, Value: m2},
 	}
-	var out bytes.Buffer
-	w := New(&out)
-	err = w.Publish(context.Background(), msgs)
-	if !errors.Is(err, schemas.ErrNotArrow) || !errors.Is(err, schemas.ErrTruncated) {
-		t.Fatalf("err = %v, want it to wrap ErrNotArrow and ErrTruncated", err)
+	var out, logs bytes.Buffer
+	w := New(&out, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err := w.Publish(context.Background(), msgs); err != nil {
+		t.Fatalf("Publish: %v (bad messages must be skipped, not retried)", err)
 	}
-	if !strings.Contains(err.Error(), "node-01/r/2") || !strings.Contains(err.Error(), "node-01/r/3") {
-		t.Errorf("error does not name the bad messages: %v", err)
+	if w.Skipped() != 2 {
+		t.Errorf("Skipped = %d, want 2", w.Skipped())
+	}
+	for _, want := range []string{"id=node-01/r/2", "not an Arrow IPC stream", "id=node-01/r/3", "truncated Arrow IPC stream"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log does not contain %q:\n%s", want, logs.String())
+		}
 	}
 	if got, want := out.String(), wantLines[0]+"\n"+wantLines[1]+"\n"; got != want {
 		t.Errorf("printed:\n%s\nwant:\n%s", got, want)
@@ -135,7 +140,7 @@ func TestPublishStopsOnCancelledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out bytes.Buffer
-	if err := New(&out).Publish(ctx, []schemas.Message{{Value: m}}); !errors.Is(err, context.Canceled) {
+	if err := New(&out, nil).Publish(ctx, []schemas.Message{{Value: m}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if out.Len() != 0 {
@@ -148,7 +153,7 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestWriteReportsOutputErrors(t *testing.T) {
-	err := New(failingWriter{}).Write(testFlows())
+	err := New(failingWriter{}, nil).Write(testFlows())
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("err = %v, want the output error", err)
 	}

@@ -1,0 +1,635 @@
+package schemas
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"unsafe"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+)
+
+// Column decoders: from the buffers of one record batch (rawArray, built by
+// either reader) to Flows. Each validates what it reads (lengths, offsets,
+// dictionary indices) so that bad input is an error, not a panic.
+
+// corrupt reports a column whose buffers do not hold what its length claims.
+func corrupt(col int, what string) error {
+	return fmt.Errorf("%w: corrupt column %d: %s", ErrNotArrow, col, what)
+}
+
+func buf(d *rawArray, i int) []byte {
+	if i >= len(d.bufs) {
+		return nil
+	}
+	return d.bufs[i]
+}
+
+// fixedVals returns the n values of a fixed-width column.
+func fixedVals[T any](d *rawArray, col, n int) ([]T, error) {
+	var z T
+	size := int(unsafe.Sizeof(z))
+	b := buf(d, 1)
+	if d.Len() != n || d.Offset() != 0 || len(b) < n*size {
+		return nil, corrupt(col, "values buffer too short")
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%unsafe.Alignof(z) != 0 {
+		return nil, corrupt(col, "misaligned values buffer")
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n), nil
+}
+
+// validBits returns the validity bitmap of a column, nil when no value is null.
+func validBits(d *rawArray, col, n int) ([]byte, error) {
+	if d.NullN() == 0 {
+		return nil, nil
+	}
+	b := buf(d, 0)
+	if len(b) < (n+7)/8 {
+		return nil, corrupt(col, "validity bitmap too short")
+	}
+	return b, nil
+}
+
+func isValid(bits []byte, i int) bool { return bits == nil || bits[i>>3]&(1<<(i&7)) != 0 }
+
+// strVals is a decoded utf8/binary column: every value is a substring of all.
+type strVals struct {
+	offs []int32
+	base int32
+	all  string
+}
+
+func (s *strVals) get(i int) string { return s.all[s.offs[i]-s.base : s.offs[i+1]-s.base] }
+
+func decodeStrings(d *rawArray, col, n int) (strVals, error) {
+	if d.Len() != n || d.Offset() != 0 {
+		return strVals{}, corrupt(col, "length differs from the record batch")
+	}
+	ob := buf(d, 1)
+	if n == 0 && len(ob) == 0 {
+		return strVals{offs: []int32{0}}, nil
+	}
+	if len(ob) < 4*(n+1) || uintptr(unsafe.Pointer(&ob[0]))%4 != 0 {
+		return strVals{}, corrupt(col, "offsets buffer too short or misaligned")
+	}
+	offs := unsafe.Slice((*int32)(unsafe.Pointer(&ob[0])), n+1)
+	data := buf(d, 2)
+	if offs[0] < 0 || int(offs[n]) > len(data) {
+		return strVals{}, corrupt(col, "offsets out of range")
+	}
+	for i := 0; i < n; i++ {
+		if offs[i] > offs[i+1] {
+			return strVals{}, corrupt(col, "offsets decrease")
+		}
+	}
+	return strVals{offs: offs, base: offs[0], all: string(data[offs[0]:offs[n]])}, nil
+}
+
+// dictIndex holds the indices of a dictionary column in their stored width.
+type dictIndex struct {
+	width int
+	i8    []int8
+	i16   []int16
+	i32   []int32
+}
+
+func (x *dictIndex) at(i int) int32 {
+	switch x.width {
+	case 1:
+		return int32(x.i8[i])
+	case 2:
+		return int32(x.i16[i])
+	}
+	return x.i32[i]
+}
+
+// readIndices reads the n indices of dictionary array d and checks that each
+// addresses one of m dictionary entries.
+func readIndices(d *rawArray, col, n, m int) (dictIndex, error) {
+	if d.NullN() != 0 {
+		return dictIndex{}, corrupt(col, "null dictionary index")
+	}
+	x := dictIndex{width: d.width}
+	var err error
+	bad := false
+	switch d.width {
+	case 1:
+		if x.i8, err = fixedVals[int8](d, col, n); err == nil {
+			for _, v := range x.i8 {
+				bad = bad || v < 0 || int(v) >= m
+			}
+		}
+	case 2:
+		if x.i16, err = fixedVals[int16](d, col, n); err == nil {
+			for _, v := range x.i16 {
+				bad = bad || v < 0 || int(v) >= m
+			}
+		}
+	case 4:
+		if x.i32, err = fixedVals[int32](d, col, n); err == nil {
+			for _, v := range x.i32 {
+				bad = bad || v < 0 || int(v) >= m
+			}
+		}
+	default:
+		return x, corrupt(col, "dictionary index type is not int8, int16 or int32")
+	}
+	if err != nil {
+		return x, err
+	}
+	if bad {
+		return x, corrupt(col, "dictionary index out of range")
+	}
+	return x, nil
+}
+
+// dictVals is a decoded dictionary<intN, utf8> column: row i is vals[ix.at(i)].
+type dictVals struct {
+	ix   dictIndex
+	vals []string
+}
+
+func (d *dictVals) get(i int) string { return d.vals[d.ix.at(i)] }
+
+func decodeDict(d *rawArray, col, n int) (dictVals, error) {
+	dict := d.Dictionary()
+	if dict == nil {
+		return dictVals{}, corrupt(col, "dictionary missing")
+	}
+	words, err := decodeStrings(dict, col, dict.Len())
+	if err != nil {
+		return dictVals{}, err
+	}
+	ix, err := readIndices(d, col, n, dict.Len())
+	if err != nil {
+		return dictVals{}, err
+	}
+	vals := make([]string, dict.Len())
+	for j := range vals {
+		vals[j] = words.get(j)
+	}
+	return dictVals{ix: ix, vals: vals}, nil
+}
+
+// listOffsets validates the offsets of a list column against its child length.
+func listOffsets(d *rawArray, col, n, childLen int) ([]int32, error) {
+	if d.Len() != n || d.Offset() != 0 {
+		return nil, corrupt(col, "length differs from the record batch")
+	}
+	ob := buf(d, 1)
+	if n == 0 && len(ob) == 0 {
+		return []int32{0}, nil
+	}
+	if len(ob) < 4*(n+1) || uintptr(unsafe.Pointer(&ob[0]))%4 != 0 {
+		return nil, corrupt(col, "list offsets too short or misaligned")
+	}
+	offs := unsafe.Slice((*int32)(unsafe.Pointer(&ob[0])), n+1)
+	if offs[0] < 0 || int(offs[n]) > childLen {
+		return nil, corrupt(col, "list offsets out of range")
+	}
+	for i := 0; i < n; i++ {
+		if offs[i] > offs[i+1] {
+			return nil, corrupt(col, "list offsets decrease")
+		}
+	}
+	return offs, nil
+}
+
+// strLists is a decoded list<utf8> column: row i is vals[offs[i]:offs[i+1]],
+// or nil where the list is null.
+type strLists struct {
+	offs  []int32
+	valid []byte
+	vals  []string
+}
+
+func (s *strLists) get(i int) []string {
+	if !isValid(s.valid, i) {
+		return nil
+	}
+	lo, hi := s.offs[i], s.offs[i+1]
+	return s.vals[lo:hi:hi]
+}
+
+func decodeStrLists(d *rawArray, col, n int) (strLists, error) {
+	ch := d.Children()
+	if len(ch) != 1 {
+		return strLists{}, corrupt(col, "list without child")
+	}
+	child, err := decodeDict(ch[0], col, ch[0].Len())
+	if err != nil {
+		return strLists{}, err
+	}
+	offs, err := listOffsets(d, col, n, ch[0].Len())
+	if err != nil {
+		return strLists{}, err
+	}
+	valid, err := validBits(d, col, n)
+	if err != nil {
+		return strLists{}, err
+	}
+	// Non-nil even when empty, so an empty (not null) list decodes as an
+	// empty non-nil slice.
+	vals := make([]string, int(offs[n]-offs[0]))
+	for j := range vals {
+		vals[j] = child.get(int(offs[0]) + j)
+	}
+	base := offs[0]
+	if base != 0 {
+		o := make([]int32, n+1)
+		for i := range o {
+			o[i] = offs[i] - base
+		}
+		offs = o
+	}
+	return strLists{offs: offs, valid: valid, vals: vals}, nil
+}
+
+// enumVals is a decoded enum column: row i is nums[ix.at(i)].
+type enumVals struct {
+	ix   dictIndex
+	nums []int32
+}
+
+func decodeEnum(d *rawArray, col, n int) (enumVals, error) {
+	dict := d.Dictionary()
+	if dict == nil {
+		return enumVals{}, corrupt(col, "dictionary missing")
+	}
+	names, err := decodeStrings(dict, col, dict.Len())
+	if err != nil {
+		return enumVals{}, err
+	}
+	_, values := enumMaps(col)
+	nums := make([]int32, dict.Len())
+	for j := range nums {
+		v, ok := enumParse(values, names.get(j))
+		if !ok {
+			return enumVals{}, corrupt(col, fmt.Sprintf("unknown enum name %q", names.get(j)))
+		}
+		nums[j] = v
+	}
+	ix, err := readIndices(d, col, n, len(nums))
+	if err != nil {
+		return enumVals{}, err
+	}
+	return enumVals{ix: ix, nums: nums}, nil
+}
+
+func (e *enumVals) get(i int) int32 { return e.nums[e.ix.at(i)] }
+
+// histVals is the decoded latency_hist column.
+type histVals struct {
+	offs  []int32
+	valid []byte
+	vals  []Bucket
+}
+
+func (h *histVals) get(i int) Histogram {
+	if !isValid(h.valid, i) {
+		return nil
+	}
+	lo, hi := h.offs[i], h.offs[i+1]
+	return Histogram(h.vals[lo:hi:hi])
+}
+
+func decodeHist(d *rawArray, col, n int) (histVals, error) {
+	ch := d.Children()
+	if len(ch) != 1 || len(ch[0].Children()) != 2 {
+		return histVals{}, corrupt(col, "histogram list without struct child")
+	}
+	st := ch[0]
+	m := st.Len()
+	if st.NullN() != 0 || st.Offset() != 0 {
+		return histVals{}, corrupt(col, "null or offset histogram entry")
+	}
+	bk, err := fixedVals[int16](st.Children()[0], col, m)
+	if err != nil {
+		return histVals{}, err
+	}
+	cn, err := fixedVals[int64](st.Children()[1], col, m)
+	if err != nil {
+		return histVals{}, err
+	}
+	offs, err := listOffsets(d, col, n, m)
+	if err != nil {
+		return histVals{}, err
+	}
+	valid, err := validBits(d, col, n)
+	if err != nil {
+		return histVals{}, err
+	}
+	base := offs[0]
+	vals := make([]Bucket, int(offs[n]-base))
+	for j := range vals {
+		vals[j] = Bucket{Index: bk[int(base)+j], Count: cn[int(base)+j]}
+	}
+	if base != 0 {
+		o := make([]int32, n+1)
+		for i := range o {
+			o[i] = offs[i] - base
+		}
+		offs = o
+	}
+	return histVals{offs: offs, valid: valid, vals: vals}, nil
+}
+
+// ipVals is a decoded src_ip/dst_ip column.
+type ipVals struct {
+	addrs []byte // 16 bytes per row
+	valid []byte
+}
+
+func decodeIPs(d *rawArray, col, n int) (ipVals, error) {
+	b := buf(d, 1)
+	if d.Len() != n || len(b) < 16*n {
+		return ipVals{}, corrupt(col, "values buffer too short")
+	}
+	valid, err := validBits(d, col, n)
+	if err != nil {
+		return ipVals{}, err
+	}
+	return ipVals{addrs: b, valid: valid}, nil
+}
+
+// get returns row i's address; IPv4-mapped addresses come back as IPv4.
+func (p *ipVals) get(i int) netip.Addr {
+	if !isValid(p.valid, i) {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16([16]byte(p.addrs[16*i : 16*i+16])).Unmap()
+}
+
+// batchCols holds every decoded column of one record batch.
+type batchCols struct {
+	time, firstSeen, lastSeen    []int64
+	timeV, firstSeenV, lastSeenV []byte
+	uuid                         strVals
+	node                         dictVals
+	verdict, dropReason, dir     enumVals
+	obsPoint, ipVersion          enumVals
+	l7Type, l7Proto              enumVals
+	eventType, eventSubType      []int32
+	isReply, isReplyV            []byte
+	srcIP, dstIP                 ipVals
+	srcPort, dstPort, tcpFlags   []uint16
+	l4, icmpType, icmpCode       []uint8
+	epID, epIdentity             [2][]uint32
+	epStr                        [2][5]dictVals // cluster, namespace, pod, workload, kind
+	epLabels                     [2]strLists
+	svc                          [4]dictVals
+	srcNames, dstNames           strLists
+	bytesFwd, bytesRev           []uint64
+	pktsFwd, pktsRev             []uint64
+	count, latency               []uint64
+	hist                         histVals
+	ifIndex                      []uint32
+	ifName                       dictVals
+	httpMethod, httpURL          dictVals
+	httpProto                    dictVals
+	httpStatus                   []uint32
+	httpHeaders                  strLists
+	dnsQuery, dnsObsSource       dictVals
+	dnsRCode, dnsTTL             []uint32
+	dnsQTypes, dnsRRTypes        strLists
+	dnsIPs, dnsCNAMEs            strLists
+	kafkaAPIKey, kafkaTopic      dictVals
+	kafkaClientID                dictVals
+	kafkaAPIVersion, kafkaCorrID []int32
+	kafkaErrorCode               []int32
+}
+
+// columnDecoder collects the first error of a sequence of column decodes.
+type columnDecoder struct {
+	cols []*rawArray
+	n    int
+	err  error
+}
+
+func (c *columnDecoder) strs(col int) strVals {
+	if c.err != nil {
+		return strVals{}
+	}
+	v, err := decodeStrings(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) dict(col int) dictVals {
+	if c.err != nil {
+		return dictVals{}
+	}
+	v, err := decodeDict(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) lists(col int) strLists {
+	if c.err != nil {
+		return strLists{}
+	}
+	v, err := decodeStrLists(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) enum(col int) enumVals {
+	if c.err != nil {
+		return enumVals{}
+	}
+	v, err := decodeEnum(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) ips(col int) ipVals {
+	if c.err != nil {
+		return ipVals{}
+	}
+	v, err := decodeIPs(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func (c *columnDecoder) valid(col int) []byte {
+	if c.err != nil {
+		return nil
+	}
+	v, err := validBits(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func fixedCol[T any](c *columnDecoder, col int) []T {
+	if c.err != nil {
+		return nil
+	}
+	v, err := fixedVals[T](c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
+func decodeBatch(dst []Flow, cols []*rawArray, n int) ([]Flow, error) {
+	if len(cols) != numCols {
+		return dst, fmt.Errorf("%w: record batch of %d columns", ErrNotArrow, len(cols))
+	}
+	cd := &columnDecoder{cols: cols, n: n}
+	var b batchCols
+	b.time, b.timeV = fixedCol[int64](cd, colTime), cd.valid(colTime)
+	b.uuid, b.node = cd.strs(colUUID), cd.dict(colNodeName)
+	b.verdict, b.dropReason, b.dir, b.obsPoint = cd.enum(colVerdict), cd.enum(colDropReason), cd.enum(colDirection), cd.enum(colObsPoint)
+	b.eventType, b.eventSubType = fixedCol[int32](cd, colEventType), fixedCol[int32](cd, colEventSubType)
+	b.isReplyV = cd.valid(colIsReply)
+	if cd.err == nil {
+		if rb := buf(cd.cols[colIsReply], 1); len(rb) < (n+7)/8 {
+			cd.err = corrupt(colIsReply, "values buffer too short")
+		} else {
+			b.isReply = rb
+		}
+	}
+	b.ipVersion = cd.enum(colIPVersion)
+	b.srcIP, b.dstIP = cd.ips(colSrcIP), cd.ips(colDstIP)
+	b.srcPort, b.dstPort = fixedCol[uint16](cd, colSrcPort), fixedCol[uint16](cd, colDstPort)
+	b.l4, b.tcpFlags = fixedCol[uint8](cd, colL4Protocol), fixedCol[uint16](cd, colTCPFlags)
+	b.icmpType, b.icmpCode = fixedCol[uint8](cd, colICMPType), fixedCol[uint8](cd, colICMPCode)
+	for s, base := range [2]int{colSrcID, colDstID} {
+		b.epID[s] = fixedCol[uint32](cd, base)
+		b.epIdentity[s] = fixedCol[uint32](cd, base+1)
+		for k := range 5 {
+			b.epStr[s][k] = cd.dict(base + 2 + k)
+		}
+		b.epLabels[s] = cd.lists(base + 7)
+	}
+	for k := range b.svc {
+		b.svc[k] = cd.dict(colSrcSvcNamespace + k)
+	}
+	b.srcNames, b.dstNames = cd.lists(colSrcNames), cd.lists(colDstNames)
+	b.bytesFwd, b.bytesRev = fixedCol[uint64](cd, colBytesFwd), fixedCol[uint64](cd, colBytesRev)
+	b.pktsFwd, b.pktsRev = fixedCol[uint64](cd, colPacketsFwd), fixedCol[uint64](cd, colPacketsRev)
+	b.firstSeen, b.firstSeenV = fixedCol[int64](cd, colFirstSeen), cd.valid(colFirstSeen)
+	b.lastSeen, b.lastSeenV = fixedCol[int64](cd, colLastSeen), cd.valid(colLastSeen)
+	b.count, b.latency = fixedCol[uint64](cd, colCount), fixedCol[uint64](cd, colLatency)
+	if cd.err == nil {
+		b.hist, cd.err = decodeHist(cd.cols[colLatencyHist], colLatencyHist, n)
+	}
+	b.ifIndex, b.ifName = fixedCol[uint32](cd, colIfIndex), cd.dict(colIfName)
+	b.l7Type, b.l7Proto = cd.enum(colL7Type), cd.enum(colL7Protocol)
+	b.httpMethod, b.httpURL = cd.dict(colHTTPMethod), cd.dict(colHTTPURL)
+	b.httpStatus, b.httpProto = fixedCol[uint32](cd, colHTTPStatus), cd.dict(colHTTPProtocol)
+	b.httpHeaders = cd.lists(colHTTPHeaders)
+	b.dnsQuery, b.dnsRCode = cd.dict(colDNSQuery), fixedCol[uint32](cd, colDNSRCode)
+	b.dnsQTypes, b.dnsRRTypes, b.dnsIPs = cd.lists(colDNSQTypes), cd.lists(colDNSRRTypes), cd.lists(colDNSIPs)
+	b.dnsTTL, b.dnsCNAMEs = fixedCol[uint32](cd, colDNSTTL), cd.lists(colDNSCNAMEs)
+	b.dnsObsSource = cd.dict(colDNSObsSource)
+	b.kafkaAPIKey = cd.dict(colKafkaAPIKey)
+	b.kafkaAPIVersion, b.kafkaCorrID = fixedCol[int32](cd, colKafkaAPIVersion), fixedCol[int32](cd, colKafkaCorrelationID)
+	b.kafkaTopic, b.kafkaErrorCode = cd.dict(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
+	b.kafkaClientID = cd.dict(colKafkaClientID)
+	if cd.err != nil {
+		return dst, cd.err
+	}
+
+	base := len(dst)
+	dst = slices.Grow(dst, n)[:base+n]
+	for i := 0; i < n; i++ {
+		b.row(&dst[base+i], i)
+	}
+	return dst, nil
+}
+
+func timeAt(vals []int64, valid []byte, i int) int64 {
+	if !isValid(valid, i) {
+		return 0
+	}
+	return vals[i]
+}
+
+func endpointAt(b *batchCols, s, i int) Endpoint {
+	st := &b.epStr[s]
+	return Endpoint{
+		ID:           b.epID[s][i],
+		Identity:     b.epIdentity[s][i],
+		ClusterName:  st[0].get(i),
+		Namespace:    st[1].get(i),
+		PodName:      st[2].get(i),
+		Workload:     st[3].get(i),
+		WorkloadKind: st[4].get(i),
+		Labels:       b.epLabels[s].get(i),
+	}
+}
+
+// row fills f from row i; it writes every field of f.
+func (b *batchCols) row(f *Flow, i int) {
+	isReply := Unknown
+	if isValid(b.isReplyV, i) {
+		isReply = False
+		if b.isReply[i>>3]&(1<<(i&7)) != 0 {
+			isReply = True
+		}
+	}
+	*f = Flow{
+		TimeNs:           timeAt(b.time, b.timeV, i),
+		UUID:             b.uuid.get(i),
+		NodeName:         b.node.get(i),
+		Verdict:          flowpb.Verdict(b.verdict.get(i)),
+		DropReason:       flowpb.DropReason(b.dropReason.get(i)),
+		Direction:        flowpb.TrafficDirection(b.dir.get(i)),
+		ObservationPoint: flowpb.TraceObservationPoint(b.obsPoint.get(i)),
+		EventType:        b.eventType[i],
+		EventSubType:     b.eventSubType[i],
+		IsReply:          isReply,
+		IPVersion:        flowpb.IPVersion(b.ipVersion.get(i)),
+		SrcIP:            b.srcIP.get(i),
+		DstIP:            b.dstIP.get(i),
+		SrcPort:          b.srcPort[i],
+		DstPort:          b.dstPort[i],
+		L4Protocol:       b.l4[i],
+		TCPFlags:         TCPFlags(b.tcpFlags[i]),
+		ICMPType:         b.icmpType[i],
+		ICMPCode:         b.icmpCode[i],
+		Src:              endpointAt(b, 0, i),
+		Dst:              endpointAt(b, 1, i),
+		SrcService:       Service{Namespace: b.svc[0].get(i), Name: b.svc[1].get(i)},
+		DstService:       Service{Namespace: b.svc[2].get(i), Name: b.svc[3].get(i)},
+		SrcNames:         b.srcNames.get(i),
+		DstNames:         b.dstNames.get(i),
+		BytesFwd:         b.bytesFwd[i],
+		BytesRev:         b.bytesRev[i],
+		PacketsFwd:       b.pktsFwd[i],
+		PacketsRev:       b.pktsRev[i],
+		FirstSeenNs:      timeAt(b.firstSeen, b.firstSeenV, i),
+		LastSeenNs:       timeAt(b.lastSeen, b.lastSeenV, i),
+		Count:            b.count[i],
+		LatencyNs:        b.latency[i],
+		LatencyHist:      b.hist.get(i),
+		IfIndex:          b.ifIndex[i],
+		IfName:           b.ifName.get(i),
+		L7: L7{
+			Type:                 flowpb.L7FlowType(b.l7Type.get(i)),
+			Protocol:             L7Protocol(b.l7Proto.get(i)),
+			HTTPMethod:           b.httpMethod.get(i),
+			HTTPURL:              b.httpURL.get(i),
+			HTTPStatus:           b.httpStatus[i],
+			HTTPProtocol:         b.httpProto.get(i),
+			HTTPHeaders:          b.httpHeaders.get(i),
+			DNSQuery:             b.dnsQuery.get(i),
+			DNSRCode:             b.dnsRCode[i],
+			DNSQTypes:            b.dnsQTypes.get(i),
+			DNSRRTypes:           b.dnsRRTypes.get(i),
+			DNSIPs:               b.dnsIPs.get(i),
+			DNSTTL:               b.dnsTTL[i],
+			DNSCNAMEs:            b.dnsCNAMEs.get(i),
+			DNSObservationSource: b.dnsObsSource.get(i),
+			KafkaAPIKey:          b.kafkaAPIKey.get(i),
+			KafkaAPIVersion:      b.kafkaAPIVersion[i],
+			KafkaCorrelationID:   b.kafkaCorrID[i],
+			KafkaTopic:           b.kafkaTopic.get(i),
+			KafkaErrorCode:       b.kafkaErrorCode[i],
+			KafkaClientID:        b.kafkaClientID.get(i),
+		},
+	}
+}
