@@ -41,8 +41,8 @@
 //     back until `number` matching flows (or a matching flow older than
 //     since). Lost events bypass filters and time bounds and do not count
 //     towards number. A non-follow request ends at the ring head as of the
-//     request. field_mask is ignored: whole flows are sent (hubble's default
-//     masks only drop fields its printer does not show).
+//     request. field_mask is honoured (the hubble CLI sends a default mask in
+//     its non-JSON modes); an invalid path is InvalidArgument.
 //   - Tap.Lost records a lost-events entry in the ring; it reaches readers in
 //     order, as GetFlowsResponse{lost_events}. ServerStatus has no field for
 //     lost events in the cilium API; the counts are in Prometheus

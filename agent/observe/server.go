@@ -154,7 +154,7 @@ func ServeGRPC(ctx context.Context, g *grpc.Server, lis net.Listener) error {
 // GetFlows streams flows from the ring with Hubble's semantics: number (the
 // last N matching flows, or the first N with first), follow, since, until,
 // whitelist and blacklist. Lost events bypass filters and are not counted
-// towards number. field_mask is ignored: whole flows are sent.
+// towards number. field_mask selects the Flow fields sent, as in Hubble.
 func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Observer_GetFlowsServer) error {
 	if req.GetFirst() && req.GetFollow() {
 		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
@@ -176,6 +176,10 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 			return status.Errorf(codes.InvalidArgument, "until: %v", err)
 		}
 		untilNs = req.GetUntil().AsTime().UnixNano()
+	}
+	mask, err := newFieldMask(req.GetFieldMask())
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.streams.Inc()
 	defer s.streams.Dec()
@@ -217,6 +221,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 			}
 			pf := schemas.ToProto(f)
 			pf.Summary = Summary(f) //nolint:staticcheck // the hubble CLI prints it
+			pf = mask.apply(pf)
 			if err := stream.Send(&observerpb.GetFlowsResponse{
 				Time:          pf.GetTime(),
 				NodeName:      pf.GetNodeName(),

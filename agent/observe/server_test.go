@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowbus/flowbus/schemas"
@@ -132,7 +134,9 @@ func TestGetFlowsRejectsWithInvalidArgument(t *testing.T) {
 
 func TestGetFlowsSelectors(t *testing.T) {
 	c, _ := startServer(t, fixtureRing())
-	ts := func(i int) *timestamppb.Timestamp { return timestamppb.New(baseTime.Add(time.Duration(i) * time.Second)) }
+	ts := func(i int) *timestamppb.Timestamp {
+		return timestamppb.New(baseTime.Add(time.Duration(i) * time.Second))
+	}
 	forwarded := ff(&flowpb.FlowFilter{Verdict: []flowpb.Verdict{flowpb.Verdict_FORWARDED}})
 	cases := []struct {
 		name string
@@ -311,5 +315,33 @@ func TestServerStatusNodesAndNamespaces(t *testing.T) {
 	}
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("GetAgentEvents err = %v, want Unimplemented", err)
+	}
+}
+
+func TestFieldMaskSelectsFields(t *testing.T) {
+	c, _ := startServer(t, fixtureRing())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := c.GetFlows(ctx, &observerpb.GetFlowsRequest{Number: 1, Whitelist: ff(&flowpb.FlowFilter{Uuid: []string{"f03"}}),
+		FieldMask: &fieldmaskpb.FieldMask{Paths: []string{"verdict", "source.pod_name", "source", "destination.namespace", "l4.TCP.destination_port"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &flowpb.Flow{
+		Verdict:     flowpb.Verdict_DROPPED,
+		Source:      schemas.ToProto(&fixtureFlows()[2]).GetSource(),
+		Destination: &flowpb.Endpoint{Namespace: "data"},
+		L4:          &flowpb.Layer4{Protocol: &flowpb.Layer4_TCP{TCP: &flowpb.TCP{DestinationPort: 6379}}},
+	}
+	if !proto.Equal(res.GetFlow(), want) {
+		t.Errorf("got %v\nwant %v", res.GetFlow(), want)
+	}
+	_, _, err = collect(t, c, &observerpb.GetFlowsRequest{FieldMask: &fieldmaskpb.FieldMask{Paths: []string{"source.galaxy"}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "field_mask") {
+		t.Errorf("bad mask: err = %v, want InvalidArgument naming field_mask", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowbus/flowbus/agent/observe"
@@ -91,6 +92,13 @@ var noOptDefault = map[string]string{
 	"to-all-namespaces": "true", "encrypted": "true", "unencrypted": "true", "reply": "true", "not-reply": "true",
 }
 
+// defaultFieldMask is what hubble requests in its non-JSON modes: the
+// fields its printer shows.
+var defaultFieldMask = []string{"time", "verdict", "ethernet", "IP", "l4", "source.identity", "source.namespace", "source.pod_name",
+	"destination.identity", "destination.namespace", "destination.pod_name", "Type", "node_name", "l7", "event_type",
+	"source_service", "destination_service", "is_reply", "Summary", "ip_trace_id", "traffic_direction", "policy_match_type",
+	"ingress_allowed_by", "ingress_denied_by", "egress_allowed_by", "egress_denied_by"}
+
 // defaultFlowPrintCount is hubble's number of flows for a bare `observe`.
 const defaultFlowPrintCount = 20
 
@@ -123,6 +131,8 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 		allowlist, denylist []string
 		tlsOpts             observe.ClientTLS
 		tlsCAFiles          []string
+		fieldMask           []string
+		defaultMasks        bool
 	)
 	fs.BoolVar(&all, "all", false, "Get all flows stored in the server's buffer")
 	fs.Uint64Var(&last, "last", 0, fmt.Sprintf("Get last N flows stored in the server's buffer (default %d). Through a relay, N flows per node.", defaultFlowPrintCount))
@@ -140,6 +150,8 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 	fs.DurationVar(&dialTimeout, "timeout", 5*time.Second, "How long to wait for the connection to the server")
 	fs.StringArrayVar(&allowlist, "allowlist", nil, "Specify allowlist as JSON encoded FlowFilters")
 	fs.StringArrayVar(&denylist, "denylist", nil, "Specify denylist as JSON encoded FlowFilters")
+	fs.StringSliceVar(&fieldMask, "field-mask", nil, "Comma-separated list of fields for mask (json output only). Fields not in the mask will be removed from server response.")
+	fs.BoolVar(&defaultMasks, "use-default-field-masks", true, "Request only visible fields when the output format is compact, table, or dict.")
 	fs.BoolVar(&tlsOpts.Enabled, "tls", false, "Use TLS to connect to the server")
 	fs.BoolVar(&tlsOpts.InsecureSkipVerify, "tls-allow-insecure", false, "Do not verify the server's certificate (testing only)")
 	fs.StringSliceVar(&tlsCAFiles, "tls-ca-cert-files", nil, "CA certificate file to verify the server with (one file; default: system roots)")
@@ -173,6 +185,14 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 	default:
 		return fmt.Errorf("%w: invalid output format: %s", errUsage, output)
 	}
+	if mode != "jsonpb" {
+		if len(fieldMask) > 0 {
+			return fmt.Errorf("%w: %s output format is not compatible with custom field mask", errUsage, output)
+		}
+		if defaultMasks {
+			fieldMask = defaultFieldMask
+		}
+	}
 	if len(tlsCAFiles) > 1 {
 		return fmt.Errorf("%w: --tls-ca-cert-files takes one file", errUsage)
 	}
@@ -182,6 +202,13 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 	req, err := flowsRequest(of, last, first, all, follow, since, until, allowlist, denylist, time.Now())
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if len(fieldMask) > 0 {
+		fm, err := fieldmaskpb.New(&flowpb.Flow{}, fieldMask...)
+		if err != nil {
+			return fmt.Errorf("%w: failed to construct field mask: %v", errUsage, err)
+		}
+		req.FieldMask = fm
 	}
 
 	creds, err := tlsOpts.DialOption()
