@@ -53,7 +53,7 @@ func TestKafkaOutage(t *testing.T) {
 		Export: export.Config{
 			Linger: 100 * time.Millisecond, MaxRows: 500, QueueMessages: 8,
 			RetryMax: 500 * time.Millisecond, // no PublishTimeout: a timed-out Kafka Publish may still land (see export.Config)
-			Spool: spool.Config{Dir: filepath.Join(t.TempDir(), "spool"), SegmentBytes: 1 << 20},
+			Spool:    spool.Config{Dir: filepath.Join(t.TempDir(), "spool"), SegmentBytes: 1 << 20},
 		},
 	}, nil, reg, pub)
 	if err != nil {
