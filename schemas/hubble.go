@@ -85,7 +85,6 @@ func ToProto(f *Flow) *flowpb.Flow {
 			p.IP.Destination = f.DstIP.String()
 		}
 	}
-	ext := map[string]*structpb.Value{}
 	switch f.L4Protocol {
 	case 0:
 	case 6:
@@ -99,8 +98,6 @@ func ToProto(f *Flow) *flowpb.Flow {
 		p.L4 = &flowpb.Layer4{Protocol: &flowpb.Layer4_ICMPv4{ICMPv4: &flowpb.ICMPv4{Type: uint32(f.ICMPType), Code: uint32(f.ICMPCode)}}}
 	case 58:
 		p.L4 = &flowpb.Layer4{Protocol: &flowpb.Layer4_ICMPv6{ICMPv6: &flowpb.ICMPv6{Type: uint32(f.ICMPType), Code: uint32(f.ICMPCode)}}}
-	default:
-		ext[ExtL4Protocol] = structpb.NewNumberValue(float64(f.L4Protocol))
 	}
 	if f.IfIndex != 0 || f.IfName != "" {
 		p.Interface = &flowpb.NetworkInterface{Index: f.IfIndex, Name: f.IfName}
@@ -108,49 +105,57 @@ func ToProto(f *Flow) *flowpb.Flow {
 	if l7 := l7ToProto(&f.L7); l7 != nil {
 		l7.LatencyNs = f.LatencyNs
 		p.L7, p.Type = l7, flowpb.FlowType_L7
-	} else if f.LatencyNs != 0 {
-		ext[ExtLatencyNs] = u64Value(f.LatencyNs)
 	}
-	for _, kv := range []struct {
-		k string
-		v uint64
-	}{{ExtBytesFwd, f.BytesFwd}, {ExtBytesRev, f.BytesRev}, {ExtPacketsFwd, f.PacketsFwd}, {ExtPacketsRev, f.PacketsRev}, {ExtCount, f.Count}} {
-		if kv.v != 0 {
-			ext[kv.k] = u64Value(kv.v)
-		}
-	}
-	if f.FirstSeenNs != 0 {
-		ext[ExtFirstSeen] = structpb.NewStringValue(formatNs(f.FirstSeenNs))
-	}
-	if f.LastSeenNs != 0 {
-		ext[ExtLastSeen] = structpb.NewStringValue(formatNs(f.LastSeenNs))
-	}
-	if f.LatencyHist != nil {
-		l := make([]*structpb.Value, len(f.LatencyHist))
-		for i, b := range f.LatencyHist {
-			l[i] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-				"bucket": structpb.NewNumberValue(float64(b.Index)),
-				"count":  structpb.NewStringValue(strconv.FormatInt(b.Count, 10)),
-			}})
-		}
-		ext[ExtLatencyHist] = structpb.NewListValue(&structpb.ListValue{Values: l})
-	}
-	if f.L7.Protocol == L7Kafka && f.L7.KafkaClientID != "" {
-		ext[ExtKafkaClientID] = structpb.NewStringValue(f.L7.KafkaClientID)
-	}
-	if len(ext) > 0 {
-		a, err := anypb.New(&structpb.Struct{Fields: ext})
-		if err != nil {
-			// Marshalling a Struct of strings, numbers and lists cannot fail.
-			panic(fmt.Sprintf("schemas: marshal flow extensions: %v", err))
-		}
-		p.Extensions = a
-	}
+	p.Extensions = extensions(f, p.L7 != nil)
 	return p
 }
 
-func u64Value(v uint64) *structpb.Value {
-	return structpb.NewStringValue(strconv.FormatUint(v, 10))
+// extensions returns the flowbus extension of f (nil when every extension
+// field is zero): a google.protobuf.Struct in an Any, marshalled by hand
+// (extwire.go) with its keys in sorted order, byte for byte what
+// deterministic protobuf marshalling of the same Struct gives, and an order
+// of magnitude cheaper than building a structpb.Struct.
+func extensions(f *Flow, hasL7 bool) *anypb.Any {
+	var w structWriter
+	if f.BytesFwd != 0 {
+		w.u64(ExtBytesFwd, f.BytesFwd)
+	}
+	if f.BytesRev != 0 {
+		w.u64(ExtBytesRev, f.BytesRev)
+	}
+	if f.Count != 0 {
+		w.u64(ExtCount, f.Count)
+	}
+	if f.FirstSeenNs != 0 {
+		w.str(ExtFirstSeen, formatNs(f.FirstSeenNs))
+	}
+	if f.L7.Protocol == L7Kafka && f.L7.KafkaClientID != "" {
+		w.str(ExtKafkaClientID, f.L7.KafkaClientID)
+	}
+	switch f.L4Protocol {
+	case 0, 1, 6, 17, 58, 132:
+	default:
+		w.num(ExtL4Protocol, float64(f.L4Protocol))
+	}
+	if f.LastSeenNs != 0 {
+		w.str(ExtLastSeen, formatNs(f.LastSeenNs))
+	}
+	if f.LatencyHist != nil {
+		w.hist(ExtLatencyHist, f.LatencyHist)
+	}
+	if !hasL7 && f.LatencyNs != 0 {
+		w.u64(ExtLatencyNs, f.LatencyNs)
+	}
+	if f.PacketsFwd != 0 {
+		w.u64(ExtPacketsFwd, f.PacketsFwd)
+	}
+	if f.PacketsRev != 0 {
+		w.u64(ExtPacketsRev, f.PacketsRev)
+	}
+	if len(w.b) == 0 {
+		return nil
+	}
+	return &anypb.Any{TypeUrl: structTypeURL, Value: w.b}
 }
 
 func formatNs(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }

@@ -1,10 +1,12 @@
 package schemas
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"testing"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
@@ -199,5 +201,77 @@ func TestFromProtoRejectsMalformedValues(t *testing.T) {
 	other, _ := anypb.New(wrapperspb.String("x"))
 	if _, err := FromProto(&flowpb.Flow{Extensions: other}); err != nil {
 		t.Fatalf("foreign extension: %v", err)
+	}
+}
+
+// slowExtensions builds the extension Struct with structpb, the obvious way.
+func slowExtensions(f *Flow, hasL7 bool) *structpb.Struct {
+	ext := map[string]*structpb.Value{}
+	u := func(k string, v uint64) {
+		if v != 0 {
+			ext[k] = structpb.NewStringValue(strconv.FormatUint(v, 10))
+		}
+	}
+	u(ExtBytesFwd, f.BytesFwd)
+	u(ExtBytesRev, f.BytesRev)
+	u(ExtPacketsFwd, f.PacketsFwd)
+	u(ExtPacketsRev, f.PacketsRev)
+	u(ExtCount, f.Count)
+	if !hasL7 {
+		u(ExtLatencyNs, f.LatencyNs)
+	}
+	if f.FirstSeenNs != 0 {
+		ext[ExtFirstSeen] = structpb.NewStringValue(formatNs(f.FirstSeenNs))
+	}
+	if f.LastSeenNs != 0 {
+		ext[ExtLastSeen] = structpb.NewStringValue(formatNs(f.LastSeenNs))
+	}
+	switch f.L4Protocol {
+	case 0, 1, 6, 17, 58, 132:
+	default:
+		ext[ExtL4Protocol] = structpb.NewNumberValue(float64(f.L4Protocol))
+	}
+	if f.L7.Protocol == L7Kafka && f.L7.KafkaClientID != "" {
+		ext[ExtKafkaClientID] = structpb.NewStringValue(f.L7.KafkaClientID)
+	}
+	if f.LatencyHist != nil {
+		l := &structpb.ListValue{Values: []*structpb.Value{}}
+		for _, b := range f.LatencyHist {
+			l.Values = append(l.Values, structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+				"bucket": structpb.NewNumberValue(float64(b.Index)),
+				"count":  structpb.NewStringValue(strconv.FormatInt(b.Count, 10)),
+			}}))
+		}
+		ext[ExtLatencyHist] = structpb.NewListValue(l)
+	}
+	if len(ext) == 0 {
+		return nil
+	}
+	return &structpb.Struct{Fields: ext}
+}
+
+// TestExtensionWireMatchesProtobuf: the hand-marshalled extension equals
+// deterministic protobuf marshalling of the same structpb.Struct, byte for
+// byte, for random flows.
+func TestExtensionWireMatchesProtobuf(t *testing.T) {
+	g := newGen(8)
+	for i := range 2000 {
+		f := g.randomFlow()
+		hasL7 := f.L7.Protocol != L7None || f.L7.Type != 0
+		got := extensions(&f, hasL7)
+		slow := slowExtensions(&f, hasL7)
+		if slow == nil {
+			if got != nil {
+				t.Fatalf("flow %d: extension %v, want none", i, got)
+			}
+			continue
+		}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(slow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil || got.GetTypeUrl() != "type.googleapis.com/google.protobuf.Struct" || !bytes.Equal(got.GetValue(), want) {
+			t.Fatalf("flow %d: extension bytes differ from protobuf's\n got %x\nwant %x", i, got.GetValue(), want)
+		}
 	}
 }
