@@ -128,29 +128,24 @@ func runUntil(t testing.TB, a *Aggregator, cc kafka.ConsumerConfig, p *progress)
 }
 
 // TestKafkaExactTotalsOfAMillionFlows is the acceptance run: 1,000,000
-// seeded flows through kfake, one aggregator, Parquet, DuckDB.
+// flows of the agent's seeded synthetic fleet through kfake, one
+// aggregator, Parquet, DuckDB.
 func TestKafkaExactTotalsOfAMillionFlows(t *testing.T) {
-	n := 1_000_000
-	if testing.Short() {
-		n = 100_000
-	}
-	g := generate(3, n, 30*time.Minute, 5000)
-	msgs := encodeAll(t, split(g.flows, 4, 1000))
-	c := newKafka(t, 4)
-	publishKafka(t, c, msgs)
+	fd := fleetRun(t)
+	c := newKafka(t, fleetPartitions)
+	publishKafka(t, c, fd.msgs)
 	out := t.TempDir()
 	a, reg := newTestAggregator(t, Config{Out: out})
-	p := newProgress(len(msgs))
+	p := newProgress(len(fd.msgs))
 	a.hook = p.hook(nil)
 	start := time.Now()
 	if err := runUntil(t, a, consumerConfig(c), p); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d flows in %d messages aggregated in %v", n, len(msgs), time.Since(start))
-	checkExact(t, out, g)
-	checkQuantiles(t, out, g)
-	if got := counter(t, reg, "flowbus_aggregator_flow_rows_total"); got != float64(n) {
-		t.Errorf("flow_rows_total = %v, want %d", got, n)
+	t.Logf("%d flows in %d messages aggregated in %v", fd.n, len(fd.msgs), time.Since(start))
+	checkFleet(t, out, fd)
+	if got := counter(t, reg, "flowbus_aggregator_flow_rows_total"); got != float64(fd.n) {
+		t.Errorf("flow_rows_total = %v, want %d", got, fd.n)
 	}
 }
 

@@ -41,14 +41,10 @@ func runNATSUntil(a *Aggregator, cc nats.ConsumerConfig, p *progress) error {
 // embedded JetStream server, with three crashes and restarts on the way so
 // that the ack-all commit and redelivery path is exercised too.
 func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
-	n := 1_000_000
-	if testing.Short() {
-		n = 100_000
-	}
-	g := generate(8, n, 30*time.Minute, 5000)
-	msgs := encodeAll(t, split(g.flows, 4, 1000))
+	fd := fleetRun(t)
+	msgs := fd.msgs
 	url := startNATS(t)
-	pub, err := nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: url}, Partitions: 4})
+	pub, err := nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: url}, Partitions: fleetPartitions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +56,7 @@ func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
 	pub.Close()
 	out := t.TempDir()
 	p := newProgress(len(msgs))
-	cc := nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Partitions: 4}
+	cc := nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Partitions: fleetPartitions}
 	start := time.Now()
 	crashes := 0
 	for run := 0; ; run++ {
@@ -91,7 +87,6 @@ func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
 		}
 		break
 	}
-	t.Logf("%d flows in %d messages aggregated in %v with %d crashes", n, len(msgs), time.Since(start), crashes)
-	checkExact(t, out, g)
-	checkQuantiles(t, out, g)
+	t.Logf("%d flows in %d messages aggregated in %v with %d crashes", fd.n, len(msgs), time.Since(start), crashes)
+	checkFleet(t, out, fd)
 }
