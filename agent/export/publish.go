@@ -35,7 +35,14 @@ func (e *Exporter) publishLoop() error {
 		if fromSpool {
 			var err error
 			if msgs, err = e.spool.Peek(e.cfg.PublishBatch); err != nil {
-				return fmt.Errorf("read export spool: %w", err)
+				// The disk failed under the spool; retry rather than stop
+				// the pipeline (the spool's own cap bounds what piles up).
+				e.log.Error("export: cannot read the spool; retrying", "err", err)
+				if closing && !time.Now().Before(deadline) {
+					return fmt.Errorf("read export spool: %w", err)
+				}
+				time.Sleep(e.cfg.RetryMax)
+				continue
 			}
 		}
 		if len(msgs) == 0 {

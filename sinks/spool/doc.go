@@ -23,6 +23,11 @@
 //     payload whose CRC fails is skipped (its length is trusted, since the
 //     header CRC held) and counted in flowbus_spool_corrupt_records_total; the
 //     records after it are read normally.
+//   - A record found corrupt while reading (the file changed on disk after
+//     Open) is treated the same way: skipped and counted, or, for a bad
+//     header, the rest of the segment is dropped and counted. A segment left
+//     with no readable message is deleted, so corruption never keeps the
+//     spool from draining to zero.
 //   - Durability: Append writes with one write(2) per record and does not
 //     fsync; Sync, segment roll-over and Close do. The spool survives the
 //     process being killed (the page cache holds the data); an OS crash may

@@ -67,7 +67,14 @@ type segment struct {
 	size int64          // bytes in the file
 	msgs int            // good records
 	rows int64          // rows of the good records
-	bad  map[int64]bool // offsets of records whose payload failed its CRC at Open
+	bad  map[int64]int64 // offset → length of records whose payload is corrupt
+}
+
+func (seg *segment) markBad(off, length int64) {
+	if seg.bad == nil {
+		seg.bad = map[int64]int64{}
+	}
+	seg.bad[off] = length
 }
 
 // position is a read position: a segment id and a byte offset in it.
@@ -190,6 +197,13 @@ func (s *Spool) load() error {
 		if err != nil {
 			return err
 		}
+		if seg.msgs == 0 {
+			// Nothing readable in it (empty, or only corrupt records).
+			if err := os.Remove(segPath(s.cfg.Dir, id)); err != nil {
+				return fmt.Errorf("remove empty spool segment: %w", err)
+			}
+			continue
+		}
 		s.segs = append(s.segs, seg)
 	}
 	if len(s.segs) > 0 {
@@ -234,10 +248,7 @@ func (s *Spool) scan(id uint64) (*segment, error) {
 		if !payloadOK(h, payload) || derr != nil {
 			s.corrupt.Inc()
 			s.log.Warn("spool: skipping record with a bad checksum", "file", path, "offset", off)
-			if seg.bad == nil {
-				seg.bad = map[int64]bool{}
-			}
-			seg.bad[off] = true
+			seg.markBad(off, headerSize+h.length)
 		} else {
 			seg.msgs++
 			seg.rows += int64(m.Rows)
@@ -414,6 +425,9 @@ func (s *Spool) Peek(max int) ([]schemas.Message, error) {
 		return nil, ErrClosed
 	}
 	s.peek = s.peek[:0]
+	if err := s.dropConsumedHeads(); err != nil {
+		return nil, err
+	}
 	var out []schemas.Message
 	pos := s.read
 	for i := 0; i < len(s.segs) && len(out) < max; i++ {
@@ -437,34 +451,46 @@ func (s *Spool) Peek(max int) ([]schemas.Message, error) {
 	return out, nil
 }
 
-// readFrom reads good records of seg from pos until max messages are in out.
+// readFrom reads good records of seg from pos until max messages are in
+// out. A record found corrupt now (changed on disk since Open) is skipped and
+// counted like one found at Open; a corrupt header ends the segment there.
 func (s *Spool) readFrom(f *os.File, seg *segment, pos position, out []schemas.Message, max int) ([]schemas.Message, position, error) {
 	var hdr [headerSize]byte
+	readHere := 0
 	for pos.off < seg.size && len(out) < max {
-		if _, err := f.ReadAt(hdr[:], pos.off); err != nil {
-			return out, pos, fmt.Errorf("read spool record header at %s:%d: %w", filepath.Base(f.Name()), pos.off, err)
-		}
-		h := parseHeader(hdr[:])
-		if !h.lenOK {
-			return out, pos, fmt.Errorf("spool record header at %s:%d changed on disk", filepath.Base(f.Name()), pos.off)
-		}
-		next := position{seg: pos.seg, off: pos.off + headerSize + h.length}
-		if seg.bad[pos.off] {
-			pos = next
+		if l, ok := seg.bad[pos.off]; ok {
+			pos.off += l
 			continue
 		}
+		_, err := f.ReadAt(hdr[:], pos.off)
+		h := parseHeader(hdr[:])
+		if err != nil || !h.lenOK || pos.off+headerSize+h.length > seg.size {
+			s.corrupt.Inc()
+			s.log.Warn("spool: record header unreadable or changed on disk; dropping the rest of the segment",
+				"file", f.Name(), "offset", pos.off, "err", err)
+			before := 0
+			if seg.id == s.read.seg {
+				before = s.ackedMsgs
+			}
+			seg.size, seg.msgs = pos.off, before+readHere
+			break
+		}
+		next := position{seg: pos.seg, off: pos.off + headerSize + h.length}
 		payload := make([]byte, h.length)
 		if _, err := f.ReadAt(payload, pos.off+headerSize); err != nil && !(errors.Is(err, io.EOF) && int64(len(payload)) == h.length) {
 			return out, pos, fmt.Errorf("read spool record at %s:%d: %w", filepath.Base(f.Name()), pos.off, err)
 		}
-		if !payloadOK(h, payload) {
-			return out, pos, fmt.Errorf("spool record at %s:%d changed on disk: checksum mismatch", filepath.Base(f.Name()), pos.off)
-		}
-		m, err := decodePayload(payload)
-		if err != nil {
-			return out, pos, fmt.Errorf("spool record at %s:%d: %w", filepath.Base(f.Name()), pos.off, err)
+		m, derr := decodePayload(payload)
+		if !payloadOK(h, payload) || derr != nil {
+			s.corrupt.Inc()
+			s.log.Warn("spool: skipping record changed on disk (checksum mismatch)", "file", f.Name(), "offset", pos.off)
+			seg.markBad(pos.off, headerSize+h.length)
+			seg.msgs--
+			pos = next
+			continue
 		}
 		out = append(out, m)
+		readHere++
 		s.peek = append(s.peek, peeked{after: next, rows: int64(m.Rows)})
 		pos = next
 	}
@@ -500,8 +526,23 @@ func (s *Spool) Ack(n int) error {
 		s.ackedRows += p.rows
 	}
 	s.peek = s.peek[n:]
-	// Delete a fully consumed head, including the open last segment.
-	if len(s.segs) > 0 && s.read.off >= s.segs[0].size && s.ackedMsgs >= s.segs[0].msgs {
+	if len(s.segs) > 0 && s.read.seg == s.segs[0].id {
+		for l, ok := s.segs[0].bad[s.read.off]; ok; l, ok = s.segs[0].bad[s.read.off] {
+			s.read.off += l // corrupt records right after the acked ones
+		}
+	}
+	if err := s.dropConsumedHeads(); err != nil {
+		return err
+	}
+	s.updateGauges()
+	return s.writeCursor()
+}
+
+// dropConsumedHeads deletes head segments whose good messages are all acked
+// (what may follow them is corrupt records only), including the open last
+// segment, so that a drained spool holds no files.
+func (s *Spool) dropConsumedHeads() error {
+	for len(s.segs) > 0 && s.ackedMsgs >= s.segs[0].msgs {
 		if len(s.segs) == 1 {
 			if err := s.closeWriter(false); err != nil {
 				return err
@@ -511,8 +552,7 @@ func (s *Spool) Ack(n int) error {
 			return err
 		}
 	}
-	s.updateGauges()
-	return s.writeCursor()
+	return nil
 }
 
 // removeHead deletes the fully acked segs[0].

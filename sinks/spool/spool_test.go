@@ -318,3 +318,75 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+func TestCorruptionAtTheTailOrAfterOpen(t *testing.T) {
+	recLen := len(appendRecord(nil, ptr(msg(1, 50))))
+	t.Run("a corrupt last record does not keep the spool from emptying", func(t *testing.T) {
+		dir := t.TempDir()
+		s, _ := open(t, dir, Config{})
+		appendAll(t, s, msg(1, 50), msg(2, 50))
+		s.Close()
+		seg := segFiles(t, dir)[0]
+		b, _ := os.ReadFile(seg)
+		b[recLen+headerSize+30] ^= 1
+		os.WriteFile(seg, b, 0o640)
+		s2, _ := open(t, dir, Config{})
+		if got := drain(t, s2, 10); !reflect.DeepEqual(got, []uint64{1}) {
+			t.Errorf("drained %v, want [1]", got)
+		}
+		if s2.Bytes() != 0 || len(segFiles(t, dir)) != 0 {
+			t.Errorf("Bytes=%d files=%v after draining, want 0 and none", s2.Bytes(), segFiles(t, dir))
+		}
+	})
+	t.Run("a segment of only corrupt records is removed at Open", func(t *testing.T) {
+		dir := t.TempDir()
+		s, _ := open(t, dir, Config{})
+		appendAll(t, s, msg(1, 50))
+		s.Close()
+		seg := segFiles(t, dir)[0]
+		b, _ := os.ReadFile(seg)
+		b[headerSize+30] ^= 1
+		os.WriteFile(seg, b, 0o640)
+		s2, reg := open(t, dir, Config{})
+		if s2.Len() != 0 || s2.Bytes() != 0 || len(segFiles(t, dir)) != 0 {
+			t.Errorf("Len=%d Bytes=%d files=%v, want an empty spool", s2.Len(), s2.Bytes(), segFiles(t, dir))
+		}
+		if v := counter(t, reg, "flowbus_spool_corrupt_records_total"); v != 1 {
+			t.Errorf("corrupt records = %v, want 1", v)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		at   int // byte to flip, in record 2
+		want []uint64
+	}{
+		{"a payload changed on disk after Open is skipped and counted", headerSize + 300, []uint64{1, 3, 4}},
+		{"a header changed on disk after Open drops the rest of its segment, counted", 1, []uint64{1, 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// Three records per segment: 1 2 3 | 4 (values sized to fill 4 KiB segments).
+			s, reg := open(t, dir, Config{SegmentBytes: 4096})
+			appendAll(t, s, msg(1, 1300), msg(2, 1300), msg(3, 1300), msg(4, 1300))
+			f, err := os.OpenFile(segFiles(t, dir)[0], os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := make([]byte, 1)
+			rec1 := len(appendRecord(nil, ptr(msg(1, 1300))))
+			f.ReadAt(b, int64(rec1+tc.at))
+			b[0] ^= 0x10
+			f.WriteAt(b, int64(rec1+tc.at))
+			f.Close()
+			if got := drain(t, s, 10); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("drained %v, want %v", got, tc.want)
+			}
+			if v := counter(t, reg, "flowbus_spool_corrupt_records_total"); v != 1 {
+				t.Errorf("corrupt records = %v, want 1", v)
+			}
+			if s.Len() != 0 || s.Bytes() != 0 || len(segFiles(t, dir)) != 0 {
+				t.Errorf("Len=%d Bytes=%d files=%v after draining, want an empty spool", s.Len(), s.Bytes(), segFiles(t, dir))
+			}
+		})
+	}
+}
