@@ -162,4 +162,3 @@ func (s *Spool) readCursor() (cursor, bool) {
 		rows: int64(binary.LittleEndian.Uint64(b[24:])),
 	}, true
 }
-

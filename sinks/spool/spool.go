@@ -59,9 +59,9 @@ func (c Config) Validate() error {
 // segment is one segment file and what it holds.
 type segment struct {
 	id   uint64
-	size int64          // bytes in the file
-	msgs int            // good records
-	rows int64          // rows of the good records
+	size int64           // bytes in the file
+	msgs int             // good records
+	rows int64           // rows of the good records
 	bad  map[int64]int64 // offset → length of records whose payload is corrupt
 }
 
