@@ -76,10 +76,21 @@
 // whole output directory; prune old date= directories (or move them to
 // colder storage) to keep it fast.
 //
+// # Limits
+//
+//   - One writer per partition is assumed. A Kafka member that stalls in the
+//     middle of a poll past the group's rebalance timeout has its partitions
+//     given away; a file it writes after the new owner's Assign scan would
+//     duplicate rows. Keep MaxPollRecords × per-message work far below the
+//     rebalance timeout (franz-go then calls OnLost and the state is dropped).
+//     NATS has no group: --nats-assigned must not overlap between instances.
+//   - Assign walks the whole output directory; prune old date= directories.
+//   - Raw flows under <out>/flows/ are not written yet.
+//
 // # Reading the rollups
 //
-// A day of windows merged, p99 per route (bucket midpoint as in
-// schemas.HistValue; rank ceil(q·total) as in schemas.QuantileRank):
+// A day of windows merged, p99 per route (report.DayP99SQL; bucket midpoint
+// as in schemas.HistValue, rank ceil(q·total) as in schemas.QuantileRank):
 //
 //	WITH hist AS (
 //	  SELECT dst_workload, method, route, h.bucket AS bucket, sum(h.count) AS n
@@ -98,10 +109,10 @@
 //	)
 //	SELECT dst_workload, method, route, requests,
 //	       (CASE WHEN bucket <= 0 THEN 512
-//	             WHEN bucket >= 833 THEN CAST(1 AS BIGINT) << 36
-//	             ELSE ((32 + (bucket - 1) % 32) * (CAST(1 AS BIGINT) << (5 + (bucket - 1) // 32)))
-//	                  + (CAST(1 AS BIGINT) << (4 + (bucket - 1) // 32)) END) / 1e6 AS p99_ms
-//	FROM p99 ORDER BY p99_ms DESC;
+//	       WHEN bucket >= 833 THEN CAST(1 AS BIGINT) << 36
+//	       ELSE ((32 + (bucket - 1) % 32) * (CAST(1 AS BIGINT) << (5 + (bucket - 1) // 32)))
+//	            + (CAST(1 AS BIGINT) << (4 + (bucket - 1) // 32)) END) / 1e6 AS p99_ms
+//	FROM p99 ORDER BY p99_ms DESC, dst_workload, method, route;
 //
 // Bytes per pair for the same day:
 //

@@ -72,6 +72,31 @@ FROM counts LEFT JOIN q USING (method, route)
 ORDER BY requests DESC, method, route;`
 }
 
+// DayP99SQL returns the README query: one day (date "YYYY-MM-DD", UTC) of
+// route_rollup windows under out merged, p99 per (destination workload,
+// method, route) in milliseconds, slowest first.
+func DayP99SQL(out, date string) string {
+	glob := quote(filepath.ToSlash(filepath.Join(out, "route_rollup", "*", "*", "*.parquet")))
+	return `WITH hist AS (
+  SELECT dst_workload, method, route, h.bucket AS bucket, sum(h.count) AS n
+  FROM read_parquet(` + glob + `, hive_partitioning = true) r,
+       unnest(r.latency_hist) AS u(h)
+  WHERE date = ` + quote(date) + `
+  GROUP BY ALL
+), cum AS (
+  SELECT *, sum(n) OVER (PARTITION BY dst_workload, method, route ORDER BY bucket) AS c,
+            sum(n) OVER (PARTITION BY dst_workload, method, route) AS total
+  FROM hist
+), p99 AS (
+  SELECT dst_workload, method, route, any_value(total) AS requests,
+         min(bucket) FILTER (WHERE c >= greatest(1, ceil(0.99 * total::DOUBLE))) AS bucket
+  FROM cum GROUP BY ALL
+)
+SELECT dst_workload, method, route, requests,
+       (` + BucketMidpointSQL + `) / 1e6 AS p99_ms
+FROM p99 ORDER BY p99_ms DESC, dst_workload, method, route;`
+}
+
 // RouteRow is one row of the drill-down. Quantiles are zero for a route
 // without latency measurements.
 type RouteRow struct {
