@@ -15,6 +15,8 @@
 //	hubble_dns_queries_total{<context>,rcode,qtypes,ips_returned[,query]}   "dns"
 //	hubble_dns_responses_total{<context>,rcode,qtypes,ips_returned[,query]} "dns"
 //	hubble_dns_response_types_total{<context>,type,qtypes[,query]}          "dns"
+//	hubble_icmp_total{family,type,<context>}                                "icmp"
+//	hubble_port_distribution_total{protocol,port,<context>}                 "port-distribution"
 //	hubble_lost_events_total{source}                                        always
 //
 // (DESIGN.md lists hubble_flows_processed_total{type,subtype,verdict}; Hubble
@@ -43,6 +45,7 @@
 //     flowbus_metrics_label_overflow_total{metric}, so memory stays bounded
 //     and the loss is visible. Combinations are never evicted (as in Hubble,
 //     series live until restart).
-//   - Per-metric include/exclude flow filters of Hubble's config file are not
+//   - Not provided: Hubble's flows-to-world, policy, kafka and sctp metrics
+//     (naming one is an error). Per-metric include/exclude flow filters of Hubble's config file are not
 //     supported.
 package metrics

@@ -10,6 +10,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowbus/flowbus/agent/observe"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -213,6 +214,12 @@ func newHandler(s Spec, max int, overflow *prometheus.CounterVec) (handler, []pr
 			duration: hv("hubble_http_request_duration_seconds", "Quantiles of HTTP request duration in seconds", join(names, "method", "reporter")),
 		}
 		return h, []prometheus.Collector{h.requests.vec, h.duration.vec}
+	case "icmp":
+		h := &icmpHandler{ctx: ctx, icmp: cv("hubble_icmp_total", "Number of ICMP messages", join([]string{"family", "type"}, names...))}
+		return h, []prometheus.Collector{h.icmp.vec}
+	case "port-distribution":
+		h := &portHandler{ctx: ctx, ports: cv("hubble_port_distribution_total", "Numbers of packets distributed by destination port", join([]string{"protocol", "port"}, names...))}
+		return h, []prometheus.Collector{h.ports.vec}
 	default: // "dns"
 		_, query := s.Options["query"]
 		_, ignoreAAAA := s.Options["ignoreaaaa"]
@@ -422,6 +429,51 @@ func (h *dnsHandler) process(f *schemas.Flow, n float64) {
 			h.responseTypes.add(n, withQuery(append(slicesClone(ctx), t, qtypes))...)
 		}
 	}
+}
+
+type icmpHandler struct {
+	ctx  contextOptions
+	icmp counter
+}
+
+func (h *icmpHandler) process(f *schemas.Flow, n float64) {
+	switch f.L4Protocol {
+	case 1:
+		h.icmp.add(n, append([]string{"IPv4", observe.ICMPTypeName(false, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
+	case 58:
+		h.icmp.add(n, append([]string{"IPv6", observe.ICMPTypeName(true, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
+	}
+}
+
+type portHandler struct {
+	ctx   contextOptions
+	ports counter
+}
+
+func (h *portHandler) process(f *schemas.Flow, n float64) {
+	if (f.Verdict != flowpb.Verdict_FORWARDED && f.Verdict != flowpb.Verdict_REDIRECTED) || f.IsReply != schemas.False {
+		return
+	}
+	var proto, port string
+	switch f.L4Protocol {
+	case 6:
+		proto, port = "TCP", strconv.Itoa(int(f.DstPort))
+	case 17:
+		proto, port = "UDP", strconv.Itoa(int(f.DstPort))
+	case 132:
+		proto, port = "SCTP", strconv.Itoa(int(f.DstPort))
+	case 1:
+		proto, port = "ICMPv4", "0"
+	case 58:
+		proto, port = "ICMPv6", "0"
+	case 112:
+		proto, port = "VRRP", "0"
+	case 2:
+		proto, port = "IGMP", "0"
+	default:
+		return
+	}
+	h.ports.add(n, append([]string{proto, port}, h.ctx.values(f, false)...)...)
 }
 
 // rcodeNames are Hubble's DNS rcode label values.

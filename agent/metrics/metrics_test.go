@@ -244,3 +244,30 @@ func TestBadMetricsOptionsAreRejected(t *testing.T) {
 		})
 	}
 }
+
+func TestICMPAndPortDistribution(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"icmp port-distribution:destinationContext=namespace"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: msgTrace, IPVersion: flowpb.IPVersion_IPv6, L4Protocol: 58,
+		ICMPType: 128, IsReply: schemas.False, Dst: redis}
+	unreach := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: msgTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 1,
+		ICMPType: 3, ICMPCode: 3, IsReply: schemas.True}
+	syn := testFlows()[0]
+	syn.IsReply, syn.DstPort = schemas.False, 8080
+	m.Observe(append(testFlows(), echo, unreach, syn, syn))
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_icmp_total{family="IPv6",type="EchoRequest"}`:                               1,
+		`hubble_icmp_total{family="IPv4",type="DestinationUnreachable(Port)"}`:              1,
+		`hubble_port_distribution_total{destination="data",port="0",protocol="ICMPv6"}`:     1,
+		`hubble_port_distribution_total{destination="kube-system",port="0",protocol="UDP"}`: 1,
+		`hubble_port_distribution_total{destination="shop",port="8080",protocol="TCP"}`:     2,
+	}
+	zeroOverflow(want, "hubble_icmp_total", "hubble_port_distribution_total")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}

@@ -67,6 +67,9 @@ var knownMetrics = map[string][]string{
 	"http":   {"exemplars"},
 	"httpV2": {"exemplars"},
 	"dns":    {"query", "ignoreaaaa"},
+	"icmp":   nil,
+	// port-distribution counts destination ports of forwarded requests.
+	"port-distribution": nil,
 }
 
 func metricNames() []string {

@@ -74,28 +74,11 @@ func Summary(f *schemas.Flow) string {
 	case 132:
 		return "SCTP"
 	case 1:
-		return "ICMPv4 " + icmpName(icmpv4Names, f.ICMPType, f.ICMPCode)
+		return "ICMPv4 " + ICMPTypeName(false, f.ICMPType, f.ICMPCode)
 	case 58:
-		return "ICMPv6 " + icmpName(icmpv6Names, f.ICMPType, f.ICMPCode)
+		return "ICMPv6 " + ICMPTypeName(true, f.ICMPType, f.ICMPCode)
 	}
 	return ""
-}
-
-var icmpv4Names = map[uint8]string{0: "EchoReply", 3: "DestinationUnreachable", 5: "Redirect", 8: "EchoRequest", 11: "TimeExceeded", 12: "ParameterProblem"}
-var icmpv6Names = map[uint8]string{1: "DestinationUnreachable", 2: "PacketTooBig", 3: "TimeExceeded", 4: "ParameterProblem",
-	128: "EchoRequest", 129: "EchoReply", 133: "RouterSolicitation", 134: "RouterAdvertisement", 135: "NeighborSolicitation", 136: "NeighborAdvertisement"}
-
-// icmpName names an ICMP type as gopacket's TypeCode.String does for the
-// common types ("EchoRequest"); others print as "Type(code)" numbers.
-func icmpName(names map[uint8]string, typ, code uint8) string {
-	n, ok := names[typ]
-	if !ok {
-		return fmt.Sprintf("%d(%d)", typ, code)
-	}
-	if code != 0 {
-		return fmt.Sprintf("%s(%d)", n, code)
-	}
-	return n
 }
 
 var dnsRCodes = map[uint32]string{1: "Format Error", 2: "Server Failure", 3: "Non-Existent Domain", 4: "Not Implemented", 5: "Query Refused"}

@@ -28,8 +28,10 @@ func TestSummaryUsesHubbleWording(t *testing.T) {
 		{"an HTTP response with latency", fs[6], "HTTP/1.1 503 12ms (POST http://checkout-api.shop:8080/api/v1/pay)"},
 		{"an ICMPv6 echo request", fs[7], "ICMPv6 EchoRequest"},
 		{"an ICMPv6 echo reply", echoReply, "ICMPv6 EchoReply"},
-		{"an ICMPv4 type with a code", unreach, "ICMPv4 DestinationUnreachable(1)"},
+		{"an ICMPv4 type with a code", unreach, "ICMPv4 DestinationUnreachable(Host)"},
 		{"a Kafka request", fs[9], `Kafka produce v0 topic "orders" client "" error 0`},
+		{"an ICMPv6 unknown code", schemas.Flow{L4Protocol: 58, ICMPType: 3, ICMPCode: 9}, "ICMPv6 TimeExceeded(Code: 9)"},
+		{"an ICMP type gopacket does not know", schemas.Flow{L4Protocol: 1, ICMPType: 42, ICMPCode: 1}, "ICMPv4 42(1)"},
 		{"a UDP flow", schemas.Flow{L4Protocol: 17}, "UDP"},
 		{"an L7 flow of unknown type", schemas.Flow{L7: schemas.L7{Protocol: schemas.L7HTTP, Type: flowpb.L7FlowType_SAMPLE}}, ""},
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -240,7 +241,7 @@ func waitReady(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration
 	conn.Connect()
 	for {
 		s := conn.GetState()
-		if s.String() == "READY" {
+		if s == connectivity.Ready {
 			return nil
 		}
 		if !conn.WaitForStateChange(ctx, s) {
