@@ -92,6 +92,9 @@ func (s StreamConfig) validate() error {
 	if s.MaxBytes < int64(s.MaxMsgSize) {
 		return fmt.Errorf("stream: max bytes %d below max msg size %d", s.MaxBytes, s.MaxMsgSize)
 	}
+	if s.Duplicates < 100*time.Millisecond {
+		return fmt.Errorf("stream: duplicate window %s, want >= 100ms", s.Duplicates)
+	}
 	if s.Duplicates > s.MaxAge {
 		return fmt.Errorf("stream: duplicate window %s longer than max age %s", s.Duplicates, s.MaxAge)
 	}

@@ -24,6 +24,7 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		{"a tiny max msg size is rejected", PublisherConfig{Stream: StreamConfig{MaxMsgSize: 10}}, "max msg size 10"},
 		{"max bytes below one message are rejected", PublisherConfig{Stream: StreamConfig{MaxBytes: 1000}}, "max bytes 1000 below max msg size"},
 		{"a duplicate window longer than max age is rejected", PublisherConfig{Stream: StreamConfig{MaxAge: time.Minute}}, "duplicate window 2m0s longer than max age 1m0s"},
+		{"a duplicate window under 100ms is rejected", PublisherConfig{Stream: StreamConfig{Duplicates: time.Millisecond}}, "duplicate window 1ms, want >= 100ms"},
 		{"negative max age is rejected", PublisherConfig{Stream: StreamConfig{MaxAge: -time.Hour}}, "negative max age"},
 		{"six replicas are rejected", PublisherConfig{Stream: StreamConfig{Replicas: 6}}, "replicas 6"},
 		{"negative partitions are rejected", PublisherConfig{Partitions: -1}, "partitions -1"},

@@ -43,7 +43,7 @@ func testMessages(node string, first, n int) []schemas.Message {
 	return msgs
 }
 
-func startServer(t *testing.T, dir string, port int) (*server.Server, string) {
+func startServer(t testing.TB, dir string, port int) (*server.Server, string) {
 	t.Helper()
 	s, u, err := StartEmbedded(dir, port)
 	if err != nil {
@@ -423,5 +423,16 @@ func TestDeadLetterStoresTheMessageOnceWithReasonPartitionAndOffset(t *testing.T
 	want[jetstream.MsgIDHeader] = DefaultStream + "/" + strconv.FormatInt(bad.Offset, 10)
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
+	}
+}
+
+func TestAStreamTheServerRefusesFailsPublishAtOnce(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Stream: StreamConfig{Replicas: 3}}) // one server, not a cluster
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := p.Publish(ctx, testMessages("node-h", 1, 1))
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "nats stream FLOWBUS_FLOWS") {
+		t.Fatalf("publish with a 3-replica stream on one server: got %v, want the server's refusal before the deadline", err)
 	}
 }

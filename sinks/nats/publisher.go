@@ -168,13 +168,21 @@ func (p *Publisher) publishOnce(ctx context.Context, msgs []*natsgo.Msg) (int, e
 }
 
 // fatal reports errors that retrying cannot fix: the server refused the
-// message itself (too large, wrong stream, bad header), not its availability.
+// message or request itself (too large, bad config, wrong stream), as
+// opposed to being unavailable (503), slow (408) or unreachable.
 func fatal(err error) bool {
 	if errors.Is(err, natsgo.ErrMaxPayload) || errors.Is(err, natsgo.ErrBadHeaderMsg) {
 		return true
 	}
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == 400
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.Code {
+	case 408, 429, 503:
+		return false
+	}
+	return true
 }
 
 // message builds the NATS message of m.
