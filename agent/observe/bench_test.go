@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	flowpb "github.com/cilium/cilium/api/v1/flow"
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 
 	"github.com/flowbus/flowbus/schemas"
@@ -82,4 +83,45 @@ func BenchmarkRingObserve(b *testing.B) {
 			r.Observe(batch)
 		}
 	})
+}
+
+// BenchmarkGetFlowsIncidentQuery is `observe --to-pod data/redis --verdict
+// DROPPED` (last 20) over a full ring of 4096 flows where one in ten
+// matches, beside the same request without a filter as the baseline.
+func BenchmarkGetFlowsIncidentQuery(b *testing.B) {
+	r := NewRing(4096, nil)
+	fx := fixtureFlows()
+	batch := make([]schemas.Flow, 0, 4096)
+	for i := 0; i < 4096; i++ {
+		f := fx[i%10]
+		f.UUID = fmt.Sprint(i)
+		batch = append(batch, f)
+	}
+	r.Observe(batch)
+	c, _ := startServer(b, r)
+	filtered := &observerpb.GetFlowsRequest{Number: 20, Whitelist: []*flowpb.FlowFilter{{
+		DestinationPod: []string{"data/redis"}, Verdict: []flowpb.Verdict{flowpb.Verdict_DROPPED}}}}
+	for _, bc := range []struct {
+		name string
+		req  *observerpb.GetFlowsRequest
+	}{{"no filter", &observerpb.GetFlowsRequest{Number: 20}}, {"to-pod and verdict", filtered}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				s, err := c.GetFlows(context.Background(), bc.req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for {
+					if _, err := s.Recv(); err != nil {
+						break
+					}
+					n++
+				}
+				if n != 20 {
+					b.Fatalf("got %d flows, want 20", n)
+				}
+			}
+		})
+	}
 }

@@ -9,7 +9,7 @@
 //
 //   - The ring stores schemas.Flow values, not protobufs: the pipeline pays a
 //     struct copy per flow under a mutex, never a conversion or an
-//     allocation. Readers copy bounded chunks (256 events) under the read
+//     allocation. Readers copy bounded chunks (64 events) under the read
 //     lock and convert with schemas.ToProto only the flows they send. A
 //     writer never waits for a reader: a reader that falls behind by more
 //     than the ring size is told how many events it lost, as a LostEvent with
