@@ -39,8 +39,16 @@ type Ring struct {
 	now      func() time.Time
 }
 
-// NewRing returns a ring of capacity rounded up to a power of two (minimum 2).
+// DefaultRingSize is the default number of events the ring holds, as Hubble's.
+const DefaultRingSize = 4096
+
+// NewRing returns a ring of capacity events rounded up to a power of two
+// (minimum 2; DefaultRingSize if capacity is 0). now is the clock for
+// uptime and lost-event times (nil: time.Now).
 func NewRing(capacity int, now func() time.Time) *Ring {
+	if capacity == 0 {
+		capacity = DefaultRingSize
+	}
 	n := 2
 	for n < capacity {
 		n <<= 1

@@ -345,3 +345,13 @@ func TestFieldMaskSelectsFields(t *testing.T) {
 		t.Errorf("bad mask: err = %v, want InvalidArgument naming field_mask", err)
 	}
 }
+
+func TestRingCapacity(t *testing.T) {
+	for _, tc := range []struct{ in, want int }{{0, DefaultRingSize}, {1, 2}, {3, 4}, {4096, 4096}, {5000, 8192}} {
+		t.Run(fmt.Sprintf("capacity %d holds %d events", tc.in, tc.want), func(t *testing.T) {
+			if got := NewRing(tc.in, nil).Cap(); got != uint64(tc.want) {
+				t.Errorf("cap %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
