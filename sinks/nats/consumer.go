@@ -348,6 +348,8 @@ func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
 			add(it)
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-c.stop:
+			return nil, ErrClosed
 		}
 	drain:
 		for len(out) < c.cfg.MaxPollRecords {
