@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,5 +291,50 @@ func TestRelayStreamSurvivesAnAgentStoppingMidStream(t *testing.T) {
 	}
 	if st.GetNumConnectedNodes().GetValue() != 2 || st.GetNumUnavailableNodes().GetValue() != 2 || st.GetNumFlows() != 16 || st.GetMaxFlows() != 2048 {
 		t.Errorf("status %v", st)
+	}
+}
+
+func TestRelayFollowsTheDNSNameAsAgentsComeAndGo(t *testing.T) {
+	_, port := threeAgents(t, 1)
+	var mu sync.Mutex
+	ips := []string{"127.0.0.1", "127.0.0.2"}
+	look := func(_ context.Context, host string) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ips), nil
+	}
+	c := startRelay(t, Config{Agents: []string{"agents.flowbus.test:" + port}, LookupHost: look, ResolveInterval: 50 * time.Millisecond})
+	names := func() []string {
+		res, err := c.GetNodes(context.Background(), &observerpb.GetNodesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range res.GetNodes() {
+			out = append(out, n.GetName())
+		}
+		return out
+	}
+	waitFor := func(want []string) {
+		t.Helper()
+		var got []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if got = names(); slices.Equal(got, want) {
+				return
+			}
+		}
+		t.Errorf("nodes %v, want %v", got, want)
+	}
+	waitFor([]string{"node-1", "node-2"})
+	mu.Lock()
+	ips = []string{"127.0.0.2", "127.0.0.3"} // a pod replaced: node-1 gone, node-3 new
+	mu.Unlock()
+	waitFor([]string{"node-2", "node-3"})
+	got, _, err := readAll(t, c, &observerpb.GetFlowsRequest{Number: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := []string{"a2-000", "a3-000"}; !slices.Equal(got, w) {
+		t.Errorf("flows %v, want %v", got, w)
 	}
 }
