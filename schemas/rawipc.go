@@ -81,7 +81,11 @@ type fastReader struct {
 }
 
 func newFastReader(schema *arrow.Schema) *fastReader {
-	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+	// Each buffer is one zstd frame whose decoded size was checked against
+	// the message's budget before decoding; the limits below also bound what
+	// a forged frame header can make the decoder allocate.
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(256<<20), zstd.WithDecoderMaxWindow(64<<20))
 	if err != nil {
 		panic("schemas: create zstd decoder: " + err.Error()) // constant options cannot fail
 	}
