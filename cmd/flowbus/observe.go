@@ -223,10 +223,10 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := waitReady(ctx, conn, dialTimeout); err != nil {
+	if err := obsWaitReady(ctx, conn, dialTimeout); err != nil {
 		return fmt.Errorf("connect to %s: %w (is a flowbus agent or relay listening there? see --server)", server, err)
 	}
-	p := newFlowPrinter(cio.Stdout, cio.Stderr, mode, timeLayout(timeFormat), printNode, ipTranslation && !numeric)
+	p := newFlowPrinter(cio.Stdout, cio.Stderr, mode, obsTimeLayout(timeFormat), printNode, ipTranslation && !numeric)
 	err = streamFlows(ctx, observerpb.NewObserverClient(conn), req, p)
 	if cerr := p.close(); err == nil && cerr != nil {
 		err = cerr
@@ -235,7 +235,7 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 }
 
 // waitReady waits until conn is connected, at most timeout.
-func waitReady(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) error {
+func obsWaitReady(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn.Connect()
@@ -253,7 +253,7 @@ func waitReady(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration
 func streamFlows(ctx context.Context, c observerpb.ObserverClient, req *observerpb.GetFlowsRequest, p *flowPrinter) error {
 	stream, err := c.GetFlows(ctx, req)
 	if err != nil {
-		return grpcError(err)
+		return obsGRPCError(err)
 	}
 	for {
 		res, err := stream.Recv()
@@ -261,7 +261,7 @@ func streamFlows(ctx context.Context, c observerpb.ObserverClient, req *observer
 		case errors.Is(err, io.EOF), errors.Is(err, context.Canceled), status.Code(err) == codes.Canceled:
 			return nil
 		case err != nil:
-			return grpcError(err)
+			return obsGRPCError(err)
 		}
 		if err := p.write(res); err != nil {
 			return err
@@ -269,7 +269,7 @@ func streamFlows(ctx context.Context, c observerpb.ObserverClient, req *observer
 	}
 }
 
-func grpcError(err error) error {
+func obsGRPCError(err error) error {
 	if s, ok := status.FromError(err); ok {
 		return fmt.Errorf("%s: %s", strings.ToLower(strings.ReplaceAll(s.Code().String(), "InvalidArgument", "invalid argument")), s.Message())
 	}
@@ -291,14 +291,14 @@ func flowsRequest(of *flowFilter, last, first uint64, all, follow bool, since, u
 	}
 	var sinceTs, untilTs *timestamppb.Timestamp
 	if since != "" {
-		t, err := parseTime(since, now)
+		t, err := obsParseTime(since, now)
 		if err != nil {
 			return nil, fmt.Errorf("failed to parse the since time: %w", err)
 		}
 		sinceTs = timestamppb.New(t)
 	}
 	if until != "" && !follow {
-		t, err := parseTime(until, now)
+		t, err := obsParseTime(until, now)
 		if err != nil {
 			return nil, fmt.Errorf("failed to parse the until time: %w", err)
 		}
@@ -339,7 +339,7 @@ func flowsRequest(of *flowFilter, last, first uint64, all, follow bool, since, u
 var timeLayouts = []string{"2006-01-02", "2006-01-02T15Z07:00", "2006-01-02T15:04Z07:00", time.RFC3339, time.RFC3339Nano,
 	"2006-01-02T15:04:05.999Z07:00", "2006-01-02T15:04:05.999999Z07:00", time.RFC1123Z}
 
-func parseTime(s string, now time.Time) (time.Time, error) {
+func obsParseTime(s string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return now.Add(-d), nil
 	}
@@ -352,7 +352,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 }
 
 // timeLayout maps hubble's --time-format names to layouts.
-func timeLayout(name string) string {
+func obsTimeLayout(name string) string {
 	switch strings.ToLower(name) {
 	case "yearmonthday":
 		return "2006-01-02"

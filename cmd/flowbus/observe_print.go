@@ -24,7 +24,7 @@ import (
 type flowPrinter struct {
 	out, errw      io.Writer
 	mode           string // compact, dict, table, jsonpb
-	timeLayout     string
+	obsTimeLayout  string
 	nodeName       bool
 	ipTranslation  bool
 	line           int
@@ -32,8 +32,8 @@ type flowPrinter struct {
 	json, jsonErrw *json.Encoder
 }
 
-func newFlowPrinter(out, errw io.Writer, mode, timeLayout string, nodeName, ipTranslation bool) *flowPrinter {
-	p := &flowPrinter{out: out, errw: errw, mode: mode, timeLayout: timeLayout, nodeName: nodeName, ipTranslation: ipTranslation}
+func newFlowPrinter(out, errw io.Writer, mode, obsTimeLayout string, nodeName, ipTranslation bool) *flowPrinter {
+	p := &flowPrinter{out: out, errw: errw, mode: mode, obsTimeLayout: obsTimeLayout, nodeName: nodeName, ipTranslation: ipTranslation}
 	switch mode {
 	case "table":
 		p.tw = tabwriter.NewWriter(out, 2, 0, 3, ' ', 0)
@@ -63,7 +63,7 @@ func (p *flowPrinter) write(res *observerpb.GetFlowsResponse) error {
 	return nil
 }
 
-func fmtTimestamp(layout string, ts *timestamppb.Timestamp) string {
+func obsTimestamp(layout string, ts *timestamppb.Timestamp) string {
 	if !ts.IsValid() {
 		return "N/A"
 	}
@@ -83,12 +83,12 @@ func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
 			}
 			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
 		}
-		row := fmtTimestamp(p.timeLayout, f.GetTime()) + "\t"
+		row := obsTimestamp(p.obsTimeLayout, f.GetTime()) + "\t"
 		if p.nodeName {
 			row += f.GetNodeName() + "\t"
 		}
 		if err == nil {
-			_, err = fmt.Fprint(p.tw, row+src+"\t"+dst+"\t"+flowType(f)+"\t"+verdict(f)+"\t"+summary(f)+"\n")
+			_, err = fmt.Fprint(p.tw, row+src+"\t"+dst+"\t"+obsFlowType(f)+"\t"+obsVerdict(f)+"\t"+obsSummary(f)+"\n")
 		}
 	case "dict":
 		src, dst := p.hostNames(f)
@@ -96,12 +96,12 @@ func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
 		if p.line != 0 {
 			b.WriteString("------------\n")
 		}
-		b.WriteString("  TIMESTAMP: " + fmtTimestamp(p.timeLayout, f.GetTime()) + "\n")
+		b.WriteString("  TIMESTAMP: " + obsTimestamp(p.obsTimeLayout, f.GetTime()) + "\n")
 		if p.nodeName {
 			b.WriteString("       NODE: " + f.GetNodeName() + "\n")
 		}
-		b.WriteString("     SOURCE: " + src + "\nDESTINATION: " + dst + "\n       TYPE: " + flowType(f) +
-			"\n    VERDICT: " + verdict(f) + "\n    SUMMARY: " + summary(f) + "\n")
+		b.WriteString("     SOURCE: " + src + "\nDESTINATION: " + dst + "\n       TYPE: " + obsFlowType(f) +
+			"\n    VERDICT: " + obsVerdict(f) + "\n    SUMMARY: " + obsSummary(f) + "\n")
 		_, err = io.WriteString(p.out, b.String())
 	case "compact":
 		src, dst := p.hostNames(f)
@@ -117,7 +117,7 @@ func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
 			src, dst, srcID, dstID, arrow = dst, src, dstID, srcID, "<-"
 		}
 		_, err = fmt.Fprintf(p.out, "%s%s: %s %s %s %s %s %s %s (%s)\n",
-			fmtTimestamp(p.timeLayout, f.GetTime()), node, src, srcID, arrow, dst, dstID, flowType(f), verdict(f), summary(f))
+			obsTimestamp(p.obsTimeLayout, f.GetTime()), node, src, srcID, arrow, dst, dstID, obsFlowType(f), obsVerdict(f), obsSummary(f))
 	case "jsonpb":
 		return p.json.Encode(res)
 	}
@@ -133,7 +133,7 @@ func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
 	first, last := l.GetFirst(), l.GetLast()
 	window := ""
 	if first != nil && last != nil {
-		window = fmt.Sprintf(" (first: %s, last: %s)", fmtTimestamp(p.timeLayout, first), fmtTimestamp(p.timeLayout, last))
+		window = fmt.Sprintf(" (first: %s, last: %s)", obsTimestamp(p.obsTimeLayout, first), obsTimestamp(p.obsTimeLayout, last))
 	}
 	node := res.GetNodeName()
 	if node == "" {
@@ -149,7 +149,7 @@ func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
 			}
 			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
 		}
-		row := fmtTimestamp(p.timeLayout, res.GetTime()) + "\t"
+		row := obsTimestamp(p.obsTimeLayout, res.GetTime()) + "\t"
 		if p.nodeName {
 			row += node + "\t"
 		}
@@ -161,14 +161,14 @@ func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
 		if p.line != 0 {
 			b.WriteString("------------\n")
 		}
-		b.WriteString("  TIMESTAMP: " + fmtTimestamp(p.timeLayout, res.GetTime()) + "\n")
+		b.WriteString("  TIMESTAMP: " + obsTimestamp(p.obsTimeLayout, res.GetTime()) + "\n")
 		if p.nodeName {
 			b.WriteString("       NODE: " + node + "\n")
 		}
 		fmt.Fprintf(&b, "     SOURCE: %s\n       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: CPU(%d) - %d%s\n", l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
 		_, err = io.WriteString(p.out, b.String())
 	case "compact":
-		_, err = fmt.Fprintf(p.out, "%s EVENTS LOST: %s CPU(%d) %d%s\n", fmtTimestamp(p.timeLayout, res.GetTime()), l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+		_, err = fmt.Fprintf(p.out, "%s EVENTS LOST: %s CPU(%d) %d%s\n", obsTimestamp(p.obsTimeLayout, res.GetTime()), l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
 	case "jsonpb":
 		return p.json.Encode(res)
 	}
@@ -204,9 +204,9 @@ func (p *flowPrinter) writeNodeStatus(res *observerpb.GetFlowsResponse) error {
 		} else {
 			p.line++
 		}
-		_, err = fmt.Fprintf(p.errw, "%s  TIMESTAMP: %s\n      STATE: %s\n      NODES: %s\n    MESSAGE: %s\n", sep, fmtTimestamp(p.timeLayout, res.GetTime()), s.GetStateChange(), names, msg)
+		_, err = fmt.Fprintf(p.errw, "%s  TIMESTAMP: %s\n      STATE: %s\n      NODES: %s\n    MESSAGE: %s\n", sep, obsTimestamp(p.obsTimeLayout, res.GetTime()), s.GetStateChange(), names, msg)
 	default:
-		prefix := fmt.Sprintf("%s [%s]", fmtTimestamp(p.timeLayout, res.GetTime()), res.GetNodeName())
+		prefix := fmt.Sprintf("%s [%s]", obsTimestamp(p.obsTimeLayout, res.GetTime()), res.GetNodeName())
 		n := len(s.GetNodeNames())
 		msg := fmt.Sprintf("%s: %d nodes are unavailable: %s", prefix, n, names)
 		if s.GetStateChange() == relaypb.NodeState_NODE_ERROR {
@@ -236,7 +236,7 @@ func joinWithCutOff(elems []string, sep string, target int) string {
 	return s
 }
 
-func ports(f *flowpb.Flow) (string, string) {
+func obsPorts(f *flowpb.Flow) (string, string) {
 	l4 := f.GetL4()
 	switch {
 	case l4.GetTCP() != nil:
@@ -265,7 +265,7 @@ func (p *flowPrinter) hostNames(f *flowpb.Flow) (string, string) {
 	if s := f.GetDestinationService(); s != nil {
 		dstNs, dstSvc = s.GetNamespace(), s.GetName()
 	}
-	sp, dp := ports(f)
+	sp, dp := obsPorts(f)
 	return p.hostname(f.GetIP().GetSource(), sp, srcNs, srcPod, srcSvc, f.GetSourceNames()),
 		p.hostname(f.GetIP().GetDestination(), dp, dstNs, dstPod, dstSvc, f.GetDestinationNames())
 }
@@ -309,7 +309,7 @@ var traceObservationPoints = map[int32]string{
 
 var policyMatchTypes = map[uint32]string{0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto", 6: "Proto-Only"}
 
-func flowType(f *flowpb.Flow) string {
+func obsFlowType(f *flowpb.Flow) string {
 	if l7 := f.GetL7(); l7 != nil {
 		proto, typ := "l7", strings.ToLower(l7.GetType().String())
 		switch {
@@ -357,7 +357,7 @@ func flowType(f *flowpb.Flow) string {
 	return "UNKNOWN"
 }
 
-func verdict(f *flowpb.Flow) string {
+func obsVerdict(f *flowpb.Flow) string {
 	v := f.GetVerdict()
 	if f.GetEventType().GetType() == 5 {
 		switch v {
@@ -372,7 +372,7 @@ func verdict(f *flowpb.Flow) string {
 	return v.String()
 }
 
-func summary(f *flowpb.Flow) string {
+func obsSummary(f *flowpb.Flow) string {
 	var b strings.Builder
 	if t := f.GetIpTraceId(); t != nil && t.GetTraceId() > 0 {
 		fmt.Fprintf(&b, "IP Trace ID: %d; ", t.GetTraceId())

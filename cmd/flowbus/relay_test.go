@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-func freeAddr(t *testing.T) string {
+func freeLocalAddr(t *testing.T) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,7 +29,7 @@ func freeAddr(t *testing.T) string {
 // and reads it with `flowbus observe`, as an operator would.
 func TestRelayCommandServesObserve(t *testing.T) {
 	agent := startObserveServer(t)
-	addr := freeAddr(t)
+	addr := freeLocalAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var relayErr bytes.Buffer
