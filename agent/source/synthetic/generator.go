@@ -58,11 +58,11 @@ type Generator struct {
 	cfg   Config
 	rng   *rand.Rand
 	fleet *fleet
-	// Hot sets of URL ids: order numbers 100000-899999 and customer UUIDs.
-	orders, customers *rand.Zipf
-	n                 uint64 // flows generated
-	step              int64  // ns between flows' timestamps
-	start             int64
+	// Log-normal shapes by sigma (see lognormal); a handful, searched linearly.
+	shapes []sigmaShape
+	n      uint64 // flows generated
+	step   int64  // ns between flows' timestamps
+	start  int64
 
 	buf  []byte // per-batch string arena
 	offs []span
@@ -100,8 +100,6 @@ func NewGenerator(cfg Config) (*Generator, error) {
 	g.pairs = make([]PairTotals, len(g.fleet.edges))
 	g.pendRoutes = make([]RouteTotals, len(g.fleet.routeKeys))
 	g.routes = make([]RouteTotals, len(g.fleet.routeKeys))
-	g.orders = rand.NewZipf(rng, 1.1, 1, 799999)
-	g.customers = rand.NewZipf(rng, 1.1, 1, uint64(len(g.fleet.customers)-1))
 	if cfg.Rate > 0 {
 		g.step = int64(math.Max(1, float64(time.Second)/cfg.Rate))
 	}
@@ -239,8 +237,8 @@ func (g *Generator) one(f *schemas.Flow) {
 		f.PacketsFwd = 1
 		f.L4Protocol = 6
 	} else {
-		f.BytesFwd = lognormal(rng, e.bytesFwd, 0.6)
-		f.BytesRev = lognormal(rng, e.bytesRev, 0.7)
+		f.BytesFwd = g.lognormal(e.bytesFwd, 0.6)
+		f.BytesRev = g.lognormal(e.bytesRev, 0.7)
 		f.PacketsFwd = 1 + f.BytesFwd/1200
 		f.PacketsRev = 1 + f.BytesRev/1200
 		if e.proto == 6 {
@@ -259,7 +257,7 @@ func (g *Generator) one(f *schemas.Flow) {
 		r := &e.routes[pick(rng, e.routes, func(r *route) int { return r.weight }, 0)]
 		si := pick(rng, r.statuses, func(s *weighted[uint32]) int { return s.w }, 0)
 		status := r.statuses[si].v
-		lat := lognormal(rng, r.medianMs*1e6, r.sigma)
+		lat := g.lognormal(r.medianMs*1e6, r.sigma)
 		if status >= 500 {
 			lat *= 3 // failures tend to be timeouts
 		}
@@ -281,7 +279,7 @@ func (g *Generator) one(f *schemas.Flow) {
 			qt = dnsAAAA
 		}
 		f.EventType = 129
-		f.LatencyNs = lognormal(rng, 400_000, 0.5)
+		f.LatencyNs = g.lognormal(400_000, 0.5)
 		f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7DNS, DNSQuery: q.name, DNSRCode: q.rcode,
 			DNSQTypes: qt, DNSObservationSource: "proxy"}
 		if q.rcode == 0 && qt[0] == "A" {
@@ -289,7 +287,7 @@ func (g *Generator) one(f *schemas.Flow) {
 		}
 		f.DstNames = nil
 	case e.rttUs > 0:
-		f.LatencyNs = lognormal(rng, e.rttUs*1000, 0.4)
+		f.LatencyNs = g.lognormal(e.rttUs*1000, 0.4)
 	}
 
 	g.offs = append(g.offs, o)
@@ -308,43 +306,93 @@ var (
 	worldLabels = []string{"reserved:world"}
 )
 
-// lognormal draws from a log-normal distribution with the given median.
-func lognormal(rng *rand.Rand, median, sigma float64) uint64 {
-	return uint64(median * math.Exp(sigma*rng.NormFloat64()))
+// shapeSize is the resolution of a tabulated log-normal shape.
+const shapeSize = 4096
+
+// shape tabulates exp(sigma·z) at the 4096 quantiles (i+½)/4096 of the
+// standard normal z: a draw is one table lookup instead of a Gaussian draw
+// and an exp, and a quantile is off by at most one table step (~0.1 % of
+// the probability mass).
+type shape [shapeSize]float64
+
+type sigmaShape struct {
+	sigma float64
+	t     *shape
+}
+
+// lognormal draws from a log-normal distribution with the given median and sigma.
+func (g *Generator) lognormal(median, sigma float64) uint64 {
+	var t *shape
+	for i := range g.shapes {
+		if g.shapes[i].sigma == sigma {
+			t = g.shapes[i].t
+			break
+		}
+	}
+	if t == nil {
+		t = new(shape)
+		for i := range t {
+			p := (float64(i) + 0.5) / shapeSize
+			t[i] = math.Exp(sigma * math.Sqrt2 * math.Erfinv(2*p-1))
+		}
+		g.shapes = append(g.shapes, sigmaShape{sigma, t})
+	}
+	return uint64(median * t[g.rng.Uint64()&(shapeSize-1)])
+}
+
+// hot draws an index in [0, n) skewed toward 0 (u⁴ of a uniform u): the
+// first 1 % of a hot set gets about a third of the draws, as the busiest
+// orders and customers of a shop do.
+func hot(rng *rand.Rand, n int) int {
+	u := rng.Float64()
+	u *= u
+	return int(u * u * float64(n))
 }
 
 const hexDigits = "0123456789abcdef"
+
+// hexPairs[b] is byte b as two lowercase hex digits.
+var hexPairs = func() (t [256][2]byte) {
+	for i := range t {
+		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&15]}
+	}
+	return t
+}()
 
 // appendUUID appends a random (version 4) UUID.
 func appendUUID(b []byte, rng *rand.Rand) []byte {
 	hi, lo := rng.Uint64(), rng.Uint64()
 	hi = hi&^0xf000 | 0x4000     // version 4
 	lo = lo&^(0xc<<60) | 0x8<<60 // variant 10
-	var raw [16]byte
-	for i := range 8 {
-		raw[i] = byte(hi >> (56 - 8*i))
-		raw[8+i] = byte(lo >> (56 - 8*i))
-	}
-	for i, x := range raw {
+	var out [36]byte
+	j := 0
+	for i := range 16 {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
+			out[j] = '-'
+			j++
 		}
-		b = append(b, hexDigits[x>>4], hexDigits[x&15])
+		v := hi
+		if i >= 8 {
+			v = lo
+		}
+		p := hexPairs[byte(v>>(56-8*(i%8)))]
+		out[j], out[j+1] = p[0], p[1]
+		j += 2
 	}
-	return b
+	return append(b, out[:]...)
 }
 
 // appendURL appends path with {id} replaced by a numeric id and {uuid} by a
-// UUID, both drawn from the fleet's hot sets (Zipf: a few orders and
+// UUID, both drawn from the fleet's hot sets (skewed: a few orders and
 // customers are very busy, most are rare), as real traffic has.
 func (g *Generator) appendURL(b []byte, path string) []byte {
 	for len(path) > 0 {
 		switch {
 		case len(path) >= 4 && path[:4] == "{id}":
-			b = strconv.AppendUint(b, 100000+g.orders.Uint64(), 10)
+			b = strconv.AppendUint(b, uint64(100000+hot(g.rng, 800000)), 10)
 			path = path[4:]
 		case len(path) >= 6 && path[:6] == "{uuid}":
-			b = append(b, g.fleet.customers[g.customers.Uint64()]...)
+			b = append(b, g.fleet.customers[hot(g.rng, len(g.fleet.customers))]...)
 			path = path[6:]
 		default:
 			b = append(b, path[0])
