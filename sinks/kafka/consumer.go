@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -282,7 +283,7 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 }
 
 // DeadLetter publishes d's key, value and headers to DLQTopic, adding
-// HeaderDLQReason, HeaderDLQPartition and HeaderDLQOffset, and waits for the
+// HeaderDLQReason (cut at 1 KiB), HeaderDLQPartition and HeaderDLQOffset, and waits for the
 // acknowledgement. The caller commits d's offset only after it returned nil.
 func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
 	if err := c.ensureDLQ(ctx); err != nil {
@@ -303,7 +304,7 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(d.Headers[k])})
 	}
 	rec.Headers = append(rec.Headers,
-		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(clip(reason))},
 		kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(d.Partition)))},
 		kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(d.Offset, 10))},
 	)
@@ -335,4 +336,19 @@ func (c *Consumer) Close() error {
 	c.cl.AllowRebalance()
 	c.cl.Close()
 	return nil
+}
+
+// maxReasonBytes bounds the dead-letter reason header, so that a message
+// near the size limit still fits with it.
+const maxReasonBytes = 1024
+
+func clip(reason string) string {
+	if len(reason) <= maxReasonBytes {
+		return reason
+	}
+	n := maxReasonBytes - 3
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n] + "..."
 }

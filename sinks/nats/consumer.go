@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -420,7 +421,7 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 }
 
 // DeadLetter publishes d's value and headers to DLQSubject in DLQStream
-// (created if missing), adding HeaderDLQReason, HeaderDLQPartition and
+// (created if missing), adding HeaderDLQReason (cut at 1 KiB), HeaderDLQPartition and
 // HeaderDLQOffset, with Nats-Msg-Id "<stream>/<offset>" so that dead-lettering
 // the same message twice stores it once. It retries while the server is
 // unavailable, until ctx is done. Commit the offset only after it returned nil.
@@ -437,7 +438,7 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 			h[k] = []string{v}
 		}
 	}
-	h[HeaderDLQReason] = []string{reason}
+	h[HeaderDLQReason] = []string{clip(reason)}
 	h[HeaderDLQPartition] = []string{strconv.Itoa(int(d.Partition))}
 	h[HeaderDLQOffset] = []string{strconv.FormatInt(d.Offset, 10)}
 	id := c.cfg.Stream.Name + "/" + strconv.FormatInt(d.Offset, 10)
@@ -486,4 +487,19 @@ func (c *Consumer) stopReaders() {
 		ps.it.Stop()
 	}
 	c.wg.Wait()
+}
+
+// maxReasonBytes bounds the dead-letter reason header, so that a message
+// near the size limit still fits with it.
+const maxReasonBytes = 1024
+
+func clip(reason string) string {
+	if len(reason) <= maxReasonBytes {
+		return reason
+	}
+	n := maxReasonBytes - 3
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n] + "..."
 }
