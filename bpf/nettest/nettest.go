@@ -27,7 +27,8 @@ import (
 //	                      bridge (no address)
 //	[B eth0 .2] ── HostB ─┘
 //
-// Neighbours are static and IPv6 is off unless asked for, so the test's
+// Neighbours are static, multicast is off, and IPv6 is off unless asked
+// for, so the test's
 // traffic is the only traffic on the veths. Everything is removed in
 // t.Cleanup, also when the test fails.
 type Fixture struct {
@@ -86,7 +87,10 @@ func New(t testing.TB, withIPv6 bool) *Fixture {
 	}
 	sh("netns", "add", f.NSA)
 	sh("netns", "add", f.NSB)
-	sh("link", "add", f.Bridge, "type", "bridge")
+	// No multicast anywhere: a bridge or interface coming up sends IGMP/MLD
+	// reports otherwise.
+	sh("link", "add", f.Bridge, "type", "bridge", "mcast_snooping", "0")
+	sh("link", "set", f.Bridge, "multicast", "off")
 	hostSysctl(t, "net/ipv6/conf/"+f.Bridge+"/disable_ipv6", "1")
 	mac := map[string]string{}
 	for _, p := range []struct{ ns, host, ip, ip6 string }{
@@ -102,6 +106,7 @@ func New(t testing.TB, withIPv6 bool) *Fixture {
 		}
 		sh("link", "add", p.host, "type", "veth", "peer", "name", "eth0", "netns", p.ns)
 		hostSysctl(t, "net/ipv6/conf/"+p.host+"/disable_ipv6", "1")
+		sh("link", "set", p.host, "multicast", "off")
 		sh("link", "set", p.host, "master", f.Bridge)
 		sh("link", "set", p.host, "up")
 		sh("-n", p.ns, "addr", "add", p.ip+"/24", "dev", "eth0")
@@ -109,6 +114,7 @@ func New(t testing.TB, withIPv6 bool) *Fixture {
 			sh("-n", p.ns, "addr", "add", p.ip6+"/64", "dev", "eth0", "nodad")
 		}
 		sh("-n", p.ns, "link", "set", "lo", "up")
+		sh("-n", p.ns, "link", "set", "eth0", "multicast", "off")
 		sh("-n", p.ns, "link", "set", "eth0", "up")
 		out, err := exec.Command("ip", "-n", p.ns, "-br", "link", "show", "eth0").Output()
 		if err != nil {
