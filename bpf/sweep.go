@@ -106,9 +106,13 @@ func (c *Collector) flushAll(sink Sink, ev *Event, mono int64) {
 // report passes one flow to the sink, with the counters not reported yet.
 func (c *Collector) report(sink Sink, ev *Event, kind EventKind, k *bpfFlowKey, st *bpfFlowStats, mono int64) {
 	ev.fill(kind, k, st, mono)
+	_, hadRecord := c.reported[*k]
 	c.subtractReported(k, ev)
 	if !kind.Final() {
 		c.reported[*k] = *st
+	}
+	if hadRecord && ev.PacketsFwd+ev.PacketsRev == 0 {
+		return // nothing since the last active-timeout record
 	}
 	ev.IfName = c.ifName(k.Ifindex)
 	c.events.Add(1)
