@@ -159,7 +159,7 @@ func TestConnectStorm(t *testing.T) {
 		secs, _ = strconv.Atoi(s)
 	}
 	d := time.Duration(secs) * time.Second
-	const ringBuf = 64 << 10
+	const ringBuf = 16 << 10
 	ports := []int{20001, 20002, 20003, 20004, 20005, 20006, 20007, 20008}
 	requireBPF(t)
 	f := nettest.New(t, false)
