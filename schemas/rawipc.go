@@ -82,9 +82,11 @@ type fastReader struct {
 
 func newFastReader(schema *arrow.Schema) *fastReader {
 	// Each buffer is one zstd frame whose decoded size was checked against
-	// the message's budget before decoding; the limits below also bound what
-	// a forged frame header can make the decoder allocate.
-	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+	// the message's budget before decoding, decoded into an arena region of
+	// that size (WithDecodeAllCapLimit: a frame that decodes to more fails
+	// instead of growing the output); the limits bound what a forged frame
+	// header can make the decoder allocate.
+	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true),
 		zstd.WithDecoderMaxMemory(256<<20), zstd.WithDecoderMaxWindow(64<<20))
 	if err != nil {
 		panic("schemas: create zstd decoder: " + err.Error()) // constant options cannot fail
