@@ -78,22 +78,29 @@ func TestPollDropsMessagesTheServerResendsAfterAckWait(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
 	msgs := testMessages("node-r", 1, 12)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4, AckWait: time.Second})
 	ds := pollN(t, c, len(msgs), 10*time.Second)
-	ds = append(ds, pollQuiet(t, c, 2500*time.Millisecond)...) // > 2 × AckWait
+	repeats := func() int {
+		n := 0
+		for _, ps := range c.parts {
+			n += ps.repeats
+		}
+		return n
+	}
+	// Keep polling until the server resent every message at least once
+	// (after AckWait, 1 s); none of the resends may come out of Poll.
+	for deadline := time.Now().Add(15 * time.Second); repeats() < len(msgs) && time.Now().Before(deadline); {
+		ds = append(ds, pollQuiet(t, c, 250*time.Millisecond)...)
+	}
+	if r := repeats(); r < len(msgs) {
+		t.Fatalf("server resent %d messages after AckWait, want at least %d: the test did not exercise redelivery", r, len(msgs))
+	}
 	checkDeliveries(t, ds, msgs, 4)
-	repeats := 0
-	for _, ps := range c.parts {
-		repeats += ps.repeats
-	}
-	if repeats < len(msgs) {
-		t.Errorf("server resent %d messages after AckWait, want at least %d: the test did not exercise redelivery", repeats, len(msgs))
-	}
 
 	next := map[int32]int64{}
 	for _, d := range ds {
