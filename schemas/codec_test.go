@@ -146,10 +146,16 @@ func TestDecodeAppendsToDst(t *testing.T) {
 	checkEqual(t, dst, append([]Flow{{UUID: "keep"}}, flows...))
 }
 
-// TestDecodedListsAreCapped: appending to a decoded list must not overwrite
-// the next row's list, which shares its backing array.
+// TestDecodedListsAreCapped: decoded lists share backing arrays (with the
+// next row's, and with rows holding the same list); appending to one must
+// not write into another.
 func TestDecodedListsAreCapped(t *testing.T) {
-	flows := []Flow{{Src: Endpoint{Labels: []string{"a"}}}, {Src: Endpoint{Labels: []string{"b"}}}}
+	flows := []Flow{
+		{Src: Endpoint{Labels: []string{"a"}}},
+		{Src: Endpoint{Labels: []string{"b"}}},
+		{Src: Endpoint{Labels: []string{"a"}}},
+		{Src: Endpoint{Labels: []string{"a"}}},
+	}
 	msg, err := NewEncoder().Encode(nil, flows)
 	if err != nil {
 		t.Fatal(err)
@@ -159,8 +165,12 @@ func TestDecodedListsAreCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = append(got[0].Src.Labels, "x")
-	if got[1].Src.Labels[0] != "b" {
-		t.Fatalf("append to row 0's labels overwrote row 1: %q", got[1].Src.Labels)
+	_ = append(got[2].Src.Labels, "y")
+	got[3].Src.Labels = append(got[3].Src.Labels, "z")
+	for i, want := range [][]string{{"a"}, {"b"}, {"a"}, {"a", "z"}} {
+		if !reflect.DeepEqual(got[i].Src.Labels, want) {
+			t.Errorf("row %d labels = %q after appends to other rows, want %q", i, got[i].Src.Labels, want)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -199,10 +200,16 @@ func listOffsets(d *rawArray, col, n, childLen int) ([]int32, error) {
 	return offs, nil
 }
 
-// strLists is a decoded list<utf8> column: row i is vals[offs[i]:offs[i+1]],
-// or nil where the list is null.
+// strLists is a decoded list<dictionary<utf8>> column: row i is
+// vals[start[i] : start[i]+offs[i+1]-offs[i]], or nil where the list is null.
+// Rows whose lists hold the same dictionary indices share one backing range
+// of vals (labels repeat per identity): the decoder then materialises each
+// distinct list once, and allocates little, which keeps the garbage
+// collector (and its write barriers on the Flow stores) quiet. The slices
+// are capped, so appending to one never writes into another.
 type strLists struct {
 	offs  []int32
+	start []int32
 	valid []byte
 	vals  []string
 }
@@ -211,7 +218,8 @@ func (s *strLists) get(i int) []string {
 	if !isValid(s.valid, i) {
 		return nil
 	}
-	lo, hi := s.offs[i], s.offs[i+1]
+	lo := s.start[i]
+	hi := lo + s.offs[i+1] - s.offs[i]
 	return s.vals[lo:hi:hi]
 }
 
@@ -232,21 +240,35 @@ func decodeStrLists(d *rawArray, col, n int) (strLists, error) {
 	if err != nil {
 		return strLists{}, err
 	}
-	// Non-nil even when empty, so an empty (not null) list decodes as an
-	// empty non-nil slice.
-	vals := make([]string, int(offs[n]-offs[0]))
-	for j := range vals {
-		vals[j] = child.get(int(offs[0]) + j)
-	}
-	base := offs[0]
-	if base != 0 {
-		o := make([]int32, n+1)
-		for i := range o {
-			o[i] = offs[i] - base
+	// The raw index bytes of the child identify a list's content.
+	w := child.ix.width
+	raw := buf(ch[0], 1)
+	// Non-nil even when nothing is stored, so an empty (not null) list
+	// decodes as an empty non-nil slice.
+	vals := make([]string, 0, 16)
+	start := make([]int32, n)
+	seen := map[string]int32{}
+	var prev []byte
+	prevStart := int32(-1)
+	for i := 0; i < n; i++ {
+		lo, hi := offs[i], offs[i+1]
+		key := raw[int(lo)*w : int(hi)*w]
+		if prevStart >= 0 && bytes.Equal(key, prev) {
+			start[i] = prevStart
+			continue
 		}
-		offs = o
+		st, ok := seen[string(key)]
+		if !ok {
+			st = int32(len(vals))
+			for j := lo; j < hi; j++ {
+				vals = append(vals, child.get(int(j)))
+			}
+			seen[string(key)] = st
+		}
+		start[i] = st
+		prev, prevStart = key, st
 	}
-	return strLists{offs: offs, valid: valid, vals: vals}, nil
+	return strLists{offs: offs, start: start, valid: valid, vals: vals}, nil
 }
 
 // enumVals is a decoded enum column: row i is nums[ix.at(i)].
