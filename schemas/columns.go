@@ -57,23 +57,52 @@ func (c *strCol) add(s string) {
 	c.offs = append(c.offs, int32(len(c.data)))
 }
 
-// strListCol is a list<utf8> column; a nil slice is a null list, an empty
-// non-nil slice an empty list.
+// strListCol is a list<dictionary<utf8>> column; a nil slice is a null
+// list, an empty non-nil slice an empty list. A list whose slice header
+// (data pointer and length) was seen before in this Encode call reuses the
+// indices written for it then: label and name slices come from the agent's
+// caches, shared by every flow of an identity.
 type strListCol struct {
 	offs  []int32
 	valid validity
 	child dictCol
+	gen   uint32
+	seen  [listCacheSize]listCacheEntry
+}
+
+const listCacheSize = 64
+
+type listCacheEntry struct {
+	p     uintptr
+	n     int32
+	gen   uint32
+	start int32 // first index in child.idx
 }
 
 func (c *strListCol) reset() {
 	c.offs = append(c.offs[:0], 0)
 	c.valid.reset()
 	c.child.reset()
+	c.gen++
+	if c.gen == 0 {
+		c.seen = [listCacheSize]listCacheEntry{}
+		c.gen = 1
+	}
 }
 
 func (c *strListCol) add(s []string) {
-	for _, x := range s {
-		c.child.add(x)
+	if len(s) > 0 {
+		p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+		e := &c.seen[(uint64(p)*0x9e3779b97f4a7c15)>>(64-6)]
+		if e.p == p && e.n == int32(len(s)) && e.gen == c.gen {
+			c.child.idx = append(c.child.idx, c.child.idx[e.start:e.start+e.n]...)
+		} else {
+			start := int32(len(c.child.idx))
+			for _, x := range s {
+				c.child.add(x)
+			}
+			*e = listCacheEntry{p: p, n: int32(len(s)), gen: c.gen, start: start}
+		}
 	}
 	c.offs = append(c.offs, int32(len(c.child.idx)))
 	c.valid.add(s != nil)
