@@ -16,8 +16,9 @@
 //
 // Each HTTP route has a log-normal latency (its own median and shape; 5xx
 // answers are 3× slower) and a status mix including some 5xx; URLs carry real
-// numeric order ids and customer UUIDs, drawn skewed from hot sets (800k
-// orders, 20k customers) as real traffic is: a few are busy, most rare. DNS answers have qtypes A/AAAA, NOERROR with the
+// numeric order ids and customer UUIDs, drawn with a Zipf-like law from hot
+// sets (800k orders, 20k customers) as real traffic is: a few are busy, most
+// rare. DNS answers have qtypes A/AAAA, NOERROR with the
 // service IP or NXDOMAIN for a search-path miss. Pods have Kubernetes-style
 // names (checkout-api-7d9f8b6c4-x2x9k), IPs in 10.0.x.y, Cilium identities
 // and Hubble-form labels ("k8s:app=checkout-api"); flows carry TCP flags
@@ -35,7 +36,7 @@
 //   - Cheap: a batch's generated strings (UUIDs, URLs) live in one string
 //     allocated per batch; everything else is shared from the fleet model.
 //     Log-normal draws are lookups in a 4096-quantile table per shape, hot-set
-//     ids a power of a uniform draw: no exp, log or rejection loop per flow.
+//     ids one inverse-CDF Pow: no Gaussian draw, exp or rejection loop per flow.
 //     Run reuses batches handed back through Recycle (agent.Recycler).
 //   - Pacing: Run sleeps until each batch is due at Rate, in batches of at
 //     most Rate/100 flows so a slow rate still flows smoothly.

@@ -340,13 +340,15 @@ func (g *Generator) lognormal(median, sigma float64) uint64 {
 	return uint64(median * t[g.rng.Uint64()&(shapeSize-1)])
 }
 
-// hot draws an index in [0, n) skewed toward 0 (u⁴ of a uniform u): the
-// first 1 % of a hot set gets about a third of the draws, as the busiest
-// orders and customers of a shop do.
+// hot draws an index in [0, n) with a Zipf-like law of exponent 1.1 (the
+// inverse CDF of a bounded power law, one Pow per draw): a few orders and
+// customers are very busy (the median index is ~100 of 800k), most are rare,
+// as in a real shop.
 func hot(rng *rand.Rand, n int) int {
-	u := rng.Float64()
-	u *= u
-	return int(u * u * float64(n))
+	const s = 1.1
+	a := math.Pow(float64(n), 1-s) - 1
+	k := int(math.Pow(a*rng.Float64()+1, 1/(1-s))) - 1
+	return min(max(k, 0), n-1)
 }
 
 const hexDigits = "0123456789abcdef"
