@@ -116,6 +116,16 @@
 // to new matches and forgets interfaces that are gone (their links go with
 // them). A failed attach is logged, kept in Stats.AttachError, and retried.
 //
+// # Known gaps
+//
+//   - Packets after a flow's reported end (a retransmitted FIN, TIME_WAIT
+//     ACK/RST exchanges) open a new entry without a SYN, reported later on
+//     idle timeout: a small record with no SYN among its flags.
+//   - Under a connect storm that reuses 4-tuples within a fraction of a
+//     second, about one connection in 50,000 is folded into the record of
+//     another on the same tuple (TestConnectStorm logs the figure).
+//   - last_seen has the coarse clock's resolution (one tick).
+//
 // # Tests
 //
 // Crafted packets through BPF_PROG_TEST_RUN (prog_test.go), truncation at
