@@ -3,8 +3,301 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flowbus/flowbus/agent"
+	"github.com/flowbus/flowbus/agent/aggregate"
+	"github.com/flowbus/flowbus/agent/export"
+	"github.com/flowbus/flowbus/agent/metrics"
+	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/agent/source/ebpf"
+	"github.com/flowbus/flowbus/agent/source/hubblejson"
+	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/bpf"
+	"github.com/flowbus/flowbus/sinks/kafka"
+	"github.com/flowbus/flowbus/sinks/nats"
+	"github.com/flowbus/flowbus/sinks/spool"
+	"github.com/flowbus/flowbus/sinks/stdout"
 )
 
+// agentFlags are the flags of `flowbus agent`; `flowbus demo` shares them.
+type agentFlags struct {
+	node, source, bus, dataDir   *string
+	natsPort, natsPartitions     *int
+	seed                         *int64
+	rate                         *float64
+	count                        *uint64
+	hubblePath                   *string
+	follow                       *bool
+	interfaces                   *[]string
+	endpoints                    *string
+	activeTimeout                *time.Duration
+	ringbufSize, maxFlows        *uint32
+	noAggregate                  *bool
+	aggWindow                    *time.Duration
+	aggMaxKeys                   *int
+	maxRows, maxBytes, queue     *int
+	linger                       *time.Duration
+	spoolDir                     *string
+	spoolMax                     *int64
+	topic                        *string
+	createTopic                  *bool
+	kafkaPartitions              *int
+	kafkaTLS, kafkaSkipVerify    *bool
+	kafkaCA, kafkaCert, kafkaKey *string
+	saslMech, saslUser, saslPass *string
+	observerAddr                 *string
+	ringSize                     *int
+	tlsCert, tlsKey, tlsClientCA *string
+	metricsAddr                  *string
+	metricSpecs                  *[]string
+	metricsMaxLabels             *int
+}
+
+func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
+	host, _ := os.Hostname()
+	f := &agentFlags{}
+	f.node = fs.String("node", host, "node name carried by every flow and bus message")
+	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), ebpf (tcx programs on pod veths; root)")
+	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
+	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
+	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
+	f.natsPartitions = fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: partitions (subjects flowbus.flows.v1.<p>); must match the aggregators'")
+	f.seed = fs.Int64("seed", 1, "synthetic: random seed (same seed, same flows)")
+	f.rate = fs.Float64("rate", 10000, "synthetic: raw flows per second (0 = as fast as possible)")
+	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
+	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
+	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
+	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: interfaces to attach to, names or globs (veth*, lxc*, eth0); new ones are attached as they appear")
+	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; `flowbus lab up` writes one")
+	f.activeTimeout = fs.Duration("active-timeout", 10*time.Second, "ebpf: report long-lived flows this often")
+	f.ringbufSize = fs.Uint32("ringbuf-size", 1<<20, "ebpf: ring buffer bytes (power of two, page multiple)")
+	f.maxFlows = fs.Uint32("max-flows", 65536, "ebpf: capacity of the kernel flow map")
+	f.noAggregate = fs.Bool("no-aggregate", false, "publish every raw flow instead of folding flows with the same key per window")
+	f.aggWindow = fs.Duration("aggregate-window", time.Second, "aggregation window")
+	f.aggMaxKeys = fs.Int("aggregate-max-keys", 65536, "records held per window; more flush early (counted)")
+	f.maxRows = fs.Int("batch-rows", 8192, "rows per bus message before it is sent")
+	f.maxBytes = fs.Int("batch-bytes", 1<<20, "estimated bytes per batch before it is sent")
+	f.linger = fs.Duration("linger", time.Second, "longest a batch waits for more rows")
+	f.queue = fs.Int("queue-messages", 64, "encoded messages held in memory while the bus is slow, before the spool")
+	f.spoolDir = fs.String("spool-dir", "", "disk spool used while the bus is down (default <data-dir>/spool; 'off' disables: overflow is dropped and counted)")
+	f.spoolMax = fs.Int64("spool-max-bytes", 1<<30, "spool byte cap; past it the oldest segment is dropped (counted)")
+	f.topic = fs.String("kafka-topic", kafka.DefaultTopic, "Kafka topic")
+	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
+	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
+	f.kafkaTLS = fs.Bool("kafka-tls", false, "connect to Kafka with TLS")
+	f.kafkaCA = fs.String("kafka-tls-ca", "", "Kafka: CA bundle to verify brokers")
+	f.kafkaCert = fs.String("kafka-tls-cert", "", "Kafka: client certificate (mTLS)")
+	f.kafkaKey = fs.String("kafka-tls-key", "", "Kafka: client key (mTLS)")
+	f.kafkaSkipVerify = fs.Bool("kafka-tls-insecure-skip-verify", false, "Kafka: do not verify broker certificates")
+	f.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	f.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
+	f.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password (prefer FLOWBUS_KAFKA_SASL_PASSWORD)")
+	obs, met := observe.DefaultListenAddress, ":9965"
+	if demo {
+		obs, met = "127.0.0.1:4244", "127.0.0.1:9965"
+	}
+	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
+	f.ringSize = fs.Int("ring-size", observe.DefaultRingSize, "flows kept for the Observer API")
+	f.tlsCert = fs.String("observer-tls-cert", "", "Observer API: server certificate (enables TLS)")
+	f.tlsKey = fs.String("observer-tls-key", "", "Observer API: server key")
+	f.tlsClientCA = fs.String("observer-tls-client-ca", "", "Observer API: CA for client certificates (enables mTLS)")
+	f.metricsAddr = fs.String("metrics-address", met, "serve Prometheus metrics (Hubble names + flowbus_*) here at /metrics; empty disables")
+	f.metricSpecs = fs.StringArray("metrics", []string{"flow", "drop", "tcp", "http", "dns"}, "Hubble metrics to enable, in Hubble's --metrics syntax (e.g. 'drop:sourceContext=namespace;destinationContext=workload-name'); repeatable")
+	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", 0, "label combinations per metric before overflow is counted instead (default 10000)")
+	return f
+}
+
+// agentRuntime is a built agent with everything around it.
+type agentRuntime struct {
+	agent   *agent.Agent
+	pub     export.Publisher
+	ring    *observe.Ring
+	reg     *prometheus.Registry
+	natsURL string // set when the bus is NATS (embedded or not)
+	servers []func(ctx context.Context) error
+	closers []func()
+}
+
+func (r *agentRuntime) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// build wires source → taps (ring, metrics) → aggregate → export → bus.
+func (f *agentFlags) build(io cmdIO, demo bool) (_ *agentRuntime, err error) {
+	rt := &agentRuntime{reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			rt.close()
+		}
+	}()
+	rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if *f.node == "" {
+		return nil, fmt.Errorf("%w: --node is empty and the host name is unknown", errUsage)
+	}
+	src, err := f.newSource(io, rt.reg)
+	if err != nil {
+		return nil, err
+	}
+	if rt.pub, err = f.newPublisher(io, rt); err != nil {
+		return nil, err
+	}
+	rt.closers = append(rt.closers, func() { rt.pub.Close() })
+
+	var taps []agent.Tap
+	rt.ring = observe.NewRing(*f.ringSize, time.Now)
+	taps = append(taps, rt.ring)
+	m, err := metrics.New(metrics.Config{Metrics: *f.metricSpecs, MaxLabelSets: *f.metricsMaxLabels}, rt.reg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --metrics: %v", errUsage, err)
+	}
+	taps = append(taps, m)
+
+	spoolDir := *f.spoolDir
+	switch spoolDir {
+	case "":
+		spoolDir = filepath.Join(*f.dataDir, "spool")
+	case "off":
+		spoolDir = ""
+	}
+	cfg := agent.Config{
+		Node:      *f.node,
+		Source:    src,
+		Aggregate: aggregate.Config{Disabled: *f.noAggregate, Window: *f.aggWindow, MaxKeys: *f.aggMaxKeys},
+		Export: export.Config{MaxRows: *f.maxRows, MaxBytes: *f.maxBytes, Linger: *f.linger, QueueMessages: *f.queue,
+			Spool: spool.Config{Dir: spoolDir, MaxBytes: *f.spoolMax}},
+	}
+	if rt.agent, err = agent.New(cfg, io.Log, rt.reg, rt.pub, taps...); err != nil {
+		return nil, err
+	}
+
+	if *f.observerAddr != "" {
+		srv, err := observe.NewServer(observe.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
+			TLS: observe.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}}, rt.ring, io.Log, rt.reg)
+		if err != nil {
+			return nil, fmt.Errorf("observer API: %w", err)
+		}
+		ln, err := net.Listen("tcp", *f.observerAddr)
+		if err != nil {
+			if !demo {
+				return nil, fmt.Errorf("observer API (--observer-address): %w", err)
+			}
+			io.Log.Warn("observer API not served", "err", err)
+		} else {
+			io.Log.Info("observer API (hubble observe --server)", "address", ln.Addr().String())
+			rt.servers = append(rt.servers, func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+		}
+	}
+	if *f.metricsAddr != "" {
+		ln, err := net.Listen("tcp", *f.metricsAddr)
+		if err != nil {
+			if !demo {
+				return nil, fmt.Errorf("metrics (--metrics-address): %w", err)
+			}
+			io.Log.Warn("metrics not served", "err", err)
+		} else {
+			io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+			rt.servers = append(rt.servers, func(ctx context.Context) error {
+				return metrics.Serve(ctx, ln, rt.reg, io.Log)
+			})
+		}
+	}
+	return rt, nil
+}
+
+func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Source, error) {
+	switch *f.source {
+	case "synthetic":
+		return synthetic.New(synthetic.Config{Seed: *f.seed, Rate: *f.rate, Count: *f.count, Node: *f.node})
+	case "hubble-json":
+		return hubblejson.New(hubblejson.Config{Path: *f.hubblePath, Stdin: io.Stdin, Follow: *f.follow}, io.Log, reg)
+	case "ebpf":
+		return ebpf.New(ebpf.Config{
+			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout},
+			Node:   *f.node, EndpointsFile: *f.endpoints,
+		}, io.Log, reg)
+	}
+	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json or ebpf", errUsage, *f.source)
+}
+
+func (f *agentFlags) newPublisher(io cmdIO, rt *agentRuntime) (export.Publisher, error) {
+	bus := *f.bus
+	switch {
+	case bus == "stdout":
+		return stdout.New(io.Stdout, io.Log), nil
+	case bus == "embedded":
+		dir := filepath.Join(*f.dataDir, "nats")
+		srv, url, err := nats.StartEmbedded(dir, *f.natsPort)
+		if err != nil && *f.natsPort > 0 {
+			io.Log.Warn("embedded NATS: port busy, using a free one", "port", *f.natsPort, "err", err)
+			srv, url, err = nats.StartEmbedded(dir, -1)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS in %s: %w", dir, err)
+		}
+		rt.closers = append(rt.closers, func() { srv.Shutdown(); srv.WaitForShutdown() })
+		io.Log.Info("embedded NATS JetStream", "url", url, "store", dir)
+		bus = url
+		fallthrough
+	case strings.HasPrefix(bus, "nats://"):
+		rt.natsURL = bus
+		return nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: bus}, Partitions: *f.natsPartitions, Logger: io.Log})
+	case strings.HasPrefix(bus, "kafka://"):
+		conn := kafka.Conn{Brokers: strings.Split(strings.TrimPrefix(bus, "kafka://"), ","),
+			TLS:  kafka.TLS{Enable: *f.kafkaTLS, CAFile: *f.kafkaCA, CertFile: *f.kafkaCert, KeyFile: *f.kafkaKey, InsecureSkipVerify: *f.kafkaSkipVerify},
+			SASL: kafka.SASL{Mechanism: *f.saslMech, User: *f.saslUser, Password: *f.saslPass}}
+		p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: conn, Topic: *f.topic, CreateTopic: *f.createTopic, Partitions: int32(*f.kafkaPartitions), Logger: io.Log})
+		if err != nil {
+			return nil, fmt.Errorf("kafka producer: %w", err)
+		}
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: --bus %q: want embedded, nats://host:port, kafka://host:port or stdout", errUsage, bus)
+}
+
+// run runs the agent and its servers until ctx ends or the source is done.
+func (rt *agentRuntime) run(ctx context.Context) error {
+	sctx, stop := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(sctx)
+	for _, s := range rt.servers {
+		g.Go(func() error { return s(gctx) })
+	}
+	err := rt.agent.Run(ctx)
+	stop()
+	if serr := g.Wait(); serr != nil && !errors.Is(serr, context.Canceled) && err == nil {
+		err = serr
+	}
+	return err
+}
+
 func runAgent(ctx context.Context, args []string, io cmdIO) error {
-	return errors.New("not built yet")
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fs.SetOutput(io.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(io.Stderr, "Usage: flowbus agent [flags]\n\nRuns the node agent: a source of flows (synthetic, hubble-json or the eBPF datapath), the Hubble\nObserver API and metrics, aggregation, and export of Arrow batches to the bus.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	f := addAgentFlags(fs, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	rt, err := f.build(io, false)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	io.Log.Info("agent starting", "node", *f.node, "source", *f.source, "bus", *f.bus)
+	return rt.run(ctx)
 }
