@@ -253,6 +253,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 	if err := runUntil(t, b, consumerConfig(c), p); err != nil {
 		t.Fatal(err)
 	}
+	stopA() // in case B never got to 40 messages: A must not outlive the test
 	if err := <-errA; err != nil {
 		t.Fatalf("aggregator A: %v", err)
 	}
