@@ -1,6 +1,9 @@
 // Package report reads the aggregator's Parquet rollups with DuckDB, the way
 // a user would, and returns both the rows and the SQL that produced them so
-// that the demo can print the SQL for the user to run again in the duckdb CLI.
+// that the demo can print the SQL for the user to run again in the duckdb CLI:
+// Routes (per method and route: requests, errors, p50/p99/p99.9), Pairs (who
+// talks to whom: flows, bytes, packets per verdict) and DayP99SQL (the README
+// query).
 //
 // Quantiles are read from the merged latency histograms, never averaged:
 // every row's latency_hist is unnested, counts are summed per bucket across
