@@ -136,7 +136,7 @@ func (r *agentRuntime) close() {
 }
 
 // build wires source → taps (ring, metrics) → aggregate → export → bus.
-func (f *agentFlags) build(io cmdIO, demo bool) (_ *agentRuntime, err error) {
+func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, err error) {
 	rt := &agentRuntime{reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -176,7 +176,7 @@ func (f *agentFlags) build(io cmdIO, demo bool) (_ *agentRuntime, err error) {
 		Node:      *f.node,
 		Source:    src,
 		Aggregate: aggregate.Config{Disabled: *f.noAggregate, Window: *f.aggWindow, MaxKeys: *f.aggMaxKeys},
-		Export: export.Config{MaxRows: *f.maxRows, MaxBytes: *f.maxBytes, Linger: *f.linger, QueueMessages: *f.queue,
+		Export: export.Config{Run: runID, MaxRows: *f.maxRows, MaxBytes: *f.maxBytes, Linger: *f.linger, QueueMessages: *f.queue,
 			Spool: spool.Config{Dir: spoolDir, MaxBytes: *f.spoolMax}},
 	}
 	if rt.agent, err = agent.New(cfg, io.Log, rt.reg, rt.pub, taps...); err != nil {
@@ -293,7 +293,7 @@ func runAgent(ctx context.Context, args []string, io cmdIO) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	rt, err := f.build(io, false)
+	rt, err := f.build(io, false, "")
 	if err != nil {
 		return err
 	}
