@@ -1,7 +1,9 @@
 # flowbus — the two commands a newcomer runs are `make demo` and `make test`.
 #
 # Everything the tests need from Debian (kcat as an independent Kafka client,
-# iproute2 for the netns lab, clang/llvm/libbpf for `make generate`) is
+# protoc + grpcio to generate and run Hubble's Python stubs against our
+# Observer API, iproute2 for the netns lab, clang/llvm/libbpf for
+# `make generate`) is
 # installed by the deps targets, only when missing.
 
 GO        ?= go
@@ -13,7 +15,7 @@ TEST_TIMEOUT ?= 19m
 # Pinned eBPF toolchain (STYLE.md): bpf2go runs clang-19 with these flags.
 export BPF2GO_CC     := clang-19
 export BPF2GO_STRIP  := llvm-strip-19
-export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded
+export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded -mcpu=v3
 
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 
@@ -62,6 +64,9 @@ deps-test:
 	@missing=""; \
 	  command -v kcat >/dev/null || missing="$$missing kcat"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
+	  command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	  command -v grpc_python_plugin >/dev/null || missing="$$missing protobuf-compiler-grpc"; \
+	  /usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null || missing="$$missing python3-grpcio python3-protobuf"; \
 	  if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
 	    else echo "missing:$$missing (tests that need them will skip; install them as root)"; fi; \
