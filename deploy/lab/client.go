@@ -246,7 +246,11 @@ func (e *edge) do() {
 		e.s5xx.Add(1)
 	case err == nil:
 		e.ok.Add(1)
-	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		// A server that resets a connection (reset_from) can be seen as a
+		// reset, a broken pipe, or an end of stream before any response,
+		// depending on when the client's read or write meets the RST.
 		e.resets.Add(1)
 	default:
 		e.errs.Add(1)
