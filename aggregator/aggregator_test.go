@@ -143,8 +143,12 @@ func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
 		err := l.consume(a, committed, 2)
 		if errors.Is(err, errCrash) {
 			crashes++
-			// Leave what a kill in the middle of a write would: a temp file.
-			os.WriteFile(filepath.Join(out, ".p0-w0-o0-0.parquet.tmp"), []byte("torn"), 0o644)
+			// Leave what a kill in the middle of a write would: a temp file
+			// of ours, and one of a partition another aggregator owns.
+			tmpDir := filepath.Join(out, PairTable, "date=2026-11-25", "hour=10")
+			os.MkdirAll(tmpDir, 0o755)
+			os.WriteFile(filepath.Join(tmpDir, ".p0-w0-o0-0.parquet.tmp"), []byte("torn"), 0o644)
+			os.WriteFile(filepath.Join(tmpDir, ".p99-w0-o0-0.parquet.tmp"), []byte("busy"), 0o644)
 			continue
 		}
 		if err != nil {
@@ -155,6 +159,14 @@ func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
 	if crashes < 10 {
 		t.Fatalf("only %d crashes injected", crashes)
 	}
+	tmpDir := filepath.Join(out, PairTable, "date=2026-11-25", "hour=10")
+	if _, err := os.Stat(filepath.Join(tmpDir, ".p0-w0-o0-0.parquet.tmp")); !os.IsNotExist(err) {
+		t.Errorf("temp file of an assigned partition survived the restart: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmpDir, ".p99-w0-o0-0.parquet.tmp")); err != nil {
+		t.Errorf("temp file of another aggregator's partition was touched: %v", err)
+	}
+	os.Remove(filepath.Join(tmpDir, ".p99-w0-o0-0.parquet.tmp"))
 	checkExact(t, out, g)
 	checkQuantiles(t, out, g)
 }

@@ -64,7 +64,7 @@
 //     from every message in its range, and a window has one open bucket at
 //     a time.
 //   - A crash between the route file and the pair file leaves a route file
-//     without its marker; Assign deletes it (and any temp file), and the
+//     without its marker; Assign deletes it (and the partition's temp files), and the
 //     bucket is rebuilt from the re-read records.
 //   - A rebalance writes the revoked partitions' open buckets and commits
 //     before they move (OnRevoked). A partition lost without a handover is

@@ -78,10 +78,10 @@ func parseName(name string) (fileID, bool) {
 
 // scan lists the committed buckets of the given partitions under out: the
 // pair_rollup files (a pair file is written last, so it marks a committed
-// bucket). It deletes what a crash may have left: temporary files, and
-// route_rollup files of these partitions whose pair file is missing.
+// bucket). It deletes what a crash may have left for these partitions:
+// temporary files, and route_rollup files whose pair file is missing.
 func scan(out string, parts map[int32]bool) (map[int32][]fileID, error) {
-	if _, err := parquet.RemoveTemp(out); err != nil {
+	if err := removeTemp(out, parts); err != nil {
 		return nil, err
 	}
 	committed := make(map[int32][]fileID)
@@ -105,6 +105,36 @@ func scan(out string, parts map[int32]bool) (map[int32][]fileID, error) {
 		return nil
 	})
 	return committed, err
+}
+
+// removeTemp deletes the temporary files a crash left for the given
+// partitions only: other aggregators sharing the directory may be writing
+// theirs right now.
+func removeTemp(out string, parts map[int32]bool) error {
+	for _, table := range []string{PairTable, RouteTable} {
+		err := filepath.WalkDir(filepath.Join(out, table), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() || !parquet.IsTemp(d.Name()) {
+				return nil
+			}
+			name := strings.TrimSuffix(strings.TrimPrefix(d.Name(), "."), parquet.TempSuffix)
+			if id, ok := parseName(name); ok && parts[id.partition] {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("remove temporary files under %s: %w", out, err)
+		}
+	}
+	return nil
 }
 
 func walk(root string, fn func(path string, id fileID) error) error {
