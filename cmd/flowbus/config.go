@@ -18,6 +18,8 @@ var errUsage = errors.New("usage")
 // name upper-cased, '-' as '_') and the YAML file named by --config (keys are
 // flag names; lists are joined with commas). It adds --config to fs. Unknown
 // keys in the file are an error, so a typo does not silently do nothing.
+// A YAML list sets a list flag element by element; for other flags it is
+// joined with commas.
 func parseFlags(fs *pflag.FlagSet, args []string) error {
 	config := fs.String("config", "", "YAML config file; keys are flag names (env FLOWBUS_CONFIG)")
 	fs.SortFlags = false
@@ -60,6 +62,20 @@ func parseFlags(fs *pflag.FlagSet, args []string) error {
 		v, ok := file[f.Name]
 		if !ok {
 			return
+		}
+		// A YAML list fills a list flag element by element, so that values
+		// with commas (Hubble's --metrics specs) stay whole.
+		if list, isList := v.([]any); isList {
+			if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
+				strs := make([]string, len(list))
+				for i, e := range list {
+					strs[i] = fmt.Sprint(e)
+				}
+				if err := sv.Replace(strs); err != nil {
+					errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))
+				}
+				return
+			}
 		}
 		if err := fs.Set(f.Name, yamlValue(v)); err != nil {
 			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))

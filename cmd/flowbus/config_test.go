@@ -118,3 +118,15 @@ func TestRunUnknownCommandExitsTwo(t *testing.T) {
 		t.Fatalf("stderr: %s", errb.String())
 	}
 }
+
+func TestExampleAgentConfigIsValid(t *testing.T) {
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	f := addAgentFlags(fs, false)
+	if err := parseFlags(fs, []string{"--config", "../../deploy/agent.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if *f.source != "ebpf" || *f.bus != "kafka://kafka-0.kafka:9092,kafka-1.kafka:9092" || len(*f.metricSpecs) != 5 ||
+		(*f.metricSpecs)[1] != "drop:sourceContext=namespace;destinationContext=workload-name" {
+		t.Fatalf("source=%q bus=%q metrics=%q", *f.source, *f.bus, *f.metricSpecs)
+	}
+}
