@@ -16,7 +16,7 @@ var errUsage = errors.New("usage")
 // parseFlags parses args into fs and then fills every flag not given on the
 // command line from, in order, the FLOWBUS_<FLAG> environment variable (flag
 // name upper-cased, '-' as '_') and the YAML file named by --config (keys are
-// flag names; lists are joined with commas). It adds --config to fs. Unknown
+// flag names). It adds --config to fs. Unknown
 // keys in the file are an error, so a typo does not silently do nothing.
 // A YAML list sets a list flag element by element; for other flags it is
 // joined with commas.
