@@ -53,7 +53,19 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 // while disconnected fails at once (and Publish retries it in order) instead
 // of being sent later, behind messages published after it.
 func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
+	// A server that cannot be reached is retried for ever; say so at once and
+	// then every 10 s, so that a wrong --bus is visible in the log.
+	var mu sync.Mutex
+	var lastWarn time.Time
 	nc, err := natsgo.Connect(c.URL,
+		natsgo.ReconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(lastWarn) >= 10*time.Second {
+				lastWarn = time.Now()
+				log.Warn("nats server unreachable, retrying", "url", c.URL, "err", err)
+			}
+		}),
 		natsgo.Name(c.Name),
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectWait(250*time.Millisecond),
