@@ -222,9 +222,8 @@ func TestEncodedStreamIsSelfDescribing(t *testing.T) {
 
 // TestArrowGoReadsOurStreams: arrow-go's ipc.Reader, a standard Arrow
 // reader, reads our streams to the same records as our own decoder, at the
-// batch sizes the agent sends (small buffers are zstd frames without entropy
-// coding, large ones fully entropy-coded, tiny ones stored raw: all three
-// must be plain zstd to it).
+// batch sizes the agent sends (zstd frames with entropy-coded literals,
+// tiny buffers stored raw).
 func TestArrowGoReadsOurStreams(t *testing.T) {
 	for _, n := range []int{1000, 10000} {
 		t.Run(fmt.Sprintf("%d rows", n), func(t *testing.T) {
