@@ -52,6 +52,14 @@
 //     connection); ended flows whose end event was lost (reported now, as
 //     EventRecovered); flows idle for IdleTimeout (default 10 s).
 //
+// A SYN without ACK skips the lookup and goes straight to the insert
+// (BPF_NOEXIST): it almost always opens a new flow, and the insert says
+// whether the entry exists, so a new flow costs one hash and bucket walk
+// instead of two (~100 ns less per new flow in BenchmarkProgram). On
+// -EEXIST (a retransmitted SYN, another CPU inserted it first, a new
+// connection on the tuple of an ended flow) the program looks the entry up
+// and proceeds as for any packet of a known flow.
+//
 // Flows alive for ActiveTimeout (default 10 s) since their last record get an
 // EventActiveTimeout record carrying the counts since that record and stay in
 // the map (the Collector remembers what it reported, so direction and

@@ -300,18 +300,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		return TCX_NEXT;
 	}
 
-	struct flow_stats *st = bpf_map_lookup_elem(&flows, &key);
-	__u64 insert = BPF_NOEXIST;
-	if (st && syn_only && (st->flags & FLOW_ENDED)) {
-		// A new connection on the tuple of an ended one (the entry lingers
-		// after a reset, or its end event was lost): report the old one if
-		// nobody did, and start over in the same entry.
-		if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
-			emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, st, 0, ingress,
-			     COUNTER_RINGBUF_LOST);
-		st = 0;
-		insert = BPF_ANY;
-	}
+	// A SYN without ACK almost always opens a new flow: it skips the
+	// lookup and goes straight to the insert, which says if the entry
+	// exists (one hash and bucket walk instead of two). Any other packet
+	// looks its flow up first.
+	int syn_first = syn_only && !(tf & FLOW_TCP_RST);
+	struct flow_stats *st = 0;
+	if (!syn_first)
+		st = bpf_map_lookup_elem(&flows, &key);
 	if (!st) {
 		__u64 now = bpf_ktime_get_ns();
 		struct flow_stats n;
@@ -339,29 +335,41 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			n.flags |= FLOW_ENDED;
 			if (!emit(EVENT_FLOW_RESET, &key, &n, reply, ingress, COUNTER_RINGBUF_END))
 				n.flags |= FLOW_REPORTED;
-			if (bpf_map_update_elem(&flows, &key, &n, insert) == 0)
+			if (bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST) == 0)
 				return TCX_NEXT;
 			st = bpf_map_lookup_elem(&flows, &key);
 			if (!st)
 				count(COUNTER_MAP_INSERT);
 			return TCX_NEXT;
 		}
-		int err = bpf_map_update_elem(&flows, &key, &n, insert);
+		int err = bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST);
+		if (err == -EEXIST) {
+			// The flow exists: a retransmitted SYN, another CPU inserted
+			// it first, or a new connection on the tuple of an ended one.
+			st = bpf_map_lookup_elem(&flows, &key);
+			if (!st)
+				return TCX_NEXT;
+			if (!syn_only || !(st->flags & FLOW_ENDED))
+				goto account;
+			// A new connection on the tuple of an ended one (the entry
+			// lingers after a reset, or its end event was lost): report
+			// the old one if nobody did, and start over in the same entry.
+			if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
+				emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, st, 0, ingress,
+				     COUNTER_RINGBUF_LOST);
+			err = bpf_map_update_elem(&flows, &key, &n, BPF_ANY);
+		}
 		if (err == 0) {
 			if (emit_start_events)
 				emit(EVENT_FLOW_START, &key, &n, reply, ingress, COUNTER_RINGBUF_START);
 			return TCX_NEXT;
 		}
-		if (err != -EEXIST) {
-			count(COUNTER_MAP_INSERT);
-			emit(EVENT_INSERT_FAILED, &key, &n, reply, ingress, COUNTER_RINGBUF_LOST);
-			return TCX_NEXT;
-		}
-		// Another CPU inserted it first: account this packet on its entry.
-		st = bpf_map_lookup_elem(&flows, &key);
-		if (!st)
-			return TCX_NEXT;
+		count(COUNTER_MAP_INSERT);
+		emit(EVENT_INSERT_FAILED, &key, &n, reply, ingress, COUNTER_RINGBUF_LOST);
+		return TCX_NEXT;
 	}
+
+account:;
 
 	__u8 reply = from_lo != st->initiator_lo;
 	if (reply) {

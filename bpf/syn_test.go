@@ -1,0 +1,117 @@
+package bpf
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestSYNOnExistingFlow checks the paths a SYN takes when its flow is
+// already in the map (the program tries the insert first for a SYN): a
+// retransmitted SYN is counted on its flow, and a SYN on the tuple of an
+// ended flow starts a new flow in the same entry, reporting the old one
+// first if its end event was lost.
+func TestSYNOnExistingFlow(t *testing.T) {
+	const client, server = "10.1.0.2", "10.1.0.9"
+	type pkt struct {
+		fromClient bool
+		flags      uint8
+		payload    int
+	}
+	reset := []pkt{{true, syn, 0}, {false, syn | ack, 0}, {true, psh | ack, 10}, {false, rst, 0}}
+	graceful := []pkt{{true, syn, 0}, {false, syn | ack, 0}, {true, ack, 0}, {true, psh | ack, 100},
+		{false, psh | ack, 300}, {true, fin | ack, 0}, {false, fin | ack, 0}, {true, ack, 0}}
+	cases := []struct {
+		name string
+		// before runs first; if loseEnd, the flow's REPORTED flag is then
+		// cleared, as when its end event could not be reserved.
+		before    []pkt
+		loseEnd   bool
+		pkts      []pkt
+		wantKinds []EventKind
+	}{
+		{
+			name:      "a retransmitted SYN is counted on its flow, not opened as a new one",
+			pkts:      append([]pkt{{true, syn, 0}}, graceful...),
+			wantKinds: []EventKind{EventFlowStart, EventFlowEnd},
+		},
+		{
+			name:      "a SYN on the tuple of a reported reset flow starts a new flow with only its own packets",
+			before:    reset,
+			pkts:      graceful,
+			wantKinds: []EventKind{EventFlowStart, EventFlowReset, EventFlowStart, EventFlowEnd},
+		},
+		{
+			name:      "a SYN on the tuple of a reset flow whose end was lost reports that flow first",
+			before:    reset,
+			loseEnd:   true,
+			pkts:      graceful,
+			wantKinds: []EventKind{EventFlowStart, EventFlowReset, EventFlowReset, EventFlowStart, EventFlowEnd},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: true})
+			send := func(ps []pkt) (fwd, rev, fwdP, revP uint64) {
+				for _, p := range ps {
+					if p.fromClient {
+						b := ipv4(client, server, tcp(40000, 80, p.flags, p.payload))
+						fwd += uint64(len(b))
+						fwdP++
+						run(t, objs.FlowIngress, b)
+					} else {
+						b := ipv4(server, client, tcp(80, 40000, p.flags, p.payload))
+						rev += uint64(len(b))
+						revP++
+						run(t, objs.FlowEgress, b)
+					}
+				}
+				return
+			}
+			oldFwd, oldRev, _, _ := send(tc.before)
+			if tc.loseEnd {
+				flows := flowsIn(t, objs.Flows)
+				if len(flows) != 1 {
+					t.Fatalf("%d flows after the first connection, want 1", len(flows))
+				}
+				for k, st := range flows {
+					st.Flags &^= uint32(bpfFlowFlagFLOW_REPORTED)
+					if err := objs.Flows.Put(k, st); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			wantFwd, wantRev, wantFwdP, wantRevP := send(tc.pkts)
+
+			evs := drain(t, objs)
+			var kinds []EventKind
+			for _, ev := range evs {
+				kinds = append(kinds, ev.Kind)
+			}
+			if !slices.Equal(kinds, tc.wantKinds) {
+				t.Fatalf("event kinds %v, want %v", kinds, tc.wantKinds)
+			}
+			if tc.loseEnd {
+				if old := evs[2]; old.BytesFwd != oldFwd || old.BytesRev != oldRev || old.TCPFlags&TCPFlagRST == 0 {
+					t.Errorf("recovered reset: fwd %d B rev %d B flags %#x, want %d B %d B with RST", old.BytesFwd, old.BytesRev, old.TCPFlags, oldFwd, oldRev)
+				}
+			}
+			last := evs[len(evs)-1]
+			if last.BytesFwd != wantFwd || last.BytesRev != wantRev || last.PacketsFwd != wantFwdP || last.PacketsRev != wantRevP {
+				t.Errorf("end counters fwd %d B/%d p rev %d B/%d p, want %d/%d %d/%d",
+					last.BytesFwd, last.PacketsFwd, last.BytesRev, last.PacketsRev, wantFwd, wantFwdP, wantRev, wantRevP)
+			}
+			if want := uint16(TCPFlagFIN | TCPFlagSYN | TCPFlagPSH | TCPFlagACK); last.TCPFlags != want {
+				t.Errorf("end flags %#x, want %#x (no RST of the earlier flow)", last.TCPFlags, want)
+			}
+			if last.HandshakeNs == 0 {
+				t.Error("handshake latency not measured")
+			}
+			if n := len(flowsIn(t, objs.Flows)); n != 0 {
+				t.Errorf("%d flows in the map after a reported graceful end, want 0", n)
+			}
+			if c := counters(t, objs); c.ParseErrors() != 0 || c.RingBufFailures() != 0 || c[CounterMapInsert] != 0 {
+				t.Errorf("unexpected counters %v", c)
+			}
+		})
+	}
+}
