@@ -146,7 +146,9 @@ func (a *Aggregator) Flush() []schemas.Flow {
 		return nil
 	}
 	out := a.recs
-	a.recs = make([]schemas.Flow, 0, len(out))
+	// The next window has about as many keys; room for half as many more
+	// spares re-growing (and copying) a slice of large records mid-window.
+	a.recs = make([]schemas.Flow, 0, min(len(out)+len(out)/2, a.cfg.MaxKeys))
 	a.next = a.next[:0]
 	clear(a.index)
 	return out
