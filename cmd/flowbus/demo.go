@@ -67,7 +67,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 		}
 		defer stop()
 		labCfg = lab.Config{StateDir: lab.DefaultStateDir}
-		*f.source, *f.endpoints, *f.interfaces = "ebpf", endpoints, []string{lab.DefaultPrefix + "*h"}
+		*f.source, *f.endpoints, *f.interfaces = "ebpf", endpoints, []string{lab.DefaultPrefix + "[0-9]*h"}
 	}
 
 	rt, err := f.build(cio, true, runID)
