@@ -19,7 +19,11 @@ export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded -mcpu=v3
 
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: all build test test-short demo bench generate generate-check lint deps-test deps-bpf clean
+# The real hubble CLI, built from cilium's own source at the version go.mod
+# pins, as an independent client for the Observer API tests (bin/hubble).
+HUBBLE_CLI := bin/hubble
+
+.PHONY: all build test hubble test-short demo bench generate generate-check lint deps-test deps-bpf clean
 
 all: build
 
@@ -31,7 +35,7 @@ demo: build
 	./$(BIN) demo
 
 ## test: every test. Privileged tests (BPF, netns) run as root and skip with a reason otherwise.
-test: deps-test
+test: deps-test $(HUBBLE_CLI)
 	$(GO) vet ./...
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
@@ -78,6 +82,17 @@ deps-bpf:
 	  command -v llvm-strip-19 >/dev/null || missing="$$missing llvm-19"; \
 	  [ -e /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
 	  if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; fi
+
+hubble: $(HUBBLE_CLI)
+
+$(HUBBLE_CLI): go.mod
+	@v=$$($(GO) list -m -f '{{.Version}}' github.com/cilium/cilium) && \
+	  echo "building the real hubble CLI from github.com/cilium/cilium@$$v (test client; once)" && \
+	  $(GO) mod download github.com/cilium/cilium && \
+	  src=$$(mktemp -d) && cp -r "$$($(GO) env GOMODCACHE)/github.com/cilium/cilium@$$v/." "$$src" && chmod -R u+w "$$src" && \
+	  (cd "$$src" && GOFLAGS=-mod=mod $(GO) build -o "$(CURDIR)/$(HUBBLE_CLI)" ./hubble) >/dev/null; \
+	  rc=$$?; rm -rf "$$src"; \
+	  if [ $$rc != 0 ]; then echo "WARNING: could not build the hubble CLI: the tests against it will skip"; fi
 
 clean:
 	rm -rf bin flowbus-data

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"net"
 	"sort"
@@ -125,6 +127,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	g := grpc.NewServer(opts...)
 	observerpb.RegisterObserverServer(g, s)
+	// `hubble status` asks the standard gRPC health service about Hubble's
+	// service name first.
+	hs := health.NewServer()
+	hs.SetServingStatus("hubble.server.Observer", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
 	return ServeGRPC(ctx, g, lis)
 }
 

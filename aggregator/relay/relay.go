@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"net"
 	"slices"
@@ -186,6 +188,11 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	g := grpc.NewServer(opts...)
 	observerpb.RegisterObserverServer(g, r)
+	// `hubble status` asks the standard gRPC health service about Hubble's
+	// service name first.
+	hs := health.NewServer()
+	hs.SetServingStatus("hubble.server.Observer", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
 	return observe.ServeGRPC(ctx, g, lis)
 }
 
