@@ -116,19 +116,29 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // Serve serves on lis until ctx ends, then stops gracefully (streams are
 // cancelled). It closes lis.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if err := ServeObserver(ctx, s, s.cfg.TLS, lis); err != nil {
+		return fmt.Errorf("observer: %w", err)
+	}
+	return nil
+}
+
+// ServeObserver serves srv as Hubble's Observer service on lis, with TLS
+// (and mTLS) from tls, until ctx ends (see ServeGRPC). It also serves the
+// standard gRPC health service reporting Hubble's service name as serving,
+// which `hubble status` asks first. It closes lis. The agent and the relay
+// both serve through it.
+func ServeObserver(ctx context.Context, srv observerpb.ObserverServer, tls ServerTLS, lis net.Listener) error {
 	var opts []grpc.ServerOption
-	opt, err := s.cfg.TLS.ServerOption()
+	opt, err := tls.ServerOption()
 	if err != nil {
 		lis.Close()
-		return fmt.Errorf("observer: %w", err)
+		return err
 	}
 	if opt != nil {
 		opts = append(opts, opt)
 	}
 	g := grpc.NewServer(opts...)
-	observerpb.RegisterObserverServer(g, s)
-	// `hubble status` asks the standard gRPC health service about Hubble's
-	// service name first.
+	observerpb.RegisterObserverServer(g, srv)
 	hs := health.NewServer()
 	hs.SetServingStatus("hubble.server.Observer", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"net"
 	"slices"
@@ -177,23 +175,10 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 			}
 		}
 	}()
-	var opts []grpc.ServerOption
-	opt, err := r.cfg.ServerTLS.ServerOption()
-	if err != nil {
-		lis.Close()
+	if err := observe.ServeObserver(ctx, r, r.cfg.ServerTLS, lis); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	if opt != nil {
-		opts = append(opts, opt)
-	}
-	g := grpc.NewServer(opts...)
-	observerpb.RegisterObserverServer(g, r)
-	// `hubble status` asks the standard gRPC health service about Hubble's
-	// service name first.
-	hs := health.NewServer()
-	hs.SetServingStatus("hubble.server.Observer", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(g, hs)
-	return observe.ServeGRPC(ctx, g, lis)
+	return nil
 }
 
 // ServerStatus sums the agents' status; agents that do not answer within
