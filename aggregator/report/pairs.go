@@ -3,7 +3,6 @@ package report
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"path/filepath"
 )
 
@@ -41,30 +40,10 @@ type PairRow struct {
 // and the SQL text. With no pair_rollup file under out it returns no rows.
 func Pairs(ctx context.Context, out, where string) ([]PairRow, string, error) {
 	q := PairSQL(out, where)
-	files, err := filepath.Glob(filepath.Join(out, "pair_rollup", "*", "*", "*.parquet"))
-	if err != nil || len(files) == 0 {
-		return nil, q, nil
-	}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		return nil, q, fmt.Errorf("open duckdb: %w", err)
-	}
-	defer db.Close()
-	rs, err := db.QueryContext(ctx, q)
-	if err != nil {
-		return nil, q, fmt.Errorf("duckdb pair query: %w", err)
-	}
-	defer rs.Close()
-	var rows []PairRow
-	for rs.Next() {
+	rows, err := query(ctx, out, "pair_rollup", q, func(rs *sql.Rows) (PairRow, error) {
 		var r PairRow
-		if err := rs.Scan(&r.Src, &r.Dst, &r.Port, &r.Protocol, &r.Verdict, &r.Drop, &r.Flows, &r.Bytes, &r.Packets); err != nil {
-			return nil, q, fmt.Errorf("duckdb pair row: %w", err)
-		}
-		rows = append(rows, r)
-	}
-	if err := rs.Err(); err != nil {
-		return nil, q, fmt.Errorf("duckdb pair rows: %w", err)
-	}
-	return rows, q, nil
+		err := rs.Scan(&r.Src, &r.Dst, &r.Port, &r.Protocol, &r.Verdict, &r.Drop, &r.Flows, &r.Bytes, &r.Packets)
+		return r, err
+	})
+	return rows, q, err
 }

@@ -113,34 +113,45 @@ type RouteRow struct {
 // rows and no error.
 func Routes(ctx context.Context, out, where string) ([]RouteRow, string, error) {
 	q := RouteSQL(out, where)
-	files, err := filepath.Glob(filepath.Join(out, "route_rollup", "*", "*", "*.parquet"))
+	rows, err := query(ctx, out, "route_rollup", q, func(rs *sql.Rows) (RouteRow, error) {
+		var r RouteRow
+		var p50, p99, p999 sql.NullFloat64
+		err := rs.Scan(&r.Method, &r.Route, &r.Requests, &r.Errors, &p50, &p99, &p999)
+		r.P50, r.P99, r.P999 = ms(p50), ms(p99), ms(p999)
+		return r, err
+	})
+	return rows, q, err
+}
+
+// query runs q in an in-memory DuckDB and scans every row with scan. With no
+// Parquet file under <out>/<table> it returns no rows and no error.
+func query[T any](ctx context.Context, out, table, q string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	files, err := filepath.Glob(filepath.Join(out, table, "*", "*", "*.parquet"))
 	if err != nil || len(files) == 0 {
-		return nil, q, nil
+		return nil, nil
 	}
 	db, err := sql.Open("duckdb", "")
 	if err != nil {
-		return nil, q, fmt.Errorf("open duckdb: %w", err)
+		return nil, fmt.Errorf("open duckdb: %w", err)
 	}
 	defer db.Close()
 	rs, err := db.QueryContext(ctx, q)
 	if err != nil {
-		return nil, q, fmt.Errorf("duckdb route query: %w", err)
+		return nil, fmt.Errorf("duckdb %s query: %w", table, err)
 	}
 	defer rs.Close()
-	var rows []RouteRow
+	var rows []T
 	for rs.Next() {
-		var r RouteRow
-		var p50, p99, p999 sql.NullFloat64
-		if err := rs.Scan(&r.Method, &r.Route, &r.Requests, &r.Errors, &p50, &p99, &p999); err != nil {
-			return nil, q, fmt.Errorf("duckdb route row: %w", err)
+		r, err := scan(rs)
+		if err != nil {
+			return nil, fmt.Errorf("duckdb %s row: %w", table, err)
 		}
-		r.P50, r.P99, r.P999 = ms(p50), ms(p99), ms(p999)
 		rows = append(rows, r)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, q, fmt.Errorf("duckdb route rows: %w", err)
+		return nil, fmt.Errorf("duckdb %s rows: %w", table, err)
 	}
-	return rows, q, nil
+	return rows, nil
 }
 
 func ms(v sql.NullFloat64) time.Duration {
