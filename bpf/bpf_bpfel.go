@@ -106,11 +106,14 @@ const (
 	bpfMapCounters             = "counters"
 	bpfMapEvents               = "events"
 	bpfMapFlows                = "flows"
+	bpfProgClockCalibrate      = "clock_calibrate"
 	bpfProgFlowEgress          = "flow_egress"
 	bpfProgFlowIngress         = "flow_ingress"
 	bpfProgTcFloor             = "tc_floor"
 	bpfVarEmitStartEvents      = "emit_start_events"
+	bpfVarJiffiesBaseNs        = "jiffies_base_ns"
 	bpfVarNaivePerPacketEvents = "naive_per_packet_events"
+	bpfVarTickNs               = "tick_ns"
 	bpfVarUnusedBtfAnchor      = "unused_btf_anchor"
 	bpfVarWakeupBytes          = "wakeup_bytes"
 )
@@ -157,9 +160,10 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	FlowEgress  *ebpf.ProgramSpec `ebpf:"flow_egress"`
-	FlowIngress *ebpf.ProgramSpec `ebpf:"flow_ingress"`
-	TcFloor     *ebpf.ProgramSpec `ebpf:"tc_floor"`
+	ClockCalibrate *ebpf.ProgramSpec `ebpf:"clock_calibrate"`
+	FlowEgress     *ebpf.ProgramSpec `ebpf:"flow_egress"`
+	FlowIngress    *ebpf.ProgramSpec `ebpf:"flow_ingress"`
+	TcFloor        *ebpf.ProgramSpec `ebpf:"tc_floor"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -176,7 +180,9 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	EmitStartEvents      *ebpf.VariableSpec `ebpf:"emit_start_events"`
+	JiffiesBaseNs        *ebpf.VariableSpec `ebpf:"jiffies_base_ns"`
 	NaivePerPacketEvents *ebpf.VariableSpec `ebpf:"naive_per_packet_events"`
+	TickNs               *ebpf.VariableSpec `ebpf:"tick_ns"`
 	UnusedBtfAnchor      *ebpf.VariableSpec `ebpf:"unused_btf_anchor"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -219,7 +225,9 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	EmitStartEvents      *ebpf.Variable `ebpf:"emit_start_events"`
+	JiffiesBaseNs        *ebpf.Variable `ebpf:"jiffies_base_ns"`
 	NaivePerPacketEvents *ebpf.Variable `ebpf:"naive_per_packet_events"`
+	TickNs               *ebpf.Variable `ebpf:"tick_ns"`
 	UnusedBtfAnchor      *ebpf.Variable `ebpf:"unused_btf_anchor"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
@@ -228,13 +236,15 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	FlowEgress  *ebpf.Program `ebpf:"flow_egress"`
-	FlowIngress *ebpf.Program `ebpf:"flow_ingress"`
-	TcFloor     *ebpf.Program `ebpf:"tc_floor"`
+	ClockCalibrate *ebpf.Program `ebpf:"clock_calibrate"`
+	FlowEgress     *ebpf.Program `ebpf:"flow_egress"`
+	FlowIngress    *ebpf.Program `ebpf:"flow_ingress"`
+	TcFloor        *ebpf.Program `ebpf:"tc_floor"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.ClockCalibrate,
 		p.FlowEgress,
 		p.FlowIngress,
 		p.TcFloor,

@@ -94,10 +94,21 @@
 // emit_start_events, wakeup_bytes.
 //
 // Clocks: first_seen and the handshake (first SYN → SYN-ACK seen on this
-// interface) use bpf_ktime_get_ns; the per-packet last_seen uses
-// bpf_ktime_get_coarse_ns (one tick of resolution, a third of the cost on
-// the established path). Event converts both to Unix time and clamps
-// last_seen to first_seen.
+// interface) use bpf_ktime_get_ns (CLOCK_MONOTONIC). The per-packet
+// last_seen of the established path is jiffies * tick_ns + jiffies_base_ns:
+// bpf_jiffies64, which the verifier inlines on 64-bit (a plain load: no
+// helper call, so none of the return thunks the SRSO mitigation makes
+// expensive), converted in the kernel to CLOCK_MONOTONIC ns, so every time
+// in the map and the events stays in one clock and layout. tick_ns is the
+// kernel's tick (TICK_NSEC, read from the resolution of
+// CLOCK_MONOTONIC_COARSE) and is set before load; jiffies_base_ns is set
+// by the clock_calibrate program, which loadObjects runs once after load
+// (it reads jiffies and bpf_ktime_get_coarse_ns together, and again if a
+// tick raced them). The jiffies clock thus equals the coarse clock
+// (bpf_ktime_get_coarse_ns, which it replaced) at the cost of a load and a
+// multiply: one tick of resolution (4 ms at HZ=250), the start of the
+// current tick. Event converts both times to Unix time and clamps last_seen
+// to first_seen (a flow's second packet in its first tick).
 //
 // # Struct layout
 //
@@ -132,7 +143,7 @@
 //   - Under a connect storm that reuses 4-tuples within a fraction of a
 //     second, about one connection in 50,000 is folded into the record of
 //     another on the same tuple (TestConnectStorm logs the figure).
-//   - last_seen has the coarse clock's resolution (one tick).
+//   - last_seen has the resolution of one kernel tick (jiffies).
 //
 // # Tests
 //

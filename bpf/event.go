@@ -133,7 +133,8 @@ func (ev *Event) fill(kind EventKind, k *bpfFlowKey, st *bpfFlowStats, monoToUni
 	ev.ICMPType = st.IcmpType
 	ev.ICMPCode = st.IcmpCode
 	ev.FirstSeenNs = int64(st.FirstSeenNs) + monoToUnix
-	// last_seen comes from the coarse clock, which may lag first_seen by a tick.
+	// last_seen comes from the jiffies clock (the start of the current tick),
+	// which may lag first_seen by up to a tick.
 	ev.LastSeenNs = int64(max(st.LastSeenNs, st.FirstSeenNs)) + monoToUnix
 	ev.BytesFwd, ev.BytesRev = st.Bytes[0], st.Bytes[1]
 	ev.PacketsFwd, ev.PacketsRev = st.Packets[0], st.Packets[1]

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Counter indexes the kernel's per-CPU counters (enum counter in flow.h).
@@ -114,6 +116,13 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 	if err := spec.Variables["wakeup_bytes"].Set(o.wakeupBytes); err != nil {
 		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
 	}
+	tick, err := tickNs()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["tick_ns"].Set(tick); err != nil {
+		return nil, fmt.Errorf("set tick_ns: %w", err)
+	}
 	var objs bpfObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -125,7 +134,42 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 		}
 		return nil, fmt.Errorf("load flow programs: %w", err)
 	}
+	if err := calibrateClock(objs.ClockCalibrate); err != nil {
+		objs.Close()
+		return nil, err
+	}
 	return &objs, nil
+}
+
+// tickNs returns the kernel's tick (jiffy) length in ns, TICK_NSEC: the
+// resolution the kernel reports for CLOCK_MONOTONIC_COARSE.
+func tickNs() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0, fmt.Errorf("read kernel tick (CLOCK_MONOTONIC_COARSE resolution): %w", err)
+	}
+	if n := ts.Nano(); n > 0 && n <= int64(time.Second) {
+		return uint64(n), nil
+	}
+	return 0, fmt.Errorf("kernel tick %v out of range", time.Duration(ts.Nano()))
+}
+
+// calibrateClock runs clock_calibrate, which sets the jiffies to
+// CLOCK_MONOTONIC offset of the established path's last_seen. It retries
+// when a tick raced the program's reads (it needs none of them twice in a
+// row; ten tries fail only if the program is broken).
+func calibrateClock(prog *ebpf.Program) error {
+	frame := make([]byte, 14) // BPF_PROG_TEST_RUN wants an Ethernet header
+	for range 10 {
+		ret, err := prog.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			return fmt.Errorf("calibrate jiffies clock: %w", err)
+		}
+		if ret == 1 {
+			return nil
+		}
+	}
+	return errors.New("calibrate jiffies clock: a tick raced every try")
 }
 
 func boolByte(b bool) uint8 {
