@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -38,55 +39,107 @@ func NewDecoder() *Decoder {
 // an error wrapping ErrNotArrow, ErrTruncated or ErrUnknownSchema for bad
 // input, and appends nothing then. Strings in the result do not alias msg.
 // Decode never panics on bad input.
-func (d *Decoder) Decode(dst []Flow, msg []byte) (out []Flow, err error) {
-	msgs, err := scanStream(msg)
+func (d *Decoder) Decode(dst []Flow, msg []byte) ([]Flow, error) {
+	return d.appendRows(dst, msg, nil)
+}
+
+// DecodeProjected is Decode for the columns of p only: the fields of other
+// columns are left at their zero values. Errors and guarantees are
+// Decode's, for the columns read; a skipped column is not checked.
+func (d *Decoder) DecodeProjected(dst []Flow, msg []byte, p Projection) ([]Flow, error) {
+	return d.appendRows(dst, msg, &p)
+}
+
+// DecodeEach decodes the columns of p of one whole message and calls fn
+// with each row in order, in one reused Flow that is valid only during the
+// call: a consumer that folds rows (the aggregator) builds no slice of
+// flows and keeps the row it works on in cache. The whole message is
+// checked before the first call, so on error (Decode's) fn was not called.
+// It returns the number of rows. A panic in fn is not recovered.
+func (d *Decoder) DecodeEach(msg []byte, p Projection, fn func(f *Flow)) (int, error) {
+	batches, err := d.decode(msg, &p)
+	if err != nil {
+		return 0, err
+	}
+	var f Flow
+	n := 0
+	for _, b := range batches {
+		for i := 0; i < b.n; i++ {
+			b.row(&f, i)
+			fn(&f)
+		}
+		n += b.n
+	}
+	return n, nil
+}
+
+func (d *Decoder) appendRows(dst []Flow, msg []byte, p *Projection) ([]Flow, error) {
+	batches, err := d.decode(msg, p)
 	if err != nil {
 		return dst, err
 	}
-	n0 := len(dst)
+	for _, b := range batches {
+		base := len(dst)
+		dst = slices.Grow(dst, b.n)[:base+b.n]
+		for i := 0; i < b.n; i++ {
+			f := &dst[base+i]
+			*f = Flow{} // capacity of dst may hold old rows
+			b.row(f, i)
+		}
+	}
+	return dst, nil
+}
+
+// decode checks a message and decodes the columns of p (every column if p
+// is nil) of each record batch. Rows are built from the result without
+// further checks: every offset and index they use was validated here.
+func (d *Decoder) decode(msg []byte, p *Projection) (out []*batchCols, err error) {
+	msgs, err := scanStream(msg)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = dst[:n0], fmt.Errorf("%w: corrupt stream: %v", ErrNotArrow, r)
+			out, err = nil, fmt.Errorf("%w: corrupt stream: %v", ErrNotArrow, r)
 		}
 	}()
 	budget := 16<<20 + 512*len(msg)
 	if sameSchema(&msgs[0], d.schemaMsg) {
-		if dst, err = d.fast.decode(dst, msgs, budget); err != nil {
-			return dst[:n0], err
-		}
-		return dst, nil
+		return d.fast.decode(msgs, budget, p)
 	}
 	// Another writer's stream: let arrow-go parse it (and name the schema).
 	mem := &limitAllocator{left: budget}
 	r, err := ipc.NewReader(bytes.NewReader(msg), ipc.WithAllocator(mem),
 		ipc.WithMetadataSizeLimit(int64(len(msg))), ipc.WithBodySizeLimit(int64(len(msg))))
 	if err != nil {
-		return dst, fmt.Errorf("%w: read schema: %v", ErrNotArrow, err)
+		return nil, fmt.Errorf("%w: read schema: %v", ErrNotArrow, err)
 	}
 	defer r.Release()
 	if err := d.checkSchema(r.Schema()); err != nil {
-		return dst, err
+		return nil, err
 	}
 	for r.Next() {
 		rec := r.RecordBatch()
 		n := int(rec.NumRows())
 		if int64(n) != rec.NumRows() || n < 0 {
-			return dst[:n0], fmt.Errorf("%w: record batch of %d rows", ErrNotArrow, rec.NumRows())
+			return nil, fmt.Errorf("%w: record batch of %d rows", ErrNotArrow, rec.NumRows())
 		}
 		cols := make([]*rawArray, rec.NumCols())
 		for i := range cols {
 			if cols[i], err = fromArrow(rec.Column(i).Data()); err != nil {
-				return dst[:n0], err
+				return nil, err
 			}
 		}
-		if dst, err = decodeBatch(dst, cols, n); err != nil {
-			return dst[:n0], err
+		b, err := decodeCols(cols, n, p)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, b)
 	}
 	if err := r.Err(); err != nil {
-		return dst[:n0], fmt.Errorf("%w: read record batch: %v", ErrNotArrow, err)
+		return nil, fmt.Errorf("%w: read record batch: %v", ErrNotArrow, err)
 	}
-	return dst, nil
+	return out, nil
 }
 
 func (d *Decoder) checkSchema(s *arrow.Schema) error {

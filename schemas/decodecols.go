@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"slices"
 	"unsafe"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
@@ -20,6 +19,9 @@ func corrupt(col int, what string) error {
 }
 
 func buf(d *rawArray, i int) []byte {
+	if d.lazy != nil {
+		return d.lazy.buffer(d.at + i)
+	}
 	if i >= len(d.bufs) {
 		return nil
 	}
@@ -386,8 +388,10 @@ func (p *ipVals) get(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte(p.addrs[16*i : 16*i+16])).Unmap()
 }
 
-// batchCols holds every decoded column of one record batch.
+// batchCols holds every decoded column of one record batch of n rows.
 type batchCols struct {
+	n                            int
+	has                          [numCols]bool // the decoded columns
 	time, firstSeen, lastSeen    []int64
 	timeV, firstSeenV, lastSeenV []byte
 	uuid                         strVals
@@ -426,14 +430,20 @@ type batchCols struct {
 }
 
 // columnDecoder collects the first error of a sequence of column decodes.
+// Columns outside its projection are not read (row does not read them).
 type columnDecoder struct {
 	cols []*rawArray
 	n    int
 	err  error
+	p    *Projection
 }
 
+// skip reports whether col is outside the projection, or an earlier
+// column failed.
+func (c *columnDecoder) skip(col int) bool { return c.err != nil || !c.p.has(col) }
+
 func (c *columnDecoder) strs(col int) strVals {
-	if c.err != nil {
+	if c.skip(col) {
 		return strVals{}
 	}
 	v, err := decodeStrings(c.cols[col], col, c.n)
@@ -442,7 +452,7 @@ func (c *columnDecoder) strs(col int) strVals {
 }
 
 func (c *columnDecoder) dict(col int) dictVals {
-	if c.err != nil {
+	if c.skip(col) {
 		return dictVals{}
 	}
 	v, err := decodeDict(c.cols[col], col, c.n)
@@ -451,7 +461,7 @@ func (c *columnDecoder) dict(col int) dictVals {
 }
 
 func (c *columnDecoder) lists(col int) strLists {
-	if c.err != nil {
+	if c.skip(col) {
 		return strLists{}
 	}
 	v, err := decodeStrLists(c.cols[col], col, c.n)
@@ -460,7 +470,7 @@ func (c *columnDecoder) lists(col int) strLists {
 }
 
 func (c *columnDecoder) enum(col int) enumVals {
-	if c.err != nil {
+	if c.skip(col) {
 		return enumVals{}
 	}
 	v, err := decodeEnum(c.cols[col], col, c.n)
@@ -469,7 +479,7 @@ func (c *columnDecoder) enum(col int) enumVals {
 }
 
 func (c *columnDecoder) ips(col int) ipVals {
-	if c.err != nil {
+	if c.skip(col) {
 		return ipVals{}
 	}
 	v, err := decodeIPs(c.cols[col], col, c.n)
@@ -477,8 +487,17 @@ func (c *columnDecoder) ips(col int) ipVals {
 	return v
 }
 
+func (c *columnDecoder) hist(col int) histVals {
+	if c.skip(col) {
+		return histVals{}
+	}
+	v, err := decodeHist(c.cols[col], col, c.n)
+	c.err = err
+	return v
+}
+
 func (c *columnDecoder) valid(col int) []byte {
-	if c.err != nil {
+	if c.skip(col) {
 		return nil
 	}
 	v, err := validBits(c.cols[col], col, c.n)
@@ -487,7 +506,7 @@ func (c *columnDecoder) valid(col int) []byte {
 }
 
 func fixedCol[T any](c *columnDecoder, col int) []T {
-	if c.err != nil {
+	if c.skip(col) {
 		return nil
 	}
 	v, err := fixedVals[T](c.cols[col], col, c.n)
@@ -495,18 +514,23 @@ func fixedCol[T any](c *columnDecoder, col int) []T {
 	return v
 }
 
-func decodeBatch(dst []Flow, cols []*rawArray, n int) ([]Flow, error) {
+// decodeCols decodes and checks the columns of p (every column if p is
+// nil) of a record batch of n rows.
+func decodeCols(cols []*rawArray, n int, p *Projection) (*batchCols, error) {
 	if len(cols) != numCols {
-		return dst, fmt.Errorf("%w: record batch of %d columns", ErrNotArrow, len(cols))
+		return nil, fmt.Errorf("%w: record batch of %d columns", ErrNotArrow, len(cols))
 	}
-	cd := &columnDecoder{cols: cols, n: n}
-	var b batchCols
+	cd := &columnDecoder{cols: cols, n: n, p: p}
+	b := &batchCols{n: n}
+	for k := range b.has {
+		b.has[k] = p.has(k)
+	}
 	b.time, b.timeV = fixedCol[int64](cd, colTime), cd.valid(colTime)
 	b.uuid, b.node = cd.strs(colUUID), cd.dict(colNodeName)
 	b.verdict, b.dropReason, b.dir, b.obsPoint = cd.enum(colVerdict), cd.enum(colDropReason), cd.enum(colDirection), cd.enum(colObsPoint)
 	b.eventType, b.eventSubType = fixedCol[int32](cd, colEventType), fixedCol[int32](cd, colEventSubType)
 	b.isReplyV = cd.valid(colIsReply)
-	if cd.err == nil {
+	if !cd.skip(colIsReply) {
 		if rb := buf(cd.cols[colIsReply], 1); len(rb) < (n+7)/8 {
 			cd.err = corrupt(colIsReply, "values buffer too short")
 		} else {
@@ -535,9 +559,7 @@ func decodeBatch(dst []Flow, cols []*rawArray, n int) ([]Flow, error) {
 	b.firstSeen, b.firstSeenV = fixedCol[int64](cd, colFirstSeen), cd.valid(colFirstSeen)
 	b.lastSeen, b.lastSeenV = fixedCol[int64](cd, colLastSeen), cd.valid(colLastSeen)
 	b.count, b.latency = fixedCol[uint64](cd, colCount), fixedCol[uint64](cd, colLatency)
-	if cd.err == nil {
-		b.hist, cd.err = decodeHist(cd.cols[colLatencyHist], colLatencyHist, n)
-	}
+	b.hist = cd.hist(colLatencyHist)
 	b.ifIndex, b.ifName = fixedCol[uint32](cd, colIfIndex), cd.dict(colIfName)
 	b.l7Type, b.l7Proto = cd.enum(colL7Type), cd.enum(colL7Protocol)
 	b.httpMethod, b.httpURL = cd.dict(colHTTPMethod), cd.dict(colHTTPURL)
@@ -552,15 +574,9 @@ func decodeBatch(dst []Flow, cols []*rawArray, n int) ([]Flow, error) {
 	b.kafkaTopic, b.kafkaErrorCode = cd.dict(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
 	b.kafkaClientID = cd.dict(colKafkaClientID)
 	if cd.err != nil {
-		return dst, cd.err
+		return nil, cd.err
 	}
-
-	base := len(dst)
-	dst = slices.Grow(dst, n)[:base+n]
-	for i := 0; i < n; i++ {
-		b.row(&dst[base+i], i)
-	}
-	return dst, nil
+	return b, nil
 }
 
 func timeAt(vals []int64, valid []byte, i int) int64 {
@@ -570,88 +586,226 @@ func timeAt(vals []int64, valid []byte, i int) int64 {
 	return vals[i]
 }
 
-func endpointAt(b *batchCols, s, i int) Endpoint {
-	st := &b.epStr[s]
-	return Endpoint{
-		ID:           b.epID[s][i],
-		Identity:     b.epIdentity[s][i],
-		ClusterName:  st[0].get(i),
-		Namespace:    st[1].get(i),
-		PodName:      st[2].get(i),
-		Workload:     st[3].get(i),
-		WorkloadKind: st[4].get(i),
-		Labels:       b.epLabels[s].get(i),
+// endpoint fills the selected fields of e from row i of endpoint s
+// (0 source, 1 destination).
+func (b *batchCols) endpoint(e *Endpoint, s, i int) {
+	base := colSrcID + s*(colDstID-colSrcID)
+	h, st := &b.has, &b.epStr[s]
+	if h[base] {
+		e.ID = b.epID[s][i]
+	}
+	if h[base+1] {
+		e.Identity = b.epIdentity[s][i]
+	}
+	if h[base+2] {
+		e.ClusterName = st[0].get(i)
+	}
+	if h[base+3] {
+		e.Namespace = st[1].get(i)
+	}
+	if h[base+4] {
+		e.PodName = st[2].get(i)
+	}
+	if h[base+5] {
+		e.Workload = st[3].get(i)
+	}
+	if h[base+6] {
+		e.WorkloadKind = st[4].get(i)
+	}
+	if h[base+7] {
+		e.Labels = b.epLabels[s].get(i)
 	}
 }
 
-// row fills f from row i; it writes every field of f.
+// row fills the fields of the decoded columns of f from row i and leaves
+// the others alone: f must be zero, or have been filled by row of a batch
+// of the same projection (DecodeEach reuses one Flow, whose unselected
+// fields thus stay zero without being cleared for every row).
 func (b *batchCols) row(f *Flow, i int) {
-	isReply := Unknown
-	if isValid(b.isReplyV, i) {
-		isReply = False
-		if b.isReply[i>>3]&(1<<(i&7)) != 0 {
-			isReply = True
+	h := &b.has
+	if h[colTime] {
+		f.TimeNs = timeAt(b.time, b.timeV, i)
+	}
+	if h[colUUID] {
+		f.UUID = b.uuid.get(i)
+	}
+	if h[colNodeName] {
+		f.NodeName = b.node.get(i)
+	}
+	if h[colVerdict] {
+		f.Verdict = flowpb.Verdict(b.verdict.get(i))
+	}
+	if h[colDropReason] {
+		f.DropReason = flowpb.DropReason(b.dropReason.get(i))
+	}
+	if h[colDirection] {
+		f.Direction = flowpb.TrafficDirection(b.dir.get(i))
+	}
+	if h[colObsPoint] {
+		f.ObservationPoint = flowpb.TraceObservationPoint(b.obsPoint.get(i))
+	}
+	if h[colEventType] {
+		f.EventType = b.eventType[i]
+	}
+	if h[colEventSubType] {
+		f.EventSubType = b.eventSubType[i]
+	}
+	if h[colIsReply] {
+		f.IsReply = Unknown
+		if isValid(b.isReplyV, i) {
+			f.IsReply = False
+			if b.isReply[i>>3]&(1<<(i&7)) != 0 {
+				f.IsReply = True
+			}
 		}
 	}
-	*f = Flow{
-		TimeNs:           timeAt(b.time, b.timeV, i),
-		UUID:             b.uuid.get(i),
-		NodeName:         b.node.get(i),
-		Verdict:          flowpb.Verdict(b.verdict.get(i)),
-		DropReason:       flowpb.DropReason(b.dropReason.get(i)),
-		Direction:        flowpb.TrafficDirection(b.dir.get(i)),
-		ObservationPoint: flowpb.TraceObservationPoint(b.obsPoint.get(i)),
-		EventType:        b.eventType[i],
-		EventSubType:     b.eventSubType[i],
-		IsReply:          isReply,
-		IPVersion:        flowpb.IPVersion(b.ipVersion.get(i)),
-		SrcIP:            b.srcIP.get(i),
-		DstIP:            b.dstIP.get(i),
-		SrcPort:          b.srcPort[i],
-		DstPort:          b.dstPort[i],
-		L4Protocol:       b.l4[i],
-		TCPFlags:         TCPFlags(b.tcpFlags[i]),
-		ICMPType:         b.icmpType[i],
-		ICMPCode:         b.icmpCode[i],
-		Src:              endpointAt(b, 0, i),
-		Dst:              endpointAt(b, 1, i),
-		SrcService:       Service{Namespace: b.svc[0].get(i), Name: b.svc[1].get(i)},
-		DstService:       Service{Namespace: b.svc[2].get(i), Name: b.svc[3].get(i)},
-		SrcNames:         b.srcNames.get(i),
-		DstNames:         b.dstNames.get(i),
-		BytesFwd:         b.bytesFwd[i],
-		BytesRev:         b.bytesRev[i],
-		PacketsFwd:       b.pktsFwd[i],
-		PacketsRev:       b.pktsRev[i],
-		FirstSeenNs:      timeAt(b.firstSeen, b.firstSeenV, i),
-		LastSeenNs:       timeAt(b.lastSeen, b.lastSeenV, i),
-		Count:            b.count[i],
-		LatencyNs:        b.latency[i],
-		LatencyHist:      b.hist.get(i),
-		IfIndex:          b.ifIndex[i],
-		IfName:           b.ifName.get(i),
-		L7: L7{
-			Type:                 flowpb.L7FlowType(b.l7Type.get(i)),
-			Protocol:             L7Protocol(b.l7Proto.get(i)),
-			HTTPMethod:           b.httpMethod.get(i),
-			HTTPURL:              b.httpURL.get(i),
-			HTTPStatus:           b.httpStatus[i],
-			HTTPProtocol:         b.httpProto.get(i),
-			HTTPHeaders:          b.httpHeaders.get(i),
-			DNSQuery:             b.dnsQuery.get(i),
-			DNSRCode:             b.dnsRCode[i],
-			DNSQTypes:            b.dnsQTypes.get(i),
-			DNSRRTypes:           b.dnsRRTypes.get(i),
-			DNSIPs:               b.dnsIPs.get(i),
-			DNSTTL:               b.dnsTTL[i],
-			DNSCNAMEs:            b.dnsCNAMEs.get(i),
-			DNSObservationSource: b.dnsObsSource.get(i),
-			KafkaAPIKey:          b.kafkaAPIKey.get(i),
-			KafkaAPIVersion:      b.kafkaAPIVersion[i],
-			KafkaCorrelationID:   b.kafkaCorrID[i],
-			KafkaTopic:           b.kafkaTopic.get(i),
-			KafkaErrorCode:       b.kafkaErrorCode[i],
-			KafkaClientID:        b.kafkaClientID.get(i),
-		},
+	if h[colIPVersion] {
+		f.IPVersion = flowpb.IPVersion(b.ipVersion.get(i))
+	}
+	if h[colSrcIP] {
+		f.SrcIP = b.srcIP.get(i)
+	}
+	if h[colDstIP] {
+		f.DstIP = b.dstIP.get(i)
+	}
+	if h[colSrcPort] {
+		f.SrcPort = b.srcPort[i]
+	}
+	if h[colDstPort] {
+		f.DstPort = b.dstPort[i]
+	}
+	if h[colL4Protocol] {
+		f.L4Protocol = b.l4[i]
+	}
+	if h[colTCPFlags] {
+		f.TCPFlags = TCPFlags(b.tcpFlags[i])
+	}
+	if h[colICMPType] {
+		f.ICMPType = b.icmpType[i]
+	}
+	if h[colICMPCode] {
+		f.ICMPCode = b.icmpCode[i]
+	}
+	b.endpoint(&f.Src, 0, i)
+	b.endpoint(&f.Dst, 1, i)
+	if h[colSrcSvcNamespace] {
+		f.SrcService.Namespace = b.svc[0].get(i)
+	}
+	if h[colSrcSvcName] {
+		f.SrcService.Name = b.svc[1].get(i)
+	}
+	if h[colDstSvcNamespace] {
+		f.DstService.Namespace = b.svc[2].get(i)
+	}
+	if h[colDstSvcName] {
+		f.DstService.Name = b.svc[3].get(i)
+	}
+	if h[colSrcNames] {
+		f.SrcNames = b.srcNames.get(i)
+	}
+	if h[colDstNames] {
+		f.DstNames = b.dstNames.get(i)
+	}
+	if h[colBytesFwd] {
+		f.BytesFwd = b.bytesFwd[i]
+	}
+	if h[colBytesRev] {
+		f.BytesRev = b.bytesRev[i]
+	}
+	if h[colPacketsFwd] {
+		f.PacketsFwd = b.pktsFwd[i]
+	}
+	if h[colPacketsRev] {
+		f.PacketsRev = b.pktsRev[i]
+	}
+	if h[colFirstSeen] {
+		f.FirstSeenNs = timeAt(b.firstSeen, b.firstSeenV, i)
+	}
+	if h[colLastSeen] {
+		f.LastSeenNs = timeAt(b.lastSeen, b.lastSeenV, i)
+	}
+	if h[colCount] {
+		f.Count = b.count[i]
+	}
+	if h[colLatency] {
+		f.LatencyNs = b.latency[i]
+	}
+	if h[colLatencyHist] {
+		f.LatencyHist = b.hist.get(i)
+	}
+	if h[colIfIndex] {
+		f.IfIndex = b.ifIndex[i]
+	}
+	if h[colIfName] {
+		f.IfName = b.ifName.get(i)
+	}
+	b.l7(&f.L7, i)
+}
+
+// l7 is row for the L7 block.
+func (b *batchCols) l7(l *L7, i int) {
+	h := &b.has
+	if h[colL7Type] {
+		l.Type = flowpb.L7FlowType(b.l7Type.get(i))
+	}
+	if h[colL7Protocol] {
+		l.Protocol = L7Protocol(b.l7Proto.get(i))
+	}
+	if h[colHTTPMethod] {
+		l.HTTPMethod = b.httpMethod.get(i)
+	}
+	if h[colHTTPURL] {
+		l.HTTPURL = b.httpURL.get(i)
+	}
+	if h[colHTTPStatus] {
+		l.HTTPStatus = b.httpStatus[i]
+	}
+	if h[colHTTPProtocol] {
+		l.HTTPProtocol = b.httpProto.get(i)
+	}
+	if h[colHTTPHeaders] {
+		l.HTTPHeaders = b.httpHeaders.get(i)
+	}
+	if h[colDNSQuery] {
+		l.DNSQuery = b.dnsQuery.get(i)
+	}
+	if h[colDNSRCode] {
+		l.DNSRCode = b.dnsRCode[i]
+	}
+	if h[colDNSQTypes] {
+		l.DNSQTypes = b.dnsQTypes.get(i)
+	}
+	if h[colDNSRRTypes] {
+		l.DNSRRTypes = b.dnsRRTypes.get(i)
+	}
+	if h[colDNSIPs] {
+		l.DNSIPs = b.dnsIPs.get(i)
+	}
+	if h[colDNSTTL] {
+		l.DNSTTL = b.dnsTTL[i]
+	}
+	if h[colDNSCNAMEs] {
+		l.DNSCNAMEs = b.dnsCNAMEs.get(i)
+	}
+	if h[colDNSObsSource] {
+		l.DNSObservationSource = b.dnsObsSource.get(i)
+	}
+	if h[colKafkaAPIKey] {
+		l.KafkaAPIKey = b.kafkaAPIKey.get(i)
+	}
+	if h[colKafkaAPIVersion] {
+		l.KafkaAPIVersion = b.kafkaAPIVersion[i]
+	}
+	if h[colKafkaCorrelationID] {
+		l.KafkaCorrelationID = b.kafkaCorrID[i]
+	}
+	if h[colKafkaTopic] {
+		l.KafkaTopic = b.kafkaTopic.get(i)
+	}
+	if h[colKafkaErrorCode] {
+		l.KafkaErrorCode = b.kafkaErrorCode[i]
+	}
+	if h[colKafkaClientID] {
+		l.KafkaClientID = b.kafkaClientID.get(i)
 	}
 }

@@ -21,6 +21,11 @@ type rawArray struct {
 	bufs          [][]byte
 	children      []*rawArray
 	dict          *rawArray
+	// lazy, when set, holds the buffers instead of bufs: they are
+	// decompressed on first use (buffer i of this array is lazy's at+i), so
+	// a projected decode never decompresses the columns it skips.
+	lazy *batchView
+	at   int
 }
 
 func (a *rawArray) Len() int              { return a.length }
@@ -96,17 +101,68 @@ func newFastReader(schema *arrow.Schema) *fastReader {
 
 const zstdSlack = 64
 
-// batchView is the RecordBatch table of a message.
+// batchView is the RecordBatch table of a message. Its buffers are
+// decompressed on first use (buffer), each into its own arena region.
 type batchView struct {
 	length int64
 	nodes  []fieldNode
-	bufs   [][]byte // decompressed, 8-aligned in the arena
+	spans  []span
+	arena  []byte // the regions of spans
+	zdec   *zstd.Decoder
+	err    error // the first buffer that failed to decompress
 }
 
-// readBatch reads the RecordBatch table at t of a message and decompresses
-// its buffers into the arena, within budget bytes.
-func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (batchView, error) {
-	var v batchView
+// span is one body buffer of a batch: where its bytes are in the message
+// and where they go (decompressed or copied) in the arena.
+type span struct {
+	src    []byte
+	n, at  int
+	z      bool // zstd frame to decompress, else raw bytes to copy
+	loaded bool
+}
+
+// buffer returns buffer i, decompressing it on first use. A buffer that
+// fails to decompress comes back nil and sets v.err, which every decode
+// checks before it returns rows.
+func (v *batchView) buffer(i int) []byte {
+	if i >= len(v.spans) {
+		return nil
+	}
+	sp := &v.spans[i]
+	if sp.n == 0 {
+		return nil
+	}
+	// Each region has zstdSlack bytes of its own after it: zstd decodes
+	// fastest with spare capacity past its output (it copies in 16-byte
+	// words), about twice as fast as its bounds-exact copy loop, and may
+	// write into that spare; since regions are filled in any order, the
+	// spare must not belong to a neighbour. The cap limit still makes a
+	// frame that decodes to more than its region fail.
+	dst := v.arena[sp.at : sp.at : sp.at+sp.n+zstdSlack]
+	if sp.loaded {
+		return dst[:sp.n]
+	}
+
+	if !sp.z {
+		dst = append(dst, sp.src...)
+	} else {
+		out, err := v.zdec.DecodeAll(sp.src, dst)
+		if err != nil || len(out) != sp.n || &out[0] != &v.arena[sp.at] {
+			if v.err == nil {
+				v.err = fmt.Errorf("%w: buffer %d does not decompress to its %d bytes", ErrNotArrow, i, sp.n)
+			}
+			return nil
+		}
+		dst = out
+	}
+	sp.loaded = true
+	return dst
+}
+
+// readBatch reads the RecordBatch table at t of a message and reserves
+// arena regions for its buffers, within budget bytes of decompressed size.
+func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (*batchView, error) {
+	v := &batchView{}
 	b := m.meta
 	if p, ok := b.field(t, 0); ok && p != 0 {
 		v.length = int64(binary.LittleEndian.Uint64(b[p:]))
@@ -136,13 +192,9 @@ func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (batchView, 
 		}
 		compressed = true
 	}
-	// First pass: sizes, so the arena is grown at most once.
-	type span struct {
-		src   []byte
-		n, at int
-		z     bool // zstd frame to decompress, else raw bytes to copy
-	}
-	spans := make([]span, bn)
+	// Sizes and budget first, so the arena is grown at most once; the
+	// buffers themselves are decompressed when a column decoder asks.
+	v.spans = make([]span, bn)
 	total := 0
 	for i := int64(0); i < bn; i++ {
 		p := bs + 16*i
@@ -150,7 +202,7 @@ func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (batchView, 
 		if off < 0 || ln < 0 || off > int64(len(m.body)) || ln > int64(len(m.body))-off {
 			return v, fmt.Errorf("%w: buffer %d outside the message body", ErrNotArrow, i)
 		}
-		sp := span{src: m.body[off : off+ln], n: int(ln), at: total}
+		sp := span{src: m.body[off : off+ln], n: int(ln)}
 		if compressed && ln > 0 {
 			if ln < 8 {
 				return v, fmt.Errorf("%w: compressed buffer %d without length", ErrNotArrow, i)
@@ -168,40 +220,18 @@ func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (batchView, 
 		if *budget -= sp.n; *budget < 0 {
 			return v, fmt.Errorf("%w: message claims more decompressed bytes than it can hold", ErrNotArrow)
 		}
-		spans[i] = sp
-		total += (sp.n + 7) &^ 7
+		sp.at = total
+		v.spans[i] = sp
+		if sp.n > 0 {
+			total += (sp.n+7)&^7 + zstdSlack
+		}
 	}
-	// zstd decodes fastest with spare capacity after its output (it copies
-	// in 16-byte words): each region may be written up to zstdSlack bytes
-	// past its end, and without that capacity it takes its bounds-exact
-	// copy loop, about twice as slow. So each region is handed over with
-	// zstdSlack bytes of capacity past its end (the cap limit still makes a
-	// frame that decodes to more fail). Regions are filled in address
-	// order, so such spill only lands on regions filled afterwards, and the
-	// arena keeps zstdSlack bytes spare at its end.
-	if len(r.arena)-r.used < total+zstdSlack {
-		r.arena, r.used = make([]byte, max(total+zstdSlack, 2*len(r.arena))), 0
+	if len(r.arena)-r.used < total {
+		r.arena, r.used = make([]byte, max(total, 2*len(r.arena))), 0
 	}
-	base := r.used
+	v.arena = r.arena[r.used : r.used+total]
 	r.used += total
-	v.bufs = make([][]byte, bn)
-	for i, sp := range spans {
-		if sp.n == 0 {
-			continue
-		}
-		at := base + sp.at
-		dst := r.arena[at : at : at+sp.n+zstdSlack]
-		if !sp.z {
-			dst = append(dst, sp.src...)
-		} else {
-			out, err := r.zdec.DecodeAll(sp.src, dst)
-			if err != nil || len(out) != sp.n || &out[0] != &r.arena[at] {
-				return v, fmt.Errorf("%w: buffer %d does not decompress to its %d bytes", ErrNotArrow, i, sp.n)
-			}
-			dst = out
-		}
-		v.bufs[i] = dst
-	}
+	v.zdec = r.zdec
 	return v, nil
 }
 
@@ -215,14 +245,14 @@ type arrayCursor struct {
 }
 
 func (c *arrayCursor) take(nbufs int) (*rawArray, error) {
-	if c.node >= len(c.v.nodes) || c.buf+nbufs > len(c.v.bufs) {
+	if c.node >= len(c.v.nodes) || c.buf+nbufs > len(c.v.spans) {
 		return nil, fmt.Errorf("%w: record batch has fewer nodes or buffers than the schema", ErrNotArrow)
 	}
 	n := c.v.nodes[c.node]
 	if n.length < 0 || n.length > 1<<31-1 || n.nulls < 0 || n.nulls > n.length {
 		return nil, fmt.Errorf("%w: field node %d: length %d, nulls %d", ErrNotArrow, c.node, n.length, n.nulls)
 	}
-	a := &rawArray{length: int(n.length), nulls: int(n.nulls), bufs: c.v.bufs[c.buf : c.buf+nbufs]}
+	a := &rawArray{length: int(n.length), nulls: int(n.nulls), lazy: c.v, at: c.buf}
 	c.node++
 	c.buf += nbufs
 	return a, nil
@@ -274,9 +304,11 @@ func (c *arrayCursor) array(t arrow.DataType) (*rawArray, error) {
 	return c.take(2) // fixed width, fixed size binary and boolean
 }
 
-// decode decodes the messages after the schema message.
-func (r *fastReader) decode(dst []Flow, msgs []ipcMessage, budget int) ([]Flow, error) {
+// decode decodes the columns of p of the messages after the schema message.
+func (r *fastReader) decode(msgs []ipcMessage, budget int, p *Projection) ([]*batchCols, error) {
+	var out []*batchCols
 	r.used = 0
+	var views []*batchView // every view whose buffers the decoders may read
 	clear(r.dicts)
 	for i := range msgs[1:] {
 		m := &msgs[1+i]
@@ -288,45 +320,54 @@ func (r *fastReader) decode(dst []Flow, msgs []ipcMessage, budget int) ([]Flow, 
 				id = int64(binary.LittleEndian.Uint64(m.meta[p:]))
 			}
 			if p, ok := m.meta.field(h, 2); ok && p != 0 && m.meta[p] != 0 {
-				return dst, fmt.Errorf("%w: delta dictionary batches are not written by flowbus", ErrNotArrow)
+				return nil, fmt.Errorf("%w: delta dictionary batches are not written by flowbus", ErrNotArrow)
 			}
 			rb, ok := m.meta.table(h, 1)
 			if !ok || rb == 0 {
-				return dst, fmt.Errorf("%w: dictionary batch without data", ErrNotArrow)
+				return nil, fmt.Errorf("%w: dictionary batch without data", ErrNotArrow)
 			}
 			v, err := r.readBatch(m, rb, &budget)
 			if err != nil {
-				return dst, err
+				return nil, err
 			}
-			c := &arrayCursor{v: &v}
+			views = append(views, v)
+			c := &arrayCursor{v: v}
 			a, err := c.take(3) // utf8 dictionary values
 			if err != nil {
-				return dst, err
+				return nil, err
 			}
 			if int64(a.length) != v.length {
-				return dst, fmt.Errorf("%w: dictionary %d length differs from its batch", ErrNotArrow, id)
+				return nil, fmt.Errorf("%w: dictionary %d length differs from its batch", ErrNotArrow, id)
 			}
 			r.dicts[id] = a
 		case headerRecordBatch:
 			v, err := r.readBatch(m, h, &budget)
 			if err != nil {
-				return dst, err
+				return nil, err
 			}
-			c := &arrayCursor{v: &v, dicts: r.dicts}
+			views = append(views, v)
+			c := &arrayCursor{v: v, dicts: r.dicts}
 			cols := make([]*rawArray, numCols)
 			for k, f := range r.schema.Fields() {
 				if cols[k], err = c.array(f.Type); err != nil {
-					return dst, err
+					return nil, err
 				}
 			}
-			if dst, err = decodeBatch(dst, cols, int(v.length)); err != nil {
-				return dst, err
+			b, err := decodeCols(cols, int(v.length), p)
+			if err != nil {
+				return nil, err
 			}
+			for _, v := range views {
+				if v.err != nil {
+					return nil, v.err
+				}
+			}
+			out = append(out, b)
 		default:
-			return dst, fmt.Errorf("%w: unexpected message type %d", ErrNotArrow, m.typ)
+			return nil, fmt.Errorf("%w: unexpected message type %d", ErrNotArrow, m.typ)
 		}
 	}
-	return dst, nil
+	return out, nil
 }
 
 func rootTable(b fbuf) int64 {
