@@ -51,13 +51,12 @@ type Aggregator struct {
 	dlq     DeadLetter
 	dec     *schemas.Decoder
 	tpl     *templater
-	flows   []schemas.Flow
 	parts   map[int32]*partition
 	window  int64
 	late    int64
 	opts    parquet.Options
-	hook    func(point string, m *Message) error // tests: crash injection
-	decode  func(dst []schemas.Flow, msg []byte) ([]schemas.Flow, error)
+	hook    func(point string, m *Message) error                  // tests: crash injection
+	decode  func(msg []byte, fn func(*schemas.Flow)) (int, error) // the rollup's projection; tests swap it
 	written int
 }
 
@@ -84,7 +83,13 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, 
 		window: int64(cfg.Window), late: int64(cfg.Lateness),
 		opts: parquet.Options{RowGroupRows: cfg.RowGroupRows, NoSync: cfg.NoSync},
 	}
-	a.decode = a.dec.Decode
+	proj, err := schemas.NewProjection(rollupColumns...)
+	if err != nil {
+		return nil, fmt.Errorf("aggregator: %w", err) // a column renamed in schemas without updating rollupColumns
+	}
+	a.decode = func(msg []byte, fn func(*schemas.Flow)) (int, error) {
+		return a.dec.DecodeEach(msg, proj, fn)
+	}
 	return a, nil
 }
 
@@ -153,26 +158,20 @@ func (a *Aggregator) Process(ctx context.Context, m Message) error {
 	}
 	ps.started = true
 	a.m.messages.Inc()
-	var err error
 	if v, ok := m.Headers[schemas.HeaderSchema]; ok && v != schemas.SchemaVersion {
-		err = fmt.Errorf("%w: header %s=%q", schemas.ErrUnknownSchema, schemas.HeaderSchema, v)
-	} else {
-		a.flows, err = a.decode(a.flows[:0], m.Value)
+		ps.next = m.Offset + 1
+		return a.bad(ctx, m, fmt.Errorf("%w: header %s=%q", schemas.ErrUnknownSchema, schemas.HeaderSchema, v))
 	}
+	// Rows are folded as they are decoded; a bad message is found before
+	// its first row (DecodeEach), so it folds nothing.
+	fo := ps.begin(a, &m)
+	n, err := a.decode(m.Value, fo.add)
 	if err != nil {
 		ps.next = m.Offset + 1
 		return a.bad(ctx, m, err)
 	}
-	err = a.processFlows(ps, &m, a.flows)
-	clear(a.flows) // drop references to decoded strings
-	return err
-}
-
-// processFlows folds the decoded flows of message m into ps and writes the
-// windows the watermark passed.
-func (a *Aggregator) processFlows(ps *partition, m *Message, flows []schemas.Flow) error {
-	a.m.flows.Add(float64(len(flows)))
-	closed := ps.add(a, flows, m)
+	a.m.flows.Add(float64(n))
+	closed := fo.end()
 	ps.next = m.Offset + 1
 	if closed {
 		if err := a.writeClosed(ps, false); err != nil {
@@ -180,7 +179,7 @@ func (a *Aggregator) processFlows(ps *partition, m *Message, flows []schemas.Flo
 		}
 	}
 	if a.hook != nil {
-		return a.hook("message", m)
+		return a.hook("message", &m)
 	}
 	return nil
 }

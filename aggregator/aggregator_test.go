@@ -37,8 +37,12 @@ func (l *memLog) message(p int32, off int64) Message {
 	return Message{Partition: p, Offset: off, Value: v, Time: time.Unix(0, genStart)}
 }
 
-func (l *memLog) fakeDecode(dst []schemas.Flow, v []byte) ([]schemas.Flow, error) {
-	return append(dst, l.msgs[binary.LittleEndian.Uint64(v)].flows...), nil
+func (l *memLog) fakeDecode(v []byte, fn func(*schemas.Flow)) (int, error) {
+	fs := l.msgs[binary.LittleEndian.Uint64(v)].flows
+	for i := range fs {
+		fn(&fs[i])
+	}
+	return len(fs), nil
 }
 
 var errCrash = errors.New("injected crash")

@@ -55,65 +55,91 @@ func (ps *partition) isDone(start, offset int64) bool {
 	return false
 }
 
-// add folds the flows of one message into the partition's buckets. Every
-// record is classified against the watermark as it was before the message,
-// so that the outcome depends on the sequence of messages only, never on
-// how flows are split into messages or on wall-clock time. It reports
-// whether the watermark passed the end of an open window.
+// add folds the flows of one message into the partition's buckets and
+// reports whether the watermark passed the end of an open window (begin,
+// fold.add for each flow, fold.end).
 func (ps *partition) add(a *Aggregator, flows []schemas.Flow, m *Message) (closed bool) {
+	fo := ps.begin(a, m)
+	for i := range flows {
+		fo.add(&flows[i])
+	}
+	return fo.end()
+}
+
+// fold is the folding of one message into a partition. Every record is
+// classified against the watermark as it was before the message, so that
+// the outcome depends on the sequence of messages only, never on how flows
+// are split into messages or on wall-clock time.
+type fold struct {
+	ps                      *partition
+	a                       *Aggregator
+	m                       *Message
+	w, msgTime              int64
+	maxT                    int64
+	cur                     *bucket
+	curKey                  bucketKey
+	late, skipped, overflow int64
+}
+
+func (ps *partition) begin(a *Aggregator, m *Message) *fold {
 	if ps.done != nil && m.Offset > ps.doneMax {
 		ps.done = nil
 	}
-	w := a.window
-	maxT := ps.maxTime
-	var cur *bucket
-	curKey := bucketKey{start: math.MinInt64}
-	var late, skipped, overflow int64
-	for i := range flows {
-		f := &flows[i]
-		t := f.TimeNs
-		if t == 0 {
-			t = m.Time.UnixNano()
-		}
-		maxT = max(maxT, t)
-		start := t - mod(t, w)
-		if ps.done != nil && ps.isDone(start, m.Offset) {
-			skipped++
-			continue
-		}
-		k := bucketKey{start: start, late: start+w <= ps.wm}
-		if k != curKey {
-			cur = ps.open[k]
-			if cur == nil {
-				cur = newBucket(start, k.late, m.Offset)
-				ps.open[k] = cur
-			}
-			cur.last = m.Offset
-			curKey = k
-		}
-		if k.late {
-			late++
-		}
-		if cur.add(f, a) {
-			overflow++
-		}
+	return &fold{ps: ps, a: a, m: m, w: a.window, msgTime: m.Time.UnixNano(), maxT: ps.maxTime,
+		curKey: bucketKey{start: math.MinInt64}}
+}
+
+// add folds one flow; f is not retained.
+func (fo *fold) add(f *schemas.Flow) {
+	ps := fo.ps
+	t := f.TimeNs
+	if t == 0 {
+		t = fo.msgTime
 	}
-	if late > 0 {
-		a.m.lateRows.Add(float64(late))
+	fo.maxT = max(fo.maxT, t)
+	start := t - mod(t, fo.w)
+	if ps.done != nil && ps.isDone(start, fo.m.Offset) {
+		fo.skipped++
+		return
 	}
-	if skipped > 0 {
-		a.m.skippedRows.Add(float64(skipped))
+	k := bucketKey{start: start, late: start+fo.w <= ps.wm}
+	if k != fo.curKey {
+		fo.cur = ps.open[k]
+		if fo.cur == nil {
+			fo.cur = newBucket(start, k.late, fo.m.Offset)
+			ps.open[k] = fo.cur
+		}
+		fo.cur.last = fo.m.Offset
+		fo.curKey = k
 	}
-	if overflow > 0 {
-		a.m.routeOverflow.Add(float64(overflow))
+	if k.late {
+		fo.late++
 	}
-	if maxT == ps.maxTime {
+	if fo.cur.add(f, fo.a) {
+		fo.overflow++
+	}
+}
+
+// end counts what the message did, moves the watermark and reports whether
+// it passed the end of an open window.
+func (fo *fold) end() (closed bool) {
+	ps, a := fo.ps, fo.a
+	if fo.late > 0 {
+		a.m.lateRows.Add(float64(fo.late))
+	}
+	if fo.skipped > 0 {
+		a.m.skippedRows.Add(float64(fo.skipped))
+	}
+	if fo.overflow > 0 {
+		a.m.routeOverflow.Add(float64(fo.overflow))
+	}
+	if fo.maxT == ps.maxTime {
 		return false
 	}
-	ps.maxTime = maxT
-	ps.wm = maxT - a.late
+	ps.maxTime = fo.maxT
+	ps.wm = fo.maxT - a.late
 	for k := range ps.open {
-		if !k.late && k.start+w <= ps.wm {
+		if !k.late && k.start+fo.w <= ps.wm {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
@@ -130,6 +131,67 @@ type bucket struct {
 	routes      map[routeKey]*routeAgg
 	wlRoutes    map[workloadRoute]struct{}
 	wlCount     map[workloadKey]int
+
+	// Direct-mapped caches in front of pairs and routes, keyed by the
+	// identity of the key's strings (see sameStr): rows decoded from one
+	// message share each string's bytes per dictionary entry, so most rows
+	// find their row here without hashing and comparing string contents.
+	pcache [keyCacheSize]pairSlot
+	rcache [keyCacheSize]routeSlot
+}
+
+const keyCacheSize = 256
+
+type pairSlot struct {
+	k pairKey
+	p *pairAgg
+}
+
+type routeSlot struct {
+	k routeKey
+	r *routeAgg
+}
+
+// sameStr reports whether a and b are the same bytes in memory. Equal
+// identity implies equal content, since strings are immutable and a cache
+// entry holding one keeps its bytes from being reused; unequal identity
+// says nothing, and the caller falls back to comparing contents (the map).
+func sameStr(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
+}
+
+func strAddr(s string) uint64 { return uint64(uintptr(unsafe.Pointer(unsafe.StringData(s)))) }
+
+func slotOf(h uint64) int { return int((h * 0x9e3779b97f4a7c15) >> (64 - 8)) }
+
+// pair returns the pair row of k, creating it.
+func (b *bucket) pair(k *pairKey) *pairAgg {
+	sl := &b.pcache[slotOf(strAddr(k.srcWl)^strAddr(k.dstWl)<<1^strAddr(k.svcName)<<2^
+		uint64(k.port)<<40^uint64(k.verdict)<<56^uint64(k.drop)<<48^uint64(k.proto))]
+	c := &sl.k
+	if sl.p != nil && c.port == k.port && c.proto == k.proto && c.verdict == k.verdict && c.drop == k.drop &&
+		sameStr(c.srcWl, k.srcWl) && sameStr(c.dstWl, k.dstWl) && sameStr(c.srcNs, k.srcNs) &&
+		sameStr(c.dstNs, k.dstNs) && sameStr(c.svcNs, k.svcNs) && sameStr(c.svcName, k.svcName) {
+		return sl.p
+	}
+	p := b.pairs[*k]
+	if p == nil {
+		p = &pairAgg{}
+		b.pairs[*k] = p
+	}
+	*sl = pairSlot{*k, p}
+	return p
+}
+
+// cachedRoute returns the route row of k if the cache holds it.
+func (b *bucket) cachedRoute(k *routeKey) (*routeSlot, *routeAgg) {
+	sl := &b.rcache[slotOf(strAddr(k.route)^strAddr(k.method)<<1^strAddr(k.dstWl)<<2^uint64(k.status)<<40^uint64(k.proto)<<56)]
+	c := &sl.k
+	if sl.r != nil && c.status == k.status && c.proto == k.proto && sameStr(c.route, k.route) &&
+		sameStr(c.method, k.method) && sameStr(c.dstWl, k.dstWl) && sameStr(c.dstNs, k.dstNs) {
+		return sl, sl.r
+	}
+	return sl, nil
 }
 
 func newBucket(start int64, late bool, offset int64) *bucket {
@@ -151,6 +213,25 @@ func workloadOf(e *schemas.Endpoint) string {
 	return e.PodName
 }
 
+// rollupColumns are the flow.v1 columns bucket.add and partition.add read:
+// the aggregator decodes only these (schemas.Projection), about a third of
+// a message's bytes. A field read here must have its column listed;
+// TestProjectionCoversTheRollup checks that the rollups of a projected
+// decode equal those of a full one.
+var rollupColumns = []string{
+	"time", "count", "is_reply",
+	"src_namespace", "src_workload", "src_pod_name",
+	"dst_namespace", "dst_workload", "dst_pod_name",
+	"dst_service_namespace", "dst_service_name",
+	"dst_port", "l4_protocol", "tcp_flags", "verdict", "drop_reason",
+	"bytes_fwd", "bytes_rev", "packets_fwd", "packets_rev",
+	"latency_ns", "latency_hist",
+	"l7_type", "l7_protocol",
+	"l7_http_method", "l7_http_url", "l7_http_status",
+	"l7_dns_query", "l7_dns_rcode", "l7_dns_qtypes",
+	"l7_kafka_api_key", "l7_kafka_topic", "l7_kafka_error_code",
+}
+
 // add folds one flow record into the bucket. It reports whether the route
 // was replaced by {other} because of the cardinality cap.
 func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
@@ -165,11 +246,7 @@ func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 	if f.Verdict == flowpb.Verdict_DROPPED {
 		k.drop = f.DropReason
 	}
-	p := b.pairs[k]
-	if p == nil {
-		p = &pairAgg{}
-		b.pairs[k] = p
-	}
+	p := b.pair(&k)
 	p.flows += n
 	if f.IsReply != schemas.True && (f.L4Protocol != 6 || f.TCPFlags&schemas.FlagSYN != 0) {
 		p.conns += n
@@ -210,7 +287,10 @@ func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 		rk.status = f.L7.KafkaErrorCode
 		isErr = f.L7.KafkaErrorCode != 0
 	}
-	r := b.routes[rk]
+	sl, r := b.cachedRoute(&rk)
+	if r == nil {
+		r = b.routes[rk]
+	}
 	if r == nil {
 		wr := workloadRoute{workloadKey{rk.dstNs, rk.dstWl}, rk.route}
 		if _, seen := b.wlRoutes[wr]; !seen {
@@ -226,6 +306,9 @@ func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 			r = &routeAgg{}
 			b.routes[rk] = r
 		}
+	}
+	if rk.route != RouteOther {
+		*sl = routeSlot{rk, r}
 	}
 	r.requests += n
 	if isErr {

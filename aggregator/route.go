@@ -34,21 +34,27 @@ const (
 	RouteOther = "{other}" // a route past a workload's cardinality cap
 )
 
-// templater turns URLs into route templates. The built-in rules allocate
-// only when they change the path; user rules, which are regular expressions,
-// run once per distinct built-in template and are cached (the cache is
-// dropped whole at cacheMax entries). Not safe for concurrent use.
+// templater turns URLs into route templates. A URL seen last in its slot
+// of a small direct-mapped cache (keyed by the identity of its bytes, see
+// sameStr: a URL repeated in a message is one dictionary entry) is not
+// templated again. Templates are built in a reused buffer and interned, so
+// a route costs no allocation once its template was seen. User rules,
+// which are regular expressions, run once per distinct built-in template
+// and are cached. The maps are dropped whole at cacheMax entries. Not safe
+// for concurrent use.
 type templater struct {
 	maxLen int
 	rules  []RouteTemplate
-	cache  map[string]string
-	b      strings.Builder
+	cache  map[string]string // built-in template → after user rules
+	intern map[string]string
+	recent [keyCacheSize]struct{ url, route string }
+	buf    []byte
 }
 
 const cacheMax = 1 << 14
 
 func newTemplater(maxLen int, rules []RouteTemplate) *templater {
-	return &templater{maxLen: maxLen, rules: rules, cache: make(map[string]string)}
+	return &templater{maxLen: maxLen, rules: rules, cache: make(map[string]string), intern: make(map[string]string)}
 }
 
 // route returns the template of a URL: the path only (scheme, host, query
@@ -56,21 +62,28 @@ func newTemplater(maxLen int, rules []RouteTemplate) *templater {
 // hex token of 16 or more digits replaced by {id}, then the user rules
 // applied in order, then cut to maxLen bytes (on a UTF-8 boundary).
 func (t *templater) route(url string) string {
+	sl := &t.recent[slotOf(strAddr(url))]
+	if sameStr(sl.url, url) && url != "" {
+		return sl.route
+	}
 	r := t.template(url)
 	if len(t.rules) > 0 {
 		if c, ok := t.cache[r]; ok {
-			return truncate(c, t.maxLen)
+			r = c
+		} else {
+			in := r
+			for _, rule := range t.rules {
+				r = rule.Pattern.ReplaceAllString(r, rule.Replace)
+			}
+			if len(t.cache) >= cacheMax {
+				clear(t.cache)
+			}
+			t.cache[in] = r
 		}
-		in := r
-		for _, rule := range t.rules {
-			r = rule.Pattern.ReplaceAllString(r, rule.Replace)
-		}
-		if len(t.cache) >= cacheMax {
-			clear(t.cache)
-		}
-		t.cache[in] = r
 	}
-	return truncate(r, t.maxLen)
+	r = truncate(r, t.maxLen)
+	sl.url, sl.route = url, r
+	return r
 }
 
 func (t *templater) template(url string) string {
@@ -100,9 +113,14 @@ func (t *templater) template(url string) string {
 		i += j + 1
 	}
 	if !changed {
-		return p
+		// Interned as a copy: a substring of url would keep the message's
+		// whole URL column alive for as long as the window is open.
+		if r, ok := t.intern[p]; ok {
+			return r
+		}
+		return t.keep(strings.Clone(p))
 	}
-	t.b.Reset()
+	b := t.buf[:0]
 	for i := 0; i < len(p); {
 		j := strings.IndexByte(p[i:], '/')
 		var seg string
@@ -112,16 +130,29 @@ func (t *templater) template(url string) string {
 			seg, j = p[i:i+j], i+j
 		}
 		if isID(seg) {
-			t.b.WriteString(RouteID)
+			b = append(b, RouteID...)
 		} else {
-			t.b.WriteString(seg)
+			b = append(b, seg...)
 		}
 		if j < len(p) {
-			t.b.WriteByte('/')
+			b = append(b, '/')
 		}
 		i = j + 1
 	}
-	return t.b.String()
+	t.buf = b
+	if r, ok := t.intern[string(b)]; ok {
+		return r
+	}
+	return t.keep(string(b))
+}
+
+// keep interns r.
+func (t *templater) keep(r string) string {
+	if len(t.intern) >= cacheMax {
+		clear(t.intern)
+	}
+	t.intern[r] = r
+	return r
 }
 
 // isID reports whether a path segment is an identifier: all decimal digits,
