@@ -102,34 +102,22 @@ func (t *templater) template(url string) string {
 	if p == "" {
 		p = "/"
 	}
-	// Fast path: no segment is an identifier, the path is the template.
-	changed := false
-	for i := 0; i < len(p) && !changed; {
-		j := strings.IndexByte(p[i:], '/')
-		if j < 0 {
-			j = len(p) - i
-		}
-		changed = isID(p[i : i+j])
-		i += j + 1
-	}
-	if !changed {
-		// Interned as a copy: a substring of url would keep the message's
-		// whole URL column alive for as long as the window is open.
-		if r, ok := t.intern[p]; ok {
-			return r
-		}
-		return t.keep(strings.Clone(p))
-	}
+	// One pass: copy each segment, or {id} for an identifier, into buf;
+	// then intern (a lookup by buf's bytes allocates nothing).
 	b := t.buf[:0]
-	for i := 0; i < len(p); {
-		j := strings.IndexByte(p[i:], '/')
-		var seg string
-		if j < 0 {
-			seg, j = p[i:], len(p)
-		} else {
-			seg, j = p[i:i+j], i+j
+	for i := 0; i <= len(p); i++ {
+		j, digits, hex := i, true, true
+		for ; j < len(p) && p[j] != '/'; j++ {
+			switch c := p[j]; {
+			case c >= '0' && c <= '9':
+			case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+				digits = false
+			default:
+				digits, hex = false, false
+			}
 		}
-		if isID(seg) {
+		seg := p[i:j]
+		if seg != "" && (digits || hex && len(seg) >= 16 || isUUID(seg)) {
 			b = append(b, RouteID...)
 		} else {
 			b = append(b, seg...)
@@ -137,7 +125,7 @@ func (t *templater) template(url string) string {
 		if j < len(p) {
 			b = append(b, '/')
 		}
-		i = j + 1
+		i = j
 	}
 	t.buf = b
 	if r, ok := t.intern[string(b)]; ok {
@@ -155,32 +143,9 @@ func (t *templater) keep(r string) string {
 	return r
 }
 
-// isID reports whether a path segment is an identifier: all decimal digits,
-// a UUID (8-4-4-4-12 hex digits), or 16 or more hex digits.
-func isID(s string) bool {
-	if s == "" {
-		return false
-	}
-	digits, hex := true, true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-		case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
-			digits = false
-		default:
-			digits, hex = false, false
-		}
-	}
-	if digits {
-		return true
-	}
-	if hex && len(s) >= 16 {
-		return true
-	}
-	return isUUID(s)
-}
-
+// isUUID reports whether s is a UUID (8-4-4-4-12 hex digits). A path
+// segment is an identifier when it is all decimal digits, 16 or more hex
+// digits, or a UUID.
 func isUUID(s string) bool {
 	if len(s) != 36 {
 		return false
