@@ -109,7 +109,7 @@ func BenchmarkProgram(b *testing.B) {
 const resetEvery = 2000
 
 func clearFlows(b *testing.B, objs *bpfObjects) {
-	if err := scan(objs.Flows, true, func(*bpfFlowKey, *bpfFlowStats) {}); err != nil {
+	if err := scanFlows(objs, true, func(*bpfFlowKey, *bpfFlowStats) {}); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -84,6 +84,17 @@ type bpfFlowKey struct {
 	Pad     [2]uint8
 }
 
+type bpfFlowKey4 struct {
+	_       structs.HostLayout
+	AddrLo  uint32
+	AddrHi  uint32
+	PortLo  uint16
+	PortHi  uint16
+	Ifindex uint32
+	Proto   uint8
+	Pad     [3]uint8
+}
+
 type bpfFlowStats struct {
 	_                structs.HostLayout
 	FirstSeenNs      uint64
@@ -105,7 +116,8 @@ type bpfFlowStats struct {
 const (
 	bpfMapCounters             = "counters"
 	bpfMapEvents               = "events"
-	bpfMapFlows                = "flows"
+	bpfMapFlows4               = "flows4"
+	bpfMapFlows6               = "flows6"
 	bpfProgClockCalibrate      = "clock_calibrate"
 	bpfProgFlowEgress          = "flow_egress"
 	bpfProgFlowIngress         = "flow_ingress"
@@ -172,7 +184,8 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
+	Flows4   *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6   *ebpf.MapSpec `ebpf:"flows6"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -209,14 +222,16 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
-	Flows    *ebpf.Map `ebpf:"flows"`
+	Flows4   *ebpf.Map `ebpf:"flows4"`
+	Flows6   *ebpf.Map `ebpf:"flows6"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Counters,
 		m.Events,
-		m.Flows,
+		m.Flows4,
+		m.Flows6,
 	)
 }
 

@@ -44,7 +44,7 @@ func TestLastSeenIsCoarseMonotonic(t *testing.T) {
 		run(t, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 80, ack, 10)))
 		after := coarseNow(t)
 
-		flows := flowsIn(t, objs.Flows)
+		flows := flowsIn(t, objs)
 		if len(flows) != 1 {
 			t.Fatalf("packet %d: %d flows in the map, want 1", i, len(flows))
 		}
@@ -69,7 +69,7 @@ func TestLastSeenIsCoarseMonotonic(t *testing.T) {
 
 	// The event decodes last_seen to wall time after first_seen.
 	var ev Event
-	for k, st := range flowsIn(t, objs.Flows) {
+	for k, st := range flowsIn(t, objs) {
 		ev.fill(EventFlush, &k, &st, monoToUnix())
 	}
 	if d := ev.LastSeenNs - ev.FirstSeenNs; d < int64(4*tick) || d > int64(time.Second) {

@@ -23,9 +23,10 @@ type Config struct {
 	// the interfaces to attach to; interfaces that appear later are attached
 	// when they appear.
 	Interfaces []string
-	// MaxFlows is the capacity of the kernel flows map (default 65536). When
-	// it is full, new flows are reported packet by packet (EventInsertFailed)
-	// and counted in CounterMapInsert.
+	// MaxFlows is the capacity of each kernel flows map, one for IPv4 and
+	// one for IPv6 (default 65536 each). When one is full, its new flows are
+	// reported packet by packet (EventInsertFailed) and counted in
+	// CounterMapInsert.
 	MaxFlows uint32
 	// RingBufSize is the ring buffer size in bytes: a power of two and a
 	// multiple of the page size (default 1 MiB).

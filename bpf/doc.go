@@ -36,15 +36,24 @@
 //
 // # Map type and eviction
 //
-// flows is a BPF_MAP_TYPE_HASH (preallocated; MaxFlows, default 65536), not
-// an LRU: an LRU evicts entries silently, a hash refuses the insert, which
-// the program counts (map_insert) and turns into a per-packet
-// EVENT_INSERT_FAILED, so nothing is lost silently. Entries leave the map by:
+// Flows live in two BPF_MAP_TYPE_HASH maps, flows4 for IPv4 (key struct
+// flow_key4: 4-byte addresses, 20 bytes) and flows6 for IPv6 (struct
+// flow_key, 44 bytes), each preallocated with MaxFlows entries (default
+// 65536). The split is for speed: the hash lookup is most of an
+// established packet's cost, and the kernel hashes and compares the whole
+// key, so an IPv4 packet costs ~5-10 ns less with a key less than half as
+// long (BenchmarkProgram). Events and the Go side see every flow as a
+// flow_key (IPv4-mapped); flowmaps.go picks the map and converts keys.
+//
+// Hash maps, not LRU: an LRU evicts entries silently, a hash refuses the
+// insert, which the program counts (map_insert) and turns into a
+// per-packet EVENT_INSERT_FAILED, so nothing is lost silently. Entries
+// leave the maps by:
 //   - the kernel itself, when a flow ends cleanly (FIN both ways, then the
 //     last ACK) and its end event is in the ring buffer. This is the bulk of
 //     all flows, and it keeps the map and the sweep small under a storm;
 //   - the Collector's sweep (every SweepInterval, default 1 s), which scans
-//     the map with batch lookups (iteration where unsupported) and removes
+//     both maps with batch lookups (iteration where unsupported) and removes
 //     with per-key lookup-and-delete, so the counts it reports are exactly
 //     those it removed (an entry that changed since the scan is put back):
 //     flows ended by a reset, once quiet for EndLinger (they linger so that
@@ -112,9 +121,9 @@
 //
 // # Struct layout
 //
-// flow_key, flow_stats and flow_event (include/flow.h) are fixed-width and
-// explicitly padded; the build uses -Wpadded, so implicit padding is an
-// error. TestBoundaryStructsMatchBTF checks size, member offsets and sizes of
+// flow_key, flow_key4, flow_stats and flow_event (include/flow.h) are
+// fixed-width and explicitly padded; the build uses -Wpadded, so implicit
+// padding is an error. TestBoundaryStructsMatchBTF checks size, member offsets and sizes of
 // the generated Go types against the object's BTF. The generated types stay
 // unexported: Event is the domain type, decoded in place from the ring
 // buffer record (ringbuf.Reader.ReadInto reuses one buffer; Event is reused

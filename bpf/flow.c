@@ -34,13 +34,22 @@ volatile const __u32 wakeup_bytes = 0;
 volatile const __u64 tick_ns = 0;
 __u64 jiffies_base_ns = 0;
 
-// Sizes are defaults; Go overrides max_entries before load.
+// One flows map per family, so that an IPv4 packet's lookup hashes and
+// compares a 20-byte key (doc.go). Sizes are defaults; Go overrides
+// max_entries before load.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key4);
+	__type(value, struct flow_stats);
+} flows4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct flow_stats);
-} flows SEC(".maps");
+} flows6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -225,15 +234,58 @@ static __always_inline int is_reply_first(struct packet *p)
 	return 0;
 }
 
-static __always_inline int emit(__u8 type, struct flow_key *k, struct flow_stats *st, __u8 is_reply,
-				__u8 ingress, __u32 fail_counter)
+// keys is a flow's key: v4 for IPv4 (flows4), full for IPv6 (flows6).
+struct keys {
+	struct flow_key full;
+	struct flow_key4 v4;
+};
+
+static __always_inline struct flow_stats *flow_lookup(struct keys *k, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_lookup_elem(&flows4, &k->v4);
+	return bpf_map_lookup_elem(&flows6, &k->full);
+}
+
+static __always_inline long flow_update(struct keys *k, __u8 family, struct flow_stats *st, __u64 flags)
+{
+	if (family == 4)
+		return bpf_map_update_elem(&flows4, &k->v4, st, flags);
+	return bpf_map_update_elem(&flows6, &k->full, st, flags);
+}
+
+static __always_inline long flow_delete(struct keys *k, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_delete_elem(&flows4, &k->v4);
+	return bpf_map_delete_elem(&flows6, &k->full);
+}
+
+static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct flow_stats *st,
+				__u8 is_reply, __u8 ingress, __u32 fail_counter)
 {
 	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(fail_counter);
 		return -1;
 	}
-	e->key = *k;
+	if (family == 4) {
+		// IPv4-mapped, as userspace reads every key.
+		__builtin_memset(&e->key, 0, sizeof(e->key));
+		e->key.addr_lo[10] = 0xff;
+		e->key.addr_lo[11] = 0xff;
+		__builtin_memcpy(&e->key.addr_lo[12], &k->v4.addr_lo, 4);
+		e->key.addr_hi[10] = 0xff;
+		e->key.addr_hi[11] = 0xff;
+		__builtin_memcpy(&e->key.addr_hi[12], &k->v4.addr_hi, 4);
+		e->key.port_lo = k->v4.port_lo;
+		e->key.port_hi = k->v4.port_hi;
+		e->key.ifindex = k->v4.ifindex;
+		e->key.proto = k->v4.proto;
+		e->key.family = 4;
+	} else {
+		e->key = k->full;
+	}
 	e->type = type;
 	e->is_reply = is_reply;
 	e->ingress = ingress;
@@ -270,22 +322,34 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 	else
 		from_lo = p.sport <= p.dport;
 
-	struct flow_key key;
-	__builtin_memset(&key, 0, sizeof(key));
-	if (from_lo) {
-		__builtin_memcpy(key.addr_lo, p.src, 16);
-		__builtin_memcpy(key.addr_hi, p.dst, 16);
-		key.port_lo = p.sport;
-		key.port_hi = p.dport;
+	struct keys key;
+	__u8 family = p.family;
+	if (family == 4) {
+		// parse put the IPv4 address in the upper half of src[1]/dst[1].
+		__builtin_memset(&key.v4, 0, sizeof(key.v4));
+		key.v4.addr_lo = (from_lo ? p.src[1] : p.dst[1]) >> 32;
+		key.v4.addr_hi = (from_lo ? p.dst[1] : p.src[1]) >> 32;
+		key.v4.port_lo = from_lo ? p.sport : p.dport;
+		key.v4.port_hi = from_lo ? p.dport : p.sport;
+		key.v4.ifindex = skb->ifindex;
+		key.v4.proto = p.proto;
 	} else {
-		__builtin_memcpy(key.addr_lo, p.dst, 16);
-		__builtin_memcpy(key.addr_hi, p.src, 16);
-		key.port_lo = p.dport;
-		key.port_hi = p.sport;
+		__builtin_memset(&key.full, 0, sizeof(key.full));
+		if (from_lo) {
+			__builtin_memcpy(key.full.addr_lo, p.src, 16);
+			__builtin_memcpy(key.full.addr_hi, p.dst, 16);
+			key.full.port_lo = p.sport;
+			key.full.port_hi = p.dport;
+		} else {
+			__builtin_memcpy(key.full.addr_lo, p.dst, 16);
+			__builtin_memcpy(key.full.addr_hi, p.src, 16);
+			key.full.port_lo = p.dport;
+			key.full.port_hi = p.sport;
+		}
+		key.full.ifindex = skb->ifindex;
+		key.full.proto = p.proto;
+		key.full.family = family;
 	}
-	key.ifindex = skb->ifindex;
-	key.proto = p.proto;
-	key.family = p.family;
 
 	__u16 tf = p.tcp_flags;
 	int syn_only = (tf & (FLOW_TCP_SYN | FLOW_TCP_ACK)) == FLOW_TCP_SYN;
@@ -304,7 +368,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		one.initiator_ingress = ingress;
 		one.icmp_type = p.icmp_type;
 		one.icmp_code = p.icmp_code;
-		emit(EVENT_PACKET, &key, &one, 0, ingress, COUNTER_RINGBUF_LOST);
+		emit(EVENT_PACKET, &key, family, &one, 0, ingress, COUNTER_RINGBUF_LOST);
 		return TCX_NEXT;
 	}
 
@@ -315,7 +379,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 	int syn_first = syn_only && !(tf & FLOW_TCP_RST);
 	struct flow_stats *st = 0;
 	if (!syn_first)
-		st = bpf_map_lookup_elem(&flows, &key);
+		st = flow_lookup(&key, family);
 	if (!st) {
 		__u64 now = bpf_ktime_get_ns();
 		struct flow_stats n;
@@ -341,20 +405,20 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			// A flow whose first packet is a reset: report it and keep the
 			// entry (ended) so later packets do not open a new flow.
 			n.flags |= FLOW_ENDED;
-			if (!emit(EVENT_FLOW_RESET, &key, &n, reply, ingress, COUNTER_RINGBUF_END))
+			if (!emit(EVENT_FLOW_RESET, &key, family, &n, reply, ingress, COUNTER_RINGBUF_END))
 				n.flags |= FLOW_REPORTED;
-			if (bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST) == 0)
+			if (flow_update(&key, family, &n, BPF_NOEXIST) == 0)
 				return TCX_NEXT;
-			st = bpf_map_lookup_elem(&flows, &key);
+			st = flow_lookup(&key, family);
 			if (!st)
 				count(COUNTER_MAP_INSERT);
 			return TCX_NEXT;
 		}
-		int err = bpf_map_update_elem(&flows, &key, &n, BPF_NOEXIST);
+		int err = flow_update(&key, family, &n, BPF_NOEXIST);
 		if (err == -EEXIST) {
 			// The flow exists: a retransmitted SYN, another CPU inserted
 			// it first, or a new connection on the tuple of an ended one.
-			st = bpf_map_lookup_elem(&flows, &key);
+			st = flow_lookup(&key, family);
 			if (!st)
 				return TCX_NEXT;
 			if (!syn_only || !(st->flags & FLOW_ENDED))
@@ -363,17 +427,17 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			// lingers after a reset, or its end event was lost): report
 			// the old one if nobody did, and start over in the same entry.
 			if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
-				emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, st, 0, ingress,
+				emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, family, st, 0, ingress,
 				     COUNTER_RINGBUF_LOST);
-			err = bpf_map_update_elem(&flows, &key, &n, BPF_ANY);
+			err = flow_update(&key, family, &n, BPF_ANY);
 		}
 		if (err == 0) {
 			if (emit_start_events)
-				emit(EVENT_FLOW_START, &key, &n, reply, ingress, COUNTER_RINGBUF_START);
+				emit(EVENT_FLOW_START, &key, family, &n, reply, ingress, COUNTER_RINGBUF_START);
 			return TCX_NEXT;
 		}
 		count(COUNTER_MAP_INSERT);
-		emit(EVENT_INSERT_FAILED, &key, &n, reply, ingress, COUNTER_RINGBUF_LOST);
+		emit(EVENT_INSERT_FAILED, &key, family, &n, reply, ingress, COUNTER_RINGBUF_LOST);
 		return TCX_NEXT;
 	}
 
@@ -418,12 +482,12 @@ account:;
 	old = __sync_fetch_and_or(&st->flags, bits);
 	if (!end || (old & FLOW_ENDED))
 		return TCX_NEXT;
-	if (emit(end, &key, st, reply, ingress, COUNTER_RINGBUF_END))
+	if (emit(end, &key, family, st, reply, ingress, COUNTER_RINGBUF_END))
 		return TCX_NEXT; // stays ended and unreported: the sweep reports it
 	if (end == EVENT_FLOW_END) {
 		// Closed cleanly and reported: free the entry now. (A reset flow
 		// lingers so that packets racing the RST do not open a new flow.)
-		bpf_map_delete_elem(&flows, &key);
+		flow_delete(&key, family);
 		return TCX_NEXT;
 	}
 	__sync_fetch_and_or(&st->flags, FLOW_REPORTED);

@@ -42,7 +42,7 @@ func TestTruncatedPacketsAreCountedNotParsed(t *testing.T) {
 	if cuts < 100 {
 		t.Fatalf("only %d truncated frames ran", cuts)
 	}
-	if flows := flowsIn(t, objs.Flows); len(flows) != 0 {
+	if flows := flowsIn(t, objs); len(flows) != 0 {
 		t.Errorf("%d flows from truncated packets, want none: %v", len(flows), flows)
 	}
 	c := counters(t, objs)
@@ -54,7 +54,7 @@ func TestTruncatedPacketsAreCountedNotParsed(t *testing.T) {
 		run(t, objs.FlowIngress, pkt)
 	}
 	// validPackets holds 9 packets of 7 distinct flows (two TCP pairs share a tuple).
-	if flows := flowsIn(t, objs.Flows); len(flows) != 7 {
+	if flows := flowsIn(t, objs); len(flows) != 7 {
 		t.Errorf("%d flows from the valid packets, want 7", len(flows))
 	}
 	if c2 := counters(t, objs); c2.ParseErrors() != cuts {
@@ -97,7 +97,7 @@ func TestMalformedHeadersAreCounted(t *testing.T) {
 					t.Errorf("counter %s = %d, want %d", Counter(i), v, want)
 				}
 			}
-			if flows := flowsIn(t, objs.Flows); len(flows) != 0 {
+			if flows := flowsIn(t, objs); len(flows) != 0 {
 				t.Errorf("malformed packet created flows %v", flows)
 			}
 		})
@@ -135,7 +135,7 @@ func TestRandomBytesNeverMisbehave(t *testing.T) {
 		}
 		c := counters(t, objs)
 		var accounted uint64
-		for _, st := range flowsIn(t, objs.Flows) {
+		for _, st := range flowsIn(t, objs) {
 			accounted += st.Packets[0] + st.Packets[1]
 		}
 		// Flows that ended cleanly were reported and removed from the map.

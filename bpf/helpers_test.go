@@ -69,11 +69,11 @@ func runOrRefused(t testing.TB, prog *ebpf.Program, pkt []byte) bool {
 	return true
 }
 
-// flowsIn returns the flows map contents.
-func flowsIn(t testing.TB, m *ebpf.Map) map[bpfFlowKey]bpfFlowStats {
+// flowsIn returns the contents of both flows maps.
+func flowsIn(t testing.TB, objs *bpfObjects) map[bpfFlowKey]bpfFlowStats {
 	t.Helper()
 	out := map[bpfFlowKey]bpfFlowStats{}
-	if err := scan(m, false, func(k *bpfFlowKey, st *bpfFlowStats) { out[*k] = *st }); err != nil {
+	if err := scanFlows(objs, false, func(k *bpfFlowKey, st *bpfFlowStats) { out[*k] = *st }); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -20,6 +20,7 @@ func TestBoundaryStructsMatchBTF(t *testing.T) {
 		goType reflect.Type
 	}{
 		{"flow_key", reflect.TypeFor[bpfFlowKey]()},
+		{"flow_key4", reflect.TypeFor[bpfFlowKey4]()},
 		{"flow_stats", reflect.TypeFor[bpfFlowStats]()},
 		{"flow_event", reflect.TypeFor[bpfFlowEvent]()},
 	}

@@ -102,7 +102,8 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 		return nil, fmt.Errorf("load flow program spec: %w", err)
 	}
 	if o.maxFlows > 0 {
-		spec.Maps["flows"].MaxEntries = o.maxFlows
+		spec.Maps["flows4"].MaxEntries = o.maxFlows
+		spec.Maps["flows6"].MaxEntries = o.maxFlows
 	}
 	if o.ringBufSize > 0 {
 		spec.Maps["events"].MaxEntries = o.ringBufSize

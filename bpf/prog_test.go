@@ -133,7 +133,7 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 			}
 			// A reported graceful end frees the entry; a reset one lingers
 			// (ended and reported) with every packet, also those after the RST.
-			flows := flowsIn(t, objs.Flows)
+			flows := flowsIn(t, objs)
 			if tc.wantKinds[1] == EventFlowEnd {
 				if len(flows) != 0 {
 					t.Errorf("%d flows in the map after a reported graceful end, want 0", len(flows))
@@ -187,7 +187,7 @@ func TestFlowKinds(t *testing.T) {
 			run(t, objs.FlowEgress, tc.first)
 			run(t, objs.FlowIngress, tc.reply)
 			run(t, objs.FlowEgress, tc.first)
-			flows := flowsIn(t, objs.Flows)
+			flows := flowsIn(t, objs)
 			if len(flows) != 1 {
 				t.Fatalf("%d flows, want 1: %v", len(flows), flows)
 			}

@@ -51,7 +51,7 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 			}
 		}
 	}
-	if err := scan(c.objs.Flows, false, visit); err != nil {
+	if err := scanFlows(c.objs, false, visit); err != nil {
 		return err
 	}
 	var evicted uint64
@@ -59,7 +59,7 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	for i := range evict {
 		k, seen := &evict[i].key, &evict[i].seen
 		var st bpfFlowStats
-		if err := c.objs.Flows.LookupAndDelete(k, &st); err != nil {
+		if err := lookupAndDeleteFlow(c.objs, k, &st); err != nil {
 			if !errors.Is(err, ebpf.ErrKeyNotExist) && firstErr == nil {
 				firstErr = fmt.Errorf("remove flow: %w", err)
 			}
@@ -68,7 +68,7 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 		if st.FirstSeenNs != seen.FirstSeenNs || st.LastSeenNs != seen.LastSeenNs {
 			// It moved on since the scan: put it back (a packet racing this
 			// is accounted in a new entry, which the next sweep finds).
-			if err := c.objs.Flows.Update(k, &st, ebpf.UpdateNoExist); err != nil && firstErr == nil {
+			if err := updateFlow(c.objs, k, &st, ebpf.UpdateNoExist); err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("restore flow: %w", err)
 			}
 			continue
@@ -91,7 +91,7 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 // flushAll removes every flow from the map and reports those not reported
 // yet (EventFlush). Lookup-and-delete is atomic per entry, so counts are exact.
 func (c *Collector) flushAll(sink Sink, ev *Event, mono int64) {
-	err := scan(c.objs.Flows, true, func(k *bpfFlowKey, st *bpfFlowStats) {
+	err := scanFlows(c.objs, true, func(k *bpfFlowKey, st *bpfFlowStats) {
 		if st.Flags&uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) ==
 			uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) {
 			return
@@ -131,56 +131,4 @@ func (c *Collector) subtractReported(k *bpfFlowKey, ev *Event) {
 	ev.BytesRev -= min(ev.BytesRev, r.Bytes[1])
 	ev.PacketsFwd -= min(ev.PacketsFwd, r.Packets[0])
 	ev.PacketsRev -= min(ev.PacketsRev, r.Packets[1])
-}
-
-// scan visits every entry of the flows map, deleting as it goes if del.
-func scan(m *ebpf.Map, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) error {
-	keys := make([]bpfFlowKey, sweepBatch)
-	vals := make([]bpfFlowStats, sweepBatch)
-	var cursor ebpf.MapBatchCursor
-	for {
-		var n int
-		var err error
-		if del {
-			n, err = m.BatchLookupAndDelete(&cursor, keys, vals, nil)
-		} else {
-			n, err = m.BatchLookup(&cursor, keys, vals, nil)
-		}
-		for i := range n {
-			visit(&keys[i], &vals[i])
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			return scanIter(m, del, visit)
-		}
-		if err != nil {
-			return fmt.Errorf("batch lookup flows: %w", err)
-		}
-	}
-}
-
-// scanIter is scan for kernels without batch operations.
-func scanIter(m *ebpf.Map, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) error {
-	var k bpfFlowKey
-	var st bpfFlowStats
-	var seen []bpfFlowKey
-	it := m.Iterate()
-	for it.Next(&k, &st) {
-		if del {
-			seen = append(seen, k)
-			continue
-		}
-		visit(&k, &st)
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("iterate flows: %w", err)
-	}
-	for i := range seen {
-		if err := m.LookupAndDelete(&seen[i], &st); err == nil {
-			visit(&seen[i], &st)
-		}
-	}
-	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // testCollector wraps loaded objects in a Collector without attaching.
@@ -49,7 +51,7 @@ func TestSweep(t *testing.T) {
 				t.Errorf("record %d: %v fwd %d rev %d packets, want active_timeout %d/%d", i, e.Kind, e.PacketsFwd, e.PacketsRev, want[0], want[1])
 			}
 		}
-		if n := len(flowsIn(t, c.objs.Flows)); n != 0 || len(c.reported) != 0 {
+		if n := len(flowsIn(t, c.objs)); n != 0 || len(c.reported) != 0 {
 			t.Errorf("%d flows left in the map, %d remembered; want none", n, len(c.reported))
 		}
 	})
@@ -65,7 +67,7 @@ func TestSweep(t *testing.T) {
 		if len(rec.events) != 1 || rec.events[0].Kind != EventIdleTimeout || rec.events[0].PacketsFwd != 1 || rec.events[0].PacketsRev != 1 {
 			t.Fatalf("records %+v, want one idle_timeout with 1/1 packets", rec.events)
 		}
-		if n := len(flowsIn(t, c.objs.Flows)); n != 0 {
+		if n := len(flowsIn(t, c.objs)); n != 0 {
 			t.Errorf("%d flows left", n)
 		}
 	})
@@ -84,9 +86,9 @@ func TestSweep(t *testing.T) {
 			}
 		}
 		// Mark it ended but unreported, as a refused end reservation leaves it.
-		for k, st := range flowsIn(t, c.objs.Flows) {
+		for k, st := range flowsIn(t, c.objs) {
 			st.Flags |= uint32(bpfFlowFlagFLOW_ENDED)
-			if err := c.objs.Flows.Put(k, st); err != nil {
+			if err := updateFlow(c.objs, &k, &st, ebpf.UpdateAny); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -96,7 +98,7 @@ func TestSweep(t *testing.T) {
 			rec.events[0].TCPFlags != TCPFlagSYN|TCPFlagACK|TCPFlagFIN {
 			t.Fatalf("records %+v, want one recovered flow with 3/2 packets", rec.events)
 		}
-		if n := len(flowsIn(t, c.objs.Flows)); n != 0 {
+		if n := len(flowsIn(t, c.objs)); n != 0 {
 			t.Errorf("%d flows left", n)
 		}
 	})
@@ -107,12 +109,12 @@ func TestSweep(t *testing.T) {
 		run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, syn, 0)))
 		run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, 1000, rst|ack, 0)))
 		c.sweep(rec, &ev, 0)
-		if n := len(flowsIn(t, c.objs.Flows)); n != 1 {
+		if n := len(flowsIn(t, c.objs)); n != 1 {
 			t.Fatalf("%d flows during the linger, want 1", n)
 		}
 		time.Sleep(50 * time.Millisecond)
 		c.sweep(rec, &ev, 0)
-		if n := len(flowsIn(t, c.objs.Flows)); n != 0 || len(rec.events) != 0 {
+		if n := len(flowsIn(t, c.objs)); n != 0 || len(rec.events) != 0 {
 			t.Fatalf("%d flows and records %+v after the linger, want none", n, rec.events)
 		}
 	})

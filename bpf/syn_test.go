@@ -3,6 +3,8 @@ package bpf
 import (
 	"slices"
 	"testing"
+
+	"github.com/cilium/ebpf"
 )
 
 // TestSYNOnExistingFlow checks the paths a SYN takes when its flow is
@@ -69,13 +71,13 @@ func TestSYNOnExistingFlow(t *testing.T) {
 			}
 			oldFwd, oldRev, _, _ := send(tc.before)
 			if tc.loseEnd {
-				flows := flowsIn(t, objs.Flows)
+				flows := flowsIn(t, objs)
 				if len(flows) != 1 {
 					t.Fatalf("%d flows after the first connection, want 1", len(flows))
 				}
 				for k, st := range flows {
 					st.Flags &^= uint32(bpfFlowFlagFLOW_REPORTED)
-					if err := objs.Flows.Put(k, st); err != nil {
+					if err := updateFlow(objs, &k, &st, ebpf.UpdateAny); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -106,7 +108,7 @@ func TestSYNOnExistingFlow(t *testing.T) {
 			if last.HandshakeNs == 0 {
 				t.Error("handshake latency not measured")
 			}
-			if n := len(flowsIn(t, objs.Flows)); n != 0 {
+			if n := len(flowsIn(t, objs)); n != 0 {
 				t.Errorf("%d flows in the map after a reported graceful end, want 0", n)
 			}
 			if c := counters(t, objs); c.ParseErrors() != 0 || c.RingBufFailures() != 0 || c[CounterMapInsert] != 0 {

@@ -27,6 +27,22 @@ struct flow_key {
 	__u8 pad[2];
 };
 
+/*
+ * flow_key4 is the key of the IPv4 flows map (flows4): the same fields as
+ * flow_key with 4-byte addresses (network order), so the kernel hashes and
+ * compares 20 bytes instead of 44 on every packet. Events and userspace
+ * see IPv4 flows as flow_key (IPv4-mapped, family 4).
+ */
+struct flow_key4 {
+	__u32 addr_lo;
+	__u32 addr_hi;
+	__u16 port_lo;
+	__u16 port_hi;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 /* flow_stats.flags: TCP flags in header bit order, then state bits. */
 enum flow_flag {
 	FLOW_TCP_FIN = 1 << 0,
