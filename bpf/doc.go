@@ -76,6 +76,25 @@
 // connection. Counters are updated with atomic adds, so two CPUs updating
 // one flow lose nothing.
 //
+// # Fast path
+//
+// Most packets are IPv4 TCP or UDP packets of a known flow that change only
+// its counters. handle() first tries established_ipv4, which takes an IPv4
+// packet without options whose flow is in flows4 and which is UDP, or TCP
+// with no flags but ACK and PSH, each already seen on the flow (and not the
+// ACK that closes it after both FINs). It parses those headers with the
+// checks of the full parser, builds
+// the same flow_key4 straight from the packet (no intermediate struct), looks
+// it up and accounts the packet exactly as the full path would: atomic adds
+// and last_seen. Any other packet changes nothing there and takes the full
+// path; a packet the fast path looked up in vain (a new flow's first packet
+// without SYN, a flag new to its flow, the closing ACK) is looked up a
+// second time there, a few per flow. This saves ~7 ns per established
+// packet in BenchmarkProgram. TestFastPathAccountsAsTheFullPath sends flows
+// whose packets alternate between the paths (IP options force the full
+// one) and checks one entry per flow with exact counters: both paths
+// build the same key.
+//
 // # Event policy
 //
 // The ring buffer carries an event only when a flow ends (EVENT_FLOW_END,
