@@ -119,10 +119,13 @@ func removeTemp(out string, parts map[int32]bool) error {
 				}
 				return err
 			}
-			if d.IsDir() || !parquet.IsTemp(d.Name()) {
+			if d.IsDir() {
 				return nil
 			}
-			name := strings.TrimSuffix(strings.TrimPrefix(d.Name(), "."), parquet.TempSuffix)
+			name, isTemp := parquet.TempTarget(d.Name())
+			if !isTemp {
+				return nil
+			}
 			if id, ok := parseName(name); ok && parts[id.partition] {
 				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return err

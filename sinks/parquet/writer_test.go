@@ -143,3 +143,182 @@ func TestWriteFileRejectsBadOptionsAndUnwritableDirs(t *testing.T) {
 		t.Errorf("write under a regular file: err = %v", err)
 	}
 }
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			names = append(names, rel)
+		}
+		return nil
+	})
+	return names
+}
+
+// TestFileWriterStreamsRowGroupsAndCommitsUnderTheFinalName writes rows in
+// several Write calls: row groups are cut every RowGroupRows rows across
+// calls, the temporary file is hidden until CommitAs, and DuckDB reads
+// every row.
+func TestFileWriterStreamsRowGroupsAndCommitsUnderTheFinalName(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create[schemas.PairRollup](filepath.Join(dir, "h", "open.parquet"), Options{RowGroupRows: 250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	rows := pairRows(1000)
+	for i := 0; i < len(rows); i += 70 {
+		if err := w.Write(rows[i:min(i+70, len(rows))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.Rows() != 1000 {
+		t.Errorf("Rows() = %d, want 1000", w.Rows())
+	}
+	left := listDir(t, dir)
+	if len(left) != 1 || !IsTemp(filepath.Base(left[0])) {
+		t.Fatalf("before commit: files %v, want one temporary file", left)
+	}
+	if target, _ := TempTarget(filepath.Base(left[0])); target != "open.parquet" {
+		t.Errorf("TempTarget(%s) = %q, want open.parquet", left[0], target)
+	}
+	final := filepath.Join(dir, "h", "p0-o1-9.parquet")
+	st, err := w.CommitAs(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := listDir(t, dir); strings.Join(got, ",") != filepath.Join("h", "p0-o1-9.parquet") {
+		t.Errorf("after commit: files %v", got)
+	}
+	fi, _ := os.Stat(final)
+	if st.Rows != 1000 || st.Bytes != fi.Size() || fi.Mode().Perm() != 0o644 {
+		t.Errorf("stats %+v, file size %d, mode %v", st, fi.Size(), fi.Mode())
+	}
+	db := openDuck(t)
+	var n, flows, groups, maxRows int64
+	if err := db.QueryRow(`SELECT count(*), sum(flows) FROM read_parquet(?)`, final).Scan(&n, &flows); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT count(DISTINCT row_group_id), max(row_group_num_rows) FROM parquet_metadata(?)`, final).Scan(&groups, &maxRows); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 || flows != 999*1000/2 || groups != 4 || maxRows != 250 {
+		t.Errorf("count %d, sum(flows) %d, %d row groups of at most %d rows; want 1000, %d, 4, 250", n, flows, groups, maxRows, 999*1000/2)
+	}
+	if err := w.Abort(); err != nil {
+		t.Errorf("Abort after commit: %v", err)
+	}
+	if _, err := os.Stat(final); err != nil {
+		t.Errorf("Abort after commit removed the file: %v", err)
+	}
+	if err := w.Write(rows[:1]); err == nil {
+		t.Error("Write after commit accepted")
+	}
+	if _, err := w.Commit(); err == nil {
+		t.Error("second commit accepted")
+	}
+}
+
+func TestFileWriterAbortLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create[schemas.PairRollup](filepath.Join(dir, "x.parquet"), Options{RowGroupRows: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(pairRows(35)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if left := listDir(t, dir); len(left) != 0 {
+		t.Errorf("files left after Abort: %v", left)
+	}
+	if err := w.Abort(); err != nil {
+		t.Errorf("second Abort: %v", err)
+	}
+	if _, err := w.Commit(); err == nil {
+		t.Error("commit after Abort accepted")
+	}
+	if left := listDir(t, dir); len(left) != 0 {
+		t.Errorf("files left after a commit of an aborted writer: %v", left)
+	}
+}
+
+// TestFileWriterCommitReplacesAtomically keeps the old file readable until
+// the new one is renamed over it.
+func TestFileWriterCommitReplacesAtomically(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.parquet")
+	if _, err := WriteFile(path, pairRows(3), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create[schemas.PairRollup](path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(pairRows(7)); err != nil {
+		t.Fatal(err)
+	}
+	db := openDuck(t)
+	count := func() int64 {
+		var n int64
+		if err := db.QueryRow(`SELECT count(*) FROM read_parquet(?)`, path).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 3 {
+		t.Errorf("before commit: %d rows, want the old file's 3", n)
+	}
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 7 {
+		t.Errorf("after commit: %d rows, want the new file's 7", n)
+	}
+	if left := listDir(t, filepath.Dir(path)); len(left) != 1 {
+		t.Errorf("files: %v, want only x.parquet", left)
+	}
+}
+
+func TestFileWriterRejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Create[schemas.PairRollup](filepath.Join(dir, "x.parquet"), Options{RowGroupRows: -5}); err == nil || !strings.Contains(err.Error(), "must not be negative") {
+		t.Errorf("negative row group rows: err = %v", err)
+	}
+	if _, err := Create[schemas.PairRollup](dir+string(filepath.Separator), Options{}); err == nil {
+		t.Error("a directory path accepted as a file name")
+	}
+	w, err := Create[schemas.PairRollup](filepath.Join(dir, "x.parquet"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.CommitAs(filepath.Join(dir, "other", "x.parquet")); err == nil || !strings.Contains(err.Error(), "not in the directory") {
+		t.Errorf("commit into another directory: err = %v", err)
+	}
+	if left := listDir(t, dir); len(left) != 0 {
+		t.Errorf("files left after a refused commit: %v", left)
+	}
+}
+
+func TestTempTargetNamesTheFinalFile(t *testing.T) {
+	for _, c := range []struct {
+		name, want string
+		ok         bool
+	}{
+		{".p0-w1-o2-3.parquet.123456.tmp", "p0-w1-o2-3.parquet", true},
+		{".p0-w1-o2-3.parquet.tmp", "p0-w1-o2-3.parquet", true},
+		{".x.parquet.12a.tmp", "x.parquet.12a", true},
+		{"p0-w1-o2-3.parquet", "", false},
+		{".hidden", "", false},
+	} {
+		t.Run(c.name+" is the temporary file of "+c.want, func(t *testing.T) {
+			got, ok := TempTarget(c.name)
+			if got != c.want || ok != c.ok {
+				t.Errorf("TempTarget(%q) = %q, %v; want %q, %v", c.name, got, ok, c.want, c.ok)
+			}
+		})
+	}
+}
