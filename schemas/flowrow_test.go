@@ -1,0 +1,166 @@
+package schemas
+
+import (
+	"database/sql"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	flowpb "github.com/cilium/cilium/api/v1/flow"
+	_ "github.com/duckdb/duckdb-go/v2"
+	pq "github.com/parquet-go/parquet-go"
+
+	"github.com/flowbus/flowbus/sinks/parquet"
+)
+
+// TestFlowRowHasTheFlowV1Columns: the raw flows table has flow.v1's
+// columns, by name and in order.
+func TestFlowRowHasTheFlowV1Columns(t *testing.T) {
+	var got []string
+	for _, f := range pq.SchemaOf(FlowRow{}).Fields() {
+		got = append(got, f.Name())
+	}
+	var want []string
+	for _, f := range NewArrowSchema().Fields() {
+		want = append(want, f.Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("FlowRow columns\n%v\nflow.v1 columns\n%v", got, want)
+	}
+}
+
+// normalRow is what a row reads back as from Parquet: lists nil when empty.
+func normalRow(r FlowRow) FlowRow {
+	for _, l := range []*[]string{&r.SrcLabels, &r.DstLabels, &r.SrcNames, &r.DstNames, &r.HTTPHeaders,
+		&r.DNSQTypes, &r.DNSRRTypes, &r.DNSIPs, &r.DNSCNAMEs} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	if len(r.LatencyHist) == 0 {
+		r.LatencyHist = nil
+	}
+	return r
+}
+
+// TestFlowRowsRoundTripThroughParquet writes random flows (every field,
+// every enum, null and empty lists, unknown times and IPs) through
+// AppendFlowRow into a reused slice, and reads them back equal to
+// FlowRowOf of each flow.
+func TestFlowRowsRoundTripThroughParquet(t *testing.T) {
+	g := newGen(5)
+	flows := make([]Flow, 400)
+	for i := range flows {
+		flows[i] = g.randomFlow()
+		if i%9 == 0 {
+			flows[i].TimeNs, flows[i].FirstSeenNs = 0, 0
+		}
+	}
+	path := filepath.Join(t.TempDir(), "flows.parquet")
+	w, err := parquet.Create[FlowRow](path, parquet.Options{RowGroupRows: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	var stage []FlowRow
+	for i := range flows {
+		stage = AppendFlowRow(stage, &flows[i])
+		if len(stage) == 50 {
+			if err := w.Write(stage); err != nil {
+				t.Fatal(err)
+			}
+			stage = stage[:0]
+		}
+	}
+	if err := w.Write(stage); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pq.ReadFile[FlowRow](path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(flows) {
+		t.Fatalf("read %d rows, wrote %d", len(got), len(flows))
+	}
+	for i := range flows {
+		want := normalRow(FlowRowOf(&flows[i]))
+		if g := normalRow(got[i]); !reflect.DeepEqual(g, want) {
+			t.Fatalf("row %d:\n got %+v\nwant %+v", i, g, want)
+		}
+	}
+}
+
+// TestFlowRowIsReadByDuckDBWithReaderTypes checks the types and values a
+// DuckDB user sees for one flow.
+func TestFlowRowIsReadByDuckDBWithReaderTypes(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 1, 123456789, time.UTC)
+	f := Flow{
+		TimeNs: at.UnixNano(), NodeName: "node-a",
+		Verdict: flowpb.Verdict_DROPPED, DropReason: flowpb.DropReason_POLICY_DENIED,
+		Direction: flowpb.TrafficDirection_INGRESS, IsReply: False, IPVersion: flowpb.IPVersion_IPv4,
+		SrcIP: netip.MustParseAddr("10.0.1.11"), DstIP: netip.MustParseAddr("fd00::1"),
+		DstPort: 8080, L4Protocol: 6, TCPFlags: FlagSYN,
+		Src:      Endpoint{Namespace: "shop", Workload: "frontend", Labels: []string{"k8s:app=frontend", "k8s:tier=web"}},
+		BytesFwd: 1 << 40, Count: 3, LatencyNs: 2_000_000,
+		LatencyHist: Histogram{{Index: 12, Count: 2}, {Index: 300, Count: 1}},
+		L7:          L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: L7HTTP, HTTPMethod: "GET", HTTPURL: "/v1/x?id=1", HTTPStatus: 503},
+	}
+	path := filepath.Join(t.TempDir(), "f.parquet")
+	if _, err := parquet.WriteFile(path, []FlowRow{FlowRowOf(&f), FlowRowOf(&Flow{})}, parquet.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	types := map[string]string{}
+	rows, err := db.Query(`SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))`, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var c, ty string
+		rows.Scan(&c, &ty)
+		types[c] = ty
+	}
+	rows.Close()
+	for col, want := range map[string]string{
+		"time": "TIMESTAMP WITH TIME ZONE", "first_seen": "TIMESTAMP WITH TIME ZONE",
+		"verdict": "VARCHAR", "src_ip": "VARCHAR", "is_reply": "BOOLEAN", "dst_port": "USMALLINT",
+		"l4_protocol": "UTINYINT", "bytes_fwd": "UBIGINT", "event_type": "INTEGER",
+		"src_labels": "VARCHAR[]", "latency_hist": "STRUCT(bucket SMALLINT, count BIGINT)[]",
+	} {
+		if types[col] != want {
+			t.Errorf("column %s is %q, want %q", col, types[col], want)
+		}
+	}
+	var (
+		ts                                 time.Time
+		verdict, drop, srcIP, dstIP, label string
+		reply                              bool
+		bytes, hist                        int64
+		nullTime, nullIP, nullReply        bool
+	)
+	err = db.QueryRow(`SELECT time, verdict, drop_reason, src_ip, dst_ip, src_labels[2], is_reply, bytes_fwd::BIGINT,
+		list_sum(list_transform(latency_hist, h -> h.bucket * h.count))::BIGINT
+		FROM read_parquet(?) WHERE node_name = 'node-a'`, path).Scan(&ts, &verdict, &drop, &srcIP, &dstIP, &label, &reply, &bytes, &hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ts.Equal(at.Truncate(time.Microsecond)) || verdict != "DROPPED" || drop != "POLICY_DENIED" || srcIP != "10.0.1.11" ||
+		dstIP != "fd00::1" || label != "k8s:tier=web" || reply || bytes != 1<<40 || hist != 12*2+300 {
+		t.Errorf("read %v %s %s %s %s %s %v %d %d", ts, verdict, drop, srcIP, dstIP, label, reply, bytes, hist)
+	}
+	err = db.QueryRow(`SELECT time IS NULL, src_ip IS NULL, is_reply IS NULL FROM read_parquet(?) WHERE node_name = ''`, path).
+		Scan(&nullTime, &nullIP, &nullReply)
+	if err != nil || !nullTime || !nullIP || !nullReply {
+		t.Errorf("unknown time, IP, is_reply: null = %v %v %v (err %v), want all null", nullTime, nullIP, nullReply, err)
+	}
+}
