@@ -149,7 +149,17 @@ func (c *dictCol) reset() {
 	}
 }
 
+// add appends the index of s. The empty string, which most optional
+// columns hold in most flows, takes a path the compiler inlines.
 func (c *dictCol) add(s string) {
+	if len(s) == 0 && c.empty >= 0 {
+		c.idx = append(c.idx, c.empty)
+		return
+	}
+	c.addSlow(s)
+}
+
+func (c *dictCol) addSlow(s string) {
 	if len(s) == 0 {
 		if c.empty < 0 {
 			c.empty = c.lookup("")

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	flatbuffers "github.com/google/flatbuffers/go"
-	"github.com/klauspost/compress/zstd"
 )
 
 // The Encoder writes the Arrow IPC stream format itself
@@ -19,31 +20,52 @@ import (
 // our buffers. Here the schema message is serialised once by arrow-go and
 // cached; dictionary and record batch messages are flatbuffers built with
 // the flatbuffers library around our column buffers, each buffer compressed
-// with one reused zstd encoder (Arrow's BUFFER body compression: 8-byte
+// with one reused zstd context (Arrow's BUFFER body compression: 8-byte
 // little-endian uncompressed length, then a zstd frame, or -1 and the raw
 // bytes when compression does not pay). Every stream this writes is read
 // back by arrow-go's ipc.Reader in the tests, and pinned by the golden file.
 
-// zstdLevel trades encode CPU for bytes; see schemas/README.md for figures.
-const zstdLevel = zstd.SpeedFastest
-
-// zstd keeps its default literal handling (WithAllLitEntropyCompression
-// off): forcing Huffman coding of every block's literals shrinks messages
-// by 8–10 % but, measured side by side on a quiet machine, costs ~25 % more
-// encode CPU at 10k rows (2.0 → 2.7 µs/flow), and the encode CPU target
-// against proto binary matters more than those bytes (the size target is met
-// either way). Buffers
-// shorter than rawMax bytes are stored raw: a zstd frame (header, block
-// header) never makes them smaller. Measured alternative, not kept: frames
-// without entropy coding for buffers under 8 KiB (its table setup is most of
-// a small frame's cost) saved no measurable CPU in the encoder and cost 7 %
-// more bytes at 1k rows.
+// How buffers are stored (see doc.go and schemas/README.md "Size and
+// speed" for the measurements behind each rule):
+//
+//   - Buffers shorter than rawMax bytes are stored raw: a zstd frame (header,
+//     block header) never makes them smaller.
+//   - A buffer holding one repeated byte (an unset field, the offsets of
+//     empty lists) is written as a zstd RLE frame directly, with no
+//     compressor run (appendRLEFrame).
+//   - A record batch buffer equal byte for byte to an earlier one of the same
+//     batch (list offsets of lists with the same shape, equal timestamps) is
+//     not stored again: both buffer entries point at the one copy. Arrow
+//     buffers are (offset, length) ranges of the body; nothing requires them
+//     to be distinct, and arrow-go's reader and ours read such streams.
+//   - Every other buffer is one zstd frame (frameCompressor: libzstd level 1
+//     through cgo from cgoMin bytes, klauspost's encoder below), unless
+//     compressing it did not pay for its CPU the last time it was tried:
+//     see pays.
 const rawMax = 32
+
+// pays reports whether compressing a raw-byte buffer to comp bytes was
+// worth its CPU: whether the bytes saved reach payNum/payDen of the
+// buffer's size plus payOverhead, the fixed cost of a zstd frame expressed
+// in bytes of input (~1 µs, at the ~2–3 ns per byte zstd spends here). A
+// record batch buffer that did not pay is stored raw for the next rawStreak
+// batches, then tried again. The rule keeps zstd on the buffers where it
+// saves most bytes per nanosecond (dictionary indices, addresses, labels)
+// and stores raw those it barely shrinks (timestamps, random ports, byte
+// counters at small batch sizes).
+func pays(raw, comp int) bool {
+	return payDen*(raw-comp) >= payNum*(raw+payOverhead)
+}
+
+const (
+	payNum, payDen = 3, 5
+	payOverhead    = 512
+)
 
 const metadataV5 = 4 // flatbuf.MetadataVersion V5
 
-// rawStreak is how many batches a buffer that did not compress is stored raw
-// before compression is tried again.
+// rawStreak is how many batches a record batch buffer whose compression did
+// not pay is stored raw before compression is tried again.
 const rawStreak = 15
 
 // Flatbuffer enum values of the Arrow IPC Message schema.
@@ -59,7 +81,7 @@ type bufferSpec struct{ offset, length int64 }
 // ipcWriter builds the messages of one stream into out. Not safe for
 // concurrent use; reused between streams.
 type ipcWriter struct {
-	zenc   *zstd.Encoder
+	z      *frameCompressor
 	fb     *flatbuffers.Builder
 	nodes  []fieldNode
 	bufs   []bufferSpec
@@ -67,10 +89,11 @@ type ipcWriter struct {
 	dicts  []*strCol // dictionaries of the current batch, by dictionary id
 	schema []byte    // the serialised schema message, framing included
 
-	scratch8  []int8
-	scratch16 []int16
-	inDict    bool    // writing dictionary batches: no raw streaks
-	rawRuns   []uint8 // per record batch buffer: batches left to store raw
+	narrow  [][]byte // per narrow index buffer of the batch, in emit order
+	narrowN int
+	dups    dupIndex
+	inDict  bool    // writing dictionary batches: no raw streaks
+	rawRuns []uint8 // per record batch buffer: batches left to store raw
 
 	// scratch of the dictionary batches
 	dNodes []fieldNode
@@ -94,13 +117,12 @@ func newIPCWriter(schema *arrow.Schema) (*ipcWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstdLevel), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true), zstd.WithAllLitEntropyCompression(false))
+	z, err := newFrameCompressor()
 	if err != nil {
-		return nil, fmt.Errorf("create zstd encoder: %w", err)
+		return nil, err
 	}
 	return &ipcWriter{
-		zenc:   zenc,
+		z:      z,
 		fb:     flatbuffers.NewBuilder(4096),
 		schema: msg,
 	}, nil
@@ -108,27 +130,38 @@ func newIPCWriter(schema *arrow.Schema) (*ipcWriter, error) {
 
 func (w *ipcWriter) startBatch() {
 	w.nodes, w.bufs, w.body = w.nodes[:0], w.bufs[:0], w.body[:0]
+	w.narrowN = 0
+	w.dups.reset()
 }
 
 func (w *ipcWriter) node(length, nulls int) {
 	w.nodes = append(w.nodes, fieldNode{int64(length), int64(nulls)})
 }
 
-// buffer appends one body buffer, compressed, padded to 8 bytes.
+// buffer appends one body buffer, padded to 8 bytes: stored once per
+// distinct content in a record batch, compressed or raw by the rules above.
 //
-// Record batch buffers that zstd could not shrink by a tenth (random ports,
-// first-seen times, list offsets) are stored raw for the next rawStreak
-// batches without trying again: zstd spends most per byte on data it cannot
-// compress. The output therefore depends on the encoder's history, never its
-// content: every stream decodes to the same flows.
-func (w *ipcWriter) buffer(raw []byte) {
-	start := int64(len(w.body))
+// Which record batch buffers are stored raw depends on the encoder's
+// history (pays, rawStreak), never on anything a reader needs: every stream
+// decodes to the same flows.
+func (w *ipcWriter) buffer(raw []byte) { w.bufferLevel(raw, 1) }
+
+// bufferLevel is buffer at a given zstd level (of libzstd; the pure-Go
+// encoder has one level for all).
+func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 	i := len(w.bufs)
 	if len(raw) == 0 {
-		w.bufs = append(w.bufs, bufferSpec{start, 0})
+		w.bufs = append(w.bufs, bufferSpec{int64(len(w.body)), 0})
 		return
 	}
 	adaptive := !w.inDict
+	if adaptive && len(raw) >= rawMax {
+		if spec, ok := w.dups.find(raw); ok {
+			w.bufs = append(w.bufs, spec)
+			return
+		}
+	}
+	start := int64(len(w.body))
 	if adaptive && i >= len(w.rawRuns) {
 		w.rawRuns = append(w.rawRuns, make([]uint8, i+1-len(w.rawRuns))...)
 	}
@@ -140,13 +173,14 @@ func (w *ipcWriter) buffer(raw []byte) {
 		w.body = append(w.body, raw...)
 	} else {
 		w.body = binary.LittleEndian.AppendUint64(w.body, uint64(len(raw)))
-		w.body = w.zenc.EncodeAll(raw, w.body)
-		if n := int64(len(w.body)) - start - 8; n >= int64(len(raw)) {
+		w.body = w.z.appendFrame(w.body, raw, level)
+		n := len(w.body) - int(start) - 8
+		if n >= len(raw) {
 			// Compression did not pay: store raw bytes, length -1.
 			w.body = binary.LittleEndian.AppendUint64(w.body[:start], ^uint64(0))
 			w.body = append(w.body, raw...)
 		}
-		if adaptive && 10*(int64(len(w.body))-start-8) >= 9*int64(len(raw)) && len(raw) >= 4096 {
+		if adaptive && !pays(len(raw), n) {
 			w.rawRuns[i] = rawStreak
 		}
 	}
@@ -154,7 +188,52 @@ func (w *ipcWriter) buffer(raw []byte) {
 	for len(w.body)%8 != 0 {
 		w.body = append(w.body, 0)
 	}
-	w.bufs = append(w.bufs, bufferSpec{start, end - start})
+	spec := bufferSpec{start, end - start}
+	if adaptive && len(raw) >= rawMax {
+		w.dups.add(raw, spec)
+	}
+	w.bufs = append(w.bufs, spec)
+}
+
+// dupIndex finds a record batch buffer whose bytes equal an earlier one's
+// in the same batch, so both can point at one stored copy.
+type dupIndex struct {
+	heads [64]int32 // per hash bucket: index into ents, plus one
+	ents  []dupEntry
+}
+
+type dupEntry struct {
+	raw  []byte
+	spec bufferSpec
+	next int32
+}
+
+func (d *dupIndex) reset() {
+	d.heads = [64]int32{}
+	clear(d.ents) // drop references to the last batch's buffers
+	d.ents = d.ents[:0]
+}
+
+// dupBucket hashes a buffer of at least 16 bytes by its length and its
+// first and last 8 bytes.
+func dupBucket(b []byte) int {
+	h := uint64(len(b)) ^ binary.LittleEndian.Uint64(b) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[len(b)-8:]), 31)
+	return int((h * 0x9e3779b97f4a7c15) >> (64 - 6))
+}
+
+func (d *dupIndex) find(b []byte) (bufferSpec, bool) {
+	for j := d.heads[dupBucket(b)]; j != 0; j = d.ents[j-1].next {
+		if e := &d.ents[j-1]; bytes.Equal(e.raw, b) {
+			return e.spec, true
+		}
+	}
+	return bufferSpec{}, false
+}
+
+func (d *dupIndex) add(b []byte, spec bufferSpec) {
+	h := dupBucket(b)
+	d.ents = append(d.ents, dupEntry{raw: b, spec: spec, next: d.heads[h]})
+	d.heads[h] = int32(len(d.ents))
 }
 
 // validity appends a column's validity bitmap (empty when nothing is null).
@@ -182,19 +261,24 @@ func (w *ipcWriter) dictNarrow(values *strCol, idx []int32, width int) {
 	w.dicts = append(w.dicts, values)
 	w.node(len(idx), 0)
 	w.buffer(nil)
+	// Each narrow buffer keeps its own scratch until the batch is written:
+	// a later buffer may be found equal to it (dupIndex).
+	if w.narrowN == len(w.narrow) {
+		w.narrow = append(w.narrow, nil)
+	}
+	buf := slices.Grow(w.narrow[w.narrowN][:0], len(idx)*width)[:len(idx)*width]
+	w.narrowN++
 	if width == 1 {
-		w.scratch8 = w.scratch8[:0]
-		for _, x := range idx {
-			w.scratch8 = append(w.scratch8, int8(x))
+		for i, x := range idx {
+			buf[i] = byte(x)
 		}
-		w.buffer(bytesOf(w.scratch8))
-		return
+	} else {
+		for i, x := range idx {
+			binary.LittleEndian.PutUint16(buf[2*i:], uint16(x))
+		}
 	}
-	w.scratch16 = w.scratch16[:0]
-	for _, x := range idx {
-		w.scratch16 = append(w.scratch16, int16(x))
-	}
-	w.buffer(bytesOf(w.scratch16))
+	w.narrow[w.narrowN-1] = buf
+	w.buffer(buf)
 }
 
 func (w *ipcWriter) strings(c *strCol, v *validity) {
