@@ -314,8 +314,9 @@ static __always_inline void account(struct flow_stats *st, __u8 reply, __u32 len
 
 // established_ipv4 is the fast path of the most common packet: IPv4
 // without options, TCP or UDP, of a flow already in flows4, that changes
-// nothing but the flow's counters (TCP: only ACK and PSH, both already
-// seen on the flow, and not the ACK that closes it after both FINs). It
+// nothing but the flow's counters (TCP: no flags but ACK and PSH, each
+// already seen on the flow, and not the ACK that closes it after both
+// FINs). It
 // accounts the packet exactly as the rest of handle() would and returns 1;
 // for any other packet it returns 0, having changed nothing, and handle()
 // takes the packet from the start (doc.go, "Fast path").

@@ -61,9 +61,11 @@ enum flow_flag {
 };
 
 /*
- * flow_stats is the per-flow state (the value of the flows map). Index 0 of
+ * flow_stats is the per-flow state (the value of flows4 and flows6). Index 0 of
  * bytes/packets is the initiator→responder direction ("forward"), index 1
- * the reverse. Times are bpf_ktime_get_ns (CLOCK_MONOTONIC).
+ * the reverse. Times are CLOCK_MONOTONIC ns: bpf_ktime_get_ns, except
+ * last_seen after a flow's first packet, which is the coarse (jiffies) clock
+ * of one tick's resolution (flow.c, tick_ns).
  */
 struct flow_stats {
 	__u64 first_seen_ns;
