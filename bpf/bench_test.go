@@ -60,15 +60,19 @@ func BenchmarkProgram(b *testing.B) {
 	// most that many flows are live and freed entries are reused, as in a
 	// steady state where the kernel frees flows at their end. "cold": the map
 	// fills up to 16×resetEvery fresh entries, so most inserts touch memory
-	// no recent insert touched.
+	// no recent insert touched. new_flow opens TCP flows with a SYN (which
+	// goes straight to the insert); new_udp_flow opens UDP flows, whose first
+	// packet the fast path looks up in vain before the insert.
 	for _, nf := range []struct {
 		name       string
 		clearEvery int
 		start      bool
+		udp        bool
 	}{
-		{"new_flow/single", resetEvery, false},
-		{"new_flow_cold_map/single", resetEvery * 16, false},
-		{"new_flow_with_start_event/single", resetEvery, true},
+		{"new_flow/single", resetEvery, false, false},
+		{"new_flow_cold_map/single", resetEvery * 16, false, false},
+		{"new_flow_with_start_event/single", resetEvery, true, false},
+		{"new_udp_flow/single", resetEvery, false, true},
 	} {
 		b.Run(nf.name, func(b *testing.B) {
 			objs := loadTest(b, loadOptions{ringBufSize: DefaultRingBufSize, maxFlows: DefaultMaxFlows, emitStartEvents: nf.start})
@@ -78,6 +82,9 @@ func BenchmarkProgram(b *testing.B) {
 			}
 			defer rd.Close()
 			pkt := ipv4("10.0.0.1", "10.0.0.2", tcp(0, 80, syn, 0))
+			if nf.udp {
+				pkt = ipv4("10.0.0.1", "10.0.0.2", l4{proto: 17, dport: 53, payload: 20})
+			}
 			gen := 0
 			next := func(i int) []byte {
 				// A fresh (source address, port) for every packet.

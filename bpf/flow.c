@@ -319,8 +319,11 @@ static __always_inline void account(struct flow_stats *st, __u8 reply, __u32 len
 // FINs). It
 // accounts the packet exactly as the rest of handle() would and returns 1;
 // for any other packet it returns 0, having changed nothing, and handle()
-// takes the packet from the start (doc.go, "Fast path").
-static __always_inline int established_ipv4(struct __sk_buff *skb, __u32 len)
+// takes the packet from the start (doc.go, "Fast path"). If it looked the
+// flow up, it sets *looked and *found (NULL if absent), which handle()
+// then uses instead of looking the same key up again.
+static __always_inline int established_ipv4(struct __sk_buff *skb, __u32 len, int *looked,
+					    struct flow_stats **found)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -369,6 +372,8 @@ static __always_inline int established_ipv4(struct __sk_buff *skb, __u32 len)
 	k.proto = ip->protocol;
 
 	struct flow_stats *st = bpf_map_lookup_elem(&flows4, &k);
+	*looked = 1;
+	*found = st;
 	if (!st)
 		return 0;
 	__u32 old = st->flags;
@@ -383,7 +388,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 	__u32 len = skb->len;
 	if (skb->data_end - skb->data < PULL_LEN && skb->data_end - skb->data < len)
 		bpf_skb_pull_data(skb, len < PULL_LEN ? len : PULL_LEN);
-	if (!naive_per_packet_events && established_ipv4(skb, len))
+	int looked = 0;
+	struct flow_stats *found = 0;
+	if (!naive_per_packet_events && established_ipv4(skb, len, &looked, &found))
 		return TCX_NEXT;
 	// Make parse() load skb->data again: a copy of the fast path's load can
 	// come out as a 32-bit move, which the verifier no longer sees as a
@@ -463,7 +470,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 	// looks its flow up first.
 	int syn_first = syn_only && !(tf & FLOW_TCP_RST);
 	struct flow_stats *st = 0;
-	if (!syn_first)
+	if (looked)
+		st = found; // the fast path looked this key up (same key, see there)
+	else if (!syn_first)
 		st = flow_lookup(&key, family);
 	if (!st) {
 		__u64 now = bpf_ktime_get_ns();
