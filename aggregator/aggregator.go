@@ -55,6 +55,7 @@ type Aggregator struct {
 	window  int64
 	late    int64
 	opts    parquet.Options
+	rawOpts parquet.Options                                       // raw flows: row groups capped at rawRowGroupRows
 	hook    func(point string, m *Message) error                  // tests: crash injection
 	decode  func(msg []byte, fn func(*schemas.Flow)) (int, error) // the rollup's projection; tests swap it
 	written int
@@ -83,9 +84,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, 
 		window: int64(cfg.Window), late: int64(cfg.Lateness),
 		opts: parquet.Options{RowGroupRows: cfg.RowGroupRows, NoSync: cfg.NoSync},
 	}
+	a.rawOpts = a.opts
+	if a.rawOpts.RowGroupRows == 0 || a.rawOpts.RowGroupRows > rawRowGroupRows {
+		a.rawOpts.RowGroupRows = rawRowGroupRows
+	}
 	proj, err := schemas.NewProjection(rollupColumns...)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: %w", err) // a column renamed in schemas without updating rollupColumns
+	}
+	if cfg.RawFlows {
+		proj = schemas.Projection{} // every column
 	}
 	a.decode = func(msg []byte, fn func(*schemas.Flow)) (int, error) {
 		return a.dec.DecodeEach(msg, proj, fn)
@@ -97,10 +105,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, 
 func (a *Aggregator) SetDeadLetter(dlq DeadLetter) { a.dlq = dlq }
 
 // Drop forgets partitions without writing anything: for partitions lost
-// without a clean handover, whose offsets can no longer be committed. Their
-// next owner re-reads from the last committed offset.
+// without a clean handover, whose offsets can no longer be committed, and
+// after an error. Their next owner re-reads from the last committed offset.
+// Open raw flows files of theirs are closed and removed.
 func (a *Aggregator) Drop(parts ...int32) {
 	for _, p := range parts {
+		if ps := a.parts[p]; ps != nil {
+			for _, b := range ps.open {
+				b.abortRaw()
+			}
+		}
 		delete(a.parts, p)
 	}
 	a.m.partitions.Set(float64(len(a.parts)))
@@ -173,6 +187,9 @@ func (a *Aggregator) Process(ctx context.Context, m Message) error {
 	a.m.flows.Add(float64(n))
 	closed := fo.end()
 	ps.next = m.Offset + 1
+	if err := fo.flushRaw(); err != nil {
+		return err
+	}
 	if closed {
 		if err := a.writeClosed(ps, false); err != nil {
 			return err
@@ -231,7 +248,8 @@ func (a *Aggregator) Committed() error {
 // Release writes every open window of partitions parts (regular and late),
 // forgets them, and returns the offset to commit for each that processed
 // anything. Call it when partitions are revoked, and for all of them
-// (Assigned) on shutdown.
+// (Assigned) on shutdown. On error the partitions are dropped (Drop) and
+// nothing must be committed.
 func (a *Aggregator) Release(parts ...int32) (map[int32]int64, error) {
 	offs := make(map[int32]int64)
 	for _, p := range parts {
@@ -240,7 +258,8 @@ func (a *Aggregator) Release(parts ...int32) (map[int32]int64, error) {
 			continue
 		}
 		if err := a.writeClosed(ps, true); err != nil {
-			return offs, err
+			a.Drop(parts...)
+			return nil, err
 		}
 		if ps.started {
 			offs[p] = ps.commitOffset()
@@ -267,9 +286,15 @@ func (a *Aggregator) writeClosed(ps *partition, all bool) error {
 	return nil
 }
 
-// writeBucket commits one bucket: the route file first, then the pair file,
-// which marks the bucket committed (see scan).
+// writeBucket commits one bucket: the raw flows file first (RawFlows), then
+// the route file, then the pair file, which marks the bucket committed (see
+// scan).
 func (a *Aggregator) writeBucket(id fileID, b *bucket) error {
+	if b.raw != nil {
+		if err := a.commitRaw(id, b); err != nil {
+			return err
+		}
+	}
 	if routes := b.routeRows(); len(routes) > 0 {
 		st, err := parquet.WriteFile(id.path(a.cfg.Out, RouteTable), routes, a.opts)
 		if err != nil {

@@ -107,6 +107,9 @@ func TestExactTotalsWithoutTransport(t *testing.T) {
 	}
 	checkExact(t, out, g)
 	checkQuantiles(t, out, g)
+	if _, err := os.Stat(filepath.Join(out, FlowsTable)); !os.IsNotExist(err) {
+		t.Errorf("without RawFlows, %s exists: %v", FlowsTable, err)
+	}
 	if got := counter(t, reg, "flowbus_aggregator_flow_rows_total"); got != float64(len(g.flows)) {
 		t.Errorf("flow_rows_total = %v, want %d", got, len(g.flows))
 	}
@@ -121,20 +124,47 @@ func TestExactTotalsWithoutTransport(t *testing.T) {
 // from the committed offsets over the same output directory.
 func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
 	g := generate(2, 120_000, 15*time.Minute, 500)
-	l := newMemLog(split(g.flows, 3, 400), 3)
 	out := t.TempDir()
+	runWithCrashes(t, g, out, Config{Out: out}, []string{"message", "written", "route-written", "committed"})
+	checkExact(t, out, g)
+	checkQuantiles(t, out, g)
+	if _, err := os.Stat(filepath.Join(out, FlowsTable)); !os.IsNotExist(err) {
+		t.Errorf("without RawFlows, %s exists: %v", FlowsTable, err)
+	}
+}
+
+// crashAt is how many times each crash point passes before a crash (at
+// most): the points differ in frequency.
+var crashAt = map[string]int{"message": 100, "written": 4, "route-written": 4, "flows-written": 4, "committed": 30}
+
+// runWithCrashes consumes g's flows (3 partitions, in-memory log) with
+// aggregators configured by cfg, crashing each of the first 12 at one of
+// points in turn and restarting the next from the committed offsets, until
+// a run finishes. A crash leaves what a kill would: half the time the
+// crashed aggregator's open raw flows files stay as they are (a kill
+// closes no file), the other half it is dropped; a torn temporary file of
+// an assigned partition and one of another aggregator's partition are
+// planted in every table (flows/ only with RawFlows). It checks that the restarts removed the first
+// and kept the second.
+func runWithCrashes(t *testing.T, g genResult, out string, cfg Config, points []string) {
+	t.Helper()
+	l := newMemLog(split(g.flows, 3, 400), 3)
 	rng := rand.New(rand.NewPCG(7, 7))
-	points := []string{"message", "written", "route-written", "committed"}
 	committed := map[int32]int64{}
 	crashes := 0
+	tmpDir := func(table string) string { return filepath.Join(out, table, "date=2026-11-25", "hour=10") }
+	tables := []string{PairTable, RouteTable}
+	if cfg.RawFlows {
+		tables = append(tables, FlowsTable)
+	}
 	for run := 0; ; run++ {
 		if run > 40 {
 			t.Fatal("no run finished")
 		}
-		a, _ := newTestAggregator(t, Config{Out: out})
+		a, _ := newTestAggregator(t, cfg)
 		if crashes < 12 {
 			point := points[crashes%len(points)]
-			n := 1 + rng.IntN(map[string]int{"message": 100, "written": 4, "route-written": 4, "committed": 30}[point])
+			n := 1 + rng.IntN(crashAt[point])
 			a.hook = func(p string, _ *Message) error {
 				if p == point {
 					if n--; n == 0 {
@@ -147,12 +177,14 @@ func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
 		err := l.consume(a, committed, 2)
 		if errors.Is(err, errCrash) {
 			crashes++
-			// Leave what a kill in the middle of a write would: a temp file
-			// of ours, and one of a partition another aggregator owns.
-			tmpDir := filepath.Join(out, PairTable, "date=2026-11-25", "hour=10")
-			os.MkdirAll(tmpDir, 0o755)
-			os.WriteFile(filepath.Join(tmpDir, ".p0-w0-o0-0.parquet.tmp"), []byte("torn"), 0o644)
-			os.WriteFile(filepath.Join(tmpDir, ".p99-w0-o0-0.parquet.tmp"), []byte("busy"), 0o644)
+			if crashes%2 == 0 {
+				a.Drop(a.Assigned()...)
+			}
+			for _, table := range tables {
+				os.MkdirAll(tmpDir(table), 0o755)
+				os.WriteFile(filepath.Join(tmpDir(table), ".p0-w0-o0-0.parquet.tmp"), []byte("torn"), 0o644)
+				os.WriteFile(filepath.Join(tmpDir(table), ".p99-w0-o0-0.parquet.123.tmp"), []byte("busy"), 0o644)
+			}
 			continue
 		}
 		if err != nil {
@@ -163,16 +195,14 @@ func TestCrashAndRestartKeepTotalsExact(t *testing.T) {
 	if crashes < 10 {
 		t.Fatalf("only %d crashes injected", crashes)
 	}
-	tmpDir := filepath.Join(out, PairTable, "date=2026-11-25", "hour=10")
-	if _, err := os.Stat(filepath.Join(tmpDir, ".p0-w0-o0-0.parquet.tmp")); !os.IsNotExist(err) {
-		t.Errorf("temp file of an assigned partition survived the restart: %v", err)
+	for _, table := range tables {
+		if _, err := os.Stat(filepath.Join(tmpDir(table), ".p0-w0-o0-0.parquet.tmp")); !os.IsNotExist(err) {
+			t.Errorf("%s: temp file of an assigned partition survived the restart: %v", table, err)
+		}
+		if err := os.Remove(filepath.Join(tmpDir(table), ".p99-w0-o0-0.parquet.123.tmp")); err != nil {
+			t.Errorf("%s: temp file of another aggregator's partition was touched: %v", table, err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(tmpDir, ".p99-w0-o0-0.parquet.tmp")); err != nil {
-		t.Errorf("temp file of another aggregator's partition was touched: %v", err)
-	}
-	os.Remove(filepath.Join(tmpDir, ".p99-w0-o0-0.parquet.tmp"))
-	checkExact(t, out, g)
-	checkQuantiles(t, out, g)
 }
 
 // TestLateRecordsGoToALaterFile follows one partition through the

@@ -32,6 +32,12 @@ type Config struct {
 	MaxRoutesPerWorkload int
 	// RowGroupRows caps Parquet row groups (default 122,880).
 	RowGroupRows int
+	// RawFlows also writes every flow record consumed, one Parquet row
+	// (schemas.FlowRow) per record, under <Out>/flows/date=…/hour=…/, in a
+	// file of the same name as its bucket's rollup files, committed with
+	// them (package doc). It makes the aggregator decode every column, not
+	// only the rollup's.
+	RawFlows bool
 	// NoSync skips fsync (benchmarks only; breaks crash safety).
 	NoSync bool
 }
@@ -43,6 +49,12 @@ const (
 	DefaultRouteMaxLen          = 128
 	DefaultMaxRoutesPerWorkload = 500
 )
+
+// rawRowGroupRows caps the row groups of raw flow files below RowGroupRows:
+// each open bucket holds one row group of raw rows in memory until it is
+// flushed, so this bounds memory per open bucket (a few MB) however long
+// the window.
+const rawRowGroupRows = 32768
 
 // withDefaults returns c with zero fields set to their defaults.
 func (c Config) withDefaults() Config {

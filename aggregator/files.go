@@ -17,6 +17,7 @@ import (
 const (
 	PairTable  = "pair_rollup"
 	RouteTable = "route_rollup"
+	FlowsTable = "flows" // raw flow records (Config.RawFlows)
 )
 
 // fileID identifies one committed bucket: the same name is used in both
@@ -79,7 +80,8 @@ func parseName(name string) (fileID, bool) {
 // scan lists the committed buckets of the given partitions under out: the
 // pair_rollup files (a pair file is written last, so it marks a committed
 // bucket). It deletes what a crash may have left for these partitions:
-// temporary files, and route_rollup files whose pair file is missing.
+// temporary files, and route_rollup and flows files whose pair file is
+// missing (their bucket is rebuilt from the re-read records).
 func scan(out string, parts map[int32]bool) (map[int32][]fileID, error) {
 	if err := removeTemp(out, parts); err != nil {
 		return nil, err
@@ -96,22 +98,27 @@ func scan(out string, parts map[int32]bool) (map[int32][]fileID, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = walk(filepath.Join(out, RouteTable), func(p string, id fileID) error {
-		if parts[id.partition] && !pairs[id] {
-			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("remove uncommitted %s: %w", p, err)
+	for _, table := range []string{RouteTable, FlowsTable} {
+		err = walk(filepath.Join(out, table), func(p string, id fileID) error {
+			if parts[id.partition] && !pairs[id] {
+				if err := os.Remove(p); err != nil {
+					return fmt.Errorf("remove uncommitted %s: %w", p, err)
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	return committed, err
+	}
+	return committed, nil
 }
 
 // removeTemp deletes the temporary files a crash left for the given
 // partitions only: other aggregators sharing the directory may be writing
 // theirs right now.
 func removeTemp(out string, parts map[int32]bool) error {
-	for _, table := range []string{PairTable, RouteTable} {
+	for _, table := range []string{PairTable, RouteTable, FlowsTable} {
 		err := filepath.WalkDir(filepath.Join(out, table), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {

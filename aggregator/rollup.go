@@ -131,6 +131,7 @@ type bucket struct {
 	routes      map[routeKey]*routeAgg
 	wlRoutes    map[workloadRoute]struct{}
 	wlCount     map[workloadKey]int
+	raw         *rawFile // Config.RawFlows: the bucket's raw flows file
 
 	// Direct-mapped caches in front of pairs and routes, keyed by the
 	// identity of the key's strings (see sameStr): rows decoded from one

@@ -64,9 +64,13 @@ func (d *driver) onLost(ps []int32) {
 	d.a.Drop(ps...)
 }
 
+// abort stops as a crash would, but closes what the process holds: the
+// transport, and the open raw flows files (removed: the partitions' next
+// owner rewrites them).
 func (d *driver) abort(err error) error {
 	d.aborted = true
 	d.t.close()
+	d.a.Drop(d.a.Assigned()...)
 	return err
 }
 
