@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	stdio "io"
 	"net"
 	"net/http"
 	"strconv"
@@ -19,13 +20,73 @@ import (
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
+// aggregatorFlags are the parsed flags of 'flowbus aggregator'.
+type aggregatorFlags struct {
+	cfg                    aggregator.Config
+	bus, group, topic, dlq string
+	partitions             int
+	assigned, metricsAddr  string
+}
+
 // runAggregator consumes flows from Kafka or NATS and writes the Parquet
 // rollups until ctx is done, then writes what it holds and commits.
 func runAggregator(ctx context.Context, args []string, io cmdIO) error {
+	af, err := parseAggregatorFlags(args, io.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg := af.cfg
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := aggregator.New(cfg, io.Log, reg)
+	if err != nil {
+		return err
+	}
+	if af.metricsAddr != "" {
+		ln, err := net.Listen("tcp", af.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	scheme, hosts, ok := strings.Cut(af.bus, "://")
+	if !ok || hosts == "" {
+		return fmt.Errorf("%w: --bus %q: want kafka://host:port or nats://host:port", errUsage, af.bus)
+	}
+	io.Log.Info("aggregator starting", "bus", af.bus, "out", cfg.Out, "window", cfg.Window, "lateness", cfg.Lateness, "raw_flows", cfg.RawFlows)
+	switch scheme {
+	case "kafka":
+		cc := kafka.ConsumerConfig{Conn: kafka.Conn{Brokers: strings.Split(hosts, ",")}, Topic: af.topic, Group: af.group, DLQTopic: af.dlq, CreateDLQTopic: true}
+		return aggregator.RunKafka(ctx, a, cc)
+	case "nats":
+		cc := nats.ConsumerConfig{Conn: nats.Conn{URL: af.bus}, Partitions: af.partitions, Durable: af.group}
+		if af.assigned != "" {
+			for _, s := range strings.Split(af.assigned, ",") {
+				p, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil || p < 0 || p >= af.partitions {
+					return fmt.Errorf("%w: --nats-assigned: %q is not a partition in [0, %d)", errUsage, s, af.partitions)
+				}
+				cc.Assigned = append(cc.Assigned, int32(p))
+			}
+		}
+		return aggregator.RunNATS(ctx, a, cc)
+	}
+	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, af.bus)
+}
+
+// parseAggregatorFlags parses the flags of 'flowbus aggregator' (command
+// line, then FLOWBUS_* environment, then the --config YAML file: see
+// parseFlags) into a validated aggregator.Config and the transport settings.
+func parseAggregatorFlags(args []string, stderr stdio.Writer) (aggregatorFlags, error) {
 	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
+	fs.SetOutput(stderr)
 	bus := fs.String("bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
-	out := fs.String("out", "./flowbus-data", "output directory: Parquet under <out>/pair_rollup and <out>/route_rollup (Hive partitions date=/hour=)")
+	out := fs.String("out", "./flowbus-data", "output directory: Parquet under <out>/pair_rollup, <out>/route_rollup and, with --raw-flows, <out>/flows (Hive partitions date=/hour=)")
 	window := fs.Duration("window", aggregator.DefaultWindow, "event-time window of a rollup row (whole seconds, dividing 24h)")
 	lateness := fs.Duration("lateness", aggregator.DefaultLateness, "allowed lateness: a window is written when the latest event time seen passes its end by this much; later records go to late files")
 	group := fs.String("group", kafka.DefaultGroup, "Kafka consumer group, or NATS durable consumer name prefix")
@@ -37,61 +98,23 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 	maxRoutes := fs.Int("max-routes-per-workload", aggregator.DefaultMaxRoutesPerWorkload, "distinct routes per destination workload per window; more are written as {other}")
 	routeLen := fs.Int("route-max-len", aggregator.DefaultRouteMaxLen, "maximum length of a route in bytes")
 	rowGroup := fs.Int("row-group-rows", 0, "maximum rows per Parquet row group (default 122880, DuckDB's row group)")
+	rawFlows := fs.Bool("raw-flows", false, "also write every flow record, one row each (flow.v1 columns), under <out>/flows/date=/hour=/, committed exactly once with its window's rollups; decodes every column and costs disk")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return aggregatorFlags{}, err
 	}
 	cfg := aggregator.Config{Out: *out, Window: *window, Lateness: *lateness,
-		MaxRoutesPerWorkload: *maxRoutes, RouteMaxLen: *routeLen, RowGroupRows: *rowGroup}
+		MaxRoutesPerWorkload: *maxRoutes, RouteMaxLen: *routeLen, RowGroupRows: *rowGroup, RawFlows: *rawFlows}
 	for _, s := range *templates {
 		rt, err := aggregator.ParseRouteTemplate(s)
 		if err != nil {
-			return fmt.Errorf("%w: --route-template: %v", errUsage, err)
+			return aggregatorFlags{}, fmt.Errorf("%w: --route-template: %v", errUsage, err)
 		}
 		cfg.RouteTemplates = append(cfg.RouteTemplates, rt)
 	}
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := aggregator.New(cfg, io.Log, reg)
-	if err != nil {
-		return err
-	}
-	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
-		io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	}
-	scheme, hosts, ok := strings.Cut(*bus, "://")
-	if !ok || hosts == "" {
-		return fmt.Errorf("%w: --bus %q: want kafka://host:port or nats://host:port", errUsage, *bus)
-	}
-	io.Log.Info("aggregator starting", "bus", *bus, "out", *out, "window", cfg.Window, "lateness", cfg.Lateness)
-	switch scheme {
-	case "kafka":
-		cc := kafka.ConsumerConfig{Conn: kafka.Conn{Brokers: strings.Split(hosts, ",")}, Topic: *topic, Group: *group, DLQTopic: *dlq, CreateDLQTopic: true}
-		return aggregator.RunKafka(ctx, a, cc)
-	case "nats":
-		cc := nats.ConsumerConfig{Conn: nats.Conn{URL: *bus}, Partitions: *partitions, Durable: *group}
-		if *assigned != "" {
-			for _, s := range strings.Split(*assigned, ",") {
-				p, err := strconv.Atoi(strings.TrimSpace(s))
-				if err != nil || p < 0 || p >= *partitions {
-					return fmt.Errorf("%w: --nats-assigned: %q is not a partition in [0, %d)", errUsage, s, *partitions)
-				}
-				cc.Assigned = append(cc.Assigned, int32(p))
-			}
-		}
-		return aggregator.RunNATS(ctx, a, cc)
-	}
-	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, *bus)
+	return aggregatorFlags{cfg: cfg, bus: *bus, group: *group, topic: *topic, dlq: *dlq,
+		partitions: *partitions, assigned: *assigned, metricsAddr: *metricsAddr}, nil
 }
