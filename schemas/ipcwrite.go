@@ -44,28 +44,37 @@ import (
 //     see pays.
 const rawMax = 32
 
-// pays reports whether compressing a raw-byte buffer to comp bytes was
+// pays reports whether compressing a raw-byte buffer to comp bytes is
 // worth its CPU: whether the bytes saved reach payNum/payDen of the
 // buffer's size plus payOverhead, the fixed cost of a zstd frame expressed
-// in bytes of input (~1 µs, at the ~2–3 ns per byte zstd spends here). A
-// record batch buffer that did not pay is stored raw for the next rawStreak
-// batches, then tried again. The rule keeps zstd on the buffers where it
-// saves most bytes per nanosecond (dictionary indices, addresses, labels)
-// and stores raw those it barely shrinks (timestamps, random ports, byte
-// counters at small batch sizes).
+// in bytes of input (~1 µs, at the ~2–3 ns per byte zstd spends here). It
+// keeps zstd on the buffers where it saves most bytes per nanosecond
+// (dictionary indices, addresses, labels, constant-ish counters) and stores
+// raw those it shrinks least (timestamps, random ports, byte counters).
+//
+// Only record batch buffers of rawRuleMin bytes or more are ever stored
+// raw by this rule, so small batches (the agent's per-partition messages at
+// a few hundred rows) stay fully compressed: there the encoder's CPU per
+// second is small and the bytes are what the bus pays for. The decision is
+// per buffer position: the ratio zstd reached there last is kept for
+// rawStreak batches and judged against each batch's own size; a buffer
+// stored raw is compressed again (and its ratio measured) after rawStreak
+// batches.
 func pays(raw, comp int) bool {
 	return payDen*(raw-comp) >= payNum*(raw+payOverhead)
 }
 
 const (
-	payNum, payDen = 3, 5
+	payNum, payDen = 4, 5
 	payOverhead    = 512
+	rawRuleMin     = 4096
 )
 
 const metadataV5 = 4 // flatbuf.MetadataVersion V5
 
-// rawStreak is how many batches a record batch buffer whose compression did
-// not pay is stored raw before compression is tried again.
+// rawStreak is how many batches the compression ratio measured for a
+// record batch buffer position stands for; a buffer stored raw is
+// compressed again after that many batches.
 const rawStreak = 15
 
 // Flatbuffer enum values of the Arrow IPC Message schema.
@@ -92,8 +101,8 @@ type ipcWriter struct {
 	narrow  [][]byte // per narrow index buffer of the batch, in emit order
 	narrowN int
 	dups    dupIndex
-	inDict  bool    // writing dictionary batches: no raw streaks
-	rawRuns []uint8 // per record batch buffer: batches left to store raw
+	inDict  bool        // writing dictionary batches: no raw streaks
+	slots   []slotState // per record batch buffer position
 
 	// scratch of the dictionary batches
 	dNodes []fieldNode
@@ -162,13 +171,17 @@ func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 		}
 	}
 	start := int64(len(w.body))
-	if adaptive && i >= len(w.rawRuns) {
-		w.rawRuns = append(w.rawRuns, make([]uint8, i+1-len(w.rawRuns))...)
+	if adaptive && i >= len(w.slots) {
+		w.slots = append(w.slots, make([]slotState, i+1-len(w.slots))...)
 	}
-	if len(raw) < rawMax || adaptive && w.rawRuns[i] > 0 {
-		if adaptive && w.rawRuns[i] > 0 {
-			w.rawRuns[i]--
+	compress := len(raw) >= rawMax
+	if compress && adaptive && len(raw) >= rawRuleMin {
+		if st := &w.slots[i]; st.left > 0 {
+			st.left--
+			compress = pays(len(raw), int(uint64(len(raw))*uint64(st.ratio)>>16))
 		}
+	}
+	if !compress {
 		w.body = binary.LittleEndian.AppendUint64(w.body, ^uint64(0))
 		w.body = append(w.body, raw...)
 	} else {
@@ -180,8 +193,9 @@ func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 			w.body = binary.LittleEndian.AppendUint64(w.body[:start], ^uint64(0))
 			w.body = append(w.body, raw...)
 		}
-		if adaptive && !pays(len(raw), n) {
-			w.rawRuns[i] = rawStreak
+		if adaptive {
+			ratio := uint64(min(n, len(raw))) << 16 / uint64(len(raw))
+			w.slots[i] = slotState{ratio: uint16(min(ratio, 1<<16-1)), left: rawStreak}
 		}
 	}
 	end := int64(len(w.body))
@@ -193,6 +207,13 @@ func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 		w.dups.add(raw, spec)
 	}
 	w.bufs = append(w.bufs, spec)
+}
+
+// slotState is what the encoder remembers of one record batch buffer
+// position between batches.
+type slotState struct {
+	ratio uint16 // compressed/raw size the last time it was compressed, 1/65536ths
+	left  uint8  // batches the ratio still stands for
 }
 
 // dupIndex finds a record batch buffer whose bytes equal an earlier one's

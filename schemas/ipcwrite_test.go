@@ -64,10 +64,10 @@ func TestPaysWeighsBytesSavedAgainstFrameCost(t *testing.T) {
 	}{
 		{"10 KB to 1 KB pays", 10_000, 1_000, true},
 		{"10 KB to 5 KB does not", 10_000, 5_000, false},
-		{"10 KB to 3692 B is the edge", 10_000, 3_692, true},
-		{"10 KB to 3693 B is just past it", 10_000, 3_693, false},
-		{"1 KB to 100 B does not: the frame's fixed cost", 1_000, 100, false},
-		{"1 KB to 50 B pays", 1_000, 50, true},
+		{"10 KB to 1590 B is the edge", 10_000, 1_590, true},
+		{"10 KB to 1591 B is just past it", 10_000, 1_591, false},
+		{"4 KiB to 409 B pays", 4_096, 409, true},
+		{"4 KiB to 410 B does not: the frame's fixed cost weighs", 4_096, 410, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := pays(c.raw, c.comp); got != c.want {
@@ -146,6 +146,25 @@ func TestBufferThatDidNotPayIsStoredRawThenRetried(t *testing.T) {
 		want := batch >= 1 && batch <= rawStreak
 		if isRaw() != want {
 			t.Fatalf("batch %d: raw = %v, want %v", batch, isRaw(), want)
+		}
+	}
+}
+
+func TestSmallBufferIsAlwaysCompressed(t *testing.T) {
+	w, err := newIPCWriter(NewArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := make([]byte, rawRuleMin-8)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range len(half) / 2 {
+		half[i] = byte(r.Uint32()) // compresses to ~1/2, which does not pay
+	}
+	for batch := range 3 {
+		w.startBatch()
+		w.buffer(half)
+		if int64(binary.LittleEndian.Uint64(w.body[w.bufs[0].offset:])) == -1 {
+			t.Fatalf("batch %d: a %d-byte buffer was stored raw", batch, len(half))
 		}
 	}
 }

@@ -24,7 +24,7 @@ type frameCompressor struct {
 }
 
 // cgoMin is the buffer size from which libzstd compresses.
-const cgoMin = 2048
+const cgoMin = 1024
 
 func newFrameCompressor() (*frameCompressor, error) {
 	small, err := newGoZstd()
