@@ -6,8 +6,9 @@
 // flowbus. Every column is documented in schemas/README.md.
 //
 // Files: flow.go (the record), arrowschema.go (the flow.v1 columns),
-// codec.go + columns.go + ipcwrite.go (encoder), decode.go + rawipc.go +
-// fbcheck.go (decoder), hubble.go (flow.Flow), histogram.go, bus.go.
+// codec.go + columns.go + ipcwrite.go + zstdframe*.go (encoder), decode.go +
+// rawipc.go + fbcheck.go (decoder), hubble.go (flow.Flow), histogram.go,
+// bus.go.
 //
 // Decisions:
 //
@@ -16,16 +17,36 @@
 //     consumer (arrow-go, pyarrow, DuckDB) decodes a message alone.
 //   - The encoder writes the IPC messages itself: the schema message is
 //     serialised once by arrow-go and cached; dictionary and record batches
-//     are flatbuffers around the encoder's own column buffers, compressed with
-//     one reused zstd encoder (level SpeedFastest, zstd's default literal
-//     handling: forcing entropy coding was 8–10 % smaller but ~25 % more
-//     encode CPU; buffers under 32 B stored raw).
+//     are flatbuffers around the encoder's own column buffers.
 //     arrow-go's ipc.Writer costs a new zstd encoder (megabytes of tables)
 //     per stream, which at one message per second per partition dominated
 //     the cost. The tests read every stream back with arrow-go's
 //     ipc.Reader, and the golden file testdata/flow.v1.arrows pins the bytes
 //     (`go test ./schemas -update` rewrites it after a deliberate change;
 //     bump SchemaVersion when old readers cannot read the new columns).
+//   - Body compression is zstd, one frame per buffer as Arrow requires, and
+//     most of the encoder's CPU. Buffers of 1 KiB or more go through
+//     libzstd level 1 by cgo (github.com/DataDog/zstd, which bundles the C
+//     source; the binary already needs cgo for DuckDB): on the fleet's
+//     buffers it took ~60 % of klauspost's SpeedFastest time for ~11 % fewer
+//     bytes. Smaller buffers keep klauspost's pure-Go encoder, because
+//     libzstd rebuilds its default FSE tables for every frame (~1 µs here).
+//     Built with CGO_ENABLED=0 (zstdframe_nocgo.go) klauspost does every
+//     buffer: the streams are equally valid, only larger and dearer. The
+//     decoder is unchanged: these are standard zstd frames.
+//   - Storage rules around the compressor (ipcwrite.go): a buffer of one
+//     repeated byte is written as a zstd RLE frame without running the
+//     compressor; a buffer equal to an earlier one of the same record batch
+//     (list offsets of same-shaped lists, equal timestamps) is stored once
+//     and both buffer entries point at it; a record batch buffer of 4 KiB
+//     or more is stored raw (Arrow's -1 length) when the ratio zstd last
+//     reached at its position saves less than 4/5 of (its size + 512 B),
+//     512 B being what a frame's fixed CPU is worth here, and compressed
+//     again after 15 batches to re-measure; buffers under 32 B are always
+//     raw. Smaller batches (the agent's per-partition messages) therefore
+//     stay fully compressed. latency_hist's counts use libzstd level 3,
+//     ~3× faster and smaller than level 1 on them.
+//     Figures are in README.md "Size and speed".
 //   - The decoder reads streams whose schema message is byte for byte ours
 //     without arrow-go objects (one reused zstd decoder, one reused arena,
 //     strings copied once per dictionary), and any other flow.v1 stream
