@@ -170,6 +170,22 @@ func TestRawFlowsHoldEveryRecordOnceWithItsColumns(t *testing.T) {
 	if maxGroup != 1000 {
 		t.Errorf("largest raw row group has %d rows, want RowGroupRows = 1000", maxGroup)
 	}
+	// The README's query: dropped flows of one hour, by Hive partition.
+	wantDrops := 0
+	for i := range g.flows {
+		if t := time.Unix(0, g.flows[i].TimeNs-mod(g.flows[i].TimeNs, int64(time.Minute))).UTC(); g.flows[i].Verdict.String() == "DROPPED" && t.Hour() == 10 {
+			wantDrops++
+		}
+	}
+	var drops int64
+	if err := db.QueryRow(`SELECT count(*) FROM read_parquet(` + flowsGlob(out) + `, hive_partitioning = true)
+		WHERE date = '2026-11-25' AND hour = 10 AND verdict = 'DROPPED'`).Scan(&drops); err != nil {
+		t.Fatal(err)
+	}
+	if drops != int64(wantDrops) || drops == 0 {
+		t.Errorf("%d dropped flows in hour 10, generator %d", drops, wantDrops)
+	}
+
 	sample := []int{0, 1, 2, 3, 299, 4567, 12345, 29999}
 	for i := 100; i < len(g.flows); i++ {
 		if len(g.flows[i].LatencyHist) > 0 && len(sample) < 12 {

@@ -136,6 +136,8 @@ func TestFlowRowIsReadByDuckDBWithReaderTypes(t *testing.T) {
 		"verdict": "VARCHAR", "src_ip": "VARCHAR", "is_reply": "BOOLEAN", "dst_port": "USMALLINT",
 		"l4_protocol": "UTINYINT", "bytes_fwd": "UBIGINT", "event_type": "INTEGER",
 		"src_labels": "VARCHAR[]", "latency_hist": "STRUCT(bucket SMALLINT, count BIGINT)[]",
+		"tcp_flags": "USMALLINT", "src_id": "UINTEGER", "l7_dns_ttl": "UINTEGER", "count": "UBIGINT",
+		"l7_kafka_error_code": "INTEGER", "uuid": "VARCHAR", "l7_dns_qtypes": "VARCHAR[]", "last_seen": "TIMESTAMP WITH TIME ZONE",
 	} {
 		if types[col] != want {
 			t.Errorf("column %s is %q, want %q", col, types[col], want)
