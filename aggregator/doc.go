@@ -3,7 +3,9 @@
 // JetStream durable pull consumer, RunNATS), folds them into event-time
 // windows and writes per-pair and per-route rollups as Parquet
 // (schemas.PairRollup, schemas.RouteRollup) that DuckDB, Spark and pandas
-// read directly. Package report holds the DuckDB queries the demo prints.
+// read directly, and optionally (Config.RawFlows, --raw-flows) every raw
+// flow record (schemas.FlowRow). Package report holds the DuckDB queries the
+// demo prints.
 //
 // # Windows and lateness
 //
@@ -34,17 +36,33 @@
 // schemas.Histogram (≤ 2 % error), written both as quantile columns and as
 // latency_hist, which SQL merges exactly.
 //
+// # Raw flows
+//
+// With RawFlows every record consumed is also written, one row per record
+// (schemas.FlowRow: the flow.v1 columns, see schemas/README.md), to
+// <out>/flows/date=…/hour=…/. A raw row belongs to the bucket its record
+// folds into, so it shares the bucket's file name, Hive partition (the
+// window start's, also for a record with no event time or a late one),
+// replay skipping and commit below: flows/ holds every record exactly once
+// across crashes and rebalances, like the rollups. Memory stays bounded
+// however long the window: each bucket streams its rows into a temporary
+// Parquet file opened on its first row (rows of a message are staged and
+// written when the message is done, since the decoder reuses their memory),
+// flushing a row group every min(RowGroupRows, 32768) rows. The aggregator
+// then decodes every column, not only the rollups' projection.
+//
 // # Commit protocol (exactly-once output over at-least-once delivery)
 //
 // A window's records of one partition are a bucket. A bucket remembers the
 // offsets of the first and last message that added to it. When written, it
-// becomes two files with the same deterministic name
+// becomes up to three files with the same deterministic name
 //
 //	p<partition>-w<window start, Unix s>-o<first offset>-<last offset>[-late].parquet
 //
-// under <out>/route_rollup/date=YYYY-MM-DD/hour=HH/ (skipped if it has no L7
-// rows) and then <out>/pair_rollup/date=…/hour=…/. Each file is written to a
-// hidden temp name, fsynced, renamed, and its directory fsynced (package
+// under <out>/flows/date=YYYY-MM-DD/hour=HH/ (RawFlows only), then
+// <out>/route_rollup/date=…/hour=…/ (skipped if it has no L7 rows) and
+// then <out>/pair_rollup/date=…/hour=…/. Each file is written to a hidden
+// temp name, fsynced, renamed, and its directory fsynced (package
 // sinks/parquet). The pair file is written last and is the bucket's commit
 // marker. Only after the files are renamed are offsets committed, and the
 // committed offset of a partition is the first offset of its oldest bucket
@@ -63,12 +81,14 @@
 //     because a bucket takes every not-yet-committed record of its window
 //     from every message in its range, and a window has one open bucket at
 //     a time.
-//   - A crash between the route file and the pair file leaves a route file
-//     without its marker; Assign deletes it (and the partition's temp files), and the
-//     bucket is rebuilt from the re-read records.
+//   - A crash between the flows or route file and the pair file leaves
+//     files without their marker; Assign deletes them (and the partition's
+//     temp files, open raw flows files included), and the bucket is rebuilt
+//     from the re-read records.
 //   - A rebalance writes the revoked partitions' open buckets and commits
 //     before they move (OnRevoked). A partition lost without a handover is
-//     dropped; its next owner re-reads it and the rule above applies.
+//     dropped (its open raw flows files closed and removed); its next owner
+//     re-reads it and the rule above applies.
 //
 // The same (window, key) can therefore appear in several rows (late
 // buckets, early writes on revoke or shutdown): always aggregate with
@@ -85,7 +105,9 @@
 //     rebalance timeout (franz-go then calls OnLost and the state is dropped).
 //     NATS has no group: --nats-assigned must not overlap between instances.
 //   - Assign walks the whole output directory; prune old date= directories.
-//   - Raw flows under <out>/flows/ are not written yet.
+//   - Raw flows cost a full decode and about one Parquet row per record on
+//     disk; with RawFlows switched on later, windows committed before are
+//     not backfilled.
 //
 // # Reading the rollups
 //
@@ -120,4 +142,11 @@
 //	       sum(bytes_fwd + bytes_rev) AS bytes
 //	FROM read_parquet('flowbus-data/pair_rollup/*/*/*.parquet', hive_partitioning = true)
 //	WHERE date = '2026-11-25' GROUP BY ALL ORDER BY bytes DESC;
+//
+// Raw flows (RawFlows): the drops of one hour, newest first:
+//
+//	SELECT time, src_namespace, src_pod_name, dst_namespace, dst_pod_name, dst_port, drop_reason
+//	FROM read_parquet('flowbus-data/flows/*/*/*.parquet', hive_partitioning = true)
+//	WHERE date = '2026-11-25' AND hour = 10 AND verdict = 'DROPPED'
+//	ORDER BY time DESC LIMIT 50;
 package aggregator
