@@ -179,7 +179,11 @@ func (a *Aggregator) Process(ctx context.Context, m Message) error {
 	// Rows are folded as they are decoded; a bad message is found before
 	// its first row (DecodeEach), so it folds nothing.
 	fo := ps.begin(a, &m)
-	n, err := a.decode(m.Value, fo.add)
+	add := fo.add
+	if a.cfg.RawFlows {
+		add = fo.addRaw
+	}
+	n, err := a.decode(m.Value, add)
 	if err != nil {
 		ps.next = m.Offset + 1
 		return a.bad(ctx, m, err)

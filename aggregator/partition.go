@@ -79,8 +79,7 @@ type fold struct {
 	cur                     *bucket
 	curKey                  bucketKey
 	late, skipped, overflow int64
-	raw                     bool      // Config.RawFlows
-	touched                 []*bucket // buckets with raw rows staged by this message
+	touched                 []*bucket // Config.RawFlows: buckets with raw rows staged by this message
 }
 
 func (ps *partition) begin(a *Aggregator, m *Message) *fold {
@@ -88,7 +87,7 @@ func (ps *partition) begin(a *Aggregator, m *Message) *fold {
 		ps.done = nil
 	}
 	return &fold{ps: ps, a: a, m: m, w: a.window, msgTime: m.Time.UnixNano(), maxT: ps.maxTime,
-		curKey: bucketKey{start: math.MinInt64}, raw: a.cfg.RawFlows}
+		curKey: bucketKey{start: math.MinInt64}}
 }
 
 // add folds one flow; f is not retained.
@@ -119,9 +118,6 @@ func (fo *fold) add(f *schemas.Flow) {
 	}
 	if fo.cur.add(f, fo.a) {
 		fo.overflow++
-	}
-	if fo.raw {
-		fo.stageRaw(f)
 	}
 }
 

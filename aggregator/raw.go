@@ -15,6 +15,17 @@ type rawFile struct {
 	stage []schemas.FlowRow // rows of the current message, not yet written
 }
 
+// addRaw is add for Config.RawFlows: it also stages f's raw row in the
+// bucket f went to, unless f was skipped as already committed. (add itself
+// stays as it is, so the rollup-only path pays nothing for raw flows.)
+func (fo *fold) addRaw(f *schemas.Flow) {
+	skipped := fo.skipped
+	fo.add(f)
+	if fo.skipped == skipped {
+		fo.stageRaw(f)
+	}
+}
+
 // stageRaw keeps f's row for the current bucket. f's memory belongs to the
 // decoder and is valid until the message is done: flushRaw writes the rows
 // (the Parquet writer copies them) before that.

@@ -131,7 +131,6 @@ type bucket struct {
 	routes      map[routeKey]*routeAgg
 	wlRoutes    map[workloadRoute]struct{}
 	wlCount     map[workloadKey]int
-	raw         *rawFile // Config.RawFlows: the bucket's raw flows file
 
 	// Direct-mapped caches in front of pairs and routes, keyed by the
 	// identity of the key's strings (see sameStr): rows decoded from one
@@ -139,6 +138,8 @@ type bucket struct {
 	// find their row here without hashing and comparing string contents.
 	pcache [keyCacheSize]pairSlot
 	rcache [keyCacheSize]routeSlot
+
+	raw *rawFile // Config.RawFlows: the bucket's raw flows file
 }
 
 const keyCacheSize = 256
