@@ -38,7 +38,7 @@
 //     repeated byte is written as a zstd RLE frame without running the
 //     compressor; a buffer equal to an earlier one of the same record batch
 //     (list offsets of same-shaped lists, equal timestamps) is stored once
-//     and both buffer entries point at it; a record batch buffer of 4 KiB
+//     and both buffer entries point at it; a record batch buffer of 16 KiB
 //     or more is stored raw (Arrow's -1 length) when the ratio zstd last
 //     reached at its position saves less than 4/5 of (its size + 512 B),
 //     512 B being what a frame's fixed CPU is worth here, and compressed

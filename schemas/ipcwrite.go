@@ -53,13 +53,14 @@ const rawMax = 32
 // raw those it shrinks least (timestamps, random ports, byte counters).
 //
 // Only record batch buffers of rawRuleMin bytes or more are ever stored
-// raw by this rule, so small batches (the agent's per-partition messages at
-// a few hundred rows) stay fully compressed: there the encoder's CPU per
-// second is small and the bytes are what the bus pays for. The decision is
-// per buffer position: the ratio zstd reached there last is kept for
-// rawStreak batches and judged against each batch's own size; a buffer
-// stored raw is compressed again (and its ratio measured) after rawStreak
-// batches.
+// raw by this rule: 2 bytes a row of a 8k-row batch, 16 bytes a row of a
+// 1k-row one. The agent's per-partition messages (a few hundred rows at 10k
+// flows/s after aggregation) therefore stay fully compressed: there the
+// encoder's CPU per second is small and the bytes are what the bus pays
+// for. The decision is per buffer position: the ratio zstd reached there
+// last is kept for rawStreak batches and judged against each batch's own
+// size; a buffer stored raw is compressed again (and its ratio measured)
+// after rawStreak batches.
 func pays(raw, comp int) bool {
 	return payDen*(raw-comp) >= payNum*(raw+payOverhead)
 }
@@ -67,7 +68,7 @@ func pays(raw, comp int) bool {
 const (
 	payNum, payDen = 4, 5
 	payOverhead    = 512
-	rawRuleMin     = 4096
+	rawRuleMin     = 16 << 10
 )
 
 const metadataV5 = 4 // flatbuf.MetadataVersion V5

@@ -132,7 +132,7 @@ func TestBufferThatDidNotPayIsStoredRawThenRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noise := make([]byte, 8192)
+	noise := make([]byte, 2*rawRuleMin)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range len(noise) / 2 {
 		noise[i] = byte(r.Uint32()) // random, then zeros: compresses to ~1/2, which does not pay
@@ -190,10 +190,11 @@ func readArrowGo(t *testing.T, msg []byte) []arrow.RecordBatch {
 	return out
 }
 
-// A reused encoder stores buffers every way it can: raw after a streak,
-// shared between equal buffers, RLE frames, libzstd and klauspost frames.
-// arrow-go must read such a stream to the same records as a fresh
-// encoder's, which TestArrowGoReadsOurStreams checks against the flows.
+// A reused encoder stores buffers every way it can: raw (incompressible, or
+// after a streak: at 10k rows, where buffers reach rawRuleMin bytes), shared
+// between equal buffers, RLE frames, libzstd and klauspost frames. arrow-go must read
+// such a stream to the same records as a fresh encoder's, which
+// TestArrowGoReadsOurStreams checks against the flows.
 func TestArrowGoReadsEveryBufferStorage(t *testing.T) {
 	for _, n := range []int{1000, 10000} {
 		t.Run(fmt.Sprintf("%d rows from a reused encoder", n), func(t *testing.T) {
