@@ -7,7 +7,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/klauspost/compress/zstd"
 )
 
 // rawArray is one decoded Arrow array: its length, null count, buffers
@@ -79,7 +78,7 @@ type ipcMessage struct {
 // decoder, decompressed buffers in one reused arena.
 type fastReader struct {
 	schema *arrow.Schema
-	zdec   *zstd.Decoder
+	zdec   *frameDecoder
 	arena  []byte
 	used   int // arena bytes in use by the current Decode
 	dicts  map[int64]*rawArray
@@ -88,15 +87,8 @@ type fastReader struct {
 func newFastReader(schema *arrow.Schema) *fastReader {
 	// Each buffer is one zstd frame whose decoded size was checked against
 	// the message's budget before decoding, decoded into an arena region of
-	// that size (WithDecodeAllCapLimit: a frame that decodes to more fails
-	// instead of growing the output); the limits bound what a forged frame
-	// header can make the decoder allocate.
-	zdec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true),
-		zstd.WithDecoderMaxMemory(256<<20), zstd.WithDecoderMaxWindow(64<<20))
-	if err != nil {
-		panic("schemas: create zstd decoder: " + err.Error()) // constant options cannot fail
-	}
-	return &fastReader{schema: schema, zdec: zdec, dicts: map[int64]*rawArray{}}
+	// exactly that size: a frame that decodes to more or less fails.
+	return &fastReader{schema: schema, zdec: newFrameDecoder(), dicts: map[int64]*rawArray{}}
 }
 
 const zstdSlack = 64
@@ -108,7 +100,7 @@ type batchView struct {
 	nodes  []fieldNode
 	spans  []span
 	arena  []byte // the regions of spans
-	zdec   *zstd.Decoder
+	zdec   *frameDecoder
 	err    error // the first buffer that failed to decompress
 }
 
@@ -146,14 +138,13 @@ func (v *batchView) buffer(i int) []byte {
 	if !sp.z {
 		dst = append(dst, sp.src...)
 	} else {
-		out, err := v.zdec.DecodeAll(sp.src, dst)
-		if err != nil || len(out) != sp.n || &out[0] != &v.arena[sp.at] {
+		dst = dst[:sp.n]
+		if err := v.zdec.decode(dst, sp.src); err != nil {
 			if v.err == nil {
-				v.err = fmt.Errorf("%w: buffer %d does not decompress to its %d bytes", ErrNotArrow, i, sp.n)
+				v.err = fmt.Errorf("%w: buffer %d does not decompress to its %d bytes: %v", ErrNotArrow, i, sp.n, err)
 			}
 			return nil
 		}
-		dst = out
 	}
 	sp.loaded = true
 	return dst
