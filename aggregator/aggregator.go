@@ -56,6 +56,7 @@ type Aggregator struct {
 	late    int64
 	opts    parquet.Options
 	rawOpts parquet.Options                                       // raw flows: row groups capped at rawRowGroupRows
+	stage   rawStage                                              // raw rows of the message being folded (RawFlows)
 	hook    func(point string, m *Message) error                  // tests: crash injection
 	decode  func(msg []byte, fn func(*schemas.Flow)) (int, error) // the rollup's projection; tests swap it
 	written int
@@ -82,9 +83,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, 
 		tpl:    newTemplater(cfg.RouteMaxLen, cfg.RouteTemplates),
 		parts:  make(map[int32]*partition),
 		window: int64(cfg.Window), late: int64(cfg.Lateness),
-		opts: parquet.Options{RowGroupRows: cfg.RowGroupRows, NoSync: cfg.NoSync},
+		opts: parquet.Options{RowGroupRows: cfg.RowGroupRows, NoSync: cfg.NoSync, Compressor: parquet.NewCompressor()},
 	}
 	a.rawOpts = a.opts
+	a.rawOpts.PageBufferBytes = rawPageBufferBytes
 	if a.rawOpts.RowGroupRows == 0 || a.rawOpts.RowGroupRows > rawRowGroupRows {
 		a.rawOpts.RowGroupRows = rawRowGroupRows
 	}

@@ -48,8 +48,11 @@
 // however long the window: each bucket streams its rows into a temporary
 // Parquet file opened on its first row (rows of a message are staged and
 // written when the message is done, since the decoder reuses their memory),
-// flushing a row group every min(RowGroupRows, 32768) rows. The aggregator
-// then decodes every column, not only the rollups' projection.
+// flushing a row group every min(RowGroupRows, 32768) rows: about 9 MB per
+// open bucket (partitions × windows open, plus late ones). One zstd encoder
+// is shared by all files. The aggregator then decodes every column, not
+// only the rollups' projection, and processes about 5× fewer rows per CPU
+// second (BenchmarkProcessRawFlows).
 //
 // # Commit protocol (exactly-once output over at-least-once delivery)
 //

@@ -79,7 +79,6 @@ type fold struct {
 	cur                     *bucket
 	curKey                  bucketKey
 	late, skipped, overflow int64
-	touched                 []*bucket // Config.RawFlows: buckets with raw rows staged by this message
 }
 
 func (ps *partition) begin(a *Aggregator, m *Message) *fold {

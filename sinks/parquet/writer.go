@@ -29,12 +29,33 @@ type Options struct {
 	// benchmarks and throwaway output: without it a crash can leave a
 	// renamed file whose content never reached the disk.
 	NoSync bool
+	// PageBufferBytes is the buffer of each column's current page; 0 means
+	// parquet-go's default (256 KiB). A file being written holds one per
+	// column: lower it for wide rows written to many files at once.
+	PageBufferBytes int
+	// Compressor is shared by the files written with these options, so that
+	// its zstd encoder (about 16 MB of history) is not allocated per open
+	// file; nil means one per file.
+	Compressor *Compressor
+}
+
+// Compressor is a zstd compressor that files may share (Options); safe for
+// concurrent use.
+type Compressor struct{ codec *zstd.Codec }
+
+// NewCompressor returns the zstd compressor of every flowbus file
+// (fastest level).
+func NewCompressor() *Compressor {
+	return &Compressor{codec: &zstd.Codec{Level: zstd.SpeedFastest, Concurrency: 1}}
 }
 
 // Validate reports whether o is usable.
 func (o Options) Validate() error {
 	if o.RowGroupRows < 0 {
 		return fmt.Errorf("parquet: row group rows %d must not be negative", o.RowGroupRows)
+	}
+	if o.PageBufferBytes < 0 {
+		return fmt.Errorf("parquet: page buffer bytes %d must not be negative", o.PageBufferBytes)
 	}
 	return nil
 }
@@ -116,11 +137,19 @@ func Create[T any](path string, opts Options) (*FileWriter[T], error) {
 	if n == 0 {
 		n = DefaultRowGroupRows
 	}
-	w := pq.NewGenericWriter[T](f,
-		pq.Compression(&zstd.Codec{Level: zstd.SpeedFastest}),
+	comp := opts.Compressor
+	if comp == nil {
+		comp = NewCompressor()
+	}
+	wopts := []pq.WriterOption{
+		pq.Compression(comp.codec),
 		pq.MaxRowsPerRowGroup(int64(n)),
 		pq.CreatedBy("flowbus", "", ""),
-	)
+	}
+	if opts.PageBufferBytes > 0 {
+		wopts = append(wopts, pq.PageBufferSize(opts.PageBufferBytes))
+	}
+	w := pq.NewGenericWriter[T](f, wopts...)
 	return &FileWriter[T]{path: path, dir: dir, tmp: f.Name(), f: f, w: w, opts: opts}, nil
 }
 

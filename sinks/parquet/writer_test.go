@@ -163,7 +163,13 @@ func listDir(t *testing.T, dir string) []string {
 // every row.
 func TestFileWriterStreamsRowGroupsAndCommitsUnderTheFinalName(t *testing.T) {
 	dir := t.TempDir()
-	w, err := Create[schemas.PairRollup](filepath.Join(dir, "h", "open.parquet"), Options{RowGroupRows: 250})
+	shared := NewCompressor()
+	other, err := Create[schemas.PairRollup](filepath.Join(dir, "h", "other.parquet"), Options{Compressor: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Abort()
+	w, err := Create[schemas.PairRollup](filepath.Join(dir, "h", "open.parquet"), Options{RowGroupRows: 250, PageBufferBytes: 4096, Compressor: shared})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +182,12 @@ func TestFileWriterStreamsRowGroupsAndCommitsUnderTheFinalName(t *testing.T) {
 	}
 	if w.Rows() != 1000 {
 		t.Errorf("Rows() = %d, want 1000", w.Rows())
+	}
+	if err := other.Write(rows[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Abort(); err != nil {
+		t.Fatal(err)
 	}
 	left := listDir(t, dir)
 	if len(left) != 1 || !IsTemp(filepath.Base(left[0])) {
@@ -287,6 +299,9 @@ func TestFileWriterRejectsBadInput(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Create[schemas.PairRollup](filepath.Join(dir, "x.parquet"), Options{RowGroupRows: -5}); err == nil || !strings.Contains(err.Error(), "must not be negative") {
 		t.Errorf("negative row group rows: err = %v", err)
+	}
+	if _, err := Create[schemas.PairRollup](filepath.Join(dir, "x.parquet"), Options{PageBufferBytes: -1}); err == nil || !strings.Contains(err.Error(), "page buffer") {
+		t.Errorf("negative page buffer: err = %v", err)
 	}
 	if _, err := Create[schemas.PairRollup](dir+string(filepath.Separator), Options{}); err == nil {
 		t.Error("a directory path accepted as a file name")
