@@ -50,12 +50,16 @@ func BenchmarkExportPath(b *testing.B) {
 }
 
 func runExport(b *testing.B, raw []schemas.Flow, enc string) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(16, kafka.DefaultTopic))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cluster.Close()
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: cluster.ListenAddrs()}})
+	// The producer creates the topic as a deployment would, with
+	// max.message.bytes = its batch limit: the broker default (1 MiB) is
+	// below one full batch of the baselines' larger records.
+	prod, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: cluster.ListenAddrs()},
+		CreateTopic: true, Partitions: 16})
 	if err != nil {
 		b.Fatal(err)
 	}
