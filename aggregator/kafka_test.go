@@ -201,9 +201,10 @@ func TestKafkaCrashesAndRestartsKeepTotalsExact(t *testing.T) {
 
 // TestKafkaRebalanceLosesAndDuplicatesNothing runs two aggregators in one
 // group: B joins while A runs (A hands over partitions), then A leaves (B
-// takes all), and B finishes.
+// takes all), and B finishes. Raw flows are on: flows/ too holds every
+// record once.
 func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
-	g := generate(5, 200_000, 12*time.Minute, 0)
+	g := withUUIDs(generate(5, 200_000, 12*time.Minute, 0))
 	msgs := encodeAll(t, split(g.flows, 4, 500))
 	c := newKafka(t, 4)
 	publishKafka(t, c, msgs)
@@ -217,7 +218,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 	defer stopA()
 	var mu sync.Mutex
 	var seenA, seenB int
-	a, _ := newTestAggregator(t, Config{Out: out})
+	a, _ := newTestAggregator(t, Config{Out: out, RawFlows: true})
 	a.hook = p.hook(func(pt string, _ *Message) error {
 		if pt == "message" {
 			mu.Lock()
@@ -227,7 +228,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	b, _ := newTestAggregator(t, Config{Out: out})
+	b, _ := newTestAggregator(t, Config{Out: out, RawFlows: true})
 	b.hook = p.hook(func(pt string, _ *Message) error {
 		if pt == "message" {
 			mu.Lock()
@@ -265,6 +266,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 	mu.Unlock()
 	checkExact(t, out, g)
 	checkQuantiles(t, out, g)
+	checkRawFlows(t, out, g)
 }
 
 // TestKafkaBadMessagesAreCountedDeadLetteredAndSkipped puts a non-Arrow
