@@ -36,6 +36,19 @@
 // schemas.Histogram (≤ 2 % error), written both as quantile columns and as
 // latency_hist, which SQL merges exactly.
 //
+// # Decoding and folding cost
+//
+// The rollups read 33 of flow.v1's 75 columns (rollupColumns), so the
+// aggregator decodes only those (schemas.Projection): the other columns'
+// buffers are never decompressed. Rows are folded as they are decoded
+// (schemas.Decoder.DecodeEach, one reused Flow), not gathered into a slice
+// first. Pair and route rows are found through small direct-mapped caches
+// keyed by the identity of the key's strings (rows of one message share
+// each dictionary string's bytes), before the maps that compare contents;
+// HTTP routes are templated in one pass into a reused buffer and interned,
+// and a URL repeated in a message is templated once. Figures are in
+// bench/RESULTS.md (BenchmarkDecodeRollup).
+//
 // # Raw flows
 //
 // With RawFlows every record consumed is also written, one row per record
