@@ -88,10 +88,13 @@ func (t *templater) route(url string) string {
 
 func (t *templater) template(url string) string {
 	p := url
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		p = p[:i]
+	for i := 0; i < len(p); i++ { // a byte loop: IndexAny is dearer for two bytes
+		if p[i] == '?' || p[i] == '#' {
+			p = p[:i]
+			break
+		}
 	}
-	if i := strings.Index(p, "://"); i >= 0 {
+	if i := strings.Index(p, "://"); i >= 0 && (len(p) == 0 || p[0] != '/') {
 		p = p[i+3:]
 		if j := strings.IndexByte(p, '/'); j >= 0 {
 			p = p[j:]
