@@ -12,13 +12,20 @@ import (
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
-// benchMessages encodes 200 messages of 1000 generated flows.
-func benchMessages(b *testing.B) ([]schemas.Message, int) {
+// benchMessages encodes 200,000 generated flows into messages of per
+// flows, with one encoder, as one agent would.
+func benchMessages(b *testing.B, per int) ([]schemas.Message, int) {
 	b.Helper()
 	g := generate(11, 200_000, 10*time.Minute, 0)
-	msgs := encodeAll(b, split(g.flows, 1, 1000))
+	msgs := encodeAll(b, split(g.flows, 1, per))
 	return msgs, len(g.flows)
 }
+
+// benchRows are the message sizes of the decode and rollup benchmarks: a
+// mid-size message, and the agent's full batch (export's default row cap),
+// which is what agents send when throughput matters and at which the
+// encoder stores incompressible buffers raw (schemas/doc.go).
+var benchRows = []int{1000, 8192}
 
 // benchRun folds messages i = 0..b.N-1 (cycling) into one partition as
 // the aggregator does (a.decode: DecodeEach with the rollup's projection);
@@ -27,7 +34,13 @@ func benchMessages(b *testing.B) ([]schemas.Message, int) {
 // decode alone hands each row to a no-op; fold alone folds flows decoded
 // (with the same projection) before the timer starts.
 func benchRun(b *testing.B, decode, fold bool) {
-	msgs, _ := benchMessages(b)
+	for _, per := range benchRows {
+		b.Run(fmt.Sprintf("rows=%d", per), func(b *testing.B) { benchRunPer(b, per, decode, fold) })
+	}
+}
+
+func benchRunPer(b *testing.B, per int, decode, fold bool) {
+	msgs, _ := benchMessages(b, per)
 	a, _ := newTestAggregator(b, Config{Out: b.TempDir()})
 	if err := a.Assign(0); err != nil {
 		b.Fatal(err)
@@ -99,7 +112,8 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkDecodeRollup is Arrow decode + window/pair/route rollup of
-// 1000-flow messages on one goroutine; its baselines are the two stages alone.
+// messages of 1000 and 8192 flows on one goroutine; its baselines are the
+// two stages alone.
 func BenchmarkDecodeRollup(b *testing.B) { benchRun(b, true, true) }
 
 // BenchmarkDecodeOnly is the decode stage of BenchmarkDecodeRollup alone.
