@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
@@ -31,16 +32,6 @@ func withUUIDs(g genResult) genResult {
 	return g
 }
 
-func openDuck(t testing.TB) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 func flowsGlob(out string) string {
 	return "'" + filepath.Join(out, FlowsTable, "*", "*", "*.parquet") + "'"
 }
@@ -51,7 +42,7 @@ func flowsGlob(out string) string {
 // row in the window its file is named after.
 func checkRawFlows(t *testing.T, out string, g genResult) {
 	t.Helper()
-	db := openDuck(t)
+	db := ducktest.Open(t)
 	var rows, distinct int64
 	if err := db.QueryRow(`SELECT count(*), count(DISTINCT uuid) FROM read_parquet(`+flowsGlob(out)+`)`).Scan(&rows, &distinct); err != nil {
 		t.Fatal(err)
@@ -162,7 +153,7 @@ func TestRawFlowsHoldEveryRecordOnceWithItsColumns(t *testing.T) {
 		t.Errorf("files_written_total{table=flows} = %v, want the pair table's", got)
 	}
 
-	db := openDuck(t)
+	db := ducktest.Open(t)
 	var maxGroup int64
 	if err := db.QueryRow(`SELECT max(row_group_num_rows) FROM parquet_metadata(` + flowsGlob(out) + `)`).Scan(&maxGroup); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"database/sql"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -10,9 +9,9 @@ import (
 	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
-	_ "github.com/duckdb/duckdb-go/v2"
 	pq "github.com/parquet-go/parquet-go"
 
+	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
@@ -115,22 +114,8 @@ func TestFlowRowIsReadByDuckDBWithReaderTypes(t *testing.T) {
 	if _, err := parquet.WriteFile(path, []FlowRow{FlowRowOf(&f), FlowRowOf(&Flow{})}, parquet.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	types := map[string]string{}
-	rows, err := db.Query(`SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))`, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var c, ty string
-		rows.Scan(&c, &ty)
-		types[c] = ty
-	}
-	rows.Close()
+	db := ducktest.Open(t)
+	types := ducktest.ColumnTypes(t, db, path)
 	for col, want := range map[string]string{
 		"time": "TIMESTAMP WITH TIME ZONE", "first_seen": "TIMESTAMP WITH TIME ZONE",
 		"verdict": "VARCHAR", "src_ip": "VARCHAR", "is_reply": "BOOLEAN", "dst_port": "USMALLINT",
@@ -150,7 +135,7 @@ func TestFlowRowIsReadByDuckDBWithReaderTypes(t *testing.T) {
 		bytes, hist                        int64
 		nullTime, nullIP, nullReply        bool
 	)
-	err = db.QueryRow(`SELECT time, verdict, drop_reason, src_ip, dst_ip, src_labels[2], is_reply, bytes_fwd::BIGINT,
+	err := db.QueryRow(`SELECT time, verdict, drop_reason, src_ip, dst_ip, src_labels[2], is_reply, bytes_fwd::BIGINT,
 		list_sum(list_transform(latency_hist, h -> h.bucket * h.count))::BIGINT
 		FROM read_parquet(?) WHERE node_name = 'node-a'`, path).Scan(&ts, &verdict, &drop, &srcIP, &dstIP, &label, &reply, &bytes, &hist)
 	if err != nil {

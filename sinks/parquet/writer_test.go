@@ -1,27 +1,15 @@
 package parquet
 
 import (
-	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	_ "github.com/duckdb/duckdb-go/v2"
-
+	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/schemas"
 )
-
-func openDuck(t *testing.T) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 func pairRows(n int) []schemas.PairRollup {
 	rows := make([]schemas.PairRollup, n)
@@ -51,7 +39,7 @@ func TestWriteFileIsReadByDuckDBWithTheContractTypes(t *testing.T) {
 	if st.Rows != 1000 || st.Bytes != fi.Size() {
 		t.Errorf("stats = %+v, file size %d", st, fi.Size())
 	}
-	db := openDuck(t)
+	db := ducktest.Open(t)
 	var n, flows int64
 	var ts time.Time
 	var hist int64
@@ -65,17 +53,7 @@ func TestWriteFileIsReadByDuckDBWithTheContractTypes(t *testing.T) {
 	if want := time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC); !ts.Equal(want) {
 		t.Errorf("window_start = %v, want %v", ts, want)
 	}
-	types := map[string]string{}
-	rows, err := db.Query(`SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(?))`, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var c, ty string
-		rows.Scan(&c, &ty)
-		types[c] = ty
-	}
-	rows.Close()
+	types := ducktest.ColumnTypes(t, db, path)
 	for col, want := range map[string]string{
 		"window_start": "TIMESTAMP WITH TIME ZONE",
 		"latency_hist": "STRUCT(bucket SMALLINT, count BIGINT)[]",
@@ -208,7 +186,7 @@ func TestFileWriterStreamsRowGroupsAndCommitsUnderTheFinalName(t *testing.T) {
 	if st.Rows != 1000 || st.Bytes != fi.Size() || fi.Mode().Perm() != 0o644 {
 		t.Errorf("stats %+v, file size %d, mode %v", st, fi.Size(), fi.Mode())
 	}
-	db := openDuck(t)
+	db := ducktest.Open(t)
 	var n, flows, groups, maxRows int64
 	if err := db.QueryRow(`SELECT count(*), sum(flows) FROM read_parquet(?)`, final).Scan(&n, &flows); err != nil {
 		t.Fatal(err)
@@ -273,7 +251,7 @@ func TestFileWriterCommitReplacesAtomically(t *testing.T) {
 	if err := w.Write(pairRows(7)); err != nil {
 		t.Fatal(err)
 	}
-	db := openDuck(t)
+	db := ducktest.Open(t)
 	count := func() int64 {
 		var n int64
 		if err := db.QueryRow(`SELECT count(*) FROM read_parquet(?)`, path).Scan(&n); err != nil {
