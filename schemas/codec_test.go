@@ -484,7 +484,23 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
 	f.Add([]byte("not arrow"))
 	dec := NewDecoder()
+	proj, err := NewProjection("time", "src_workload", "dst_pod_name", "bytes_fwd", "latency_hist", "l7_http_url", "l7_dns_qtypes", "is_reply")
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		// A projected decode reads less, so it may accept what Decode
+		// rejects, but never panics, and DecodeEach hands over exactly the
+		// rows DecodeProjected returns.
+		some, perr := dec.DecodeProjected(nil, msg, proj)
+		var each []Flow
+		n, eerr := dec.DecodeEach(msg, proj, func(f *Flow) { each = append(each, *f) })
+		if (perr == nil) != (eerr == nil) || n != len(each) || perr == nil && n != len(some) {
+			t.Fatalf("DecodeProjected: %d rows, %v; DecodeEach: %d rows, %v", len(some), perr, n, eerr)
+		}
+		if perr == nil {
+			checkEqual(t, each, some)
+		}
 		got, err := dec.Decode(nil, msg)
 		if err != nil {
 			if len(got) != 0 {
