@@ -78,3 +78,32 @@ func flowsIn(t testing.TB, objs *bpfObjects) map[bpfFlowKey]bpfFlowStats {
 	}
 	return out
 }
+
+// tcpPkt is one packet of a TCP conversation between a client (port 40000)
+// and a server (port 80).
+type tcpPkt struct {
+	fromClient bool
+	flags      uint8
+	payload    int
+}
+
+// converse runs pkts through the programs as the client's host-side veth
+// sees them (the client's packets on ingress, the server's on egress) and
+// returns the bytes and packets sent each way.
+func converse(t testing.TB, objs *bpfObjects, client, server string, pkts []tcpPkt) (fwd, rev, fwdP, revP uint64) {
+	t.Helper()
+	for _, p := range pkts {
+		if p.fromClient {
+			b := ipv4(client, server, tcp(40000, 80, p.flags, p.payload))
+			fwd += uint64(len(b))
+			fwdP++
+			run(t, objs.FlowIngress, b)
+		} else {
+			b := ipv4(server, client, tcp(80, 40000, p.flags, p.payload))
+			rev += uint64(len(b))
+			revP++
+			run(t, objs.FlowEgress, b)
+		}
+	}
+	return
+}

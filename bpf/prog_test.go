@@ -48,11 +48,7 @@ func counters(t testing.TB, objs *bpfObjects) Counters {
 
 func TestTCPConnectionLifecycle(t *testing.T) {
 	const client, server = "10.1.0.2", "10.1.0.9"
-	type pkt struct {
-		fromClient bool
-		flags      uint8
-		payload    int
-	}
+	type pkt = tcpPkt
 	cases := []struct {
 		name      string
 		pkts      []pkt
@@ -90,20 +86,7 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: true})
-			var wantFwd, wantRev, wantFwdP, wantRevP uint64
-			for _, p := range tc.pkts {
-				if p.fromClient {
-					b := ipv4(client, server, tcp(40000, 80, p.flags, p.payload))
-					wantFwd += uint64(len(b))
-					wantFwdP++
-					run(t, objs.FlowIngress, b)
-				} else {
-					b := ipv4(server, client, tcp(80, 40000, p.flags, p.payload))
-					wantRev += uint64(len(b))
-					wantRevP++
-					run(t, objs.FlowEgress, b)
-				}
-			}
+			wantFwd, wantRev, wantFwdP, wantRevP := converse(t, objs, client, server, tc.pkts)
 			evs := drain(t, objs)
 			if len(evs) != len(tc.wantKinds) {
 				t.Fatalf("got %d events %+v, want kinds %v", len(evs), evs, tc.wantKinds)

@@ -14,11 +14,7 @@ import (
 // first if its end event was lost.
 func TestSYNOnExistingFlow(t *testing.T) {
 	const client, server = "10.1.0.2", "10.1.0.9"
-	type pkt struct {
-		fromClient bool
-		flags      uint8
-		payload    int
-	}
+	type pkt = tcpPkt
 	reset := []pkt{{true, syn, 0}, {false, syn | ack, 0}, {true, psh | ack, 10}, {false, rst, 0}}
 	graceful := []pkt{{true, syn, 0}, {false, syn | ack, 0}, {true, ack, 0}, {true, psh | ack, 100},
 		{false, psh | ack, 300}, {true, fin | ack, 0}, {false, fin | ack, 0}, {true, ack, 0}}
@@ -54,20 +50,7 @@ func TestSYNOnExistingFlow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: true})
 			send := func(ps []pkt) (fwd, rev, fwdP, revP uint64) {
-				for _, p := range ps {
-					if p.fromClient {
-						b := ipv4(client, server, tcp(40000, 80, p.flags, p.payload))
-						fwd += uint64(len(b))
-						fwdP++
-						run(t, objs.FlowIngress, b)
-					} else {
-						b := ipv4(server, client, tcp(80, 40000, p.flags, p.payload))
-						rev += uint64(len(b))
-						revP++
-						run(t, objs.FlowEgress, b)
-					}
-				}
-				return
+				return converse(t, objs, client, server, ps)
 			}
 			oldFwd, oldRev, _, _ := send(tc.before)
 			if tc.loseEnd {
