@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -68,20 +69,8 @@ func testFlows() []schemas.Flow {
 // "name{label="value",...}" → value (histograms as _count and _sum).
 func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, lis, reg, nil) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	resp, err := http.Get("http://" + lis.Addr().String() + "/metrics")
+	addr := servetest.Serve(t, func(ctx context.Context, lis net.Listener) error { return Serve(ctx, lis, reg, nil) })
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

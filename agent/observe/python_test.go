@@ -1,13 +1,13 @@
 package observe
 
 import (
-	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flowbus/flowbus/internal/servetest"
 )
 
 // pythonClient checks the server with Hubble's Python gRPC stubs, generated
@@ -64,16 +64,9 @@ func TestHubblePythonStubs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	defer func() { cancel(); <-done }()
+	addr := servetest.Serve(t, srv.Serve)
 
-	cmd := exec.Command(python, script, lis.Addr().String(), stubs)
+	cmd := exec.Command(python, script, addr, stubs)
 	cmd.Env = append(os.Environ(), "PYTHONPATH=")
 	got, err := cmd.CombinedOutput()
 	if err != nil {

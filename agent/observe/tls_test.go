@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,6 +16,8 @@ import (
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/grpc"
+
+	"github.com/flowbus/flowbus/internal/servetest"
 )
 
 // writeCert writes a certificate (signed by parent, or self-signed) and its
@@ -67,21 +68,14 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	defer func() { cancel(); <-done }()
+	addr := servetest.Serve(t, srv.Serve)
 
 	status := func(c ClientTLS) error {
 		opt, err := c.DialOption()
 		if err != nil {
 			return err
 		}
-		conn, err := grpc.NewClient(lis.Addr().String(), opt)
+		conn, err := grpc.NewClient(addr, opt)
 		if err != nil {
 			return err
 		}

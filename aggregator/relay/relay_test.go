@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -89,24 +90,12 @@ func startRelay(t *testing.T, cfg Config) observerpb.ObserverClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := servetest.Serve(t, r.Serve)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay serve: %v", err)
-		}
-	})
+	t.Cleanup(func() { conn.Close() })
 	return observerpb.NewObserverClient(conn)
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/observe"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -54,15 +54,7 @@ func TestRealHubbleCLIAgainstTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	addr := lis.Addr().String()
+	addr := servetest.Serve(t, srv.Serve)
 
 	var want []string
 	for i := range flows {
