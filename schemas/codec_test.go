@@ -536,15 +536,7 @@ func TestEnumColumnsHoldHubbleNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := ipc.NewReader(bytes.NewReader(msg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Release()
-	if !r.Next() {
-		t.Fatal(r.Err())
-	}
-	rec := r.RecordBatch()
+	rec := readColumns(t, msg)
 	for _, c := range []struct {
 		col  int
 		want [2]string
