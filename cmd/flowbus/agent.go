@@ -82,7 +82,7 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; `flowbus lab up` writes one")
 	f.activeTimeout = fs.Duration("active-timeout", 10*time.Second, "ebpf: report long-lived flows this often")
 	f.ringbufSize = fs.Uint32("ringbuf-size", 1<<20, "ebpf: ring buffer bytes (power of two, page multiple)")
-	f.maxFlows = fs.Uint32("max-flows", 65536, "ebpf: capacity of the kernel flow map")
+	f.maxFlows = fs.Uint32("max-flows", 65536, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
 	f.noAggregate = fs.Bool("no-aggregate", false, "publish every raw flow instead of folding flows with the same key per window")
 	f.aggWindow = fs.Duration("aggregate-window", time.Second, "aggregation window")
 	f.aggMaxKeys = fs.Int("aggregate-max-keys", 65536, "records held per window; more flush early (counted)")
