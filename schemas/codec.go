@@ -245,7 +245,8 @@ func (e *Encoder) addRow(f *Flow) {
 // histCountLevel is the libzstd level of latency_hist's count buffer (int64
 // counts, most of them 1, several per flow): its double-hash match finder
 // finds the long repeats level 1's single hash misses, measured ~3× faster
-// and 2–3× smaller on the payments fleet. Every other buffer uses level 1.
+// and 2–3× smaller on the payments fleet. Every other buffer uses
+// zstdLevel (−1).
 const histCountLevel = 3
 
 // emit appends the nodes and buffers of every column, in schema order, to

@@ -27,10 +27,13 @@
 //     bump SchemaVersion when old readers cannot read the new columns).
 //   - Body compression is zstd, one frame per buffer as Arrow requires, and
 //     most of the encoder's CPU. Buffers of 1 KiB or more go through
-//     libzstd level 1 by cgo (github.com/DataDog/zstd, which bundles the C
-//     source; the binary already needs cgo for DuckDB): on the fleet's
-//     buffers it took ~60 % of klauspost's SpeedFastest time for ~11 % fewer
-//     bytes. Smaller buffers keep klauspost's pure-Go encoder, because
+//     libzstd by cgo (github.com/DataDog/zstd, which bundles the C source;
+//     the binary already needs cgo for DuckDB): on the fleet's buffers level
+//     1 took ~60 % of klauspost's SpeedFastest time for ~11 % fewer bytes.
+//     The level is −1 (zstdLevel): the same match finder, literals stored
+//     as they are instead of Huffman coded, so frames decode about twice as
+//     fast (what the aggregator, which reads every message, pays most for)
+//     and compress a little cheaper, for ~16–22 % more bytes. Smaller buffers keep klauspost's pure-Go encoder, because
 //     libzstd rebuilds its default FSE tables for every frame (~1 µs here).
 //     Built with CGO_ENABLED=0 (zstdframe_nocgo.go) klauspost does every
 //     buffer: the streams are equally valid, only larger and dearer. The
@@ -49,7 +52,8 @@
 //     again after 15 batches to re-measure; buffers under 32 B are always
 //     raw. Smaller batches (the agent's per-partition messages) therefore
 //     stay fully compressed. latency_hist's counts use libzstd level 3,
-//     ~3× faster and smaller than level 1 on them.
+//     ~3× faster and smaller than level 1 on them (mostly long matches, few
+//     literals to Huffman decode).
 //     Figures are in README.md "Size and speed".
 //   - The decoder reads streams whose schema message is byte for byte ours
 //     without arrow-go objects (one reused zstd decoder, one reused arena,

@@ -16,8 +16,8 @@ import (
 // fleet's column buffers libzstd level 1 takes ~60 % of klauspost's
 // SpeedFastest time and writes ~11 % fewer bytes, but it rebuilds its
 // default FSE tables for every frame (~1 µs here), which on small buffers
-// costs more than it saves. Built without cgo, zstdframe_nocgo.go uses
-// klauspost for every buffer.
+// costs more than it saves. The encoder calls it at level −1 (zstdLevel).
+// Built without cgo, zstdframe_nocgo.go uses klauspost for every buffer.
 type frameCompressor struct {
 	small *zstd.Encoder
 	big   czstd.Ctx // one libzstd context, reused: it keeps its tables
