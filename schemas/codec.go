@@ -3,7 +3,6 @@ package schemas
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -89,157 +88,152 @@ func NewEncoder() *Encoder {
 	return e
 }
 
-func (e *Encoder) reset() {
-	e.time, e.firstSeen, e.lastSeen = e.time[:0], e.firstSeen[:0], e.lastSeen[:0]
-	e.timeV.reset()
-	e.firstSeenV.reset()
-	e.lastSeenV.reset()
+// reset empties every column for a batch of n rows: the per-row columns
+// take length n here, once, and addRow assigns row i of each.
+func (e *Encoder) reset(n int) {
+	e.time, e.firstSeen, e.lastSeen = fit(e.time, n), fit(e.firstSeen, n), fit(e.lastSeen, n)
+	e.timeV.reset(n)
+	e.firstSeenV.reset(n)
+	e.lastSeenV.reset(n)
 	e.uuid.reset()
-	e.node.reset()
+	e.node.resetRows(n)
 	for _, c := range e.enums {
 		if c != nil {
-			c.reset()
+			c.reset(n)
 		}
 	}
-	e.eventType, e.eventSubType = e.eventType[:0], e.eventSubType[:0]
-	e.isReply = e.isReply[:0]
-	e.isReplyV.reset()
-	e.srcIP, e.dstIP = e.srcIP[:0], e.dstIP[:0]
-	e.srcIPV.reset()
-	e.dstIPV.reset()
-	e.srcPort, e.dstPort = e.srcPort[:0], e.dstPort[:0]
-	e.l4, e.icmpType, e.icmpCode = e.l4[:0], e.icmpType[:0], e.icmpCode[:0]
-	e.tcpFlags = e.tcpFlags[:0]
+	e.eventType, e.eventSubType = fit(e.eventType, n), fit(e.eventSubType, n)
+	e.isReply = fit(e.isReply, (n+7)>>3)
+	clear(e.isReply)
+	e.isReplyV.reset(n)
+	e.srcIP, e.dstIP = fit(e.srcIP, n), fit(e.dstIP, n)
+	e.srcIPV.reset(n)
+	e.dstIPV.reset(n)
+	e.srcPort, e.dstPort = fit(e.srcPort, n), fit(e.dstPort, n)
+	e.l4, e.icmpType, e.icmpCode = fit(e.l4, n), fit(e.icmpType, n), fit(e.icmpCode, n)
+	e.tcpFlags = fit(e.tcpFlags, n)
 	for i := range e.ep {
 		p := &e.ep[i]
-		p.id, p.identity = p.id[:0], p.identity[:0]
-		p.cluster.reset()
-		p.ns.reset()
-		p.pod.reset()
-		p.wl.reset()
-		p.wlKind.reset()
-		p.labels.reset()
+		p.id, p.identity = fit(p.id, n), fit(p.identity, n)
+		p.cluster.resetRows(n)
+		p.ns.resetRows(n)
+		p.pod.resetRows(n)
+		p.wl.resetRows(n)
+		p.wlKind.resetRows(n)
+		p.labels.reset(n)
 	}
 	for i := range e.svc {
-		e.svc[i].reset()
+		e.svc[i].resetRows(n)
 	}
-	e.srcNames.reset()
-	e.dstNames.reset()
-	e.bytesFwd, e.bytesRev, e.pktsFwd, e.pktsRev = e.bytesFwd[:0], e.bytesRev[:0], e.pktsFwd[:0], e.pktsRev[:0]
-	e.count, e.latency = e.count[:0], e.latency[:0]
-	e.hist.reset()
-	e.ifIndex = e.ifIndex[:0]
-	e.ifName.reset()
-	e.httpMethod.reset()
-	e.httpURL.reset()
-	e.httpStatus = e.httpStatus[:0]
-	e.httpProto.reset()
-	e.httpHeaders.reset()
-	e.dnsQuery.reset()
-	e.dnsRCode, e.dnsTTL = e.dnsRCode[:0], e.dnsTTL[:0]
-	e.dnsQTypes.reset()
-	e.dnsRRTypes.reset()
-	e.dnsIPs.reset()
-	e.dnsCNAMEs.reset()
-	e.dnsObsSource.reset()
-	e.kafkaAPIKey.reset()
-	e.kafkaAPIVersion, e.kafkaCorrID, e.kafkaErrorCode = e.kafkaAPIVersion[:0], e.kafkaCorrID[:0], e.kafkaErrorCode[:0]
-	e.kafkaTopic.reset()
-	e.kafkaClientID.reset()
+	e.srcNames.reset(n)
+	e.dstNames.reset(n)
+	e.bytesFwd, e.bytesRev, e.pktsFwd, e.pktsRev = fit(e.bytesFwd, n), fit(e.bytesRev, n), fit(e.pktsFwd, n), fit(e.pktsRev, n)
+	e.count, e.latency = fit(e.count, n), fit(e.latency, n)
+	e.hist.reset(n)
+	e.ifIndex = fit(e.ifIndex, n)
+	e.ifName.resetRows(n)
+	e.httpMethod.resetRows(n)
+	e.httpURL.resetRows(n)
+	e.httpStatus = fit(e.httpStatus, n)
+	e.httpProto.resetRows(n)
+	e.httpHeaders.reset(n)
+	e.dnsQuery.resetRows(n)
+	e.dnsRCode, e.dnsTTL = fit(e.dnsRCode, n), fit(e.dnsTTL, n)
+	e.dnsQTypes.reset(n)
+	e.dnsRRTypes.reset(n)
+	e.dnsIPs.reset(n)
+	e.dnsCNAMEs.reset(n)
+	e.dnsObsSource.resetRows(n)
+	e.kafkaAPIKey.resetRows(n)
+	e.kafkaAPIVersion, e.kafkaCorrID, e.kafkaErrorCode = fit(e.kafkaAPIVersion, n), fit(e.kafkaCorrID, n), fit(e.kafkaErrorCode, n)
+	e.kafkaTopic.resetRows(n)
+	e.kafkaClientID.resetRows(n)
 }
 
-// addTime appends a timestamp; 0 (unknown) is written as null.
-func addTime(vals []int64, v *validity, ns int64) []int64 {
-	v.add(ns != 0)
-	return append(vals, ns)
+func (p *endpointCols) set(i int, ep *Endpoint) {
+	p.id[i] = ep.ID
+	p.identity[i] = ep.Identity
+	p.cluster.idx[i] = p.cluster.index(ep.ClusterName)
+	p.ns.idx[i] = p.ns.index(ep.Namespace)
+	p.pod.idx[i] = p.pod.index(ep.PodName)
+	p.wl.idx[i] = p.wl.index(ep.Workload)
+	p.wlKind.idx[i] = p.wlKind.index(ep.WorkloadKind)
+	p.labels.set(i, ep.Labels)
 }
 
-// addIP appends an address as 16 bytes (IPv4 mapped into IPv6, zone
-// dropped); the zero Addr is null.
-func addIP(c [][16]byte, v *validity, a netip.Addr) [][16]byte {
-	v.add(a.IsValid())
-	return append(c, a.As16())
-}
-
-func (p *endpointCols) add(ep *Endpoint) {
-	p.id = append(p.id, ep.ID)
-	p.identity = append(p.identity, ep.Identity)
-	p.cluster.add(ep.ClusterName)
-	p.ns.add(ep.Namespace)
-	p.pod.add(ep.PodName)
-	p.wl.add(ep.Workload)
-	p.wlKind.add(ep.WorkloadKind)
-	p.labels.add(ep.Labels)
-}
-
-func (e *Encoder) addRow(f *Flow) {
-	e.time = addTime(e.time, &e.timeV, f.TimeNs)
+// addRow writes f as row i of every column. A timestamp of 0 (unknown) and
+// the zero netip.Addr are written as nulls; addresses take 16 bytes (IPv4
+// mapped into IPv6, zone dropped).
+func (e *Encoder) addRow(i int, f *Flow) {
+	en := &e.enums
+	e.time[i] = f.TimeNs
+	e.timeV.set(i, f.TimeNs != 0)
 	e.uuid.add(f.UUID)
-	e.node.add(f.NodeName)
-	e.enums[colVerdict].add(int32(f.Verdict))
-	e.enums[colDropReason].add(int32(f.DropReason))
-	e.enums[colDirection].add(int32(f.Direction))
-	e.enums[colObsPoint].add(int32(f.ObservationPoint))
-	e.eventType = append(e.eventType, f.EventType)
-	e.eventSubType = append(e.eventSubType, f.EventSubType)
-	n := e.isReplyV.n
-	if n&7 == 0 {
-		e.isReply = append(e.isReply, 0)
-	}
+	e.node.idx[i] = e.node.index(f.NodeName)
+	en[colVerdict].idx[i] = en[colVerdict].index(int32(f.Verdict))
+	en[colDropReason].idx[i] = en[colDropReason].index(int32(f.DropReason))
+	en[colDirection].idx[i] = en[colDirection].index(int32(f.Direction))
+	en[colObsPoint].idx[i] = en[colObsPoint].index(int32(f.ObservationPoint))
+	e.eventType[i] = f.EventType
+	e.eventSubType[i] = f.EventSubType
 	if f.IsReply == True {
-		e.isReply[n>>3] |= 1 << (n & 7)
+		e.isReply[i>>3] |= 1 << (i & 7)
 	}
-	e.isReplyV.add(f.IsReply != Unknown)
-	e.enums[colIPVersion].add(int32(f.IPVersion))
-	e.srcIP = addIP(e.srcIP, &e.srcIPV, f.SrcIP)
-	e.dstIP = addIP(e.dstIP, &e.dstIPV, f.DstIP)
-	e.srcPort = append(e.srcPort, f.SrcPort)
-	e.dstPort = append(e.dstPort, f.DstPort)
-	e.l4 = append(e.l4, f.L4Protocol)
-	e.tcpFlags = append(e.tcpFlags, uint16(f.TCPFlags))
-	e.icmpType = append(e.icmpType, f.ICMPType)
-	e.icmpCode = append(e.icmpCode, f.ICMPCode)
-	e.ep[0].add(&f.Src)
-	e.ep[1].add(&f.Dst)
-	e.svc[0].add(f.SrcService.Namespace)
-	e.svc[1].add(f.SrcService.Name)
-	e.svc[2].add(f.DstService.Namespace)
-	e.svc[3].add(f.DstService.Name)
-	e.srcNames.add(f.SrcNames)
-	e.dstNames.add(f.DstNames)
-	e.bytesFwd = append(e.bytesFwd, f.BytesFwd)
-	e.bytesRev = append(e.bytesRev, f.BytesRev)
-	e.pktsFwd = append(e.pktsFwd, f.PacketsFwd)
-	e.pktsRev = append(e.pktsRev, f.PacketsRev)
-	e.firstSeen = addTime(e.firstSeen, &e.firstSeenV, f.FirstSeenNs)
-	e.lastSeen = addTime(e.lastSeen, &e.lastSeenV, f.LastSeenNs)
-	e.count = append(e.count, f.Count)
-	e.latency = append(e.latency, f.LatencyNs)
-	e.hist.add(f.LatencyHist)
-	e.ifIndex = append(e.ifIndex, f.IfIndex)
-	e.ifName.add(f.IfName)
+	e.isReplyV.set(i, f.IsReply != Unknown)
+	en[colIPVersion].idx[i] = en[colIPVersion].index(int32(f.IPVersion))
+	e.srcIP[i] = f.SrcIP.As16()
+	e.srcIPV.set(i, f.SrcIP.IsValid())
+	e.dstIP[i] = f.DstIP.As16()
+	e.dstIPV.set(i, f.DstIP.IsValid())
+	e.srcPort[i] = f.SrcPort
+	e.dstPort[i] = f.DstPort
+	e.l4[i] = f.L4Protocol
+	e.tcpFlags[i] = uint16(f.TCPFlags)
+	e.icmpType[i] = f.ICMPType
+	e.icmpCode[i] = f.ICMPCode
+	e.ep[0].set(i, &f.Src)
+	e.ep[1].set(i, &f.Dst)
+	e.svc[0].idx[i] = e.svc[0].index(f.SrcService.Namespace)
+	e.svc[1].idx[i] = e.svc[1].index(f.SrcService.Name)
+	e.svc[2].idx[i] = e.svc[2].index(f.DstService.Namespace)
+	e.svc[3].idx[i] = e.svc[3].index(f.DstService.Name)
+	e.srcNames.set(i, f.SrcNames)
+	e.dstNames.set(i, f.DstNames)
+	e.bytesFwd[i] = f.BytesFwd
+	e.bytesRev[i] = f.BytesRev
+	e.pktsFwd[i] = f.PacketsFwd
+	e.pktsRev[i] = f.PacketsRev
+	e.firstSeen[i] = f.FirstSeenNs
+	e.firstSeenV.set(i, f.FirstSeenNs != 0)
+	e.lastSeen[i] = f.LastSeenNs
+	e.lastSeenV.set(i, f.LastSeenNs != 0)
+	e.count[i] = f.Count
+	e.latency[i] = f.LatencyNs
+	e.hist.set(i, f.LatencyHist)
+	e.ifIndex[i] = f.IfIndex
+	e.ifName.idx[i] = e.ifName.index(f.IfName)
 	l7 := &f.L7
-	e.enums[colL7Type].add(int32(l7.Type))
-	e.enums[colL7Protocol].add(int32(l7.Protocol))
-	e.httpMethod.add(l7.HTTPMethod)
-	e.httpURL.add(l7.HTTPURL)
-	e.httpStatus = append(e.httpStatus, l7.HTTPStatus)
-	e.httpProto.add(l7.HTTPProtocol)
-	e.httpHeaders.add(l7.HTTPHeaders)
-	e.dnsQuery.add(l7.DNSQuery)
-	e.dnsRCode = append(e.dnsRCode, l7.DNSRCode)
-	e.dnsQTypes.add(l7.DNSQTypes)
-	e.dnsRRTypes.add(l7.DNSRRTypes)
-	e.dnsIPs.add(l7.DNSIPs)
-	e.dnsTTL = append(e.dnsTTL, l7.DNSTTL)
-	e.dnsCNAMEs.add(l7.DNSCNAMEs)
-	e.dnsObsSource.add(l7.DNSObservationSource)
-	e.kafkaAPIKey.add(l7.KafkaAPIKey)
-	e.kafkaAPIVersion = append(e.kafkaAPIVersion, l7.KafkaAPIVersion)
-	e.kafkaCorrID = append(e.kafkaCorrID, l7.KafkaCorrelationID)
-	e.kafkaTopic.add(l7.KafkaTopic)
-	e.kafkaErrorCode = append(e.kafkaErrorCode, l7.KafkaErrorCode)
-	e.kafkaClientID.add(l7.KafkaClientID)
+	en[colL7Type].idx[i] = en[colL7Type].index(int32(l7.Type))
+	en[colL7Protocol].idx[i] = en[colL7Protocol].index(int32(l7.Protocol))
+	e.httpMethod.idx[i] = e.httpMethod.index(l7.HTTPMethod)
+	e.httpURL.idx[i] = e.httpURL.index(l7.HTTPURL)
+	e.httpStatus[i] = l7.HTTPStatus
+	e.httpProto.idx[i] = e.httpProto.index(l7.HTTPProtocol)
+	e.httpHeaders.set(i, l7.HTTPHeaders)
+	e.dnsQuery.idx[i] = e.dnsQuery.index(l7.DNSQuery)
+	e.dnsRCode[i] = l7.DNSRCode
+	e.dnsQTypes.set(i, l7.DNSQTypes)
+	e.dnsRRTypes.set(i, l7.DNSRRTypes)
+	e.dnsIPs.set(i, l7.DNSIPs)
+	e.dnsTTL[i] = l7.DNSTTL
+	e.dnsCNAMEs.set(i, l7.DNSCNAMEs)
+	e.dnsObsSource.idx[i] = e.dnsObsSource.index(l7.DNSObservationSource)
+	e.kafkaAPIKey.idx[i] = e.kafkaAPIKey.index(l7.KafkaAPIKey)
+	e.kafkaAPIVersion[i] = l7.KafkaAPIVersion
+	e.kafkaCorrID[i] = l7.KafkaCorrelationID
+	e.kafkaTopic.idx[i] = e.kafkaTopic.index(l7.KafkaTopic)
+	e.kafkaErrorCode[i] = l7.KafkaErrorCode
+	e.kafkaClientID.idx[i] = e.kafkaClientID.index(l7.KafkaClientID)
 }
 
 // histCountLevel is the libzstd level of latency_hist's count buffer (int64
@@ -383,7 +377,7 @@ func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
 	if int64(len(flows)) > 1<<31-1 {
 		return dst, fmt.Errorf("encode flows: %d rows do not fit one record batch", len(flows))
 	}
-	e.reset()
+	e.reset(len(flows))
 	if err := e.addRows(flows); err != nil {
 		return dst, err
 	}
@@ -414,7 +408,7 @@ func (e *Encoder) addRows(flows []Flow) (err error) {
 		}
 	}()
 	for i := range flows {
-		e.addRow(&flows[i])
+		e.addRow(i, &flows[i])
 	}
 	return nil
 }

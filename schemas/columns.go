@@ -12,25 +12,36 @@ import (
 // the IPC body (ipcwrite.go); they are truncated, not freed, between Encode
 // calls, so a steady stream of batches allocates nothing for them.
 
-// validity is an Arrow validity bitmap built one row at a time.
+// validity is an Arrow validity bitmap of a batch whose length Encode
+// knows up front: reset sizes and zeroes it once, set fills in one row.
 type validity struct {
 	bits  []byte
-	n     int
 	nulls int
 }
 
-func (v *validity) reset() { v.bits, v.n, v.nulls = v.bits[:0], 0, 0 }
+func (v *validity) reset(n int) {
+	v.bits = fit(v.bits, (n+7)>>3)
+	clear(v.bits)
+	v.nulls = 0
+}
 
-func (v *validity) add(ok bool) {
-	if v.n&7 == 0 {
-		v.bits = append(v.bits, 0)
-	}
+// set marks row i valid or null; every row is set exactly once.
+func (v *validity) set(i int, ok bool) {
+	var b byte
 	if ok {
-		v.bits[v.n>>3] |= 1 << (v.n & 7)
-	} else {
-		v.nulls++
+		b = 1
 	}
-	v.n++
+	v.bits[i>>3] |= b << (i & 7)
+	v.nulls += int(b ^ 1)
+}
+
+// fit returns s with length n, reusing its array when it is big enough.
+// The elements keep whatever they held: the encoder assigns every one.
+func fit[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 func bytesOf[T any](s []T) []byte {
@@ -79,9 +90,10 @@ type listCacheEntry struct {
 	start int32 // first index in child.idx
 }
 
-func (c *strListCol) reset() {
-	c.offs = append(c.offs[:0], 0)
-	c.valid.reset()
+func (c *strListCol) reset(n int) {
+	c.offs = fit(c.offs, n+1)
+	c.offs[0] = 0
+	c.valid.reset(n)
 	c.child.reset()
 	c.gen++
 	if c.gen == 0 {
@@ -90,7 +102,8 @@ func (c *strListCol) reset() {
 	}
 }
 
-func (c *strListCol) add(s []string) {
+// set writes row i.
+func (c *strListCol) set(i int, s []string) {
 	if len(s) > 0 {
 		p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
 		e := &c.seen[(uint64(p)*0x9e3779b97f4a7c15)>>(64-6)]
@@ -99,13 +112,13 @@ func (c *strListCol) add(s []string) {
 		} else {
 			start := int32(len(c.child.idx))
 			for _, x := range s {
-				c.child.add(x)
+				c.child.idx = append(c.child.idx, c.child.index(x))
 			}
 			*e = listCacheEntry{p: p, n: int32(len(s)), gen: c.gen, start: start}
 		}
 	}
-	c.offs = append(c.offs, int32(len(c.child.idx)))
-	c.valid.add(s != nil)
+	c.offs[i+1] = int32(len(c.child.idx))
+	c.valid.set(i, s != nil)
 }
 
 // dictCol is a dictionary<int32, utf8> column: each batch carries every
@@ -134,6 +147,7 @@ type dictCacheEntry struct {
 	i   int32
 }
 
+// reset empties the column for a list child, whose indices are appended.
 func (c *dictCol) reset() {
 	c.idx = c.idx[:0]
 	c.dict.reset()
@@ -149,33 +163,38 @@ func (c *dictCol) reset() {
 	}
 }
 
-// add appends the index of s. The empty string, which most optional
-// columns hold in most flows, takes a path the compiler inlines.
-func (c *dictCol) add(s string) {
+// index returns the dictionary index of s, adding s if new; the caller
+// stores it as row i of a column sized with resetRows (c.idx[i] = ...) or
+// appends it to a list child's indices. It is not a set(i, s) method
+// because that would be too big for the compiler to inline. The empty
+// string, which most optional columns hold in most flows, takes a path the
+// compiler inlines.
+func (c *dictCol) index(s string) int32 {
 	if len(s) == 0 && c.empty >= 0 {
-		c.idx = append(c.idx, c.empty)
-		return
+		return c.empty
 	}
-	c.addSlow(s)
+	return c.indexSlow(s)
 }
 
-func (c *dictCol) addSlow(s string) {
+func (c *dictCol) indexSlow(s string) int32 {
 	if len(s) == 0 {
-		if c.empty < 0 {
-			c.empty = c.lookup("")
-		}
-		c.idx = append(c.idx, c.empty)
-		return
+		c.empty = c.lookup("")
+		return c.empty
 	}
 	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
 	e := &c.cache[(uint64(p)*0x9e3779b97f4a7c15)>>(64-9)]
 	if e.p == p && e.n == int32(len(s)) && e.gen == c.gen {
-		c.idx = append(c.idx, e.i)
-		return
+		return e.i
 	}
 	i := c.lookup(s)
 	*e = dictCacheEntry{p: p, n: int32(len(s)), gen: c.gen, i: i}
-	c.idx = append(c.idx, i)
+	return i
+}
+
+// resetRows empties the column for a batch of n rows, each set once.
+func (c *dictCol) resetRows(n int) {
+	c.reset()
+	c.idx = fit(c.idx, n)
 }
 
 func (c *dictCol) lookup(s string) int32 {
@@ -196,19 +215,21 @@ type histCol struct {
 	counts  []int64
 }
 
-func (c *histCol) reset() {
-	c.offs = append(c.offs[:0], 0)
-	c.valid.reset()
+func (c *histCol) reset(n int) {
+	c.offs = fit(c.offs, n+1)
+	c.offs[0] = 0
+	c.valid.reset(n)
 	c.buckets, c.counts = c.buckets[:0], c.counts[:0]
 }
 
-func (c *histCol) add(h Histogram) {
+// set writes row i.
+func (c *histCol) set(i int, h Histogram) {
 	for _, b := range h {
 		c.buckets = append(c.buckets, b.Index)
 		c.counts = append(c.counts, b.Count)
 	}
-	c.offs = append(c.offs, int32(len(c.buckets)))
-	c.valid.add(h != nil)
+	c.offs[i+1] = int32(len(c.buckets))
+	c.valid.set(i, h != nil)
 }
 
 // enumCol is a dictionary<int8 or int16, utf8> column holding enum names.
@@ -216,7 +237,7 @@ func (c *histCol) add(h Histogram) {
 // order of first appearance.
 type enumCol struct {
 	idx   []int32
-	small [256]int16 // value → dictionary index + 1, for values 0..255
+	small [256]int32 // value → dictionary index + 1, for values 0..255
 	big   map[int32]int16
 	nums  []int32 // dictionary entries, as numbers
 	name  func(int32) string
@@ -230,36 +251,42 @@ func newEnumCol(name func(int32) string) *enumCol {
 	return &enumCol{name: name, big: map[int32]int16{}}
 }
 
-func (c *enumCol) reset() {
+func (c *enumCol) reset(n int) {
 	for _, v := range c.nums {
 		if uint32(v) < 256 {
 			c.small[v] = 0
 		}
 	}
 	clear(c.big)
-	c.nums, c.idx, c.full = c.nums[:0], c.idx[:0], false
+	c.nums, c.full = c.nums[:0], false
+	c.idx = fit(c.idx, n)
 }
 
-func (c *enumCol) add(v int32) {
+// index returns the dictionary index of v, adding v if new; the caller
+// stores it as row i (c.idx[i] = ...). A value seen before in the batch
+// takes a path the compiler inlines.
+func (c *enumCol) index(v int32) int32 {
+	if j := c.small[uint8(v)]; j != 0 && uint32(v) < 256 {
+		return j - 1
+	}
+	return c.indexSlow(v)
+}
+
+//go:noinline
+func (c *enumCol) indexSlow(v int32) int32 {
 	if uint32(v) < 256 {
-		if j := c.small[v]; j != 0 {
-			c.idx = append(c.idx, int32(j-1))
-			return
-		}
-		c.small[v] = int16(len(c.nums) + 1)
+		c.small[v] = int32(len(c.nums) + 1)
 	} else if j, ok := c.big[v]; ok {
-		c.idx = append(c.idx, int32(j))
-		return
+		return int32(j)
 	} else {
 		c.big[v] = int16(len(c.nums))
 	}
 	if len(c.nums) >= 1<<15-1 {
 		c.full = true
-		c.idx = append(c.idx, 0)
-		return
+		return 0
 	}
-	c.idx = append(c.idx, int32(len(c.nums)))
 	c.nums = append(c.nums, v)
+	return int32(len(c.nums) - 1)
 }
 
 // Enum names. A value without a name is written as its decimal number, so
