@@ -3,6 +3,7 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 )
@@ -69,6 +70,54 @@ type endpointCols struct {
 	id, identity                 []uint32
 	cluster, ns, pod, wl, wlKind dictCol
 	labels                       strListCol
+	gen                          uint32
+	seen                         [epCacheSize]epCacheEntry
+}
+
+// An endpoint's five strings and label list usually come together from the
+// agent's endpoint cache, so the same six headers recur row after row. A
+// direct-mapped cache keyed by all six headers (data pointer and length)
+// answers the five dictionary indices and the labels' first child index in
+// one probe instead of six. Like dictCol's, it is valid for one Encode call
+// (gen); indices it answers are those the columns would look up again.
+const epCacheSize = 64
+
+type epKey struct {
+	p [6]uintptr // data pointers: cluster, namespace, pod, workload, kind, labels
+	n [6]int32   // lengths; -1 for nil labels
+}
+
+type epCacheEntry struct {
+	k     epKey
+	gen   uint32
+	idx   [5]int32 // cluster, namespace, pod, workload, kind
+	start int32    // labels' first index in labels.child.idx
+}
+
+// eq is k == o without the call to memequal that == compiles to.
+func (k *epKey) eq(o *epKey) bool {
+	d := (k.p[0] ^ o.p[0]) | (k.p[1] ^ o.p[1]) | (k.p[2] ^ o.p[2]) | (k.p[3] ^ o.p[3]) | (k.p[4] ^ o.p[4]) | (k.p[5] ^ o.p[5])
+	m := (k.n[0] ^ o.n[0]) | (k.n[1] ^ o.n[1]) | (k.n[2] ^ o.n[2]) | (k.n[3] ^ o.n[3]) | (k.n[4] ^ o.n[4]) | (k.n[5] ^ o.n[5])
+	return d == 0 && m == 0
+}
+
+func strKey(s string) (uintptr, int32) {
+	return uintptr(unsafe.Pointer(unsafe.StringData(s))), int32(len(s))
+}
+
+func (p *endpointCols) reset(n int) {
+	p.id, p.identity = fit(p.id, n), fit(p.identity, n)
+	p.cluster.resetRows(n)
+	p.ns.resetRows(n)
+	p.pod.resetRows(n)
+	p.wl.resetRows(n)
+	p.wlKind.resetRows(n)
+	p.labels.reset(n)
+	p.gen++
+	if p.gen == 0 {
+		p.seen = [epCacheSize]epCacheEntry{}
+		p.gen = 1
+	}
 }
 
 // NewEncoder returns an Encoder.
@@ -113,14 +162,7 @@ func (e *Encoder) reset(n int) {
 	e.l4, e.icmpType, e.icmpCode = fit(e.l4, n), fit(e.icmpType, n), fit(e.icmpCode, n)
 	e.tcpFlags = fit(e.tcpFlags, n)
 	for i := range e.ep {
-		p := &e.ep[i]
-		p.id, p.identity = fit(p.id, n), fit(p.identity, n)
-		p.cluster.resetRows(n)
-		p.ns.resetRows(n)
-		p.pod.resetRows(n)
-		p.wl.resetRows(n)
-		p.wlKind.resetRows(n)
-		p.labels.reset(n)
+		e.ep[i].reset(n)
 	}
 	for i := range e.svc {
 		e.svc[i].resetRows(n)
@@ -153,11 +195,43 @@ func (e *Encoder) reset(n int) {
 func (p *endpointCols) set(i int, ep *Endpoint) {
 	p.id[i] = ep.ID
 	p.identity[i] = ep.Identity
-	p.cluster.idx[i] = p.cluster.index(ep.ClusterName)
-	p.ns.idx[i] = p.ns.index(ep.Namespace)
-	p.pod.idx[i] = p.pod.index(ep.PodName)
-	p.wl.idx[i] = p.wl.index(ep.Workload)
-	p.wlKind.idx[i] = p.wlKind.index(ep.WorkloadKind)
+	var k epKey
+	k.p[0], k.n[0] = strKey(ep.ClusterName)
+	k.p[1], k.n[1] = strKey(ep.Namespace)
+	k.p[2], k.n[2] = strKey(ep.PodName)
+	k.p[3], k.n[3] = strKey(ep.Workload)
+	k.p[4], k.n[4] = strKey(ep.WorkloadKind)
+	k.p[5], k.n[5] = uintptr(unsafe.Pointer(unsafe.SliceData(ep.Labels))), int32(len(ep.Labels))
+	if ep.Labels == nil {
+		k.n[5] = -1
+	}
+	c := &p.seen[(uint64(k.p[2]+k.p[3]+k.p[5])*0x9e3779b97f4a7c15)>>(64-6)]
+	if c.gen == p.gen && c.k.eq(&k) {
+		p.cluster.idx[i] = c.idx[0]
+		p.ns.idx[i] = c.idx[1]
+		p.pod.idx[i] = c.idx[2]
+		p.wl.idx[i] = c.idx[3]
+		p.wlKind.idx[i] = c.idx[4]
+		l := &p.labels
+		if n := len(ep.Labels); n > 0 {
+			l.child.idx = append(l.child.idx, l.child.idx[c.start:c.start+int32(n)]...)
+		}
+		l.offs[i+1] = int32(len(l.child.idx))
+		l.valid.set(i, ep.Labels != nil)
+		return
+	}
+	c.k, c.gen = k, p.gen
+	c.idx[0] = p.cluster.index(ep.ClusterName)
+	c.idx[1] = p.ns.index(ep.Namespace)
+	c.idx[2] = p.pod.index(ep.PodName)
+	c.idx[3] = p.wl.index(ep.Workload)
+	c.idx[4] = p.wlKind.index(ep.WorkloadKind)
+	p.cluster.idx[i] = c.idx[0]
+	p.ns.idx[i] = c.idx[1]
+	p.pod.idx[i] = c.idx[2]
+	p.wl.idx[i] = c.idx[3]
+	p.wlKind.idx[i] = c.idx[4]
+	c.start = int32(len(p.labels.child.idx))
 	p.labels.set(i, ep.Labels)
 }
 
