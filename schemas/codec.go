@@ -94,13 +94,6 @@ type epCacheEntry struct {
 	start int32    // labels' first index in labels.child.idx
 }
 
-// eq is k == o without the call to memequal that == compiles to.
-func (k *epKey) eq(o *epKey) bool {
-	d := (k.p[0] ^ o.p[0]) | (k.p[1] ^ o.p[1]) | (k.p[2] ^ o.p[2]) | (k.p[3] ^ o.p[3]) | (k.p[4] ^ o.p[4]) | (k.p[5] ^ o.p[5])
-	m := (k.n[0] ^ o.n[0]) | (k.n[1] ^ o.n[1]) | (k.n[2] ^ o.n[2]) | (k.n[3] ^ o.n[3]) | (k.n[4] ^ o.n[4]) | (k.n[5] ^ o.n[5])
-	return d == 0 && m == 0
-}
-
 func strKey(s string) (uintptr, int32) {
 	return uintptr(unsafe.Pointer(unsafe.StringData(s))), int32(len(s))
 }
@@ -206,7 +199,10 @@ func (p *endpointCols) set(i int, ep *Endpoint) {
 		k.n[5] = -1
 	}
 	c := &p.seen[(uint64(k.p[2]+k.p[3]+k.p[5])*0x9e3779b97f4a7c15)>>(64-6)]
-	if c.gen == p.gen && c.k.eq(&k) {
+	// k == c.k, spelled out: == on the arrays calls memequal.
+	d := (k.p[0] ^ c.k.p[0]) | (k.p[1] ^ c.k.p[1]) | (k.p[2] ^ c.k.p[2]) | (k.p[3] ^ c.k.p[3]) | (k.p[4] ^ c.k.p[4]) | (k.p[5] ^ c.k.p[5])
+	m := (k.n[0] ^ c.k.n[0]) | (k.n[1] ^ c.k.n[1]) | (k.n[2] ^ c.k.n[2]) | (k.n[3] ^ c.k.n[3]) | (k.n[4] ^ c.k.n[4]) | (k.n[5] ^ c.k.n[5])
+	if c.gen == p.gen && d == 0 && m == 0 {
 		p.cluster.idx[i] = c.idx[0]
 		p.ns.idx[i] = c.idx[1]
 		p.pod.idx[i] = c.idx[2]
@@ -235,7 +231,8 @@ func (p *endpointCols) set(i int, ep *Endpoint) {
 	p.labels.set(i, ep.Labels)
 }
 
-// addRow writes f as row i of every column. A timestamp of 0 (unknown) and
+// addRow writes f as row i of every column (enum columns get the raw
+// value, which addRows maps to dictionary indices afterwards). A timestamp of 0 (unknown) and
 // the zero netip.Addr are written as nulls; addresses take 16 bytes (IPv4
 // mapped into IPv6, zone dropped).
 func (e *Encoder) addRow(i int, f *Flow) {
@@ -244,17 +241,17 @@ func (e *Encoder) addRow(i int, f *Flow) {
 	e.timeV.set(i, f.TimeNs != 0)
 	e.uuid.add(f.UUID)
 	e.node.idx[i] = e.node.index(f.NodeName)
-	en[colVerdict].idx[i] = en[colVerdict].index(int32(f.Verdict))
-	en[colDropReason].idx[i] = en[colDropReason].index(int32(f.DropReason))
-	en[colDirection].idx[i] = en[colDirection].index(int32(f.Direction))
-	en[colObsPoint].idx[i] = en[colObsPoint].index(int32(f.ObservationPoint))
+	en[colVerdict].idx[i] = int32(f.Verdict)
+	en[colDropReason].idx[i] = int32(f.DropReason)
+	en[colDirection].idx[i] = int32(f.Direction)
+	en[colObsPoint].idx[i] = int32(f.ObservationPoint)
 	e.eventType[i] = f.EventType
 	e.eventSubType[i] = f.EventSubType
 	if f.IsReply == True {
 		e.isReply[i>>3] |= 1 << (i & 7)
 	}
 	e.isReplyV.set(i, f.IsReply != Unknown)
-	en[colIPVersion].idx[i] = en[colIPVersion].index(int32(f.IPVersion))
+	en[colIPVersion].idx[i] = int32(f.IPVersion)
 	e.srcIP[i] = f.SrcIP.As16()
 	e.srcIPV.set(i, f.SrcIP.IsValid())
 	e.dstIP[i] = f.DstIP.As16()
@@ -271,8 +268,16 @@ func (e *Encoder) addRow(i int, f *Flow) {
 	e.svc[1].idx[i] = e.svc[1].index(f.SrcService.Name)
 	e.svc[2].idx[i] = e.svc[2].index(f.DstService.Namespace)
 	e.svc[3].idx[i] = e.svc[3].index(f.DstService.Name)
-	e.srcNames.set(i, f.SrcNames)
-	e.dstNames.set(i, f.DstNames)
+	if f.SrcNames == nil {
+		e.srcNames.null(i)
+	} else {
+		e.srcNames.set(i, f.SrcNames)
+	}
+	if f.DstNames == nil {
+		e.dstNames.null(i)
+	} else {
+		e.dstNames.set(i, f.DstNames)
+	}
 	e.bytesFwd[i] = f.BytesFwd
 	e.bytesRev[i] = f.BytesRev
 	e.pktsFwd[i] = f.PacketsFwd
@@ -287,20 +292,40 @@ func (e *Encoder) addRow(i int, f *Flow) {
 	e.ifIndex[i] = f.IfIndex
 	e.ifName.idx[i] = e.ifName.index(f.IfName)
 	l7 := &f.L7
-	en[colL7Type].idx[i] = en[colL7Type].index(int32(l7.Type))
-	en[colL7Protocol].idx[i] = en[colL7Protocol].index(int32(l7.Protocol))
+	en[colL7Type].idx[i] = int32(l7.Type)
+	en[colL7Protocol].idx[i] = int32(l7.Protocol)
 	e.httpMethod.idx[i] = e.httpMethod.index(l7.HTTPMethod)
 	e.httpURL.idx[i] = e.httpURL.index(l7.HTTPURL)
 	e.httpStatus[i] = l7.HTTPStatus
 	e.httpProto.idx[i] = e.httpProto.index(l7.HTTPProtocol)
-	e.httpHeaders.set(i, l7.HTTPHeaders)
+	if l7.HTTPHeaders == nil {
+		e.httpHeaders.null(i)
+	} else {
+		e.httpHeaders.set(i, l7.HTTPHeaders)
+	}
 	e.dnsQuery.idx[i] = e.dnsQuery.index(l7.DNSQuery)
 	e.dnsRCode[i] = l7.DNSRCode
-	e.dnsQTypes.set(i, l7.DNSQTypes)
-	e.dnsRRTypes.set(i, l7.DNSRRTypes)
-	e.dnsIPs.set(i, l7.DNSIPs)
+	if l7.DNSQTypes == nil {
+		e.dnsQTypes.null(i)
+	} else {
+		e.dnsQTypes.set(i, l7.DNSQTypes)
+	}
+	if l7.DNSRRTypes == nil {
+		e.dnsRRTypes.null(i)
+	} else {
+		e.dnsRRTypes.set(i, l7.DNSRRTypes)
+	}
+	if l7.DNSIPs == nil {
+		e.dnsIPs.null(i)
+	} else {
+		e.dnsIPs.set(i, l7.DNSIPs)
+	}
 	e.dnsTTL[i] = l7.DNSTTL
-	e.dnsCNAMEs.set(i, l7.DNSCNAMEs)
+	if l7.DNSCNAMEs == nil {
+		e.dnsCNAMEs.null(i)
+	} else {
+		e.dnsCNAMEs.set(i, l7.DNSCNAMEs)
+	}
 	e.dnsObsSource.idx[i] = e.dnsObsSource.index(l7.DNSObservationSource)
 	e.kafkaAPIKey.idx[i] = e.kafkaAPIKey.index(l7.KafkaAPIKey)
 	e.kafkaAPIVersion[i] = l7.KafkaAPIVersion
@@ -483,6 +508,11 @@ func (e *Encoder) addRows(flows []Flow) (err error) {
 	}()
 	for i := range flows {
 		e.addRow(i, &flows[i])
+	}
+	for _, c := range e.enums {
+		if c != nil {
+			c.mapRows()
+		}
 	}
 	return nil
 }

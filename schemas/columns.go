@@ -115,6 +115,13 @@ func (c *strListCol) reset(n int) {
 	}
 }
 
+// null writes row i as a null list, the inlined path for the columns
+// most flows leave empty: its validity bit is already clear.
+func (c *strListCol) null(i int) {
+	c.offs[i+1] = int32(len(c.child.idx))
+	c.valid.nulls++
+}
+
 // set writes row i.
 func (c *strListCol) set(i int, s []string) {
 	if len(s) > 0 {
@@ -275,16 +282,24 @@ func (c *enumCol) reset(n int) {
 	c.idx = fit(c.idx, n)
 }
 
-// index returns the dictionary index of v, adding v if new; the caller
-// stores it as row i (c.idx[i] = ...). A value seen before in the batch
-// takes a path the compiler inlines.
-func (c *enumCol) index(v int32) int32 {
-	if j := c.small[uint8(v)]; j != 0 && uint32(v) < 256 {
-		return j - 1
+// mapRows turns the values addRow stored in idx, one per row, into
+// dictionary indices. Done in one pass after all rows, in row order, it
+// numbers values by first appearance as a per-row lookup would, in a loop
+// that keeps the column in registers.
+func (c *enumCol) mapRows() {
+	idx := c.idx
+	for i, v := range idx {
+		if j := c.small[uint8(v)]; j != 0 && uint32(v) < 256 {
+			idx[i] = j - 1
+			continue
+		}
+		idx[i] = c.indexSlow(v)
 	}
-	return c.indexSlow(v)
 }
 
+// indexSlow returns the dictionary index of v, adding v if new: mapRows's
+// path for values it has not seen below 256 and for every other value.
+//
 //go:noinline
 func (c *enumCol) indexSlow(v int32) int32 {
 	if uint32(v) < 256 {
