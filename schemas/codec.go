@@ -80,7 +80,7 @@ type endpointCols struct {
 // answers the five dictionary indices and the labels' first child index in
 // one probe instead of six. Like dictCol's, it is valid for one Encode call
 // (gen); indices it answers are those the columns would look up again.
-const epCacheSize = 64
+const epCacheSize = 256
 
 type epKey struct {
 	p [6]uintptr // data pointers: cluster, namespace, pod, workload, kind, labels
@@ -198,7 +198,7 @@ func (p *endpointCols) set(i int, ep *Endpoint) {
 	if ep.Labels == nil {
 		k.n[5] = -1
 	}
-	c := &p.seen[(uint64(k.p[2]+k.p[3]+k.p[5])*0x9e3779b97f4a7c15)>>(64-6)]
+	c := &p.seen[(uint64(k.p[2]+k.p[3]+k.p[5])*0x9e3779b97f4a7c15)>>(64-8)]
 	// k == c.k, spelled out: == on the arrays calls memequal.
 	d := (k.p[0] ^ c.k.p[0]) | (k.p[1] ^ c.k.p[1]) | (k.p[2] ^ c.k.p[2]) | (k.p[3] ^ c.k.p[3]) | (k.p[4] ^ c.k.p[4]) | (k.p[5] ^ c.k.p[5])
 	m := (k.n[0] ^ c.k.n[0]) | (k.n[1] ^ c.k.n[1]) | (k.n[2] ^ c.k.n[2]) | (k.n[3] ^ c.k.n[3]) | (k.n[4] ^ c.k.n[4]) | (k.n[5] ^ c.k.n[5])
