@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"unsafe"
@@ -244,9 +245,17 @@ func (c *histCol) reset(n int) {
 
 // set writes row i.
 func (c *histCol) set(i int, h Histogram) {
-	for _, b := range h {
-		c.buckets = append(c.buckets, b.Index)
-		c.counts = append(c.counts, b.Count)
+	if len(h) > 0 {
+		// Grown once per row, then filled by index: two appends per bucket
+		// cost twice as much.
+		m := len(c.buckets)
+		c.buckets = slices.Grow(c.buckets, len(h))[:m+len(h)]
+		c.counts = slices.Grow(c.counts, len(h))[:m+len(h)]
+		bk, ct := c.buckets[m:m+len(h)], c.counts[m:m+len(h)]
+		for j, b := range h {
+			bk[j] = b.Index
+			ct[j] = b.Count
+		}
 	}
 	c.offs[i+1] = int32(len(c.buckets))
 	c.valid.set(i, h != nil)
