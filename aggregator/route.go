@@ -48,6 +48,7 @@ type templater struct {
 	cache  map[string]string // built-in template → after user rules
 	intern map[string]string
 	recent [keyCacheSize]struct{ url, route string }
+	tpls   [1 << tplBits]string // interned templates by tplHash
 	buf    []byte
 }
 
@@ -88,54 +89,153 @@ func (t *templater) route(url string) string {
 
 func (t *templater) template(url string) string {
 	p := url
-	for i := 0; i < len(p); i++ { // a byte loop: IndexAny is dearer for two bytes
-		if p[i] == '?' || p[i] == '#' {
-			p = p[:i]
+	if p == "" || p[0] != '/' {
+		p = pathOf(p)
+	}
+	// One pass over p, which starts with '/' or is hostless: classify each
+	// byte by table, end at '?' or '#', and copy into buf only when a
+	// segment is an identifier (text before it, then {id}). A path without
+	// identifiers is its own template and is looked up as is; interning
+	// either (a lookup by buf's bytes allocates nothing).
+	b, last, i := t.buf[:0], 0, 0
+	for {
+		seg := p[i:]
+		n, m := scanSegment(seg)
+		j := i + n
+		// A segment is an identifier when it is all decimal digits, 16 or
+		// more hex digits, or a UUID.
+		if n > 0 && (m&classDigit != 0 || m&classHex != 0 && n >= 16 ||
+			n == 36 && m&classHexDash != 0 && uuidDashes(seg[:n])) {
+			b = append(b, p[last:i]...)
+			b = append(b, RouteID...)
+			last = j
+		}
+		if j == len(p) || p[j] != '/' {
+			p = p[:j]
 			break
 		}
+		i = j + 1
 	}
-	if i := strings.Index(p, "://"); i >= 0 && (len(p) == 0 || p[0] != '/') {
-		p = p[i+3:]
-		if j := strings.IndexByte(p, '/'); j >= 0 {
-			p = p[j:]
-		} else {
-			p = "/"
-		}
+	if last == 0 { // no identifier: no segment ends at 0, p is not empty
+		return t.lookup(p, nil)
 	}
-	if p == "" {
-		p = "/"
-	}
-	// One pass: copy each segment, or {id} for an identifier, into buf;
-	// then intern (a lookup by buf's bytes allocates nothing).
-	b := t.buf[:0]
-	for i := 0; i <= len(p); i++ {
-		j, digits, hex := i, true, true
-		for ; j < len(p) && p[j] != '/'; j++ {
-			switch c := p[j]; {
-			case c >= '0' && c <= '9':
-			case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
-				digits = false
-			default:
-				digits, hex = false, false
-			}
-		}
-		seg := p[i:j]
-		if seg != "" && (digits || hex && len(seg) >= 16 || isUUID(seg)) {
-			b = append(b, RouteID...)
-		} else {
-			b = append(b, seg...)
-		}
-		if j < len(p) {
-			b = append(b, '/')
-		}
-		i = j
-	}
+	b = append(b, p[last:]...)
 	t.buf = b
-	if r, ok := t.intern[string(b)]; ok {
+	return t.lookup("", b)
+}
+
+// lookup interns the template s, or b if s is empty: from its slot of
+// tpls when there, else from (or into) the intern map. A template is not
+// empty.
+func (t *templater) lookup(s string, b []byte) string {
+	var h uint64
+	if s != "" {
+		h = tplHash(s)
+	} else {
+		h = tplHash(b)
+	}
+	sl := &t.tpls[h>>(64-tplBits)]
+	if s != "" {
+		if *sl == s {
+			return *sl
+		}
+		r, ok := t.intern[s]
+		if !ok {
+			r = t.keep(strings.Clone(s))
+		}
+		*sl = r
 		return r
 	}
-	return t.keep(string(b))
+	if *sl == string(b) {
+		return *sl
+	}
+	r, ok := t.intern[string(b)]
+	if !ok {
+		r = t.keep(string(b))
+	}
+	*sl = r
+	return r
 }
+
+const tplBits = 6
+
+// tplHash hashes a non-empty template by its length and four of its bytes:
+// enough to tell a workload's few templates apart, and a collision only
+// costs a map lookup.
+func tplHash[T string | []byte](s T) uint64 {
+	n := len(s)
+	h := uint64(n) | uint64(s[n-1])<<16 | uint64(s[n/2])<<24 | uint64(s[n/3])<<32 | uint64(s[n*2/3])<<40
+	return h * 0x9e3779b97f4a7c15
+}
+
+// scanSegment returns the length of the segment s starts with (up to a
+// '/', '?' or '#') and the classes all its bytes have.
+func scanSegment(s string) (int, uint8) {
+	cls, m := &byteClass, uint8(classAll)
+	for n := 0; n < len(s); n++ { // n from 0: no bounds check
+		c := cls[s[n]]
+		if c&classStop != 0 {
+			return n, m
+		}
+		m &= c
+	}
+	return len(s), m
+}
+
+// pathOf returns the path of a URL that does not start with '/': scheme
+// and host dropped if it has "://" before any '?' or '#', the root if
+// nothing is left before a '?' or '#', else the URL as is (template ends
+// the path at the '?' or '#').
+func pathOf(p string) string {
+	if i := strings.Index(p, "://"); i >= 0 && !hasEnd(p[:i]) {
+		for j := i + 3; j < len(p); j++ {
+			if byteClass[p[j]]&classStop != 0 {
+				if p[j] == '/' {
+					return p[j:]
+				}
+				break
+			}
+		}
+		return "/"
+	}
+	if p == "" || byteClass[p[0]]&classEnd != 0 {
+		return "/"
+	}
+	return p
+}
+
+// hasEnd reports whether s has a '?' or '#'.
+func hasEnd(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if byteClass[s[i]]&classEnd != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Byte classes of byteClass. A byte of no class has none of the bits.
+const (
+	classDigit   = 1 << iota // '0'-'9'
+	classHex                 // '0'-'9', 'a'-'f', 'A'-'F'
+	classHexDash             // a hex digit or '-'
+	classEnd                 // '?' or '#': the path ends
+	classStop                // '/', '?' or '#': the segment ends
+	classAll     = classDigit | classHex | classHexDash
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = classDigit | classHex | classHexDash
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c], t[c-'a'+'A'] = classHex|classHexDash, classHex|classHexDash
+	}
+	t['-'] = classHexDash
+	t['?'], t['#'] = classEnd|classStop, classEnd|classStop
+	t['/'] = classStop
+	return t
+}()
 
 // keep interns r.
 func (t *templater) keep(r string) string {
@@ -146,27 +246,11 @@ func (t *templater) keep(r string) string {
 	return r
 }
 
-// isUUID reports whether s is a UUID (8-4-4-4-12 hex digits). A path
-// segment is an identifier when it is all decimal digits, 16 or more hex
-// digits, or a UUID.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
+// uuidDashes reports whether s, 36 hex digits or dashes, has its dashes
+// where a UUID (8-4-4-4-12 hex digits) has them and nowhere else.
+func uuidDashes(s string) bool {
+	return len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' &&
+		strings.Count(s, "-") == 4
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
