@@ -118,45 +118,49 @@ func readIndices(d *rawArray, col, n, m int) (dictIndex, error) {
 	}
 	x := dictIndex{width: d.width}
 	var err error
-	// The smallest and largest index, with min and max (branch-free), then
-	// one check: cheaper than a branch per index.
-	lo, hi := 0, -1
+	// One unsigned maximum, checked once, is cheaper than a branch (or a
+	// signed min and max) per index: a negative index reads as 2^(w−1) or
+	// more unsigned, past any entry an index of that width can address.
+	var hi uint64
+	lim := uint64(m)
 	switch d.width {
 	case 1:
 		if x.i8, err = fixedVals[int8](d, col, n); err == nil {
-			l, h := int8(0), int8(-1)
-			for _, v := range x.i8 {
-				l, h = min(l, v), max(h, v)
-			}
-			lo, hi = int(l), int(h)
+			hi, lim = uint64(maxUnsigned[int8, uint8](x.i8)), min(lim, 1<<7)
 		}
 	case 2:
 		if x.i16, err = fixedVals[int16](d, col, n); err == nil {
-			l, h := int16(0), int16(-1)
-			for _, v := range x.i16 {
-				l, h = min(l, v), max(h, v)
-			}
-			lo, hi = int(l), int(h)
+			hi, lim = uint64(maxUnsigned[int16, uint16](x.i16)), min(lim, 1<<15)
 		}
 	case 4:
 		if x.i32, err = fixedVals[int32](d, col, n); err == nil {
-			l, h := int32(0), int32(-1)
-			for _, v := range x.i32 {
-				l, h = min(l, v), max(h, v)
-			}
-			lo, hi = int(l), int(h)
+			hi, lim = uint64(maxUnsigned[int32, uint32](x.i32)), min(lim, 1<<31)
 		}
 	default:
 		return x, corrupt(col, "dictionary index type is not int8, int16 or int32")
 	}
-	bad := lo < 0 || hi >= m
 	if err != nil {
 		return x, err
 	}
-	if bad {
+	if n > 0 && hi >= lim {
 		return x, corrupt(col, "dictionary index out of range")
 	}
 	return x, nil
+}
+
+// maxUnsigned is the largest of v read as unsigned, 0 for none: four
+// independent maxima, so that the loop is not one dependency chain.
+func maxUnsigned[S int8 | int16 | int32, U uint8 | uint16 | uint32](v []S) U {
+	var a, b, c, d U
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		a, b = max(a, U(v[i])), max(b, U(v[i+1]))
+		c, d = max(c, U(v[i+2])), max(d, U(v[i+3]))
+	}
+	for ; i < len(v); i++ {
+		a = max(a, U(v[i]))
+	}
+	return max(a, b, c, d)
 }
 
 // dictVals is a decoded dictionary<intN, utf8> column: row i is vals[ix.at(i)].

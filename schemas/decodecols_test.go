@@ -35,6 +35,9 @@ func TestDictionaryIndicesAreChecked(t *testing.T) {
 			{"a negative index is rejected", []int{0, 1, -1, 2}, false},
 			{"an index equal to the dictionary length is rejected", []int{0, m, 1}, false},
 			{"an index past the end, last in the column, is rejected", []int{0, 0, 0, 100}, false},
+			{"a negative index after the unrolled blocks is rejected", []int{0, 1, 2, 3, 4, 0, 1, 2, -3}, false},
+			{"an index past the end in the second block is rejected", []int{0, 1, 2, 3, 4, m + 1, 1, 2, 3}, false},
+			{"nine good indices are accepted", []int{4, 3, 2, 1, 0, 1, 2, 3, 4}, true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				x, err := readIndices(indices(width, tc.vals...), 7, len(tc.vals), m)
@@ -53,6 +56,11 @@ func TestDictionaryIndicesAreChecked(t *testing.T) {
 					t.Fatalf("width %d: err = %v, want a corrupt column error", width, err)
 				}
 			})
+		}
+		// A dictionary longer than the index type can address (a forged
+		// one): a negative index must still be refused.
+		if _, err := readIndices(indices(width, 0, -1), 7, 2, 1<<33); err == nil {
+			t.Errorf("width %d: a negative index into a huge dictionary was accepted", width)
 		}
 	}
 }
