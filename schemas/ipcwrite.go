@@ -160,10 +160,10 @@ func (w *ipcWriter) buffer(raw []byte) { w.bufferLevel(raw, zstdLevel) }
 // (histCountLevel): −1, zstd's first "fast" level. It finds the same
 // matches as level 1 but stores literals as they are instead of Huffman
 // coding them, so the frames it writes decode about twice as fast (the
-// aggregator's decode went from ~2.2 to ~4–5 M rows/s per core at 8192
-// rows) and compress ~10–25 % cheaper, for ~16 % more bytes at 1k rows
-// (70 → 82 B/flow) and 25.8 → 31.5 bus B/flow at 10k flows/s. See
-// README.md "Size and speed".
+// aggregator's decode of 8192-row messages went from ~2.2 to 3.4–4.3 M
+// rows per CPU-second) and compress ~10–25 % cheaper, for ~16 % more bytes
+// at 1k rows (70 → 82 B/flow) and ~31 instead of 25.8 bus B/flow at 10k
+// flows/s. See README.md "Size and speed".
 const zstdLevel = -1
 
 // bufferLevel is buffer at a given zstd level (of libzstd; the pure-Go
