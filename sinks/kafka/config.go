@@ -180,7 +180,9 @@ type ProducerConfig struct {
 	Topic string // default DefaultTopic
 	// MaxMessageBytes bounds one record (key + value + headers + batch
 	// overhead). It is the producer's batch limit and, on topic creation,
-	// the topic's max.message.bytes. Default DefaultMaxMessageBytes.
+	// the topic's max.message.bytes. An existing topic whose
+	// max.message.bytes is smaller lowers both limits to it (see doc.go).
+	// Default DefaultMaxMessageBytes.
 	MaxMessageBytes int
 	// MaxBufferedBytes bounds what the client holds unacknowledged; Publish
 	// blocks beyond it. Default DefaultMaxBufferedBytes.

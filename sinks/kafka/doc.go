@@ -28,8 +28,8 @@
 // blocks and retries until its context ends, then returns an error wrapping
 // the context's error and the last connection failure (refused, TLS, SASL),
 // which is also logged once per kind. Errors that retrying cannot fix come
-// back at once: a missing topic (after franz-go's 4 metadata tries; set
-// CreateTopic), a record refused as too large.
+// back at once: a missing topic (set CreateTopic), a record refused as too
+// large.
 //
 // After an error, some messages may have landed, and records already handed
 // to the client may still land after Publish returned (an idempotent record
@@ -41,12 +41,25 @@
 // # Size limits
 //
 // MaxMessageBytes (default 1 MiB + 64 KiB) bounds one record: a 1 MiB Arrow
-// value plus key, headers and batch overhead. It sets the producer's batch
-// limit and, when the topic is created here, the topic's max.message.bytes.
-// A broker or topic left at Kafka's default (1048588) refuses records whose
-// value is near 1 MiB: raise max.message.bytes or keep messages smaller.
+// value plus key, headers and batch overhead. When the topic is created here
+// it is the topic's max.message.bytes.
+//
+// Before producing its first record, the Producer reads the topic's
+// effective max.message.bytes with DescribeConfigs (the topic's override,
+// else the broker's message.max.bytes; Kafka's default is 1048588). When
+// that is smaller than MaxMessageBytes, as on an existing topic left at the
+// default, it becomes the limit of every record and of every batch: franz-go
+// never packs records of one partition into a batch the topic refuses, and
+// the change is logged once at Info. Otherwise MaxMessageBytes stays the
+// limit. If the config cannot be read (DescribeConfigs denied by ACLs), one
+// warning is logged and MaxMessageBytes is kept; transient failures are
+// retried until the context ends. The limit is read once per Producer: a
+// topic lowered afterwards is not followed.
+//
 // Publish checks every message first and fails with ErrTooLarge without
-// sending any, rather than publishing half a batch.
+// sending any, rather than publishing half a batch; the error names the
+// limit that refused it (MaxMessageBytes, or the topic's max.message.bytes:
+// raise it, or keep messages smaller).
 //
 // # Topic creation
 //
@@ -54,7 +67,8 @@
 // (Partitions, default 16; ReplicationFactor, default -1 = broker default;
 // max.message.bytes = MaxMessageBytes), treating "already exists" as done and
 // retrying transient errors until the context ends. Without it, a missing
-// topic is an error naming the topic.
+// topic is an error naming the topic. Either way the topic's
+// max.message.bytes is read next (see Size limits).
 //
 // # Consumer
 //

@@ -258,12 +258,16 @@ func TestPublishRejectsAMessageOverTheLimitBeforeSendingAnything(t *testing.T) {
 		t.Errorf("%d records landed, want 0", got)
 	}
 	// A 1 MiB value passes our default limit but not a topic left at the
-	// broker default max.message.bytes (1048588): the error says what to do.
+	// broker default max.message.bytes (1048588): the producer read the
+	// topic's limit, refuses before sending, and the error says what to do.
 	big := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
 	msgs[2].Value = make([]byte, 1<<20)
 	err = big.Publish(context.Background(), msgs[2:])
-	if err == nil || !strings.Contains(err.Error(), "raise the topic's max.message.bytes") {
-		t.Errorf("1 MiB record to a default topic: got %v, want a max.message.bytes refusal", err)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "raise the topic's max.message.bytes") {
+		t.Errorf("1 MiB record to a default topic: got %v, want ErrTooLarge asking to raise the topic's max.message.bytes", err)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 0 {
+		t.Errorf("%d records landed, want 0", got)
 	}
 }
 
@@ -307,6 +311,9 @@ func TestPublishCreatesAMissingTopicWhenAsked(t *testing.T) {
 	}
 	if mmb != strconv.Itoa(DefaultMaxMessageBytes) {
 		t.Errorf("created topic max.message.bytes = %q, want %d", mmb, DefaultMaxMessageBytes)
+	}
+	if p.limit != DefaultMaxMessageBytes {
+		t.Errorf("record limit %d after creating the topic, want %d", p.limit, DefaultMaxMessageBytes)
 	}
 	if got := countRecords(t, c.ListenAddrs(), "flows.created"); got != 10 {
 		t.Errorf("%d records in the created topic, want 10", got)

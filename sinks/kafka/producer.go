@@ -18,7 +18,8 @@ import (
 )
 
 // ErrTooLarge is wrapped by Publish when a message cannot fit in one record
-// under MaxMessageBytes; nothing of that Publish call was sent.
+// under MaxMessageBytes, or under the topic's max.message.bytes when that is
+// smaller; nothing of that Publish call was sent.
 var ErrTooLarge = errors.New("message larger than the bus limit")
 
 // Producer publishes bus messages to one Kafka topic with an idempotent
@@ -29,8 +30,17 @@ type Producer struct {
 	cl   *kgo.Client
 	hook *connHook
 
-	topicMu    sync.Mutex
-	topicReady bool
+	// batchMax is franz-go's batch limit for cfg.Topic. franz-go reads it
+	// once per partition, when it first learns the partition, which is
+	// after the first Produce, so after ensureTopic stored the topic's
+	// limit here.
+	batchMax atomic.Int32
+
+	topicMu      sync.Mutex
+	topicCreated bool   // CreateTopic done (or not asked for)
+	topicReady   bool   // limit known; records may be produced
+	limit        int    // effective record limit, min(MaxMessageBytes, topic's max.message.bytes)
+	limitFrom    string // what set limit, for ErrTooLarge
 }
 
 // NewProducer returns a Producer for cfg. It does not contact the brokers:
@@ -46,12 +56,23 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	hook := &connHook{log: cfg.Logger}
 	opts = append(opts, kgo.WithHooks(hook))
+	p := &Producer{cfg: cfg, hook: hook, topicCreated: !cfg.CreateTopic}
+	p.batchMax.Store(int32(cfg.MaxMessageBytes))
 	opts = append(opts, producerOpts(cfg.Topic, cfg.MaxMessageBytes, cfg.MaxBufferedBytes, cfg.Linger)...)
+	// Overrides producerOpts' fixed ProducerBatchMaxBytes: the topic's
+	// limit is only known at the first Publish.
+	opts = append(opts, kgo.ProducerBatchMaxBytesFn(func(topic string) int32 {
+		if topic == cfg.Topic {
+			return p.batchMax.Load()
+		}
+		return int32(cfg.MaxMessageBytes)
+	}))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: new client: %w", err)
 	}
-	return &Producer{cfg: cfg, cl: cl, hook: hook, topicReady: !cfg.CreateTopic}, nil
+	p.cl = cl
+	return p, nil
 }
 
 // producerOpts are the producing options shared by Producer and the
@@ -79,8 +100,9 @@ func producerOpts(topic string, maxMessageBytes, maxBufferedBytes int, linger ti
 // retrying, until ctx is done; it then returns an error wrapping ctx.Err().
 // On any error some messages may have landed, and records already handed to
 // the client may still land after Publish returned: delivery is
-// at-least-once (see doc.go). A message over MaxMessageBytes fails the whole
-// call with ErrTooLarge before anything is sent.
+// at-least-once (see doc.go). A message over MaxMessageBytes, or over the
+// topic's max.message.bytes when that is smaller, fails the whole call with
+// ErrTooLarge before anything is sent.
 func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -92,8 +114,16 @@ func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 			return fmt.Errorf("kafka publish %s: %d bytes over max message bytes %d: %w", msgs[i].ID(), n, p.cfg.MaxMessageBytes, ErrTooLarge)
 		}
 	}
-	if err := p.ensureTopic(ctx); err != nil {
+	limit, from, err := p.ensureTopic(ctx)
+	if err != nil {
 		return p.hook.explain(err)
+	}
+	if limit < p.cfg.MaxMessageBytes {
+		for i, r := range recs {
+			if n := recordSize(r); n > limit {
+				return fmt.Errorf("kafka publish %s: %d bytes over %s (raise the topic's max.message.bytes, or keep messages smaller): %w", msgs[i].ID(), n, from, ErrTooLarge)
+			}
+		}
 	}
 	return p.hook.explain(produceAll(ctx, p.cl, recs, p.cfg.Topic))
 }
@@ -197,20 +227,100 @@ func recordSize(r *kgo.Record) int {
 	return n
 }
 
-// ensureTopic creates the topic once when CreateTopic is set, retrying
-// transient failures until ctx is done.
-func (p *Producer) ensureTopic(ctx context.Context) error {
+// ensureTopic runs before the first record is produced: it creates the
+// topic once when CreateTopic is set, then reads the topic's max.message.bytes
+// and, when that is below MaxMessageBytes, makes it the record and batch
+// limit. Transient failures are retried until ctx is done; the next call
+// starts over after an error. It returns the record limit and what set it.
+func (p *Producer) ensureTopic(ctx context.Context) (int, string, error) {
 	p.topicMu.Lock()
 	defer p.topicMu.Unlock()
 	if p.topicReady {
-		return nil
+		return p.limit, p.limitFrom, nil
 	}
-	if err := createTopic(ctx, p.cl, p.cfg.Topic, p.cfg.Partitions, p.cfg.ReplicationFactor, p.cfg.MaxMessageBytes); err != nil {
-		return err
+	if !p.topicCreated {
+		if err := createTopic(ctx, p.cl, p.cfg.Topic, p.cfg.Partitions, p.cfg.ReplicationFactor, p.cfg.MaxMessageBytes); err != nil {
+			return 0, "", err
+		}
+		p.topicCreated = true
+		p.cfg.Logger.Info("kafka topic ready", "topic", p.cfg.Topic)
 	}
-	p.topicReady = true
-	p.cfg.Logger.Info("kafka topic ready", "topic", p.cfg.Topic)
-	return nil
+	limit, from := p.cfg.MaxMessageBytes, "max message bytes "+strconv.Itoa(p.cfg.MaxMessageBytes)
+	mmb, src, err := topicMaxMessageBytes(ctx, p.cl, p.cfg.Topic, p.cfg.CreateTopic)
+	switch {
+	case errors.Is(err, errNoTopicLimit):
+		p.cfg.Logger.Warn("kafka topic max.message.bytes unknown; keeping the configured max message bytes", "topic", p.cfg.Topic, "max_message_bytes", p.cfg.MaxMessageBytes, "err", err)
+	case err != nil:
+		return 0, "", err
+	case mmb < limit:
+		limit, from = mmb, fmt.Sprintf("topic %s max.message.bytes %d", p.cfg.Topic, mmb)
+		p.cfg.Logger.Info("kafka topic max.message.bytes is below the configured max message bytes; using it for records and batches",
+			"topic", p.cfg.Topic, "max.message.bytes", mmb, "source", src, "max_message_bytes", p.cfg.MaxMessageBytes)
+	}
+	// No record of this topic has been produced yet: franz-go reads the
+	// batch limit at the first Produce below.
+	p.batchMax.Store(int32(limit))
+	p.limit, p.limitFrom, p.topicReady = limit, from, true
+	return limit, from, nil
+}
+
+// errNoTopicLimit wraps the failures to learn a topic's max.message.bytes
+// that retrying does not fix (DescribeConfigs denied, no value reported).
+var errNoTopicLimit = errors.New("cannot read the topic's max.message.bytes")
+
+// topicMaxMessageBytes returns the effective max.message.bytes of topic (its
+// override, else the broker's message.max.bytes) and where it comes from.
+// Transient errors are retried with backoff until ctx is done. A missing
+// topic is an error at once unless it was just created (created), when
+// brokers may still be learning of it. Errors that retrying cannot fix wrap
+// errNoTopicLimit.
+func topicMaxMessageBytes(ctx context.Context, cl *kgo.Client, topic string, created bool) (int, string, error) {
+	adm := kadm.NewClient(cl)
+	backoff := 100 * time.Millisecond
+	for {
+		rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err == nil {
+			var rc kadm.ResourceConfig
+			if rc, err = rcs.On(topic, nil); err == nil {
+				err = rc.Err
+			}
+			if err == nil {
+				for _, c := range rc.Configs {
+					if c.Key != "max.message.bytes" {
+						continue
+					}
+					if c.Value == nil {
+						return 0, "", fmt.Errorf("describe kafka topic %s: %w: no value reported", topic, errNoTopicLimit)
+					}
+					n, perr := strconv.Atoi(*c.Value)
+					if perr != nil || n <= 0 {
+						return 0, "", fmt.Errorf("describe kafka topic %s: %w: value %q", topic, errNoTopicLimit, *c.Value)
+					}
+					return n, c.Source.String(), nil
+				}
+				return 0, "", fmt.Errorf("describe kafka topic %s: %w: not reported", topic, errNoTopicLimit)
+			}
+		}
+		if ctx.Err() != nil {
+			return 0, "", fmt.Errorf("describe kafka topic %s: %w (last error: %v)", topic, ctx.Err(), err)
+		}
+		if errors.Is(err, kgo.ErrClientClosed) {
+			return 0, "", fmt.Errorf("describe kafka topic %s: %w", topic, err)
+		}
+		if errors.Is(err, kerr.UnknownTopicOrPartition) && !created {
+			return 0, "", fmt.Errorf("kafka publish: topic %s does not exist (create it, or enable topic creation): %w", topic, err)
+		}
+		var ke *kerr.Error
+		if errors.As(err, &ke) && !ke.Retriable {
+			return 0, "", fmt.Errorf("describe kafka topic %s: %w: %w", topic, errNoTopicLimit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, "", fmt.Errorf("describe kafka topic %s: %w (last error: %v)", topic, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // createTopic creates topic unless it exists. Transient errors (broker

@@ -1,0 +1,243 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// kafkaDefaultMaxMessageBytes is Kafka's (and kfake's) default
+// message.max.bytes, the effective max.message.bytes of a topic without an
+// override.
+const kafkaDefaultMaxMessageBytes = 1048588
+
+// createTestTopic creates topic with partitions and, when mmb is not 0, a
+// max.message.bytes override, as an operator would before the agent runs.
+func createTestTopic(t *testing.T, c *kfake.Cluster, topic string, partitions int32, mmb int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var configs map[string]*string
+	if mmb != 0 {
+		v := strconv.Itoa(mmb)
+		configs = map[string]*string{"max.message.bytes": &v}
+	}
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, configs, topic); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+}
+
+// sameKeyMessages returns n messages with one key (one partition) and values
+// of size bytes, each value distinct.
+func sameKeyMessages(n, size int) []schemas.Message {
+	msgs := testMessages("node-limit", 1, n)
+	for i := range msgs {
+		msgs[i].Key = "payments/ledger-svc"
+		msgs[i].Value = bytes.Repeat([]byte{byte('a' + i)}, size)
+	}
+	return msgs
+}
+
+// logBuffer collects slog records as text, safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Several records of one partition that each fit the topic's default
+// max.message.bytes but not two together: franz-go must not pack them into
+// one batch the broker refuses.
+func TestPublishToAnExistingDefaultTopicKeepsBatchesUnderItsLimit(t *testing.T) {
+	c := newCluster(t)
+	createTestTopic(t, c, DefaultTopic, 3, 0)
+	var logs logBuffer
+	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Logger: logs.logger()})
+	// Two values of 530,000 bytes exceed 1048588 together but not the
+	// configured 1114112, and each fits alone.
+	msgs := sameKeyMessages(6, 530_000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-limit"})
+	defer cons.Close()
+	ds := pollN(t, cons, len(msgs), 15*time.Second)
+	ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
+	checkDeliveries(t, ds, msgs, 3)
+	want := "max.message.bytes=" + strconv.Itoa(kafkaDefaultMaxMessageBytes)
+	if got := logs.String(); strings.Count(got, want) != 1 || !strings.Contains(got, "level=INFO") {
+		t.Errorf("want one Info log of the topic's %s, got:\n%s", want, got)
+	}
+}
+
+// A message that fits MaxMessageBytes but not the existing topic's default
+// max.message.bytes fails with ErrTooLarge naming the topic's limit.
+func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
+	c := newCluster(t)
+	createTestTopic(t, c, DefaultTopic, 3, 0)
+	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := sameKeyMessages(2, 0)
+	// msgs[1] is one byte over the topic's limit by recordSize's bound
+	// (about 1,048,200 bytes of value); msgs[0] is exactly at it.
+	overhead := recordSize(messageRecord(&msgs[1]))
+	msgs[0].Value = bytes.Repeat([]byte{'a'}, kafkaDefaultMaxMessageBytes-overhead)
+	msgs[1].Value = make([]byte, kafkaDefaultMaxMessageBytes-overhead+1)
+	err := p.Publish(ctx, msgs)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	}
+	want := "over topic " + DefaultTopic + " max.message.bytes 1048588 (raise the topic's max.message.bytes"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 0 {
+		t.Errorf("%d records landed, want 0", got)
+	}
+	// The limit is kept: the message still fails, the one at the limit
+	// passes.
+	if err := p.Publish(ctx, msgs[1:]); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), want) {
+		t.Errorf("second publish: got %v, want ErrTooLarge containing %q", err, want)
+	}
+	if err := p.Publish(ctx, msgs[:1]); err != nil {
+		t.Fatalf("publish of a message at the topic's limit: %v", err)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 1 {
+		t.Errorf("%d records landed, want 1", got)
+	}
+}
+
+// A topic allowing more than MaxMessageBytes leaves the configured limit in
+// force, for records and batches.
+func TestPublishKeepsTheConfiguredLimitBelowALargerTopicLimit(t *testing.T) {
+	c := newCluster(t)
+	createTestTopic(t, c, DefaultTopic, 3, 2<<20)
+	var logs logBuffer
+	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Logger: logs.logger()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := sameKeyMessages(2, 1<<20)
+	msgs[1].Value = make([]byte, DefaultMaxMessageBytes)
+	err := p.Publish(ctx, msgs[1:])
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over max message bytes "+strconv.Itoa(DefaultMaxMessageBytes)+":") {
+		t.Fatalf("publish of %d bytes: got %v, want ErrTooLarge over the configured max message bytes", DefaultMaxMessageBytes, err)
+	}
+	if err := p.Publish(ctx, msgs[:1]); err != nil {
+		t.Fatalf("publish of a 1 MiB value: %v", err)
+	}
+	if p.limit != DefaultMaxMessageBytes || p.batchMax.Load() != DefaultMaxMessageBytes {
+		t.Errorf("record limit %d, batch limit %d, want both %d", p.limit, p.batchMax.Load(), DefaultMaxMessageBytes)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 1 {
+		t.Errorf("%d records landed, want 1", got)
+	}
+	if got := logs.String(); strings.Contains(got, "max.message.bytes=") {
+		t.Errorf("logged a topic limit that is not in force:\n%s", got)
+	}
+}
+
+// DescribeConfigs denied: one warning, the configured limit, publishing works.
+func TestPublishKeepsTheConfiguredLimitWhenTheTopicConfigIsDenied(t *testing.T) {
+	c := newCluster(t)
+	createTestTopic(t, c, DefaultTopic, 3, 0)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeConfigs}, Resource: DefaultTopic, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	var logs logBuffer
+	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Logger: logs.logger()})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 2 {
+		if err := p.Publish(ctx, testMessages("node-denied", 1+3*i, 3)); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	if p.limit != DefaultMaxMessageBytes {
+		t.Errorf("record limit %d, want the configured %d", p.limit, DefaultMaxMessageBytes)
+	}
+	got := logs.String()
+	if strings.Count(got, "level=WARN") != 1 || !strings.Contains(got, "TOPIC_AUTHORIZATION_FAILED") {
+		t.Errorf("want one warning naming TOPIC_AUTHORIZATION_FAILED, got:\n%s", got)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 6 {
+		t.Errorf("%d records landed, want 6", got)
+	}
+}
+
+// A transient DescribeConfigs failure is retried: it must not leave the
+// producer on the configured limit.
+func TestPublishRetriesATransientTopicConfigFailure(t *testing.T) {
+	c := newCluster(t)
+	createTestTopic(t, c, DefaultTopic, 3, 0)
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeConfigs}, Resource: DefaultTopic, Err: kerr.RequestTimedOut, Count: 2})
+	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := sameKeyMessages(4, 530_000)
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if hits := h.Hits(); hits != 2 {
+		t.Errorf("fault answered %d DescribeConfigs, want 2", hits)
+	}
+	if p.limit != kafkaDefaultMaxMessageBytes {
+		t.Errorf("record limit %d, want the topic's %d", p.limit, kafkaDefaultMaxMessageBytes)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 4 {
+		t.Errorf("%d records landed, want 4", got)
+	}
+}
+
+// With CreateTopic, a topic that already exists with a smaller limit is
+// honoured like any existing topic.
+func TestPublishWithCreateTopicHonoursAnExistingTopicsSmallerLimit(t *testing.T) {
+	c := newCluster(t)
+	createTestTopic(t, c, DefaultTopic, 3, 0)
+	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, CreateTopic: true, Partitions: 5})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := sameKeyMessages(4, 530_000)
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if p.limit != kafkaDefaultMaxMessageBytes {
+		t.Errorf("record limit %d, want the topic's %d", p.limit, kafkaDefaultMaxMessageBytes)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 4 {
+		t.Errorf("%d records landed, want 4", got)
+	}
+}
