@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/observe"
 	"github.com/flowbus/flowbus/internal/servetest"
+	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -276,25 +276,12 @@ func TestObservePrintsLostEvents(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while runObserve writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func TestObserveFollowPrintsNewFlows(t *testing.T) {
 	ring := observe.NewRing(64, nil)
 	flows := observeFixture()
 	ring.Observe(flows[:1])
 	addr := serveRing(t, ring)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
