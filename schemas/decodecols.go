@@ -94,14 +94,17 @@ func decodeStrings(d *rawArray, col, n int) (strVals, error) {
 
 // dictIndex holds the indices of a dictionary column in their stored width.
 type dictIndex struct {
-	width int
+	width int // bytes per index as stored
+	mode  int // width, or 0 when every index is 0 (a column holding one value)
 	i8    []int8
 	i16   []int16
 	i32   []int32
 }
 
 func (x *dictIndex) at(i int) int32 {
-	switch x.width {
+	switch x.mode {
+	case 0:
+		return 0
 	case 1:
 		return int32(x.i8[i])
 	case 2:
@@ -144,6 +147,12 @@ func readIndices(d *rawArray, col, n, m int) (dictIndex, error) {
 	}
 	if n > 0 && hi >= lim {
 		return x, corrupt(col, "dictionary index out of range")
+	}
+	// A column with one value (a message's destination, most optional
+	// fields) is read without touching its indices.
+	x.mode = x.width
+	if hi == 0 {
+		x.mode = 0
 	}
 	return x, nil
 }

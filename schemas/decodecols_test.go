@@ -38,6 +38,7 @@ func TestDictionaryIndicesAreChecked(t *testing.T) {
 			{"a negative index after the unrolled blocks is rejected", []int{0, 1, 2, 3, 4, 0, 1, 2, -3}, false},
 			{"an index past the end in the second block is rejected", []int{0, 1, 2, 3, 4, m + 1, 1, 2, 3}, false},
 			{"nine good indices are accepted", []int{4, 3, 2, 1, 0, 1, 2, 3, 4}, true},
+			{"a column of one value reads as index 0", []int{0, 0, 0, 0, 0, 0}, true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				x, err := readIndices(indices(width, tc.vals...), 7, len(tc.vals), m)
