@@ -12,13 +12,64 @@ import (
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
-// benchMessages encodes 200,000 generated flows into messages of per
-// flows, with one encoder, as one agent would.
-func benchMessages(b *testing.B, per int) ([]schemas.Message, int) {
+// benchMessages encodes 200,000 generated flows into messages of at most
+// per flows, with one encoder, cut as shape says.
+func benchMessages(b *testing.B, per int, shape benchShape) ([]schemas.Message, int) {
 	b.Helper()
-	g := generate(11, 200_000, 10*time.Minute, 0)
-	msgs := encodeAll(b, split(g.flows, 1, per))
+	g := generate(11, 200_000, shape.span, 0)
+	gms := split(g.flows, 1, per)
+	if shape.byKey {
+		gms = splitByKey(g.flows, per)
+	}
+	msgs := encodeAll(b, gms)
 	return msgs, len(g.flows)
+}
+
+// benchShape is how the benchmark's messages are cut.
+type benchShape struct {
+	name  string
+	span  time.Duration // event time the 200,000 flows cover
+	byKey bool          // one destination workload per message
+}
+
+// benchShapes: "agent" is what agents send when throughput matters
+// (export batches per partition key, the destination workload, each full
+// well within its 1 s linger; 200,000 flows in 2 s of event time, so no
+// window closes during a pass); "mixed" puts every destination in each
+// message and spreads the flows over 10 minutes, so that a window closes
+// every ~20,000 rows and its pairs and routes are built again: a harder
+// case than any agent produces.
+var benchShapes = []benchShape{
+	{name: "agent", span: 2 * time.Second, byKey: true},
+	{name: "mixed", span: 10 * time.Minute},
+}
+
+// splitByKey groups flows into messages of at most per flows per partition
+// key, in the order they fill, as the agent's exporter does; the partly
+// filled ones follow (as the linger would send them).
+func splitByKey(flows []schemas.Flow, per int) []genMessage {
+	var out []genMessage
+	cur := map[string][]schemas.Flow{}
+	var keys []string
+	for _, f := range flows {
+		k := f.PartitionKey()
+		fs, seen := cur[k]
+		if !seen {
+			keys = append(keys, k)
+		}
+		fs = append(fs, f)
+		if len(fs) == per {
+			out = append(out, genMessage{0, fs})
+			fs = nil
+		}
+		cur[k] = fs
+	}
+	for _, k := range keys {
+		if fs := cur[k]; len(fs) > 0 {
+			out = append(out, genMessage{0, fs})
+		}
+	}
+	return out
 }
 
 // benchRows are the message sizes of the decode and rollup benchmarks: a
@@ -35,12 +86,14 @@ var benchRows = []int{1000, 8192}
 // (with the same projection) before the timer starts.
 func benchRun(b *testing.B, decode, fold bool) {
 	for _, per := range benchRows {
-		b.Run(fmt.Sprintf("rows=%d", per), func(b *testing.B) { benchRunPer(b, per, decode, fold) })
+		for _, sh := range benchShapes {
+			b.Run(fmt.Sprintf("rows=%d/msgs=%s", per, sh.name), func(b *testing.B) { benchRunPer(b, per, sh, decode, fold) })
+		}
 	}
 }
 
-func benchRunPer(b *testing.B, per int, decode, fold bool) {
-	msgs, _ := benchMessages(b, per)
+func benchRunPer(b *testing.B, per int, shape benchShape, decode, fold bool) {
+	msgs, _ := benchMessages(b, per, shape)
 	a, _ := newTestAggregator(b, Config{Out: b.TempDir()})
 	if err := a.Assign(0); err != nil {
 		b.Fatal(err)

@@ -360,7 +360,7 @@ func TestAssignRemovesFlowsFilesWithoutTheirPairFile(t *testing.T) {
 // without fsync) over 1000-flow messages with raw flows off — the baseline —
 // and on, in the same run.
 func BenchmarkProcessRawFlows(b *testing.B) {
-	msgs, _ := benchMessages(b, 1000)
+	msgs, _ := benchMessages(b, 1000, benchShapes[1])
 	for _, raw := range []bool{false, true} {
 		name := "off"
 		if raw {
