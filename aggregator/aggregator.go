@@ -306,9 +306,7 @@ func (a *Aggregator) writeBucket(id fileID, b *bucket) error {
 		if err != nil {
 			return fmt.Errorf("write route rollup: %w", err)
 		}
-		a.m.filesWritten.WithLabelValues(RouteTable).Inc()
-		a.m.rowsWritten.WithLabelValues(RouteTable).Add(float64(st.Rows))
-		a.m.bytesWritten.WithLabelValues(RouteTable).Add(float64(st.Bytes))
+		a.m.wrote(RouteTable, st)
 		if a.hook != nil {
 			if err := a.hook("route-written", nil); err != nil {
 				return err
@@ -320,9 +318,7 @@ func (a *Aggregator) writeBucket(id fileID, b *bucket) error {
 	if err != nil {
 		return fmt.Errorf("write pair rollup: %w", err)
 	}
-	a.m.filesWritten.WithLabelValues(PairTable).Inc()
-	a.m.rowsWritten.WithLabelValues(PairTable).Add(float64(st.Rows))
-	a.m.bytesWritten.WithLabelValues(PairTable).Add(float64(st.Bytes))
+	a.m.wrote(PairTable, st)
 	a.written++
 	a.log.Debug("bucket written", "file", id.name(), "flows", b.flows, "pairs", len(pairs))
 	if a.hook != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
 type metrics struct {
@@ -62,4 +64,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// wrote counts one committed Parquet file of table.
+func (m *metrics) wrote(table string, st parquet.Stats) {
+	m.filesWritten.WithLabelValues(table).Inc()
+	m.rowsWritten.WithLabelValues(table).Add(float64(st.Rows))
+	m.bytesWritten.WithLabelValues(table).Add(float64(st.Bytes))
 }

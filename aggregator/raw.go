@@ -88,9 +88,7 @@ func (a *Aggregator) commitRaw(id fileID, b *bucket) error {
 	if err != nil {
 		return fmt.Errorf("write raw flows: %w", err)
 	}
-	a.m.filesWritten.WithLabelValues(FlowsTable).Inc()
-	a.m.rowsWritten.WithLabelValues(FlowsTable).Add(float64(st.Rows))
-	a.m.bytesWritten.WithLabelValues(FlowsTable).Add(float64(st.Bytes))
+	a.m.wrote(FlowsTable, st)
 	if a.hook != nil {
 		return a.hook("flows-written", nil)
 	}
