@@ -153,12 +153,16 @@ func benchRunPer(b *testing.B, per int, shape benchShape, decode, fold bool) {
 			}
 		}
 	}
+	reportRows(b, rows, cpu0)
+}
+
+// reportRows stops the timer and reports rows per second of wall time and
+// of process CPU time since cpu0 (GC included: on a shared machine
+// steadier than wall time).
+func reportRows(b *testing.B, rows int, cpu0 time.Duration) {
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
-	// Rows per second of process CPU time (GC included): on a shared
-	// machine steadier than wall time.
-	b.ReportMetric(float64(rows)/cpu.Seconds(), "rows/cpu-s")
+	b.ReportMetric(float64(rows)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
 }
 
 // cpuTime is the process's user+system CPU time.

@@ -400,8 +400,7 @@ func BenchmarkProcessRawFlows(b *testing.B) {
 			if _, err := a.Release(0); err != nil {
 				b.Fatal(err)
 			}
-			b.StopTimer()
-			b.ReportMetric(float64(rows)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
+			reportRows(b, rows, cpu0)
 		})
 	}
 }
