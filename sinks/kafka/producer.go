@@ -276,7 +276,7 @@ var errNoTopicLimit = errors.New("cannot read the topic's max.message.bytes")
 // errNoTopicLimit.
 func topicMaxMessageBytes(ctx context.Context, cl *kgo.Client, topic string, created bool) (int, string, error) {
 	adm := kadm.NewClient(cl)
-	backoff := 100 * time.Millisecond
+	pause := firstPause
 	for {
 		rcs, err := adm.DescribeTopicConfigs(ctx, topic)
 		if err == nil {
@@ -301,9 +301,6 @@ func topicMaxMessageBytes(ctx context.Context, cl *kgo.Client, topic string, cre
 				return 0, "", fmt.Errorf("describe kafka topic %s: %w: not reported", topic, errNoTopicLimit)
 			}
 		}
-		if ctx.Err() != nil {
-			return 0, "", fmt.Errorf("describe kafka topic %s: %w (last error: %v)", topic, ctx.Err(), err)
-		}
 		if errors.Is(err, kgo.ErrClientClosed) {
 			return 0, "", fmt.Errorf("describe kafka topic %s: %w", topic, err)
 		}
@@ -314,12 +311,9 @@ func topicMaxMessageBytes(ctx context.Context, cl *kgo.Client, topic string, cre
 		if errors.As(err, &ke) && !ke.Retriable {
 			return 0, "", fmt.Errorf("describe kafka topic %s: %w: %w", topic, errNoTopicLimit, err)
 		}
-		select {
-		case <-ctx.Done():
-			return 0, "", fmt.Errorf("describe kafka topic %s: %w (last error: %v)", topic, ctx.Err(), err)
-		case <-time.After(backoff):
+		if werr := wait(ctx, &pause); werr != nil {
+			return 0, "", fmt.Errorf("describe kafka topic %s: %w (last error: %v)", topic, werr, err)
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
@@ -329,7 +323,7 @@ func createTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 	adm := kadm.NewClient(cl)
 	mmb := strconv.Itoa(maxMessageBytes)
 	configs := map[string]*string{"max.message.bytes": &mmb}
-	backoff := 100 * time.Millisecond
+	pause := firstPause
 	for {
 		_, err := adm.CreateTopic(ctx, partitions, rf, configs, topic)
 		if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
@@ -339,13 +333,26 @@ func createTopic(ctx context.Context, cl *kgo.Client, topic string, partitions i
 		if errors.As(err, &ke) && !ke.Retriable {
 			return fmt.Errorf("create kafka topic %s: %w", topic, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("create kafka topic %s: %w (last error: %v)", topic, ctx.Err(), err)
-		case <-time.After(backoff):
+		if werr := wait(ctx, &pause); werr != nil {
+			return fmt.Errorf("create kafka topic %s: %w (last error: %v)", topic, werr, err)
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// firstPause is the first wait between attempts of an admin request that
+// failed transiently; wait doubles it up to 2 s.
+const firstPause = 100 * time.Millisecond
+
+// wait sleeps *pause, or returns ctx.Err() if ctx ends first, and doubles
+// *pause up to 2 s for the next attempt.
+func wait(ctx context.Context, pause *time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(*pause):
+	}
+	*pause = min(2**pause, 2*time.Second)
+	return nil
 }
 
 // Close closes the client. Records of a Publish call abandoned through its
