@@ -22,6 +22,9 @@ const (
 	HeaderDLQReason    = "flowbus-dlq-reason"
 	HeaderDLQPartition = "flowbus-dlq-partition"
 	HeaderDLQOffset    = "flowbus-dlq-offset"
+	// HeaderDLQTruncated is set, to the original value's length in bytes,
+	// on a dead letter whose value was cut to fit the dead-letter topic.
+	HeaderDLQTruncated = "flowbus-dlq-truncated"
 )
 
 // ErrClosed is returned by Poll once the Consumer is closed.
@@ -150,7 +153,8 @@ type Consumer struct {
 	cl  *kgo.Client
 
 	dlqMu    sync.Mutex
-	dlqReady bool
+	dlqReady bool // DLQTopic created (or creation not asked for)
+	dlqLimit int  // record limit learnt from DLQTopic's max.message.bytes; 0 until known
 }
 
 // NewConsumer returns a Consumer that joins cfg.Group on the first Poll. With
@@ -283,20 +287,29 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 }
 
 // DeadLetter publishes d's key, value and headers to DLQTopic, adding
-// HeaderDLQReason (cut at 1 KiB), HeaderDLQPartition and HeaderDLQOffset, and waits for the
-// acknowledgement. The caller commits d's offset only after it returned nil.
+// HeaderDLQReason (cut at 1 KiB), HeaderDLQPartition and HeaderDLQOffset, and
+// waits for the acknowledgement. The caller commits d's offset only after it
+// returned nil.
+//
+// A value too large for the dead-letter topic (MaxMessageBytes, or the
+// topic's max.message.bytes when that is lower) is cut to fit, with
+// HeaderDLQTruncated giving its original length, and a warning is logged:
+// one oversized bad message must not stop its partition for good, and
+// the whole of it stays in the topic at the offset the headers name while
+// retention keeps it.
 func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
-	if err := c.ensureDLQ(ctx); err != nil {
+	limit, err := c.ensureDLQ(ctx)
+	if err != nil {
 		return err
 	}
 	names := make([]string, 0, len(d.Headers))
 	for k := range d.Headers {
-		if k != HeaderDLQReason && k != HeaderDLQPartition && k != HeaderDLQOffset {
+		if k != HeaderDLQReason && k != HeaderDLQPartition && k != HeaderDLQOffset && k != HeaderDLQTruncated {
 			names = append(names, k)
 		}
 	}
 	sort.Strings(names)
-	rec := &kgo.Record{Topic: c.cfg.DLQTopic, Key: d.Key, Value: d.Value, Headers: make([]kgo.RecordHeader, 0, len(names)+3)}
+	rec := &kgo.Record{Topic: c.cfg.DLQTopic, Key: d.Key, Value: d.Value, Headers: make([]kgo.RecordHeader, 0, len(names)+4)}
 	if rec.Key == nil {
 		rec.Key = []byte{}
 	}
@@ -308,8 +321,17 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 		kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(d.Partition)))},
 		kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(d.Offset, 10))},
 	)
-	if n := recordSize(rec); n > c.cfg.MaxMessageBytes {
-		return fmt.Errorf("kafka dead letter %s/%d@%d: %d bytes over max message bytes %d: %w", d.Topic, d.Partition, d.Offset, n, c.cfg.MaxMessageBytes, ErrTooLarge)
+	if recordSize(rec) > limit {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(d.Value)))})
+		over := recordSize(rec) - limit
+		if over >= len(rec.Value) {
+			return fmt.Errorf("kafka dead letter %s/%d@%d: key and headers alone take %d bytes, over the dead-letter limit %d: %w",
+				d.Topic, d.Partition, d.Offset, recordSize(rec)-len(rec.Value), limit, ErrTooLarge)
+		}
+		rec.Value = rec.Value[:len(rec.Value)-over]
+		c.cfg.Logger.Warn("kafka dead letter cut to fit the dead-letter topic; the whole message stays at its offset in the topic",
+			"topic", d.Topic, "partition", d.Partition, "offset", d.Offset, "bytes", len(d.Value), "kept", len(rec.Value),
+			"dlq_topic", c.cfg.DLQTopic, "limit", limit)
 	}
 	if err := produceAll(ctx, c.cl, []*kgo.Record{rec}, c.cfg.DLQTopic); err != nil {
 		return fmt.Errorf("kafka dead letter %d@%d: %w", d.Partition, d.Offset, err)
@@ -317,17 +339,39 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 	return nil
 }
 
-func (c *Consumer) ensureDLQ(ctx context.Context) error {
+// ensureDLQ creates DLQTopic on first use when CreateDLQTopic is set, and
+// returns the dead-letter record limit: MaxMessageBytes, or the topic's
+// max.message.bytes when that is lower. If that cannot be read (describe
+// denied), a warning is logged once and MaxMessageBytes stands. A topic
+// that does not exist yet (and was not created here) is looked up again
+// on the next call, since producing to it may create it.
+func (c *Consumer) ensureDLQ(ctx context.Context) (int, error) {
 	c.dlqMu.Lock()
 	defer c.dlqMu.Unlock()
-	if c.dlqReady {
-		return nil
+	if c.dlqLimit > 0 {
+		return c.dlqLimit, nil
 	}
-	if err := createTopic(ctx, c.cl, c.cfg.DLQTopic, c.cfg.Partitions, c.cfg.ReplicationFactor, c.cfg.MaxMessageBytes); err != nil {
-		return err
+	if !c.dlqReady {
+		if err := createTopic(ctx, c.cl, c.cfg.DLQTopic, c.cfg.Partitions, c.cfg.ReplicationFactor, c.cfg.MaxMessageBytes); err != nil {
+			return 0, err
+		}
+		c.dlqReady = true
 	}
-	c.dlqReady = true
-	return nil
+	limit := c.cfg.MaxMessageBytes
+	mmb, _, err := topicMaxMessageBytes(ctx, c.cl, c.cfg.DLQTopic, c.cfg.CreateDLQTopic)
+	switch {
+	case err == nil:
+		limit = min(limit, mmb)
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return limit, nil
+	case errors.Is(err, errNoTopicLimit):
+		c.cfg.Logger.Warn("kafka dead-letter topic max.message.bytes unknown; keeping the configured max message bytes",
+			"dlq_topic", c.cfg.DLQTopic, "max_message_bytes", limit, "err", err)
+	default:
+		return 0, fmt.Errorf("kafka dead letter: %w", err)
+	}
+	c.dlqLimit = limit
+	return limit, nil
 }
 
 // Close leaves the group, calling OnRevoked for the partitions held (the

@@ -82,6 +82,12 @@
 // partition with no committed offset is read from its start. DeadLetter
 // copies a record to the dead-letter topic with the reason, source partition
 // and offset as headers; commit the offset only after it returned nil.
+// Its limit is found as the Producer's is (MaxMessageBytes, or the
+// dead-letter topic's max.message.bytes when lower, read on first use). A
+// value over it is cut to fit, with flowbus-dlq-truncated giving the
+// original length and a warning logged, rather than failing: a failure
+// would stop the partition at that message on every restart, and the whole
+// message is still in the topic at the offset the headers name.
 //
 // # Security
 //

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,5 +225,70 @@ func TestPublishWithCreateTopicHonoursAnExistingTopicsSmallerLimit(t *testing.T)
 	}
 	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 4 {
 		t.Errorf("%d records landed, want 4", got)
+	}
+}
+
+// A bad message larger than an existing dead-letter topic accepts is
+// dead-lettered cut to fit, with its original length in a header, instead of
+// failing (which would stop its partition at that message for good).
+func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
+	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
+	const dlqLimit = 100_000
+	createTestTopic(t, c, DefaultTopic+DefaultDLQSuffix, 1, dlqLimit)
+	var logs logBuffer
+	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq-limit", Logger: logs.logger()})
+	defer cons.Close()
+	value := make([]byte, 600_000)
+	for i := range value {
+		value[i] = byte(i * 7)
+	}
+	bad := Delivery{Topic: DefaultTopic, Partition: 1, Offset: 42, Key: []byte("payments/ledger-svc"), Value: value,
+		Headers: map[string]string{"flowbus-schema": "flow.v1"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := cons.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(DefaultTopic+DefaultDLQSuffix), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fs := cl.PollFetches(ctx)
+	if err := fs.Err0(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(recs))
+	}
+	r := recs[0]
+	// The broker accepted it, so it fits; it must also keep nearly all the
+	// limit's worth of the value (headers and framing take ~200 bytes).
+	if n := len(r.Value); n > dlqLimit || n < dlqLimit-1000 || !bytes.Equal(r.Value, value[:n]) {
+		t.Errorf("dead letter value: %d bytes (prefix of the original: %v), want the first %d-1000..%d bytes", n, bytes.Equal(r.Value, value[:min(n, len(value))]), dlqLimit, dlqLimit)
+	}
+	got := map[string]string{}
+	for _, h := range r.Headers {
+		got[h.Key] = string(h.Value)
+	}
+	want := map[string]string{"flowbus-schema": "flow.v1", HeaderDLQReason: "not an Arrow stream",
+		HeaderDLQPartition: "1", HeaderDLQOffset: "42", HeaderDLQTruncated: "600000"}
+	if !maps.Equal(got, want) {
+		t.Errorf("dead letter headers %v, want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "kafka dead letter cut to fit the dead-letter topic") || !strings.Contains(logs.String(), "kept=") {
+		t.Errorf("no warning about the cut dead letter in the log:\n%s", logs.String())
+	}
+
+	// A limit that the key and headers alone exceed is still an error.
+	tiny := "tiny.dlq"
+	createTestTopic(t, c, tiny, 1, 300)
+	cons2 := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq-tiny", DLQTopic: tiny})
+	defer cons2.Close()
+	err = cons2.DeadLetter(ctx, bad, strings.Repeat("x", 2000))
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the dead-letter limit 300") {
+		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want ErrTooLarge over the dead-letter limit 300", err)
 	}
 }
