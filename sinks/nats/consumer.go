@@ -22,6 +22,10 @@ const (
 	HeaderDLQReason    = "flowbus-dlq-reason"
 	HeaderDLQPartition = "flowbus-dlq-partition"
 	HeaderDLQOffset    = "flowbus-dlq-offset"
+	// HeaderDLQTruncated is set, to the original data's length in bytes, on
+	// a dead letter whose data was cut to fit the server's max_payload with
+	// the dead-letter headers added.
+	HeaderDLQTruncated = "flowbus-dlq-truncated"
 )
 
 // ErrClosed is returned by Poll once the Consumer is closed.
@@ -425,6 +429,8 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 // HeaderDLQOffset, with Nats-Msg-Id "<stream>/<offset>" so that dead-lettering
 // the same message twice stores it once. It retries while the server is
 // unavailable, until ctx is done. Commit the offset only after it returned nil.
+// A value that fits the server's max_payload only without those headers is
+// cut to fit, with HeaderDLQTruncated giving its original length.
 func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
 	if !c.dlqReady {
 		if err := ensureStream(ctx, c.js, dlqStream(c.cfg.DLQStream, c.cfg.DLQSubject, c.cfg.Stream.MaxMsgSize, c.cfg.Stream.Replicas), c.cfg.Logger); err != nil {
@@ -443,6 +449,15 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 	h[HeaderDLQOffset] = []string{strconv.FormatInt(d.Offset, 10)}
 	id := c.cfg.Stream.Name + "/" + strconv.FormatInt(d.Offset, 10)
 	m := &natsgo.Msg{Subject: c.cfg.DLQSubject, Header: h, Data: d.Value}
+	if room := int(c.nc.MaxPayload()) - headerBytes(h, id) - dlqSlack; len(d.Value) > room {
+		// The message fitted the server alone but not with the dead-letter
+		// headers: keep what fits rather than fail on every restart.
+		h[HeaderDLQTruncated] = []string{strconv.Itoa(len(d.Value))}
+		m.Data = d.Value[:max(room, 0)]
+		c.cfg.Logger.Warn("nats dead letter cut to fit the server's max_payload; the whole message stays in the stream at its sequence",
+			"stream", c.cfg.Stream.Name, "partition", d.Partition, "sequence", d.Offset, "bytes", len(d.Value), "kept", len(m.Data),
+			"max_payload", c.nc.MaxPayload())
+	}
 	backoff := 50 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, DefaultAckTimeout)
@@ -460,6 +475,23 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// headerBytes is the size of h as NATS sends it (a "NATS/1.0" line, one
+// "Key: value" line per value, an empty line) with the Nats-Msg-Id header
+// id added.
+func headerBytes(h natsgo.Header, id string) int {
+	n := len("NATS/1.0\r\n\r\n") + len(jetstream.MsgIDHeader) + len(": \r\n") + len(id)
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": \r\n") + len(v)
+		}
+	}
+	return n
+}
+
+// dlqSlack is room left under max_payload for the truncation header and
+// any header escaping.
+const dlqSlack = 64
 
 // Close calls OnRevoked (the caller may still Commit from it), stops the
 // readers and closes the connection. Messages delivered but not committed

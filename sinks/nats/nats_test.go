@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"net/url"
 	"strconv"
@@ -434,5 +435,51 @@ func TestAStreamTheServerRefusesFailsPublishAtOnce(t *testing.T) {
 	err := p.Publish(ctx, testMessages("node-h", 1, 1))
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "nats stream FLOWBUS_FLOWS") {
 		t.Fatalf("publish with a 3-replica stream on one server: got %v, want the server's refusal before the deadline", err)
+	}
+}
+
+// A message as large as the server's max_payload fitted the stream but not
+// with the dead-letter headers added: it is dead-lettered cut to fit, with
+// its original length in a header, rather than failing on every restart.
+func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	var logs bytes.Buffer
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	maxPayload := int(c.nc.MaxPayload())
+	value := make([]byte, maxPayload)
+	for i := range value {
+		value[i] = byte(i * 7)
+	}
+	bad := Delivery{Partition: 1, Offset: 9, Value: value, Headers: map[string]string{"flowbus-schema": "flow.v1"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.DeadLetter(ctx, bad, strings.Repeat("r", 2000)); err != nil {
+		t.Fatalf("dead letter of a %d-byte message: %v", maxPayload, err)
+	}
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, DefaultDLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, DefaultDLQSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Headers take ~1.2 KiB (the reason is cut at 1 KiB).
+	if n := len(raw.Data); n >= maxPayload-1024 || n < maxPayload-2048 || !bytes.Equal(raw.Data, value[:n]) {
+		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-2048..%d bytes", n, maxPayload, maxPayload-1024)
+	}
+	if got := raw.Header.Get(HeaderDLQTruncated); got != strconv.Itoa(maxPayload) {
+		t.Errorf("%s = %q, want %d", HeaderDLQTruncated, got, maxPayload)
+	}
+	if got := raw.Header.Get(HeaderDLQOffset); got != "9" {
+		t.Errorf("%s = %q, want 9", HeaderDLQOffset, got)
+	}
+	if !strings.Contains(logs.String(), "nats dead letter cut to fit") {
+		t.Errorf("no warning about the cut dead letter in the log:\n%s", logs.String())
 	}
 }
