@@ -11,7 +11,9 @@
 // would pick. Headers are schemas.Message.Headers(), plus flowbus-key (NATS
 // has no record key) and Nats-Msg-Id = Message.ID() ("node/run/seq"). Dead
 // letters go to subject flowbus.dlq.flows.v1 in stream FLOWBUS_DLQ (outside
-// flowbus.flows.v1.> on purpose). Durable consumers are named
+// flowbus.flows.v1.> on purpose); one that fits the server's max_payload only
+// without the dead-letter headers is cut to fit, its original length in
+// flowbus-dlq-truncated. Durable consumers are named
 // flowbus-aggregator-p00, -p01, ...
 //
 // # Stream limits
