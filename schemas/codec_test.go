@@ -91,6 +91,50 @@ func TestArrowRoundTrip(t *testing.T) {
 	}
 }
 
+// The decoder reuses its buffers, views and arrays from one message to the
+// next: flows decoded earlier must not change when later messages are
+// decoded, whole or projected.
+func TestDecodedFlowsOutliveLaterDecodes(t *testing.T) {
+	g := newGen(7)
+	enc, dec := NewEncoder(), NewDecoder()
+	proj, err := NewProjection("src_namespace", "src_workload", "dst_pod_name", "l7_http_url", "l7_dns_qtypes", "src_labels", "latency_hist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept, want [][]Flow
+	for round, size := range []int{300, 5, 1000, 64, 2000} {
+		flows := make([]Flow, size)
+		for i := range flows {
+			flows[i] = g.randomFlow()
+		}
+		msg, err := enc.Encode(nil, flows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := dec.Decode(nil, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		some, err := dec.DecodeProjected(nil, msg, proj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, whole, some)
+		w := make([]Flow, size)
+		for i := range flows {
+			w[i] = arrowNormal(flows[i])
+		}
+		projected, err := NewDecoder().DecodeProjected(nil, msg, proj) // a decoder of its own: nothing shared
+		if err != nil || len(projected) != size {
+			t.Fatalf("round %d: projected decode: %d flows, %v", round, len(projected), err)
+		}
+		want = append(want, w, projected)
+	}
+	for i := range kept {
+		checkEqual(t, kept[i], want[i])
+	}
+}
+
 // TestEncoderHistoryDoesNotChangeContent: an encoder stores buffers that
 // did not compress raw for a while; every stream still decodes the same.
 func TestEncoderHistoryDoesNotChangeContent(t *testing.T) {

@@ -23,6 +23,7 @@ type Decoder struct {
 	schema    *arrow.Schema
 	schemaMsg []byte // the schema message Encoder writes, framing included
 	fast      *fastReader
+	msgs      []ipcMessage // scanStream's result, reused
 }
 
 // NewDecoder returns a Decoder.
@@ -94,10 +95,11 @@ func (d *Decoder) appendRows(dst []Flow, msg []byte, p *Projection) ([]Flow, err
 // is nil) of each record batch. Rows are built from the result without
 // further checks: every offset and index they use was validated here.
 func (d *Decoder) decode(msg []byte, p *Projection) (out []*batchCols, err error) {
-	msgs, err := scanStream(msg)
+	msgs, err := scanStream(d.msgs[:0], msg)
 	if err != nil {
 		return nil, err
 	}
+	d.msgs = msgs
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("%w: corrupt stream: %v", ErrNotArrow, r)
@@ -162,11 +164,11 @@ func (d *Decoder) checkSchema(s *arrow.Schema) error {
 // end-of-stream marker exactly at the end. It tells a cut-off stream
 // (ErrTruncated) from bytes that are not an Arrow stream (ErrNotArrow), and
 // keeps the Arrow reader from trusting lengths the message cannot hold.
-func scanStream(msg []byte) ([]ipcMessage, error) {
+// The messages are appended to msgs (the Decoder's, reused).
+func scanStream(msgs []ipcMessage, msg []byte) ([]ipcMessage, error) {
 	if len(msg) == 0 {
 		return nil, fmt.Errorf("%w: empty message", ErrNotArrow)
 	}
-	var msgs []ipcMessage
 	var cont = []byte{0xff, 0xff, 0xff, 0xff}
 	for pos := 0; ; {
 		rest := msg[pos:]
