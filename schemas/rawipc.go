@@ -81,8 +81,8 @@ type ipcMessage struct {
 // Nothing it hands out outlives the Decode that built it (decodeCols copies
 // the strings and lists a Flow keeps), so the views, arrays and column
 // list of one Decode are reused by the next: a 1000-row message used to
-// cost ~300 small allocations here, which with their garbage collection
-// were ~15 % of the aggregator's decode + rollup at that size. (The views
+// cost ~300 small allocations here, a few percent of the aggregator's
+// decode + rollup at that size with their garbage collection. (The views
 // keep pointing into the last message until the next Decode.)
 type fastReader struct {
 	schema *arrow.Schema
