@@ -367,20 +367,7 @@ func TestDeadLetterCopiesTheRecordWithReasonPartitionAndOffset(t *testing.T) {
 	if err := cons.DeadLetter(ctx, bad, "arrow: truncated stream"); err != nil {
 		t.Fatalf("dead letter: %v", err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(DefaultTopic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	fs := cl.PollFetches(ctx)
-	if err := fs.Err0(); err != nil {
-		t.Fatal(err)
-	}
-	recs := fs.Records()
-	if len(recs) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(recs))
-	}
-	r := recs[0]
+	r := onlyRecord(ctx, t, c, DefaultTopic+".dlq")
 	if !bytes.Equal(r.Key, bad.Key) || !bytes.Equal(r.Value, bad.Value) {
 		t.Errorf("dead letter key %q / %d value bytes differ from the original %q / %d", r.Key, len(r.Value), bad.Key, len(bad.Value))
 	}
@@ -395,6 +382,26 @@ func TestDeadLetterCopiesTheRecordWithReasonPartitionAndOffset(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
 	}
+}
+
+// onlyRecord reads topic from its start and returns its one record, failing
+// the test if it holds another number of records.
+func onlyRecord(ctx context.Context, t *testing.T, c *kfake.Cluster, topic string) *kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fs := cl.PollFetches(ctx)
+	if err := fs.Err0(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d records in %s, want 1", len(recs), topic)
+	}
+	return recs[0]
 }
 
 // describeTopic returns a topic's partition count and max.message.bytes.

@@ -250,20 +250,7 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 		t.Fatalf("dead letter: %v", err)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(DefaultTopic+DefaultDLQSuffix), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	fs := cl.PollFetches(ctx)
-	if err := fs.Err0(); err != nil {
-		t.Fatal(err)
-	}
-	recs := fs.Records()
-	if len(recs) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(recs))
-	}
-	r := recs[0]
+	r := onlyRecord(ctx, t, c, DefaultTopic+DefaultDLQSuffix)
 	// The broker accepted it, so it fits; it must also keep nearly all the
 	// limit's worth of the value (headers and framing take ~200 bytes).
 	if n := len(r.Value); n > dlqLimit || n < dlqLimit-1000 || !bytes.Equal(r.Value, value[:n]) {
@@ -287,7 +274,7 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	createTestTopic(t, c, tiny, 1, 300)
 	cons2 := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq-tiny", DLQTopic: tiny})
 	defer cons2.Close()
-	err = cons2.DeadLetter(ctx, bad, strings.Repeat("x", 2000))
+	err := cons2.DeadLetter(ctx, bad, strings.Repeat("x", 2000))
 	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the dead-letter limit 300") {
 		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want ErrTooLarge over the dead-letter limit 300", err)
 	}

@@ -396,15 +396,7 @@ func TestDeadLetterStoresTheMessageOnceWithReasonPartitionAndOffset(t *testing.T
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, DefaultDLQStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := s.GetLastMsgForSubject(ctx, DefaultDLQSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := lastDeadLetter(ctx, t, nc)
 	if !bytes.Equal(raw.Data, bad.Value) {
 		t.Errorf("dead letter holds %d bytes, want the original %d", len(raw.Data), len(bad.Value))
 	}
@@ -457,18 +449,7 @@ func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	if err := c.DeadLetter(ctx, bad, strings.Repeat("r", 2000)); err != nil {
 		t.Fatalf("dead letter of a %d-byte message: %v", maxPayload, err)
 	}
-	js, err := jetstream.New(c.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, DefaultDLQStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := s.GetLastMsgForSubject(ctx, DefaultDLQSubject)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := lastDeadLetter(ctx, t, c.nc)
 	// Headers take ~1.2 KiB (the reason is cut at 1 KiB).
 	if n := len(raw.Data); n >= maxPayload-1024 || n < maxPayload-2048 || !bytes.Equal(raw.Data, value[:n]) {
 		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-2048..%d bytes", n, maxPayload, maxPayload-1024)
@@ -482,4 +463,22 @@ func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	if !strings.Contains(logs.String(), "nats dead letter cut to fit") {
 		t.Errorf("no warning about the cut dead letter in the log:\n%s", logs.String())
 	}
+}
+
+// lastDeadLetter returns the last message of the dead-letter subject.
+func lastDeadLetter(ctx context.Context, t *testing.T, nc *natsgo.Conn) *jetstream.RawStreamMsg {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, DefaultDLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, DefaultDLQSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
