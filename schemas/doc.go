@@ -57,7 +57,8 @@
 //     Figures are in README.md "Size and speed".
 //   - The decoder reads streams whose schema message is byte for byte ours
 //     without arrow-go objects (one reused zstd decoder, one reused arena,
-//     strings copied once per dictionary), and any other flow.v1 stream
+//     batch views and arrays reused from message to message, strings copied
+//     once per dictionary), and any other flow.v1 stream
 //     (another writer's) through arrow-go's ipc.Reader. Both feed the same
 //     column decoders. Decoded strings never alias the message.
 //   - A reader names the columns it needs (Projection): the fast reader
