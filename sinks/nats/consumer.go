@@ -23,8 +23,9 @@ const (
 	HeaderDLQPartition = "flowbus-dlq-partition"
 	HeaderDLQOffset    = "flowbus-dlq-offset"
 	// HeaderDLQTruncated is set, to the original data's length in bytes, on
-	// a dead letter whose data was cut to fit the server's max_payload with
-	// the dead-letter headers added.
+	// a dead letter whose data was cut to fit the server's max_payload or
+	// the dead-letter stream's max_msg_size with the dead-letter headers
+	// added.
 	HeaderDLQTruncated = "flowbus-dlq-truncated"
 )
 
@@ -183,6 +184,7 @@ type Consumer struct {
 	started  bool
 	closed   bool
 	dlqReady bool
+	dlqMax   int32 // the dead-letter stream's max_msg_size (≤ 0: none)
 }
 
 type partition struct {
@@ -429,18 +431,25 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 // HeaderDLQOffset, with Nats-Msg-Id "<stream>/<offset>" so that dead-lettering
 // the same message twice stores it once. It retries while the server is
 // unavailable, until ctx is done. Commit the offset only after it returned nil.
-// A value that fits the server's max_payload only without those headers is
-// cut to fit, with HeaderDLQTruncated giving its original length.
+// A message that with those headers exceeds the server's max_payload or the
+// dead-letter stream's max_msg_size (read once, as the stream may predate
+// this Consumer) is cut to fit, with HeaderDLQTruncated giving its original
+// length: failing instead would stop the partition at it on every restart.
 func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
 	if !c.dlqReady {
 		if err := ensureStream(ctx, c.js, dlqStream(c.cfg.DLQStream, c.cfg.DLQSubject, c.cfg.Stream.MaxMsgSize, c.cfg.Stream.Replicas), c.cfg.Logger); err != nil {
 			return fmt.Errorf("nats dead letter: %w", err)
 		}
+		st, err := c.js.Stream(ctx, c.cfg.DLQStream)
+		if err != nil {
+			return fmt.Errorf("nats dead letter: stream %s: %w", c.cfg.DLQStream, err)
+		}
+		c.dlqMax = st.CachedInfo().Config.MaxMsgSize
 		c.dlqReady = true
 	}
 	h := natsgo.Header{}
 	for k, v := range d.Headers {
-		if !strings.HasPrefix(k, "Nats-") {
+		if !strings.HasPrefix(k, "Nats-") && k != HeaderDLQTruncated {
 			h[k] = []string{v}
 		}
 	}
@@ -449,14 +458,21 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 	h[HeaderDLQOffset] = []string{strconv.FormatInt(d.Offset, 10)}
 	id := c.cfg.Stream.Name + "/" + strconv.FormatInt(d.Offset, 10)
 	m := &natsgo.Msg{Subject: c.cfg.DLQSubject, Header: h, Data: d.Value}
-	if room := int(c.nc.MaxPayload()) - headerBytes(h, id) - dlqSlack; len(d.Value) > room {
-		// The message fitted the server alone but not with the dead-letter
-		// headers: keep what fits rather than fail on every restart.
+	limit := int(c.nc.MaxPayload())
+	if c.dlqMax > 0 {
+		limit = min(limit, int(c.dlqMax))
+	}
+	if hb := headerBytes(h, id); hb+len(d.Value) > limit {
+		// Room for the truncation header too, and for any escaping.
+		room := limit - hb - dlqSlack
+		if room <= 0 {
+			return fmt.Errorf("nats dead letter %d@%d: its headers alone take %d of the %d bytes a dead letter may have", d.Partition, d.Offset, hb, limit)
+		}
 		h[HeaderDLQTruncated] = []string{strconv.Itoa(len(d.Value))}
-		m.Data = d.Value[:max(room, 0)]
-		c.cfg.Logger.Warn("nats dead letter cut to fit the server's max_payload; the whole message stays in the stream at its sequence",
+		m.Data = d.Value[:room]
+		c.cfg.Logger.Warn("nats dead letter cut to fit; the whole message stays in the stream at its sequence",
 			"stream", c.cfg.Stream.Name, "partition", d.Partition, "sequence", d.Offset, "bytes", len(d.Value), "kept", len(m.Data),
-			"max_payload", c.nc.MaxPayload())
+			"limit", limit)
 	}
 	backoff := 50 * time.Millisecond
 	for {
@@ -489,8 +505,8 @@ func headerBytes(h natsgo.Header, id string) int {
 	return n
 }
 
-// dlqSlack is room left under max_payload for the truncation header and
-// any header escaping.
+// dlqSlack is room left under the limit, when a dead letter is cut, for the
+// truncation header and any header escaping.
 const dlqSlack = 64
 
 // Close calls OnRevoked (the caller may still Commit from it), stops the

@@ -11,8 +11,9 @@
 // would pick. Headers are schemas.Message.Headers(), plus flowbus-key (NATS
 // has no record key) and Nats-Msg-Id = Message.ID() ("node/run/seq"). Dead
 // letters go to subject flowbus.dlq.flows.v1 in stream FLOWBUS_DLQ (outside
-// flowbus.flows.v1.> on purpose); one that fits the server's max_payload only
-// without the dead-letter headers is cut to fit, its original length in
+// flowbus.flows.v1.> on purpose); one too large, with the dead-letter
+// headers, for the server's max_payload or the dead-letter stream's
+// max_msg_size is cut to fit, its original length in
 // flowbus-dlq-truncated. Durable consumers are named
 // flowbus-aggregator-p00, -p01, ...
 //

@@ -430,9 +430,10 @@ func TestAStreamTheServerRefusesFailsPublishAtOnce(t *testing.T) {
 	}
 }
 
-// A message as large as the server's max_payload fitted the stream but not
-// with the dead-letter headers added: it is dead-lettered cut to fit, with
-// its original length in a header, rather than failing on every restart.
+// A message as large as the server's max_payload cannot be dead-lettered
+// whole with the dead-letter headers added: it is dead-lettered cut to fit,
+// with its original length in a header, rather than failing on every
+// restart.
 func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	var logs bytes.Buffer
@@ -481,4 +482,39 @@ func lastDeadLetter(ctx context.Context, t *testing.T, nc *natsgo.Conn) *jetstre
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// A dead-letter stream made before (by an operator, or an older version)
+// with a smaller max_msg_size than the messages it receives: the dead letter
+// is cut to that size instead.
+func TestADeadLetterIsCutToAnExistingStreamsMaxMsgSize(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := natsgo.Connect(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxMsg = 64 << 10
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultDLQStream, Subjects: []string{DefaultDLQSubject}, MaxMsgSize: maxMsg}); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	value := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
+	bad := Delivery{Partition: 2, Offset: 5, Value: value, Headers: map[string]string{HeaderDLQTruncated: "stale"}}
+	if err := c.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
+		t.Fatalf("dead letter of %d bytes to a stream of max_msg_size %d: %v", len(value), maxMsg, err)
+	}
+	raw := lastDeadLetter(ctx, t, nc)
+	if n := len(raw.Data); n >= maxMsg-100 || n < maxMsg-1024 || !bytes.Equal(raw.Data, value[:n]) {
+		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-1024..%d bytes", n, maxMsg, maxMsg-100)
+	}
+	if got := raw.Header.Values(HeaderDLQTruncated); len(got) != 1 || got[0] != strconv.Itoa(len(value)) {
+		t.Errorf("%s = %q, want [%d]", HeaderDLQTruncated, got, len(value))
+	}
 }
