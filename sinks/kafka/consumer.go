@@ -324,7 +324,7 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 	if recordSize(rec) > limit {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(d.Value)))})
 		over := recordSize(rec) - limit
-		if over >= len(rec.Value) {
+		if over > len(rec.Value) {
 			return fmt.Errorf("kafka dead letter %s/%d@%d: key and headers alone take %d bytes, over the dead-letter limit %d: %w",
 				d.Topic, d.Partition, d.Offset, recordSize(rec)-len(rec.Value), limit, ErrTooLarge)
 		}
@@ -334,6 +334,13 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 			"dlq_topic", c.cfg.DLQTopic, "limit", limit)
 	}
 	if err := produceAll(ctx, c.cl, []*kgo.Record{rec}, c.cfg.DLQTopic); err != nil {
+		if errors.Is(err, kerr.MessageTooLarge) {
+			// The topic's limit was lowered since it was read: read it
+			// again on the next attempt.
+			c.dlqMu.Lock()
+			c.dlqLimit = 0
+			c.dlqMu.Unlock()
+		}
 		return fmt.Errorf("kafka dead letter %d@%d: %w", d.Partition, d.Offset, err)
 	}
 	return nil

@@ -279,3 +279,44 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want ErrTooLarge over the dead-letter limit 300", err)
 	}
 }
+
+// A dead-letter topic whose max.message.bytes is lowered while the
+// aggregator runs: the dead letter that meets the new limit fails once (the
+// caller retries, as the aggregator does on restart), and the next attempt
+// reads the limit again and cuts to it.
+func TestADeadLetterFollowsALoweredTopicLimit(t *testing.T) {
+	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
+	dlq := DefaultTopic + DefaultDLQSuffix
+	createTestTopic(t, c, dlq, 1, 200_000)
+	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq-lowered"})
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bad := Delivery{Topic: DefaultTopic, Partition: 0, Offset: 1, Value: bytes.Repeat([]byte("v"), 150_000)}
+	if err := cons.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
+		t.Fatalf("first dead letter: %v", err)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	v := "100000"
+	rs, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}, dlq)
+	if err == nil {
+		_, err = rs.On(dlq, nil)
+	}
+	if err != nil {
+		t.Fatalf("lower %s's max.message.bytes: %v", dlq, err)
+	}
+
+	bad.Offset = 2
+	err = cons.DeadLetter(ctx, bad, "not an Arrow stream")
+	if !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("dead letter after the limit was lowered: got %v, want the broker's MESSAGE_TOO_LARGE once", err)
+	}
+	if err := cons.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
+		t.Fatalf("second attempt, which should read the new limit: %v", err)
+	}
+}
