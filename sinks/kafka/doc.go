@@ -83,7 +83,8 @@
 // copies a record to the dead-letter topic with the reason, source partition
 // and offset as headers; commit the offset only after it returned nil.
 // Its limit is found as the Producer's is (MaxMessageBytes, or the
-// dead-letter topic's max.message.bytes when lower, read on first use). A
+// dead-letter topic's max.message.bytes when lower, read on first use and
+// again after the broker refused a dead letter as too large). A
 // value over it is cut to fit, with flowbus-dlq-truncated giving the
 // original length and a warning logged, rather than failing: a failure
 // would stop the partition at that message on every restart, and the whole
