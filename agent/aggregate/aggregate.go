@@ -56,11 +56,12 @@ func (c Config) Validate() error {
 
 // Aggregator folds flows of one window by key. Not safe for concurrent use.
 type Aggregator struct {
-	cfg   Config
-	seed  maphash.Seed
-	index map[uint64]int32 // key hash → first record with that hash
-	recs  []schemas.Flow   // the window's records
-	next  []int32          // next record with the same hash, -1 at the end
+	cfg      Config
+	seed     maphash.Seed
+	seedWord uint64           // a word derived from seed, mixed into every hash
+	index    map[uint64]int32 // key hash → first record with that hash
+	recs     []schemas.Flow   // the window's records
+	next     []int32          // next record with the same hash, -1 at the end
 
 	earlyFlushes prometheus.Counter
 }
@@ -81,6 +82,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Aggregator, error) {
 			Help: "Aggregation windows flushed before their time because the key table was full (max keys).",
 		}),
 	}
+	a.seedWord = maphash.String(a.seed, "flowbus aggregation key")
 	if reg != nil {
 		if err := reg.Register(a.earlyFlushes); err != nil {
 			return nil, fmt.Errorf("register aggregate metrics: %w", err)
@@ -220,8 +222,9 @@ func workload(e *schemas.Endpoint) string {
 // the Aggregator's seeded maphash, the numeric fields packed into four
 // words, all folded together by a multiply-and-fold mixer (wyhash's "mum").
 // Different keys may pack to the same words; sameKey settles collisions, so
-// the hash only has to spread keys, which the seeded string hashes make
-// unpredictable from outside. One call per string instead of feeding a
+// the hash only has to spread keys; the numeric words start from a
+// seed-derived word and the strings are hashed with the seed, so which keys
+// collide is not predictable from outside. One call per string instead of feeding a
 // streaming maphash.Hash cut hashing from ~375 to ~245 ns per event in
 // BenchmarkAgent's profile (bench/RESULTS.md).
 func (a *Aggregator) hash(f *schemas.Flow) uint64 {
@@ -231,7 +234,7 @@ func (a *Aggregator) hash(f *schemas.Flow) uint64 {
 		uint64(f.L7.Protocol)<<32 | uint64(f.L7.Type)<<40 | uint64(f.Direction)<<48 | uint64(f.ObservationPoint)<<56
 	w2 := uint64(uint32(f.Verdict)) | uint64(uint32(f.DropReason))<<32
 	w3 := uint64(f.L7.HTTPStatus) | uint64(f.L7.DNSRCode)<<16 | uint64(uint32(f.L7.KafkaErrorCode))<<32
-	h := mum(w0^k0, w1^k1)
+	h := mum(w0^a.seedWord, w1^k1)
 	h = mum(h^w2^k1, w3^k0)
 	for _, s := range [...]string{
 		f.NodeName,
