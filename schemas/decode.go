@@ -97,9 +97,11 @@ func (d *Decoder) appendRows(dst []Flow, msg []byte, p *Projection) ([]Flow, err
 func (d *Decoder) decode(msg []byte, p *Projection) (out []*batchCols, err error) {
 	msgs, err := scanStream(d.msgs[:0], msg)
 	if err != nil {
+		clear(d.msgs[:cap(d.msgs)]) // what it appended before failing
 		return nil, err
 	}
 	d.msgs = msgs
+	defer clear(msgs) // keep no reference into msg
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("%w: corrupt stream: %v", ErrNotArrow, r)

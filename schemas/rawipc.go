@@ -82,8 +82,9 @@ type ipcMessage struct {
 // the strings and lists a Flow keeps), so the views, arrays and column
 // list of one Decode are reused by the next: a 1000-row message used to
 // cost ~300 small allocations here, a few percent of the aggregator's
-// decode + rollup at that size with their garbage collection. (The views
-// keep pointing into the last message until the next Decode.)
+// decode + rollup at that size with their garbage collection. When a
+// Decode ends, its views drop their references into the message and the
+// arena (release), so that a reused reader pins neither.
 type fastReader struct {
 	schema *arrow.Schema
 	fields []arrow.Field // schema.Fields(), which copies on every call
@@ -104,6 +105,15 @@ func newFastReader(schema *arrow.Schema) *fastReader {
 	// the message's budget before decoding, decoded into an arena region of
 	// exactly that size: a frame that decodes to more or less fails.
 	return &fastReader{schema: schema, fields: schema.Fields(), zdec: newFrameDecoder(), dicts: map[int64]*rawArray{}}
+}
+
+// release drops the references of the views in use into the message and
+// the arena, once every column decoder has read its buffers.
+func (r *fastReader) release() {
+	for _, v := range r.views[:r.nviews] {
+		clear(v.spans)
+		v.arena = nil
+	}
 }
 
 // arrayChunk is how many rawArrays the reader allocates at a time.
@@ -345,6 +355,7 @@ func (r *fastReader) decode(msgs []ipcMessage, budget int, p *Projection) ([]*ba
 	var out []*batchCols
 	r.used, r.nviews, r.narray = 0, 0, 0
 	clear(r.dicts)
+	defer r.release()
 	for i := range msgs[1:] {
 		m := &msgs[1+i]
 		h, _ := m.meta.table(rootTable(m.meta), 2)
