@@ -57,6 +57,18 @@ func sameKeyMessages(n, size int) []schemas.Message {
 	return msgs
 }
 
+// checkLimitAndRecords checks the producer's record limit and how many
+// records landed in DefaultTopic.
+func checkLimitAndRecords(t *testing.T, c *kfake.Cluster, p *Producer, limit, records int) {
+	t.Helper()
+	if p.limit != limit {
+		t.Errorf("record limit %d, want %d", p.limit, limit)
+	}
+	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != records {
+		t.Errorf("%d records landed, want %d", got, records)
+	}
+}
+
 // logBuffer collects slog records as text, safe for concurrent use.
 type logBuffer struct{ syncbuf.Buffer }
 
@@ -172,16 +184,11 @@ func TestPublishKeepsTheConfiguredLimitWhenTheTopicConfigIsDenied(t *testing.T) 
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
-	if p.limit != DefaultMaxMessageBytes {
-		t.Errorf("record limit %d, want the configured %d", p.limit, DefaultMaxMessageBytes)
-	}
 	got := logs.String()
 	if strings.Count(got, "level=WARN") != 1 || !strings.Contains(got, "TOPIC_AUTHORIZATION_FAILED") {
 		t.Errorf("want one warning naming TOPIC_AUTHORIZATION_FAILED, got:\n%s", got)
 	}
-	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 6 {
-		t.Errorf("%d records landed, want 6", got)
-	}
+	checkLimitAndRecords(t, c, p, DefaultMaxMessageBytes, 6)
 }
 
 // A transient DescribeConfigs failure is retried: it must not leave the
@@ -200,12 +207,7 @@ func TestPublishRetriesATransientTopicConfigFailure(t *testing.T) {
 	if hits := h.Hits(); hits != 2 {
 		t.Errorf("fault answered %d DescribeConfigs, want 2", hits)
 	}
-	if p.limit != kafkaDefaultMaxMessageBytes {
-		t.Errorf("record limit %d, want the topic's %d", p.limit, kafkaDefaultMaxMessageBytes)
-	}
-	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 4 {
-		t.Errorf("%d records landed, want 4", got)
-	}
+	checkLimitAndRecords(t, c, p, kafkaDefaultMaxMessageBytes, 4)
 }
 
 // With CreateTopic, a topic that already exists with a smaller limit is
@@ -220,12 +222,7 @@ func TestPublishWithCreateTopicHonoursAnExistingTopicsSmallerLimit(t *testing.T)
 	if err := p.Publish(ctx, msgs); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	if p.limit != kafkaDefaultMaxMessageBytes {
-		t.Errorf("record limit %d, want the topic's %d", p.limit, kafkaDefaultMaxMessageBytes)
-	}
-	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 4 {
-		t.Errorf("%d records landed, want 4", got)
-	}
+	checkLimitAndRecords(t, c, p, kafkaDefaultMaxMessageBytes, 4)
 }
 
 // A bad message larger than an existing dead-letter topic accepts is
