@@ -364,17 +364,11 @@ func (c *Consumer) ensureDLQ(ctx context.Context) (int, error) {
 		}
 		c.dlqReady = true
 	}
-	limit := c.cfg.MaxMessageBytes
-	mmb, _, err := topicMaxMessageBytes(ctx, c.cl, c.cfg.DLQTopic, c.cfg.CreateDLQTopic)
+	limit, _, err := recordLimit(ctx, c.cl, c.cfg.Logger, c.cfg.DLQTopic, c.cfg.MaxMessageBytes, c.cfg.CreateDLQTopic)
 	switch {
-	case err == nil:
-		limit = min(limit, mmb)
 	case errors.Is(err, kerr.UnknownTopicOrPartition):
-		return limit, nil
-	case errors.Is(err, errNoTopicLimit):
-		c.cfg.Logger.Warn("kafka dead-letter topic max.message.bytes unknown; keeping the configured max message bytes",
-			"dlq_topic", c.cfg.DLQTopic, "max_message_bytes", limit, "err", err)
-	default:
+		return c.cfg.MaxMessageBytes, nil
+	case err != nil:
 		return 0, fmt.Errorf("kafka dead letter: %w", err)
 	}
 	c.dlqLimit = limit

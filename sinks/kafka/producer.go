@@ -245,23 +245,39 @@ func (p *Producer) ensureTopic(ctx context.Context) (int, string, error) {
 		p.topicCreated = true
 		p.cfg.Logger.Info("kafka topic ready", "topic", p.cfg.Topic)
 	}
-	limit, from := p.cfg.MaxMessageBytes, "max message bytes "+strconv.Itoa(p.cfg.MaxMessageBytes)
-	mmb, src, err := topicMaxMessageBytes(ctx, p.cl, p.cfg.Topic, p.cfg.CreateTopic)
-	switch {
-	case errors.Is(err, errNoTopicLimit):
-		p.cfg.Logger.Warn("kafka topic max.message.bytes unknown; keeping the configured max message bytes", "topic", p.cfg.Topic, "max_message_bytes", p.cfg.MaxMessageBytes, "err", err)
-	case err != nil:
+	limit, src, err := recordLimit(ctx, p.cl, p.cfg.Logger, p.cfg.Topic, p.cfg.MaxMessageBytes, p.cfg.CreateTopic)
+	if err != nil {
 		return 0, "", err
-	case mmb < limit:
-		limit, from = mmb, fmt.Sprintf("topic %s max.message.bytes %d", p.cfg.Topic, mmb)
+	}
+	from := "max message bytes " + strconv.Itoa(p.cfg.MaxMessageBytes)
+	if limit < p.cfg.MaxMessageBytes {
+		from = fmt.Sprintf("topic %s max.message.bytes %d", p.cfg.Topic, limit)
 		p.cfg.Logger.Info("kafka topic max.message.bytes is below the configured max message bytes; using it for records and batches",
-			"topic", p.cfg.Topic, "max.message.bytes", mmb, "source", src, "max_message_bytes", p.cfg.MaxMessageBytes)
+			"topic", p.cfg.Topic, "max.message.bytes", limit, "source", src, "max_message_bytes", p.cfg.MaxMessageBytes)
 	}
 	// No record of this topic has been produced yet: franz-go reads the
 	// batch limit at the first Produce below.
 	p.batchMax.Store(int32(limit))
 	p.limit, p.limitFrom, p.topicReady = limit, from, true
 	return limit, from, nil
+}
+
+// recordLimit is the record limit for topic: configured, or the topic's
+// max.message.bytes when that is lower (src then says where that value
+// comes from). When the topic's value cannot be read (errNoTopicLimit), a
+// warning is logged and configured stands; other errors of
+// topicMaxMessageBytes are returned.
+func recordLimit(ctx context.Context, cl *kgo.Client, log *slog.Logger, topic string, configured int, created bool) (limit int, src string, err error) {
+	mmb, src, err := topicMaxMessageBytes(ctx, cl, topic, created)
+	switch {
+	case errors.Is(err, errNoTopicLimit):
+		log.Warn("kafka topic max.message.bytes unknown; keeping the configured max message bytes",
+			"topic", topic, "max_message_bytes", configured, "err", err)
+		return configured, "", nil
+	case err != nil:
+		return 0, "", err
+	}
+	return min(configured, mmb), src, nil
 }
 
 // errNoTopicLimit wraps the failures to learn a topic's max.message.bytes
