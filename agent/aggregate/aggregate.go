@@ -221,12 +221,12 @@ func workload(e *schemas.Endpoint) string {
 // hash hashes the key fields of f without allocating: each string with
 // the Aggregator's seeded maphash, the numeric fields packed into four
 // words, all folded together by a multiply-and-fold mixer (wyhash's "mum").
-// Different keys may pack to the same words; sameKey settles collisions, so
-// the hash only has to spread keys; the numeric words start from a
-// seed-derived word and the strings are hashed with the seed, so which keys
-// collide is not predictable from outside. One call per string instead of feeding a
-// streaming maphash.Hash cut hashing from ~375 to ~245 ns per event in
-// BenchmarkAgent's profile (bench/RESULTS.md).
+// Different keys may pack to the same words; sameKey settles collisions,
+// so the hash only has to spread keys. The numeric words start from a
+// seed-derived word and the strings are hashed with the seed, so which
+// keys collide cannot be predicted from outside. One call per string,
+// instead of feeding a streaming maphash.Hash, cut hashing from ~375 to
+// ~245 ns per event in BenchmarkAgent's profile (bench/RESULTS.md).
 func (a *Aggregator) hash(f *schemas.Flow) uint64 {
 	const k0, k1 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db
 	w0 := uint64(f.Src.Identity) | uint64(f.Dst.Identity)<<32
