@@ -488,7 +488,7 @@ func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
 			return dst, errors.New("encode flows: more than 32767 distinct values in an enum column")
 		}
 	}
-	e.w.startBatch()
+	e.w.startBatch(len(flows))
 	if err := e.emit(e.w, len(flows)); err != nil {
 		e.w.dicts = e.w.dicts[:0]
 		return dst, err

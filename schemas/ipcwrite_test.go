@@ -107,7 +107,7 @@ func TestEqualBuffersAreStoredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := bytes.Repeat([]byte("flowbus "), 100)
-	w.startBatch()
+	w.startBatch(rawRuleRows)
 	w.buffer(a)
 	w.buffer(bytes.Clone(a))
 	w.buffer(a[:len(a)-8])
@@ -120,7 +120,7 @@ func TestEqualBuffersAreStoredOnce(t *testing.T) {
 	if got := (storage{compressed: 2, shared: 1}); lastBatchStorage(w) != got {
 		t.Fatalf("storage %+v, want %+v", lastBatchStorage(w), got)
 	}
-	w.startBatch() // equality does not reach across batches
+	w.startBatch(rawRuleRows) // equality does not reach across batches
 	w.buffer(a)
 	if w.bufs[0].offset != 0 {
 		t.Fatalf("first buffer of a new batch at offset %d", w.bufs[0].offset)
@@ -139,7 +139,7 @@ func TestBufferThatDidNotPayIsStoredRawThenRetried(t *testing.T) {
 	}
 	isRaw := func() bool { return int64(binary.LittleEndian.Uint64(w.body[w.bufs[0].offset:])) == -1 }
 	for batch := range rawStreak + 2 {
-		w.startBatch()
+		w.startBatch(rawRuleRows)
 		w.buffer(noise)
 		// Batch 0 tries zstd (and keeps the frame: it is smaller), the next
 		// rawStreak batches store raw, then zstd is tried again.
@@ -150,22 +150,35 @@ func TestBufferThatDidNotPayIsStoredRawThenRetried(t *testing.T) {
 	}
 }
 
-func TestSmallBufferIsAlwaysCompressed(t *testing.T) {
-	w, err := newIPCWriter(NewArrowSchema())
-	if err != nil {
-		t.Fatal(err)
-	}
-	half := make([]byte, rawRuleMin-8)
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range len(half) / 2 {
-		half[i] = byte(r.Uint32()) // compresses to ~1/2, which does not pay
-	}
-	for batch := range 3 {
-		w.startBatch()
-		w.buffer(half)
-		if int64(binary.LittleEndian.Uint64(w.body[w.bufs[0].offset:])) == -1 {
-			t.Fatalf("batch %d: a %d-byte buffer was stored raw", batch, len(half))
-		}
+// The raw rule leaves alone buffers under rawRuleMin bytes and every buffer
+// of a batch under rawRuleRows rows (the agent's per-partition messages):
+// those are compressed however little it saves.
+func TestSmallBufferOrBatchIsAlwaysCompressed(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		rows, size int
+	}{
+		{"small buffer", rawRuleRows, rawRuleMin - 8},
+		{"small batch", rawRuleRows - 1, 4 * rawRuleMin},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w, err := newIPCWriter(NewArrowSchema())
+			if err != nil {
+				t.Fatal(err)
+			}
+			half := make([]byte, c.size)
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range len(half) / 2 {
+				half[i] = byte(r.Uint32()) // compresses to ~1/2, which does not pay
+			}
+			for batch := range 3 {
+				w.startBatch(c.rows)
+				w.buffer(half)
+				if int64(binary.LittleEndian.Uint64(w.body[w.bufs[0].offset:])) == -1 {
+					t.Fatalf("batch %d of %d rows: a %d-byte buffer was stored raw", batch, c.rows, len(half))
+				}
+			}
+		})
 	}
 }
 
@@ -191,7 +204,7 @@ func readArrowGo(t *testing.T, msg []byte) []arrow.RecordBatch {
 }
 
 // A reused encoder stores buffers every way it can: raw (incompressible, or
-// after a streak: at 10k rows, where buffers reach rawRuleMin bytes), shared
+// after a streak: in batches of rawRuleRows rows or more), shared
 // between equal buffers, RLE frames, libzstd and klauspost frames. arrow-go must read
 // such a stream to the same records as a fresh encoder's, which
 // TestArrowGoReadsOurStreams checks against the flows.
