@@ -45,16 +45,17 @@
 //     repeated byte is written as a zstd RLE frame without running the
 //     compressor; a buffer equal to an earlier one of the same record batch
 //     (list offsets of same-shaped lists, equal timestamps) is stored once
-//     and both buffer entries point at it; a record batch buffer of 16 KiB
-//     or more is stored raw (Arrow's -1 length) when the ratio zstd last
-//     reached at its position saves less than 4/5 of (its size + 512 B),
-//     512 B being what a frame's fixed CPU is worth here, and compressed
-//     again after 15 batches to re-measure; buffers under 32 B are always
-//     raw. Smaller batches (the agent's per-partition messages) therefore
-//     stay fully compressed. latency_hist's counts use libzstd level 3,
-//     ~3× faster and smaller than level 1 on them (mostly long matches, few
-//     literals to Huffman decode).
-//     Figures are in README.md "Size and speed".
+//     and both buffer entries point at it; in a record batch of 1000 rows
+//     or more, a buffer of 4,000 B or more is stored raw (Arrow's -1
+//     length) when the ratio zstd last reached at its position saves less
+//     than 4/5 of (its size + 512 B), 512 B being what a frame's fixed CPU
+//     is worth here, and compressed again after 15 batches to re-measure;
+//     buffers under 32 B are always raw. Batches under 1000 rows (the
+//     per-partition messages of a lightly loaded agent) therefore stay fully
+//     compressed: bytes matter there, CPU in a busy agent's larger ones.
+//     latency_hist's counts use libzstd level 3, ~3× faster and smaller
+//     than level 1 on them (mostly long matches, few literals to Huffman
+//     decode). Figures are in README.md "Size and speed".
 //   - The decoder reads streams whose schema message is byte for byte ours
 //     without arrow-go objects (one reused zstd decoder, one reused arena,
 //     batch views and arrays reused from message to message, strings copied
