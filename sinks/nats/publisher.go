@@ -71,7 +71,11 @@ func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
 		natsgo.ReconnectWait(250*time.Millisecond),
 		natsgo.RetryOnFailedConnect(true),
 		natsgo.ReconnectBufSize(-1),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+		natsgo.DisconnectErrHandler(func(nc *natsgo.Conn, err error) {
+			if nc.IsClosed() { // our own Close, at shutdown: nothing to report
+				log.Debug("nats connection closed", "url", c.URL)
+				return
+			}
 			log.Info("nats disconnected", "url", c.URL, "err", err)
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
