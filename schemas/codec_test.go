@@ -138,18 +138,29 @@ func TestDecodedFlowsOutliveLaterDecodes(t *testing.T) {
 // TestEncoderHistoryDoesNotChangeContent: an encoder stores buffers that
 // did not compress raw for a while; every stream still decodes the same.
 func TestEncoderHistoryDoesNotChangeContent(t *testing.T) {
-	flows := fleetFlows(23, 1000)
+	flows := fleetFlows(23, rawRuleRows+2*rawStreak) // every batch under the raw rule
 	enc, dec := NewEncoder(), NewDecoder()
+	rawBatches, firstRaw := 0, 0
 	for i := range 2 * rawStreak {
 		msg, err := enc.Encode(nil, flows[i:])
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The first batch compresses every buffer to measure it; buffers
+		// the rule stores raw are the large raw ones beyond that batch's.
+		if n := rawBuffersOf(enc.w, rawRuleMin); i == 0 {
+			firstRaw = n
+		} else if n > firstRaw {
+			rawBatches++
 		}
 		got, err := dec.Decode(nil, msg)
 		if err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 		checkEqual(t, got, flows[i:])
+	}
+	if rawBatches < rawStreak {
+		t.Fatalf("the raw rule stored buffers raw in %d of %d batches: the test does not exercise it", rawBatches, 2*rawStreak)
 	}
 }
 

@@ -101,6 +101,23 @@ func lastBatchStorage(w *ipcWriter) storage {
 	return s
 }
 
+// rawBuffersOf counts the distinct buffers of the last record batch stored
+// raw with at least size bytes.
+func rawBuffersOf(w *ipcWriter, size int) int {
+	n := 0
+	seen := map[int64]bool{}
+	for _, b := range w.bufs {
+		if b.length-8 < int64(size) || seen[b.offset] {
+			continue
+		}
+		seen[b.offset] = true
+		if int64(binary.LittleEndian.Uint64(w.body[b.offset:])) == -1 {
+			n++
+		}
+	}
+	return n
+}
+
 func TestEqualBuffersAreStoredOnce(t *testing.T) {
 	w, err := newIPCWriter(NewArrowSchema())
 	if err != nil {
