@@ -56,17 +56,18 @@ const rawMax = 32
 // and there to buffers of rawRuleMin bytes or more (from a 4-byte column
 // of a 1000-row batch to a 1-byte column of a 4000-row one). Smaller
 // batches stay fully compressed: they are a partition's share of a lightly
-// loaded second (the agent's per-partition messages hold a few hundred rows
-// at 10k flows/s after aggregation), where the encoder's CPU per second is
-// small and the bytes are what the bus pays for. A batch of 1000 rows or
-// more means the agent is busy, and there CPU is what the node pays for:
-// storing the hard numeric columns raw makes a 1000-row batch ~1.6× cheaper
-// to encode (and ~1.4× cheaper to decode and roll up) for ~2× its bytes
-// (82 → 160 B/flow), which bench/RESULTS.md, issue 2, weighs. The decision
-// is per buffer position: the ratio zstd reached there last is kept for
-// rawStreak batches and judged against each batch's own size; a buffer
-// stored raw is compressed again (and its ratio measured) after rawStreak
-// batches.
+// loaded second (most of the agent's per-partition messages hold a few
+// hundred rows at 10k flows/s after aggregation), where the encoder's CPU
+// per second is small and the bytes are what the bus pays for. A batch of
+// 1000 rows or more means the agent is busy, and there CPU is what the node
+// pays for: storing the hard numeric columns raw makes a 1000-row batch
+// ~1.6× cheaper to encode (and ~1.4× cheaper to decode and roll up) for ~2×
+// its bytes (82 → 160 B/flow), which bench/RESULTS.md, issue 2, weighs. The decision
+// is per buffer position: the ratio zstd reached there in the last batch of
+// rawRuleRows rows or more (smaller ones, other partitions' data, do not
+// count) is kept for rawStreak such batches and judged against each batch's
+// own size; a buffer stored raw is compressed again (and its ratio
+// measured) after rawStreak batches.
 func pays(raw, comp int) bool {
 	return payDen*(raw-comp) >= payNum*(raw+payOverhead)
 }
@@ -214,7 +215,10 @@ func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 			w.body = binary.LittleEndian.AppendUint64(w.body[:start], ^uint64(0))
 			w.body = append(w.body, raw...)
 		}
-		if adaptive {
+		if adaptive && w.rows >= rawRuleRows {
+			// Only batches the rule applies to measure for it: a small
+			// batch (another partition's, with other data) says nothing
+			// about the next large one at this position.
 			ratio := uint64(min(n, len(raw))) << 16 / uint64(len(raw))
 			w.slots[i] = slotState{ratio: uint16(min(ratio, 1<<16-1)), left: rawStreak}
 		}

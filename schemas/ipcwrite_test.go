@@ -149,20 +149,15 @@ func TestBufferThatDidNotPayIsStoredRawThenRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noise := make([]byte, 2*rawRuleMin)
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range len(noise) / 2 {
-		noise[i] = byte(r.Uint32()) // random, then zeros: compresses to ~1/2, which does not pay
-	}
-	isRaw := func() bool { return int64(binary.LittleEndian.Uint64(w.body[w.bufs[0].offset:])) == -1 }
+	noise := halfNoise(2*rawRuleMin, 1)
 	for batch := range rawStreak + 2 {
 		w.startBatch(rawRuleRows)
 		w.buffer(noise)
 		// Batch 0 tries zstd (and keeps the frame: it is smaller), the next
 		// rawStreak batches store raw, then zstd is tried again.
 		want := batch >= 1 && batch <= rawStreak
-		if isRaw() != want {
-			t.Fatalf("batch %d: raw = %v, want %v", batch, isRaw(), want)
+		if isRawAt(w, 0) != want {
+			t.Fatalf("batch %d: raw = %v, want %v", batch, isRawAt(w, 0), want)
 		}
 	}
 }
@@ -183,19 +178,83 @@ func TestSmallBufferOrBatchIsAlwaysCompressed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			half := make([]byte, c.size)
-			r := rand.New(rand.NewPCG(3, 4))
-			for i := range len(half) / 2 {
-				half[i] = byte(r.Uint32()) // compresses to ~1/2, which does not pay
-			}
+			half := halfNoise(c.size, 3)
 			for batch := range 3 {
 				w.startBatch(c.rows)
 				w.buffer(half)
-				if int64(binary.LittleEndian.Uint64(w.body[w.bufs[0].offset:])) == -1 {
+				if isRawAt(w, 0) {
 					t.Fatalf("batch %d of %d rows: a %d-byte buffer was stored raw", batch, c.rows, len(half))
 				}
 			}
 		})
+	}
+}
+
+// halfNoise returns size bytes that zstd shrinks to about half: random
+// bytes, then zeros. Compressing them does not pay (pays).
+func halfNoise(size int, seed uint64) []byte {
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	for i := range size / 2 {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// isRawAt reports whether the writer's i-th buffer of the last batch is
+// stored raw.
+func isRawAt(w *ipcWriter, i int) bool {
+	return int64(binary.LittleEndian.Uint64(w.body[w.bufs[i].offset:])) == -1
+}
+
+// The thresholds the docs promise: a 4,000-byte buffer of a 1000-row batch
+// is under the rule, one byte or one row less is not.
+func TestRawRuleFromFourThousandBytesInThousandRowBatches(t *testing.T) {
+	for _, c := range []struct {
+		rows, size int
+		raw        bool
+	}{
+		{1000, 4000, true},
+		{10000, 4000, true},
+		{999, 4000, false},
+		{1000, 3999, false},
+	} {
+		w, err := newIPCWriter(NewArrowSchema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := halfNoise(c.size, 5)
+		for range 2 { // the first batch measures, the second applies the rule
+			w.startBatch(c.rows)
+			w.buffer(b)
+		}
+		if got := isRawAt(w, 0); got != c.raw {
+			t.Errorf("%d-byte buffer in a %d-row batch: raw = %v, want %v", c.size, c.rows, got, c.raw)
+		}
+	}
+}
+
+// One encoder serves every partition: a small batch in between, whose
+// buffer at the same position compresses well, must not make the next
+// large batch compress what did not pay in the last large one.
+func TestSmallBatchesDoNotResetTheRawRulesMeasure(t *testing.T) {
+	w, err := newIPCWriter(NewArrowSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hard := halfNoise(2*rawRuleMin, 7)
+	easy := bytes.Repeat([]byte("flowbus/"), 2*rawRuleMin/8)
+	w.startBatch(rawRuleRows)
+	w.buffer(hard) // measured: does not pay
+	w.startBatch(rawRuleRows / 4)
+	w.buffer(easy)
+	if isRawAt(w, 0) {
+		t.Fatal("a small batch's buffer was stored raw")
+	}
+	w.startBatch(rawRuleRows)
+	w.buffer(hard)
+	if !isRawAt(w, 0) {
+		t.Fatal("the large batch after a small one compressed a buffer that did not pay")
 	}
 }
 
