@@ -1,7 +1,9 @@
 package nats
 
 import (
+	"bufio"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -9,38 +11,88 @@ import (
 	"github.com/flowbus/flowbus/internal/syncbuf"
 )
 
+// logWatch is a debug-level logger whose output a test can wait on.
+type logWatch struct {
+	buf syncbuf.Buffer
+	log *slog.Logger
+}
+
+func newLogWatch() *logWatch {
+	w := &logWatch{}
+	w.log = slog.New(slog.NewTextHandler(&w.buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return w
+}
+
+func (w *logWatch) waitFor(t *testing.T, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(w.buf.String(), what); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", what, w.buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // A connection we close ourselves (every run's shutdown, the demo's last
-// line) is not reported as a disconnect; a server that goes away is.
+// line) is not reported; a server that goes away is.
 func TestOnlyALostServerIsLoggedAsADisconnect(t *testing.T) {
 	s, u := startServer(t, t.TempDir(), -1)
-	var logs syncbuf.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	waitFor := func(what string) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), what); {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the log:\n%s", what, logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-
-	nc, err := connect(Conn{URL: u}, log)
+	w := newLogWatch()
+	nc, err := connect(Conn{URL: u}, w.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nc.Close()
-	waitFor("nats connection closed")
-	if strings.Contains(logs.String(), "nats disconnected") {
-		t.Fatalf("our own Close was logged as a disconnect:\n%s", logs.String())
+	time.Sleep(200 * time.Millisecond) // callbacks run on their own goroutine
+	if got := w.buf.String(); got != "" {
+		t.Fatalf("our own Close was logged:\n%s", got)
 	}
 
-	nc, err = connect(Conn{URL: u}, log)
+	nc, err = connect(Conn{URL: u}, w.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	s.Shutdown()
 	s.WaitForShutdown()
-	waitFor("level=INFO msg=\"nats disconnected\"")
+	w.waitFor(t, `level=INFO msg="nats disconnected"`)
+}
+
+// nats.go closes a connection for good on some server errors; with
+// unlimited reconnects that is the one way publishing stops for ever, so it
+// is a warning with the server's error.
+func TestAConnectionTheClientGivesUpOnIsAWarning(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // a server that accepts the handshake, then sends -ERR
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte(`INFO {"server_id":"fake","version":"2.10.0","proto":1,"max_payload":1048576}` + "\r\n"))
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(line, "PING") {
+				break
+			}
+		}
+		c.Write([]byte("PONG\r\n-ERR 'Authentication Timeout'\r\n"))
+		time.Sleep(time.Second)
+	}()
+	w := newLogWatch()
+	nc, err := connect(Conn{URL: "nats://" + ln.Addr().String()}, w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	w.waitFor(t, `level=WARN msg="nats connection closed by the client library and not retried`)
+	w.waitFor(t, `err="nats: Authentication Timeout"`)
 }

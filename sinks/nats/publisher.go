@@ -71,12 +71,14 @@ func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
 		natsgo.ReconnectWait(250*time.Millisecond),
 		natsgo.RetryOnFailedConnect(true),
 		natsgo.ReconnectBufSize(-1),
-		natsgo.DisconnectErrHandler(func(nc *natsgo.Conn, err error) {
-			if nc.IsClosed() { // our own Close, at shutdown: nothing to report
-				log.Debug("nats connection closed", "url", c.URL)
-				return
-			}
+		// Our own Close (every run's shutdown) fires no callback; a server
+		// that goes away, or a connection nats.go gives up on, does.
+		natsgo.NoCallbacksAfterClientClose(),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			log.Info("nats disconnected", "url", c.URL, "err", err)
+		}),
+		natsgo.ClosedHandler(func(nc *natsgo.Conn) {
+			log.Warn("nats connection closed by the client library and not retried: fix the cause in err, then restart flowbus", "url", c.URL, "err", nc.LastError())
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
