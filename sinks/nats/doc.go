@@ -47,6 +47,13 @@
 // a message over MaxMsgSize fails the call with ErrTooLarge before anything
 // is sent.
 //
+// The connection reconnects for ever. A lost server is logged at info
+// ("nats disconnected") and every 10 s while it cannot be reached; a
+// connection nats.go closes for good (on a server error it does not retry,
+// such as an authentication timeout) is a warning naming that error, after
+// which publishing cannot succeed until flowbus restarts. Closing the
+// connection ourselves logs nothing.
+//
 // # Consumer
 //
 // One durable pull consumer per partition (filter subject
