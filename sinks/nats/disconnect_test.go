@@ -2,6 +2,7 @@ package nats
 
 import (
 	"bufio"
+	"context"
 	"log/slog"
 	"net"
 	"strings"
@@ -67,26 +68,7 @@ func TestAConnectionTheClientGivesUpOnIsAWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() { // a server that accepts the handshake, then sends -ERR
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.Write([]byte(`INFO {"server_id":"fake","version":"2.10.0","proto":1,"max_payload":1048576}` + "\r\n"))
-		r := bufio.NewReader(c)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if strings.HasPrefix(line, "PING") {
-				break
-			}
-		}
-		c.Write([]byte("PONG\r\n-ERR 'Authentication Timeout'\r\n"))
-		time.Sleep(time.Second)
-	}()
+	go refuseOnce(ln)
 	w := newLogWatch()
 	nc, err := connect(Conn{URL: "nats://" + ln.Addr().String()}, w.log)
 	if err != nil {
@@ -95,4 +77,59 @@ func TestAConnectionTheClientGivesUpOnIsAWarning(t *testing.T) {
 	defer nc.Close()
 	w.waitFor(t, `level=WARN msg="nats connection closed by the client library and not retried`)
 	w.waitFor(t, `err="nats: Authentication Timeout"`)
+}
+
+// After nats.go closes its connection for good, Publish dials again and
+// the messages reach the server that now accepts us: no restart needed.
+func TestPublishDialsAgainAfterTheClientGaveUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	refused := make(chan struct{})
+	go func() {
+		defer close(refused)
+		refuseOnce(ln)
+	}()
+	w := newLogWatch()
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: "nats://" + addr.String()}, Partitions: testPartitions, Logger: w.log})
+	w.waitFor(t, `level=WARN msg="nats connection closed by the client library`)
+	ln.Close()
+	<-refused
+	startServer(t, t.TempDir(), addr.Port)
+
+	msgs := testMessages("node-r", 1, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatalf("publish after the client gave up: %v", err)
+	}
+	w.waitFor(t, "nats: dialled again")
+	if n := streamMsgs(t, "nats://"+addr.String(), DefaultStream); n != 20 {
+		t.Fatalf("stream holds %d messages, want 20", n)
+	}
+}
+
+// refuseOnce serves one client on ln like a NATS server that completes the
+// handshake and then sends an error nats.go does not retry.
+func refuseOnce(ln net.Listener) {
+	c, err := ln.Accept()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.Write([]byte(`INFO {"server_id":"fake","version":"2.10.0","proto":1,"max_payload":1048576}` + "\r\n"))
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if strings.HasPrefix(line, "PING") {
+			break
+		}
+	}
+	c.Write([]byte("PONG\r\n-ERR 'Authentication Timeout'\r\n"))
+	r.ReadString('\n') // until the client hangs up
 }

@@ -48,10 +48,12 @@
 // is sent.
 //
 // The connection reconnects for ever. A lost server is logged at info
-// ("nats disconnected") and every 10 s while it cannot be reached; a
+// ("nats disconnected") and every 10 s while it cannot be reached. A
 // connection nats.go closes for good (on a server error it does not retry,
-// such as an authentication timeout) is a warning naming that error, after
-// which publishing cannot succeed until flowbus restarts. Closing the
+// such as an authentication timeout) is a warning naming that error; the
+// publisher then dials a new connection at its next attempt and at most
+// every 10 s after (Publish keeps retrying meanwhile, so nothing is lost),
+// while a consumer stops receiving until it is restarted. Closing the
 // connection ourselves logs nothing.
 //
 // # Consumer

@@ -23,11 +23,15 @@ var ErrTooLarge = errors.New("message larger than the bus limit")
 // are serialized so that each keeps its order.
 type Publisher struct {
 	cfg PublisherConfig
-	nc  *natsgo.Conn
-	js  jetstream.JetStream
 
 	mu          sync.Mutex // serializes Publish; guards streamReady
 	streamReady bool
+
+	connMu   sync.Mutex // guards the rest (Close may race Publish)
+	nc       *natsgo.Conn
+	js       jetstream.JetStream
+	closed   bool
+	lastDial time.Time // of the last redial
 }
 
 // NewPublisher connects to cfg.URL. A server that is down is not an error:
@@ -37,17 +41,55 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	nc, err := connect(cfg.Conn, cfg.Logger)
+	nc, js, err := dialJetStream(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("nats publisher: %w", err)
+	}
+	return &Publisher{cfg: cfg, nc: nc, js: js}, nil
+}
+
+func dialJetStream(cfg PublisherConfig) (*natsgo.Conn, jetstream.JetStream, error) {
+	nc, err := connect(cfg.Conn, cfg.Logger)
+	if err != nil {
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.AckTimeout), jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("nats publisher: jetstream: %w", err)
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Publisher{cfg: cfg, nc: nc, js: js}, nil
+	return nc, js, nil
 }
+
+// redialEvery is how often Publish dials again while nats.go keeps closing
+// its connections for good (a server that keeps refusing it).
+const redialEvery = 10 * time.Second
+
+// jetStream returns the current connection's JetStream context. When
+// nats.go has closed the connection for good (a server error it does not
+// retry), it dials a new one first (at once the first time, then at most
+// every redialEvery), so that publishing resumes once the server accepts us
+// again instead of waiting for a restart. Called with p.mu held.
+func (p *Publisher) jetStream() (jetstream.JetStream, error) {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if p.closed {
+		return nil, errPublisherClosed
+	}
+	if !p.nc.IsClosed() || (!p.lastDial.IsZero() && time.Since(p.lastDial) < redialEvery) {
+		return p.js, nil
+	}
+	p.lastDial = time.Now()
+	nc, js, err := dialJetStream(p.cfg)
+	if err != nil {
+		return p.js, err
+	}
+	p.cfg.Logger.Info("nats: dialled again after the client library closed the connection", "url", p.cfg.Conn.URL)
+	p.nc, p.js = nc, js
+	return js, nil
+}
+
+var errPublisherClosed = errors.New("nats publisher closed")
 
 // connect dials with unlimited reconnects and no reconnect buffer: a publish
 // while disconnected fails at once (and Publish retries it in order) instead
@@ -78,7 +120,7 @@ func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
 			log.Info("nats disconnected", "url", c.URL, "err", err)
 		}),
 		natsgo.ClosedHandler(func(nc *natsgo.Conn) {
-			log.Warn("nats connection closed by the client library and not retried: fix the cause in err, then restart flowbus", "url", c.URL, "err", nc.LastError())
+			log.Warn("nats connection closed by the client library and not retried: fix the cause in err (a publisher dials again every 10 s, a consumer needs a restart)", "url", c.URL, "err", nc.LastError())
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -123,15 +165,22 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	js, err := p.jetStream()
+	if errors.Is(err, errPublisherClosed) {
+		return err
+	}
 	if !p.streamReady {
-		if err := ensureStream(ctx, p.js, p.cfg.Stream.jetstream(), p.cfg.Logger); err != nil {
+		if err := ensureStream(ctx, js, p.cfg.Stream.jetstream(), p.cfg.Logger); err != nil {
 			return err
 		}
 		p.streamReady = true
 	}
 	backoff := 50 * time.Millisecond
 	for {
-		n, err := p.publishOnce(ctx, out)
+		if js, err = p.jetStream(); errors.Is(err, errPublisherClosed) {
+			return err
+		}
+		n, err := p.publishOnce(ctx, js, out)
 		out = out[n:]
 		if len(out) == 0 {
 			return nil
@@ -153,11 +202,11 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 // publishOnce sends msgs pipelined and returns how many, from the start,
 // were acknowledged, and the first error. It stops sending at the first
 // refused send, so that nothing is sent after a message that was not.
-func (p *Publisher) publishOnce(ctx context.Context, msgs []*natsgo.Msg) (int, error) {
+func (p *Publisher) publishOnce(ctx context.Context, js jetstream.JetStream, msgs []*natsgo.Msg) (int, error) {
 	futs := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var sendErr, ackErr error
 	for _, m := range msgs {
-		f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(m.Header[jetstream.MsgIDHeader][0]))
+		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(m.Header[jetstream.MsgIDHeader][0]))
 		if err != nil {
 			sendErr = err
 			break
@@ -283,8 +332,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Close closes the connection. Safe to call after a failed Publish.
+// Close closes the connection; a Publish in progress or later fails. Safe
+// to call after a failed Publish.
 func (p *Publisher) Close() error {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	p.closed = true
 	p.nc.Close()
 	return nil
 }
