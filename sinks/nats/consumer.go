@@ -246,7 +246,7 @@ func (c *Consumer) start(ctx context.Context) error {
 			if err == nil {
 				break
 			}
-			if fatal(err) || !sleep(ctx, backoff) {
+			if fatal(err) || gone(err) || !sleep(ctx, backoff) {
 				return fmt.Errorf("nats consumer %s: %w", ConsumerName(c.cfg.Durable, p), errors.Join(err, ctx.Err()))
 			}
 			backoff = min(2*backoff, time.Second)
@@ -349,6 +349,8 @@ func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
 			out = append(out, d)
 		}
 	}
+	check := time.NewTicker(time.Second) // while waiting: has nats.go given up?
+	defer check.Stop()
 	for len(out) == 0 {
 		select {
 		case it := <-c.items:
@@ -357,6 +359,15 @@ func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
 			return nil, ctx.Err()
 		case <-c.stop:
 			return nil, ErrClosed
+		case <-check.C:
+			select {
+			case <-c.stop: // our own Close, which closes the connection too
+				return nil, ErrClosed
+			default:
+			}
+			if err := c.lost(); err != nil {
+				return nil, err
+			}
 		}
 	drain:
 		for len(out) < c.cfg.MaxPollRecords {
@@ -369,6 +380,16 @@ func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
 		}
 	}
 	return out, nil
+}
+
+// lost returns an error when nats.go has closed the connection for good (a
+// server error it does not retry): the readers would wait for ever, so the
+// caller stops instead, and a restart resumes after the last commit.
+func (c *Consumer) lost() error {
+	if !c.nc.IsClosed() {
+		return nil
+	}
+	return fmt.Errorf("nats consumer: the client library closed the connection and does not retry (%v); restart to resume after the last commit", c.nc.LastError())
 }
 
 func (c *Consumer) delivery(it item) (Delivery, bool) {

@@ -3,6 +3,7 @@ package nats
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -132,4 +133,45 @@ func refuseOnce(ln net.Listener) {
 	}
 	c.Write([]byte("PONG\r\n-ERR 'Authentication Timeout'\r\n"))
 	r.ReadString('\n') // until the client hangs up
+}
+
+// A consumer whose connection nats.go closed for good says so from Poll
+// instead of waiting for ever; the aggregator then stops without
+// committing, and a restart resumes after the last commit.
+func TestPollFailsWhenTheClientGaveUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go refuseOnce(ln)
+	w := newLogWatch()
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: "nats://" + ln.Addr().String()}, Partitions: testPartitions, Logger: w.log})
+	w.waitFor(t, `level=WARN msg="nats connection closed by the client library`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Poll(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "connection closed") {
+		t.Fatalf("Poll = %v (context: %v), want the closed connection's error at once", err, ctx.Err())
+	}
+}
+
+// The same when the connection goes after the consumers were set up: a
+// Poll waiting for messages notices within a second or so.
+func TestAWaitingPollFailsWhenTheClientGaveUp(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Poll(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first Poll on an empty stream = %v, want the deadline", err)
+	}
+	c.nc.Close() // as nats.go does on a server error it does not retry
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Poll(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "closed the connection") {
+		t.Fatalf("Poll = %v after %v, want the closed connection's error", err, time.Since(start))
+	}
 }

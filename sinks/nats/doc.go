@@ -53,8 +53,9 @@
 // such as an authentication timeout) is a warning naming that error; the
 // publisher then dials a new connection at its next attempt and at most
 // every 10 s after (Publish keeps retrying meanwhile, so nothing is lost),
-// while a consumer stops receiving until it is restarted. Closing the
-// connection ourselves logs nothing.
+// and a consumer's Poll returns an error within about a second (the
+// aggregator then stops without committing; a restart resumes after the
+// last commit). Closing the connection ourselves logs nothing.
 //
 // # Consumer
 //

@@ -120,7 +120,7 @@ func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
 			log.Info("nats disconnected", "url", c.URL, "err", err)
 		}),
 		natsgo.ClosedHandler(func(nc *natsgo.Conn) {
-			log.Warn("nats connection closed by the client library and not retried: fix the cause in err (a publisher dials again every 10 s, a consumer needs a restart)", "url", c.URL, "err", nc.LastError())
+			log.Warn("nats connection closed by the client library and not retried: fix the cause in err (a publisher dials again, a consumer stops: restart it)", "url", c.URL, "err", nc.LastError())
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -234,6 +234,10 @@ func (p *Publisher) publishOnce(ctx context.Context, js jetstream.JetStream, msg
 	return acked, sendErr
 }
 
+// gone reports whether err says the connection is closed for good: retrying
+// on it cannot succeed, only a new connection can.
+func gone(err error) bool { return errors.Is(err, natsgo.ErrConnectionClosed) }
+
 // fatal reports errors that retrying cannot fix: the server refused the
 // message or request itself (too large, bad config, wrong stream), as
 // opposed to being unavailable (503), slow (408) or unreachable.
@@ -290,7 +294,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		if err == nil {
 			return nil
 		}
-		if fatal(err) {
+		if fatal(err) || gone(err) {
 			return fmt.Errorf("nats stream %s: %w", cfg.Name, err)
 		}
 		if !sleep(ctx, backoff) {
