@@ -112,6 +112,56 @@ func TestPublishDialsAgainAfterTheClientGaveUp(t *testing.T) {
 	}
 }
 
+// A server that refuses the redial too, before the stream was ever set up:
+// Publish waits for the next redial instead of failing.
+func TestPublishWaitsForTheNextRedialBeforeTheStreamIsSetUp(t *testing.T) {
+	defer func(d time.Duration) { redialEvery = d }(redialEvery)
+	redialEvery = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr)
+	refused := make(chan struct{})
+	go func() {
+		defer close(refused)
+		refuseOnce(ln) // the first connection
+		refuseOnce(ln) // the first redial
+	}()
+	w := newLogWatch()
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: "nats://" + addr.String()}, Partitions: testPartitions, Logger: w.log})
+	msgs := testMessages("node-w", 1, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Publish(ctx, msgs) }()
+	select {
+	case <-refused:
+	case err := <-done:
+		t.Fatalf("publish returned %v while the server refused every connection", err)
+	case <-ctx.Done():
+		t.Fatal("no second connection to refuse: publish did not dial again")
+	}
+	ln.Close()
+	startServer(t, t.TempDir(), addr.Port)
+	if err := <-done; err != nil {
+		t.Fatalf("publish across two refused connections: %v", err)
+	}
+	if n := streamMsgs(t, "nats://"+addr.String(), DefaultStream); n != 10 {
+		t.Fatalf("stream holds %d messages, want 10", n)
+	}
+}
+
+func TestPublishAfterCloseFails(t *testing.T) {
+	_, u := startServer(t, t.TempDir(), -1)
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
+	p.Close()
+	if err := p.Publish(context.Background(), testMessages("node-c", 1, 1)); !errors.Is(err, errPublisherClosed) {
+		t.Fatalf("Publish after Close = %v, want %v", err, errPublisherClosed)
+	}
+}
+
 // refuseOnce serves one client on ln like a NATS server that completes the
 // handshake and then sends an error nats.go does not retry.
 func refuseOnce(ln net.Listener) {

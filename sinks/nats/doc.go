@@ -51,8 +51,9 @@
 // ("nats disconnected") and every 10 s while it cannot be reached. A
 // connection nats.go closes for good (on a server error it does not retry,
 // such as an authentication timeout) is a warning naming that error; the
-// publisher then dials a new connection at its next attempt and at most
-// every 10 s after (Publish keeps retrying meanwhile, so nothing is lost),
+// publisher then dials a new connection at its next attempt (after the
+// acknowledgements in flight time out, AckTimeout) and at most every 10 s
+// after (Publish keeps retrying meanwhile, so nothing is lost),
 // and a consumer's Poll returns an error within about a second (the
 // aggregator then stops without committing; a restart resumes after the
 // last commit). Closing the connection ourselves logs nothing.

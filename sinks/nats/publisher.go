@@ -62,14 +62,18 @@ func dialJetStream(cfg PublisherConfig) (*natsgo.Conn, jetstream.JetStream, erro
 }
 
 // redialEvery is how often Publish dials again while nats.go keeps closing
-// its connections for good (a server that keeps refusing it).
-const redialEvery = 10 * time.Second
+// its connections for good (a server that keeps refusing it). A variable
+// for tests.
+var redialEvery = 10 * time.Second
 
 // jetStream returns the current connection's JetStream context. When
 // nats.go has closed the connection for good (a server error it does not
 // retry), it dials a new one first (at once the first time, then at most
 // every redialEvery), so that publishing resumes once the server accepts us
-// again instead of waiting for a restart. Called with p.mu held.
+// again instead of waiting for a restart. Publish notices such a close at
+// its next attempt, which comes once the acknowledgements then in flight
+// have timed out (AckTimeout): nats.go leaves them pending. Called with
+// p.mu held.
 func (p *Publisher) jetStream() (jetstream.JetStream, error) {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
@@ -82,6 +86,7 @@ func (p *Publisher) jetStream() (jetstream.JetStream, error) {
 	p.lastDial = time.Now()
 	nc, js, err := dialJetStream(p.cfg)
 	if err != nil {
+		p.cfg.Logger.Warn("nats: dialling again failed; next try in 10 s", "url", p.cfg.Conn.URL, "err", err)
 		return p.js, err
 	}
 	p.cfg.Logger.Info("nats: dialled again after the client library closed the connection", "url", p.cfg.Conn.URL)
@@ -165,19 +170,28 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	js, err := p.jetStream()
-	if errors.Is(err, errPublisherClosed) {
-		return err
-	}
-	if !p.streamReady {
-		if err := ensureStream(ctx, js, p.cfg.Stream.jetstream(), p.cfg.Logger); err != nil {
+	backoff := 50 * time.Millisecond
+	for !p.streamReady {
+		js, err := p.jetStream()
+		if errors.Is(err, errPublisherClosed) {
 			return err
 		}
-		p.streamReady = true
+		err = ensureStream(ctx, js, p.cfg.Stream.jetstream(), p.cfg.Logger)
+		if err == nil {
+			p.streamReady = true
+			break
+		}
+		// A connection nats.go closed for good waits for the next redial;
+		// anything else ensureStream has already retried until ctx ended.
+		if !gone(err) || !sleep(ctx, backoff) {
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	backoff := 50 * time.Millisecond
+	backoff = 50 * time.Millisecond
 	for {
-		if js, err = p.jetStream(); errors.Is(err, errPublisherClosed) {
+		js, err := p.jetStream()
+		if errors.Is(err, errPublisherClosed) {
 			return err
 		}
 		n, err := p.publishOnce(ctx, js, out)
