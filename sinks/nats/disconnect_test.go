@@ -64,14 +64,8 @@ func TestOnlyALostServerIsLoggedAsADisconnect(t *testing.T) {
 // unlimited reconnects that is the one way publishing stops for ever, so it
 // is a warning with the server's error.
 func TestAConnectionTheClientGivesUpOnIsAWarning(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go refuseOnce(ln)
 	w := newLogWatch()
-	nc, err := connect(Conn{URL: "nats://" + ln.Addr().String()}, w.log)
+	nc, err := connect(Conn{URL: refusingServer(t)}, w.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +156,18 @@ func TestPublishAfterCloseFails(t *testing.T) {
 	}
 }
 
+// refusingServer returns the URL of a server that refuses its first client
+// as refuseOnce does.
+func refusingServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go refuseOnce(ln)
+	return "nats://" + ln.Addr().String()
+}
+
 // refuseOnce serves one client on ln like a NATS server that completes the
 // handshake and then sends an error nats.go does not retry.
 func refuseOnce(ln net.Listener) {
@@ -189,18 +195,12 @@ func refuseOnce(ln net.Listener) {
 // instead of waiting for ever; the aggregator then stops without
 // committing, and a restart resumes after the last commit.
 func TestPollFailsWhenTheClientGaveUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go refuseOnce(ln)
 	w := newLogWatch()
-	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: "nats://" + ln.Addr().String()}, Partitions: testPartitions, Logger: w.log})
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: refusingServer(t)}, Partitions: testPartitions, Logger: w.log})
 	w.waitFor(t, `level=WARN msg="nats connection closed by the client library`)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = c.Poll(ctx)
+	_, err := c.Poll(ctx)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "connection closed") {
 		t.Fatalf("Poll = %v (context: %v), want the closed connection's error at once", err, ctx.Err())
 	}
