@@ -86,7 +86,7 @@ func (p *Publisher) jetStream() (jetstream.JetStream, error) {
 	p.lastDial = time.Now()
 	nc, js, err := dialJetStream(p.cfg)
 	if err != nil {
-		p.cfg.Logger.Warn("nats: dialling again failed; next try in 10 s", "url", p.cfg.Conn.URL, "err", err)
+		p.cfg.Logger.Warn("nats: dialling again failed", "url", p.cfg.Conn.URL, "next_try_in", redialEvery, "err", err)
 		return p.js, err
 	}
 	p.cfg.Logger.Info("nats: dialled again after the client library closed the connection", "url", p.cfg.Conn.URL)
@@ -171,33 +171,26 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	backoff := 50 * time.Millisecond
-	for !p.streamReady {
-		js, err := p.jetStream()
-		if errors.Is(err, errPublisherClosed) {
-			return err
-		}
-		err = ensureStream(ctx, js, p.cfg.Stream.jetstream(), p.cfg.Logger)
-		if err == nil {
-			p.streamReady = true
-			break
-		}
-		// A connection nats.go closed for good waits for the next redial;
-		// anything else ensureStream has already retried until ctx ended.
-		if !gone(err) || !sleep(ctx, backoff) {
-			return err
-		}
-		backoff = min(2*backoff, time.Second)
-	}
-	backoff = 50 * time.Millisecond
 	for {
 		js, err := p.jetStream()
 		if errors.Is(err, errPublisherClosed) {
 			return err
 		}
-		n, err := p.publishOnce(ctx, js, out)
-		out = out[n:]
-		if len(out) == 0 {
-			return nil
+		if !p.streamReady {
+			// A connection nats.go closed for good waits for the next
+			// redial; anything else ensureStream retried until ctx ended.
+			if err = ensureStream(ctx, js, p.cfg.Stream.jetstream(), p.cfg.Logger); err != nil && !gone(err) {
+				return err
+			}
+			p.streamReady = err == nil
+		}
+		if p.streamReady {
+			var n int
+			n, err = p.publishOnce(ctx, js, out)
+			out = out[n:]
+			if len(out) == 0 {
+				return nil
+			}
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), len(msgs), ctx.Err(), err)
