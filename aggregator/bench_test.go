@@ -17,9 +17,11 @@ import (
 func benchMessages(b *testing.B, per int, shape benchShape) ([]schemas.Message, int) {
 	b.Helper()
 	g := generate(11, 200_000, shape.span, 0)
-	gms := split(g.flows, 1, per)
+	var gms []genMessage
 	if shape.byKey {
 		gms = splitByKey(g.flows, per)
+	} else {
+		gms = split(g.flows, 1, per)
 	}
 	msgs := encodeAll(b, gms)
 	return msgs, len(g.flows)
