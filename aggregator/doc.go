@@ -38,7 +38,7 @@
 //
 // # Decoding and folding cost
 //
-// The rollups read 33 of flow.v1's 75 columns (rollupColumns), so the
+// The rollups read 34 of flow.v1's 76 columns (rollupColumns), so the
 // aggregator decodes only those (schemas.Projection): the other columns'
 // buffers are never decompressed. Rows are folded as they are decoded
 // (schemas.Decoder.DecodeEach, one reused Flow), not gathered into a slice

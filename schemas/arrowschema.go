@@ -84,6 +84,7 @@ const (
 	colKafkaTopic
 	colKafkaErrorCode
 	colKafkaClientID
+	colCountAs
 	numCols
 )
 
@@ -195,6 +196,7 @@ func NewArrowSchema() *arrow.Schema {
 		f("l7_kafka_topic", str, false),
 		f("l7_kafka_error_code", i32, false),
 		f("l7_kafka_client_id", str, false),
+		f("count_as", enumType, false),
 	)
 	if len(fields) != numCols {
 		panic("schemas: flow.v1 column list out of sync with column indices")

@@ -123,7 +123,7 @@ func NewEncoder() *Encoder {
 		panic("schemas: " + err.Error())
 	}
 	e.w = w
-	for _, c := range []int{colVerdict, colDropReason, colDirection, colObsPoint, colIPVersion, colL7Type, colL7Protocol} {
+	for _, c := range []int{colVerdict, colDropReason, colDirection, colObsPoint, colIPVersion, colL7Type, colL7Protocol, colCountAs} {
 		names, _ := enumMaps(c)
 		e.enums[c] = newEnumCol(enumName(names))
 	}
@@ -251,6 +251,7 @@ func (e *Encoder) addRow(i int, f *Flow) {
 		e.isReply[i>>3] |= 1 << (i & 7)
 	}
 	e.isReplyV.set(i, f.IsReply != Unknown)
+	en[colCountAs].idx[i] = int32(f.CountAs)
 	en[colIPVersion].idx[i] = int32(f.IPVersion)
 	e.srcIP[i] = f.SrcIP.As16()
 	e.srcIPV.set(i, f.SrcIP.IsValid())
@@ -468,6 +469,7 @@ func (e *Encoder) emit(w *ipcWriter, n int) (err error) {
 	dict(&e.kafkaTopic)
 	fixed(bytesOf(e.kafkaErrorCode), nil)
 	dict(&e.kafkaClientID)
+	enum(colCountAs)
 	return err
 }
 

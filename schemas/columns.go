@@ -349,6 +349,15 @@ func enumParse(values map[string]int32, s string) (int32, bool) {
 var l7ProtocolNames = map[int32]string{0: "", 1: "http", 2: "dns", 3: "kafka"}
 var l7ProtocolValues = map[string]int32{"": 0, "http": 1, "dns": 2, "kafka": 3}
 
+// countAsNameMap and countAsValues are CountAs's names (flow.go) as enum maps.
+var countAsNameMap, countAsValues = func() (map[int32]string, map[string]int32) {
+	names, values := map[int32]string{}, map[string]int32{}
+	for v, s := range countAsNames {
+		names[int32(v)], values[s] = s, int32(v)
+	}
+	return names, values
+}()
+
 // enumNameMaps lists, per dictionary column, the names and values maps.
 func enumMaps(col int) (map[int32]string, map[string]int32) {
 	switch col {
@@ -366,6 +375,8 @@ func enumMaps(col int) (map[int32]string, map[string]int32) {
 		return flowpb.L7FlowType_name, flowpb.L7FlowType_value
 	case colL7Protocol:
 		return l7ProtocolNames, l7ProtocolValues
+	case colCountAs:
+		return countAsNameMap, countAsValues
 	}
 	return nil, nil
 }

@@ -421,6 +421,7 @@ type batchCols struct {
 	verdict, dropReason, dir     enumVals
 	obsPoint, ipVersion          enumVals
 	l7Type, l7Proto              enumVals
+	countAs                      enumVals
 	eventType, eventSubType      []int32
 	isReply, isReplyV            []byte
 	srcIP, dstIP                 ipVals
@@ -595,6 +596,7 @@ func decodeCols(cols []*rawArray, n int, p *Projection) (*batchCols, error) {
 	b.kafkaAPIVersion, b.kafkaCorrID = fixedCol[int32](cd, colKafkaAPIVersion), fixedCol[int32](cd, colKafkaCorrelationID)
 	b.kafkaTopic, b.kafkaErrorCode = cd.dict(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
 	b.kafkaClientID = cd.dict(colKafkaClientID)
+	b.countAs = cd.enum(colCountAs)
 	if cd.err != nil {
 		return nil, cd.err
 	}
@@ -680,6 +682,9 @@ func (b *batchCols) row(f *Flow, i int) {
 				f.IsReply = True
 			}
 		}
+	}
+	if h[colCountAs] {
+		f.CountAs = CountAs(b.countAs.get(i))
 	}
 	if h[colIPVersion] {
 		f.IPVersion = flowpb.IPVersion(b.ipVersion.get(i))

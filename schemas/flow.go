@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"net/netip"
+	"strconv"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 )
@@ -33,6 +34,9 @@ type Flow struct {
 	EventType        int32 // Hubble CiliumEventType.type (4 = trace, 1 = drop, 129 = L7)
 	EventSubType     int32 // Hubble CiliumEventType.sub_type
 	IsReply          Tristate
+	// CountAs says what the record adds to sums of flows and traffic under
+	// the count-once rule (CountFlow for a source that sees each flow once).
+	CountAs CountAs
 
 	IPVersion  flowpb.IPVersion
 	SrcIP      netip.Addr
@@ -82,6 +86,42 @@ const (
 	False
 	True
 )
+
+// CountAs says what a record adds to everything that sums flows and traffic
+// (rollups, reports, SIEM counts), so that each connection counts once
+// although several observation points report it. The zero value, CountFlow,
+// is right for a source that reports each flow once.
+type CountAs uint8
+
+const (
+	// CountFlow: the record's Count flows and their bytes and packets count.
+	CountFlow CountAs = iota
+	// CountTraffic: only the bytes and packets count: the record continues
+	// connections an earlier record counted (a long-lived connection's
+	// periodic update, packets after its end, or its traffic after the
+	// agent lost track of it).
+	CountTraffic
+	// CountNone: nothing counts: another observation point's record
+	// carries these connections. The record is still published and served.
+	CountNone
+)
+
+var countAsNames = [...]string{CountFlow: "flow", CountTraffic: "traffic", CountNone: "none"}
+
+// String returns "flow", "traffic" or "none" (the column's values), or the
+// number of an unknown value.
+func (c CountAs) String() string {
+	if int(c) < len(countAsNames) {
+		return countAsNames[c]
+	}
+	return strconv.Itoa(int(c))
+}
+
+// Flows reports whether the record's flows count.
+func (c CountAs) Flows() bool { return c == CountFlow }
+
+// Traffic reports whether the record's bytes and packets count.
+func (c CountAs) Traffic() bool { return c == CountFlow || c == CountTraffic }
 
 // Endpoint is one side of a flow.
 type Endpoint struct {

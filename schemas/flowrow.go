@@ -8,8 +8,8 @@ package schemas
 //   - time, first_seen, last_seen: INT64 TIMESTAMP(isAdjustedToUTC = true,
 //     MICROS), null when unknown (0), nanoseconds truncated to microseconds.
 //   - Enumerations (verdict, drop_reason, traffic_direction,
-//     trace_observation_point, ip_version, l7_type): their Hubble names as
-//     dictionary strings, as flow.v1 writes them.
+//     trace_observation_point, ip_version, l7_type, count_as): their names
+//     as dictionary strings, as flow.v1 writes them.
 //   - src_ip, dst_ip: text ("10.0.1.11", "fd00::1"), null when none.
 //   - is_reply: BOOLEAN, null when unknown.
 //   - Lists are Parquet LISTs (a nil and an empty list both read as []);
@@ -104,6 +104,8 @@ type FlowRow struct {
 	KafkaTopic         string `parquet:"l7_kafka_topic,dict"`
 	KafkaErrorCode     int32  `parquet:"l7_kafka_error_code"`
 	KafkaClientID      string `parquet:"l7_kafka_client_id"`
+
+	CountAs string `parquet:"count_as,dict"`
 }
 
 // FlowRowOf returns f as a Parquet row. The row shares f's strings and
@@ -134,7 +136,7 @@ func (r *FlowRow) set(f *Flow) {
 		TimeUs: f.TimeNs / 1000, UUID: f.UUID, NodeName: f.NodeName,
 		Verdict: f.Verdict.String(), DropReason: f.DropReason.String(),
 		Direction: f.Direction.String(), ObservationPoint: f.ObservationPoint.String(),
-		EventType: f.EventType, EventSubType: f.EventSubType,
+		EventType: f.EventType, EventSubType: f.EventSubType, CountAs: f.CountAs.String(),
 		IPVersion: f.IPVersion.String(),
 		SrcPort:   f.SrcPort, DstPort: f.DstPort, L4Protocol: f.L4Protocol, TCPFlags: uint16(f.TCPFlags),
 		ICMPType: f.ICMPType, ICMPCode: f.ICMPCode,

@@ -164,6 +164,7 @@ func (g *gen) randomFlow() Flow {
 		EventType:        g.i32(),
 		EventSubType:     g.i32(),
 		IsReply:          Tristate(r.IntN(3)),
+		CountAs:          CountAs(r.IntN(3)),
 		IPVersion:        flowpb.IPVersion(g.pick(g.ipv)),
 		SrcIP:            g.ip(),
 		DstIP:            g.ip(),

@@ -26,6 +26,7 @@ const (
 	ExtPacketsFwd    = "flowbus.packets_fwd"     // string, uint64
 	ExtPacketsRev    = "flowbus.packets_rev"     // string, uint64
 	ExtCount         = "flowbus.count"           // string, uint64: flows folded into the record
+	ExtCountAs       = "flowbus.count_as"        // string: "traffic" or "none" (absent: "flow")
 	ExtFirstSeen     = "flowbus.first_seen"      // string, RFC 3339 nanoseconds
 	ExtLastSeen      = "flowbus.last_seen"       // string, RFC 3339 nanoseconds
 	ExtLatencyNs     = "flowbus.latency_ns"      // string, uint64: latency of a flow without L7
@@ -35,8 +36,8 @@ const (
 )
 
 // ToProto converts f to Hubble's flow.Flow. Fields Hubble has no place for
-// (bytes, packets, count, first/last seen, L4 latency, histogram, Kafka client
-// ID) travel in Flow.Extensions, so FromProto(ToProto(f)) == f for every f.
+// (bytes, packets, count, count_as, first/last seen, L4 latency, histogram,
+// Kafka client ID) travel in Flow.Extensions, so FromProto(ToProto(f)) == f for every f.
 //
 // The mapping is the one Hubble itself uses: Type is L7 when an L7 block is
 // present, else L3_L4; is_reply and the deprecated reply are both set;
@@ -125,6 +126,9 @@ func extensions(f *Flow, hasL7 bool) *anypb.Any {
 	}
 	if f.Count != 0 {
 		w.u64(ExtCount, f.Count)
+	}
+	if f.CountAs != CountFlow {
+		w.str(ExtCountAs, f.CountAs.String())
 	}
 	if f.FirstSeenNs != 0 {
 		w.str(ExtFirstSeen, formatNs(f.FirstSeenNs))
@@ -435,6 +439,13 @@ func extensionsFromProto(f *Flow, a *anypb.Any) error {
 	}
 	if v, ok := s.Fields[ExtKafkaClientID]; ok {
 		f.L7.KafkaClientID = v.GetStringValue()
+	}
+	if v, ok := s.Fields[ExtCountAs]; ok {
+		c, known := countAsValues[v.GetStringValue()]
+		if !known {
+			return fmt.Errorf("%w: extension %s: %q is not flow, traffic or none", ErrBadProto, ExtCountAs, v.GetStringValue())
+		}
+		f.CountAs = CountAs(c)
 	}
 	if v, ok := s.Fields[ExtL4Protocol]; ok {
 		n := v.GetNumberValue()

@@ -234,6 +234,9 @@ func slowExtensions(f *Flow, hasL7 bool) *structpb.Struct {
 	if f.L7.Protocol == L7Kafka && f.L7.KafkaClientID != "" {
 		ext[ExtKafkaClientID] = structpb.NewStringValue(f.L7.KafkaClientID)
 	}
+	if f.CountAs != CountFlow {
+		ext[ExtCountAs] = structpb.NewStringValue(f.CountAs.String())
+	}
 	if f.LatencyHist != nil {
 		l := &structpb.ListValue{Values: []*structpb.Value{}}
 		for _, b := range f.LatencyHist {
