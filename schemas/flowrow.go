@@ -18,8 +18,13 @@ package schemas
 //
 // Strings with few distinct values are dictionary-encoded; uuid, pods, URLs
 // and client IDs are plain.
+//
+// Nullable columns are pointers, nil for null: parquet-go's zero-as-null for
+// non-pointer optional fields writes some zero values as non-null (v0.32.x:
+// an unknown first_seen read back as 1970-01-01 in DuckDB, about 1 row in
+// 250), which TestFlowRowNullsSurviveBatchedWrites checks.
 type FlowRow struct {
-	TimeUs   int64  `parquet:"time,optional,timestamp(microsecond:utc)"`
+	TimeUs   *int64 `parquet:"time,optional,timestamp(microsecond:utc)"`
 	UUID     string `parquet:"uuid"`
 	NodeName string `parquet:"node_name,dict"`
 
@@ -31,15 +36,15 @@ type FlowRow struct {
 	EventSubType     int32  `parquet:"event_sub_type"`
 	IsReply          *bool  `parquet:"is_reply,optional"`
 
-	IPVersion  string `parquet:"ip_version,dict"`
-	SrcIP      string `parquet:"src_ip,optional"`
-	DstIP      string `parquet:"dst_ip,optional"`
-	SrcPort    uint16 `parquet:"src_port"`
-	DstPort    uint16 `parquet:"dst_port"`
-	L4Protocol uint8  `parquet:"l4_protocol"`
-	TCPFlags   uint16 `parquet:"tcp_flags"`
-	ICMPType   uint8  `parquet:"icmp_type"`
-	ICMPCode   uint8  `parquet:"icmp_code"`
+	IPVersion  string  `parquet:"ip_version,dict"`
+	SrcIP      *string `parquet:"src_ip,optional"`
+	DstIP      *string `parquet:"dst_ip,optional"`
+	SrcPort    uint16  `parquet:"src_port"`
+	DstPort    uint16  `parquet:"dst_port"`
+	L4Protocol uint8   `parquet:"l4_protocol"`
+	TCPFlags   uint16  `parquet:"tcp_flags"`
+	ICMPType   uint8   `parquet:"icmp_type"`
+	ICMPCode   uint8   `parquet:"icmp_code"`
 
 	SrcID           uint32   `parquet:"src_id"`
 	SrcIdentity     uint32   `parquet:"src_identity"`
@@ -71,8 +76,8 @@ type FlowRow struct {
 	PacketsFwd uint64 `parquet:"packets_fwd"`
 	PacketsRev uint64 `parquet:"packets_rev"`
 
-	FirstSeenUs int64           `parquet:"first_seen,optional,timestamp(microsecond:utc)"`
-	LastSeenUs  int64           `parquet:"last_seen,optional,timestamp(microsecond:utc)"`
+	FirstSeenUs *int64          `parquet:"first_seen,optional,timestamp(microsecond:utc)"`
+	LastSeenUs  *int64          `parquet:"last_seen,optional,timestamp(microsecond:utc)"`
 	Count       uint64          `parquet:"count"` // as on the bus: 0 reads as 1 flow
 	LatencyNs   uint64          `parquet:"latency_ns"`
 	LatencyHist []HistBucketRow `parquet:"latency_hist,list"`
@@ -129,11 +134,13 @@ func AppendFlowRow(dst []FlowRow, f *Flow) []FlowRow {
 	return dst
 }
 
-// set fills r from f, reusing r's histogram and is_reply memory.
+// set fills r from f, reusing r's histogram and the memory of its nullable
+// columns.
 func (r *FlowRow) set(f *Flow) {
 	hist, reply := r.LatencyHist[:0], r.IsReply
+	t, first, last, src, dst := r.TimeUs, r.FirstSeenUs, r.LastSeenUs, r.SrcIP, r.DstIP
 	*r = FlowRow{
-		TimeUs: f.TimeNs / 1000, UUID: f.UUID, NodeName: f.NodeName,
+		UUID: f.UUID, NodeName: f.NodeName,
 		Verdict: f.Verdict.String(), DropReason: f.DropReason.String(),
 		Direction: f.Direction.String(), ObservationPoint: f.ObservationPoint.String(),
 		EventType: f.EventType, EventSubType: f.EventSubType, CountAs: f.CountAs.String(),
@@ -153,7 +160,6 @@ func (r *FlowRow) set(f *Flow) {
 		SrcNames: f.SrcNames, DstNames: f.DstNames,
 
 		BytesFwd: f.BytesFwd, BytesRev: f.BytesRev, PacketsFwd: f.PacketsFwd, PacketsRev: f.PacketsRev,
-		FirstSeenUs: f.FirstSeenNs / 1000, LastSeenUs: f.LastSeenNs / 1000,
 		Count: f.Count, LatencyNs: f.LatencyNs,
 		IfIndex: f.IfIndex, IfName: f.IfName,
 
@@ -167,18 +173,33 @@ func (r *FlowRow) set(f *Flow) {
 		KafkaCorrelationID: f.L7.KafkaCorrelationID, KafkaTopic: f.L7.KafkaTopic,
 		KafkaErrorCode: f.L7.KafkaErrorCode, KafkaClientID: f.L7.KafkaClientID,
 	}
+	r.TimeUs, r.FirstSeenUs, r.LastSeenUs = micros(t, f.TimeNs), micros(first, f.FirstSeenNs), micros(last, f.LastSeenNs)
 	if f.SrcIP.IsValid() {
-		r.SrcIP = f.SrcIP.String()
+		r.SrcIP = reuse(src, f.SrcIP.String())
 	}
 	if f.DstIP.IsValid() {
-		r.DstIP = f.DstIP.String()
+		r.DstIP = reuse(dst, f.DstIP.String())
 	}
 	if f.IsReply != Unknown {
-		if reply == nil {
-			reply = new(bool)
-		}
-		*reply = f.IsReply == True
-		r.IsReply = reply
+		r.IsReply = reuse(reply, f.IsReply == True)
 	}
 	r.LatencyHist = HistRows(hist, f.LatencyHist)
+}
+
+// micros returns ns in microseconds in *p (allocated if nil), or nil for 0
+// (unknown).
+func micros(p *int64, ns int64) *int64 {
+	if ns == 0 {
+		return nil
+	}
+	return reuse(p, ns/1000)
+}
+
+// reuse stores v in *p, allocating p if nil, and returns p.
+func reuse[T any](p *T, v T) *T {
+	if p == nil {
+		p = new(T)
+	}
+	*p = v
+	return p
 }
