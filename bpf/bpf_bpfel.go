@@ -42,6 +42,7 @@ const (
 	bpfEventTypeEVENT_FLOW_RESET    bpfEventType = 3
 	bpfEventTypeEVENT_INSERT_FAILED bpfEventType = 4
 	bpfEventTypeEVENT_PACKET        bpfEventType = 5
+	bpfEventTypeEVENT_FLOW_TAIL     bpfEventType = 6
 )
 
 type bpfFlowEvent struct {
@@ -57,19 +58,21 @@ type bpfFlowEvent struct {
 type bpfFlowFlag uint32
 
 const (
-	bpfFlowFlagFLOW_TCP_FIN  bpfFlowFlag = 1
-	bpfFlowFlagFLOW_TCP_SYN  bpfFlowFlag = 2
-	bpfFlowFlagFLOW_TCP_RST  bpfFlowFlag = 4
-	bpfFlowFlagFLOW_TCP_PSH  bpfFlowFlag = 8
-	bpfFlowFlagFLOW_TCP_ACK  bpfFlowFlag = 16
-	bpfFlowFlagFLOW_TCP_URG  bpfFlowFlag = 32
-	bpfFlowFlagFLOW_TCP_ECE  bpfFlowFlag = 64
-	bpfFlowFlagFLOW_TCP_CWR  bpfFlowFlag = 128
-	bpfFlowFlagFLOW_TCP_NS   bpfFlowFlag = 256
-	bpfFlowFlagFLOW_FIN_FWD  bpfFlowFlag = 65536
-	bpfFlowFlagFLOW_FIN_REV  bpfFlowFlag = 131072
-	bpfFlowFlagFLOW_ENDED    bpfFlowFlag = 262144
-	bpfFlowFlagFLOW_REPORTED bpfFlowFlag = 524288
+	bpfFlowFlagFLOW_TCP_FIN              bpfFlowFlag = 1
+	bpfFlowFlagFLOW_TCP_SYN              bpfFlowFlag = 2
+	bpfFlowFlagFLOW_TCP_RST              bpfFlowFlag = 4
+	bpfFlowFlagFLOW_TCP_PSH              bpfFlowFlag = 8
+	bpfFlowFlagFLOW_TCP_ACK              bpfFlowFlag = 16
+	bpfFlowFlagFLOW_TCP_URG              bpfFlowFlag = 32
+	bpfFlowFlagFLOW_TCP_ECE              bpfFlowFlag = 64
+	bpfFlowFlagFLOW_TCP_CWR              bpfFlowFlag = 128
+	bpfFlowFlagFLOW_TCP_NS               bpfFlowFlag = 256
+	bpfFlowFlagFLOW_FIN_FWD              bpfFlowFlag = 65536
+	bpfFlowFlagFLOW_FIN_REV              bpfFlowFlag = 131072
+	bpfFlowFlagFLOW_ENDED                bpfFlowFlag = 262144
+	bpfFlowFlagFLOW_REPORTED             bpfFlowFlag = 524288
+	bpfFlowFlagFLOW_MIDSTREAM            bpfFlowFlag = 1048576
+	bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT bpfFlowFlag = 21
 )
 
 type bpfFlowKey struct {

@@ -262,11 +262,7 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 		err := c.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if ke := decodeEvent(rec.RawSample, &ev, mono); ke != nil {
-				if len(c.reported) > 0 && ev.Kind.Final() {
-					c.subtractReported(&ke.Key, &ev)
-				}
-				ev.IfName = c.ifName(ev.IfIndex)
+			if c.kernelEvent(rec.RawSample, &ev, mono) {
 				c.events.Add(1)
 				sink.Event(&ev)
 			} else {
@@ -310,6 +306,21 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 			c.reader.SetDeadline(next)
 		}
 	}
+}
+
+// kernelEvent decodes a ring buffer record into ev and takes off what an
+// active-timeout record of its flow already reported. It reports false for a
+// record that does not decode.
+func (c *Collector) kernelEvent(raw []byte, ev *Event, mono int64) bool {
+	ke := decodeEvent(raw, ev, mono)
+	if ke == nil {
+		return false
+	}
+	if len(c.reported) > 0 && ev.Kind.Final() {
+		c.subtractReported(&ke.Key, ev)
+	}
+	ev.IfName = c.ifName(ev.IfIndex)
+	return true
 }
 
 func (c *Collector) setAttachError(err error) {

@@ -21,6 +21,11 @@ const (
 	EventInsertFailed EventKind = EventKind(bpfEventTypeEVENT_INSERT_FAILED)
 	// EventPacket: one packet, in naive per-packet mode.
 	EventPacket EventKind = EventKind(bpfEventTypeEVENT_PACKET)
+	// EventFlowTail: packets of an ended flow after its end was reported
+	// (late ACKs, retransmitted FINs, resets after the close); Continued is
+	// set. The kernel sends it when a new connection takes the entry over,
+	// the sweep when the entry is freed.
+	EventFlowTail EventKind = EventKind(bpfEventTypeEVENT_FLOW_TAIL)
 	// EventActiveTimeout: a flow alive for ActiveTimeout since its last
 	// record; counters are those since that record; the flow stays tracked.
 	EventActiveTimeout EventKind = 16 + iota
@@ -35,7 +40,7 @@ const (
 
 var kindNames = map[EventKind]string{
 	EventFlowStart: "start", EventFlowEnd: "end", EventFlowReset: "reset",
-	EventInsertFailed: "insert_failed", EventPacket: "packet",
+	EventInsertFailed: "insert_failed", EventPacket: "packet", EventFlowTail: "tail",
 	EventActiveTimeout: "active_timeout", EventIdleTimeout: "idle_timeout",
 	EventRecovered: "recovered", EventFlush: "flush",
 }
@@ -51,7 +56,7 @@ func (k EventKind) String() string {
 // same flow follows (until a new connection reuses the tuple).
 func (k EventKind) Final() bool {
 	switch k {
-	case EventFlowEnd, EventFlowReset, EventIdleTimeout, EventRecovered, EventFlush:
+	case EventFlowEnd, EventFlowReset, EventFlowTail, EventIdleTimeout, EventRecovered, EventFlush:
 		return true
 	}
 	return false
@@ -89,9 +94,19 @@ type Event struct {
 	Ingress bool
 	// IsReply reports that the packet that caused the event came from the
 	// responder (kernel events only).
-	IsReply     bool
-	TCPFlags    uint16 // OR of every flag seen in the flow
-	ICMPType    uint8  // of the flow's first packet
+	IsReply bool
+	// Midstream reports a TCP flow whose entry a packet that opens nothing
+	// (no SYN, no SYN-ACK) created: this interface did not see the
+	// connection open, and Src is only the sender of the first packet seen.
+	Midstream bool
+	// Continued reports that an earlier event of this flow already reported
+	// part of it (an active-timeout record, or its end for a tail): the
+	// counters are those since, and the flow was counted before.
+	Continued bool
+	// TCPFlags is the OR of every flag seen in the flow; when Continued,
+	// without the SYN, FIN and RST an earlier event already carried.
+	TCPFlags    uint16
+	ICMPType    uint8 // of the flow's first packet
 	ICMPCode    uint8
 	FirstSeenNs int64 // Unix ns
 	LastSeenNs  int64 // Unix ns
@@ -99,8 +114,11 @@ type Event struct {
 	BytesRev    uint64
 	PacketsFwd  uint64
 	PacketsRev  uint64
-	HandshakeNs uint64 // SYN → SYN-ACK seen here, 0 if not measured
+	HandshakeNs uint64 // SYN → SYN-ACK seen here, 0 if not measured or Continued
 }
+
+// tcpEventFlags are the flags a continued flow's events do not repeat.
+const tcpEventFlags = TCPFlagSYN | TCPFlagFIN | TCPFlagRST
 
 // eventSize is the size of a kernel ring buffer record.
 const eventSize = int(unsafe.Sizeof(bpfFlowEvent{}))
@@ -129,6 +147,8 @@ func (ev *Event) fill(kind EventKind, k *bpfFlowKey, st *bpfFlowStats, monoToUni
 	}
 	ev.Ingress = st.InitiatorIngress != 0
 	ev.IsReply = false
+	ev.Midstream = st.Flags&uint32(bpfFlowFlagFLOW_MIDSTREAM) != 0
+	ev.Continued = kind == EventFlowTail
 	ev.TCPFlags = uint16(st.Flags & 0x1ff)
 	ev.ICMPType = st.IcmpType
 	ev.ICMPCode = st.IcmpCode
@@ -139,6 +159,11 @@ func (ev *Event) fill(kind EventKind, k *bpfFlowKey, st *bpfFlowStats, monoToUni
 	ev.BytesFwd, ev.BytesRev = st.Bytes[0], st.Bytes[1]
 	ev.PacketsFwd, ev.PacketsRev = st.Packets[0], st.Packets[1]
 	ev.HandshakeNs = st.HandshakeNs
+	if ev.Continued {
+		// A tail: the end event carried the handshake and these flags.
+		ev.TCPFlags &^= uint16(st.Flags>>uint32(bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT)) & tcpEventFlags
+		ev.HandshakeNs = 0
+	}
 }
 
 // decodeEvent decodes a kernel ring buffer record into ev, without
@@ -149,7 +174,7 @@ func decodeEvent(raw []byte, ev *Event, monoToUnix int64) *bpfFlowEvent {
 		return nil
 	}
 	ke := (*bpfFlowEvent)(unsafe.Pointer(&raw[0]))
-	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventPacket) {
+	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventFlowTail) {
 		return nil
 	}
 	ev.fill(EventKind(ke.Type), &ke.Key, &ke.Stats, monoToUnix)

@@ -254,13 +254,6 @@ static __always_inline long flow_update(struct keys *k, __u8 family, struct flow
 	return bpf_map_update_elem(&flows6, &k->full, st, flags);
 }
 
-static __always_inline long flow_delete(struct keys *k, __u8 family)
-{
-	if (family == 4)
-		return bpf_map_delete_elem(&flows4, &k->v4);
-	return bpf_map_delete_elem(&flows6, &k->full);
-}
-
 static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct flow_stats *st,
 				__u8 is_reply, __u8 ingress, __u32 fail_counter)
 {
@@ -296,6 +289,27 @@ static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct f
 		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 											: BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
+	return 0;
+}
+
+// report_end emits the end (or reset) of a flow and leaves in its entry only
+// what comes after: the counters it reported are taken off with atomic adds
+// (a packet racing it stays counted), and the entry is marked reported, with
+// the TCP flags the event carried, so that later packets accumulate as the
+// flow's tail (doc.go, "Ends and tails"). It returns 0, or -1 if the ring
+// buffer refused the event: the entry then stays ended and unreported, with
+// every counter, for the sweep.
+static __always_inline int report_end(__u8 type, struct keys *k, __u8 family, struct flow_stats *st, __u8 reply,
+				      __u8 ingress)
+{
+	struct flow_stats snap = *st;
+	if (emit(type, k, family, &snap, reply, ingress, COUNTER_RINGBUF_END))
+		return -1;
+	__sync_fetch_and_add(&st->bytes[0], -snap.bytes[0]);
+	__sync_fetch_and_add(&st->bytes[1], -snap.bytes[1]);
+	__sync_fetch_and_add(&st->packets[0], -snap.packets[0]);
+	__sync_fetch_and_add(&st->packets[1], -snap.packets[1]);
+	__sync_fetch_and_or(&st->flags, FLOW_REPORTED | ((snap.flags & 0x1ff) << FLOW_REPORTED_FLAGS_SHIFT));
 	return 0;
 }
 
@@ -489,6 +503,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			n.packets[0] = 1;
 		}
 		n.flags = tf;
+		// A TCP packet that opens nothing (no SYN, no SYN-ACK) starts an
+		// entry for a connection whose opening this interface did not see:
+		// its sender is only a guess at the initiator.
+		if (p.proto == IPPROTO_TCP && !syn_only && !syn_ack)
+			n.flags |= FLOW_MIDSTREAM;
 		n.initiator_lo = reply ? !from_lo : from_lo;
 		n.initiator_ingress = reply ? !ingress : ingress;
 		n.icmp_type = p.icmp_type;
@@ -497,10 +516,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			n.syn_ns = now;
 		if (tf & FLOW_TCP_RST) {
 			// A flow whose first packet is a reset: report it and keep the
-			// entry (ended) so later packets do not open a new flow.
+			// entry (ended, empty) so later packets are its tail, not a
+			// new flow.
 			n.flags |= FLOW_ENDED;
-			if (!emit(EVENT_FLOW_RESET, &key, family, &n, reply, ingress, COUNTER_RINGBUF_END))
-				n.flags |= FLOW_REPORTED;
+			if (!emit(EVENT_FLOW_RESET, &key, family, &n, reply, ingress, COUNTER_RINGBUF_END)) {
+				n.flags |= FLOW_REPORTED | ((n.flags & 0x1ff) << FLOW_REPORTED_FLAGS_SHIFT);
+				n.bytes[0] = n.bytes[1] = 0;
+				n.packets[0] = n.packets[1] = 0;
+			}
 			if (flow_update(&key, family, &n, BPF_NOEXIST) == 0)
 				return TCX_NEXT;
 			st = flow_lookup(&key, family);
@@ -518,11 +541,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			if (!syn_only || !(st->flags & FLOW_ENDED))
 				goto account;
 			// A new connection on the tuple of an ended one (the entry
-			// lingers after a reset, or its end event was lost): report
-			// the old one if nobody did, and start over in the same entry.
+			// lingers after its end): report the old one if nobody did,
+			// else its tail if it has one, and start over in the same
+			// entry.
 			if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
 				emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, family, st, 0, ingress,
 				     COUNTER_RINGBUF_LOST);
+			else if (st->packets[0] | st->packets[1])
+				emit(EVENT_FLOW_TAIL, &key, family, st, 0, ingress, COUNTER_RINGBUF_LOST);
 			err = flow_update(&key, family, &n, BPF_ANY);
 		}
 		if (err == 0) {
@@ -566,15 +592,11 @@ account:;
 	old = __sync_fetch_and_or(&st->flags, bits);
 	if (!end || (old & FLOW_ENDED))
 		return TCX_NEXT;
-	if (emit(end, &key, family, st, reply, ingress, COUNTER_RINGBUF_END))
-		return TCX_NEXT; // stays ended and unreported: the sweep reports it
-	if (end == EVENT_FLOW_END) {
-		// Closed cleanly and reported: free the entry now. (A reset flow
-		// lingers so that packets racing the RST do not open a new flow.)
-		flow_delete(&key, family);
-		return TCX_NEXT;
-	}
-	__sync_fetch_and_or(&st->flags, FLOW_REPORTED);
+	// The entry lingers, ended, for EndLinger: late ACKs, retransmitted
+	// FINs and resets after the close join its tail instead of opening a
+	// new, reversed flow (the sweep frees it). If the ring buffer refuses
+	// the event, it stays ended and unreported, and the sweep reports it.
+	report_end(end, &key, family, st, reply, ingress);
 	return TCX_NEXT;
 }
 

@@ -54,6 +54,7 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 		pkts      []pkt
 		wantKinds []EventKind
 		wantFlags uint16
+		wantTail  [2]uint64 // packets after the end event, each way
 	}{
 		{
 			name: "a graceful close reports start then end with every packet counted",
@@ -73,6 +74,7 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 			},
 			wantKinds: []EventKind{EventFlowStart, EventFlowReset},
 			wantFlags: TCPFlagSYN | TCPFlagRST | TCPFlagPSH | TCPFlagACK,
+			wantTail:  [2]uint64{1, 1},
 		},
 		{
 			name: "a flow first seen at its SYN-ACK is oriented from the SYN's sender",
@@ -105,34 +107,29 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 			if !last.Ingress {
 				t.Error("initiator's packets came through ingress but Ingress is false")
 			}
-			if tc.wantKinds[1] == EventFlowEnd {
-				if last.BytesFwd != wantFwd || last.BytesRev != wantRev || last.PacketsFwd != wantFwdP || last.PacketsRev != wantRevP {
-					t.Errorf("end counters fwd %d B/%d p rev %d B/%d p, want %d/%d %d/%d",
-						last.BytesFwd, last.PacketsFwd, last.BytesRev, last.PacketsRev, wantFwd, wantFwdP, wantRev, wantRevP)
-				}
-			}
-			if last.TCPFlags != tc.wantFlags {
-				t.Errorf("flags %#x, want %#x", last.TCPFlags, tc.wantFlags)
-			}
-			// A reported graceful end frees the entry; a reset one lingers
-			// (ended and reported) with every packet, also those after the RST.
+			// Every ended flow lingers, ended and reported, holding only its
+			// tail: the packets after the one that ended it. The end event
+			// and the tail together are every packet, each counted once.
 			flows := flowsIn(t, objs)
-			if tc.wantKinds[1] == EventFlowEnd {
-				if len(flows) != 0 {
-					t.Errorf("%d flows in the map after a reported graceful end, want 0", len(flows))
-				}
-			} else if len(flows) != 1 {
-				t.Fatalf("%d flows in the map, want 1", len(flows))
+			if len(flows) != 1 {
+				t.Fatalf("%d flows in the map after a reported end, want 1 (lingering)", len(flows))
 			}
 			for _, st := range flows {
-				if st.Bytes[0] != wantFwd || st.Bytes[1] != wantRev || st.Packets[0] != wantFwdP || st.Packets[1] != wantRevP {
-					t.Errorf("map counters %v %v, want [%d %d] [%d %d]", st.Bytes, st.Packets, wantFwd, wantRev, wantFwdP, wantRevP)
+				if got := [4]uint64{last.BytesFwd + st.Bytes[0], last.BytesRev + st.Bytes[1], last.PacketsFwd + st.Packets[0], last.PacketsRev + st.Packets[1]}; got != [4]uint64{wantFwd, wantRev, wantFwdP, wantRevP} {
+					t.Errorf("end event + tail: fwd %d B rev %d B, %d/%d packets, want %d B %d B, %d/%d",
+						got[0], got[1], got[2], got[3], wantFwd, wantRev, wantFwdP, wantRevP)
+				}
+				if st.Packets != tc.wantTail {
+					t.Errorf("tail packets %v, want %v", st.Packets, tc.wantTail)
 				}
 				want := uint32(bpfFlowFlagFLOW_ENDED | bpfFlowFlagFLOW_REPORTED)
 				if st.Flags&want != want {
 					t.Errorf("map flags %#x lack ENDED|REPORTED", st.Flags)
 				}
-				if tc.pkts[0].flags == syn && st.HandshakeNs == 0 {
+				if reported := uint16(st.Flags >> uint32(bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT) & 0x1ff); reported != last.TCPFlags {
+					t.Errorf("map keeps reported flags %#x, want the end event's %#x", reported, last.TCPFlags)
+				}
+				if tc.pkts[0].flags == syn && last.HandshakeNs == 0 {
 					t.Error("handshake latency not measured")
 				}
 			}

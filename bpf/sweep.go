@@ -79,6 +79,8 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 			c.report(sink, ev, EventIdleTimeout, k, &st, mono)
 		case st.Flags&uint32(bpfFlowFlagFLOW_REPORTED) == 0:
 			c.report(sink, ev, EventRecovered, k, &st, mono)
+		case st.Packets[0]+st.Packets[1] > 0:
+			c.report(sink, ev, EventFlowTail, k, &st, mono)
 		}
 	}
 	c.statsMu.Lock()
@@ -88,12 +90,16 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	return firstErr
 }
 
-// flushAll removes every flow from the map and reports those not reported
-// yet (EventFlush). Lookup-and-delete is atomic per entry, so counts are exact.
+// flushAll removes every flow from the map and reports what was not
+// reported yet: flows (EventFlush) and the tails of reported ends
+// (EventFlowTail). Lookup-and-delete is atomic per entry, so counts are exact.
 func (c *Collector) flushAll(sink Sink, ev *Event, mono int64) {
 	err := scanFlows(c.objs, true, func(k *bpfFlowKey, st *bpfFlowStats) {
 		if st.Flags&uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) ==
 			uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) {
+			if st.Packets[0]+st.Packets[1] > 0 {
+				c.report(sink, ev, EventFlowTail, k, st, mono)
+			}
 			return
 		}
 		c.report(sink, ev, EventFlush, k, st, mono)
@@ -119,16 +125,23 @@ func (c *Collector) report(sink Sink, ev *Event, kind EventKind, k *bpfFlowKey, 
 	sink.Event(ev)
 }
 
-// subtractReported removes from a final kernel event the counters an
-// active-timeout record already reported, and forgets the flow.
+// subtractReported removes from an event of a flow that had an
+// active-timeout record the counters that record reported, and the
+// handshake and SYN/FIN/RST flags it carried, and marks the event
+// Continued. A final event forgets the flow.
 func (c *Collector) subtractReported(k *bpfFlowKey, ev *Event) {
 	r, ok := c.reported[*k]
 	if !ok {
 		return
 	}
-	delete(c.reported, *k)
+	if ev.Kind.Final() {
+		delete(c.reported, *k)
+	}
 	ev.BytesFwd -= min(ev.BytesFwd, r.Bytes[0])
 	ev.BytesRev -= min(ev.BytesRev, r.Bytes[1])
 	ev.PacketsFwd -= min(ev.PacketsFwd, r.Packets[0])
 	ev.PacketsRev -= min(ev.PacketsRev, r.Packets[1])
+	ev.TCPFlags &^= uint16(r.Flags) & tcpEventFlags
+	ev.HandshakeNs = 0
+	ev.Continued = true
 }

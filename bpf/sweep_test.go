@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 )
 
 // testCollector wraps loaded objects in a Collector without attaching.
@@ -118,4 +119,142 @@ func TestSweep(t *testing.T) {
 			t.Fatalf("%d flows and records %+v after the linger, want none", n, rec.events)
 		}
 	})
+	t.Run("packets after a reported end are its tail, reported once the entry has been quiet for the linger", func(t *testing.T) {
+		c := testCollector(t, Config{EndLinger: 30 * time.Millisecond})
+		rec := &recorder{}
+		var ev Event
+		out := func(flags uint8) { run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, flags, 0))) }
+		back := func(flags uint8) { run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, 1000, flags, 0))) }
+		out(syn)
+		back(syn | ack)
+		out(ack)
+		back(fin | ack)
+		out(fin | ack)
+		back(ack) // the close: the end event
+		kernel := kernelEvents(t, c)
+		if len(kernel) != 1 || kernel[0].Kind != EventFlowEnd || kernel[0].Continued {
+			t.Fatalf("kernel events %+v, want one end", kernel)
+		}
+		out(fin | ack) // a retransmitted FIN and its ACK after the close
+		back(ack)
+		c.sweep(rec, &ev, 0)
+		if len(rec.events) != 0 {
+			t.Fatalf("records %+v during the linger, want none", rec.events)
+		}
+		time.Sleep(50 * time.Millisecond)
+		c.sweep(rec, &ev, 0)
+		if len(rec.events) != 1 {
+			t.Fatalf("records %+v, want one tail", rec.events)
+		}
+		e := rec.events[0]
+		if e.Kind != EventFlowTail || !e.Continued || e.PacketsFwd != 1 || e.PacketsRev != 1 || e.TCPFlags != TCPFlagACK ||
+			e.Src.String() != "10.0.0.1" || e.SrcPort != 1000 || !e.Ingress || e.HandshakeNs != 0 {
+			t.Errorf("tail %+v, want a continued tail of the client's connection with 1/1 packets, flags ACK only", e)
+		}
+		if n := len(flowsIn(t, c.objs)); n != 0 {
+			t.Errorf("%d flows left", n)
+		}
+	})
+	t.Run("a long-lived TCP connection's later records are continued, without SYN or handshake again", func(t *testing.T) {
+		c := testCollector(t, Config{ActiveTimeout: 40 * time.Millisecond, EndLinger: 10 * time.Millisecond})
+		rec := &recorder{}
+		var ev Event
+		out := func(flags uint8, n int) {
+			run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, flags, n)))
+		}
+		back := func(flags uint8, n int) {
+			run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, 1000, flags, n)))
+		}
+		out(syn, 0)
+		back(syn|ack, 0)
+		out(psh|ack, 100)
+		time.Sleep(50 * time.Millisecond)
+		c.sweep(rec, &ev, 0) // first record: SYN, handshake
+		back(psh|ack, 200)
+		time.Sleep(50 * time.Millisecond)
+		c.sweep(rec, &ev, 0) // second: continued
+		out(fin|ack, 0)
+		back(fin|ack, 0)
+		out(ack, 0)
+		all := append(rec.events, kernelEvents(t, c)...)
+		if len(all) != 3 {
+			t.Fatalf("records %+v, want two active-timeout records and the end", all)
+		}
+		want := []struct {
+			kind      EventKind
+			continued bool
+			flags     uint16
+			packets   [2]uint64
+		}{
+			{EventActiveTimeout, false, TCPFlagSYN | TCPFlagACK | TCPFlagPSH, [2]uint64{2, 1}},
+			{EventActiveTimeout, true, TCPFlagACK | TCPFlagPSH, [2]uint64{0, 1}},
+			{EventFlowEnd, true, TCPFlagACK | TCPFlagPSH | TCPFlagFIN, [2]uint64{2, 1}},
+		}
+		for i, w := range want {
+			e := all[i]
+			if e.Kind != w.kind || e.Continued != w.continued || e.TCPFlags != w.flags || [2]uint64{e.PacketsFwd, e.PacketsRev} != w.packets ||
+				(e.HandshakeNs != 0) != (i == 0) {
+				t.Errorf("record %d: %v continued %v flags %#x packets %d/%d handshake %d, want %v %v %#x %v, handshake only on the first",
+					i, e.Kind, e.Continued, e.TCPFlags, e.PacketsFwd, e.PacketsRev, e.HandshakeNs, w.kind, w.continued, w.flags, w.packets)
+			}
+		}
+	})
+	t.Run("a TCP flow first seen mid-stream is marked: its initiator is a guess", func(t *testing.T) {
+		c := testCollector(t, Config{IdleTimeout: 20 * time.Millisecond})
+		rec := &recorder{}
+		var ev Event
+		run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, 1000, psh|ack, 50)))
+		run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, ack, 0)))
+		time.Sleep(40 * time.Millisecond)
+		c.sweep(rec, &ev, 0)
+		if len(rec.events) != 1 || !rec.events[0].Midstream || rec.events[0].Src.String() != "10.0.0.2" || rec.events[0].Continued {
+			t.Fatalf("records %+v, want one mid-stream idle record oriented from the first packet's sender", rec.events)
+		}
+	})
+	t.Run("flushing reports the tails of lingering flows and nothing for empty ones", func(t *testing.T) {
+		c := testCollector(t, Config{EndLinger: time.Hour})
+		rec := &recorder{}
+		var ev Event
+		for i, port := range []uint16{1000, 1001} {
+			out := func(flags uint8) { run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(port, 80, flags, 0))) }
+			back := func(flags uint8) { run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, port, flags, 0))) }
+			out(syn)
+			back(syn | ack)
+			out(rst)
+			if i == 0 {
+				back(rst) // a reset after the reset: 1001's tail stays empty
+			}
+		}
+		if k := kernelEvents(t, c); len(k) != 2 {
+			t.Fatalf("kernel events %+v, want two resets", k)
+		}
+		c.flushAll(rec, &ev, 0)
+		if len(rec.events) != 1 || rec.events[0].Kind != EventFlowTail || rec.events[0].SrcPort != 1000 ||
+			rec.events[0].PacketsRev != 1 || rec.events[0].PacketsFwd != 0 || rec.events[0].TCPFlags&TCPFlagRST != 0 {
+			t.Fatalf("flushed %+v, want the one tail of port 1000: 1 reverse packet, RST not repeated", rec.events)
+		}
+	})
+}
+
+// kernelEvents reads the ring buffer as Run does (kernelEvent).
+func kernelEvents(t *testing.T, c *Collector) []Event {
+	t.Helper()
+	rd, err := ringbuf.NewReader(c.objs.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rd.SetDeadline(time.Now())
+	var out []Event
+	var rec ringbuf.Record
+	for {
+		if err := rd.ReadInto(&rec); err != nil {
+			return out
+		}
+		var ev Event
+		if !c.kernelEvent(rec.RawSample, &ev, 0) {
+			t.Fatalf("undecodable record of %d bytes", len(rec.RawSample))
+		}
+		out = append(out, ev)
+	}
 }

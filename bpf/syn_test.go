@@ -11,7 +11,8 @@ import (
 // already in the map (the program tries the insert first for a SYN): a
 // retransmitted SYN is counted on its flow, and a SYN on the tuple of an
 // ended flow starts a new flow in the same entry, reporting the old one
-// first if its end event was lost.
+// first if its end event was lost, or its tail if packets came after its
+// end.
 func TestSYNOnExistingFlow(t *testing.T) {
 	const client, server = "10.1.0.2", "10.1.0.9"
 	type pkt = tcpPkt
@@ -26,6 +27,7 @@ func TestSYNOnExistingFlow(t *testing.T) {
 		loseEnd   bool
 		pkts      []pkt
 		wantKinds []EventKind
+		wantTail  [2]uint64 // packets of the tail event, if any
 	}{
 		{
 			name:      "a retransmitted SYN is counted on its flow, not opened as a new one",
@@ -37,6 +39,13 @@ func TestSYNOnExistingFlow(t *testing.T) {
 			before:    reset,
 			pkts:      graceful,
 			wantKinds: []EventKind{EventFlowStart, EventFlowReset, EventFlowStart, EventFlowEnd},
+		},
+		{
+			name:      "a SYN on the tuple of an ended flow with packets after its end reports that tail first",
+			before:    append(slices.Clone(graceful), pkt{false, ack, 0}, pkt{false, fin | ack, 0}),
+			pkts:      graceful,
+			wantKinds: []EventKind{EventFlowStart, EventFlowEnd, EventFlowTail, EventFlowStart, EventFlowEnd},
+			wantTail:  [2]uint64{0, 2},
 		},
 		{
 			name:      "a SYN on the tuple of a reset flow whose end was lost reports that flow first",
@@ -52,14 +61,17 @@ func TestSYNOnExistingFlow(t *testing.T) {
 			send := func(ps []pkt) (fwd, rev, fwdP, revP uint64) {
 				return converse(t, objs, client, server, ps)
 			}
-			oldFwd, oldRev, _, _ := send(tc.before)
+			oldFwd, oldRev, oldFwdP, oldRevP := send(tc.before)
 			if tc.loseEnd {
+				// What a refused end event leaves: the entry ended, not
+				// reported, with every counter.
 				flows := flowsIn(t, objs)
 				if len(flows) != 1 {
 					t.Fatalf("%d flows after the first connection, want 1", len(flows))
 				}
 				for k, st := range flows {
-					st.Flags &^= uint32(bpfFlowFlagFLOW_REPORTED)
+					st.Flags &= uint32(bpfFlowFlagFLOW_REPORTED) - 1
+					st.Bytes, st.Packets = [2]uint64{oldFwd, oldRev}, [2]uint64{oldFwdP, oldRevP}
 					if err := updateFlow(objs, &k, &st, ebpf.UpdateAny); err != nil {
 						t.Fatal(err)
 					}
@@ -80,6 +92,12 @@ func TestSYNOnExistingFlow(t *testing.T) {
 					t.Errorf("recovered reset: fwd %d B rev %d B flags %#x, want %d B %d B with RST", old.BytesFwd, old.BytesRev, old.TCPFlags, oldFwd, oldRev)
 				}
 			}
+			for _, ev := range evs {
+				if ev.Kind == EventFlowTail && ([2]uint64{ev.PacketsFwd, ev.PacketsRev} != tc.wantTail || !ev.Continued ||
+					ev.TCPFlags != TCPFlagACK|TCPFlagPSH || ev.HandshakeNs != 0) {
+					t.Errorf("tail event %+v, want packets %v, continued, flags ACK|PSH (not the SYN and FIN its end carried), no handshake", ev, tc.wantTail)
+				}
+			}
 			last := evs[len(evs)-1]
 			if last.BytesFwd != wantFwd || last.BytesRev != wantRev || last.PacketsFwd != wantFwdP || last.PacketsRev != wantRevP {
 				t.Errorf("end counters fwd %d B/%d p rev %d B/%d p, want %d/%d %d/%d",
@@ -91,8 +109,10 @@ func TestSYNOnExistingFlow(t *testing.T) {
 			if last.HandshakeNs == 0 {
 				t.Error("handshake latency not measured")
 			}
-			if n := len(flowsIn(t, objs)); n != 0 {
-				t.Errorf("%d flows in the map after a reported graceful end, want 0", n)
+			for _, st := range flowsIn(t, objs) {
+				if st.Packets != [2]uint64{} {
+					t.Errorf("entry after a reported graceful end holds %v packets, want an empty tail", st.Packets)
+				}
 			}
 			if c := counters(t, objs); c.ParseErrors() != 0 || c.RingBufFailures() != 0 || c[CounterMapInsert] != 0 {
 				t.Errorf("unexpected counters %v", c)

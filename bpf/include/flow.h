@@ -57,7 +57,10 @@ enum flow_flag {
 	FLOW_FIN_FWD = 1 << 16,  /* the initiator sent FIN */
 	FLOW_FIN_REV = 1 << 17,  /* the responder sent FIN */
 	FLOW_ENDED = 1 << 18,    /* closed by FIN handshake or RST */
-	FLOW_REPORTED = 1 << 19, /* its end event reached the ring buffer */
+	FLOW_REPORTED = 1 << 19, /* its end event reached the ring buffer; counters since are its tail */
+	FLOW_MIDSTREAM = 1 << 20, /* opened by a TCP packet that opens nothing: the initiator is a guess */
+	/* Bits 21-29 hold the TCP flags (bits 0-8) the end event reported. */
+	FLOW_REPORTED_FLAGS_SHIFT = 21,
 };
 
 /*
@@ -87,12 +90,14 @@ enum event_type {
 	EVENT_FLOW_RESET = 3,   /* a RST closed the flow */
 	EVENT_INSERT_FAILED = 4, /* the flows map refused a new flow: this packet alone */
 	EVENT_PACKET = 5,       /* naive_per_packet_events: one event per packet */
+	EVENT_FLOW_TAIL = 6,    /* packets after a reported end, before a new connection took the entry */
 };
 
 /*
  * flow_event is one ring buffer record. stats is a copy of the flow's state
  * after the packet that caused the event (for EVENT_PACKET and
- * EVENT_INSERT_FAILED: that packet alone).
+ * EVENT_INSERT_FAILED: that packet alone; for EVENT_FLOW_TAIL: the counters
+ * since the end event).
  */
 struct flow_event {
 	struct flow_key key;
