@@ -89,8 +89,61 @@ func TestToFlow(t *testing.T) {
 					f.Src.PodName != "web-1" || f.Src.Workload != "web" || f.Dst.PodName != "api-1" || f.DstService.Name != "api-svc" ||
 					f.TCPFlags != schemas.FlagSYN|schemas.FlagFIN|schemas.FlagACK || f.TimeNs != 200 || f.FirstSeenNs != 100 ||
 					f.LatencyNs != 5000 || f.BytesRev != 20 || f.PacketsRev != 2 || f.Count != 1 || f.IfName != "vA" || f.NodeName != "n1" ||
-					f.SrcPort != 40000 || f.DstPort != 8080 || f.L4Protocol != 6 {
+					f.SrcPort != 40000 || f.DstPort != 8080 || f.L4Protocol != 6 || f.EventType != 4 || f.EventSubType != 5 {
 					return "wrong fields"
+				}
+				if f.CountAs != schemas.CountNone {
+					return "the sender's record counts although the receiver is an endpoint (its record carries the connection)"
+				}
+				return ""
+			}},
+		{"the receiver's record of the same connection counts it, as to-endpoint, and is not a reply even if a reply ended it",
+			bpf.Event{Kind: bpf.EventFlowEnd, IfIndex: 9, IPVersion: 4, Protocol: 6, Src: a, Dst: b, SrcPort: 40000, DstPort: 8080,
+				IsReply: true, TCPFlags: bpf.TCPFlagSYN | bpf.TCPFlagFIN | bpf.TCPFlagACK, BytesFwd: 10, BytesRev: 20, PacketsFwd: 1, PacketsRev: 2},
+			func(f *schemas.Flow) string {
+				if f.ObservationPoint != flowpb.TraceObservationPoint_TO_ENDPOINT || f.EventSubType != 0 ||
+					f.Direction != flowpb.TrafficDirection_INGRESS || f.IsReply != schemas.False || f.CountAs != schemas.CountFlow ||
+					f.Src.PodName != "web-1" || f.Dst.PodName != "api-1" {
+					return "want to-endpoint, INGRESS, not a reply, counted as a flow"
+				}
+				return ""
+			}},
+		{"the sender's record counts when the receiver is not an endpoint (the world)",
+			bpf.Event{Kind: bpf.EventFlowEnd, IfIndex: 7, IPVersion: 4, Protocol: 6, Src: a, Dst: netip.MustParseAddr("198.51.100.7"),
+				SrcPort: 40000, DstPort: 443, Ingress: true, TCPFlags: bpf.TCPFlagSYN},
+			func(f *schemas.Flow) string {
+				if f.CountAs != schemas.CountFlow || f.ObservationPoint != flowpb.TraceObservationPoint_FROM_ENDPOINT {
+					return "want a counted from-endpoint record"
+				}
+				return ""
+			}},
+		{"a later record of a counted connection counts its traffic only",
+			bpf.Event{Kind: bpf.EventActiveTimeout, IfIndex: 9, IPVersion: 4, Protocol: 6, Src: a, Dst: b, SrcPort: 40000, DstPort: 8080,
+				Continued: true, TCPFlags: bpf.TCPFlagACK, BytesFwd: 10},
+			func(f *schemas.Flow) string {
+				if f.CountAs != schemas.CountTraffic || f.IsReply != schemas.False {
+					return "want count_as traffic"
+				}
+				return ""
+			}},
+		{"a mid-stream flow whose first packet came from a service backend is turned around to start at the client",
+			bpf.Event{Kind: bpf.EventIdleTimeout, IfIndex: 9, IPVersion: 4, Protocol: 6, Src: b, Dst: a, SrcPort: 8080, DstPort: 40000,
+				Midstream: true, Ingress: true, TCPFlags: bpf.TCPFlagACK, BytesFwd: 300, BytesRev: 40, PacketsFwd: 3, PacketsRev: 1},
+			func(f *schemas.Flow) string {
+				if f.SrcIP != a || f.DstIP != b || f.SrcPort != 40000 || f.DstPort != 8080 || f.BytesFwd != 40 || f.BytesRev != 300 ||
+					f.PacketsFwd != 1 || f.PacketsRev != 3 || f.ObservationPoint != flowpb.TraceObservationPoint_TO_ENDPOINT ||
+					f.IsReply != schemas.False || f.CountAs != schemas.CountTraffic || f.DstService.Name != "api-svc" {
+					return "want the client→api-svc orientation, to-endpoint, known (not a reply), traffic only"
+				}
+				return ""
+			}},
+		{"a mid-stream flow between unknown ports is oriented by the ephemeral range and says its initiator is unknown",
+			bpf.Event{Kind: bpf.EventIdleTimeout, IfIndex: 9, IPVersion: 4, Protocol: 6, Src: netip.MustParseAddr("192.0.2.1"), Dst: a,
+				SrcPort: 5432, DstPort: 51000, Midstream: true, Ingress: false, BytesFwd: 100, PacketsFwd: 1},
+			func(f *schemas.Flow) string {
+				if f.SrcPort != 51000 || f.DstPort != 5432 || f.BytesRev != 100 || f.IsReply != schemas.Unknown ||
+					f.ObservationPoint != flowpb.TraceObservationPoint_FROM_ENDPOINT || f.CountAs != schemas.CountTraffic {
+					return "want 51000→5432, is_reply unknown, traffic only"
 				}
 				return ""
 			}},
@@ -114,8 +167,8 @@ func TestToFlow(t *testing.T) {
 		{"a single-packet event keeps the packet's reply flag",
 			bpf.Event{Kind: bpf.EventInsertFailed, IPVersion: 4, Protocol: 6, Src: a, Dst: b, IsReply: true, PacketsRev: 1},
 			func(f *schemas.Flow) string {
-				if f.IsReply != schemas.True {
-					return "IsReply not true"
+				if f.IsReply != schemas.True || f.CountAs != schemas.CountTraffic {
+					return "IsReply not true, or a lone packet counted as a flow"
 				}
 				return ""
 			}},
