@@ -230,7 +230,7 @@ func workload(e *schemas.Endpoint) string {
 func (a *Aggregator) hash(f *schemas.Flow) uint64 {
 	const k0, k1 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db
 	w0 := uint64(f.Src.Identity) | uint64(f.Dst.Identity)<<32
-	w1 := uint64(f.DstPort) | uint64(f.L4Protocol)<<16 | uint64(f.IsReply)<<24 |
+	w1 := uint64(f.DstPort) | uint64(f.L4Protocol)<<16 | uint64(f.IsReply)<<24 | uint64(f.CountAs)<<28 |
 		uint64(f.L7.Protocol)<<32 | uint64(f.L7.Type)<<40 | uint64(f.Direction)<<48 | uint64(f.ObservationPoint)<<56
 	w2 := uint64(uint32(f.Verdict)) | uint64(uint32(f.DropReason))<<32
 	w3 := uint64(f.L7.HTTPStatus) | uint64(f.L7.DNSRCode)<<16 | uint64(uint32(f.L7.KafkaErrorCode))<<32
@@ -260,6 +260,7 @@ func sameKey(a, b *schemas.Flow) bool {
 		a.DstPort == b.DstPort &&
 		a.L4Protocol == b.L4Protocol &&
 		a.IsReply == b.IsReply &&
+		a.CountAs == b.CountAs &&
 		a.Verdict == b.Verdict &&
 		a.DropReason == b.DropReason &&
 		a.Direction == b.Direction &&

@@ -88,7 +88,7 @@ func TestFolding(t *testing.T) {
 			})},
 		},
 		{
-			name: "a different URL, status, verdict or reply flag makes a separate record, in first-seen order",
+			name: "a different URL, status, verdict, reply flag or count_as makes a separate record, in first-seen order",
 			in: []schemas.Flow{
 				base(),
 				with(func(f *schemas.Flow) { f.L7.HTTPURL = "/api/v1/orders/2" }),
@@ -97,6 +97,7 @@ func TestFolding(t *testing.T) {
 					f.Verdict, f.DropReason = flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED
 				}),
 				with(func(f *schemas.Flow) { f.IsReply = schemas.True }),
+				with(func(f *schemas.Flow) { f.CountAs = schemas.CountNone }),
 				base(),
 			},
 			want: []schemas.Flow{
@@ -120,6 +121,10 @@ func TestFolding(t *testing.T) {
 				}),
 				with(func(f *schemas.Flow) {
 					f.IsReply, f.Count, f.FirstSeenNs, f.LastSeenNs = schemas.True, 1, 1_000, 1_000
+					f.LatencyHist = hist(5_000_000)
+				}),
+				with(func(f *schemas.Flow) {
+					f.CountAs, f.Count, f.FirstSeenNs, f.LastSeenNs = schemas.CountNone, 1, 1_000, 1_000
 					f.LatencyHist = hist(5_000_000)
 				}),
 			},

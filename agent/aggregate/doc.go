@@ -3,7 +3,8 @@
 // Flows with the same key seen inside one window (default 1 s) become one
 // record. The key is: node; source and destination identity, namespace and
 // workload (the pod name when the workload is unknown); destination port; L4
-// protocol; verdict; drop reason; direction; observation point; is_reply; and
+// protocol; verdict; drop reason; direction; observation point; is_reply;
+// count_as (so that folding keeps what each record adds to sums); and
 // the L7 key: L7 protocol and type plus HTTP method, exact URL and status, or
 // DNS query and rcode, or Kafka api key, topic and error code. URLs are kept
 // exactly as seen: templating (/orders/123 → /orders/{id}) is the
