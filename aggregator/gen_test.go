@@ -114,9 +114,24 @@ func generate(seed uint64, n int, span time.Duration, lateEvery int) genResult {
 			}
 		}
 		f.LatencyNs = slices.Max(lats)
-		if f.Verdict == flowpb.Verdict_FORWARDED && e.l7 != schemas.L7None {
+		// One record in ten is another observation point's record of a
+		// connection (counts nothing), one in ten a later part of a counted
+		// connection (counts its traffic): the count-once rule.
+		switch rng.IntN(10) {
+		case 0:
+			f.CountAs = schemas.CountNone
+		case 1:
+			f.CountAs = schemas.CountTraffic
+		}
+		if f.Verdict == flowpb.Verdict_FORWARDED && e.l7 != schemas.L7None && f.CountAs != schemas.CountTraffic {
 			id := genL7(rng, &f, e.l7)
-			g.latencies[id] = append(g.latencies[id], lats...)
+			if f.CountAs.Flows() {
+				g.latencies[id] = append(g.latencies[id], lats...)
+			}
+		}
+		g.flows = append(g.flows, f)
+		if !f.CountAs.Traffic() {
+			continue
 		}
 		k := pairName(e.src.Namespace, e.src.Workload, e.dst.Namespace, e.dst.Workload, int32(e.port), f.Verdict.String())
 		p := g.pairs[k]
@@ -125,11 +140,12 @@ func generate(seed uint64, n int, span time.Duration, lateEvery int) genResult {
 			g.pairs[k] = p
 		}
 		for _, t := range []*pairTotal{p, &g.total} {
-			t.flows += int64(f.Count)
+			if f.CountAs.Flows() {
+				t.flows += int64(f.Count)
+			}
 			t.bytes += int64(f.BytesFwd + f.BytesRev)
 			t.packets += int64(f.PacketsFwd + f.PacketsRev)
 		}
-		g.flows = append(g.flows, f)
 	}
 	return g
 }

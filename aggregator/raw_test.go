@@ -51,7 +51,9 @@ func checkRawFlows(t *testing.T, out string, g genResult) {
 		t.Errorf("flows/ has %d rows, %d distinct records; generator %d records", rows, distinct, len(g.flows))
 	}
 	q, err := db.Query(`SELECT src_namespace, src_workload, dst_namespace, dst_workload, dst_port, verdict,
-		sum(count)::BIGINT, sum(bytes_fwd + bytes_rev)::BIGINT, sum(packets_fwd + packets_rev)::BIGINT
+		coalesce(sum(count) FILTER (WHERE count_as = 'flow'), 0)::BIGINT,
+		coalesce(sum(bytes_fwd + bytes_rev) FILTER (WHERE count_as <> 'none'), 0)::BIGINT,
+		coalesce(sum(packets_fwd + packets_rev) FILTER (WHERE count_as <> 'none'), 0)::BIGINT
 		FROM read_parquet(` + flowsGlob(out) + `, hive_partitioning = true) GROUP BY ALL`)
 	if err != nil {
 		t.Fatal(err)

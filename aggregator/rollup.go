@@ -221,7 +221,7 @@ func workloadOf(e *schemas.Endpoint) string {
 // TestProjectionCoversTheRollup checks that the rollups of a projected
 // decode equal those of a full one.
 var rollupColumns = []string{
-	"time", "count", "is_reply",
+	"time", "count", "count_as", "is_reply",
 	"src_namespace", "src_workload", "src_pod_name",
 	"dst_namespace", "dst_workload", "dst_pod_name",
 	"dst_service_namespace", "dst_service_name",
@@ -234,10 +234,17 @@ var rollupColumns = []string{
 	"l7_kafka_api_key", "l7_kafka_topic", "l7_kafka_error_code",
 }
 
-// add folds one flow record into the bucket. It reports whether the route
-// was replaced by {other} because of the cardinality cap.
+// add folds one flow record into the bucket, by the count-once rule of its
+// count_as (doc.go): flows, connections, SYNs, latency and L7 requests from
+// records that count as flows, bytes, packets and RSTs also from those that
+// count as traffic, nothing from those that do not count (another record
+// carries their connections). It reports whether the route was replaced by
+// {other} because of the cardinality cap.
 func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 	b.flows++
+	if !f.CountAs.Traffic() {
+		return false
+	}
 	n := int64(f.FlowCount())
 	k := pairKey{
 		srcNs: f.Src.Namespace, srcWl: workloadOf(&f.Src),
@@ -249,19 +256,22 @@ func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 		k.drop = f.DropReason
 	}
 	p := b.pair(&k)
-	p.flows += n
-	if f.IsReply != schemas.True && (f.L4Protocol != 6 || f.TCPFlags&schemas.FlagSYN != 0) {
-		p.conns += n
-	}
 	p.pktFwd += int64(f.PacketsFwd)
 	p.pktRev += int64(f.PacketsRev)
 	p.bytesFwd += int64(f.BytesFwd)
 	p.bytesRev += int64(f.BytesRev)
-	if f.TCPFlags&schemas.FlagSYN != 0 {
-		p.syn += n
-	}
 	if f.TCPFlags&schemas.FlagRST != 0 {
 		p.rst += n
+	}
+	if !f.CountAs.Flows() {
+		return false
+	}
+	p.flows += n
+	if f.IsReply != schemas.True && (f.L4Protocol != 6 || f.TCPFlags&schemas.FlagSYN != 0) {
+		p.conns += n
+	}
+	if f.TCPFlags&schemas.FlagSYN != 0 {
+		p.syn += n
 	}
 	p.lat.add(f)
 

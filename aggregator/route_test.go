@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 func TestRouteTemplate(t *testing.T) {
@@ -272,7 +274,7 @@ func TestRouteCardinalityCapOverflowsToOther(t *testing.T) {
 	b := newBucket(genStart, false, 0)
 	g := generate(9, 1, time.Second, 0)
 	f := g.flows[0]
-	f.Dst, f.L7.Protocol, f.L7.HTTPMethod, f.L7.HTTPStatus = ep("p", "api"), 1, "GET", 200
+	f.Dst, f.L7.Protocol, f.L7.HTTPMethod, f.L7.HTTPStatus, f.CountAs = ep("p", "api"), 1, "GET", 200, schemas.CountFlow
 	overflow := 0
 	for _, u := range []string{"/a", "/b", "/a?x=1", "/c", "/d", "/b"} {
 		f.L7.HTTPURL = u
