@@ -45,6 +45,10 @@ type EdgeStats struct {
 	Resets    uint64 `json:"resets"`     // connection reset by the server (reset_from)
 	Errors    uint64 `json:"errors"`     // anything else: timeouts, wrong answers
 	Skipped   uint64 `json:"skipped"`    // ticks not sent because too many requests were in flight
+	// Connections is the ground truth of flows: the connections the edge
+	// opened (TCP connects, failed ones included; a UDP socket per DNS
+	// query; an ICMP echo socket per ping).
+	Connections uint64 `json:"connections"`
 }
 
 // Name is "from → to kind:port".
@@ -80,6 +84,7 @@ type edge struct {
 	closers   []func()
 
 	sent, ok, s5xx, resets, errs, skipped atomic.Uint64
+	conns                                 atomic.Uint64
 	inflight                              atomic.Int64
 	lastErr                               atomic.Value // string
 }
@@ -90,7 +95,8 @@ func (e *edge) stats() EdgeStats {
 		detail = e.spec.Method + " " + strings.Join(e.spec.Paths, ",")
 	}
 	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
-		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Errors: e.errs.Load(), Skipped: e.skipped.Load()}
+		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Errors: e.errs.Load(), Skipped: e.skipped.Load(),
+		Connections: e.conns.Load()}
 }
 
 // addr returns the target address for request n: alternating IPv4 and IPv6
@@ -139,14 +145,16 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 		e := &edge{spec: cs, target: target, plan: plan, from: pod, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
 		switch cs.Kind {
 		case KindHTTP:
-			tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second}
+			tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second,
+				DialContext: e.dialTCP}
 			e.httpc = &http.Client{Transport: tr, Timeout: 3 * time.Second}
 			e.closers = append(e.closers, tr.CloseIdleConnections)
 		case KindGRPC:
 			// One HTTP/2 connection per family, as a gRPC client keeps.
 			conns := map[netip.Addr]*grpc.ClientConn{}
 			for _, a := range []netip.Addr{target.IPv4, target.IPv6} {
-				cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+				cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+					grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
 				if err != nil {
 					return fmt.Errorf("grpc client to %s: %w", cs.To, err)
 				}
@@ -322,8 +330,41 @@ func (e *edge) doGRPC(addr netip.Addr) error {
 	return nil
 }
 
+// dialTCP opens a TCP connection and counts it, failed or not.
+func (e *edge) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	e.conns.Add(1)
+	d := net.Dialer{Timeout: 2 * time.Second}
+	return d.DialContext(ctx, network, addr)
+}
+
+// dnsPorts hands out the DNS client's source ports in sequence, from
+// dnsPortMin up to just below the kernel's ephemeral range: each query is
+// then its own flow unless the pod sends more than ~1,200 queries per
+// second (a port reused within the flow idle timeout is the same flow to
+// any conntrack), which the tests' ground truth relies on. Random ephemeral
+// ports would come back within seconds at the lab's rates.
+var dnsPorts atomic.Uint32
+
+const dnsPortMin, dnsPortEnd = 20000, 32768
+
+func (e *edge) dialUDP(addr netip.AddrPort) (net.Conn, error) {
+	var err error
+	for range 16 {
+		port := dnsPortMin + int(dnsPorts.Add(1)-1)%(dnsPortEnd-dnsPortMin)
+		d := net.Dialer{LocalAddr: &net.UDPAddr{Port: port}}
+		var c net.Conn
+		if c, err = d.Dial("udp", addr.String()); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, err
+}
+
 func (e *edge) doEcho(addr netip.Addr, n uint64) error {
-	c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, e.spec.Port).String(), 2*time.Second)
+	c, err := e.dialTCP(context.Background(), "tcp", netip.AddrPortFrom(addr, e.spec.Port).String())
 	if err != nil {
 		return err
 	}
@@ -368,7 +409,7 @@ func (e *edge) doDNS(addr netip.Addr, n uint64) error {
 	if err != nil {
 		return err
 	}
-	c, err := net.Dial("udp", netip.AddrPortFrom(addr, e.spec.Port).String())
+	c, err := e.dialUDP(netip.AddrPortFrom(addr, e.spec.Port))
 	if err != nil {
 		return err
 	}
@@ -377,6 +418,7 @@ func (e *edge) doDNS(addr netip.Addr, n uint64) error {
 	if _, err := c.Write(pkt); err != nil {
 		return err
 	}
+	e.conns.Add(1) // a socket (source port) of its own per query
 	resp := make([]byte, 1500)
 	for {
 		m, err := c.Read(resp)
@@ -423,6 +465,7 @@ func (e *edge) doPing(addr netip.Addr, n uint64) error {
 	if _, err := c.WriteTo(b, &net.UDPAddr{IP: addr.AsSlice()}); err != nil {
 		return err
 	}
+	e.conns.Add(1) // a socket of its own: its echo identifier keys the flow
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 1500)
 	for {

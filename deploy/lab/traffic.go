@@ -42,6 +42,7 @@ func (r TrafficReport) Total() EdgeStats {
 		t.Resets += e.Resets
 		t.Errors += e.Errors
 		t.Skipped += e.Skipped
+		t.Connections += e.Connections
 	}
 	return t
 }
