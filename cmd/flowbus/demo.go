@@ -343,7 +343,16 @@ func (t *demoTally) add(headers map[string]string, value []byte) {
 	t.rows += uint64(len(t.buf))
 	for i := range t.buf {
 		fl := &t.buf[i]
+		// Count each connection once (schemas.CountAs): a record another
+		// observation point's record carries adds nothing, a later part of
+		// a counted connection only its bytes.
+		if !fl.CountAs.Traffic() {
+			continue
+		}
 		n := fl.FlowCount()
+		if !fl.CountAs.Flows() {
+			n = 0
+		}
 		t.flows += n
 		t.verdicts[fl.Verdict] += n
 		if fl.Verdict == flowpb.Verdict_DROPPED {
