@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -42,11 +43,11 @@ func RunKafka(ctx context.Context, a *Aggregator, cc kafka.ConsumerConfig) error
 		},
 		commit: c.Commit,
 		deadLetter: func(ctx context.Context, m Message, reason string) error {
-			return c.DeadLetter(ctx, kafka.Delivery{Topic: cc.Topic, Partition: m.Partition, Offset: m.Offset,
+			return c.DeadLetter(ctx, bus.Delivery{Topic: cc.Topic, Partition: m.Partition, Offset: m.Offset,
 				Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}, reason)
 		},
 		close:     func() { c.Close() },
-		errClosed: kafka.ErrClosed,
+		errClosed: bus.ErrClosed,
 	}
 	return d.run()
 }

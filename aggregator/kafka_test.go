@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -348,7 +349,7 @@ func TestKafkaBadMessagesAreCountedDeadLetteredAndSkipped(t *testing.T) {
 			for _, x := range r.Headers {
 				h[x.Key] = string(x.Value)
 			}
-			got[h[kafka.HeaderDLQReason]] = h[kafka.HeaderDLQOffset]
+			got[h[bus.HeaderDLQReason]] = h[bus.HeaderDLQOffset]
 		})
 	}
 	want := map[string]string{}

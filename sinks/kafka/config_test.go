@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -100,25 +99,6 @@ func TestSASLMechanismsAuthenticateAgainstTheBroker(t *testing.T) {
 			ds := pollN(t, cons, 4, 10*time.Second)
 			ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
 			checkDeliveries(t, ds, testMessages("node-s", 1, 4), 2)
-		})
-	}
-}
-
-func TestALongDeadLetterReasonIsCutOnARuneBoundary(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		reason string
-		want   int
-	}{
-		{"a short reason is kept", "arrow: truncated stream", 23},
-		{"a 2000-byte ASCII reason is cut to 1 KiB", strings.Repeat("x", 2000), 1024},
-		{"a reason of 2-byte runes is cut before a split rune", strings.Repeat("é", 1000), 1020 + len("...")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := clip(tc.reason)
-			if len(got) != tc.want || !utf8.ValidString(got) {
-				t.Errorf("clip: %d bytes (valid UTF-8 %v), want %d valid", len(got), utf8.ValidString(got), tc.want)
-			}
 		})
 	}
 }

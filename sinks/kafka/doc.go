@@ -56,7 +56,7 @@
 // retried until the context ends. The limit is read once per Producer: a
 // topic lowered afterwards is not followed.
 //
-// Publish checks every message first and fails with ErrTooLarge without
+// Publish checks every message first and fails with bus.ErrTooLarge without
 // sending any, rather than publishing half a batch; the error names the
 // limit that refused it (MaxMessageBytes, or the topic's max.message.bytes:
 // raise it, or keep messages smaller).

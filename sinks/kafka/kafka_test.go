@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -87,11 +88,11 @@ func newConsumer(t *testing.T, cfg ConsumerConfig) *Consumer {
 }
 
 // pollN polls until n deliveries arrived or the deadline passes.
-func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
+func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []bus.Delivery {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	var out []Delivery
+	var out []bus.Delivery
 	for len(out) < n {
 		ds, err := c.Poll(ctx)
 		if err != nil {
@@ -103,11 +104,11 @@ func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
 }
 
 // pollQuiet polls for d and returns what arrived (expecting nothing more).
-func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []Delivery {
+func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []bus.Delivery {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var out []Delivery
+	var out []bus.Delivery
 	for {
 		ds, err := c.Poll(ctx)
 		out = append(out, ds...)
@@ -120,7 +121,7 @@ func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []Delivery {
 // checkDeliveries asserts that ds is exactly msgs: each message once, in
 // the partition its key hashes to, with its value and every header, and in
 // publish order within each partition.
-func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partitions int) {
+func checkDeliveries(t *testing.T, ds []bus.Delivery, msgs []schemas.Message, partitions int) {
 	t.Helper()
 	if len(ds) != len(msgs) {
 		t.Fatalf("got %d deliveries, want %d", len(ds), len(msgs))
@@ -213,7 +214,7 @@ func TestAConsumerRestartResumesAtTheCommittedOffsetWithoutDuplicates(t *testing
 	// First run: process (and commit) the first polls only, up to >= 20
 	// records; records fetched but not processed must come again.
 	first := newConsumer(t, cfg)
-	var processed []Delivery
+	var processed []bus.Delivery
 	next := map[int32]int64{}
 	for len(processed) < 20 {
 		ds, err := first.Poll(ctx)
@@ -251,8 +252,8 @@ func TestPublishRejectsAMessageOverTheLimitBeforeSendingAnything(t *testing.T) {
 	msgs := testMessages("node-c", 1, 3) // values of 1077, 2054 and 3031 bytes
 	msgs[2].Value = make([]byte, 5000)
 	err := p.Publish(context.Background(), msgs)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("publish: got %v, want bus.ErrTooLarge", err)
 	}
 	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 0 {
 		t.Errorf("%d records landed, want 0", got)
@@ -263,8 +264,8 @@ func TestPublishRejectsAMessageOverTheLimitBeforeSendingAnything(t *testing.T) {
 	big := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
 	msgs[2].Value = make([]byte, 1<<20)
 	err = big.Publish(context.Background(), msgs[2:])
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "raise the topic's max.message.bytes") {
-		t.Errorf("1 MiB record to a default topic: got %v, want ErrTooLarge asking to raise the topic's max.message.bytes", err)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "raise the topic's max.message.bytes") {
+		t.Errorf("1 MiB record to a default topic: got %v, want bus.ErrTooLarge asking to raise the topic's max.message.bytes", err)
 	}
 	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 0 {
 		t.Errorf("%d records landed, want 0", got)
@@ -376,9 +377,9 @@ func TestDeadLetterCopiesTheRecordWithReasonPartitionAndOffset(t *testing.T) {
 		got[h.Key] = string(h.Value)
 	}
 	want := maps.Clone(bad.Headers)
-	want[HeaderDLQReason] = "arrow: truncated stream"
-	want[HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
-	want[HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
+	want[bus.HeaderDLQReason] = "arrow: truncated stream"
+	want[bus.HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
+	want[bus.HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -26,7 +27,7 @@ func TestARebalanceHandsPartitionsOverWithoutDuplicates(t *testing.T) {
 
 	var (
 		a                  *Consumer
-		aAll               []Delivery
+		aAll               []bus.Delivery
 		aNext              = map[int32]int64{}
 		aInPoll, badRevoke bool
 		aRevoked           []int32
@@ -70,7 +71,7 @@ func TestARebalanceHandsPartitionsOverWithoutDuplicates(t *testing.T) {
 
 	var (
 		mu        sync.Mutex
-		bAll      []Delivery
+		bAll      []bus.Delivery
 		bAssigned []int32
 		stop      = make(chan struct{})
 		bDone     = make(chan struct{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -104,7 +105,7 @@ func TestPublishToAnExistingDefaultTopicKeepsBatchesUnderItsLimit(t *testing.T) 
 }
 
 // A message that fits MaxMessageBytes but not the existing topic's default
-// max.message.bytes fails with ErrTooLarge naming the topic's limit.
+// max.message.bytes fails with bus.ErrTooLarge naming the topic's limit.
 func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
 	c := newCluster(t)
 	createTestTopic(t, c, DefaultTopic, 3, 0)
@@ -118,8 +119,8 @@ func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
 	msgs[0].Value = bytes.Repeat([]byte{'a'}, kafkaDefaultMaxMessageBytes-overhead)
 	msgs[1].Value = make([]byte, kafkaDefaultMaxMessageBytes-overhead+1)
 	err := p.Publish(ctx, msgs)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("publish: got %v, want bus.ErrTooLarge", err)
 	}
 	want := "over topic " + DefaultTopic + " max.message.bytes 1048588 (raise the topic's max.message.bytes"
 	if !strings.Contains(err.Error(), want) {
@@ -130,8 +131,8 @@ func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
 	}
 	// The limit is kept: the message still fails, the one at the limit
 	// passes.
-	if err := p.Publish(ctx, msgs[1:]); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), want) {
-		t.Errorf("second publish: got %v, want ErrTooLarge containing %q", err, want)
+	if err := p.Publish(ctx, msgs[1:]); !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), want) {
+		t.Errorf("second publish: got %v, want bus.ErrTooLarge containing %q", err, want)
 	}
 	if err := p.Publish(ctx, msgs[:1]); err != nil {
 		t.Fatalf("publish of a message at the topic's limit: %v", err)
@@ -153,8 +154,8 @@ func TestPublishKeepsTheConfiguredLimitBelowALargerTopicLimit(t *testing.T) {
 	msgs := sameKeyMessages(2, 1<<20)
 	msgs[1].Value = make([]byte, DefaultMaxMessageBytes)
 	err := p.Publish(ctx, msgs[1:])
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over max message bytes "+strconv.Itoa(DefaultMaxMessageBytes)+":") {
-		t.Fatalf("publish of %d bytes: got %v, want ErrTooLarge over the configured max message bytes", DefaultMaxMessageBytes, err)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "over max message bytes "+strconv.Itoa(DefaultMaxMessageBytes)+":") {
+		t.Fatalf("publish of %d bytes: got %v, want bus.ErrTooLarge over the configured max message bytes", DefaultMaxMessageBytes, err)
 	}
 	if err := p.Publish(ctx, msgs[:1]); err != nil {
 		t.Fatalf("publish of a 1 MiB value: %v", err)
@@ -239,7 +240,7 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	for i := range value {
 		value[i] = byte(i * 7)
 	}
-	bad := Delivery{Topic: DefaultTopic, Partition: 1, Offset: 42, Key: []byte("payments/ledger-svc"), Value: value,
+	bad := bus.Delivery{Topic: DefaultTopic, Partition: 1, Offset: 42, Key: []byte("payments/ledger-svc"), Value: value,
 		Headers: map[string]string{"flowbus-schema": "flow.v1"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -257,8 +258,8 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	for _, h := range r.Headers {
 		got[h.Key] = string(h.Value)
 	}
-	want := map[string]string{"flowbus-schema": "flow.v1", HeaderDLQReason: "not an Arrow stream",
-		HeaderDLQPartition: "1", HeaderDLQOffset: "42", HeaderDLQTruncated: "600000"}
+	want := map[string]string{"flowbus-schema": "flow.v1", bus.HeaderDLQReason: "not an Arrow stream",
+		bus.HeaderDLQPartition: "1", bus.HeaderDLQOffset: "42", bus.HeaderDLQTruncated: "600000"}
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
 	}
@@ -272,8 +273,8 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	cons2 := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq-tiny", DLQTopic: tiny})
 	defer cons2.Close()
 	err := cons2.DeadLetter(ctx, bad, strings.Repeat("x", 2000))
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the dead-letter limit 300") {
-		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want ErrTooLarge over the dead-letter limit 300", err)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "over the dead-letter limit 300") {
+		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want bus.ErrTooLarge over the dead-letter limit 300", err)
 	}
 }
 
@@ -289,7 +290,7 @@ func TestADeadLetterFollowsALoweredTopicLimit(t *testing.T) {
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	bad := Delivery{Topic: DefaultTopic, Partition: 0, Offset: 1, Value: bytes.Repeat([]byte("v"), 150_000)}
+	bad := bus.Delivery{Topic: DefaultTopic, Partition: 0, Offset: 1, Value: bytes.Repeat([]byte("v"), 150_000)}
 	if err := cons.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
 		t.Fatalf("first dead letter: %v", err)
 	}
