@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -34,11 +35,11 @@ func RunNATS(ctx context.Context, a *Aggregator, cc nats.ConsumerConfig) error {
 		},
 		commit: c.Commit,
 		deadLetter: func(ctx context.Context, m Message, reason string) error {
-			return c.DeadLetter(ctx, nats.Delivery{Partition: m.Partition, Offset: m.Offset,
+			return c.DeadLetter(ctx, bus.Delivery{Partition: m.Partition, Offset: m.Offset,
 				Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}, reason)
 		},
 		close:     func() { c.Close() },
-		errClosed: nats.ErrClosed,
+		errClosed: bus.ErrClosed,
 	}
 	return d.run()
 }

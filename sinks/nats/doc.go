@@ -44,8 +44,8 @@
 // message refused with "no responders" while the next one is already
 // accepted (JetStream coming back between two sends) lands after it.
 // Refusals that retrying cannot fix (too large, bad request) return at once;
-// a message over MaxMsgSize fails the call with ErrTooLarge before anything
-// is sent.
+// a message over MaxMsgSize fails the call with bus.ErrTooLarge before
+// anything is sent.
 //
 // The connection reconnects for ever. A lost server is logged at info
 // ("nats disconnected") and every 10 s while it cannot be reached. A

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -74,11 +75,11 @@ func newConsumer(t *testing.T, cfg ConsumerConfig) *Consumer {
 	return c
 }
 
-func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
+func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []bus.Delivery {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	var out []Delivery
+	var out []bus.Delivery
 	for len(out) < n {
 		ds, err := c.Poll(ctx)
 		if err != nil {
@@ -89,11 +90,11 @@ func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
 	return out
 }
 
-func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []Delivery {
+func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []bus.Delivery {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var out []Delivery
+	var out []bus.Delivery
 	for {
 		ds, err := c.Poll(ctx)
 		out = append(out, ds...)
@@ -131,7 +132,7 @@ func streamMsgs(t *testing.T, u, stream string) uint64 {
 // checkDeliveries asserts that ds is exactly msgs: each once, on the subject
 // of the partition its key hashes to, with its key, value and every header
 // (plus flowbus-key and Nats-Msg-Id), in publish order within a partition.
-func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partitions int) {
+func checkDeliveries(t *testing.T, ds []bus.Delivery, msgs []schemas.Message, partitions int) {
 	t.Helper()
 	if len(ds) != len(msgs) {
 		t.Fatalf("got %d deliveries, want %d", len(ds), len(msgs))
@@ -141,7 +142,7 @@ func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partit
 		byID[msgs[i].ID()] = &msgs[i]
 	}
 	seen := map[string]bool{}
-	last := map[int32]*Delivery{}
+	last := map[int32]*bus.Delivery{}
 	for i := range ds {
 		d := &ds[i]
 		id := d.Headers[jetstream.MsgIDHeader]
@@ -154,8 +155,8 @@ func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partit
 		}
 		seen[id] = true
 		want := schemas.PartitionOf(m.Key, partitions)
-		if int(d.Partition) != want || d.Subject != DefaultSubjectPrefix+"."+strconv.Itoa(want) {
-			t.Errorf("message %s key %q: partition %d subject %s, want PartitionOf = %d", id, m.Key, d.Partition, d.Subject, want)
+		if int(d.Partition) != want || d.Topic != DefaultSubjectPrefix+"."+strconv.Itoa(want) {
+			t.Errorf("message %s key %q: partition %d subject %s, want PartitionOf = %d", id, m.Key, d.Partition, d.Topic, want)
 		}
 		if string(d.Key) != m.Key {
 			t.Errorf("message %s: key %q, want %q", id, d.Key, m.Key)
@@ -262,7 +263,7 @@ func TestAConsumerRestartResumesAfterTheCommitWithoutDuplicates(t *testing.T) {
 	}
 	cfg := ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions, MaxPollRecords: 7}
 	first := newConsumer(t, cfg)
-	var processed []Delivery
+	var processed []bus.Delivery
 	next := map[int32]int64{}
 	for len(processed) < 20 {
 		ds, err := first.Poll(ctx)
@@ -281,8 +282,8 @@ func TestAConsumerRestartResumesAfterTheCommitWithoutDuplicates(t *testing.T) {
 		t.Fatalf("commit: %v", err)
 	}
 	first.Close()
-	if _, err := first.Poll(ctx); !errors.Is(err, ErrClosed) {
-		t.Errorf("poll after close: got %v, want ErrClosed", err)
+	if _, err := first.Poll(ctx); !errors.Is(err, bus.ErrClosed) {
+		t.Errorf("poll after close: got %v, want bus.ErrClosed", err)
 	}
 
 	second := newConsumer(t, cfg)
@@ -343,8 +344,8 @@ func TestPublishRejectsAMessageOverTheStreamLimitBeforeSendingAnything(t *testin
 	msgs := testMessages("node-e", 1, 3)
 	msgs[2].Value = make([]byte, 1<<20-100) // fits the payload, not with its headers
 	err := p.Publish(context.Background(), msgs)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("publish: got %v, want bus.ErrTooLarge", err)
 	}
 	if n := streamMsgs(t, u, DefaultStream); n != 0 {
 		t.Errorf("%d messages stored, want 0", n)
@@ -410,9 +411,9 @@ func TestDeadLetterStoresTheMessageOnceWithReasonPartitionAndOffset(t *testing.T
 			want[k] = v
 		}
 	}
-	want[HeaderDLQReason] = "arrow: truncated stream"
-	want[HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
-	want[HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
+	want[bus.HeaderDLQReason] = "arrow: truncated stream"
+	want[bus.HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
+	want[bus.HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
 	want[jetstream.MsgIDHeader] = DefaultStream + "/" + strconv.FormatInt(bad.Offset, 10)
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
@@ -444,7 +445,7 @@ func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	for i := range value {
 		value[i] = byte(i * 7)
 	}
-	bad := Delivery{Partition: 1, Offset: 9, Value: value, Headers: map[string]string{"flowbus-schema": "flow.v1"}}
+	bad := bus.Delivery{Partition: 1, Offset: 9, Value: value, Headers: map[string]string{"flowbus-schema": "flow.v1"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.DeadLetter(ctx, bad, strings.Repeat("r", 2000)); err != nil {
@@ -455,11 +456,11 @@ func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	if n := len(raw.Data); n >= maxPayload-1024 || n < maxPayload-2048 || !bytes.Equal(raw.Data, value[:n]) {
 		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-2048..%d bytes", n, maxPayload, maxPayload-1024)
 	}
-	if got := raw.Header.Get(HeaderDLQTruncated); got != strconv.Itoa(maxPayload) {
-		t.Errorf("%s = %q, want %d", HeaderDLQTruncated, got, maxPayload)
+	if got := raw.Header.Get(bus.HeaderDLQTruncated); got != strconv.Itoa(maxPayload) {
+		t.Errorf("%s = %q, want %d", bus.HeaderDLQTruncated, got, maxPayload)
 	}
-	if got := raw.Header.Get(HeaderDLQOffset); got != "9" {
-		t.Errorf("%s = %q, want 9", HeaderDLQOffset, got)
+	if got := raw.Header.Get(bus.HeaderDLQOffset); got != "9" {
+		t.Errorf("%s = %q, want 9", bus.HeaderDLQOffset, got)
 	}
 	if !strings.Contains(logs.String(), "nats dead letter cut to fit") {
 		t.Errorf("no warning about the cut dead letter in the log:\n%s", logs.String())
@@ -506,7 +507,7 @@ func TestADeadLetterIsCutToAnExistingStreamsMaxMsgSize(t *testing.T) {
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
 	value := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
-	bad := Delivery{Partition: 2, Offset: 5, Value: value, Headers: map[string]string{HeaderDLQTruncated: "stale"}}
+	bad := bus.Delivery{Partition: 2, Offset: 5, Value: value, Headers: map[string]string{bus.HeaderDLQTruncated: "stale"}}
 	if err := c.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
 		t.Fatalf("dead letter of %d bytes to a stream of max_msg_size %d: %v", len(value), maxMsg, err)
 	}
@@ -514,7 +515,7 @@ func TestADeadLetterIsCutToAnExistingStreamsMaxMsgSize(t *testing.T) {
 	if n := len(raw.Data); n >= maxMsg-100 || n < maxMsg-1024 || !bytes.Equal(raw.Data, value[:n]) {
 		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-1024..%d bytes", n, maxMsg, maxMsg-100)
 	}
-	if got := raw.Header.Values(HeaderDLQTruncated); len(got) != 1 || got[0] != strconv.Itoa(len(value)) {
-		t.Errorf("%s = %q, want [%d]", HeaderDLQTruncated, got, len(value))
+	if got := raw.Header.Values(bus.HeaderDLQTruncated); len(got) != 1 || got[0] != strconv.Itoa(len(value)) {
+		t.Errorf("%s = %q, want [%d]", bus.HeaderDLQTruncated, got, len(value))
 	}
 }
