@@ -86,8 +86,8 @@ func newProgress(total int) *progress {
 	return &progress{seen: make(map[[2]int64]bool), total: total, done: make(chan struct{})}
 }
 
-func (p *progress) hook(next func(string, *Message) error) func(string, *Message) error {
-	return func(point string, m *Message) error {
+func (p *progress) hook(next func(string, *bus.Delivery) error) func(string, *bus.Delivery) error {
+	return func(point string, m *bus.Delivery) error {
 		if point == "message" {
 			p.mu.Lock()
 			p.seen[[2]int64{int64(m.Partition), m.Offset}] = true
@@ -169,11 +169,11 @@ func TestKafkaCrashesAndRestartsKeepTotalsExact(t *testing.T) {
 			t.Fatal("no run finished")
 		}
 		a, _ := newTestAggregator(t, Config{Out: out})
-		var crash func(string, *Message) error
+		var crash func(string, *bus.Delivery) error
 		if crashes < 10 {
 			point := points[crashes%len(points)]
 			left := 1 + (run*7919)%limits[point]
-			crash = func(pt string, _ *Message) error {
+			crash = func(pt string, _ *bus.Delivery) error {
 				if pt == point {
 					if left--; left == 0 {
 						return errCrash
@@ -220,7 +220,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 	var mu sync.Mutex
 	var seenA, seenB int
 	a, _ := newTestAggregator(t, Config{Out: out, RawFlows: true})
-	a.hook = p.hook(func(pt string, _ *Message) error {
+	a.hook = p.hook(func(pt string, _ *bus.Delivery) error {
 		if pt == "message" {
 			mu.Lock()
 			seenA++
@@ -230,7 +230,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 		return nil
 	})
 	b, _ := newTestAggregator(t, Config{Out: out, RawFlows: true})
-	b.hook = p.hook(func(pt string, _ *Message) error {
+	b.hook = p.hook(func(pt string, _ *bus.Delivery) error {
 		if pt == "message" {
 			mu.Lock()
 			seenB++

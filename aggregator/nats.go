@@ -25,21 +25,11 @@ func RunNATS(ctx context.Context, a *Aggregator, cc nats.ConsumerConfig) error {
 		return fmt.Errorf("aggregator: %w", err)
 	}
 	d.t = transport{
-		poll: func(ctx context.Context) ([]Message, error) {
-			ds, err := c.Poll(ctx)
-			ms := make([]Message, len(ds))
-			for i, x := range ds {
-				ms[i] = Message{Partition: x.Partition, Offset: x.Offset, Key: x.Key, Value: x.Value, Headers: x.Headers, Time: x.Time}
-			}
-			return ms, err
-		},
-		commit: c.Commit,
-		deadLetter: func(ctx context.Context, m Message, reason string) error {
-			return c.DeadLetter(ctx, bus.Delivery{Partition: m.Partition, Offset: m.Offset,
-				Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}, reason)
-		},
-		close:     func() { c.Close() },
-		errClosed: bus.ErrClosed,
+		poll:       c.Poll,
+		commit:     c.Commit,
+		deadLetter: c.DeadLetter,
+		close:      func() { c.Close() },
+		errClosed:  bus.ErrClosed,
 	}
 	return d.run()
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -64,10 +65,10 @@ func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
 			t.Fatal("no run finished")
 		}
 		a, _ := newTestAggregator(t, Config{Out: out})
-		var crash func(string, *Message) error
+		var crash func(string, *bus.Delivery) error
 		if crashes < 3 {
 			left := 50 + 100*run
-			crash = func(pt string, _ *Message) error {
+			crash = func(pt string, _ *bus.Delivery) error {
 				if pt == "message" {
 					if left--; left == 0 {
 						return errCrash

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 // shutdownTimeout bounds the final write and commit after ctx is cancelled.
@@ -13,9 +15,9 @@ const shutdownTimeout = 30 * time.Second
 // transport is what the consumer loop needs of a bus consumer (the Kafka
 // group consumer or the NATS durable consumers, adapted).
 type transport struct {
-	poll       func(ctx context.Context) ([]Message, error)
+	poll       func(ctx context.Context) ([]bus.Delivery, error)
 	commit     func(ctx context.Context, next map[int32]int64) error
-	deadLetter func(ctx context.Context, m Message, reason string) error
+	deadLetter func(ctx context.Context, m bus.Delivery, reason string) error
 	close      func()
 	errClosed  error // returned by poll once closed
 }
@@ -79,7 +81,7 @@ func (d *driver) abort(err error) error {
 // commits and returns nil; on any other error it stops at once without
 // writing or committing more, as a crash would.
 func (d *driver) run() error {
-	d.a.SetDeadLetter(func(ctx context.Context, m Message, reason string, _ error) error {
+	d.a.SetDeadLetter(func(ctx context.Context, m bus.Delivery, reason string, _ error) error {
 		return d.t.deadLetter(ctx, m, reason)
 	})
 	committed := make(map[int32]int64)
