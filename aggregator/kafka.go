@@ -2,9 +2,7 @@ package aggregator
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -25,19 +23,9 @@ import (
 // file the stalled member writes after that member's Assign scan would
 // duplicate rows (see doc.go, "Limits").
 func RunKafka(ctx context.Context, a *Aggregator, cc kafka.ConsumerConfig) error {
-	d := &driver{a: a, ctx: ctx}
-	cc.Logger = a.log
-	cc.OnAssigned, cc.OnRevoked, cc.OnLost = d.onAssigned, d.onRevoked, d.onLost
-	c, err := kafka.NewConsumer(cc)
-	if err != nil {
-		return fmt.Errorf("aggregator: %w", err)
-	}
-	d.t = transport{
-		poll:       c.Poll,
-		commit:     c.Commit,
-		deadLetter: c.DeadLetter,
-		close:      func() { c.Close() },
-		errClosed:  bus.ErrClosed,
-	}
-	return d.run()
+	return run(ctx, a, func(d *driver) (consumer, error) {
+		cc.Logger = a.log
+		cc.OnAssigned, cc.OnRevoked, cc.OnLost = d.onAssigned, d.onRevoked, d.onLost
+		return kafka.NewConsumer(cc)
+	})
 }

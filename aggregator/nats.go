@@ -2,9 +2,7 @@ package aggregator
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -17,19 +15,9 @@ import (
 // aggregator at a time (cc.Assigned splits them). Callbacks in cc are
 // replaced.
 func RunNATS(ctx context.Context, a *Aggregator, cc nats.ConsumerConfig) error {
-	d := &driver{a: a, ctx: ctx}
-	cc.Logger = a.log
-	cc.OnAssigned, cc.OnRevoked = d.onAssigned, d.onRevoked
-	c, err := nats.NewConsumer(cc)
-	if err != nil {
-		return fmt.Errorf("aggregator: %w", err)
-	}
-	d.t = transport{
-		poll:       c.Poll,
-		commit:     c.Commit,
-		deadLetter: c.DeadLetter,
-		close:      func() { c.Close() },
-		errClosed:  bus.ErrClosed,
-	}
-	return d.run()
+	return run(ctx, a, func(d *driver) (consumer, error) {
+		cc.Logger = a.log
+		cc.OnAssigned, cc.OnRevoked = d.onAssigned, d.onRevoked
+		return nats.NewConsumer(cc)
+	})
 }
