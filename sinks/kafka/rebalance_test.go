@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestARebalanceHandsPartitionsOverWithoutDuplicates(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
-	msgs := testMessages("node-r", 1, 60)
+	msgs := bustest.Messages("node-r", 1, 60)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:30]); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -50,7 +51,7 @@ func createTestTopic(t *testing.T, c *kfake.Cluster, topic string, partitions in
 // sameKeyMessages returns n messages with one key (one partition) and values
 // of size bytes, each value distinct.
 func sameKeyMessages(n, size int) []schemas.Message {
-	msgs := testMessages("node-limit", 1, n)
+	msgs := bustest.Messages("node-limit", 1, n)
 	for i := range msgs {
 		msgs[i].Key = "payments/ledger-svc"
 		msgs[i].Value = bytes.Repeat([]byte{byte('a' + i)}, size)
@@ -95,8 +96,8 @@ func TestPublishToAnExistingDefaultTopicKeepsBatchesUnderItsLimit(t *testing.T) 
 	}
 	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-limit"})
 	defer cons.Close()
-	ds := pollN(t, cons, len(msgs), 15*time.Second)
-	ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, cons, len(msgs), 15*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, cons, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, 3)
 	want := "max.message.bytes=" + strconv.Itoa(kafkaDefaultMaxMessageBytes)
 	if got := logs.String(); strings.Count(got, want) != 1 || !strings.Contains(got, "level=INFO") {
@@ -181,7 +182,7 @@ func TestPublishKeepsTheConfiguredLimitWhenTheTopicConfigIsDenied(t *testing.T) 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := range 2 {
-		if err := p.Publish(ctx, testMessages("node-denied", 1+3*i, 3)); err != nil {
+		if err := p.Publish(ctx, bustest.Messages("node-denied", 1+3*i, 3)); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
