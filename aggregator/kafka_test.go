@@ -72,60 +72,14 @@ func publishKafka(t testing.TB, c *kfake.Cluster, msgs []schemas.Message) {
 	}
 }
 
-// progress counts the distinct (partition, offset) pairs processed by any
-// aggregator of a test and cancels when all total are in.
-type progress struct {
-	mu     sync.Mutex
-	seen   map[[2]int64]bool
-	total  int
-	done   chan struct{}
-	closed bool
-}
-
-func newProgress(total int) *progress {
-	return &progress{seen: make(map[[2]int64]bool), total: total, done: make(chan struct{})}
-}
-
-func (p *progress) hook(next func(string, *bus.Delivery) error) func(string, *bus.Delivery) error {
-	return func(point string, m *bus.Delivery) error {
-		if point == "message" {
-			p.mu.Lock()
-			p.seen[[2]int64{int64(m.Partition), m.Offset}] = true
-			if len(p.seen) == p.total && !p.closed {
-				p.closed = true
-				close(p.done)
-			}
-			p.mu.Unlock()
-		}
-		if next != nil {
-			return next(point, m)
-		}
-		return nil
-	}
-}
-
 func consumerConfig(c *kfake.Cluster) kafka.ConsumerConfig {
 	return kafka.ConsumerConfig{Conn: kafka.Conn{Brokers: c.ListenAddrs()}, Group: "agg-test",
 		SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second}
 }
 
-// runUntil runs a until p is done (then shuts it down cleanly) or it fails.
-func runUntil(t testing.TB, a *Aggregator, cc kafka.ConsumerConfig, p *progress) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- RunKafka(ctx, a, cc) }()
-	select {
-	case <-p.done:
-		cancel()
-		return <-errc
-	case err := <-errc:
-		return err
-	case <-time.After(3 * time.Minute):
-		cancel()
-		<-errc
-		return errors.New("timed out")
-	}
+// runUntil runs RunKafka with a and cc until p is done (p.run).
+func runUntil(a *Aggregator, cc kafka.ConsumerConfig, p *progress) error {
+	return p.run(func(ctx context.Context) error { return RunKafka(ctx, a, cc) })
 }
 
 // TestKafkaExactTotalsOfAMillionFlows is the acceptance run: 1,000,000
@@ -140,7 +94,7 @@ func TestKafkaExactTotalsOfAMillionFlows(t *testing.T) {
 	p := newProgress(len(fd.msgs))
 	a.hook = p.hook(nil)
 	start := time.Now()
-	if err := runUntil(t, a, consumerConfig(c), p); err != nil {
+	if err := runUntil(a, consumerConfig(c), p); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d flows in %d messages aggregated in %v", fd.n, len(fd.msgs), time.Since(start))
@@ -183,7 +137,7 @@ func TestKafkaCrashesAndRestartsKeepTotalsExact(t *testing.T) {
 			}
 		}
 		a.hook = p.hook(crash)
-		err := runUntil(t, a, consumerConfig(c), p)
+		err := runUntil(a, consumerConfig(c), p)
 		if errors.Is(err, errCrash) {
 			crashes++
 			continue
@@ -252,7 +206,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := runUntil(t, b, consumerConfig(c), p); err != nil {
+	if err := runUntil(b, consumerConfig(c), p); err != nil {
 		t.Fatal(err)
 	}
 	stopA() // in case B never got to 40 messages: A must not outlive the test

@@ -20,24 +20,6 @@ func startNATS(t testing.TB) string {
 	return url
 }
 
-func runNATSUntil(a *Aggregator, cc nats.ConsumerConfig, p *progress) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- RunNATS(ctx, a, cc) }()
-	select {
-	case <-p.done:
-		cancel()
-		return <-errc
-	case err := <-errc:
-		return err
-	case <-time.After(3 * time.Minute):
-		cancel()
-		<-errc
-		return errors.New("timed out")
-	}
-}
-
 // TestNATSExactTotalsOfAMillionFlows is the Kafka acceptance run on an
 // embedded JetStream server, with three crashes and restarts on the way so
 // that the ack-all commit and redelivery path is exercised too.
@@ -78,7 +60,7 @@ func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
 			}
 		}
 		a.hook = p.hook(crash)
-		err := runNATSUntil(a, cc, p)
+		err := p.run(func(ctx context.Context) error { return RunNATS(ctx, a, cc) })
 		if errors.Is(err, errCrash) {
 			crashes++
 			continue

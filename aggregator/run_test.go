@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,4 +142,57 @@ func TestTheDriverLoop(t *testing.T) {
 			t.Fatalf("loop returned %v, want nil", err)
 		}
 	})
+}
+
+// progress counts the distinct (partition, offset) pairs processed by any
+// aggregator of a test and cancels when all total are in.
+type progress struct {
+	mu     sync.Mutex
+	seen   map[[2]int64]bool
+	total  int
+	done   chan struct{}
+	closed bool
+}
+
+func newProgress(total int) *progress {
+	return &progress{seen: make(map[[2]int64]bool), total: total, done: make(chan struct{})}
+}
+
+func (p *progress) hook(next func(string, *bus.Delivery) error) func(string, *bus.Delivery) error {
+	return func(point string, m *bus.Delivery) error {
+		if point == "message" {
+			p.mu.Lock()
+			p.seen[[2]int64{int64(m.Partition), m.Offset}] = true
+			if len(p.seen) == p.total && !p.closed {
+				p.closed = true
+				close(p.done)
+			}
+			p.mu.Unlock()
+		}
+		if next != nil {
+			return next(point, m)
+		}
+		return nil
+	}
+}
+
+// run runs f until p is done, then cancels f's context (a clean shutdown)
+// and returns what f returns; or returns f's error if f stops first, or
+// an error after 3 minutes.
+func (p *progress) run(f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- f(ctx) }()
+	select {
+	case <-p.done:
+		cancel()
+		return <-errc
+	case err := <-errc:
+		return err
+	case <-time.After(3 * time.Minute):
+		cancel()
+		<-errc
+		return errors.New("timed out")
+	}
 }
