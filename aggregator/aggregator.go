@@ -53,7 +53,8 @@ type Aggregator struct {
 
 // New returns an Aggregator. reg receives the flowbus_aggregator_* metrics
 // (nil: not registered). Bad messages are only counted and logged until
-// SetDeadLetter is called; RunKafka and RunNATS set it to their transport.
+// SetDeadLetter is called; RunKafka and RunNATS set it to their consumer's
+// DeadLetter.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("aggregator config: %w", err)
@@ -232,7 +233,7 @@ func (a *Aggregator) CommitOffset(p int32) (offset int64, ok bool) {
 	return ps.commitOffset(), true
 }
 
-// Committed tells the aggregator that the transport committed its offsets;
+// Committed tells the aggregator that the consumer committed its offsets;
 // it only runs the test hook.
 func (a *Aggregator) Committed() error {
 	a.m.commits.Inc()

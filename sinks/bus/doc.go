@@ -6,6 +6,8 @@
 //
 // It imports nothing of flowbus, and holds no transport code: connecting,
 // publishing, committing and dead-lettering stay in the transport packages.
+// The aggregator consumes bus.Delivery as it comes from either transport.
+// Package bustest holds what the two transports' tests share.
 //
 // # Dead letters
 //

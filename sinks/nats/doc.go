@@ -73,7 +73,13 @@
 // caller already has it. NATS has no group rebalancing: Assigned lists the
 // partitions an instance reads (default all), and each partition must be
 // read by one instance at a time; OnAssigned runs inside the first Poll and
-// OnRevoked inside Close.
+// OnRevoked inside Close. Poll returns bus.Delivery values (package
+// sinks/bus, shared with the Kafka transport): Topic is the subject, Offset
+// the stream sequence, Key the flowbus-key header, Headers the first value
+// of each header, Time when the stream stored the message; once the
+// Consumer is closed, an error wrapping bus.ErrClosed. DeadLetter adds the
+// headers of bus.DeadLetterHeaders to the message's own (less the Nats-*
+// ones).
 //
 // # Embedded server
 //
