@@ -121,35 +121,14 @@ func TestAConsumerRestartResumesAtTheCommittedOffsetWithoutDuplicates(t *testing
 	// First run: process (and commit) the first polls only, up to >= 20
 	// records; records fetched but not processed must come again.
 	first := newConsumer(t, cfg)
-	var processed []bus.Delivery
-	next := map[int32]int64{}
-	for len(processed) < 20 {
-		ds, err := first.Poll(ctx)
-		if err != nil {
-			t.Fatalf("poll: %v", err)
-		}
-		if len(ds) > 7 {
-			t.Fatalf("poll returned %d records, max poll records is 7", len(ds))
-		}
-		for _, d := range ds {
-			processed = append(processed, d)
-			next[d.Partition] = d.Offset + 1
-		}
-	}
-	if err := first.Commit(ctx, next); err != nil {
-		t.Fatalf("commit: %v", err)
-	}
+	processed, next := bustest.CommitFirst(ctx, t, first, 20, 7)
 	first.Close()
 
 	second := newConsumer(t, cfg)
 	defer second.Close()
 	rest := bustest.PollN(t, second, len(msgs)-len(processed), 15*time.Second)
 	rest = append(rest, bustest.PollQuiet(t, second, 300*time.Millisecond)...)
-	for _, d := range rest {
-		if d.Offset < next[d.Partition] {
-			t.Errorf("partition %d offset %d delivered again after commit of %d", d.Partition, d.Offset, next[d.Partition])
-		}
-	}
+	bustest.CheckNotBefore(t, rest, next)
 	checkDeliveries(t, append(processed, rest...), msgs, testPartitions)
 }
 

@@ -132,6 +132,50 @@ func PollQuiet(t testing.TB, c Poller, d time.Duration) []bus.Delivery {
 	}
 }
 
+// Committer is the consumer CommitFirst polls and commits.
+type Committer interface {
+	Poller
+	Commit(ctx context.Context, next map[int32]int64) error
+}
+
+// CommitFirst processes the first n or more deliveries of c as a consumer
+// that then stops would: it polls until at least n came (failing the test
+// if one Poll returns more than maxPoll), commits the offset after the last
+// of them per partition, and returns them and the offsets committed.
+func CommitFirst(ctx context.Context, t testing.TB, c Committer, n, maxPoll int) ([]bus.Delivery, map[int32]int64) {
+	t.Helper()
+	var processed []bus.Delivery
+	next := map[int32]int64{}
+	for len(processed) < n {
+		ds, err := c.Poll(ctx)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		if len(ds) > maxPoll {
+			t.Fatalf("poll returned %d deliveries, max poll records is %d", len(ds), maxPoll)
+		}
+		for _, d := range ds {
+			processed = append(processed, d)
+			next[d.Partition] = d.Offset + 1
+		}
+	}
+	if err := c.Commit(ctx, next); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	return processed, next
+}
+
+// CheckNotBefore asserts that no delivery of ds lies below the offset
+// committed for its partition in next.
+func CheckNotBefore(t testing.TB, ds []bus.Delivery, next map[int32]int64) {
+	t.Helper()
+	for _, d := range ds {
+		if d.Offset < next[d.Partition] {
+			t.Errorf("partition %d offset %d delivered again after commit of %d", d.Partition, d.Offset, next[d.Partition])
+		}
+	}
+}
+
 // CheckDeliveries asserts that ds is exactly msgs: each message once (known
 // by its flowbus-node and flowbus-seq headers, which make its ID), in the
 // partition its key hashes to (schemas.PartitionOf over partitions), with
