@@ -100,9 +100,9 @@ func (d *driver) abort(err error) error {
 
 // loop is the consumer loop: poll, process, commit each partition's
 // CommitOffset when it moved. When ctx is done it writes everything open,
-// commits and returns nil, as it does when Poll reports the consumer
-// closed (bus.ErrClosed); on any other error it stops at once without
-// writing or committing more, as a crash would.
+// commits and returns nil. When Poll reports the consumer closed
+// (bus.ErrClosed) it returns nil at once. On any other error it stops at
+// once without writing or committing more, as a crash would.
 func (d *driver) loop() error {
 	d.a.SetDeadLetter(func(ctx context.Context, m bus.Delivery, reason string, _ error) error {
 		return d.c.DeadLetter(ctx, m, reason)
