@@ -6,29 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
-
-// Message is one bus message as the aggregator sees it: a Kafka record or
-// a NATS JetStream message mapped onto (partition, offset).
-type Message struct {
-	Partition int32
-	Offset    int64 // Kafka offset, or NATS stream sequence; increasing within a partition
-	Key       []byte
-	Value     []byte
-	Headers   map[string]string // flowbus-schema is checked before decoding
-	Time      time.Time         // broker timestamp; event time of flows without one
-}
 
 // DeadLetter receives a copy of every bad message with the reason label
 // (BadNotArrow, BadTruncated, BadUnknownSchema, BadOther) and the error.
 // An error from it stops the aggregator: the message is not committed.
-type DeadLetter func(ctx context.Context, m Message, reason string, cause error) error
+type DeadLetter func(ctx context.Context, m bus.Delivery, reason string, cause error) error
 
 // Bad-message reasons (label of flowbus_aggregator_bad_messages_total).
 const (
@@ -57,14 +46,15 @@ type Aggregator struct {
 	opts    parquet.Options
 	rawOpts parquet.Options                                       // raw flows: row groups capped at rawRowGroupRows
 	stage   rawStage                                              // raw rows of the message being folded (RawFlows)
-	hook    func(point string, m *Message) error                  // tests: crash injection
+	hook    func(point string, m *bus.Delivery) error             // tests: crash injection
 	decode  func(msg []byte, fn func(*schemas.Flow)) (int, error) // the rollup's projection; tests swap it
 	written int
 }
 
 // New returns an Aggregator. reg receives the flowbus_aggregator_* metrics
 // (nil: not registered). Bad messages are only counted and logged until
-// SetDeadLetter is called; RunKafka and RunNATS set it to their transport.
+// SetDeadLetter is called; RunKafka and RunNATS set it to their consumer's
+// DeadLetter.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("aggregator config: %w", err)
@@ -159,12 +149,14 @@ func (a *Aggregator) Assigned() []int32 {
 }
 
 // Process consumes one message. Messages of a partition must come in
-// offset order; a message at an offset already processed is ignored. A bad
+// offset order; a message at an offset already processed is ignored. A
+// flowbus-schema header other than schemas.SchemaVersion makes the message
+// bad; m.Time is the event time of its flows that carry none. A bad
 // message is counted, handed to the dead-letter function and skipped. An
 // error means the aggregator cannot go on safely (a file could not be
 // written, the dead-letter copy failed): the caller must stop without
 // committing.
-func (a *Aggregator) Process(ctx context.Context, m Message) error {
+func (a *Aggregator) Process(ctx context.Context, m bus.Delivery) error {
 	ps := a.parts[m.Partition]
 	if ps == nil {
 		return fmt.Errorf("message at offset %d of partition %d: %w", m.Offset, m.Partition, errNotAssigned)
@@ -207,7 +199,7 @@ func (a *Aggregator) Process(ctx context.Context, m Message) error {
 	return nil
 }
 
-func (a *Aggregator) bad(ctx context.Context, m Message, cause error) error {
+func (a *Aggregator) bad(ctx context.Context, m bus.Delivery, cause error) error {
 	reason := BadOther
 	switch {
 	case errors.Is(cause, schemas.ErrNotArrow):
@@ -241,7 +233,7 @@ func (a *Aggregator) CommitOffset(p int32) (offset int64, ok bool) {
 	return ps.commitOffset(), true
 }
 
-// Committed tells the aggregator that the transport committed its offsets;
+// Committed tells the aggregator that the consumer committed its offsets;
 // it only runs the test hook.
 func (a *Aggregator) Committed() error {
 	a.m.commits.Inc()

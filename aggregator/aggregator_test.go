@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 // memLog is an in-memory partitioned log standing in for the bus in the
@@ -32,9 +33,9 @@ func newMemLog(msgs []genMessage, nparts int) *memLog {
 	return l
 }
 
-func (l *memLog) message(p int32, off int64) Message {
+func (l *memLog) message(p int32, off int64) bus.Delivery {
 	v := binary.LittleEndian.AppendUint64(nil, uint64(l.parts[p][off]))
-	return Message{Partition: p, Offset: off, Value: v, Time: time.Unix(0, genStart)}
+	return bus.Delivery{Partition: p, Offset: off, Value: v, Time: time.Unix(0, genStart)}
 }
 
 func (l *memLog) fakeDecode(v []byte, fn func(*schemas.Flow)) (int, error) {
@@ -165,7 +166,7 @@ func runWithCrashes(t *testing.T, g genResult, out string, cfg Config, points []
 		if crashes < 12 {
 			point := points[crashes%len(points)]
 			n := 1 + rng.IntN(crashAt[point])
-			a.hook = func(p string, _ *Message) error {
+			a.hook = func(p string, _ *bus.Delivery) error {
 				if p == point {
 					if n--; n == 0 {
 						return errCrash

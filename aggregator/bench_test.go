@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
@@ -128,7 +129,7 @@ func benchRunPer(b *testing.B, per int, shape benchShape, decode, fold bool) {
 			// A new pass over the same event times: start the partition afresh.
 			ps = newPartition(0, nil)
 		}
-		m := Message{Partition: 0, Offset: int64(i)}
+		m := bus.Delivery{Partition: 0, Offset: int64(i)}
 		var closed bool
 		switch {
 		case decode && fold:

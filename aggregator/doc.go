@@ -7,6 +7,23 @@
 // flow record (schemas.FlowRow). Package report holds the DuckDB queries the
 // demo prints.
 //
+// # Consuming
+//
+// RunKafka and RunNATS only configure their transport's consumer (partition
+// callbacks, logger) and hand it to one consumer loop (run.go). The loop
+// drives a small interface declared here, consumer (Poll, Commit,
+// DeadLetter and Close, over bus.Delivery of package sinks/bus), which
+// *kafka.Consumer and *nats.Consumer satisfy as they are. The loop polls,
+// feeds each delivery to Process, then commits each partition's
+// CommitOffset where it moved. The consumer calls the partition callbacks
+// only from inside Poll, Commit and Close, so everything runs on the loop's
+// goroutine: an assigned partition is scanned (Assign); a revoked one is
+// written and committed before it moves (Release, then Commit); a lost one
+// (Kafka only) is dropped. When ctx is done the loop writes every open
+// window, commits and returns nil; on any other error it stops at once,
+// writing and committing nothing more, as a crash would. Bad messages go to
+// the consumer's DeadLetter.
+//
 // # Windows and lateness
 //
 // Windows are aligned on the Unix epoch (default 1 minute). Each partition

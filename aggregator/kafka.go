@@ -2,7 +2,6 @@ package aggregator
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
@@ -24,29 +23,9 @@ import (
 // file the stalled member writes after that member's Assign scan would
 // duplicate rows (see doc.go, "Limits").
 func RunKafka(ctx context.Context, a *Aggregator, cc kafka.ConsumerConfig) error {
-	d := &driver{a: a, ctx: ctx}
-	cc.Logger = a.log
-	cc.OnAssigned, cc.OnRevoked, cc.OnLost = d.onAssigned, d.onRevoked, d.onLost
-	c, err := kafka.NewConsumer(cc)
-	if err != nil {
-		return fmt.Errorf("aggregator: %w", err)
-	}
-	d.t = transport{
-		poll: func(ctx context.Context) ([]Message, error) {
-			ds, err := c.Poll(ctx)
-			ms := make([]Message, len(ds))
-			for i, x := range ds {
-				ms[i] = Message{Partition: x.Partition, Offset: x.Offset, Key: x.Key, Value: x.Value, Headers: x.Headers, Time: x.Time}
-			}
-			return ms, err
-		},
-		commit: c.Commit,
-		deadLetter: func(ctx context.Context, m Message, reason string) error {
-			return c.DeadLetter(ctx, kafka.Delivery{Topic: cc.Topic, Partition: m.Partition, Offset: m.Offset,
-				Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}, reason)
-		},
-		close:     func() { c.Close() },
-		errClosed: kafka.ErrClosed,
-	}
-	return d.run()
+	return run(ctx, a, func(d *driver) (consumer, error) {
+		cc.Logger = a.log
+		cc.OnAssigned, cc.OnRevoked, cc.OnLost = d.onAssigned, d.onRevoked, d.onLost
+		return kafka.NewConsumer(cc)
+	})
 }

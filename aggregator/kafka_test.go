@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -71,60 +72,14 @@ func publishKafka(t testing.TB, c *kfake.Cluster, msgs []schemas.Message) {
 	}
 }
 
-// progress counts the distinct (partition, offset) pairs processed by any
-// aggregator of a test and cancels when all total are in.
-type progress struct {
-	mu     sync.Mutex
-	seen   map[[2]int64]bool
-	total  int
-	done   chan struct{}
-	closed bool
-}
-
-func newProgress(total int) *progress {
-	return &progress{seen: make(map[[2]int64]bool), total: total, done: make(chan struct{})}
-}
-
-func (p *progress) hook(next func(string, *Message) error) func(string, *Message) error {
-	return func(point string, m *Message) error {
-		if point == "message" {
-			p.mu.Lock()
-			p.seen[[2]int64{int64(m.Partition), m.Offset}] = true
-			if len(p.seen) == p.total && !p.closed {
-				p.closed = true
-				close(p.done)
-			}
-			p.mu.Unlock()
-		}
-		if next != nil {
-			return next(point, m)
-		}
-		return nil
-	}
-}
-
 func consumerConfig(c *kfake.Cluster) kafka.ConsumerConfig {
 	return kafka.ConsumerConfig{Conn: kafka.Conn{Brokers: c.ListenAddrs()}, Group: "agg-test",
 		SessionTimeout: 6 * time.Second, RebalanceTimeout: 10 * time.Second}
 }
 
-// runUntil runs a until p is done (then shuts it down cleanly) or it fails.
-func runUntil(t testing.TB, a *Aggregator, cc kafka.ConsumerConfig, p *progress) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- RunKafka(ctx, a, cc) }()
-	select {
-	case <-p.done:
-		cancel()
-		return <-errc
-	case err := <-errc:
-		return err
-	case <-time.After(3 * time.Minute):
-		cancel()
-		<-errc
-		return errors.New("timed out")
-	}
+// runUntil runs RunKafka with a and cc until p is done (p.run).
+func runUntil(a *Aggregator, cc kafka.ConsumerConfig, p *progress) error {
+	return p.run(func(ctx context.Context) error { return RunKafka(ctx, a, cc) })
 }
 
 // TestKafkaExactTotalsOfAMillionFlows is the acceptance run: 1,000,000
@@ -139,7 +94,7 @@ func TestKafkaExactTotalsOfAMillionFlows(t *testing.T) {
 	p := newProgress(len(fd.msgs))
 	a.hook = p.hook(nil)
 	start := time.Now()
-	if err := runUntil(t, a, consumerConfig(c), p); err != nil {
+	if err := runUntil(a, consumerConfig(c), p); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d flows in %d messages aggregated in %v", fd.n, len(fd.msgs), time.Since(start))
@@ -168,11 +123,11 @@ func TestKafkaCrashesAndRestartsKeepTotalsExact(t *testing.T) {
 			t.Fatal("no run finished")
 		}
 		a, _ := newTestAggregator(t, Config{Out: out})
-		var crash func(string, *Message) error
+		var crash func(string, *bus.Delivery) error
 		if crashes < 10 {
 			point := points[crashes%len(points)]
 			left := 1 + (run*7919)%limits[point]
-			crash = func(pt string, _ *Message) error {
+			crash = func(pt string, _ *bus.Delivery) error {
 				if pt == point {
 					if left--; left == 0 {
 						return errCrash
@@ -182,7 +137,7 @@ func TestKafkaCrashesAndRestartsKeepTotalsExact(t *testing.T) {
 			}
 		}
 		a.hook = p.hook(crash)
-		err := runUntil(t, a, consumerConfig(c), p)
+		err := runUntil(a, consumerConfig(c), p)
 		if errors.Is(err, errCrash) {
 			crashes++
 			continue
@@ -219,7 +174,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 	var mu sync.Mutex
 	var seenA, seenB int
 	a, _ := newTestAggregator(t, Config{Out: out, RawFlows: true})
-	a.hook = p.hook(func(pt string, _ *Message) error {
+	a.hook = p.hook(func(pt string, _ *bus.Delivery) error {
 		if pt == "message" {
 			mu.Lock()
 			seenA++
@@ -229,7 +184,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 		return nil
 	})
 	b, _ := newTestAggregator(t, Config{Out: out, RawFlows: true})
-	b.hook = p.hook(func(pt string, _ *Message) error {
+	b.hook = p.hook(func(pt string, _ *bus.Delivery) error {
 		if pt == "message" {
 			mu.Lock()
 			seenB++
@@ -251,7 +206,7 @@ func TestKafkaRebalanceLosesAndDuplicatesNothing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := runUntil(t, b, consumerConfig(c), p); err != nil {
+	if err := runUntil(b, consumerConfig(c), p); err != nil {
 		t.Fatal(err)
 	}
 	stopA() // in case B never got to 40 messages: A must not outlive the test
@@ -348,7 +303,7 @@ func TestKafkaBadMessagesAreCountedDeadLetteredAndSkipped(t *testing.T) {
 			for _, x := range r.Headers {
 				h[x.Key] = string(x.Value)
 			}
-			got[h[kafka.HeaderDLQReason]] = h[kafka.HeaderDLQOffset]
+			got[h[bus.HeaderDLQReason]] = h[bus.HeaderDLQOffset]
 		})
 	}
 	want := map[string]string{}

@@ -2,7 +2,6 @@ package aggregator
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/flowbus/flowbus/sinks/nats"
 )
@@ -16,29 +15,9 @@ import (
 // aggregator at a time (cc.Assigned splits them). Callbacks in cc are
 // replaced.
 func RunNATS(ctx context.Context, a *Aggregator, cc nats.ConsumerConfig) error {
-	d := &driver{a: a, ctx: ctx}
-	cc.Logger = a.log
-	cc.OnAssigned, cc.OnRevoked = d.onAssigned, d.onRevoked
-	c, err := nats.NewConsumer(cc)
-	if err != nil {
-		return fmt.Errorf("aggregator: %w", err)
-	}
-	d.t = transport{
-		poll: func(ctx context.Context) ([]Message, error) {
-			ds, err := c.Poll(ctx)
-			ms := make([]Message, len(ds))
-			for i, x := range ds {
-				ms[i] = Message{Partition: x.Partition, Offset: x.Offset, Key: x.Key, Value: x.Value, Headers: x.Headers, Time: x.Time}
-			}
-			return ms, err
-		},
-		commit: c.Commit,
-		deadLetter: func(ctx context.Context, m Message, reason string) error {
-			return c.DeadLetter(ctx, nats.Delivery{Partition: m.Partition, Offset: m.Offset,
-				Key: m.Key, Value: m.Value, Headers: m.Headers, Time: m.Time}, reason)
-		},
-		close:     func() { c.Close() },
-		errClosed: nats.ErrClosed,
-	}
-	return d.run()
+	return run(ctx, a, func(d *driver) (consumer, error) {
+		cc.Logger = a.log
+		cc.OnAssigned, cc.OnRevoked = d.onAssigned, d.onRevoked
+		return nats.NewConsumer(cc)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -17,24 +18,6 @@ func startNATS(t testing.TB) string {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return url
-}
-
-func runNATSUntil(a *Aggregator, cc nats.ConsumerConfig, p *progress) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- RunNATS(ctx, a, cc) }()
-	select {
-	case <-p.done:
-		cancel()
-		return <-errc
-	case err := <-errc:
-		return err
-	case <-time.After(3 * time.Minute):
-		cancel()
-		<-errc
-		return errors.New("timed out")
-	}
 }
 
 // TestNATSExactTotalsOfAMillionFlows is the Kafka acceptance run on an
@@ -64,10 +47,10 @@ func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
 			t.Fatal("no run finished")
 		}
 		a, _ := newTestAggregator(t, Config{Out: out})
-		var crash func(string, *Message) error
+		var crash func(string, *bus.Delivery) error
 		if crashes < 3 {
 			left := 50 + 100*run
-			crash = func(pt string, _ *Message) error {
+			crash = func(pt string, _ *bus.Delivery) error {
 				if pt == "message" {
 					if left--; left == 0 {
 						return errCrash
@@ -77,7 +60,7 @@ func TestNATSExactTotalsOfAMillionFlows(t *testing.T) {
 			}
 		}
 		a.hook = p.hook(crash)
-		err := runNATSUntil(a, cc, p)
+		err := p.run(func(ctx context.Context) error { return RunNATS(ctx, a, cc) })
 		if errors.Is(err, errCrash) {
 			crashes++
 			continue

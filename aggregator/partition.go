@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 type bucketKey struct {
@@ -58,7 +59,7 @@ func (ps *partition) isDone(start, offset int64) bool {
 // add folds the flows of one message into the partition's buckets and
 // reports whether the watermark passed the end of an open window (begin,
 // fold.add for each flow, fold.end).
-func (ps *partition) add(a *Aggregator, flows []schemas.Flow, m *Message) (closed bool) {
+func (ps *partition) add(a *Aggregator, flows []schemas.Flow, m *bus.Delivery) (closed bool) {
 	fo := ps.begin(a, m)
 	for i := range flows {
 		fo.add(&flows[i])
@@ -73,7 +74,7 @@ func (ps *partition) add(a *Aggregator, flows []schemas.Flow, m *Message) (close
 type fold struct {
 	ps                      *partition
 	a                       *Aggregator
-	m                       *Message
+	m                       *bus.Delivery
 	w, msgTime              int64
 	maxT                    int64
 	cur                     *bucket
@@ -81,7 +82,7 @@ type fold struct {
 	late, skipped, overflow int64
 }
 
-func (ps *partition) begin(a *Aggregator, m *Message) *fold {
+func (ps *partition) begin(a *Aggregator, m *bus.Delivery) *fold {
 	if ps.done != nil && m.Offset > ps.doneMax {
 		ps.done = nil
 	}

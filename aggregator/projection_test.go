@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 // TestProjectionCoversTheRollup folds the same messages twice, decoded in
@@ -46,7 +47,7 @@ func TestProjectionCoversTheRollup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ps.add(a, flows, &Message{Partition: 0, Offset: int64(i)})
+			ps.add(a, flows, &bus.Delivery{Partition: 0, Offset: int64(i)})
 		}
 		return ps
 	}

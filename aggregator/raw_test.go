@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
@@ -136,7 +137,7 @@ func TestRawFlowsHoldEveryRecordOnceWithItsColumns(t *testing.T) {
 	next := map[int32]int64{}
 	for i, m := range msgs {
 		p := gms[i].partition
-		err := a.Process(context.Background(), Message{Partition: p, Offset: next[p], Value: m.Value,
+		err := a.Process(context.Background(), bus.Delivery{Partition: p, Offset: next[p], Value: m.Value,
 			Headers: map[string]string{schemas.HeaderSchema: schemas.SchemaVersion}, Time: time.Unix(0, genStart)})
 		if err != nil {
 			t.Fatal(err)
@@ -393,7 +394,7 @@ func BenchmarkProcessRawFlows(b *testing.B) {
 				if k == 0 && i > 0 {
 					restart() // a new pass over the same event times
 				}
-				if err := a.Process(context.Background(), Message{Partition: 0, Offset: off, Value: msgs[k].Value}); err != nil {
+				if err := a.Process(context.Background(), bus.Delivery{Partition: 0, Offset: off, Value: msgs[k].Value}); err != nil {
 					b.Fatal(err)
 				}
 				off++

@@ -5,27 +5,51 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 // shutdownTimeout bounds the final write and commit after ctx is cancelled.
 const shutdownTimeout = 30 * time.Second
 
-// transport is what the consumer loop needs of a bus consumer (the Kafka
-// group consumer or the NATS durable consumers, adapted).
-type transport struct {
-	poll       func(ctx context.Context) ([]Message, error)
-	commit     func(ctx context.Context, next map[int32]int64) error
-	deadLetter func(ctx context.Context, m Message, reason string) error
-	close      func()
-	errClosed  error // returned by poll once closed
+// consumer is a bus consumer as the driver uses it: *kafka.Consumer and
+// *nats.Consumer. Its partition callbacks are set in its configuration, to
+// the driver's onAssigned, onRevoked and (Kafka) onLost, before it is
+// created; it calls them only from inside Poll, Commit and Close, so that
+// everything runs on the driver's goroutine.
+type consumer interface {
+	// Poll returns the next deliveries, in offset order per partition,
+	// blocking until there is one. It returns ctx.Err() once ctx is done,
+	// and an error wrapping bus.ErrClosed once the consumer is closed.
+	Poll(ctx context.Context) ([]bus.Delivery, error)
+	// Commit records, per partition, the offset to read from after a
+	// restart or a move.
+	Commit(ctx context.Context, next map[int32]int64) error
+	// DeadLetter copies d, with reason, to the dead-letter topic or stream.
+	DeadLetter(ctx context.Context, d bus.Delivery, reason string) error
+	// Close revokes the partitions held (the revoke callback may still
+	// Commit) and releases the consumer.
+	Close() error
+}
+
+// run creates a consumer with open, which sets the consumer's partition
+// callbacks to d's, and runs the consumer loop (driver.loop) with it.
+func run(ctx context.Context, a *Aggregator, open func(d *driver) (consumer, error)) error {
+	d := &driver{a: a, ctx: ctx}
+	c, err := open(d)
+	if err != nil {
+		return fmt.Errorf("aggregator: %w", err)
+	}
+	d.c = c
+	return d.loop()
 }
 
 // driver runs the consumer loop of RunKafka and RunNATS and implements the
 // partition callbacks. Everything runs on the loop's goroutine: the
-// transports call the callbacks only from inside poll, commit and close.
+// consumer calls the callbacks only from inside Poll, Commit and Close.
 type driver struct {
 	a       *Aggregator
-	t       transport
+	c       consumer
 	ctx     context.Context
 	cbErr   error
 	aborted bool
@@ -50,7 +74,7 @@ func (d *driver) onRevoked(ps []int32) {
 	offs, err := d.a.Release(ps...)
 	if err == nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), shutdownTimeout)
-		err = d.t.commit(cctx, offs)
+		err = d.c.Commit(cctx, offs)
 		cancel()
 	}
 	if err != nil {
@@ -65,26 +89,27 @@ func (d *driver) onLost(ps []int32) {
 }
 
 // abort stops as a crash would, but closes what the process holds: the
-// transport, and the open raw flows files (removed: the partitions' next
+// consumer, and the open raw flows files (removed: the partitions' next
 // owner rewrites them).
 func (d *driver) abort(err error) error {
 	d.aborted = true
-	d.t.close()
+	d.c.Close()
 	d.a.Drop(d.a.Assigned()...)
 	return err
 }
 
-// run is the consumer loop: poll, process, commit each partition's
+// loop is the consumer loop: poll, process, commit each partition's
 // CommitOffset when it moved. When ctx is done it writes everything open,
-// commits and returns nil; on any other error it stops at once without
-// writing or committing more, as a crash would.
-func (d *driver) run() error {
-	d.a.SetDeadLetter(func(ctx context.Context, m Message, reason string, _ error) error {
-		return d.t.deadLetter(ctx, m, reason)
+// commits and returns nil. When Poll reports the consumer closed
+// (bus.ErrClosed) it returns nil at once. On any other error it stops at
+// once without writing or committing more, as a crash would.
+func (d *driver) loop() error {
+	d.a.SetDeadLetter(func(ctx context.Context, m bus.Delivery, reason string, _ error) error {
+		return d.c.DeadLetter(ctx, m, reason)
 	})
 	committed := make(map[int32]int64)
 	for {
-		ms, err := d.t.poll(d.ctx)
+		ms, err := d.c.Poll(d.ctx)
 		if d.cbErr != nil {
 			return d.abort(d.cbErr)
 		}
@@ -92,7 +117,7 @@ func (d *driver) run() error {
 			return d.shutdown()
 		}
 		if err != nil {
-			if errors.Is(err, d.t.errClosed) {
+			if errors.Is(err, bus.ErrClosed) {
 				return nil
 			}
 			return d.abort(fmt.Errorf("aggregator: %w", err))
@@ -111,7 +136,7 @@ func (d *driver) run() error {
 		if len(next) == 0 {
 			continue
 		}
-		if err := d.t.commit(d.ctx, next); err != nil {
+		if err := d.c.Commit(d.ctx, next); err != nil {
 			if d.ctx.Err() != nil {
 				return d.shutdown()
 			}
@@ -129,18 +154,18 @@ func (d *driver) run() error {
 	}
 }
 
-// shutdown writes every open window, commits, and closes the transport.
+// shutdown writes every open window, commits, and closes the consumer.
 func (d *driver) shutdown() error {
 	offs, err := d.a.Release(d.a.Assigned()...)
 	if err != nil {
 		d.aborted = true
-		d.t.close()
+		d.c.Close()
 		return fmt.Errorf("aggregator shutdown: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), shutdownTimeout)
 	defer cancel()
-	err = d.t.commit(cctx, offs)
-	d.t.close()
+	err = d.c.Commit(cctx, offs)
+	d.c.Close()
 	if err != nil {
 		return fmt.Errorf("aggregator shutdown: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -13,7 +14,7 @@ import (
 // wait) beside the baseline of one Publish per message (wait for each ack).
 func BenchmarkPublish(b *testing.B) {
 	for _, sh := range []struct{ batch, size int }{{64, 4 << 10}, {16, 64 << 10}} {
-		msgs := testMessages("node-bench", 1, sh.batch)
+		msgs := bustest.Messages("node-bench", 1, sh.batch)
 		for i := range msgs {
 			msgs[i].Value = make([]byte, sh.size)
 		}

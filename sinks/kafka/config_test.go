@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -85,40 +85,21 @@ func TestSASLMechanismsAuthenticateAgainstTheBroker(t *testing.T) {
 			good := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs(), SASL: SASL{Mechanism: mech, User: "agent", Password: "s3cret"}}})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := good.Publish(ctx, testMessages("node-s", 1, 4)); err != nil {
+			if err := good.Publish(ctx, bustest.Messages("node-s", 1, 4)); err != nil {
 				t.Fatalf("publish with the right password: %v", err)
 			}
 			bad := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs(), SASL: SASL{Mechanism: mech, User: "agent", Password: "wrong"}}})
 			bctx, bcancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 			defer bcancel()
-			err := bad.Publish(bctx, testMessages("node-s", 5, 4))
+			err := bad.Publish(bctx, bustest.Messages("node-s", 5, 4))
 			if err == nil || !strings.Contains(err.Error(), "last broker connection error") || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("publish with a wrong password: got %v, want a deadline error naming the connection failure", err)
 			}
 			cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs(), SASL: SASL{Mechanism: mech, User: "agent", Password: "s3cret"}}, Group: "g-sasl"})
 			defer cons.Close()
-			ds := pollN(t, cons, 4, 10*time.Second)
-			ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
-			checkDeliveries(t, ds, testMessages("node-s", 1, 4), 2)
-		})
-	}
-}
-
-func TestALongDeadLetterReasonIsCutOnARuneBoundary(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		reason string
-		want   int
-	}{
-		{"a short reason is kept", "arrow: truncated stream", 23},
-		{"a 2000-byte ASCII reason is cut to 1 KiB", strings.Repeat("x", 2000), 1024},
-		{"a reason of 2-byte runes is cut before a split rune", strings.Repeat("é", 1000), 1020 + len("...")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := clip(tc.reason)
-			if len(got) != tc.want || !utf8.ValidString(got) {
-				t.Errorf("clip: %d bytes (valid UTF-8 %v), want %d valid", len(got), utf8.ValidString(got), tc.want)
-			}
+			ds := bustest.PollN(t, cons, 4, 10*time.Second)
+			ds = append(ds, bustest.PollQuiet(t, cons, 300*time.Millisecond)...)
+			checkDeliveries(t, ds, bustest.Messages("node-s", 1, 4), 2)
 		})
 	}
 }

@@ -6,41 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// Dead-letter headers added by DeadLetter to the original headers.
-const (
-	HeaderDLQReason    = "flowbus-dlq-reason"
-	HeaderDLQPartition = "flowbus-dlq-partition"
-	HeaderDLQOffset    = "flowbus-dlq-offset"
-	// HeaderDLQTruncated is set, to the original value's length in bytes,
-	// on a dead letter whose value was cut to fit the dead-letter topic.
-	HeaderDLQTruncated = "flowbus-dlq-truncated"
-)
-
-// ErrClosed is returned by Poll once the Consumer is closed.
-var ErrClosed = errors.New("kafka consumer closed")
-
-// Delivery is one record read from the topic. Value and Key are owned by the
-// caller.
-type Delivery struct {
-	Topic     string
-	Partition int32
-	Offset    int64
-	Key       []byte
-	Value     []byte
-	Headers   map[string]string // last value wins for a repeated name
-	Time      time.Time         // record timestamp (producer time)
-}
 
 // ConsumerConfig configures a group Consumer. Zero fields take the Default*
 // values.
@@ -215,18 +189,19 @@ func sorted(ps []int32) []int32 {
 
 // Poll returns the next records, at most MaxPollRecords, in offset order per
 // partition; it blocks until there is at least one or ctx is done (then it
-// returns ctx.Err() and no records). Calling Poll declares the records of the
+// returns ctx.Err() and no records). Once the Consumer is closed it returns
+// an error wrapping bus.ErrClosed. Calling Poll declares the records of the
 // previous Poll processed: a pending rebalance runs its callbacks inside this
 // call. Fetch errors that franz-go retries by itself are logged, not returned.
-func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
+func (c *Consumer) Poll(ctx context.Context) ([]bus.Delivery, error) {
 	c.cl.AllowRebalance()
 	fs := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
 	if fs.IsClientClosed() {
-		return nil, ErrClosed
+		return nil, fmt.Errorf("kafka %w", bus.ErrClosed)
 	}
-	var out []Delivery
+	var out []bus.Delivery
 	fs.EachRecord(func(r *kgo.Record) {
-		d := Delivery{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Time: r.Timestamp}
+		d := bus.Delivery{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Time: r.Timestamp}
 		d.Headers = make(map[string]string, len(r.Headers))
 		for _, h := range r.Headers {
 			d.Headers[h.Key] = string(h.Value)
@@ -286,47 +261,36 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 	return nil
 }
 
-// DeadLetter publishes d's key, value and headers to DLQTopic, adding
-// HeaderDLQReason (cut at 1 KiB), HeaderDLQPartition and HeaderDLQOffset, and
-// waits for the acknowledgement. The caller commits d's offset only after it
-// returned nil.
+// DeadLetter publishes d's key, value and headers to DLQTopic, with the
+// headers of bus.DeadLetterHeaders, and waits for the acknowledgement. The
+// caller commits d's offset only after it returned nil.
 //
 // A value too large for the dead-letter topic (MaxMessageBytes, or the
 // topic's max.message.bytes when that is lower) is cut to fit, with
-// HeaderDLQTruncated giving its original length, and a warning is logged:
-// one oversized bad message must not stop its partition for good, and
-// the whole of it stays in the topic at the offset the headers name while
-// retention keeps it.
-func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
+// bus.HeaderDLQTruncated giving its original length, and a warning is
+// logged: one oversized bad message must not stop its partition for good,
+// and the whole of it stays in the topic at the offset the headers name
+// while retention keeps it. When the key and headers alone exceed the
+// limit, the error wraps bus.ErrTooLarge.
+func (c *Consumer) DeadLetter(ctx context.Context, d bus.Delivery, reason string) error {
 	limit, err := c.ensureDLQ(ctx)
 	if err != nil {
 		return err
 	}
-	names := make([]string, 0, len(d.Headers))
-	for k := range d.Headers {
-		if k != HeaderDLQReason && k != HeaderDLQPartition && k != HeaderDLQOffset && k != HeaderDLQTruncated {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	rec := &kgo.Record{Topic: c.cfg.DLQTopic, Key: d.Key, Value: d.Value, Headers: make([]kgo.RecordHeader, 0, len(names)+4)}
+	hs := bus.DeadLetterHeaders(d, reason)
+	rec := &kgo.Record{Topic: c.cfg.DLQTopic, Key: d.Key, Value: d.Value, Headers: make([]kgo.RecordHeader, len(hs), len(hs)+1)}
 	if rec.Key == nil {
 		rec.Key = []byte{}
 	}
-	for _, k := range names {
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(d.Headers[k])})
+	for i, h := range hs {
+		rec.Headers[i] = kgo.RecordHeader{Key: h[0], Value: []byte(h[1])}
 	}
-	rec.Headers = append(rec.Headers,
-		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(clip(reason))},
-		kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(d.Partition)))},
-		kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(d.Offset, 10))},
-	)
 	if recordSize(rec) > limit {
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(d.Value)))})
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: bus.HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(d.Value)))})
 		over := recordSize(rec) - limit
 		if over > len(rec.Value) {
 			return fmt.Errorf("kafka dead letter %s/%d@%d: key and headers alone take %d bytes, over the dead-letter limit %d: %w",
-				d.Topic, d.Partition, d.Offset, recordSize(rec)-len(rec.Value), limit, ErrTooLarge)
+				d.Topic, d.Partition, d.Offset, recordSize(rec)-len(rec.Value), limit, bus.ErrTooLarge)
 		}
 		rec.Value = rec.Value[:len(rec.Value)-over]
 		c.cfg.Logger.Warn("kafka dead letter cut to fit the dead-letter topic; the whole message stays at its offset in the topic",
@@ -381,19 +345,4 @@ func (c *Consumer) Close() error {
 	c.cl.AllowRebalance()
 	c.cl.Close()
 	return nil
-}
-
-// maxReasonBytes bounds the dead-letter reason header, so that a message
-// near the size limit still fits with it.
-const maxReasonBytes = 1024
-
-func clip(reason string) string {
-	if len(reason) <= maxReasonBytes {
-		return reason
-	}
-	n := maxReasonBytes - 3
-	for n > 0 && !utf8.RuneStart(reason[n]) {
-		n--
-	}
-	return reason[:n] + "..."
 }

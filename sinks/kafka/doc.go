@@ -56,7 +56,7 @@
 // retried until the context ends. The limit is read once per Producer: a
 // topic lowered afterwards is not followed.
 //
-// Publish checks every message first and fails with ErrTooLarge without
+// Publish checks every message first and fails with bus.ErrTooLarge without
 // sending any, rather than publishing half a batch; the error names the
 // limit that refused it (MaxMessageBytes, or the topic's max.message.bytes:
 // raise it, or keep messages smaller).
@@ -78,10 +78,15 @@
 // returned, so the aggregator can write its Parquet and Commit from
 // OnRevoked before partitions move, and commits always concern partitions it
 // owns. The price: the caller must come back to Poll within the group's
-// rebalance timeout. Commit takes the next offset to read per partition. A
-// partition with no committed offset is read from its start. DeadLetter
-// copies a record to the dead-letter topic with the reason, source partition
-// and offset as headers; commit the offset only after it returned nil.
+// rebalance timeout. Poll returns bus.Delivery values (package sinks/bus,
+// shared with the NATS transport): topic, partition, offset, key, value,
+// headers (the last value of a repeated name) and the record timestamp;
+// once the Consumer is closed, an error wrapping bus.ErrClosed. Commit
+// takes the next offset to read per partition. A partition with no
+// committed offset is read from its start. DeadLetter copies a record to
+// the dead-letter topic with the headers of bus.DeadLetterHeaders (reason,
+// source partition and offset); commit the offset only after it returned
+// nil.
 // Its limit is found as the Producer's is (MaxMessageBytes, or the
 // dead-letter topic's max.message.bytes when lower, read on first use and
 // again after the broker refused a dead letter as too large). A

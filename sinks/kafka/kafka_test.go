@@ -13,39 +13,14 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const testPartitions = 8
-
-// testKeys are destination workloads as the agent keys them, plus the empty
-// key of flows toward the world.
-var testKeys = []string{
-	"payments/ledger-svc", "payments/checkout-api", "payments/fraud-detector",
-	"payments/sanctions-svc", "kube-system/kube-dns", "payments/postgres-primary",
-	"istio-system/istio-gateway", "payments/rewards-cron", "",
-}
-
-// testMessages returns n messages of varying size from node, seq from first.
-func testMessages(node string, first, n int) []schemas.Message {
-	msgs := make([]schemas.Message, n)
-	for i := range msgs {
-		seq := first + i
-		msgs[i] = schemas.Message{
-			Key:     testKeys[seq%len(testKeys)],
-			Node:    node,
-			Run:     "1764100000000000000",
-			Seq:     uint64(seq),
-			Rows:    seq*37 + 1,
-			FirstTs: 1764100000_000000000 + int64(seq)*1e9,
-			LastTs:  1764100000_999000000 + int64(seq)*1e9,
-			Value:   bytes.Repeat([]byte{byte(seq)}, 100+seq*977),
-		}
-	}
-	return msgs
-}
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
@@ -86,91 +61,24 @@ func newConsumer(t *testing.T, cfg ConsumerConfig) *Consumer {
 	return c
 }
 
-// pollN polls until n deliveries arrived or the deadline passes.
-func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
+// checkDeliveries asserts that ds is exactly msgs (bustest.CheckDeliveries),
+// each with every header of its message, from DefaultTopic.
+func checkDeliveries(t *testing.T, ds []bus.Delivery, msgs []schemas.Message, partitions int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	var out []Delivery
-	for len(out) < n {
-		ds, err := c.Poll(ctx)
-		if err != nil {
-			t.Fatalf("poll after %d of %d deliveries: %v", len(out), n, err)
-		}
-		out = append(out, ds...)
-	}
-	return out
-}
-
-// pollQuiet polls for d and returns what arrived (expecting nothing more).
-func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []Delivery {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var out []Delivery
-	for {
-		ds, err := c.Poll(ctx)
-		out = append(out, ds...)
-		if err != nil {
-			return out
-		}
-	}
-}
-
-// checkDeliveries asserts that ds is exactly msgs: each message once, in
-// the partition its key hashes to, with its value and every header, and in
-// publish order within each partition.
-func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partitions int) {
-	t.Helper()
-	if len(ds) != len(msgs) {
-		t.Fatalf("got %d deliveries, want %d", len(ds), len(msgs))
-	}
-	bySeq := map[string]*schemas.Message{}
-	for i := range msgs {
-		bySeq[msgs[i].Run+"/"+strconv.FormatUint(msgs[i].Seq, 10)] = &msgs[i]
-	}
-	seen := map[string]bool{}
-	lastSeq := map[int32]uint64{}
-	lastOff := map[int32]int64{}
-	for _, d := range ds {
-		id := d.Headers[schemas.HeaderSeq]
-		m, ok := bySeq[id]
-		if !ok {
-			t.Fatalf("delivery %d@%d has unknown %s %q", d.Partition, d.Offset, schemas.HeaderSeq, id)
-		}
-		if seen[id] {
-			t.Fatalf("message %s delivered twice", id)
-		}
-		seen[id] = true
-		if string(d.Key) != m.Key {
-			t.Errorf("message %s: key %q, want %q", id, d.Key, m.Key)
-		}
-		if want := schemas.PartitionOf(m.Key, partitions); int(d.Partition) != want {
-			t.Errorf("message %s key %q: partition %d, want PartitionOf = %d", id, m.Key, d.Partition, want)
-		}
-		if !bytes.Equal(d.Value, m.Value) {
-			t.Errorf("message %s: value of %d bytes differs from the %d published", id, len(d.Value), len(m.Value))
-		}
+	bustest.CheckDeliveries(t, ds, msgs, partitions, func(d *bus.Delivery, m *schemas.Message) {
 		if want := headerMap(m); !maps.Equal(d.Headers, want) {
-			t.Errorf("message %s: headers %v, want %v", id, d.Headers, want)
+			t.Errorf("message %s: headers %v, want %v", m.ID(), d.Headers, want)
 		}
 		if d.Topic != DefaultTopic {
-			t.Errorf("message %s: topic %q", id, d.Topic)
+			t.Errorf("message %s: topic %q", m.ID(), d.Topic)
 		}
-		if prev, ok := lastSeq[d.Partition]; ok && m.Seq <= prev {
-			t.Errorf("partition %d: seq %d after %d: out of publish order", d.Partition, m.Seq, prev)
-		}
-		if prev, ok := lastOff[d.Partition]; ok && d.Offset <= prev {
-			t.Errorf("partition %d: offset %d after %d", d.Partition, d.Offset, prev)
-		}
-		lastSeq[d.Partition], lastOff[d.Partition] = m.Seq, d.Offset
-	}
+	})
 }
 
 func TestPublishedMessagesReachAConsumerGroupExactlyOnce(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
-	msgs := testMessages("node-a", 1, 50)
+	msgs := bustest.Messages("node-a", 1, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:20]); err != nil {
@@ -184,8 +92,8 @@ func TestPublishedMessagesReachAConsumerGroupExactlyOnce(t *testing.T) {
 	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g1",
 		OnAssigned: func(ps []int32) { assigned = append(assigned, ps...) }})
 	defer cons.Close()
-	ds := pollN(t, cons, len(msgs), 15*time.Second)
-	ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, cons, len(msgs), 15*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, cons, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, testPartitions)
 	if want := []int32{0, 1, 2, 3, 4, 5, 6, 7}; !slices.Equal(assigned, want) {
 		t.Errorf("OnAssigned got %v, want %v", assigned, want)
@@ -195,14 +103,14 @@ func TestPublishedMessagesReachAConsumerGroupExactlyOnce(t *testing.T) {
 		used[d.Partition] = true
 	}
 	if len(used) < 4 {
-		t.Errorf("only %d partitions used by %d keys: partitioning is not by key", len(used), len(testKeys))
+		t.Errorf("only %d partitions used by %d keys: partitioning is not by key", len(used), len(bustest.Keys))
 	}
 }
 
 func TestAConsumerRestartResumesAtTheCommittedOffsetWithoutDuplicates(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
-	msgs := testMessages("node-b", 1, 50)
+	msgs := bustest.Messages("node-b", 1, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
@@ -213,46 +121,25 @@ func TestAConsumerRestartResumesAtTheCommittedOffsetWithoutDuplicates(t *testing
 	// First run: process (and commit) the first polls only, up to >= 20
 	// records; records fetched but not processed must come again.
 	first := newConsumer(t, cfg)
-	var processed []Delivery
-	next := map[int32]int64{}
-	for len(processed) < 20 {
-		ds, err := first.Poll(ctx)
-		if err != nil {
-			t.Fatalf("poll: %v", err)
-		}
-		if len(ds) > 7 {
-			t.Fatalf("poll returned %d records, max poll records is 7", len(ds))
-		}
-		for _, d := range ds {
-			processed = append(processed, d)
-			next[d.Partition] = d.Offset + 1
-		}
-	}
-	if err := first.Commit(ctx, next); err != nil {
-		t.Fatalf("commit: %v", err)
-	}
+	processed, next := bustest.CommitFirst(ctx, t, first, 20, 7)
 	first.Close()
 
 	second := newConsumer(t, cfg)
 	defer second.Close()
-	rest := pollN(t, second, len(msgs)-len(processed), 15*time.Second)
-	rest = append(rest, pollQuiet(t, second, 300*time.Millisecond)...)
-	for _, d := range rest {
-		if d.Offset < next[d.Partition] {
-			t.Errorf("partition %d offset %d delivered again after commit of %d", d.Partition, d.Offset, next[d.Partition])
-		}
-	}
+	rest := bustest.PollN(t, second, len(msgs)-len(processed), 15*time.Second)
+	rest = append(rest, bustest.PollQuiet(t, second, 300*time.Millisecond)...)
+	bustest.CheckNotBefore(t, rest, next)
 	checkDeliveries(t, append(processed, rest...), msgs, testPartitions)
 }
 
 func TestPublishRejectsAMessageOverTheLimitBeforeSendingAnything(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(1, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, MaxMessageBytes: 4096})
-	msgs := testMessages("node-c", 1, 3) // values of 1077, 2054 and 3031 bytes
+	msgs := bustest.Messages("node-c", 1, 3) // values of 1077, 2054 and 3031 bytes
 	msgs[2].Value = make([]byte, 5000)
 	err := p.Publish(context.Background(), msgs)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("publish: got %v, want bus.ErrTooLarge", err)
 	}
 	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 0 {
 		t.Errorf("%d records landed, want 0", got)
@@ -263,8 +150,8 @@ func TestPublishRejectsAMessageOverTheLimitBeforeSendingAnything(t *testing.T) {
 	big := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
 	msgs[2].Value = make([]byte, 1<<20)
 	err = big.Publish(context.Background(), msgs[2:])
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "raise the topic's max.message.bytes") {
-		t.Errorf("1 MiB record to a default topic: got %v, want ErrTooLarge asking to raise the topic's max.message.bytes", err)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "raise the topic's max.message.bytes") {
+		t.Errorf("1 MiB record to a default topic: got %v, want bus.ErrTooLarge asking to raise the topic's max.message.bytes", err)
 	}
 	if got := countRecords(t, c.ListenAddrs(), DefaultTopic); got != 0 {
 		t.Errorf("%d records landed, want 0", got)
@@ -294,7 +181,7 @@ func countRecords(t *testing.T, brokers []string, topic string) int {
 func TestPublishCreatesAMissingTopicWhenAsked(t *testing.T) {
 	c := newCluster(t)
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Topic: "flows.created", CreateTopic: true, Partitions: 5})
-	msgs := testMessages("node-d", 1, 10)
+	msgs := bustest.Messages("node-d", 1, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
@@ -319,7 +206,7 @@ func TestPublishCreatesAMissingTopicWhenAsked(t *testing.T) {
 		t.Errorf("%d records in the created topic, want 10", got)
 	}
 	// A 1 MiB Arrow value fits the created topic.
-	big := testMessages("node-d", 11, 1)
+	big := bustest.Messages("node-d", 11, 1)
 	big[0].Value = make([]byte, 1<<20)
 	if err := p.Publish(ctx, big); err != nil {
 		t.Errorf("publish of a 1 MiB value to the created topic: %v", err)
@@ -331,7 +218,7 @@ func TestPublishToAMissingTopicFailsWithAClearError(t *testing.T) {
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Topic: "flows.missing"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := p.Publish(ctx, testMessages("node-e", 1, 1))
+	err := p.Publish(ctx, bustest.Messages("node-e", 1, 1))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") || ctx.Err() != nil {
 		t.Fatalf("publish to a missing topic: got %v, want a 'does not exist' error before the deadline", err)
 	}
@@ -342,7 +229,7 @@ func TestPublishBlocksWhileNoBrokerAnswersUntilTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := p.Publish(ctx, testMessages("node-f", 1, 3))
+	err := p.Publish(ctx, bustest.Messages("node-f", 1, 3))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("publish with no broker: got %v, want context.DeadlineExceeded", err)
 	}
@@ -354,7 +241,7 @@ func TestPublishBlocksWhileNoBrokerAnswersUntilTheContextEnds(t *testing.T) {
 func TestDeadLetterCopiesTheRecordWithReasonPartitionAndOffset(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
-	msgs := testMessages("node-g", 1, 3)
+	msgs := bustest.Messages("node-g", 1, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
@@ -362,7 +249,7 @@ func TestDeadLetterCopiesTheRecordWithReasonPartitionAndOffset(t *testing.T) {
 	}
 	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq", CreateDLQTopic: true, Partitions: 2})
 	defer cons.Close()
-	ds := pollN(t, cons, 3, 15*time.Second)
+	ds := bustest.PollN(t, cons, 3, 15*time.Second)
 	bad := ds[1]
 	if err := cons.DeadLetter(ctx, bad, "arrow: truncated stream"); err != nil {
 		t.Fatalf("dead letter: %v", err)
@@ -376,9 +263,9 @@ func TestDeadLetterCopiesTheRecordWithReasonPartitionAndOffset(t *testing.T) {
 		got[h.Key] = string(h.Value)
 	}
 	want := maps.Clone(bad.Headers)
-	want[HeaderDLQReason] = "arrow: truncated stream"
-	want[HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
-	want[HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
+	want[bus.HeaderDLQReason] = "arrow: truncated stream"
+	want[bus.HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
+	want[bus.HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -21,7 +22,7 @@ func TestKcatReadsTheKeysAndHeadersTheProducerWrote(t *testing.T) {
 	}
 	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
-	msgs := testMessages("node-k", 1, 12) // seq 8's key is empty: it must hash like any key, not go to a random partition
+	msgs := bustest.Messages("node-k", 1, 12) // seq 8's key is empty: it must hash like any key, not go to a random partition
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -27,7 +28,7 @@ func TestPublishBlocksThroughABrokerRestartAndDeliversEachMessageOnce(t *testing
 	_, ps, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(ps)
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: []string{addr}}})
-	msgs := testMessages("node-o", 1, 40)
+	msgs := bustest.Messages("node-o", 1, 40)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:20]); err != nil {
@@ -52,7 +53,7 @@ func TestPublishBlocksThroughABrokerRestartAndDeliversEachMessageOnce(t *testing
 	}
 	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: []string{addr}}, Group: "g-outage"})
 	defer cons.Close()
-	ds := pollN(t, cons, len(msgs), 15*time.Second)
-	ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, cons, len(msgs), 15*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, cons, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, testPartitions)
 }

@@ -12,15 +12,11 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
-
-// ErrTooLarge is wrapped by Publish when a message cannot fit in one record
-// under MaxMessageBytes, or under the topic's max.message.bytes when that is
-// smaller; nothing of that Publish call was sent.
-var ErrTooLarge = errors.New("message larger than the bus limit")
 
 // Producer publishes bus messages to one Kafka topic with an idempotent
 // producer (acks=all, no compression, murmur2 key partitioning). It is safe
@@ -40,7 +36,7 @@ type Producer struct {
 	topicCreated bool   // CreateTopic done (or not asked for)
 	topicReady   bool   // limit known; records may be produced
 	limit        int    // effective record limit, min(MaxMessageBytes, topic's max.message.bytes)
-	limitFrom    string // what set limit, for ErrTooLarge
+	limitFrom    string // what set limit, for the bus.ErrTooLarge error
 }
 
 // NewProducer returns a Producer for cfg. It does not contact the brokers:
@@ -102,7 +98,7 @@ func producerOpts(topic string, maxMessageBytes, maxBufferedBytes int, linger ti
 // the client may still land after Publish returned: delivery is
 // at-least-once (see doc.go). A message over MaxMessageBytes, or over the
 // topic's max.message.bytes when that is smaller, fails the whole call with
-// ErrTooLarge before anything is sent.
+// an error wrapping bus.ErrTooLarge before anything is sent.
 func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -111,7 +107,7 @@ func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	for i := range msgs {
 		recs[i] = messageRecord(&msgs[i])
 		if n := recordSize(recs[i]); n > p.cfg.MaxMessageBytes {
-			return fmt.Errorf("kafka publish %s: %d bytes over max message bytes %d: %w", msgs[i].ID(), n, p.cfg.MaxMessageBytes, ErrTooLarge)
+			return fmt.Errorf("kafka publish %s: %d bytes over max message bytes %d: %w", msgs[i].ID(), n, p.cfg.MaxMessageBytes, bus.ErrTooLarge)
 		}
 	}
 	limit, from, err := p.ensureTopic(ctx)
@@ -121,7 +117,7 @@ func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	if limit < p.cfg.MaxMessageBytes {
 		for i, r := range recs {
 			if n := recordSize(r); n > limit {
-				return fmt.Errorf("kafka publish %s: %d bytes over %s (raise the topic's max.message.bytes, or keep messages smaller): %w", msgs[i].ID(), n, from, ErrTooLarge)
+				return fmt.Errorf("kafka publish %s: %d bytes over %s (raise the topic's max.message.bytes, or keep messages smaller): %w", msgs[i].ID(), n, from, bus.ErrTooLarge)
 			}
 		}
 	}

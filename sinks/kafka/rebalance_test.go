@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -17,7 +19,7 @@ import (
 func TestARebalanceHandsPartitionsOverWithoutDuplicates(t *testing.T) {
 	c := newCluster(t, kfake.SeedTopics(testPartitions, DefaultTopic))
 	p := newProducer(t, ProducerConfig{Conn: Conn{Brokers: c.ListenAddrs()}})
-	msgs := testMessages("node-r", 1, 60)
+	msgs := bustest.Messages("node-r", 1, 60)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:30]); err != nil {
@@ -26,7 +28,7 @@ func TestARebalanceHandsPartitionsOverWithoutDuplicates(t *testing.T) {
 
 	var (
 		a                  *Consumer
-		aAll               []Delivery
+		aAll               []bus.Delivery
 		aNext              = map[int32]int64{}
 		aInPoll, badRevoke bool
 		aRevoked           []int32
@@ -70,7 +72,7 @@ func TestARebalanceHandsPartitionsOverWithoutDuplicates(t *testing.T) {
 
 	var (
 		mu        sync.Mutex
-		bAll      []Delivery
+		bAll      []bus.Delivery
 		bAssigned []int32
 		stop      = make(chan struct{})
 		bDone     = make(chan struct{})

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -97,7 +98,7 @@ func TestTLSOptionsReachABrokerThatRequiresClientCertificates(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
-			err := p.Publish(ctx, testMessages("node-tls", 10*i+1, 2))
+			err := p.Publish(ctx, bustest.Messages("node-tls", 10*i+1, 2))
 			switch {
 			case tc.ok && err != nil:
 				t.Fatalf("publish: %v", err)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -49,7 +51,7 @@ func createTestTopic(t *testing.T, c *kfake.Cluster, topic string, partitions in
 // sameKeyMessages returns n messages with one key (one partition) and values
 // of size bytes, each value distinct.
 func sameKeyMessages(n, size int) []schemas.Message {
-	msgs := testMessages("node-limit", 1, n)
+	msgs := bustest.Messages("node-limit", 1, n)
 	for i := range msgs {
 		msgs[i].Key = "payments/ledger-svc"
 		msgs[i].Value = bytes.Repeat([]byte{byte('a' + i)}, size)
@@ -94,8 +96,8 @@ func TestPublishToAnExistingDefaultTopicKeepsBatchesUnderItsLimit(t *testing.T) 
 	}
 	cons := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-limit"})
 	defer cons.Close()
-	ds := pollN(t, cons, len(msgs), 15*time.Second)
-	ds = append(ds, pollQuiet(t, cons, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, cons, len(msgs), 15*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, cons, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, 3)
 	want := "max.message.bytes=" + strconv.Itoa(kafkaDefaultMaxMessageBytes)
 	if got := logs.String(); strings.Count(got, want) != 1 || !strings.Contains(got, "level=INFO") {
@@ -104,7 +106,7 @@ func TestPublishToAnExistingDefaultTopicKeepsBatchesUnderItsLimit(t *testing.T) 
 }
 
 // A message that fits MaxMessageBytes but not the existing topic's default
-// max.message.bytes fails with ErrTooLarge naming the topic's limit.
+// max.message.bytes fails with bus.ErrTooLarge naming the topic's limit.
 func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
 	c := newCluster(t)
 	createTestTopic(t, c, DefaultTopic, 3, 0)
@@ -118,8 +120,8 @@ func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
 	msgs[0].Value = bytes.Repeat([]byte{'a'}, kafkaDefaultMaxMessageBytes-overhead)
 	msgs[1].Value = make([]byte, kafkaDefaultMaxMessageBytes-overhead+1)
 	err := p.Publish(ctx, msgs)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("publish: got %v, want bus.ErrTooLarge", err)
 	}
 	want := "over topic " + DefaultTopic + " max.message.bytes 1048588 (raise the topic's max.message.bytes"
 	if !strings.Contains(err.Error(), want) {
@@ -130,8 +132,8 @@ func TestPublishRejectsAMessageOverTheTopicLimitNamingIt(t *testing.T) {
 	}
 	// The limit is kept: the message still fails, the one at the limit
 	// passes.
-	if err := p.Publish(ctx, msgs[1:]); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), want) {
-		t.Errorf("second publish: got %v, want ErrTooLarge containing %q", err, want)
+	if err := p.Publish(ctx, msgs[1:]); !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), want) {
+		t.Errorf("second publish: got %v, want bus.ErrTooLarge containing %q", err, want)
 	}
 	if err := p.Publish(ctx, msgs[:1]); err != nil {
 		t.Fatalf("publish of a message at the topic's limit: %v", err)
@@ -153,8 +155,8 @@ func TestPublishKeepsTheConfiguredLimitBelowALargerTopicLimit(t *testing.T) {
 	msgs := sameKeyMessages(2, 1<<20)
 	msgs[1].Value = make([]byte, DefaultMaxMessageBytes)
 	err := p.Publish(ctx, msgs[1:])
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over max message bytes "+strconv.Itoa(DefaultMaxMessageBytes)+":") {
-		t.Fatalf("publish of %d bytes: got %v, want ErrTooLarge over the configured max message bytes", DefaultMaxMessageBytes, err)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "over max message bytes "+strconv.Itoa(DefaultMaxMessageBytes)+":") {
+		t.Fatalf("publish of %d bytes: got %v, want bus.ErrTooLarge over the configured max message bytes", DefaultMaxMessageBytes, err)
 	}
 	if err := p.Publish(ctx, msgs[:1]); err != nil {
 		t.Fatalf("publish of a 1 MiB value: %v", err)
@@ -180,7 +182,7 @@ func TestPublishKeepsTheConfiguredLimitWhenTheTopicConfigIsDenied(t *testing.T) 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := range 2 {
-		if err := p.Publish(ctx, testMessages("node-denied", 1+3*i, 3)); err != nil {
+		if err := p.Publish(ctx, bustest.Messages("node-denied", 1+3*i, 3)); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
@@ -239,7 +241,7 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	for i := range value {
 		value[i] = byte(i * 7)
 	}
-	bad := Delivery{Topic: DefaultTopic, Partition: 1, Offset: 42, Key: []byte("payments/ledger-svc"), Value: value,
+	bad := bus.Delivery{Topic: DefaultTopic, Partition: 1, Offset: 42, Key: []byte("payments/ledger-svc"), Value: value,
 		Headers: map[string]string{"flowbus-schema": "flow.v1"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -257,8 +259,8 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	for _, h := range r.Headers {
 		got[h.Key] = string(h.Value)
 	}
-	want := map[string]string{"flowbus-schema": "flow.v1", HeaderDLQReason: "not an Arrow stream",
-		HeaderDLQPartition: "1", HeaderDLQOffset: "42", HeaderDLQTruncated: "600000"}
+	want := map[string]string{"flowbus-schema": "flow.v1", bus.HeaderDLQReason: "not an Arrow stream",
+		bus.HeaderDLQPartition: "1", bus.HeaderDLQOffset: "42", bus.HeaderDLQTruncated: "600000"}
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
 	}
@@ -272,8 +274,8 @@ func TestADeadLetterTooLargeForItsTopicIsCutToFit(t *testing.T) {
 	cons2 := newConsumer(t, ConsumerConfig{Conn: Conn{Brokers: c.ListenAddrs()}, Group: "g-dlq-tiny", DLQTopic: tiny})
 	defer cons2.Close()
 	err := cons2.DeadLetter(ctx, bad, strings.Repeat("x", 2000))
-	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the dead-letter limit 300") {
-		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want ErrTooLarge over the dead-letter limit 300", err)
+	if !errors.Is(err, bus.ErrTooLarge) || !strings.Contains(err.Error(), "over the dead-letter limit 300") {
+		t.Errorf("dead letter to a 300-byte topic with a 1 KiB reason: got %v, want bus.ErrTooLarge over the dead-letter limit 300", err)
 	}
 }
 
@@ -289,7 +291,7 @@ func TestADeadLetterFollowsALoweredTopicLimit(t *testing.T) {
 	defer cons.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	bad := Delivery{Topic: DefaultTopic, Partition: 0, Offset: 1, Value: bytes.Repeat([]byte("v"), 150_000)}
+	bad := bus.Delivery{Topic: DefaultTopic, Partition: 0, Offset: 1, Value: bytes.Repeat([]byte("v"), 150_000)}
 	if err := cons.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
 		t.Fatalf("first dead letter: %v", err)
 	}

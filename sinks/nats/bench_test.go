@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -15,7 +16,7 @@ import (
 // a network each message of the baseline pays a full round trip.
 func BenchmarkPublish(b *testing.B) {
 	for _, sh := range []struct{ batch, size int }{{64, 4 << 10}, {16, 64 << 10}} {
-		msgs := testMessages("node-bench", 1, sh.batch)
+		msgs := bustest.Messages("node-bench", 1, sh.batch)
 		for i := range msgs {
 			msgs[i].Value = make([]byte, sh.size)
 		}

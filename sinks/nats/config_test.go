@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 )
 
 func TestValidateNamesTheBadField(t *testing.T) {
@@ -77,14 +79,14 @@ func checkErr(t *testing.T, err error, want string) {
 func TestPollDropsMessagesTheServerResendsAfterAckWait(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
-	msgs := testMessages("node-r", 1, 12)
+	msgs := bustest.Messages("node-r", 1, 12)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4, AckWait: time.Second})
-	ds := pollN(t, c, len(msgs), 10*time.Second)
+	ds := bustest.PollN(t, c, len(msgs), 10*time.Second)
 	repeats := func() int {
 		n := 0
 		for _, ps := range c.parts {
@@ -95,7 +97,7 @@ func TestPollDropsMessagesTheServerResendsAfterAckWait(t *testing.T) {
 	// Keep polling until the server resent every message at least once
 	// (after AckWait, 1 s); none of the resends may come out of Poll.
 	for deadline := time.Now().Add(15 * time.Second); repeats() < len(msgs) && time.Now().Before(deadline); {
-		ds = append(ds, pollQuiet(t, c, 250*time.Millisecond)...)
+		ds = append(ds, bustest.PollQuiet(t, c, 250*time.Millisecond)...)
 	}
 	if r := repeats(); r < len(msgs) {
 		t.Fatalf("server resent %d messages after AckWait, want at least %d: the test did not exercise redelivery", r, len(msgs))
@@ -111,7 +113,7 @@ func TestPollDropsMessagesTheServerResendsAfterAckWait(t *testing.T) {
 	}
 	c.Close()
 	again := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})
-	if rest := pollQuiet(t, again, 500*time.Millisecond); len(rest) != 0 {
+	if rest := bustest.PollQuiet(t, again, 500*time.Millisecond); len(rest) != 0 {
 		t.Errorf("%d messages delivered again after everything was committed", len(rest))
 	}
 }
@@ -138,14 +140,14 @@ func TestTheConsumerKeepsReadingAcrossAServerRestart(t *testing.T) {
 	}
 	port := s1.Addr().(*net.TCPAddr).Port
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
-	msgs := testMessages("node-x", 1, 24)
+	msgs := bustest.Messages("node-x", 1, 24)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:12]); err != nil {
 		t.Fatal(err)
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})
-	ds := pollN(t, c, 12, 10*time.Second)
+	ds := bustest.PollN(t, c, 12, 10*time.Second)
 	next := map[int32]int64{}
 	for _, d := range ds {
 		next[d.Partition] = d.Offset + 1
@@ -160,7 +162,7 @@ func TestTheConsumerKeepsReadingAcrossAServerRestart(t *testing.T) {
 	if err := p.Publish(ctx, msgs[12:]); err != nil {
 		t.Fatal(err)
 	}
-	ds = append(ds, pollN(t, c, 12, 20*time.Second)...)
-	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	ds = append(ds, bustest.PollN(t, c, 12, 20*time.Second)...)
+	ds = append(ds, bustest.PollQuiet(t, c, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, 4)
 }

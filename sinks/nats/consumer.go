@@ -11,39 +11,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/flowbus/flowbus/sinks/bus"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// Dead-letter headers added by DeadLetter to the original headers.
-const (
-	HeaderDLQReason    = "flowbus-dlq-reason"
-	HeaderDLQPartition = "flowbus-dlq-partition"
-	HeaderDLQOffset    = "flowbus-dlq-offset"
-	// HeaderDLQTruncated is set, to the original data's length in bytes, on
-	// a dead letter whose data was cut to fit the server's max_payload or
-	// the dead-letter stream's max_msg_size with the dead-letter headers
-	// added.
-	HeaderDLQTruncated = "flowbus-dlq-truncated"
-)
-
-// ErrClosed is returned by Poll once the Consumer is closed.
-var ErrClosed = errors.New("nats consumer closed")
-
-// Delivery is one message read from the stream. Offset is its stream
-// sequence: increasing within a partition, with gaps (the partitions share
-// the stream's sequence).
-type Delivery struct {
-	Subject   string
-	Partition int32
-	Offset    int64
-	Key       []byte // from HeaderKey
-	Value     []byte
-	Headers   map[string]string // first value of each header
-	Time      time.Time         // when the stream stored it
-}
 
 // ConsumerConfig configures a Consumer. Zero fields take the defaults.
 type ConsumerConfig struct {
@@ -187,6 +159,9 @@ type Consumer struct {
 	dlqMax   int32 // the dead-letter stream's max_msg_size (≤ 0: none)
 }
 
+// errClosed is what Poll returns once the Consumer is closed.
+var errClosed = fmt.Errorf("nats %w", bus.ErrClosed)
+
 type partition struct {
 	it        jetstream.MessagesContext
 	delivered uint64    // highest stream sequence handed out
@@ -327,12 +302,13 @@ func (c *Consumer) read(p int32, it jetstream.MessagesContext) {
 
 // Poll returns the next messages, at most MaxPollRecords, in stream order
 // per partition; it blocks until there is at least one or ctx is done (then
-// it returns ctx.Err()). The first Poll sets up the consumers and calls
+// it returns ctx.Err()); once the Consumer is closed it returns an error
+// wrapping bus.ErrClosed. The first Poll sets up the consumers and calls
 // OnAssigned. A message the server sends again because it was not committed
 // within AckWait is dropped here: the caller already has it.
-func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
+func (c *Consumer) Poll(ctx context.Context) ([]bus.Delivery, error) {
 	if c.closed {
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	if !c.started {
 		if err := c.start(ctx); err != nil {
@@ -343,7 +319,7 @@ func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
 			c.cfg.OnAssigned(slices.Sorted(slices.Values(c.cfg.Assigned)))
 		}
 	}
-	var out []Delivery
+	var out []bus.Delivery
 	add := func(it item) {
 		if d, ok := c.delivery(it); ok {
 			out = append(out, d)
@@ -358,11 +334,11 @@ func (c *Consumer) Poll(ctx context.Context) ([]Delivery, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.stop:
-			return nil, ErrClosed
+			return nil, errClosed
 		case <-check.C:
 			select {
 			case <-c.stop: // our own Close, which closes the connection too
-				return nil, ErrClosed
+				return nil, errClosed
 			default:
 			}
 			if err := c.lost(); err != nil {
@@ -392,21 +368,21 @@ func (c *Consumer) lost() error {
 	return fmt.Errorf("nats consumer: the client library closed the connection and does not retry (%v); restart to resume after the last commit", c.nc.LastError())
 }
 
-func (c *Consumer) delivery(it item) (Delivery, bool) {
+func (c *Consumer) delivery(it item) (bus.Delivery, bool) {
 	meta, err := it.msg.Metadata()
 	if err != nil {
 		c.cfg.Logger.Warn("nats consumer: message without jetstream metadata", "partition", it.p, "err", err)
-		return Delivery{}, false
+		return bus.Delivery{}, false
 	}
 	ps := c.parts[it.p]
 	seq := meta.Sequence.Stream
 	if seq <= ps.delivered {
 		ps.repeats++
-		return Delivery{}, false
+		return bus.Delivery{}, false
 	}
 	ps.delivered = seq
 	ps.pending = append(ps.pending, pending{seq: seq, reply: it.msg.Reply()})
-	d := Delivery{Subject: it.msg.Subject(), Partition: it.p, Offset: int64(seq), Value: it.msg.Data(), Time: meta.Timestamp}
+	d := bus.Delivery{Topic: it.msg.Subject(), Partition: it.p, Offset: int64(seq), Value: it.msg.Data(), Time: meta.Timestamp}
 	h := it.msg.Headers()
 	d.Headers = make(map[string]string, len(h))
 	for k, vs := range h {
@@ -447,16 +423,17 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 	return nil
 }
 
-// DeadLetter publishes d's value and headers to DLQSubject in DLQStream
-// (created if missing), adding HeaderDLQReason (cut at 1 KiB), HeaderDLQPartition and
-// HeaderDLQOffset, with Nats-Msg-Id "<stream>/<offset>" so that dead-lettering
-// the same message twice stores it once. It retries while the server is
-// unavailable, until ctx is done. Commit the offset only after it returned nil.
-// A message that with those headers exceeds the server's max_payload or the
-// dead-letter stream's max_msg_size (read once, as the stream may predate
-// this Consumer) is cut to fit, with HeaderDLQTruncated giving its original
-// length: failing instead would stop the partition at it on every restart.
-func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) error {
+// DeadLetter publishes d's value and headers (less the Nats-* ones) to
+// DLQSubject in DLQStream (created if missing), with the headers of
+// bus.DeadLetterHeaders and Nats-Msg-Id "<stream>/<offset>", so that
+// dead-lettering the same message twice stores it once. It retries while
+// the server is unavailable, until ctx is done. Commit the offset only after
+// it returned nil. A message that with those headers exceeds the server's
+// max_payload or the dead-letter stream's max_msg_size (read once, as the
+// stream may predate this Consumer) is cut to fit, with
+// bus.HeaderDLQTruncated giving its original length: failing instead would
+// stop the partition at it on every restart.
+func (c *Consumer) DeadLetter(ctx context.Context, d bus.Delivery, reason string) error {
 	if !c.dlqReady {
 		if err := ensureStream(ctx, c.js, dlqStream(c.cfg.DLQStream, c.cfg.DLQSubject, c.cfg.Stream.MaxMsgSize, c.cfg.Stream.Replicas), c.cfg.Logger); err != nil {
 			return fmt.Errorf("nats dead letter: %w", err)
@@ -469,14 +446,11 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 		c.dlqReady = true
 	}
 	h := natsgo.Header{}
-	for k, v := range d.Headers {
-		if !strings.HasPrefix(k, "Nats-") && k != HeaderDLQTruncated {
-			h[k] = []string{v}
+	for _, kv := range bus.DeadLetterHeaders(d, reason) {
+		if !strings.HasPrefix(kv[0], "Nats-") {
+			h[kv[0]] = []string{kv[1]}
 		}
 	}
-	h[HeaderDLQReason] = []string{clip(reason)}
-	h[HeaderDLQPartition] = []string{strconv.Itoa(int(d.Partition))}
-	h[HeaderDLQOffset] = []string{strconv.FormatInt(d.Offset, 10)}
 	id := c.cfg.Stream.Name + "/" + strconv.FormatInt(d.Offset, 10)
 	m := &natsgo.Msg{Subject: c.cfg.DLQSubject, Header: h, Data: d.Value}
 	limit := int(c.nc.MaxPayload())
@@ -489,7 +463,7 @@ func (c *Consumer) DeadLetter(ctx context.Context, d Delivery, reason string) er
 		if room <= 0 {
 			return fmt.Errorf("nats dead letter %d@%d: its headers alone take %d of the %d bytes a dead letter may have", d.Partition, d.Offset, hb, limit)
 		}
-		h[HeaderDLQTruncated] = []string{strconv.Itoa(len(d.Value))}
+		h[bus.HeaderDLQTruncated] = []string{strconv.Itoa(len(d.Value))}
 		m.Data = d.Value[:room]
 		c.cfg.Logger.Warn("nats dead letter cut to fit; the whole message stays in the stream at its sequence",
 			"stream", c.cfg.Stream.Name, "partition", d.Partition, "sequence", d.Offset, "bytes", len(d.Value), "kept", len(m.Data),
@@ -556,19 +530,4 @@ func (c *Consumer) stopReaders() {
 		ps.it.Stop()
 	}
 	c.wg.Wait()
-}
-
-// maxReasonBytes bounds the dead-letter reason header, so that a message
-// near the size limit still fits with it.
-const maxReasonBytes = 1024
-
-func clip(reason string) string {
-	if len(reason) <= maxReasonBytes {
-		return reason
-	}
-	n := maxReasonBytes - 3
-	for n > 0 && !utf8.RuneStart(reason[n]) {
-		n--
-	}
-	return reason[:n] + "..."
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/internal/syncbuf"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 )
 
 // logWatch is a debug-level logger whose output a test can wait on.
@@ -94,7 +95,7 @@ func TestPublishDialsAgainAfterTheClientGaveUp(t *testing.T) {
 	<-refused
 	startServer(t, t.TempDir(), addr.Port)
 
-	msgs := testMessages("node-r", 1, 20)
+	msgs := bustest.Messages("node-r", 1, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
@@ -125,7 +126,7 @@ func TestPublishWaitsForTheNextRedialBeforeTheStreamIsSetUp(t *testing.T) {
 	}()
 	w := newLogWatch()
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: "nats://" + addr.String()}, Partitions: testPartitions, Logger: w.log})
-	msgs := testMessages("node-w", 1, 10)
+	msgs := bustest.Messages("node-w", 1, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -151,7 +152,7 @@ func TestPublishAfterCloseFails(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
 	p.Close()
-	if err := p.Publish(context.Background(), testMessages("node-c", 1, 1)); !errors.Is(err, errPublisherClosed) {
+	if err := p.Publish(context.Background(), bustest.Messages("node-c", 1, 1)); !errors.Is(err, errPublisherClosed) {
 		t.Fatalf("Publish after Close = %v, want %v", err, errPublisherClosed)
 	}
 }

@@ -44,8 +44,8 @@
 // message refused with "no responders" while the next one is already
 // accepted (JetStream coming back between two sends) lands after it.
 // Refusals that retrying cannot fix (too large, bad request) return at once;
-// a message over MaxMsgSize fails the call with ErrTooLarge before anything
-// is sent.
+// a message over MaxMsgSize fails the call with bus.ErrTooLarge before
+// anything is sent.
 //
 // The connection reconnects for ever. A lost server is logged at info
 // ("nats disconnected") and every 10 s while it cannot be reached. A
@@ -73,7 +73,13 @@
 // caller already has it. NATS has no group rebalancing: Assigned lists the
 // partitions an instance reads (default all), and each partition must be
 // read by one instance at a time; OnAssigned runs inside the first Poll and
-// OnRevoked inside Close.
+// OnRevoked inside Close. Poll returns bus.Delivery values (package
+// sinks/bus, shared with the Kafka transport): Topic is the subject, Offset
+// the stream sequence, Key the flowbus-key header, Headers the first value
+// of each header, Time when the stream stored the message; once the
+// Consumer is closed, an error wrapping bus.ErrClosed. DeadLetter adds the
+// headers of bus.DeadLetterHeaders to the message's own (less the Nats-*
+// ones).
 //
 // # Embedded server
 //

@@ -13,36 +13,14 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 const testPartitions = 8
-
-var testKeys = []string{
-	"payments/ledger-svc", "payments/checkout-api", "payments/fraud-detector",
-	"payments/sanctions-svc", "kube-system/kube-dns", "payments/postgres-primary",
-	"istio-system/istio-gateway", "payments/rewards-cron", "",
-}
-
-func testMessages(node string, first, n int) []schemas.Message {
-	msgs := make([]schemas.Message, n)
-	for i := range msgs {
-		seq := first + i
-		msgs[i] = schemas.Message{
-			Key:     testKeys[seq%len(testKeys)],
-			Node:    node,
-			Run:     "1764100000000000000",
-			Seq:     uint64(seq),
-			Rows:    seq*37 + 1,
-			FirstTs: 1764100000_000000000 + int64(seq)*1e9,
-			LastTs:  1764100000_999000000 + int64(seq)*1e9,
-			Value:   bytes.Repeat([]byte{byte(seq)}, 100+seq*977),
-		}
-	}
-	return msgs
-}
 
 func startServer(t testing.TB, dir string, port int) (*server.Server, string) {
 	t.Helper()
@@ -74,35 +52,6 @@ func newConsumer(t *testing.T, cfg ConsumerConfig) *Consumer {
 	return c
 }
 
-func pollN(t *testing.T, c *Consumer, n int, wait time.Duration) []Delivery {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	var out []Delivery
-	for len(out) < n {
-		ds, err := c.Poll(ctx)
-		if err != nil {
-			t.Fatalf("poll after %d of %d deliveries: %v", len(out), n, err)
-		}
-		out = append(out, ds...)
-	}
-	return out
-}
-
-func pollQuiet(t *testing.T, c *Consumer, d time.Duration) []Delivery {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var out []Delivery
-	for {
-		ds, err := c.Poll(ctx)
-		out = append(out, ds...)
-		if err != nil {
-			return out
-		}
-	}
-}
-
 // streamMsgs returns the number of messages in a stream.
 func streamMsgs(t *testing.T, u, stream string) uint64 {
 	t.Helper()
@@ -128,64 +77,32 @@ func streamMsgs(t *testing.T, u, stream string) uint64 {
 	return info.State.Msgs
 }
 
-// checkDeliveries asserts that ds is exactly msgs: each once, on the subject
-// of the partition its key hashes to, with its key, value and every header
-// (plus flowbus-key and Nats-Msg-Id), in publish order within a partition.
-func checkDeliveries(t *testing.T, ds []Delivery, msgs []schemas.Message, partitions int) {
+// checkDeliveries asserts that ds is exactly msgs (bustest.CheckDeliveries),
+// each on the subject of its partition, with every header of its message
+// plus flowbus-key and Nats-Msg-Id, and its stream time.
+func checkDeliveries(t *testing.T, ds []bus.Delivery, msgs []schemas.Message, partitions int) {
 	t.Helper()
-	if len(ds) != len(msgs) {
-		t.Fatalf("got %d deliveries, want %d", len(ds), len(msgs))
-	}
-	byID := map[string]*schemas.Message{}
-	for i := range msgs {
-		byID[msgs[i].ID()] = &msgs[i]
-	}
-	seen := map[string]bool{}
-	last := map[int32]*Delivery{}
-	for i := range ds {
-		d := &ds[i]
-		id := d.Headers[jetstream.MsgIDHeader]
-		m, ok := byID[id]
-		if !ok {
-			t.Fatalf("delivery %d@%d has unknown Nats-Msg-Id %q", d.Partition, d.Offset, id)
+	bustest.CheckDeliveries(t, ds, msgs, partitions, func(d *bus.Delivery, m *schemas.Message) {
+		if want := DefaultSubjectPrefix + "." + strconv.Itoa(schemas.PartitionOf(m.Key, partitions)); d.Topic != want {
+			t.Errorf("message %s key %q: subject %s, want %s", m.ID(), m.Key, d.Topic, want)
 		}
-		if seen[id] {
-			t.Fatalf("message %s delivered twice", id)
-		}
-		seen[id] = true
-		want := schemas.PartitionOf(m.Key, partitions)
-		if int(d.Partition) != want || d.Subject != DefaultSubjectPrefix+"."+strconv.Itoa(want) {
-			t.Errorf("message %s key %q: partition %d subject %s, want PartitionOf = %d", id, m.Key, d.Partition, d.Subject, want)
-		}
-		if string(d.Key) != m.Key {
-			t.Errorf("message %s: key %q, want %q", id, d.Key, m.Key)
-		}
-		if !bytes.Equal(d.Value, m.Value) {
-			t.Errorf("message %s: value of %d bytes differs from the %d published", id, len(d.Value), len(m.Value))
-		}
-		wantH := map[string]string{HeaderKey: m.Key, jetstream.MsgIDHeader: m.ID()}
+		want := map[string]string{HeaderKey: m.Key, jetstream.MsgIDHeader: m.ID()}
 		for _, kv := range m.Headers() {
-			wantH[kv[0]] = kv[1]
+			want[kv[0]] = kv[1]
 		}
-		if !maps.Equal(d.Headers, wantH) {
-			t.Errorf("message %s: headers %v, want %v", id, d.Headers, wantH)
+		if !maps.Equal(d.Headers, want) {
+			t.Errorf("message %s: headers %v, want %v", m.ID(), d.Headers, want)
 		}
 		if d.Time.IsZero() {
-			t.Errorf("message %s: no stream time", id)
+			t.Errorf("message %s: no stream time", m.ID())
 		}
-		if prev := last[d.Partition]; prev != nil {
-			if d.Offset <= prev.Offset || m.Seq <= byID[prev.Headers[jetstream.MsgIDHeader]].Seq {
-				t.Errorf("partition %d: %s at %d after %s at %d: out of order", d.Partition, id, d.Offset, prev.Headers[jetstream.MsgIDHeader], prev.Offset)
-			}
-		}
-		last[d.Partition] = d
-	}
+	})
 }
 
 func TestPublishedMessagesReachTheConsumerExactlyOnce(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
-	msgs := testMessages("node-a", 1, 50)
+	msgs := bustest.Messages("node-a", 1, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:20]); err != nil {
@@ -197,8 +114,8 @@ func TestPublishedMessagesReachTheConsumerExactlyOnce(t *testing.T) {
 	var assigned []int32
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions,
 		OnAssigned: func(ps []int32) { assigned = ps }})
-	ds := pollN(t, c, len(msgs), 10*time.Second)
-	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, c, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, testPartitions)
 	if len(assigned) != testPartitions || assigned[0] != 0 || assigned[7] != 7 {
 		t.Errorf("OnAssigned got %v, want partitions 0..7", assigned)
@@ -229,7 +146,7 @@ func TestPublishedMessagesReachTheConsumerExactlyOnce(t *testing.T) {
 func TestPublishingTheSameMessagesAgainDoesNotDuplicateThem(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
-	msgs := testMessages("node-b", 1, 20)
+	msgs := bustest.Messages("node-b", 1, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for range 3 {
@@ -246,15 +163,15 @@ func TestPublishingTheSameMessagesAgainDoesNotDuplicateThem(t *testing.T) {
 		t.Fatalf("stream holds %d messages after republishing 20 with the same Nats-Msg-Id, want 20", n)
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
-	ds := pollN(t, c, len(msgs), 10*time.Second)
-	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, c, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, testPartitions)
 }
 
 func TestAConsumerRestartResumesAfterTheCommitWithoutDuplicates(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
-	msgs := testMessages("node-c", 1, 50)
+	msgs := bustest.Messages("node-c", 1, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs); err != nil {
@@ -262,37 +179,16 @@ func TestAConsumerRestartResumesAfterTheCommitWithoutDuplicates(t *testing.T) {
 	}
 	cfg := ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions, MaxPollRecords: 7}
 	first := newConsumer(t, cfg)
-	var processed []Delivery
-	next := map[int32]int64{}
-	for len(processed) < 20 {
-		ds, err := first.Poll(ctx)
-		if err != nil {
-			t.Fatalf("poll: %v", err)
-		}
-		if len(ds) > 7 {
-			t.Fatalf("poll returned %d messages, max poll records is 7", len(ds))
-		}
-		for _, d := range ds {
-			processed = append(processed, d)
-			next[d.Partition] = d.Offset + 1
-		}
-	}
-	if err := first.Commit(ctx, next); err != nil {
-		t.Fatalf("commit: %v", err)
-	}
+	processed, next := bustest.CommitFirst(ctx, t, first, 20, 7)
 	first.Close()
-	if _, err := first.Poll(ctx); !errors.Is(err, ErrClosed) {
-		t.Errorf("poll after close: got %v, want ErrClosed", err)
+	if _, err := first.Poll(ctx); !errors.Is(err, bus.ErrClosed) {
+		t.Errorf("poll after close: got %v, want bus.ErrClosed", err)
 	}
 
 	second := newConsumer(t, cfg)
-	rest := pollN(t, second, len(msgs)-len(processed), 10*time.Second)
-	rest = append(rest, pollQuiet(t, second, 300*time.Millisecond)...)
-	for _, d := range rest {
-		if d.Offset < next[d.Partition] {
-			t.Errorf("partition %d offset %d delivered again after commit of %d", d.Partition, d.Offset, next[d.Partition])
-		}
-	}
+	rest := bustest.PollN(t, second, len(msgs)-len(processed), 10*time.Second)
+	rest = append(rest, bustest.PollQuiet(t, second, 300*time.Millisecond)...)
+	bustest.CheckNotBefore(t, rest, next)
 	checkDeliveries(t, append(processed, rest...), msgs, testPartitions)
 }
 
@@ -308,7 +204,7 @@ func TestPublishBlocksThroughAServerRestartAndStoresEachMessageOnce(t *testing.T
 	pu, _ := url.Parse(u)
 	port, _ := strconv.Atoi(pu.Port())
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions, AckTimeout: time.Second})
-	msgs := testMessages("node-d", 1, 40)
+	msgs := bustest.Messages("node-d", 1, 40)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Publish(ctx, msgs[:20]); err != nil {
@@ -332,19 +228,19 @@ func TestPublishBlocksThroughAServerRestartAndStoresEachMessageOnce(t *testing.T
 		t.Fatalf("stream holds %d messages, want 40", n)
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
-	ds := pollN(t, c, len(msgs), 10*time.Second)
-	ds = append(ds, pollQuiet(t, c, 300*time.Millisecond)...)
+	ds := bustest.PollN(t, c, len(msgs), 10*time.Second)
+	ds = append(ds, bustest.PollQuiet(t, c, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, testPartitions)
 }
 
 func TestPublishRejectsAMessageOverTheStreamLimitBeforeSendingAnything(t *testing.T) {
 	_, u := startServer(t, t.TempDir(), -1)
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}})
-	msgs := testMessages("node-e", 1, 3)
+	msgs := bustest.Messages("node-e", 1, 3)
 	msgs[2].Value = make([]byte, 1<<20-100) // fits the payload, not with its headers
 	err := p.Publish(context.Background(), msgs)
-	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("publish: got %v, want ErrTooLarge", err)
+	if !errors.Is(err, bus.ErrTooLarge) {
+		t.Fatalf("publish: got %v, want bus.ErrTooLarge", err)
 	}
 	if n := streamMsgs(t, u, DefaultStream); n != 0 {
 		t.Errorf("%d messages stored, want 0", n)
@@ -363,7 +259,7 @@ func TestPublishBlocksWhileNoServerAnswersUntilTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := p.Publish(ctx, testMessages("node-f", 1, 3))
+	err := p.Publish(ctx, bustest.Messages("node-f", 1, 3))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("publish with no server: got %v, want context.DeadlineExceeded", err)
 	}
@@ -377,11 +273,11 @@ func TestDeadLetterStoresTheMessageOnceWithReasonPartitionAndOffset(t *testing.T
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := p.Publish(ctx, testMessages("node-g", 1, 3)); err != nil {
+	if err := p.Publish(ctx, bustest.Messages("node-g", 1, 3)); err != nil {
 		t.Fatal(err)
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
-	ds := pollN(t, c, 3, 10*time.Second)
+	ds := bustest.PollN(t, c, 3, 10*time.Second)
 	bad := ds[1]
 	for range 2 {
 		if err := c.DeadLetter(ctx, bad, "arrow: truncated stream"); err != nil {
@@ -410,9 +306,9 @@ func TestDeadLetterStoresTheMessageOnceWithReasonPartitionAndOffset(t *testing.T
 			want[k] = v
 		}
 	}
-	want[HeaderDLQReason] = "arrow: truncated stream"
-	want[HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
-	want[HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
+	want[bus.HeaderDLQReason] = "arrow: truncated stream"
+	want[bus.HeaderDLQPartition] = strconv.Itoa(int(bad.Partition))
+	want[bus.HeaderDLQOffset] = strconv.FormatInt(bad.Offset, 10)
 	want[jetstream.MsgIDHeader] = DefaultStream + "/" + strconv.FormatInt(bad.Offset, 10)
 	if !maps.Equal(got, want) {
 		t.Errorf("dead letter headers %v, want %v", got, want)
@@ -424,7 +320,7 @@ func TestAStreamTheServerRefusesFailsPublishAtOnce(t *testing.T) {
 	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Stream: StreamConfig{Replicas: 3}}) // one server, not a cluster
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := p.Publish(ctx, testMessages("node-h", 1, 1))
+	err := p.Publish(ctx, bustest.Messages("node-h", 1, 1))
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "nats stream FLOWBUS_FLOWS") {
 		t.Fatalf("publish with a 3-replica stream on one server: got %v, want the server's refusal before the deadline", err)
 	}
@@ -444,7 +340,7 @@ func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	for i := range value {
 		value[i] = byte(i * 7)
 	}
-	bad := Delivery{Partition: 1, Offset: 9, Value: value, Headers: map[string]string{"flowbus-schema": "flow.v1"}}
+	bad := bus.Delivery{Partition: 1, Offset: 9, Value: value, Headers: map[string]string{"flowbus-schema": "flow.v1"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.DeadLetter(ctx, bad, strings.Repeat("r", 2000)); err != nil {
@@ -455,11 +351,11 @@ func TestADeadLetterAtMaxPayloadIsCutToFit(t *testing.T) {
 	if n := len(raw.Data); n >= maxPayload-1024 || n < maxPayload-2048 || !bytes.Equal(raw.Data, value[:n]) {
 		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-2048..%d bytes", n, maxPayload, maxPayload-1024)
 	}
-	if got := raw.Header.Get(HeaderDLQTruncated); got != strconv.Itoa(maxPayload) {
-		t.Errorf("%s = %q, want %d", HeaderDLQTruncated, got, maxPayload)
+	if got := raw.Header.Get(bus.HeaderDLQTruncated); got != strconv.Itoa(maxPayload) {
+		t.Errorf("%s = %q, want %d", bus.HeaderDLQTruncated, got, maxPayload)
 	}
-	if got := raw.Header.Get(HeaderDLQOffset); got != "9" {
-		t.Errorf("%s = %q, want 9", HeaderDLQOffset, got)
+	if got := raw.Header.Get(bus.HeaderDLQOffset); got != "9" {
+		t.Errorf("%s = %q, want 9", bus.HeaderDLQOffset, got)
 	}
 	if !strings.Contains(logs.String(), "nats dead letter cut to fit") {
 		t.Errorf("no warning about the cut dead letter in the log:\n%s", logs.String())
@@ -506,7 +402,7 @@ func TestADeadLetterIsCutToAnExistingStreamsMaxMsgSize(t *testing.T) {
 	}
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
 	value := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
-	bad := Delivery{Partition: 2, Offset: 5, Value: value, Headers: map[string]string{HeaderDLQTruncated: "stale"}}
+	bad := bus.Delivery{Partition: 2, Offset: 5, Value: value, Headers: map[string]string{bus.HeaderDLQTruncated: "stale"}}
 	if err := c.DeadLetter(ctx, bad, "not an Arrow stream"); err != nil {
 		t.Fatalf("dead letter of %d bytes to a stream of max_msg_size %d: %v", len(value), maxMsg, err)
 	}
@@ -514,7 +410,7 @@ func TestADeadLetterIsCutToAnExistingStreamsMaxMsgSize(t *testing.T) {
 	if n := len(raw.Data); n >= maxMsg-100 || n < maxMsg-1024 || !bytes.Equal(raw.Data, value[:n]) {
 		t.Errorf("dead letter holds %d bytes, want a prefix of the original of %d-1024..%d bytes", n, maxMsg, maxMsg-100)
 	}
-	if got := raw.Header.Values(HeaderDLQTruncated); len(got) != 1 || got[0] != strconv.Itoa(len(value)) {
-		t.Errorf("%s = %q, want [%d]", HeaderDLQTruncated, got, len(value))
+	if got := raw.Header.Values(bus.HeaderDLQTruncated); len(got) != 1 || got[0] != strconv.Itoa(len(value)) {
+		t.Errorf("%s = %q, want [%d]", bus.HeaderDLQTruncated, got, len(value))
 	}
 }

@@ -10,13 +10,10 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// ErrTooLarge is wrapped by Publish when a message (headers + value) exceeds
-// the stream's MaxMsgSize; nothing of that Publish call was sent.
-var ErrTooLarge = errors.New("message larger than the bus limit")
 
 // Publisher publishes bus messages to the JetStream stream, one subject per
 // partition, with Nats-Msg-Id dedupe. Safe for concurrent use, though calls
@@ -155,8 +152,9 @@ func Subject(prefix string, p int) string { return prefix + "." + strconv.Itoa(p
 // pipelined (async publish) and the acknowledged prefix is kept; from the
 // first failure on, they are sent again, in order, after a backoff, until
 // ctx is done (then the error wraps ctx.Err() and the last failure). A
-// message over the stream's MaxMsgSize fails the call with ErrTooLarge before
-// anything is sent; other refusals by the server are returned at once.
+// message over the stream's MaxMsgSize fails the call with an error wrapping
+// bus.ErrTooLarge before anything is sent; other refusals by the server are
+// returned at once.
 func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -165,7 +163,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 	for i := range msgs {
 		out[i] = p.message(&msgs[i])
 		if n := msgSize(out[i]); n > int(p.cfg.Stream.MaxMsgSize) {
-			return fmt.Errorf("nats publish %s: %d bytes over the stream's max msg size %d: %w", msgs[i].ID(), n, p.cfg.Stream.MaxMsgSize, ErrTooLarge)
+			return fmt.Errorf("nats publish %s: %d bytes over the stream's max msg size %d: %w", msgs[i].ID(), n, p.cfg.Stream.MaxMsgSize, bus.ErrTooLarge)
 		}
 	}
 	p.mu.Lock()
