@@ -43,7 +43,15 @@
 // service, dst port, protocol, verdict, drop reason); route_rollup one row
 // per (window, dst workload, L7 protocol, method, route, status), from L7
 // records other than bare requests (a response carries the status and the
-// latency). A workload is Endpoint.Workload, else the pod name, else "". An
+// latency).
+//
+// Both count each connection once, by each record's count_as
+// (schemas.CountAs): bytes, packets and RSTs come from records that count
+// as flows or as traffic; flows, connections (flows whose opening SYN was
+// seen, or not TCP), SYNs, latency and L7 requests from records that count
+// as flows; records that count as nothing (another observation point's
+// record carries their connection) add nothing, but are still consumed and
+// kept in flows/. A workload is Endpoint.Workload, else the pod name, else "". An
 // HTTP route is the URL path with the query dropped and each segment that is
 // a number, a UUID or ≥ 16 hex digits replaced by {id}, then the
 // user's --route-template rules, then cut to 128 bytes; a DNS route is the

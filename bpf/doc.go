@@ -48,18 +48,40 @@
 // Hash maps, not LRU: an LRU evicts entries silently, a hash refuses the
 // insert, which the program counts (map_insert) and turns into a
 // per-packet EVENT_INSERT_FAILED, so nothing is lost silently. Entries
-// leave the maps by:
-//   - the kernel itself, when a flow ends cleanly (FIN both ways, then the
-//     last ACK) and its end event is in the ring buffer. This is the bulk of
-//     all flows, and it keeps the map and the sweep small under a storm;
-//   - the Collector's sweep (every SweepInterval, default 1 s), which scans
-//     both maps with batch lookups (iteration where unsupported) and removes
-//     with per-key lookup-and-delete, so the counts it reports are exactly
-//     those it removed (an entry that changed since the scan is put back):
-//     flows ended by a reset, once quiet for EndLinger (they linger so that
-//     packets racing the RST do not open a new flow; one record per reset
-//     connection); ended flows whose end event was lost (reported now, as
-//     EventRecovered); flows idle for IdleTimeout (default 10 s).
+// leave the maps by the Collector's sweep (every SweepInterval, default
+// 1 s), which scans both maps with batch lookups (iteration where
+// unsupported) and removes with per-key lookup-and-delete, so the counts it
+// reports are exactly those it removed (an entry that changed since the
+// scan is put back): ended flows once quiet for EndLinger (default 1 s;
+// see "Ends and tails"), ended flows whose end event was lost (reported
+// now, as EventRecovered), and flows idle for IdleTimeout (default 10 s).
+//
+// # Ends and tails
+//
+// A flow ends with FIN in both directions and the last ACK, or with a RST:
+// the kernel emits its end event (EVENT_FLOW_END, EVENT_FLOW_RESET) with
+// the counters, takes exactly those counters off the entry with atomic adds
+// (a packet racing the event stays counted), marks it reported with the TCP
+// flags the event carried (FLOW_REPORTED, bits 21-29), and leaves it in the
+// map. Packets after the close (a late ACK, a retransmitted FIN, a RST
+// answering data after a reset) accumulate there as the flow's tail, in the
+// connection's orientation, instead of opening a new flow oriented from
+// whoever sent them: the reversed "straggler" flows a delete-on-end design
+// reports. The sweep frees the entry once it has been quiet for EndLinger,
+// reporting the tail (EventFlowTail) if it holds packets; a SYN on the
+// tuple before that (a new connection reusing it) makes the kernel emit the
+// tail (EVENT_FLOW_TAIL) and restart the entry for the new connection. A
+// tail event is Continued: its flags leave out the SYN, FIN and RST the end
+// carried, and it carries no handshake. Active-timeout records after a
+// flow's first record are Continued in the same way (the Collector
+// subtracts what it reported). Every packet is thus in exactly one event,
+// and each connection's first event is the only one that is not Continued.
+//
+// A TCP entry created by a packet that opens nothing (no SYN, no SYN-ACK:
+// the agent started after the connection opened, or the sweep removed it
+// while it was idle) is marked FLOW_MIDSTREAM (Event.Midstream): its
+// initiator is only the sender of the first packet seen, which the agent
+// corrects where it knows the server's port.
 //
 // A SYN without ACK skips the lookup and goes straight to the insert
 // (BPF_NOEXIST): it almost always opens a new flow, and the insert says
@@ -98,8 +120,10 @@
 // # Event policy
 //
 // The ring buffer carries an event only when a flow ends (EVENT_FLOW_END,
-// EVENT_FLOW_RESET, with the final counters), when the map refuses a flow
-// (EVENT_INSERT_FAILED, one packet), and, if enabled, when a flow starts.
+// EVENT_FLOW_RESET, with the final counters), when a new connection takes
+// over an ended entry with a tail (EVENT_FLOW_TAIL), when the map refuses a
+// flow (EVENT_INSERT_FAILED, one packet), and, if enabled, when a flow
+// starts.
 // Established packets only touch the map. Start events are off by default
 // (Config.EmitStartEvents): the reservation costs ~400 ns per new flow on
 // this machine, about as much as the insert, and flows are reported when
@@ -165,9 +189,8 @@
 //
 // # Known gaps
 //
-//   - Packets after a flow's reported end (a retransmitted FIN, TIME_WAIT
-//     ACK/RST exchanges) open a new entry without a SYN, reported later on
-//     idle timeout: a small record with no SYN among its flags.
+//   - Packets after a flow's entry left the map (quiet for EndLinger after
+//     its end, or idle for IdleTimeout) open a new, mid-stream entry.
 //   - Under a connect storm that reuses 4-tuples within a fraction of a
 //     second, about one connection in 50,000 is folded into the record of
 //     another on the same tuple (TestConnectStorm logs the figure).

@@ -14,13 +14,13 @@ func pathMatch(p string) (bool, error) { return path.Match(p, "") }
 
 // sweep scans the flows map (batch lookups; iteration where batches are not
 // supported) and reports and removes flows by the rules of doc.go: ended
-// flows quiet for EndLinger (reported only if their end event was lost),
-// idle flows, and flows due an active-timeout record.
+// flows quiet for EndLinger (their tail if they have one, the whole flow if
+// their end event was lost), idle flows, and flows due an active-timeout
+// record.
 //
 // Removal is per key with lookup-and-delete, so the counts reported are
 // exactly those removed; an entry that changed since the scan (a packet
 // arrived, or a new connection restarted an ended entry) is put back.
-// Clean ends, the bulk of all flows, never get here: the kernel frees them.
 func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	now := monoNow()
 	linger := uint64(c.cfg.EndLinger)

@@ -19,8 +19,8 @@
 //	hubble_port_distribution_total{protocol,port,<context>}                 "port-distribution"
 //	hubble_lost_events_total{source}                                        always
 //
-// (DESIGN.md lists hubble_flows_processed_total{type,subtype,verdict}; Hubble
-// has a protocol label first, and we follow Hubble.)
+// hubble_flows_processed_total has Hubble's protocol label first, before
+// type, subtype and verdict.
 //
 // Decisions:
 //
@@ -39,6 +39,14 @@
 //     "Unknown L7", as in Hubble), DNS requests are flows that are not
 //     replies, HTTP latency is the record's L7 latency. A folded record
 //     (Count > 1) counts Count times.
+//   - Per-event, as Hubble counts: every record is an event at its
+//     observation point, whatever its count_as, so a same-node connection
+//     counts in hubble_flows_processed_total, hubble_tcp_flags_total and
+//     hubble_port_distribution_total at the sender's and at the receiver's
+//     interface, as Hubble's own counters do; a long-lived connection's
+//     periodic records and its tail are events too. Numbers that must count
+//     each connection once (bytes and flows per pair or route) are the
+//     aggregator's rollups, which honour count_as.
 //   - Label cardinality is capped per metric (Config.MaxLabelSets, default
 //     2000 combinations): a flow that would create one more combination is
 //     not counted in that metric but in

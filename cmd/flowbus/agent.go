@@ -78,7 +78,7 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
 	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
-	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: interfaces to attach to, names or globs (veth*, lxc*, eth0); new ones are attached as they appear")
+	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: the pods' host-side interfaces to attach to, names or globs (lxc*, veth*); new ones are attached as they appear; every record is observed at its pod's interface (from-endpoint / to-endpoint)")
 	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; `flowbus lab up` writes one")
 	f.activeTimeout = fs.Duration("active-timeout", 10*time.Second, "ebpf: report long-lived flows this often")
 	f.ringbufSize = fs.Uint32("ringbuf-size", 1<<20, "ebpf: ring buffer bytes (power of two, page multiple)")

@@ -149,12 +149,12 @@ func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 	if len(rep.Edges) > 0 {
 		fmt.Fprintln(io.Stdout)
 		tw := tabwriter.NewWriter(io.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "EDGE\tSENT\tOK\t5XX\tRESET\tERRORS\tSKIPPED\t")
+		fmt.Fprintln(tw, "EDGE\tSENT\tOK\t5XX\tRESET\tERRORS\tSKIPPED\tCONNECTIONS\t")
 		for _, e := range rep.Edges {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", e.Name(), e.Sent, e.OK, e.Status5xx, e.Resets, e.Errors, e.Skipped)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", e.Name(), e.Sent, e.OK, e.Status5xx, e.Resets, e.Errors, e.Skipped, e.Connections)
 		}
 		t := rep.Total()
-		fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t%d\t\n", t.Sent, t.OK, t.Status5xx, t.Resets, t.Errors, t.Skipped)
+		fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", t.Sent, t.OK, t.Status5xx, t.Resets, t.Errors, t.Skipped, t.Connections)
 		tw.Flush()
 	}
 	if errors.Is(err, context.Canceled) {

@@ -46,6 +46,16 @@
 // of a route's error_every gets its error_status) so that a test can count
 // them.
 //
+// Each edge also counts the connections it opened (EdgeStats.Connections):
+// the ground truth of flows. An HTTP edge opens connections as its
+// keep-alive pool needs them (new_conn: one per request), a gRPC edge one
+// per family, a TCP echo request one; a DNS query is one UDP socket and a
+// ping one ICMP echo socket (its identifier keys the flow). The DNS client
+// takes its source ports in sequence from 20000 up to 32767 (below the
+// kernel's ephemeral range) rather than letting the kernel pick them at
+// random: a port reused within a flow's idle timeout is one flow to any
+// conntrack, and random ports come back within seconds at the lab's rates.
+//
 // There is no policy enforcement yet: a server's reset_from lists pods whose
 // TCP connections it resets (SO_LINGER 0) right after accept. That gives a
 // real RST between two pods (rewards-cron → ledger-svc in the payments

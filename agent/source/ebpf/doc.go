@@ -3,17 +3,44 @@
 // schemas.Flow batches for the agent pipeline (agent.Source).
 //
 // Decisions:
-//   - One record per flow: a flow is sent when it ends (FIN or RST), when the
-//     sweep removes it (idle, recovered after a lost end event, flushed at
-//     shutdown), or as an active-timeout record every ActiveTimeout for
-//     long-lived flows (counts since the previous record). Start events, if
-//     enabled in the kernel, are not exported. Records are oriented from the
-//     initiator: IsReply is False, except for single-packet records (map
-//     full, naive mode), which carry the packet's own reply flag.
-//   - The programs sit on the host side of pod interfaces. A flow opened by
-//     the pod behind the interface is Direction EGRESS, observation point
-//     FROM_ENDPOINT; one opened toward it is INGRESS, TO_ENDPOINT. Verdict is
-//     FORWARDED (this datapath does not enforce policy); EventType 4 (trace).
+//   - One record per flow and interface: a flow is sent when it ends (FIN or
+//     RST), when the sweep removes it (idle, recovered after a lost end
+//     event, flushed at shutdown), as an active-timeout record every
+//     ActiveTimeout for long-lived flows (counts since the previous record),
+//     and as a tail for packets after its end (bpf/doc.go, "Ends and
+//     tails"). Start events, if enabled in the kernel, are not exported.
+//   - Records are oriented from the side that opened the connection, and a
+//     connection record is never a reply: IsReply is False whatever packet
+//     ended the flow. A TCP flow the interface saw only mid-stream is turned
+//     around when its first packet came from the server, as the endpoints
+//     file tells (the (address, port) of a service backend); failing that, a
+//     port below 32768 facing one at or above it is taken for the server's,
+//     and IsReply is Unknown because the opener is a guess. Single-packet
+//     records (map full, naive mode) carry the packet's own reply flag.
+//   - The programs sit on the host side of pod interfaces, so every record is
+//     one endpoint's: the sender's when the pod behind the interface opened
+//     the flow (Direction EGRESS, observation point FROM_ENDPOINT, Cilium
+//     event sub-type 5 "from-endpoint"), the receiver's otherwise (INGRESS,
+//     TO_ENDPOINT, sub-type 0 "to-endpoint"), as Hubble marks its events at
+//     those points; a same-node connection is thus reported at both pods'
+//     interfaces. Verdict is FORWARDED (this datapath does not enforce
+//     policy); EventType 4 (trace).
+//   - Count once (Flow.CountAs): the receiver's record carries a connection
+//     between two endpoints, on one node or across nodes, without any
+//     coordination between agents, because every agent reads the same
+//     endpoints: the sender's record is CountNone when the destination is a
+//     pod of the endpoints file (on any node), and counts when it is not
+//     (the world, the host), where no receiver's record exists. A dropped
+//     record always counts where the drop happened. A counting record is
+//     CountFlow for a connection's first record, CountTraffic for its later
+//     ones (active-timeout updates, tails), for a mid-stream flow (counted
+//     when it opened, or opened before the agent ran) and for single
+//     packets. The receiver's record is the right one to carry it: it holds
+//     what actually arrived, and a drop by the receiver's ingress policy is
+//     decided there. The rule needs every node with pods in the file to run
+//     an agent attached to them, and the same file on all agents; without an
+//     endpoints file the agent cannot tell a pod from the world and counts a
+//     connection between two attached pods at both (it warns at start).
 //   - Pods come from the endpoints file (deploy/lab/endpoints: YAML, or JSON
 //     which is YAML): source and destination IPs map to pods, the
 //     destination ip:port to a service backend, and when an address is not

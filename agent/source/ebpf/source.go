@@ -96,6 +96,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Source, erro
 			return nil, fmt.Errorf("ebpf source: %w", err)
 		}
 		s.eps = f
+	} else {
+		log.Warn("no endpoints file: peers cannot be told apart from the world, so a connection between two " +
+			"attached pods counts at both pods' interfaces in rollups; give --endpoints to count it once")
 	}
 	if reg != nil {
 		if err := reg.Register(s); err != nil {
