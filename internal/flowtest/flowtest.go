@@ -9,7 +9,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"slices"
+	"testing"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
@@ -331,4 +333,17 @@ func Fleet(seed uint64, n int) []schemas.Flow {
 		out[i] = f
 	}
 	return out
+}
+
+// DiffFlows reports, as a test error, the first field in which got differs
+// from want (flow i of a batch); it reports nothing for equal flows.
+func DiffFlows(t testing.TB, i int, got, want *schemas.Flow) {
+	t.Helper()
+	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
+	for k := 0; k < gv.NumField(); k++ {
+		if !reflect.DeepEqual(gv.Field(k).Interface(), wv.Field(k).Interface()) {
+			t.Errorf("flow %d: field %s = %#v, want %#v", i, gv.Type().Field(k).Name, gv.Field(k).Interface(), wv.Field(k).Interface())
+			return
+		}
+	}
 }
