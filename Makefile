@@ -12,7 +12,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 19m
 
-# Pinned eBPF toolchain (STYLE.md): bpf2go runs clang-19 with these flags.
+# Pinned eBPF toolchain: bpf2go runs clang-19 with these flags.
 export BPF2GO_CC     := clang-19
 export BPF2GO_STRIP  := llvm-strip-19
 export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded -mcpu=v3
@@ -38,7 +38,7 @@ demo: build
 test: deps-test $(HUBBLE_CLI)
 	$(GO) vet ./...
 	@# the pure-Go (klauspost) zstd files must keep building for CGO_ENABLED=0 agents
-	CGO_ENABLED=0 $(GO) build ./agent/... ./schemas/...
+	CGO_ENABLED=0 $(GO) build ./agent/... ./schemas/... ./internal/flowcodec/...
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -48,7 +48,7 @@ test-short:
 
 ## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./schemas/ ./bench/ ./aggregator/... ./agent/...
+	$(GO) test -run '^$$' -bench . -benchmem ./schemas/... ./internal/flowcodec/ ./bench/ ./aggregator/... ./agent/...
 	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/; else echo "bpf benchmarks need root: skipped"; fi
 
 ## generate: rebuild the eBPF objects and bpf2go bindings (needs clang-19).

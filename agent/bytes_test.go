@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -34,7 +35,7 @@ func BenchmarkBytesPerFlow(b *testing.B) {
 				for _, r := range agg.Flush() {
 					parts[r.PartitionKey()] = append(parts[r.PartitionKey()], r)
 				}
-				enc := schemas.NewEncoder()
+				enc := flowcodec.NewEncoder()
 				arrowBytes, msgs = 0, 0
 				for _, p := range parts {
 					v, err := enc.Encode(nil, p)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -28,11 +29,11 @@ func TestProjectionCoversTheRollup(t *testing.T) {
 	}
 	msgs := encodeAll(t, split(g.flows, 1, 1000))
 	a, _ := newTestAggregator(t, Config{Out: t.TempDir()})
-	proj, err := schemas.NewProjection(rollupColumns...)
+	proj, err := flowcodec.NewProjection(rollupColumns...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	fold := func(project bool) *partition {
 		ps := newPartition(0, nil)
 		var flows []schemas.Flow

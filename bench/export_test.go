@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
@@ -68,7 +69,7 @@ func runExport(b *testing.B, raw []schemas.Flow, enc string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	arrow := schemas.NewEncoder()
+	arrow := flowcodec.NewEncoder()
 	ctx := context.Background()
 	var seq uint64
 	var bytes int

@@ -117,6 +117,16 @@ func (c CountAs) String() string {
 	return strconv.Itoa(int(c))
 }
 
+// ParseCountAs returns the CountAs named s ("flow", "traffic" or "none").
+func ParseCountAs(s string) (CountAs, bool) {
+	for c, name := range countAsNames {
+		if name == s {
+			return CountAs(c), true
+		}
+	}
+	return 0, false
+}
+
 // Flows reports whether the record's flows count.
 func (c CountAs) Flows() bool { return c == CountFlow }
 

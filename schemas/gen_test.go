@@ -5,7 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"slices"
+	"testing"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 )
@@ -326,4 +328,16 @@ func fleetFlows(seed uint64, n int) []Flow {
 		out[i] = f
 	}
 	return out
+}
+
+// diffFlows reports the first differing field of two flows.
+func diffFlows(t *testing.T, i int, got, want *Flow) {
+	t.Helper()
+	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
+	for k := 0; k < gv.NumField(); k++ {
+		if !reflect.DeepEqual(gv.Field(k).Interface(), wv.Field(k).Interface()) {
+			t.Errorf("flow %d: field %s = %#v, want %#v", i, gv.Type().Field(k).Name, gv.Field(k).Interface(), wv.Field(k).Interface())
+			return
+		}
+	}
 }

@@ -441,11 +441,11 @@ func extensionsFromProto(f *Flow, a *anypb.Any) error {
 		f.L7.KafkaClientID = v.GetStringValue()
 	}
 	if v, ok := s.Fields[ExtCountAs]; ok {
-		c, known := countAsValues[v.GetStringValue()]
+		c, known := ParseCountAs(v.GetStringValue())
 		if !known {
 			return fmt.Errorf("%w: extension %s: %q is not flow, traffic or none", ErrBadProto, ExtCountAs, v.GetStringValue())
 		}
-		f.CountAs = CountAs(c)
+		f.CountAs = c
 	}
 	if v, ok := s.Fields[ExtL4Protocol]; ok {
 		n := v.GetNumberValue()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -16,7 +17,7 @@ import (
 func arrowMessages(t *testing.T, node string, rows int) ([]schemas.Message, map[string][]schemas.Flow) {
 	t.Helper()
 	dsts := []string{"ledger-svc", "checkout-api", "fraud-detector", "sanctions-svc", "postgres-primary", "rewards-cron"}
-	enc := schemas.NewEncoder()
+	enc := flowcodec.NewEncoder()
 	byKey := map[string][]schemas.Flow{}
 	var msgs []schemas.Message
 	t0 := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC).UnixNano()
@@ -57,7 +58,7 @@ func TestArrowMessagesDecodeToTheSameFlowsAfterKafka(t *testing.T) {
 	defer cons.Close()
 	ds := pollN(t, cons, len(msgs), 15*time.Second)
 	checkDeliveries(t, ds, msgs, testPartitions)
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	for _, d := range ds {
 		got, err := dec.Decode(nil, d.Value)
 		if err != nil {

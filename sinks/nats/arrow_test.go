@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -15,7 +16,7 @@ import (
 func arrowMessages(t *testing.T, node string, rows int) ([]schemas.Message, map[string][]schemas.Flow) {
 	t.Helper()
 	dsts := []string{"ledger-svc", "checkout-api", "fraud-detector", "sanctions-svc", "postgres-primary", "rewards-cron"}
-	enc := schemas.NewEncoder()
+	enc := flowcodec.NewEncoder()
 	byKey := map[string][]schemas.Flow{}
 	var msgs []schemas.Message
 	t0 := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC).UnixNano()
@@ -55,7 +56,7 @@ func TestArrowMessagesDecodeToTheSameFlowsAfterJetStream(t *testing.T) {
 	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: testPartitions})
 	ds := pollN(t, c, len(msgs), 10*time.Second)
 	checkDeliveries(t, ds, msgs, testPartitions)
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	for _, d := range ds {
 		got, err := dec.Decode(nil, d.Value)
 		if err != nil {

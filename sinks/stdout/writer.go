@@ -12,6 +12,7 @@ import (
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -21,7 +22,7 @@ type Writer struct {
 	mu      sync.Mutex
 	out     *bufio.Writer
 	enc     *json.Encoder
-	dec     *schemas.Decoder
+	dec     *flowcodec.Decoder
 	log     *slog.Logger
 	flows   []schemas.Flow
 	skipped uint64
@@ -36,7 +37,7 @@ func New(w io.Writer, log *slog.Logger) *Writer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{out: out, enc: json.NewEncoder(out), dec: schemas.NewDecoder(), log: log}
+	return &Writer{out: out, enc: json.NewEncoder(out), dec: flowcodec.NewDecoder(), log: log}
 }
 
 // Skipped returns how many bus messages Publish skipped because they did

@@ -15,6 +15,7 @@ import (
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -93,7 +94,7 @@ func TestLinesParseBackToTheSameFlows(t *testing.T) {
 
 func TestPublishPrintsGoodMessagesAndSkipsBadOnes(t *testing.T) {
 	flows := testFlows()
-	enc := schemas.NewEncoder()
+	enc := flowcodec.NewEncoder()
 	m1, err := enc.Encode(nil, flows[:1])
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestPublishPrintsGoodMessagesAndSkipsBadOnes(t *testing.T) {
 }
 
 func TestPublishStopsOnCancelledContext(t *testing.T) {
-	m, err := schemas.NewEncoder().Encode(nil, testFlows())
+	m, err := flowcodec.NewEncoder().Encode(nil, testFlows())
 	if err != nil {
 		t.Fatal(err)
 	}

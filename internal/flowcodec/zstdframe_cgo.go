@@ -1,6 +1,6 @@
 //go:build cgo
 
-package schemas
+package flowcodec
 
 import (
 	"fmt"

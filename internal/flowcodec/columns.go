@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"slices"
@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Column buffers of the Encoder. Each is a plain Go slice in Arrow's memory
@@ -244,7 +246,7 @@ func (c *histCol) reset(n int) {
 }
 
 // set writes row i.
-func (c *histCol) set(i int, h Histogram) {
+func (c *histCol) set(i int, h schemas.Histogram) {
 	if len(h) > 0 {
 		// Grown once per row, then filled by index: two appends per bucket
 		// cost twice as much.
@@ -349,11 +351,11 @@ func enumParse(values map[string]int32, s string) (int32, bool) {
 var l7ProtocolNames = map[int32]string{0: "", 1: "http", 2: "dns", 3: "kafka"}
 var l7ProtocolValues = map[string]int32{"": 0, "http": 1, "dns": 2, "kafka": 3}
 
-// countAsNameMap and countAsValues are CountAs's names (flow.go) as enum maps.
+// countAsNameMap and countAsValues are CountAs's names as enum maps.
 var countAsNameMap, countAsValues = func() (map[int32]string, map[string]int32) {
 	names, values := map[int32]string{}, map[string]int32{}
-	for v, s := range countAsNames {
-		names[int32(v)], values[s] = s, int32(v)
+	for c := schemas.CountFlow; c <= schemas.CountNone; c++ {
+		names[int32(c)], values[c.String()] = c.String(), int32(c)
 	}
 	return names, values
 }()

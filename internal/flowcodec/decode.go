@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Decoder decodes Arrow IPC streams written by Encoder. Not safe for concurrent use.
@@ -40,14 +42,14 @@ func NewDecoder() *Decoder {
 // an error wrapping ErrNotArrow, ErrTruncated or ErrUnknownSchema for bad
 // input, and appends nothing then. Strings in the result do not alias msg.
 // Decode never panics on bad input.
-func (d *Decoder) Decode(dst []Flow, msg []byte) ([]Flow, error) {
+func (d *Decoder) Decode(dst []schemas.Flow, msg []byte) ([]schemas.Flow, error) {
 	return d.appendRows(dst, msg, nil)
 }
 
 // DecodeProjected is Decode for the columns of p only: the fields of other
 // columns are left at their zero values. Errors and guarantees are
 // Decode's, for the columns read; a skipped column is not checked.
-func (d *Decoder) DecodeProjected(dst []Flow, msg []byte, p Projection) ([]Flow, error) {
+func (d *Decoder) DecodeProjected(dst []schemas.Flow, msg []byte, p Projection) ([]schemas.Flow, error) {
 	return d.appendRows(dst, msg, &p)
 }
 
@@ -57,12 +59,12 @@ func (d *Decoder) DecodeProjected(dst []Flow, msg []byte, p Projection) ([]Flow,
 // flows and keeps the row it works on in cache. The whole message is
 // checked before the first call, so on error (Decode's) fn was not called.
 // It returns the number of rows. A panic in fn is not recovered.
-func (d *Decoder) DecodeEach(msg []byte, p Projection, fn func(f *Flow)) (int, error) {
+func (d *Decoder) DecodeEach(msg []byte, p Projection, fn func(f *schemas.Flow)) (int, error) {
 	batches, err := d.decode(msg, &p)
 	if err != nil {
 		return 0, err
 	}
-	var f Flow
+	var f schemas.Flow
 	n := 0
 	for _, b := range batches {
 		for i := 0; i < b.n; i++ {
@@ -74,7 +76,7 @@ func (d *Decoder) DecodeEach(msg []byte, p Projection, fn func(f *Flow)) (int, e
 	return n, nil
 }
 
-func (d *Decoder) appendRows(dst []Flow, msg []byte, p *Projection) ([]Flow, error) {
+func (d *Decoder) appendRows(dst []schemas.Flow, msg []byte, p *Projection) ([]schemas.Flow, error) {
 	batches, err := d.decode(msg, p)
 	if err != nil {
 		return dst, err
@@ -84,7 +86,7 @@ func (d *Decoder) appendRows(dst []Flow, msg []byte, p *Projection) ([]Flow, err
 		dst = slices.Grow(dst, b.n)[:base+b.n]
 		for i := 0; i < b.n; i++ {
 			f := &dst[base+i]
-			*f = Flow{} // capacity of dst may hold old rows
+			*f = schemas.Flow{} // capacity of dst may hold old rows
 			b.row(f, i)
 		}
 	}
@@ -152,11 +154,11 @@ func (d *Decoder) checkSchema(s *arrow.Schema) error {
 	if i < 0 {
 		return fmt.Errorf("%w: schema metadata has no %q key", ErrUnknownSchema, SchemaMetadataKey)
 	}
-	if v := md.Values()[i]; v != SchemaVersion {
-		return fmt.Errorf("%w: %q (this decoder reads %q)", ErrUnknownSchema, v, SchemaVersion)
+	if v := md.Values()[i]; v != schemas.SchemaVersion {
+		return fmt.Errorf("%w: %q (this decoder reads %q)", ErrUnknownSchema, v, schemas.SchemaVersion)
 	}
 	if !s.Equal(d.schema) {
-		return fmt.Errorf("%w: %s columns differ from this build's", ErrUnknownSchema, SchemaVersion)
+		return fmt.Errorf("%w: %s columns differ from this build's", ErrUnknownSchema, schemas.SchemaVersion)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
-package schemas
+package flowcodec
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Projection is a set of flow.v1 columns to decode. A projected decode
@@ -36,7 +38,7 @@ func NewProjection(columns ...string) (Projection, error) {
 			for j, f := range fields {
 				names[j] = f.Name
 			}
-			return Projection{}, fmt.Errorf("projection: no column %q in %s (columns: %s)", c, SchemaVersion, strings.Join(names, ", "))
+			return Projection{}, fmt.Errorf("projection: no column %q in %s (columns: %s)", c, schemas.SchemaVersion, strings.Join(names, ", "))
 		}
 		p.set[i/64] |= 1 << (i % 64)
 	}

@@ -1,7 +1,9 @@
-package schemas
+package flowcodec
 
 import (
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // SchemaMetadataKey is the Arrow schema metadata key whose value names the
@@ -201,6 +203,6 @@ func NewArrowSchema() *arrow.Schema {
 	if len(fields) != numCols {
 		panic("schemas: flow.v1 column list out of sync with column indices")
 	}
-	md := arrow.NewMetadata([]string{SchemaMetadataKey}, []string{SchemaVersion})
+	md := arrow.NewMetadata([]string{SchemaMetadataKey}, []string{schemas.SchemaVersion})
 	return arrow.NewSchema(fields, &md)
 }

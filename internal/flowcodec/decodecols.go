@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Column decoders: from the buffers of one record batch (rawArray, built by
@@ -332,15 +334,15 @@ func (e *enumVals) get(i int) int32 { return e.nums[e.ix.at(i)] }
 type histVals struct {
 	offs  []int32
 	valid []byte
-	vals  []Bucket
+	vals  []schemas.Bucket
 }
 
-func (h *histVals) get(i int) Histogram {
+func (h *histVals) get(i int) schemas.Histogram {
 	if !isValid(h.valid, i) {
 		return nil
 	}
 	lo, hi := h.offs[i], h.offs[i+1]
-	return Histogram(h.vals[lo:hi:hi])
+	return schemas.Histogram(h.vals[lo:hi:hi])
 }
 
 func decodeHist(d *rawArray, col, n int) (histVals, error) {
@@ -370,9 +372,9 @@ func decodeHist(d *rawArray, col, n int) (histVals, error) {
 		return histVals{}, err
 	}
 	base := offs[0]
-	vals := make([]Bucket, int(offs[n]-base))
+	vals := make([]schemas.Bucket, int(offs[n]-base))
 	for j := range vals {
-		vals[j] = Bucket{Index: bk[int(base)+j], Count: cn[int(base)+j]}
+		vals[j] = schemas.Bucket{Index: bk[int(base)+j], Count: cn[int(base)+j]}
 	}
 	if base != 0 {
 		o := make([]int32, n+1)
@@ -612,7 +614,7 @@ func timeAt(vals []int64, valid []byte, i int) int64 {
 
 // endpoint fills the selected fields of e from row i of endpoint s
 // (0 source, 1 destination).
-func (b *batchCols) endpoint(e *Endpoint, s, i int) {
+func (b *batchCols) endpoint(e *schemas.Endpoint, s, i int) {
 	base := colSrcID + s*(colDstID-colSrcID)
 	h, st := &b.has, &b.epStr[s]
 	if h[base] {
@@ -645,7 +647,7 @@ func (b *batchCols) endpoint(e *Endpoint, s, i int) {
 // the others alone: f must be zero, or have been filled by row of a batch
 // of the same projection (DecodeEach reuses one Flow, whose unselected
 // fields thus stay zero without being cleared for every row).
-func (b *batchCols) row(f *Flow, i int) {
+func (b *batchCols) row(f *schemas.Flow, i int) {
 	h := &b.has
 	if h[colTime] {
 		f.TimeNs = timeAt(b.time, b.timeV, i)
@@ -675,16 +677,16 @@ func (b *batchCols) row(f *Flow, i int) {
 		f.EventSubType = b.eventSubType[i]
 	}
 	if h[colIsReply] {
-		f.IsReply = Unknown
+		f.IsReply = schemas.Unknown
 		if isValid(b.isReplyV, i) {
-			f.IsReply = False
+			f.IsReply = schemas.False
 			if b.isReply[i>>3]&(1<<(i&7)) != 0 {
-				f.IsReply = True
+				f.IsReply = schemas.True
 			}
 		}
 	}
 	if h[colCountAs] {
-		f.CountAs = CountAs(b.countAs.get(i))
+		f.CountAs = schemas.CountAs(b.countAs.get(i))
 	}
 	if h[colIPVersion] {
 		f.IPVersion = flowpb.IPVersion(b.ipVersion.get(i))
@@ -705,7 +707,7 @@ func (b *batchCols) row(f *Flow, i int) {
 		f.L4Protocol = b.l4[i]
 	}
 	if h[colTCPFlags] {
-		f.TCPFlags = TCPFlags(b.tcpFlags[i])
+		f.TCPFlags = schemas.TCPFlags(b.tcpFlags[i])
 	}
 	if h[colICMPType] {
 		f.ICMPType = b.icmpType[i]
@@ -770,13 +772,13 @@ func (b *batchCols) row(f *Flow, i int) {
 }
 
 // l7 is row for the L7 block.
-func (b *batchCols) l7(l *L7, i int) {
+func (b *batchCols) l7(l *schemas.L7, i int) {
 	h := &b.has
 	if h[colL7Type] {
 		l.Type = flowpb.L7FlowType(b.l7Type.get(i))
 	}
 	if h[colL7Protocol] {
-		l.Protocol = L7Protocol(b.l7Proto.get(i))
+		l.Protocol = schemas.L7Protocol(b.l7Proto.get(i))
 	}
 	if h[colHTTPMethod] {
 		l.HTTPMethod = b.httpMethod.get(i)

@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"fmt"
@@ -10,6 +10,9 @@ import (
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Encoding benchmarks (issue 2): Arrow against the two baselines Hubble's
@@ -17,7 +20,7 @@ import (
 // batch sizes the agent sends at 1k and 10k flows/s (1 s linger).
 // ns/flow and bytes/flow are reported per flow; ns/op is per batch.
 //
-//	go test ./schemas -run '^$' -bench 'Encode|Decode|ToProto' -count 3
+//	go test ./internal/flowcodec -run '^$' -bench 'Encode|Decode|ToProto' -count 3
 //
 // cpu-ns/flow is process CPU time (user+system, GC included) per flow: on a
 // shared machine it is steadier than wall time (ns/flow).
@@ -25,10 +28,10 @@ import (
 var batchSizes = []int{1000, 10000}
 
 // responses converts flows to what Hubble exports: one GetFlowsResponse each.
-func responses(flows []Flow) []*observerpb.GetFlowsResponse {
+func responses(flows []schemas.Flow) []*observerpb.GetFlowsResponse {
 	out := make([]*observerpb.GetFlowsResponse, len(flows))
 	for i := range flows {
-		p := ToProto(&flows[i])
+		p := schemas.ToProto(&flows[i])
 		out[i] = &observerpb.GetFlowsResponse{
 			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
 			NodeName:      p.GetNodeName(), Time: p.GetTime(),
@@ -66,7 +69,7 @@ func measure(b *testing.B, rows int, body func() int) {
 func BenchmarkEncode(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			flows := fleetFlows(1, n)
+			flows := flowtest.Fleet(1, n)
 			enc := NewEncoder()
 			var buf []byte
 			measure(b, n, func() int {
@@ -86,7 +89,7 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkEncodeProtoJSON(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			resps := responses(fleetFlows(1, n))
+			resps := responses(flowtest.Fleet(1, n))
 			opts := protojson.MarshalOptions{UseProtoNames: true}
 			var buf []byte
 			measure(b, n, func() int {
@@ -110,7 +113,7 @@ func BenchmarkEncodeProtoJSON(b *testing.B) {
 func BenchmarkEncodeProtoJSONWithoutExtensions(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			resps := responses(fleetFlows(1, n))
+			resps := responses(flowtest.Fleet(1, n))
 			for _, r := range resps {
 				r.GetFlow().Extensions = nil
 			}
@@ -136,7 +139,7 @@ func BenchmarkEncodeProtoJSONWithoutExtensions(b *testing.B) {
 func BenchmarkEncodeProtoBinary(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			resps := responses(fleetFlows(1, n))
+			resps := responses(flowtest.Fleet(1, n))
 			opts := proto.MarshalOptions{}
 			var buf []byte
 			measure(b, n, func() int {
@@ -163,11 +166,11 @@ func BenchmarkEncodeProtoBinary(b *testing.B) {
 // binary marshals into a reused buffer, as the Arrow encoder does, so
 // neither leaves garbage whose collection another thread would pay for.
 //
-//	go test ./schemas -run '^$' -bench EncodeSideBySide -benchtime 400x -count 3
+//	go test ./internal/flowcodec -run '^$' -bench EncodeSideBySide -benchtime 400x -count 3
 func BenchmarkEncodeSideBySide(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			flows := fleetFlows(1, n)
+			flows := flowtest.Fleet(1, n)
 			resps := responses(flows)
 			enc := NewEncoder()
 			opts := proto.MarshalOptions{}
@@ -217,12 +220,12 @@ func threadCPU() time.Duration {
 func BenchmarkDecode(b *testing.B) {
 	for _, n := range batchSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			msg, err := NewEncoder().Encode(nil, fleetFlows(1, n))
+			msg, err := NewEncoder().Encode(nil, flowtest.Fleet(1, n))
 			if err != nil {
 				b.Fatal(err)
 			}
 			dec := NewDecoder()
-			var out []Flow
+			var out []schemas.Flow
 			measure(b, n, func() int {
 				if out, err = dec.Decode(out[:0], msg); err != nil {
 					b.Fatal(err)
@@ -235,10 +238,10 @@ func BenchmarkDecode(b *testing.B) {
 
 // BenchmarkToProto is the conversion cost the proto baselines leave out.
 func BenchmarkToProto(b *testing.B) {
-	flows := fleetFlows(1, 1000)
+	flows := flowtest.Fleet(1, 1000)
 	measure(b, len(flows), func() int {
 		for i := range flows {
-			_ = ToProto(&flows[i])
+			_ = schemas.ToProto(&flows[i])
 		}
 		return 0
 	})

@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"bytes"
@@ -9,6 +9,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // readColumns reads a stream with arrow-go and returns its one record batch.
@@ -34,17 +37,17 @@ func readColumns(t *testing.T, msg []byte) arrow.RecordBatch {
 // equals the original's and every other column equals that of all-zero
 // flows.
 func TestProjectedDecodeFillsExactlyItsColumns(t *testing.T) {
-	g := newGen(41)
-	flows := fleetFlows(43, 200)
+	g := flowtest.NewGen(41)
+	flows := flowtest.Fleet(43, 200)
 	for range 300 {
-		flows = append(flows, g.randomFlow())
+		flows = append(flows, g.Flow())
 	}
 	enc, dec := NewEncoder(), NewDecoder()
 	orig, err := enc.Encode(nil, flows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	zero, err := NewEncoder().Encode(nil, make([]Flow, len(flows)))
+	zero, err := NewEncoder().Encode(nil, make([]schemas.Flow, len(flows)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func TestProjectedDecodeFillsExactlyItsColumns(t *testing.T) {
 }
 
 func TestProjectionOfEveryColumnIsDecode(t *testing.T) {
-	flows := fleetFlows(47, 500)
+	flows := flowtest.Fleet(47, 500)
 	msg, err := NewEncoder().Encode(nil, flows)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +130,7 @@ func TestNewProjectionRejectsUnknownColumns(t *testing.T) {
 // error of the documented kinds (or, for a flip in a skipped column, the
 // selected columns), never a panic.
 func TestProjectedDecodeOfBadInput(t *testing.T) {
-	valid, err := NewEncoder().Encode(nil, fleetFlows(13, 50))
+	valid, err := NewEncoder().Encode(nil, flowtest.Fleet(13, 50))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,10 +160,10 @@ func TestProjectedDecodeOfBadInput(t *testing.T) {
 // TestDecodeEachCallsInOrder: DecodeEach hands over the same rows as
 // DecodeProjected, in order; on a bad message it calls fn for none.
 func TestDecodeEachCallsInOrder(t *testing.T) {
-	g := newGen(53)
-	flows := fleetFlows(59, 400)
+	g := flowtest.NewGen(53)
+	flows := flowtest.Fleet(59, 400)
 	for range 100 {
-		flows = append(flows, g.randomFlow())
+		flows = append(flows, g.Flow())
 	}
 	msg, err := NewEncoder().Encode(nil, flows)
 	if err != nil {
@@ -175,8 +178,8 @@ func TestDecodeEachCallsInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []Flow
-	n, err := dec.DecodeEach(msg, p, func(f *Flow) { got = append(got, *f) })
+	var got []schemas.Flow
+	n, err := dec.DecodeEach(msg, p, func(f *schemas.Flow) { got = append(got, *f) })
 	if err != nil || n != len(flows) {
 		t.Fatalf("DecodeEach = %d, %v; want %d rows", n, err, len(flows))
 	}
@@ -184,7 +187,7 @@ func TestDecodeEachCallsInOrder(t *testing.T) {
 
 	calls := 0
 	for _, bad := range [][]byte{msg[:len(msg)-9], append(append([]byte(nil), msg[:len(msg)/2]...), make([]byte, len(msg)/2)...)} {
-		n, err := dec.DecodeEach(bad, p, func(*Flow) { calls++ })
+		n, err := dec.DecodeEach(bad, p, func(*schemas.Flow) { calls++ })
 		if err == nil || n != 0 {
 			t.Fatalf("bad message: %d rows, err %v", n, err)
 		}
@@ -195,7 +198,7 @@ func TestDecodeEachCallsInOrder(t *testing.T) {
 }
 
 func TestDecodeEachDoesNotRecoverPanicsOfFn(t *testing.T) {
-	msg, err := NewEncoder().Encode(nil, fleetFlows(61, 3))
+	msg, err := NewEncoder().Encode(nil, flowtest.Fleet(61, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +207,6 @@ func TestDecodeEachDoesNotRecoverPanicsOfFn(t *testing.T) {
 			t.Fatalf("recovered %v, want the consumer's panic", r)
 		}
 	}()
-	NewDecoder().DecodeEach(msg, Projection{}, func(*Flow) { panic("consumer bug") })
+	NewDecoder().DecodeEach(msg, Projection{}, func(*schemas.Flow) { panic("consumer bug") })
 	t.Fatal("DecodeEach returned after fn panicked")
 }

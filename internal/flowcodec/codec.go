@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Errors of Decoder.Decode; a consumer labels bad messages by them
@@ -185,7 +187,7 @@ func (e *Encoder) reset(n int) {
 	e.kafkaClientID.resetRows(n)
 }
 
-func (p *endpointCols) set(i int, ep *Endpoint) {
+func (p *endpointCols) set(i int, ep *schemas.Endpoint) {
 	p.id[i] = ep.ID
 	p.identity[i] = ep.Identity
 	var k epKey
@@ -235,7 +237,7 @@ func (p *endpointCols) set(i int, ep *Endpoint) {
 // value, which addRows maps to dictionary indices afterwards). A timestamp of 0 (unknown) and
 // the zero netip.Addr are written as nulls; addresses take 16 bytes (IPv4
 // mapped into IPv6, zone dropped).
-func (e *Encoder) addRow(i int, f *Flow) {
+func (e *Encoder) addRow(i int, f *schemas.Flow) {
 	en := &e.enums
 	e.time[i] = f.TimeNs
 	e.timeV.set(i, f.TimeNs != 0)
@@ -247,10 +249,10 @@ func (e *Encoder) addRow(i int, f *Flow) {
 	en[colObsPoint].idx[i] = int32(f.ObservationPoint)
 	e.eventType[i] = f.EventType
 	e.eventSubType[i] = f.EventSubType
-	if f.IsReply == True {
+	if f.IsReply == schemas.True {
 		e.isReply[i>>3] |= 1 << (i & 7)
 	}
-	e.isReplyV.set(i, f.IsReply != Unknown)
+	e.isReplyV.set(i, f.IsReply != schemas.Unknown)
 	en[colCountAs].idx[i] = int32(f.CountAs)
 	en[colIPVersion].idx[i] = int32(f.IPVersion)
 	e.srcIP[i] = f.SrcIP.As16()
@@ -477,7 +479,7 @@ func (e *Encoder) emit(w *ipcWriter, n int) (err error) {
 // schema message, one dictionary batch per dictionary column, one record
 // batch with len(flows) rows, and the end-of-stream marker. Every call
 // writes a complete, self-describing stream. Flows are not retained.
-func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
+func (e *Encoder) Encode(dst []byte, flows []schemas.Flow) ([]byte, error) {
 	if int64(len(flows)) > 1<<31-1 {
 		return dst, fmt.Errorf("encode flows: %d rows do not fit one record batch", len(flows))
 	}
@@ -502,7 +504,7 @@ func (e *Encoder) Encode(dst []byte, flows []Flow) ([]byte, error) {
 // the 2 GiB an Arrow utf8 column can address; addRows turns it into an error.
 var errColumnTooBig = errors.New("encode flows: a string column exceeds 2 GiB; send smaller batches")
 
-func (e *Encoder) addRows(flows []Flow) (err error) {
+func (e *Encoder) addRows(flows []schemas.Flow) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if r != errColumnTooBig {

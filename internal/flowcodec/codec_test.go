@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"bytes"
@@ -16,30 +16,21 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+
+	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/schemas"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/flow.v1.arrows from goldenFlows")
 
-// diffFlows reports the first differing field of two flows.
-func diffFlows(t *testing.T, i int, got, want *Flow) {
-	t.Helper()
-	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
-	for k := 0; k < gv.NumField(); k++ {
-		if !reflect.DeepEqual(gv.Field(k).Interface(), wv.Field(k).Interface()) {
-			t.Errorf("flow %d: field %s = %#v, want %#v", i, gv.Type().Field(k).Name, gv.Field(k).Interface(), wv.Field(k).Interface())
-			return
-		}
-	}
-}
-
-func checkEqual(t *testing.T, got, want []Flow) {
+func checkEqual(t *testing.T, got, want []schemas.Flow) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d flows, want %d", len(got), len(want))
 	}
 	for i := range want {
 		if !reflect.DeepEqual(got[i], want[i]) {
-			diffFlows(t, i, &got[i], &want[i])
+			flowtest.DiffFlows(t, i, &got[i], &want[i])
 			if t.Failed() {
 				return
 			}
@@ -50,7 +41,7 @@ func checkEqual(t *testing.T, got, want []Flow) {
 // arrowNormal is the one normalisation of the Arrow round trip: addresses
 // are stored in 16 bytes, so an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
 // comes back as the IPv4 address a.b.c.d (and an IPv6 zone is dropped).
-func arrowNormal(f Flow) Flow {
+func arrowNormal(f schemas.Flow) schemas.Flow {
 	f.SrcIP, f.DstIP = f.SrcIP.Unmap().WithZone(""), f.DstIP.Unmap().WithZone("")
 	return f
 }
@@ -59,15 +50,15 @@ func arrowNormal(f Flow) Flow {
 // after arrowNormal: nil and empty slices, zero and maximal counters, IPv4
 // and IPv6 addresses, every enum value, unset timestamps, histograms.
 func TestArrowRoundTrip(t *testing.T) {
-	g := newGen(1)
+	g := flowtest.NewGen(1)
 	enc, dec := NewEncoder(), NewDecoder()
 	var msg []byte
-	var got []Flow
+	var got []schemas.Flow
 	total := 0
 	for _, size := range []int{0, 1, 2, 7, 100, 1000, 3000} {
-		flows := make([]Flow, size)
+		flows := make([]schemas.Flow, size)
 		for i := range flows {
-			flows[i] = g.randomFlow()
+			flows[i] = g.Flow()
 		}
 		var err error
 		// The encoder and decoder are reused: state must not leak between calls.
@@ -79,7 +70,7 @@ func TestArrowRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decode %d flows: %v", size, err)
 		}
-		want := make([]Flow, len(flows))
+		want := make([]schemas.Flow, len(flows))
 		for i := range flows {
 			want[i] = arrowNormal(flows[i])
 		}
@@ -95,17 +86,17 @@ func TestArrowRoundTrip(t *testing.T) {
 // next: flows decoded earlier must not change when later messages are
 // decoded, whole or projected.
 func TestDecodedFlowsOutliveLaterDecodes(t *testing.T) {
-	g := newGen(7)
+	g := flowtest.NewGen(7)
 	enc, dec := NewEncoder(), NewDecoder()
 	proj, err := NewProjection("src_namespace", "src_workload", "dst_pod_name", "l7_http_url", "l7_dns_qtypes", "src_labels", "latency_hist")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kept, want [][]Flow
+	var kept, want [][]schemas.Flow
 	for round, size := range []int{300, 5, 1000, 64, 2000} {
-		flows := make([]Flow, size)
+		flows := make([]schemas.Flow, size)
 		for i := range flows {
-			flows[i] = g.randomFlow()
+			flows[i] = g.Flow()
 		}
 		msg, err := enc.Encode(nil, flows)
 		if err != nil {
@@ -120,7 +111,7 @@ func TestDecodedFlowsOutliveLaterDecodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		kept = append(kept, whole, some)
-		w := make([]Flow, size)
+		w := make([]schemas.Flow, size)
 		for i := range flows {
 			w[i] = arrowNormal(flows[i])
 		}
@@ -138,7 +129,7 @@ func TestDecodedFlowsOutliveLaterDecodes(t *testing.T) {
 // TestEncoderHistoryDoesNotChangeContent: an encoder stores buffers that
 // did not compress raw for a while; every stream still decodes the same.
 func TestEncoderHistoryDoesNotChangeContent(t *testing.T) {
-	flows := fleetFlows(23, rawRuleRows+2*rawStreak) // every batch under the raw rule
+	flows := flowtest.Fleet(23, rawRuleRows+2*rawStreak) // every batch under the raw rule
 	enc, dec := NewEncoder(), NewDecoder()
 	rawBatches, firstRaw := 0, 0
 	for i := range 2 * rawStreak {
@@ -165,7 +156,7 @@ func TestEncoderHistoryDoesNotChangeContent(t *testing.T) {
 }
 
 func TestIPv4MappedAddressesDecodeAsIPv4(t *testing.T) {
-	flows := []Flow{{
+	flows := []schemas.Flow{{
 		SrcIP: netip.MustParseAddr("::ffff:10.0.0.1"),
 		DstIP: netip.MustParseAddr("fe80::1%eth0"),
 	}}
@@ -186,7 +177,7 @@ func TestIPv4MappedAddressesDecodeAsIPv4(t *testing.T) {
 }
 
 func TestDecodeAppendsToDst(t *testing.T) {
-	flows := fleetFlows(7, 50)
+	flows := flowtest.Fleet(7, 50)
 	msg, err := NewEncoder().Encode([]byte("prefix"), flows)
 	if err != nil {
 		t.Fatal(err)
@@ -194,23 +185,23 @@ func TestDecodeAppendsToDst(t *testing.T) {
 	if !bytes.HasPrefix(msg, []byte("prefix")) {
 		t.Fatalf("Encode did not append to dst")
 	}
-	dst := []Flow{{UUID: "keep"}}
+	dst := []schemas.Flow{{UUID: "keep"}}
 	dst, err = NewDecoder().Decode(dst, msg[len("prefix"):])
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkEqual(t, dst, append([]Flow{{UUID: "keep"}}, flows...))
+	checkEqual(t, dst, append([]schemas.Flow{{UUID: "keep"}}, flows...))
 }
 
 // TestDecodedListsAreCapped: decoded lists share backing arrays (with the
 // next row's, and with rows holding the same list); appending to one must
 // not write into another.
 func TestDecodedListsAreCapped(t *testing.T) {
-	flows := []Flow{
-		{Src: Endpoint{Labels: []string{"a"}}},
-		{Src: Endpoint{Labels: []string{"b"}}},
-		{Src: Endpoint{Labels: []string{"a"}}},
-		{Src: Endpoint{Labels: []string{"a"}}},
+	flows := []schemas.Flow{
+		{Src: schemas.Endpoint{Labels: []string{"a"}}},
+		{Src: schemas.Endpoint{Labels: []string{"b"}}},
+		{Src: schemas.Endpoint{Labels: []string{"a"}}},
+		{Src: schemas.Endpoint{Labels: []string{"a"}}},
 	}
 	msg, err := NewEncoder().Encode(nil, flows)
 	if err != nil {
@@ -231,7 +222,7 @@ func TestDecodedListsAreCapped(t *testing.T) {
 }
 
 func TestEncodedStreamIsSelfDescribing(t *testing.T) {
-	msg, err := NewEncoder().Encode(nil, fleetFlows(3, 10))
+	msg, err := NewEncoder().Encode(nil, flowtest.Fleet(3, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +232,8 @@ func TestEncodedStreamIsSelfDescribing(t *testing.T) {
 	}
 	defer r.Release()
 	md := r.Schema().Metadata()
-	if v, ok := md.GetValue(SchemaMetadataKey); !ok || v != SchemaVersion {
-		t.Fatalf("schema metadata %s = %q, %v; want %q", SchemaMetadataKey, v, ok, SchemaVersion)
+	if v, ok := md.GetValue(SchemaMetadataKey); !ok || v != schemas.SchemaVersion {
+		t.Fatalf("schema metadata %s = %q, %v; want %q", SchemaMetadataKey, v, ok, schemas.SchemaVersion)
 	}
 	if !r.Next() {
 		t.Fatalf("no record batch: %v", r.Err())
@@ -251,7 +242,7 @@ func TestEncodedStreamIsSelfDescribing(t *testing.T) {
 	if rec.NumRows() != 10 || rec.NumCols() != numCols {
 		t.Fatalf("record batch %d rows × %d cols, want 10 × %d", rec.NumRows(), rec.NumCols(), numCols)
 	}
-	flows := fleetFlows(3, 10)
+	flows := flowtest.Fleet(3, 10)
 	ns := rec.Column(colDstNamespace).(*array.Dictionary)
 	if got := ns.Dictionary().(*array.String).Value(ns.GetValueIndex(9)); got != flows[9].Dst.Namespace {
 		t.Fatalf("dst_namespace[9] = %q, want %q", got, flows[9].Dst.Namespace)
@@ -282,7 +273,7 @@ func TestEncodedStreamIsSelfDescribing(t *testing.T) {
 func TestArrowGoReadsOurStreams(t *testing.T) {
 	for _, n := range []int{1000, 10000} {
 		t.Run(fmt.Sprintf("%d rows", n), func(t *testing.T) {
-			flows := fleetFlows(5, n)
+			flows := flowtest.Fleet(5, n)
 			msg, err := NewEncoder().Encode(nil, flows)
 			if err != nil {
 				t.Fatal(err)
@@ -292,7 +283,7 @@ func TestArrowGoReadsOurStreams(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Release()
-			var got []Flow
+			var got []schemas.Flow
 			for r.Next() {
 				rec := r.RecordBatch()
 				cols := make([]*rawArray, rec.NumCols())
@@ -306,7 +297,7 @@ func TestArrowGoReadsOurStreams(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i := 0; i < b.n; i++ {
-					got = append(got, Flow{})
+					got = append(got, schemas.Flow{})
 					b.row(&got[len(got)-1], i)
 				}
 			}
@@ -319,19 +310,20 @@ func TestArrowGoReadsOurStreams(t *testing.T) {
 }
 
 // goldenFlows is the fixed record set of testdata/flow.v1.arrows.
-func goldenFlows() []Flow {
-	f := fleetFlows(42, 6)
-	g := newGen(42)
+func goldenFlows() []schemas.Flow {
+	f := flowtest.Fleet(42, 6)
+	g := flowtest.NewGen(42)
 	for range 4 {
-		f = append(f, g.randomFlow())
+		f = append(f, g.Flow())
 	}
-	return append(f, Flow{}) // the zero flow
+	return append(f, schemas.Flow{}) // the zero flow
 }
 
 // TestGoldenFile pins the wire format: the encoder must produce the golden
 // file byte for byte, and the golden file must decode to goldenFlows. Run
-// `go test ./schemas -run TestGoldenFile -update` after a deliberate schema
-// change (and bump SchemaVersion if old readers cannot read it).
+// `go test ./internal/flowcodec -run TestGoldenFile -update` after a
+// deliberate schema change (and bump schemas.SchemaVersion if old readers
+// cannot read it).
 func TestGoldenFile(t *testing.T) {
 	path := filepath.Join("testdata", "flow.v1.arrows")
 	flows := goldenFlows()
@@ -365,7 +357,7 @@ func TestGoldenFile(t *testing.T) {
 }
 
 func TestDecodeBadInput(t *testing.T) {
-	valid, err := NewEncoder().Encode(nil, fleetFlows(5, 20))
+	valid, err := NewEncoder().Encode(nil, flowtest.Fleet(5, 20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +380,7 @@ func TestDecodeBadInput(t *testing.T) {
 		{"a stream without schema version is unknown", noVersion, ErrUnknownSchema},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dst := []Flow{{UUID: "keep"}}
+			dst := []schemas.Flow{{UUID: "keep"}}
 			got, err := NewDecoder().Decode(dst, tc.msg)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
@@ -404,7 +396,7 @@ func TestDecodeBadInput(t *testing.T) {
 // metadata is md instead of ours.
 func encodeWithMetadata(t *testing.T, md map[string]string) []byte {
 	t.Helper()
-	msg, err := NewEncoder().Encode(nil, fleetFlows(9, 2))
+	msg, err := NewEncoder().Encode(nil, flowtest.Fleet(9, 2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,10 +441,10 @@ func rewrite(t *testing.T, msg []byte, md map[string]string, opts ...ipc.Option)
 // when its schema message differs from ours (extra metadata), which takes
 // the arrow-go reading path.
 func TestDecodeStreamsOfOtherWriters(t *testing.T) {
-	g := newGen(21)
-	flows := fleetFlows(19, 300)
+	g := flowtest.NewGen(21)
+	flows := flowtest.Fleet(19, 300)
 	for range 300 {
-		flows = append(flows, g.randomFlow())
+		flows = append(flows, g.Flow())
 	}
 	msg, err := NewEncoder().Encode(nil, flows)
 	if err != nil {
@@ -465,15 +457,15 @@ func TestDecodeStreamsOfOtherWriters(t *testing.T) {
 	}{
 		{"arrow-go zstd stream", nil, []ipc.Option{ipc.WithZstd()}},
 		{"arrow-go uncompressed stream", nil, nil},
-		{"arrow-go lz4 stream with extra schema metadata", map[string]string{SchemaMetadataKey: SchemaVersion, "producer": "pyarrow"}, []ipc.Option{ipc.WithLZ4()}},
-		{"arrow-go zstd stream with extra schema metadata", map[string]string{SchemaMetadataKey: SchemaVersion, "producer": "pyarrow"}, []ipc.Option{ipc.WithZstd()}},
+		{"arrow-go lz4 stream with extra schema metadata", map[string]string{SchemaMetadataKey: schemas.SchemaVersion, "producer": "pyarrow"}, []ipc.Option{ipc.WithLZ4()}},
+		{"arrow-go zstd stream with extra schema metadata", map[string]string{SchemaMetadataKey: schemas.SchemaVersion, "producer": "pyarrow"}, []ipc.Option{ipc.WithZstd()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := NewDecoder().Decode(nil, rewrite(t, msg, tc.md, tc.opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := make([]Flow, len(flows))
+			want := make([]schemas.Flow, len(flows))
 			for i := range flows {
 				want[i] = arrowNormal(flows[i])
 			}
@@ -485,7 +477,7 @@ func TestDecodeStreamsOfOtherWriters(t *testing.T) {
 // TestDecodeTruncatedAtEveryOffset cuts a valid message at every length
 // and expects ErrTruncated (or ErrNotArrow), never a panic or a result.
 func TestDecodeTruncatedAtEveryOffset(t *testing.T) {
-	valid, err := NewEncoder().Encode(nil, fleetFlows(11, 3))
+	valid, err := NewEncoder().Encode(nil, flowtest.Fleet(11, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +504,7 @@ func TestDecodeTruncatedAtEveryOffset(t *testing.T) {
 // TestDecodeCorruptBytes flips bytes of a valid message: Decode may succeed
 // or fail with one of its errors, but must never panic.
 func TestDecodeCorruptBytes(t *testing.T) {
-	valid, err := NewEncoder().Encode(nil, fleetFlows(13, 5))
+	valid, err := NewEncoder().Encode(nil, flowtest.Fleet(13, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +522,7 @@ func TestDecodeCorruptBytes(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	valid, err := NewEncoder().Encode(nil, fleetFlows(17, 3))
+	valid, err := NewEncoder().Encode(nil, flowtest.Fleet(17, 3))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -548,8 +540,8 @@ func FuzzDecode(f *testing.F) {
 		// rejects, but never panics, and DecodeEach hands over exactly the
 		// rows DecodeProjected returns.
 		some, perr := dec.DecodeProjected(nil, msg, proj)
-		var each []Flow
-		n, eerr := dec.DecodeEach(msg, proj, func(f *Flow) { each = append(each, *f) })
+		var each []schemas.Flow
+		n, eerr := dec.DecodeEach(msg, proj, func(f *schemas.Flow) { each = append(each, *f) })
 		if (perr == nil) != (eerr == nil) || n != len(each) || perr == nil && n != len(some) {
 			t.Fatalf("DecodeProjected: %d rows, %v; DecodeEach: %d rows, %v", len(some), perr, n, eerr)
 		}
@@ -583,9 +575,9 @@ func FuzzDecode(f *testing.F) {
 // Hubble's names (what DuckDB users filter on), and a number without a name
 // travels as its decimal string and comes back as the same number.
 func TestEnumColumnsHoldHubbleNames(t *testing.T) {
-	flows := []Flow{
-		{Verdict: flowpb.Verdict_DROPPED, DropReason: flowpb.DropReason_POLICY_DENIED, L7: L7{Protocol: L7HTTP}},
-		{Verdict: flowpb.Verdict(99), DropReason: flowpb.DropReason(-7), L7: L7{Protocol: L7Protocol(200)}},
+	flows := []schemas.Flow{
+		{Verdict: flowpb.Verdict_DROPPED, DropReason: flowpb.DropReason_POLICY_DENIED, L7: schemas.L7{Protocol: schemas.L7HTTP}},
+		{Verdict: flowpb.Verdict(99), DropReason: flowpb.DropReason(-7), L7: schemas.L7{Protocol: schemas.L7Protocol(200)}},
 	}
 	msg, err := NewEncoder().Encode(nil, flows)
 	if err != nil {

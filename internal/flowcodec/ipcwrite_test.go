@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/flowbus/flowbus/internal/flowtest"
 )
 
 func TestRLEFrameDecodesToTheRepeatedByte(t *testing.T) {
@@ -287,7 +289,7 @@ func readArrowGo(t *testing.T, msg []byte) []arrow.RecordBatch {
 func TestArrowGoReadsEveryBufferStorage(t *testing.T) {
 	for _, n := range []int{1000, 10000} {
 		t.Run(fmt.Sprintf("%d rows from a reused encoder", n), func(t *testing.T) {
-			flows := fleetFlows(9, n)
+			flows := flowtest.Fleet(9, n)
 			fresh, err := NewEncoder().Encode(nil, flows)
 			if err != nil {
 				t.Fatal(err)

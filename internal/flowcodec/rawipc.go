@@ -1,4 +1,4 @@
-package schemas
+package flowcodec
 
 import (
 	"bytes"

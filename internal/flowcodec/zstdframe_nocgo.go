@@ -1,6 +1,6 @@
 //go:build !cgo
 
-package schemas
+package flowcodec
 
 import "github.com/klauspost/compress/zstd"
 
