@@ -10,6 +10,7 @@ import (
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // BenchmarkBytesPerFlow reports what one second of the payments fleet costs
@@ -47,7 +48,7 @@ func BenchmarkBytesPerFlow(b *testing.B) {
 				}
 			}
 			for i := range raw {
-				j, err := protojson.Marshal(schemas.ToProto(&raw[i]))
+				j, err := protojson.Marshal(hubble.ToProto(&raw[i]))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -148,7 +149,7 @@ func runExport(b *testing.B, raw []schemas.Flow, enc string) {
 const maxMessage = 1008 << 10
 
 func response(f *schemas.Flow) *observerpb.GetFlowsResponse {
-	p := schemas.ToProto(f)
+	p := hubble.ToProto(f)
 	return &observerpb.GetFlowsResponse{
 		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
 		NodeName:      p.GetNodeName(), Time: p.GetTime(),

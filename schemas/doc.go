@@ -1,20 +1,15 @@
 // Package schemas holds what every other flowbus package agrees on: the flow
-// record (Flow), the lossless conversion to and from Hubble's flow.Flow
-// (ToProto, FromProto), the latency histogram (Histogram), the bus message
-// contract (Message, headers, PartitionOf) and the Parquet rows (FlowRow,
-// PairRollup, RouteRollup). It imports nothing of flowbus. Every column is
-// documented in schemas/README.md; the Arrow schema flow.v1 and its codec
-// are internal/flowcodec.
+// record (Flow, with Endpoint, Service, L7, CountAs and Tristate), the
+// latency histogram (Histogram), the bus message contract (Message,
+// headers, PartitionOf) and the rows written to Parquet (FlowRow,
+// PairRollup, RouteRollup). It imports nothing of flowbus, and links
+// neither Arrow, zstd nor cgo, so that any package can import it cheaply.
+// Every column is documented in schemas/README.md.
+//
+// Next to it: schemas/hubble converts a Flow to and from Hubble's
+// flow.Flow; internal/flowcodec carries flows on the bus as Arrow
+// (schema flow.v1).
 //
 // Files: flow.go (the record), flowrow.go (the raw flow as a Parquet row),
-// rollup.go, hubble.go + extwire.go (flow.Flow), histogram.go, bus.go.
-//
-// Decisions:
-//
-//   - ToProto maps onto Hubble's own fields wherever Hubble has one; the rest
-//     (bytes, packets, count, first/last seen, L4 latency, histogram, Kafka
-//     client ID, L4 protocols Layer4 cannot name) goes into flow.extensions as
-//     a google.protobuf.Struct, readable by protojson and the hubble CLI.
-//     Protobuf cannot tell an empty list from an absent one: FromProto returns
-//     nil for both.
+// rollup.go, histogram.go, bus.go.
 package schemas

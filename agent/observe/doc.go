@@ -10,7 +10,7 @@
 //   - The ring stores schemas.Flow values, not protobufs: the pipeline pays a
 //     struct copy per flow under a mutex, never a conversion or an
 //     allocation. Readers copy bounded chunks (64 events) under the read
-//     lock and convert with schemas.ToProto only the flows they send. A
+//     lock and convert with hubble.ToProto only the flows they send. A
 //     writer never waits for a reader: a reader that falls behind by more
 //     than the ring size is told how many events it lost, as a LostEvent with
 //     source HUBBLE_RING_BUFFER (exactly as Hubble's ring reader), and the

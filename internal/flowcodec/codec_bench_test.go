@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/flowtest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Encoding benchmarks (issue 2): Arrow against the two baselines Hubble's
@@ -31,7 +32,7 @@ var batchSizes = []int{1000, 10000}
 func responses(flows []schemas.Flow) []*observerpb.GetFlowsResponse {
 	out := make([]*observerpb.GetFlowsResponse, len(flows))
 	for i := range flows {
-		p := schemas.ToProto(&flows[i])
+		p := hubble.ToProto(&flows[i])
 		out[i] = &observerpb.GetFlowsResponse{
 			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
 			NodeName:      p.GetNodeName(), Time: p.GetTime(),
@@ -241,7 +242,7 @@ func BenchmarkToProto(b *testing.B) {
 	flows := flowtest.Fleet(1, 1000)
 	measure(b, len(flows), func() int {
 		for i := range flows {
-			_ = schemas.ToProto(&flows[i])
+			_ = hubble.ToProto(&flows[i])
 		}
 		return 0
 	})

@@ -9,7 +9,7 @@
 //     So the output is compact, HTML-escaped like encoding/json, and
 //     newline-terminated, and any tool that parses Hubble's JSON export
 //     (including flowbus's own hubble-json source) reads it.
-//   - Flows become flow.Flow with schemas.ToProto; the fields Hubble has no
+//   - Flows become flow.Flow with hubble.ToProto; the fields Hubble has no
 //     place for (bytes, packets, count, first/last seen, histogram) are in
 //     flow.extensions as a google.protobuf.Struct, which protojson prints
 //     without our own proto types.

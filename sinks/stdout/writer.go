@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Writer prints flows as `hubble observe -o json` lines to an io.Writer.
@@ -83,7 +84,7 @@ func (w *Writer) flush() error {
 // Response wraps a flow as the GetFlowsResponse Hubble streams and prints:
 // the flow, its node name and its time.
 func Response(f *schemas.Flow) *observerpb.GetFlowsResponse {
-	p := schemas.ToProto(f)
+	p := hubble.ToProto(f)
 	return &observerpb.GetFlowsResponse{
 		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
 		NodeName:      p.GetNodeName(),

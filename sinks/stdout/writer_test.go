@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 func testFlows() []schemas.Flow {
@@ -82,7 +83,7 @@ func TestLinesParseBackToTheSameFlows(t *testing.T) {
 		if err := protojson.Unmarshal(sc.Bytes(), &resp); err != nil {
 			t.Fatalf("line %d: %v", i, err)
 		}
-		got, err := schemas.FromProto(resp.GetFlow())
+		got, err := hubble.FromProto(resp.GetFlow())
 		if err != nil {
 			t.Fatalf("line %d: %v", i, err)
 		}

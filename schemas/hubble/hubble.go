@@ -1,4 +1,4 @@
-package schemas
+package hubble
 
 import (
 	"errors"
@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // Keys of the google.protobuf.Struct that ToProto puts in Flow.extensions
@@ -48,7 +50,7 @@ const (
 // L7 fields of another protocol than L7.Protocol, nor IPv6 zones; HTTP
 // headers must have the documented "Key: value" form; empty slices come
 // back nil (protobuf has no empty-versus-absent distinction).
-func ToProto(f *Flow) *flowpb.Flow {
+func ToProto(f *schemas.Flow) *flowpb.Flow {
 	p := &flowpb.Flow{
 		Uuid:                  f.UUID,
 		NodeName:              f.NodeName,
@@ -72,9 +74,9 @@ func ToProto(f *Flow) *flowpb.Flow {
 		p.EventType = &flowpb.CiliumEventType{Type: f.EventType, SubType: f.EventSubType}
 	}
 	switch f.IsReply {
-	case True:
+	case schemas.True:
 		p.IsReply, p.Reply = wrapperspb.Bool(true), true
-	case False:
+	case schemas.False:
 		p.IsReply = wrapperspb.Bool(false)
 	}
 	if f.SrcIP.IsValid() || f.DstIP.IsValid() || f.IPVersion != 0 {
@@ -116,7 +118,7 @@ func ToProto(f *Flow) *flowpb.Flow {
 // (extwire.go) with its keys in sorted order, byte for byte what
 // deterministic protobuf marshalling of the same Struct gives, and an order
 // of magnitude cheaper than building a structpb.Struct.
-func extensions(f *Flow, hasL7 bool) *anypb.Any {
+func extensions(f *schemas.Flow, hasL7 bool) *anypb.Any {
 	var w structWriter
 	if f.BytesFwd != 0 {
 		w.u64(ExtBytesFwd, f.BytesFwd)
@@ -127,13 +129,13 @@ func extensions(f *Flow, hasL7 bool) *anypb.Any {
 	if f.Count != 0 {
 		w.u64(ExtCount, f.Count)
 	}
-	if f.CountAs != CountFlow {
+	if f.CountAs != schemas.CountFlow {
 		w.str(ExtCountAs, f.CountAs.String())
 	}
 	if f.FirstSeenNs != 0 {
 		w.str(ExtFirstSeen, formatNs(f.FirstSeenNs))
 	}
-	if f.L7.Protocol == L7Kafka && f.L7.KafkaClientID != "" {
+	if f.L7.Protocol == schemas.L7Kafka && f.L7.KafkaClientID != "" {
 		w.str(ExtKafkaClientID, f.L7.KafkaClientID)
 	}
 	switch f.L4Protocol {
@@ -164,7 +166,7 @@ func extensions(f *Flow, hasL7 bool) *anypb.Any {
 
 func formatNs(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
 
-func endpointToProto(e *Endpoint) *flowpb.Endpoint {
+func endpointToProto(e *schemas.Endpoint) *flowpb.Endpoint {
 	if e.ID == 0 && e.Identity == 0 && e.ClusterName == "" && e.Namespace == "" && e.PodName == "" &&
 		e.Workload == "" && e.WorkloadKind == "" && len(e.Labels) == 0 {
 		return nil
@@ -179,30 +181,30 @@ func endpointToProto(e *Endpoint) *flowpb.Endpoint {
 	return p
 }
 
-func serviceToProto(s Service) *flowpb.Service {
-	if s == (Service{}) {
+func serviceToProto(s schemas.Service) *flowpb.Service {
+	if s == (schemas.Service{}) {
 		return nil
 	}
 	return &flowpb.Service{Namespace: s.Namespace, Name: s.Name}
 }
 
-var tcpFlagBits = [...]TCPFlags{FlagFIN, FlagSYN, FlagRST, FlagPSH, FlagACK, FlagURG, FlagECE, FlagCWR, FlagNS}
+var tcpFlagBits = [...]schemas.TCPFlags{schemas.FlagFIN, schemas.FlagSYN, schemas.FlagRST, schemas.FlagPSH, schemas.FlagACK, schemas.FlagURG, schemas.FlagECE, schemas.FlagCWR, schemas.FlagNS}
 
-func tcpFlagsToProto(t TCPFlags) *flowpb.TCPFlags {
+func tcpFlagsToProto(t schemas.TCPFlags) *flowpb.TCPFlags {
 	if t == 0 {
 		return nil
 	}
 	return &flowpb.TCPFlags{
-		FIN: t&FlagFIN != 0, SYN: t&FlagSYN != 0, RST: t&FlagRST != 0, PSH: t&FlagPSH != 0, ACK: t&FlagACK != 0,
-		URG: t&FlagURG != 0, ECE: t&FlagECE != 0, CWR: t&FlagCWR != 0, NS: t&FlagNS != 0,
+		FIN: t&schemas.FlagFIN != 0, SYN: t&schemas.FlagSYN != 0, RST: t&schemas.FlagRST != 0, PSH: t&schemas.FlagPSH != 0, ACK: t&schemas.FlagACK != 0,
+		URG: t&schemas.FlagURG != 0, ECE: t&schemas.FlagECE != 0, CWR: t&schemas.FlagCWR != 0, NS: t&schemas.FlagNS != 0,
 	}
 }
 
-func tcpFlagsFromProto(p *flowpb.TCPFlags) TCPFlags {
+func tcpFlagsFromProto(p *flowpb.TCPFlags) schemas.TCPFlags {
 	if p == nil {
 		return 0
 	}
-	var t TCPFlags
+	var t schemas.TCPFlags
 	for i, set := range [...]bool{p.FIN, p.SYN, p.RST, p.PSH, p.ACK, p.URG, p.ECE, p.CWR, p.NS} {
 		if set {
 			t |= tcpFlagBits[i]
@@ -211,25 +213,25 @@ func tcpFlagsFromProto(p *flowpb.TCPFlags) TCPFlags {
 	return t
 }
 
-func l7ToProto(l *L7) *flowpb.Layer7 {
-	if l.Protocol == L7None && l.Type == 0 {
+func l7ToProto(l *schemas.L7) *flowpb.Layer7 {
+	if l.Protocol == schemas.L7None && l.Type == 0 {
 		return nil
 	}
 	p := &flowpb.Layer7{Type: l.Type}
 	switch l.Protocol {
-	case L7HTTP:
+	case schemas.L7HTTP:
 		h := &flowpb.HTTP{Code: l.HTTPStatus, Method: l.HTTPMethod, Url: l.HTTPURL, Protocol: l.HTTPProtocol}
 		for _, kv := range l.HTTPHeaders {
 			k, v, _ := strings.Cut(kv, ": ")
 			h.Headers = append(h.Headers, &flowpb.HTTPHeader{Key: k, Value: v})
 		}
 		p.Record = &flowpb.Layer7_Http{Http: h}
-	case L7DNS:
+	case schemas.L7DNS:
 		p.Record = &flowpb.Layer7_Dns{Dns: &flowpb.DNS{
 			Query: l.DNSQuery, Ips: l.DNSIPs, Ttl: l.DNSTTL, Cnames: l.DNSCNAMEs, ObservationSource: l.DNSObservationSource,
 			Rcode: l.DNSRCode, Qtypes: l.DNSQTypes, Rrtypes: l.DNSRRTypes,
 		}}
-	case L7Kafka:
+	case schemas.L7Kafka:
 		p.Record = &flowpb.Layer7_Kafka{Kafka: &flowpb.Kafka{
 			ErrorCode: l.KafkaErrorCode, ApiVersion: l.KafkaAPIVersion, ApiKey: l.KafkaAPIKey,
 			CorrelationId: l.KafkaCorrelationID, Topic: l.KafkaTopic,
@@ -241,7 +243,7 @@ func l7ToProto(l *L7) *flowpb.Layer7 {
 // ErrBadProto is wrapped by FromProto's errors.
 var ErrBadProto = errors.New("malformed Hubble flow")
 
-// FromProto converts a Hubble flow.Flow into a Flow. Fields we do not carry
+// FromProto converts a Hubble flow.Flow into a schemas.Flow. Fields we do not carry
 // are ignored. It fails only on values that cannot be represented (a
 // malformed IP address, a malformed extension).
 //
@@ -249,11 +251,11 @@ var ErrBadProto = errors.New("malformed Hubble flow")
 // no byte or packet counters, and LatencyNs from l7.latency_ns. The
 // deprecated fields reply and drop_reason are read only when is_reply and
 // drop_reason_desc are unset.
-func FromProto(p *flowpb.Flow) (Flow, error) {
+func FromProto(p *flowpb.Flow) (schemas.Flow, error) {
 	if p == nil {
-		return Flow{}, fmt.Errorf("%w: nil flow", ErrBadProto)
+		return schemas.Flow{}, fmt.Errorf("%w: nil flow", ErrBadProto)
 	}
-	f := Flow{
+	f := schemas.Flow{
 		UUID:             p.GetUuid(),
 		NodeName:         p.GetNodeName(),
 		Verdict:          p.GetVerdict(),
@@ -274,32 +276,32 @@ func FromProto(p *flowpb.Flow) (Flow, error) {
 	}
 	if t := p.GetTime(); t != nil {
 		if err := t.CheckValid(); err != nil {
-			return Flow{}, fmt.Errorf("%w: time: %v", ErrBadProto, err)
+			return schemas.Flow{}, fmt.Errorf("%w: time: %v", ErrBadProto, err)
 		}
 		f.TimeNs = t.AsTime().UnixNano()
 	}
 	switch {
 	case p.GetIsReply() != nil && p.GetIsReply().GetValue():
-		f.IsReply = True
+		f.IsReply = schemas.True
 	case p.GetIsReply() != nil:
-		f.IsReply = False
+		f.IsReply = schemas.False
 	case p.GetReply():
-		f.IsReply = True
+		f.IsReply = schemas.True
 	}
 	if s := p.GetSourceService(); s != nil {
-		f.SrcService = Service{Namespace: s.GetNamespace(), Name: s.GetName()}
+		f.SrcService = schemas.Service{Namespace: s.GetNamespace(), Name: s.GetName()}
 	}
 	if s := p.GetDestinationService(); s != nil {
-		f.DstService = Service{Namespace: s.GetNamespace(), Name: s.GetName()}
+		f.DstService = schemas.Service{Namespace: s.GetNamespace(), Name: s.GetName()}
 	}
 	if ip := p.GetIP(); ip != nil {
 		f.IPVersion = ip.GetIpVersion()
 		var err error
 		if f.SrcIP, err = parseIP(ip.GetSource()); err != nil {
-			return Flow{}, fmt.Errorf("%w: source IP: %v", ErrBadProto, err)
+			return schemas.Flow{}, fmt.Errorf("%w: source IP: %v", ErrBadProto, err)
 		}
 		if f.DstIP, err = parseIP(ip.GetDestination()); err != nil {
-			return Flow{}, fmt.Errorf("%w: destination IP: %v", ErrBadProto, err)
+			return schemas.Flow{}, fmt.Errorf("%w: destination IP: %v", ErrBadProto, err)
 		}
 	}
 	l4FromProto(&f, p.GetL4())
@@ -308,7 +310,7 @@ func FromProto(p *flowpb.Flow) (Flow, error) {
 		f.LatencyNs = l7.GetLatencyNs()
 	}
 	if err := extensionsFromProto(&f, p.GetExtensions()); err != nil {
-		return Flow{}, err
+		return schemas.Flow{}, err
 	}
 	return f, nil
 }
@@ -327,11 +329,11 @@ func parseIP(s string) (netip.Addr, error) {
 	return netip.ParseAddr(s)
 }
 
-func endpointFromProto(p *flowpb.Endpoint) Endpoint {
+func endpointFromProto(p *flowpb.Endpoint) schemas.Endpoint {
 	if p == nil {
-		return Endpoint{}
+		return schemas.Endpoint{}
 	}
-	e := Endpoint{
+	e := schemas.Endpoint{
 		ID: p.GetID(), Identity: p.GetIdentity(), ClusterName: p.GetClusterName(), Namespace: p.GetNamespace(),
 		PodName: p.GetPodName(), Labels: nilIfEmpty(p.GetLabels()),
 	}
@@ -341,7 +343,7 @@ func endpointFromProto(p *flowpb.Endpoint) Endpoint {
 	return e
 }
 
-func l4FromProto(f *Flow, l4 *flowpb.Layer4) {
+func l4FromProto(f *schemas.Flow, l4 *flowpb.Layer4) {
 	switch p := l4.GetProtocol().(type) {
 	case *flowpb.Layer4_TCP:
 		f.L4Protocol = 6
@@ -362,24 +364,24 @@ func l4FromProto(f *Flow, l4 *flowpb.Layer4) {
 	}
 }
 
-func l7FromProto(l *L7, p *flowpb.Layer7) {
+func l7FromProto(l *schemas.L7, p *flowpb.Layer7) {
 	l.Type = p.GetType()
 	switch r := p.GetRecord().(type) {
 	case *flowpb.Layer7_Http:
-		l.Protocol = L7HTTP
+		l.Protocol = schemas.L7HTTP
 		h := r.Http
 		l.HTTPMethod, l.HTTPURL, l.HTTPStatus, l.HTTPProtocol = h.GetMethod(), h.GetUrl(), h.GetCode(), h.GetProtocol()
 		for _, kv := range h.GetHeaders() {
 			l.HTTPHeaders = append(l.HTTPHeaders, kv.GetKey()+": "+kv.GetValue())
 		}
 	case *flowpb.Layer7_Dns:
-		l.Protocol = L7DNS
+		l.Protocol = schemas.L7DNS
 		d := r.Dns
 		l.DNSQuery, l.DNSRCode, l.DNSTTL, l.DNSObservationSource = d.GetQuery(), d.GetRcode(), d.GetTtl(), d.GetObservationSource()
 		l.DNSQTypes, l.DNSRRTypes = nilIfEmpty(d.GetQtypes()), nilIfEmpty(d.GetRrtypes())
 		l.DNSIPs, l.DNSCNAMEs = nilIfEmpty(d.GetIps()), nilIfEmpty(d.GetCnames())
 	case *flowpb.Layer7_Kafka:
-		l.Protocol = L7Kafka
+		l.Protocol = schemas.L7Kafka
 		k := r.Kafka
 		l.KafkaAPIKey, l.KafkaAPIVersion, l.KafkaCorrelationID = k.GetApiKey(), k.GetApiVersion(), k.GetCorrelationId()
 		l.KafkaTopic, l.KafkaErrorCode = k.GetTopic(), k.GetErrorCode()
@@ -389,7 +391,7 @@ func l7FromProto(l *L7, p *flowpb.Layer7) {
 // extensionsFromProto reads the flowbus keys of Flow.extensions; an absent
 // extension, or one that is not a google.protobuf.Struct, is ignored, and so
 // are unknown keys.
-func extensionsFromProto(f *Flow, a *anypb.Any) error {
+func extensionsFromProto(f *schemas.Flow, a *anypb.Any) error {
 	if a == nil || !a.MessageIs((*structpb.Struct)(nil)) {
 		return nil
 	}
@@ -429,7 +431,7 @@ func extensionsFromProto(f *Flow, a *anypb.Any) error {
 	u64(ExtPacketsFwd, &f.PacketsFwd)
 	u64(ExtPacketsRev, &f.PacketsRev)
 	u64(ExtCount, &f.Count)
-	if f.L7.Protocol == L7None && f.L7.Type == 0 {
+	if f.L7.Protocol == schemas.L7None && f.L7.Type == 0 {
 		u64(ExtLatencyNs, &f.LatencyNs)
 	}
 	ts(ExtFirstSeen, &f.FirstSeenNs)
@@ -441,7 +443,7 @@ func extensionsFromProto(f *Flow, a *anypb.Any) error {
 		f.L7.KafkaClientID = v.GetStringValue()
 	}
 	if v, ok := s.Fields[ExtCountAs]; ok {
-		c, known := ParseCountAs(v.GetStringValue())
+		c, known := schemas.ParseCountAs(v.GetStringValue())
 		if !known {
 			return fmt.Errorf("%w: extension %s: %q is not flow, traffic or none", ErrBadProto, ExtCountAs, v.GetStringValue())
 		}
@@ -459,15 +461,15 @@ func extensionsFromProto(f *Flow, a *anypb.Any) error {
 		if l == nil {
 			return fmt.Errorf("%w: extension %s: want a list", ErrBadProto, ExtLatencyHist)
 		}
-		h := make(Histogram, 0, len(l.GetValues()))
+		h := make(schemas.Histogram, 0, len(l.GetValues()))
 		for _, e := range l.GetValues() {
 			st := e.GetStructValue()
 			b, c := st.GetFields()["bucket"].GetNumberValue(), st.GetFields()["count"].GetStringValue()
 			n, perr := strconv.ParseInt(c, 10, 64)
-			if st == nil || perr != nil || b < 0 || b > HistOverflow || b != float64(int16(b)) {
+			if st == nil || perr != nil || b < 0 || b > schemas.HistOverflow || b != float64(int16(b)) {
 				return fmt.Errorf("%w: extension %s: malformed bucket %v", ErrBadProto, ExtLatencyHist, e)
 			}
-			h = append(h, Bucket{Index: int16(b), Count: n})
+			h = append(h, schemas.Bucket{Index: int16(b), Count: n})
 		}
 		f.LatencyHist = h
 	}

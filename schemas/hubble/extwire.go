@@ -1,10 +1,12 @@
-package schemas
+package hubble
 
 import (
 	"math"
 	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 const structTypeURL = "type.googleapis.com/google.protobuf.Struct"
@@ -48,7 +50,7 @@ func (w *structWriter) num(key string, f float64) {
 }
 
 // hist writes h as a list of {"bucket": number, "count": decimal string}.
-func (w *structWriter) hist(key string, h Histogram) {
+func (w *structWriter) hist(key string, h schemas.Histogram) {
 	var list, st, v []byte
 	for _, bk := range h {
 		// Struct{"bucket": number, "count": string}, keys sorted.

@@ -1,4 +1,4 @@
-package schemas
+package hubble
 
 import (
 	"bytes"
@@ -15,12 +15,15 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // protoNormal is the one normalisation of the flow.Flow round trip:
 // protobuf cannot tell an empty repeated field from an absent one, so empty
 // string slices come back nil. Histograms round-trip exactly.
-func protoNormal(f Flow) Flow {
+func protoNormal(f schemas.Flow) schemas.Flow {
 	n := func(s []string) []string {
 		if len(s) == 0 {
 			return nil
@@ -39,9 +42,9 @@ func protoNormal(f Flow) Flow {
 // flows, also after the proto passes through the wire (binary and JSON), as
 // it does between an agent and the hubble CLI.
 func TestProtoRoundTrip(t *testing.T) {
-	g := newGen(2)
+	g := flowtest.NewGen(2)
 	for i := 0; i < 3000; i++ {
-		f := g.randomFlow()
+		f := g.Flow()
 		want := protoNormal(f)
 		p := ToProto(&f)
 		wire, err := proto.Marshal(p)
@@ -58,7 +61,7 @@ func TestProtoRoundTrip(t *testing.T) {
 				t.Fatalf("flow %d (%s): FromProto: %v", i, name, err)
 			}
 			if !reflect.DeepEqual(got, want) {
-				diffFlows(t, i, &got, &want)
+				flowtest.DiffFlows(t, i, &got, &want)
 				t.Fatalf("flow %d (%s) did not round-trip", i, name)
 			}
 		}
@@ -76,7 +79,7 @@ func TestProtoRoundTrip(t *testing.T) {
 				t.Fatalf("flow %d (json): %v", i, err)
 			}
 			if !reflect.DeepEqual(got, want) {
-				diffFlows(t, i, &got, &want)
+				flowtest.DiffFlows(t, i, &got, &want)
 				t.Fatalf("flow %d (json) did not round-trip", i)
 			}
 		}
@@ -84,15 +87,15 @@ func TestProtoRoundTrip(t *testing.T) {
 }
 
 func TestToProtoMapsFieldsAsHubble(t *testing.T) {
-	f := Flow{
+	f := schemas.Flow{
 		TimeNs: 1_764_000_000_123_456_789, NodeName: "node-1", Verdict: flowpb.Verdict_DROPPED,
 		DropReason: flowpb.DropReason_POLICY_DENIED, Direction: flowpb.TrafficDirection_EGRESS,
-		EventType: 1, EventSubType: 133, IsReply: False, IPVersion: flowpb.IPVersion_IPv4,
+		EventType: 1, EventSubType: 133, IsReply: schemas.False, IPVersion: flowpb.IPVersion_IPv4,
 		SrcIP: netip.MustParseAddr("10.0.4.11"), DstIP: netip.MustParseAddr("10.0.1.12"),
-		SrcPort: 40000, DstPort: 8080, L4Protocol: 6, TCPFlags: FlagSYN | FlagNS,
-		Src:      Endpoint{Identity: 20004, Namespace: "payments", PodName: "rewards-cron-1", Workload: "rewards-cron", WorkloadKind: "CronJob", Labels: []string{"k8s:app=rewards-cron"}},
-		Dst:      Endpoint{Identity: 20001, Namespace: "payments", Workload: "ledger-svc", WorkloadKind: "Deployment"},
-		BytesFwd: math.MaxUint64, Count: 3, LatencyNs: 1500, LatencyHist: Histogram{{Index: 17, Count: 3}},
+		SrcPort: 40000, DstPort: 8080, L4Protocol: 6, TCPFlags: schemas.FlagSYN | schemas.FlagNS,
+		Src:      schemas.Endpoint{Identity: 20004, Namespace: "payments", PodName: "rewards-cron-1", Workload: "rewards-cron", WorkloadKind: "CronJob", Labels: []string{"k8s:app=rewards-cron"}},
+		Dst:      schemas.Endpoint{Identity: 20001, Namespace: "payments", Workload: "ledger-svc", WorkloadKind: "Deployment"},
+		BytesFwd: math.MaxUint64, Count: 3, LatencyNs: 1500, LatencyHist: schemas.Histogram{{Index: 17, Count: 3}},
 		FirstSeenNs: 1_764_000_000_000_000_000,
 	}
 	p := ToProto(&f)
@@ -153,18 +156,18 @@ func TestFromProtoReadsHubbleOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Flow{
+	want := schemas.Flow{
 		TimeNs: 1_764_000_001_500_000_000, NodeName: "node-2", Verdict: flowpb.Verdict_FORWARDED,
-		Direction: flowpb.TrafficDirection_EGRESS, EventType: 129, IsReply: True, IPVersion: flowpb.IPVersion_IPv6,
+		Direction: flowpb.TrafficDirection_EGRESS, EventType: 129, IsReply: schemas.True, IPVersion: flowpb.IPVersion_IPv6,
 		SrcIP: netip.MustParseAddr("fd00::1"), DstIP: netip.MustParseAddr("10.0.1.10"),
 		SrcPort: 5353, DstPort: 53, L4Protocol: 17,
-		Src:       Endpoint{ID: 12, Identity: 20000, Namespace: "payments", PodName: "checkout-api-1", Workload: "checkout-api", WorkloadKind: "Deployment", Labels: []string{"k8s:app=checkout-api"}},
-		Dst:       Endpoint{Identity: 20007, Namespace: "kube-system", PodName: "coredns-1"},
+		Src:       schemas.Endpoint{ID: 12, Identity: 20000, Namespace: "payments", PodName: "checkout-api-1", Workload: "checkout-api", WorkloadKind: "Deployment", Labels: []string{"k8s:app=checkout-api"}},
+		Dst:       schemas.Endpoint{Identity: 20007, Namespace: "kube-system", PodName: "coredns-1"},
 		LatencyNs: 42, IfIndex: 7, IfName: "lxc1",
-		L7: L7{Type: flowpb.L7FlowType_REQUEST, Protocol: L7DNS, DNSQuery: "ledger-svc.payments.svc.cluster.local.", DNSQTypes: []string{"A"}},
+		L7: schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "ledger-svc.payments.svc.cluster.local.", DNSQTypes: []string{"A"}},
 	}
 	if !reflect.DeepEqual(got, want) {
-		diffFlows(t, 0, &got, &want)
+		flowtest.DiffFlows(t, 0, &got, &want)
 	}
 }
 
@@ -205,7 +208,7 @@ func TestFromProtoRejectsMalformedValues(t *testing.T) {
 }
 
 // slowExtensions builds the extension Struct with structpb, the obvious way.
-func slowExtensions(f *Flow, hasL7 bool) *structpb.Struct {
+func slowExtensions(f *schemas.Flow, hasL7 bool) *structpb.Struct {
 	ext := map[string]*structpb.Value{}
 	u := func(k string, v uint64) {
 		if v != 0 {
@@ -231,10 +234,10 @@ func slowExtensions(f *Flow, hasL7 bool) *structpb.Struct {
 	default:
 		ext[ExtL4Protocol] = structpb.NewNumberValue(float64(f.L4Protocol))
 	}
-	if f.L7.Protocol == L7Kafka && f.L7.KafkaClientID != "" {
+	if f.L7.Protocol == schemas.L7Kafka && f.L7.KafkaClientID != "" {
 		ext[ExtKafkaClientID] = structpb.NewStringValue(f.L7.KafkaClientID)
 	}
-	if f.CountAs != CountFlow {
+	if f.CountAs != schemas.CountFlow {
 		ext[ExtCountAs] = structpb.NewStringValue(f.CountAs.String())
 	}
 	if f.LatencyHist != nil {
@@ -257,10 +260,10 @@ func slowExtensions(f *Flow, hasL7 bool) *structpb.Struct {
 // deterministic protobuf marshalling of the same structpb.Struct, byte for
 // byte, for random flows.
 func TestExtensionWireMatchesProtobuf(t *testing.T) {
-	g := newGen(8)
+	g := flowtest.NewGen(8)
 	for i := range 2000 {
-		f := g.randomFlow()
-		hasL7 := f.L7.Protocol != L7None || f.L7.Type != 0
+		f := g.Flow()
+		hasL7 := f.L7.Protocol != schemas.L7None || f.L7.Type != 0
 		got := extensions(&f, hasL7)
 		slow := slowExtensions(&f, hasL7)
 		if slow == nil {
