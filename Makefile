@@ -23,7 +23,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 # pins, as an independent client for the Observer API tests (bin/hubble).
 HUBBLE_CLI := bin/hubble
 
-.PHONY: all build test hubble test-short demo bench generate generate-check lint deps-test deps-bpf clean
+.PHONY: all build test hubble test-short demo bench generate generate-schemas generate-bpf generate-check lint deps-test deps-bpf clean
 
 all: build
 
@@ -51,13 +51,21 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./schemas/... ./internal/flowcodec/ ./bench/ ./aggregator/... ./agent/...
 	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/; else echo "bpf benchmarks need root: skipped"; fi
 
-## generate: rebuild the eBPF objects and bpf2go bindings (needs clang-19).
-generate: deps-bpf
+## generate: rewrite all committed generated code: generate-schemas, then generate-bpf.
+generate: generate-schemas generate-bpf
+
+## generate-schemas: the per-column code of flow.v1 (codec, FlowRow, README table)
+## from its declaration, schemas.Flow (internal/gencols; Go only, no clang).
+generate-schemas:
+	$(GO) generate ./schemas/...
+
+## generate-bpf: rebuild the eBPF objects and bpf2go bindings (needs clang-19).
+generate-bpf: deps-bpf
 	$(GO) generate ./bpf/...
 
 ## generate-check: regenerate and fail if the committed output differs.
 generate-check: generate
-	git diff --exit-code -- bpf/
+	git diff --exit-code -- bpf/ schemas/ internal/flowcodec/
 
 lint:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \

@@ -34,16 +34,14 @@ func TestFlowRowHasTheFlowV1Columns(t *testing.T) {
 	}
 }
 
-// normalRow is what a row reads back as from Parquet: lists nil when empty.
+// normalRow is what a row reads back as from Parquet: lists (every slice
+// field: string lists, latency_hist) nil when empty.
 func normalRow(r schemas.FlowRow) schemas.FlowRow {
-	for _, l := range []*[]string{&r.SrcLabels, &r.DstLabels, &r.SrcNames, &r.DstNames, &r.HTTPHeaders,
-		&r.DNSQTypes, &r.DNSRRTypes, &r.DNSIPs, &r.DNSCNAMEs} {
-		if len(*l) == 0 {
-			*l = nil
+	v := reflect.ValueOf(&r).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice && f.Len() == 0 {
+			f.SetZero()
 		}
-	}
-	if len(r.LatencyHist) == 0 {
-		r.LatencyHist = nil
 	}
 	return r
 }

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	flowpb "github.com/cilium/cilium/api/v1/flow"
-
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -68,6 +66,62 @@ func bytesOf[T any](s []T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(z)))
 }
 
+// tsCol is a timestamp column: Unix ns, null where unknown (0).
+type tsCol struct {
+	vals  []int64
+	valid validity
+}
+
+func (c *tsCol) reset(n int) {
+	c.vals = fit(c.vals, n)
+	c.valid.reset(n)
+}
+
+// boolCol is a bool column (a Tristate): bit-packed values, null where
+// Unknown.
+type boolCol struct {
+	bits  []byte
+	valid validity
+}
+
+func (c *boolCol) reset(n int) {
+	c.bits = fit(c.bits, (n+7)>>3)
+	clear(c.bits)
+	c.valid.reset(n)
+}
+
+// ipCol is a fixed_size_binary(16) address column, null where invalid.
+type ipCol struct {
+	vals  [][16]byte
+	valid validity
+}
+
+func (c *ipCol) reset(n int) {
+	c.vals = fit(c.vals, n)
+	c.valid.reset(n)
+}
+
+// strKey and listKey are the header of a string or list (data pointer and
+// length; -1 for a nil list) that the encoder's caches key by.
+func strKey(s string) (uintptr, int32) {
+	return uintptr(unsafe.Pointer(unsafe.StringData(s))), int32(len(s))
+}
+
+func listKey(s []string) (uintptr, int32) {
+	if s == nil {
+		return 0, -1
+	}
+	return uintptr(unsafe.Pointer(unsafe.SliceData(s))), int32(len(s))
+}
+
+// groupCacheSize is the number of entries of the encoder's cache of a
+// cached struct's strings (encode_gen.go); like dictCol's, it is valid for
+// one Encode call (a generation).
+const (
+	groupCacheBits = 8
+	groupCacheSize = 1 << groupCacheBits
+)
+
 // strCol is a utf8 (or binary) column: offsets plus concatenated values.
 type strCol struct {
 	offs []int32
@@ -123,6 +177,16 @@ func (c *strListCol) reset(n int) {
 func (c *strListCol) null(i int) {
 	c.offs[i+1] = int32(len(c.child.idx))
 	c.valid.nulls++
+}
+
+// repeat writes row i as the n indices written before from start (a
+// list the caller found in its own cache), or a null list if !valid.
+func (c *strListCol) repeat(i int, start int32, n int, valid bool) {
+	if n > 0 {
+		c.child.idx = append(c.child.idx, c.child.idx[start:start+int32(n)]...)
+	}
+	c.offs[i+1] = int32(len(c.child.idx))
+	c.valid.set(i, valid)
 }
 
 // set writes row i.
@@ -278,8 +342,9 @@ type enumCol struct {
 	full bool
 }
 
-func newEnumCol(name func(int32) string) *enumCol {
-	return &enumCol{name: name, big: map[int32]int16{}}
+// init gives the column its value names; once, before the first reset.
+func (c *enumCol) init(t *enumTable) {
+	c.name, c.big = t.name, map[int32]int16{}
 }
 
 func (c *enumCol) reset(n int) {
@@ -331,54 +396,35 @@ func (c *enumCol) indexSlow(v int32) int32 {
 // Enum names. A value without a name is written as its decimal number, so
 // any int32 round-trips.
 
-func enumName(names map[int32]string) func(int32) string {
-	return func(v int32) string {
-		if s, ok := names[v]; ok {
-			return s
-		}
-		return strconv.FormatInt(int64(v), 10)
-	}
+// enumTable holds the names of an enumeration's values, both ways.
+type enumTable struct {
+	names  map[int32]string
+	values map[string]int32
 }
 
-func enumParse(values map[string]int32, s string) (int32, bool) {
-	if v, ok := values[s]; ok {
+// newEnumTable builds the table of an enum column from its type's names
+// (flowpb's Verdict_name, schemas.CountAsNames, …).
+func newEnumTable[K ~int32 | ~uint8](names map[K]string) *enumTable {
+	t := &enumTable{names: map[int32]string{}, values: map[string]int32{}}
+	for v, s := range names {
+		t.names[int32(v)], t.values[s] = s, int32(v)
+	}
+	return t
+}
+
+// name returns v's name, or v in decimal.
+func (t *enumTable) name(v int32) string {
+	if s, ok := t.names[v]; ok {
+		return s
+	}
+	return strconv.FormatInt(int64(v), 10)
+}
+
+// parse returns the value named s, or s read as a decimal number.
+func (t *enumTable) parse(s string) (int32, bool) {
+	if v, ok := t.values[s]; ok {
 		return v, true
 	}
 	v, err := strconv.ParseInt(s, 10, 32)
 	return int32(v), err == nil
-}
-
-var l7ProtocolNames = map[int32]string{0: "", 1: "http", 2: "dns", 3: "kafka"}
-var l7ProtocolValues = map[string]int32{"": 0, "http": 1, "dns": 2, "kafka": 3}
-
-// countAsNameMap and countAsValues are CountAs's names as enum maps.
-var countAsNameMap, countAsValues = func() (map[int32]string, map[string]int32) {
-	names, values := map[int32]string{}, map[string]int32{}
-	for c := schemas.CountFlow; c <= schemas.CountNone; c++ {
-		names[int32(c)], values[c.String()] = c.String(), int32(c)
-	}
-	return names, values
-}()
-
-// enumNameMaps lists, per dictionary column, the names and values maps.
-func enumMaps(col int) (map[int32]string, map[string]int32) {
-	switch col {
-	case colVerdict:
-		return flowpb.Verdict_name, flowpb.Verdict_value
-	case colDropReason:
-		return flowpb.DropReason_name, flowpb.DropReason_value
-	case colDirection:
-		return flowpb.TrafficDirection_name, flowpb.TrafficDirection_value
-	case colObsPoint:
-		return flowpb.TraceObservationPoint_name, flowpb.TraceObservationPoint_value
-	case colIPVersion:
-		return flowpb.IPVersion_name, flowpb.IPVersion_value
-	case colL7Type:
-		return flowpb.L7FlowType_name, flowpb.L7FlowType_value
-	case colL7Protocol:
-		return l7ProtocolNames, l7ProtocolValues
-	case colCountAs:
-		return countAsNameMap, countAsValues
-	}
-	return nil, nil
 }

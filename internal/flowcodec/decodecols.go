@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"unsafe"
 
-	flowpb "github.com/cilium/cilium/api/v1/flow"
-
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -312,10 +310,10 @@ func decodeEnum(d *rawArray, col, n int) (enumVals, error) {
 	if err != nil {
 		return enumVals{}, err
 	}
-	_, values := enumMaps(col)
+	t := enumTables[col]
 	nums := make([]int32, dict.Len())
 	for j := range nums {
-		v, ok := enumParse(values, names.get(j))
+		v, ok := t.parse(names.get(j))
 		if !ok {
 			return enumVals{}, corrupt(col, fmt.Sprintf("unknown enum name %q", names.get(j)))
 		}
@@ -412,48 +410,6 @@ func (p *ipVals) get(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte(p.addrs[16*i : 16*i+16])).Unmap()
 }
 
-// batchCols holds every decoded column of one record batch of n rows.
-type batchCols struct {
-	n                            int
-	has                          [numCols]bool // the decoded columns
-	time, firstSeen, lastSeen    []int64
-	timeV, firstSeenV, lastSeenV []byte
-	uuid                         strVals
-	node                         dictVals
-	verdict, dropReason, dir     enumVals
-	obsPoint, ipVersion          enumVals
-	l7Type, l7Proto              enumVals
-	countAs                      enumVals
-	eventType, eventSubType      []int32
-	isReply, isReplyV            []byte
-	srcIP, dstIP                 ipVals
-	srcPort, dstPort, tcpFlags   []uint16
-	l4, icmpType, icmpCode       []uint8
-	epID, epIdentity             [2][]uint32
-	epStr                        [2][5]dictVals // cluster, namespace, pod, workload, kind
-	epLabels                     [2]strLists
-	svc                          [4]dictVals
-	srcNames, dstNames           strLists
-	bytesFwd, bytesRev           []uint64
-	pktsFwd, pktsRev             []uint64
-	count, latency               []uint64
-	hist                         histVals
-	ifIndex                      []uint32
-	ifName                       dictVals
-	httpMethod, httpURL          dictVals
-	httpProto                    dictVals
-	httpStatus                   []uint32
-	httpHeaders                  strLists
-	dnsQuery, dnsObsSource       dictVals
-	dnsRCode, dnsTTL             []uint32
-	dnsQTypes, dnsRRTypes        strLists
-	dnsIPs, dnsCNAMEs            strLists
-	kafkaAPIKey, kafkaTopic      dictVals
-	kafkaClientID                dictVals
-	kafkaAPIVersion, kafkaCorrID []int32
-	kafkaErrorCode               []int32
-}
-
 // columnDecoder collects the first error of a sequence of column decodes.
 // Columns outside its projection are not read (row does not read them).
 type columnDecoder struct {
@@ -539,72 +495,20 @@ func fixedCol[T any](c *columnDecoder, col int) []T {
 	return v
 }
 
-// decodeCols decodes and checks the columns of p (every column if p is
-// nil) of a record batch of n rows.
-func decodeCols(cols []*rawArray, n int, p *Projection) (*batchCols, error) {
-	if len(cols) != numCols {
-		return nil, fmt.Errorf("%w: record batch of %d columns", ErrNotArrow, len(cols))
+// bits returns the bit-packed values of a bool column.
+func (c *columnDecoder) bits(col int) []byte {
+	if c.skip(col) {
+		return nil
 	}
-	cd := &columnDecoder{cols: cols, n: n, p: p}
-	b := &batchCols{n: n}
-	for k := range b.has {
-		b.has[k] = p.has(k)
+	b := buf(c.cols[col], 1)
+	if len(b) < (c.n+7)/8 {
+		c.err = corrupt(col, "values buffer too short")
+		return nil
 	}
-	b.time, b.timeV = fixedCol[int64](cd, colTime), cd.valid(colTime)
-	b.uuid, b.node = cd.strs(colUUID), cd.dict(colNodeName)
-	b.verdict, b.dropReason, b.dir, b.obsPoint = cd.enum(colVerdict), cd.enum(colDropReason), cd.enum(colDirection), cd.enum(colObsPoint)
-	b.eventType, b.eventSubType = fixedCol[int32](cd, colEventType), fixedCol[int32](cd, colEventSubType)
-	b.isReplyV = cd.valid(colIsReply)
-	if !cd.skip(colIsReply) {
-		if rb := buf(cd.cols[colIsReply], 1); len(rb) < (n+7)/8 {
-			cd.err = corrupt(colIsReply, "values buffer too short")
-		} else {
-			b.isReply = rb
-		}
-	}
-	b.ipVersion = cd.enum(colIPVersion)
-	b.srcIP, b.dstIP = cd.ips(colSrcIP), cd.ips(colDstIP)
-	b.srcPort, b.dstPort = fixedCol[uint16](cd, colSrcPort), fixedCol[uint16](cd, colDstPort)
-	b.l4, b.tcpFlags = fixedCol[uint8](cd, colL4Protocol), fixedCol[uint16](cd, colTCPFlags)
-	b.icmpType, b.icmpCode = fixedCol[uint8](cd, colICMPType), fixedCol[uint8](cd, colICMPCode)
-	for s, base := range [2]int{colSrcID, colDstID} {
-		b.epID[s] = fixedCol[uint32](cd, base)
-		b.epIdentity[s] = fixedCol[uint32](cd, base+1)
-		for k := range 5 {
-			b.epStr[s][k] = cd.dict(base + 2 + k)
-		}
-		b.epLabels[s] = cd.lists(base + 7)
-	}
-	for k := range b.svc {
-		b.svc[k] = cd.dict(colSrcSvcNamespace + k)
-	}
-	b.srcNames, b.dstNames = cd.lists(colSrcNames), cd.lists(colDstNames)
-	b.bytesFwd, b.bytesRev = fixedCol[uint64](cd, colBytesFwd), fixedCol[uint64](cd, colBytesRev)
-	b.pktsFwd, b.pktsRev = fixedCol[uint64](cd, colPacketsFwd), fixedCol[uint64](cd, colPacketsRev)
-	b.firstSeen, b.firstSeenV = fixedCol[int64](cd, colFirstSeen), cd.valid(colFirstSeen)
-	b.lastSeen, b.lastSeenV = fixedCol[int64](cd, colLastSeen), cd.valid(colLastSeen)
-	b.count, b.latency = fixedCol[uint64](cd, colCount), fixedCol[uint64](cd, colLatency)
-	b.hist = cd.hist(colLatencyHist)
-	b.ifIndex, b.ifName = fixedCol[uint32](cd, colIfIndex), cd.dict(colIfName)
-	b.l7Type, b.l7Proto = cd.enum(colL7Type), cd.enum(colL7Protocol)
-	b.httpMethod, b.httpURL = cd.dict(colHTTPMethod), cd.dict(colHTTPURL)
-	b.httpStatus, b.httpProto = fixedCol[uint32](cd, colHTTPStatus), cd.dict(colHTTPProtocol)
-	b.httpHeaders = cd.lists(colHTTPHeaders)
-	b.dnsQuery, b.dnsRCode = cd.dict(colDNSQuery), fixedCol[uint32](cd, colDNSRCode)
-	b.dnsQTypes, b.dnsRRTypes, b.dnsIPs = cd.lists(colDNSQTypes), cd.lists(colDNSRRTypes), cd.lists(colDNSIPs)
-	b.dnsTTL, b.dnsCNAMEs = fixedCol[uint32](cd, colDNSTTL), cd.lists(colDNSCNAMEs)
-	b.dnsObsSource = cd.dict(colDNSObsSource)
-	b.kafkaAPIKey = cd.dict(colKafkaAPIKey)
-	b.kafkaAPIVersion, b.kafkaCorrID = fixedCol[int32](cd, colKafkaAPIVersion), fixedCol[int32](cd, colKafkaCorrelationID)
-	b.kafkaTopic, b.kafkaErrorCode = cd.dict(colKafkaTopic), fixedCol[int32](cd, colKafkaErrorCode)
-	b.kafkaClientID = cd.dict(colKafkaClientID)
-	b.countAs = cd.enum(colCountAs)
-	if cd.err != nil {
-		return nil, cd.err
-	}
-	return b, nil
+	return b
 }
 
+// timeAt is row i of a ts column: 0 where null.
 func timeAt(vals []int64, valid []byte, i int) int64 {
 	if !isValid(valid, i) {
 		return 0
@@ -612,229 +516,13 @@ func timeAt(vals []int64, valid []byte, i int) int64 {
 	return vals[i]
 }
 
-// endpoint fills the selected fields of e from row i of endpoint s
-// (0 source, 1 destination).
-func (b *batchCols) endpoint(e *schemas.Endpoint, s, i int) {
-	base := colSrcID + s*(colDstID-colSrcID)
-	h, st := &b.has, &b.epStr[s]
-	if h[base] {
-		e.ID = b.epID[s][i]
-	}
-	if h[base+1] {
-		e.Identity = b.epIdentity[s][i]
-	}
-	if h[base+2] {
-		e.ClusterName = st[0].get(i)
-	}
-	if h[base+3] {
-		e.Namespace = st[1].get(i)
-	}
-	if h[base+4] {
-		e.PodName = st[2].get(i)
-	}
-	if h[base+5] {
-		e.Workload = st[3].get(i)
-	}
-	if h[base+6] {
-		e.WorkloadKind = st[4].get(i)
-	}
-	if h[base+7] {
-		e.Labels = b.epLabels[s].get(i)
-	}
-}
-
-// row fills the fields of the decoded columns of f from row i and leaves
-// the others alone: f must be zero, or have been filled by row of a batch
-// of the same projection (DecodeEach reuses one Flow, whose unselected
-// fields thus stay zero without being cleared for every row).
-func (b *batchCols) row(f *schemas.Flow, i int) {
-	h := &b.has
-	if h[colTime] {
-		f.TimeNs = timeAt(b.time, b.timeV, i)
-	}
-	if h[colUUID] {
-		f.UUID = b.uuid.get(i)
-	}
-	if h[colNodeName] {
-		f.NodeName = b.node.get(i)
-	}
-	if h[colVerdict] {
-		f.Verdict = flowpb.Verdict(b.verdict.get(i))
-	}
-	if h[colDropReason] {
-		f.DropReason = flowpb.DropReason(b.dropReason.get(i))
-	}
-	if h[colDirection] {
-		f.Direction = flowpb.TrafficDirection(b.dir.get(i))
-	}
-	if h[colObsPoint] {
-		f.ObservationPoint = flowpb.TraceObservationPoint(b.obsPoint.get(i))
-	}
-	if h[colEventType] {
-		f.EventType = b.eventType[i]
-	}
-	if h[colEventSubType] {
-		f.EventSubType = b.eventSubType[i]
-	}
-	if h[colIsReply] {
-		f.IsReply = schemas.Unknown
-		if isValid(b.isReplyV, i) {
-			f.IsReply = schemas.False
-			if b.isReply[i>>3]&(1<<(i&7)) != 0 {
-				f.IsReply = schemas.True
-			}
-		}
-	}
-	if h[colCountAs] {
-		f.CountAs = schemas.CountAs(b.countAs.get(i))
-	}
-	if h[colIPVersion] {
-		f.IPVersion = flowpb.IPVersion(b.ipVersion.get(i))
-	}
-	if h[colSrcIP] {
-		f.SrcIP = b.srcIP.get(i)
-	}
-	if h[colDstIP] {
-		f.DstIP = b.dstIP.get(i)
-	}
-	if h[colSrcPort] {
-		f.SrcPort = b.srcPort[i]
-	}
-	if h[colDstPort] {
-		f.DstPort = b.dstPort[i]
-	}
-	if h[colL4Protocol] {
-		f.L4Protocol = b.l4[i]
-	}
-	if h[colTCPFlags] {
-		f.TCPFlags = schemas.TCPFlags(b.tcpFlags[i])
-	}
-	if h[colICMPType] {
-		f.ICMPType = b.icmpType[i]
-	}
-	if h[colICMPCode] {
-		f.ICMPCode = b.icmpCode[i]
-	}
-	b.endpoint(&f.Src, 0, i)
-	b.endpoint(&f.Dst, 1, i)
-	if h[colSrcSvcNamespace] {
-		f.SrcService.Namespace = b.svc[0].get(i)
-	}
-	if h[colSrcSvcName] {
-		f.SrcService.Name = b.svc[1].get(i)
-	}
-	if h[colDstSvcNamespace] {
-		f.DstService.Namespace = b.svc[2].get(i)
-	}
-	if h[colDstSvcName] {
-		f.DstService.Name = b.svc[3].get(i)
-	}
-	if h[colSrcNames] {
-		f.SrcNames = b.srcNames.get(i)
-	}
-	if h[colDstNames] {
-		f.DstNames = b.dstNames.get(i)
-	}
-	if h[colBytesFwd] {
-		f.BytesFwd = b.bytesFwd[i]
-	}
-	if h[colBytesRev] {
-		f.BytesRev = b.bytesRev[i]
-	}
-	if h[colPacketsFwd] {
-		f.PacketsFwd = b.pktsFwd[i]
-	}
-	if h[colPacketsRev] {
-		f.PacketsRev = b.pktsRev[i]
-	}
-	if h[colFirstSeen] {
-		f.FirstSeenNs = timeAt(b.firstSeen, b.firstSeenV, i)
-	}
-	if h[colLastSeen] {
-		f.LastSeenNs = timeAt(b.lastSeen, b.lastSeenV, i)
-	}
-	if h[colCount] {
-		f.Count = b.count[i]
-	}
-	if h[colLatency] {
-		f.LatencyNs = b.latency[i]
-	}
-	if h[colLatencyHist] {
-		f.LatencyHist = b.hist.get(i)
-	}
-	if h[colIfIndex] {
-		f.IfIndex = b.ifIndex[i]
-	}
-	if h[colIfName] {
-		f.IfName = b.ifName.get(i)
-	}
-	b.l7(&f.L7, i)
-}
-
-// l7 is row for the L7 block.
-func (b *batchCols) l7(l *schemas.L7, i int) {
-	h := &b.has
-	if h[colL7Type] {
-		l.Type = flowpb.L7FlowType(b.l7Type.get(i))
-	}
-	if h[colL7Protocol] {
-		l.Protocol = schemas.L7Protocol(b.l7Proto.get(i))
-	}
-	if h[colHTTPMethod] {
-		l.HTTPMethod = b.httpMethod.get(i)
-	}
-	if h[colHTTPURL] {
-		l.HTTPURL = b.httpURL.get(i)
-	}
-	if h[colHTTPStatus] {
-		l.HTTPStatus = b.httpStatus[i]
-	}
-	if h[colHTTPProtocol] {
-		l.HTTPProtocol = b.httpProto.get(i)
-	}
-	if h[colHTTPHeaders] {
-		l.HTTPHeaders = b.httpHeaders.get(i)
-	}
-	if h[colDNSQuery] {
-		l.DNSQuery = b.dnsQuery.get(i)
-	}
-	if h[colDNSRCode] {
-		l.DNSRCode = b.dnsRCode[i]
-	}
-	if h[colDNSQTypes] {
-		l.DNSQTypes = b.dnsQTypes.get(i)
-	}
-	if h[colDNSRRTypes] {
-		l.DNSRRTypes = b.dnsRRTypes.get(i)
-	}
-	if h[colDNSIPs] {
-		l.DNSIPs = b.dnsIPs.get(i)
-	}
-	if h[colDNSTTL] {
-		l.DNSTTL = b.dnsTTL[i]
-	}
-	if h[colDNSCNAMEs] {
-		l.DNSCNAMEs = b.dnsCNAMEs.get(i)
-	}
-	if h[colDNSObsSource] {
-		l.DNSObservationSource = b.dnsObsSource.get(i)
-	}
-	if h[colKafkaAPIKey] {
-		l.KafkaAPIKey = b.kafkaAPIKey.get(i)
-	}
-	if h[colKafkaAPIVersion] {
-		l.KafkaAPIVersion = b.kafkaAPIVersion[i]
-	}
-	if h[colKafkaCorrelationID] {
-		l.KafkaCorrelationID = b.kafkaCorrID[i]
-	}
-	if h[colKafkaTopic] {
-		l.KafkaTopic = b.kafkaTopic.get(i)
-	}
-	if h[colKafkaErrorCode] {
-		l.KafkaErrorCode = b.kafkaErrorCode[i]
-	}
-	if h[colKafkaClientID] {
-		l.KafkaClientID = b.kafkaClientID.get(i)
-	}
+// tristateAt is row i of a bool column: Unknown where null.
+func tristateAt(bits, valid []byte, i int) schemas.Tristate {
+	if !isValid(valid, i) {
+		return schemas.Unknown
+	}
+	if bits[i>>3]&(1<<(i&7)) != 0 {
+		return schemas.True
+	}
+	return schemas.False
 }

@@ -5,9 +5,14 @@
 // schemas/README.md; the contract types live in package schemas, which does
 // not link Arrow, zstd or cgo.
 //
-// Files: arrowschema.go (the flow.v1 columns), codec.go + columns.go +
-// ipcwrite.go + zstdframe*.go (encoder), decode.go + decodecols.go +
-// project.go + rawipc.go + zstddec*.go + fbcheck.go (decoder).
+// Files: arrowschema.go (Arrow types, NewArrowSchema), codec.go +
+// columns.go + ipcwrite.go + zstdframe*.go (encoder), decode.go +
+// decodecols.go + project.go + rawipc.go + zstddec*.go + fbcheck.go
+// (decoder). What is per column is generated from schemas.Flow by
+// internal/gencols (go generate ./schemas): columns_gen.go (indices, names,
+// Arrow fields, enum tables), encode_gen.go (the encoder's column buffers
+// and per-row code), decode_gen.go (decoded columns and rows); the
+// hand-written files hold one implementation per kind of column.
 //
 // Decisions:
 //

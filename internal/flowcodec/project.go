@@ -2,6 +2,7 @@ package flowcodec
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/flowbus/flowbus/schemas"
@@ -25,20 +26,11 @@ type Projection struct {
 // schemas/README.md and the Arrow schema). An unknown name is an error that
 // lists the valid ones.
 func NewProjection(columns ...string) (Projection, error) {
-	fields := NewArrowSchema().Fields()
-	idx := make(map[string]int, len(fields))
-	for i, f := range fields {
-		idx[f.Name] = i
-	}
 	p := Projection{some: true}
 	for _, c := range columns {
-		i, ok := idx[c]
-		if !ok {
-			names := make([]string, len(fields))
-			for j, f := range fields {
-				names[j] = f.Name
-			}
-			return Projection{}, fmt.Errorf("projection: no column %q in %s (columns: %s)", c, schemas.SchemaVersion, strings.Join(names, ", "))
+		i := slices.Index(columnNames[:], c)
+		if i < 0 {
+			return Projection{}, fmt.Errorf("projection: no column %q in %s (columns: %s)", c, schemas.SchemaVersion, strings.Join(columnNames[:], ", "))
 		}
 		p.set[i/64] |= 1 << (i % 64)
 	}
@@ -53,9 +45,9 @@ func (p *Projection) has(col int) bool {
 // Columns returns the names of the selected columns, in schema order.
 func (p Projection) Columns() []string {
 	var out []string
-	for i, f := range NewArrowSchema().Fields() {
+	for i, name := range columnNames {
 		if p.has(i) {
-			out = append(out, f.Name)
+			out = append(out, name)
 		}
 	}
 	return out
