@@ -26,4 +26,12 @@
 //     building a structpb.Struct for every flow the Observer API serves.
 //   - Protobuf cannot tell an empty list from an absent one: FromProto
 //     returns nil for both.
+//   - The mapping is written by hand, not generated from the column
+//     declaration (schemas.Flow): which Hubble field carries a column, and
+//     when it is present, is a decision per column. Tests walk every field
+//     of schemas.Flow by reflection (Endpoint, Service and L7 included) and
+//     prove that each one, set alone, changes ToProto's result, survives
+//     FromProto(ToProto(f)), and is held by one of the Hubble fields its
+//     hubble tag names (the Hubble column of schemas/README.md); so a new
+//     column fails the tests until it is mapped here.
 package hubble
