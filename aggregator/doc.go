@@ -38,7 +38,7 @@
 //
 // # Decoding and folding cost
 //
-// The rollups read 34 of flow.v1's 76 columns (rollupColumns), so the
+// The rollups read 33 of flow.v1's 74 columns (rollupColumns), so the
 // aggregator decodes only those (flowcodec.Projection): the other columns'
 // buffers are never decompressed. Rows are folded as they are decoded
 // (flowcodec.Decoder.DecodeEach, one reused Flow), not gathered into a slice

@@ -70,8 +70,8 @@
 //     decompresses a buffer only when a column decoder first asks for it,
 //     so skipped columns cost neither zstd nor validation, and rows fill
 //     only the selected fields. DecodeEach hands rows to a callback in one
-//     reused Flow instead of building a slice: the aggregator folds ~34 of
-//     the 76 columns that way (project.go, decode.go). A whole message is
+//     reused Flow instead of building a slice: the aggregator folds 33 of
+//     the 74 columns that way (project.go, decode.go). A whole message is
 //     checked before its first row, so a bad message yields no row.
 //   - Bad input never panics: framing and flatbuffer vector lengths are
 //     checked before arrow-go sees them (arrow-go allocates by those lengths),

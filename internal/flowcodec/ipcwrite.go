@@ -25,8 +25,8 @@ import (
 // bytes when compression does not pay). Every stream this writes is read
 // back by arrow-go's ipc.Reader in the tests, and pinned by the golden file.
 
-// How buffers are stored (see doc.go and schemas/README.md "Size and
-// speed" for the measurements behind each rule):
+// How buffers are stored (see doc.go and README.md "Size and speed" for
+// the measurements behind each rule):
 //
 //   - Buffers shorter than rawMax bytes are stored raw: a zstd frame (header,
 //     block header) never makes them smaller.
