@@ -82,9 +82,9 @@ type Flow struct {
 	LastSeenNs  int64  `flowv1:"last_seen,ts" hubble:"ext:flowbus.last_seen"`   // last packet of the (folded) flow(s)
 	Count       uint64 `flowv1:"count,uint64" hubble:"ext:flowbus.count"`       // flows folded into this record; 1 for a raw flow (0 is read as 1)
 
-	// LatencyNs is the L7 request latency, or for L4 flows the TCP handshake
+	// The L7 request latency, or for L4 flows the TCP handshake
 	// (SYN→SYN-ACK) latency, in ns; 0 means not measured. For aggregated
-	// records it is the maximum; the distribution is in LatencyHist.
+	// records the maximum; the distribution is in LatencyHist.
 	LatencyNs   uint64    `flowv1:"latency_ns,uint64" hubble:"l7.latency_ns,ext:flowbus.latency_ns"`
 	LatencyHist Histogram `flowv1:"latency_hist,hist" hubble:"ext:flowbus.latency_hist"` // latency distribution of the folded flows (histogram.go)
 
@@ -93,11 +93,11 @@ type Flow struct {
 
 	L7 L7 `flowv1:"l7_" hubble:"l7"`
 
-	// CountAs says what the record adds to sums of flows and traffic under
-	// the count-once rule: flow (its Count flows and their traffic; right for
-	// a source that sees each flow once), traffic (only bytes and packets: a
+	// What the record adds to sums of flows and traffic under the
+	// count-once rule: flow (its Count flows and their traffic; right for a
+	// source that sees each flow once), traffic (only bytes and packets: a
 	// connection counted earlier), none (nothing: another observation
-	// point's record carries the connection).
+	// point's record carries the connection)
 	CountAs CountAs `flowv1:"count_as,enum8" hubble:"ext:flowbus.count_as"`
 }
 

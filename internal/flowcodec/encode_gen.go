@@ -289,9 +289,9 @@ func (c *encCols) set(i int, f *schemas.Flow) {
 	c.CountAs.idx[i] = int32(f.CountAs)
 }
 
-// endpointCacheEntry remembers, for one combination of a Endpoint's strings and
-// lists (their data pointers and lengths), the dictionary indices of the
-// strings and where the lists' indices start.
+// endpointCacheEntry remembers, for one combination of the strings and lists
+// of a Endpoint (their data pointers and lengths), the dictionary indices of
+// the strings and where the lists' indices start.
 type endpointCacheEntry struct {
 	p     [6]uintptr
 	n     [6]int32 // lengths; -1 for a nil list

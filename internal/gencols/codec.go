@@ -255,7 +255,7 @@ func genEncode(d *decl) string {
 			}
 		}
 		strs, lists := cacheCols(g0)
-		fmt.Fprintf(&b, "// %sCacheEntry remembers, for one combination of a %s's strings and\n// lists (their data pointers and lengths), the dictionary indices of the\n// strings and where the lists' indices start.\n", lowerFirst(typ), typ)
+		fmt.Fprintf(&b, "// %sCacheEntry remembers, for one combination of the strings and lists\n// of a %s (their data pointers and lengths), the dictionary indices of\n// the strings and where the lists' indices start.\n", lowerFirst(typ), typ)
 		fmt.Fprintf(&b, "type %sCacheEntry struct {\n\tp [%d]uintptr\n\tn [%d]int32 // lengths; -1 for a nil list\n\tgen uint32\n\tidx [%d]int32\n\tstart [%d]int32\n}\n\n", lowerFirst(typ), len(strs)+len(lists), len(strs)+len(lists), len(strs), len(lists))
 	}
 	for _, g := range d.groups {
