@@ -33,7 +33,7 @@ func NewDecoder() *Decoder {
 	s := NewArrowSchema()
 	msg, err := schemaMessage(s)
 	if err != nil {
-		panic("schemas: " + err.Error()) // our constant schema always serialises
+		panic("flowcodec: " + err.Error()) // our constant schema always serialises
 	}
 	return &Decoder{schema: s, schemaMsg: msg, fast: newFastReader(s)}
 }

@@ -19,7 +19,7 @@ func newFrameDecoder() *frameDecoder {
 	z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true),
 		zstd.WithDecoderMaxMemory(256<<20), zstd.WithDecoderMaxWindow(64<<20))
 	if err != nil {
-		panic("schemas: create zstd decoder: " + err.Error()) // constant options cannot fail
+		panic("flowcodec: create zstd decoder: " + err.Error()) // constant options cannot fail
 	}
 	return &frameDecoder{z: z}
 }

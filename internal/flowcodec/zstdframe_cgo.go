@@ -48,7 +48,7 @@ func (z *frameCompressor) appendFrame(dst, src []byte, level int) []byte {
 	if err != nil {
 		// libzstd fails only on a destination shorter than its bound,
 		// which slices.Grow rules out, or on an invalid level.
-		panic(fmt.Sprintf("schemas: libzstd compress: %v", err))
+		panic(fmt.Sprintf("flowcodec: libzstd compress: %v", err))
 	}
 	return dst[:len(dst)+len(out)]
 }
