@@ -18,8 +18,9 @@
 //     `--follow` client cannot slow the pipeline.
 //   - Filters are evaluated on schemas.Flow, mirroring pkg/hubble/filters of
 //     cilium v1.20 field by field (same matching rules, same error cases),
-//     rather than importing it: DESIGN.md allows only cilium's API packages,
-//     and evaluating on our record spares a conversion per ring entry.
+//     rather than importing it: the project depends on cilium's API
+//     packages only, and evaluating on our record spares a conversion per
+//     ring entry.
 //     Semantics: OR between FlowFilters, AND between the fields of one,
 //     OR between the values of one field; blacklist excludes.
 //     Pods and services: "ns/prefix", "ns/" (whole namespace), "prefix"
