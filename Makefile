@@ -12,7 +12,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 19m
 
-# Pinned eBPF toolchain (STYLE.md): bpf2go runs clang-19 with these flags.
+# Pinned eBPF toolchain: bpf2go runs clang-19 with these flags.
 export BPF2GO_CC     := clang-19
 export BPF2GO_STRIP  := llvm-strip-19
 export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded -mcpu=v3
@@ -23,7 +23,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 # pins, as an independent client for the Observer API tests (bin/hubble).
 HUBBLE_CLI := bin/hubble
 
-.PHONY: all build test hubble test-short demo bench generate generate-check lint deps-test deps-bpf clean
+.PHONY: all build test hubble test-short demo bench generate generate-schemas generate-bpf generate-check lint deps-test deps-bpf clean
 
 all: build
 
@@ -38,7 +38,7 @@ demo: build
 test: deps-test $(HUBBLE_CLI)
 	$(GO) vet ./...
 	@# the pure-Go (klauspost) zstd files must keep building for CGO_ENABLED=0 agents
-	CGO_ENABLED=0 $(GO) build ./agent/... ./schemas/...
+	CGO_ENABLED=0 $(GO) build ./agent/... ./schemas/... ./internal/flowcodec/...
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -48,16 +48,24 @@ test-short:
 
 ## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./schemas/ ./bench/ ./aggregator/... ./agent/...
+	$(GO) test -run '^$$' -bench . -benchmem ./schemas/... ./internal/flowcodec/ ./bench/ ./aggregator/... ./agent/...
 	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/; else echo "bpf benchmarks need root: skipped"; fi
 
-## generate: rebuild the eBPF objects and bpf2go bindings (needs clang-19).
-generate: deps-bpf
+## generate: rewrite all committed generated code: generate-schemas, then generate-bpf.
+generate: generate-schemas generate-bpf
+
+## generate-schemas: the per-column code of flow.v1 (codec, FlowRow, README table)
+## from its declaration, schemas.Flow (internal/gencols; Go only, no clang).
+generate-schemas:
+	$(GO) generate ./schemas/...
+
+## generate-bpf: rebuild the eBPF objects and bpf2go bindings (needs clang-19).
+generate-bpf: deps-bpf
 	$(GO) generate ./bpf/...
 
 ## generate-check: regenerate and fail if the committed output differs.
 generate-check: generate
-	git diff --exit-code -- bpf/
+	git diff --exit-code -- bpf/ schemas/ internal/flowcodec/
 
 lint:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfel.go$$')); \

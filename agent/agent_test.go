@@ -12,13 +12,14 @@ import (
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/export"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 )
 
 // bus is an in-process Publisher that decodes what it receives.
 type bus struct {
 	mu    sync.Mutex
-	dec   *schemas.Decoder
+	dec   *flowcodec.Decoder
 	msgs  []schemas.Message
 	flows []schemas.Flow
 	err   error
@@ -83,7 +84,7 @@ func endpointKey(e *schemas.Endpoint) string {
 
 func runAgent(t *testing.T, ctx context.Context, src Source, agg aggregate.Config, taps ...Tap) (*bus, *prometheus.Registry) {
 	t.Helper()
-	b := &bus{dec: schemas.NewDecoder()}
+	b := &bus{dec: flowcodec.NewDecoder()}
 	reg := prometheus.NewRegistry()
 	a, err := New(Config{
 		Node: "node-a", Source: src, Aggregate: agg,

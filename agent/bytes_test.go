@@ -8,7 +8,9 @@ import (
 
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // BenchmarkBytesPerFlow reports what one second of the payments fleet costs
@@ -34,7 +36,7 @@ func BenchmarkBytesPerFlow(b *testing.B) {
 				for _, r := range agg.Flush() {
 					parts[r.PartitionKey()] = append(parts[r.PartitionKey()], r)
 				}
-				enc := schemas.NewEncoder()
+				enc := flowcodec.NewEncoder()
 				arrowBytes, msgs = 0, 0
 				for _, p := range parts {
 					v, err := enc.Encode(nil, p)
@@ -46,7 +48,7 @@ func BenchmarkBytesPerFlow(b *testing.B) {
 				}
 			}
 			for i := range raw {
-				j, err := protojson.Marshal(schemas.ToProto(&raw[i]))
+				j, err := protojson.Marshal(hubble.ToProto(&raw[i]))
 				if err != nil {
 					b.Fatal(err)
 				}

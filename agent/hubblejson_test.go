@@ -16,6 +16,7 @@ import (
 	"github.com/flowbus/flowbus/agent/source/hubblejson"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // TestHubbleJSONFileThroughTheAgent writes synthetic flows as Hubble
@@ -30,7 +31,7 @@ func TestHubbleJSONFileThroughTheAgent(t *testing.T) {
 	for i := range want {
 		b, err := protojson.Marshal(&observer.GetFlowsResponse{
 			NodeName:      want[i].NodeName,
-			ResponseTypes: &observer.GetFlowsResponse_Flow{Flow: schemas.ToProto(&want[i])},
+			ResponseTypes: &observer.GetFlowsResponse_Flow{Flow: hubble.ToProto(&want[i])},
 		})
 		if err != nil {
 			t.Fatal(err)

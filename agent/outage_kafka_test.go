@@ -14,6 +14,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/export"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/spool"
@@ -100,7 +101,7 @@ func readTopic(t *testing.T, addr string, want int) map[string][]string {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	out := map[string][]string{}
 	var flows []schemas.Flow
 	n := 0

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/export"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	flowbusnats "github.com/flowbus/flowbus/sinks/nats"
 	"github.com/flowbus/flowbus/sinks/spool"
@@ -170,7 +171,7 @@ func readAll(t *testing.T, url string) map[string][]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	out := map[string][]string{}
 	var flows []schemas.Flow
 	for read := uint64(0); read < info.State.Msgs; {

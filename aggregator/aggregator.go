@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/parquet"
@@ -38,7 +39,7 @@ type Aggregator struct {
 	log     *slog.Logger
 	m       *metrics
 	dlq     DeadLetter
-	dec     *schemas.Decoder
+	dec     *flowcodec.Decoder
 	tpl     *templater
 	parts   map[int32]*partition
 	window  int64
@@ -69,7 +70,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, 
 	}
 	a := &Aggregator{
 		cfg: cfg, log: log, m: m,
-		dec:    schemas.NewDecoder(),
+		dec:    flowcodec.NewDecoder(),
 		tpl:    newTemplater(cfg.RouteMaxLen, cfg.RouteTemplates),
 		parts:  make(map[int32]*partition),
 		window: int64(cfg.Window), late: int64(cfg.Lateness),
@@ -80,12 +81,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Aggregator, 
 	if a.rawOpts.RowGroupRows == 0 || a.rawOpts.RowGroupRows > rawRowGroupRows {
 		a.rawOpts.RowGroupRows = rawRowGroupRows
 	}
-	proj, err := schemas.NewProjection(rollupColumns...)
+	proj, err := flowcodec.NewProjection(rollupColumns...)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator: %w", err) // a column renamed in schemas without updating rollupColumns
 	}
 	if cfg.RawFlows {
-		proj = schemas.Projection{} // every column
+		proj = flowcodec.Projection{} // every column
 	}
 	a.decode = func(msg []byte, fn func(*schemas.Flow)) (int, error) {
 		return a.dec.DecodeEach(msg, proj, fn)
@@ -168,7 +169,7 @@ func (a *Aggregator) Process(ctx context.Context, m bus.Delivery) error {
 	a.m.messages.Inc()
 	if v, ok := m.Headers[schemas.HeaderSchema]; ok && v != schemas.SchemaVersion {
 		ps.next = m.Offset + 1
-		return a.bad(ctx, m, fmt.Errorf("%w: header %s=%q", schemas.ErrUnknownSchema, schemas.HeaderSchema, v))
+		return a.bad(ctx, m, fmt.Errorf("%w: header %s=%q", flowcodec.ErrUnknownSchema, schemas.HeaderSchema, v))
 	}
 	// Rows are folded as they are decoded; a bad message is found before
 	// its first row (DecodeEach), so it folds nothing.
@@ -202,11 +203,11 @@ func (a *Aggregator) Process(ctx context.Context, m bus.Delivery) error {
 func (a *Aggregator) bad(ctx context.Context, m bus.Delivery, cause error) error {
 	reason := BadOther
 	switch {
-	case errors.Is(cause, schemas.ErrNotArrow):
+	case errors.Is(cause, flowcodec.ErrNotArrow):
 		reason = BadNotArrow
-	case errors.Is(cause, schemas.ErrTruncated):
+	case errors.Is(cause, flowcodec.ErrTruncated):
 		reason = BadTruncated
-	case errors.Is(cause, schemas.ErrUnknownSchema):
+	case errors.Is(cause, flowcodec.ErrUnknownSchema):
 		reason = BadUnknownSchema
 	}
 	a.m.bad.WithLabelValues(reason).Inc()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/parquet"
@@ -78,7 +79,7 @@ func splitByKey(flows []schemas.Flow, per int) []genMessage {
 // benchRows are the message sizes of the decode and rollup benchmarks: a
 // mid-size message, and the agent's full batch (export's default row cap),
 // which is what agents send when throughput matters and at which the
-// encoder stores incompressible buffers raw (schemas/doc.go).
+// encoder stores incompressible buffers raw (internal/flowcodec/doc.go).
 var benchRows = []int{1000, 8192}
 
 // benchRun folds messages i = 0..b.N-1 (cycling) into one partition as
@@ -102,7 +103,7 @@ func benchRunPer(b *testing.B, per int, shape benchShape, decode, fold bool) {
 		b.Fatal(err)
 	}
 	ps := a.parts[0]
-	proj, err := schemas.NewProjection(rollupColumns...)
+	proj, err := flowcodec.NewProjection(rollupColumns...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func benchRunPer(b *testing.B, per int, shape benchShape, decode, fold bool) {
 	// collector does not scan memory an aggregator would not hold.
 	var pre [][]schemas.Flow
 	if !decode {
-		dec := schemas.NewDecoder()
+		dec := flowcodec.NewDecoder()
 		pre = make([][]schemas.Flow, len(msgs))
 		for i := range msgs {
 			if pre[i], err = dec.DecodeProjected(nil, msgs[i].Value, proj); err != nil {

@@ -55,7 +55,7 @@ const (
 // flushed, so this bounds memory per open bucket however long the window.
 const rawRowGroupRows = 32768
 
-// rawPageBufferBytes is the page buffer of each of the 73 columns of an
+// rawPageBufferBytes is the page buffer of each of the 74 columns of an
 // open raw flows file. With parquet-go's default, 256 KiB, an open bucket
 // held about 13 MB; with 64 KiB about 9 MB, for 3 % more bytes per row
 // (32 KiB: 6.5 MB, but 6 % more bytes and slower). Measured with 8 open

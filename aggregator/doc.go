@@ -63,10 +63,10 @@
 //
 // # Decoding and folding cost
 //
-// The rollups read 34 of flow.v1's 76 columns (rollupColumns), so the
-// aggregator decodes only those (schemas.Projection): the other columns'
+// The rollups read 34 of flow.v1's 74 columns (rollupColumns), so the
+// aggregator decodes only those (flowcodec.Projection): the other columns'
 // buffers are never decompressed. Rows are folded as they are decoded
-// (schemas.Decoder.DecodeEach, one reused Flow), not gathered into a slice
+// (flowcodec.Decoder.DecodeEach, one reused Flow), not gathered into a slice
 // first. Pair and route rows are found through small direct-mapped caches
 // keyed by the identity of the key's strings (rows of one message share
 // each dictionary string's bytes), before the maps that compare contents;

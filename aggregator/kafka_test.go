@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/kafka"
@@ -23,7 +24,7 @@ const testTopic = kafka.DefaultTopic
 // encodeAll encodes generated messages as the agent's exporter would.
 func encodeAll(t testing.TB, gms []genMessage) []schemas.Message {
 	t.Helper()
-	enc := schemas.NewEncoder()
+	enc := flowcodec.NewEncoder()
 	out := make([]schemas.Message, len(gms))
 	for i, gm := range gms {
 		v, err := enc.Encode(nil, gm.flows)

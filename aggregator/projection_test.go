@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
 )
@@ -29,11 +30,11 @@ func TestProjectionCoversTheRollup(t *testing.T) {
 	}
 	msgs := encodeAll(t, split(g.flows, 1, 1000))
 	a, _ := newTestAggregator(t, Config{Out: t.TempDir()})
-	proj, err := schemas.NewProjection(rollupColumns...)
+	proj, err := flowcodec.NewProjection(rollupColumns...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	fold := func(project bool) *partition {
 		ps := newPartition(0, nil)
 		var flows []schemas.Flow

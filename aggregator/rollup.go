@@ -216,7 +216,7 @@ func workloadOf(e *schemas.Endpoint) string {
 }
 
 // rollupColumns are the flow.v1 columns bucket.add and partition.add read:
-// the aggregator decodes only these (schemas.Projection), about a third of
+// the aggregator decodes only these (flowcodec.Projection), about a third of
 // a message's bytes. A field read here must have its column listed;
 // TestProjectionCoversTheRollup checks that the rollups of a projected
 // decode equal those of a full one.

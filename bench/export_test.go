@@ -15,7 +15,9 @@ import (
 
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -68,7 +70,7 @@ func runExport(b *testing.B, raw []schemas.Flow, enc string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	arrow := schemas.NewEncoder()
+	arrow := flowcodec.NewEncoder()
 	ctx := context.Background()
 	var seq uint64
 	var bytes int
@@ -147,7 +149,7 @@ func runExport(b *testing.B, raw []schemas.Flow, enc string) {
 const maxMessage = 1008 << 10
 
 func response(f *schemas.Flow) *observerpb.GetFlowsResponse {
-	p := schemas.ToProto(f)
+	p := hubble.ToProto(f)
 	return &observerpb.GetFlowsResponse{
 		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
 		NodeName:      p.GetNodeName(), Time: p.GetTime(),

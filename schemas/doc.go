@@ -1,100 +1,34 @@
 // Package schemas holds what every other flowbus package agrees on: the flow
-// record (Flow), its Arrow schema flow.v1 and the codec that carries it on
-// the bus (Encoder, Decoder), the lossless conversion to and from Hubble's
-// flow.Flow (ToProto, FromProto), the latency histogram (Histogram), and the
-// bus message contract (Message, headers, PartitionOf). It imports nothing of
-// flowbus. Every column is documented in schemas/README.md.
+// record (Flow, with Endpoint, Service, L7, CountAs and Tristate), the
+// latency histogram (Histogram), the bus message contract (Message,
+// headers, PartitionOf) and the rows written to Parquet (FlowRow,
+// PairRollup, RouteRollup). It imports nothing of flowbus, and links
+// neither Arrow, zstd nor cgo, so that any package can import it cheaply.
+// Every column is documented in schemas/README.md.
 //
-// Files: flow.go (the record), arrowschema.go (the flow.v1 columns),
-// codec.go + columns.go + ipcwrite.go + zstdframe*.go (encoder), decode.go +
-// decodecols.go + project.go + rawipc.go + zstddec*.go + fbcheck.go
-// (decoder), flowrow.go (the raw flow as a Parquet row), hubble.go (flow.Flow), histogram.go,
-// bus.go.
+// Next to it: schemas/hubble converts a Flow to and from Hubble's
+// flow.Flow; internal/flowcodec carries flows on the bus as Arrow
+// (schema flow.v1).
+//
+// Files: flow.go (the record), flowrow.go + flowrow_gen.go (the raw flow
+// as a Parquet row), rollup.go, histogram.go, bus.go.
 //
 // Decisions:
 //
-//   - One bus message is one complete Arrow IPC stream (schema, dictionary
-//     batches, one record batch, end-of-stream), zstd body compression, so any
-//     consumer (arrow-go, pyarrow, DuckDB) decodes a message alone.
-//   - The encoder writes the IPC messages itself: the schema message is
-//     serialised once by arrow-go and cached; dictionary and record batches
-//     are flatbuffers around the encoder's own column buffers.
-//     arrow-go's ipc.Writer costs a new zstd encoder (megabytes of tables)
-//     per stream, which at one message per second per partition dominated
-//     the cost. The tests read every stream back with arrow-go's
-//     ipc.Reader, and the golden file testdata/flow.v1.arrows pins the bytes
-//     (`go test ./schemas -update` rewrites it after a deliberate change;
-//     bump SchemaVersion when old readers cannot read the new columns).
-//   - Body compression is zstd, one frame per buffer as Arrow requires, and
-//     most of the encoder's CPU. Buffers of 1 KiB or more go through
-//     libzstd by cgo (github.com/DataDog/zstd, which bundles the C source;
-//     the binary already needs cgo for DuckDB): on the fleet's buffers level
-//     1 took ~60 % of klauspost's SpeedFastest time for ~11 % fewer bytes.
-//     The level is −1 (zstdLevel): the same match finder, literals stored
-//     as they are instead of Huffman coded, so frames decode about twice as
-//     fast (what the aggregator, which reads every message, pays most for)
-//     and compress a little cheaper, for ~16–22 % more bytes. Smaller buffers keep klauspost's pure-Go encoder, because
-//     libzstd rebuilds its default FSE tables for every frame (~1 µs here).
-//     Built with CGO_ENABLED=0 (zstdframe_nocgo.go) klauspost does every
-//     buffer: the streams are equally valid, only larger and dearer. The
-//     decoder likewise uses libzstd under cgo (zstddec_cgo.go: ~1.65× faster
-//     than klauspost on the frames the aggregator reads, mostly per-frame
-//     setup and RLE blocks) and klauspost without (zstddec_nocgo.go); both
-//     read any standard frame.
-//   - Storage rules around the compressor (ipcwrite.go): a buffer of one
-//     repeated byte is written as a zstd RLE frame without running the
-//     compressor; a buffer equal to an earlier one of the same record batch
-//     (list offsets of same-shaped lists, equal timestamps) is stored once
-//     and both buffer entries point at it; in a record batch of 1000 rows
-//     or more, a buffer of 4,000 B or more is stored raw (Arrow's -1
-//     length) when the ratio zstd last reached at its position saves less
-//     than 4/5 of (its size + 512 B), 512 B being what a frame's fixed CPU
-//     is worth here, and compressed again after 15 batches to re-measure;
-//     buffers under 32 B are always raw. Batches under 1000 rows (the
-//     per-partition messages of a lightly loaded agent) therefore stay fully
-//     compressed: bytes matter there, CPU in a busy agent's larger ones.
-//     latency_hist's counts use libzstd level 3, ~3× faster and smaller
-//     than level 1 on them (mostly long matches, few literals to Huffman
-//     decode). Figures are in README.md "Size and speed".
-//   - The decoder reads streams whose schema message is byte for byte ours
-//     without arrow-go objects (one reused zstd decoder, one reused arena,
-//     batch views and arrays reused from message to message, strings copied
-//     once per dictionary), and any other flow.v1 stream
-//     (another writer's) through arrow-go's ipc.Reader. Both feed the same
-//     column decoders. Decoded strings never alias the message.
-//   - A reader names the columns it needs (Projection): the fast reader
-//     decompresses a buffer only when a column decoder first asks for it,
-//     so skipped columns cost neither zstd nor validation, and rows fill
-//     only the selected fields. DecodeEach hands rows to a callback in one
-//     reused Flow instead of building a slice: the aggregator folds ~34 of
-//     the 76 columns that way (project.go, decode.go). A whole message is
-//     checked before its first row, so a bad message yields no row.
-//   - Bad input never panics: framing and flatbuffer vector lengths are
-//     checked before arrow-go sees them (arrow-go allocates by those lengths),
-//     decompressed sizes are bounded by the message size, offsets and
-//     dictionary indices are validated, and any remaining panic is recovered
-//     into ErrNotArrow. A cut-off stream is ErrTruncated, another schema
-//     version ErrUnknownSchema. FuzzDecode guards this.
-//   - Strings are dictionary-encoded (per batch), except uuid: fleets repeat
-//     namespaces, workloads, pods and labels, and dictionaries cut both bytes
-//     and the bytes zstd must process. The encoder finds a string's index
-//     through a cache keyed by the string's data pointer (the agent hands over
-//     the same strings from its identity caches), then a map.
-//   - Enums are dictionary strings holding Hubble's names ("DROPPED",
-//     "POLICY_DENIED"), readable in DuckDB; a number without a name travels
-//     as its decimal string and comes back as the same number.
-//   - IP addresses are fixed_size_binary(16), IPv4 as IPv4-mapped IPv6. This
-//     is the one normalisation of the Arrow round trip: an IPv4-mapped IPv6
-//     address (::ffff:a.b.c.d) decodes as the IPv4 address, and IPv6 zones are
-//     dropped (Cilium reports neither). Everything else round-trips exactly,
-//     including nil versus empty slices (null list versus empty list) and nil
-//     versus empty histograms.
-//   - Zero times (unknown) are null timestamps, IsReply Unknown is a null
-//     bool, the zero netip.Addr is a null address.
-//   - ToProto maps onto Hubble's own fields wherever Hubble has one; the rest
-//     (bytes, packets, count, first/last seen, L4 latency, histogram, Kafka
-//     client ID, L4 protocols Layer4 cannot name) goes into flow.extensions as
-//     a google.protobuf.Struct, readable by protojson and the hubble CLI.
-//     Protobuf cannot tell an empty list from an absent one: FromProto returns
-//     nil for both.
+//   - Flow is the one declaration of the flow.v1 columns: each field is a
+//     column, in field order, its flowv1 tag gives the column's name and
+//     kind, its hubble tag the Hubble field that carries it, its comment
+//     the column's documentation. internal/gencols (go generate ./schemas,
+//     make generate-schemas) writes from it everything that is per column
+//     and mechanical: the codec's column code (internal/flowcodec/*_gen.go),
+//     FlowRow (flowrow_gen.go) and the column table of schemas/README.md;
+//     a test fails when a committed file is not what it writes. The Flow
+//     struct stays hand-written, so that its documentation and field types
+//     are read where they are declared, and the tags keep a column's name
+//     and storage on the field's own line.
+//   - The Hubble conversion (schemas/hubble) is written by hand, proved
+//     complete by tests that walk every field of Flow.
+//   - Enumerations of our own (CountAs, L7Protocol) export their names
+//     (CountAsNames, L7ProtocolNames), which the codec writes and reads as
+//     column values, as it does Hubble's enum names.
 package schemas

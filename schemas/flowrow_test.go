@@ -1,4 +1,4 @@
-package schemas
+package schemas_test
 
 import (
 	"net/netip"
@@ -12,6 +12,9 @@ import (
 	pq "github.com/parquet-go/parquet-go"
 
 	"github.com/flowbus/flowbus/internal/ducktest"
+	"github.com/flowbus/flowbus/internal/flowcodec"
+	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/parquet"
 )
 
@@ -19,11 +22,11 @@ import (
 // columns, by name and in order.
 func TestFlowRowHasTheFlowV1Columns(t *testing.T) {
 	var got []string
-	for _, f := range pq.SchemaOf(FlowRow{}).Fields() {
+	for _, f := range pq.SchemaOf(schemas.FlowRow{}).Fields() {
 		got = append(got, f.Name())
 	}
 	var want []string
-	for _, f := range NewArrowSchema().Fields() {
+	for _, f := range flowcodec.NewArrowSchema().Fields() {
 		want = append(want, f.Name)
 	}
 	if !slices.Equal(got, want) {
@@ -31,42 +34,40 @@ func TestFlowRowHasTheFlowV1Columns(t *testing.T) {
 	}
 }
 
-// normalRow is what a row reads back as from Parquet: lists nil when empty.
-func normalRow(r FlowRow) FlowRow {
-	for _, l := range []*[]string{&r.SrcLabels, &r.DstLabels, &r.SrcNames, &r.DstNames, &r.HTTPHeaders,
-		&r.DNSQTypes, &r.DNSRRTypes, &r.DNSIPs, &r.DNSCNAMEs} {
-		if len(*l) == 0 {
-			*l = nil
+// normalRow is what a row reads back as from Parquet: lists (every slice
+// field: string lists, latency_hist) nil when empty.
+func normalRow(r schemas.FlowRow) schemas.FlowRow {
+	v := reflect.ValueOf(&r).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice && f.Len() == 0 {
+			f.SetZero()
 		}
-	}
-	if len(r.LatencyHist) == 0 {
-		r.LatencyHist = nil
 	}
 	return r
 }
 
 // TestFlowRowsRoundTripThroughParquet writes random flows (every field,
 // every enum, null and empty lists, unknown times and IPs) through
-// AppendFlowRow into a reused slice, and reads them back equal to
-// FlowRowOf of each flow.
+// schemas.AppendFlowRow into a reused slice, and reads them back equal to
+// schemas.FlowRowOf of each flow.
 func TestFlowRowsRoundTripThroughParquet(t *testing.T) {
-	g := newGen(5)
-	flows := make([]Flow, 400)
+	g := flowtest.NewGen(5)
+	flows := make([]schemas.Flow, 400)
 	for i := range flows {
-		flows[i] = g.randomFlow()
+		flows[i] = g.Flow()
 		if i%9 == 0 {
 			flows[i].TimeNs, flows[i].FirstSeenNs = 0, 0
 		}
 	}
 	path := filepath.Join(t.TempDir(), "flows.parquet")
-	w, err := parquet.Create[FlowRow](path, parquet.Options{RowGroupRows: 128})
+	w, err := parquet.Create[schemas.FlowRow](path, parquet.Options{RowGroupRows: 128})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Abort()
-	var stage []FlowRow
+	var stage []schemas.FlowRow
 	for i := range flows {
-		stage = AppendFlowRow(stage, &flows[i])
+		stage = schemas.AppendFlowRow(stage, &flows[i])
 		if len(stage) == 50 {
 			if err := w.Write(stage); err != nil {
 				t.Fatal(err)
@@ -80,7 +81,7 @@ func TestFlowRowsRoundTripThroughParquet(t *testing.T) {
 	if _, err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := pq.ReadFile[FlowRow](path)
+	got, err := pq.ReadFile[schemas.FlowRow](path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestFlowRowsRoundTripThroughParquet(t *testing.T) {
 		t.Fatalf("read %d rows, wrote %d", len(got), len(flows))
 	}
 	for i := range flows {
-		want := normalRow(FlowRowOf(&flows[i]))
+		want := normalRow(schemas.FlowRowOf(&flows[i]))
 		if g := normalRow(got[i]); !reflect.DeepEqual(g, want) {
 			t.Fatalf("row %d:\n got %+v\nwant %+v", i, g, want)
 		}
@@ -99,19 +100,19 @@ func TestFlowRowsRoundTripThroughParquet(t *testing.T) {
 // DuckDB user sees for one flow.
 func TestFlowRowIsReadByDuckDBWithReaderTypes(t *testing.T) {
 	at := time.Date(2026, 11, 25, 10, 0, 1, 123456789, time.UTC)
-	f := Flow{
+	f := schemas.Flow{
 		TimeNs: at.UnixNano(), NodeName: "node-a",
 		Verdict: flowpb.Verdict_DROPPED, DropReason: flowpb.DropReason_POLICY_DENIED,
-		Direction: flowpb.TrafficDirection_INGRESS, IsReply: False, IPVersion: flowpb.IPVersion_IPv4,
+		Direction: flowpb.TrafficDirection_INGRESS, IsReply: schemas.False, IPVersion: flowpb.IPVersion_IPv4,
 		SrcIP: netip.MustParseAddr("10.0.1.11"), DstIP: netip.MustParseAddr("fd00::1"),
-		DstPort: 8080, L4Protocol: 6, TCPFlags: FlagSYN,
-		Src:      Endpoint{Namespace: "shop", Workload: "frontend", Labels: []string{"k8s:app=frontend", "k8s:tier=web"}},
+		DstPort: 8080, L4Protocol: 6, TCPFlags: schemas.FlagSYN,
+		Src:      schemas.Endpoint{Namespace: "shop", Workload: "frontend", Labels: []string{"k8s:app=frontend", "k8s:tier=web"}},
 		BytesFwd: 1 << 40, Count: 3, LatencyNs: 2_000_000,
-		LatencyHist: Histogram{{Index: 12, Count: 2}, {Index: 300, Count: 1}},
-		L7:          L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: L7HTTP, HTTPMethod: "GET", HTTPURL: "/v1/x?id=1", HTTPStatus: 503},
+		LatencyHist: schemas.Histogram{{Index: 12, Count: 2}, {Index: 300, Count: 1}},
+		L7:          schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "/v1/x?id=1", HTTPStatus: 503},
 	}
 	path := filepath.Join(t.TempDir(), "f.parquet")
-	if _, err := parquet.WriteFile(path, []FlowRow{FlowRowOf(&f), FlowRowOf(&Flow{})}, parquet.Options{}); err != nil {
+	if _, err := parquet.WriteFile(path, []schemas.FlowRow{schemas.FlowRowOf(&f), schemas.FlowRowOf(&schemas.Flow{})}, parquet.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	db := ducktest.Open(t)

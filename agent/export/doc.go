@@ -5,7 +5,7 @@
 // partition (Flow.PartitionKey, the destination workload); a batch is sent
 // when it reaches Config.MaxRows (8192) or Config.MaxBytes (1 MiB, estimated
 // from the record's strings before encoding) or is older than Config.Linger
-// (1 s). Sending encodes the batch with schemas.Encoder into one Arrow IPC
+// (1 s). Sending encodes the batch with flowcodec.Encoder into one Arrow IPC
 // stream; if that is larger than Config.MaxMessageBytes (1 MiB, NATS's default
 // max_payload, less 16 KiB for the headers, which NATS counts too) the batch
 // is halved until every part fits. Each message gets

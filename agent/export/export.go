@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowbus/flowbus/agent/stage"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/spool"
 )
@@ -26,7 +27,7 @@ type Publisher interface {
 	Close() error
 }
 
-// encoder is schemas.Encoder's method, as an interface so tests can count calls.
+// encoder is flowcodec.Encoder's method, as an interface so tests can count calls.
 type encoder interface {
 	Encode(dst []byte, flows []schemas.Flow) ([]byte, error)
 }
@@ -88,7 +89,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 		cfg:  cfg,
 		log:  logger,
 		pub:  pub,
-		enc:  schemas.NewEncoder(),
+		enc:  flowcodec.NewEncoder(),
 		st:   st,
 		wake: make(chan struct{}, 1),
 

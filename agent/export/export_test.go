@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowbus/flowbus/agent/stage"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/spool"
 )
@@ -454,7 +455,7 @@ func TestRealArrowMessagesStayUnderTheLimitAndDecodeInOrder(t *testing.T) {
 	if err := e.Run(in); err != nil {
 		t.Fatal(err)
 	}
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	var got []string
 	msgs := bus.messages()
 	for _, m := range msgs {

@@ -10,7 +10,7 @@
 //   - The ring stores schemas.Flow values, not protobufs: the pipeline pays a
 //     struct copy per flow under a mutex, never a conversion or an
 //     allocation. Readers copy bounded chunks (64 events) under the read
-//     lock and convert with schemas.ToProto only the flows they send. A
+//     lock and convert with hubble.ToProto only the flows they send. A
 //     writer never waits for a reader: a reader that falls behind by more
 //     than the ring size is told how many events it lost, as a LostEvent with
 //     source HUBBLE_RING_BUFFER (exactly as Hubble's ring reader), and the
@@ -18,8 +18,9 @@
 //     `--follow` client cannot slow the pipeline.
 //   - Filters are evaluated on schemas.Flow, mirroring pkg/hubble/filters of
 //     cilium v1.20 field by field (same matching rules, same error cases),
-//     rather than importing it: DESIGN.md allows only cilium's API packages,
-//     and evaluating on our record spares a conversion per ring entry.
+//     rather than importing it: the project depends on cilium's API
+//     packages only, and evaluating on our record spares a conversion per
+//     ring entry.
 //     Semantics: OR between FlowFilters, AND between the fields of one,
 //     OR between the values of one field; blacklist excludes.
 //     Pods and services: "ns/prefix", "ns/" (whole namespace), "prefix"

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Config configures the Observer server.
@@ -238,7 +239,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 			if !fs.Pass(f) {
 				continue
 			}
-			pf := schemas.ToProto(f)
+			pf := hubble.ToProto(f)
 			pf.Summary = Summary(f) //nolint:staticcheck // the hubble CLI prints it
 			pf = mask.apply(pf)
 			if err := stream.Send(&observerpb.GetFlowsResponse{

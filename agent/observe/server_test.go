@@ -25,6 +25,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // startServer serves ring on a random local port and returns a client
@@ -321,7 +322,7 @@ func TestFieldMaskSelectsFields(t *testing.T) {
 	}
 	want := &flowpb.Flow{
 		Verdict:     flowpb.Verdict_DROPPED,
-		Source:      schemas.ToProto(&fixtureFlows()[2]).GetSource(),
+		Source:      hubble.ToProto(&fixtureFlows()[2]).GetSource(),
 		Destination: &flowpb.Endpoint{Namespace: "data"},
 		L4:          &flowpb.Layer4{Protocol: &flowpb.Layer4_TCP{TCP: &flowpb.TCP{DestinationPort: 6379}}},
 	}

@@ -13,7 +13,7 @@ import (
 // deprecated field that the hubble CLI still prints as the SUMMARY column),
 // in Hubble's wording: "TCP Flags: SYN, ACK", "HTTP/1.1 503 12ms (GET url)",
 // "DNS Query name. A", "DNS Answer "1.2.3.4" TTL: 30 (Proxy name. A)".
-// schemas.ToProto does not fill it (it is derived, not carried), so the
+// hubble.ToProto does not fill it (it is derived, not carried), so the
 // server does, and the relay passes it through.
 func Summary(f *schemas.Flow) string {
 	l7 := &f.L7

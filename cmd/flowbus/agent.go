@@ -24,6 +24,7 @@ import (
 	"github.com/flowbus/flowbus/agent/source/hubblejson"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/bpf"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/nats"
 	"github.com/flowbus/flowbus/sinks/spool"
@@ -236,7 +237,7 @@ func (f *agentFlags) newPublisher(io cmdIO, rt *agentRuntime) (export.Publisher,
 	bus := *f.bus
 	switch {
 	case bus == "stdout":
-		return stdout.New(io.Stdout, io.Log), nil
+		return stdout.New(io.Stdout, io.Log, flowcodec.NewDecoder()), nil
 	case bus == "embedded":
 		dir := filepath.Join(*f.dataDir, "nats")
 		srv, url, err := nats.StartEmbedded(dir, *f.natsPort)

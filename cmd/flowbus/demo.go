@@ -20,6 +20,7 @@ import (
 	"github.com/flowbus/flowbus/aggregator"
 	"github.com/flowbus/flowbus/aggregator/report"
 	"github.com/flowbus/flowbus/deploy/lab"
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/nats"
@@ -296,7 +297,7 @@ func readKafka(ctx context.Context, conn kafka.Conn, topic, group string, t *dem
 type demoTally struct {
 	mu         sync.Mutex
 	run        string
-	dec        *schemas.Decoder
+	dec        *flowcodec.Decoder
 	buf        []schemas.Flow
 	messages   int
 	rows       uint64
@@ -316,7 +317,7 @@ type demoPair struct {
 type demoPairStats struct{ flows, bytes uint64 }
 
 func newDemoTally(run string) *demoTally {
-	return &demoTally{run: run, dec: schemas.NewDecoder(), pairs: map[demoPair]*demoPairStats{},
+	return &demoTally{run: run, dec: flowcodec.NewDecoder(), pairs: map[demoPair]*demoPairStats{},
 		verdicts: map[flowpb.Verdict]uint64{}, dropReason: map[flowpb.DropReason]uint64{}}
 }
 

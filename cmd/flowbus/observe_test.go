@@ -20,6 +20,7 @@ import (
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 var obsBase = time.Date(2026, 11, 25, 21, 47, 0, 0, time.UTC)
@@ -244,7 +245,7 @@ func TestObserveJSONIsHubbleJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := schemas.ToProto(&observeFixture()[2])
+	want := hubble.ToProto(&observeFixture()[2])
 	want.Summary = "TCP Flags: SYN" //nolint:staticcheck // the server fills hubble's summary
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(&observerpb.GetFlowsResponse{Time: want.GetTime(), NodeName: want.GetNodeName(), ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: want}}); err != nil {

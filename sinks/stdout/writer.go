@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"sync"
 
-	observerpb "github.com/cilium/cilium/api/v1/observer"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Writer prints flows as `hubble observe -o json` lines to an io.Writer.
@@ -21,22 +23,34 @@ type Writer struct {
 	mu      sync.Mutex
 	out     *bufio.Writer
 	enc     *json.Encoder
-	dec     *schemas.Decoder
+	dec     Decoder
 	log     *slog.Logger
+	line    []byte // the line being written, reused
 	flows   []schemas.Flow
 	skipped uint64
 	closed  bool
 }
 
-// New returns a Writer printing to w (typically os.Stdout); log (nil: none)
-// receives one warning per bus message that does not decode. Close flushes
-// but does not close w.
-func New(w io.Writer, log *slog.Logger) *Writer {
+// Decoder decodes one bus message (an Arrow IPC stream of schema flow.v1)
+// and appends its flows to dst; internal/flowcodec's Decoder is one.
+// Publish calls it under the Writer's lock, one message at a time.
+type Decoder interface {
+	Decode(dst []schemas.Flow, msg []byte) ([]schemas.Flow, error)
+}
+
+// ErrNoDecoder is returned by Publish on a Writer created without a Decoder.
+var ErrNoDecoder = errors.New("stdout sink: no decoder for bus messages")
+
+// New returns a Writer printing to w (typically os.Stdout). dec decodes
+// the bus messages Publish prints (nil for a Writer used with Write only);
+// log (nil: none) receives one warning per bus message that does not
+// decode. Close flushes but does not close w.
+func New(w io.Writer, log *slog.Logger, dec Decoder) *Writer {
 	out := bufio.NewWriterSize(w, 64<<10)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Writer{out: out, enc: json.NewEncoder(out), dec: schemas.NewDecoder(), log: log}
+	return &Writer{out: out, enc: json.NewEncoder(out), dec: dec, log: log}
 }
 
 // Skipped returns how many bus messages Publish skipped because they did
@@ -65,7 +79,13 @@ func (w *Writer) Write(flows []schemas.Flow) error {
 
 func (w *Writer) write(flows []schemas.Flow) error {
 	for i := range flows {
-		if err := w.enc.Encode(Response(&flows[i])); err != nil {
+		var err error
+		if w.line, err = AppendResponse(w.line[:0], &flows[i]); err == nil {
+			// json.Encoder compacts and HTML-escapes the line, as it does
+			// the GetFlowsResponse the hubble CLI prints, and ends it.
+			err = w.enc.Encode(json.RawMessage(w.line))
+		}
+		if err != nil {
 			return fmt.Errorf("write flow as hubble json: %w", err)
 		}
 	}
@@ -79,15 +99,36 @@ func (w *Writer) flush() error {
 	return nil
 }
 
-// Response wraps a flow as the GetFlowsResponse Hubble streams and prints:
-// the flow, its node name and its time.
-func Response(f *schemas.Flow) *observerpb.GetFlowsResponse {
-	p := schemas.ToProto(f)
-	return &observerpb.GetFlowsResponse{
-		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
-		NodeName:      p.GetNodeName(),
-		Time:          p.GetTime(),
+// protoJSON is how the hubble CLI marshals a GetFlowsResponse (its
+// MarshalJSON): protojson with the proto field names.
+var protoJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// AppendResponse appends f as the JSON of the observer.GetFlowsResponse
+// that Hubble streams and prints, {"flow": …, "node_name": …, "time": …},
+// exactly as protojson writes that message (fields in its order, absent
+// when empty, protojson's own whitespace), without linking the Observer
+// API's gRPC stubs: the flow, its node name and its time are each
+// marshalled by protojson.
+func AppendResponse(dst []byte, f *schemas.Flow) ([]byte, error) {
+	p := hubble.ToProto(f)
+	dst = append(dst, `{"flow":`...)
+	dst, err := protoJSON.MarshalAppend(dst, p)
+	if err != nil {
+		return dst, err
 	}
+	if p.GetNodeName() != "" {
+		dst = append(dst, `,"node_name":`...)
+		if dst, err = protoJSON.MarshalAppend(dst, wrapperspb.String(p.GetNodeName())); err != nil {
+			return dst, err
+		}
+	}
+	if t := p.GetTime(); t != nil {
+		dst = append(dst, `,"time":`...)
+		if dst, err = protoJSON.MarshalAppend(dst, t); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, '}'), nil
 }
 
 // Publish decodes every message (an Arrow IPC stream of schema flow.v1) and
@@ -104,6 +145,9 @@ func (w *Writer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
+	}
+	if w.dec == nil {
+		return ErrNoDecoder
 	}
 	defer clear(w.flows) // do not keep the last batch's strings alive
 	for i := range msgs {

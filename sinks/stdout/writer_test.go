@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -15,7 +16,10 @@ import (
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
+	"github.com/flowbus/flowbus/internal/flowtest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 func testFlows() []schemas.Flow {
@@ -51,7 +55,7 @@ var wantLines = []string{
 
 func TestWritePrintsHubbleJSONLines(t *testing.T) {
 	var out bytes.Buffer
-	w := New(&out, nil)
+	w := New(&out, nil, nil)
 	if err := w.Write(testFlows()); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +74,7 @@ func TestWritePrintsHubbleJSONLines(t *testing.T) {
 // JSON consumer reads, and converting it back gives the flows printed.
 func TestLinesParseBackToTheSameFlows(t *testing.T) {
 	var out bytes.Buffer
-	w := New(&out, nil)
+	w := New(&out, nil, nil)
 	flows := testFlows()
 	if err := w.Write(flows); err != nil {
 		t.Fatal(err)
@@ -81,7 +85,7 @@ func TestLinesParseBackToTheSameFlows(t *testing.T) {
 		if err := protojson.Unmarshal(sc.Bytes(), &resp); err != nil {
 			t.Fatalf("line %d: %v", i, err)
 		}
-		got, err := schemas.FromProto(resp.GetFlow())
+		got, err := hubble.FromProto(resp.GetFlow())
 		if err != nil {
 			t.Fatalf("line %d: %v", i, err)
 		}
@@ -93,7 +97,7 @@ func TestLinesParseBackToTheSameFlows(t *testing.T) {
 
 func TestPublishPrintsGoodMessagesAndSkipsBadOnes(t *testing.T) {
 	flows := testFlows()
-	enc := schemas.NewEncoder()
+	enc := flowcodec.NewEncoder()
 	m1, err := enc.Encode(nil, flows[:1])
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +113,7 @@ func TestPublishPrintsGoodMessagesAndSkipsBadOnes(t *testing.T) {
 		{Node: "node-01", Run: "r", Seq: 4, Rows: 1, Value: m2},
 	}
 	var out, logs bytes.Buffer
-	w := New(&out, slog.New(slog.NewTextHandler(&logs, nil)))
+	w := New(&out, slog.New(slog.NewTextHandler(&logs, nil)), flowcodec.NewDecoder())
 	if err := w.Publish(context.Background(), msgs); err != nil {
 		t.Fatalf("Publish: %v (bad messages must be skipped, not retried)", err)
 	}
@@ -133,18 +137,63 @@ func TestPublishPrintsGoodMessagesAndSkipsBadOnes(t *testing.T) {
 }
 
 func TestPublishStopsOnCancelledContext(t *testing.T) {
-	m, err := schemas.NewEncoder().Encode(nil, testFlows())
+	m, err := flowcodec.NewEncoder().Encode(nil, testFlows())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out bytes.Buffer
-	if err := New(&out, nil).Publish(ctx, []schemas.Message{{Value: m}}); !errors.Is(err, context.Canceled) {
+	if err := New(&out, nil, flowcodec.NewDecoder()).Publish(ctx, []schemas.Message{{Value: m}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 	if out.Len() != 0 {
 		t.Fatalf("printed %q after cancellation", out.String())
+	}
+}
+
+func TestPublishWithoutDecoderFails(t *testing.T) {
+	var out bytes.Buffer
+	if err := New(&out, nil, nil).Publish(context.Background(), []schemas.Message{{Value: []byte("x")}}); !errors.Is(err, ErrNoDecoder) {
+		t.Fatalf("err = %v, want ErrNoDecoder", err)
+	}
+}
+
+// TestLinesAreWhatTheObserverStubsPrint: for random flows, each line is
+// byte for byte what encoding/json prints for the observer.GetFlowsResponse
+// of the flow (the hubble CLI's JSON output), although the sink does not
+// link the Observer API's stubs.
+func TestLinesAreWhatTheObserverStubsPrint(t *testing.T) {
+	g := flowtest.NewGen(3)
+	flows := append(testFlows(), schemas.Flow{})
+	for range 500 {
+		flows = append(flows, g.Flow())
+	}
+	var out bytes.Buffer
+	if err := New(&out, nil, nil).Write(flows); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	for i := range flows {
+		p := hubble.ToProto(&flows[i])
+		resp := &observerpb.GetFlowsResponse{
+			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: p},
+			NodeName:      p.GetNodeName(),
+			Time:          p.GetTime(),
+		}
+		if err := enc.Encode(resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, wantLines := strings.Split(out.String(), "\n"), strings.Split(want.String(), "\n")
+	if len(got) != len(wantLines) {
+		t.Fatalf("%d lines, want %d", len(got), len(wantLines))
+	}
+	for i := range got {
+		if got[i] != wantLines[i] {
+			t.Fatalf("line %d:\n got %s\nwant %s", i, got[i], wantLines[i])
+		}
 	}
 }
 
@@ -153,7 +202,7 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestWriteReportsOutputErrors(t *testing.T) {
-	err := New(failingWriter{}, nil).Write(testFlows())
+	err := New(failingWriter{}, nil, nil).Write(testFlows())
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("err = %v, want the output error", err)
 	}

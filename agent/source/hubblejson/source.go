@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Defaults of Config.
@@ -364,7 +365,7 @@ func (s *Source) handle(ctx context.Context, name string, line int, data []byte)
 		}
 		fl = &s.fl
 	}
-	f, err := schemas.FromProto(fl)
+	f, err := hubble.FromProto(fl)
 	if err != nil {
 		s.bad(name, line, fmt.Errorf("convert flow: %w", err))
 		return nil

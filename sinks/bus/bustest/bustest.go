@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
 )
@@ -50,7 +51,7 @@ func Messages(node string, first, n int) []schemas.Message {
 func ArrowMessages(t testing.TB, node string, rows int) ([]schemas.Message, map[string][]schemas.Flow) {
 	t.Helper()
 	dsts := []string{"ledger-svc", "checkout-api", "fraud-detector", "sanctions-svc", "postgres-primary", "rewards-cron"}
-	enc := schemas.NewEncoder()
+	enc := flowcodec.NewEncoder()
 	byKey := map[string][]schemas.Flow{}
 	var msgs []schemas.Message
 	t0 := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC).UnixNano()
@@ -82,7 +83,7 @@ func ArrowMessages(t testing.TB, node string, rows int) ([]schemas.Message, map[
 // ArrowMessages encoded for its key.
 func CheckFlows(t testing.TB, ds []bus.Delivery, byKey map[string][]schemas.Flow) {
 	t.Helper()
-	dec := schemas.NewDecoder()
+	dec := flowcodec.NewDecoder()
 	for _, d := range ds {
 		got, err := dec.Decode(nil, d.Value)
 		if err != nil {
