@@ -10,7 +10,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -439,9 +439,9 @@ type icmpHandler struct {
 func (h *icmpHandler) process(f *schemas.Flow, n float64) {
 	switch f.L4Protocol {
 	case 1:
-		h.icmp.add(n, append([]string{"IPv4", observe.ICMPTypeName(false, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
+		h.icmp.add(n, append([]string{"IPv4", observer.ICMPTypeName(false, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
 	case 58:
-		h.icmp.add(n, append([]string{"IPv6", observe.ICMPTypeName(true, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
+		h.icmp.add(n, append([]string{"IPv6", observer.ICMPTypeName(true, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 )
 
 // DefaultListenAddress is Hubble relay's port.
@@ -36,8 +36,8 @@ type Config struct {
 	BatchWindow     time.Duration // non-follow: the same, for requests that end (default 5 s: exact order unless an agent stalls that long)
 	StatusTimeout   time.Duration // per-agent timeout of ServerStatus/GetNodes/GetNamespaces (default 2 s)
 	Version         string
-	ServerTLS       observe.ServerTLS // TLS towards clients
-	ClientTLS       observe.ClientTLS // TLS towards agents
+	ServerTLS       observer.ServerTLS // TLS towards clients
+	ClientTLS       observer.ClientTLS // TLS towards agents
 
 	// LookupHost resolves names; nil uses net.DefaultResolver (tests inject).
 	LookupHost func(ctx context.Context, host string) ([]string, error)
@@ -175,7 +175,7 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 			}
 		}
 	}()
-	if err := observe.ServeObserver(ctx, r, r.cfg.ServerTLS, lis); err != nil {
+	if err := observer.ServeObserver(ctx, r, r.cfg.ServerTLS, lis); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
 )
@@ -44,7 +44,7 @@ func agentFlows(i, n, from int) []schemas.Flow {
 }
 
 type agent struct {
-	ring   *observe.Ring
+	ring   *observer.Ring
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
@@ -58,8 +58,8 @@ func (a *agent) stop() {
 // startAgent serves a ring on addr ("127.0.0.x:port", port 0 for any).
 func startAgent(t *testing.T, i int, addr string) *agent {
 	t.Helper()
-	ring := observe.NewRing(1024, nil)
-	srv, err := observe.NewServer(observe.Config{NodeName: fmt.Sprintf("node-%d", i)}, ring, nil, nil)
+	ring := observer.NewRing(1024, nil)
+	srv, err := observer.NewServer(observer.Config{NodeName: fmt.Sprintf("node-%d", i)}, ring, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/flowbus/flowbus/agent/observe"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
 )
@@ -48,9 +48,9 @@ func TestRealHubbleCLIAgainstTheAgent(t *testing.T) {
 	}
 	flows := make([]schemas.Flow, 3000)
 	g.Fill(flows)
-	ring := observe.NewRing(4096, time.Now)
+	ring := observer.NewRing(4096, time.Now)
 	ring.Observe(flows)
-	srv, err := observe.NewServer(observe.Config{NodeName: "node-1", Version: "test"}, ring, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	srv, err := observer.NewServer(observer.Config{NodeName: "node-1", Version: "test"}, ring, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 )
 
 // observeFilterFlags are hubble observe's filter flags with their help, in
@@ -130,7 +130,7 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 		server              string
 		dialTimeout         time.Duration
 		allowlist, denylist []string
-		tlsOpts             observe.ClientTLS
+		tlsOpts             observer.ClientTLS
 		tlsCAFiles          []string
 		fieldMask           []string
 		defaultMasks        bool

@@ -16,7 +16,7 @@ import (
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
@@ -69,14 +69,14 @@ func observeFixture() []schemas.Flow {
 // startObserveServer serves the fixture on a random port and returns its address.
 func startObserveServer(t *testing.T) string {
 	t.Helper()
-	ring := observe.NewRing(64, nil)
+	ring := observer.NewRing(64, nil)
 	ring.Observe(observeFixture())
 	return serveRing(t, ring)
 }
 
-func serveRing(t *testing.T, ring *observe.Ring) string {
+func serveRing(t *testing.T, ring *observer.Ring) string {
 	t.Helper()
-	srv, err := observe.NewServer(observe.Config{NodeName: "node-a"}, ring, nil, nil)
+	srv, err := observer.NewServer(observer.Config{NodeName: "node-a"}, ring, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestObserveJSONIsHubbleJSON(t *testing.T) {
 }
 
 func TestObservePrintsLostEvents(t *testing.T) {
-	ring := observe.NewRing(64, func() time.Time { return obsBase.Add(10 * time.Second) })
+	ring := observer.NewRing(64, func() time.Time { return obsBase.Add(10 * time.Second) })
 	ring.Observe(observeFixture()[:1])
 	ring.Lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, 7)
 	addr := serveRing(t, ring)
@@ -277,7 +277,7 @@ func TestObservePrintsLostEvents(t *testing.T) {
 }
 
 func TestObserveFollowPrintsNewFlows(t *testing.T) {
-	ring := observe.NewRing(64, nil)
+	ring := observer.NewRing(64, nil)
 	flows := observeFixture()
 	ring.Observe(flows[:1])
 	addr := serveRing(t, ring)

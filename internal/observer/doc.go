@@ -1,4 +1,4 @@
-// Package observe is the agent's Hubble-compatible flow observer: a Ring of
+// Package observer is the agent's Hubble-compatible flow observer: a Ring of
 // the last N flows, fed by the agent pipeline before aggregation (as Hubble's
 // ring is), and a Server for cilium's observer.Observer gRPC service
 // (github.com/cilium/cilium/api/v1/observer) on :4244, so that the hubble
@@ -54,4 +54,4 @@
 //     Cilium agent or datapath debug events.
 //   - TLS is optional (ServerTLS); with a client CA it requires client
 //     certificates (mTLS).
-package observe
+package observer
