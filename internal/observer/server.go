@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/flowbus/flowbus/internal/observer/filter"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -178,7 +179,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 	if req.GetFirst() && req.GetFollow() {
 		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
 	}
-	fs, err := CompileFilters(req.GetWhitelist(), req.GetBlacklist())
+	fs, err := filter.CompileFilters(req.GetWhitelist(), req.GetBlacklist())
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -273,7 +274,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 // first → the oldest event; follow without number or since → the next write;
 // otherwise walk back until number matching flows were passed, or a
 // matching flow older than since.
-func (s *Server) startSeq(req *observerpb.GetFlowsRequest, fs *Filters, since bool, sinceNs int64) uint64 {
+func (s *Server) startSeq(req *observerpb.GetFlowsRequest, fs *filter.Filters, since bool, sinceNs int64) uint64 {
 	oldest, next := s.ring.bounds()
 	if req.GetFirst() && !since {
 		return oldest

@@ -1,4 +1,4 @@
-package observer
+package filter
 
 import (
 	"errors"
@@ -13,8 +13,8 @@ import (
 func TestCompiledFiltersSelectTheExpectedFlows(t *testing.T) {
 	flows := fixtureFlows()
 	for _, tc := range filterCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			fs, err := CompileFilters(tc.white, tc.black)
+		t.Run(tc.Name, func(t *testing.T) {
+			fs, err := CompileFilters(tc.White, tc.Black)
 			if err != nil {
 				t.Fatalf("compile: %v", err)
 			}
@@ -24,8 +24,8 @@ func TestCompiledFiltersSelectTheExpectedFlows(t *testing.T) {
 					got = append(got, flows[i].UUID)
 				}
 			}
-			if !slices.Equal(got, tc.want) {
-				t.Errorf("got %v, want %v", got, tc.want)
+			if !slices.Equal(got, tc.Want) {
+				t.Errorf("got %v, want %v", got, tc.Want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package observer
+package filter
 
 import (
 	"errors"
