@@ -10,6 +10,8 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // The filter flags of `flowbus observe` build FlowFilters exactly as the
@@ -222,14 +224,9 @@ func (of *flowFilter) Set(name, val string) error {
 	return of.set(of.whitelist, name, val)
 }
 
-// messageTypes are Cilium's monitor message type names (hubble --type).
-var messageTypes = map[string]int32{"drop": 1, "debug": 2, "capture": 3, "trace": 4, "policy-verdict": 5, "trace-sock": 7, "l7": 129, "agent": 130}
-
 func parseIdentity(s string) (uint32, error) {
-	for id, name := range reservedIdentities {
-		if name == s && id != 0 {
-			return id, nil
-		}
+	if id, ok := hubble.ReservedIdentity(s); ok {
+		return id, nil
 	}
 	n, err := strconv.ParseUint(s, 0, 32)
 	if err != nil {
@@ -477,7 +474,7 @@ func (of *flowFilter) set(f *filterTracker, name, val string) error {
 func parseEventType(val string) (*flowpb.EventTypeFilter, error) {
 	tf := &flowpb.EventTypeFilter{}
 	typ, sub, hasSub := strings.Cut(val, ":")
-	t, ok := messageTypes[typ]
+	t, ok := hubble.MessageType(typ)
 	if !ok {
 		n, err := strconv.ParseUint(typ, 10, 32)
 		if err != nil {
@@ -487,12 +484,8 @@ func parseEventType(val string) (*flowpb.EventTypeFilter, error) {
 	}
 	tf.Type = t
 	if hasSub {
-		if t == 4 {
-			for k, v := range traceObservationPoints {
-				if v == sub {
-					tf.MatchSubType, tf.SubType = true, k
-				}
-			}
+		if t == hubble.MsgTypeTrace {
+			tf.SubType, tf.MatchSubType = hubble.TraceObservationPointByName(sub)
 		}
 		if !tf.MatchSubType {
 			n, err := strconv.ParseUint(sub, 10, 32)

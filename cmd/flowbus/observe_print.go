@@ -14,6 +14,8 @@ import (
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // flowPrinter writes GetFlowsResponses as hubble's printer does (cilium
@@ -288,26 +290,12 @@ func (p *flowPrinter) hostname(ip, port, ns, pod, svc string, names []string) st
 	return host
 }
 
-// reservedIdentities are Cilium's reserved security identities.
-var reservedIdentities = map[uint32]string{
-	0: "unknown", 1: "host", 2: "world", 3: "unmanaged", 4: "health", 5: "init",
-	6: "remote-node", 7: "kube-apiserver", 8: "ingress", 9: "world-ipv4", 10: "world-ipv6",
-}
-
 func fmtIdentity(id uint32) string {
-	if name, ok := reservedIdentities[id]; ok {
+	if name, ok := hubble.ReservedIdentityName(id); ok {
 		return "(" + name + ")"
 	}
 	return fmt.Sprintf("(ID:%d)", id)
 }
-
-var traceObservationPoints = map[int32]string{
-	0: "to-endpoint", 1: "to-proxy", 2: "to-host", 3: "to-stack", 4: "to-overlay",
-	5: "from-endpoint", 6: "from-proxy", 7: "from-host", 8: "from-stack", 9: "from-overlay",
-	10: "from-network", 11: "to-network", 12: "from-crypto", 13: "to-crypto",
-}
-
-var policyMatchTypes = map[uint32]string{0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto", 6: "Proto-Only"}
 
 func obsFlowType(f *flowpb.Flow) string {
 	if l7 := f.GetL7(); l7 != nil {
@@ -323,43 +311,23 @@ func obsFlowType(f *flowpb.Flow) string {
 	}
 	sub := f.GetEventType().GetSubType()
 	switch f.GetEventType().GetType() {
-	case 4:
-		if n, ok := traceObservationPoints[sub]; ok {
-			return n
-		}
-		return strconv.Itoa(int(sub))
-	case 1:
-		if n, ok := dropReasonNames[uint8(sub)]; ok {
-			return n
-		}
-		return fmt.Sprintf("%d, 0", uint8(sub))
-	case 5:
-		m, ok := policyMatchTypes[f.GetPolicyMatchType()]
-		if !ok {
-			m = "unknown"
-		}
-		return "policy-verdict:" + m + " " + f.GetTrafficDirection().String()
-	case 3:
+	case hubble.MsgTypeTrace:
+		return hubble.TraceObservationPointName(sub)
+	case hubble.MsgTypeDrop:
+		return hubble.DropReasonText(uint8(sub))
+	case hubble.MsgTypePolicyVerdict:
+		return "policy-verdict:" + hubble.PolicyMatchTypeName(f.GetPolicyMatchType()) + " " + f.GetTrafficDirection().String()
+	case hubble.MsgTypeCapture:
 		return f.GetDebugCapturePoint().String()
-	case 7:
-		switch flowpb.SocketTranslationPoint(sub) {
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_POST_DIRECTION_FWD:
-			return "post-xlate-fwd"
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_POST_DIRECTION_REV:
-			return "post-xlate-rev"
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_PRE_DIRECTION_FWD:
-			return "pre-xlate-fwd"
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_PRE_DIRECTION_REV:
-			return "pre-xlate-rev"
-		}
-		return flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_UNKNOWN.String()
+	case hubble.MsgTypeTraceSock:
+		return hubble.SocketTranslationPointName(sub)
 	}
 	return "UNKNOWN"
 }
 
 func obsVerdict(f *flowpb.Flow) string {
 	v := f.GetVerdict()
-	if f.GetEventType().GetType() == 5 {
+	if f.GetEventType().GetType() == hubble.MsgTypePolicyVerdict {
 		switch v {
 		case flowpb.Verdict_FORWARDED, flowpb.Verdict_REDIRECTED:
 			return "ALLOWED"

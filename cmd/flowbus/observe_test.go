@@ -20,6 +20,7 @@ import (
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 var obsBase = time.Date(2026, 11, 25, 21, 47, 0, 0, time.UTC)
@@ -30,9 +31,9 @@ func observeFixture() []schemas.Flow {
 	fe := schemas.Endpoint{Identity: 1001, Namespace: "shop", PodName: "frontend-7d9f", Workload: "frontend", WorkloadKind: "Deployment", Labels: []string{"k8s:app=frontend"}}
 	co := schemas.Endpoint{Identity: 1002, Namespace: "shop", PodName: "checkout-api-5c8", Workload: "checkout-api", WorkloadKind: "Deployment", Labels: []string{"k8s:app=checkout-api"}}
 	cr := schemas.Endpoint{Identity: 1003, Namespace: "chat", PodName: "chat-relay-0", Workload: "chat-relay", WorkloadKind: "StatefulSet", Labels: []string{"k8s:app=chat-relay"}}
-	world := schemas.Endpoint{Identity: 2, Labels: []string{"reserved:world"}}
+	world := schemas.Endpoint{Identity: hubble.IdentityWorld, Labels: []string{hubble.LabelReservedWorld}}
 	base := func(uuid string, i int) schemas.Flow {
-		return schemas.Flow{UUID: uuid, TimeNs: at(i), NodeName: "node-a", Verdict: flowpb.Verdict_FORWARDED, EventType: 4,
+		return schemas.Flow{UUID: uuid, TimeNs: at(i), NodeName: "node-a", Verdict: flowpb.Verdict_FORWARDED, EventType: hubble.MsgTypeTrace,
 			IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6, Count: 1}
 	}
 	var fs []schemas.Flow
@@ -42,20 +43,20 @@ func observeFixture() []schemas.Flow {
 	fs = append(fs, f)
 	f = base("o2", 2)
 	f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.TCPFlags, f.IsReply = co, fe, netip.MustParseAddr("10.0.1.5"), netip.MustParseAddr("10.0.0.1"), 8080, 40000, schemas.FlagSYN|schemas.FlagACK, schemas.True
-	f.EventSubType, f.Direction = 5, flowpb.TrafficDirection_INGRESS
+	f.EventSubType, f.Direction = hubble.TraceFromLxc, flowpb.TrafficDirection_INGRESS
 	fs = append(fs, f)
 	f = base("o3", 3)
-	f.NodeName, f.Verdict, f.DropReason, f.EventType, f.EventSubType = "node-b", flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, 1, 133
+	f.NodeName, f.Verdict, f.DropReason, f.EventType, f.EventSubType = "node-b", flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, hubble.MsgTypeDrop, 133
 	f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.TCPFlags = fe, cr, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.5.7"), 40001, 7000, schemas.FlagSYN
 	f.Direction = flowpb.TrafficDirection_INGRESS
 	fs = append(fs, f)
 	f = base("o4", 4)
-	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = 129, fe, co, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.1.5"), 40002, 8080, schemas.False
+	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = hubble.MsgTypeAccessLog, fe, co, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.1.5"), 40002, 8080, schemas.False
 	f.Direction = flowpb.TrafficDirection_INGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "http://checkout/api/cart", HTTPProtocol: "HTTP/1.1"}
 	fs = append(fs, f)
 	f = base("o5", 5)
-	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = 129, co, fe, netip.MustParseAddr("10.0.1.5"), netip.MustParseAddr("10.0.0.1"), 8080, 40002, schemas.True
+	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = hubble.MsgTypeAccessLog, co, fe, netip.MustParseAddr("10.0.1.5"), netip.MustParseAddr("10.0.0.1"), 8080, 40002, schemas.True
 	f.Direction = flowpb.TrafficDirection_INGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "http://checkout/api/cart", HTTPProtocol: "HTTP/1.1", HTTPStatus: 503}
 	fs = append(fs, f)

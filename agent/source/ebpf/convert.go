@@ -6,10 +6,8 @@ import (
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
-
-// Hubble's CiliumEventType.type of a trace event.
-const eventTypeTrace = 4
 
 // toFlow converts a kernel event into a flow record. eps may be nil.
 //
@@ -22,7 +20,7 @@ func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
 		TimeNs:      ev.LastSeenNs,
 		NodeName:    node,
 		Verdict:     flowpb.Verdict_FORWARDED,
-		EventType:   eventTypeTrace,
+		EventType:   hubble.MsgTypeTrace,
 		IsReply:     schemas.False,
 		SrcIP:       ev.Src,
 		DstIP:       ev.Dst,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Match reports whether a flow passes a compiled filter.
@@ -279,7 +280,7 @@ func Compile(ff *flowpb.FlowFilter) (Match, error) {
 						return false
 					}
 					if !strings.Contains(n, "/") {
-						n = defaultClusterName + "/" + n
+						n = hubble.DefaultClusterName + "/" + n
 					}
 					return re.MatchString(n)
 				})
@@ -335,17 +336,6 @@ func Compile(ff *flowpb.FlowFilter) (Match, error) {
 		return true
 	}, nil
 }
-
-// defaultClusterName is Cilium's default cluster name, which Hubble's node
-// name filter assumes for node names without a cluster part.
-const defaultClusterName = "default"
-
-// Cilium monitor message types (pkg/monitor/api) used by the filters.
-const (
-	msgTypeDrop      = 1
-	msgTypeTrace     = 4
-	msgTypeAccessLog = 129
-)
 
 func eventTypeMatch(ts []*flowpb.EventTypeFilter) Match {
 	return func(f *schemas.Flow) bool {
@@ -558,7 +548,7 @@ func httpMatches(ff *flowpb.FlowFilter, ms *[]Match) error {
 	if !set {
 		return nil
 	}
-	if ts := ff.GetEventType(); len(ts) > 0 && !slices.ContainsFunc(ts, func(t *flowpb.EventTypeFilter) bool { return t.GetType() == msgTypeAccessLog }) {
+	if ts := ff.GetEventType(); len(ts) > 0 && !slices.ContainsFunc(ts, func(t *flowpb.EventTypeFilter) bool { return t.GetType() == hubble.MsgTypeAccessLog }) {
 		return errors.New("filtering by http fields requires the event type filter to match 'l7' events")
 	}
 	isHTTP := func(f *schemas.Flow) bool { return f.L7.Protocol == schemas.L7HTTP }

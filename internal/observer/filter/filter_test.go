@@ -8,6 +8,8 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 func TestCompiledFiltersSelectTheExpectedFlows(t *testing.T) {
@@ -54,7 +56,7 @@ func TestCompileRejects(t *testing.T) {
 		{"an empty pod name", &flowpb.FlowFilter{SourcePod: []string{""}}, ErrInvalidFilter, "source_pod"},
 		{"a bad fqdn pattern", &flowpb.FlowFilter{SourceFqdn: []string{"exa mple.com"}}, ErrInvalidFilter, "source_fqdn"},
 		{"a bad label selector", &flowpb.FlowFilter{SourceLabel: []string{"a in b"}}, ErrInvalidFilter, "source_label"},
-		{"http fields with a non-l7 event type", &flowpb.FlowFilter{HttpMethod: []string{"GET"}, EventType: []*flowpb.EventTypeFilter{{Type: msgTypeDrop}}}, ErrInvalidFilter, "l7"},
+		{"http fields with a non-l7 event type", &flowpb.FlowFilter{HttpMethod: []string{"GET"}, EventType: []*flowpb.EventTypeFilter{{Type: hubble.MsgTypeDrop}}}, ErrInvalidFilter, "l7"},
 	}
 	for _, tc := range cases {
 		t.Run("rejects "+tc.name, func(t *testing.T) {

@@ -10,17 +10,11 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // BaseTime is the time of the first fixture flow; flow i is i seconds later.
 var BaseTime = time.Date(2026, 11, 25, 21, 47, 0, 0, time.UTC)
-
-// Cilium monitor message types of the fixture flows.
-const (
-	msgTypeDrop      = 1
-	msgTypeTrace     = 4
-	msgTypeAccessLog = 129
-)
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
@@ -35,7 +29,7 @@ var (
 		Labels: []string{"k8s:io.kubernetes.pod.namespace=kube-system", "k8s:k8s-app=kube-dns"}}
 	pinger = schemas.Endpoint{Identity: 3001, Namespace: "default", PodName: "pinger", Labels: []string{"k8s:app=pinger"}}
 	pingee = schemas.Endpoint{Identity: 3002, Namespace: "default", PodName: "pingee", Labels: []string{"k8s:app=pingee"}}
-	world  = schemas.Endpoint{Identity: 2, Labels: []string{"reserved:world"}}
+	world  = schemas.Endpoint{Identity: hubble.IdentityWorld, Labels: []string{hubble.LabelReservedWorld}}
 	kafka  = schemas.Endpoint{Identity: 1003, Namespace: "shop", PodName: "kafka-0", Workload: "kafka", WorkloadKind: "StatefulSet",
 		Labels: []string{"k8s:app=kafka", "k8s:io.kubernetes.pod.namespace=shop"}}
 )
@@ -46,7 +40,7 @@ func Flows() []schemas.Flow {
 	at := func(i int) int64 { return BaseTime.Add(time.Duration(i) * time.Second).UnixNano() }
 	tcp := func(uuid string, i int, node string) schemas.Flow {
 		return schemas.Flow{UUID: uuid, TimeNs: at(i), NodeName: node, Verdict: flowpb.Verdict_FORWARDED,
-			EventType: msgTypeTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6, Count: 1}
+			EventType: hubble.MsgTypeTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6, Count: 1}
 	}
 	var fs []schemas.Flow
 
@@ -58,36 +52,36 @@ func Flows() []schemas.Flow {
 	fs = append(fs, f)
 
 	f = tcp("f02", 2, "node-a") // checkout → frontend SYN-ACK (reply)
-	f.Direction, f.IsReply, f.EventSubType = flowpb.TrafficDirection_INGRESS, schemas.True, 5
+	f.Direction, f.IsReply, f.EventSubType = flowpb.TrafficDirection_INGRESS, schemas.True, hubble.TraceFromLxc
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.TCPFlags = ip("10.0.1.5"), ip("10.0.0.1"), 8080, 40000, schemas.FlagSYN|schemas.FlagACK
 	f.Src, f.Dst, f.SrcService = checkout, frontend, schemas.Service{Namespace: "shop", Name: "checkout"}
 	f.IfIndex, f.IfName = 8, "lxc2"
 	fs = append(fs, f)
 
 	f = tcp("f03", 3, "node-b") // frontend → redis, dropped by policy
-	f.Verdict, f.DropReason, f.EventType, f.EventSubType = flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, msgTypeDrop, 133
+	f.Verdict, f.DropReason, f.EventType, f.EventSubType = flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, hubble.MsgTypeDrop, 133
 	f.Direction = flowpb.TrafficDirection_EGRESS
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.TCPFlags = ip("10.0.0.1"), ip("10.0.2.9"), 40001, 6379, schemas.FlagSYN
 	f.Src, f.Dst = frontend, redis
 	fs = append(fs, f)
 
 	f = tcp("f04", 4, "node-a") // DNS request
-	f.L4Protocol, f.EventType, f.Direction, f.IsReply = 17, msgTypeAccessLog, flowpb.TrafficDirection_EGRESS, schemas.False
+	f.L4Protocol, f.EventType, f.Direction, f.IsReply = 17, hubble.MsgTypeAccessLog, flowpb.TrafficDirection_EGRESS, schemas.False
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort = ip("10.0.0.1"), ip("10.0.3.10"), 53000, 53
 	f.Src, f.Dst, f.DstService = frontend, coredns, schemas.Service{Namespace: "kube-system", Name: "kube-dns"}
-	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"}, DNSObservationSource: "proxy"}
+	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"}, DNSObservationSource: hubble.DNSObservationSourceProxy}
 	fs = append(fs, f)
 
 	f = tcp("f05", 5, "node-a") // DNS response
-	f.L4Protocol, f.EventType, f.Direction, f.IsReply = 17, msgTypeAccessLog, flowpb.TrafficDirection_EGRESS, schemas.True
+	f.L4Protocol, f.EventType, f.Direction, f.IsReply = 17, hubble.MsgTypeAccessLog, flowpb.TrafficDirection_EGRESS, schemas.True
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort = ip("10.0.3.10"), ip("10.0.0.1"), 53, 53000
 	f.Src, f.Dst, f.SrcService = coredns, frontend, schemas.Service{Namespace: "kube-system", Name: "kube-dns"}
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"},
-		DNSRRTypes: []string{"A"}, DNSIPs: []string{"93.184.216.34"}, DNSTTL: 30, DNSObservationSource: "proxy"}
+		DNSRRTypes: []string{"A"}, DNSIPs: []string{"93.184.216.34"}, DNSTTL: 30, DNSObservationSource: hubble.DNSObservationSourceProxy}
 	fs = append(fs, f)
 
 	f = tcp("f06", 6, "node-a") // HTTP request
-	f.EventType, f.Direction, f.IsReply = msgTypeAccessLog, flowpb.TrafficDirection_INGRESS, schemas.False
+	f.EventType, f.Direction, f.IsReply = hubble.MsgTypeAccessLog, flowpb.TrafficDirection_INGRESS, schemas.False
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort = ip("10.0.0.1"), ip("10.0.1.5"), 40002, 8080
 	f.Src, f.Dst = frontend, checkout
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "GET",
@@ -95,7 +89,7 @@ func Flows() []schemas.Flow {
 	fs = append(fs, f)
 
 	f = tcp("f07", 7, "node-a") // HTTP response 503
-	f.EventType, f.Direction, f.IsReply = msgTypeAccessLog, flowpb.TrafficDirection_INGRESS, schemas.True
+	f.EventType, f.Direction, f.IsReply = hubble.MsgTypeAccessLog, flowpb.TrafficDirection_INGRESS, schemas.True
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort = ip("10.0.1.5"), ip("10.0.0.1"), 8080, 40003
 	f.Src, f.Dst, f.LatencyNs = checkout, frontend, 12_000_000
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "POST", HTTPStatus: 503,
@@ -114,7 +108,7 @@ func Flows() []schemas.Flow {
 	fs = append(fs, f)
 
 	f = tcp("f10", 10, "node-b") // Kafka produce
-	f.EventType, f.Direction, f.IsReply = msgTypeAccessLog, flowpb.TrafficDirection_INGRESS, schemas.False
+	f.EventType, f.Direction, f.IsReply = hubble.MsgTypeAccessLog, flowpb.TrafficDirection_INGRESS, schemas.False
 	f.SrcIP, f.DstIP, f.SrcPort, f.DstPort = ip("10.0.1.5"), ip("10.0.4.2"), 40005, 9092
 	f.Src, f.Dst = checkout, kafka
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7Kafka, KafkaAPIKey: "produce", KafkaTopic: "orders"}
@@ -203,8 +197,8 @@ func Cases() []Case {
 		{Name: "reply true", White: FF(&flowpb.FlowFilter{Reply: []bool{true}}), Want: []string{"f02", "f05", "f07"}},
 		{Name: "reply false counts an unknown dropped flow", White: FF(&flowpb.FlowFilter{Reply: []bool{false}}), Want: []string{"f01", "f03", "f04", "f06", "f08", "f09", "f10"}},
 		{Name: "ip version 6", White: FF(&flowpb.FlowFilter{IpVersion: []flowpb.IPVersion{flowpb.IPVersion_IPv6}}), Want: []string{"f08"}},
-		{Name: "event type drop", White: FF(&flowpb.FlowFilter{EventType: []*flowpb.EventTypeFilter{{Type: msgTypeDrop}}}), Want: []string{"f03"}},
-		{Name: "event type with sub type", White: FF(&flowpb.FlowFilter{EventType: []*flowpb.EventTypeFilter{{Type: msgTypeTrace, MatchSubType: true, SubType: 5}}}), Want: []string{"f02"}},
+		{Name: "event type drop", White: FF(&flowpb.FlowFilter{EventType: []*flowpb.EventTypeFilter{{Type: hubble.MsgTypeDrop}}}), Want: []string{"f03"}},
+		{Name: "event type with sub type", White: FF(&flowpb.FlowFilter{EventType: []*flowpb.EventTypeFilter{{Type: hubble.MsgTypeTrace, MatchSubType: true, SubType: hubble.TraceFromLxc}}}), Want: []string{"f02"}},
 		{Name: "interface by name", White: FF(&flowpb.FlowFilter{Interface: []*flowpb.NetworkInterface{{Name: "lxc2"}}}), Want: []string{"f02"}},
 		{Name: "fields in one filter are ANDed", White: FF(&flowpb.FlowFilter{SourcePod: []string{"shop/frontend"}, Protocol: []string{"udp"}}), Want: []string{"f04"}},
 		{Name: "filters are ORed", White: []*flowpb.FlowFilter{{Uuid: []string{"f01"}}, {Verdict: []flowpb.Verdict{flowpb.Verdict_DROPPED}}}, Want: []string{"f01", "f03"}},
