@@ -56,10 +56,10 @@ func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
 	}
 	if ev.Ingress {
 		f.Direction = flowpb.TrafficDirection_EGRESS
-		f.ObservationPoint = flowpb.TraceObservationPoint_FROM_ENDPOINT
+		f.ObservationPoint, f.EventSubType = flowpb.TraceObservationPoint_FROM_ENDPOINT, hubble.TraceFromLxc
 	} else {
 		f.Direction = flowpb.TrafficDirection_INGRESS
-		f.ObservationPoint = flowpb.TraceObservationPoint_TO_ENDPOINT
+		f.ObservationPoint, f.EventSubType = flowpb.TraceObservationPoint_TO_ENDPOINT, hubble.TraceToLxc
 	}
 	if eps == nil {
 		return

@@ -13,7 +13,10 @@
 //   - The programs sit on the host side of pod interfaces. A flow opened by
 //     the pod behind the interface is Direction EGRESS, observation point
 //     FROM_ENDPOINT; one opened toward it is INGRESS, TO_ENDPOINT. Verdict is
-//     FORWARDED (this datapath does not enforce policy); EventType 4 (trace).
+//     FORWARDED (this datapath does not enforce policy); the event is a
+//     trace (hubble.MsgTypeTrace) whose sub-type is the observation point in
+//     Cilium's numbering (hubble.TraceFromLxc, hubble.TraceToLxc), which is
+//     what `hubble observe` prints as from-endpoint / to-endpoint.
 //   - Pods come from the endpoints file (deploy/lab/endpoints: YAML, or JSON
 //     which is YAML): source and destination IPs map to pods, the
 //     destination ip:port to a service backend, and when an address is not

@@ -22,6 +22,7 @@ import (
 	"github.com/flowbus/flowbus/bpf/nettest"
 	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -85,6 +86,7 @@ func TestToFlow(t *testing.T) {
 				BytesFwd: 10, BytesRev: 20, PacketsFwd: 1, PacketsRev: 2, HandshakeNs: 5000},
 			func(f *schemas.Flow) string {
 				if f.Direction != flowpb.TrafficDirection_EGRESS || f.ObservationPoint != flowpb.TraceObservationPoint_FROM_ENDPOINT ||
+					f.EventType != hubble.MsgTypeTrace || f.EventSubType != hubble.TraceFromLxc ||
 					f.Verdict != flowpb.Verdict_FORWARDED || f.IsReply != schemas.False || f.IPVersion != flowpb.IPVersion_IPv4 ||
 					f.Src.PodName != "web-1" || f.Src.Workload != "web" || f.Dst.PodName != "api-1" || f.DstService.Name != "api-svc" ||
 					f.TCPFlags != schemas.FlagSYN|schemas.FlagFIN|schemas.FlagACK || f.TimeNs != 200 || f.FirstSeenNs != 100 ||
@@ -98,6 +100,7 @@ func TestToFlow(t *testing.T) {
 			bpf.Event{Kind: bpf.EventIdleTimeout, IfIndex: 7, IPVersion: 4, Protocol: 17, Src: netip.MustParseAddr("192.0.2.9"), Dst: netip.MustParseAddr("10.9.9.9"), SrcPort: 53, DstPort: 999},
 			func(f *schemas.Flow) string {
 				if f.Direction != flowpb.TrafficDirection_INGRESS || f.ObservationPoint != flowpb.TraceObservationPoint_TO_ENDPOINT ||
+					f.EventType != hubble.MsgTypeTrace || f.EventSubType != hubble.TraceToLxc ||
 					f.Src.PodName != "" || f.Dst.PodName != "web-1" {
 					return "wrong direction or endpoints (the interface's pod is the destination)"
 				}
