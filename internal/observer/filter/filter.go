@@ -484,7 +484,7 @@ func labelMatch(selectors []string, get func(*schemas.Flow) []string) (Match, er
 		sels = append(sels, sel)
 	}
 	return func(f *schemas.Flow) bool {
-		ls := parseLabels(get(f))
+		ls := flowLabels(get(f))
 		return slices.ContainsFunc(sels, func(s selector) bool { return s.matches(ls) })
 	}, nil
 }
