@@ -149,10 +149,10 @@ func Compile(ff *flowpb.FlowFilter) (Match, error) {
 		},
 		func() error {
 			if ids := ff.GetSourceIdentity(); len(ids) > 0 {
-				ms = append(ms, func(f *schemas.Flow) bool { return slices.Contains(ids, f.Src.Identity) })
+				ms = append(ms, func(f *schemas.Flow) bool { return !emptyEndpoint(&f.Src) && slices.Contains(ids, f.Src.Identity) })
 			}
 			if ids := ff.GetDestinationIdentity(); len(ids) > 0 {
-				ms = append(ms, func(f *schemas.Flow) bool { return slices.Contains(ids, f.Dst.Identity) })
+				ms = append(ms, func(f *schemas.Flow) bool { return !emptyEndpoint(&f.Dst) && slices.Contains(ids, f.Dst.Identity) })
 			}
 			return nil
 		},
@@ -337,8 +337,22 @@ func Compile(ff *flowpb.FlowFilter) (Match, error) {
 	}, nil
 }
 
+// emptyEndpoint reports whether a flow has no endpoint on that side: the
+// flow.Flow it is sent as (schemas.ToProto) has none, and Hubble's identity
+// filter matches no identity, not even 0.
+func emptyEndpoint(e *schemas.Endpoint) bool {
+	return e.ID == 0 && e.Identity == 0 && e.ClusterName == "" && e.Namespace == "" && e.PodName == "" &&
+		e.Workload == "" && e.WorkloadKind == "" && len(e.Labels) == 0
+}
+
+// eventTypeMatch matches the event type and sub-type; a flow without
+// either has no CiliumEventType as a flow.Flow, and matches no event type
+// filter, as in Hubble.
 func eventTypeMatch(ts []*flowpb.EventTypeFilter) Match {
 	return func(f *schemas.Flow) bool {
+		if f.EventType == 0 && f.EventSubType == 0 {
+			return false
+		}
 		return slices.ContainsFunc(ts, func(t *flowpb.EventTypeFilter) bool {
 			if t.GetType() != 0 && t.GetType() != f.EventType {
 				return false
@@ -406,7 +420,11 @@ func ipMatch(ips []string, get func(*schemas.Flow) netip.Addr) (Match, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid IP address %q: %w", s, err)
 		}
-		addrs = append(addrs, a)
+		// Hubble compares an address as text with the flow's, which is in
+		// canonical form: "fd00:0::1" matches no flow, as there.
+		if a.String() == s {
+			addrs = append(addrs, a)
+		}
 	}
 	return func(f *schemas.Flow) bool {
 		a := get(f)
@@ -614,7 +632,7 @@ func httpMatches(ff *flowpb.FlowFilter, ms *[]Match) error {
 				return false
 			}
 			for _, h := range f.L7.HTTPHeaders {
-				k, v := SplitHeader(h)
+				k, v, _ := strings.Cut(h, ": ") // as schemas.ToProto splits it
 				if slices.ContainsFunc(hs, func(w *flowpb.HTTPHeader) bool { return w.GetKey() == k && w.GetValue() == v }) {
 					return true
 				}
@@ -623,12 +641,6 @@ func httpMatches(ff *flowpb.FlowFilter, ms *[]Match) error {
 		})
 	}
 	return nil
-}
-
-// SplitHeader splits a schemas HTTP header "Key: value" into key and value.
-func SplitHeader(h string) (key, value string) {
-	k, v, _ := strings.Cut(h, ":")
-	return k, strings.TrimPrefix(v, " ")
 }
 
 func compileRegexps(ss []string) ([]*regexp.Regexp, error) {
