@@ -60,14 +60,31 @@ type Options struct {
 // Printer writes flows, lost events and node status events to out (node
 // status events to errw). Not safe for concurrent use.
 type Printer struct {
-	out, errw      io.Writer
+	out, errw      io.Writer // escaped, except in JSONPB
 	mode           Output
 	timeLayout     string
 	nodeName       bool
 	ipTranslation  bool
 	line           int
 	tw             *tabwriter.Writer
+	tab            io.Writer // escaped, into tw
 	json, jsonErrw *json.Encoder
+}
+
+// escapes neutralises terminal control sequences in what the text outputs
+// print, as hubble's terminalEscaperWriter does (with colors off): ESC is
+// printed as "^[" and CR as "\r", so that a flow's text cannot drive the
+// terminal.
+var escapes = strings.NewReplacer("\x1b", "^[", "\r", `\r`)
+
+// escaper writes through escapes.
+type escaper struct{ w io.Writer }
+
+func (e escaper) Write(b []byte) (int, error) {
+	if _, err := escapes.WriteString(e.w, string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // New returns a Printer with the given options.
@@ -75,11 +92,13 @@ func New(out, errw io.Writer, o Options) *Printer {
 	if o.TimeLayout == "" {
 		o.TimeLayout = time.StampMilli
 	}
-	p := &Printer{out: out, errw: errw, mode: o.Output, timeLayout: o.TimeLayout, nodeName: o.NodeName, ipTranslation: o.IPTranslation}
+	p := &Printer{out: escaper{out}, errw: escaper{errw}, mode: o.Output, timeLayout: o.TimeLayout, nodeName: o.NodeName, ipTranslation: o.IPTranslation}
 	switch o.Output {
 	case Table:
 		p.tw = tabwriter.NewWriter(out, 2, 0, 3, ' ', 0)
+		p.tab = escaper{p.tw}
 	case JSONPB:
+		p.out, p.errw = out, errw
 		p.json, p.jsonErrw = json.NewEncoder(out), json.NewEncoder(errw)
 	}
 	return p
@@ -149,14 +168,14 @@ func (p *Printer) writeFlow(res *observerpb.GetFlowsResponse) error {
 			if p.nodeName {
 				hdr += "NODE\t"
 			}
-			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
+			_, err = fmt.Fprint(p.tab, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
 		}
 		row := timestamp(p.timeLayout, f.GetTime()) + "\t"
 		if p.nodeName {
 			row += f.GetNodeName() + "\t"
 		}
 		if err == nil {
-			_, err = fmt.Fprint(p.tw, row+src+"\t"+dst+"\t"+flowType(f)+"\t"+verdict(f)+"\t"+summary(f)+"\n")
+			_, err = fmt.Fprint(p.tab, row+src+"\t"+dst+"\t"+flowType(f)+"\t"+verdict(f)+"\t"+summary(f)+"\n")
 		}
 	case Dict:
 		src, dst := p.hostNames(f)
@@ -215,14 +234,14 @@ func (p *Printer) writeLost(res *observerpb.GetFlowsResponse) error {
 			if p.nodeName {
 				hdr += "NODE\t"
 			}
-			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
+			_, err = fmt.Fprint(p.tab, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
 		}
 		row := timestamp(p.timeLayout, res.GetTime()) + "\t"
 		if p.nodeName {
 			row += node + "\t"
 		}
 		if err == nil {
-			_, err = fmt.Fprintf(p.tw, "%s%s\t-\tEVENTS LOST\t-\tCPU(%d) - %d%s\n", row, l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+			_, err = fmt.Fprintf(p.tab, "%s%s\t-\tEVENTS LOST\t-\tCPU(%d) - %d%s\n", row, l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
 		}
 	case Dict:
 		var b strings.Builder
