@@ -484,8 +484,11 @@ func parseEventType(val string) (*flowpb.EventTypeFilter, error) {
 	}
 	tf.Type = t
 	if hasSub {
-		if t == hubble.MsgTypeTrace {
+		switch t {
+		case hubble.MsgTypeTrace:
 			tf.SubType, tf.MatchSubType = hubble.TraceObservationPointByName(sub)
+		case hubble.MsgTypeAgent:
+			tf.SubType, tf.MatchSubType = hubble.AgentEventSubType(sub)
 		}
 		if !tf.MatchSubType {
 			n, err := strconv.ParseUint(sub, 10, 32)
