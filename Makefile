@@ -12,7 +12,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 TEST_TIMEOUT ?= 19m
 
-# Pinned eBPF toolchain (STYLE.md): bpf2go runs clang-19 with these flags.
+# Pinned eBPF toolchain: bpf2go runs clang-19 with these flags.
 export BPF2GO_CC     := clang-19
 export BPF2GO_STRIP  := llvm-strip-19
 export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -Wpadded -mcpu=v3

@@ -2,7 +2,7 @@ package schemas
 
 import "strconv"
 
-// Bus message headers (DESIGN.md "Bus message"). Kafka carries them as record
+// Bus message headers, part of the bus message contract. Kafka carries them as record
 // headers, NATS as message headers.
 const (
 	HeaderContentType = "content-type"
@@ -36,7 +36,7 @@ func (m *Message) ID() string {
 	return m.Node + "/" + m.Run + "/" + strconv.FormatUint(m.Seq, 10)
 }
 
-// Headers returns the message's headers as name/value pairs, in DESIGN.md order.
+// Headers returns the message's headers as name/value pairs, in the order above.
 func (m *Message) Headers() [][2]string {
 	return [][2]string{
 		{HeaderContentType, ContentTypeArrowStream},

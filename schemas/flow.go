@@ -215,7 +215,7 @@ func (f *Flow) FlowCount() uint64 {
 }
 
 // PartitionKey is the bus partition key of a flow: the destination workload
-// as "namespace/name" (DESIGN.md "Kafka"). Flows toward a destination that is
+// as "namespace/name", the Kafka record key. Flows toward a destination that is
 // not a known workload use the destination pod name, then the destination IP,
 // so that every flow toward one endpoint still lands in one partition.
 func (f *Flow) PartitionKey() string {

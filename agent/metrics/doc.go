@@ -19,8 +19,8 @@
 //	hubble_port_distribution_total{protocol,port,<context>}                 "port-distribution"
 //	hubble_lost_events_total{source}                                        always
 //
-// (DESIGN.md lists hubble_flows_processed_total{type,subtype,verdict}; Hubble
-// has a protocol label first, and we follow Hubble.)
+// (hubble_flows_processed_total carries Hubble's protocol label before type,
+// subtype and verdict, as Hubble's does.)
 //
 // Decisions:
 //

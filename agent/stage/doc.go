@@ -5,7 +5,8 @@
 //	flowbus_stage_emitted_total{stage}
 //	flowbus_stage_dropped_total{stage,reason}
 //
-// so that loss anywhere in the pipeline is visible (DESIGN.md "Truth rules").
+// so that loss anywhere in the pipeline is visible: a flow is either in the
+// output or in a counter of the stage that dropped it.
 // Units are flow records as the stage sees them: raw flows for the source and
 // the aggregator's input, folded records after aggregation, rows for export.
 //

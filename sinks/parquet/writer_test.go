@@ -26,8 +26,8 @@ func pairRows(n int) []schemas.PairRollup {
 	return rows
 }
 
-// TestWriteFileIsReadByDuckDBWithTheContractTypes checks what DESIGN.md
-// promises readers: zstd, dictionary strings, UTC microsecond timestamps,
+// TestWriteFileIsReadByDuckDBWithTheContractTypes checks what the rollup
+// contract promises readers: zstd, dictionary strings, UTC microsecond timestamps,
 // list<struct<bucket int16, count int64>>, and row groups capped.
 func TestWriteFileIsReadByDuckDBWithTheContractTypes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "x.parquet")
