@@ -11,7 +11,7 @@
 // stage), so loss anywhere is visible.
 //
 // Decisions:
-//   - Sources (agent/source/...) and taps (agent/observe, agent/metrics) are
+//   - Sources (agent/source/...) and taps (internal/observer, agent/metrics) are
 //     defined by the small interfaces here, owned by the package that uses
 //     them; sources do not import agent.
 //   - Taps run synchronously on the aggregation goroutine, in order, before

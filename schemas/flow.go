@@ -264,10 +264,9 @@ func (f *Flow) FlowCount() uint64 {
 }
 
 // PartitionKey is the bus partition key of a flow: the destination workload
-// as "namespace/name" (schemas/README.md "Bus message"). Flows toward a
-// destination that is not a known workload use the destination pod name,
-// then the destination IP, so that every flow toward one endpoint still
-// lands in one partition.
+// as "namespace/name", the Kafka record key. Flows toward a destination that is
+// not a known workload use the destination pod name, then the destination IP,
+// so that every flow toward one endpoint still lands in one partition.
 func (f *Flow) PartitionKey() string {
 	switch {
 	case f.Dst.Workload != "":

@@ -10,23 +10,14 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/flowbus/flowbus/agent/observe"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 const (
 	flowDirUnknown = flowpb.TrafficDirection_TRAFFIC_DIRECTION_UNKNOWN
 	flowDirIngress = flowpb.TrafficDirection_INGRESS
 	flowDirEgress  = flowpb.TrafficDirection_EGRESS
-)
-
-// Cilium monitor message types (pkg/monitor/api).
-const (
-	msgDrop          = 1
-	msgCapture       = 3
-	msgTrace         = 4
-	msgPolicyVerdict = 5
-	msgAccessLog     = 129
 )
 
 // DefaultMaxLabelSets caps the label combinations of one metric.
@@ -240,7 +231,7 @@ func newHandler(s Spec, max int, overflow *prometheus.CounterVec) (handler, []pr
 // flowProtocol mirrors Hubble's v1.FlowProtocol.
 func flowProtocol(f *schemas.Flow) string {
 	switch f.EventType {
-	case msgAccessLog:
+	case hubble.MsgTypeAccessLog:
 		switch f.L7.Protocol {
 		case schemas.L7DNS:
 			return "DNS"
@@ -248,7 +239,7 @@ func flowProtocol(f *schemas.Flow) string {
 			return "HTTP"
 		}
 		return "Unknown L7"
-	case msgDrop, msgTrace, msgPolicyVerdict, msgCapture:
+	case hubble.MsgTypeDrop, hubble.MsgTypeTrace, hubble.MsgTypePolicyVerdict, hubble.MsgTypeCapture:
 		switch f.L4Protocol {
 		case 6:
 			return "TCP"
@@ -270,13 +261,6 @@ func flowProtocol(f *schemas.Flow) string {
 	return "Unknown flow"
 }
 
-// traceObservationPoints are Cilium's trace sub-type names (pkg/monitor/api).
-var traceObservationPoints = map[int32]string{
-	0: "to-endpoint", 1: "to-proxy", 2: "to-host", 3: "to-stack", 4: "to-overlay",
-	5: "from-endpoint", 6: "from-proxy", 7: "from-host", 8: "from-stack", 9: "from-overlay",
-	10: "from-network", 11: "to-network", 12: "from-crypto", 13: "to-crypto",
-}
-
 type flowHandler struct {
 	ctx   contextOptions
 	flows counter
@@ -285,7 +269,7 @@ type flowHandler struct {
 func (h *flowHandler) process(f *schemas.Flow, n float64) {
 	var typ, sub string
 	switch f.EventType {
-	case msgAccessLog:
+	case hubble.MsgTypeAccessLog:
 		typ = "L7"
 		switch f.L7.Protocol {
 		case schemas.L7DNS:
@@ -293,13 +277,14 @@ func (h *flowHandler) process(f *schemas.Flow, n float64) {
 		case schemas.L7HTTP:
 			sub = "HTTP"
 		}
-	case msgDrop:
+	case hubble.MsgTypeDrop:
 		typ = "Drop"
-	case msgCapture:
+	case hubble.MsgTypeCapture:
 		typ = "Capture"
-	case msgTrace:
-		typ, sub = "Trace", traceObservationPoints[f.EventSubType]
-	case msgPolicyVerdict:
+	case hubble.MsgTypeTrace:
+		typ = "Trace"
+		sub, _ = hubble.TraceObservationPoint(int32(uint8(f.EventSubType)))
+	case hubble.MsgTypePolicyVerdict:
 		typ = "PolicyVerdict"
 	default:
 		typ, sub = "Unknown", strconv.Itoa(int(f.EventType))
@@ -420,11 +405,11 @@ func (h *dnsHandler) process(f *schemas.Flow, n float64) {
 	}
 	switch {
 	case f.Verdict == flowpb.Verdict_DROPPED:
-		h.queries.add(n, withQuery(append(slicesClone(ctx), "Policy denied", qtypes, ips))...)
+		h.queries.add(n, withQuery(append(slicesClone(ctx), hubble.DNSRCodeLabelPolicyDenied, qtypes, ips))...)
 	case f.IsReply != schemas.True:
 		h.queries.add(n, withQuery(append(slicesClone(ctx), "", qtypes, ips))...)
 	default:
-		h.responses.add(n, withQuery(append(slicesClone(ctx), rcodeNames[d.DNSRCode], qtypes, ips))...)
+		h.responses.add(n, withQuery(append(slicesClone(ctx), hubble.DNSRCodeLabel(d.DNSRCode), qtypes, ips))...)
 		for _, t := range d.DNSRRTypes {
 			h.responseTypes.add(n, withQuery(append(slicesClone(ctx), t, qtypes))...)
 		}
@@ -439,9 +424,9 @@ type icmpHandler struct {
 func (h *icmpHandler) process(f *schemas.Flow, n float64) {
 	switch f.L4Protocol {
 	case 1:
-		h.icmp.add(n, append([]string{"IPv4", observe.ICMPTypeName(false, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
+		h.icmp.add(n, append([]string{"IPv4", hubble.ICMPTypeName(false, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
 	case 58:
-		h.icmp.add(n, append([]string{"IPv6", observe.ICMPTypeName(true, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
+		h.icmp.add(n, append([]string{"IPv6", hubble.ICMPTypeName(true, f.ICMPType, f.ICMPCode)}, h.ctx.values(f, false)...)...)
 	}
 }
 
@@ -474,14 +459,4 @@ func (h *portHandler) process(f *schemas.Flow, n float64) {
 		return
 	}
 	h.ports.add(n, append([]string{proto, port}, h.ctx.values(f, false)...)...)
-}
-
-// rcodeNames are Hubble's DNS rcode label values.
-var rcodeNames = map[uint32]string{
-	0: "No Error", 1: "Format Error", 2: "Server Failure", 3: "Non-Existent Domain", 4: "Not Implemented",
-	5: "Query Refused", 6: "Name Exists when it should not", 7: "RR Set Exists when it should not",
-	8: "RR Set that should exist does not", 9: "Not Authorized", 10: "Name not contained in zone",
-	11: "DSO-TYPE Not Implemented", 16: "Bad OPT Version", 17: "Key not recognized",
-	18: "Signature out of time window", 19: "Bad TKEY Mode", 20: "Duplicate key name",
-	21: "Algorithm not supported", 22: "Bad Truncation", 23: "Bad/missing Server Cookie",
 }

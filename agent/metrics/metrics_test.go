@@ -20,6 +20,7 @@ import (
 
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 var (
@@ -30,7 +31,7 @@ var (
 )
 
 func testFlows() []schemas.Flow {
-	base := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: msgTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6,
+	base := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: hubble.MsgTypeTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6,
 		SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("10.0.1.5")}
 	var fs []schemas.Flow
 	f := base // SYN, to-endpoint
@@ -40,23 +41,23 @@ func testFlows() []schemas.Flow {
 	f.Src, f.Dst, f.TCPFlags, f.EventSubType, f.IsReply = checkout, frontend, schemas.FlagSYN|schemas.FlagACK, 5, schemas.True
 	fs = append(fs, f)
 	f = base // policy drop
-	f.Src, f.Dst, f.TCPFlags, f.Verdict, f.DropReason, f.EventType, f.EventSubType = frontend, redis, schemas.FlagSYN, flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, msgDrop, 133
+	f.Src, f.Dst, f.TCPFlags, f.Verdict, f.DropReason, f.EventType, f.EventSubType = frontend, redis, schemas.FlagSYN, flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, hubble.MsgTypeDrop, 133
 	fs = append(fs, f)
 	f = base // DNS request
-	f.Src, f.Dst, f.L4Protocol, f.EventType, f.IsReply, f.Direction = frontend, coredns, 17, msgAccessLog, schemas.False, flowpb.TrafficDirection_EGRESS
+	f.Src, f.Dst, f.L4Protocol, f.EventType, f.IsReply, f.Direction = frontend, coredns, 17, hubble.MsgTypeAccessLog, schemas.False, flowpb.TrafficDirection_EGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"}}
 	fs = append(fs, f)
 	f = base // DNS response
-	f.Src, f.Dst, f.L4Protocol, f.EventType, f.IsReply, f.Direction = coredns, frontend, 17, msgAccessLog, schemas.True, flowpb.TrafficDirection_EGRESS
+	f.Src, f.Dst, f.L4Protocol, f.EventType, f.IsReply, f.Direction = coredns, frontend, 17, hubble.MsgTypeAccessLog, schemas.True, flowpb.TrafficDirection_EGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7DNS, DNSQuery: "api.example.com.", DNSQTypes: []string{"A"},
 		DNSRRTypes: []string{"A"}, DNSIPs: []string{"93.184.216.34"}}
 	fs = append(fs, f)
 	f = base // HTTP request
-	f.Src, f.Dst, f.EventType, f.Direction = frontend, checkout, msgAccessLog, flowpb.TrafficDirection_INGRESS
+	f.Src, f.Dst, f.EventType, f.Direction = frontend, checkout, hubble.MsgTypeAccessLog, flowpb.TrafficDirection_INGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPProtocol: "HTTP/1.1", HTTPURL: "/cart"}
 	fs = append(fs, f)
 	f = base // HTTP response
-	f.Src, f.Dst, f.EventType, f.Direction, f.LatencyNs = checkout, frontend, msgAccessLog, flowpb.TrafficDirection_INGRESS, 12_000_000
+	f.Src, f.Dst, f.EventType, f.Direction, f.LatencyNs = checkout, frontend, hubble.MsgTypeAccessLog, flowpb.TrafficDirection_INGRESS, 12_000_000
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "POST", HTTPProtocol: "HTTP/1.1", HTTPStatus: 503}
 	fs = append(fs, f)
 	f = base // three folded FIN flows
@@ -240,9 +241,9 @@ func TestICMPAndPortDistribution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: msgTrace, IPVersion: flowpb.IPVersion_IPv6, L4Protocol: 58,
+	echo := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: hubble.MsgTypeTrace, IPVersion: flowpb.IPVersion_IPv6, L4Protocol: 58,
 		ICMPType: 128, IsReply: schemas.False, Dst: redis}
-	unreach := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: msgTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 1,
+	unreach := schemas.Flow{Verdict: flowpb.Verdict_FORWARDED, EventType: hubble.MsgTypeTrace, IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 1,
 		ICMPType: 3, ICMPCode: 3, IsReply: schemas.True}
 	syn := testFlows()[0]
 	syn.IsReply, syn.DstPort = schemas.False, 8080

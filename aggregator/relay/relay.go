@@ -17,10 +17,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
+	"github.com/flowbus/flowbus/internal/observer/relayclient"
 )
 
 // DefaultListenAddress is Hubble relay's port.
@@ -36,8 +36,8 @@ type Config struct {
 	BatchWindow     time.Duration // non-follow: the same, for requests that end (default 5 s: exact order unless an agent stalls that long)
 	StatusTimeout   time.Duration // per-agent timeout of ServerStatus/GetNodes/GetNamespaces (default 2 s)
 	Version         string
-	ServerTLS       observe.ServerTLS // TLS towards clients
-	ClientTLS       observe.ClientTLS // TLS towards agents
+	ServerTLS       observer.ServerTLS // TLS towards clients
+	ClientTLS       observer.ClientTLS // TLS towards agents
 
 	// LookupHost resolves names; nil uses net.DefaultResolver (tests inject).
 	LookupHost func(ctx context.Context, host string) ([]string, error)
@@ -89,7 +89,7 @@ type Relay struct {
 	observerpb.UnimplementedObserverServer
 	cfg   Config
 	log   *slog.Logger
-	peers *peerSet
+	peers *relayclient.PeerSet
 	start time.Time
 
 	flows      prometheus.Counter
@@ -111,9 +111,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 	}
 	r := &Relay{
 		cfg: cfg, log: log, start: time.Now(),
-		peers: &peerSet{peers: map[string]*peer{}, dial: func(addr string) (*grpc.ClientConn, error) {
+		peers: relayclient.NewPeerSet(func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, creds)
-		}},
+		}),
 		flows:      prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_flows_total", Help: "Flows the relay forwarded to clients."}),
 		peerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_agent_stream_errors_total", Help: "Agent streams that failed or could not be opened."}),
 		agents:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "flowbus_relay_agents", Help: "Agents the relay currently knows (after resolution)."}),
@@ -130,36 +130,35 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 
 // Refresh resolves the agent targets now and updates the agent set.
 func (r *Relay) Refresh(ctx context.Context) {
-	addrs, errs := resolve(ctx, r.cfg.LookupHost, r.cfg.Agents)
+	addrs, errs := relayclient.Resolve(ctx, r.cfg.LookupHost, r.cfg.Agents)
 	for _, err := range errs {
 		r.log.Warn("agent resolution failed", "err", err)
 	}
 	if len(addrs) == 0 && len(errs) > 0 {
 		return // keep what we have rather than dropping every agent on a DNS hiccup
 	}
-	added, removed, err := r.peers.update(addrs)
+	added, removed, err := r.peers.Update(addrs)
 	if err != nil {
 		r.log.Warn("agent client", "err", err)
 	}
 	if len(added)+len(removed) > 0 {
 		r.log.Info("agents changed", "added", added, "removed", removed)
 	}
-	r.agents.Set(float64(len(r.peers.snapshot())))
+	r.agents.Set(float64(len(r.peers.Snapshot())))
 }
 
 // ListenAndServe listens on cfg.ListenAddress and Serves.
 func (r *Relay) ListenAndServe(ctx context.Context) error {
-	lis, err := net.Listen("tcp", r.cfg.ListenAddress)
-	if err != nil {
-		return fmt.Errorf("relay: listen: %w", err)
+	if err := observer.ListenAndServe(ctx, r.cfg.ListenAddress, r.Serve); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
-	return r.Serve(ctx, lis)
+	return nil
 }
 
 // Serve resolves the agents (again every ResolveInterval) and serves the
 // Observer API on lis until ctx ends.
 func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
-	defer r.peers.closeAll()
+	defer r.peers.CloseAll()
 	r.Refresh(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -175,7 +174,7 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 			}
 		}
 	}()
-	if err := observe.ServeObserver(ctx, r, r.cfg.ServerTLS, lis); err != nil {
+	if err := observer.ServeObserver(ctx, r, r.cfg.ServerTLS, lis); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
 	return nil
@@ -209,27 +208,25 @@ type nodeInfo struct {
 
 // nodes asks every agent for its status, concurrently.
 func (r *Relay) nodes(ctx context.Context) []nodeInfo {
-	peers := r.peers.snapshot()
+	peers := r.peers.Snapshot()
 	out := make([]nodeInfo, len(peers))
 	var wg sync.WaitGroup
 	for i, p := range peers {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
 			defer cancel()
-			n := &observerpb.Node{Name: p.addr, Address: p.addr, State: relaypb.NodeState_NODE_UNAVAILABLE, Tls: &observerpb.TLS{Enabled: r.cfg.ClientTLS.Enabled, ServerName: r.cfg.ClientTLS.ServerName}}
-			st, err := p.client.ServerStatus(cctx, &observerpb.ServerStatusRequest{})
+			n := &observerpb.Node{Name: p.Addr, Address: p.Addr, State: relaypb.NodeState_NODE_UNAVAILABLE, Tls: &observerpb.TLS{Enabled: r.cfg.ClientTLS.Enabled, ServerName: r.cfg.ClientTLS.ServerName}}
+			st, err := p.Client.ServerStatus(cctx, &observerpb.ServerStatusRequest{})
 			if err == nil {
-				n.Name = p.nodeName(cctx)
+				n.Name = p.NodeName(cctx)
 				n.State, n.Version, n.UptimeNs = relaypb.NodeState_NODE_CONNECTED, st.GetVersion(), st.GetUptimeNs()
 				n.NumFlows, n.MaxFlows, n.SeenFlows = st.GetNumFlows(), st.GetMaxFlows(), st.GetSeenFlows()
 				out[i] = nodeInfo{Node: n, rate: st.GetFlowsRate()}
 				return
 			}
-			p.mu.Lock()
-			if p.name != "" {
-				n.Name = p.name
+			if name := p.KnownName(); name != "" {
+				n.Name = name
 			}
-			p.mu.Unlock()
 			out[i] = nodeInfo{Node: n}
 		})
 	}
@@ -254,11 +251,11 @@ func (r *Relay) GetNamespaces(ctx context.Context, _ *observerpb.GetNamespacesRe
 	seen := map[key]bool{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, p := range r.peers.snapshot() {
+	for _, p := range r.peers.Snapshot() {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.StatusTimeout)
 			defer cancel()
-			res, err := p.client.GetNamespaces(cctx, &observerpb.GetNamespacesRequest{})
+			res, err := p.Client.GetNamespaces(cctx, &observerpb.GetNamespacesRequest{})
 			if err != nil {
 				return
 			}
@@ -302,11 +299,20 @@ func (r *Relay) GetDebugEvents(*observerpb.GetDebugEventsRequest, observerpb.Obs
 	return status.Error(codes.Unimplemented, "flowbus does not record datapath debug events")
 }
 
-func nodeStatus(state relaypb.NodeState, names []string, msg string) *observerpb.GetFlowsResponse {
-	return &observerpb.GetFlowsResponse{
-		Time: timestamppb.Now(),
-		ResponseTypes: &observerpb.GetFlowsResponse_NodeStatus{NodeStatus: &relaypb.NodeStatusEvent{
-			StateChange: state, NodeNames: names, Message: msg,
-		}},
+// GetFlows opens the same request on every agent and merges the streams in
+// time order (relayclient.Merge): number, first, since and until apply per
+// agent; agents that cannot be reached or fail are reported as node status
+// events; a request an agent refuses as invalid is refused to the client.
+func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Observer_GetFlowsServer) error {
+	if req.GetFirst() && req.GetFollow() {
+		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
 	}
+	window := r.cfg.BatchWindow
+	if req.GetFollow() {
+		window = r.cfg.SortWindow
+	}
+	return relayclient.Merge(stream.Context(), req, stream.Send, relayclient.MergeConfig{
+		Peers: r.peers.Snapshot, Window: window, RetryInterval: r.cfg.RetryInterval, Log: r.log,
+		Sent: r.flows.Inc, PeerFailed: r.peerErrors.Inc,
+	})
 }

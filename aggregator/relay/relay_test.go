@@ -21,9 +21,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 var base = time.Date(2026, 11, 25, 21, 47, 0, 0, time.UTC)
@@ -35,7 +36,7 @@ func agentFlows(i, n, from int) []schemas.Flow {
 	for k := from; k < from+n; k++ {
 		fs = append(fs, schemas.Flow{
 			UUID: fmt.Sprintf("a%d-%03d", i, k), TimeNs: base.Add(time.Duration(3*k+i) * time.Millisecond).UnixNano(),
-			NodeName: fmt.Sprintf("node-%d", i), Verdict: flowpb.Verdict_FORWARDED, EventType: 4, IPVersion: flowpb.IPVersion_IPv4,
+			NodeName: fmt.Sprintf("node-%d", i), Verdict: flowpb.Verdict_FORWARDED, EventType: hubble.MsgTypeTrace, IPVersion: flowpb.IPVersion_IPv4,
 			L4Protocol: 6, SrcIP: netip.MustParseAddr("10.0.0.1"), DstIP: netip.MustParseAddr("10.0.0.2"), SrcPort: 1000, DstPort: 80,
 			TCPFlags: schemas.FlagSYN, Count: 1,
 		})
@@ -44,7 +45,7 @@ func agentFlows(i, n, from int) []schemas.Flow {
 }
 
 type agent struct {
-	ring   *observe.Ring
+	ring   *observer.Ring
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
@@ -58,8 +59,8 @@ func (a *agent) stop() {
 // startAgent serves a ring on addr ("127.0.0.x:port", port 0 for any).
 func startAgent(t *testing.T, i int, addr string) *agent {
 	t.Helper()
-	ring := observe.NewRing(1024, nil)
-	srv, err := observe.NewServer(observe.Config{NodeName: fmt.Sprintf("node-%d", i)}, ring, nil, nil)
+	ring := observer.NewRing(1024, nil)
+	srv, err := observer.NewServer(observer.Config{NodeName: fmt.Sprintf("node-%d", i)}, ring, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

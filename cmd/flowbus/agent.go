@@ -19,12 +19,12 @@ import (
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/export"
 	"github.com/flowbus/flowbus/agent/metrics"
-	"github.com/flowbus/flowbus/agent/observe"
 	"github.com/flowbus/flowbus/agent/source/ebpf"
 	"github.com/flowbus/flowbus/agent/source/hubblejson"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/internal/flowcodec"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/nats"
 	"github.com/flowbus/flowbus/sinks/spool"
@@ -104,12 +104,12 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 	f.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	f.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
 	f.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password (prefer FLOWBUS_KAFKA_SASL_PASSWORD)")
-	obs, met := observe.DefaultListenAddress, ":9965"
+	obs, met := observer.DefaultListenAddress, ":9965"
 	if demo {
 		obs, met = "127.0.0.1:4244", "127.0.0.1:9965"
 	}
 	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
-	f.ringSize = fs.Int("ring-size", observe.DefaultRingSize, "flows kept for the Observer API")
+	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API")
 	f.tlsCert = fs.String("observer-tls-cert", "", "Observer API: server certificate (enables TLS)")
 	f.tlsKey = fs.String("observer-tls-key", "", "Observer API: server key")
 	f.tlsClientCA = fs.String("observer-tls-client-ca", "", "Observer API: CA for client certificates (enables mTLS)")
@@ -123,7 +123,7 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 type agentRuntime struct {
 	agent   *agent.Agent
 	pub     export.Publisher
-	ring    *observe.Ring
+	ring    *observer.Ring
 	reg     *prometheus.Registry
 	natsURL string // set when the bus is NATS (embedded or not)
 	servers []func(ctx context.Context) error
@@ -158,7 +158,7 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	rt.closers = append(rt.closers, func() { rt.pub.Close() })
 
 	var taps []agent.Tap
-	rt.ring = observe.NewRing(*f.ringSize, time.Now)
+	rt.ring = observer.NewRing(*f.ringSize, time.Now)
 	taps = append(taps, rt.ring)
 	m, err := metrics.New(metrics.Config{Metrics: *f.metricSpecs, MaxLabelSets: *f.metricsMaxLabels}, rt.reg)
 	if err != nil {
@@ -185,8 +185,8 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	}
 
 	if *f.observerAddr != "" {
-		srv, err := observe.NewServer(observe.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
-			TLS: observe.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}}, rt.ring, io.Log, rt.reg)
+		srv, err := observer.NewServer(observer.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
+			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}}, rt.ring, io.Log, rt.reg)
 		if err != nil {
 			return nil, fmt.Errorf("observer API: %w", err)
 		}

@@ -14,9 +14,8 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	observerpb "github.com/cilium/cilium/api/v1/observer"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/flowbus/flowbus/agent/observe"
+	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/internal/servetest"
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/schemas"
@@ -31,9 +30,9 @@ func observeFixture() []schemas.Flow {
 	fe := schemas.Endpoint{Identity: 1001, Namespace: "shop", PodName: "frontend-7d9f", Workload: "frontend", WorkloadKind: "Deployment", Labels: []string{"k8s:app=frontend"}}
 	co := schemas.Endpoint{Identity: 1002, Namespace: "shop", PodName: "checkout-api-5c8", Workload: "checkout-api", WorkloadKind: "Deployment", Labels: []string{"k8s:app=checkout-api"}}
 	cr := schemas.Endpoint{Identity: 1003, Namespace: "chat", PodName: "chat-relay-0", Workload: "chat-relay", WorkloadKind: "StatefulSet", Labels: []string{"k8s:app=chat-relay"}}
-	world := schemas.Endpoint{Identity: 2, Labels: []string{"reserved:world"}}
+	world := schemas.Endpoint{Identity: hubble.IdentityWorld, Labels: []string{hubble.LabelReservedWorld}}
 	base := func(uuid string, i int) schemas.Flow {
-		return schemas.Flow{UUID: uuid, TimeNs: at(i), NodeName: "node-a", Verdict: flowpb.Verdict_FORWARDED, EventType: 4,
+		return schemas.Flow{UUID: uuid, TimeNs: at(i), NodeName: "node-a", Verdict: flowpb.Verdict_FORWARDED, EventType: hubble.MsgTypeTrace,
 			IPVersion: flowpb.IPVersion_IPv4, L4Protocol: 6, Count: 1}
 	}
 	var fs []schemas.Flow
@@ -43,20 +42,20 @@ func observeFixture() []schemas.Flow {
 	fs = append(fs, f)
 	f = base("o2", 2)
 	f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.TCPFlags, f.IsReply = co, fe, netip.MustParseAddr("10.0.1.5"), netip.MustParseAddr("10.0.0.1"), 8080, 40000, schemas.FlagSYN|schemas.FlagACK, schemas.True
-	f.EventSubType, f.Direction = 5, flowpb.TrafficDirection_INGRESS
+	f.EventSubType, f.Direction = hubble.TraceFromLxc, flowpb.TrafficDirection_INGRESS
 	fs = append(fs, f)
 	f = base("o3", 3)
-	f.NodeName, f.Verdict, f.DropReason, f.EventType, f.EventSubType = "node-b", flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, 1, 133
+	f.NodeName, f.Verdict, f.DropReason, f.EventType, f.EventSubType = "node-b", flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED, hubble.MsgTypeDrop, 133
 	f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.TCPFlags = fe, cr, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.5.7"), 40001, 7000, schemas.FlagSYN
 	f.Direction = flowpb.TrafficDirection_INGRESS
 	fs = append(fs, f)
 	f = base("o4", 4)
-	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = 129, fe, co, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.1.5"), 40002, 8080, schemas.False
+	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = hubble.MsgTypeAccessLog, fe, co, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.1.5"), 40002, 8080, schemas.False
 	f.Direction = flowpb.TrafficDirection_INGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "http://checkout/api/cart", HTTPProtocol: "HTTP/1.1"}
 	fs = append(fs, f)
 	f = base("o5", 5)
-	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = 129, co, fe, netip.MustParseAddr("10.0.1.5"), netip.MustParseAddr("10.0.0.1"), 8080, 40002, schemas.True
+	f.EventType, f.Src, f.Dst, f.SrcIP, f.DstIP, f.SrcPort, f.DstPort, f.IsReply = hubble.MsgTypeAccessLog, co, fe, netip.MustParseAddr("10.0.1.5"), netip.MustParseAddr("10.0.0.1"), 8080, 40002, schemas.True
 	f.Direction = flowpb.TrafficDirection_INGRESS
 	f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "http://checkout/api/cart", HTTPProtocol: "HTTP/1.1", HTTPStatus: 503}
 	fs = append(fs, f)
@@ -70,14 +69,14 @@ func observeFixture() []schemas.Flow {
 // startObserveServer serves the fixture on a random port and returns its address.
 func startObserveServer(t *testing.T) string {
 	t.Helper()
-	ring := observe.NewRing(64, nil)
+	ring := observer.NewRing(64, nil)
 	ring.Observe(observeFixture())
 	return serveRing(t, ring)
 }
 
-func serveRing(t *testing.T, ring *observe.Ring) string {
+func serveRing(t *testing.T, ring *observer.Ring) string {
 	t.Helper()
-	srv, err := observe.NewServer(observe.Config{NodeName: "node-a"}, ring, nil, nil)
+	srv, err := observer.NewServer(observer.Config{NodeName: "node-a"}, ring, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +261,7 @@ func TestObserveJSONIsHubbleJSON(t *testing.T) {
 }
 
 func TestObservePrintsLostEvents(t *testing.T) {
-	ring := observe.NewRing(64, func() time.Time { return obsBase.Add(10 * time.Second) })
+	ring := observer.NewRing(64, func() time.Time { return obsBase.Add(10 * time.Second) })
 	ring.Observe(observeFixture()[:1])
 	ring.Lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, 7)
 	addr := serveRing(t, ring)
@@ -278,7 +277,7 @@ func TestObservePrintsLostEvents(t *testing.T) {
 }
 
 func TestObserveFollowPrintsNewFlows(t *testing.T) {
-	ring := observe.NewRing(64, nil)
+	ring := observer.NewRing(64, nil)
 	flows := observeFixture()
 	ring.Observe(flows[:1])
 	addr := serveRing(t, ring)
@@ -305,47 +304,5 @@ func TestObserveFollowPrintsNewFlows(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"uuid":"o3"`) {
 		t.Error("the followed flow never arrived")
-	}
-}
-
-func TestObserveRequestSelectors(t *testing.T) {
-	now := time.Date(2026, 11, 25, 21, 47, 0, 0, time.UTC)
-	cases := []struct {
-		name             string
-		last, first      uint64
-		all, follow      bool
-		since, until     string
-		number           uint64
-		isFirst          bool
-		sinceAt, untilAt string
-	}{
-		{name: "a bare request asks for hubble's 20", number: 20},
-		{name: "follow alone starts at the newest flow", follow: true},
-		{name: "all asks for everything", all: true, number: ^uint64(0)},
-		{name: "first N", first: 5, number: 5, isFirst: true},
-		{name: "relative since", since: "5m", sinceAt: "2026-11-25T21:42:00Z"},
-		{name: "absolute since and until", since: "2026-11-25T21:00:00Z", until: "2026-11-25T21:30Z", sinceAt: "2026-11-25T21:00:00Z", untilAt: "2026-11-25T21:30:00Z"},
-		{name: "until is dropped when following", follow: true, until: "1m"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			req, err := flowsRequest(&flowFilter{}, tc.last, tc.first, tc.all, tc.follow, tc.since, tc.until, nil, nil, now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ts := func(s *timestamppb.Timestamp) string {
-				if s == nil {
-					return ""
-				}
-				return s.AsTime().Format(time.RFC3339)
-			}
-			if req.GetNumber() != tc.number || req.GetFirst() != tc.isFirst || req.GetFollow() != tc.follow ||
-				ts(req.GetSince()) != tc.sinceAt || ts(req.GetUntil()) != tc.untilAt {
-				t.Errorf("request %v", req)
-			}
-		})
-	}
-	if _, err := flowsRequest(&flowFilter{}, 0, 0, false, false, "yesterday", "", nil, nil, now); err == nil || !strings.Contains(err.Error(), "since") {
-		t.Errorf("bad since: err = %v", err)
 	}
 }

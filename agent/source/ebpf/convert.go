@@ -8,15 +8,7 @@ import (
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
-)
-
-// Hubble's CiliumEventType of a trace event, and the sub-types (Cilium's
-// trace observation points) of the two points a pod's host-side interface
-// has: the hubble CLI prints the point from the sub-type.
-const (
-	eventTypeTrace = 4
-	subTypeToLxc   = 0 // "to-endpoint"
-	subTypeFromLxc = 5 // "from-endpoint"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // ephemeralPortMin is the start of Linux's default ephemeral port range
@@ -40,7 +32,7 @@ func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
 		TimeNs:      e.LastSeenNs,
 		NodeName:    node,
 		Verdict:     flowpb.Verdict_FORWARDED,
-		EventType:   eventTypeTrace,
+		EventType:   hubble.MsgTypeTrace,
 		IsReply:     schemas.False,
 		SrcIP:       e.Src,
 		DstIP:       e.Dst,
@@ -82,12 +74,10 @@ func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
 	}
 	if e.Ingress {
 		f.Direction = flowpb.TrafficDirection_EGRESS
-		f.ObservationPoint = flowpb.TraceObservationPoint_FROM_ENDPOINT
-		f.EventSubType = subTypeFromLxc
+		f.ObservationPoint, f.EventSubType = flowpb.TraceObservationPoint_FROM_ENDPOINT, hubble.TraceFromLxc
 	} else {
 		f.Direction = flowpb.TrafficDirection_INGRESS
-		f.ObservationPoint = flowpb.TraceObservationPoint_TO_ENDPOINT
-		f.EventSubType = subTypeToLxc
+		f.ObservationPoint, f.EventSubType = flowpb.TraceObservationPoint_TO_ENDPOINT, hubble.TraceToLxc
 	}
 	f.CountAs = countAs(&e, f.Verdict, eps)
 	if eps == nil {

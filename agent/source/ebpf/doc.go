@@ -20,11 +20,13 @@
 //   - The programs sit on the host side of pod interfaces, so every record is
 //     one endpoint's: the sender's when the pod behind the interface opened
 //     the flow (Direction EGRESS, observation point FROM_ENDPOINT, Cilium
-//     event sub-type 5 "from-endpoint"), the receiver's otherwise (INGRESS,
-//     TO_ENDPOINT, sub-type 0 "to-endpoint"), as Hubble marks its events at
+//     "from-endpoint" in the hubble CLI), the receiver's otherwise (INGRESS,
+//     TO_ENDPOINT, "to-endpoint"), as Hubble marks its events at
 //     those points; a same-node connection is thus reported at both pods'
 //     interfaces. Verdict is FORWARDED (this datapath does not enforce
-//     policy); EventType 4 (trace).
+//     policy); the event is a trace (hubble.MsgTypeTrace) whose sub-type is
+//     the observation point in Cilium's numbering (hubble.TraceFromLxc,
+//     hubble.TraceToLxc).
 //   - Count once (Flow.CountAs): the receiver's record carries a connection
 //     between two endpoints, on one node or across nodes, without any
 //     coordination between agents, because every agent reads the same

@@ -22,6 +22,7 @@ import (
 	"github.com/flowbus/flowbus/bpf/nettest"
 	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -85,11 +86,12 @@ func TestToFlow(t *testing.T) {
 				BytesFwd: 10, BytesRev: 20, PacketsFwd: 1, PacketsRev: 2, HandshakeNs: 5000},
 			func(f *schemas.Flow) string {
 				if f.Direction != flowpb.TrafficDirection_EGRESS || f.ObservationPoint != flowpb.TraceObservationPoint_FROM_ENDPOINT ||
+					f.EventType != hubble.MsgTypeTrace || f.EventSubType != hubble.TraceFromLxc ||
 					f.Verdict != flowpb.Verdict_FORWARDED || f.IsReply != schemas.False || f.IPVersion != flowpb.IPVersion_IPv4 ||
 					f.Src.PodName != "web-1" || f.Src.Workload != "web" || f.Dst.PodName != "api-1" || f.DstService.Name != "api-svc" ||
 					f.TCPFlags != schemas.FlagSYN|schemas.FlagFIN|schemas.FlagACK || f.TimeNs != 200 || f.FirstSeenNs != 100 ||
 					f.LatencyNs != 5000 || f.BytesRev != 20 || f.PacketsRev != 2 || f.Count != 1 || f.IfName != "vA" || f.NodeName != "n1" ||
-					f.SrcPort != 40000 || f.DstPort != 8080 || f.L4Protocol != 6 || f.EventType != 4 || f.EventSubType != 5 {
+					f.SrcPort != 40000 || f.DstPort != 8080 || f.L4Protocol != 6 {
 					return "wrong fields"
 				}
 				if f.CountAs != schemas.CountNone {
@@ -151,6 +153,7 @@ func TestToFlow(t *testing.T) {
 			bpf.Event{Kind: bpf.EventIdleTimeout, IfIndex: 7, IPVersion: 4, Protocol: 17, Src: netip.MustParseAddr("192.0.2.9"), Dst: netip.MustParseAddr("10.9.9.9"), SrcPort: 53, DstPort: 999},
 			func(f *schemas.Flow) string {
 				if f.Direction != flowpb.TrafficDirection_INGRESS || f.ObservationPoint != flowpb.TraceObservationPoint_TO_ENDPOINT ||
+					f.EventType != hubble.MsgTypeTrace || f.EventSubType != hubble.TraceToLxc ||
 					f.Src.PodName != "" || f.Dst.PodName != "web-1" {
 					return "wrong direction or endpoints (the interface's pod is the destination)"
 				}

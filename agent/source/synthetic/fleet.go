@@ -9,6 +9,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // workload is one workload of the fleet and its pods.
@@ -78,9 +79,6 @@ type fleet struct {
 	customers []string // customer UUIDs for {uuid} in URLs
 }
 
-// Reserved Cilium identities.
-const identityWorld = 2
-
 func newFleet(rng *rand.Rand) *fleet {
 	w := func(ns, name, kind, app string, id uint32, svc string, replicas int) *workload {
 		return &workload{ns: ns, name: name, kind: kind, app: app, identity: id, service: svc, replicas: replicas}
@@ -139,7 +137,7 @@ func newFleet(rng *rand.Rand) *fleet {
 		e.srcKey, e.dstKey = e.src.ns+"/"+e.src.name, e.dst.ns+"/"+e.dst.name
 		e.pair = Pair{Src: e.srcKey, Dst: e.dstKey, Verdict: e.verdict, DropReason: e.dropReason}
 		if e.srcWorld {
-			e.pair.Src = "reserved:world"
+			e.pair.Src = hubble.LabelReservedWorld
 		}
 		for i := range e.routes {
 			r := &e.routes[i]

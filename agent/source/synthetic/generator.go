@@ -11,6 +11,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Pair names a source/destination pair and verdict in the generator's totals.
@@ -200,7 +201,7 @@ func (g *Generator) one(f *schemas.Flow) {
 		DropReason:       e.dropReason,
 		Direction:        flowpb.TrafficDirection_INGRESS,
 		ObservationPoint: flowpb.TraceObservationPoint_TO_ENDPOINT,
-		EventType:        4,
+		EventType:        hubble.MsgTypeTrace,
 		IsReply:          schemas.False,
 		IPVersion:        flowpb.IPVersion_IPv4,
 		SrcIP:            src.ip,
@@ -218,7 +219,7 @@ func (g *Generator) one(f *schemas.Flow) {
 		f.SrcService = schemas.Service{Namespace: e.src.ns, Name: e.src.service}
 	}
 	if e.srcWorld {
-		f.Src = schemas.Endpoint{Identity: identityWorld, Labels: worldLabels}
+		f.Src = schemas.Endpoint{Identity: hubble.IdentityWorld, Labels: worldLabels}
 		f.SrcService = schemas.Service{}
 		f.SrcIP = netip.AddrFrom4([4]byte{192, 168, byte(rng.IntN(4)), byte(1 + rng.IntN(250))})
 	}
@@ -230,7 +231,7 @@ func (g *Generator) one(f *schemas.Flow) {
 	o.url0, o.url1 = o.uuid1, o.uuid1
 
 	if e.verdict == flowpb.Verdict_DROPPED {
-		f.EventType = 1
+		f.EventType = hubble.MsgTypeDrop
 		f.EventSubType = int32(e.dropReason)
 		f.TCPFlags = schemas.FlagSYN
 		f.BytesFwd = uint64(e.bytesFwd)
@@ -264,7 +265,7 @@ func (g *Generator) one(f *schemas.Flow) {
 		o.url0 = len(g.buf)
 		g.buf = g.appendURL(g.buf, r.path)
 		o.url1 = len(g.buf)
-		f.EventType = 129
+		f.EventType = hubble.MsgTypeAccessLog
 		f.LatencyNs = lat
 		f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: r.method, HTTPStatus: status, HTTPProtocol: "HTTP/1.1"}
 		rs := &g.pendRoutes[r.base+si]
@@ -278,10 +279,10 @@ func (g *Generator) one(f *schemas.Flow) {
 		if rng.IntN(4) == 0 {
 			qt = dnsAAAA
 		}
-		f.EventType = 129
+		f.EventType = hubble.MsgTypeAccessLog
 		f.LatencyNs = g.lognormal(400_000, 0.5)
 		f.L7 = schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7DNS, DNSQuery: q.name, DNSRCode: q.rcode,
-			DNSQTypes: qt, DNSObservationSource: "proxy"}
+			DNSQTypes: qt, DNSObservationSource: hubble.DNSObservationSourceProxy}
 		if q.rcode == 0 && qt[0] == "A" {
 			f.L7.DNSIPs, f.L7.DNSRRTypes, f.L7.DNSTTL = q.ips, dnsA, 30
 		}
@@ -303,7 +304,7 @@ func (g *Generator) one(f *schemas.Flow) {
 var (
 	dnsA        = []string{"A"}
 	dnsAAAA     = []string{"AAAA"}
-	worldLabels = []string{"reserved:world"}
+	worldLabels = []string{hubble.LabelReservedWorld}
 )
 
 // shapeSize is the resolution of a tabulated log-normal shape.

@@ -11,6 +11,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -52,7 +53,7 @@ func TestSameSeedSameFlows(t *testing.T) {
 }
 
 func wl(e *schemas.Endpoint) string {
-	if e.Identity == identityWorld {
+	if e.Identity == hubble.IdentityWorld {
 		return "reserved:world"
 	}
 	return e.Namespace + "/" + e.Workload

@@ -1,11 +1,8 @@
-package observe
+package observer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"net"
 	"sort"
@@ -15,12 +12,12 @@ import (
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/flowbus/flowbus/internal/observer/filter"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/schemas/hubble"
 )
@@ -107,11 +104,10 @@ func (s *Server) ReaderLost() prometheus.Counter { return s.readerLost }
 
 // ListenAndServe listens on cfg.ListenAddress and serves until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	lis, err := net.Listen("tcp", s.cfg.ListenAddress)
-	if err != nil {
-		return fmt.Errorf("observer: listen: %w", err)
+	if err := ListenAndServe(ctx, s.cfg.ListenAddress, s.Serve); err != nil {
+		return fmt.Errorf("observer: %w", err)
 	}
-	return s.Serve(ctx, lis)
+	return nil
 }
 
 // Serve serves on lis until ctx ends, then stops gracefully (streams are
@@ -119,54 +115,6 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	if err := ServeObserver(ctx, s, s.cfg.TLS, lis); err != nil {
 		return fmt.Errorf("observer: %w", err)
-	}
-	return nil
-}
-
-// ServeObserver serves srv as Hubble's Observer service on lis, with TLS
-// (and mTLS) from tls, until ctx ends (see ServeGRPC). It also serves the
-// standard gRPC health service reporting Hubble's service name as serving,
-// which `hubble status` asks first. It closes lis. The agent and the relay
-// both serve through it.
-func ServeObserver(ctx context.Context, srv observerpb.ObserverServer, tls ServerTLS, lis net.Listener) error {
-	var opts []grpc.ServerOption
-	opt, err := tls.ServerOption()
-	if err != nil {
-		lis.Close()
-		return err
-	}
-	if opt != nil {
-		opts = append(opts, opt)
-	}
-	g := grpc.NewServer(opts...)
-	observerpb.RegisterObserverServer(g, srv)
-	hs := health.NewServer()
-	hs.SetServingStatus("hubble.server.Observer", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(g, hs)
-	return ServeGRPC(ctx, g, lis)
-}
-
-// ServeGRPC runs g on lis until ctx ends; on cancellation it stops g,
-// waiting at most a second for a graceful stop.
-func ServeGRPC(ctx context.Context, g *grpc.Server, lis net.Listener) error {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			stopped := make(chan struct{})
-			go func() { g.GracefulStop(); close(stopped) }()
-			select {
-			case <-stopped:
-			case <-time.After(time.Second):
-				g.Stop()
-			}
-		case <-done:
-		}
-	}()
-	err := g.Serve(lis)
-	close(done)
-	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return fmt.Errorf("grpc serve: %w", err)
 	}
 	return nil
 }
@@ -179,7 +127,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 	if req.GetFirst() && req.GetFollow() {
 		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
 	}
-	fs, err := CompileFilters(req.GetWhitelist(), req.GetBlacklist())
+	fs, err := filter.CompileFilters(req.GetWhitelist(), req.GetBlacklist())
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -274,7 +222,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 // first → the oldest event; follow without number or since → the next write;
 // otherwise walk back until number matching flows were passed, or a
 // matching flow older than since.
-func (s *Server) startSeq(req *observerpb.GetFlowsRequest, fs *Filters, since bool, sinceNs int64) uint64 {
+func (s *Server) startSeq(req *observerpb.GetFlowsRequest, fs *filter.Filters, since bool, sinceNs int64) uint64 {
 	oldest, next := s.ring.bounds()
 	if req.GetFirst() && !since {
 		return oldest

@@ -1,9 +1,10 @@
-package relay
+package relayclient
 
 import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"time"
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
@@ -11,11 +12,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // event is what a per-agent pump hands the merger.
 type event struct {
-	peer *peer
+	peer *Peer
 	res  *observerpb.GetFlowsResponse
 	done bool
 	err  error
@@ -34,27 +36,27 @@ type item struct {
 // that long).
 type merger struct {
 	window time.Duration
-	queues map[*peer][]item
-	active map[*peer]bool
-	got    map[*peer]bool // the stream delivered at least one response
+	queues map[*Peer][]item
+	active map[*Peer]bool
+	got    map[*Peer]bool // the stream delivered at least one response
 	// reported is the last node state sent to the client per agent, so that
 	// an agent that stays down is reported once, not at every retry.
-	reported map[*peer]relaypb.NodeState
+	reported map[*Peer]relaypb.NodeState
 }
 
-func (m *merger) push(p *peer, res *observerpb.GetFlowsResponse, now time.Time) {
+func (m *merger) push(p *Peer, res *observerpb.GetFlowsResponse, now time.Time) {
 	m.got[p] = true
 	m.queues[p] = append(m.queues[p], item{res: res, ts: res.GetTime().AsTime(), arrived: now})
 }
 
 // next returns the response to emit now, if any.
 func (m *merger) next(now time.Time) (*observerpb.GetFlowsResponse, bool) {
-	var best *peer
+	var best *Peer
 	for p, q := range m.queues {
 		if len(q) == 0 {
 			continue
 		}
-		if best == nil || q[0].ts.Before(m.queues[best][0].ts) || (q[0].ts.Equal(m.queues[best][0].ts) && p.addr < best.addr) {
+		if best == nil || q[0].ts.Before(m.queues[best][0].ts) || (q[0].ts.Equal(m.queues[best][0].ts) && p.Addr < best.Addr) {
 			best = p
 		}
 	}
@@ -88,38 +90,52 @@ func (m *merger) deadline() (time.Time, bool) {
 	return d.Add(m.window), ok
 }
 
-// GetFlows opens the same request on every agent and merges the streams in
-// time order. Number, first, since and until apply per agent (as with Hubble
-// relay: --last N gives N flows per node). An agent that cannot be reached
+// MergeConfig configures Merge.
+type MergeConfig struct {
+	// Peers returns the peers to read from; it is asked again at every
+	// retry, so that new peers join a follow stream.
+	Peers func() []*Peer
+	// Window is how long a response may wait for older responses of
+	// quieter peers before it is sent anyway.
+	Window time.Duration
+	// RetryInterval is how often a follow stream (re)joins the peers it
+	// lost or never had.
+	RetryInterval time.Duration
+	Log           *slog.Logger // nil: none
+	// Sent and PeerFailed, when not nil, are called for every flow sent and
+	// for every peer stream that failed or could not be opened.
+	Sent, PeerFailed func()
+}
+
+// Merge opens req on every peer and sends the merged streams to send in
+// time order, until every peer stream has ended (or, with follow, until ctx
+// ends). Number, first, since and until apply per peer (as with Hubble
+// relay: --last N gives N flows per node). A peer that cannot be reached
 // is reported as a NODE_UNAVAILABLE node status event, one that fails
 // mid-stream as NODE_ERROR, and the stream goes on with the others; with
-// follow, agents that were lost, or appear later, are (re)joined every
-// RetryInterval, from their newest flow on. A request an agent refuses as
-// invalid is refused to the client with the agent's error.
-func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Observer_GetFlowsServer) error {
-	if req.GetFirst() && req.GetFollow() {
-		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
+// follow, peers that were lost, or appear later, are (re)joined every
+// RetryInterval, from their newest flow on. A request a peer refuses as
+// invalid (codes.InvalidArgument) ends Merge with that peer's error.
+func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*observerpb.GetFlowsResponse) error, cfg MergeConfig) error {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(stream.Context())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := make(chan event)
-	window := r.cfg.BatchWindow
-	if req.GetFollow() {
-		window = r.cfg.SortWindow
-	}
-	m := &merger{window: window, queues: map[*peer][]item{}, active: map[*peer]bool{}, got: map[*peer]bool{}, reported: map[*peer]relaypb.NodeState{}}
-	start := func(p *peer, req *observerpb.GetFlowsRequest) {
+	m := &merger{window: cfg.Window, queues: map[*Peer][]item{}, active: map[*Peer]bool{}, got: map[*Peer]bool{}, reported: map[*Peer]relaypb.NodeState{}}
+	start := func(p *Peer, req *observerpb.GetFlowsRequest) {
 		m.active[p] = true
-		go r.pump(ctx, p, req, events)
+		go pump(ctx, p, req, events)
 	}
-	for _, p := range r.peers.snapshot() {
+	for _, p := range cfg.Peers() {
 		start(p, req)
 	}
 	rejoin := proto.Clone(req).(*observerpb.GetFlowsRequest)
 	rejoin.Number, rejoin.First, rejoin.Since = 0, false, nil
 	var retry <-chan time.Time
 	if req.GetFollow() {
-		t := time.NewTicker(r.cfg.RetryInterval)
+		t := time.NewTicker(cfg.RetryInterval)
 		defer t.Stop()
 		retry = t.C
 	}
@@ -132,11 +148,11 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 			if !ok {
 				break
 			}
-			if err := stream.Send(res); err != nil {
+			if err := send(res); err != nil {
 				return err
 			}
-			if res.GetFlow() != nil {
-				r.flows.Inc()
+			if res.GetFlow() != nil && cfg.Sent != nil {
+				cfg.Sent()
 			}
 		}
 		if len(m.active) == 0 && len(m.queues) == 0 && !req.GetFollow() {
@@ -152,11 +168,11 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 			if !ev.done {
 				if st, ok := m.reported[ev.peer]; ok && st != relaypb.NodeState_NODE_CONNECTED {
 					m.reported[ev.peer] = relaypb.NodeState_NODE_CONNECTED
-					if err := stream.Send(nodeStatus(relaypb.NodeState_NODE_CONNECTED, []string{ev.peer.nodeName(ctx)}, "")); err != nil {
+					if err := send(nodeStatus(relaypb.NodeState_NODE_CONNECTED, []string{ev.peer.NodeName(ctx)}, "")); err != nil {
 						return err
 					}
 				}
-				ev.peer.learnName(ev.res.GetNodeName())
+				ev.peer.LearnName(ev.res.GetNodeName())
 				m.push(ev.peer, ev.res, time.Now())
 				continue
 			}
@@ -167,8 +183,10 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 			if status.Code(ev.err) == codes.InvalidArgument {
 				return ev.err
 			}
-			r.peerErrors.Inc()
-			name := ev.peer.nodeName(ctx)
+			if cfg.PeerFailed != nil {
+				cfg.PeerFailed()
+			}
+			name := ev.peer.NodeName(ctx)
 			state, msg := relaypb.NodeState_NODE_ERROR, status.Convert(ev.err).Message()
 			if !m.got[ev.peer] {
 				state = relaypb.NodeState_NODE_UNAVAILABLE
@@ -177,13 +195,13 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 				continue // already reported down
 			}
 			m.reported[ev.peer] = state
-			r.log.Warn("agent stream ended", "agent", ev.peer.addr, "node", name, "err", ev.err)
-			if err := stream.Send(nodeStatus(state, []string{name}, msg)); err != nil {
+			cfg.Log.Warn("agent stream ended", "agent", ev.peer.Addr, "node", name, "err", ev.err)
+			if err := send(nodeStatus(state, []string{name}, msg)); err != nil {
 				return err
 			}
 		case <-timerC:
 		case <-retry:
-			for _, p := range r.peers.snapshot() {
+			for _, p := range cfg.Peers() {
 				if !m.active[p] {
 					m.got[p] = false
 					start(p, rejoin)
@@ -196,8 +214,8 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 }
 
 // pump forwards one agent's stream to the merger.
-func (r *Relay) pump(ctx context.Context, p *peer, req *observerpb.GetFlowsRequest, events chan<- event) {
-	s, err := p.client.GetFlows(ctx, req)
+func pump(ctx context.Context, p *Peer, req *observerpb.GetFlowsRequest, events chan<- event) {
+	s, err := p.Client.GetFlows(ctx, req)
 	for err == nil {
 		var res *observerpb.GetFlowsResponse
 		if res, err = s.Recv(); err != nil {
@@ -218,5 +236,14 @@ func (r *Relay) pump(ctx context.Context, p *peer, req *observerpb.GetFlowsReque
 	select {
 	case events <- event{peer: p, done: true, err: err}:
 	case <-ctx.Done():
+	}
+}
+
+func nodeStatus(state relaypb.NodeState, names []string, msg string) *observerpb.GetFlowsResponse {
+	return &observerpb.GetFlowsResponse{
+		Time: timestamppb.Now(),
+		ResponseTypes: &observerpb.GetFlowsResponse_NodeStatus{NodeStatus: &relaypb.NodeStatusEvent{
+			StateChange: state, NodeNames: names, Message: msg,
+		}},
 	}
 }

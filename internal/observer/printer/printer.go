@@ -1,4 +1,9 @@
-package main
+// Package printer writes GetFlowsResponses as the hubble CLI's printer does
+// (cilium v1.20 hubble/pkg/printer), line for line: compact, dict, table and
+// jsonpb (GetFlowsResponse through encoding/json, which uses the API's
+// protojson MarshalJSON with proto names, as hubble does). Colors are not
+// implemented: hubble prints none when its output is not a terminal.
+package printer
 
 import (
 	"encoding/json"
@@ -9,49 +14,131 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
-// flowPrinter writes GetFlowsResponses as hubble's printer does (cilium
-// v1.20 hubble/pkg/printer), so output is line-for-line hubble's: compact,
-// dict, table (tab) and json/jsonpb (GetFlowsResponse through encoding/json,
-// which uses the API's protojson MarshalJSON with proto names, as hubble
-// does). Colors are not implemented.
-type flowPrinter struct {
-	out, errw      io.Writer
-	mode           string // compact, dict, table, jsonpb
-	obsTimeLayout  string
+// Output is an output format of `hubble observe -o`.
+type Output string
+
+// The output formats.
+const (
+	Compact Output = "compact" // one line per flow
+	Dict    Output = "dict"    // each flow as key: value lines
+	JSONPB  Output = "jsonpb"  // each GetFlowsResponse as a line of JSON
+	Table   Output = "table"   // tab-aligned columns, written on Close
+)
+
+// ParseOutput returns the format `hubble observe -o name` selects: compact,
+// dict, json (or JSON, jsonpb) and table (or tab).
+func ParseOutput(name string) (Output, error) {
+	switch name {
+	case "compact", "dict":
+		return Output(name), nil
+	case "json", "JSON", "jsonpb":
+		return JSONPB, nil
+	case "tab", "table":
+		return Table, nil
+	}
+	return "", fmt.Errorf("invalid output format: %s", name)
+}
+
+// Options say how a Printer prints.
+type Options struct {
+	Output        Output
+	TimeLayout    string // a time.Format layout (see TimeLayout); default time.StampMilli
+	NodeName      bool   // print the node name (--print-node-name)
+	IPTranslation bool   // print pod, service or DNS names instead of IPs
+}
+
+// Printer writes flows, lost events and node status events to out (node
+// status events to errw). Not safe for concurrent use.
+type Printer struct {
+	out, errw      io.Writer // escaped, except in JSONPB
+	mode           Output
+	timeLayout     string
 	nodeName       bool
 	ipTranslation  bool
 	line           int
 	tw             *tabwriter.Writer
+	tab            io.Writer // escaped, into tw
 	json, jsonErrw *json.Encoder
 }
 
-func newFlowPrinter(out, errw io.Writer, mode, obsTimeLayout string, nodeName, ipTranslation bool) *flowPrinter {
-	p := &flowPrinter{out: out, errw: errw, mode: mode, obsTimeLayout: obsTimeLayout, nodeName: nodeName, ipTranslation: ipTranslation}
-	switch mode {
-	case "table":
+// escapes neutralises terminal control sequences in what the text outputs
+// print, as hubble's terminalEscaperWriter does (with colors off): ESC is
+// printed as "^[" and CR as "\r", so that a flow's text cannot drive the
+// terminal.
+var escapes = strings.NewReplacer("\x1b", "^[", "\r", `\r`)
+
+// escaper writes through escapes.
+type escaper struct{ w io.Writer }
+
+func (e escaper) Write(b []byte) (int, error) {
+	if _, err := escapes.WriteString(e.w, string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// New returns a Printer with the given options.
+func New(out, errw io.Writer, o Options) *Printer {
+	if o.TimeLayout == "" {
+		o.TimeLayout = time.StampMilli
+	}
+	p := &Printer{out: escaper{out}, errw: escaper{errw}, mode: o.Output, timeLayout: o.TimeLayout, nodeName: o.NodeName, ipTranslation: o.IPTranslation}
+	switch o.Output {
+	case Table:
 		p.tw = tabwriter.NewWriter(out, 2, 0, 3, ' ', 0)
-	case "jsonpb":
+		p.tab = escaper{p.tw}
+	case JSONPB:
+		p.out, p.errw = out, errw
 		p.json, p.jsonErrw = json.NewEncoder(out), json.NewEncoder(errw)
 	}
 	return p
 }
 
-// close flushes the table.
-func (p *flowPrinter) close() error {
+// Close writes what is buffered (the table).
+func (p *Printer) Close() error {
 	if p.tw != nil {
 		return p.tw.Flush()
 	}
 	return nil
 }
 
-func (p *flowPrinter) write(res *observerpb.GetFlowsResponse) error {
+// TimeLayout returns the time.Format layout of a `hubble observe
+// --time-format` name (StampMilli for an unknown one).
+func TimeLayout(name string) string {
+	switch strings.ToLower(name) {
+	case "yearmonthday":
+		return "2006-01-02"
+	case "yearmonthdayhour":
+		return "2006-01-02T15Z07:00"
+	case "yearmonthdayhourminute":
+		return "2006-01-02T15:04Z07:00"
+	case "rfc3339":
+		return time.RFC3339
+	case "rfc3339milli":
+		return "2006-01-02T15:04:05.999Z07:00"
+	case "rfc3339micro":
+		return "2006-01-02T15:04:05.999999Z07:00"
+	case "rfc3339nano":
+		return time.RFC3339Nano
+	case "rfc1123z":
+		return time.RFC1123Z
+	}
+	return time.StampMilli
+}
+
+// Write prints one response: a flow, a lost events record, or (on errw) a
+// relay's node status event.
+func (p *Printer) Write(res *observerpb.GetFlowsResponse) error {
 	switch {
 	case res.GetFlow() != nil:
 		return p.writeFlow(res)
@@ -63,47 +150,47 @@ func (p *flowPrinter) write(res *observerpb.GetFlowsResponse) error {
 	return nil
 }
 
-func obsTimestamp(layout string, ts *timestamppb.Timestamp) string {
+func timestamp(layout string, ts *timestamppb.Timestamp) string {
 	if !ts.IsValid() {
 		return "N/A"
 	}
 	return ts.AsTime().Format(layout)
 }
 
-func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
+func (p *Printer) writeFlow(res *observerpb.GetFlowsResponse) error {
 	f := res.GetFlow()
 	var err error
 	switch p.mode {
-	case "table":
+	case Table:
 		src, dst := p.hostNames(f)
 		if p.line == 0 {
 			hdr := "TIMESTAMP\t"
 			if p.nodeName {
 				hdr += "NODE\t"
 			}
-			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
+			_, err = fmt.Fprint(p.tab, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
 		}
-		row := obsTimestamp(p.obsTimeLayout, f.GetTime()) + "\t"
+		row := timestamp(p.timeLayout, f.GetTime()) + "\t"
 		if p.nodeName {
 			row += f.GetNodeName() + "\t"
 		}
 		if err == nil {
-			_, err = fmt.Fprint(p.tw, row+src+"\t"+dst+"\t"+obsFlowType(f)+"\t"+obsVerdict(f)+"\t"+obsSummary(f)+"\n")
+			_, err = fmt.Fprint(p.tab, row+src+"\t"+dst+"\t"+flowType(f)+"\t"+verdict(f)+"\t"+summary(f)+"\n")
 		}
-	case "dict":
+	case Dict:
 		src, dst := p.hostNames(f)
 		var b strings.Builder
 		if p.line != 0 {
 			b.WriteString("------------\n")
 		}
-		b.WriteString("  TIMESTAMP: " + obsTimestamp(p.obsTimeLayout, f.GetTime()) + "\n")
+		b.WriteString("  TIMESTAMP: " + timestamp(p.timeLayout, f.GetTime()) + "\n")
 		if p.nodeName {
 			b.WriteString("       NODE: " + f.GetNodeName() + "\n")
 		}
-		b.WriteString("     SOURCE: " + src + "\nDESTINATION: " + dst + "\n       TYPE: " + obsFlowType(f) +
-			"\n    VERDICT: " + obsVerdict(f) + "\n    SUMMARY: " + obsSummary(f) + "\n")
+		b.WriteString("     SOURCE: " + src + "\nDESTINATION: " + dst + "\n       TYPE: " + flowType(f) +
+			"\n    VERDICT: " + verdict(f) + "\n    SUMMARY: " + summary(f) + "\n")
 		_, err = io.WriteString(p.out, b.String())
-	case "compact":
+	case Compact:
 		src, dst := p.hostNames(f)
 		srcID, dstID := fmtIdentity(f.GetSource().GetIdentity()), fmtIdentity(f.GetDestination().GetIdentity())
 		node := ""
@@ -117,8 +204,8 @@ func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
 			src, dst, srcID, dstID, arrow = dst, src, dstID, srcID, "<-"
 		}
 		_, err = fmt.Fprintf(p.out, "%s%s: %s %s %s %s %s %s %s (%s)\n",
-			obsTimestamp(p.obsTimeLayout, f.GetTime()), node, src, srcID, arrow, dst, dstID, obsFlowType(f), obsVerdict(f), obsSummary(f))
-	case "jsonpb":
+			timestamp(p.timeLayout, f.GetTime()), node, src, srcID, arrow, dst, dstID, flowType(f), verdict(f), summary(f))
+	case JSONPB:
 		return p.json.Encode(res)
 	}
 	if err != nil {
@@ -128,12 +215,12 @@ func (p *flowPrinter) writeFlow(res *observerpb.GetFlowsResponse) error {
 	return nil
 }
 
-func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
+func (p *Printer) writeLost(res *observerpb.GetFlowsResponse) error {
 	l := res.GetLostEvents()
 	first, last := l.GetFirst(), l.GetLast()
 	window := ""
 	if first != nil && last != nil {
-		window = fmt.Sprintf(" (first: %s, last: %s)", obsTimestamp(p.obsTimeLayout, first), obsTimestamp(p.obsTimeLayout, last))
+		window = fmt.Sprintf(" (first: %s, last: %s)", timestamp(p.timeLayout, first), timestamp(p.timeLayout, last))
 	}
 	node := res.GetNodeName()
 	if node == "" {
@@ -141,35 +228,35 @@ func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
 	}
 	var err error
 	switch p.mode {
-	case "table":
+	case Table:
 		if p.line == 0 {
 			hdr := "TIMESTAMP\t"
 			if p.nodeName {
 				hdr += "NODE\t"
 			}
-			_, err = fmt.Fprint(p.tw, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
+			_, err = fmt.Fprint(p.tab, hdr+"SOURCE\tDESTINATION\tTYPE\tVERDICT\tSUMMARY\n")
 		}
-		row := obsTimestamp(p.obsTimeLayout, res.GetTime()) + "\t"
+		row := timestamp(p.timeLayout, res.GetTime()) + "\t"
 		if p.nodeName {
 			row += node + "\t"
 		}
 		if err == nil {
-			_, err = fmt.Fprintf(p.tw, "%s%s\t-\tEVENTS LOST\t-\tCPU(%d) - %d%s\n", row, l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+			_, err = fmt.Fprintf(p.tab, "%s%s\t-\tEVENTS LOST\t-\tCPU(%d) - %d%s\n", row, l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
 		}
-	case "dict":
+	case Dict:
 		var b strings.Builder
 		if p.line != 0 {
 			b.WriteString("------------\n")
 		}
-		b.WriteString("  TIMESTAMP: " + obsTimestamp(p.obsTimeLayout, res.GetTime()) + "\n")
+		b.WriteString("  TIMESTAMP: " + timestamp(p.timeLayout, res.GetTime()) + "\n")
 		if p.nodeName {
 			b.WriteString("       NODE: " + node + "\n")
 		}
 		fmt.Fprintf(&b, "     SOURCE: %s\n       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: CPU(%d) - %d%s\n", l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
 		_, err = io.WriteString(p.out, b.String())
-	case "compact":
-		_, err = fmt.Fprintf(p.out, "%s EVENTS LOST: %s CPU(%d) %d%s\n", obsTimestamp(p.obsTimeLayout, res.GetTime()), l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
-	case "jsonpb":
+	case Compact:
+		_, err = fmt.Fprintf(p.out, "%s EVENTS LOST: %s CPU(%d) %d%s\n", timestamp(p.timeLayout, res.GetTime()), l.GetSource(), l.GetCpu().GetValue(), l.GetNumEventsLost(), window)
+	case JSONPB:
 		return p.json.Encode(res)
 	}
 	if err != nil {
@@ -181,7 +268,7 @@ func (p *flowPrinter) writeLost(res *observerpb.GetFlowsResponse) error {
 
 // writeNodeStatus reports relay node state changes on stderr, as hubble
 // does (only unavailable and error states outside debug mode).
-func (p *flowPrinter) writeNodeStatus(res *observerpb.GetFlowsResponse) error {
+func (p *Printer) writeNodeStatus(res *observerpb.GetFlowsResponse) error {
 	s := res.GetNodeStatus()
 	switch s.GetStateChange() {
 	case relaypb.NodeState_NODE_ERROR, relaypb.NodeState_NODE_UNAVAILABLE:
@@ -191,9 +278,9 @@ func (p *flowPrinter) writeNodeStatus(res *observerpb.GetFlowsResponse) error {
 	names := joinWithCutOff(s.GetNodeNames(), ", ", 50)
 	var err error
 	switch p.mode {
-	case "jsonpb":
+	case JSONPB:
 		return p.jsonErrw.Encode(res)
-	case "dict":
+	case Dict:
 		msg := "N/A"
 		if m := s.GetMessage(); m != "" {
 			msg = strconv.Quote(m)
@@ -204,9 +291,9 @@ func (p *flowPrinter) writeNodeStatus(res *observerpb.GetFlowsResponse) error {
 		} else {
 			p.line++
 		}
-		_, err = fmt.Fprintf(p.errw, "%s  TIMESTAMP: %s\n      STATE: %s\n      NODES: %s\n    MESSAGE: %s\n", sep, obsTimestamp(p.obsTimeLayout, res.GetTime()), s.GetStateChange(), names, msg)
+		_, err = fmt.Fprintf(p.errw, "%s  TIMESTAMP: %s\n      STATE: %s\n      NODES: %s\n    MESSAGE: %s\n", sep, timestamp(p.timeLayout, res.GetTime()), s.GetStateChange(), names, msg)
 	default:
-		prefix := fmt.Sprintf("%s [%s]", obsTimestamp(p.obsTimeLayout, res.GetTime()), res.GetNodeName())
+		prefix := fmt.Sprintf("%s [%s]", timestamp(p.timeLayout, res.GetTime()), res.GetNodeName())
 		n := len(s.GetNodeNames())
 		msg := fmt.Sprintf("%s: %d nodes are unavailable: %s", prefix, n, names)
 		if s.GetStateChange() == relaypb.NodeState_NODE_ERROR {
@@ -236,7 +323,7 @@ func joinWithCutOff(elems []string, sep string, target int) string {
 	return s
 }
 
-func obsPorts(f *flowpb.Flow) (string, string) {
+func ports(f *flowpb.Flow) (string, string) {
 	l4 := f.GetL4()
 	switch {
 	case l4.GetTCP() != nil:
@@ -249,7 +336,7 @@ func obsPorts(f *flowpb.Flow) (string, string) {
 	return "", ""
 }
 
-func (p *flowPrinter) hostNames(f *flowpb.Flow) (string, string) {
+func (p *Printer) hostNames(f *flowpb.Flow) (string, string) {
 	if f.GetIP() == nil {
 		if eth := f.GetEthernet(); eth != nil {
 			return eth.GetSource(), eth.GetDestination()
@@ -265,12 +352,12 @@ func (p *flowPrinter) hostNames(f *flowpb.Flow) (string, string) {
 	if s := f.GetDestinationService(); s != nil {
 		dstNs, dstSvc = s.GetNamespace(), s.GetName()
 	}
-	sp, dp := obsPorts(f)
+	sp, dp := ports(f)
 	return p.hostname(f.GetIP().GetSource(), sp, srcNs, srcPod, srcSvc, f.GetSourceNames()),
 		p.hostname(f.GetIP().GetDestination(), dp, dstNs, dstPod, dstSvc, f.GetDestinationNames())
 }
 
-func (p *flowPrinter) hostname(ip, port, ns, pod, svc string, names []string) string {
+func (p *Printer) hostname(ip, port, ns, pod, svc string, names []string) string {
 	host := ip
 	if p.ipTranslation {
 		switch {
@@ -288,28 +375,14 @@ func (p *flowPrinter) hostname(ip, port, ns, pod, svc string, names []string) st
 	return host
 }
 
-// reservedIdentities are Cilium's reserved security identities.
-var reservedIdentities = map[uint32]string{
-	0: "unknown", 1: "host", 2: "world", 3: "unmanaged", 4: "health", 5: "init",
-	6: "remote-node", 7: "kube-apiserver", 8: "ingress", 9: "world-ipv4", 10: "world-ipv6",
-}
-
 func fmtIdentity(id uint32) string {
-	if name, ok := reservedIdentities[id]; ok {
+	if name, ok := hubble.ReservedIdentityName(id); ok {
 		return "(" + name + ")"
 	}
 	return fmt.Sprintf("(ID:%d)", id)
 }
 
-var traceObservationPoints = map[int32]string{
-	0: "to-endpoint", 1: "to-proxy", 2: "to-host", 3: "to-stack", 4: "to-overlay",
-	5: "from-endpoint", 6: "from-proxy", 7: "from-host", 8: "from-stack", 9: "from-overlay",
-	10: "from-network", 11: "to-network", 12: "from-crypto", 13: "to-crypto",
-}
-
-var policyMatchTypes = map[uint32]string{0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto", 6: "Proto-Only"}
-
-func obsFlowType(f *flowpb.Flow) string {
+func flowType(f *flowpb.Flow) string {
 	if l7 := f.GetL7(); l7 != nil {
 		proto, typ := "l7", strings.ToLower(l7.GetType().String())
 		switch {
@@ -323,43 +396,23 @@ func obsFlowType(f *flowpb.Flow) string {
 	}
 	sub := f.GetEventType().GetSubType()
 	switch f.GetEventType().GetType() {
-	case 4:
-		if n, ok := traceObservationPoints[sub]; ok {
-			return n
-		}
-		return strconv.Itoa(int(sub))
-	case 1:
-		if n, ok := dropReasonNames[uint8(sub)]; ok {
-			return n
-		}
-		return fmt.Sprintf("%d, 0", uint8(sub))
-	case 5:
-		m, ok := policyMatchTypes[f.GetPolicyMatchType()]
-		if !ok {
-			m = "unknown"
-		}
-		return "policy-verdict:" + m + " " + f.GetTrafficDirection().String()
-	case 3:
+	case hubble.MsgTypeTrace:
+		return hubble.TraceObservationPointName(sub)
+	case hubble.MsgTypeDrop:
+		return hubble.DropReasonText(uint8(sub))
+	case hubble.MsgTypePolicyVerdict:
+		return "policy-verdict:" + hubble.PolicyMatchTypeName(f.GetPolicyMatchType()) + " " + f.GetTrafficDirection().String()
+	case hubble.MsgTypeCapture:
 		return f.GetDebugCapturePoint().String()
-	case 7:
-		switch flowpb.SocketTranslationPoint(sub) {
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_POST_DIRECTION_FWD:
-			return "post-xlate-fwd"
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_POST_DIRECTION_REV:
-			return "post-xlate-rev"
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_PRE_DIRECTION_FWD:
-			return "pre-xlate-fwd"
-		case flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_PRE_DIRECTION_REV:
-			return "pre-xlate-rev"
-		}
-		return flowpb.SocketTranslationPoint_SOCK_XLATE_POINT_UNKNOWN.String()
+	case hubble.MsgTypeTraceSock:
+		return hubble.SocketTranslationPointName(sub)
 	}
 	return "UNKNOWN"
 }
 
-func obsVerdict(f *flowpb.Flow) string {
+func verdict(f *flowpb.Flow) string {
 	v := f.GetVerdict()
-	if f.GetEventType().GetType() == 5 {
+	if f.GetEventType().GetType() == hubble.MsgTypePolicyVerdict {
 		switch v {
 		case flowpb.Verdict_FORWARDED, flowpb.Verdict_REDIRECTED:
 			return "ALLOWED"
@@ -372,7 +425,7 @@ func obsVerdict(f *flowpb.Flow) string {
 	return v.String()
 }
 
-func obsSummary(f *flowpb.Flow) string {
+func summary(f *flowpb.Flow) string {
 	var b strings.Builder
 	if t := f.GetIpTraceId(); t != nil && t.GetTraceId() > 0 {
 		fmt.Fprintf(&b, "IP Trace ID: %d; ", t.GetTraceId())

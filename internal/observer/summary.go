@@ -1,12 +1,13 @@
-package observe
+package observer
 
 import (
 	"fmt"
 	"strings"
 
-	"github.com/flowbus/flowbus/schemas"
-
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Summary is the human summary Hubble's parsers put in Flow.summary (a
@@ -35,7 +36,7 @@ func Summary(f *schemas.Flow) string {
 		case flowpb.L7FlowType_RESPONSE:
 			var answer string
 			if l7.DNSRCode != 0 {
-				answer = "RCode: " + dnsRCodeName(l7.DNSRCode)
+				answer = "RCode: " + hubble.DNSRCodeName(l7.DNSRCode)
 			} else {
 				var parts []string
 				if len(l7.DNSIPs) > 0 {
@@ -47,7 +48,7 @@ func Summary(f *schemas.Flow) string {
 				answer = strings.Join(parts, " ")
 			}
 			source := "Query"
-			if l7.DNSObservationSource == "proxy" {
+			if l7.DNSObservationSource == hubble.DNSObservationSourceProxy {
 				source = "Proxy"
 			}
 			return fmt.Sprintf("DNS Answer %s TTL: %d (%s %s %s)", answer, l7.DNSTTL, source, l7.DNSQuery, qtypes)
@@ -74,18 +75,9 @@ func Summary(f *schemas.Flow) string {
 	case 132:
 		return "SCTP"
 	case 1:
-		return "ICMPv4 " + ICMPTypeName(false, f.ICMPType, f.ICMPCode)
+		return "ICMPv4 " + hubble.ICMPTypeName(false, f.ICMPType, f.ICMPCode)
 	case 58:
-		return "ICMPv6 " + ICMPTypeName(true, f.ICMPType, f.ICMPCode)
+		return "ICMPv6 " + hubble.ICMPTypeName(true, f.ICMPType, f.ICMPCode)
 	}
 	return ""
-}
-
-var dnsRCodes = map[uint32]string{1: "Format Error", 2: "Server Failure", 3: "Non-Existent Domain", 4: "Not Implemented", 5: "Query Refused"}
-
-func dnsRCodeName(rc uint32) string {
-	if n, ok := dnsRCodes[rc]; ok {
-		return n
-	}
-	return fmt.Sprintf("Unknown(%d)", rc)
 }

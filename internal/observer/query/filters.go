@@ -1,7 +1,6 @@
-package main
+package query
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,10 +9,12 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
-// The filter flags of `flowbus observe` build FlowFilters exactly as the
-// hubble CLI does (cilium v1.20 hubble/cmd/observe/flows_filter.go): each
+// The filter flags of `hubble observe` build FlowFilters as the hubble CLI
+// does (cilium v1.20 hubble/cmd/observe/flows_filter.go): each
 // filter flag adds to a "left" and a "right" FlowFilter (either-side flags
 // like --pod put the source side left and the destination side right), the
 // result is one filter (or two ORed ones); --not sends the next filter flag
@@ -159,8 +160,9 @@ func (f *filterTracker) checkNamespaceConflicts(ff *flowpb.FlowFilter) error {
 		incons(ff.GetSourcePod(), ff.GetSourceService()), incons(ff.GetDestinationPod(), ff.GetDestinationService()))
 }
 
-// flowFilter is the state behind every filter flag.
-type flowFilter struct {
+// Filters is the state behind every filter flag of one command line: the
+// whitelist and the blacklist they build. The zero value is ready to use.
+type Filters struct {
 	whitelist, blacklist *filterTracker
 	blacklisting         bool
 }
@@ -200,8 +202,8 @@ func checkConflict(t *filterTracker) error {
 	return nil
 }
 
-// Set applies one filter flag occurrence.
-func (of *flowFilter) Set(name, val string) error {
+// Set applies one occurrence of the filter flag name (without dashes).
+func (of *Filters) Set(name, val string) error {
 	if name == "not" {
 		if of.blacklisting {
 			return errors.New("consecutive --not statements")
@@ -222,14 +224,9 @@ func (of *flowFilter) Set(name, val string) error {
 	return of.set(of.whitelist, name, val)
 }
 
-// messageTypes are Cilium's monitor message type names (hubble --type).
-var messageTypes = map[string]int32{"drop": 1, "debug": 2, "capture": 3, "trace": 4, "policy-verdict": 5, "trace-sock": 7, "l7": 129, "agent": 130}
-
 func parseIdentity(s string) (uint32, error) {
-	for id, name := range reservedIdentities {
-		if name == s && id != 0 {
-			return id, nil
-		}
+	if id, ok := hubble.ReservedIdentity(s); ok {
+		return id, nil
 	}
 	n, err := strconv.ParseUint(s, 0, 32)
 	if err != nil {
@@ -275,7 +272,7 @@ func parseTCPFlags(val string) (*flowpb.TCPFlags, error) {
 	return flags, nil
 }
 
-func (of *flowFilter) set(f *filterTracker, name, val string) error {
+func (of *Filters) set(f *filterTracker, name, val string) error {
 	wipe := f.add(name)
 	if err := checkConflict(f); err != nil {
 		return err
@@ -477,7 +474,7 @@ func (of *flowFilter) set(f *filterTracker, name, val string) error {
 func parseEventType(val string) (*flowpb.EventTypeFilter, error) {
 	tf := &flowpb.EventTypeFilter{}
 	typ, sub, hasSub := strings.Cut(val, ":")
-	t, ok := messageTypes[typ]
+	t, ok := hubble.MessageType(typ)
 	if !ok {
 		n, err := strconv.ParseUint(typ, 10, 32)
 		if err != nil {
@@ -487,12 +484,11 @@ func parseEventType(val string) (*flowpb.EventTypeFilter, error) {
 	}
 	tf.Type = t
 	if hasSub {
-		if t == 4 {
-			for k, v := range traceObservationPoints {
-				if v == sub {
-					tf.MatchSubType, tf.SubType = true, k
-				}
-			}
+		switch t {
+		case hubble.MsgTypeTrace:
+			tf.SubType, tf.MatchSubType = hubble.TraceObservationPointByName(sub)
+		case hubble.MsgTypeAgent:
+			tf.SubType, tf.MatchSubType = hubble.AgentEventSubType(sub)
 		}
 		if !tf.MatchSubType {
 			n, err := strconv.ParseUint(sub, 10, 32)
@@ -505,36 +501,44 @@ func parseEventType(val string) (*flowpb.EventTypeFilter, error) {
 	return tf, nil
 }
 
-// filterValue is the pflag.Value of one filter flag: every occurrence calls
-// flowFilter.Set in command-line order, so --not applies to the next flag.
-type filterValue struct {
-	of   *flowFilter
+// Lists returns the whitelist and the blacklist the flags set so far built
+// (nil when none); a --not that no filter flag followed is an error.
+func (of *Filters) Lists() (white, black []*flowpb.FlowFilter, err error) {
+	if of.blacklisting {
+		return nil, nil, errors.New("trailing --not found in the arguments")
+	}
+	if of.whitelist != nil {
+		white = of.whitelist.flowFilters()
+	}
+	if of.blacklist != nil {
+		black = of.blacklist.flowFilters()
+	}
+	return white, black, nil
+}
+
+// Value returns the flag value (a pflag.Value) of the filter flag name:
+// every occurrence on the command line calls Set in command-line order, so
+// --not applies to the next filter flag.
+func (of *Filters) Value(name string) *FlagValue { return &FlagValue{of: of, name: name} }
+
+// FlagValue is the value of one filter flag (see Filters.Value).
+type FlagValue struct {
+	of   *Filters
 	name string
 	vals []string
 }
 
-func (v *filterValue) Set(s string) error {
+// Set applies one occurrence of the flag.
+func (v *FlagValue) Set(s string) error {
 	if err := v.of.Set(v.name, s); err != nil {
 		return err
 	}
 	v.vals = append(v.vals, s)
 	return nil
 }
-func (v *filterValue) String() string { return strings.Join(v.vals, ",") }
-func (v *filterValue) Type() string   { return "filter" }
 
-// parseRawFilters decodes --allowlist/--denylist JSON FlowFilters.
-func parseRawFilters(in []string) ([]*flowpb.FlowFilter, error) {
-	var out []*flowpb.FlowFilter
-	for _, s := range in {
-		dec := json.NewDecoder(strings.NewReader(s))
-		for dec.More() {
-			var f flowpb.FlowFilter
-			if err := dec.Decode(&f); err != nil {
-				return nil, fmt.Errorf("decode %q: %w", s, err)
-			}
-			out = append(out, &f)
-		}
-	}
-	return out, nil
-}
+// String returns the values set, comma-separated.
+func (v *FlagValue) String() string { return strings.Join(v.vals, ",") }
+
+// Type names the kind of value in flag usage.
+func (v *FlagValue) Type() string { return "filter" }

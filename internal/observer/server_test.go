@@ -1,4 +1,4 @@
-package observe
+package observer
 
 import (
 	"context"
@@ -85,13 +85,13 @@ func collect(t *testing.T, c observerpb.ObserverClient, req *observerpb.GetFlows
 func TestGetFlowsFiltersOverGRPC(t *testing.T) {
 	c, _ := startServer(t, fixtureRing())
 	for _, tc := range filterCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			got, lost, err := collect(t, c, &observerpb.GetFlowsRequest{Number: 100, Whitelist: tc.white, Blacklist: tc.black})
+		t.Run(tc.Name, func(t *testing.T) {
+			got, lost, err := collect(t, c, &observerpb.GetFlowsRequest{Number: 100, Whitelist: tc.White, Blacklist: tc.Black})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(got, tc.want) || len(lost) != 0 {
-				t.Errorf("got %v (lost %v), want %v", got, lost, tc.want)
+			if !slices.Equal(got, tc.Want) || len(lost) != 0 {
+				t.Errorf("got %v (lost %v), want %v", got, lost, tc.Want)
 			}
 		})
 	}

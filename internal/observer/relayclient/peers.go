@@ -1,4 +1,4 @@
-package relay
+package relayclient
 
 import (
 	"context"
@@ -12,18 +12,19 @@ import (
 	"google.golang.org/grpc"
 )
 
-// peer is one agent the relay reads from.
-type peer struct {
-	addr   string // host:port dialled
+// Peer is one Observer server (an agent) the relay reads from. Safe for
+// concurrent use.
+type Peer struct {
+	Addr   string // host:port dialled
+	Client observerpb.ObserverClient
 	conn   *grpc.ClientConn
-	client observerpb.ObserverClient
 
 	mu   sync.Mutex
 	name string // node name learned from the agent's GetNodes; addr until then
 }
 
-// learnName records the agent's node name as seen in its responses.
-func (p *peer) learnName(name string) {
+// LearnName records the agent's node name as seen in its responses.
+func (p *Peer) LearnName(name string) {
 	if name == "" {
 		return
 	}
@@ -34,8 +35,8 @@ func (p *peer) learnName(name string) {
 	p.mu.Unlock()
 }
 
-// nodeName returns the agent's node name, asking it once if unknown.
-func (p *peer) nodeName(ctx context.Context) string {
+// NodeName returns the agent's node name, asking it once if unknown.
+func (p *Peer) NodeName(ctx context.Context) string {
 	p.mu.Lock()
 	name := p.name
 	p.mu.Unlock()
@@ -44,9 +45,9 @@ func (p *peer) nodeName(ctx context.Context) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	res, err := p.client.GetNodes(ctx, &observerpb.GetNodesRequest{})
+	res, err := p.Client.GetNodes(ctx, &observerpb.GetNodesRequest{})
 	if err != nil || len(res.GetNodes()) == 0 || res.GetNodes()[0].GetName() == "" {
-		return p.addr
+		return p.Addr
 	}
 	p.mu.Lock()
 	p.name = res.GetNodes()[0].GetName()
@@ -54,25 +55,39 @@ func (p *peer) nodeName(ctx context.Context) string {
 	return res.GetNodes()[0].GetName()
 }
 
-// peerSet tracks the agents behind the configured targets.
-type peerSet struct {
+// KnownName returns the node name learned so far ("" if none).
+func (p *Peer) KnownName() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.name
+}
+
+// PeerSet tracks the Observer servers behind the configured targets. Safe
+// for concurrent use.
+type PeerSet struct {
 	mu    sync.Mutex
-	peers map[string]*peer
+	peers map[string]*Peer
 	dial  func(addr string) (*grpc.ClientConn, error)
 }
 
-func (s *peerSet) snapshot() []*peer {
+// NewPeerSet returns an empty set whose peers are connected with dial.
+func NewPeerSet(dial func(addr string) (*grpc.ClientConn, error)) *PeerSet {
+	return &PeerSet{peers: map[string]*Peer{}, dial: dial}
+}
+
+// Snapshot returns the current peers, sorted by address.
+func (s *PeerSet) Snapshot() []*Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*peer, 0, len(s.peers))
+	out := make([]*Peer, 0, len(s.peers))
 	for _, p := range s.peers {
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b *peer) int {
+	slices.SortFunc(out, func(a, b *Peer) int {
 		switch {
-		case a.addr < b.addr:
+		case a.Addr < b.Addr:
 			return -1
-		case a.addr > b.addr:
+		case a.Addr > b.Addr:
 			return 1
 		}
 		return 0
@@ -80,10 +95,10 @@ func (s *peerSet) snapshot() []*peer {
 	return out
 }
 
-// update makes the set equal to addrs: new addresses get a (lazy) client
+// Update makes the set equal to addrs: new addresses get a (lazy) client
 // connection, vanished ones are closed. It returns the added and removed
 // addresses.
-func (s *peerSet) update(addrs []string) (added, removed []string, err error) {
+func (s *PeerSet) Update(addrs []string) (added, removed []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := map[string]bool{}
@@ -94,10 +109,10 @@ func (s *peerSet) update(addrs []string) (added, removed []string, err error) {
 		}
 		conn, derr := s.dial(a)
 		if derr != nil {
-			err = fmt.Errorf("relay: client for %s: %w", a, derr)
+			err = fmt.Errorf("client for %s: %w", a, derr)
 			continue
 		}
-		s.peers[a] = &peer{addr: a, conn: conn, client: observerpb.NewObserverClient(conn)}
+		s.peers[a] = &Peer{Addr: a, conn: conn, Client: observerpb.NewObserverClient(conn)}
 		added = append(added, a)
 	}
 	for a, p := range s.peers {
@@ -110,7 +125,8 @@ func (s *peerSet) update(addrs []string) (added, removed []string, err error) {
 	return added, removed, err
 }
 
-func (s *peerSet) closeAll() {
+// CloseAll closes every peer's connection and empties the set.
+func (s *PeerSet) CloseAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for a, p := range s.peers {
@@ -119,11 +135,11 @@ func (s *peerSet) closeAll() {
 	}
 }
 
-// resolve expands targets ("host:port") into addresses: an IP stays as is, a
+// Resolve expands targets ("host:port") into addresses: an IP stays as is, a
 // name becomes every address it resolves to (a headless Service gives one per
 // agent pod). A name that does not resolve now is skipped (logged by the
 // caller) and tried again at the next resolution.
-func resolve(ctx context.Context, lookup func(context.Context, string) ([]string, error), targets []string) ([]string, []error) {
+func Resolve(ctx context.Context, lookup func(context.Context, string) ([]string, error), targets []string) ([]string, []error) {
 	var out []string
 	var errs []error
 	for _, t := range targets {
