@@ -79,8 +79,9 @@ func TestLastSeenIsCoarseMonotonic(t *testing.T) {
 }
 
 // TestCalibrateClockIsStable checks that calibration finds the same
-// jiffies offset each time (the tick handler's latency moves it, by less
-// than a tick).
+// jiffies offset each time, within one tick: the tick handler's latency
+// moves it, and on a loaded machine a late tick (jiffies caught up in one
+// step) moves it by a whole tick, the clock's documented resolution.
 func TestCalibrateClockIsStable(t *testing.T) {
 	objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64})
 	tick, err := tickNs()
@@ -100,7 +101,7 @@ func TestCalibrateClockIsStable(t *testing.T) {
 		if err := objs.JiffiesBaseNs.Get(&base); err != nil {
 			t.Fatal(err)
 		}
-		if d := int64(base - first); d <= -int64(tick) || d >= int64(tick) {
+		if d := int64(base - first); d < -int64(tick) || d > int64(tick) {
 			t.Fatalf("calibration %d: offset moved by %v, more than a tick (%v)", i, time.Duration(d), time.Duration(tick))
 		}
 	}
