@@ -20,9 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/aggregator"
 	"github.com/flowbus/flowbus/deploy/lab"
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/sinks/nats"
 )

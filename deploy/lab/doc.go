@@ -3,7 +3,7 @@
 // real servers (HTTP, gRPC health, TCP echo, DNS over UDP) and clients that
 // make traffic between them, described by a topology file (default: the
 // payments fleet, examples/payments.yaml). It writes the endpoints file
-// (package endpoints) that maps the pods' addresses and host veths to names,
+// (package agent/endpoints) that maps the pods' addresses and host veths to names,
 // labels and identities for the eBPF agent source. `flowbus lab
 // up|traffic|down|status` is its command line.
 //

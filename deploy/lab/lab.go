@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
+	"github.com/flowbus/flowbus/agent/endpoints"
 )
 
 // Defaults of Config.

@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
+	"github.com/flowbus/flowbus/agent/endpoints"
 )
 
 // The test binary is also the lab's child program: Up and Traffic re-run it

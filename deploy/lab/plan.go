@@ -13,7 +13,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
+	"github.com/flowbus/flowbus/agent/endpoints"
 )
 
 // Addresses every pod uses as its default gateways. They are next hops only:

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
+	"github.com/flowbus/flowbus/agent/endpoints"
 )
 
 func TestDefaultTopologyIsThePaymentsFleetPlacedInOrder(t *testing.T) {

@@ -5,8 +5,8 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
+	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/bpf"
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/schemas/hubble"
 )

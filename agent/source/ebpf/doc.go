@@ -43,7 +43,7 @@
 //     an agent attached to them, and the same file on all agents; without an
 //     endpoints file the agent cannot tell a pod from the world and counts a
 //     connection between two attached pods at both (it warns at start).
-//   - Pods come from the endpoints file (deploy/lab/endpoints: YAML, or JSON
+//   - Pods come from the endpoints file (agent/endpoints: YAML, or JSON
 //     which is YAML): source and destination IPs map to pods, the
 //     destination ip:port to a service backend, and when an address is not
 //     in the file the pod behind the interface fills its side of the flow.

@@ -13,8 +13,8 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/bpf"
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -32,7 +32,7 @@ type Config struct {
 	// Node is the node name of every flow.
 	Node string
 	// EndpointsFile is the endpoints file (YAML or JSON, package
-	// deploy/lab/endpoints) mapping IPs and interfaces to pods; optional.
+	// agent/endpoints) mapping IPs and interfaces to pods; optional.
 	// It is re-read when its modification time or size changes.
 	EndpointsFile string
 	// ReloadEvery is how often the endpoints file is checked (default 2 s).

@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/bpf/nettest"
-	"github.com/flowbus/flowbus/deploy/lab/endpoints"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/schemas/hubble"
 )

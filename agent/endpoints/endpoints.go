@@ -1,10 +1,12 @@
-// Package endpoints is the endpoints file: which pods and services live on a
-// node, with the addresses and interfaces a datapath sees, so that an IP or an
-// ifindex can be turned into a pod, its labels, its identity and a service.
+// Package endpoints is the endpoints file, the agent's view of the cluster's
+// pods and services: which pods and services exist, with the addresses and
+// interfaces a datapath sees, so that an IP or an ifindex can be turned into
+// a pod, its labels, its identity and a service, and so that the count-once
+// rule can tell a pod (an endpoint some agent reports) from the world.
 //
-// The netns lab (deploy/lab) writes it; the eBPF agent source reads it. It is
-// a small, dependency-light package on purpose, so that the agent does not link
-// the lab's servers when it only wants the file.
+// The eBPF agent source reads it (--endpoints); a deployment writes it from
+// its inventory, and the netns lab (deploy/lab) writes one for its pods. It is
+// a small, dependency-light package on purpose.
 //
 // The file is YAML (JSON is valid YAML, so a JSON file reads too):
 //
