@@ -23,9 +23,12 @@
 // programs attach. MACs are derived from the pod's IPv4 address (host side
 // 06:fb:<ipv4>, pod side 02:fb:<ipv4>). Neither end has an IPv6
 // link-local address (addrgenmode none), so there is no DAD, router
-// solicitation or MLD for them: after about two packets each way at up
-// (MLD for the pod's address), an idle veth stays silent, and exact
-// byte and packet counts in tests are the traffic's own. Up turns on IPv4 and IPv6 forwarding
+// solicitation or MLD for them. An interface coming up still sends a few MLD
+// reports within about a second (the host side joins the all-routers group,
+// the pod side its address's solicited-node group); Up returns only once
+// every veth has been silent for 1.5 s, so from then on an idle veth stays
+// silent and exact byte and packet counts are the traffic's own (a test
+// can compare them with the veths' counters). Up turns on IPv4 and IPv6 forwarding
 // in the host and leaves them on at down (other things on the host may have
 // come to depend on them; turning them off is the operator's call).
 //

@@ -173,10 +173,61 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 	if err := waitReady(ctx, cfg, plan, exited); err != nil {
 		return nil, err
 	}
+	if err := waitQuiet(ctx, plan, quietFor, quietMax); err != nil {
+		return nil, err
+	}
 	if err := endpoints.Write(cfg.EndpointsFile, plan.Endpoints()); err != nil {
 		return nil, err
 	}
 	return plan, nil
+}
+
+// How long the veths must carry nothing before Up returns, and the longest
+// Up waits for that.
+const quietFor, quietMax = 1500 * time.Millisecond, 15 * time.Second
+
+// waitQuiet waits until no pod's host-side veth has sent or received a
+// packet for quiet: an interface coming up sends a few MLD reports (the host
+// side joins the all-routers group, the pod side its address's
+// solicited-node group) within about a second, and a lab that returns after
+// them carries nothing but its traffic from then on.
+func waitQuiet(ctx context.Context, plan *Plan, quiet, limit time.Duration) error {
+	counts := func() (string, error) {
+		var b strings.Builder
+		for _, p := range plan.Pods {
+			for _, f := range []string{"rx_packets", "tx_packets"} {
+				v, err := os.ReadFile(filepath.Join("/sys/class/net", p.HostIf, "statistics", f))
+				if err != nil {
+					return "", fmt.Errorf("pod %s: %w", p.Name, err)
+				}
+				b.Write(v)
+			}
+		}
+		return b.String(), nil
+	}
+	last, err := counts()
+	if err != nil {
+		return err
+	}
+	start, since := time.Now(), time.Now()
+	for time.Since(since) < quiet {
+		if time.Since(start) > limit {
+			return fmt.Errorf("the lab's veths still carry packets after %v with no traffic started", limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		now, err := counts()
+		if err != nil {
+			return err
+		}
+		if now != last {
+			last, since = now, time.Now()
+		}
+	}
+	return nil
 }
 
 // startServer starts the pod's server process in its namespace, detached
