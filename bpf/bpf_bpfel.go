@@ -34,6 +34,14 @@ const (
 	bpfCounterCOUNTER_MAX               bpfCounter = 15
 )
 
+type bpfEnded struct {
+	_                structs.HostLayout
+	Flags            uint32
+	InitiatorLo      uint8
+	InitiatorIngress uint8
+	Pad              [2]uint8
+}
+
 type bpfEventType uint32
 
 const (
@@ -118,6 +126,8 @@ type bpfFlowStats struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapCounters             = "counters"
+	bpfMapEnded4               = "ended4"
+	bpfMapEnded6               = "ended6"
 	bpfMapEvents               = "events"
 	bpfMapFlows4               = "flows4"
 	bpfMapFlows6               = "flows6"
@@ -186,6 +196,8 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
+	Ended4   *ebpf.MapSpec `ebpf:"ended4"`
+	Ended6   *ebpf.MapSpec `ebpf:"ended6"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Flows4   *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6   *ebpf.MapSpec `ebpf:"flows6"`
@@ -224,6 +236,8 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
+	Ended4   *ebpf.Map `ebpf:"ended4"`
+	Ended6   *ebpf.Map `ebpf:"ended6"`
 	Events   *ebpf.Map `ebpf:"events"`
 	Flows4   *ebpf.Map `ebpf:"flows4"`
 	Flows6   *ebpf.Map `ebpf:"flows6"`
@@ -232,6 +246,8 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Counters,
+		m.Ended4,
+		m.Ended6,
 		m.Events,
 		m.Flows4,
 		m.Flows6,

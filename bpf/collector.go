@@ -37,9 +37,8 @@ type Config struct {
 	// IdleTimeout: a flow without packets this long is reported and removed
 	// (default 10 s).
 	IdleTimeout time.Duration
-	// EndLinger: an ended flow stays in the map this long after its last
-	// packet, so that retransmitted FINs or RSTs do not open a new flow
-	// (default 1 s).
+	// EndLinger: the tail of an ended flow (packets after its end) is
+	// reported once it has been quiet this long (default 1 s).
 	EndLinger time.Duration
 	// SweepInterval is how often the flows map is scanned (default 1 s); the
 	// interface list is polled at the same pace.

@@ -51,6 +51,27 @@ struct {
 	__type(value, struct flow_stats);
 } flows6 SEC(".maps");
 
+// ended4 and ended6 remember, for a while after a flow's end was reported
+// and its entry freed, who opened it and what its end carried, so that a
+// packet after the end starts the flow's tail instead of a new flow
+// oriented from whoever sent it (doc.go, "Ends and tails"). LRU: these are
+// hints, not counts; an evicted hint only makes such a packet mid-stream.
+// 16384 per family outlive a second of ends at 16,000 connections/s, and
+// late packets come within a retransmission timeout of the end.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct flow_key4);
+	__type(value, struct ended);
+} ended4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct flow_key);
+	__type(value, struct ended);
+} ended6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
@@ -254,6 +275,39 @@ static __always_inline long flow_update(struct keys *k, __u8 family, struct flow
 	return bpf_map_update_elem(&flows6, &k->full, st, flags);
 }
 
+static __always_inline long flow_delete(struct keys *k, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_delete_elem(&flows4, &k->v4);
+	return bpf_map_delete_elem(&flows6, &k->full);
+}
+
+static __always_inline struct ended *ended_lookup(struct keys *k, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_lookup_elem(&ended4, &k->v4);
+	return bpf_map_lookup_elem(&ended6, &k->full);
+}
+
+static __always_inline void ended_update(struct keys *k, __u8 family, struct ended *e)
+{
+	if (family == 4)
+		bpf_map_update_elem(&ended4, &k->v4, e, BPF_ANY);
+	else
+		bpf_map_update_elem(&ended6, &k->full, e, BPF_ANY);
+}
+
+// ended_of returns what a reported end leaves behind for its tail.
+static __always_inline struct ended ended_of(struct flow_stats *st)
+{
+	struct ended e = {
+		.flags = FLOW_ENDED | FLOW_REPORTED | ((st->flags & 0x1ff) << FLOW_REPORTED_FLAGS_SHIFT),
+		.initiator_lo = st->initiator_lo,
+		.initiator_ingress = st->initiator_ingress,
+	};
+	return e;
+}
+
 static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct flow_stats *st,
 				__u8 is_reply, __u8 ingress, __u32 fail_counter)
 {
@@ -292,24 +346,29 @@ static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct f
 	return 0;
 }
 
-// report_end emits the end (or reset) of a flow and leaves in its entry only
-// what comes after: the counters it reported are taken off with atomic adds
-// (a packet racing it stays counted), and the entry is marked reported, with
-// the TCP flags the event carried, so that later packets accumulate as the
-// flow's tail (doc.go, "Ends and tails"). It returns 0, or -1 if the ring
-// buffer refused the event: the entry then stays ended and unreported, with
-// every counter, for the sweep.
+// report_end emits the end (or reset) of a flow, takes the counters it
+// reported off the entry with atomic adds (a packet racing it on another
+// CPU stays counted) and frees the entry, leaving a hint (ended4/ended6)
+// so that packets after the end become the flow's tail; an entry a racing
+// packet left non-empty stays, marked reported, as that tail (doc.go, "Ends
+// and tails"). It returns 0, or -1 if the ring buffer refused the event:
+// the entry then stays ended and unreported, with every counter, for the
+// sweep.
 static __always_inline int report_end(__u8 type, struct keys *k, __u8 family, struct flow_stats *st, __u8 reply,
 				      __u8 ingress)
 {
 	struct flow_stats snap = *st;
 	if (emit(type, k, family, &snap, reply, ingress, COUNTER_RINGBUF_END))
 		return -1;
+	struct ended e = ended_of(&snap);
+	ended_update(k, family, &e);
 	__sync_fetch_and_add(&st->bytes[0], -snap.bytes[0]);
 	__sync_fetch_and_add(&st->bytes[1], -snap.bytes[1]);
 	__sync_fetch_and_add(&st->packets[0], -snap.packets[0]);
 	__sync_fetch_and_add(&st->packets[1], -snap.packets[1]);
-	__sync_fetch_and_or(&st->flags, FLOW_REPORTED | ((snap.flags & 0x1ff) << FLOW_REPORTED_FLAGS_SHIFT));
+	__sync_fetch_and_or(&st->flags, e.flags);
+	if (!(st->packets[0] | st->packets[1]))
+		flow_delete(k, family);
 	return 0;
 }
 
@@ -492,9 +551,29 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		__u64 now = bpf_ktime_get_ns();
 		struct flow_stats n;
 		__builtin_memset(&n, 0, sizeof(n));
-		int reply = is_reply_first(&p);
 		n.first_seen_ns = now;
 		n.last_seen_ns = now;
+		// A packet after a reported end (a late ACK, a retransmitted FIN, a
+		// reset after the close) starts the flow's tail, oriented as the
+		// flow was. A SYN opens a new connection, whatever ended before.
+		struct ended *h = syn_only ? 0 : ended_lookup(&key, family);
+		if (h) {
+			n.flags = h->flags | tf;
+			n.initiator_lo = h->initiator_lo;
+			n.initiator_ingress = h->initiator_ingress;
+			__u8 r = (from_lo != n.initiator_lo) & 1;
+			n.bytes[r] = len;
+			n.packets[r] = 1;
+			if (flow_update(&key, family, &n, BPF_NOEXIST) == 0)
+				return TCX_NEXT;
+			st = flow_lookup(&key, family);
+			if (st)
+				goto account; // another CPU started the tail first
+			count(COUNTER_MAP_INSERT);
+			emit(EVENT_INSERT_FAILED, &key, family, &n, r, ingress, COUNTER_RINGBUF_LOST);
+			return TCX_NEXT;
+		}
+		int reply = is_reply_first(&p);
 		if (reply) {
 			n.bytes[1] = len;
 			n.packets[1] = 1;
@@ -515,14 +594,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		if (syn_only)
 			n.syn_ns = now;
 		if (tf & FLOW_TCP_RST) {
-			// A flow whose first packet is a reset: report it and keep the
-			// entry (ended, empty) so later packets are its tail, not a
-			// new flow.
+			// A flow whose first packet is a reset: report it, and leave
+			// the hint so that later packets are its tail, not a new
+			// flow. If the event is refused, the entry keeps it for the
+			// sweep.
 			n.flags |= FLOW_ENDED;
 			if (!emit(EVENT_FLOW_RESET, &key, family, &n, reply, ingress, COUNTER_RINGBUF_END)) {
-				n.flags |= FLOW_REPORTED | ((n.flags & 0x1ff) << FLOW_REPORTED_FLAGS_SHIFT);
-				n.bytes[0] = n.bytes[1] = 0;
-				n.packets[0] = n.packets[1] = 0;
+				struct ended e = ended_of(&n);
+				ended_update(&key, family, &e);
+				return TCX_NEXT;
 			}
 			if (flow_update(&key, family, &n, BPF_NOEXIST) == 0)
 				return TCX_NEXT;
@@ -540,10 +620,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 				return TCX_NEXT;
 			if (!syn_only || !(st->flags & FLOW_ENDED))
 				goto account;
-			// A new connection on the tuple of an ended one (the entry
-			// lingers after its end): report the old one if nobody did,
-			// else its tail if it has one, and start over in the same
-			// entry.
+			// A new connection on the tuple of an ended one (its end event
+			// was lost, or packets after its end made a tail): report the
+			// old one if nobody did, else its tail if it has one, and
+			// start over in the same entry.
 			if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
 				emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, family, st, 0, ingress,
 				     COUNTER_RINGBUF_LOST);
@@ -592,10 +672,10 @@ account:;
 	old = __sync_fetch_and_or(&st->flags, bits);
 	if (!end || (old & FLOW_ENDED))
 		return TCX_NEXT;
-	// The entry lingers, ended, for EndLinger: late ACKs, retransmitted
-	// FINs and resets after the close join its tail instead of opening a
-	// new, reversed flow (the sweep frees it). If the ring buffer refuses
-	// the event, it stays ended and unreported, and the sweep reports it.
+	// Reported, the entry goes and its hint stays: late ACKs, retransmitted
+	// FINs and resets after the close become its tail instead of a new,
+	// reversed flow. If the ring buffer refuses the event, the entry stays
+	// ended and unreported, and the sweep reports it.
 	report_end(end, &key, family, st, reply, ingress);
 	return TCX_NEXT;
 }

@@ -107,3 +107,36 @@ func converse(t testing.TB, objs *bpfObjects, client, server string, pkts []tcpP
 	}
 	return
 }
+
+// endedIn reads the hints that reported ends left (ended4, ended6), by key.
+func endedIn(t testing.TB, objs *bpfObjects) map[bpfFlowKey]bpfEnded {
+	t.Helper()
+	out := map[bpfFlowKey]bpfEnded{}
+	var k4 bpfFlowKey4
+	var e bpfEnded
+	it := objs.Ended4.Iterate()
+	for it.Next(&k4, &e) {
+		out[fromKey4(&k4)] = e
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var k bpfFlowKey
+	it = objs.Ended6.Iterate()
+	for it.Next(&k, &e) {
+		out[k] = e
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// deleteEnded removes one end hint.
+func deleteEnded(objs *bpfObjects, k *bpfFlowKey) error {
+	if k.Family == 4 {
+		k4 := toKey4(k)
+		return objs.Ended4.Delete(&k4)
+	}
+	return objs.Ended6.Delete(k)
+}

@@ -107,31 +107,48 @@ func TestTCPConnectionLifecycle(t *testing.T) {
 			if !last.Ingress {
 				t.Error("initiator's packets came through ingress but Ingress is false")
 			}
-			// Every ended flow lingers, ended and reported, holding only its
-			// tail: the packets after the one that ended it. The end event
-			// and the tail together are every packet, each counted once.
+			// A reported end frees the entry and leaves a hint (who opened
+			// the flow, what its end carried); packets after the end are
+			// the flow's tail, in an entry of their own marked reported.
+			// The end event and the tail together are every packet, each
+			// counted once.
 			flows := flowsIn(t, objs)
-			if len(flows) != 1 {
-				t.Fatalf("%d flows in the map after a reported end, want 1 (lingering)", len(flows))
+			wantEntries := 0
+			if tc.wantTail != [2]uint64{} {
+				wantEntries = 1
 			}
+			if len(flows) != wantEntries {
+				t.Fatalf("%d flows in the map after a reported end, want %d", len(flows), wantEntries)
+			}
+			var tail bpfFlowStats
 			for _, st := range flows {
-				if got := [4]uint64{last.BytesFwd + st.Bytes[0], last.BytesRev + st.Bytes[1], last.PacketsFwd + st.Packets[0], last.PacketsRev + st.Packets[1]}; got != [4]uint64{wantFwd, wantRev, wantFwdP, wantRevP} {
-					t.Errorf("end event + tail: fwd %d B rev %d B, %d/%d packets, want %d B %d B, %d/%d",
-						got[0], got[1], got[2], got[3], wantFwd, wantRev, wantFwdP, wantRevP)
-				}
-				if st.Packets != tc.wantTail {
-					t.Errorf("tail packets %v, want %v", st.Packets, tc.wantTail)
-				}
+				tail = st
 				want := uint32(bpfFlowFlagFLOW_ENDED | bpfFlowFlagFLOW_REPORTED)
-				if st.Flags&want != want {
-					t.Errorf("map flags %#x lack ENDED|REPORTED", st.Flags)
+				if st.Flags&want != want || st.InitiatorLo != 1 || st.InitiatorIngress != 1 {
+					t.Errorf("tail entry flags %#x, initiator lo %d ingress %d: want ENDED|REPORTED, oriented as the flow", st.Flags, st.InitiatorLo, st.InitiatorIngress)
 				}
 				if reported := uint16(st.Flags >> uint32(bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT) & 0x1ff); reported != last.TCPFlags {
-					t.Errorf("map keeps reported flags %#x, want the end event's %#x", reported, last.TCPFlags)
+					t.Errorf("tail keeps reported flags %#x, want the end event's %#x", reported, last.TCPFlags)
 				}
-				if tc.pkts[0].flags == syn && last.HandshakeNs == 0 {
-					t.Error("handshake latency not measured")
+			}
+			if got := [4]uint64{last.BytesFwd + tail.Bytes[0], last.BytesRev + tail.Bytes[1], last.PacketsFwd + tail.Packets[0], last.PacketsRev + tail.Packets[1]}; got != [4]uint64{wantFwd, wantRev, wantFwdP, wantRevP} {
+				t.Errorf("end event + tail: fwd %d B rev %d B, %d/%d packets, want %d B %d B, %d/%d",
+					got[0], got[1], got[2], got[3], wantFwd, wantRev, wantFwdP, wantRevP)
+			}
+			if tail.Packets != tc.wantTail {
+				t.Errorf("tail packets %v, want %v", tail.Packets, tc.wantTail)
+			}
+			hints := endedIn(t, objs)
+			if len(hints) != 1 {
+				t.Fatalf("%d end hints, want 1", len(hints))
+			}
+			for _, h := range hints {
+				if h.InitiatorLo != 1 || h.InitiatorIngress != 1 || uint16(h.Flags>>uint32(bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT)&0x1ff) != last.TCPFlags {
+					t.Errorf("hint %+v, want the client as initiator and the end's flags %#x", h, last.TCPFlags)
 				}
+			}
+			if tc.pkts[0].flags == syn && last.HandshakeNs == 0 {
+				t.Error("handshake latency not measured")
 			}
 			if c := counters(t, objs); c.ParseErrors() != 0 || c.RingBufFailures() != 0 || c[CounterMapInsert] != 0 {
 				t.Errorf("unexpected counters %v", c)

@@ -13,10 +13,9 @@ const sweepBatch = 4096
 func pathMatch(p string) (bool, error) { return path.Match(p, "") }
 
 // sweep scans the flows map (batch lookups; iteration where batches are not
-// supported) and reports and removes flows by the rules of doc.go: ended
-// flows quiet for EndLinger (their tail if they have one, the whole flow if
-// their end event was lost), idle flows, and flows due an active-timeout
-// record.
+// supported) and reports and removes flows by the rules of doc.go: the
+// tails of ended flows once quiet for EndLinger, ended flows whose end event
+// was lost, idle flows, and flows due an active-timeout record.
 //
 // Removal is per key with lookup-and-delete, so the counts reported are
 // exactly those removed; an entry that changed since the scan (a packet

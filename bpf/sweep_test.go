@@ -103,20 +103,19 @@ func TestSweep(t *testing.T) {
 			t.Errorf("%d flows left", n)
 		}
 	})
-	t.Run("a reset flow lingers, then leaves silently because it was reported", func(t *testing.T) {
+	t.Run("a reported reset leaves no entry for the sweep, only its hint", func(t *testing.T) {
 		c := testCollector(t, Config{EndLinger: 30 * time.Millisecond})
 		rec := &recorder{}
 		var ev Event
 		run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, syn, 0)))
 		run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, 1000, rst|ack, 0)))
-		c.sweep(rec, &ev, 0)
-		if n := len(flowsIn(t, c.objs)); n != 1 {
-			t.Fatalf("%d flows during the linger, want 1", n)
+		if k := kernelEvents(t, c); len(k) != 1 || k[0].Kind != EventFlowReset {
+			t.Fatalf("kernel events %+v, want one reset", k)
 		}
 		time.Sleep(50 * time.Millisecond)
 		c.sweep(rec, &ev, 0)
-		if n := len(flowsIn(t, c.objs)); n != 0 || len(rec.events) != 0 {
-			t.Fatalf("%d flows and records %+v after the linger, want none", n, rec.events)
+		if n, h := len(flowsIn(t, c.objs)), len(endedIn(t, c.objs)); n != 0 || h != 1 || len(rec.events) != 0 {
+			t.Fatalf("%d flows, %d hints and records %+v, want no flow, one hint, no record", n, h, rec.events)
 		}
 	})
 	t.Run("packets after a reported end are its tail, reported once the entry has been quiet for the linger", func(t *testing.T) {

@@ -57,7 +57,7 @@ enum flow_flag {
 	FLOW_FIN_FWD = 1 << 16,  /* the initiator sent FIN */
 	FLOW_FIN_REV = 1 << 17,  /* the responder sent FIN */
 	FLOW_ENDED = 1 << 18,    /* closed by FIN handshake or RST */
-	FLOW_REPORTED = 1 << 19, /* its end event reached the ring buffer; counters since are its tail */
+	FLOW_REPORTED = 1 << 19, /* its end event reached the ring buffer: the entry holds its tail */
 	FLOW_MIDSTREAM = 1 << 20, /* opened by a TCP packet that opens nothing: the initiator is a guess */
 	/* Bits 21-29 hold the TCP flags (bits 0-8) the end event reported. */
 	FLOW_REPORTED_FLAGS_SHIFT = 21,
@@ -82,6 +82,20 @@ struct flow_stats {
 	__u8 initiator_ingress; /* 1 if the initiator's packets pass tc ingress */
 	__u8 icmp_type;     /* of the flow's first packet */
 	__u8 icmp_code;
+};
+
+/*
+ * ended is what a flow's end leaves behind (the value of ended4 and ended6,
+ * keyed like the flows maps) so that packets after the end are accounted as
+ * its tail, in its orientation: the flags of a reported end (FLOW_ENDED |
+ * FLOW_REPORTED | the TCP flags it carried << FLOW_REPORTED_FLAGS_SHIFT)
+ * and who opened the flow.
+ */
+struct ended {
+	__u32 flags;
+	__u8 initiator_lo;
+	__u8 initiator_ingress;
+	__u8 pad[2];
 };
 
 enum event_type {
