@@ -23,6 +23,7 @@ func TestBoundaryStructsMatchBTF(t *testing.T) {
 		{"flow_key4", reflect.TypeFor[bpfFlowKey4]()},
 		{"flow_stats", reflect.TypeFor[bpfFlowStats]()},
 		{"flow_event", reflect.TypeFor[bpfFlowEvent]()},
+		{"ended", reflect.TypeFor[bpfEnded]()},
 	}
 	for _, tc := range cases {
 		t.Run("struct "+tc.name+" has the same layout in Go and in BTF", func(t *testing.T) {
