@@ -22,9 +22,10 @@
 //
 // # Flow state, not packet events
 //
-// Decision: the kernel keeps one map entry per flow, updates its counters
-// on every packet, and sends a ring buffer event only when a flow ends or
-// cannot be tracked, never one per packet.
+// Decision: per-flow state in the kernel, not an event per packet.
+// The kernel keeps one map entry per flow, updates its counters on every
+// packet, and sends a ring buffer event only when a flow ends or cannot be
+// tracked.
 //
 // The alternative, one event per packet with flows assembled in userspace
 // (the naive_per_packet_events switch still builds it, for comparison),
@@ -67,8 +68,9 @@
 // long (BenchmarkProgram). Events and the Go side see every flow as a
 // flow_key (IPv4-mapped); flowmaps.go picks the map and converts keys.
 //
-// Decision: flows live in BPF_MAP_TYPE_HASH maps, not LRU hash maps; a full
-// map refuses a new flow, and the refusal is counted and reported.
+// Decision: flows live in hash maps, not LRU hash maps.
+// A full BPF_MAP_TYPE_HASH refuses a new flow, and the refusal is counted
+// and reported.
 //
 // An LRU hash makes room by evicting an approximately least-recently-used
 // entry without telling the program or userspace: on a busy node the

@@ -19,10 +19,11 @@
 //
 // # Partitions
 //
-// Decision: a NATS partition is a subject, flowbus.flows.v1.<p>, with p
-// computed by the publisher with Kafka's partitioner (schemas.PartitionOf:
-// murmur2 of the key, high bit masked, modulo the partition count), and
-// each partition is read by its own durable pull consumer.
+// Decision: a partition is a subject, numbered by Kafka's partitioner.
+// A message goes to flowbus.flows.v1.<p>, p computed by the publisher as
+// Kafka's partitioner computes it (schemas.PartitionOf: murmur2 of the key,
+// high bit masked, modulo the partition count), and each partition is read
+// by its own durable pull consumer.
 //
 // The aggregator's rollups need every flow toward one destination workload
 // in one consumer, in order, with no shuffle between aggregators; NATS has
