@@ -24,7 +24,8 @@
 //     batch back once the taps and the aggregator are done with it, so the
 //     steady state allocates no flow memory (channels are 8 batches deep, so
 //     few batches are in flight). This is what lets the path sustain more than
-//     a million raw flows per CPU-second (BenchmarkAgent).
+//     a million raw flows per CPU-second (BenchmarkAgent; bench/RESULTS.md,
+//     "Whole agent on one core").
 //   - Aggregation windows are processing-time: a ticker of Aggregate.Window
 //     flushes; a full key table flushes early (package aggregate).
 //   - Back-pressure stops at the exporter: it always accepts records (memory

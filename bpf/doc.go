@@ -20,6 +20,29 @@
 // verdict, and they attach at the head of the chain so they see packets
 // before a program that drops or redirects them.
 //
+// # Flow state, not packet events
+//
+// Decision: per-flow state in the kernel, not an event per packet.
+// The kernel keeps one map entry per flow, updates its counters on every
+// packet, and sends a ring buffer event only when a flow ends or cannot be
+// tracked.
+//
+// The alternative, one event per packet with flows assembled in userspace
+// (the naive_per_packet_events switch still builds it, for comparison),
+// moves every packet through the ring buffer, so the ring's size and the
+// agent's CPU decide what is lost. TestConnectStorm runs both on the same
+// 10 s storm of new TCP connections with the same 16 KiB ring buffer: the
+// per-packet design lost 41,584 events and 6,965 connections; flow state
+// lost no flow (104 end events were refused and recovered by the sweep; 1
+// connection of 110,356 was folded into another on a reused 4-tuple, see
+// Known gaps), at 0.91 µs of agent CPU per exported flow (NetObserv's agent
+// needs ~15 µs). Keeping the state costs an established packet +41 to +46
+// ns over an empty program and a new TCP flow +397 to +460 ns
+// (bench/RESULTS.md, "Kernel datapath"). The price: map memory fixed at
+// load (see Map type and eviction), a record reaches userspace only when
+// its flow ends or after ActiveTimeout, and the Collector must sweep the
+// maps (see Ends and tails).
+//
 // # Flow key and conntrack-lite
 //
 // struct flow_key is (lo address, hi address, lo port, hi port, ifindex,
@@ -45,10 +68,27 @@
 // long (BenchmarkProgram). Events and the Go side see every flow as a
 // flow_key (IPv4-mapped); flowmaps.go picks the map and converts keys.
 //
-// Hash maps, not LRU: an LRU evicts entries silently, a hash refuses the
-// insert, which the program counts (map_insert) and turns into a
-// per-packet EVENT_INSERT_FAILED, so nothing is lost silently. Entries
-// leave the maps by:
+// Decision: flows live in hash maps, not LRU hash maps.
+// A full BPF_MAP_TYPE_HASH refuses a new flow, and the refusal is counted
+// and reported.
+//
+// An LRU hash makes room by evicting an approximately least-recently-used
+// entry without telling the program or userspace: on a busy node the
+// counters of flows still alive would vanish, in no output and in no
+// counter. A hash refuses the insert instead; the program counts it
+// (map_insert, exported as flowbus_bpf_kernel_events_total) and reports the
+// packet alone as EVENT_INSERT_FAILED, so the packet is still in the
+// output and the lost flow state is visible. LRU was not benchmarked: the
+// choice is about loss, not speed. The price is sizing: each map is
+// preallocated with MaxFlows entries (a 72-byte value and a 20- or 44-byte
+// key each), and beyond that a new flow costs one event per packet until
+// entries are freed. A new TCP flow, the insert included, costs +397 to
+// +460 ns over an empty program with entries recycled and +470 to +520 ns
+// on a cold map (bench/RESULTS.md, "Per-packet cost"). Only the hints that
+// ended flows leave behind (ended4, ended6) are LRU maps, on purpose: they
+// carry no counts (see "Ends and tails").
+//
+// Entries leave the maps by:
 //   - the kernel itself, when a flow ends (FIN both ways then the last ACK,
 //     or a RST) and its end event is in the ring buffer (see "Ends and
 //     tails"). This is the bulk of all flows, and it keeps the map and the
@@ -101,7 +141,7 @@
 // A SYN without ACK skips the lookup and goes straight to the insert
 // (BPF_NOEXIST): it almost always opens a new flow, and the insert says
 // whether the entry exists, so a new flow costs one hash and bucket walk
-// instead of two (~100 ns less per new flow in BenchmarkProgram). On
+// instead of two (~100–170 ns less per new flow in BenchmarkProgram). On
 // -EEXIST (a retransmitted SYN, another CPU inserted it first, a new
 // connection on the tuple of an ended flow) the program looks the entry up
 // and proceeds as for any packet of a known flow.
@@ -140,9 +180,9 @@
 // flow (EVENT_INSERT_FAILED, one packet), and, if enabled, when a flow
 // starts.
 // Established packets only touch the map. Start events are off by default
-// (Config.EmitStartEvents): the reservation costs ~400 ns per new flow on
-// this machine, about as much as the insert, and flows are reported when
-// they end. Every refused reservation is counted in a per-CPU counter by
+// (Config.EmitStartEvents): with one, a new TCP flow costs +495 to +523 ns
+// over an empty program instead of +397 to +460 ns (BenchmarkProgram), and
+// flows are reported when they end. Every refused reservation is counted in a per-CPU counter by
 // what it loses: ringbuf_start and ringbuf_end lose nothing (the end of a
 // flow stays in the map, unreported, for the sweep), ringbuf_lost loses
 // data (per-packet events; an unreported end superseded by a new
@@ -221,10 +261,7 @@
 // the reason otherwise.
 //
 // TestConnectStorm also runs the storm with no program attached and logs
-// both rates. On the 2-core development machine both are ~10,000
-// connections/s (the machine shared with other work): a connection costs
-// ~130–150 µs of CPU in the kernel's TCP, veth and bridge paths, and the flow
-// program, its map and the reader are ~3% of the storm's CPU in a perf
-// profile, so the rate is the machine's, not the datapath's. 20,000/s would
-// need ~3 idle cores of this kind.
+// both rates: on the 2-core development machine the storm's rate is set by
+// the kernel's TCP, veth and bridge paths, not by the flow programs, which
+// are ~3 % of its CPU (bench/RESULTS.md, "Connect storm").
 package bpf

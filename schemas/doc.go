@@ -31,4 +31,8 @@
 //   - Enumerations of our own (CountAs, L7Protocol) export their names
 //     (CountAsNames, L7ProtocolNames), which the codec writes and reads as
 //     column values, as it does Hubble's enum names.
+//   - Latency is a sparse histogram over fixed log-linear buckets
+//     (histogram.go), so that any set of records, windows and nodes merges
+//     exactly by adding the counts of equal buckets, in Go and in SQL; why
+//     not quantiles or a sketch: README.md, "Why fixed log-linear buckets".
 package schemas

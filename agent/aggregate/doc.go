@@ -30,12 +30,13 @@
 //     (returned by Add) and counted in flowbus_aggregate_early_flushes_total.
 //     Flushing the whole window rather than the oldest key keeps Add O(1) and
 //     never splits one key's window into out-of-order pieces.
-//   - The key is hashed with hash/maphash over the fields, without building a
-//     key value, and collisions are resolved by comparing fields; the table
-//     (a map from hash to record index) is cleared and reused between windows,
-//     so steady-state Add allocates nothing except a new latency histogram
-//     bucket. Each Flush hands its record slice to the caller and starts a
-//     new one.
+//   - The key is hashed without building a key value: each string with one
+//     call of a seeded hash/maphash, the numeric fields packed into four
+//     words, all folded by a multiply-and-fold mixer; collisions are resolved
+//     by comparing fields. The table (a map from hash to record index) is
+//     cleared and reused between windows, so steady-state Add allocates
+//     nothing except a new latency histogram bucket. Each Flush hands its
+//     record slice to the caller and starts a new one.
 //   - Disabled aggregation is a pass-through: Add returns its input unchanged.
 //
 // An Aggregator is not safe for concurrent use: the agent drives it from one

@@ -21,30 +21,28 @@
 //     consumer (arrow-go, pyarrow, DuckDB) decodes a message alone.
 //   - The encoder writes the IPC messages itself: the schema message is
 //     serialised once by arrow-go and cached; dictionary and record batches
-//     are flatbuffers around the encoder's own column buffers.
-//     arrow-go's ipc.Writer costs a new zstd encoder (megabytes of tables)
-//     per stream, which at one message per second per partition dominated
-//     the cost. The tests read every stream back with arrow-go's
-//     ipc.Reader, and the golden file testdata/flow.v1.arrows pins the bytes
+//     are flatbuffers around the encoder's own column buffers, so that each
+//     buffer can be stored by its own rule. The tests read every stream
+//     back with arrow-go's ipc.Reader, and the golden file
+//     testdata/flow.v1.arrows pins the bytes
 //     (`go test ./internal/flowcodec -run TestGoldenFile -update` rewrites
 //     it after a deliberate change; bump schemas.SchemaVersion when old
-//     readers cannot read the new columns).
+//     readers cannot read the new columns). Why not arrow-go's ipc.Writer:
+//     README.md, "Arrow IPC written and read by hand".
 //   - Body compression is zstd, one frame per buffer as Arrow requires, and
 //     most of the encoder's CPU. Buffers of 1 KiB or more go through
 //     libzstd by cgo (github.com/DataDog/zstd, which bundles the C source;
-//     the binary already needs cgo for DuckDB): on the fleet's buffers level
-//     1 took ~60 % of klauspost's SpeedFastest time for ~11 % fewer bytes.
-//     The level is −1 (zstdLevel): the same match finder, literals stored
-//     as they are instead of Huffman coded, so frames decode about twice as
-//     fast (what the aggregator, which reads every message, pays most for)
-//     and compress a little cheaper, for ~16–22 % more bytes. Smaller buffers keep klauspost's pure-Go encoder, because
-//     libzstd rebuilds its default FSE tables for every frame (~1 µs here).
-//     Built with CGO_ENABLED=0 (zstdframe_nocgo.go) klauspost does every
-//     buffer: the streams are equally valid, only larger and dearer. The
-//     decoder likewise uses libzstd under cgo (zstddec_cgo.go: ~1.65× faster
-//     than klauspost on the frames the aggregator reads, mostly per-frame
-//     setup and RLE blocks) and klauspost without (zstddec_nocgo.go); both
-//     read any standard frame.
+//     the binary already needs cgo for DuckDB) at level −1 (zstdLevel):
+//     literals stored as they are instead of Huffman coded, so frames decode
+//     about twice as fast, which the aggregator pays on every message.
+//     Smaller buffers keep klauspost's pure-Go encoder, because libzstd
+//     rebuilds its default FSE tables for every frame. Built with
+//     CGO_ENABLED=0 (zstdframe_nocgo.go) klauspost does every buffer: the
+//     streams are equally valid, only larger and dearer. The decoder
+//     likewise uses libzstd under cgo (zstddec_cgo.go) and klauspost
+//     without (zstddec_nocgo.go); both read any standard frame. The
+//     alternatives and their figures: README.md, "Body compression: libzstd
+//     through cgo".
 //   - Storage rules around the compressor (ipcwrite.go): a buffer of one
 //     repeated byte is written as a zstd RLE frame without running the
 //     compressor; a buffer equal to an earlier one of the same record batch
@@ -56,10 +54,10 @@
 //     is worth here, and compressed again after 15 batches to re-measure;
 //     buffers under 32 B are always raw. Batches under 1000 rows (the
 //     per-partition messages of a lightly loaded agent) therefore stay fully
-//     compressed: bytes matter there, CPU in a busy agent's larger ones.
-//     latency_hist's counts use libzstd level 3, ~3× faster and smaller
-//     than level 1 on them (mostly long matches, few literals to Huffman
-//     decode). Figures are in README.md "Size and speed".
+//     compressed: bytes matter there, CPU in a busy agent's larger ones
+//     (README.md, "The raw-storage rule"). latency_hist's counts use libzstd
+//     level 3, which finds their long repeats. What each rule costs and
+//     saves: bench/RESULTS.md, "Encoding (flowcodec)".
 //   - The decoder reads streams whose schema message is byte for byte ours
 //     without arrow-go objects (one reused zstd decoder, one reused arena,
 //     batch views and arrays reused from message to message, strings copied

@@ -25,7 +25,7 @@ import (
 // bytes when compression does not pay). Every stream this writes is read
 // back by arrow-go's ipc.Reader in the tests, and pinned by the golden file.
 
-// How buffers are stored (see doc.go and README.md "Size and speed" for
+// How buffers are stored (see doc.go, and README.md "Why it is built this way" for
 // the measurements behind each rule):
 //
 //   - Buffers shorter than rawMax bytes are stored raw: a zstd frame (header,
@@ -62,7 +62,7 @@ const rawMax = 32
 // 1000 rows or more means the agent is busy, and there CPU is what the node
 // pays for: storing the hard numeric columns raw makes a 1000-row batch
 // ~1.6× cheaper to encode (and ~1.4× cheaper to decode and roll up) for ~2×
-// its bytes (82 → 160 B/flow), which bench/RESULTS.md, issue 2, weighs. The decision
+// its bytes (82 → 160 B/flow), which bench/RESULTS.md "The raw-storage rule" weighs. The decision
 // is per buffer position: the ratio zstd reached there in the last batch of
 // rawRuleRows rows or more (smaller ones, other partitions' data, do not
 // count) is kept for rawStreak such batches and judged against each batch's
@@ -174,7 +174,7 @@ func (w *ipcWriter) buffer(raw []byte) { w.bufferLevel(raw, zstdLevel) }
 // aggregator's decode of 8192-row messages went from ~2.2 to 3.4–4.3 M
 // rows per CPU-second) and compress ~10–25 % cheaper, for ~16 % more bytes
 // at 1k rows (70 → 82 B/flow) and ~31 instead of 25.8 bus B/flow at 10k
-// flows/s. See README.md "Size and speed".
+// flows/s. See README.md "Body compression: libzstd through cgo".
 const zstdLevel = -1
 
 // bufferLevel is buffer at a given zstd level (of libzstd; the pure-Go

@@ -17,6 +17,42 @@
 // flowbus-dlq-truncated. Durable consumers are named
 // flowbus-aggregator-p00, -p01, ...
 //
+// # Partitions
+//
+// Decision: a partition is a subject, numbered by Kafka's partitioner.
+// A message goes to flowbus.flows.v1.<p>, p computed by the publisher as
+// Kafka's partitioner computes it (schemas.PartitionOf: murmur2 of the key,
+// high bit masked, modulo the partition count), and each partition is read
+// by its own durable pull consumer.
+//
+// The aggregator's rollups need every flow toward one destination workload
+// in one consumer, in order, with no shuffle between aggregators; NATS has
+// no record key and no consumer group that pins keys to a member. The
+// alternatives rejected:
+//
+//   - One subject for all flows, read through one shared pull consumer:
+//     JetStream hands each message to whichever instance pulls next, so a
+//     workload's pairs and routes would be split between aggregators and
+//     need a second shuffle, and all flows would share one ack floor.
+//   - The key in the subject (flowbus.flows.v1.<namespace>.<workload>):
+//     subjects without bound, no fixed share to give an instance, and a
+//     workload name may hold '.', which NATS reads as a token separator.
+//   - The server's subject-mapping partition function (partition(n, ...)):
+//     it needs the key in the subject as well, it is account configuration
+//     of the operator's server, which an agent cannot set, and it hashes
+//     with FNV-1a, so a key would get another partition number than on
+//     Kafka.
+//
+// With Kafka's partitioner a key has the same partition number on both
+// buses (schemas.PartitionOf is tested against Kafka's own test values and
+// franz-go's partitioner), so the aggregator's per-partition state, its
+// file names (p<partition>-...) and --nats-assigned mean the same on
+// either. One durable consumer per partition gives each its own order, ack
+// floor and flow control, like a Kafka partition (see Consumer below). The
+// price: the partition count (default 16, 1 to 4096) is fixed for a stream
+// and must be the same for publishers and consumers, and nothing
+// rebalances: each partition must be read by one instance at a time.
+//
 // # Stream limits
 //
 // Created only when missing (an existing stream is used as its operator
