@@ -16,7 +16,7 @@ import (
 	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
-// Encoding benchmarks (issue 2): Arrow against the two baselines Hubble's
+// Encoding benchmarks: Arrow against the two baselines Hubble's
 // export pays, in the same run, on the same payments-fleet records, at the
 // batch sizes the agent sends at 1k and 10k flows/s (1 s linger).
 // ns/flow and bytes/flow are reported per flow; ns/op is per batch.
