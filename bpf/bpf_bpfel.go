@@ -42,6 +42,16 @@ type bpfEnded struct {
 	Pad              [2]uint8
 }
 
+type bpfEndpoint struct {
+	_        structs.HostLayout
+	Id       uint32
+	Identity uint32
+	DenyId   [2]uint32
+	Enforce  [2]uint8
+	Gen      uint8
+	Pad      uint8
+}
+
 type bpfEventType uint32
 
 const (
@@ -51,6 +61,8 @@ const (
 	bpfEventTypeEVENT_INSERT_FAILED bpfEventType = 4
 	bpfEventTypeEVENT_PACKET        bpfEventType = 5
 	bpfEventTypeEVENT_FLOW_TAIL     bpfEventType = 6
+	bpfEventTypeEVENT_FLOW_DROP     bpfEventType = 7
+	bpfEventTypeEVENT_FLOW_VERDICT  bpfEventType = 8
 )
 
 type bpfFlowEvent struct {
@@ -80,6 +92,7 @@ const (
 	bpfFlowFlagFLOW_ENDED                bpfFlowFlag = 262144
 	bpfFlowFlagFLOW_REPORTED             bpfFlowFlag = 524288
 	bpfFlowFlagFLOW_MIDSTREAM            bpfFlowFlag = 1048576
+	bpfFlowFlagFLOW_CONTINUED            bpfFlowFlag = 1073741824
 	bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT bpfFlowFlag = 21
 )
 
@@ -119,6 +132,44 @@ type bpfFlowStats struct {
 	InitiatorIngress uint8
 	IcmpType         uint8
 	IcmpCode         uint8
+	PolicyRev        uint32
+	PolicyId         uint32
+	PeerIdentity     uint32
+	Verdict          uint8
+	DropReason       uint8
+	Pad              [2]uint8
+}
+
+type bpfIpcacheKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
+type bpfIpcacheValue struct {
+	_        structs.HostLayout
+	Identity uint32
+	Pad      uint32
+}
+
+type bpfPolicyKey struct {
+	_          structs.HostLayout
+	Prefixlen  uint32
+	EndpointId uint32
+	Gen        uint8
+	Direction  uint8
+	Proto      uint8
+	Pad        uint8
+	Identity   uint32
+	Port       uint16
+	Pad2       [2]uint8
+}
+
+type bpfPolicyValue struct {
+	_        structs.HostLayout
+	PolicyId uint32
+	Deny     uint8
+	Pad      [3]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -128,9 +179,12 @@ const (
 	bpfMapCounters             = "counters"
 	bpfMapEnded4               = "ended4"
 	bpfMapEnded6               = "ended6"
+	bpfMapEndpoints            = "endpoints"
 	bpfMapEvents               = "events"
 	bpfMapFlows4               = "flows4"
 	bpfMapFlows6               = "flows6"
+	bpfMapIpcache              = "ipcache"
+	bpfMapPolicy               = "policy"
 	bpfProgClockCalibrate      = "clock_calibrate"
 	bpfProgFlowEgress          = "flow_egress"
 	bpfProgFlowIngress         = "flow_ingress"
@@ -138,6 +192,7 @@ const (
 	bpfVarEmitStartEvents      = "emit_start_events"
 	bpfVarJiffiesBaseNs        = "jiffies_base_ns"
 	bpfVarNaivePerPacketEvents = "naive_per_packet_events"
+	bpfVarPolicyRevision       = "policy_revision"
 	bpfVarTickNs               = "tick_ns"
 	bpfVarUnusedBtfAnchor      = "unused_btf_anchor"
 	bpfVarWakeupBytes          = "wakeup_bytes"
@@ -195,12 +250,15 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Ended4   *ebpf.MapSpec `ebpf:"ended4"`
-	Ended6   *ebpf.MapSpec `ebpf:"ended6"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Flows4   *ebpf.MapSpec `ebpf:"flows4"`
-	Flows6   *ebpf.MapSpec `ebpf:"flows6"`
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Ended4    *ebpf.MapSpec `ebpf:"ended4"`
+	Ended6    *ebpf.MapSpec `ebpf:"ended6"`
+	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Flows4    *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6    *ebpf.MapSpec `ebpf:"flows6"`
+	Ipcache   *ebpf.MapSpec `ebpf:"ipcache"`
+	Policy    *ebpf.MapSpec `ebpf:"policy"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -210,6 +268,7 @@ type bpfVariableSpecs struct {
 	EmitStartEvents      *ebpf.VariableSpec `ebpf:"emit_start_events"`
 	JiffiesBaseNs        *ebpf.VariableSpec `ebpf:"jiffies_base_ns"`
 	NaivePerPacketEvents *ebpf.VariableSpec `ebpf:"naive_per_packet_events"`
+	PolicyRevision       *ebpf.VariableSpec `ebpf:"policy_revision"`
 	TickNs               *ebpf.VariableSpec `ebpf:"tick_ns"`
 	UnusedBtfAnchor      *ebpf.VariableSpec `ebpf:"unused_btf_anchor"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -235,12 +294,15 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Ended4   *ebpf.Map `ebpf:"ended4"`
-	Ended6   *ebpf.Map `ebpf:"ended6"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Flows4   *ebpf.Map `ebpf:"flows4"`
-	Flows6   *ebpf.Map `ebpf:"flows6"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	Ended4    *ebpf.Map `ebpf:"ended4"`
+	Ended6    *ebpf.Map `ebpf:"ended6"`
+	Endpoints *ebpf.Map `ebpf:"endpoints"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Flows4    *ebpf.Map `ebpf:"flows4"`
+	Flows6    *ebpf.Map `ebpf:"flows6"`
+	Ipcache   *ebpf.Map `ebpf:"ipcache"`
+	Policy    *ebpf.Map `ebpf:"policy"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -248,9 +310,12 @@ func (m *bpfMaps) Close() error {
 		m.Counters,
 		m.Ended4,
 		m.Ended6,
+		m.Endpoints,
 		m.Events,
 		m.Flows4,
 		m.Flows6,
+		m.Ipcache,
+		m.Policy,
 	)
 }
 
@@ -261,6 +326,7 @@ type bpfVariables struct {
 	EmitStartEvents      *ebpf.Variable `ebpf:"emit_start_events"`
 	JiffiesBaseNs        *ebpf.Variable `ebpf:"jiffies_base_ns"`
 	NaivePerPacketEvents *ebpf.Variable `ebpf:"naive_per_packet_events"`
+	PolicyRevision       *ebpf.Variable `ebpf:"policy_revision"`
 	TickNs               *ebpf.Variable `ebpf:"tick_ns"`
 	UnusedBtfAnchor      *ebpf.Variable `ebpf:"unused_btf_anchor"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`

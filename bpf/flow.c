@@ -34,6 +34,11 @@ volatile const __u32 wakeup_bytes = 0;
 volatile const __u64 tick_ns = 0;
 __u64 jiffies_base_ns = 0;
 
+// policy_revision changes (userspace sets it) whenever policy or identities
+// change anywhere; a flow decided under another revision is decided again
+// on its next packet (doc.go, "Policy"). 0: no policy was ever loaded.
+__u32 policy_revision = 0;
+
 // One flows map per family, so that an IPv4 packet's lookup hashes and
 // compares a 20-byte key (doc.go). Sizes are defaults; Go overrides
 // max_entries before load.
@@ -77,6 +82,32 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+// ipcache: address prefix → security identity (doc.go, "Policy").
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+} ipcache SEC(".maps");
+
+// endpoints: ifindex of a pod's host-side interface → the pod's endpoint.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct endpoint);
+} endpoints SEC(".maps");
+
+// policy: the allow and deny rules of every endpoint, by generation.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+} policy SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
@@ -90,8 +121,16 @@ struct btf_anchor {
 	enum event_type type;
 	enum flow_flag flag;
 	enum counter counter;
+	enum verdict verdict;
+	enum drop_reason drop_reason;
 	__u32 pad;
 	struct flow_event event;
+	struct ipcache_key ipcache_key;
+	struct ipcache_value ipcache_value;
+	struct endpoint endpoint;
+	struct policy_key policy_key;
+	struct policy_value policy_value;
+	__u32 pad2;
 };
 struct btf_anchor *unused_btf_anchor __attribute__((unused));
 
@@ -372,6 +411,150 @@ static __always_inline int report_end(__u8 type, struct keys *k, __u8 family, st
 	return 0;
 }
 
+#define IDENTITY_WORLD 2
+
+// flow_peer fills ik with the address (prefixlen 128, IPv4 mapped) of the
+// side of flow st that is not the pod behind the interface, and sets the
+// ports of the flow's initiator and responder.
+static __always_inline void flow_peer(struct keys *k, __u8 family, struct flow_stats *st, struct ipcache_key *ik,
+				      __u16 *init_port, __u16 *resp_port)
+{
+	// The pod opened the flow if its packets pass ingress: the peer is then
+	// the responder.
+	__u8 peer_lo = st->initiator_ingress ? !st->initiator_lo : st->initiator_lo;
+	ik->prefixlen = 128;
+	if (family == 4) {
+		__builtin_memset(ik->addr, 0, 10);
+		ik->addr[10] = 0xff;
+		ik->addr[11] = 0xff;
+		__u32 a = peer_lo ? k->v4.addr_lo : k->v4.addr_hi;
+		__builtin_memcpy(&ik->addr[12], &a, 4);
+		*init_port = st->initiator_lo ? k->v4.port_lo : k->v4.port_hi;
+		*resp_port = st->initiator_lo ? k->v4.port_hi : k->v4.port_lo;
+		return;
+	}
+	if (peer_lo)
+		__builtin_memcpy(ik->addr, k->full.addr_lo, 16);
+	else
+		__builtin_memcpy(ik->addr, k->full.addr_hi, 16);
+	*init_port = st->initiator_lo ? k->full.port_lo : k->full.port_hi;
+	*resp_port = st->initiator_lo ? k->full.port_hi : k->full.port_lo;
+}
+
+// policy_allows looks up the rules of endpoint ep in direction dir for a
+// peer identity, protocol and destination port: four lookups (the peer's
+// identity and any identity, the protocol and any protocol). A deny rule
+// wins over every allow. It returns 1 if a rule allows, and sets *id to the
+// policy_id of the deciding rule (0 if none).
+static __always_inline int policy_allows(struct endpoint *ep, __u8 dir, __u32 identity, __u8 proto, __u16 port,
+					 __u32 *id)
+{
+	struct policy_key key;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.prefixlen = 112;
+	key.endpoint_id = ep->id;
+	key.gen = ep->gen;
+	key.direction = dir;
+	key.port = bpf_htons(port);
+	int allowed = 0;
+	__u32 allow_id = 0;
+	for (int i = 0; i < 4; i++) {
+		key.identity = (i & 1) ? 0 : identity;
+		key.proto = (i & 2) ? 0 : proto;
+		struct policy_value *v = bpf_map_lookup_elem(&policy, &key);
+		if (!v)
+			continue;
+		if (v->deny) {
+			*id = v->policy_id;
+			return 0;
+		}
+		if (!allowed) {
+			allowed = 1;
+			allow_id = v->policy_id;
+		}
+	}
+	*id = allow_id;
+	return allowed;
+}
+
+// policy_decide decides flow st's verdict at interface ifindex under the
+// current policy_revision (doc.go, "Policy"): the egress policy of the pod
+// behind the interface when the pod opened the flow, else its ingress
+// policy, for the peer's identity (from the ipcache; the world if absent),
+// the protocol and the responder's port. A mid-stream flow, whose opener is
+// a guess, is allowed if either way round is.
+static __always_inline void policy_decide(struct keys *k, __u8 family, struct flow_stats *st, __u32 ifindex,
+					  __u8 proto)
+{
+	st->policy_rev = policy_revision;
+	st->verdict = VERDICT_FORWARDED;
+	st->drop_reason = 0;
+	st->policy_id = 0;
+	struct ipcache_key ik;
+	__u16 init_port, resp_port;
+	flow_peer(k, family, st, &ik, &init_port, &resp_port);
+	struct ipcache_value *iv = bpf_map_lookup_elem(&ipcache, &ik);
+	__u32 peer = iv ? iv->identity : IDENTITY_WORLD;
+	st->peer_identity = peer;
+	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &ifindex);
+	if (!ep)
+		return;
+	__u8 dir = st->initiator_ingress & 1;
+	if (!ep->enforce[dir])
+		return;
+	__u32 id = 0;
+	if (policy_allows(ep, dir, peer, proto, resp_port, &id)) {
+		st->policy_id = id;
+		return;
+	}
+	if (st->flags & FLOW_MIDSTREAM) {
+		// The other way round: the other side opened it, toward the port
+		// the guessed opener used.
+		__u8 rdir = dir ^ 1;
+		__u32 rid = 0;
+		if (!ep->enforce[rdir] || policy_allows(ep, rdir, peer, proto, init_port, &rid)) {
+			st->policy_id = rid;
+			return;
+		}
+	}
+	st->verdict = VERDICT_DROPPED;
+	st->drop_reason = DROP_POLICY_DENIED;
+	st->policy_id = id ? id : ep->deny_id[dir];
+}
+
+// report_part emits the counters of flow st so far (snap, taken before
+// they changed meaning: a first drop, a verdict change) as event type, takes
+// them off the entry with atomic adds and marks it continued, so that its
+// later records count as its traffic. If the ring buffer refuses the event
+// the counters stay, for the flow's next record.
+static __always_inline void report_part(__u8 type, struct keys *k, __u8 family, struct flow_stats *st,
+					struct flow_stats *snap, __u8 reply, __u8 ingress)
+{
+	if (emit(type, k, family, snap, reply, ingress, COUNTER_RINGBUF_END))
+		return;
+	__sync_fetch_and_add(&st->bytes[0], -snap->bytes[0]);
+	__sync_fetch_and_add(&st->bytes[1], -snap->bytes[1]);
+	__sync_fetch_and_add(&st->packets[0], -snap->packets[0]);
+	__sync_fetch_and_add(&st->packets[1], -snap->packets[1]);
+	__sync_fetch_and_or(&st->flags, FLOW_CONTINUED);
+}
+
+// inserted finishes the insert of a new flow n: a flow policy denies is
+// reported at once (EVENT_FLOW_DROP, its first packet) and the packet
+// dropped; otherwise the start event if enabled.
+static __always_inline int inserted(struct keys *k, __u8 family, struct flow_stats *n, __u8 reply, __u8 ingress)
+{
+	if (n->verdict == VERDICT_DROPPED) {
+		struct flow_stats *st = flow_lookup(k, family);
+		if (st)
+			report_part(EVENT_FLOW_DROP, k, family, st, n, reply, ingress);
+		return TC_ACT_SHOT;
+	}
+	if (emit_start_events)
+		emit(EVENT_FLOW_START, k, family, n, reply, ingress, COUNTER_RINGBUF_START);
+	return TCX_NEXT;
+}
+
 // account adds one packet of len bytes to a known flow: atomic adds, so two
 // CPUs updating one flow lose nothing.
 static __always_inline void account(struct flow_stats *st, __u8 reply, __u32 len)
@@ -451,6 +634,9 @@ static __always_inline int established_ipv4(struct __sk_buff *skb, __u32 len, in
 		return 0;
 	__u32 old = st->flags;
 	if ((old & flags) != flags || (old & (FLOW_FIN_FWD | FLOW_FIN_REV)) == (FLOW_FIN_FWD | FLOW_FIN_REV))
+		return 0;
+	// A verdict to decide again, or a drop, takes the full path.
+	if (st->policy_rev != policy_revision || st->verdict == VERDICT_DROPPED)
 		return 0;
 	account(st, from_lo != st->initiator_lo, len);
 	return 1;
@@ -564,14 +750,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			__u8 r = (from_lo != n.initiator_lo) & 1;
 			n.bytes[r] = len;
 			n.packets[r] = 1;
+			n.verdict = VERDICT_FORWARDED;
+			if (policy_revision)
+				policy_decide(&key, family, &n, skb->ifindex, p.proto);
+			int ret = n.verdict == VERDICT_DROPPED ? TC_ACT_SHOT : TCX_NEXT;
 			if (flow_update(&key, family, &n, BPF_NOEXIST) == 0)
-				return TCX_NEXT;
+				return ret;
 			st = flow_lookup(&key, family);
 			if (st)
 				goto account; // another CPU started the tail first
 			count(COUNTER_MAP_INSERT);
 			emit(EVENT_INSERT_FAILED, &key, family, &n, r, ingress, COUNTER_RINGBUF_LOST);
-			return TCX_NEXT;
+			return ret;
 		}
 		int reply = is_reply_first(&p);
 		if (reply) {
@@ -593,6 +783,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		n.icmp_code = p.icmp_code;
 		if (syn_only)
 			n.syn_ns = now;
+		n.verdict = VERDICT_FORWARDED;
+		if (policy_revision)
+			policy_decide(&key, family, &n, skb->ifindex, p.proto);
+		int ret = n.verdict == VERDICT_DROPPED ? TC_ACT_SHOT : TCX_NEXT;
 		if (tf & FLOW_TCP_RST) {
 			// A flow whose first packet is a reset: report it, and leave
 			// the hint so that later packets are its tail, not a new
@@ -602,14 +796,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			if (!emit(EVENT_FLOW_RESET, &key, family, &n, reply, ingress, COUNTER_RINGBUF_END)) {
 				struct ended e = ended_of(&n);
 				ended_update(&key, family, &e);
-				return TCX_NEXT;
+				return ret;
 			}
 			if (flow_update(&key, family, &n, BPF_NOEXIST) == 0)
-				return TCX_NEXT;
+				return ret;
 			st = flow_lookup(&key, family);
 			if (!st)
 				count(COUNTER_MAP_INSERT);
-			return TCX_NEXT;
+			return ret;
 		}
 		int err = flow_update(&key, family, &n, BPF_NOEXIST);
 		if (err == -EEXIST) {
@@ -617,7 +811,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			// it first, or a new connection on the tuple of an ended one.
 			st = flow_lookup(&key, family);
 			if (!st)
-				return TCX_NEXT;
+				return ret;
 			if (!syn_only || !(st->flags & FLOW_ENDED))
 				goto account;
 			// A new connection on the tuple of an ended one (its end event
@@ -631,20 +825,32 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 				emit(EVENT_FLOW_TAIL, &key, family, st, 0, ingress, COUNTER_RINGBUF_LOST);
 			err = flow_update(&key, family, &n, BPF_ANY);
 		}
-		if (err == 0) {
-			if (emit_start_events)
-				emit(EVENT_FLOW_START, &key, family, &n, reply, ingress, COUNTER_RINGBUF_START);
-			return TCX_NEXT;
-		}
+		if (err == 0)
+			return inserted(&key, family, &n, reply, ingress);
 		count(COUNTER_MAP_INSERT);
 		emit(EVENT_INSERT_FAILED, &key, family, &n, reply, ingress, COUNTER_RINGBUF_LOST);
-		return TCX_NEXT;
+		return ret;
 	}
 
 account:;
 
 	__u8 reply = from_lo != st->initiator_lo;
+	// Policy changed since the flow's verdict: decide again (one CPU: the
+	// one that moves policy_rev), and report what was counted under the old
+	// verdict if the new one differs.
+	__u32 rev = st->policy_rev;
+	if (rev != policy_revision && __sync_val_compare_and_swap(&st->policy_rev, rev, policy_revision) == rev) {
+		struct flow_stats snap = *st;
+		policy_decide(&key, family, st, skb->ifindex, p.proto);
+		if (snap.verdict != st->verdict && (snap.packets[0] | snap.packets[1]))
+			report_part(EVENT_FLOW_VERDICT, &key, family, st, &snap, reply, ingress);
+	}
 	account(st, reply, len);
+	if (st->verdict == VERDICT_DROPPED) {
+		if ((st->flags & tf) != tf)
+			__sync_fetch_and_or(&st->flags, tf);
+		return TC_ACT_SHOT;
+	}
 	if (p.proto != IPPROTO_TCP)
 		return TCX_NEXT;
 

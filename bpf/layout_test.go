@@ -24,6 +24,11 @@ func TestBoundaryStructsMatchBTF(t *testing.T) {
 		{"flow_stats", reflect.TypeFor[bpfFlowStats]()},
 		{"flow_event", reflect.TypeFor[bpfFlowEvent]()},
 		{"ended", reflect.TypeFor[bpfEnded]()},
+		{"ipcache_key", reflect.TypeFor[bpfIpcacheKey]()},
+		{"ipcache_value", reflect.TypeFor[bpfIpcacheValue]()},
+		{"endpoint", reflect.TypeFor[bpfEndpoint]()},
+		{"policy_key", reflect.TypeFor[bpfPolicyKey]()},
+		{"policy_value", reflect.TypeFor[bpfPolicyValue]()},
 	}
 	for _, tc := range cases {
 		t.Run("struct "+tc.name+" has the same layout in Go and in BTF", func(t *testing.T) {
@@ -58,7 +63,8 @@ func TestBoundaryStructsMatchBTF(t *testing.T) {
 			}
 		})
 	}
-	if eventSize != 120 {
-		t.Errorf("event size %d, want 120 (flow.h)", eventSize)
+	// flow_key 44 + type, is_reply, ingress, pad 4 + flow_stats 88.
+	if eventSize != 136 {
+		t.Errorf("event size %d, want 136 (flow.h)", eventSize)
 	}
 }

@@ -59,6 +59,7 @@ enum flow_flag {
 	FLOW_ENDED = 1 << 18,    /* closed by FIN handshake or RST */
 	FLOW_REPORTED = 1 << 19, /* its end event reached the ring buffer: the entry holds its tail */
 	FLOW_MIDSTREAM = 1 << 20, /* opened by a TCP packet that opens nothing: the initiator is a guess */
+	FLOW_CONTINUED = 1 << 30, /* the kernel already reported part of it (a drop, a verdict change) */
 	/* Bits 21-29 hold the TCP flags (bits 0-8) the end event reported. */
 	FLOW_REPORTED_FLAGS_SHIFT = 21,
 };
@@ -82,6 +83,83 @@ struct flow_stats {
 	__u8 initiator_ingress; /* 1 if the initiator's packets pass tc ingress */
 	__u8 icmp_type;     /* of the flow's first packet */
 	__u8 icmp_code;
+	/* Policy (doc.go, "Policy"): decided for the flow's initiator→responder
+	 * direction at this interface, under policy_revision. */
+	__u32 policy_rev;    /* policy_revision the verdict was decided under */
+	__u32 policy_id;     /* the policies that allowed (or denied) it: a userspace table's key */
+	__u32 peer_identity; /* security identity of the other side, from the ipcache */
+	__u8 verdict;        /* enum verdict */
+	__u8 drop_reason;    /* Hubble's drop reason code when dropped */
+	__u8 pad[2];
+};
+
+/* flow_stats.verdict, in Hubble's numbering (flow.Verdict). */
+enum verdict {
+	VERDICT_FORWARDED = 1,
+	VERDICT_DROPPED = 2,
+};
+
+/* Hubble's drop reason codes (flow.DropReason) the program sets. */
+enum drop_reason {
+	DROP_POLICY_DENIED = 133,
+};
+
+/*
+ * ipcache_key is an address prefix (IPv4 as IPv4-mapped IPv6: a /24 is
+ * prefixlen 96 + 24) of the ipcache LPM trie; ipcache_value its security
+ * identity.
+ */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct ipcache_value {
+	__u32 identity;
+	__u32 pad;
+};
+
+/*
+ * endpoint is what the program knows of the pod behind an interface (the
+ * value of the endpoints map, keyed by ifindex): its endpoint ID and
+ * identity, the generation of its policy entries in use, whether each
+ * direction is enforced (some policy selects it: default deny), and the
+ * policy_id to report when a direction denies (the policies that select
+ * it).
+ */
+struct endpoint {
+	__u32 id;
+	__u32 identity;
+	__u32 deny_id[2];     /* by direction: 0 ingress, 1 egress */
+	__u8 enforce[2];      /* by direction */
+	__u8 gen;             /* policy entries of this generation are in force */
+	__u8 pad;
+};
+
+/*
+ * policy_key is one rule of one endpoint in the policy LPM trie: every
+ * field but the port is matched exactly (prefixlen covers them: 96 bits);
+ * the destination port is matched by prefix, so that a port range is a few
+ * entries (prefixlen 96 + 0..16). identity 0 means any peer, proto 0 any
+ * protocol (and any port). Fields are in network byte order where prefixes
+ * matter (port).
+ */
+struct policy_key {
+	__u32 prefixlen;
+	__u32 endpoint_id;
+	__u8 gen;
+	__u8 direction; /* 0 ingress, 1 egress */
+	__u8 proto;
+	__u8 pad;
+	__u32 identity;
+	__be16 port;
+	__u8 pad2[2];
+};
+
+struct policy_value {
+	__u32 policy_id; /* the policies this rule comes from */
+	__u8 deny;       /* 1: a deny rule (wins over every allow) */
+	__u8 pad[3];
 };
 
 /*
@@ -105,6 +183,8 @@ enum event_type {
 	EVENT_INSERT_FAILED = 4, /* the flows map refused a new flow: this packet alone */
 	EVENT_PACKET = 5,       /* naive_per_packet_events: one event per packet */
 	EVENT_FLOW_TAIL = 6,    /* packets after a reported end, before a new connection took the entry */
+	EVENT_FLOW_DROP = 7,    /* the first packet of a flow that policy denies: dropped, reported now */
+	EVENT_FLOW_VERDICT = 8, /* a policy change turned the flow's verdict: the counters under the old one */
 };
 
 /*
