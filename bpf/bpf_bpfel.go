@@ -34,6 +34,12 @@ const (
 	bpfCounterCOUNTER_MAX               bpfCounter = 15
 )
 
+type bpfDropReason uint32
+
+const (
+	bpfDropReasonDROP_POLICY_DENIED bpfDropReason = 133
+)
+
 type bpfEnded struct {
 	_                structs.HostLayout
 	Flags            uint32
@@ -171,6 +177,13 @@ type bpfPolicyValue struct {
 	Deny     uint8
 	Pad      [3]uint8
 }
+
+type bpfVerdict uint32
+
+const (
+	bpfVerdictVERDICT_FORWARDED bpfVerdict = 1
+	bpfVerdictVERDICT_DROPPED   bpfVerdict = 2
+)
 
 // Names of all BPF objects in the ELF.
 //

@@ -158,6 +158,9 @@ type Collector struct {
 	// reported holds the counters already reported for flows that had an
 	// active-timeout record (Run's goroutine only).
 	reported map[bpfFlowKey]bpfFlowStats
+
+	policyOnce sync.Once
+	policy     *PolicyMaps
 }
 
 // New loads the kernel programs and maps. It does not attach: Run does.
@@ -315,7 +318,7 @@ func (c *Collector) kernelEvent(raw []byte, ev *Event, mono int64) bool {
 	if ke == nil {
 		return false
 	}
-	if len(c.reported) > 0 && ev.Kind.Final() {
+	if len(c.reported) > 0 && ev.Kind.resets() {
 		c.subtractReported(&ke.Key, ev)
 	}
 	ev.IfName = c.ifName(ev.IfIndex)

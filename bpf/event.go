@@ -26,6 +26,12 @@ const (
 	// set. The kernel sends it when a new connection takes the entry over,
 	// the sweep when the entry is freed.
 	EventFlowTail EventKind = EventKind(bpfEventTypeEVENT_FLOW_TAIL)
+	// EventFlowDrop: the first packet of a flow that policy denies, dropped
+	// and reported at once; its later packets come in its next records.
+	EventFlowDrop EventKind = EventKind(bpfEventTypeEVENT_FLOW_DROP)
+	// EventFlowVerdict: a policy change turned the flow's verdict; the
+	// event carries the counts under the old verdict, the flow goes on.
+	EventFlowVerdict EventKind = EventKind(bpfEventTypeEVENT_FLOW_VERDICT)
 	// EventActiveTimeout: a flow alive for ActiveTimeout since its last
 	// record; counters are those since that record; the flow stays tracked.
 	EventActiveTimeout EventKind = 16 + iota
@@ -41,6 +47,7 @@ const (
 var kindNames = map[EventKind]string{
 	EventFlowStart: "start", EventFlowEnd: "end", EventFlowReset: "reset",
 	EventInsertFailed: "insert_failed", EventPacket: "packet", EventFlowTail: "tail",
+	EventFlowDrop: "drop", EventFlowVerdict: "verdict",
 	EventActiveTimeout: "active_timeout", EventIdleTimeout: "idle_timeout",
 	EventRecovered: "recovered", EventFlush: "flush",
 }
@@ -60,6 +67,13 @@ func (k EventKind) Final() bool {
 		return true
 	}
 	return false
+}
+
+// resets reports whether, after the event, the flow's counters in the
+// kernel start again from zero: it closed the flow, or the kernel took the
+// reported counters off the entry (a first drop, a verdict change).
+func (k EventKind) resets() bool {
+	return k.Final() || k == EventFlowDrop || k == EventFlowVerdict
 }
 
 // TCP flag bits of Event.TCPFlags (header bit order, as schemas.TCPFlags).
@@ -115,6 +129,16 @@ type Event struct {
 	PacketsFwd  uint64
 	PacketsRev  uint64
 	HandshakeNs uint64 // SYN → SYN-ACK seen here, 0 if not measured or Continued
+	// Verdict is VerdictForwarded or VerdictDropped (by policy, DropReason
+	// then says why); PolicyID names the policies that decided it (a key
+	// of the table the policy's owner keeps; 0: no policy applied).
+	Verdict    uint8
+	DropReason uint8
+	PolicyID   uint32
+	// PeerIdentity is the security identity of the side that is not the pod
+	// behind the interface, from the ipcache when the verdict was decided
+	// (0 when no policy was ever loaded).
+	PeerIdentity uint32
 }
 
 // tcpEventFlags are the flags a continued flow's events do not repeat.
@@ -148,7 +172,7 @@ func (ev *Event) fill(kind EventKind, k *bpfFlowKey, st *bpfFlowStats, monoToUni
 	ev.Ingress = st.InitiatorIngress != 0
 	ev.IsReply = false
 	ev.Midstream = st.Flags&uint32(bpfFlowFlagFLOW_MIDSTREAM) != 0
-	ev.Continued = kind == EventFlowTail
+	ev.Continued = kind == EventFlowTail || st.Flags&uint32(bpfFlowFlagFLOW_CONTINUED) != 0
 	ev.TCPFlags = uint16(st.Flags & 0x1ff)
 	ev.ICMPType = st.IcmpType
 	ev.ICMPCode = st.IcmpCode
@@ -159,6 +183,11 @@ func (ev *Event) fill(kind EventKind, k *bpfFlowKey, st *bpfFlowStats, monoToUni
 	ev.BytesFwd, ev.BytesRev = st.Bytes[0], st.Bytes[1]
 	ev.PacketsFwd, ev.PacketsRev = st.Packets[0], st.Packets[1]
 	ev.HandshakeNs = st.HandshakeNs
+	ev.Verdict, ev.DropReason = st.Verdict, st.DropReason
+	if ev.Verdict == 0 {
+		ev.Verdict = uint8(bpfVerdictVERDICT_FORWARDED)
+	}
+	ev.PolicyID, ev.PeerIdentity = st.PolicyId, st.PeerIdentity
 	if ev.Continued {
 		// A tail: the end event carried the handshake and these flags.
 		ev.TCPFlags &^= uint16(st.Flags>>uint32(bpfFlowFlagFLOW_REPORTED_FLAGS_SHIFT)) & tcpEventFlags
@@ -174,7 +203,7 @@ func decodeEvent(raw []byte, ev *Event, monoToUnix int64) *bpfFlowEvent {
 		return nil
 	}
 	ke := (*bpfFlowEvent)(unsafe.Pointer(&raw[0]))
-	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventFlowTail) {
+	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventFlowVerdict) {
 		return nil
 	}
 	ev.fill(EventKind(ke.Type), &ke.Key, &ke.Stats, monoToUnix)

@@ -127,13 +127,14 @@ func (c *Collector) report(sink Sink, ev *Event, kind EventKind, k *bpfFlowKey, 
 // subtractReported removes from an event of a flow that had an
 // active-timeout record the counters that record reported, and the
 // handshake and SYN/FIN/RST flags it carried, and marks the event
-// Continued. A final event forgets the flow.
+// Continued. An event after which the kernel's counters start again (a
+// final one, a drop or a verdict change) forgets what was reported.
 func (c *Collector) subtractReported(k *bpfFlowKey, ev *Event) {
 	r, ok := c.reported[*k]
 	if !ok {
 		return
 	}
-	if ev.Kind.Final() {
+	if ev.Kind.resets() {
 		delete(c.reported, *k)
 	}
 	ev.BytesFwd -= min(ev.BytesFwd, r.Bytes[0])
