@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -63,19 +64,54 @@ func BenchmarkProgram(b *testing.B) {
 	// no recent insert touched. new_flow opens TCP flows with a SYN (which
 	// goes straight to the insert); new_udp_flow opens UDP flows, whose first
 	// packet the fast path looks up in vain before the insert.
+	// With policy: the pod behind the interface has 200 egress rules and
+	// the ipcache 1,000 pod addresses; its flows to 10.0.0.2:80 are
+	// allowed, so each new flow pays the ipcache, endpoint and four policy
+	// lookups of its decision, and an established packet the revision check.
+	withPolicy := func(b *testing.B, objs *bpfObjects) {
+		m := newPolicyMaps(objs)
+		ips := map[netip.Prefix]uint32{netip.MustParsePrefix("10.0.0.2/32"): 1000}
+		for i := range 1000 {
+			ips[netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)] = uint32(2000 + i%50)
+		}
+		rules := []Rule{{Direction: Egress, Identity: 1000, Proto: 6, PortLo: 80, PolicyID: 1}}
+		for i := range 199 {
+			rules = append(rules, Rule{Direction: Egress, Identity: uint32(2000 + i%50), Proto: 6, PortLo: uint16(1000 + i), PortHi: uint16(1000 + i + i%3*10), PolicyID: uint32(i)})
+		}
+		if err := m.SetIPCache(ips); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.SetEndpoint(Endpoint{IfIndex: 1, ID: 5, Identity: 1001, Enforce: [2]bool{true, true}}, rules); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("established_with_policy/single", func(b *testing.B) {
+		objs := loadTest(b, loadOptions{ringBufSize: DefaultRingBufSize, maxFlows: DefaultMaxFlows})
+		withPolicy(b, objs)
+		run(b, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 80, syn, 0)))
+		single(b, objs.FlowIngress, func(int) []byte { return established }, nil)
+	})
 	for _, nf := range []struct {
 		name       string
 		clearEvery int
 		start      bool
 		udp        bool
+		policy     bool
 	}{
-		{"new_flow/single", resetEvery, false, false},
-		{"new_flow_cold_map/single", resetEvery * 16, false, false},
-		{"new_flow_with_start_event/single", resetEvery, true, false},
-		{"new_udp_flow/single", resetEvery, false, true},
+		{"new_flow/single", resetEvery, false, false, false},
+		{"new_flow_cold_map/single", resetEvery * 16, false, false, false},
+		{"new_flow_with_start_event/single", resetEvery, true, false, false},
+		{"new_udp_flow/single", resetEvery, false, true, false},
+		{"new_flow_with_policy/single", resetEvery, false, false, true},
 	} {
 		b.Run(nf.name, func(b *testing.B) {
 			objs := loadTest(b, loadOptions{ringBufSize: DefaultRingBufSize, maxFlows: DefaultMaxFlows, emitStartEvents: nf.start})
+			if nf.policy {
+				withPolicy(b, objs)
+			}
 			rd, err := ringbuf.NewReader(objs.Events)
 			if err != nil {
 				b.Fatal(err)
