@@ -99,6 +99,17 @@ type Flow struct {
 	// connection counted earlier), none (nothing: another observation
 	// point's record carries the connection)
 	CountAs CountAs `flowv1:"count_as,enum8" hubble:"ext:flowbus.count_as"`
+
+	// The policies that decided the verdict, each "Kind:namespace/name"
+	// (the namespace empty for a clusterwide policy), e.g.
+	// "NetworkPolicy:payments/allow-checkout": those that allowed the flow
+	// at the destination's ingress and the source's egress, and those whose
+	// default deny (they select the endpoint and none allows) or deny rule
+	// dropped it.
+	IngressAllowedBy []string `flowv1:"ingress_allowed_by,list16" hubble:"ingress_allowed_by"` // policies that allowed it at the destination's ingress
+	EgressAllowedBy  []string `flowv1:"egress_allowed_by,list16" hubble:"egress_allowed_by"`   // policies that allowed it at the source's egress
+	IngressDeniedBy  []string `flowv1:"ingress_denied_by,list16" hubble:"ingress_denied_by"`   // policies that denied it at the destination's ingress
+	EgressDeniedBy   []string `flowv1:"egress_denied_by,list16" hubble:"egress_denied_by"`     // policies that denied it at the source's egress
 }
 
 // Tristate is Hubble's google.protobuf.BoolValue: unset, false or true.

@@ -106,7 +106,11 @@ type FlowRow struct {
 	L7KafkaErrorCode       int32    `parquet:"l7_kafka_error_code"`
 	L7KafkaClientID        string   `parquet:"l7_kafka_client_id"`
 
-	CountAs string `parquet:"count_as,dict"`
+	CountAs          string   `parquet:"count_as,dict"`
+	IngressAllowedBy []string `parquet:"ingress_allowed_by,list"`
+	EgressAllowedBy  []string `parquet:"egress_allowed_by,list"`
+	IngressDeniedBy  []string `parquet:"ingress_denied_by,list"`
+	EgressDeniedBy   []string `parquet:"egress_denied_by,list"`
 }
 
 // set fills r from f, reusing the memory of r's histograms and nullable
@@ -187,6 +191,10 @@ func (r *FlowRow) set(f *Flow) {
 		L7KafkaErrorCode:       f.L7.KafkaErrorCode,
 		L7KafkaClientID:        f.L7.KafkaClientID,
 		CountAs:                f.CountAs.String(),
+		IngressAllowedBy:       f.IngressAllowedBy,
+		EgressAllowedBy:        f.EgressAllowedBy,
+		IngressDeniedBy:        f.IngressDeniedBy,
+		EgressDeniedBy:         f.EgressDeniedBy,
 	}
 	if f.TimeNs != 0 {
 		r.TimeUs = reuse(keepTimeUs, f.TimeNs/1000)

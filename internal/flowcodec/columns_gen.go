@@ -86,6 +86,10 @@ const (
 	colL7KafkaErrorCode              // l7_kafka_error_code
 	colL7KafkaClientID               // l7_kafka_client_id
 	colCountAs                       // count_as
+	colIngressAllowedBy              // ingress_allowed_by
+	colEgressAllowedBy               // egress_allowed_by
+	colIngressDeniedBy               // ingress_denied_by
+	colEgressDeniedBy                // egress_denied_by
 	numCols
 )
 
@@ -165,6 +169,10 @@ var columnNames = [numCols]string{
 	colL7KafkaErrorCode:       "l7_kafka_error_code",
 	colL7KafkaClientID:        "l7_kafka_client_id",
 	colCountAs:                "count_as",
+	colIngressAllowedBy:       "ingress_allowed_by",
+	colEgressAllowedBy:        "egress_allowed_by",
+	colIngressDeniedBy:        "ingress_denied_by",
+	colEgressDeniedBy:         "egress_denied_by",
 }
 
 // arrowFields returns the flow.v1 columns as Arrow fields, in order.
@@ -244,6 +252,10 @@ func arrowFields() []arrow.Field {
 		{Name: "l7_kafka_error_code", Type: arrow.PrimitiveTypes.Int32, Nullable: false},
 		{Name: "l7_kafka_client_id", Type: dictStr, Nullable: false},
 		{Name: "count_as", Type: enumType, Nullable: false},
+		{Name: "ingress_allowed_by", Type: strList16, Nullable: true},
+		{Name: "egress_allowed_by", Type: strList16, Nullable: true},
+		{Name: "ingress_denied_by", Type: strList16, Nullable: true},
+		{Name: "egress_denied_by", Type: strList16, Nullable: true},
 	}
 }
 

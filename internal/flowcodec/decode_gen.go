@@ -93,6 +93,10 @@ type batchCols struct {
 	L7KafkaErrorCode       []int32  // l7_kafka_error_code
 	L7KafkaClientID        dictVals // l7_kafka_client_id
 	CountAs                enumVals // count_as
+	IngressAllowedBy       strLists // ingress_allowed_by
+	EgressAllowedBy        strLists // egress_allowed_by
+	IngressDeniedBy        strLists // ingress_denied_by
+	EgressDeniedBy         strLists // egress_denied_by
 }
 
 // decodeCols decodes and checks the columns of p (every column if p is
@@ -180,6 +184,10 @@ func decodeCols(cols []*rawArray, n int, p *Projection) (*batchCols, error) {
 	b.L7KafkaErrorCode = fixedCol[int32](cd, colL7KafkaErrorCode)
 	b.L7KafkaClientID = cd.dict(colL7KafkaClientID)
 	b.CountAs = cd.enum(colCountAs)
+	b.IngressAllowedBy = cd.lists(colIngressAllowedBy)
+	b.EgressAllowedBy = cd.lists(colEgressAllowedBy)
+	b.IngressDeniedBy = cd.lists(colIngressDeniedBy)
+	b.EgressDeniedBy = cd.lists(colEgressDeniedBy)
 	if cd.err != nil {
 		return nil, cd.err
 	}
@@ -413,5 +421,17 @@ func (b *batchCols) row(f *schemas.Flow, i int) {
 	}
 	if h[colCountAs] {
 		f.CountAs = schemas.CountAs(b.CountAs.get(i))
+	}
+	if h[colIngressAllowedBy] {
+		f.IngressAllowedBy = b.IngressAllowedBy.get(i)
+	}
+	if h[colEgressAllowedBy] {
+		f.EgressAllowedBy = b.EgressAllowedBy.get(i)
+	}
+	if h[colIngressDeniedBy] {
+		f.IngressDeniedBy = b.IngressDeniedBy.get(i)
+	}
+	if h[colEgressDeniedBy] {
+		f.EgressDeniedBy = b.EgressDeniedBy.get(i)
 	}
 }

@@ -81,6 +81,10 @@ type encCols struct {
 	L7KafkaErrorCode       []int32                            // l7_kafka_error_code
 	L7KafkaClientID        dictCol                            // l7_kafka_client_id
 	CountAs                enumCol                            // count_as
+	IngressAllowedBy       strListCol                         // ingress_allowed_by
+	EgressAllowedBy        strListCol                         // egress_allowed_by
+	IngressDeniedBy        strListCol                         // ingress_denied_by
+	EgressDeniedBy         strListCol                         // egress_denied_by
 	srcSeen                [groupCacheSize]endpointCacheEntry // cache of Src's strings, valid for generation srcGen
 	srcGen                 uint32
 	dstSeen                [groupCacheSize]endpointCacheEntry // cache of Dst's strings, valid for generation dstGen
@@ -176,6 +180,10 @@ func (c *encCols) reset(n int) {
 	c.L7KafkaErrorCode = fit(c.L7KafkaErrorCode, n)
 	c.L7KafkaClientID.resetRows(n)
 	c.CountAs.reset(n)
+	c.IngressAllowedBy.reset(n)
+	c.EgressAllowedBy.reset(n)
+	c.IngressDeniedBy.reset(n)
+	c.EgressDeniedBy.reset(n)
 	c.srcGen++
 	if c.srcGen == 0 { // wrapped: entries of generation 0 could look valid
 		c.srcSeen = [groupCacheSize]endpointCacheEntry{}
@@ -287,6 +295,26 @@ func (c *encCols) set(i int, f *schemas.Flow) {
 	c.L7KafkaErrorCode[i] = f.L7.KafkaErrorCode
 	c.L7KafkaClientID.idx[i] = c.L7KafkaClientID.index(f.L7.KafkaClientID)
 	c.CountAs.idx[i] = int32(f.CountAs)
+	if f.IngressAllowedBy == nil {
+		c.IngressAllowedBy.null(i)
+	} else {
+		c.IngressAllowedBy.set(i, f.IngressAllowedBy)
+	}
+	if f.EgressAllowedBy == nil {
+		c.EgressAllowedBy.null(i)
+	} else {
+		c.EgressAllowedBy.set(i, f.EgressAllowedBy)
+	}
+	if f.IngressDeniedBy == nil {
+		c.IngressDeniedBy.null(i)
+	} else {
+		c.IngressDeniedBy.set(i, f.IngressDeniedBy)
+	}
+	if f.EgressDeniedBy == nil {
+		c.EgressDeniedBy.null(i)
+	} else {
+		c.EgressDeniedBy.set(i, f.EgressDeniedBy)
+	}
 }
 
 // endpointCacheEntry remembers, for one combination of the strings and lists
@@ -482,4 +510,8 @@ func (c *encCols) emit(w *columnWriter) {
 	w.fixed(bytesOf(c.L7KafkaErrorCode), nil)
 	w.dict32(&c.L7KafkaClientID)
 	w.enum(&c.CountAs, 1, colCountAs)
+	w.list(&c.IngressAllowedBy, true)
+	w.list(&c.EgressAllowedBy, true)
+	w.list(&c.IngressDeniedBy, true)
+	w.list(&c.EgressDeniedBy, true)
 }

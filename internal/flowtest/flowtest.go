@@ -79,6 +79,24 @@ func (g *Gen) strs() []string {
 	return s
 }
 
+// policies returns nil or policy names as flow records carry them,
+// "Kind:namespace/name" (Kind never empty, namespace sometimes).
+func (g *Gen) policies() []string {
+	if g.r.IntN(3) == 0 {
+		return nil
+	}
+	kinds := [...]string{"NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"}
+	s := make([]string, 1+g.r.IntN(3))
+	for i := range s {
+		ns := g.str()
+		if g.r.IntN(3) == 0 {
+			ns = ""
+		}
+		s[i] = kinds[g.r.IntN(len(kinds))] + ":" + ns + "/" + g.str()
+	}
+	return s
+}
+
 func (g *Gen) u64() uint64 {
 	switch g.r.IntN(4) {
 	case 0:
@@ -193,6 +211,10 @@ func (g *Gen) Flow() schemas.Flow {
 		LatencyHist:      g.hist(),
 		IfIndex:          r.Uint32(),
 		IfName:           g.str(),
+		IngressAllowedBy: g.policies(),
+		EgressAllowedBy:  g.policies(),
+		IngressDeniedBy:  g.policies(),
+		EgressDeniedBy:   g.policies(),
 	}
 	switch f.L4Protocol {
 	case 6:

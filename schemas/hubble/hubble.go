@@ -66,6 +66,10 @@ func ToProto(f *schemas.Flow) *flowpb.Flow {
 		SourceService:         serviceToProto(f.SrcService),
 		DestinationService:    serviceToProto(f.DstService),
 		Type:                  flowpb.FlowType_L3_L4,
+		IngressAllowedBy:      policiesToProto(f.IngressAllowedBy),
+		EgressAllowedBy:       policiesToProto(f.EgressAllowedBy),
+		IngressDeniedBy:       policiesToProto(f.IngressDeniedBy),
+		EgressDeniedBy:        policiesToProto(f.EgressDeniedBy),
 	}
 	if f.TimeNs != 0 {
 		p.Time = timestamppb.New(time.Unix(0, f.TimeNs))
@@ -270,6 +274,10 @@ func FromProto(p *flowpb.Flow) (schemas.Flow, error) {
 		Dst:              endpointFromProto(p.GetDestination()),
 		IfIndex:          p.GetInterface().GetIndex(),
 		IfName:           p.GetInterface().GetName(),
+		IngressAllowedBy: policiesFromProto(p.GetIngressAllowedBy()),
+		EgressAllowedBy:  policiesFromProto(p.GetEgressAllowedBy()),
+		IngressDeniedBy:  policiesFromProto(p.GetIngressDeniedBy()),
+		EgressDeniedBy:   policiesFromProto(p.GetEgressDeniedBy()),
 	}
 	if f.DropReason == 0 && p.GetDropReason() != 0 {
 		f.DropReason = flowpb.DropReason(p.GetDropReason())
@@ -474,4 +482,43 @@ func extensionsFromProto(f *schemas.Flow, a *anypb.Any) error {
 		f.LatencyHist = h
 	}
 	return nil
+}
+
+// PolicyName is how a flow record names a policy: "Kind:namespace/name",
+// the namespace empty for a clusterwide policy. Kind is never empty (a
+// name without a kind travels whole, as the Policy's name).
+func PolicyName(kind, namespace, name string) string { return kind + ":" + namespace + "/" + name }
+
+// policiesToProto converts "Kind:namespace/name" names into Hubble's
+// Policy messages (a name not in that form is carried whole as the name).
+func policiesToProto(names []string) []*flowpb.Policy {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]*flowpb.Policy, len(names))
+	for i, n := range names {
+		kind, rest, ok := strings.Cut(n, ":")
+		ns, name, ok2 := strings.Cut(rest, "/")
+		if !ok || !ok2 {
+			out[i] = &flowpb.Policy{Name: n}
+			continue
+		}
+		out[i] = &flowpb.Policy{Kind: kind, Namespace: ns, Name: name}
+	}
+	return out
+}
+
+func policiesFromProto(ps []*flowpb.Policy) []string {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		if p.GetKind() == "" && p.GetNamespace() == "" {
+			out[i] = p.GetName()
+			continue
+		}
+		out[i] = PolicyName(p.GetKind(), p.GetNamespace(), p.GetName())
+	}
+	return out
 }
