@@ -19,13 +19,16 @@ type Parsed struct {
 	policies []*parsed // sorted by PolicyRef
 }
 
-// Parse reads every NetworkPolicy of snap. A policy with
+// Parse reads every NetworkPolicy and Cilium policy of snap. A policy with
 // bad input is kept as rejected (Compile reports it and fails its
 // endpoints closed); the others are unaffected.
 func Parse(snap *cluster.Snapshot) *Parsed {
 	ps := &Parsed{policies: make([]*parsed, 0, len(snap.NetworkPolicies)+len(snap.CiliumPolicies))}
 	for _, np := range snap.NetworkPolicies {
 		ps.policies = append(ps.policies, parseNetworkPolicy(np))
+	}
+	for i := range snap.CiliumPolicies {
+		ps.policies = append(ps.policies, parseCiliumPolicy(&snap.CiliumPolicies[i]))
 	}
 	slices.SortStableFunc(ps.policies, func(a, b *parsed) int { return comparePolicyRef(a.ref, b.ref) })
 	return ps

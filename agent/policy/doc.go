@@ -1,5 +1,6 @@
 // Package policy compiles the cluster's network policies (Kubernetes
-// NetworkPolicy) into per-endpoint policy maps that the tc
+// NetworkPolicy, and the L3/L4 part of CiliumNetworkPolicy and
+// CiliumClusterwideNetworkPolicy) into per-endpoint policy maps that the tc
 // program looks up on a flow's first packet, and holds the reference model
 // of that lookup (Evaluate).
 //
@@ -66,9 +67,9 @@
 // the any-peer lookup, so the one entry found names every policy allowing
 // the packet for that peer.
 //
-// Deny entries (Cilium's deny rules, once they compile) live in their own
-// map and are looked up first, over every peer, so that a deny always wins
-// without the compiler splitting allow entries around denies.
+// Deny entries live in their own map and are looked up first, over every
+// peer, so that a deny always wins (as in Cilium) without the compiler
+// splitting allow entries around denies.
 //
 // Decision: a packet that nothing allows is reported denied by the policies
 // that select the endpoint in that direction (SelectedBy) in Hubble's
@@ -97,17 +98,39 @@
 // egress (on every pod's for a peer that is not a pod identity, as Cilium
 // does).
 //
+// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy: spec and specs,
+// each with endpointSelector (a namespaced policy's always within its
+// namespace), ingress/egress with fromEndpoints/toEndpoints (matchLabels and
+// matchExpressions; keys with source k8s:, reserved: or any:; a peer
+// selector that names no namespace is limited to the policy's namespace, or
+// for a clusterwide policy to pods, as in Cilium), fromCIDR/toCIDR,
+// fromCIDRSet/toCIDRSet with except, fromEntities/toEntities (all, world,
+// world-ipv4, world-ipv6, cluster, host, remote-node, kube-apiserver,
+// health, init, ingress, unmanaged, none), toPorts with port, endPort and
+// protocol (ANY is TCP, UDP and SCTP, as in Cilium), ingressDeny and
+// egressDeny, and enableDefaultDeny. As in Cilium, a direction is enforced
+// when the rule has rules for it (allow or deny) unless enableDefaultDeny
+// says otherwise; an explicitly empty peer list selects nothing; a rule with
+// neither peers nor ports allows nothing; one rule names one kind of peer.
+// L7 rules (rules.http, kafka, dns, l7proto/l7) and TLS/listener settings
+// are parsed and checked, then noted in Result.Notes as not enforced and
+// counted (Stats.L7NotEnforced): the datapath allows their ports at L4.
+// Fields flowbus does not enforce (nodeSelector, fromRequires/toRequires,
+// toServices, toFQDNs, fromGroups/toGroups, fromNodes/toNodes, icmps,
+// authentication, cidrGroupRef/cidrGroupSelector) reject the policy, so
+// that a policy never quietly means less than it says.
+//
 // Decision: selectors choose identities, not pods, as in Cilium: they see a
 // pod's identity labels (agent/identity), so a selector on a label the
 // identity filter drops (pod-template-hash, statefulset.kubernetes.io/
 // pod-name) selects nothing, and all pods of an identity get the same
 // policy. This is what lets the kernel decide by identity alone.
 //
-// Decision: a CIDR peer (ipBlock) matches every address
+// Decision: a CIDR peer (ipBlock, toCIDR, toCIDRSet) matches every address
 // inside it, pods' included: Kubernetes' ipBlock rule, which the upstream
 // conformance suite tests (a pod's /32 in an ipBlock). Cilium matches CIDR
 // rules only against addresses outside the cluster; flowbus applies the
-// Kubernetes rule, so one lookup order serves both. A CIDR
+// Kubernetes rule to both kinds, so one lookup order serves both. A CIDR
 // peer is compiled to the identities of the policy prefixes inside it and
 // outside its exceptions; since an address's CIDR identity is the most
 // specific policy prefix containing it, that is exactly the CIDR minus the
@@ -116,13 +139,14 @@
 // # Bad input and failing closed
 //
 // A policy with bad input (a bad selector, a named port no pod declares, a
-// malformed CIDR, ...) is
+// malformed CIDR, an unknown or unsupported field of a Cilium spec, ...) is
 // rejected with an Error naming the object and the field, counted in
 // Stats.Rejected; every other policy compiles as usual. Each endpoint the
 // rejected policy would select, in each direction it would enforce, fails
 // closed: enforced with no entries, FailClosed saying why, and the policy in
 // SelectedBy. When the subject selector itself is what is wrong, the whole
-// namespace fails closed in the directions the policy names.
+// namespace (the whole cluster for a clusterwide policy) fails closed in
+// the directions the policy names.
 //
 // A pod's traffic to itself never crosses its interface and is not
 // policed. An endpoint that a Result does not know (a pod newer than the
