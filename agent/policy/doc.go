@@ -64,8 +64,10 @@
 // wildcard combination (peer × protocol × port) instead. Because an LPM
 // lookup returns only the most specific entry, an entry's Policies also
 // name the policies of every entry that covers it in the same lookup or in
-// the any-peer lookup, so the one entry found names every policy allowing
-// the packet for that peer.
+// the any-peer lookup, so the entry found names every policy whose rule
+// covers the packet at least as widely. (A narrower rule of a later lookup,
+// any peer on one port where the peer's own entry allows every port, is not
+// named: the kernel never looks it up.)
 //
 // Deny entries live in their own map and are looked up first, over every
 // peer, so that a deny always wins (as in Cilium) without the compiler

@@ -126,10 +126,11 @@ func portMask(bits uint8) uint16 {
 }
 
 // Entry is one policy map entry: what it covers and the policies that
-// allow (or, in a deny list, deny) it. Policies includes every policy of
-// an entry the kernel would find instead of this one were it absent (a
-// wider port range, any protocol, any peer), so the one entry a lookup
-// returns names every policy that allows the packet for that peer.
+// allow (or, in a deny list, deny) it. Policies also names the policies of
+// every entry that covers at least as much (a wider port range, any
+// protocol, and the same or any peer), since the kernel's LPM lookup
+// returns only the most specific entry: the entry found names every policy
+// whose rule covers the packet at least as widely.
 type Entry struct {
 	Key
 	Policies []PolicyRef // sorted; shared between results, never modified
