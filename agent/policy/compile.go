@@ -3,6 +3,7 @@ package policy
 import (
 	"cmp"
 	"fmt"
+	mathbits "math/bits"
 	"net/netip"
 	"slices"
 	"strings"
@@ -85,6 +86,7 @@ type compiler struct {
 	selecting [2]map[identity.ID][][2]int32         // direction, identity → (policy, part)
 	failing   [2]map[identity.ID][]int32            // direction, identity → failed policies
 	refSets   map[string][]PolicyRef
+	key       []byte // refs' scratch key
 	egress    map[identity.ID]DirectionPolicy
 	ingress   map[string]DirectionPolicy
 	errors    []*Error
@@ -375,7 +377,7 @@ func (c *compiler) compileDir(d Direction, id identity.ID, pod *cluster.Pod) Dir
 	}
 	slices.Sort(selectedBy)
 	dp.SelectedBy = c.refs(slices.Compact(selectedBy))
-	allow, deny := map[Key][]int32{}, map[Key][]int32{}
+	allow, deny := entrySet{}, entrySet{}
 	for _, s := range sel {
 		pr := &c.rules[s[0]][s[1]][d]
 		for _, r := range pr.allow {
@@ -404,7 +406,7 @@ func (c *compiler) errorOf(pi int32) *Error {
 }
 
 // entries adds a rule's entries to m.
-func (c *compiler) entries(m map[Key][]int32, d Direction, r resolved, pod *cluster.Pod) {
+func (c *compiler) entries(m entrySet, d Direction, r resolved, pod *cluster.Pod) {
 	peers := r.peers
 	if r.any {
 		peers = []identity.ID{0}
@@ -459,10 +461,23 @@ func ownPorts(pod *cluster.Pod, pn portName) []uint16 {
 	return out
 }
 
-func addEntry(m map[Key][]int32, k Key, policy int32) {
-	s := m[k]
+// entrySet maps packed keys to the (sorted) indices of the policies behind
+// them; a packed key hashes faster than the struct.
+type entrySet map[uint64][]int32
+
+func pack(k Key) uint64 {
+	return uint64(k.Peer)<<32 | uint64(k.Proto)<<24 | uint64(k.Port)<<8 | uint64(k.PortBits)
+}
+
+func unpack(p uint64) Key {
+	return Key{Peer: identity.ID(p >> 32), Proto: uint8(p >> 24), Port: uint16(p >> 8), PortBits: uint8(p)}
+}
+
+func addEntry(m entrySet, k Key, policy int32) {
+	p := pack(k)
+	s := m[p]
 	if i, found := slices.BinarySearch(s, policy); !found {
-		m[k] = slices.Insert(s, i, policy)
+		m[p] = slices.Insert(s, i, policy)
 	}
 }
 
@@ -494,7 +509,7 @@ func portPrefixes(lo, hi uint16) []Key {
 
 // finalize turns entries into a sorted list, each naming the policies of
 // every entry that covers it in the same lookup or the any-peer lookup.
-func (c *compiler) finalize(m map[Key][]int32) []Entry {
+func (c *compiler) finalize(m entrySet) []Entry {
 	if len(m) == 0 {
 		return nil
 	}
@@ -503,36 +518,40 @@ func (c *compiler) finalize(m map[Key][]int32) []Entry {
 		proto uint8
 	}
 	lens := map[group]uint32{} // bit b set: an entry with PortBits b exists
-	for k := range m {
+	anyPeer := false
+	keys := make([]uint64, 0, len(m))
+	for p := range m {
+		k := unpack(p)
 		if k.Proto != 0 {
 			lens[group{k.Peer, k.Proto}] |= 1 << k.PortBits
 		}
+		anyPeer = anyPeer || k.Peer == 0
+		keys = append(keys, p) // packed keys sort as Keys do
 	}
-	keys := make([]Key, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, compareKey)
-	out := make([]Entry, len(keys))
-	for i, k := range keys {
-		set := m[k]
-		peers := []identity.ID{k.Peer}
-		if k.Peer != 0 {
-			peers = append(peers, 0)
+	slices.Sort(keys)
+	// covering adds the policies of the entries of peer pe that cover k,
+	// with PortBits in the mask bits.
+	covering := func(set []int32, pe identity.ID, k Key, bits uint32) []int32 {
+		for bits != 0 {
+			b := uint8(mathbits.TrailingZeros32(bits))
+			bits &= bits - 1
+			set = union(set, m[pack(Key{Peer: pe, Proto: k.Proto, Port: k.Port & portMask(b), PortBits: b})])
 		}
-		for _, pe := range peers {
-			if pe != k.Peer || k.Proto != 0 {
-				set = union(set, m[Key{Peer: pe}])
+		return set
+	}
+	out := make([]Entry, len(keys))
+	for i, p := range keys {
+		k := unpack(p)
+		set := m[p]
+		if k.Proto != 0 {
+			set = covering(set, k.Peer, k, lens[group{k.Peer, k.Proto}]&(1<<k.PortBits-1))
+			set = union(set, m[pack(Key{Peer: k.Peer})])
+		}
+		if anyPeer && k.Peer != 0 {
+			if k.Proto != 0 {
+				set = covering(set, 0, k, lens[group{0, k.Proto}]&(1<<(k.PortBits+1)-1))
 			}
-			if k.Proto == 0 {
-				continue
-			}
-			for bits := uint8(0); bits <= 16; bits++ {
-				if lens[group{pe, k.Proto}]&(1<<bits) == 0 || bits > k.PortBits || (pe == k.Peer && bits == k.PortBits) {
-					continue
-				}
-				set = union(set, m[Key{Peer: pe, Proto: k.Proto, Port: k.Port & portMask(bits), PortBits: bits}])
-			}
+			set = union(set, m[0])
 		}
 		out[i] = Entry{Key: k, Policies: c.refs(set)}
 	}
@@ -567,19 +586,18 @@ func (c *compiler) refs(set []int32) []PolicyRef {
 	if len(set) == 0 {
 		return nil
 	}
-	var b strings.Builder
+	c.key = c.key[:0]
 	for _, i := range set {
-		fmt.Fprintf(&b, "%d,", i)
+		c.key = append(c.key, byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
 	}
-	k := b.String()
-	if r, ok := c.refSets[k]; ok {
+	if r, ok := c.refSets[string(c.key)]; ok {
 		return r
 	}
 	r := make([]PolicyRef, len(set))
 	for j, i := range set {
 		r[j] = c.ps.policies[i].ref
 	}
-	c.refSets[k] = r
+	c.refSets[string(c.key)] = r
 	return r
 }
 
