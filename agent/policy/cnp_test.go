@@ -171,3 +171,15 @@ ingress:
 	}
 	checkProbes(t, res, ids, []probe{{"web", "api", ProtoTCP, 9090, true, cnpAPI}, {"web", "api", ProtoTCP, 9000, true, cnpAPI}})
 }
+
+func TestARejectedPolicyHasNoNotes(t *testing.T) {
+	res, _ := compileShop(t, nil, cnp(t, "shop", "api", `
+endpointSelector: {matchLabels: {app: api}}
+ingress:
+- toPorts:
+  - ports: [{port: htp, protocol: TCP}]
+    rules: {http: [{method: GET}]}`))
+	if len(res.Errors) != 1 || len(res.Notes) != 0 || res.Stats.L7NotEnforced != 0 {
+		t.Errorf("errors %v, notes %v, stats %+v; want the error alone", res.Errors, res.Notes, res.Stats)
+	}
+}

@@ -88,7 +88,8 @@ type compiler struct {
 	key       []byte // refs' scratch key
 	egress    map[identity.ID]DirectionPolicy
 	ingress   map[string]DirectionPolicy
-	errors    []*Error
+	errors    []*Error     // policies rejected here (named ports)
+	rejected  map[int]bool // their indices
 }
 
 // Compile compiles every endpoint's policy against ids, which must have
@@ -96,7 +97,8 @@ type compiler struct {
 func (ps *Parsed) Compile(snap *cluster.Snapshot, ids *identity.Identities) *Result {
 	c := &compiler{ps: ps, ids: ids, labels: map[identity.ID]idLabels{}, selCache: map[string][]identity.ID{},
 		podPorts: map[identity.ID]map[portName][]uint16{}, allPorts: map[portName][]uint16{}, declared: map[string]bool{},
-		refSets: map[string][]PolicyRef{}, egress: map[identity.ID]DirectionPolicy{}, ingress: map[string]DirectionPolicy{}}
+		refSets: map[string][]PolicyRef{}, egress: map[identity.ID]DirectionPolicy{}, ingress: map[string]DirectionPolicy{},
+		rejected: map[int]bool{}}
 	c.podIDs = ids.PodIdentities()
 	for id := identity.ID(1); id < identity.MinLocal; id++ {
 		if l := ids.Labels(id); l != nil {
@@ -115,6 +117,9 @@ func (ps *Parsed) Compile(snap *cluster.Snapshot, ids *identity.Identities) *Res
 			continue
 		}
 		for _, cp := range p.Ports {
+			if cp.Name == "" {
+				continue
+			}
 			pn := portName{cp.Name, containerProto(cp.Protocol)}
 			if c.podPorts[id] == nil {
 				c.podPorts[id] = map[portName][]uint16{}
@@ -127,9 +132,12 @@ func (ps *Parsed) Compile(snap *cluster.Snapshot, ids *identity.Identities) *Res
 	c.resolveAll()
 
 	res := &Result{}
-	for _, p := range ps.policies {
+	for i, p := range ps.policies {
 		if p.err != nil {
 			res.Errors = append(res.Errors, p.err)
+			continue
+		}
+		if c.rejected[i] {
 			continue
 		}
 		res.Notes = append(res.Notes, p.notes...)
@@ -202,6 +210,7 @@ func (c *compiler) resolveAll() {
 			if e := c.checkNamedPorts(p); e != nil {
 				err = e
 				c.errors = append(c.errors, e)
+				c.rejected[pi] = true
 			}
 		}
 		if err != nil {
