@@ -70,13 +70,13 @@ func BenchmarkProgram(b *testing.B) {
 	// lookups of its decision, and an established packet the revision check.
 	withPolicy := func(b *testing.B, objs *bpfObjects) {
 		m := newPolicyMaps(objs)
-		ips := map[netip.Prefix]uint32{netip.MustParsePrefix("10.0.0.2/32"): 1000}
+		ips := map[netip.Prefix]IPCacheEntry{netip.MustParsePrefix("10.0.0.2/32"): {Identity: 1000}}
 		for i := range 1000 {
-			ips[netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)] = uint32(2000 + i%50)
+			ips[netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)] = IPCacheEntry{Identity: uint32(2000 + i%50)}
 		}
-		rules := []Rule{{Direction: Egress, Identity: 1000, Proto: 6, PortLo: 80, PolicyID: 1}}
+		rules := []Rule{{Direction: Egress, Peer: 1000, Proto: 6, Port: 80, PortBits: 16, PolicyID: 1}}
 		for i := range 199 {
-			rules = append(rules, Rule{Direction: Egress, Identity: uint32(2000 + i%50), Proto: 6, PortLo: uint16(1000 + i), PortHi: uint16(1000 + i + i%3*10), PolicyID: uint32(i)})
+			rules = append(rules, Rule{Direction: Egress, Peer: uint32(2000 + i%50), Proto: 6, Port: uint16(1024 + i*8), PortBits: uint8(13 + i%4), PolicyID: uint32(i)})
 		}
 		if err := m.SetIPCache(ips); err != nil {
 			b.Fatal(err)

@@ -54,8 +54,9 @@ type bpfEndpoint struct {
 	Identity uint32
 	DenyId   [2]uint32
 	Enforce  [2]uint8
+	HasDeny  [2]uint8
 	Gen      uint8
-	Pad      uint8
+	Pad      [3]uint8
 }
 
 type bpfEventType uint32
@@ -153,29 +154,24 @@ type bpfIpcacheKey struct {
 }
 
 type bpfIpcacheValue struct {
-	_        structs.HostLayout
-	Identity uint32
-	Pad      uint32
+	_            structs.HostLayout
+	Identity     uint32
+	CidrIdentity uint32
 }
 
 type bpfPolicyKey struct {
-	_          structs.HostLayout
-	Prefixlen  uint32
-	EndpointId uint32
-	Gen        uint8
-	Direction  uint8
-	Proto      uint8
-	Pad        uint8
-	Identity   uint32
-	Port       uint16
-	Pad2       [2]uint8
+	_         structs.HostLayout
+	Prefixlen uint32
+	Slot      uint32
+	Peer      uint32
+	Direction uint8
+	Proto     uint8
+	Port      uint16
 }
 
 type bpfPolicyValue struct {
 	_        structs.HostLayout
 	PolicyId uint32
-	Deny     uint8
-	Pad      [3]uint8
 }
 
 type bpfVerdict uint32
@@ -197,7 +193,8 @@ const (
 	bpfMapFlows4               = "flows4"
 	bpfMapFlows6               = "flows6"
 	bpfMapIpcache              = "ipcache"
-	bpfMapPolicy               = "policy"
+	bpfMapPolicyAllow          = "policy_allow"
+	bpfMapPolicyDeny           = "policy_deny"
 	bpfProgClockCalibrate      = "clock_calibrate"
 	bpfProgFlowEgress          = "flow_egress"
 	bpfProgFlowIngress         = "flow_ingress"
@@ -263,15 +260,16 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Ended4    *ebpf.MapSpec `ebpf:"ended4"`
-	Ended6    *ebpf.MapSpec `ebpf:"ended6"`
-	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Flows4    *ebpf.MapSpec `ebpf:"flows4"`
-	Flows6    *ebpf.MapSpec `ebpf:"flows6"`
-	Ipcache   *ebpf.MapSpec `ebpf:"ipcache"`
-	Policy    *ebpf.MapSpec `ebpf:"policy"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Ended4      *ebpf.MapSpec `ebpf:"ended4"`
+	Ended6      *ebpf.MapSpec `ebpf:"ended6"`
+	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Flows4      *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6      *ebpf.MapSpec `ebpf:"flows6"`
+	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
+	PolicyAllow *ebpf.MapSpec `ebpf:"policy_allow"`
+	PolicyDeny  *ebpf.MapSpec `ebpf:"policy_deny"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -307,15 +305,16 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Ended4    *ebpf.Map `ebpf:"ended4"`
-	Ended6    *ebpf.Map `ebpf:"ended6"`
-	Endpoints *ebpf.Map `ebpf:"endpoints"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Flows4    *ebpf.Map `ebpf:"flows4"`
-	Flows6    *ebpf.Map `ebpf:"flows6"`
-	Ipcache   *ebpf.Map `ebpf:"ipcache"`
-	Policy    *ebpf.Map `ebpf:"policy"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Ended4      *ebpf.Map `ebpf:"ended4"`
+	Ended6      *ebpf.Map `ebpf:"ended6"`
+	Endpoints   *ebpf.Map `ebpf:"endpoints"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Flows4      *ebpf.Map `ebpf:"flows4"`
+	Flows6      *ebpf.Map `ebpf:"flows6"`
+	Ipcache     *ebpf.Map `ebpf:"ipcache"`
+	PolicyAllow *ebpf.Map `ebpf:"policy_allow"`
+	PolicyDeny  *ebpf.Map `ebpf:"policy_deny"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -328,7 +327,8 @@ func (m *bpfMaps) Close() error {
 		m.Flows4,
 		m.Flows6,
 		m.Ipcache,
-		m.Policy,
+		m.PolicyAllow,
+		m.PolicyDeny,
 	)
 }
 

@@ -99,14 +99,24 @@ struct {
 	__type(value, struct endpoint);
 } endpoints SEC(".maps");
 
-// policy: the allow and deny rules of every endpoint, by generation.
+// policy_allow and policy_deny: the allow and deny rules of every
+// endpoint, by generation. Apart, so that a narrower allow never hides a
+// wider deny in one longest-prefix lookup.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct policy_key);
 	__type(value, struct policy_value);
-} policy SEC(".maps");
+} policy_allow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+} policy_deny SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -130,7 +140,6 @@ struct btf_anchor {
 	struct endpoint endpoint;
 	struct policy_key policy_key;
 	struct policy_value policy_value;
-	__u32 pad2;
 };
 struct btf_anchor *unused_btf_anchor __attribute__((unused));
 
@@ -441,40 +450,70 @@ static __always_inline void flow_peer(struct keys *k, __u8 family, struct flow_s
 	*resp_port = st->initiator_lo ? k->full.port_hi : k->full.port_lo;
 }
 
-// policy_allows looks up the rules of endpoint ep in direction dir for a
-// peer identity, protocol and destination port: four lookups (the peer's
-// identity and any identity, the protocol and any protocol). A deny rule
-// wins over every allow. It returns 1 if a rule allows, and sets *id to the
-// policy_id of the deciding rule (0 if none).
-static __always_inline int policy_allows(struct endpoint *ep, __u8 dir, __u32 identity, __u8 proto, __u16 port,
-					 __u32 *id)
+#define IDENTITY_WORLD_IPV4 9
+#define IDENTITY_WORLD_IPV6 10
+#define IDENTITY_CIDR_MIN (1 << 24)
+
+// policy_match looks up endpoint ep's rules in map m (policy_allow or
+// policy_deny) for direction dir, protocol and destination port, over the
+// peers in order (0 ends the list early: "any peer" is always last); each
+// lookup is a longest-prefix match on (protocol, port). It returns the
+// first rule found.
+static __always_inline struct policy_value *policy_match(void *m, struct endpoint *ep, __u8 dir, __u32 peers[4],
+							  __u8 proto, __u16 port)
 {
 	struct policy_key key;
 	__builtin_memset(&key, 0, sizeof(key));
-	key.prefixlen = 112;
-	key.endpoint_id = ep->id;
-	key.gen = ep->gen;
+	key.prefixlen = 96;
+	key.slot = (ep->id << 1) | (ep->gen & 1);
 	key.direction = dir;
+	key.proto = proto;
 	key.port = bpf_htons(port);
-	int allowed = 0;
-	__u32 allow_id = 0;
 	for (int i = 0; i < 4; i++) {
-		key.identity = (i & 1) ? 0 : identity;
-		key.proto = (i & 2) ? 0 : proto;
-		struct policy_value *v = bpf_map_lookup_elem(&policy, &key);
-		if (!v)
-			continue;
-		if (v->deny) {
-			*id = v->policy_id;
-			return 0;
-		}
-		if (!allowed) {
-			allowed = 1;
-			allow_id = v->policy_id;
-		}
+		key.peer = peers[i];
+		struct policy_value *v = bpf_map_lookup_elem(m, &key);
+		if (v)
+			return v;
+		if (peers[i] == 0)
+			break;
 	}
-	*id = allow_id;
-	return allowed;
+	return 0;
+}
+
+// policy_allows decides one direction of endpoint ep for a peer (identity
+// and CIDR identity from the ipcache), the protocol and the destination
+// port: a deny rule drops; a direction no policy selects passes; an allow
+// rule passes; else the default deny drops. The peers looked up, in order:
+// the peer's identity; the world identity of its address family if it is
+// outside the cluster (world or a CIDR identity); its CIDR identity if that
+// differs (a pod inside an ipBlock); any peer. It returns 1 if allowed, and
+// sets *id to the policy_id of what decided (0 if nothing did).
+static __always_inline int policy_allows(struct endpoint *ep, __u8 dir, __u32 peer, __u32 cidr, __u8 family,
+					 __u8 proto, __u16 port, __u32 *id)
+{
+	__u32 peers[4] = {peer, 0, 0, 0};
+	int n = 1;
+	if (peer == IDENTITY_WORLD || peer == IDENTITY_WORLD_IPV4 || peer == IDENTITY_WORLD_IPV6 ||
+	    peer >= IDENTITY_CIDR_MIN)
+		peers[n++] = family == 4 ? IDENTITY_WORLD_IPV4 : IDENTITY_WORLD_IPV6;
+	if (cidr && cidr != peer)
+		peers[n++ & 3] = cidr;
+	(void)n;
+	struct policy_value *v;
+	if (ep->has_deny[dir & 1] && (v = policy_match(&policy_deny, ep, dir, peers, proto, port))) {
+		*id = v->policy_id;
+		return 0;
+	}
+	if (!ep->enforce[dir & 1]) {
+		*id = 0;
+		return 1;
+	}
+	if ((v = policy_match(&policy_allow, ep, dir, peers, proto, port))) {
+		*id = v->policy_id;
+		return 1;
+	}
+	*id = ep->deny_id[dir & 1];
+	return 0;
 }
 
 // policy_decide decides flow st's verdict at interface ifindex under the
@@ -495,31 +534,29 @@ static __always_inline void policy_decide(struct keys *k, __u8 family, struct fl
 	flow_peer(k, family, st, &ik, &init_port, &resp_port);
 	struct ipcache_value *iv = bpf_map_lookup_elem(&ipcache, &ik);
 	__u32 peer = iv ? iv->identity : IDENTITY_WORLD;
+	__u32 cidr = iv ? iv->cidr_identity : 0;
 	st->peer_identity = peer;
 	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &ifindex);
 	if (!ep)
 		return;
 	__u8 dir = st->initiator_ingress & 1;
-	if (!ep->enforce[dir])
-		return;
 	__u32 id = 0;
-	if (policy_allows(ep, dir, peer, proto, resp_port, &id)) {
+	if (policy_allows(ep, dir, peer, cidr, family, proto, resp_port, &id)) {
 		st->policy_id = id;
 		return;
 	}
 	if (st->flags & FLOW_MIDSTREAM) {
 		// The other way round: the other side opened it, toward the port
 		// the guessed opener used.
-		__u8 rdir = dir ^ 1;
 		__u32 rid = 0;
-		if (!ep->enforce[rdir] || policy_allows(ep, rdir, peer, proto, init_port, &rid)) {
+		if (policy_allows(ep, dir ^ 1, peer, cidr, family, proto, init_port, &rid)) {
 			st->policy_id = rid;
 			return;
 		}
 	}
 	st->verdict = VERDICT_DROPPED;
 	st->drop_reason = DROP_POLICY_DENIED;
-	st->policy_id = id ? id : ep->deny_id[dir];
+	st->policy_id = id;
 }
 
 // report_part emits the counters of flow st so far (snap, taken before

@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"net/netip"
-	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -36,11 +35,12 @@ func policyFixture(t *testing.T) (*bpfObjects, *PolicyMaps) {
 	t.Helper()
 	objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64})
 	m := newPolicyMaps(objs)
-	if err := m.SetIPCache(map[netip.Prefix]uint32{
-		netip.MustParsePrefix("10.0.0.1/32"):  1001,
-		netip.MustParsePrefix("10.0.0.2/32"):  1000,
-		netip.MustParsePrefix("10.0.0.4/32"):  3000,
-		netip.MustParsePrefix("192.0.2.0/24"): 1<<24 + 1,
+	if err := m.SetIPCache(map[netip.Prefix]IPCacheEntry{
+		netip.MustParsePrefix("10.0.0.1/32"):  {Identity: 1001},
+		netip.MustParsePrefix("10.0.0.2/32"):  {Identity: 1000},
+		netip.MustParsePrefix("10.0.0.4/32"):  {Identity: 3000},
+		netip.MustParsePrefix("10.0.0.6/32"):  {Identity: 3000, CIDR: 1<<24 + 2}, // a pod inside a policy's ipBlock
+		netip.MustParsePrefix("192.0.2.0/24"): {Identity: 1<<24 + 1},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +50,13 @@ func policyFixture(t *testing.T) (*bpfObjects, *PolicyMaps) {
 func TestPolicyIsEnforcedByTheProgramThatObserves(t *testing.T) {
 	ep := Endpoint{IfIndex: 1, ID: 5, Identity: 1001, Enforce: [2]bool{true, true}, DenyID: [2]uint32{98, 99}}
 	rules := []Rule{
-		{Direction: Egress, Identity: 1000, Proto: 6, PortLo: 80, PolicyID: 7},
-		{Direction: Egress, Identity: 1<<24 + 1, Proto: 0, PolicyID: 8}, // L3: any port to the CIDR
-		{Direction: Ingress, Identity: 1000, Proto: 6, PortLo: 8000, PortHi: 8099, PolicyID: 9},
-		{Direction: Ingress, Identity: 0, Proto: 17, PortLo: 53, PolicyID: 10}, // any peer, UDP 53
-		{Direction: Ingress, Identity: 3000, Proto: 17, PortLo: 53, Deny: true, PolicyID: 11},
+		{Direction: Egress, Peer: 1000, Proto: 6, Port: 80, PortBits: 16, PolicyID: 7},
+		{Direction: Egress, Peer: 1<<24 + 1, PolicyID: 8},                                      // L3: anything to the CIDR
+		{Direction: Egress, Peer: 1<<24 + 2, Proto: 6, Port: 5432, PortBits: 16, PolicyID: 12}, // the ipBlock holding 10.0.0.6
+		{Direction: Egress, Peer: 9, Proto: 17, Port: 53, PortBits: 16, PolicyID: 13},          // world-ipv4, DNS
+		{Direction: Ingress, Peer: 1000, Proto: 6, Port: 8000, PortBits: 10, PolicyID: 9},      // 8000-8063
+		{Direction: Ingress, Peer: 0, Proto: 17, Port: 53, PortBits: 16, PolicyID: 10},         // any peer, UDP 53
+		{Direction: Ingress, Peer: 3000, Proto: 17, Port: 0, PortBits: 0, Deny: true, PolicyID: 11},
 	}
 	out := func(dst string, dport uint16, flags uint8) []byte {
 		return ipv4("10.0.0.1", dst, tcp(40000, dport, flags, 0))
@@ -77,11 +79,13 @@ func TestPolicyIsEnforcedByTheProgramThatObserves(t *testing.T) {
 		{"egress to the allowed identity on another port is dropped with the endpoint's egress deny id", ingressProg, out("10.0.0.2", 81, syn), false, 99, 1000},
 		{"egress to an address the ipcache does not know is the world's, and dropped", ingressProg, out("10.0.0.3", 80, syn), false, 99, IdentityWorld},
 		{"egress to the CIDR identity passes on any port (an L3 rule)", ingressProg, out("192.0.2.9", 4444, syn), true, 8, 1<<24 + 1},
-		{"ingress from the allowed identity inside the port range passes", egressProg, in("10.0.0.2", 8050, 6), true, 9, 1000},
-		{"ingress at the range's last port passes", egressProg, in("10.0.0.2", 8099, 6), true, 9, 1000},
-		{"ingress just past the range is dropped", egressProg, in("10.0.0.2", 8100, 6), false, 98, 1000},
+		{"ingress from the allowed identity inside the port prefix passes", egressProg, in("10.0.0.2", 8050, 6), true, 9, 1000},
+		{"ingress at the prefix's last port passes", egressProg, in("10.0.0.2", 8063, 6), true, 9, 1000},
+		{"ingress just past the prefix is dropped", egressProg, in("10.0.0.2", 8064, 6), false, 98, 1000},
+		{"egress to a pod inside an ipBlock matches the block's CIDR identity", ingressProg, out("10.0.0.6", 5432, syn), true, 12, 3000},
+		{"egress to the world matches a world-ipv4 rule", ingressProg, ipv4("10.0.0.1", "198.51.100.1", l4{proto: 17, sport: 40000, dport: 53, payload: 20}), true, 13, IdentityWorld},
 		{"ingress UDP 53 from any peer passes", egressProg, in("10.0.0.2", 53, 17), true, 10, 1000},
-		{"a deny rule wins over the any-peer allow", egressProg, in("10.0.0.4", 53, 17), false, 11, 3000},
+		{"a wider deny rule wins over a narrower any-peer allow", egressProg, in("10.0.0.4", 53, 17), false, 11, 3000},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,7 +140,7 @@ func egressProg(o *bpfObjects) *ebpf.Program  { return o.FlowEgress }
 func TestPolicyChangeDecidesEstablishedFlowsAgain(t *testing.T) {
 	objs, m := policyFixture(t)
 	ep := Endpoint{IfIndex: 1, ID: 5, Identity: 1001, Enforce: [2]bool{false, true}, DenyID: [2]uint32{0, 99}}
-	allow := []Rule{{Direction: Egress, Identity: 1000, Proto: 6, PortLo: 80, PolicyID: 7}}
+	allow := []Rule{{Direction: Egress, Peer: 1000, Proto: 6, Port: 80, PortBits: 16, PolicyID: 7}}
 	set := func(rules []Rule) {
 		t.Helper()
 		if err := m.SetEndpoint(ep, rules); err != nil {
@@ -186,60 +190,44 @@ func TestPolicyChangeDecidesEstablishedFlowsAgain(t *testing.T) {
 func TestSetEndpointSwitchesGenerationsAndLeavesNoStaleRule(t *testing.T) {
 	objs, m := policyFixture(t)
 	ep := Endpoint{IfIndex: 1, ID: 5, Identity: 1001, Enforce: [2]bool{true, false}}
-	count := func() map[uint8]int {
+	count := func() map[uint32]int {
 		t.Helper()
-		n := map[uint8]int{}
+		n := map[uint32]int{}
 		var k bpfPolicyKey
 		var v bpfPolicyValue
-		it := objs.Policy.Iterate()
-		for it.Next(&k, &v) {
-			n[k.Gen]++
-		}
-		if err := it.Err(); err != nil {
-			t.Fatal(err)
+		for _, mp := range []*ebpf.Map{objs.PolicyAllow, objs.PolicyDeny} {
+			it := mp.Iterate()
+			for it.Next(&k, &v) {
+				n[k.Slot&1]++
+			}
+			if err := it.Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return n
 	}
-	if err := m.SetEndpoint(ep, []Rule{{Direction: Ingress, Identity: 1000, Proto: 6, PortLo: 1, PortHi: 1023, PolicyID: 1}}); err != nil {
+	first := []Rule{{Direction: Ingress, Peer: 1000, Proto: 6, Port: 0, PortBits: 6, PolicyID: 1}, {Direction: Ingress, Peer: 1000, Proto: 6, Port: 1024, PortBits: 16, PolicyID: 1},
+		{Direction: Ingress, Peer: 7, Deny: true, PolicyID: 2}}
+	if err := m.SetEndpoint(ep, first); err != nil {
 		t.Fatal(err)
 	}
-	if got := count(); got[0] != len(PortPrefixes(1, 1023)) || got[1] != 0 {
-		t.Fatalf("entries by generation %v, want %d in generation 0", got, len(PortPrefixes(1, 1023)))
+	if got := count(); got[0] != 3 || got[1] != 0 {
+		t.Fatalf("entries by generation %v, want 3 in generation 0", got)
 	}
-	if err := m.SetEndpoint(ep, []Rule{{Direction: Ingress, Identity: 1000, Proto: 6, PortLo: 443, PolicyID: 2}}); err != nil {
+	if err := m.SetEndpoint(ep, []Rule{{Direction: Ingress, Peer: 1000, Proto: 6, Port: 443, PortBits: 16, PolicyID: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := count(); got[0] != 0 || got[1] != 1 {
 		t.Fatalf("entries by generation %v after a change, want 1 in generation 1 only", got)
 	}
 	var v bpfEndpoint
-	if err := objs.Endpoints.Lookup(uint32(1), &v); err != nil || v.Gen != 1 {
-		t.Fatalf("endpoint %+v, %v: want generation 1", v, err)
+	if err := objs.Endpoints.Lookup(uint32(1), &v); err != nil || v.Gen != 1 || v.HasDeny != [2]uint8{} {
+		t.Fatalf("endpoint %+v, %v: want generation 1 and no deny rules", v, err)
 	}
 	if err := m.RemoveEndpoint(1); err != nil {
 		t.Fatal(err)
 	}
 	if got := count(); len(got) != 0 || len(m.Endpoints()) != 0 {
 		t.Fatalf("entries %v and endpoints %v after removing the endpoint, want none", got, m.Endpoints())
-	}
-}
-
-func TestPortPrefixesCoverARangeExactly(t *testing.T) {
-	for _, r := range [][2]uint16{{80, 80}, {8000, 8099}, {1, 1023}, {0, 65535}, {1024, 65535}, {65535, 65535}, {33, 34}} {
-		var covered []uint16
-		for _, p := range PortPrefixes(r[0], r[1]) {
-			size := uint32(1) << (16 - p[1])
-			if uint32(p[0])%size != 0 {
-				t.Errorf("range %v: prefix %v is not aligned", r, p)
-			}
-			for v := uint32(p[0]); v < uint32(p[0])+size; v++ {
-				covered = append(covered, uint16(v))
-			}
-		}
-		slices.Sort(covered)
-		want := int(r[1]) - int(r[0]) + 1
-		if len(covered) != want || covered[0] != r[0] || covered[len(covered)-1] != r[1] || len(slices.Compact(covered)) != want {
-			t.Errorf("range %v: prefixes cover %d ports from %d to %d", r, len(covered), covered[0], covered[len(covered)-1])
-		}
 	}
 }

@@ -35,26 +35,34 @@ const IdentityWorld = 2
 // interface to enforce its policy.
 type Endpoint struct {
 	IfIndex  uint32
-	ID       uint32   // Cilium endpoint ID
-	Identity uint32   // its security identity
-	Enforce  [2]bool  // by direction (Ingress, Egress): some policy selects it, so the direction is default deny
+	ID       uint32    // Cilium endpoint ID, below 1<<31
+	Identity uint32    // its security identity
+	Enforce  [2]bool   // by direction (Ingress, Egress): some policy selects it, so the direction is default deny
 	DenyID   [2]uint32 // by direction: the policy_id a default-deny drop reports (the policies that select it)
 }
 
 // Rule is one allow or deny rule of an endpoint's policy: traffic in
-// Direction from or to a peer of Identity (0: any), of protocol Proto (IANA
-// number; 0: any protocol and any port), to destination ports PortLo to
-// PortHi (0, 0 or 0, 65535: any port). PolicyID names the policies it comes
-// from, as a key of the caller's table; it comes back on the flows it
-// decides.
+// Direction from or to a peer of identity Peer (0: any peer), of protocol
+// Proto (IANA number; 0: every protocol and port), to the destination ports
+// whose first PortBits bits equal Port's (16: that port, 0: every port).
+// PolicyID names the policies it comes from, as a key of the caller's
+// table; it comes back on the flows it decides.
 type Rule struct {
 	Direction uint8
-	Identity  uint32
+	Peer      uint32
 	Proto     uint8
-	PortLo    uint16
-	PortHi    uint16
+	Port      uint16
+	PortBits  uint8
 	Deny      bool
 	PolicyID  uint32
+}
+
+// IPCacheEntry is what the ipcache says of a prefix: its security identity,
+// and the CIDR identity of the most specific prefix a policy names that
+// contains it (0: none), which the program also looks rules up for.
+type IPCacheEntry struct {
+	Identity uint32
+	CIDR     uint32
 }
 
 // PolicyMaps programs the identity and policy maps of a loaded program:
@@ -69,7 +77,7 @@ type PolicyMaps struct {
 	objs *bpfObjects
 
 	mu       sync.Mutex
-	ipcache  map[netip.Prefix]uint32
+	ipcache  map[netip.Prefix]IPCacheEntry
 	eps      map[uint32]*epState
 	revision uint32
 }
@@ -81,7 +89,7 @@ type epState struct {
 }
 
 func newPolicyMaps(objs *bpfObjects) *PolicyMaps {
-	return &PolicyMaps{objs: objs, ipcache: map[netip.Prefix]uint32{}, eps: map[uint32]*epState{}}
+	return &PolicyMaps{objs: objs, ipcache: map[netip.Prefix]IPCacheEntry{}, eps: map[uint32]*epState{}}
 }
 
 // Policy returns the collector's policy maps.
@@ -99,23 +107,23 @@ func ipcacheKey(p netip.Prefix) bpfIpcacheKey {
 	return bpfIpcacheKey{Prefixlen: uint32(bits), Addr: a.As16()}
 }
 
-// SetIPCache makes the ipcache hold exactly entries (prefix → identity),
-// writing what changed. IPv4 prefixes are stored IPv4-mapped.
-func (m *PolicyMaps) SetIPCache(entries map[netip.Prefix]uint32) error {
+// SetIPCache makes the ipcache hold exactly entries, writing what
+// changed. IPv4 prefixes are stored IPv4-mapped.
+func (m *PolicyMaps) SetIPCache(entries map[netip.Prefix]IPCacheEntry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
-	for p, id := range entries {
+	for p, e := range entries {
 		p = p.Masked()
-		if old, ok := m.ipcache[p]; ok && old == id {
+		if old, ok := m.ipcache[p]; ok && old == e {
 			continue
 		}
 		k := ipcacheKey(p)
-		if err := m.objs.Ipcache.Update(&k, &bpfIpcacheValue{Identity: id}, ebpf.UpdateAny); err != nil {
+		if err := m.objs.Ipcache.Update(&k, &bpfIpcacheValue{Identity: e.Identity, CidrIdentity: e.CIDR}, ebpf.UpdateAny); err != nil {
 			errs = append(errs, fmt.Errorf("ipcache %s: %w", p, err))
 			continue
 		}
-		m.ipcache[p] = id
+		m.ipcache[p] = e
 	}
 	for p := range m.ipcache {
 		if _, ok := entries[p]; ok {
@@ -131,64 +139,41 @@ func (m *PolicyMaps) SetIPCache(entries map[netip.Prefix]uint32) error {
 	return errors.Join(errs...)
 }
 
-// PortPrefixes splits the port range lo..hi into the fewest prefixes
-// (value, prefix length in bits of 16) that cover it exactly.
-func PortPrefixes(lo, hi uint16) [][2]uint16 {
-	var out [][2]uint16
-	for l := uint32(lo); l <= uint32(hi); {
-		size := uint32(1)
-		bits := uint16(16)
-		for bits > 0 && l%(size*2) == 0 && l+size*2-1 <= uint32(hi) {
-			size *= 2
-			bits--
+func ruleKey(epID uint32, gen uint8, r Rule) bpfPolicyKey {
+	k := bpfPolicyKey{Slot: epID<<1 | uint32(gen&1), Peer: r.Peer, Direction: r.Direction, Proto: r.Proto, Prefixlen: 72}
+	if r.Proto != 0 {
+		bits := min(r.PortBits, 16)
+		k.Prefixlen = 80 + uint32(bits)
+		port := r.Port
+		if bits < 16 {
+			port &^= 0xffff >> bits
 		}
-		out = append(out, [2]uint16{uint16(l), bits})
-		l += size
-	}
-	return out
-}
-
-func ruleKeys(epID uint32, gen uint8, r Rule) []bpfPolicyKey {
-	base := bpfPolicyKey{EndpointId: epID, Gen: gen, Direction: r.Direction, Proto: r.Proto, Identity: r.Identity}
-	if r.Proto == 0 || (r.PortLo == 0 && (r.PortHi == 0 || r.PortHi == 65535)) {
-		base.Prefixlen = 96
-		return []bpfPolicyKey{base}
-	}
-	hi := r.PortHi
-	if hi < r.PortLo {
-		hi = r.PortLo
-	}
-	var keys []bpfPolicyKey
-	for _, p := range PortPrefixes(r.PortLo, hi) {
-		k := base
-		k.Prefixlen = 96 + uint32(p[1])
 		var be [2]byte
-		binary.BigEndian.PutUint16(be[:], p[0])
+		binary.BigEndian.PutUint16(be[:], port)
 		k.Port = binary.LittleEndian.Uint16(be[:]) // the key holds network order
-		keys = append(keys, k)
 	}
-	return keys
+	return k
 }
 
 func sortRules(rules []Rule) []Rule {
 	out := slices.Clone(rules)
 	slices.SortFunc(out, func(a, b Rule) int {
 		switch {
-		case a.Direction != b.Direction:
-			return int(a.Direction) - int(b.Direction)
-		case a.Identity != b.Identity:
-			return cmpU32(a.Identity, b.Identity)
-		case a.Proto != b.Proto:
-			return int(a.Proto) - int(b.Proto)
-		case a.PortLo != b.PortLo:
-			return int(a.PortLo) - int(b.PortLo)
-		case a.PortHi != b.PortHi:
-			return int(a.PortHi) - int(b.PortHi)
 		case a.Deny != b.Deny:
 			if a.Deny {
-				return 1
+				return -1
 			}
-			return -1
+			return 1
+		case a.Direction != b.Direction:
+			return int(a.Direction) - int(b.Direction)
+		case a.Peer != b.Peer:
+			return cmpU32(a.Peer, b.Peer)
+		case a.Proto != b.Proto:
+			return int(a.Proto) - int(b.Proto)
+		case a.PortBits != b.PortBits:
+			return int(a.PortBits) - int(b.PortBits)
+		case a.Port != b.Port:
+			return int(a.Port) - int(b.Port)
 		}
 		return cmpU32(a.PolicyID, b.PolicyID)
 	})
@@ -207,9 +192,9 @@ func cmpU32(a, b uint32) int {
 
 // SetEndpoint makes ep's policy rules in force, atomically for the
 // endpoint: if its rules changed, they are written under the generation not
-// in use, the endpoint entry switches to it in one update, and the old
-// generation's entries are deleted. Two rules whose keys collide (the same
-// peer, protocol and port prefix) keep the deny, else the first.
+// in use (allow rules to policy_allow, deny rules to policy_deny), the
+// endpoint entry switches to it in one update, and the old generation's
+// entries are deleted. Of two rules with the same key the first is kept.
 func (m *PolicyMaps) SetEndpoint(ep Endpoint, rules []Rule) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -237,6 +222,11 @@ func (m *PolicyMaps) SetEndpoint(ep Endpoint, rules []Rule) error {
 			v.Enforce[d] = 1
 		}
 	}
+	for _, r := range rules {
+		if r.Deny {
+			v.HasDeny[r.Direction&1] = 1
+		}
+	}
 	if err := m.objs.Endpoints.Update(ep.IfIndex, &v, ebpf.UpdateAny); err != nil {
 		if cur == nil || gen != cur.gen {
 			m.deleteRules(ep.ID, gen, rules)
@@ -250,22 +240,19 @@ func (m *PolicyMaps) SetEndpoint(ep Endpoint, rules []Rule) error {
 	return nil
 }
 
+func (m *PolicyMaps) ruleMap(r Rule) *ebpf.Map {
+	if r.Deny {
+		return m.objs.PolicyDeny
+	}
+	return m.objs.PolicyAllow
+}
+
 func (m *PolicyMaps) writeRules(epID uint32, gen uint8, rules []Rule) error {
 	for _, r := range rules {
-		v := bpfPolicyValue{PolicyId: r.PolicyID}
-		if r.Deny {
-			v.Deny = 1
-		}
-		for _, k := range ruleKeys(epID, gen, r) {
-			if !r.Deny {
-				var old bpfPolicyValue
-				if err := m.objs.Policy.Lookup(&k, &old); err == nil {
-					continue // an earlier rule (a deny, or the first allow) has the key
-				}
-			}
-			if err := m.objs.Policy.Update(&k, &v, ebpf.UpdateAny); err != nil {
-				return fmt.Errorf("policy rule of endpoint %d: %w", epID, err)
-			}
+		k := ruleKey(epID, gen, r)
+		if err := m.ruleMap(r).Update(&k, &bpfPolicyValue{PolicyId: r.PolicyID}, ebpf.UpdateNoExist); err != nil &&
+			!errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("policy rule of endpoint %d: %w", epID, err)
 		}
 	}
 	return nil
@@ -273,9 +260,8 @@ func (m *PolicyMaps) writeRules(epID uint32, gen uint8, rules []Rule) error {
 
 func (m *PolicyMaps) deleteRules(epID uint32, gen uint8, rules []Rule) {
 	for _, r := range rules {
-		for _, k := range ruleKeys(epID, gen, r) {
-			_ = m.objs.Policy.Delete(&k)
-		}
+		k := ruleKey(epID, gen, r)
+		_ = m.ruleMap(r).Delete(&k)
 	}
 }
 

@@ -107,7 +107,8 @@ enum drop_reason {
 /*
  * ipcache_key is an address prefix (IPv4 as IPv4-mapped IPv6: a /24 is
  * prefixlen 96 + 24) of the ipcache LPM trie; ipcache_value its security
- * identity.
+ * identity, and the CIDR identity of the most specific prefix a policy
+ * names that contains it (0 if none; a pod inside an ipBlock).
  */
 struct ipcache_key {
 	__u32 prefixlen;
@@ -116,50 +117,47 @@ struct ipcache_key {
 
 struct ipcache_value {
 	__u32 identity;
-	__u32 pad;
+	__u32 cidr_identity;
 };
 
 /*
  * endpoint is what the program knows of the pod behind an interface (the
  * value of the endpoints map, keyed by ifindex): its endpoint ID and
- * identity, the generation of its policy entries in use, whether each
- * direction is enforced (some policy selects it: default deny), and the
- * policy_id to report when a direction denies (the policies that select
- * it).
+ * identity, the generation of its policy entries in force, and by
+ * direction (0 ingress, 1 egress): whether some policy selects it (default
+ * deny), whether it has deny rules, and the policy_id a default-deny drop
+ * reports (the policies that select it).
  */
 struct endpoint {
 	__u32 id;
 	__u32 identity;
-	__u32 deny_id[2];     /* by direction: 0 ingress, 1 egress */
-	__u8 enforce[2];      /* by direction */
-	__u8 gen;             /* policy entries of this generation are in force */
-	__u8 pad;
+	__u32 deny_id[2];
+	__u8 enforce[2];
+	__u8 has_deny[2];
+	__u8 gen;
+	__u8 pad[3];
 };
 
 /*
- * policy_key is one rule of one endpoint in the policy LPM trie: every
- * field but the port is matched exactly (prefixlen covers them: 96 bits);
- * the destination port is matched by prefix, so that a port range is a few
- * entries (prefixlen 96 + 0..16). identity 0 means any peer, proto 0 any
- * protocol (and any port). Fields are in network byte order where prefixes
- * matter (port).
+ * policy_key is one allow (policy_allow) or deny (policy_deny) rule of one
+ * endpoint, in an LPM trie: slot (endpoint id << 1 | generation), peer
+ * identity (0: any peer) and direction are matched exactly (72 bits); then
+ * the protocol (8 bits) and the destination port by prefix, so that a port
+ * range is a few entries. A rule for every protocol and port is prefixlen
+ * 72, for one protocol and every port 80, for one port 96. The port is in
+ * network byte order, so that its prefixes are its high bits.
  */
 struct policy_key {
 	__u32 prefixlen;
-	__u32 endpoint_id;
-	__u8 gen;
-	__u8 direction; /* 0 ingress, 1 egress */
+	__u32 slot;
+	__u32 peer;
+	__u8 direction;
 	__u8 proto;
-	__u8 pad;
-	__u32 identity;
 	__be16 port;
-	__u8 pad2[2];
 };
 
 struct policy_value {
 	__u32 policy_id; /* the policies this rule comes from */
-	__u8 deny;       /* 1: a deny rule (wins over every allow) */
-	__u8 pad[3];
 };
 
 /*
