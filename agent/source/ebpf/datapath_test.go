@@ -126,3 +126,36 @@ func TestDatapathWritesIdentitiesEndpointsAndRules(t *testing.T) {
 		t.Errorf("endpoints %v for an ifindex whose interface is not the pod's", maps.Endpoints())
 	}
 }
+
+// The view names pods by address and by the interface they are behind,
+// with their identity and labels; services by backend; and gives other
+// peers (the world) their identity's labels.
+func TestViewOfASnapshot(t *testing.T) {
+	snap := labPods()
+	snap.Pods[0].Workload, snap.Pods[0].WorkloadKind = "checkout-api", "Deployment"
+	snap.Services = []cluster.Service{{Namespace: "payments", Name: "ledger", Backends: []cluster.Backend{
+		{Namespace: "payments", Pod: "ledger-svc", IP: netip.MustParseAddr("10.9.0.3"), Port: 8080, Protocol: "TCP"}}}}
+	ids := identity.Allocator{}.Allocate(snap, nil)
+	v := newView(snap, ids, map[uint32]string{12: "fbx2h", 13: "other-name"})
+	ep, ok := v.pod(netip.MustParseAddr("10.9.0.2"))
+	want, _ := ids.Pod("payments", "checkout-api")
+	if !ok || ep.PodName != "checkout-api" || ep.Workload != "checkout-api" || ep.Identity != uint32(want) ||
+		!slices.Contains(ep.Labels, "k8s:app=checkout-api") {
+		t.Errorf("pod at 10.9.0.2 = %+v, %v; want checkout-api with identity %d and its labels", ep, ok, want)
+	}
+	if ep, ok := v.podBehind(12); !ok || ep.PodName != "checkout-api" {
+		t.Errorf("behind ifindex 12: %+v, %v", ep, ok)
+	}
+	if _, ok := v.podBehind(13); ok {
+		t.Error("ledger-svc is behind ifindex 13 although the interface there has another name")
+	}
+	if s, ok := v.service(netip.MustParseAddr("10.9.0.3"), 8080, 6); !ok || s.Name != "ledger" {
+		t.Errorf("service of 10.9.0.3:8080/TCP = %+v, %v", s, ok)
+	}
+	if _, ok := v.service(netip.MustParseAddr("10.9.0.3"), 8080, 17); ok {
+		t.Error("a UDP backend where only TCP is one")
+	}
+	if w := v.peer(bpf.IdentityWorld); w.Identity != bpf.IdentityWorld || !slices.Equal(w.Labels, []string{"reserved:world"}) {
+		t.Errorf("world peer %+v, want identity 2 labelled reserved:world", w)
+	}
+}
