@@ -5,10 +5,10 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/flowbus/flowbus/agent/cluster"
@@ -17,23 +17,26 @@ import (
 // build makes a snapshot of the caches as they are now.
 func (s *Source) build() *cluster.Snapshot {
 	snap := &cluster.Snapshot{Source: SourceName}
-	for _, o := range s.pods.GetStore().List() {
-		p := o.(*corev1.Pod)
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	pods := s.pods.GetStore().List()
+	snap.Pods = make([]cluster.Pod, 0, len(pods))
+	for _, o := range pods {
+		e := o.(*podEntry)
+		if e.Terminal {
 			continue
 		}
-		snap.Pods = append(snap.Pods, s.pod(p))
+		p := e.Pod
+		p.Workload, p.WorkloadKind = s.workload(e)
+		snap.Pods = append(snap.Pods, p)
 	}
 	for _, o := range s.namespaces.GetStore().List() {
 		ns := o.(*corev1.Namespace)
 		snap.Namespaces = append(snap.Namespaces, cluster.Namespace{Name: ns.Name, Labels: ns.Labels})
 	}
-	bySvc := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+	bySvc := map[types.NamespacedName][]*sliceEntry{}
 	for _, o := range s.slices.GetStore().List() {
-		es := o.(*discoveryv1.EndpointSlice)
-		if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
-			k := types.NamespacedName{Namespace: es.Namespace, Name: name}
-			bySvc[k] = append(bySvc[k], es)
+		if e := o.(*sliceEntry); e.Service != "" {
+			k := types.NamespacedName{Namespace: e.Namespace, Name: e.Service}
+			bySvc[k] = append(bySvc[k], e)
 		}
 	}
 	for _, o := range s.services.GetStore().List() {
@@ -70,36 +73,12 @@ func (s *Source) noteRejected(invalid []Rejection) {
 	s.invalid = invalid
 }
 
-func (s *Source) pod(p *corev1.Pod) cluster.Pod {
-	cp := cluster.Pod{
-		Namespace: p.Namespace, Name: p.Name, Labels: p.Labels,
-		Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork,
-	}
-	for _, ip := range p.Status.PodIPs {
-		if a, err := netip.ParseAddr(ip.IP); err == nil {
-			cp.IPs = append(cp.IPs, a)
-		}
-	}
-	if len(p.Status.PodIPs) == 0 && p.Status.PodIP != "" {
-		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil {
-			cp.IPs = append(cp.IPs, a)
-		}
-	}
-	for _, c := range p.Spec.Containers {
-		for _, port := range c.Ports {
-			cp.Ports = append(cp.Ports, cluster.ContainerPort{Name: port.Name, Port: uint16(port.ContainerPort), Protocol: protocol(port.Protocol)})
-		}
-	}
-	cp.Workload, cp.WorkloadKind = s.workload(p)
-	return cp
-}
-
 // workload resolves a pod's workload through its controller's owner
 // references (see the package doc).
-func (s *Source) workload(p *corev1.Pod) (name, kind string) {
-	ref := metav1.GetControllerOfNoCopy(p)
+func (s *Source) workload(e *podEntry) (name, kind string) {
+	ref := e.Controller
 	if ref == nil {
-		return p.Name, "Pod"
+		return e.Name, "Pod"
 	}
 	var owners cache.SharedIndexInformer
 	switch ref.Kind {
@@ -110,7 +89,7 @@ func (s *Source) workload(p *corev1.Pod) (name, kind string) {
 	default:
 		return ref.Name, ref.Kind
 	}
-	if o, ok, _ := owners.GetStore().GetByKey(p.Namespace + "/" + ref.Name); ok {
+	if o, ok, _ := owners.GetStore().GetByKey(e.Namespace + "/" + ref.Name); ok {
 		if m := o.(*metav1.PartialObjectMetadata); m.UID == ref.UID {
 			if up := metav1.GetControllerOfNoCopy(m); up != nil {
 				return up.Name, up.Kind
@@ -118,13 +97,13 @@ func (s *Source) workload(p *corev1.Pod) (name, kind string) {
 			return ref.Name, ref.Kind
 		}
 	}
-	if h := p.Labels["pod-template-hash"]; ref.Kind == "ReplicaSet" && h != "" && strings.HasSuffix(ref.Name, "-"+h) {
+	if h := e.Pod.Labels["pod-template-hash"]; ref.Kind == "ReplicaSet" && h != "" && strings.HasSuffix(ref.Name, "-"+h) {
 		return strings.TrimSuffix(ref.Name, "-"+h), "Deployment"
 	}
 	return ref.Name, ref.Kind
 }
 
-func service(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) cluster.Service {
+func service(svc *corev1.Service, slices []*sliceEntry) cluster.Service {
 	cs := cluster.Service{Namespace: svc.Namespace, Name: svc.Name}
 	ips := svc.Spec.ClusterIPs
 	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
@@ -137,20 +116,14 @@ func service(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) cluster.S
 	}
 	for _, p := range svc.Spec.Ports {
 		sp := cluster.ServicePort{Name: p.Name, Port: uint16(p.Port), Protocol: protocol(p.Protocol)}
-		if p.TargetPort.Type == 0 { // an int; a name is resolved by the backends' ports
+		if p.TargetPort.Type == intstr.Int { // a name is resolved by the backends' ports
 			sp.TargetPort = uint16(p.TargetPort.IntVal)
 		}
 		cs.Ports = append(cs.Ports, sp)
 	}
-	cs.Backends = backends(svc.Namespace, slices, func(c discoveryv1.EndpointConditions) bool { return c.Ready == nil || *c.Ready })
+	cs.Backends = backends(slices, func(e *sliceEndpoint) bool { return e.Ready })
 	if len(cs.Backends) == 0 {
-		cs.Backends = backends(svc.Namespace, slices, func(c discoveryv1.EndpointConditions) bool {
-			serving := c.Serving == nil || *c.Serving
-			if c.Serving == nil && c.Ready != nil {
-				serving = *c.Ready
-			}
-			return serving && c.Terminating != nil && *c.Terminating
-		})
+		cs.Backends = backends(slices, func(e *sliceEndpoint) bool { return e.ServingTerminating })
 	}
 	return cs
 }
@@ -163,47 +136,28 @@ type backendKey struct {
 
 // backends lists the addresses of the endpoints keep accepts, for every
 // port of their slice, each (address, port, protocol) once.
-func backends(ns string, slices []*discoveryv1.EndpointSlice, keep func(discoveryv1.EndpointConditions) bool) []cluster.Backend {
+func backends(slices []*sliceEntry, keep func(*sliceEndpoint) bool) []cluster.Backend {
 	var out []cluster.Backend
-	seen := map[backendKey]bool{}
+	var seen map[backendKey]bool
+	if len(slices) > 1 {
+		seen = map[backendKey]bool{}
+	}
 	for _, es := range slices {
-		if es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6 {
-			continue
-		}
-		ports := es.Ports
-		if len(ports) == 0 {
-			ports = []discoveryv1.EndpointPort{{}}
-		}
-		for _, ep := range es.Endpoints {
-			if !keep(ep.Conditions) {
+		for i := range es.Endpoints {
+			ep := &es.Endpoints[i]
+			if !keep(ep) {
 				continue
 			}
-			podNS, pod := ns, ""
-			if r := ep.TargetRef; r != nil && r.Kind == "Pod" {
-				pod = r.Name
-				if r.Namespace != "" {
-					podNS = r.Namespace
-				}
-			}
-			for _, addr := range ep.Addresses {
-				ip, err := netip.ParseAddr(addr)
-				if err != nil {
-					continue
-				}
-				for _, p := range ports {
-					b := cluster.Backend{Namespace: podNS, Pod: pod, IP: ip}
-					if p.Port != nil {
-						b.Port = uint16(*p.Port)
-						b.Protocol = "TCP"
-					}
-					if p.Protocol != nil {
-						b.Protocol = string(*p.Protocol)
-					}
-					k := backendKey{ip, b.Port, b.Protocol}
-					if !seen[k] {
+			for _, ip := range ep.IPs {
+				for _, p := range es.Ports {
+					if seen != nil {
+						k := backendKey{ip, p.Port, p.Protocol}
+						if seen[k] {
+							continue
+						}
 						seen[k] = true
-						out = append(out, b)
 					}
+					out = append(out, cluster.Backend{Namespace: ep.PodNamespace, Pod: ep.Pod, IP: ip, Port: p.Port, Protocol: p.Protocol})
 				}
 			}
 		}

@@ -152,7 +152,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Source, erro
 	s.services = s.factory.Core().V1().Services().Informer()
 	s.slices = s.factory.Discovery().V1().EndpointSlices().Informer()
 	s.netpols = s.factory.Networking().V1().NetworkPolicies().Informer()
-	if err := s.pods.SetTransform(slimPod); err != nil {
+	if err := s.pods.SetTransform(podEntryOf); err != nil {
+		return nil, fmt.Errorf("kubernetes source: %w", err)
+	}
+	if err := s.slices.SetTransform(sliceEntryOf); err != nil {
 		return nil, fmt.Errorf("kubernetes source: %w", err)
 	}
 	s.metaFactory = metadatainformer.NewSharedInformerFactoryWithOptions(cfg.Metadata, 0, metadatainformer.WithTransform(slimOwner))

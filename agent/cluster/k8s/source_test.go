@@ -44,7 +44,7 @@ type fakeCluster struct {
 
 func startFake(t *testing.T, f *fleet, dynObjs ...runtime.Object) *fakeCluster {
 	t.Helper()
-	var objs []runtime.Object
+	var objs, owners []runtime.Object
 	for _, o := range f.namespaces {
 		objs = append(objs, o)
 	}
@@ -60,12 +60,22 @@ func startFake(t *testing.T, f *fleet, dynObjs ...runtime.Object) *fakeCluster {
 	for _, o := range f.netpols {
 		objs = append(objs, o)
 	}
+	for _, o := range f.owners {
+		owners = append(owners, o.(runtime.Object))
+	}
+	return startFakeObjects(t, objs, owners, dynObjs...)
+}
+
+// startFakeObjects runs a Source on fake clients holding objs, the
+// ReplicaSets and Jobs among owners (as metadata) and dynObjs.
+func startFakeObjects(t testing.TB, objs, owners []runtime.Object, dynObjs ...runtime.Object) *fakeCluster {
+	t.Helper()
 	scheme := metadatafake.NewTestScheme()
 	if err := metav1.AddMetaToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
 	var metas []runtime.Object
-	for _, o := range f.owners {
+	for _, o := range owners {
 		var tm metav1.TypeMeta
 		switch o.(type) {
 		case *appsv1.ReplicaSet:
@@ -75,8 +85,9 @@ func startFake(t *testing.T, f *fleet, dynObjs ...runtime.Object) *fakeCluster {
 		default:
 			continue
 		}
+		m := o.(metav1.Object)
 		metas = append(metas, &metav1.PartialObjectMetadata{TypeMeta: tm, ObjectMeta: metav1.ObjectMeta{
-			Namespace: o.GetNamespace(), Name: o.GetName(), UID: o.GetUID(), OwnerReferences: o.GetOwnerReferences()}})
+			Namespace: m.GetNamespace(), Name: m.GetName(), UID: m.GetUID(), OwnerReferences: m.GetOwnerReferences()}})
 	}
 	fc := &fakeCluster{
 		client: fake.NewClientset(objs...),
@@ -102,8 +113,8 @@ func startFake(t *testing.T, f *fleet, dynObjs ...runtime.Object) *fakeCluster {
 	})
 	select {
 	case <-fc.src.Synced():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the source did not sync in 30 s")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the source did not sync in 2 minutes")
 	}
 	return fc
 }
@@ -176,12 +187,19 @@ func TestFirstSnapshotHoldsEveryObjectOfTheFakeCluster(t *testing.T) {
 	}
 }
 
-func TestCachesKeepSlimObjects(t *testing.T) {
+func TestCachesKeepEntriesNotObjects(t *testing.T) {
 	fc := startFake(t, newFleet())
 	o, _, _ := fc.src.pods.GetStore().GetByKey("chat/chat-relay-5d8f7-x2k9q")
-	p := o.(*corev1.Pod)
-	if p.Annotations != nil || len(p.Spec.Containers) != 2 || p.Spec.Containers[0].Image != "" || p.Spec.Containers[0].Env != nil {
-		t.Errorf("cached pod keeps more than the snapshot reads: %+v", p)
+	if e, ok := o.(*podEntry); !ok || e.Pod.Name != "chat-relay-5d8f7-x2k9q" || e.Controller.Name != "chat-relay-5d8f7" || e.Annotations != nil {
+		t.Errorf("pod cache holds %#v, want a pod entry", o)
+	}
+	o, _, _ = fc.src.slices.GetStore().GetByKey("chat/chat-relay-a")
+	if e, ok := o.(*sliceEntry); !ok || e.Service != "chat-relay" || len(e.Endpoints) != 2 || len(e.Ports) != 2 {
+		t.Errorf("slice cache holds %#v, want a slice entry", o)
+	}
+	o, _, _ = fc.src.rsets.GetStore().GetByKey("chat/chat-relay-5d8f7")
+	if m, ok := o.(*metav1.PartialObjectMetadata); !ok || len(m.OwnerReferences) != 1 || m.OwnerReferences[0].Name != "chat-relay" {
+		t.Errorf("replica set cache holds %#v", o)
 	}
 }
 
