@@ -59,9 +59,9 @@
 // as soon as MinInterval (default 50 ms) has passed since the previous
 // build began: changes less than MinInterval apart share one snapshot, at
 // most one is built per MinInterval, and a change is published at most
-// MinInterval plus one build after it arrived (BenchmarkTenThousandPods
-// measures a build), far inside the one second a relabel has to reach the
-// kernel. A build equal to the last
+// MinInterval plus one build after it arrived (BenchmarkSnapshotBuild
+// measures one of 10,000 pods), far inside the one second a relabel has to
+// reach the kernel. A build equal to the last
 // published snapshot (a status-only pod update, a resync) is not
 // published. A policy informer started later joins the snapshots once it
 // has synced, all its policies at once, so a consumer never sees half of
@@ -89,6 +89,6 @@
 //
 // The pod informer keeps slim copies (the fields above, not volumes, env,
 // conditions or managed fields), ReplicaSets and Jobs are metadata only,
-// and CRDs only their conditions. BenchmarkTenThousandPods reports the heap
+// and CRDs only their conditions. BenchmarkInformerMemory reports the heap
 // in use for 10,000 pods, beside a plain pod informer's.
 package k8s
