@@ -278,7 +278,12 @@ func (s *Source) handler() cache.ResourceEventHandler {
 	}
 }
 
+// watchError counts and logs a failed list or watch, except those of an
+// informer being stopped.
 func (s *Source) watchError(ctx context.Context, r *cache.Reflector, err error) {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return
+	}
 	s.stats.watchErrors.Add(1)
 	cache.DefaultWatchErrorHandler(ctx, r, err)
 }
