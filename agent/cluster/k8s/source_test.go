@@ -130,9 +130,11 @@ func established(name string) *unstructured.Unstructured {
 }
 
 // waitFor waits until the store's snapshot satisfies ok and returns it.
+// It gives up after two minutes: after an API server restart, client-go's
+// reflectors retry with a backoff of up to a minute.
 func waitFor(t *testing.T, st *cluster.Store, what string, ok func(*cluster.Snapshot) bool) *cluster.Snapshot {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var rev uint64
 	for {
@@ -142,7 +144,7 @@ func waitFor(t *testing.T, st *cluster.Store, what string, ok func(*cluster.Snap
 			rev = s.Revision
 		}
 		if _, err := st.Wait(ctx, rev); err != nil {
-			t.Fatalf("no snapshot with %s in 60 s; the last:\n%+v", what, st.Latest())
+			t.Fatalf("no snapshot with %s in 2 minutes; the last:\n%+v", what, st.Latest())
 		}
 	}
 }
