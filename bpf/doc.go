@@ -89,15 +89,12 @@
 // carry no counts (see "Ends and tails").
 //
 // Entries leave the maps by:
-//   - the kernel itself, when a flow ends (FIN both ways then the last ACK,
-//     or a RST) and its end event is in the ring buffer (see "Ends and
-//     tails"). This is the bulk of all flows, and it keeps the map and the
-//     sweep small under a storm;
 //   - the Collector's sweep (every SweepInterval, default 1 s), which scans
 //     both maps with batch lookups (iteration where unsupported) and removes
 //     with per-key lookup-and-delete, so the counts it reports are exactly
 //     those it removed (an entry that changed since the scan is put back):
-//     the tails of ended flows, once quiet for EndLinger (default 1 s);
+//     ended flows (with their tails), once quiet for EndLinger (default
+//     1 s; see "Ends and tails");
 //     ended flows whose end event was lost (reported now, as
 //     EventRecovered); flows idle for IdleTimeout (default 10 s).
 //
@@ -106,31 +103,40 @@
 // A flow ends with FIN in both directions and the last ACK, or with a RST:
 // the kernel emits its end event (EVENT_FLOW_END, EVENT_FLOW_RESET) with
 // the counters, takes exactly those counters off the entry with atomic adds
-// (a packet racing the event on another CPU stays counted), and frees the
-// entry, leaving a hint in an LRU map (ended4, ended6: who opened the flow
-// and the TCP flags its end carried). A packet after the end (a late ACK, a
-// retransmitted FIN, a RST answering data after a reset) that finds no
-// entry but a hint starts the flow's tail: an entry marked ended and
-// reported, oriented as the flow was, instead of a new flow oriented from
-// whoever sent the packet (the reversed "straggler" flows that doubled some
-// pairs). An entry a racing packet left non-empty stays as such a tail. The
-// sweep reports a tail (EventFlowTail) once it has been quiet for
-// EndLinger; a SYN on the tuple before that (a new connection reusing it)
-// makes the kernel emit the tail (EVENT_FLOW_TAIL) and restart the entry
-// for the new connection. A tail event is Continued: its flags leave out
-// the SYN, FIN and RST the end carried, and it carries no handshake.
-// Active-timeout records after a flow's first record are Continued in the
-// same way (the Collector subtracts what it reported). Every packet is thus
-// in exactly one event, and each connection's first event is the only one
-// that is not Continued. The hints are LRU on purpose: they carry no
-// counts, and one evicted (16384 per family outlive a second of ends at
-// 16,000 connections/s) only makes a late packet a mid-stream flow. A
-// packet that reaches the entry on another CPU in the instant between the
-// check that the reported entry is empty and its deletion is not counted;
-// the window is a few instructions wide. Freeing the entry at the end
-// rather than letting it linger for the sweep keeps the sweep's cost where
-// it was: the reader thread's CPU per flow in TestConnectStorm is ~0.8 µs
-// with hints, ~2.1 µs when every ended flow waited for the sweep.
+// (a packet racing the event on another CPU stays counted), marks it
+// reported with the TCP flags the event carried, and leaves it in the map,
+// where packets after the end (a late ACK, a retransmitted FIN, data or a
+// RST answering a reset) accumulate as the flow's tail, in the connection's
+// orientation, instead of opening a new flow oriented from whoever sent
+// them (the reversed "straggler" flows that doubled some pairs). It also
+// leaves a hint in an LRU map (ended4, ended6: who opened the flow and what
+// its end carried), so that a packet after the sweep freed the entry still
+// starts a tail rather than a new flow. The sweep frees an ended entry once
+// it has been quiet for EndLinger: the bulk, with no packet since the end,
+// in one batch delete per family and sweep; a tail, reported first
+// (EventFlowTail), by lookup-and-delete. A SYN on the tuple before that (a
+// new connection reusing it) makes the kernel emit the tail
+// (EVENT_FLOW_TAIL) and restart the entry for the new connection. A tail
+// event is Continued: its flags leave out the SYN, FIN and RST the end
+// carried, and it carries no handshake. Active-timeout records after a
+// flow's first record are Continued in the same way (the Collector
+// subtracts what it reported). Every packet is thus in exactly one event,
+// and each connection's first event is the only one that is not Continued.
+//
+// Why the kernel does not free an ended entry itself: in a simultaneous
+// close or a reset, the peer's packet is often being accounted on another
+// CPU at the instant of the end, into the entry a delete would take away;
+// TestLabCountsEveryConnectionOnce lost one packet of a few hundred
+// connections that way in most runs. Freeing after EndLinger of quiet
+// leaves no such window in practice. The cost is the sweep's: the reader
+// thread's CPU per flow in TestConnectStorm is ~1.6 µs, against ~0.6 µs
+// when the kernel freed clean closes at once (and lost packets) and ~2.1
+// µs with one lookup-and-delete per ended flow. The hints are LRU on
+// purpose: they carry no counts, and one evicted (16384 per family outlive
+// a second of ends at 16,000 connections/s) only makes a late packet a
+// mid-stream flow. When the sweep takes an entry out that moved on meanwhile
+// and a packet opened a new one in that instant, it reports what it took
+// out instead of putting it back, so nothing is lost there either.
 //
 // A TCP entry created by a packet that opens nothing (no SYN, no SYN-ACK:
 // the agent started after the connection opened, or the sweep removed it

@@ -326,13 +326,6 @@ static __always_inline long flow_update(struct keys *k, __u8 family, struct flow
 	return bpf_map_update_elem(&flows6, &k->full, st, flags);
 }
 
-static __always_inline long flow_delete(struct keys *k, __u8 family)
-{
-	if (family == 4)
-		return bpf_map_delete_elem(&flows4, &k->v4);
-	return bpf_map_delete_elem(&flows6, &k->full);
-}
-
 static __always_inline struct ended *ended_lookup(struct keys *k, __u8 family)
 {
 	if (family == 4)
@@ -399,10 +392,11 @@ static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct f
 
 // report_end emits the end (or reset) of a flow, takes the counters it
 // reported off the entry with atomic adds (a packet racing it on another
-// CPU stays counted) and frees the entry, leaving a hint (ended4/ended6)
-// so that packets after the end become the flow's tail; an entry a racing
-// packet left non-empty stays, marked reported, as that tail (doc.go, "Ends
-// and tails"). It returns 0, or -1 if the ring buffer refused the event:
+// CPU stays counted) and marks it reported: the entry lingers as the flow's
+// tail, for the sweep to report (if packets came after the end) and free.
+// It also leaves a hint (ended4/ended6), so that a packet after the sweep
+// freed the entry still starts a tail, not a new flow (doc.go, "Ends and
+// tails"). It returns 0, or -1 if the ring buffer refused the event:
 // the entry then stays ended and unreported, with every counter, for the
 // sweep.
 static __always_inline int report_end(__u8 type, struct keys *k, __u8 family, struct flow_stats *st, __u8 reply,
@@ -418,8 +412,10 @@ static __always_inline int report_end(__u8 type, struct keys *k, __u8 family, st
 	__sync_fetch_and_add(&st->packets[0], -snap.packets[0]);
 	__sync_fetch_and_add(&st->packets[1], -snap.packets[1]);
 	__sync_fetch_and_or(&st->flags, e.flags);
-	if (!(st->packets[0] | st->packets[1]))
-		flow_delete(k, family);
+	// The entry lingers, reported, as the flow's tail: the sweep frees it
+	// once quiet. Freeing it here lost packets: in a simultaneous close or a
+	// reset the peer's packet is often being accounted on another CPU at
+	// this instant, into an entry a delete would take away.
 	return 0;
 }
 

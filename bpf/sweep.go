@@ -31,9 +31,21 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	}
 	var evict []candidate
 
+	// Reported ends with no packet since, the bulk of all flows, are freed
+	// in batches (one system call per family and sweep) rather than one by
+	// one: nothing of them is left to report.
+	var done4 []bpfFlowKey4
+	var done6 []bpfFlowKey
+	reported := uint32(bpfFlowFlagFLOW_ENDED | bpfFlowFlagFLOW_REPORTED)
 	visit := func(k *bpfFlowKey, st *bpfFlowStats) {
 		quiet := now - min(now, st.LastSeenNs)
 		switch {
+		case st.Flags&reported == reported && st.Packets == [2]uint64{} && quiet >= linger:
+			if k.Family == 4 {
+				done4 = append(done4, toKey4(k))
+			} else {
+				done6 = append(done6, *k)
+			}
 		case st.Flags&uint32(bpfFlowFlagFLOW_ENDED) != 0:
 			if quiet >= linger {
 				evict = append(evict, candidate{*k, *st})
@@ -55,6 +67,20 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	}
 	var evicted uint64
 	var firstErr error
+	for _, d := range []struct {
+		m    *ebpf.Map
+		keys any
+		n    int
+	}{{c.objs.Flows4, done4, len(done4)}, {c.objs.Flows6, done6, len(done6)}} {
+		if d.n == 0 {
+			continue
+		}
+		n, err := deleteKeys(d.m, d.keys, d.n)
+		evicted += uint64(n)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("free ended flows: %w", err)
+		}
+	}
 	for i := range evict {
 		k, seen := &evict[i].key, &evict[i].seen
 		var st bpfFlowStats
@@ -65,12 +91,19 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 			continue
 		}
 		if st.FirstSeenNs != seen.FirstSeenNs || st.LastSeenNs != seen.LastSeenNs {
-			// It moved on since the scan: put it back (a packet racing this
-			// is accounted in a new entry, which the next sweep finds).
-			if err := updateFlow(c.objs, k, &st, ebpf.UpdateNoExist); err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("restore flow: %w", err)
+			// It moved on since the scan: put it back. If a packet opened a
+			// new entry in the instant it was out of the map, it cannot go
+			// back: report what it holds now, below, so nothing is lost.
+			err := updateFlow(c.objs, k, &st, ebpf.UpdateNoExist)
+			if err == nil {
+				continue
 			}
-			continue
+			if !errors.Is(err, ebpf.ErrKeyExist) {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("restore flow: %w", err)
+				}
+				continue
+			}
 		}
 		evicted++
 		switch {
@@ -144,4 +177,32 @@ func (c *Collector) subtractReported(k *bpfFlowKey, ev *Event) {
 	ev.TCPFlags &^= uint16(r.Flags) & tcpEventFlags
 	ev.HandshakeNs = 0
 	ev.Continued = true
+}
+
+// deleteKeys deletes n keys (a slice) from m in one batch, or one by one
+// where batches are not supported; keys already gone are not errors.
+func deleteKeys(m *ebpf.Map, keys any, n int) (int, error) {
+	done, err := m.BatchDelete(keys, nil)
+	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
+		return done, nil
+	}
+	if !errors.Is(err, ebpf.ErrNotSupported) {
+		return done, err
+	}
+	done = 0
+	switch ks := keys.(type) {
+	case []bpfFlowKey4:
+		for i := range ks {
+			if m.Delete(&ks[i]) == nil {
+				done++
+			}
+		}
+	case []bpfFlowKey:
+		for i := range ks {
+			if m.Delete(&ks[i]) == nil {
+				done++
+			}
+		}
+	}
+	return done, nil
 }
