@@ -90,20 +90,24 @@ func observationPoint(f *schemas.Flow) flowpb.TraceObservationPoint {
 	return flowpb.TraceObservationPoint_UNKNOWN_POINT
 }
 
-// Cilium's identity ranges (pkg/identity): reserved identities below 256,
-// cluster-scoped identities of label sets from 256 (the cluster ID in bits
-// 16–23 under Cluster Mesh), node-local identities (CIDR, FQDN selectors)
-// from 2^24.
+// Cilium's identity ranges (pkg/identity): reserved identities below 100,
+// well-known identities of cluster components (kube-dns, CoreDNS, the
+// operator; 100–115), cluster-scoped identities of label sets from 256 (the
+// cluster ID in bits 16–23 under Cluster Mesh), node-local identities
+// (CIDR, FQDN selectors) from 2^24.
 const (
-	MinClusterIdentity = 256
-	MinLocalIdentity   = 1 << 24
+	MinWellKnownIdentity = 100
+	EndWellKnownIdentity = 116 // first identity after the well-known ones
+	MinClusterIdentity   = 256
+	MinLocalIdentity     = 1 << 24
 )
 
 // IsClusterEndpoint reports whether an identity is that of a Cilium
 // endpoint, which has its own to-endpoint observation point: a pod's
-// (cluster-scoped range), cilium-health's, or an endpoint still being
-// initialised. The host, remote nodes, the world, unmanaged pods, the API
-// server, Cilium's ingress and node-local (CIDR) identities are not.
+// (cluster-scoped or well-known), cilium-health's, or an endpoint still
+// being initialised. The host, remote nodes, the world, unmanaged pods, the
+// API server, Cilium's ingress and node-local (CIDR) identities are not.
 func IsClusterEndpoint(id uint32) bool {
-	return id == IdentityHealth || id == IdentityInit || (id >= MinClusterIdentity && id < MinLocalIdentity)
+	return id == IdentityHealth || id == IdentityInit || (id >= MinWellKnownIdentity && id < EndWellKnownIdentity) ||
+		(id >= MinClusterIdentity && id < MinLocalIdentity)
 }

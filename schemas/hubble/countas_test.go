@@ -82,7 +82,7 @@ func TestCountAsCountsEachHubbleConnectionOnce(t *testing.T) {
 func TestIsClusterEndpoint(t *testing.T) {
 	for id, want := range map[uint32]bool{0: false, IdentityHost: false, IdentityWorld: false, IdentityUnmanaged: false,
 		IdentityHealth: true, IdentityInit: true, IdentityRemoteNode: false, IdentityKubeAPIServer: false, IdentityIngress: false,
-		IdentityWorldIPv4: false, 255: false, 256: true, 65535: true, 0x1f0001: true, MinLocalIdentity: false, MinLocalIdentity + 5: false} {
+		IdentityWorldIPv4: false, 99: false, 102: true, 115: true, 116: false, 255: false, 256: true, 65535: true, 0x1f0001: true, MinLocalIdentity: false, MinLocalIdentity + 5: false} {
 		if got := IsClusterEndpoint(id); got != want {
 			t.Errorf("IsClusterEndpoint(%d) = %v, want %v", id, got, want)
 		}
