@@ -24,9 +24,10 @@
 //     the server's whole buffer (Hubble's ring: 4096 flows per node).
 //   - Dedupe: the source remembers every flow it delivered at or after the
 //     resume point (a 64-bit FNV-1a of node name and flow UUID, or of the
-//     flow's encoding when it has no UUID, with its time; 16 B each, at most
-//     HistoryMax, 1 Mi: past it the resume point moves forward so that it
-//     never precedes a forgotten flow). A resumed stream's flows not newer
+//     flow's encoding when it has no UUID, with its time; 16 B each). Flows
+//     older than the resume point are forgotten, and at most HistoryMax (1
+//     Mi) are kept: past it the resume point moves forward, so that it never
+//     precedes a forgotten flow. A resumed stream's flows not newer
 //     than the newest delivered are looked up and dropped when seen before
 //     (flowbus_source_duplicates_total); a newer flow cannot have been seen.
 //     So a reconnect neither repeats nor skips a flow the server still holds.

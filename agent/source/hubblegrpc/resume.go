@@ -38,6 +38,7 @@ type resume struct {
 	nodes      map[string]*nodeMark
 	last       *nodeMark // cache: the node of the previous flow
 	lastName   string
+	pushes     int
 
 	// Set by begin for a resumed stream.
 	seen    map[uint64]struct{} // keys of delivered flows at or after the resume point
@@ -132,6 +133,9 @@ func (r *resume) check(node string, ts int64, key uint64) (dup, gap bool) {
 // delivered records flows handed downstream, in delivery order.
 func (r *resume) delivered(node string, ts int64, key uint64, now time.Time) {
 	r.push(ts, key)
+	if r.pushes++; r.pushes%pruneEvery == 0 {
+		r.prune(now)
+	}
 	m := r.last
 	if m == nil || node != r.lastName {
 		if m = r.nodes[node]; m == nil {
@@ -142,6 +146,24 @@ func (r *resume) delivered(node string, ts int64, key uint64, now time.Time) {
 	}
 	m.frontier = max(m.frontier, ts)
 	m.lastTs, m.lastKey, m.seen = ts, key, now
+}
+
+// pruneEvery is how many deliveries pass between two prunes of the history.
+const pruneEvery = 4096
+
+// prune forgets the remembered flows older than where a stream would start
+// now: a resume never needs them. Forgetting moves evictedMax, so a later
+// resume point never goes back before them (since clamps it).
+func (r *resume) prune(now time.Time) {
+	cut, ok := r.since(now)
+	if !ok {
+		return
+	}
+	for r.n > 0 && r.hist[r.start].ts < cut {
+		r.evictedMax = max(r.evictedMax, r.hist[r.start].ts)
+		r.start = (r.start + 1) % len(r.hist)
+		r.n--
+	}
 }
 
 // flowKey identifies a flow across streams: FNV-1a of the node name and the

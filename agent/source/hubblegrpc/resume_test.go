@@ -61,6 +61,25 @@ func TestResumePointAndOverlap(t *testing.T) {
 	})
 }
 
+// The history keeps what a resume could send again (the overlap), not
+// every flow up to its cap.
+func TestHistoryForgetsWhatNoResumeNeeds(t *testing.T) {
+	now := time.Now()
+	r := newResume(2*time.Second, 1<<20)
+	const n, step = 100_000, int64(100 * time.Microsecond) // 10 s of flows
+	for i := range n {
+		r.delivered("node-a", int64(i)*step, uint64(i), now)
+	}
+	kept := r.n
+	if min, max := int(2*time.Second)/int(step), int(2*time.Second)/int(step)+pruneEvery; kept < min || kept > max {
+		t.Errorf("%d flows remembered, want the 2 s overlap's %d to %d", kept, min, max)
+	}
+	s, _ := r.since(now)
+	if want := int64(n-1)*step - int64(2*time.Second); s != want {
+		t.Errorf("since %d, want %d", s, want)
+	}
+}
+
 func TestResumeStateFileRoundTrip(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0).UTC()
 	r := newResume(time.Second, 1000)
