@@ -39,7 +39,7 @@ func TestCountAsCountsEachConnectionOnceOnAClusterStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := hubble.CountAs(&p, &f)
+		got := hubble.CountAs(&f, hubble.ServedByFlowbus(&p))
 		if e.Counts != (got == schemas.CountFlow) {
 			t.Fatalf("event %s (type %d, point %v, reply %v, node %s): CountAs %v, marked counts=%v", f.UUID, f.EventType, f.ObservationPoint, f.IsReply, f.NodeName, got, e.Counts)
 		}

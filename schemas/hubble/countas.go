@@ -18,11 +18,12 @@ import (
 // "Counting each connection once"), deciding from the event alone, so that
 // every agent and every restart decides alike.
 
-// CountAs returns what a Hubble event read by FromProto adds to sums:
+// CountAs returns what a Hubble event read by FromProto or DecodeFlow adds
+// to sums; servedByFlowbus says whether it carried flowbus's extension
+// (ServedByFlowbus; DecodeFlow reports it):
 //
-//   - an event carrying flowbus's extension (a google.protobuf.Struct in
-//     Flow.extensions: it was served by a flowbus agent or relay) keeps
-//     the count_as its agent gave it (FromProto has set it);
+//   - an event served by a flowbus agent or relay keeps the count_as its
+//     agent gave it (the extension carried it; f.CountAs holds it);
 //   - an event with no event type (hand-written or exported without one)
 //     counts as a flow, as each record of a source that sees each flow once;
 //   - a drop event (type drop) counts as a flow where the drop happened;
@@ -39,8 +40,8 @@ import (
 //     it opened);
 //   - every other event (trace events at other points, policy verdicts,
 //     socket traces, captures, debug and agent events) counts nothing.
-func CountAs(p *flowpb.Flow, f *schemas.Flow) schemas.CountAs {
-	if x := p.GetExtensions(); x != nil && x.MessageIs((*structpb.Struct)(nil)) {
+func CountAs(f *schemas.Flow, servedByFlowbus bool) schemas.CountAs {
+	if servedByFlowbus {
 		return f.CountAs
 	}
 	switch f.EventType {
@@ -73,6 +74,14 @@ func CountAs(p *flowpb.Flow, f *schemas.Flow) schemas.CountAs {
 		return schemas.CountTraffic
 	}
 	return schemas.CountFlow
+}
+
+// ServedByFlowbus reports whether p carries flowbus's extension (a
+// google.protobuf.Struct in Flow.extensions): a flowbus agent or relay
+// served it, and its count_as was decided there.
+func ServedByFlowbus(p *flowpb.Flow) bool {
+	x := p.GetExtensions()
+	return x != nil && x.MessageIs((*structpb.Struct)(nil))
 }
 
 // observationPoint is the event's trace observation point, from its trace

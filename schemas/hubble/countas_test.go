@@ -72,7 +72,7 @@ func TestCountAsCountsEachHubbleConnectionOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := CountAs(&p, &f); got != tc.want {
+			if got := CountAs(&f, ServedByFlowbus(&p)); got != tc.want {
 				t.Errorf("CountAs = %v, want %v", got, tc.want)
 			}
 		})

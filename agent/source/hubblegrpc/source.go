@@ -355,7 +355,7 @@ func (s *Source) addFlow(ctx context.Context, p *flowpb.Flow, respNode string) e
 		s.log.Warn("hubble: skipping a flow that does not convert", "uuid", p.GetUuid(), "node", p.GetNodeName(), "err", err)
 		return nil
 	}
-	f.CountAs = hubble.CountAs(p, &f)
+	f.CountAs = hubble.CountAs(&f, hubble.ServedByFlowbus(p))
 	if f.NodeName == "" {
 		f.NodeName = respNode
 	}
