@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -31,28 +32,32 @@ type pending struct {
 	key  uint64
 }
 
-// item is one answer of the stream (or its end) handed to the session loop.
+// item is one response of the stream, in its wire form (or the stream's
+// end), handed to the session loop.
 type item struct {
-	res *observerpb.GetFlowsResponse
-	err error
+	frame []byte
+	err   error
 }
 
 // Source follows Hubble's GetFlows (a node's Cilium agent, or Hubble Relay)
 // and sends its flows downstream; see the package documentation. Create
 // with New, Run once. Nodes is safe for concurrent use with Run.
 type Source struct {
-	cfg   Config
-	log   *slog.Logger
-	creds grpc.DialOption
-	nodes *nodeTable
-	res   *resume
-	m     sourceMetrics
+	cfg    Config
+	log    *slog.Logger
+	creds  grpc.DialOption
+	nodes  *nodeTable
+	res    *resume
+	m      sourceMetrics
+	dec    *hubble.Decoder
+	frames chan []byte // free wire buffers, reused between the reader and the loop
 
 	out       chan<- []schemas.Flow
 	lost      func(flowpb.LostEventSource, uint64)
 	batch     []schemas.Flow
 	pend      []pending
 	batchAt   time.Time
+	flowBuf   []byte // a flow's parts joined, when a response splits it
 	lastNode  string // node of the previous flow, known connected
 	connected bool   // a stream was opened at least once
 	savedAt   time.Time
@@ -115,7 +120,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Source, e
 	if err != nil {
 		return nil, fmt.Errorf("hubble TLS: %w", err)
 	}
-	s := &Source{cfg: cfg, log: logger, creds: creds, m: newMetrics(), res: newResume(cfg.ResumeOverlap, cfg.HistoryMax)}
+	s := &Source{cfg: cfg, log: logger, creds: creds, m: newMetrics(), res: newResume(cfg.ResumeOverlap, cfg.HistoryMax),
+		dec: hubble.NewDecoder(), frames: make(chan []byte, frameQueue+2)}
 	s.nodes = newNodeTable(cfg.Server, s.m.nodes)
 	if reg != nil {
 		for _, c := range s.m.collectors() {
@@ -233,7 +239,7 @@ func (s *Source) session(ctx context.Context) (got bool, err error) {
 	if resumed {
 		s.res.begin(since)
 	}
-	stream, err := client.GetFlows(sctx, req)
+	stream, err := client.GetFlows(sctx, req, grpc.ForceCodec(frameCodec{}))
 	if err != nil {
 		return false, err
 	}
@@ -244,12 +250,17 @@ func (s *Source) session(ctx context.Context) (got bool, err error) {
 		"since", time.Unix(0, since).UTC().Format(time.RFC3339Nano), "nodes_connected", st.GetNumConnectedNodes().GetValue(),
 		"nodes_unavailable", st.GetNumUnavailableNodes().GetValue())
 
-	items := make(chan item, 1024)
+	items := make(chan item, frameQueue)
 	go func() {
 		for {
-			res, err := stream.Recv()
+			var fr frame
 			select {
-			case items <- item{res, err}:
+			case fr.b = <-s.frames:
+			default:
+			}
+			err := stream.RecvMsg(&fr)
+			select {
+			case items <- item{fr.b, err}:
 			case <-sctx.Done():
 				return
 			}
@@ -274,7 +285,12 @@ func (s *Source) session(ctx context.Context) (got bool, err error) {
 				return got, it.err
 			}
 			got = true
-			if err := s.handle(ctx, it.res); err != nil {
+			err := s.handle(ctx, it.frame)
+			select {
+			case s.frames <- it.frame:
+			default:
+			}
+			if err != nil {
 				return got, err
 			}
 		case <-flushTick.C:
@@ -310,11 +326,26 @@ func (s *Source) refreshNodes(ctx context.Context, client observerpb.ObserverCli
 	}
 }
 
-// handle routes one response of the stream.
-func (s *Source) handle(ctx context.Context, res *observerpb.GetFlowsResponse) error {
+// handle routes one response of the stream, given in its wire form: a
+// flow is decoded straight into the batch (hubble.Decoder), anything else
+// through its protobuf message.
+func (s *Source) handle(ctx context.Context, b []byte) error {
+	flow, node, err := flowOf(b, &s.flowBuf)
+	if err != nil {
+		s.m.malformed.Inc()
+		s.log.Warn("hubble: skipping a response that does not decode", "err", err)
+		return nil
+	}
+	if flow != nil {
+		return s.addFlow(ctx, flow, node)
+	}
+	res := &observerpb.GetFlowsResponse{}
+	if err := proto.Unmarshal(b, res); err != nil {
+		s.m.malformed.Inc()
+		s.log.Warn("hubble: skipping a response that does not decode", "err", err)
+		return nil
+	}
 	switch r := res.GetResponseTypes().(type) {
-	case *observerpb.GetFlowsResponse_Flow:
-		return s.addFlow(ctx, r.Flow, res.GetNodeName())
 	case *observerpb.GetFlowsResponse_LostEvents:
 		le := r.LostEvents
 		s.m.lost.WithLabelValues(le.GetSource().String()).Add(float64(le.GetNumEventsLost()))
@@ -346,25 +377,27 @@ func (s *Source) handle(ctx context.Context, res *observerpb.GetFlowsResponse) e
 	return nil
 }
 
-// addFlow converts a flow, drops it if a resumed stream sent it again, and
-// batches it.
-func (s *Source) addFlow(ctx context.Context, p *flowpb.Flow, respNode string) error {
-	f, err := hubble.FromProto(p)
+// addFlow decodes a flow (its wire form) into the batch, and takes it out
+// again if it does not decode or a resumed stream sent it again.
+func (s *Source) addFlow(ctx context.Context, b, respNode []byte) error {
+	n := len(s.batch)
+	s.batch = append(s.batch, schemas.Flow{})
+	f := &s.batch[n]
+	served, err := s.dec.DecodeFlow(b, f)
 	if err != nil {
+		s.batch = s.batch[:n]
 		s.m.malformed.Inc()
-		s.log.Warn("hubble: skipping a flow that does not convert", "uuid", p.GetUuid(), "node", p.GetNodeName(), "err", err)
+		s.log.Warn("hubble: skipping a flow that does not decode", "err", err)
 		return nil
 	}
-	f.CountAs = hubble.CountAs(&f, hubble.ServedByFlowbus(p))
+	f.CountAs = hubble.CountAs(f, served)
 	if f.NodeName == "" {
-		f.NodeName = respNode
+		f.NodeName = string(respNode)
 	}
-	key := flowKey(f.NodeName, f.UUID, func() []byte {
-		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
-		return b
-	})
+	key := flowKey(f.NodeName, f.UUID, func() []byte { return b })
 	dup, gap := s.res.check(f.NodeName, f.TimeNs, key)
 	if dup {
+		s.batch = s.batch[:n]
 		s.m.duplicates.Inc()
 		return nil
 	}
@@ -377,10 +410,9 @@ func (s *Source) addFlow(ctx context.Context, p *flowpb.Flow, respNode string) e
 		s.nodes.seen(f.NodeName)
 		s.lastNode = f.NodeName
 	}
-	if len(s.batch) == 0 {
+	if n == 0 {
 		s.batchAt = time.Now()
 	}
-	s.batch = append(s.batch, f)
 	s.pend = append(s.pend, pending{f.NodeName, f.TimeNs, key})
 	if len(s.batch) >= s.cfg.BatchSize {
 		return s.flush(ctx)
@@ -417,4 +449,80 @@ func (s *Source) save() {
 	if err := s.res.save(s.cfg.StateFile, s.cfg.Server, s.savedAt); err != nil {
 		s.log.Warn("hubble: cannot save the resume position; a restart may read flows again", "err", err)
 	}
+}
+
+// frameQueue is how many responses the stream's reader keeps ahead of the loop.
+const frameQueue = 1024
+
+// frame is a response of the stream in its wire form.
+type frame struct{ b []byte }
+
+// frameCodec hands GetFlows responses over undecoded (a frame), and
+// encodes the request as protobuf.
+type frameCodec struct{}
+
+func (frameCodec) Marshal(v any) ([]byte, error) { return proto.Marshal(v.(proto.Message)) }
+func (frameCodec) Name() string                  { return "proto" }
+
+func (frameCodec) Unmarshal(data []byte, v any) error {
+	if f, ok := v.(*frame); ok {
+		f.b = append(f.b[:0], data...) // data is gRPC's buffer, reused after this returns
+		return nil
+	}
+	return proto.Unmarshal(data, v.(proto.Message))
+}
+
+// flowOf returns the wire form of the flow a GetFlowsResponse carries (nil
+// when it carries something else) and the response's node_name, both
+// slices of b. A flow given in several parts (protobuf merges them) is
+// joined in *buf.
+func flowOf(b []byte, buf *[]byte) (flow, node []byte, err error) {
+	var member protowire.Number // the response_types oneof's member
+	parts := 0
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return nil, nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		data, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case num == 1:
+			if member != 1 {
+				parts = 0
+			}
+			member = 1
+			if parts++; parts == 1 {
+				flow = data
+				continue
+			}
+			if parts == 2 {
+				*buf = append((*buf)[:0], flow...)
+			}
+			*buf = append(*buf, data...)
+			flow = *buf
+		case num == 1000:
+			node = data
+		case num < 1000:
+			member = num // another member of response_types (node status, lost events, ...)
+		}
+	}
+	if member != 1 {
+		return nil, node, nil
+	}
+	if flow == nil {
+		flow = []byte{}
+	}
+	return flow, node, nil
 }
