@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/schemas"
@@ -38,7 +38,7 @@ type Upstream struct {
 
 	mu        sync.Mutex
 	ring      *observer.Ring
-	reg       *prometheus.Registry
+	srv       *observer.Server
 	cancel    context.CancelFunc
 	done      chan error
 	pastLost  float64 // counters of stopped instances
@@ -80,8 +80,7 @@ func (u *Upstream) Start() error {
 		return nil
 	}
 	ring := observer.NewRing(u.cfg.RingSize, nil)
-	reg := prometheus.NewRegistry()
-	srv, err := observer.NewServer(observer.Config{NodeName: u.cfg.Node, Version: "hubbletest", TLS: u.cfg.TLS}, ring, nil, reg)
+	srv, err := observer.NewServer(observer.Config{NodeName: u.cfg.Node, Version: "hubbletest", TLS: u.cfg.TLS}, ring, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -104,7 +103,7 @@ func (u *Upstream) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
-	u.ring, u.reg, u.cancel, u.done = ring, reg, cancel, done
+	u.ring, u.srv, u.cancel, u.done = ring, srv, cancel, done
 	u.instances++
 	return nil
 }
@@ -119,9 +118,9 @@ func (u *Upstream) Stop() {
 	}
 	u.cancel()
 	<-u.done
-	u.pastLost += counter(u.reg, "flowbus_observer_reader_lost_total")
-	u.pastSent += counter(u.reg, "flowbus_observer_flows_sent_total")
-	u.ring, u.reg, u.cancel, u.done = nil, nil, nil, nil
+	u.pastLost += testutil.ToFloat64(u.srv.ReaderLost())
+	u.pastSent += testutil.ToFloat64(u.srv.Sent())
+	u.ring, u.srv, u.cancel, u.done = nil, nil, nil, nil
 }
 
 // Restart stops the running instance and starts a new one, empty.
@@ -176,7 +175,10 @@ func (u *Upstream) Fed() uint64 { return u.fed.Load() }
 func (u *Upstream) Sent() uint64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return uint64(u.pastSent + counter(u.reg, "flowbus_observer_flows_sent_total"))
+	if u.srv == nil {
+		return uint64(u.pastSent)
+	}
+	return uint64(u.pastSent + testutil.ToFloat64(u.srv.Sent()))
 }
 
 // Lost returns the events every instance reported lost to its readers
@@ -185,7 +187,10 @@ func (u *Upstream) Sent() uint64 {
 func (u *Upstream) Lost() uint64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return uint64(u.pastLost + counter(u.reg, "flowbus_observer_reader_lost_total"))
+	if u.srv == nil {
+		return uint64(u.pastLost)
+	}
+	return uint64(u.pastLost + testutil.ToFloat64(u.srv.ReaderLost()))
 }
 
 // Instances returns how many times the upstream was started.
@@ -193,26 +198,6 @@ func (u *Upstream) Instances() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.instances
-}
-
-func counter(reg *prometheus.Registry, name string) float64 {
-	if reg == nil {
-		return 0
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			v += m.GetCounter().GetValue()
-		}
-	}
-	return v
 }
 
 // Flows returns the flows of events.

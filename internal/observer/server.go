@@ -109,6 +109,9 @@ func NewServer(cfg Config, ring *Ring, log *slog.Logger, reg prometheus.Register
 // ReaderLost returns the number of events readers lost to ring overwrites.
 func (s *Server) ReaderLost() prometheus.Counter { return s.readerLost }
 
+// Sent returns the number of flows sent to GetFlows clients.
+func (s *Server) Sent() prometheus.Counter { return s.sent }
+
 // ListenAndServe listens on cfg.ListenAddress and serves until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	if err := ListenAndServe(ctx, s.cfg.ListenAddress, s.Serve); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowbus/flowbus/internal/hubbletest"
 	"github.com/flowbus/flowbus/internal/observer/query"
@@ -94,36 +95,6 @@ func (c *collector) count() int {
 	return len(c.flows)
 }
 
-func (c *collector) metric(name string, labels ...string) float64 {
-	return counterValue(c.reg, name, labels...)
-}
-
-func counterValue(g prometheus.Gatherer, name string, labels ...string) float64 {
-	mfs, _ := g.Gather()
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return v
-}
-
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -180,7 +151,7 @@ func TestResumesAcrossRestartsWithoutDuplicatesOrLoss(t *testing.T) {
 		inRing = len(fed) - inRing
 		waitFor(t, fmt.Sprintf("the flows after restart %d", restart), func() bool { return c.count() == len(fed) })
 	}
-	if g := c.metric("flowbus_source_resume_gaps_total", "node", "node-a"); g != 2 {
+	if g := testutil.ToFloat64(c.src.m.gaps.WithLabelValues("node-a")); g != 2 {
 		t.Errorf("%v resume gaps, want 2 (one per Hubble restart)", g)
 	}
 
@@ -219,10 +190,10 @@ func TestResumesAcrossRestartsWithoutDuplicatesOrLoss(t *testing.T) {
 	}
 	// The restarted ring held what was fed since the restart, delivered
 	// before and within the 2 s overlap: sent again, and dropped.
-	if d := c2.metric("flowbus_source_duplicates_total"); d != float64(inRing) {
+	if d := testutil.ToFloat64(c2.src.m.duplicates); d != float64(inRing) {
 		t.Errorf("%v duplicates dropped, want %d", d, inRing)
 	}
-	if g := c2.metric("flowbus_source_resume_gaps_total"); g != 0 {
+	if g := testutil.ToFloat64(c2.src.m.gaps.WithLabelValues("node-a")); g != 0 {
 		t.Errorf("%v gaps after the source's own restart, want 0", g)
 	}
 	if u.Lost() != 0 {
@@ -255,7 +226,7 @@ func TestLostEventsAreReportedAsTheServerCountsThem(t *testing.T) {
 	if u.Lost() != want {
 		t.Errorf("upstream counted %d lost, want %d", u.Lost(), want)
 	}
-	if v := c.metric("flowbus_source_lost_events_total", "lost_source", "HUBBLE_RING_BUFFER"); v != float64(want) {
+	if v := testutil.ToFloat64(c.src.m.lost.WithLabelValues("HUBBLE_RING_BUFFER")); v != float64(want) {
 		t.Errorf("flowbus_source_lost_events_total = %v, want %d", v, want)
 	}
 	// The survivors are the burst's newest 1024.
