@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/flowbus/flowbus/internal/observer"
@@ -172,25 +173,21 @@ func (u *Upstream) FeedPaced(flows []schemas.Flow, slack int, timeout time.Durat
 func (u *Upstream) Fed() uint64 { return u.fed.Load() }
 
 // Sent returns the flows every instance sent to its readers.
-func (u *Upstream) Sent() uint64 {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.srv == nil {
-		return uint64(u.pastSent)
-	}
-	return uint64(u.pastSent + testutil.ToFloat64(u.srv.Sent()))
-}
+func (u *Upstream) Sent() uint64 { return u.total(&u.pastSent, (*observer.Server).Sent) }
 
 // Lost returns the events every instance reported lost to its readers
 // (LostEvents for readers that fell more than RingSize behind): the
 // upstream's own count of what it dropped.
-func (u *Upstream) Lost() uint64 {
+func (u *Upstream) Lost() uint64 { return u.total(&u.pastLost, (*observer.Server).ReaderLost) }
+
+// total adds the running instance's counter to the stopped instances' past.
+func (u *Upstream) total(past *float64, counter func(*observer.Server) prometheus.Counter) uint64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.srv == nil {
-		return uint64(u.pastLost)
+		return uint64(*past)
 	}
-	return uint64(u.pastLost + testutil.ToFloat64(u.srv.ReaderLost()))
+	return uint64(*past + testutil.ToFloat64(counter(u.srv)))
 }
 
 // Instances returns how many times the upstream was started.
