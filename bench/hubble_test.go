@@ -16,14 +16,12 @@ import (
 	"testing"
 	"time"
 
-	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/flowbus/flowbus/internal/hubbletest"
 	"github.com/flowbus/flowbus/schemas"
-	"github.com/flowbus/flowbus/schemas/hubble"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -352,9 +350,7 @@ func writeHubbleJSON(b *testing.B, events []schemas.Flow) string {
 	w := bufio.NewWriterSize(f, 1<<20)
 	lines := make([][]byte, len(events))
 	for i := range events {
-		pf := hubble.ToProto(&events[i])
-		line, err := protojson.Marshal(&observerpb.GetFlowsResponse{Time: pf.GetTime(), NodeName: pf.GetNodeName(),
-			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: pf}})
+		line, err := protojson.Marshal(hubbletest.Response(&events[i]))
 		if err != nil {
 			b.Fatal(err)
 		}

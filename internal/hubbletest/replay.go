@@ -12,13 +12,18 @@ import (
 	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
+// Response is the GetFlowsResponse a Hubble server sends for f.
+func Response(f *schemas.Flow) *observerpb.GetFlowsResponse {
+	pf := hubble.ToProto(f)
+	return &observerpb.GetFlowsResponse{Time: pf.GetTime(), NodeName: pf.GetNodeName(),
+		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: pf}}
+}
+
 // Encode encodes each flow as the GetFlowsResponse a Hubble server sends.
 func Encode(flows []schemas.Flow) ([][]byte, error) {
 	out := make([][]byte, len(flows))
 	for i := range flows {
-		pf := hubble.ToProto(&flows[i])
-		b, err := proto.Marshal(&observerpb.GetFlowsResponse{Time: pf.GetTime(), NodeName: pf.GetNodeName(),
-			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: pf}})
+		b, err := proto.Marshal(Response(&flows[i]))
 		if err != nil {
 			return nil, err
 		}
