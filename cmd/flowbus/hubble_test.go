@@ -115,8 +115,15 @@ func (p *hubblePipe) aggregate(t *testing.T) string {
 	for _, a := range p.agents {
 		a.close(t)
 	}
-	published := p.sum("flowbus_stage_emitted_total", "stage", "export")
 	out := filepath.Join(p.dir, "parquet")
+	aggregateNATS(t, p.url, out, "hubble", p.sum("flowbus_stage_emitted_total", "stage", "export"))
+	return out
+}
+
+// aggregateNATS runs the aggregator (raw flows on) on the NATS bus at url
+// until it has read published records, and stops it: its Parquet is in out.
+func aggregateNATS(t *testing.T, url, out, durable string, published float64) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	agg, err := aggregator.New(aggregator.Config{Out: out, RawFlows: true}, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
@@ -125,7 +132,7 @@ func (p *hubblePipe) aggregate(t *testing.T) string {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- aggregator.RunNATS(ctx, agg, nats.ConsumerConfig{Conn: nats.Conn{URL: p.url}, Partitions: nats.DefaultPartitions, Durable: "hubble"})
+		done <- aggregator.RunNATS(ctx, agg, nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Partitions: nats.DefaultPartitions, Durable: durable})
 	}()
 	waitFor(t, fmt.Sprintf("the aggregator to read %v records", published), 60*time.Second, func() bool {
 		return counterValue(reg, "flowbus_aggregator_flow_rows_total", "", "") >= published
@@ -134,7 +141,6 @@ func (p *hubblePipe) aggregate(t *testing.T) string {
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	return out
 }
 
 // check compares what DuckDB reads from the aggregator's Parquet with what
