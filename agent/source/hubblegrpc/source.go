@@ -2,6 +2,7 @@ package hubblegrpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -184,6 +185,9 @@ func (s *Source) loop(ctx context.Context) error {
 		s.m.connected.Set(0)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, ErrPermanent) {
+			return err
 		}
 		msg, permanent := explain(err, s.cfg.Server, s.tlsSettings())
 		if permanent && !s.connected {
