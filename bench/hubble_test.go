@@ -48,10 +48,10 @@ import (
 //     events as `hubble observe -o json` lines in a file (--follow), from
 //     its start.
 //   - hubble-bus-down: the hubble case with nothing listening at the bus's
-//     address and 3 × hubbleN events: the agent queues 64 messages, then
-//     spools to disk; rss-MB@1/3 and rss-MB@3/3 (VmHWM after a third and
-//     after all of them) show whether memory stays bounded, spool-MB what
-//     went to disk.
+//     address and 10 × hubbleN events: the agent queues 64 messages, then
+//     spools to disk; rss-MB@1/3, @2/3 and @3/3 (VmHWM after a third, two
+//     thirds and all of them) show whether memory stays bounded, spool-MB
+//     what went to disk.
 //
 // Timing never decides a test: this only reports.
 //
@@ -81,7 +81,7 @@ func BenchmarkHubbleSource(b *testing.B) {
 	})
 	b.Run("hubble-bus-down", func(b *testing.B) {
 		for range b.N {
-			runReplayAgent(b, bin, encoded, 3*hubbleN, false)
+			runReplayAgent(b, bin, encoded, 10*hubbleN, false)
 		}
 	})
 }
