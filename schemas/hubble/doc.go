@@ -12,8 +12,10 @@
 // flowbus extension keys (Ext*), listed there under "Hubble extensions".
 //
 // Files: hubble.go (ToProto, FromProto, the extension keys), extwire.go
-// (the extension's protobuf wire form), countas.go (which of Hubble's events
-// counts a connection), vocab.go (Cilium's vocabulary).
+// (the extension's protobuf wire form), decode.go and decode_l4l7.go
+// (Decoder: flow.Flow's wire form read straight into a schemas.Flow, as
+// FromProto reads the message), countas.go (which of Hubble's events counts
+// a connection), vocab.go (Cilium's vocabulary).
 //
 // Decisions:
 //
