@@ -52,3 +52,36 @@ func TestPairRollupCountsEachConnectionOnce(t *testing.T) {
 		t.Errorf("bucket saw %d records, want all 5 (raw flows keep them)", b.flows)
 	}
 }
+
+// Hubble reports an HTTP exchange as a request from the client and a
+// response from the server, marked as a reply. The response is folded into
+// the client → server pair and the server's route, not into a reversed
+// pair toward the client's ephemeral port.
+func TestHubbleReplyResponseFoldsAsItsRequest(t *testing.T) {
+	a, _ := newTestAggregator(t, Config{Out: t.TempDir()})
+	b := newBucket(genStart, false, 0)
+	client, server := ep("payments", "checkout-api"), ep("payments", "ledger-svc")
+	req := schemas.Flow{TimeNs: genStart, Verdict: flowpb.Verdict_FORWARDED, IsReply: schemas.False, CountAs: schemas.CountNone,
+		Src: client, Dst: server, SrcPort: 41000, DstPort: 8080, L4Protocol: 6,
+		L7: schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "/v1/ledger/42"}}
+	resp := schemas.Flow{TimeNs: genStart, Verdict: flowpb.Verdict_FORWARDED, IsReply: schemas.True, CountAs: schemas.CountFlow,
+		Src: server, Dst: client, SrcPort: 8080, DstPort: 41000, L4Protocol: 6, LatencyNs: 3_000_000,
+		SrcService: schemas.Service{Namespace: "payments", Name: "ledger-svc"},
+		L7:         schemas.L7{Type: flowpb.L7FlowType_RESPONSE, Protocol: schemas.L7HTTP, HTTPMethod: "GET", HTTPURL: "/v1/ledger/42", HTTPStatus: 200}}
+	b.add(&req, a)
+	b.add(&resp, a)
+	rows := b.pairRows()
+	if len(rows) != 1 {
+		t.Fatalf("%d pair rows, want 1: %+v", len(rows), rows)
+	}
+	r := rows[0]
+	if r.SrcWorkload != "checkout-api" || r.DstWorkload != "ledger-svc" || r.DstPort != 8080 || r.DstService != "payments/ledger-svc" ||
+		r.Flows != 1 || r.Connections != 0 {
+		t.Errorf("pair row %s → %s :%d svc %q, %d flows, %d connections; want checkout-api → ledger-svc :8080 svc payments/ledger-svc, 1 flow, 0 connections (the trace events carry it)",
+			r.SrcWorkload, r.DstWorkload, r.DstPort, r.DstService, r.Flows, r.Connections)
+	}
+	routes := b.routeRows()
+	if len(routes) != 1 || routes[0].DstWorkload != "ledger-svc" || routes[0].Route != "/v1/ledger/{id}" || routes[0].Requests != 1 {
+		t.Errorf("route rows %+v, want one request of ledger-svc GET /v1/ledger/{id}", routes)
+	}
+}

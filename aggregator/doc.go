@@ -43,7 +43,9 @@
 // service, dst port, protocol, verdict, drop reason); route_rollup one row
 // per (window, dst workload, L7 protocol, method, route, status), from L7
 // records other than bare requests (a response carries the status and the
-// latency).
+// latency). An L7 response that is a reply, as Hubble reports it (from the
+// server to the client), is keyed as its request: the client is the
+// source, the server's port and service the destination's.
 //
 // Both count each connection once, by each record's count_as
 // (schemas.CountAs): bytes, packets and RSTs come from records that count

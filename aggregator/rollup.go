@@ -224,8 +224,8 @@ var rollupColumns = []string{
 	"time", "count", "count_as", "is_reply",
 	"src_namespace", "src_workload", "src_pod_name",
 	"dst_namespace", "dst_workload", "dst_pod_name",
-	"dst_service_namespace", "dst_service_name",
-	"dst_port", "l4_protocol", "tcp_flags", "verdict", "drop_reason",
+	"dst_service_namespace", "dst_service_name", "src_service_namespace", "src_service_name",
+	"src_port", "dst_port", "l4_protocol", "tcp_flags", "verdict", "drop_reason",
 	"bytes_fwd", "bytes_rev", "packets_fwd", "packets_rev",
 	"latency_ns", "latency_hist",
 	"l7_type", "l7_protocol",
@@ -238,28 +238,39 @@ var rollupColumns = []string{
 // count_as (doc.go): flows, connections, SYNs, latency and L7 requests from
 // records that count as flows, bytes, packets and RSTs also from those that
 // count as traffic, nothing from those that do not count (another record
-// carries their connections). It reports whether the route was replaced by
-// {other} because of the cardinality cap.
+// carries their connections). An L7 response that is a reply (Hubble's,
+// from the server to the client) is folded as its request is: source and
+// destination, their ports and services, forward and reverse swapped. It
+// reports whether the route was replaced by {other} because of the
+// cardinality cap.
 func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 	b.flows++
 	if !f.CountAs.Traffic() {
 		return false
 	}
 	n := int64(f.FlowCount())
+	src, dst, svc, port := &f.Src, &f.Dst, &f.DstService, f.DstPort
+	pktFwd, pktRev, bytesFwd, bytesRev := f.PacketsFwd, f.PacketsRev, f.BytesFwd, f.BytesRev
+	if f.IsReply == schemas.True && f.L7.Type == flowpb.L7FlowType_RESPONSE {
+		// Hubble reports an L7 response from the server to the client, as
+		// a reply: it is folded into its request's pair and route.
+		src, dst, svc, port = dst, src, &f.SrcService, f.SrcPort
+		pktFwd, pktRev, bytesFwd, bytesRev = pktRev, pktFwd, bytesRev, bytesFwd
+	}
 	k := pairKey{
-		srcNs: f.Src.Namespace, srcWl: workloadOf(&f.Src),
-		dstNs: f.Dst.Namespace, dstWl: workloadOf(&f.Dst),
-		svcNs: f.DstService.Namespace, svcName: f.DstService.Name,
-		port: f.DstPort, proto: f.L4Protocol, verdict: f.Verdict,
+		srcNs: src.Namespace, srcWl: workloadOf(src),
+		dstNs: dst.Namespace, dstWl: workloadOf(dst),
+		svcNs: svc.Namespace, svcName: svc.Name,
+		port: port, proto: f.L4Protocol, verdict: f.Verdict,
 	}
 	if f.Verdict == flowpb.Verdict_DROPPED {
 		k.drop = f.DropReason
 	}
 	p := b.pair(&k)
-	p.pktFwd += int64(f.PacketsFwd)
-	p.pktRev += int64(f.PacketsRev)
-	p.bytesFwd += int64(f.BytesFwd)
-	p.bytesRev += int64(f.BytesRev)
+	p.pktFwd += int64(pktFwd)
+	p.pktRev += int64(pktRev)
+	p.bytesFwd += int64(bytesFwd)
+	p.bytesRev += int64(bytesRev)
 	if f.TCPFlags&schemas.FlagRST != 0 {
 		p.rst += n
 	}

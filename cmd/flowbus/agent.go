@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
@@ -24,11 +25,13 @@ import (
 	"github.com/flowbus/flowbus/agent/export"
 	"github.com/flowbus/flowbus/agent/metrics"
 	"github.com/flowbus/flowbus/agent/source/ebpf"
+	"github.com/flowbus/flowbus/agent/source/hubblegrpc"
 	"github.com/flowbus/flowbus/agent/source/hubblejson"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/internal/observer"
+	"github.com/flowbus/flowbus/internal/observer/query"
 	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/nats"
 	"github.com/flowbus/flowbus/sinks/spool"
@@ -44,6 +47,11 @@ type agentFlags struct {
 	count                        *uint64
 	hubblePath                   *string
 	follow                       *bool
+	hubbleServer, hubbleCA       *string
+	hubbleCert, hubbleKey        *string
+	hubbleServerName             *string
+	hubbleTLS                    *bool
+	hubbleFilter                 *[]string
 	interfaces                   *[]string
 	endpoints                    *string
 	endpointsSource, kubeconfig  *string
@@ -75,7 +83,7 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 	host, _ := os.Hostname()
 	f := &agentFlags{}
 	f.node = fs.String("node", host, "node name carried by every flow and bus message")
-	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), ebpf (tcx programs on pod veths; root)")
+	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), hubble (Hubble's Observer API, live: a node's hubble.sock or Hubble Relay), ebpf (tcx programs on pod veths; root)")
 	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
 	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
 	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
@@ -85,6 +93,13 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
 	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
+	f.hubbleServer = fs.String("hubble-server", "unix:///var/run/cilium/hubble.sock", "hubble: Hubble's Observer API to follow: a node's Cilium agent (unix:///var/run/cilium/hubble.sock) or Hubble Relay (host:4245); resumes where it stopped (state in --data-dir)")
+	f.hubbleTLS = fs.Bool("hubble-tls", false, "hubble: connect with TLS")
+	f.hubbleCA = fs.String("hubble-tls-ca", "", "hubble: the Hubble CA to verify the server (default: system roots)")
+	f.hubbleCert = fs.String("hubble-tls-cert", "", "hubble: client certificate (mTLS), signed by the Hubble CA")
+	f.hubbleKey = fs.String("hubble-tls-key", "", "hubble: client key (mTLS)")
+	f.hubbleServerName = fs.String("hubble-tls-server-name", "", "hubble: name to verify in the server's certificate (a Cilium agent's: <node>.<cluster>.hubble-grpc.cilium.io)")
+	f.hubbleFilter = fs.StringArray("hubble-filter", nil, "hubble: server-side filter in hubble observe's flags, e.g. '--not --label reserved:health'; repeatable, read as one command line")
 	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: the pods' host-side interfaces to attach to, names or globs (lxc*, veth*); new ones are attached as they appear; every record is observed at its pod's interface (from-endpoint / to-endpoint)")
 	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; `flowbus lab up` writes one")
 	f.endpointsSource = fs.String("endpoints-source", "file", "where the agent's view of the cluster (pods, services, policies) comes from: file (--endpoints and --policies) or kubernetes (the API server's informers)")
@@ -167,6 +182,10 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	if err := f.newClusterSource(io, rt); err != nil {
 		return nil, err
 	}
+	var upstreamNodes func() []*observerpb.Node
+	if n, ok := src.(interface{ Nodes() []*observerpb.Node }); ok {
+		upstreamNodes = n.Nodes // the ring holds other nodes' flows
+	}
 	if rt.pub, err = f.newPublisher(io, rt); err != nil {
 		return nil, err
 	}
@@ -201,7 +220,7 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 
 	if *f.observerAddr != "" {
 		srv, err := observer.NewServer(observer.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
-			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}}, rt.ring, io.Log, rt.reg)
+			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}, Nodes: upstreamNodes}, rt.ring, io.Log, rt.reg)
 		if err != nil {
 			return nil, fmt.Errorf("observer API: %w", err)
 		}
@@ -239,13 +258,29 @@ func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Sourc
 		return synthetic.New(synthetic.Config{Seed: *f.seed, Rate: *f.rate, Count: *f.count, Node: *f.node})
 	case "hubble-json":
 		return hubblejson.New(hubblejson.Config{Path: *f.hubblePath, Stdin: io.Stdin, Follow: *f.follow}, io.Log, reg)
+	case "hubble":
+		var words []string
+		for _, v := range *f.hubbleFilter {
+			w, err := query.SplitArgs(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: --hubble-filter %q: %v", errUsage, v, err)
+			}
+			words = append(words, w...)
+		}
+		white, black, err := query.FilterArgs(words)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --hubble-filter: %v", errUsage, err)
+		}
+		return hubblegrpc.New(hubblegrpc.Config{Server: *f.hubbleServer, Whitelist: white, Blacklist: black,
+			TLS:       observer.ClientTLS{Enabled: *f.hubbleTLS, CAFile: *f.hubbleCA, CertFile: *f.hubbleCert, KeyFile: *f.hubbleKey, ServerName: *f.hubbleServerName},
+			StateFile: filepath.Join(*f.dataDir, "hubble", "resume.json")}, io.Log, reg)
 	case "ebpf":
 		return ebpf.New(ebpf.Config{
 			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout},
 			Node:   *f.node, EndpointsFile: *f.endpoints,
 		}, io.Log, reg)
 	}
-	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json or ebpf", errUsage, *f.source)
+	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json, hubble or ebpf", errUsage, *f.source)
 }
 
 // newClusterSource makes rt's cluster store and adds the source that
@@ -340,7 +375,7 @@ func runAgent(ctx context.Context, args []string, io cmdIO) error {
 	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 	fs.SetOutput(io.Stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(io.Stderr, "Usage: flowbus agent [flags]\n\nRuns the node agent: a source of flows (synthetic, hubble-json or the eBPF datapath), the Hubble\nObserver API and metrics, aggregation, and export of Arrow batches to the bus.\n\nFlags:")
+		fmt.Fprintln(io.Stderr, "Usage: flowbus agent [flags]\n\nRuns the node agent: a source of flows (synthetic, hubble-json, Hubble live or the eBPF datapath), the Hubble\nObserver API and metrics, aggregation, and export of Arrow batches to the bus.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	f := addAgentFlags(fs, false)

@@ -33,14 +33,23 @@ import (
 // `make hubble` (bin/hubble) or named by FLOWBUS_HUBBLE_CLI.
 func hubbleCLI(t *testing.T) string {
 	t.Helper()
+	p, err := findHubbleCLI()
+	if err != nil {
+		t.Skipf("real hubble CLI not built (make hubble, or set FLOWBUS_HUBBLE_CLI): %v", err)
+	}
+	return p
+}
+
+// findHubbleCLI returns the real hubble CLI's path, or "" and why not.
+func findHubbleCLI() (string, error) {
 	p := os.Getenv("FLOWBUS_HUBBLE_CLI")
 	if p == "" {
 		p, _ = filepath.Abs("../../bin/hubble")
 	}
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("real hubble CLI not built (make hubble, or set FLOWBUS_HUBBLE_CLI): %v", err)
+		return "", err
 	}
-	return p
+	return p, nil
 }
 
 // The incident workflow with the real hubble CLI against our Observer API:

@@ -21,7 +21,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flowbus/flowbus/agent/endpoints"
-	"github.com/flowbus/flowbus/aggregator"
 	"github.com/flowbus/flowbus/deploy/lab"
 	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/sinks/nats"
@@ -246,23 +245,7 @@ func TestLabCountsEveryConnectionOnce(t *testing.T) {
 			}
 
 			out := filepath.Join(dir, "parquet")
-			aggReg := prometheus.NewRegistry()
-			agg, err := aggregator.New(aggregator.Config{Out: out, RawFlows: true}, slog.New(slog.DiscardHandler), aggReg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			actx, stopAgg := context.WithCancel(context.Background())
-			aggDone := make(chan error, 1)
-			go func() {
-				aggDone <- aggregator.RunNATS(actx, agg, nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Partitions: nats.DefaultPartitions, Durable: "labcount"})
-			}()
-			waitFor(t, fmt.Sprintf("the aggregator to read %v records", published), 30*time.Second, func() bool {
-				return counterValue(aggReg, "flowbus_aggregator_flow_rows_total", "", "") >= published
-			})
-			stopAgg()
-			if err := <-aggDone; err != nil && !errors.Is(err, context.Canceled) {
-				t.Fatal(err)
-			}
+			aggregateNATS(t, url, out, "labcount", published)
 			checkLabCounts(t, out, plan, eps, before, after, rep)
 		})
 	}

@@ -22,12 +22,7 @@ func runObserve(ctx context.Context, args []string, cio cmdIO) error {
 		fmt.Fprint(cio.Stderr, fs.FlagUsages())
 	}
 	filters := &query.Filters{}
-	for _, f := range query.FilterFlags() {
-		fl := fs.VarPF(filters.Value(f.Name), f.Name, f.Shorthand, f.Usage)
-		if f.NoOptDefault != "" {
-			fl.NoOptDefVal = f.NoOptDefault
-		}
-	}
+	query.AddFilterFlags(fs, filters)
 	var o query.Options
 	fs.BoolVar(&o.All, "all", false, "Get all flows stored in the server's buffer")
 	fs.Uint64Var(&o.Last, "last", 0, fmt.Sprintf("Get last N flows stored in the server's buffer (default %d). Through a relay, N flows per node.", query.DefaultNumber))

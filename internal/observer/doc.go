@@ -72,8 +72,12 @@
 //     (hubble_lost_events_total, package agent/metrics).
 //   - ServerStatus reports num/max/seen flows, uptime, version, the flow rate
 //     over the last minute (or the time the ring covers) and one connected
-//     node; GetNodes returns this node; GetNamespaces scans the ring.
-//     GetAgentEvents and GetDebugEvents answer Unimplemented: flowbus has no
+//     node; GetNodes returns this node; GetNamespaces scans the ring. When
+//     the ring holds the flows of other nodes (an agent whose source is
+//     Hubble), Config.Nodes lists them with their state: ServerStatus counts
+//     them as connected or unavailable and names the unavailable ones (so
+//     `hubble status` shows a node lost behind Hubble Relay), GetNodes lists
+//     them. GetAgentEvents and GetDebugEvents answer Unimplemented: flowbus has no
 //     Cilium agent or datapath debug events.
 //   - Summary fills flow.summary (deprecated, but the hubble CLI prints it)
 //     in the wording of Hubble's parsers; hubble.ToProto leaves it empty, the

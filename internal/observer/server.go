@@ -28,6 +28,13 @@ type Config struct {
 	NodeName      string // this node, reported in GetNodes and lost events
 	Version       string // reported in ServerStatus and GetNodes
 	TLS           ServerTLS
+	// Nodes, when set, lists the nodes whose flows the ring holds and their
+	// state, as a Hubble source sees its upstream (one Cilium node, or every
+	// node behind Hubble Relay). ServerStatus then counts them as connected
+	// (NODE_CONNECTED) or unavailable (any other state) and names the
+	// unavailable ones, and GetNodes lists them, as Hubble Relay does.
+	// Nil: this node alone. Called per request; must be safe for concurrent use.
+	Nodes func() []*observerpb.Node
 }
 
 // DefaultListenAddress is Hubble's agent port.
@@ -101,6 +108,9 @@ func NewServer(cfg Config, ring *Ring, log *slog.Logger, reg prometheus.Register
 
 // ReaderLost returns the number of events readers lost to ring overwrites.
 func (s *Server) ReaderLost() prometheus.Counter { return s.readerLost }
+
+// Sent returns the number of flows sent to GetFlows clients.
+func (s *Server) Sent() prometheus.Counter { return s.sent }
 
 // ListenAndServe listens on cfg.ListenAddress and serves until ctx ends.
 func (s *Server) ListenAndServe(ctx context.Context) error {
@@ -274,7 +284,7 @@ func (s *Server) lostResponse(src flowpb.LostEventSource, n uint64, tsNs int64) 
 // minute (or over the time the ring covers, if shorter), as Hubble does.
 func (s *Server) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusRequest) (*observerpb.ServerStatusResponse, error) {
 	st := s.ring.Stats()
-	return &observerpb.ServerStatusResponse{
+	res := &observerpb.ServerStatusResponse{
 		NumFlows:            st.NumFlows,
 		MaxFlows:            st.MaxFlows,
 		SeenFlows:           st.SeenFlows,
@@ -283,7 +293,21 @@ func (s *Server) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusReq
 		FlowsRate:           s.flowRate(s.ring.now()),
 		NumConnectedNodes:   wrapperspb.UInt32(1),
 		NumUnavailableNodes: wrapperspb.UInt32(0),
-	}, nil
+	}
+	if s.cfg.Nodes != nil {
+		var connected, unavailable uint32
+		for _, n := range s.cfg.Nodes() {
+			if n.GetState() == relaypb.NodeState_NODE_CONNECTED {
+				connected++
+				continue
+			}
+			unavailable++
+			res.UnavailableNodes = append(res.UnavailableNodes, n.GetName())
+		}
+		sort.Strings(res.UnavailableNodes)
+		res.NumConnectedNodes, res.NumUnavailableNodes = wrapperspb.UInt32(connected), wrapperspb.UInt32(unavailable)
+	}
+	return res, nil
 }
 
 func (s *Server) flowRate(now time.Time) float64 {
@@ -323,8 +347,13 @@ scan:
 	return float64(count) / d
 }
 
-// GetNodes returns this node.
+// GetNodes returns this node, or the nodes Config.Nodes lists (sorted by name).
 func (s *Server) GetNodes(ctx context.Context, _ *observerpb.GetNodesRequest) (*observerpb.GetNodesResponse, error) {
+	if s.cfg.Nodes != nil {
+		nodes := s.cfg.Nodes()
+		sort.Slice(nodes, func(i, j int) bool { return nodes[i].GetName() < nodes[j].GetName() })
+		return &observerpb.GetNodesResponse{Nodes: nodes}, nil
+	}
 	st := s.ring.Stats()
 	return &observerpb.GetNodesResponse{Nodes: []*observerpb.Node{{
 		Name:      s.cfg.NodeName,

@@ -307,6 +307,41 @@ func TestServerStatusNodesAndNamespaces(t *testing.T) {
 	}
 }
 
+// An agent whose ring holds the flows of other nodes (a Hubble source over
+// Hubble Relay) reports those nodes, as Hubble Relay does: connected and
+// unavailable ones counted, the unavailable ones named.
+func TestServerStatusReportsTheUpstreamNodes(t *testing.T) {
+	nodes := []*observerpb.Node{
+		{Name: "node-2", State: relaypb.NodeState_NODE_UNAVAILABLE},
+		{Name: "node-0", State: relaypb.NodeState_NODE_CONNECTED, SeenFlows: 5},
+		{Name: "node-1", State: relaypb.NodeState_NODE_ERROR},
+	}
+	srv, err := NewServer(Config{NodeName: "flowbus-a", Nodes: func() []*observerpb.Node { return slices.Clone(nodes) }}, fixtureRing(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := srv.ServerStatus(context.Background(), &observerpb.ServerStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetNumConnectedNodes().GetValue() != 1 || st.GetNumUnavailableNodes().GetValue() != 2 ||
+		!slices.Equal(st.GetUnavailableNodes(), []string{"node-1", "node-2"}) || st.GetSeenFlows() != 10 {
+		t.Errorf("status: %d connected, %d unavailable %v, %d seen; want 1, 2 [node-1 node-2], 10",
+			st.GetNumConnectedNodes().GetValue(), st.GetNumUnavailableNodes().GetValue(), st.GetUnavailableNodes(), st.GetSeenFlows())
+	}
+	res, err := srv.GetNodes(context.Background(), &observerpb.GetNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range res.GetNodes() {
+		got = append(got, n.GetName()+"="+n.GetState().String())
+	}
+	if want := []string{"node-0=NODE_CONNECTED", "node-1=NODE_ERROR", "node-2=NODE_UNAVAILABLE"}; !slices.Equal(got, want) {
+		t.Errorf("nodes %v, want %v", got, want)
+	}
+}
+
 func TestFieldMaskSelectsFields(t *testing.T) {
 	c, _ := startServer(t, fixtureRing())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -139,17 +139,19 @@ func TestToProtoMapsFieldsAsHubble(t *testing.T) {
 
 // TestFromProtoReadsHubbleOutput converts a flow as `hubble observe -o json`
 // prints it (no flowbus extensions, deprecated fields only).
+// hubbleOutput is a flow as `hubble observe -o jsonpb` prints it.
+const hubbleOutput = `{"time":"2025-11-24T16:00:01.5Z","verdict":"FORWARDED","drop_reason":0,` +
+	`"IP":{"source":"fd00::1","destination":"10.0.1.10","ipVersion":"IPv6"},` +
+	`"l4":{"UDP":{"source_port":5353,"destination_port":53}},` +
+	`"source":{"ID":12,"identity":20000,"namespace":"payments","labels":["k8s:app=checkout-api"],"pod_name":"checkout-api-1","workloads":[{"name":"checkout-api","kind":"Deployment"}]},` +
+	`"destination":{"identity":20007,"namespace":"kube-system","pod_name":"coredns-1"},` +
+	`"Type":"L7","node_name":"node-2","reply":true,"event_type":{"type":129},` +
+	`"l7":{"type":"REQUEST","latency_ns":"42","dns":{"query":"ledger-svc.payments.svc.cluster.local.","qtypes":["A"]}},` +
+	`"traffic_direction":"EGRESS","interface":{"index":7,"name":"lxc1"}}`
+
 func TestFromProtoReadsHubbleOutput(t *testing.T) {
-	const line = `{"time":"2025-11-24T16:00:01.5Z","verdict":"FORWARDED","drop_reason":0,` +
-		`"IP":{"source":"fd00::1","destination":"10.0.1.10","ipVersion":"IPv6"},` +
-		`"l4":{"UDP":{"source_port":5353,"destination_port":53}},` +
-		`"source":{"ID":12,"identity":20000,"namespace":"payments","labels":["k8s:app=checkout-api"],"pod_name":"checkout-api-1","workloads":[{"name":"checkout-api","kind":"Deployment"}]},` +
-		`"destination":{"identity":20007,"namespace":"kube-system","pod_name":"coredns-1"},` +
-		`"Type":"L7","node_name":"node-2","reply":true,"event_type":{"type":129},` +
-		`"l7":{"type":"REQUEST","latency_ns":"42","dns":{"query":"ledger-svc.payments.svc.cluster.local.","qtypes":["A"]}},` +
-		`"traffic_direction":"EGRESS","interface":{"index":7,"name":"lxc1"}}`
 	var p flowpb.Flow
-	if err := protojson.Unmarshal([]byte(line), &p); err != nil {
+	if err := protojson.Unmarshal([]byte(hubbleOutput), &p); err != nil {
 		t.Fatal(err)
 	}
 	got, err := FromProto(&p)

@@ -5,7 +5,9 @@
 //
 // Each line is decoded with protojson (DiscardUnknown, so newer Hubble fields
 // do not break us) and routed by its response type:
-//   - flow: converted with hubble.FromProto and sent downstream in batches;
+//   - flow: converted with hubble.FromProto, given its count_as by
+//     hubble.CountAs (Hubble reports a connection at several observation
+//     points; one of its events counts it) and sent downstream in batches;
 //   - lost_events: not a flow; reported through the lost callback (which the
 //     agent turns into Tap.Lost and hubble_lost_events_total) and counted in
 //     flowbus_source_lost_events_total{lost_source};

@@ -370,6 +370,7 @@ func (s *Source) handle(ctx context.Context, name string, line int, data []byte)
 		s.bad(name, line, fmt.Errorf("convert flow: %w", err))
 		return nil
 	}
+	f.CountAs = hubble.CountAs(&f, hubble.ServedByFlowbus(fl))
 	s.batch = append(s.batch, f)
 	if len(s.batch) >= s.cfg.BatchSize {
 		return s.flush(ctx)

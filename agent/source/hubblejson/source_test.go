@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/flowbus/flowbus/schemas"
 )
@@ -231,6 +232,47 @@ func TestLegacyFlowLinesAndStdin(t *testing.T) {
 	r := startRun(t, context.Background(), Config{Path: "-", Stdin: strings.NewReader(in)})
 	if got, want := r.collect(t), []string{"legacy-1", "new-1", "new-2"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("flows %v, want %v", got, want)
+	}
+}
+
+// A connection between two pods as a node's Hubble exports it (the
+// sender's from-endpoint event, the receiver's to-endpoint event, the
+// reply) counts once, at the receiver (hubble.CountAs).
+func TestHubbleEventsOfOneConnectionCountOnce(t *testing.T) {
+	event := func(uuid string, point flowpb.TraceObservationPoint, sub int32, reply bool) string {
+		f := &flowpb.Flow{Uuid: uuid, Verdict: flowpb.Verdict_FORWARDED, NodeName: "node-a",
+			EventType: &flowpb.CiliumEventType{Type: 4, SubType: sub}, TraceObservationPoint: point, IsReply: wrapperspb.Bool(reply),
+			IP:          &flowpb.IP{Source: "10.0.1.5", Destination: "10.0.2.7", IpVersion: flowpb.IPVersion_IPv4},
+			L4:          &flowpb.Layer4{Protocol: &flowpb.Layer4_UDP{UDP: &flowpb.UDP{SourcePort: 40000, DestinationPort: 53}}},
+			Source:      &flowpb.Endpoint{Identity: 1001, Namespace: "payments", PodName: "checkout-api-1"},
+			Destination: &flowpb.Endpoint{Identity: 1002, Namespace: "kube-system", PodName: "coredns-1"}}
+		b, err := protojson.Marshal(&observer.GetFlowsResponse{ResponseTypes: &observer.GetFlowsResponse_Flow{Flow: f}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	in := event("from", flowpb.TraceObservationPoint_FROM_ENDPOINT, 5, false) + "\n" +
+		event("to", flowpb.TraceObservationPoint_TO_ENDPOINT, 0, false) + "\n" +
+		event("reply", flowpb.TraceObservationPoint_TO_ENDPOINT, 0, true) + "\n"
+	s, err := New(Config{Path: "-", Stdin: strings.NewReader(in)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan []schemas.Flow, 8)
+	if err := s.Run(context.Background(), out, nil); err != nil {
+		t.Fatal(err)
+	}
+	close(out)
+	got := map[string]schemas.CountAs{}
+	for b := range out {
+		for _, f := range b {
+			got[f.UUID] = f.CountAs
+		}
+	}
+	want := map[string]schemas.CountAs{"from": schemas.CountNone, "to": schemas.CountFlow, "reply": schemas.CountNone}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("count_as %v, want %v", got, want)
 	}
 }
 
