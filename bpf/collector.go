@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
@@ -376,10 +375,4 @@ func monoNow() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
-}
-
-// Programs returns the ingress and egress programs (for tests and benchmarks
-// that drive them with BPF_PROG_TEST_RUN).
-func (c *Collector) programs() (ingress, egress *ebpf.Program) {
-	return c.objs.FlowIngress, c.objs.FlowEgress
 }
