@@ -188,7 +188,8 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 				continue
 			}
 			pf := hubble.ToProto(f)
-			pf.Summary = Summary(f) //nolint:staticcheck // the hubble CLI prints it
+			//lint:ignore SA1019 the hubble CLI prints the deprecated summary
+			pf.Summary = Summary(f)
 			pf = mask.apply(pf)
 			if err := stream.Send(&observerpb.GetFlowsResponse{
 				Time:          pf.GetTime(),
