@@ -130,9 +130,9 @@ type agentRuntime struct {
 	closers []func()
 }
 
-func (r *agentRuntime) close() {
-	for i := len(r.closers) - 1; i >= 0; i-- {
-		r.closers[i]()
+func (rt *agentRuntime) close() {
+	for i := len(rt.closers) - 1; i >= 0; i-- {
+		rt.closers[i]()
 	}
 }
 

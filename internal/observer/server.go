@@ -291,7 +291,7 @@ func (s *Server) flowRate(now time.Time) float64 {
 	sinceNs := now.Add(-time.Minute).UnixNano()
 	_, seq := s.ring.bounds()
 	var count int
-	var lastTs int64
+	var lastTS int64
 	buf := make([]event, 0, chunk)
 	exhausted := true
 scan:
@@ -310,12 +310,12 @@ scan:
 				exhausted = false
 				break scan
 			}
-			lastTs = e.flow.TimeNs
+			lastTS = e.flow.TimeNs
 			count++
 		}
 	}
-	if exhausted && lastTs != 0 {
-		sinceNs = lastTs
+	if exhausted && lastTS != 0 {
+		sinceNs = lastTS
 	}
 	d := float64(now.UnixNano()-sinceNs) / 1e9
 	if d <= 0 {
