@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -225,10 +226,17 @@ func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Sourc
 	case "hubble-json":
 		return hubblejson.New(hubblejson.Config{Path: *f.hubblePath, Stdin: io.Stdin, Follow: *f.follow}, io.Log, reg)
 	case "ebpf":
-		return ebpf.New(ebpf.Config{
+		src, err := ebpf.New(ebpf.Config{
 			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout},
 			Node:   *f.node, EndpointsFile: *f.endpoints,
 		}, io.Log, reg)
+		if errors.Is(err, ebpf.ErrNeedsLinux) {
+			return nil, fmt.Errorf("--source ebpf %w: this build is for %s", ebpf.ErrNeedsLinux, runtime.GOOS)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
 	}
 	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json or ebpf", errUsage, *f.source)
 }
