@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -184,6 +185,9 @@ func withLabSelf(cfg lab.Config) lab.Config {
 
 // demoLabUp creates the default lab and returns its teardown and endpoints file.
 func demoLabUp(ctx context.Context, cio cmdIO) (func(), string, error) {
+	if runtime.GOOS != "linux" {
+		return nil, "", fmt.Errorf("--lab %w: this build is for %s", lab.ErrNeedsLinux, runtime.GOOS)
+	}
 	if os.Geteuid() != 0 {
 		return nil, "", errors.New("--lab creates network namespaces and loads eBPF programs: run it as root (sudo flowbus demo --lab)")
 	}
