@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowbus/flowbus/agent"
@@ -66,34 +65,42 @@ type agentFlags struct {
 	metricsMaxLabels             *int
 }
 
-func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
+// addAgentFlags adds the flags of `flowbus agent` to fs, in groups.
+func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	host, _ := os.Hostname()
 	f := &agentFlags{}
+	fs.group("Source")
 	f.node = fs.String("node", host, "node name carried by every flow and bus message")
-	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), ebpf (tcx programs on pod veths; root)")
-	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
-	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
-	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
-	f.natsPartitions = fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: partitions (subjects flowbus.flows.v1.<p>); must match the aggregators'")
+	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), ebpf (tcx programs on pod veths; root, Linux)")
 	f.seed = fs.Int64("seed", 1, "synthetic: random seed (same seed, same flows)")
 	f.rate = fs.Float64("rate", 10000, "synthetic: raw flows per second (0 = as fast as possible)")
 	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
 	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
 	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: the pods' host-side interfaces to attach to, names or globs (lxc*, veth*); new ones are attached as they appear; every record is observed at its pod's interface (from-endpoint / to-endpoint)")
-	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; `flowbus lab up` writes one")
-	f.activeTimeout = fs.Duration("active-timeout", 10*time.Second, "ebpf: report long-lived flows this often")
-	f.ringbufSize = fs.Uint32("ringbuf-size", 1<<20, "ebpf: ring buffer bytes (power of two, page multiple)")
-	f.maxFlows = fs.Uint32("max-flows", 65536, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
+	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; 'flowbus lab up' writes one")
+	f.activeTimeout = fs.Duration("active-timeout", bpf.DefaultActiveTimeout, "ebpf: report long-lived flows this often")
+	f.ringbufSize = fs.Uint32("ringbuf-size", bpf.DefaultRingBufSize, "ebpf: ring buffer bytes (a power of two, a multiple of the page size)")
+	f.maxFlows = fs.Uint32("max-flows", bpf.DefaultMaxFlows, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
+
+	fs.group("Aggregation and export")
 	f.noAggregate = fs.Bool("no-aggregate", false, "publish every raw flow instead of folding flows with the same key per window")
-	f.aggWindow = fs.Duration("aggregate-window", time.Second, "aggregation window")
-	f.aggMaxKeys = fs.Int("aggregate-max-keys", 65536, "records held per window; more flush early (counted)")
-	f.maxRows = fs.Int("batch-rows", 8192, "rows per bus message before it is sent")
-	f.maxBytes = fs.Int("batch-bytes", 1<<20, "estimated bytes per batch before it is sent")
-	f.linger = fs.Duration("linger", time.Second, "longest a batch waits for more rows")
-	f.queue = fs.Int("queue-messages", 64, "encoded messages held in memory while the bus is slow, before the spool")
+	f.aggWindow = fs.Duration("aggregate-window", aggregate.DefaultWindow, "aggregation window")
+	f.aggMaxKeys = fs.Int("aggregate-max-keys", aggregate.DefaultMaxKeys, "records held per window; more flush early (counted)")
+	f.maxRows = fs.Int("batch-rows", export.DefaultMaxRows, "rows per bus message before it is sent")
+	f.maxBytes = fs.Int("batch-bytes", export.DefaultMaxBytes, "estimated bytes per batch before it is sent")
+	f.linger = fs.Duration("linger", export.DefaultLinger, "longest a batch waits for more rows")
+	f.queue = fs.Int("queue-messages", export.DefaultQueueMessages, "encoded messages held in memory while the bus is slow, before the spool")
 	f.spoolDir = fs.String("spool-dir", "", "disk spool used while the bus is down (default <data-dir>/spool; 'off' disables: overflow is dropped and counted)")
-	f.spoolMax = fs.Int64("spool-max-bytes", 1<<30, "spool byte cap; past it the oldest segment is dropped (counted)")
+	f.spoolMax = fs.Int64("spool-max-bytes", spool.DefaultMaxBytes, "spool byte cap; past it the oldest segment is dropped (counted)")
+
+	fs.group("Bus")
+	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
+	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
+	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
+	f.natsPartitions = fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: partitions (subjects flowbus.flows.v1.<p>); must match the aggregators'")
+
+	fs.group("Kafka")
 	f.topic = fs.String("kafka-topic", kafka.DefaultTopic, "Kafka topic")
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
@@ -105,18 +112,22 @@ func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
 	f.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	f.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
 	f.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password (prefer FLOWBUS_KAFKA_SASL_PASSWORD)")
+
+	fs.group("Observer API")
 	obs, met := observer.DefaultListenAddress, ":9965"
 	if demo {
 		obs, met = "127.0.0.1:4244", "127.0.0.1:9965"
 	}
 	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
-	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API")
+	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API (rounded up to a power of two)")
 	f.tlsCert = fs.String("observer-tls-cert", "", "Observer API: server certificate (enables TLS)")
 	f.tlsKey = fs.String("observer-tls-key", "", "Observer API: server key")
 	f.tlsClientCA = fs.String("observer-tls-client-ca", "", "Observer API: CA for client certificates (enables mTLS)")
+
+	fs.group("Metrics")
 	f.metricsAddr = fs.String("metrics-address", met, "serve Prometheus metrics (Hubble names + flowbus_*) here at /metrics; empty disables")
 	f.metricSpecs = fs.StringArray("metrics", []string{"flow", "drop", "tcp", "http", "dns"}, "Hubble metrics to enable, in Hubble's --metrics syntax (e.g. 'drop:sourceContext=namespace;destinationContext=workload-name'); repeatable")
-	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", 0, "label combinations per metric before overflow is counted instead (default 10000)")
+	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", metrics.DefaultMaxLabelSets, "label combinations per metric before overflow is counted instead")
 	return f
 }
 
@@ -291,14 +302,15 @@ func (rt *agentRuntime) run(ctx context.Context) error {
 	return err
 }
 
+// newAgentFlags returns the flags of `flowbus agent`.
+func newAgentFlags(io cmdIO) (*flagSet, *agentFlags) {
+	fs := newFlagSet("agent", "agent [flags]", "Run the node agent: a source of flows (synthetic, hubble-json or "+
+		"the eBPF datapath), the Hubble Observer API and metrics, aggregation, and export of Arrow batches to the bus.", io)
+	return fs, addAgentFlags(fs, false)
+}
+
 func runAgent(ctx context.Context, args []string, io cmdIO) error {
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(io.Stderr, "Usage: flowbus agent [flags]\n\nRuns the node agent: a source of flows (synthetic, hubble-json or the eBPF datapath), the Hubble\nObserver API and metrics, aggregation, and export of Arrow batches to the bus.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	f := addAgentFlags(fs, false)
+	fs, f := newAgentFlags(io)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ func TestAggregatorRawFlowsFlag(t *testing.T) {
 			if c.yaml != "" {
 				args = append(args, "--config", writeConfig(t, c.yaml))
 			}
-			af, err := parseAggregatorFlags(args, new(strings.Builder))
+			af, err := parseAggregatorFlags(args, testIO())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +40,7 @@ func TestAggregatorRawFlowsFlag(t *testing.T) {
 	}
 	t.Run("a value that is not a boolean is an error", func(t *testing.T) {
 		t.Setenv("FLOWBUS_RAW_FLOWS", "sometimes")
-		if _, err := parseAggregatorFlags(nil, new(strings.Builder)); err == nil || !strings.Contains(err.Error(), "FLOWBUS_RAW_FLOWS") {
+		if _, err := parseAggregatorFlags(nil, testIO()); err == nil || !strings.Contains(err.Error(), "FLOWBUS_RAW_FLOWS") {
 			t.Errorf("err = %v, want one naming FLOWBUS_RAW_FLOWS", err)
 		}
 	})

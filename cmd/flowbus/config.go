@@ -16,13 +16,13 @@ var errUsage = errors.New("usage")
 // parseFlags parses args into fs and then fills every flag not given on the
 // command line from, in order, the FLOWBUS_<FLAG> environment variable (flag
 // name upper-cased, '-' as '_') and the YAML file named by --config (keys are
-// flag names). It adds --config to fs. Unknown
-// keys in the file are an error, so a typo does not silently do nothing.
+// flag names). It adds --config to fs, in a group of its own. Unknown keys
+// in the file are an error, so a typo does not silently do nothing.
 // A YAML list sets a list flag element by element; for other flags it is
 // joined with commas.
-func parseFlags(fs *pflag.FlagSet, args []string) error {
-	config := fs.String("config", "", "YAML config file; keys are flag names (env FLOWBUS_CONFIG)")
-	fs.SortFlags = false
+func parseFlags(fs *flagSet, args []string) error {
+	fs.group("Config")
+	config := fs.String("config", "", "YAML file of flag values, keys named as the flags (env FLOWBUS_CONFIG)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
@@ -52,36 +52,42 @@ func parseFlags(fs *pflag.FlagSet, args []string) error {
 		if f.Changed || f.Name == "config" {
 			return
 		}
-		env := "FLOWBUS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
 			return
 		}
-		v, ok := file[f.Name]
+		key := f.Name
+		fv, ok := file[key]
 		if !ok {
 			return
 		}
 		// A YAML list fills a list flag element by element, so that values
 		// with commas (Hubble's --metrics specs) stay whole.
-		if list, isList := v.([]any); isList {
+		if list, isList := fv.([]any); isList {
 			if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
 				strs := make([]string, len(list))
 				for i, e := range list {
 					strs[i] = fmt.Sprint(e)
 				}
 				if err := sv.Replace(strs); err != nil {
-					errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))
+					errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, key, err))
 				}
 				return
 			}
 		}
-		if err := fs.Set(f.Name, yamlValue(v)); err != nil {
-			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))
+		if err := fs.Set(f.Name, yamlValue(fv)); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, key, err))
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// envName is the environment variable of a flag: FLOWBUS_<FLAG>.
+func envName(flag string) string {
+	return "FLOWBUS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 func yamlValue(v any) string {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/spf13/pflag"
+)
+
+// helpWidth is the width the flag lists of --help are wrapped to; the
+// paragraphs are wrapped to paragraphWidth.
+const (
+	helpWidth      = 100
+	paragraphWidth = 80
+)
+
+// configNote ends every subcommand's --help.
+const configNote = "Every flag is also a key of the YAML file given by --config and an environment " +
+	"variable FLOWBUS_<FLAG> (upper case, '-' as '_'); the command line wins over the variable, " +
+	"which wins over the file."
+
+// flagSet is a subcommand's flags, in groups, with what its --help prints
+// around them (see the package doc): the usage line, a paragraph, the groups
+// of flags, configNote.
+type flagSet struct {
+	*pflag.FlagSet
+	usage  string // the usage line after "flowbus "
+	about  string // one paragraph: what the command does
+	help   io.Writer
+	groups []flagGroup
+}
+
+// flagGroup is a titled run of flags, in definition order from first.
+type flagGroup struct {
+	title string
+	first int
+}
+
+// newFlagSet returns the flags of 'flowbus <usage>': --help prints to
+// cio.Stdout; parse errors are returned, and pflag's deprecation warnings
+// go to cio.Stderr.
+func newFlagSet(name, usage, about string, cio cmdIO) *flagSet {
+	fs := &flagSet{FlagSet: pflag.NewFlagSet(name, pflag.ContinueOnError), usage: usage, about: about,
+		help: cio.Stdout}
+	fs.SortFlags = false
+	fs.SetOutput(cio.Stderr)
+	if fs.help == nil {
+		fs.help = io.Discard
+	}
+	fs.Usage = func() { fs.printHelp(fs.help) }
+	return fs
+}
+
+// group starts a group: the flags defined next are listed under
+// "<title> flags:". Flags defined before the first group are under "Flags:".
+func (fs *flagSet) group(title string) {
+	n := 0
+	fs.VisitAll(func(*pflag.Flag) { n++ })
+	fs.groups = append(fs.groups, flagGroup{title: title, first: n})
+}
+
+// printHelp writes the command's help (see the package doc).
+func (fs *flagSet) printHelp(w io.Writer) {
+	fmt.Fprintf(w, "Usage: flowbus %s\n\n%s\n", fs.usage, wrap(fs.about, paragraphWidth))
+	var all []*pflag.Flag
+	fs.VisitAll(func(f *pflag.Flag) { all = append(all, f) })
+	groups := fs.groups
+	if len(groups) == 0 || groups[0].first > 0 {
+		groups = append([]flagGroup{{}}, groups...)
+	}
+	for i, g := range groups {
+		end := len(all)
+		if i+1 < len(groups) {
+			end = groups[i+1].first
+		}
+		set := pflag.NewFlagSet(fs.Name(), pflag.ContinueOnError)
+		set.SortFlags = false
+		for _, f := range all[g.first:end] {
+			if !f.Hidden {
+				set.AddFlag(f)
+			}
+		}
+		if !set.HasAvailableFlags() {
+			continue
+		}
+		title := "Flags:"
+		if g.title != "" {
+			title = g.title + " flags:"
+		}
+		fmt.Fprintf(w, "\n%s\n%s", title, set.FlagUsagesWrapped(helpWidth))
+	}
+	fmt.Fprintf(w, "\n%s\n", wrap(configNote, paragraphWidth))
+}
+
+// wrap breaks text into lines of at most width columns at spaces.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, word := range strings.Fields(text) {
+		switch {
+		case i == 0:
+		case n+1+utf8.RuneCountInString(word) > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += utf8.RuneCountInString(word)
+	}
+	return b.String()
+}
