@@ -65,7 +65,8 @@ type agentFlags struct {
 	metricsMaxLabels             *int
 }
 
-// addAgentFlags adds the flags of `flowbus agent` to fs, in groups.
+// addAgentFlags adds the flags of `flowbus agent` to fs, in groups, with
+// the deprecated names of renamed ones.
 func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	host, _ := os.Hostname()
 	f := &agentFlags{}
@@ -105,9 +106,12 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
 	f.kafkaTLS = fs.Bool("kafka-tls", false, "connect to Kafka with TLS")
-	f.kafkaCA = fs.String("kafka-tls-ca", "", "Kafka: CA bundle to verify brokers")
-	f.kafkaCert = fs.String("kafka-tls-cert", "", "Kafka: client certificate (mTLS)")
-	f.kafkaKey = fs.String("kafka-tls-key", "", "Kafka: client key (mTLS)")
+	f.kafkaCA = fs.String("kafka-tls-ca-file", "", "Kafka: CA bundle to verify brokers")
+	fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
+	f.kafkaCert = fs.String("kafka-tls-cert-file", "", "Kafka: client certificate (mTLS)")
+	fs.alias("kafka-tls-cert", "kafka-tls-cert-file")
+	f.kafkaKey = fs.String("kafka-tls-key-file", "", "Kafka: client key (mTLS)")
+	fs.alias("kafka-tls-key", "kafka-tls-key-file")
 	f.kafkaSkipVerify = fs.Bool("kafka-tls-insecure-skip-verify", false, "Kafka: do not verify broker certificates")
 	f.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	f.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
@@ -120,9 +124,12 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	}
 	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
 	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API (rounded up to a power of two)")
-	f.tlsCert = fs.String("observer-tls-cert", "", "Observer API: server certificate (enables TLS)")
-	f.tlsKey = fs.String("observer-tls-key", "", "Observer API: server key")
-	f.tlsClientCA = fs.String("observer-tls-client-ca", "", "Observer API: CA for client certificates (enables mTLS)")
+	f.tlsCert = fs.String("observer-tls-cert-file", "", "Observer API: server certificate (enables TLS)")
+	fs.alias("observer-tls-cert", "observer-tls-cert-file")
+	f.tlsKey = fs.String("observer-tls-key-file", "", "Observer API: server key")
+	fs.alias("observer-tls-key", "observer-tls-key-file")
+	f.tlsClientCA = fs.String("observer-tls-client-ca-file", "", "Observer API: CA for client certificates (enables mTLS)")
+	fs.alias("observer-tls-client-ca", "observer-tls-client-ca-file")
 
 	fs.group("Metrics")
 	f.metricsAddr = fs.String("metrics-address", met, "serve Prometheus metrics (Hubble names + flowbus_*) here at /metrics; empty disables")

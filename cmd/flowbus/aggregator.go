@@ -43,7 +43,7 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 	if af.metricsAddr != "" {
 		ln, err := net.Listen("tcp", af.metricsAddr)
 		if err != nil {
-			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
+			return fmt.Errorf("metrics listener (--metrics-address): %w", err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -91,29 +91,33 @@ type aggregatorOptions struct {
 func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs := newFlagSet("aggregator", "aggregator [flags]", "Consume the flows of the bus (a Kafka consumer group, "+
 		"or NATS JetStream durable consumers) and write exact per-pair and per-route rollups, and with --raw-flows "+
-		"every record, as Parquet with Hive partitions date=/hour= under --out. A window's files are committed "+
+		"every record, as Parquet with Hive partitions date=/hour= under --data-dir. A window's files are committed "+
 		"before its offsets, so a crash neither loses nor duplicates rows.", io)
 	o := &aggregatorOptions{}
 	fs.group("Bus")
 	fs.StringVar(&o.bus, "bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
 	fs.StringVar(&o.group, "group", kafka.DefaultGroup, "Kafka consumer group, or NATS durable consumer name prefix")
-	fs.StringVar(&o.topic, "topic", kafka.DefaultTopic, "Kafka topic to consume")
-	fs.StringVar(&o.dlq, "dlq-topic", "", "Kafka topic for bad messages (default <topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
+	fs.StringVar(&o.topic, "kafka-topic", kafka.DefaultTopic, "Kafka topic to consume")
+	fs.alias("topic", "kafka-topic")
+	fs.StringVar(&o.dlq, "kafka-dlq-topic", "", "Kafka topic for bad messages (default <kafka-topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
+	fs.alias("dlq-topic", "kafka-dlq-topic")
 	fs.IntVar(&o.partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
 	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads (default all); each partition must be read by one aggregator")
 
 	fs.group("Output")
-	fs.StringVar(&o.dataDir, "out", "./flowbus-data", "output directory: Parquet under <out>/pair_rollup, <out>/route_rollup and, with --raw-flows, <out>/flows (Hive partitions date=/hour=)")
+	fs.StringVar(&o.dataDir, "data-dir", "./flowbus-data", "output directory: Parquet under <data-dir>/pair_rollup, <data-dir>/route_rollup and, with --raw-flows, <data-dir>/flows (Hive partitions date=/hour=)")
+	fs.alias("out", "data-dir")
 	fs.DurationVar(&o.window, "window", aggregator.DefaultWindow, "event-time window of a rollup row (whole seconds, dividing 24h)")
 	fs.DurationVar(&o.lateness, "lateness", aggregator.DefaultLateness, "allowed lateness: a window is written when the latest event time seen passes its end by this much; later records go to late files")
 	fs.StringArrayVar(&o.templates, "route-template", nil, "extra HTTP route rule REGEX=>REPLACEMENT applied after the built-in ones (query dropped, ids → {id}); repeatable")
 	fs.IntVar(&o.maxRoutes, "max-routes-per-workload", aggregator.DefaultMaxRoutesPerWorkload, "distinct routes per destination workload per window; more are written as {other}")
 	fs.IntVar(&o.routeLen, "route-max-len", aggregator.DefaultRouteMaxLen, "maximum length of a route in bytes")
 	fs.IntVar(&o.rowGroup, "row-group-rows", 0, "maximum rows per Parquet row group (0: 122880, DuckDB's row group)")
-	fs.BoolVar(&o.rawFlows, "raw-flows", false, "also write every flow record, one row each (flow.v1 columns), under <out>/flows/date=/hour=/, committed exactly once with its window's rollups; decodes every column and costs disk")
+	fs.BoolVar(&o.rawFlows, "raw-flows", false, "also write every flow record, one row each (flow.v1 columns), under <data-dir>/flows/date=/hour=/, committed exactly once with its window's rollups; decodes every column and costs disk")
 
 	fs.group("Metrics")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
+	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
+	fs.alias("metrics-addr", "metrics-address")
 	return fs, o
 }
 

@@ -22,7 +22,7 @@ func TestAggregatorRawFlowsFlag(t *testing.T) {
 		{name: "off when the flag says false over the environment", args: []string{"--raw-flows=false"}, env: "true", want: false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := append([]string{"--out", t.TempDir()}, c.args...)
+			args := append([]string{"--data-dir", t.TempDir()}, c.args...)
 			if c.env != "" {
 				t.Setenv("FLOWBUS_RAW_FLOWS", c.env)
 			}

@@ -20,6 +20,10 @@ var errUsage = errors.New("usage")
 // in the file are an error, so a typo does not silently do nothing.
 // A YAML list sets a list flag element by element; for other flags it is
 // joined with commas.
+//
+// A renamed flag (flagSet.alias) is also taken under its old name, on the
+// command line, as a variable or as a key, with a one-line deprecation
+// warning on fs's output; the new name wins.
 func parseFlags(fs *flagSet, args []string) error {
 	fs.group("Config")
 	config := fs.String("config", "", "YAML file of flag values, keys named as the flags (env FLOWBUS_CONFIG)")
@@ -47,13 +51,28 @@ func parseFlags(fs *flagSet, args []string) error {
 			}
 		}
 	}
+	oldName := map[string]string{} // flag name → its deprecated name
+	for old, name := range fs.aliases {
+		oldName[name] = old
+	}
+	warn := func(old, name string) {
+		fmt.Fprintf(fs.Output(), "%s has been deprecated, use %s instead\n", old, name)
+	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "config" {
+		old := oldName[f.Name]
+		if f.Changed || f.Name == "config" || fs.aliases[f.Name] != "" || old != "" && fs.Lookup(old).Changed {
 			return
 		}
 		env := envName(f.Name)
-		if v, ok := os.LookupEnv(env); ok {
+		v, ok := os.LookupEnv(env)
+		if !ok && old != "" {
+			if v, ok = os.LookupEnv(envName(old)); ok {
+				warn(envName(old), env)
+				env = envName(old)
+			}
+		}
+		if ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
@@ -61,6 +80,12 @@ func parseFlags(fs *flagSet, args []string) error {
 		}
 		key := f.Name
 		fv, ok := file[key]
+		if !ok && old != "" {
+			if fv, ok = file[old]; ok {
+				warn(fmt.Sprintf("config key %q", old), fmt.Sprintf("%q", f.Name))
+				key = old
+			}
+		}
 		if !ok {
 			return
 		}

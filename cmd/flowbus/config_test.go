@@ -134,6 +134,6 @@ func TestExampleAgentConfigIsValid(t *testing.T) {
 		t.Fatalf("source=%q bus=%q metrics=%q", *f.source, *f.bus, *f.metricSpecs)
 	}
 	if *f.kafkaCA != "/etc/flowbus/kafka-ca.pem" || stderr.Len() != 0 {
-		t.Fatalf("kafka-tls-ca=%q, warnings: %s", *f.kafkaCA, stderr.String())
+		t.Fatalf("kafka-tls-ca-file=%q, warnings: %s", *f.kafkaCA, stderr.String())
 	}
 }

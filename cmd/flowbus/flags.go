@@ -23,13 +23,15 @@ const configNote = "Every flag is also a key of the YAML file given by --config 
 
 // flagSet is a subcommand's flags, in groups, with what its --help prints
 // around them (see the package doc): the usage line, a paragraph, the groups
-// of flags, configNote.
+// of flags, configNote. It also holds the deprecated names of renamed flags,
+// which parseFlags takes.
 type flagSet struct {
 	*pflag.FlagSet
-	usage  string // the usage line after "flowbus "
-	about  string // one paragraph: what the command does
-	help   io.Writer
-	groups []flagGroup
+	usage   string // the usage line after "flowbus "
+	about   string // one paragraph: what the command does
+	help    io.Writer
+	groups  []flagGroup
+	aliases map[string]string // deprecated name → flag name
 }
 
 // flagGroup is a titled run of flags, in definition order from first.
@@ -43,7 +45,7 @@ type flagGroup struct {
 // go to cio.Stderr.
 func newFlagSet(name, usage, about string, cio cmdIO) *flagSet {
 	fs := &flagSet{FlagSet: pflag.NewFlagSet(name, pflag.ContinueOnError), usage: usage, about: about,
-		help: cio.Stdout}
+		help: cio.Stdout, aliases: map[string]string{}}
 	fs.SortFlags = false
 	fs.SetOutput(cio.Stderr)
 	if fs.help == nil {
@@ -59,6 +61,19 @@ func (fs *flagSet) group(title string) {
 	n := 0
 	fs.VisitAll(func(*pflag.Flag) { n++ })
 	fs.groups = append(fs.groups, flagGroup{title: title, first: n})
+}
+
+// alias keeps old, the former name of flag name, working: hidden from
+// --help, it sets the same value and prints a one-line deprecation warning.
+// parseFlags also takes FLOWBUS_<OLD> and the config key old, with a warning.
+func (fs *flagSet) alias(old, name string) {
+	f := fs.Lookup(name)
+	if f == nil {
+		panic("alias of an undefined flag --" + name)
+	}
+	fs.AddFlag(&pflag.Flag{Name: old, Usage: f.Usage, Value: f.Value, DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal,
+		Hidden: true, Deprecated: "use --" + name + " instead"})
+	fs.aliases[old] = name
 }
 
 // printHelp writes the command's help (see the package doc).

@@ -73,9 +73,10 @@ var labVerbs = map[string]string{
 func newLabFlags(verb string, io cmdIO) (*flagSet, *lab.Config) {
 	fs := newFlagSet("lab "+verb, "lab "+verb+" [flags]", labVerbs[verb], io)
 	cfg := &lab.Config{}
-	fs.StringVar(&cfg.StateDir, "state-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
+	fs.StringVar(&cfg.StateDir, "data-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
+	fs.alias("state-dir", "data-dir")
 	if verb != "traffic" {
-		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --state-dir when there is one")
+		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --data-dir when there is one")
 	}
 	return fs, cfg
 }
@@ -93,7 +94,7 @@ func newLabUpFlags(io cmdIO) (*flagSet, *lab.Config, *string) {
 	fs, cfg := newLabFlags("up", io)
 	topoPath := fs.String("topology", "", "topology YAML (pods, servers, clients, services); default the payments fleet")
 	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
-	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <state-dir>/endpoints.yaml); down removes it")
+	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <data-dir>/endpoints.yaml); down removes it")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
 	return fs, cfg, topoPath
 }
@@ -137,7 +138,7 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Namespace, p.IPv4, p.IPv6, p.HostIf, p.IfIndex, p.Identity, strings.Join(servers, ","))
 	}
 	tw.Flush()
-	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --state-dir %s   then: flowbus lab down --state-dir %s\n",
+	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
 		plan.EndpointsFile, cfg.StateDir, cfg.StateDir)
 	return nil
 }

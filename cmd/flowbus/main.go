@@ -22,6 +22,20 @@
 // A flag's usage is a phrase in lower case but for names (observe keeps
 // hubble's own texts). A usage error prints one line, then the hint to run
 // --help, with exit code 2.
+//
+// One name per concept across subcommands (TestOneFlagNamePerConcept holds
+// the table): --data-dir for the directory a command keeps its files in,
+// --metrics-address and --observer-address for what a command serves,
+// <scope>-tls-{cert,key,ca,client-ca}-file for certificate files, with the
+// scope naming the connection (observer-: the Observer API a command serves;
+// agent-: the relay's connections to agents; kafka-: the agent's to Kafka),
+// kafka- and nats- prefixes for what belongs to one bus. observe keeps
+// hubble observe's names, its compatibility being the point. A YAML key and a
+// FLOWBUS_<FLAG> variable are the flag's name.
+//
+// A renamed flag keeps its old name as a hidden alias (flagSet.alias), also
+// as a key or variable, that works and prints a one-line deprecation
+// warning.
 package main
 
 import (

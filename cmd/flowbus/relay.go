@@ -17,7 +17,7 @@ import (
 // fill, and the metrics address.
 func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
 	fs := newFlagSet("relay", "relay --agents host:port[,host:port...] [flags]", "Serve the Hubble Observer API "+
-		"on --listen-address, merging every agent's flows in time order, as Hubble relay does. A host may be a DNS "+
+		"on --observer-address, merging every agent's flows in time order, as Hubble relay does. A host may be a DNS "+
 		"name with many addresses (a headless Service): each address is an agent, resolved again every "+
 		"--resolve-interval.", cio)
 	cfg := &relay.Config{}
@@ -35,10 +35,14 @@ func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
 	fs.StringVar(&cfg.ClientTLS.ServerName, "agent-tls-server-name", "", "name to verify in the agents' certificates")
 
 	fs.group("Observer API")
-	fs.StringVar(&cfg.ListenAddress, "listen-address", relay.DefaultListenAddress, "serve the merged Observer API here (hubble observe --server, flowbus observe)")
-	fs.StringVar(&cfg.ServerTLS.CertFile, "tls-cert-file", "", "Observer API: server certificate (PEM; enables TLS)")
-	fs.StringVar(&cfg.ServerTLS.KeyFile, "tls-key-file", "", "Observer API: server key (PEM)")
-	fs.StringVar(&cfg.ServerTLS.ClientCAFile, "tls-client-ca-file", "", "Observer API: CA for client certificates (enables mTLS)")
+	fs.StringVar(&cfg.ListenAddress, "observer-address", relay.DefaultListenAddress, "serve the merged Observer API here (hubble observe --server, flowbus observe)")
+	fs.alias("listen-address", "observer-address")
+	fs.StringVar(&cfg.ServerTLS.CertFile, "observer-tls-cert-file", "", "Observer API: server certificate (PEM; enables TLS)")
+	fs.alias("tls-cert-file", "observer-tls-cert-file")
+	fs.StringVar(&cfg.ServerTLS.KeyFile, "observer-tls-key-file", "", "Observer API: server key (PEM)")
+	fs.alias("tls-key-file", "observer-tls-key-file")
+	fs.StringVar(&cfg.ServerTLS.ClientCAFile, "observer-tls-client-ca-file", "", "Observer API: CA for client certificates (enables mTLS)")
+	fs.alias("tls-client-ca-file", "observer-tls-client-ca-file")
 
 	fs.group("Metrics")
 	fs.StringVar(&metricsAddr, "metrics-address", "", "serve the relay's flowbus_relay_* metrics here at /metrics; empty disables")

@@ -59,7 +59,7 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 		return nil, fmt.Errorf("a lab with prefix %q already exists (%s); run 'flowbus lab down --prefix %s' first", cfg.Prefix, left, cfg.Prefix)
 	}
 	if old, err := LoadPlan(cfg.StateDir); err == nil {
-		return nil, fmt.Errorf("state dir %s already holds a lab (prefix %q); run 'flowbus lab down --state-dir %s' first", cfg.StateDir, old.Prefix, cfg.StateDir)
+		return nil, fmt.Errorf("state dir %s already holds a lab (prefix %q); run 'flowbus lab down --data-dir %s' first", cfg.StateDir, old.Prefix, cfg.StateDir)
 	}
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, logDir), filepath.Join(cfg.StateDir, readyDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
