@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,8 +66,14 @@ type agentFlags struct {
 	metricsMaxLabels             *int
 }
 
+// Bounds of the agent's numeric flags that no package states.
+const (
+	maxRingSize    = 1 << 20 // flows kept for the Observer API
+	maxRingBufSize = 1 << 30 // bytes of the kernel ring buffer
+)
+
 // addAgentFlags adds the flags of `flowbus agent` to fs, in groups, with
-// the deprecated names of renamed ones.
+// their checks and the deprecated names of renamed ones.
 func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	host, _ := os.Hostname()
 	f := &agentFlags{}
@@ -75,36 +82,55 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), ebpf (tcx programs on pod veths; root, Linux)")
 	f.seed = fs.Int64("seed", 1, "synthetic: random seed (same seed, same flows)")
 	f.rate = fs.Float64("rate", 10000, "synthetic: raw flows per second (0 = as fast as possible)")
+	fs.check("rate", finiteAtLeast(f.rate, 0))
 	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
 	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
 	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: the pods' host-side interfaces to attach to, names or globs (lxc*, veth*); new ones are attached as they appear; every record is observed at its pod's interface (from-endpoint / to-endpoint)")
 	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; 'flowbus lab up' writes one")
 	f.activeTimeout = fs.Duration("active-timeout", bpf.DefaultActiveTimeout, "ebpf: report long-lived flows this often")
+	fs.check("active-timeout", positive(f.activeTimeout))
 	f.ringbufSize = fs.Uint32("ringbuf-size", bpf.DefaultRingBufSize, "ebpf: ring buffer bytes (a power of two, a multiple of the page size)")
+	page := uint32(os.Getpagesize())
+	fs.check("ringbuf-size", bound{func() bool {
+		n := *f.ringbufSize
+		return n >= page && n <= maxRingBufSize && n&(n-1) == 0
+	}, fmt.Sprintf("a power of two from %d (the page size) to %d", page, maxRingBufSize)})
 	f.maxFlows = fs.Uint32("max-flows", bpf.DefaultMaxFlows, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
+	fs.check("max-flows", atLeast(f.maxFlows, 1))
 
 	fs.group("Aggregation and export")
 	f.noAggregate = fs.Bool("no-aggregate", false, "publish every raw flow instead of folding flows with the same key per window")
 	f.aggWindow = fs.Duration("aggregate-window", aggregate.DefaultWindow, "aggregation window")
+	fs.check("aggregate-window", atLeast(f.aggWindow, time.Millisecond))
 	f.aggMaxKeys = fs.Int("aggregate-max-keys", aggregate.DefaultMaxKeys, "records held per window; more flush early (counted)")
+	fs.check("aggregate-max-keys", between(f.aggMaxKeys, 1, aggregate.MaxKeysLimit))
 	f.maxRows = fs.Int("batch-rows", export.DefaultMaxRows, "rows per bus message before it is sent")
+	fs.check("batch-rows", atLeast(f.maxRows, 1))
 	f.maxBytes = fs.Int("batch-bytes", export.DefaultMaxBytes, "estimated bytes per batch before it is sent")
+	fs.check("batch-bytes", atLeast(f.maxBytes, 1))
 	f.linger = fs.Duration("linger", export.DefaultLinger, "longest a batch waits for more rows")
+	fs.check("linger", positive(f.linger))
 	f.queue = fs.Int("queue-messages", export.DefaultQueueMessages, "encoded messages held in memory while the bus is slow, before the spool")
+	fs.check("queue-messages", atLeast(f.queue, 1))
 	f.spoolDir = fs.String("spool-dir", "", "disk spool used while the bus is down (default <data-dir>/spool; 'off' disables: overflow is dropped and counted)")
 	f.spoolMax = fs.Int64("spool-max-bytes", spool.DefaultMaxBytes, "spool byte cap; past it the oldest segment is dropped (counted)")
+	fs.check("spool-max-bytes", atLeast(f.spoolMax, spool.DefaultSegmentBytes))
 
 	fs.group("Bus")
 	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
 	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
 	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
+	fs.check("nats-port", bound{func() bool { return *f.natsPort == -1 || *f.natsPort >= 1 && *f.natsPort <= 65535 },
+		"-1 (a free port) or from 1 to 65535"})
 	f.natsPartitions = fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: partitions (subjects flowbus.flows.v1.<p>); must match the aggregators'")
+	fs.check("nats-partitions", between(f.natsPartitions, 1, nats.MaxPartitions))
 
 	fs.group("Kafka")
 	f.topic = fs.String("kafka-topic", kafka.DefaultTopic, "Kafka topic")
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
+	fs.check("kafka-partitions", between(f.kafkaPartitions, 1, math.MaxInt32))
 	f.kafkaTLS = fs.Bool("kafka-tls", false, "connect to Kafka with TLS")
 	f.kafkaCA = fs.String("kafka-tls-ca-file", "", "Kafka: CA bundle to verify brokers")
 	fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
@@ -124,6 +150,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	}
 	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
 	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API (rounded up to a power of two)")
+	fs.check("ring-size", between(f.ringSize, 1, maxRingSize))
 	f.tlsCert = fs.String("observer-tls-cert-file", "", "Observer API: server certificate (enables TLS)")
 	fs.alias("observer-tls-cert", "observer-tls-cert-file")
 	f.tlsKey = fs.String("observer-tls-key-file", "", "Observer API: server key")
@@ -135,6 +162,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.metricsAddr = fs.String("metrics-address", met, "serve Prometheus metrics (Hubble names + flowbus_*) here at /metrics; empty disables")
 	f.metricSpecs = fs.StringArray("metrics", []string{"flow", "drop", "tcp", "http", "dns"}, "Hubble metrics to enable, in Hubble's --metrics syntax (e.g. 'drop:sourceContext=namespace;destinationContext=workload-name'); repeatable")
 	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", metrics.DefaultMaxLabelSets, "label combinations per metric before overflow is counted instead")
+	fs.check("metrics-max-label-sets", atLeast(f.metricsMaxLabels, 1))
 	return f
 }
 

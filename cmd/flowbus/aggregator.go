@@ -102,17 +102,26 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.StringVar(&o.dlq, "kafka-dlq-topic", "", "Kafka topic for bad messages (default <kafka-topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
 	fs.alias("dlq-topic", "kafka-dlq-topic")
 	fs.IntVar(&o.partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
+	fs.check("nats-partitions", between(&o.partitions, 1, nats.MaxPartitions))
 	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads (default all); each partition must be read by one aggregator")
 
 	fs.group("Output")
 	fs.StringVar(&o.dataDir, "data-dir", "./flowbus-data", "output directory: Parquet under <data-dir>/pair_rollup, <data-dir>/route_rollup and, with --raw-flows, <data-dir>/flows (Hive partitions date=/hour=)")
 	fs.alias("out", "data-dir")
 	fs.DurationVar(&o.window, "window", aggregator.DefaultWindow, "event-time window of a rollup row (whole seconds, dividing 24h)")
+	fs.check("window", bound{func() bool {
+		return o.window >= time.Second && o.window%time.Second == 0 && (24*time.Hour)%o.window == 0
+	},
+		"whole seconds from 1s to 24h0m0s that divide 24h"})
 	fs.DurationVar(&o.lateness, "lateness", aggregator.DefaultLateness, "allowed lateness: a window is written when the latest event time seen passes its end by this much; later records go to late files")
+	fs.check("lateness", positive(&o.lateness))
 	fs.StringArrayVar(&o.templates, "route-template", nil, "extra HTTP route rule REGEX=>REPLACEMENT applied after the built-in ones (query dropped, ids → {id}); repeatable")
 	fs.IntVar(&o.maxRoutes, "max-routes-per-workload", aggregator.DefaultMaxRoutesPerWorkload, "distinct routes per destination workload per window; more are written as {other}")
+	fs.check("max-routes-per-workload", atLeast(&o.maxRoutes, 1))
 	fs.IntVar(&o.routeLen, "route-max-len", aggregator.DefaultRouteMaxLen, "maximum length of a route in bytes")
+	fs.check("route-max-len", atLeast(&o.routeLen, aggregator.MinRouteMaxLen))
 	fs.IntVar(&o.rowGroup, "row-group-rows", 0, "maximum rows per Parquet row group (0: 122880, DuckDB's row group)")
+	fs.check("row-group-rows", atLeast(&o.rowGroup, 0))
 	fs.BoolVar(&o.rawFlows, "raw-flows", false, "also write every flow record, one row each (flow.v1 columns), under <data-dir>/flows/date=/hour=/, committed exactly once with its window's rollups; decodes every column and costs disk")
 
 	fs.group("Metrics")

@@ -23,7 +23,9 @@ var errUsage = errors.New("usage")
 //
 // A renamed flag (flagSet.alias) is also taken under its old name, on the
 // command line, as a variable or as a key, with a one-line deprecation
-// warning on fs's output; the new name wins.
+// warning on fs's output; the new name wins. Last, every flag's value is
+// checked against its rules (flagSet.check): a value out of range is a usage
+// error naming the flag and the range, wherever the value came from.
 func parseFlags(fs *flagSet, args []string) error {
 	fs.group("Config")
 	config := fs.String("config", "", "YAML file of flag values, keys named as the flags (env FLOWBUS_CONFIG)")
@@ -107,7 +109,10 @@ func parseFlags(fs *flagSet, args []string) error {
 			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, key, err))
 		}
 	})
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return fs.checkValues()
 }
 
 // envName is the environment variable of a flag: FLOWBUS_<FLAG>.

@@ -39,9 +39,6 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	if d.duration <= 0 {
-		return fmt.Errorf("%w: --duration must be positive", errUsage)
-	}
 	out := filepath.Join(*f.dataDir, "parquet")
 	// Each demo starts from an empty bus and output, so the tables describe this run only.
 	if *f.bus == "embedded" {
@@ -178,7 +175,9 @@ func newDemoFlags(cio cmdIO) (*flagSet, *demoFlags, *agentFlags) {
 	d := &demoFlags{}
 	fs.group("Demo")
 	fs.DurationVar(&d.duration, "duration", 20*time.Second, "how long the agent produces flows")
+	fs.check("duration", positive(&d.duration))
 	fs.IntVar(&d.top, "top", 12, "rows of the pair table")
+	fs.check("top", atLeast(&d.top, 1))
 	fs.BoolVar(&d.lab, "lab", false, "run on the real kernel datapath: create a netns lab (root, Linux), attach the eBPF programs to its veths, generate real traffic")
 	return fs, d, addAgentFlags(fs, true)
 }

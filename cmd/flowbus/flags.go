@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/pflag"
@@ -23,8 +26,8 @@ const configNote = "Every flag is also a key of the YAML file given by --config 
 
 // flagSet is a subcommand's flags, in groups, with what its --help prints
 // around them (see the package doc): the usage line, a paragraph, the groups
-// of flags, configNote. It also holds the deprecated names of renamed flags,
-// which parseFlags takes.
+// of flags, configNote. It also holds the deprecated names of renamed flags
+// and the checks of the flags' values, which parseFlags applies.
 type flagSet struct {
 	*pflag.FlagSet
 	usage   string // the usage line after "flowbus "
@@ -32,12 +35,26 @@ type flagSet struct {
 	help    io.Writer
 	groups  []flagGroup
 	aliases map[string]string // deprecated name → flag name
+	checks  []flagCheck
 }
 
 // flagGroup is a titled run of flags, in definition order from first.
 type flagGroup struct {
 	title string
 	first int
+}
+
+// flagCheck is a rule a flag's value must follow, checked after parsing.
+type flagCheck struct {
+	name string
+	bound
+}
+
+// bound is a rule on one value: ok reports whether it holds, want says what
+// the value must be ("from 1 to 1048576", "more than 0s").
+type bound struct {
+	ok   func() bool
+	want string
 }
 
 // newFlagSet returns the flags of 'flowbus <usage>': --help prints to
@@ -74,6 +91,51 @@ func (fs *flagSet) alias(old, name string) {
 	fs.AddFlag(&pflag.Flag{Name: old, Usage: f.Usage, Value: f.Value, DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal,
 		Hidden: true, Deprecated: "use --" + name + " instead"})
 	fs.aliases[old] = name
+}
+
+// check adds a rule that the value of flag name must follow; parseFlags
+// reports the first flag that breaks its rule as a usage error.
+func (fs *flagSet) check(name string, b bound) {
+	if fs.Lookup(name) == nil {
+		panic("check of an undefined flag --" + name)
+	}
+	fs.checks = append(fs.checks, flagCheck{name: name, bound: b})
+}
+
+// checkValues returns the first rule broken, naming the flag, its value and
+// what it must be.
+func (fs *flagSet) checkValues() error {
+	for _, c := range fs.checks {
+		if !c.ok() {
+			return fmt.Errorf("%w: --%s %s: must be %s", errUsage, c.name, fs.Lookup(c.name).Value, c.want)
+		}
+	}
+	return nil
+}
+
+// between: lo ≤ *p ≤ hi.
+func between[T cmp.Ordered](p *T, lo, hi T) bound {
+	return bound{func() bool { return *p >= lo && *p <= hi }, fmt.Sprintf("from %v to %v", lo, hi)}
+}
+
+// atLeast: *p ≥ lo.
+func atLeast[T cmp.Ordered](p *T, lo T) bound {
+	return bound{func() bool { return *p >= lo }, fmt.Sprintf("at least %v", lo)}
+}
+
+// positive: a duration more than zero.
+func positive(p *time.Duration) bound {
+	return bound{func() bool { return *p > 0 }, "more than 0s"}
+}
+
+// finiteAtLeast: a finite number ≥ lo.
+func finiteAtLeast(p *float64, lo float64) bound {
+	return bound{func() bool { return !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p >= lo }, fmt.Sprintf("a number of at least %v", lo)}
+}
+
+// finitePositive: a finite number > 0.
+func finitePositive(p *float64) bound {
+	return bound{func() bool { return !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p > 0 }, "a number more than 0"}
 }
 
 // printHelp writes the command's help (see the package doc).

@@ -96,6 +96,7 @@ func newLabUpFlags(io cmdIO) (*flagSet, *lab.Config, *string) {
 	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
 	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <data-dir>/endpoints.yaml); down removes it")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
+	fs.check("ready-timeout", positive(&cfg.ReadyTimeout))
 	return fs, cfg, topoPath
 }
 
@@ -148,7 +149,9 @@ func newLabTrafficFlags(io cmdIO) (*flagSet, *lab.Config, *lab.TrafficOptions) {
 	fs, cfg := newLabFlags("traffic", io)
 	var opt lab.TrafficOptions
 	fs.DurationVar(&opt.Duration, "duration", 30*time.Second, "how long the clients send; traffic stops by itself after it")
+	fs.check("duration", positive(&opt.Duration))
 	fs.Float64Var(&opt.Rate, "rate", 10, "requests per second on each client edge of the topology")
+	fs.check("rate", finitePositive(&opt.Rate))
 	fs.Uint64Var(&opt.Seed, "seed", 1, "seed of the request ids and choices, for repeatable runs")
 	return fs, cfg, &opt
 }
@@ -162,9 +165,6 @@ func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
 	}
 	opt := *optp
-	if opt.Duration <= 0 || opt.Rate <= 0 {
-		return fmt.Errorf("%w: --duration and --rate must be positive", errUsage)
-	}
 	self, err := labSelf()
 	if err != nil {
 		return err

@@ -35,7 +35,9 @@
 //
 // A renamed flag keeps its old name as a hidden alias (flagSet.alias), also
 // as a key or variable, that works and prints a one-line deprecation
-// warning.
+// warning. Every numeric and duration flag has a rule (flagSet.check); a
+// value that breaks it is a usage error naming the flag and the allowed
+// range.
 package main
 
 import (

@@ -49,6 +49,7 @@ func newObserveFlags(cio cmdIO) (*flagSet, *query.Options, *query.Filters) {
 	fs.group("Server")
 	fs.StringVar(&o.Server, "server", "localhost:4245", "Address of a flowbus relay (:4245) or agent (:4244), host:port")
 	fs.DurationVar(&o.DialTimeout, "timeout", 5*time.Second, "How long to wait for the connection to the server")
+	fs.check("timeout", positive(&o.DialTimeout))
 	fs.BoolVar(&o.TLS.Enabled, "tls", false, "Use TLS to connect to the server")
 	fs.BoolVar(&o.TLS.InsecureSkipVerify, "tls-allow-insecure", false, "Do not verify the server's certificate (testing only)")
 	fs.StringSliceVar(&o.TLSCAFiles, "tls-ca-cert-files", nil, "CA certificate file to verify the server with (one file; default: system roots)")
