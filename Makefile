@@ -23,7 +23,15 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 # pins, as an independent client for the Observer API tests (bin/hubble).
 HUBBLE_CLI := bin/hubble
 
-.PHONY: all build test test-nocgo hubble test-short demo bench generate generate-schemas generate-bpf generate-check lint cross deps-test deps-bpf clean
+# A real kube-apiserver for the Kubernetes source's tests (internal/k8stest),
+# built once from k8s.io/kubernetes at the release of the client-go that
+# go.mod pins (v0.X.Y -> v1.X.Y). Its module is published without the
+# ./staging modules it replaces itself with, so the build drops those
+# replaces and requires the published k8s.io/* modules of the same release.
+# Built only when absent (delete it after moving client-go to a new release).
+KUBE_APISERVER := bin/kube-apiserver
+
+.PHONY: all build test test-nocgo hubble kube-apiserver test-short demo bench generate generate-schemas generate-bpf generate-check lint cross deps-test deps-bpf clean
 
 all: build
 
@@ -35,7 +43,7 @@ demo: build
 	./$(BIN) demo
 
 ## test: every test. Privileged tests (BPF, netns) run as root and skip with a reason otherwise.
-test: deps-test $(HUBBLE_CLI)
+test: deps-test $(HUBBLE_CLI) $(KUBE_APISERVER)
 	$(GO) vet ./...
 	@# the pure-Go (klauspost) zstd files must keep building for CGO_ENABLED=0 agents
 	CGO_ENABLED=0 $(GO) build ./agent/... ./schemas/... ./internal/flowcodec/...
@@ -100,6 +108,7 @@ cross:
 deps-test:
 	@missing=""; \
 	  command -v kcat >/dev/null || missing="$$missing kcat"; \
+	  command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
 	  command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	  command -v grpc_python_plugin >/dev/null || missing="$$missing protobuf-compiler-grpc"; \
@@ -126,6 +135,26 @@ $(HUBBLE_CLI): go.mod
 	  (cd "$$src" && GOFLAGS=-mod=mod $(GO) build -o "$(CURDIR)/$(HUBBLE_CLI)" ./hubble) >/dev/null; \
 	  rc=$$?; rm -rf "$$src"; \
 	  if [ $$rc != 0 ]; then echo "WARNING: could not build the hubble CLI: the tests against it will skip"; fi
+
+kube-apiserver: $(KUBE_APISERVER)
+
+$(KUBE_APISERVER):
+	@v=$$($(GO) list -m -f '{{.Version}}' k8s.io/client-go) && kv=v1$${v#v0} && \
+	  echo "building kube-apiserver from k8s.io/kubernetes@$$kv with k8s.io/* $$v (test API server; once: about 5 minutes on 2 cores with a cold build cache)" && \
+	  GOWORK=off $(GO) mod download k8s.io/kubernetes@$$kv && \
+	  src=$$(mktemp -d) && cp -r "$$($(GO) env GOMODCACHE)/k8s.io/kubernetes@$$kv/." "$$src" && chmod -R u+w "$$src" && \
+	  (cd "$$src" && rm -f go.work go.work.sum && rm -rf vendor && \
+	    for m in $$(sed -n 's,^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*,\1,p' go.mod); do echo "-dropreplace=$$m"; done > edits && \
+	    for m in $$(sed -n 's,^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]v0\.0\.0$$,\1,p' go.mod); do echo "-require=$$m@$$v"; done >> edits && \
+	    GOWORK=off $(GO) mod edit $$(cat edits) && \
+	    echo "  resolving modules" && GOWORK=off GOFLAGS=-mod=mod $(GO) mod download && \
+	    echo "  compiling ./cmd/kube-apiserver" && \
+	    GOWORK=off GOFLAGS=-mod=mod $(GO) build -trimpath -o "$(CURDIR)/$(KUBE_APISERVER)" \
+	      -ldflags "-X k8s.io/component-base/version.gitVersion=$$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$(echo $$v | cut -d. -f2)" \
+	      ./cmd/kube-apiserver); \
+	  rc=$$?; rm -rf "$$src"; \
+	  if [ $$rc != 0 ]; then echo "WARNING: could not build kube-apiserver: the tests against a real API server will skip"; \
+	  else echo "built $(KUBE_APISERVER)"; fi
 
 clean:
 	rm -rf bin flowbus-data

@@ -268,7 +268,10 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 		p->sport = bpf_ntohs(tcp->source);
 		p->dport = bpf_ntohs(tcp->dest);
 		p->tcp_flags = tcp->flags | ((__u16)(tcp->doff_res & 1) << 8);
-	} else if (nh == IPPROTO_UDP) {
+	} else if (nh == IPPROTO_UDP || nh == IPPROTO_SCTP) {
+		// SCTP's common header starts with the ports as UDP's does; the
+		// first 8 bytes are checked for both (one branch keeps the
+		// verifier's state count down).
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > data_end || off + sizeof(*udp) > l3_end)
 			return COUNTER_L4_TRUNCATED;
@@ -516,6 +519,63 @@ static __always_inline int policy_allows(struct endpoint *ep, __u8 dir, __u32 pe
 	return 0;
 }
 
+// decide_in is what a policy decision needs of a flow; decide_out what it
+// decides.
+struct decide_in {
+	struct ipcache_key peer; /* the side that is not the pod behind the interface */
+	__u32 ifindex;
+	__u16 init_port;
+	__u16 resp_port;
+	__u8 family;
+	__u8 proto;
+	__u8 dir;       /* the pod's direction: 1 egress when it opened the flow */
+	__u8 midstream; /* the opener is a guess */
+};
+
+struct decide_out {
+	__u32 peer_identity;
+	__u32 policy_id;
+	__u8 verdict;
+	__u8 pad[3];
+};
+
+// decide is policy_decide's work, a global function so that the verifier
+// checks it once, apart from the three paths that call it (as one inlined
+// body it multiplied their states toward the verifier's limit).
+__attribute__((noinline)) int decide(struct decide_in *in, struct decide_out *out)
+{
+	if (!in || !out)
+		return 0;
+	out->verdict = VERDICT_FORWARDED;
+	out->policy_id = 0;
+	struct ipcache_key ik = in->peer;
+	struct ipcache_value *iv = bpf_map_lookup_elem(&ipcache, &ik);
+	__u32 peer = iv ? iv->identity : IDENTITY_WORLD;
+	__u32 cidr = iv ? iv->cidr_identity : 0;
+	out->peer_identity = peer;
+	__u32 ifindex = in->ifindex;
+	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &ifindex);
+	if (!ep)
+		return 0;
+	__u32 id = 0;
+	if (policy_allows(ep, in->dir & 1, peer, cidr, in->family, in->proto, in->resp_port, &id)) {
+		out->policy_id = id;
+		return 0;
+	}
+	if (in->midstream) {
+		// The other way round: the other side opened it, toward the port
+		// the guessed opener used.
+		__u32 rid = 0;
+		if (policy_allows(ep, (in->dir & 1) ^ 1, peer, cidr, in->family, in->proto, in->init_port, &rid)) {
+			out->policy_id = rid;
+			return 0;
+		}
+	}
+	out->verdict = VERDICT_DROPPED;
+	out->policy_id = id;
+	return 0;
+}
+
 // policy_decide decides flow st's verdict at interface ifindex under the
 // current policy_revision (doc.go, "Policy"): the egress policy of the pod
 // behind the interface when the pod opened the flow, else its ingress
@@ -525,38 +585,22 @@ static __always_inline int policy_allows(struct endpoint *ep, __u8 dir, __u32 pe
 static __always_inline void policy_decide(struct keys *k, __u8 family, struct flow_stats *st, __u32 ifindex,
 					  __u8 proto)
 {
+	struct decide_in in;
+	struct decide_out out;
+	__builtin_memset(&in, 0, sizeof(in));
+	__builtin_memset(&out, 0, sizeof(out));
+	flow_peer(k, family, st, &in.peer, &in.init_port, &in.resp_port);
+	in.ifindex = ifindex;
+	in.family = family;
+	in.proto = proto;
+	in.dir = st->initiator_ingress & 1;
+	in.midstream = (st->flags & FLOW_MIDSTREAM) != 0;
+	decide(&in, &out);
 	st->policy_rev = policy_revision;
-	st->verdict = VERDICT_FORWARDED;
-	st->drop_reason = 0;
-	st->policy_id = 0;
-	struct ipcache_key ik;
-	__u16 init_port, resp_port;
-	flow_peer(k, family, st, &ik, &init_port, &resp_port);
-	struct ipcache_value *iv = bpf_map_lookup_elem(&ipcache, &ik);
-	__u32 peer = iv ? iv->identity : IDENTITY_WORLD;
-	__u32 cidr = iv ? iv->cidr_identity : 0;
-	st->peer_identity = peer;
-	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &ifindex);
-	if (!ep)
-		return;
-	__u8 dir = st->initiator_ingress & 1;
-	__u32 id = 0;
-	if (policy_allows(ep, dir, peer, cidr, family, proto, resp_port, &id)) {
-		st->policy_id = id;
-		return;
-	}
-	if (st->flags & FLOW_MIDSTREAM) {
-		// The other way round: the other side opened it, toward the port
-		// the guessed opener used.
-		__u32 rid = 0;
-		if (policy_allows(ep, dir ^ 1, peer, cidr, family, proto, init_port, &rid)) {
-			st->policy_id = rid;
-			return;
-		}
-	}
-	st->verdict = VERDICT_DROPPED;
-	st->drop_reason = DROP_POLICY_DENIED;
-	st->policy_id = id;
+	st->verdict = out.verdict;
+	st->drop_reason = out.verdict == VERDICT_DROPPED ? DROP_POLICY_DENIED : 0;
+	st->policy_id = out.policy_id;
+	st->peer_identity = out.peer_identity;
 }
 
 // report_part emits the counters of flow st so far (snap, taken before

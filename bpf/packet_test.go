@@ -35,6 +35,10 @@ func (x l4) bytes() []byte {
 		binary.BigEndian.PutUint16(b[0:], x.sport)
 		binary.BigEndian.PutUint16(b[2:], x.dport)
 		binary.BigEndian.PutUint16(b[4:], uint16(8+x.payload))
+	case 132:
+		b = make([]byte, 12) // common header; the chunks are payload
+		binary.BigEndian.PutUint16(b[0:], x.sport)
+		binary.BigEndian.PutUint16(b[2:], x.dport)
 	case 1, 58:
 		b = make([]byte, 8)
 		b[0], b[1] = x.icmpType, x.icmpCode

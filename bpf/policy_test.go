@@ -58,14 +58,15 @@ func TestPolicyIsEnforcedByTheProgramThatObserves(t *testing.T) {
 		{Direction: Egress, Peer: 9, Proto: 17, Port: 53, PortBits: 16, PolicyID: 13},          // world-ipv4, DNS
 		{Direction: Ingress, Peer: 1000, Proto: 6, Port: 8000, PortBits: 10, PolicyID: 9},      // 8000-8063
 		{Direction: Ingress, Peer: 0, Proto: 17, Port: 53, PortBits: 16, PolicyID: 10},         // any peer, UDP 53
+		{Direction: Ingress, Peer: 1000, Proto: 132, Port: 80, PortBits: 16, PolicyID: 14},     // SCTP 80
 		{Direction: Ingress, Peer: 3000, Proto: 17, Port: 0, PortBits: 0, Deny: true, PolicyID: 11},
 	}
 	out := func(dst string, dport uint16, flags uint8) []byte {
 		return ipv4("10.0.0.1", dst, tcp(40000, dport, flags, 0))
 	}
 	in := func(src string, dport uint16, proto uint8) []byte {
-		if proto == 17 {
-			return ipv4(src, "10.0.0.1", l4{proto: 17, sport: 5555, dport: dport, payload: 20})
+		if proto == 17 || proto == 132 {
+			return ipv4(src, "10.0.0.1", l4{proto: proto, sport: 5555, dport: dport, payload: 20})
 		}
 		return ipv4(src, "10.0.0.1", tcp(5555, dport, syn, 0))
 	}
@@ -87,6 +88,9 @@ func TestPolicyIsEnforcedByTheProgramThatObserves(t *testing.T) {
 		{"egress to a pod inside an ipBlock matches the block's CIDR identity", ingressProg, out("10.0.0.6", 5432, syn), true, 12, 3000},
 		{"egress to the world matches a world-ipv4 rule", ingressProg, ipv4("10.0.0.1", "198.51.100.1", l4{proto: 17, sport: 40000, dport: 53, payload: 20}), true, 13, IdentityWorld},
 		{"ingress UDP 53 from any peer passes", egressProg, in("10.0.0.2", 53, 17), true, 10, 1000},
+		{"ingress SCTP to the allowed port passes: SCTP has ports too", egressProg, in("10.0.0.2", 80, 132), true, 14, 1000},
+		{"ingress SCTP to another port is dropped", egressProg, in("10.0.0.2", 81, 132), false, 98, 1000},
+		{"ingress TCP to the SCTP rule's port is dropped: SCTP is not TCP", egressProg, in("10.0.0.2", 80, 6), false, 98, 1000},
 		{"a wider deny rule wins over a narrower any-peer allow", egressProg, in("10.0.0.4", 53, 17), false, 11, 3000},
 	}
 	for _, tc := range cases {

@@ -6,8 +6,8 @@
 // CiliumClusterwideNetworkPolicy objects as unstructured specs).
 //
 // Sources publish whole snapshots to a Store: the endpoints file (package
-// agent/endpoints, with a policies file beside it) and the Kubernetes
-// informers. Consumers (identities, the policy compiler, flow enrichment)
+// agent/endpoints, with a policies file beside it; agent/cluster/filesource)
+// and the Kubernetes informers (agent/cluster/k8s). Consumers (identities, the policy compiler, flow enrichment)
 // read the latest snapshot and wait for the next. A snapshot is never
 // modified after Publish; a source that changes its view publishes a new
 // one.

@@ -15,9 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
 
 	"github.com/flowbus/flowbus/agent"
 	"github.com/flowbus/flowbus/agent/aggregate"
+	"github.com/flowbus/flowbus/agent/cluster"
+	"github.com/flowbus/flowbus/agent/cluster/filesource"
+	"github.com/flowbus/flowbus/agent/cluster/k8s"
 	"github.com/flowbus/flowbus/agent/export"
 	"github.com/flowbus/flowbus/agent/metrics"
 	"github.com/flowbus/flowbus/agent/source/ebpf"
@@ -43,6 +47,8 @@ type agentFlags struct {
 	follow                       *bool
 	interfaces                   *[]string
 	endpoints                    *string
+	endpointsSource, kubeconfig  *string
+	policies                     *string
 	activeTimeout                *time.Duration
 	ringbufSize, maxFlows        *uint32
 	noAggregate                  *bool
@@ -88,6 +94,9 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
 	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: the pods' host-side interfaces to attach to, names or globs (lxc*, veth*); new ones are attached as they appear; every record is observed at its pod's interface (from-endpoint / to-endpoint)")
 	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; 'flowbus lab up' writes one")
+	f.endpointsSource = fs.String("endpoints-source", "file", "where the agent's view of the cluster (pods, services, policies) comes from: file (--endpoints and --policies) or kubernetes (the API server's informers)")
+	f.kubeconfig = fs.String("kubeconfig", "", "--endpoints-source kubernetes: kubeconfig file; empty uses the pod's in-cluster service account")
+	f.policies = fs.String("policies", "", "--endpoints-source file: policies file, YAML documents of NetworkPolicy, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy manifests")
 	f.activeTimeout = fs.Duration("active-timeout", bpf.DefaultActiveTimeout, "ebpf: report long-lived flows this often")
 	fs.check("active-timeout", positive(f.activeTimeout))
 	f.ringbufSize = fs.Uint32("ringbuf-size", bpf.DefaultRingBufSize, "ebpf: ring buffer bytes (a power of two, a multiple of the page size)")
@@ -168,7 +177,10 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 
 // agentRuntime is a built agent with everything around it.
 type agentRuntime struct {
-	agent   *agent.Agent
+	agent *agent.Agent
+	// cluster holds the cluster snapshots of --endpoints-source; it stays
+	// empty when the file source has no --endpoints.
+	cluster *cluster.Store
 	pub     export.Publisher
 	ring    *observer.Ring
 	reg     *prometheus.Registry
@@ -197,6 +209,9 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	}
 	src, err := f.newSource(io, rt.reg)
 	if err != nil {
+		return nil, err
+	}
+	if err := f.newClusterSource(io, rt); err != nil {
 		return nil, err
 	}
 	if rt.pub, err = f.newPublisher(io, rt); err != nil {
@@ -285,6 +300,44 @@ func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Sourc
 		return src, nil
 	}
 	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json or ebpf", errUsage, *f.source)
+}
+
+// newClusterSource makes rt's cluster store and adds the source that
+// publishes to it (--endpoints-source) to rt's servers.
+func (f *agentFlags) newClusterSource(io cmdIO, rt *agentRuntime) error {
+	rt.cluster = cluster.NewStore()
+	switch *f.endpointsSource {
+	case "file":
+		if *f.endpoints == "" {
+			if *f.policies != "" {
+				return fmt.Errorf("%w: --policies needs --endpoints", errUsage)
+			}
+			return nil
+		}
+		src, err := filesource.New(filesource.Config{EndpointsFile: *f.endpoints, PoliciesFile: *f.policies, Store: rt.cluster}, io.Log, rt.reg)
+		if err != nil {
+			return err
+		}
+		rt.servers = append(rt.servers, src.Run)
+	case "kubernetes":
+		klog.SetSlogLogger(io.Log) // client-go logs through klog
+		rc, err := k8s.RESTConfig(*f.kubeconfig)
+		if err != nil {
+			return err
+		}
+		cfg := k8s.Config{Store: rt.cluster}
+		if err := cfg.NewClients(rc); err != nil {
+			return err
+		}
+		src, err := k8s.New(cfg, io.Log, rt.reg)
+		if err != nil {
+			return err
+		}
+		rt.servers = append(rt.servers, src.Run)
+	default:
+		return fmt.Errorf("%w: --endpoints-source %q: want file or kubernetes", errUsage, *f.endpointsSource)
+	}
+	return nil
 }
 
 func (f *agentFlags) newPublisher(io cmdIO, rt *agentRuntime) (export.Publisher, error) {
