@@ -69,12 +69,6 @@ func (c *countingTap) Lost(s flowpb.LostEventSource, n uint64) {
 	c.mu.Unlock()
 }
 
-type pairKey struct {
-	src, dst string
-	verdict  flowpb.Verdict
-	reason   flowpb.DropReason
-}
-
 func endpointKey(e *schemas.Endpoint) string {
 	if e.Identity == 2 {
 		return "reserved:world"

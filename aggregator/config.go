@@ -50,6 +50,9 @@ const (
 	DefaultMaxRoutesPerWorkload = 500
 )
 
+// MinRouteMaxLen is the shortest Config.RouteMaxLen.
+const MinRouteMaxLen = 8
+
 // rawRowGroupRows caps the row groups of raw flow files below RowGroupRows:
 // each open bucket holds one row group of raw rows in memory until it is
 // flushed, so this bounds memory per open bucket however long the window.
@@ -92,8 +95,8 @@ func (c Config) Validate() error {
 	if c.Lateness < 0 {
 		errs = append(errs, fmt.Errorf("lateness %v must not be negative", c.Lateness))
 	}
-	if c.RouteMaxLen < 8 {
-		errs = append(errs, fmt.Errorf("route max length %d must be at least 8", c.RouteMaxLen))
+	if c.RouteMaxLen < MinRouteMaxLen {
+		errs = append(errs, fmt.Errorf("route max length %d must be at least %d", c.RouteMaxLen, MinRouteMaxLen))
 	}
 	if c.MaxRoutesPerWorkload < 1 {
 		errs = append(errs, fmt.Errorf("max routes per workload %d must be at least 1", c.MaxRoutesPerWorkload))

@@ -2,7 +2,6 @@ package aggregator
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/aggregator/report"
+	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -65,11 +65,7 @@ func fleetRun(t testing.TB) fleetData {
 // of the generated latencies, within the histogram's 2 %.
 func checkFleet(t *testing.T, out string, fd fleetData) {
 	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := ducktest.Open(t)
 	rows, err := db.Query(`SELECT src_namespace, src_workload, dst_namespace, dst_workload, verdict, drop_reason,
 		sum(flows)::UBIGINT, sum(bytes_fwd)::UBIGINT, sum(bytes_rev)::UBIGINT, sum(packets_fwd)::UBIGINT, sum(packets_rev)::UBIGINT
 		FROM read_parquet('` + filepath.Join(out, PairTable, "*", "*", "*.parquet") + `') GROUP BY ALL`)

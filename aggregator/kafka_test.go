@@ -32,7 +32,7 @@ func encodeAll(t testing.TB, gms []genMessage) []schemas.Message {
 			t.Fatal(err)
 		}
 		out[i] = schemas.Message{Key: gm.flows[0].PartitionKey(), Node: "node-a", Run: "1", Seq: uint64(i + 1),
-			Rows: len(gm.flows), FirstTs: gm.flows[0].TimeNs, LastTs: gm.flows[len(gm.flows)-1].TimeNs, Value: v}
+			Rows: len(gm.flows), FirstTS: gm.flows[0].TimeNs, LastTS: gm.flows[len(gm.flows)-1].TimeNs, Value: v}
 	}
 	return out
 }

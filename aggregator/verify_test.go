@@ -2,17 +2,16 @@ package aggregator
 
 import (
 	"context"
-	"database/sql"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	_ "github.com/duckdb/duckdb-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowbus/flowbus/aggregator/report"
+	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -40,11 +39,7 @@ func newTestAggregator(t testing.TB, cfg Config) (*Aggregator, *prometheus.Regis
 // duckPairs reads the per-pair totals from the pair_rollup files with DuckDB.
 func duckPairs(t testing.TB, out string) (map[string]pairTotal, pairTotal) {
 	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := ducktest.Open(t)
 	glob := filepath.Join(out, PairTable, "*", "*", "*.parquet")
 	rows, err := db.Query(`SELECT src_namespace, src_workload, dst_namespace, dst_workload, dst_port, verdict,
 		sum(flows)::BIGINT, sum(bytes_fwd + bytes_rev)::BIGINT, sum(packets_fwd + packets_rev)::BIGINT

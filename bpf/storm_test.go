@@ -1,3 +1,5 @@
+//go:build linux
+
 package bpf
 
 import (
@@ -139,7 +141,6 @@ func total(m map[uint32]uint64) uint64 {
 
 // stormCounter counts a storm's connections as the collector reports them.
 type stormCounter struct {
-	mu         sync.Mutex
 	server     [4]byte
 	lo, hi     uint16
 	flows      uint64   // final records with a SYN

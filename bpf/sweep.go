@@ -1,16 +1,15 @@
+//go:build linux
+
 package bpf
 
 import (
 	"errors"
 	"fmt"
-	"path"
 
 	"github.com/cilium/ebpf"
 )
 
 const sweepBatch = 4096
-
-func pathMatch(p string) (bool, error) { return path.Match(p, "") }
 
 // sweep scans the flows map (batch lookups; iteration where batches are not
 // supported) and reports and removes flows by the rules of doc.go: the

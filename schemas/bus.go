@@ -9,8 +9,8 @@ const (
 	HeaderSchema      = "flowbus-schema"
 	HeaderNode        = "flowbus-node"
 	HeaderRows        = "flowbus-rows"
-	HeaderFirstTs     = "flowbus-first-ts" // Unix ns of the earliest flow in the message
-	HeaderLastTs      = "flowbus-last-ts"  // Unix ns of the latest flow in the message
+	HeaderFirstTS     = "flowbus-first-ts" // Unix ns of the earliest flow in the message
+	HeaderLastTS      = "flowbus-last-ts"  // Unix ns of the latest flow in the message
 	HeaderSeq         = "flowbus-seq"      // per-node message sequence, see Message.Seq
 
 	ContentTypeArrowStream = "application/vnd.apache.arrow.stream"
@@ -25,8 +25,8 @@ type Message struct {
 	Run     string // producer run ID (start time); with Seq, unique per message
 	Seq     uint64 // sequence number within Run, from 1, in publish order
 	Rows    int
-	FirstTs int64
-	LastTs  int64
+	FirstTS int64
+	LastTS  int64
 	Value   []byte // Arrow IPC stream, schema SchemaVersion
 }
 
@@ -44,8 +44,8 @@ func (m *Message) Headers() [][2]string {
 		{HeaderSchema, SchemaVersion},
 		{HeaderNode, m.Node},
 		{HeaderRows, strconv.Itoa(m.Rows)},
-		{HeaderFirstTs, strconv.FormatInt(m.FirstTs, 10)},
-		{HeaderLastTs, strconv.FormatInt(m.LastTs, 10)},
+		{HeaderFirstTS, strconv.FormatInt(m.FirstTS, 10)},
+		{HeaderLastTS, strconv.FormatInt(m.LastTS, 10)},
 		{HeaderSeq, m.Run + "/" + strconv.FormatUint(m.Seq, 10)},
 	}
 }

@@ -47,7 +47,7 @@ func TestPartitionOfMatchesFranzGo(t *testing.T) {
 }
 
 func TestMessageIDAndHeaders(t *testing.T) {
-	m := Message{Key: "payments/ledger-svc", Node: "node-1", Run: "20261125T2000Z", Seq: 42, Rows: 7, FirstTs: 10, LastTs: 20}
+	m := Message{Key: "payments/ledger-svc", Node: "node-1", Run: "20261125T2000Z", Seq: 42, Rows: 7, FirstTS: 10, LastTS: 20}
 	if got, want := m.ID(), "node-1/20261125T2000Z/42"; got != want {
 		t.Fatalf("ID = %q, want %q", got, want)
 	}

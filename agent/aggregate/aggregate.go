@@ -18,6 +18,9 @@ const (
 	DefaultMaxKeys = 65536
 )
 
+// MaxKeysLimit is the largest Config.MaxKeys.
+const MaxKeysLimit = 1 << 24
+
 // Config configures an Aggregator. The zero value means the defaults.
 type Config struct {
 	// Disabled turns aggregation off: Add passes flows through unchanged.
@@ -48,8 +51,8 @@ func (c Config) Validate() error {
 	if c.Window < time.Millisecond {
 		errs = append(errs, fmt.Errorf("aggregate window %v: must be at least 1ms", c.Window))
 	}
-	if c.MaxKeys < 1 || c.MaxKeys > 1<<24 {
-		errs = append(errs, fmt.Errorf("aggregate max keys %d: must be between 1 and %d", c.MaxKeys, 1<<24))
+	if c.MaxKeys < 1 || c.MaxKeys > MaxKeysLimit {
+		errs = append(errs, fmt.Errorf("aggregate max keys %d: must be between 1 and %d", c.MaxKeys, MaxKeysLimit))
 	}
 	return errors.Join(errs...)
 }

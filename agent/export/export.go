@@ -207,10 +207,10 @@ func (e *Exporter) emit(key string, flows []schemas.Flow) {
 	}
 	e.seq++
 	m := schemas.Message{Key: key, Node: e.cfg.Node, Run: e.cfg.Run, Seq: e.seq, Rows: len(flows), Value: value}
-	m.FirstTs, m.LastTs = flows[0].TimeNs, flows[0].TimeNs
+	m.FirstTS, m.LastTS = flows[0].TimeNs, flows[0].TimeNs
 	for i := range flows {
-		m.FirstTs = min(m.FirstTs, flows[i].TimeNs)
-		m.LastTs = max(m.LastTs, flows[i].TimeNs)
+		m.FirstTS = min(m.FirstTS, flows[i].TimeNs)
+		m.LastTS = max(m.LastTS, flows[i].TimeNs)
 	}
 	e.enqueue(m)
 }

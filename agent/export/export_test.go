@@ -174,7 +174,7 @@ func TestBatchesByRowsPerPartition(t *testing.T) {
 		t.Errorf("shutdown flush %+v, want %v with seq 3 and 4", got[2:], wantTail)
 	}
 	m := bus.messages()[0]
-	if m.Node != "node-a" || m.Run != "run-1" || m.FirstTs != 1000 || m.LastTs != 1002 {
+	if m.Node != "node-a" || m.Run != "run-1" || m.FirstTS != 1000 || m.LastTS != 1002 {
 		t.Errorf("message metadata %+v, want node-a, run-1, ts 1000..1002", m)
 	}
 	if v := testutil.ToFloat64(h.e.m.rows); v != 8 {

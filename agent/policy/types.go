@@ -90,15 +90,6 @@ func (k Key) PortRange() (lo, hi uint16) {
 	return k.Port, k.Port | span
 }
 
-// covers reports whether a packet of proto to port falls under k (its
-// peer aside).
-func (k Key) covers(proto uint8, port uint16) bool {
-	if k.Proto == 0 {
-		return true
-	}
-	return k.Proto == proto && port&portMask(k.PortBits) == k.Port
-}
-
 func (k Key) String() string {
 	peer := "any"
 	if k.Peer != 0 {

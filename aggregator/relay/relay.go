@@ -23,8 +23,14 @@ import (
 	"github.com/flowbus/flowbus/internal/observer/relayclient"
 )
 
-// DefaultListenAddress is Hubble relay's port.
-const DefaultListenAddress = ":4245"
+// Defaults of Config.
+const (
+	DefaultListenAddress   = ":4245" // Hubble relay's port
+	DefaultResolveInterval = 30 * time.Second
+	DefaultRetryInterval   = 5 * time.Second
+	DefaultSortWindow      = 500 * time.Millisecond
+	DefaultBatchWindow     = 5 * time.Second
+)
 
 // Config configures a Relay.
 type Config struct {
@@ -57,16 +63,16 @@ func (c *Config) Validate() error {
 		c.ListenAddress = DefaultListenAddress
 	}
 	if c.ResolveInterval <= 0 {
-		c.ResolveInterval = 30 * time.Second
+		c.ResolveInterval = DefaultResolveInterval
 	}
 	if c.RetryInterval <= 0 {
-		c.RetryInterval = 5 * time.Second
+		c.RetryInterval = DefaultRetryInterval
 	}
 	if c.SortWindow <= 0 {
-		c.SortWindow = 500 * time.Millisecond
+		c.SortWindow = DefaultSortWindow
 	}
 	if c.BatchWindow <= 0 {
-		c.BatchWindow = 5 * time.Second
+		c.BatchWindow = DefaultBatchWindow
 	}
 	if c.StatusTimeout <= 0 {
 		c.StatusTimeout = 2 * time.Second

@@ -10,18 +10,25 @@
 // windows, files and late rows, and the q-quantile is the midpoint of the
 // first bucket whose cumulative count reaches rank ceil(q·total) (at least
 // 1) — the rule of schemas.Histogram.Quantile, so SQL and Go agree exactly.
+//
+// DuckDB is a C++ library linked through cgo. In a build without cgo (any
+// cross-compiled flowbus, e.g. for macOS or Windows) the SQL functions work,
+// and Routes and Pairs return ErrNoDuckDB whenever there is a file to read.
 package report
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
-
-	_ "github.com/duckdb/duckdb-go/v2" // database/sql driver "duckdb"
 )
+
+// ErrNoDuckDB is returned by the queries of a flowbus built without cgo,
+// which has no DuckDB.
+var ErrNoDuckDB = errors.New("DuckDB needs a cgo build of flowbus (this one was built with CGO_ENABLED=0); run the SQL in the duckdb CLI instead")
 
 // BucketMidpointSQL is the SQL expression of schemas.HistValue for a column
 // named bucket: the midpoint of the bucket in nanoseconds (bucket 0 → 512 ns,
@@ -129,6 +136,9 @@ func query[T any](ctx context.Context, out, table, q string, scan func(*sql.Rows
 	files, err := filepath.Glob(filepath.Join(out, table, "*", "*", "*.parquet"))
 	if err != nil || len(files) == 0 {
 		return nil, nil
+	}
+	if !HaveDuckDB {
+		return nil, ErrNoDuckDB
 	}
 	db, err := sql.Open("duckdb", "")
 	if err != nil {

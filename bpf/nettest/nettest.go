@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package nettest builds network-namespace fixtures for tests of the
 // datapath: two "pods" (namespaces) bridged through host-side veths, with
 // static neighbours so that the test's traffic is the only traffic. Tests

@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
@@ -79,67 +80,113 @@ type agentFlags struct {
 	metricsMaxLabels             *int
 }
 
-func addAgentFlags(fs *pflag.FlagSet, demo bool) *agentFlags {
+// Bounds of the agent's numeric flags that no package states.
+const (
+	maxRingSize    = 1 << 20 // flows kept for the Observer API
+	maxRingBufSize = 1 << 30 // bytes of the kernel ring buffer
+)
+
+// addAgentFlags adds the flags of `flowbus agent` to fs, in groups, with
+// their checks and the deprecated names of renamed ones.
+func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	host, _ := os.Hostname()
 	f := &agentFlags{}
+	fs.group("Source")
 	f.node = fs.String("node", host, "node name carried by every flow and bus message")
-	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), hubble (Hubble's Observer API, live: a node's hubble.sock or Hubble Relay), ebpf (tcx programs on pod veths; root)")
-	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
-	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
-	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
-	f.natsPartitions = fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: partitions (subjects flowbus.flows.v1.<p>); must match the aggregators'")
+	f.source = fs.String("source", "synthetic", "flow source: synthetic (seeded payments fleet), hubble-json (hubble observe -o json lines), hubble (Hubble's Observer API, live: a node's hubble.sock or Hubble Relay), ebpf (tcx programs on pod veths; root, Linux)")
 	f.seed = fs.Int64("seed", 1, "synthetic: random seed (same seed, same flows)")
 	f.rate = fs.Float64("rate", 10000, "synthetic: raw flows per second (0 = as fast as possible)")
+	fs.check("rate", finiteAtLeast(f.rate, 0))
 	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
 	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
 	f.hubbleServer = fs.String("hubble-server", "unix:///var/run/cilium/hubble.sock", "hubble: Hubble's Observer API to follow: a node's Cilium agent (unix:///var/run/cilium/hubble.sock) or Hubble Relay (host:4245); resumes where it stopped (state in --data-dir)")
 	f.hubbleTLS = fs.Bool("hubble-tls", false, "hubble: connect with TLS")
-	f.hubbleCA = fs.String("hubble-tls-ca", "", "hubble: the Hubble CA to verify the server (default: system roots)")
-	f.hubbleCert = fs.String("hubble-tls-cert", "", "hubble: client certificate (mTLS), signed by the Hubble CA")
-	f.hubbleKey = fs.String("hubble-tls-key", "", "hubble: client key (mTLS)")
+	f.hubbleCA = fs.String("hubble-tls-ca-file", "", "hubble: the Hubble CA to verify the server (default: system roots)")
+	f.hubbleCert = fs.String("hubble-tls-cert-file", "", "hubble: client certificate (mTLS), signed by the Hubble CA")
+	f.hubbleKey = fs.String("hubble-tls-key-file", "", "hubble: client key (mTLS)")
 	f.hubbleServerName = fs.String("hubble-tls-server-name", "", "hubble: name to verify in the server's certificate (a Cilium agent's: <node>.<cluster>.hubble-grpc.cilium.io)")
 	f.hubbleFilter = fs.StringArray("hubble-filter", nil, "hubble: server-side filter in hubble observe's flags, e.g. '--not --label reserved:health'; repeatable, read as one command line")
 	f.interfaces = fs.StringSlice("interfaces", []string{"lxc*"}, "ebpf: the pods' host-side interfaces to attach to, names or globs (lxc*, veth*); new ones are attached as they appear; every record is observed at its pod's interface (from-endpoint / to-endpoint)")
-	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; `flowbus lab up` writes one")
+	f.endpoints = fs.String("endpoints", "", "ebpf: endpoints file (YAML/JSON) mapping IPs and interfaces to pods; 'flowbus lab up' writes one")
 	f.endpointsSource = fs.String("endpoints-source", "file", "where the agent's view of the cluster (pods, services, policies) comes from: file (--endpoints and --policies) or kubernetes (the API server's informers)")
 	f.kubeconfig = fs.String("kubeconfig", "", "--endpoints-source kubernetes: kubeconfig file; empty uses the pod's in-cluster service account")
 	f.policies = fs.String("policies", "", "--endpoints-source file: policies file, YAML documents of NetworkPolicy, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy manifests")
-	f.activeTimeout = fs.Duration("active-timeout", 10*time.Second, "ebpf: report long-lived flows this often")
-	f.ringbufSize = fs.Uint32("ringbuf-size", 1<<20, "ebpf: ring buffer bytes (power of two, page multiple)")
-	f.maxFlows = fs.Uint32("max-flows", 65536, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
+	f.activeTimeout = fs.Duration("active-timeout", bpf.DefaultActiveTimeout, "ebpf: report long-lived flows this often")
+	fs.check("active-timeout", positive(f.activeTimeout))
+	f.ringbufSize = fs.Uint32("ringbuf-size", bpf.DefaultRingBufSize, "ebpf: ring buffer bytes (a power of two, a multiple of the page size)")
+	page := uint32(os.Getpagesize())
+	fs.check("ringbuf-size", bound{func() bool {
+		n := *f.ringbufSize
+		return n >= page && n <= maxRingBufSize && n&(n-1) == 0
+	}, fmt.Sprintf("a power of two from %d (the page size) to %d", page, maxRingBufSize)})
+	f.maxFlows = fs.Uint32("max-flows", bpf.DefaultMaxFlows, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
+	fs.check("max-flows", atLeast(f.maxFlows, 1))
+
+	fs.group("Aggregation and export")
 	f.noAggregate = fs.Bool("no-aggregate", false, "publish every raw flow instead of folding flows with the same key per window")
-	f.aggWindow = fs.Duration("aggregate-window", time.Second, "aggregation window")
-	f.aggMaxKeys = fs.Int("aggregate-max-keys", 65536, "records held per window; more flush early (counted)")
-	f.maxRows = fs.Int("batch-rows", 8192, "rows per bus message before it is sent")
-	f.maxBytes = fs.Int("batch-bytes", 1<<20, "estimated bytes per batch before it is sent")
-	f.linger = fs.Duration("linger", time.Second, "longest a batch waits for more rows")
-	f.queue = fs.Int("queue-messages", 64, "encoded messages held in memory while the bus is slow, before the spool")
+	f.aggWindow = fs.Duration("aggregate-window", aggregate.DefaultWindow, "aggregation window")
+	fs.check("aggregate-window", atLeast(f.aggWindow, time.Millisecond))
+	f.aggMaxKeys = fs.Int("aggregate-max-keys", aggregate.DefaultMaxKeys, "records held per window; more flush early (counted)")
+	fs.check("aggregate-max-keys", between(f.aggMaxKeys, 1, aggregate.MaxKeysLimit))
+	f.maxRows = fs.Int("batch-rows", export.DefaultMaxRows, "rows per bus message before it is sent")
+	fs.check("batch-rows", atLeast(f.maxRows, 1))
+	f.maxBytes = fs.Int("batch-bytes", export.DefaultMaxBytes, "estimated bytes per batch before it is sent")
+	fs.check("batch-bytes", atLeast(f.maxBytes, 1))
+	f.linger = fs.Duration("linger", export.DefaultLinger, "longest a batch waits for more rows")
+	fs.check("linger", positive(f.linger))
+	f.queue = fs.Int("queue-messages", export.DefaultQueueMessages, "encoded messages held in memory while the bus is slow, before the spool")
+	fs.check("queue-messages", atLeast(f.queue, 1))
 	f.spoolDir = fs.String("spool-dir", "", "disk spool used while the bus is down (default <data-dir>/spool; 'off' disables: overflow is dropped and counted)")
-	f.spoolMax = fs.Int64("spool-max-bytes", 1<<30, "spool byte cap; past it the oldest segment is dropped (counted)")
+	f.spoolMax = fs.Int64("spool-max-bytes", spool.DefaultMaxBytes, "spool byte cap; past it the oldest segment is dropped (counted)")
+	fs.check("spool-max-bytes", atLeast(f.spoolMax, spool.DefaultSegmentBytes))
+
+	fs.group("Bus")
+	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
+	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
+	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
+	fs.check("nats-port", bound{func() bool { return *f.natsPort == -1 || *f.natsPort >= 1 && *f.natsPort <= 65535 },
+		"-1 (a free port) or from 1 to 65535"})
+	f.natsPartitions = fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: partitions (subjects flowbus.flows.v1.<p>); must match the aggregators'")
+	fs.check("nats-partitions", between(f.natsPartitions, 1, nats.MaxPartitions))
+
+	fs.group("Kafka")
 	f.topic = fs.String("kafka-topic", kafka.DefaultTopic, "Kafka topic")
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
+	fs.check("kafka-partitions", between(f.kafkaPartitions, 1, math.MaxInt32))
 	f.kafkaTLS = fs.Bool("kafka-tls", false, "connect to Kafka with TLS")
-	f.kafkaCA = fs.String("kafka-tls-ca", "", "Kafka: CA bundle to verify brokers")
-	f.kafkaCert = fs.String("kafka-tls-cert", "", "Kafka: client certificate (mTLS)")
-	f.kafkaKey = fs.String("kafka-tls-key", "", "Kafka: client key (mTLS)")
+	f.kafkaCA = fs.String("kafka-tls-ca-file", "", "Kafka: CA bundle to verify brokers")
+	fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
+	f.kafkaCert = fs.String("kafka-tls-cert-file", "", "Kafka: client certificate (mTLS)")
+	fs.alias("kafka-tls-cert", "kafka-tls-cert-file")
+	f.kafkaKey = fs.String("kafka-tls-key-file", "", "Kafka: client key (mTLS)")
+	fs.alias("kafka-tls-key", "kafka-tls-key-file")
 	f.kafkaSkipVerify = fs.Bool("kafka-tls-insecure-skip-verify", false, "Kafka: do not verify broker certificates")
 	f.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	f.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
 	f.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password (prefer FLOWBUS_KAFKA_SASL_PASSWORD)")
+
+	fs.group("Observer API")
 	obs, met := observer.DefaultListenAddress, ":9965"
 	if demo {
 		obs, met = "127.0.0.1:4244", "127.0.0.1:9965"
 	}
 	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
-	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API")
-	f.tlsCert = fs.String("observer-tls-cert", "", "Observer API: server certificate (enables TLS)")
-	f.tlsKey = fs.String("observer-tls-key", "", "Observer API: server key")
-	f.tlsClientCA = fs.String("observer-tls-client-ca", "", "Observer API: CA for client certificates (enables mTLS)")
+	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API (rounded up to a power of two)")
+	fs.check("ring-size", between(f.ringSize, 1, maxRingSize))
+	f.tlsCert = fs.String("observer-tls-cert-file", "", "Observer API: server certificate (enables TLS)")
+	fs.alias("observer-tls-cert", "observer-tls-cert-file")
+	f.tlsKey = fs.String("observer-tls-key-file", "", "Observer API: server key")
+	fs.alias("observer-tls-key", "observer-tls-key-file")
+	f.tlsClientCA = fs.String("observer-tls-client-ca-file", "", "Observer API: CA for client certificates (enables mTLS)")
+	fs.alias("observer-tls-client-ca", "observer-tls-client-ca-file")
+
+	fs.group("Metrics")
 	f.metricsAddr = fs.String("metrics-address", met, "serve Prometheus metrics (Hubble names + flowbus_*) here at /metrics; empty disables")
 	f.metricSpecs = fs.StringArray("metrics", []string{"flow", "drop", "tcp", "http", "dns"}, "Hubble metrics to enable, in Hubble's --metrics syntax (e.g. 'drop:sourceContext=namespace;destinationContext=workload-name'); repeatable")
-	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", 0, "label combinations per metric before overflow is counted instead (default 10000)")
+	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", metrics.DefaultMaxLabelSets, "label combinations per metric before overflow is counted instead")
+	fs.check("metrics-max-label-sets", atLeast(f.metricsMaxLabels, 1))
 	return f
 }
 
@@ -157,9 +204,9 @@ type agentRuntime struct {
 	closers []func()
 }
 
-func (r *agentRuntime) close() {
-	for i := len(r.closers) - 1; i >= 0; i-- {
-		r.closers[i]()
+func (rt *agentRuntime) close() {
+	for i := len(rt.closers) - 1; i >= 0; i-- {
+		rt.closers[i]()
 	}
 }
 
@@ -275,10 +322,17 @@ func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Sourc
 			TLS:       observer.ClientTLS{Enabled: *f.hubbleTLS, CAFile: *f.hubbleCA, CertFile: *f.hubbleCert, KeyFile: *f.hubbleKey, ServerName: *f.hubbleServerName},
 			StateFile: filepath.Join(*f.dataDir, "hubble", "resume.json")}, io.Log, reg)
 	case "ebpf":
-		return ebpf.New(ebpf.Config{
+		src, err := ebpf.New(ebpf.Config{
 			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout},
 			Node:   *f.node, EndpointsFile: *f.endpoints,
 		}, io.Log, reg)
+		if errors.Is(err, ebpf.ErrNeedsLinux) {
+			return nil, fmt.Errorf("--source ebpf %w: this build is for %s", ebpf.ErrNeedsLinux, runtime.GOOS)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return src, nil
 	}
 	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json, hubble or ebpf", errUsage, *f.source)
 }
@@ -371,14 +425,15 @@ func (rt *agentRuntime) run(ctx context.Context) error {
 	return err
 }
 
+// newAgentFlags returns the flags of `flowbus agent`.
+func newAgentFlags(io cmdIO) (*flagSet, *agentFlags) {
+	fs := newFlagSet("agent", "agent [flags]", "Run the node agent: a source of flows (synthetic, hubble-json, Hubble live "+
+		"or the eBPF datapath), the Hubble Observer API and metrics, aggregation, and export of Arrow batches to the bus.", io)
+	return fs, addAgentFlags(fs, false)
+}
+
 func runAgent(ctx context.Context, args []string, io cmdIO) error {
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(io.Stderr, "Usage: flowbus agent [flags]\n\nRuns the node agent: a source of flows (synthetic, hubble-json, Hubble live or the eBPF datapath), the Hubble\nObserver API and metrics, aggregation, and export of Arrow batches to the bus.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	f := addAgentFlags(fs, false)
+	fs, f := newAgentFlags(io)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	stdio "io"
 	"net"
 	"net/http"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/spf13/pflag"
 
 	"github.com/flowbus/flowbus/aggregator"
 	"github.com/flowbus/flowbus/sinks/kafka"
@@ -31,7 +29,7 @@ type aggregatorFlags struct {
 // runAggregator consumes flows from Kafka or NATS and writes the Parquet
 // rollups until ctx is done, then writes what it holds and commits.
 func runAggregator(ctx context.Context, args []string, io cmdIO) error {
-	af, err := parseAggregatorFlags(args, io.Stderr)
+	af, err := parseAggregatorFlags(args, io)
 	if err != nil {
 		return err
 	}
@@ -45,7 +43,7 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 	if af.metricsAddr != "" {
 		ln, err := net.Listen("tcp", af.metricsAddr)
 		if err != nil {
-			return fmt.Errorf("metrics listener (--metrics-addr): %w", err)
+			return fmt.Errorf("metrics listener (--metrics-address): %w", err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -79,33 +77,73 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, af.bus)
 }
 
+// aggregatorOptions are the values of the flags of 'flowbus aggregator'
+// as parsed, before they are turned into aggregatorFlags.
+type aggregatorOptions struct {
+	bus, dataDir, group, topic, dlq, assigned, metricsAddr string
+	window, lateness                                       time.Duration
+	partitions, maxRoutes, routeLen, rowGroup              int
+	templates                                              []string
+	rawFlows                                               bool
+}
+
+// newAggregatorFlags returns the flags of 'flowbus aggregator'.
+func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
+	fs := newFlagSet("aggregator", "aggregator [flags]", "Consume the flows of the bus (a Kafka consumer group, "+
+		"or NATS JetStream durable consumers) and write exact per-pair and per-route rollups, and with --raw-flows "+
+		"every record, as Parquet with Hive partitions date=/hour= under --data-dir. A window's files are committed "+
+		"before its offsets, so a crash neither loses nor duplicates rows.", io)
+	o := &aggregatorOptions{}
+	fs.group("Bus")
+	fs.StringVar(&o.bus, "bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
+	fs.StringVar(&o.group, "group", kafka.DefaultGroup, "Kafka consumer group, or NATS durable consumer name prefix")
+	fs.StringVar(&o.topic, "kafka-topic", kafka.DefaultTopic, "Kafka topic to consume")
+	fs.alias("topic", "kafka-topic")
+	fs.StringVar(&o.dlq, "kafka-dlq-topic", "", "Kafka topic for bad messages (default <kafka-topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
+	fs.alias("dlq-topic", "kafka-dlq-topic")
+	fs.IntVar(&o.partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
+	fs.check("nats-partitions", between(&o.partitions, 1, nats.MaxPartitions))
+	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads (default all); each partition must be read by one aggregator")
+
+	fs.group("Output")
+	fs.StringVar(&o.dataDir, "data-dir", "./flowbus-data", "output directory: Parquet under <data-dir>/pair_rollup, <data-dir>/route_rollup and, with --raw-flows, <data-dir>/flows (Hive partitions date=/hour=)")
+	fs.alias("out", "data-dir")
+	fs.DurationVar(&o.window, "window", aggregator.DefaultWindow, "event-time window of a rollup row (whole seconds, dividing 24h)")
+	fs.check("window", bound{func() bool {
+		return o.window >= time.Second && o.window%time.Second == 0 && (24*time.Hour)%o.window == 0
+	},
+		"whole seconds from 1s to 24h0m0s that divide 24h"})
+	fs.DurationVar(&o.lateness, "lateness", aggregator.DefaultLateness, "allowed lateness: a window is written when the latest event time seen passes its end by this much; later records go to late files")
+	fs.check("lateness", positive(&o.lateness))
+	fs.StringArrayVar(&o.templates, "route-template", nil, "extra HTTP route rule REGEX=>REPLACEMENT applied after the built-in ones (query dropped, ids → {id}); repeatable")
+	fs.IntVar(&o.maxRoutes, "max-routes-per-workload", aggregator.DefaultMaxRoutesPerWorkload, "distinct routes per destination workload per window; more are written as {other}")
+	fs.check("max-routes-per-workload", atLeast(&o.maxRoutes, 1))
+	fs.IntVar(&o.routeLen, "route-max-len", aggregator.DefaultRouteMaxLen, "maximum length of a route in bytes")
+	fs.check("route-max-len", atLeast(&o.routeLen, aggregator.MinRouteMaxLen))
+	fs.IntVar(&o.rowGroup, "row-group-rows", 0, "maximum rows per Parquet row group (0: 122880, DuckDB's row group)")
+	fs.check("row-group-rows", atLeast(&o.rowGroup, 0))
+	fs.BoolVar(&o.rawFlows, "raw-flows", false, "also write every flow record, one row each (flow.v1 columns), under <data-dir>/flows/date=/hour=/, committed exactly once with its window's rollups; decodes every column and costs disk")
+
+	fs.group("Metrics")
+	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
+	fs.alias("metrics-addr", "metrics-address")
+	return fs, o
+}
+
 // parseAggregatorFlags parses the flags of 'flowbus aggregator' (command
 // line, then FLOWBUS_* environment, then the --config YAML file: see
 // parseFlags) into a validated aggregator.Config and the transport settings.
-func parseAggregatorFlags(args []string, stderr stdio.Writer) (aggregatorFlags, error) {
-	fs := pflag.NewFlagSet("aggregator", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	bus := fs.String("bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
-	out := fs.String("out", "./flowbus-data", "output directory: Parquet under <out>/pair_rollup, <out>/route_rollup and, with --raw-flows, <out>/flows (Hive partitions date=/hour=)")
-	window := fs.Duration("window", aggregator.DefaultWindow, "event-time window of a rollup row (whole seconds, dividing 24h)")
-	lateness := fs.Duration("lateness", aggregator.DefaultLateness, "allowed lateness: a window is written when the latest event time seen passes its end by this much; later records go to late files")
-	group := fs.String("group", kafka.DefaultGroup, "Kafka consumer group, or NATS durable consumer name prefix")
-	topic := fs.String("topic", kafka.DefaultTopic, "Kafka topic to consume")
-	dlq := fs.String("dlq-topic", "", "Kafka topic for bad messages (default <topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
-	partitions := fs.Int("nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
-	assigned := fs.String("nats-assigned", "", "NATS: comma-separated partitions this aggregator reads (default all); each partition must be read by one aggregator")
-	templates := fs.StringArray("route-template", nil, "extra HTTP route rule REGEX=>REPLACEMENT applied after the built-in ones (query dropped, ids → {id}); repeatable")
-	maxRoutes := fs.Int("max-routes-per-workload", aggregator.DefaultMaxRoutesPerWorkload, "distinct routes per destination workload per window; more are written as {other}")
-	routeLen := fs.Int("route-max-len", aggregator.DefaultRouteMaxLen, "maximum length of a route in bytes")
-	rowGroup := fs.Int("row-group-rows", 0, "maximum rows per Parquet row group (default 122880, DuckDB's row group)")
-	rawFlows := fs.Bool("raw-flows", false, "also write every flow record, one row each (flow.v1 columns), under <out>/flows/date=/hour=/, committed exactly once with its window's rollups; decodes every column and costs disk")
-	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
+func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
+	fs, o := newAggregatorFlags(io)
 	if err := parseFlags(fs, args); err != nil {
 		return aggregatorFlags{}, err
 	}
-	cfg := aggregator.Config{Out: *out, Window: *window, Lateness: *lateness,
-		MaxRoutesPerWorkload: *maxRoutes, RouteMaxLen: *routeLen, RowGroupRows: *rowGroup, RawFlows: *rawFlows}
-	for _, s := range *templates {
+	if fs.NArg() > 0 {
+		return aggregatorFlags{}, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	cfg := aggregator.Config{Out: o.dataDir, Window: o.window, Lateness: o.lateness,
+		MaxRoutesPerWorkload: o.maxRoutes, RouteMaxLen: o.routeLen, RowGroupRows: o.rowGroup, RawFlows: o.rawFlows}
+	for _, s := range o.templates {
 		rt, err := aggregator.ParseRouteTemplate(s)
 		if err != nil {
 			return aggregatorFlags{}, fmt.Errorf("%w: --route-template: %v", errUsage, err)
@@ -115,6 +153,6 @@ func parseAggregatorFlags(args []string, stderr stdio.Writer) (aggregatorFlags, 
 	if err := cfg.Validate(); err != nil {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return aggregatorFlags{cfg: cfg, bus: *bus, group: *group, topic: *topic, dlq: *dlq,
-		partitions: *partitions, assigned: *assigned, metricsAddr: *metricsAddr}, nil
+	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq,
+		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr}, nil
 }

@@ -22,14 +22,14 @@ func TestAggregatorRawFlowsFlag(t *testing.T) {
 		{name: "off when the flag says false over the environment", args: []string{"--raw-flows=false"}, env: "true", want: false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := append([]string{"--out", t.TempDir()}, c.args...)
+			args := append([]string{"--data-dir", t.TempDir()}, c.args...)
 			if c.env != "" {
 				t.Setenv("FLOWBUS_RAW_FLOWS", c.env)
 			}
 			if c.yaml != "" {
 				args = append(args, "--config", writeConfig(t, c.yaml))
 			}
-			af, err := parseAggregatorFlags(args, new(strings.Builder))
+			af, err := parseAggregatorFlags(args, testIO())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +40,7 @@ func TestAggregatorRawFlowsFlag(t *testing.T) {
 	}
 	t.Run("a value that is not a boolean is an error", func(t *testing.T) {
 		t.Setenv("FLOWBUS_RAW_FLOWS", "sometimes")
-		if _, err := parseAggregatorFlags(nil, new(strings.Builder)); err == nil || !strings.Contains(err.Error(), "FLOWBUS_RAW_FLOWS") {
+		if _, err := parseAggregatorFlags(nil, testIO()); err == nil || !strings.Contains(err.Error(), "FLOWBUS_RAW_FLOWS") {
 			t.Errorf("err = %v, want one naming FLOWBUS_RAW_FLOWS", err)
 		}
 	})

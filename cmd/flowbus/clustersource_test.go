@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -24,8 +23,7 @@ import (
 // and bus, and runs it until the test ends.
 func buildAgent(t *testing.T, args ...string) (*agentRuntime, error) {
 	t.Helper()
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	f := addAgentFlags(fs, false)
+	fs, f := newAgentFlags(cmdIO{Stdout: io.Discard, Stderr: io.Discard})
 	base := []string{"--source", "synthetic", "--rate", "1", "--bus", "stdout", "--observer-address", "", "--metrics-address", "",
 		"--data-dir", t.TempDir()}
 	if err := parseFlags(fs, append(base, args...)); err != nil {

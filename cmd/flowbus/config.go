@@ -16,13 +16,19 @@ var errUsage = errors.New("usage")
 // parseFlags parses args into fs and then fills every flag not given on the
 // command line from, in order, the FLOWBUS_<FLAG> environment variable (flag
 // name upper-cased, '-' as '_') and the YAML file named by --config (keys are
-// flag names). It adds --config to fs. Unknown
-// keys in the file are an error, so a typo does not silently do nothing.
+// flag names). It adds --config to fs, in a group of its own. Unknown keys
+// in the file are an error, so a typo does not silently do nothing.
 // A YAML list sets a list flag element by element; for other flags it is
 // joined with commas.
-func parseFlags(fs *pflag.FlagSet, args []string) error {
-	config := fs.String("config", "", "YAML config file; keys are flag names (env FLOWBUS_CONFIG)")
-	fs.SortFlags = false
+//
+// A renamed flag (flagSet.alias) is also taken under its old name, on the
+// command line, as a variable or as a key, with a one-line deprecation
+// warning on fs's output; the new name wins. Last, every flag's value is
+// checked against its rules (flagSet.check): a value out of range is a usage
+// error naming the flag and the range, wherever the value came from.
+func parseFlags(fs *flagSet, args []string) error {
+	fs.group("Config")
+	config := fs.String("config", "", "YAML file of flag values, keys named as the flags (env FLOWBUS_CONFIG)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
@@ -47,41 +53,71 @@ func parseFlags(fs *pflag.FlagSet, args []string) error {
 			}
 		}
 	}
+	oldName := map[string]string{} // flag name → its deprecated name
+	for old, name := range fs.aliases {
+		oldName[name] = old
+	}
+	warn := func(old, name string) {
+		fmt.Fprintf(fs.Output(), "%s has been deprecated, use %s instead\n", old, name)
+	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "config" {
+		old := oldName[f.Name]
+		if f.Changed || f.Name == "config" || fs.aliases[f.Name] != "" || old != "" && fs.Lookup(old).Changed {
 			return
 		}
-		env := "FLOWBUS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
+		env := envName(f.Name)
+		v, ok := os.LookupEnv(env)
+		if !ok && old != "" {
+			if v, ok = os.LookupEnv(envName(old)); ok {
+				warn(envName(old), env)
+				env = envName(old)
+			}
+		}
+		if ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
 			return
 		}
-		v, ok := file[f.Name]
+		key := f.Name
+		fv, ok := file[key]
+		if !ok && old != "" {
+			if fv, ok = file[old]; ok {
+				warn(fmt.Sprintf("config key %q", old), fmt.Sprintf("%q", f.Name))
+				key = old
+			}
+		}
 		if !ok {
 			return
 		}
 		// A YAML list fills a list flag element by element, so that values
 		// with commas (Hubble's --metrics specs) stay whole.
-		if list, isList := v.([]any); isList {
+		if list, isList := fv.([]any); isList {
 			if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
 				strs := make([]string, len(list))
 				for i, e := range list {
 					strs[i] = fmt.Sprint(e)
 				}
 				if err := sv.Replace(strs); err != nil {
-					errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))
+					errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, key, err))
 				}
 				return
 			}
 		}
-		if err := fs.Set(f.Name, yamlValue(v)); err != nil {
-			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, f.Name, err))
+		if err := fs.Set(f.Name, yamlValue(fv)); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: %s: %w", *config, key, err))
 		}
 	})
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return fs.checkValues()
+}
+
+// envName is the environment variable of a flag: FLOWBUS_<FLAG>.
+func envName(flag string) string {
+	return "FLOWBUS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 func yamlValue(v any) string {

@@ -2,18 +2,22 @@ package main
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spf13/pflag"
 )
 
-func newTestFlags() (*pflag.FlagSet, *string, *int, *time.Duration, *[]string) {
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	fs.SetOutput(new(strings.Builder))
+// testIO is a cmdIO that keeps nothing.
+func testIO() cmdIO {
+	return cmdIO{Stdout: io.Discard, Stderr: io.Discard, Log: slog.New(slog.DiscardHandler)}
+}
+
+func newTestFlags() (*flagSet, *string, *int, *time.Duration, *[]string) {
+	fs := newFlagSet("agent", "agent [flags]", "Test.", testIO())
 	bus := fs.String("bus", "embedded", "bus")
 	rate := fs.Int("rate", 100, "rate")
 	linger := fs.Duration("linger", time.Second, "linger")
@@ -120,13 +124,16 @@ func TestRunUnknownCommandExitsTwo(t *testing.T) {
 }
 
 func TestExampleAgentConfigIsValid(t *testing.T) {
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	f := addAgentFlags(fs, false)
+	var stderr strings.Builder
+	fs, f := newAgentFlags(cmdIO{Stderr: &stderr})
 	if err := parseFlags(fs, []string{"--config", "../../deploy/agent.yaml"}); err != nil {
 		t.Fatal(err)
 	}
 	if *f.source != "ebpf" || *f.bus != "kafka://kafka-0.kafka:9092,kafka-1.kafka:9092" || len(*f.metricSpecs) != 5 ||
 		(*f.metricSpecs)[1] != "drop:sourceContext=namespace;destinationContext=workload-name" {
 		t.Fatalf("source=%q bus=%q metrics=%q", *f.source, *f.bus, *f.metricSpecs)
+	}
+	if *f.kafkaCA != "/etc/flowbus/kafka-ca.pem" || stderr.Len() != 0 {
+		t.Fatalf("kafka-tls-ca-file=%q, warnings: %s", *f.kafkaCA, stderr.String())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -15,7 +16,6 @@ import (
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/pflag"
 
 	"github.com/flowbus/flowbus/aggregator"
 	"github.com/flowbus/flowbus/aggregator/report"
@@ -32,21 +32,12 @@ import (
 // build with pandas, then the L7 drill-down computed by DuckDB over the
 // Parquet the aggregator wrote.
 func runDemo(ctx context.Context, args []string, cio cmdIO) error {
-	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-	fs.SetOutput(cio.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(cio.Stderr, "Usage: flowbus demo [flags]\n\nRuns the agent on the synthetic payments fleet (or, with --lab, on the real eBPF datapath of a\nnetns lab), an embedded NATS JetStream bus, a reader and the aggregator; after --duration it prints\nwhat came back over the bus and the per-route latency table DuckDB computes from the Parquet.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	f := addAgentFlags(fs, true)
-	duration := fs.Duration("duration", 20*time.Second, "how long the agent produces flows")
-	top := fs.Int("top", 12, "rows of the pair table")
-	withLab := fs.Bool("lab", false, "run on the real kernel datapath: create a netns lab (root), attach the eBPF programs to its veths, generate real traffic")
+	fs, d, f := newDemoFlags(cio)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *duration <= 0 {
-		return fmt.Errorf("%w: --duration must be positive", errUsage)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	out := filepath.Join(*f.dataDir, "parquet")
 	// Each demo starts from an empty bus and output, so the tables describe this run only.
@@ -61,7 +52,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	runID := time.Now().UTC().Format("20060102T150405.000000000Z")
 
 	var labCfg lab.Config
-	if *withLab {
+	if d.lab {
 		stop, endpoints, err := demoLabUp(ctx, cio)
 		if err != nil {
 			return err
@@ -113,12 +104,12 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 		return fmt.Errorf("%w: --bus %q: the demo reads flows back from the bus: use embedded, nats:// or kafka://", errUsage, *f.bus)
 	}
 
-	fmt.Fprintf(cio.Stdout, "flowbus demo: source %s for %s → %s; reading back over the bus and aggregating to %s\n", *f.source, *duration, busName(*f.bus, rt.natsURL), out)
-	actx, stopAgent := context.WithTimeout(ctx, *duration)
+	fmt.Fprintf(cio.Stdout, "flowbus demo: source %s for %s → %s; reading back over the bus and aggregating to %s\n", *f.source, d.duration, busName(*f.bus, rt.natsURL), out)
+	actx, stopAgent := context.WithTimeout(ctx, d.duration)
 	defer stopAgent()
-	if *withLab {
+	if d.lab {
 		go func() {
-			if _, err := lab.Traffic(actx, withLabSelf(labCfg), lab.TrafficOptions{Duration: *duration, Rate: 50}); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			if _, err := lab.Traffic(actx, withLabSelf(labCfg), lab.TrafficOptions{Duration: d.duration, Rate: 50}); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				cio.Log.Warn("lab traffic", "err", err)
 			}
 		}()
@@ -150,17 +141,45 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	}
 	fmt.Fprintf(cio.Stdout, "\nran %.1fs; published %d records; read back %d records in %d messages; %d bytes left in the spool\n\n",
 		time.Since(start).Seconds(), uint64(published), tally.records(), tally.messages, uint64(spooled))
-	tally.print(cio.Stdout, *top)
+	tally.print(cio.Stdout, d.top)
 	if got := tally.records(); got != uint64(published) {
 		fmt.Fprintf(cio.Stdout, "\nWARNING: %d records published but %d read back\n", uint64(published), got)
 	}
 
 	rows, q, err := report.Routes(ctx, out, "")
+	if errors.Is(err, report.ErrNoDuckDB) {
+		// A build without cgo (macOS, Windows): everything above still holds.
+		fmt.Fprintf(cio.Stdout, "\nL7 drill-down: not computed: %v.\nThe SQL:\n%s\n", err, q)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("L7 drill-down: %w", err)
 	}
 	printRoutes(cio.Stdout, rows, q)
 	return nil
+}
+
+// demoFlags are the demo's own flags; the agent's come with them.
+type demoFlags struct {
+	duration time.Duration
+	top      int
+	lab      bool
+}
+
+// newDemoFlags returns the flags of `flowbus demo`: its own, then the agent's.
+func newDemoFlags(cio cmdIO) (*flagSet, *demoFlags, *agentFlags) {
+	fs := newFlagSet("demo", "demo [flags]", "Run the agent on the synthetic payments fleet (or, with --lab, on the "+
+		"real eBPF datapath of a netns lab), an embedded NATS JetStream bus, a reader and the aggregator; after "+
+		"--duration, print what came back over the bus and the per-route latency table DuckDB computes from the "+
+		"Parquet. The agent's flags apply to the demo's agent.", cio)
+	d := &demoFlags{}
+	fs.group("Demo")
+	fs.DurationVar(&d.duration, "duration", 20*time.Second, "how long the agent produces flows")
+	fs.check("duration", positive(&d.duration))
+	fs.IntVar(&d.top, "top", 12, "rows of the pair table")
+	fs.check("top", atLeast(&d.top, 1))
+	fs.BoolVar(&d.lab, "lab", false, "run on the real kernel datapath: create a netns lab (root, Linux), attach the eBPF programs to its veths, generate real traffic")
+	return fs, d, addAgentFlags(fs, true)
 }
 
 func busName(bus, natsURL string) string {
@@ -179,6 +198,9 @@ func withLabSelf(cfg lab.Config) lab.Config {
 
 // demoLabUp creates the default lab and returns its teardown and endpoints file.
 func demoLabUp(ctx context.Context, cio cmdIO) (func(), string, error) {
+	if runtime.GOOS != "linux" {
+		return nil, "", fmt.Errorf("--lab %w: this build is for %s", lab.ErrNeedsLinux, runtime.GOOS)
+	}
 	if os.Geteuid() != 0 {
 		return nil, "", errors.New("--lab creates network namespaces and loads eBPF programs: run it as root (sudo flowbus demo --lab)")
 	}

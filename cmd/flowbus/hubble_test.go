@@ -429,7 +429,7 @@ func TestHubbleSourceTLSFlags(t *testing.T) {
 	}
 	defer u.Close()
 	p := newHubblePipe(t)
-	tls := []string{"--hubble-tls", "--hubble-tls-ca", pki.CAFile, "--hubble-tls-server-name", hubbletest.ServerName("node-a")}
+	tls := []string{"--hubble-tls", "--hubble-tls-ca-file", pki.CAFile, "--hubble-tls-server-name", hubbletest.ServerName("node-a")}
 	args := append([]string{"--source", "hubble", "--hubble-server", u.Target(), "--bus", p.url, "--observer-address", "",
 		"--metrics-address", "", "--data-dir", p.dir}, tls...)
 
@@ -439,7 +439,7 @@ func TestHubbleSourceTLSFlags(t *testing.T) {
 		t.Fatalf("agent without a client certificate: %v", err)
 	}
 
-	a := startLabAgent(t, append(args, "--hubble-tls-cert", pki.ClientCert, "--hubble-tls-key", pki.ClientKey)...)
+	a := startLabAgent(t, append(args, "--hubble-tls-cert-file", pki.ClientCert, "--hubble-tls-key-file", pki.ClientKey)...)
 	p.agents = append(p.agents, a)
 	p.feed(t, u, hubbletest.NewCluster(16, hubbleEpoch, "node-a").NextEvents(2000))
 	p.waitDelivered(t)

@@ -256,7 +256,7 @@ func TestRealHubbleCLIPrintsAsFlowbusObserve(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runRelay(ctx, []string{"--agents", addr + "," + down, "--listen-address", relay},
+		done <- runRelay(ctx, []string{"--agents", addr + "," + down, "--observer-address", relay},
 			cmdIO{Stdout: io.Discard, Stderr: io.Discard, Log: slog.New(slog.DiscardHandler)})
 	}()
 	defer func() {

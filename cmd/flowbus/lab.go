@@ -9,13 +9,17 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/flowbus/flowbus/deploy/lab"
 )
 
-const labUsage = `Usage: flowbus lab <up|traffic|down|status> [flags]   (needs root)
+const labUsage = `Usage: flowbus lab <up|traffic|down|status> [flags]
 
+A single-machine lab (root, Linux): pods as network namespaces with veths into
+the host, real HTTP, gRPC, TCP and DNS servers and clients in them, and the
+endpoints file for the eBPF agent. The default topology is the payments fleet
+(deploy/lab/examples/payments.yaml).
+
+Verbs:
   up       create the pods (network namespaces with veths into the host), start
            their servers and write the endpoints file for the eBPF agent
   traffic  run the pods' clients for --duration, printing progress every second
@@ -23,8 +27,7 @@ const labUsage = `Usage: flowbus lab <up|traffic|down|status> [flags]   (needs r
            also after a crash; safe to run twice
   status   list what exists of the lab
 
-Run 'flowbus lab <verb> --help' for its flags. The default topology is the
-payments fleet (deploy/lab/examples/payments.yaml).`
+Run 'flowbus lab <verb> --help' for its flags.`
 
 // runLab is `flowbus lab`: the single-machine netns lab.
 func runLab(ctx context.Context, args []string, io cmdIO) error {
@@ -53,15 +56,29 @@ func runLab(ctx context.Context, args []string, io cmdIO) error {
 	return fmt.Errorf("%w: unknown verb %q (want up, traffic, down or status)", errUsage, verb)
 }
 
-// labFlags adds the flags the verbs share and returns the config they fill.
-// traffic takes the prefix from the lab's state, so it has no --prefix.
-func labFlags(fs *pflag.FlagSet, withPrefix bool) *lab.Config {
+// labVerbs are the paragraphs of the verbs' --help.
+var labVerbs = map[string]string{
+	"up": "Create the lab's pods (network namespaces with veths into the host), start their servers and write " +
+		"the endpoints file for the eBPF agent (root, Linux).",
+	"traffic": "Run the lab's clients for --duration, printing progress every second, then a table per client " +
+		"edge (root, Linux).",
+	"down": "Remove every namespace, veth, process and state file of the lab, also after a crash; safe to run " +
+		"twice (root, Linux).",
+	"status": "List what exists of the lab: its pods, their namespaces, veths and server processes (Linux).",
+}
+
+// newLabFlags returns the flags of 'flowbus lab <verb>', those the verbs
+// share first, and the config they fill. traffic takes the prefix from the
+// lab's state, so it has no --prefix.
+func newLabFlags(verb string, io cmdIO) (*flagSet, *lab.Config) {
+	fs := newFlagSet("lab "+verb, "lab "+verb+" [flags]", labVerbs[verb], io)
 	cfg := &lab.Config{}
-	fs.StringVar(&cfg.StateDir, "state-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
-	if withPrefix {
-		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --state-dir when there is one")
+	fs.StringVar(&cfg.StateDir, "data-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
+	fs.alias("state-dir", "data-dir")
+	if verb != "traffic" {
+		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --data-dir when there is one")
 	}
-	return cfg
+	return fs, cfg
 }
 
 func labSelf() ([]string, error) {
@@ -72,14 +89,19 @@ func labSelf() ([]string, error) {
 	return []string{exe, "lab"}, nil
 }
 
-func labUp(ctx context.Context, args []string, io cmdIO) error {
-	fs := pflag.NewFlagSet("lab up", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs, true)
+// newLabUpFlags returns the flags of 'flowbus lab up'.
+func newLabUpFlags(io cmdIO) (*flagSet, *lab.Config, *string) {
+	fs, cfg := newLabFlags("up", io)
 	topoPath := fs.String("topology", "", "topology YAML (pods, servers, clients, services); default the payments fleet")
 	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
-	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <state-dir>/endpoints.yaml); down removes it")
+	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <data-dir>/endpoints.yaml); down removes it")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
+	fs.check("ready-timeout", positive(&cfg.ReadyTimeout))
+	return fs, cfg, topoPath
+}
+
+func labUp(ctx context.Context, args []string, io cmdIO) error {
+	fs, cfg, topoPath := newLabUpFlags(io)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,28 +139,32 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Namespace, p.IPv4, p.IPv6, p.HostIf, p.IfIndex, p.Identity, strings.Join(servers, ","))
 	}
 	tw.Flush()
-	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --state-dir %s   then: flowbus lab down --state-dir %s\n",
+	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
 		plan.EndpointsFile, cfg.StateDir, cfg.StateDir)
 	return nil
 }
 
-func labTraffic(ctx context.Context, args []string, io cmdIO) error {
-	fs := pflag.NewFlagSet("lab traffic", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs, false)
+// newLabTrafficFlags returns the flags of 'flowbus lab traffic'.
+func newLabTrafficFlags(io cmdIO) (*flagSet, *lab.Config, *lab.TrafficOptions) {
+	fs, cfg := newLabFlags("traffic", io)
 	var opt lab.TrafficOptions
 	fs.DurationVar(&opt.Duration, "duration", 30*time.Second, "how long the clients send; traffic stops by itself after it")
+	fs.check("duration", positive(&opt.Duration))
 	fs.Float64Var(&opt.Rate, "rate", 10, "requests per second on each client edge of the topology")
+	fs.check("rate", finitePositive(&opt.Rate))
 	fs.Uint64Var(&opt.Seed, "seed", 1, "seed of the request ids and choices, for repeatable runs")
+	return fs, cfg, &opt
+}
+
+func labTraffic(ctx context.Context, args []string, io cmdIO) error {
+	fs, cfg, optp := newLabTrafficFlags(io)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
 	}
-	if opt.Duration <= 0 || opt.Rate <= 0 {
-		return fmt.Errorf("%w: --duration and --rate must be positive", errUsage)
-	}
+	opt := *optp
 	self, err := labSelf()
 	if err != nil {
 		return err
@@ -165,9 +191,7 @@ func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 }
 
 func labDown(ctx context.Context, args []string, io cmdIO) error {
-	fs := pflag.NewFlagSet("lab down", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs, true)
+	fs, cfg := newLabFlags("down", io)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -187,11 +211,12 @@ func labDown(ctx context.Context, args []string, io cmdIO) error {
 }
 
 func labStatus(ctx context.Context, args []string, io cmdIO) error {
-	fs := pflag.NewFlagSet("lab status", pflag.ContinueOnError)
-	fs.SetOutput(io.Stderr)
-	cfg := labFlags(fs, true)
+	fs, cfg := newLabFlags("status", io)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
 	}
 	st, err := lab.GetStatus(ctx, *cfg)
 	if err != nil {

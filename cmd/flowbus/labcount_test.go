@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/pflag"
 
 	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/deploy/lab"
@@ -101,8 +100,7 @@ type labAgent struct {
 
 func startLabAgent(t *testing.T, args ...string) *labAgent {
 	t.Helper()
-	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	f := addAgentFlags(fs, false)
+	fs, f := newAgentFlags(cmdIO{Stdout: io.Discard, Stderr: io.Discard})
 	if err := parseFlags(fs, args); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,43 @@
 // Command flowbus is the one flowbus binary: the node agent, the aggregator,
 // the Hubble-compatible relay and observe client, the netns lab and the demo,
 // as subcommands. Run `flowbus help` for the list.
+//
+// # Flags and help
+//
+// Every subcommand's --help prints to stdout, with exit code 0, the same
+// layout (flagSet.printHelp; TestEveryHelpHasTheSharedLayout):
+//
+//	Usage: flowbus <command> [args] [flags]
+//
+//	<one paragraph: what the command does, wrapped at 80 columns>
+//
+//	<Group> flags:            (groups in definition order; "Flags:" if untitled)
+//	      --name type   what it sets (default ...)
+//	...
+//	Config flags:
+//	      --config string   YAML file of flag values ...
+//
+//	<how flags, FLOWBUS_<FLAG> variables and the --config file combine>
+//
+// A flag's usage is a phrase in lower case but for names (observe keeps
+// hubble's own texts). A usage error prints one line, then the hint to run
+// --help, with exit code 2.
+//
+// One name per concept across subcommands (TestOneFlagNamePerConcept holds
+// the table): --data-dir for the directory a command keeps its files in,
+// --metrics-address and --observer-address for what a command serves,
+// <scope>-tls-{cert,key,ca,client-ca}-file for certificate files, with the
+// scope naming the connection (observer-: the Observer API a command serves;
+// agent-: the relay's connections to agents; kafka-: the agent's to Kafka),
+// kafka- and nats- prefixes for what belongs to one bus. observe keeps
+// hubble observe's names, its compatibility being the point. A YAML key and a
+// FLOWBUS_<FLAG> variable are the flag's name.
+//
+// A renamed flag keeps its old name as a hidden alias (flagSet.alias), also
+// as a key or variable, that works and prints a one-line deprecation
+// warning. Every numeric and duration flag has a rule (flagSet.check); a
+// value that breaks it is a usage error naming the flag and the allowed
+// range.
 package main
 
 import (
@@ -43,8 +80,7 @@ func commands() map[string]command {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "flowbus: eBPF network-flow observability that leaves the node.")
-	fmt.Fprintln(w, "\nUsage: flowbus <command> [flags]\n\nCommands:")
+	fmt.Fprintln(w, "Usage: flowbus <command> [flags]\n\nflowbus: eBPF network-flow observability that leaves the node.\n\nCommands:")
 	cmds := commands()
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {
@@ -54,10 +90,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-11s %s\n", n, cmds[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'flowbus <command> --help' for a command's flags. Every flag can also be set")
-	fmt.Fprintln(w, "in the YAML file given by --config (same key as the flag) or as FLOWBUS_<FLAG>")
-	fmt.Fprintln(w, "(upper case, '-' as '_'); a flag on the command line wins over the variable,")
-	fmt.Fprintln(w, "which wins over the file.")
+	fmt.Fprintf(w, "\n%s\n", wrap("Run 'flowbus <command> --help' for a command's flags. "+configNote, paragraphWidth))
 }
 
 func main() {
@@ -87,6 +120,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, isVerb := labVerbs[at(args, 1)]; name == "lab" && isVerb {
+		name += " " + args[1] // in messages: flowbus lab up: ...
+	}
 	err := cmd.run(ctx, args[1:], cmdIO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Log: log})
 	switch {
 	case err == nil:
@@ -100,4 +136,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "flowbus %s: %v\n", name, err)
 		return 1
 	}
+}
+
+// at returns args[i], or "" past the end.
+func at(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return ""
 }

@@ -245,7 +245,8 @@ func TestObserveJSONIsHubbleJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := hubble.ToProto(&observeFixture()[2])
-	want.Summary = "TCP Flags: SYN" //nolint:staticcheck // the server fills hubble's summary
+	//lint:ignore SA1019 the server fills hubble's summary
+	want.Summary = "TCP Flags: SYN"
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(&observerpb.GetFlowsResponse{Time: want.GetTime(), NodeName: want.GetNodeName(), ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: want}}); err != nil {
 		t.Fatal(err)

@@ -7,42 +7,60 @@ import (
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowbus/flowbus/agent/metrics"
 	"github.com/flowbus/flowbus/aggregator/relay"
 )
 
+// newRelayFlags returns the flags of `flowbus relay` and the config they
+// fill, and the metrics address.
+func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
+	fs := newFlagSet("relay", "relay --agents host:port[,host:port...] [flags]", "Serve the Hubble Observer API "+
+		"on --observer-address, merging every agent's flows in time order, as Hubble relay does. A host may be a DNS "+
+		"name with many addresses (a headless Service): each address is an agent, resolved again every "+
+		"--resolve-interval.", cio)
+	cfg := &relay.Config{}
+	var metricsAddr string
+	fs.group("Agent")
+	fs.StringSliceVar(&cfg.Agents, "agents", nil, "agents' Observer addresses, host:port (e.g. flowbus-agents.flowbus.svc:4244); repeat or separate with commas")
+	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", relay.DefaultResolveInterval, "how often agent names are resolved again")
+	fs.check("resolve-interval", positive(&cfg.ResolveInterval))
+	fs.DurationVar(&cfg.RetryInterval, "retry-interval", relay.DefaultRetryInterval, "how often a follow stream retries agents it lost")
+	fs.check("retry-interval", positive(&cfg.RetryInterval))
+	fs.DurationVar(&cfg.SortWindow, "sort-window", relay.DefaultSortWindow, "follow: how long a flow may wait for older flows of quieter agents")
+	fs.check("sort-window", positive(&cfg.SortWindow))
+	fs.DurationVar(&cfg.BatchWindow, "batch-window", relay.DefaultBatchWindow, "non-follow: how long a flow may wait for a slow agent before order becomes best-effort")
+	fs.check("batch-window", positive(&cfg.BatchWindow))
+	fs.BoolVar(&cfg.ClientTLS.Enabled, "agent-tls", false, "connect to agents with TLS")
+	fs.StringVar(&cfg.ClientTLS.CAFile, "agent-tls-ca-file", "", "CA that signs the agents' certificates (default: system roots)")
+	fs.StringVar(&cfg.ClientTLS.CertFile, "agent-tls-cert-file", "", "client certificate presented to agents (mTLS)")
+	fs.StringVar(&cfg.ClientTLS.KeyFile, "agent-tls-key-file", "", "key of --agent-tls-cert-file")
+	fs.StringVar(&cfg.ClientTLS.ServerName, "agent-tls-server-name", "", "name to verify in the agents' certificates")
+
+	fs.group("Observer API")
+	fs.StringVar(&cfg.ListenAddress, "observer-address", relay.DefaultListenAddress, "serve the merged Observer API here (hubble observe --server, flowbus observe)")
+	fs.alias("listen-address", "observer-address")
+	fs.StringVar(&cfg.ServerTLS.CertFile, "observer-tls-cert-file", "", "Observer API: server certificate (PEM; enables TLS)")
+	fs.alias("tls-cert-file", "observer-tls-cert-file")
+	fs.StringVar(&cfg.ServerTLS.KeyFile, "observer-tls-key-file", "", "Observer API: server key (PEM)")
+	fs.alias("tls-key-file", "observer-tls-key-file")
+	fs.StringVar(&cfg.ServerTLS.ClientCAFile, "observer-tls-client-ca-file", "", "Observer API: CA for client certificates (enables mTLS)")
+	fs.alias("tls-client-ca-file", "observer-tls-client-ca-file")
+
+	fs.group("Metrics")
+	fs.StringVar(&metricsAddr, "metrics-address", "", "serve the relay's flowbus_relay_* metrics here at /metrics; empty disables")
+	return fs, cfg, &metricsAddr
+}
+
 // runRelay is `flowbus relay`: Hubble relay's role, merging the Observer
 // streams of many agents on :4245.
 func runRelay(ctx context.Context, args []string, cio cmdIO) error {
-	fs := pflag.NewFlagSet("relay", pflag.ContinueOnError)
-	fs.SetOutput(cio.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(cio.Stderr, "Usage: flowbus relay --agents host:port[,host:port...] [flags]\n\nServe the Hubble Observer API on --listen-address, merging every agent's flows\nin time order. A host may be a DNS name with many addresses (a headless\nService): each address is an agent, resolved again every --resolve-interval.\n\nFlags:")
-		fmt.Fprint(cio.Stderr, fs.FlagUsages())
-	}
-	var cfg relay.Config
-	var metricsAddr string
-	fs.StringVar(&cfg.ListenAddress, "listen-address", relay.DefaultListenAddress, "Address to serve the Observer API on")
-	fs.StringSliceVar(&cfg.Agents, "agents", nil, "Agents' Observer addresses, host:port (e.g. flowbus-agents.flowbus.svc:4244); repeat or separate with commas")
-	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", 0, "How often agent names are resolved again (default 30s)")
-	fs.DurationVar(&cfg.RetryInterval, "retry-interval", 0, "How often a follow stream retries agents it lost (default 5s)")
-	fs.DurationVar(&cfg.SortWindow, "sort-window", 0, "Follow: how long a flow may wait for older flows of quieter agents (default 500ms)")
-	fs.DurationVar(&cfg.BatchWindow, "batch-window", 0, "Non-follow: how long a flow may wait for a slow agent before order becomes best-effort (default 5s)")
-	fs.StringVar(&cfg.ServerTLS.CertFile, "tls-cert-file", "", "Serve TLS with this certificate (PEM)")
-	fs.StringVar(&cfg.ServerTLS.KeyFile, "tls-key-file", "", "Key of --tls-cert-file (PEM)")
-	fs.StringVar(&cfg.ServerTLS.ClientCAFile, "tls-client-ca-file", "", "Require client certificates signed by this CA (mTLS)")
-	fs.BoolVar(&cfg.ClientTLS.Enabled, "agent-tls", false, "Connect to agents with TLS")
-	fs.StringVar(&cfg.ClientTLS.CAFile, "agent-tls-ca-file", "", "CA that signs the agents' certificates (default: system roots)")
-	fs.StringVar(&cfg.ClientTLS.CertFile, "agent-tls-cert-file", "", "Client certificate presented to agents (mTLS)")
-	fs.StringVar(&cfg.ClientTLS.KeyFile, "agent-tls-key-file", "", "Key of --agent-tls-cert-file")
-	fs.StringVar(&cfg.ClientTLS.ServerName, "agent-tls-server-name", "", "Name to verify in the agents' certificates")
-	fs.StringVar(&metricsAddr, "metrics-address", "", "Serve the relay's flowbus_relay_* metrics on this address (/metrics); empty: off")
+	fs, cfgp, metricsAddrp := newRelayFlags(cio)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	cfg, metricsAddr := *cfgp, *metricsAddrp
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}

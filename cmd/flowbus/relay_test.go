@@ -34,7 +34,7 @@ func TestRelayCommandServesObserve(t *testing.T) {
 	done := make(chan error, 1)
 	var relayErr bytes.Buffer
 	go func() {
-		done <- runRelay(ctx, []string{"--agents", agent, "--listen-address", addr},
+		done <- runRelay(ctx, []string{"--agents", agent, "--observer-address", addr},
 			cmdIO{Stdout: &relayErr, Stderr: &relayErr, Log: slog.New(slog.NewTextHandler(&relayErr, nil))})
 	}()
 	defer func() {
@@ -83,7 +83,7 @@ func TestRelayCommandUsage(t *testing.T) {
 	if err := runRelay(context.Background(), []string{"--help"}, cio); !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("--help: err = %v", err)
 	}
-	for _, flag := range []string{"--agents", "--listen-address", "--resolve-interval", "--tls-cert-file", "--agent-tls"} {
+	for _, flag := range []string{"--agents", "--observer-address", "--resolve-interval", "--observer-tls-cert-file", "--agent-tls"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("--help lacks %s", flag)
 		}

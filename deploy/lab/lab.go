@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -5,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,69 +16,6 @@ import (
 
 	"github.com/flowbus/flowbus/agent/endpoints"
 )
-
-// Defaults of Config.
-const (
-	DefaultPrefix   = "fb"
-	DefaultStateDir = "/run/flowbus-lab"
-)
-
-// Config says where a lab lives and how to start its processes.
-type Config struct {
-	// Prefix names everything the lab makes on the host: namespaces
-	// "<prefix>-<pod>", host veths "<prefix><N>h", and the marker argument
-	// of its processes. 1 to 8 lower-case letters; two labs with different
-	// prefixes (and address ranges) can coexist.
-	Prefix string
-	// StateDir holds lab.json, endpoints.yaml, logs/ and ready/.
-	StateDir string
-	// Node overrides the topology's node name in the endpoints file.
-	Node string
-	// EndpointsFile is where Up writes the endpoints file; default
-	// <StateDir>/endpoints.yaml. Its path is saved in lab.json, and Down
-	// removes it.
-	EndpointsFile string
-	// Self is the command line that runs this program's Child entry point:
-	// Up runs Self + ["serve", ...] and Traffic Self + ["client", ...] inside
-	// the pods' namespaces. For the flowbus binary: [<executable>, "lab"].
-	Self []string
-	// ReadyTimeout bounds the wait for the servers to listen; default 15 s.
-	ReadyTimeout time.Duration
-	Log          *slog.Logger
-}
-
-// Validate checks the config and fills defaults.
-func (c *Config) Validate() error {
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if !prefixRE.MatchString(c.Prefix) {
-		return fmt.Errorf("prefix %q: want 1 to 8 lower-case letters", c.Prefix)
-	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
-	}
-	if c.EndpointsFile == "" {
-		c.EndpointsFile = EndpointsPath(c.StateDir)
-	}
-	// Absolute, so that down finds it from any working directory.
-	if abs, err := filepath.Abs(c.EndpointsFile); err == nil {
-		c.EndpointsFile = abs
-	}
-	if abs, err := filepath.Abs(c.StateDir); err == nil {
-		c.StateDir = abs
-	}
-	if c.ReadyTimeout <= 0 {
-		c.ReadyTimeout = 15 * time.Second
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	return nil
-}
-
-// ErrNotRoot is returned when the lab is asked for something that needs root.
-var ErrNotRoot = errors.New("the lab needs root (network namespaces, veths, routes): run it with sudo")
 
 func checkRoot() error {
 	if os.Geteuid() != 0 {
@@ -121,7 +59,7 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 		return nil, fmt.Errorf("a lab with prefix %q already exists (%s); run 'flowbus lab down --prefix %s' first", cfg.Prefix, left, cfg.Prefix)
 	}
 	if old, err := LoadPlan(cfg.StateDir); err == nil {
-		return nil, fmt.Errorf("state dir %s already holds a lab (prefix %q); run 'flowbus lab down --state-dir %s' first", cfg.StateDir, old.Prefix, cfg.StateDir)
+		return nil, fmt.Errorf("state dir %s already holds a lab (prefix %q); run 'flowbus lab down --data-dir %s' first", cfg.StateDir, old.Prefix, cfg.StateDir)
 	}
 	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, logDir), filepath.Join(cfg.StateDir, readyDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -286,26 +224,6 @@ func waitReady(ctx context.Context, cfg Config, plan *Plan, exited <-chan string
 	}
 }
 
-func (l Leftovers) String() string {
-	var parts []string
-	if len(l.NetNS) > 0 {
-		parts = append(parts, "netns "+strings.Join(l.NetNS, ","))
-	}
-	if len(l.Links) > 0 {
-		parts = append(parts, "links "+strings.Join(l.Links, ","))
-	}
-	if len(l.Processes) > 0 {
-		parts = append(parts, fmt.Sprintf("processes %v", l.Processes))
-	}
-	if len(l.Files) > 0 {
-		parts = append(parts, fmt.Sprintf("%d state files", len(l.Files)))
-	}
-	if len(parts) == 0 {
-		return "nothing"
-	}
-	return strings.Join(parts, "; ")
-}
-
 // Down removes everything of the lab: its processes (SIGTERM, then SIGKILL
 // after 3 s), host veths (which takes the pod ends with them), network
 // namespaces, and the files it wrote in the state directory (the directory
@@ -427,13 +345,6 @@ func removeState(dir string, extra []string) ([]string, error) {
 		rm(dir)
 	}
 	return removed, errors.Join(errs...)
-}
-
-// Status is what exists of a lab.
-type Status struct {
-	Prefix    string
-	Plan      *Plan // nil if the state directory holds no lab
-	Leftovers Leftovers
 }
 
 // GetStatus lists what exists on the host under the lab's prefix (the saved

@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -106,19 +108,6 @@ func enableForwarding() error {
 		}
 	}
 	return nil
-}
-
-// Leftovers is what exists on the host under one prefix.
-type Leftovers struct {
-	NetNS     []string // network namespaces <prefix>-*
-	Links     []string // host interfaces <prefix><N>h
-	Processes []int    // processes of the lab: marked on their command line, or inside a lab namespace
-	Files     []string // state files (set by Down: the ones it removed)
-}
-
-// Empty reports whether nothing of the lab exists.
-func (l Leftovers) Empty() bool {
-	return len(l.NetNS) == 0 && len(l.Links) == 0 && len(l.Processes) == 0 && len(l.Files) == 0
 }
 
 // findLeftovers lists everything on the host that belongs to prefix.

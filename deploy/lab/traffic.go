@@ -1,3 +1,5 @@
+//go:build linux
+
 package lab
 
 import (
@@ -7,45 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os/exec"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
-
-// TrafficOptions says how much traffic to make.
-type TrafficOptions struct {
-	Duration time.Duration // how long the clients run; default 30 s
-	Rate     float64       // requests per second per client edge; default 10
-	Seed     uint64        // seeds the ids and choices of the clients
-	Progress io.Writer     // one line per second; nil for none
-}
-
-// TrafficReport is the outcome of Traffic: the final counters of every edge,
-// in topology order.
-type TrafficReport struct {
-	Edges []EdgeStats
-}
-
-// Total sums every edge.
-func (r TrafficReport) Total() EdgeStats {
-	var t EdgeStats
-	for _, e := range r.Edges {
-		t.Sent += e.Sent
-		t.OK += e.OK
-		t.Status5xx += e.Status5xx
-		t.Resets += e.Resets
-		t.Errors += e.Errors
-		t.Skipped += e.Skipped
-		t.Connections += e.Connections
-	}
-	return t
-}
 
 // Traffic runs the clients of every pod of the lab for opt.Duration, each as
 // a process inside its pod's namespace, printing the running totals every
@@ -190,11 +161,4 @@ func Traffic(ctx context.Context, cfg Config, opt TrafficOptions) (TrafficReport
 		errs = append(errs, ctx.Err())
 	}
 	return rep, errors.Join(errs...)
-}
-
-// SortedEdges returns the report's edges sorted by name, for printing.
-func (r TrafficReport) SortedEdges() []EdgeStats {
-	out := append([]EdgeStats(nil), r.Edges...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
-	return out
 }

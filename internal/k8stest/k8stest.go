@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package k8stest runs a real Kubernetes control plane for tests: etcd and
 // kube-apiserver on loopback, nothing else (no scheduler, controller
 // manager or kubelet: tests create the objects those would, pods with
@@ -265,7 +267,8 @@ func (c *Cluster) start(name, bin string, args ...string) *process {
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// Its own process group, so stop ends what it starts too; and killed
 	// with the test binary if that dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	killWithParent(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		t.Fatalf("k8stest: start %s: %v", name, err)

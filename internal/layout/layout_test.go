@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,9 +16,10 @@ const module = "github.com/flowbus/flowbus"
 // output's fields.
 func goList(t *testing.T, env []string, args ...string) []string {
 	t.Helper()
+	// go test puts its own GOROOT/bin first on the test's PATH.
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("the go command: %v", err)
 	}
 	cmd := exec.Command(goTool, append([]string{"list"}, args...)...)
 	cmd.Dir = "../.."

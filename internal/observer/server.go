@@ -198,7 +198,8 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 				continue
 			}
 			pf := hubble.ToProto(f)
-			pf.Summary = Summary(f) //nolint:staticcheck // the hubble CLI prints it
+			//lint:ignore SA1019 the hubble CLI prints the deprecated summary
+			pf.Summary = Summary(f)
 			pf = mask.apply(pf)
 			if err := stream.Send(&observerpb.GetFlowsResponse{
 				Time:          pf.GetTime(),
@@ -314,7 +315,7 @@ func (s *Server) flowRate(now time.Time) float64 {
 	sinceNs := now.Add(-time.Minute).UnixNano()
 	_, seq := s.ring.bounds()
 	var count int
-	var lastTs int64
+	var lastTS int64
 	buf := make([]event, 0, chunk)
 	exhausted := true
 scan:
@@ -333,12 +334,12 @@ scan:
 				exhausted = false
 				break scan
 			}
-			lastTs = e.flow.TimeNs
+			lastTS = e.flow.TimeNs
 			count++
 		}
 	}
-	if exhausted && lastTs != 0 {
-		sinceNs = lastTs
+	if exhausted && lastTS != 0 {
+		sinceNs = lastTS
 	}
 	d := float64(now.UnixNano()-sinceNs) / 1e9
 	if d <= 0 {

@@ -1,5 +1,7 @@
 package hubble
 
+//lint:file-ignore SA1019 Hubble's deprecated DropReason, Reply and Kafka fields are still filled and read, as Cilium does, for the clients that use them.
+
 import (
 	"errors"
 	"fmt"

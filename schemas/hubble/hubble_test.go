@@ -1,5 +1,7 @@
 package hubble
 
+//lint:file-ignore SA1019 the tests check the deprecated fields Cilium still fills (DropReason, Reply).
+
 import (
 	"bytes"
 	"errors"

@@ -16,6 +16,7 @@ const (
 	DefaultStream        = "FLOWBUS_FLOWS"
 	DefaultSubjectPrefix = "flowbus.flows.v1" // subjects are <prefix>.<partition>
 	DefaultPartitions    = 16
+	MaxPartitions        = 4096 // the most partitions publishers and consumers take
 	DefaultMaxAge        = 24 * time.Hour
 	DefaultMaxBytes      = 4 << 30
 	DefaultMaxMsgSize    = 1 << 20 // NATS's default max_payload; headers count
@@ -207,8 +208,8 @@ func (c PublisherConfig) Validate() error {
 	if err := c.Stream.validate(); err != nil {
 		return fmt.Errorf("nats publisher: %w", err)
 	}
-	if c.Partitions < 1 || c.Partitions > 4096 {
-		return fmt.Errorf("nats publisher: partitions %d, want 1..4096", c.Partitions)
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("nats publisher: partitions %d, want 1..%d", c.Partitions, MaxPartitions)
 	}
 	if c.AckTimeout < 0 {
 		return fmt.Errorf("nats publisher: negative ack timeout %s", c.AckTimeout)

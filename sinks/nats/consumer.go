@@ -97,8 +97,8 @@ func (c ConsumerConfig) Validate() error {
 	if err := c.Stream.validate(); err != nil {
 		return fmt.Errorf("nats consumer: %w", err)
 	}
-	if c.Partitions < 1 || c.Partitions > 4096 {
-		return fmt.Errorf("nats consumer: partitions %d, want 1..4096", c.Partitions)
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("nats consumer: partitions %d, want 1..%d", c.Partitions, MaxPartitions)
 	}
 	seen := map[int32]bool{}
 	for _, p := range c.Assigned {

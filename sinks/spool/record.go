@@ -28,8 +28,8 @@ func appendRecord(dst []byte, m *schemas.Message) []byte {
 	dst = appendString(dst, m.Run)
 	dst = binary.AppendUvarint(dst, m.Seq)
 	dst = binary.AppendVarint(dst, int64(m.Rows))
-	dst = binary.AppendVarint(dst, m.FirstTs)
-	dst = binary.AppendVarint(dst, m.LastTs)
+	dst = binary.AppendVarint(dst, m.FirstTS)
+	dst = binary.AppendVarint(dst, m.LastTS)
 	dst = append(dst, m.Value...)
 	payload := dst[start+headerSize:]
 	h := dst[start : start+headerSize]
@@ -89,7 +89,7 @@ func decodePayload(b []byte) (schemas.Message, error) {
 		}
 		b = b[n:]
 	}
-	m.Rows, m.FirstTs, m.LastTs = int(v[0]), v[1], v[2]
+	m.Rows, m.FirstTS, m.LastTS = int(v[0]), v[1], v[2]
 	m.Value = append([]byte(nil), b...)
 	return m, nil
 }

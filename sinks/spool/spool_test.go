@@ -17,7 +17,7 @@ import (
 func msg(seq uint64, size int) schemas.Message {
 	return schemas.Message{
 		Key: fmt.Sprintf("payments/svc-%d", seq%3), Node: "node-a", Run: "r1", Seq: seq,
-		Rows: int(seq) * 10, FirstTs: int64(seq) * 1000, LastTs: int64(seq)*1000 + 999,
+		Rows: int(seq) * 10, FirstTS: int64(seq) * 1000, LastTS: int64(seq)*1000 + 999,
 		Value: bytes.Repeat([]byte{byte(seq)}, size),
 	}
 }

@@ -21,7 +21,7 @@ type entry struct {
 // nodeMark is where the stream of one node stood.
 type nodeMark struct {
 	frontier int64     // newest flow time delivered
-	lastTs   int64     // time of the last flow delivered (stream order)
+	lastTS   int64     // time of the last flow delivered (stream order)
 	lastKey  uint64    // its key
 	seen     time.Time // when it was delivered (wall clock)
 }
@@ -98,7 +98,7 @@ func (r *resume) begin(since int64) {
 	r.expect = map[string]uint64{}
 	for name, m := range r.nodes {
 		r.seenMax = max(r.seenMax, m.frontier)
-		if m.lastTs >= since {
+		if m.lastTS >= since {
 			r.expect[name] = m.lastKey
 		}
 	}
@@ -145,7 +145,7 @@ func (r *resume) delivered(node string, ts int64, key uint64, now time.Time) {
 		r.last, r.lastName = m, node
 	}
 	m.frontier = max(m.frontier, ts)
-	m.lastTs, m.lastKey, m.seen = ts, key, now
+	m.lastTS, m.lastKey, m.seen = ts, key, now
 }
 
 // pruneEvery is how many deliveries pass between two prunes of the history.
@@ -201,7 +201,7 @@ type stateFile struct {
 
 type nodeState struct {
 	Frontier int64     `json:"frontier_ns"`
-	LastTs   int64     `json:"last_ns"`
+	LastTS   int64     `json:"last_ns"`
 	LastKey  uint64    `json:"last_key"`
 	Seen     time.Time `json:"seen"`
 }
@@ -212,7 +212,7 @@ const stateVersion = 1
 func (r *resume) save(path, server string, now time.Time) error {
 	sf := stateFile{Version: stateVersion, Server: server, Saved: now, EvictedMax: r.evictedMax, Nodes: map[string]nodeState{}}
 	for name, m := range r.nodes {
-		sf.Nodes[name] = nodeState{Frontier: m.frontier, LastTs: m.lastTs, LastKey: m.lastKey, Seen: m.seen}
+		sf.Nodes[name] = nodeState{Frontier: m.frontier, LastTS: m.lastTS, LastKey: m.lastKey, Seen: m.seen}
 	}
 	b := make([]byte, 0, 16*r.n)
 	for i := range r.n {
@@ -284,7 +284,7 @@ func (r *resume) load(path, server string) error {
 	fresh := newResume(time.Duration(r.overlap), r.max)
 	fresh.evictedMax = sf.EvictedMax
 	for name, n := range sf.Nodes {
-		fresh.nodes[name] = &nodeMark{frontier: n.Frontier, lastTs: n.LastTs, lastKey: n.LastKey, seen: n.Seen}
+		fresh.nodes[name] = &nodeMark{frontier: n.Frontier, lastTS: n.LastTS, lastKey: n.LastKey, seen: n.Seen}
 	}
 	for i := 0; i+16 <= len(b); i += 16 {
 		ts, key := int64(binary.LittleEndian.Uint64(b[i:])), binary.LittleEndian.Uint64(b[i+8:])

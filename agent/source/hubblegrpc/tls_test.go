@@ -49,9 +49,9 @@ func TestTLSWithCiliumCertificates(t *testing.T) {
 		want   []string
 	}{
 		{"without the Hubble CA the server is not trusted", tlsUp.Target(), withName(tlsOf(true, "", p.ClientCert, p.ClientKey), name),
-			[]string{"not signed by a CA this agent trusts", "--hubble-tls-ca"}},
+			[]string{"not signed by a CA this agent trusts", "--hubble-tls-ca-file"}},
 		{"without a client certificate the server refuses", tlsUp.Target(), withName(tlsOf(true, p.CAFile, "", ""), name),
-			[]string{"requires a client certificate (mTLS) and none was given", "--hubble-tls-cert"}},
+			[]string{"requires a client certificate (mTLS) and none was given", "--hubble-tls-cert-file"}},
 		{"a client certificate of another CA is refused", tlsUp.Target(), withName(tlsOf(true, p.CAFile, p.StrangerCert, p.StrangerKey), name),
 			[]string{"rejected the client certificate", "signed by the Hubble CA"}},
 		{"the address is not the name in the certificate", tlsUp.Target(), tlsOf(true, p.CAFile, p.ClientCert, p.ClientKey),

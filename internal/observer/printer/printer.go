@@ -430,7 +430,8 @@ func summary(f *flowpb.Flow) string {
 	if t := f.GetIpTraceId(); t != nil && t.GetTraceId() > 0 {
 		fmt.Fprintf(&b, "IP Trace ID: %d; ", t.GetTraceId())
 	}
-	b.WriteString(f.GetSummary()) //nolint:staticcheck // hubble prints the deprecated summary
+	//lint:ignore SA1019 hubble prints the deprecated summary
+	b.WriteString(f.GetSummary())
 	if a := f.GetAuthType(); a != flowpb.AuthType_DISABLED {
 		b.WriteString("; Auth: " + a.String())
 	}

@@ -13,7 +13,8 @@ import (
 // ^[ and CR as \r, as hubble's printer does; JSON escapes them itself.
 func TestTextOutputsNeutraliseTerminalEscapes(t *testing.T) {
 	f := &flowpb.Flow{IP: &flowpb.IP{Source: "10.0.0.1", Destination: "10.0.0.2"}, IsReply: wrapperspb.Bool(false),
-		Source:  &flowpb.Endpoint{Namespace: "ns", PodName: "a\x1b[31mred"},
+		Source: &flowpb.Endpoint{Namespace: "ns", PodName: "a\x1b[31mred"},
+		//lint:ignore SA1019 hubble prints the deprecated summary
 		Summary: "GET /p\rq", Verdict: flowpb.Verdict_FORWARDED}
 	res := &observerpb.GetFlowsResponse{ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: f}}
 	cases := map[Output]string{

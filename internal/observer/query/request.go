@@ -47,23 +47,23 @@ func Request(f *Filters, sel Selectors, allow, deny []string, now time.Time) (*o
 	case isLast && sel.All:
 		return nil, errors.New("cannot set both --last and --all")
 	}
-	var sinceTs, untilTs *timestamppb.Timestamp
+	var sinceTS, untilTS *timestamppb.Timestamp
 	if sel.Since != "" {
 		t, err := ParseTime(sel.Since, now)
 		if err != nil {
 			return nil, fmt.Errorf("failed to parse the since time: %w", err)
 		}
-		sinceTs = timestamppb.New(t)
+		sinceTS = timestamppb.New(t)
 	}
 	if sel.Until != "" && !sel.Follow {
 		t, err := ParseTime(sel.Until, now)
 		if err != nil {
 			return nil, fmt.Errorf("failed to parse the until time: %w", err)
 		}
-		untilTs = timestamppb.New(t)
+		untilTS = timestamppb.New(t)
 	}
 	last := sel.Last
-	if sinceTs == nil && untilTs == nil && !isFirst {
+	if sinceTS == nil && untilTS == nil && !isFirst {
 		switch {
 		case sel.All:
 			last = ^uint64(0)
@@ -87,7 +87,7 @@ func Request(f *Filters, sel Selectors, allow, deny []string, now time.Time) (*o
 	if isFirst {
 		number = sel.First
 	}
-	return &observerpb.GetFlowsRequest{Number: number, Follow: sel.Follow, First: isFirst, Since: sinceTs, Until: untilTs,
+	return &observerpb.GetFlowsRequest{Number: number, Follow: sel.Follow, First: isFirst, Since: sinceTS, Until: untilTS,
 		Whitelist: append(wl, al...), Blacklist: append(bl, dl...)}, nil
 }
 

@@ -37,8 +37,8 @@ func Messages(node string, first, n int) []schemas.Message {
 			Run:     "1764100000000000000",
 			Seq:     uint64(seq),
 			Rows:    seq*37 + 1,
-			FirstTs: 1764100000_000000000 + int64(seq)*1e9,
-			LastTs:  1764100000_999000000 + int64(seq)*1e9,
+			FirstTS: 1764100000_000000000 + int64(seq)*1e9,
+			LastTS:  1764100000_999000000 + int64(seq)*1e9,
 			Value:   bytes.Repeat([]byte{byte(seq)}, 100+seq*977),
 		}
 	}
@@ -74,7 +74,7 @@ func ArrowMessages(t testing.TB, node string, rows int) ([]schemas.Message, map[
 		key := flows[0].PartitionKey()
 		byKey[key] = flows
 		msgs = append(msgs, schemas.Message{Key: key, Node: node, Run: "1", Seq: uint64(i + 1), Rows: rows,
-			FirstTs: flows[0].TimeNs, LastTs: flows[rows-1].TimeNs, Value: v})
+			FirstTS: flows[0].TimeNs, LastTS: flows[rows-1].TimeNs, Value: v})
 	}
 	return msgs, byKey
 }

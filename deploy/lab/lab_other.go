@@ -1,0 +1,30 @@
+//go:build !linux
+
+package lab
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+)
+
+func errNeedsLinux() error {
+	return fmt.Errorf("the lab %w: this build is for %s", ErrNeedsLinux, runtime.GOOS)
+}
+
+// Up returns ErrNeedsLinux.
+func Up(context.Context, Config, *Topology) (*Plan, error) { return nil, errNeedsLinux() }
+
+// Down returns ErrNeedsLinux.
+func Down(context.Context, Config) (Leftovers, error) { return Leftovers{}, errNeedsLinux() }
+
+// GetStatus returns ErrNeedsLinux.
+func GetStatus(context.Context, Config) (Status, error) { return Status{}, errNeedsLinux() }
+
+// Traffic returns ErrNeedsLinux.
+func Traffic(context.Context, Config, TrafficOptions) (TrafficReport, error) {
+	return TrafficReport{}, errNeedsLinux()
+}
+
+// InNetNS returns ErrNeedsLinux.
+func InNetNS(string, func() error) error { return errNeedsLinux() }

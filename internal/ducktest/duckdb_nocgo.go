@@ -1,0 +1,5 @@
+//go:build !cgo
+
+package ducktest
+
+const haveDuckDB = false
