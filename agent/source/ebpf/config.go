@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flowbus/flowbus/agent/cluster"
 	"github.com/flowbus/flowbus/bpf"
 )
 
@@ -19,8 +20,10 @@ var ErrNeedsLinux = errors.New("needs Linux (tcx eBPF programs)")
 
 // Defaults of Config.
 const (
-	DefaultBatchSize   = 512
-	DefaultReloadEvery = 2 * time.Second
+	DefaultBatchSize = 512
+	// DefaultFirstSnapshotWait is how long Run waits for the cluster's
+	// first snapshot before it attaches without one.
+	DefaultFirstSnapshotWait = 10 * time.Second
 )
 
 // Config configures the eBPF source.
@@ -28,14 +31,24 @@ type Config struct {
 	// Kernel configures the programs: interfaces (names or globs), map and
 	// ring buffer sizes, timeouts. Kernel.Interfaces is required.
 	Kernel bpf.Config
-	// Node is the node name of every flow.
+	// Node is the node name of every flow, and the node identities are
+	// computed for (a host-network pod's address is the host here, a
+	// remote node elsewhere).
 	Node string
-	// EndpointsFile is the endpoints file (YAML or JSON, package
-	// agent/endpoints) mapping IPs and interfaces to pods; optional.
-	// It is re-read when its modification time or size changes.
-	EndpointsFile string
-	// ReloadEvery is how often the endpoints file is checked (default 2 s).
-	ReloadEvery time.Duration
+	// Cluster is the agent's view of the cluster (package agent/cluster:
+	// the endpoints file or Kubernetes); nil for none, when flows carry
+	// addresses only and every peer counts as outside the cluster.
+	Cluster *cluster.Store
+	// ClusterName is the cluster label of identities ("" is Cilium's
+	// "default").
+	ClusterName string
+	// EnforcePolicy makes the programs enforce the cluster's network
+	// policies (the default in the agent); off, they observe only: flows
+	// still carry identities, and every verdict is FORWARDED.
+	EnforcePolicy bool
+	// FirstSnapshotWait is how long Run waits for Cluster's first snapshot
+	// before attaching (default DefaultFirstSnapshotWait).
+	FirstSnapshotWait time.Duration
 	// BatchSize is the number of flows per batch sent downstream (default 512).
 	BatchSize int
 }
@@ -44,8 +57,8 @@ func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
-	if c.ReloadEvery == 0 {
-		c.ReloadEvery = DefaultReloadEvery
+	if c.FirstSnapshotWait == 0 {
+		c.FirstSnapshotWait = DefaultFirstSnapshotWait
 	}
 	return c
 }
@@ -58,8 +71,8 @@ func (c Config) Validate() error {
 	if c.BatchSize < 0 {
 		return fmt.Errorf("ebpf source: batch size %d must not be negative", c.BatchSize)
 	}
-	if c.ReloadEvery < 0 {
-		return fmt.Errorf("ebpf source: endpoints reload interval %v must not be negative", c.ReloadEvery)
+	if c.FirstSnapshotWait < 0 {
+		return fmt.Errorf("ebpf source: first snapshot wait %v must not be negative", c.FirstSnapshotWait)
 	}
 	return nil
 }

@@ -3,11 +3,8 @@
 package ebpf
 
 import (
-	"net/netip"
-
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
-	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/schemas/hubble"
@@ -18,7 +15,9 @@ import (
 // is most likely the server's, when nothing better is known.
 const ephemeralPortMin = 32768
 
-// toFlow converts a kernel event into a flow record. eps may be nil.
+// toFlow converts a kernel event into a flow record. v is the view of the
+// cluster (nil: none yet, nothing is enriched) and names the policies
+// behind a policy id (nil: none).
 //
 // The programs sit on the host side of pod interfaces, so a flow whose
 // initiator's packets pass tc ingress was opened by the pod behind the
@@ -27,9 +26,9 @@ const ephemeralPortMin = 32768
 // TO_ENDPOINT). Records are oriented from the initiator: IsReply is false,
 // or unknown when the initiator is only a guess (countAs and doc.go give the
 // rules).
-func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
+func toFlow(ev *bpf.Event, node string, v *view, names func(uint32) []string, f *schemas.Flow) {
 	e := *ev
-	known := orient(&e, eps)
+	known := orient(&e, v)
 	*f = schemas.Flow{
 		TimeNs:      e.LastSeenNs,
 		NodeName:    node,
@@ -81,29 +80,54 @@ func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
 		f.Direction = flowpb.TrafficDirection_INGRESS
 		f.ObservationPoint, f.EventSubType = flowpb.TraceObservationPoint_TO_ENDPOINT, hubble.TraceToLxc
 	}
-	f.CountAs = countAs(&e, f.Verdict, eps)
-	if eps == nil {
+	if e.Verdict == bpf.VerdictDropped {
+		// A drop is Hubble's drop event: type 1, its sub-type the drop
+		// reason, which the hubble CLI prints ("Policy denied").
+		f.Verdict = flowpb.Verdict_DROPPED
+		f.DropReason = flowpb.DropReason(e.DropReason)
+		f.EventType, f.EventSubType = hubble.MsgTypeDrop, int32(e.DropReason)
+	}
+	f.CountAs = countAs(&e, f.Verdict, v)
+	if names != nil {
+		if pols := names(e.PolicyID); len(pols) > 0 {
+			switch {
+			case e.Ingress && f.Verdict == flowpb.Verdict_DROPPED:
+				f.EgressDeniedBy = pols
+			case e.Ingress:
+				f.EgressAllowedBy = pols
+			case f.Verdict == flowpb.Verdict_DROPPED:
+				f.IngressDeniedBy = pols
+			default:
+				f.IngressAllowedBy = pols
+			}
+		}
+	}
+	if v == nil {
 		return
 	}
-	if p, ok := eps.PodByIP(e.Src); ok {
-		f.Src = p.Endpoint()
+	if p, ok := v.pod(e.Src); ok {
+		f.Src = *p
 	}
-	if p, ok := eps.PodByIP(e.Dst); ok {
-		f.Dst = p.Endpoint()
+	if p, ok := v.pod(e.Dst); ok {
+		f.Dst = *p
 	}
-	// An address the file does not know (a NATed or secondary address) is
-	// still the pod behind the interface on that pod's side of the flow.
-	if p, ok := eps.PodByIfIndex(e.IfIndex); ok {
+	// An address the view does not know (a NATed or secondary address) is
+	// still the pod behind the interface on that pod's side of the flow;
+	// the other side, if no pod, is what the kernel's ipcache said.
+	if p, ok := v.podBehind(e.IfIndex); ok {
 		if e.Ingress && f.Src.PodName == "" {
-			f.Src = p.Endpoint()
+			f.Src = *p
 		} else if !e.Ingress && f.Dst.PodName == "" {
-			f.Dst = p.Endpoint()
+			f.Dst = *p
 		}
 	}
-	if proto := protoName(e.Protocol); proto != "" {
-		if s, ok := eps.ServiceByBackend(e.Dst, e.DstPort, proto); ok {
-			f.DstService = schemas.Service{Namespace: s.Namespace, Name: s.Name}
-		}
+	if e.Ingress && f.Dst.PodName == "" {
+		f.Dst = v.peer(e.PeerIdentity)
+	} else if !e.Ingress && f.Src.PodName == "" {
+		f.Src = v.peer(e.PeerIdentity)
+	}
+	if s, ok := v.service(e.Dst, e.DstPort, e.Protocol); ok && (e.Protocol == 6 || e.Protocol == 17 || e.Protocol == 132) {
+		f.DstService = s
 	}
 }
 
@@ -111,16 +135,16 @@ func toFlow(ev *bpf.Event, node string, eps *endpoints.File, f *schemas.Flow) {
 // connection observed at a pod's interface:
 //   - a drop counts where it happened;
 //   - the sender's record does not count when the receiver is an endpoint
-//     (a pod of the endpoints file, on any node): the receiver's own
+//     (a pod of the cluster view, on any node): the receiver's own
 //     record carries the connection, with what actually arrived;
 //   - otherwise the record counts: as flows, or as traffic only when an
 //     earlier record of the connection was counted (Continued), when the
 //     interface did not see the connection open (Midstream: the agent
 //     started, or lost track of an idle connection, after it opened), or
 //     when it is a packet alone (a full map, naive mode).
-func countAs(e *bpf.Event, verdict flowpb.Verdict, eps *endpoints.File) schemas.CountAs {
-	if verdict != flowpb.Verdict_DROPPED && e.Ingress && eps != nil {
-		if _, endpoint := eps.PodByIP(e.Dst); endpoint {
+func countAs(e *bpf.Event, verdict flowpb.Verdict, v *view) schemas.CountAs {
+	if verdict != flowpb.Verdict_DROPPED && e.Ingress && v != nil {
+		if _, endpoint := v.pod(e.Dst); endpoint {
 			return schemas.CountNone
 		}
 	}
@@ -133,14 +157,15 @@ func countAs(e *bpf.Event, verdict flowpb.Verdict, eps *endpoints.File) schemas.
 // orient turns a mid-stream TCP flow around when its first packet came from
 // the server, and reports whether the initiator is known. The server side
 // of a mid-stream flow is the (address, port) that is a service backend in
-// the endpoints file; failing that, a port below the ephemeral range facing
+// the cluster view; failing that, a port below the ephemeral range facing
 // one in it (a guess: the initiator is then reported as unknown).
-func orient(e *bpf.Event, eps *endpoints.File) (known bool) {
+func orient(e *bpf.Event, v *view) (known bool) {
 	if !e.Midstream {
 		return true
 	}
 	flip := false
-	srcSrv, dstSrv := isBackend(eps, e.Src, e.SrcPort, e.Protocol), isBackend(eps, e.Dst, e.DstPort, e.Protocol)
+	_, srcSrv := v.service(e.Src, e.SrcPort, e.Protocol)
+	_, dstSrv := v.service(e.Dst, e.DstPort, e.Protocol)
 	switch {
 	case srcSrv != dstSrv:
 		known, flip = true, srcSrv
@@ -155,22 +180,4 @@ func orient(e *bpf.Event, eps *endpoints.File) (known bool) {
 		e.Ingress = !e.Ingress
 	}
 	return known
-}
-
-func isBackend(eps *endpoints.File, ip netip.Addr, port uint16, proto uint8) bool {
-	if eps == nil {
-		return false
-	}
-	_, ok := eps.ServiceByBackend(ip, port, protoName(proto))
-	return ok
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	}
-	return ""
 }

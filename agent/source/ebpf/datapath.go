@@ -36,8 +36,9 @@ type policyMaps interface {
 // it wrote, for the flows that come back with one. Not safe for concurrent
 // use but for names, which the flow converter calls.
 type datapath struct {
-	maps  policyMaps
-	alloc identity.Allocator
+	maps    policyMaps
+	alloc   identity.Allocator
+	enforce bool // write policy rules; off, endpoints carry identities only
 
 	epIDs  map[string]uint32 // "namespace/name" → endpoint ID, stable while the pod lives
 	nextEP uint32
@@ -49,7 +50,7 @@ type datapath struct {
 }
 
 func newDatapath(maps policyMaps, alloc identity.Allocator) *datapath {
-	return &datapath{maps: maps, alloc: alloc, epIDs: map[string]uint32{}, names: map[uint32][]string{}}
+	return &datapath{maps: maps, alloc: alloc, enforce: true, epIDs: map[string]uint32{}, names: map[uint32][]string{}}
 }
 
 // policyNames returns the names of the policies behind a policy id.
@@ -168,7 +169,7 @@ func (d *datapath) endpoint(p *cluster.Pod, key string, res *policy.Result, ids 
 	ident, _ := ids.Pod(p.Namespace, p.Name)
 	ep := bpf.Endpoint{IfIndex: p.IfIndex, ID: id, Identity: uint32(ident)}
 	pol, ok := res.Endpoint(p.Namespace, p.Name)
-	if !ok {
+	if !ok || !d.enforce {
 		return ep, nil
 	}
 	var rules []bpf.Rule

@@ -16,15 +16,27 @@ var (
 		"Flow records the eBPF source sent downstream.", nil, nil)
 	descCPU = prometheus.NewDesc("flowbus_bpf_reader_cpu_seconds_total",
 		"CPU time of the ring buffer reader thread (reading, converting, sweeping the flows map).", nil, nil)
-	descReload = prometheus.NewDesc("flowbus_bpf_endpoints_reload_errors_total",
-		"Endpoints file reloads that failed (the previous contents stay in use).", nil, nil)
+	descSyncs = prometheus.NewDesc("flowbus_policy_syncs_total",
+		"Cluster snapshots (or changes of attached interfaces) applied to the kernel's identity and policy maps; result=error when some map write failed (what could be written is in force).",
+		[]string{"result"}, nil)
+	descRevision = prometheus.NewDesc("flowbus_policy_revision",
+		"Policy revision in force in the kernel: it moves on at every sync, and every flow's verdict is decided again on its next packet.", nil, nil)
+	descEndpoints = prometheus.NewDesc("flowbus_policy_endpoints",
+		"Endpoints (pods behind attached interfaces) in the kernel's endpoints map.", nil, nil)
+	descRejected = prometheus.NewDesc("flowbus_policy_rejected_policies",
+		"Policies the last compile rejected (bad selector, unknown named port, malformed CIDR, unsupported field); the endpoints they select fail closed.", nil, nil)
+	descFailClosed = prometheus.NewDesc("flowbus_policy_fail_closed_endpoints",
+		"Endpoint directions whose policy could not be computed and that deny everything.", nil, nil)
+	descCollisions = prometheus.NewDesc("flowbus_identity_collisions",
+		"Label sets and prefixes that did not get the identity their hash gave them (another held it; the tie-break moved them).", nil, nil)
 	descAttached = prometheus.NewDesc("flowbus_bpf_attached_interfaces",
 		"Interfaces the flow programs are attached to.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKernel, descFlows, descCPU, descReload, descAttached} {
+	for _, d := range []*prometheus.Desc{descKernel, descFlows, descCPU, descAttached, descSyncs, descRevision,
+		descEndpoints, descRejected, descFailClosed, descCollisions} {
 		ch <- d
 	}
 }
@@ -33,7 +45,14 @@ func (s *Source) Describe(ch chan<- *prometheus.Desc) {
 // scrape time; before Run loads the programs they are absent.
 func (s *Source) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFlows, prometheus.CounterValue, float64(s.flows.Load()))
-	ch <- prometheus.MustNewConstMetric(descReload, prometheus.CounterValue, float64(s.reloadErrs.Load()))
+	p := &s.pol
+	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(p.syncs.Load()-p.syncErrors.Load()), "ok")
+	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(p.syncErrors.Load()), "error")
+	ch <- prometheus.MustNewConstMetric(descRevision, prometheus.GaugeValue, float64(p.revision.Load()))
+	ch <- prometheus.MustNewConstMetric(descEndpoints, prometheus.GaugeValue, float64(p.endpoints.Load()))
+	ch <- prometheus.MustNewConstMetric(descRejected, prometheus.GaugeValue, float64(p.rejected.Load()))
+	ch <- prometheus.MustNewConstMetric(descFailClosed, prometheus.GaugeValue, float64(p.failClosed.Load()))
+	ch <- prometheus.MustNewConstMetric(descCollisions, prometheus.GaugeValue, float64(p.collisions.Load()))
 	c := s.coll.Load()
 	if c == nil {
 		return

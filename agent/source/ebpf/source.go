@@ -4,18 +4,17 @@ package ebpf
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync"
+	"maps"
 	"sync/atomic"
 	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/flowbus/flowbus/agent/endpoints"
+	"github.com/flowbus/flowbus/agent/cluster"
+	"github.com/flowbus/flowbus/agent/identity"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/schemas"
 )
@@ -26,16 +25,25 @@ type Source struct {
 	cfg Config
 	log *slog.Logger
 
-	coll       atomic.Pointer[bpf.Collector]
-	flows      atomic.Uint64 // records sent downstream
-	reloadErrs atomic.Uint64
-	epsMu      sync.Mutex
-	eps        *endpoints.File
+	coll  atomic.Pointer[bpf.Collector]
+	flows atomic.Uint64 // records sent downstream
+	view  atomic.Pointer[view]
+	dp    atomic.Pointer[datapath]
+	pol   policyStats
 }
 
-// New returns a Source. The endpoints file, when set, must be readable now.
-// reg may be nil; otherwise the source registers its kernel counters there
-// (see Describe).
+// policyStats are the figures of the last policy sync, for metrics.
+type policyStats struct {
+	syncs, syncErrors atomic.Uint64
+	revision          atomic.Uint64
+	endpoints         atomic.Int64
+	rejected          atomic.Int64 // policies the last compile rejected
+	failClosed        atomic.Int64 // endpoint directions that failed closed
+	collisions        atomic.Int64 // identities that did not get their hash's number
+}
+
+// New returns a Source. reg may be nil; otherwise the source registers its
+// kernel and policy figures there (see Describe).
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -45,15 +53,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Source, erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{cfg: cfg, log: log}
-	if cfg.EndpointsFile != "" {
-		f, err := endpoints.Read(cfg.EndpointsFile)
-		if err != nil {
-			return nil, fmt.Errorf("ebpf source: %w", err)
-		}
-		s.eps = f
-	} else {
-		log.Warn("no endpoints file: peers cannot be told apart from the world, so a connection between two " +
-			"attached pods counts at both pods' interfaces in rollups; give --endpoints to count it once")
+	if cfg.Cluster == nil {
+		log.Warn("no view of the cluster (--endpoints or --endpoints-source kubernetes): peers cannot be told apart from " +
+			"the world, so a connection between two attached pods counts at both pods' interfaces in rollups, and no " +
+			"policy is enforced")
 	}
 	if reg != nil {
 		if err := reg.Register(s); err != nil {
@@ -92,18 +95,38 @@ func (s *Source) Stats() bpf.Stats {
 // Run blocks on out when downstream is slow: the kernel never waits, its ring
 // buffer overflows into the loss counter instead.
 func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(flowpb.LostEventSource, uint64)) error {
+	var first *cluster.Snapshot
+	if st := s.cfg.Cluster; st != nil {
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.FirstSnapshotWait)
+		first, _ = st.Wait(wctx, 0)
+		cancel()
+		if first == nil && ctx.Err() == nil {
+			s.log.Warn("no cluster snapshot yet: attaching without one (flows carry addresses only, no policy) until it comes",
+				"waited", s.cfg.FirstSnapshotWait)
+		}
+	}
 	coll, err := bpf.New(s.cfg.Kernel, s.log)
 	if err != nil {
 		return fmt.Errorf("ebpf source: %w", err)
 	}
 	s.coll.Store(coll)
 	sk := &sink{src: s, out: out, lost: lost, coll: coll, batch: make([]schemas.Flow, 0, s.cfg.BatchSize)}
-	if s.cfg.EndpointsFile != "" {
-		if st, err := os.Stat(s.cfg.EndpointsFile); err == nil {
-			sk.epsMod, sk.epsSize = st.ModTime(), st.Size()
-		}
+	fctx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	if s.cfg.Cluster != nil {
+		d := newDatapath(coll.Policy(), identity.Allocator{ClusterName: s.cfg.ClusterName, Node: s.cfg.Node})
+		d.enforce = s.cfg.EnforcePolicy
+		s.dp.Store(d)
+		go func() {
+			defer close(followed)
+			s.follow(fctx, coll, d, first)
+		}()
+	} else {
+		close(followed)
 	}
 	runErr := coll.Run(ctx, sk)
+	stopFollow()
+	<-followed
 	sk.reportLost()
 	sk.send()
 	if err := coll.Close(); err != nil {
@@ -115,6 +138,79 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	return nil
 }
 
+// follow applies every cluster snapshot to the kernel's identity and policy
+// maps and to the view flows are enriched with, and applies the latest
+// again when the attached interfaces change (a pod's interface appears).
+// It returns when ctx is done.
+func (s *Source) follow(ctx context.Context, coll *bpf.Collector, d *datapath, snap *cluster.Snapshot) {
+	snaps := make(chan *cluster.Snapshot, 1)
+	go func() {
+		var rev uint64
+		if snap != nil {
+			rev = snap.Revision
+		}
+		for {
+			next, err := s.cfg.Cluster.Wait(ctx, rev)
+			if err != nil {
+				return
+			}
+			rev = next.Revision
+			select {
+			case <-snaps: // replaced by the newer one
+			default:
+			}
+			snaps <- next
+		}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var attached map[uint32]string
+	for {
+		now := attachedSet(coll)
+		if snap != nil && (!maps.Equal(now, attached) || attached == nil) {
+			attached = now
+			s.apply(d, snap, attached)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case snap = <-snaps:
+			attached = nil
+		case <-tick.C:
+		}
+	}
+}
+
+func attachedSet(c *bpf.Collector) map[uint32]string {
+	m := map[uint32]string{}
+	for _, i := range c.Attached() {
+		m[uint32(i.Index)] = i.Name
+	}
+	return m
+}
+
+// apply syncs one snapshot and publishes its view.
+func (s *Source) apply(d *datapath, snap *cluster.Snapshot, attached map[uint32]string) {
+	start := time.Now()
+	got, err := d.apply(snap, attached)
+	s.pol.syncs.Add(1)
+	if err != nil {
+		s.pol.syncErrors.Add(1)
+		s.log.Warn("policy and identity maps partly written", "revision", snap.Revision, "err", err)
+	}
+	s.view.Store(newView(snap, got.IDs, attached))
+	s.pol.revision.Store(uint64(got.Revision))
+	s.pol.endpoints.Store(int64(got.Endpoints))
+	s.pol.rejected.Store(int64(len(got.Result.Errors)))
+	s.pol.failClosed.Store(int64(got.Result.Stats.FailedClosed))
+	s.pol.collisions.Store(int64(len(got.IDs.Collisions)))
+	for _, e := range got.Result.Errors {
+		s.log.Warn("policy rejected; the endpoints it selects fail closed", "policy", e.Policy.String(), "field", e.Field, "err", e.Err)
+	}
+	s.log.Info("cluster view applied", "snapshot", snap.Revision, "source", snap.Source, "pods", len(snap.Pods),
+		"endpoints", got.Endpoints, "policy_revision", got.Revision, "enforce", d.enforce, "took", time.Since(start).Round(time.Microsecond))
+}
+
 // sink converts events on the collector's goroutine.
 type sink struct {
 	src      *Source
@@ -124,20 +220,18 @@ type sink struct {
 	batch    []schemas.Flow
 	lastLost uint64
 	nextTick time.Time
-	epsMod   time.Time
-	epsSize  int64
-	reloadAt time.Time
 }
 
 func (k *sink) Event(ev *bpf.Event) {
 	if ev.Kind == bpf.EventFlowStart {
 		return // a flow is reported when it ends or times out
 	}
-	k.src.epsMu.Lock()
-	eps := k.src.eps
-	k.src.epsMu.Unlock()
+	var names func(uint32) []string
+	if d := k.src.dp.Load(); d != nil {
+		names = d.policyNames
+	}
 	k.batch = append(k.batch, schemas.Flow{})
-	toFlow(ev, k.src.cfg.Node, eps, &k.batch[len(k.batch)-1])
+	toFlow(ev, k.src.cfg.Node, k.src.view.Load(), names, &k.batch[len(k.batch)-1])
 	if len(k.batch) >= k.src.cfg.BatchSize {
 		k.send()
 	}
@@ -150,7 +244,6 @@ func (k *sink) Flush() {
 		k.nextTick = now.Add(time.Second)
 		k.reportLost()
 	}
-	k.maybeReload(now)
 }
 
 func (k *sink) send() {
@@ -175,40 +268,5 @@ func (k *sink) reportLost() {
 			k.lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, n-k.lastLost)
 		}
 		k.lastLost = n
-	}
-}
-
-// maybeReload re-reads the endpoints file when it changed. A file that does
-// not read keeps the previous contents in use and is logged and counted.
-func (k *sink) maybeReload(now time.Time) {
-	path := k.src.cfg.EndpointsFile
-	if path == "" || now.Before(k.reloadAt) {
-		return
-	}
-	k.reloadAt = now.Add(k.src.cfg.ReloadEvery)
-	st, err := os.Stat(path)
-	if err != nil {
-		k.reloadFailed(err)
-		return
-	}
-	if st.ModTime().Equal(k.epsMod) && st.Size() == k.epsSize {
-		return
-	}
-	f, err := endpoints.Read(path)
-	if err != nil {
-		k.reloadFailed(err)
-		return
-	}
-	k.epsMod, k.epsSize = st.ModTime(), st.Size()
-	k.src.epsMu.Lock()
-	k.src.eps = f
-	k.src.epsMu.Unlock()
-	k.src.log.Info("endpoints file reloaded", "path", path, "pods", len(f.Pods))
-}
-
-func (k *sink) reloadFailed(err error) {
-	k.src.reloadErrs.Add(1)
-	if !errors.Is(err, os.ErrNotExist) {
-		k.src.log.Warn("endpoints file not reloaded; keeping the previous one", "err", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +18,13 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/flowbus/flowbus/agent/endpoints"
+	"github.com/flowbus/flowbus/agent/cluster"
+	"github.com/flowbus/flowbus/agent/identity"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/bpf/nettest"
 	"github.com/flowbus/flowbus/schemas"
@@ -56,27 +60,27 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func testEndpoints(a, b netip.Addr, ifA uint32, nameB string) *endpoints.File {
-	return &endpoints.File{
-		Node: "n1",
-		Pods: []endpoints.Pod{
+// testSnapshot is a cluster of two pods: web-1 at a (behind interface vA,
+// ifindex ifA) and api at b, backend of the service api-svc on 8080.
+func testSnapshot(a, b netip.Addr, ifA uint32, nameB string, policies ...*networkingv1.NetworkPolicy) *cluster.Snapshot {
+	return &cluster.Snapshot{
+		Namespaces: []cluster.Namespace{{Name: "shop", Labels: map[string]string{"kubernetes.io/metadata.name": "shop"}}},
+		Pods: []cluster.Pod{
 			{Namespace: "shop", Name: "web-1", Workload: "web", WorkloadKind: "Deployment",
-				Labels: []string{"k8s:app=web"}, IPs: []netip.Addr{a}, Interface: "vA", IfIndex: ifA, Identity: 1001},
+				Labels: map[string]string{"app": "web"}, IPs: []netip.Addr{a}, Interface: "vA", IfIndex: ifA},
 			{Namespace: "shop", Name: nameB, Workload: "api", WorkloadKind: "Deployment",
-				Labels: []string{"k8s:app=api"}, IPs: []netip.Addr{b}, Identity: 1002},
+				Labels: map[string]string{"app": "api"}, IPs: []netip.Addr{b}},
 		},
-		Services: []endpoints.Service{{Namespace: "shop", Name: "api-svc",
-			Backends: []endpoints.Backend{{Namespace: "shop", Pod: nameB, IP: b, Port: 8080, Protocol: "TCP"}}}},
+		Services: []cluster.Service{{Namespace: "shop", Name: "api-svc",
+			Backends: []cluster.Backend{{Namespace: "shop", Pod: nameB, IP: b, Port: 8080, Protocol: "TCP"}}}},
+		NetworkPolicies: policies,
 	}
 }
 
 func TestToFlow(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
-	eps := testEndpoints(a, b, 7, "api-1")
-	if err := eps.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	eps, _ = endpoints.Parse(mustMarshal(t, eps))
+	snap := testSnapshot(a, b, 7, "api-1")
+	v := newView(snap, identity.Allocator{}.Allocate(snap, nil), map[uint32]string{7: "vA"})
 	cases := []struct {
 		name  string
 		ev    bpf.Event
@@ -181,7 +185,7 @@ func TestToFlow(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var f schemas.Flow
-			toFlow(&tc.ev, "n1", eps, &f)
+			toFlow(&tc.ev, "n1", v, nil, &f)
 			if msg := tc.check(&f); msg != "" {
 				t.Errorf("%s: %+v", msg, f)
 			}
@@ -189,28 +193,13 @@ func TestToFlow(t *testing.T) {
 	}
 }
 
-func mustMarshal(t *testing.T, f *endpoints.File) []byte {
-	t.Helper()
-	b, err := f.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func TestNewRefusesABadEndpointsFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "eps.yaml")
-	os.WriteFile(path, []byte("version: 1\npods:\n  - namespace: a\n    name: b\n    ips: [not-an-ip]\n"), 0o644)
-	_, err := New(Config{Kernel: bpf.Config{Interfaces: []string{"eth0"}}, EndpointsFile: path}, nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "not-an-ip") {
-		t.Fatalf("error %v, want one naming the bad address", err)
-	}
-}
-
-// TestSourceInNetns runs the source on a real veth: an HTTP exchange
-// between two namespaces becomes one flow with both pods, the service and
-// the direction filled in; after the endpoints file changes (and after a
-// bad version of it, which is ignored and counted), the next flow uses it.
+// TestSourceInNetns runs the source on a real veth with a cluster view: an
+// HTTP exchange between two namespaces becomes one flow with both pods,
+// their identities, the service and the direction; after a new snapshot
+// renames the server, the next flow uses it; a NetworkPolicy that leaves
+// web-1 no egress to the server drops the next request in the program that
+// observes it, and the flow says DROPPED, POLICY_DENIED and which policy;
+// without the policy the request passes again.
 func TestSourceInNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to load BPF programs and create namespaces")
@@ -223,10 +212,13 @@ func TestSourceInNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "endpoints.yaml")
-	if err := endpoints.Write(path, testEndpoints(f.A, f.B, uint32(ifc.Index), "api-1")); err != nil {
-		t.Fatal(err)
+	snapOf := func(nameB string, pols ...*networkingv1.NetworkPolicy) *cluster.Snapshot {
+		s := testSnapshot(f.A, f.B, uint32(ifc.Index), nameB, pols...)
+		s.Pods[0].Interface = f.HostA
+		return s
 	}
+	store := cluster.NewStore()
+	store.Publish(snapOf("api-1"))
 	var ln net.Listener
 	if err := nettest.In(f.NSB, func() (err error) { ln, err = net.Listen("tcp", netip.AddrPortFrom(f.B, 8080).String()); return }); err != nil {
 		t.Fatal(err)
@@ -239,8 +231,8 @@ func TestSourceInNetns(t *testing.T) {
 	src, err := New(Config{
 		Kernel:        bpf.Config{Interfaces: []string{f.HostA}, SweepInterval: 100 * time.Millisecond, EndLinger: 200 * time.Millisecond},
 		Node:          "lab-node",
-		EndpointsFile: path,
-		ReloadEvery:   10 * time.Millisecond,
+		Cluster:       store,
+		EnforcePolicy: true,
 	}, nil, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +247,7 @@ func TestSourceInNetns(t *testing.T) {
 		for b := range out {
 			mu.Lock()
 			for _, fl := range b {
-				if fl.L4Protocol == 6 { // the test's traffic
+				if fl.L4Protocol == 6 && fl.CountAs != schemas.CountTraffic { // the test's connections, their first records
 					flows = append(flows, fl)
 				}
 			}
@@ -274,59 +266,96 @@ func TestSourceInNetns(t *testing.T) {
 		return runErr
 	}
 	defer stop()
+	synced := func(n float64) func() bool {
+		return func() bool { return testutil.ToFloat64(mustCollector(reg, "flowbus_policy_revision")) >= n }
+	}
 	waitFor(t, func() bool { _, ok := src.Counters(); return ok && src.Stats().Sweeps > 0 })
+	waitFor(t, synced(1))
 
-	get := func() {
+	get := func() error {
 		t.Helper()
 		tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = nettest.In(f.NSA, func() error { c, err = net.Dial(network, addr); return err })
+			err = nettest.In(f.NSA, func() error { c, err = (&net.Dialer{Timeout: time.Second}).Dial(network, addr); return err })
 			return c, err
 		}}
-		resp, err := (&http.Client{Transport: tr}).Get("http://" + netip.AddrPortFrom(f.B, 8080).String())
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get("http://" + netip.AddrPortFrom(f.B, 8080).String())
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		io.ReadAll(resp.Body)
-		resp.Body.Close()
-		tr.CloseIdleConnections()
+		return resp.Body.Close()
 	}
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(flows) }
 
-	get()
-	waitFor(t, func() bool { return count() >= 1 })
-	os.WriteFile(path, []byte("version: 1\npods: [{namespace: x}]\n"), 0o644) // bad: no name
-	waitFor(t, func() bool {
-		return testutil.ToFloat64(mustCollector(reg, "flowbus_bpf_endpoints_reload_errors_total")) >= 1
-	})
-	if err := endpoints.Write(path, testEndpoints(f.A, f.B, uint32(ifc.Index), "api-renamed-2")); err != nil {
+	if err := get(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	get()
+	waitFor(t, func() bool { return count() >= 1 })
+	store.Publish(snapOf("api-renamed-2"))
+	waitFor(t, synced(2))
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, func() bool { return count() >= 2 })
+
+	// web-1 may only talk to port 9999: its request to 8080 is dropped.
+	tcp := corev1.ProtocolTCP
+	only := intstr.FromInt32(9999)
+	deny := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-egress"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &only}}}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+		},
+	}
+	store.Publish(snapOf("api-renamed-2", deny))
+	waitFor(t, synced(3))
+	if err := get(); err == nil {
+		t.Fatal("a request the policy denies got an answer")
+	}
+	waitFor(t, func() bool { return count() >= 3 })
+	store.Publish(snapOf("api-renamed-2"))
+	waitFor(t, synced(4))
+	if err := get(); err != nil {
+		t.Fatalf("the policy is gone but the request failed: %v", err)
+	}
+	waitFor(t, func() bool { return count() >= 4 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	close(out)
 	<-collected
 
-	if len(flows) != 2 {
-		t.Fatalf("%d flows, want 2: %+v", len(flows), flows)
+	if len(flows) != 4 {
+		t.Fatalf("%d flows, want 4: %+v", len(flows), flows)
 	}
-	for i, want := range []string{"api-1", "api-renamed-2"} {
+	ids := identity.Allocator{Node: "lab-node"}.Allocate(snapOf("api-1"), nil)
+	web, _ := ids.Pod("shop", "web-1")
+	for i, want := range []string{"api-1", "api-renamed-2", "api-renamed-2", "api-renamed-2"} {
 		fl := flows[i]
-		if fl.Src.PodName != "web-1" || fl.Dst.PodName != want || fl.DstService.Name != "api-svc" || fl.NodeName != "lab-node" ||
+		if fl.Src.PodName != "web-1" || fl.Src.Identity != uint32(web) || fl.Dst.PodName != want || fl.Dst.Identity == 0 ||
+			fl.DstService.Name != "api-svc" || fl.NodeName != "lab-node" ||
 			fl.Direction != flowpb.TrafficDirection_EGRESS || fl.ObservationPoint != flowpb.TraceObservationPoint_FROM_ENDPOINT ||
-			fl.SrcIP != f.A || fl.DstIP != f.B || fl.DstPort != 8080 || fl.TCPFlags&schemas.FlagFIN == 0 || fl.LatencyNs == 0 ||
-			fl.IfIndex != uint32(ifc.Index) || fl.PacketsFwd == 0 || fl.PacketsRev == 0 {
+			fl.SrcIP != f.A || fl.DstIP != f.B || fl.DstPort != 8080 || fl.IfIndex != uint32(ifc.Index) || fl.PacketsFwd == 0 {
 			t.Errorf("flow %d: %+v", i, fl)
+		}
+		denied := i == 2
+		if got := fl.Verdict == flowpb.Verdict_DROPPED; got != denied {
+			t.Errorf("flow %d: verdict %v, want dropped %v", i, fl.Verdict, denied)
+		}
+		if denied && (fl.DropReason != flowpb.DropReason_POLICY_DENIED || fl.EventType != hubble.MsgTypeDrop ||
+			len(fl.EgressDeniedBy) != 1 || fl.EgressDeniedBy[0] != "NetworkPolicy:shop/web-egress" || fl.PacketsRev != 0) {
+			t.Errorf("denied flow: reason %v, event type %d, denied by %v, %d packets back; want POLICY_DENIED, drop, the policy, none",
+				fl.DropReason, fl.EventType, fl.EgressDeniedBy, fl.PacketsRev)
+		}
+		if !denied && (fl.TCPFlags&schemas.FlagFIN == 0 || fl.LatencyNs == 0 || fl.PacketsRev == 0) {
+			t.Errorf("flow %d: flags %v, latency %d, %d packets back", i, fl.TCPFlags, fl.LatencyNs, fl.PacketsRev)
 		}
 	}
 	if lost != 0 {
 		t.Errorf("lost %d", lost)
-	}
-	if got := testutil.ToFloat64(mustCollector(reg, "flowbus_bpf_flows_total")); got != 2 {
-		t.Errorf("flowbus_bpf_flows_total %v, want 2", got)
 	}
 }
 
