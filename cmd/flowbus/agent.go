@@ -78,6 +78,8 @@ type agentFlags struct {
 	metricsAddr                  *string
 	metricSpecs                  *[]string
 	metricsMaxLabels             *int
+	policyEnforcement            *string
+	clusterName                  *string
 }
 
 // Bounds of the agent's numeric flags that no package states.
@@ -112,6 +114,9 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.endpointsSource = fs.String("endpoints-source", "file", "where the agent's view of the cluster (pods, services, policies) comes from: file (--endpoints and --policies) or kubernetes (the API server's informers)")
 	f.kubeconfig = fs.String("kubeconfig", "", "--endpoints-source kubernetes: kubeconfig file; empty uses the pod's in-cluster service account")
 	f.policies = fs.String("policies", "", "--endpoints-source file: policies file, YAML documents of NetworkPolicy, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy manifests")
+	f.policyEnforcement = fs.String("policy-enforcement", "default", "ebpf: default (enforce the cluster's network policies in the program that observes: pods a policy selects are default deny in that direction) or never (observe only: every verdict FORWARDED)")
+	fs.check("policy-enforcement", oneOf(f.policyEnforcement, "default", "never"))
+	f.clusterName = fs.String("cluster-name", "", "cluster name in identities (label io.cilium.k8s.policy.cluster); empty is Cilium's default, \"default\"")
 	f.activeTimeout = fs.Duration("active-timeout", bpf.DefaultActiveTimeout, "ebpf: report long-lived flows this often")
 	fs.check("active-timeout", positive(f.activeTimeout))
 	f.ringbufSize = fs.Uint32("ringbuf-size", bpf.DefaultRingBufSize, "ebpf: ring buffer bytes (a power of two, a multiple of the page size)")
@@ -222,11 +227,11 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	if *f.node == "" {
 		return nil, fmt.Errorf("%w: --node is empty and the host name is unknown", errUsage)
 	}
-	src, err := f.newSource(io, rt.reg)
-	if err != nil {
+	if err := f.newClusterSource(io, rt); err != nil {
 		return nil, err
 	}
-	if err := f.newClusterSource(io, rt); err != nil {
+	src, err := f.newSource(io, rt)
+	if err != nil {
 		return nil, err
 	}
 	var upstreamNodes func() []*observerpb.Node
@@ -299,7 +304,8 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	return rt, nil
 }
 
-func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Source, error) {
+func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error) {
+	reg := rt.reg
 	switch *f.source {
 	case "synthetic":
 		return synthetic.New(synthetic.Config{Seed: *f.seed, Rate: *f.rate, Count: *f.count, Node: *f.node})
@@ -322,9 +328,13 @@ func (f *agentFlags) newSource(io cmdIO, reg prometheus.Registerer) (agent.Sourc
 			TLS:       observer.ClientTLS{Enabled: *f.hubbleTLS, CAFile: *f.hubbleCA, CertFile: *f.hubbleCert, KeyFile: *f.hubbleKey, ServerName: *f.hubbleServerName},
 			StateFile: filepath.Join(*f.dataDir, "hubble", "resume.json")}, io.Log, reg)
 	case "ebpf":
+		var store *cluster.Store
+		if *f.endpointsSource == "kubernetes" || *f.endpoints != "" {
+			store = rt.cluster
+		}
 		src, err := ebpf.New(ebpf.Config{
 			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout},
-			Node:   *f.node, EndpointsFile: *f.endpoints,
+			Node:   *f.node, Cluster: store, ClusterName: *f.clusterName, EnforcePolicy: *f.policyEnforcement == "default",
 		}, io.Log, reg)
 		if errors.Is(err, ebpf.ErrNeedsLinux) {
 			return nil, fmt.Errorf("--source ebpf %w: this build is for %s", ebpf.ErrNeedsLinux, runtime.GOOS)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -131,6 +132,11 @@ func positive(p *time.Duration) bound {
 // finiteAtLeast: a finite number ≥ lo.
 func finiteAtLeast(p *float64, lo float64) bound {
 	return bound{func() bool { return !math.IsNaN(*p) && !math.IsInf(*p, 0) && *p >= lo }, fmt.Sprintf("a number of at least %v", lo)}
+}
+
+// oneOf: one of the words.
+func oneOf(p *string, words ...string) bound {
+	return bound{func() bool { return slices.Contains(words, *p) }, "one of " + strings.Join(words, ", ")}
 }
 
 // finitePositive: a finite number > 0.

@@ -76,6 +76,7 @@ func TestOutOfRangeValuesAreUsageErrors(t *testing.T) {
 		{"agent", "kafka-partitions", "0", "from 1 to 2147483647"},
 		{"agent", "kafka-partitions", "4294967297", "from 1 to 2147483647"},
 		{"agent", "metrics-max-label-sets", "0", "at least 1"},
+		{"agent", "policy-enforcement", "always", "one of default, never"},
 		{"demo", "duration", "0s", "more than 0s"},
 		{"demo", "top", "0", "at least 1"},
 		{"demo", "ring-size", "-1", "from 1 to 1048576"},
