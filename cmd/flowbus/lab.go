@@ -175,13 +175,18 @@ func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 	if len(rep.Edges) > 0 {
 		fmt.Fprintln(io.Stdout)
 		tw := tabwriter.NewWriter(io.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "EDGE\tSENT\tOK\t5XX\tRESET\tERRORS\tSKIPPED\tCONNECTIONS\t")
+		fmt.Fprintln(tw, "EDGE\tSENT\tOK\t5XX\tRESET\tTIMEOUT\tERRORS\tSKIPPED\tCONNECTIONS\t")
 		for _, e := range rep.Edges {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", e.Name(), e.Sent, e.OK, e.Status5xx, e.Resets, e.Errors, e.Skipped, e.Connections)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", e.Name(), e.Sent, e.OK, e.Status5xx, e.Resets, e.Timeouts, e.Errors, e.Skipped, e.Connections)
 		}
 		t := rep.Total()
-		fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", t.Sent, t.OK, t.Status5xx, t.Resets, t.Errors, t.Skipped, t.Connections)
+		fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", t.Sent, t.OK, t.Status5xx, t.Resets, t.Timeouts, t.Errors, t.Skipped, t.Connections)
 		tw.Flush()
+		for _, e := range rep.Edges {
+			if e.LastError != "" {
+				fmt.Fprintf(io.Stdout, "%s: last error: %s\n", e.Name(), e.LastError)
+			}
+		}
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(io.Stderr, "interrupted: clients stopped; the lab is still up (flowbus lab down removes it)")

@@ -26,13 +26,15 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // EdgeStats counts the requests of one client edge. Every request sent ends
-// in exactly one of OK, Status5xx, Resets, Errors, so
-// Sent = OK + Status5xx + Resets + Errors once the edge has stopped.
+// in exactly one of OK, Status5xx, Resets, Timeouts, Errors, so
+// Sent = OK + Status5xx + Resets + Timeouts + Errors once the edge has stopped.
 type EdgeStats struct {
 	From      string `json:"from"`
 	To        string `json:"to"`
@@ -43,12 +45,17 @@ type EdgeStats struct {
 	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
 	Status5xx uint64 `json:"status_5xx"` // the expected 5xx of a route's error_every
 	Resets    uint64 `json:"resets"`     // connection reset by the server (reset_from)
-	Errors    uint64 `json:"errors"`     // anything else: timeouts, wrong answers
-	Skipped   uint64 `json:"skipped"`    // ticks not sent because too many requests were in flight
+	// Timeouts are requests that got no answer in time: what a client
+	// sees of packets a policy drops (a SYN, a query, an echo).
+	Timeouts uint64 `json:"timeouts"`
+	Errors   uint64 `json:"errors"`  // anything else: refused connections, wrong answers
+	Skipped  uint64 `json:"skipped"` // ticks not sent because too many requests were in flight
 	// Connections is the ground truth of flows: the connections the edge
 	// opened (TCP connects, failed ones included; a UDP socket per DNS
 	// query; an ICMP echo socket per ping).
 	Connections uint64 `json:"connections"`
+	// LastError is the text of the last request counted in Errors.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Name is "from → to kind:port".
@@ -83,10 +90,10 @@ type edge struct {
 	grpcConns map[netip.Addr]*grpc.ClientConn
 	closers   []func()
 
-	sent, ok, s5xx, resets, errs, skipped atomic.Uint64
-	conns                                 atomic.Uint64
-	inflight                              atomic.Int64
-	lastErr                               atomic.Value // string
+	sent, ok, s5xx, resets, timeouts, errs, skipped atomic.Uint64
+	conns                                           atomic.Uint64
+	inflight                                        atomic.Int64
+	lastErr                                         atomic.Value // string
 }
 
 func (e *edge) stats() EdgeStats {
@@ -94,9 +101,10 @@ func (e *edge) stats() EdgeStats {
 	if e.spec.Kind == KindHTTP {
 		detail = e.spec.Method + " " + strings.Join(e.spec.Paths, ",")
 	}
+	lastErr, _ := e.lastErr.Load().(string)
 	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
-		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Errors: e.errs.Load(), Skipped: e.skipped.Load(),
-		Connections: e.conns.Load()}
+		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Timeouts: e.timeouts.Load(),
+		Errors: e.errs.Load(), Skipped: e.skipped.Load(), Connections: e.conns.Load(), LastError: lastErr}
 }
 
 // addr returns the target address for request n: alternating IPv4 and IPv6
@@ -260,10 +268,20 @@ func (e *edge) do() {
 		// reset, a broken pipe, or an end of stream before any response,
 		// depending on when the client's read or write meets the RST.
 		e.resets.Add(1)
+	case isTimeout(err):
+		e.timeouts.Add(1)
 	default:
 		e.errs.Add(1)
 		e.lastErr.Store(err.Error())
 	}
+}
+
+// isTimeout reports whether err is a request that got no answer in time:
+// a dial, read or deadline timeout, whichever layer noticed it first.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		status.Code(err) == codes.DeadlineExceeded || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func (e *edge) doHTTP(addr netip.Addr) (bool, error) {

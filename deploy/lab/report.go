@@ -60,6 +60,7 @@ func (r TrafficReport) Total() EdgeStats {
 		t.OK += e.OK
 		t.Status5xx += e.Status5xx
 		t.Resets += e.Resets
+		t.Timeouts += e.Timeouts
 		t.Errors += e.Errors
 		t.Skipped += e.Skipped
 		t.Connections += e.Connections

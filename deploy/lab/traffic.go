@@ -140,8 +140,8 @@ func Traffic(ctx context.Context, cfg Config, opt TrafficOptions) (TrafficReport
 		case <-tick.C:
 			if opt.Progress != nil {
 				t := collect().Total()
-				fmt.Fprintf(opt.Progress, "%5.0fs  sent %7d  ok %7d  5xx %5d  reset %5d  errors %5d  skipped %5d\n",
-					time.Since(start).Seconds(), t.Sent, t.OK, t.Status5xx, t.Resets, t.Errors, t.Skipped)
+				fmt.Fprintf(opt.Progress, "%5.0fs  sent %7d  ok %7d  5xx %5d  reset %5d  timeout %5d  errors %5d  skipped %5d\n",
+					time.Since(start).Seconds(), t.Sent, t.OK, t.Status5xx, t.Resets, t.Timeouts, t.Errors, t.Skipped)
 			}
 		case <-ctxDone:
 			ctxDone = nil
