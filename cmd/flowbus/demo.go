@@ -53,13 +53,13 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 
 	var labCfg lab.Config
 	if d.lab {
-		stop, endpoints, err := demoLabUp(ctx, cio)
+		stop, plan, err := demoLabUp(ctx, cio)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		labCfg = lab.Config{StateDir: lab.DefaultStateDir}
-		*f.source, *f.endpoints, *f.interfaces = "ebpf", endpoints, []string{lab.DefaultPrefix + "[0-9]*h"}
+		*f.source, *f.endpoints, *f.policies, *f.interfaces = "ebpf", plan.EndpointsFile, plan.PoliciesFile, []string{lab.DefaultPrefix + "[0-9]*h"}
 	}
 
 	rt, err := f.build(cio, true, runID)
@@ -196,33 +196,35 @@ func withLabSelf(cfg lab.Config) lab.Config {
 	return cfg
 }
 
-// demoLabUp creates the default lab and returns its teardown and endpoints file.
-func demoLabUp(ctx context.Context, cio cmdIO) (func(), string, error) {
+// demoLabUp creates the default lab and returns its teardown and plan
+// (which names the endpoints and policies files the agent reads).
+func demoLabUp(ctx context.Context, cio cmdIO) (func(), *lab.Plan, error) {
 	if runtime.GOOS != "linux" {
-		return nil, "", fmt.Errorf("--lab %w: this build is for %s", lab.ErrNeedsLinux, runtime.GOOS)
+		return nil, nil, fmt.Errorf("--lab %w: this build is for %s", lab.ErrNeedsLinux, runtime.GOOS)
 	}
 	if os.Geteuid() != 0 {
-		return nil, "", errors.New("--lab creates network namespaces and loads eBPF programs: run it as root (sudo flowbus demo --lab)")
+		return nil, nil, errors.New("--lab creates network namespaces and loads eBPF programs: run it as root (sudo flowbus demo --lab)")
 	}
 	self, err := labSelf()
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	cfg := lab.Config{Self: self, Log: cio.Log}
 	topo, err := lab.DefaultTopology()
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	plan, err := lab.Up(ctx, cfg, topo)
 	if err != nil {
-		return nil, "", fmt.Errorf("lab up: %w", err)
+		return nil, nil, fmt.Errorf("lab up: %w", err)
 	}
-	fmt.Fprintf(cio.Stdout, "lab: %d pods up, endpoints in %s\n", len(plan.Pods), plan.EndpointsFile)
+	fmt.Fprintf(cio.Stdout, "lab: %d pods up, endpoints in %s, %d policies in %s (enforced by the agent)\n",
+		len(plan.Pods), plan.EndpointsFile, len(plan.Topology.Policies), plan.PoliciesFile)
 	return func() {
 		if _, err := lab.Down(context.Background(), cfg); err != nil {
 			cio.Log.Warn("lab down", "err", err)
 		}
-	}, plan.EndpointsFile, nil
+	}, plan, nil
 }
 
 func demoProgress(ctx context.Context, w io.Writer, g prometheus.Gatherer, t *demoTally, done chan<- struct{}) {

@@ -73,7 +73,7 @@ var labVerbs = map[string]string{
 func newLabFlags(verb string, io cmdIO) (*flagSet, *lab.Config) {
 	fs := newFlagSet("lab "+verb, "lab "+verb+" [flags]", labVerbs[verb], io)
 	cfg := &lab.Config{}
-	fs.StringVar(&cfg.StateDir, "data-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, logs/")
+	fs.StringVar(&cfg.StateDir, "data-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, policies.yaml, logs/")
 	fs.alias("state-dir", "data-dir")
 	if verb != "traffic" {
 		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --data-dir when there is one")
@@ -139,8 +139,14 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Namespace, p.IPv4, p.IPv6, p.HostIf, p.IfIndex, p.Identity, strings.Join(servers, ","))
 	}
 	tw.Flush()
-	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
-		plan.EndpointsFile, cfg.StateDir, cfg.StateDir)
+	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\n", plan.EndpointsFile)
+	agent := "sudo flowbus agent --source ebpf --endpoints " + plan.EndpointsFile
+	if plan.PoliciesFile != "" {
+		fmt.Fprintf(io.Stdout, "policies file:  %s (%d policies; an agent given --policies enforces them)\n", plan.PoliciesFile, len(plan.Topology.Policies))
+		agent += " --policies " + plan.PoliciesFile
+	}
+	fmt.Fprintf(io.Stdout, "agent:  %s --interfaces '%s[0-9]*h'\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
+		agent, plan.Prefix, cfg.StateDir, cfg.StateDir)
 	return nil
 }
 

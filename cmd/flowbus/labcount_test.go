@@ -156,7 +156,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 
 // TestLabCountsEveryConnectionOnce runs the payments lab's real traffic
 // (HTTP with keep-alive and per-request connections, gRPC, TCP, DNS over
-// UDP, ICMP echo, IPv4 and IPv6, server resets) through agents on the real
+// UDP, ICMP echo, IPv4 and IPv6; no policies, so every edge is answered) through agents on the real
 // datapath, a NATS JetStream bus and the aggregator, and compares what
 // DuckDB reads from the Parquet with independent ground truth:
 //   - per pod, the bytes and packets the pod sent (pair rows where it is the
@@ -219,8 +219,9 @@ func TestLabCountsEveryConnectionOnce(t *testing.T) {
 			if err != nil {
 				t.Fatalf("traffic: %v", err)
 			}
-			if tot := rep.Total(); tot.Errors != 0 || tot.Connections == 0 {
-				t.Fatalf("traffic: %d errors, %d connections: %+v", tot.Errors, tot.Connections, rep.Edges)
+			if tot := rep.Total(); tot.Errors != 0 || tot.Timeouts != 0 || tot.Resets != 0 || tot.Connections == 0 {
+				t.Fatalf("traffic: %d errors, %d timeouts, %d resets, %d connections; want answers only: %+v",
+					tot.Errors, tot.Timeouts, tot.Resets, tot.Connections, rep.Edges)
 			}
 			// Let the last closes and their stragglers pass and linger out.
 			time.Sleep(3 * time.Second)

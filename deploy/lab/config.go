@@ -28,7 +28,7 @@ type Config struct {
 	// of its processes. 1 to 8 lower-case letters; two labs with different
 	// prefixes (and address ranges) can coexist.
 	Prefix string
-	// StateDir holds lab.json, endpoints.yaml, logs/ and ready/.
+	// StateDir holds lab.json, endpoints.yaml, policies.yaml, logs/ and ready/.
 	StateDir string
 	// Node overrides the topology's node name in the endpoints file.
 	Node string

@@ -59,13 +59,17 @@
 // random: a port reused within a flow's idle timeout is one flow to any
 // conntrack, and random ports come back within seconds at the lab's rates.
 //
-// There is no policy enforcement yet: a server's reset_from lists pods whose
-// TCP connections it resets (SO_LINGER 0) right after accept. That gives a
-// real RST between two pods (rewards-cron → ledger-svc in the payments
-// fleet); the kernel's POLICY_DENIED drop takes its place when enforcement
-// lands. Services carry cluster IPs for enrichment and DNS answers only: the
-// lab does no service translation, clients dial backend pods directly, as a
-// socket load balancer would have made them.
+// The lab enforces no policy itself. A topology's policies (NetworkPolicy
+// and CiliumNetworkPolicy manifests) are written to policies.yaml in the
+// state directory, and an eBPF agent given it (--policies) enforces them in
+// the program that observes: in the payments fleet rewards-cron's requests
+// to ledger-svc are then dropped with POLICY_DENIED, and its client counts
+// them as timeouts. Without an enforcing agent every edge is answered. A
+// server's reset_from lists pods whose TCP connections it resets
+// (SO_LINGER 0) right after accept: a real RST between two pods, for
+// topologies that want one. Services carry cluster IPs for enrichment and
+// DNS answers only: the lab does no service translation, clients dial
+// backend pods directly, as a socket load balancer would have made them.
 //
 // # Cleanup guarantees
 //
@@ -77,7 +81,7 @@
 // cleans up after a crash or a kill -9 of up: it ends the processes (marked
 // ones and any inside the namespaces; SIGTERM, then SIGKILL), deletes the
 // host veths (which deletes the pod ends), deletes the namespaces, removes
-// the files the lab writes in the state directory (lab.json, endpoints.yaml,
+// the files the lab writes in the state directory (lab.json, endpoints.yaml, policies.yaml,
 // logs/, ready/) and the directory when nothing else is in it, and then
 // checks that nothing is left. Down is idempotent. Up refuses to start when
 // anything with its prefix exists, so everything with the prefix is its

@@ -51,6 +51,9 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 		return nil, err
 	}
 	plan.EndpointsFile = cfg.EndpointsFile
+	if len(t.Policies) > 0 {
+		plan.PoliciesFile = filepath.Join(cfg.StateDir, policiesFile)
+	}
 	left, err := findLeftovers(ctx, cfg.Prefix)
 	if err != nil {
 		return nil, err
@@ -116,6 +119,15 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 	}
 	if err := endpoints.Write(cfg.EndpointsFile, plan.Endpoints()); err != nil {
 		return nil, err
+	}
+	if plan.PoliciesFile != "" {
+		b, err := t.PoliciesYAML()
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(plan.PoliciesFile, b); err != nil {
+			return nil, err
+		}
 	}
 	return plan, nil
 }
@@ -331,7 +343,7 @@ func removeState(dir string, extra []string) ([]string, error) {
 	for _, f := range extra {
 		rm(f)
 	}
-	for _, f := range []string{planFile, planFile + ".tmp", endpointsFile, endpointsFile + ".tmp"} {
+	for _, f := range []string{planFile, planFile + ".tmp", endpointsFile, endpointsFile + ".tmp", policiesFile, policiesFile + ".tmp"} {
 		rm(filepath.Join(dir, f))
 	}
 	for _, sub := range []string{logDir, readyDir} {

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/flowbus/flowbus/agent/cluster/filesource"
 	"github.com/flowbus/flowbus/agent/endpoints"
 )
 
@@ -73,6 +74,14 @@ func testTopology(t *testing.T, octet int) *Topology {
 	}
 	topo.Network = Network{IPv4: fmt.Sprintf("10.%d.0.0/24", octet), IPv6: fmt.Sprintf("fd00:fb:%d::/64", octet)}
 	topo.Node = "test-node"
+	// The fleet's rewards-cron → ledger-svc edge is denied by a policy that
+	// only an enforcing agent applies; here, with no agent, the server
+	// resets it, which tests the lab's own RST path.
+	for i := range topo.Pods {
+		if topo.Pods[i].Name == "ledger-svc" {
+			topo.Pods[i].Servers[0].ResetFrom = []string{"rewards-cron"}
+		}
+	}
 	if err := topo.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -410,11 +419,11 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 			t.Fatalf("%d edges; want 11", len(rep.Edges))
 		}
 		for _, e := range rep.Edges {
-			if e.Sent < 10 || e.Sent != e.OK+e.Status5xx+e.Resets+e.Errors {
+			if e.Sent < 10 || e.Sent != e.OK+e.Status5xx+e.Resets+e.Timeouts+e.Errors {
 				t.Errorf("%s: %+v; want >= 10 sent, each counted once", e.Name(), e)
 			}
 			if e.Errors != 0 {
-				t.Errorf("%s: %d errors", e.Name(), e.Errors)
+				t.Errorf("%s: %d errors, the last: %s", e.Name(), e.Errors, e.LastError)
 			}
 			if e.From == "rewards-cron" {
 				if e.Resets != e.Sent {
@@ -450,6 +459,23 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		}
 	})
 
+	t.Run("the policies file holds the fleet's policies as the agent reads them", func(t *testing.T) {
+		if want := filepath.Join(cfg.StateDir, "policies.yaml"); plan.PoliciesFile != want {
+			t.Fatalf("policies file %q; want %q", plan.PoliciesFile, want)
+		}
+		snap, rej, err := filesource.Load(cfg.EndpointsFile, plan.PoliciesFile)
+		if err != nil || len(rej) != 0 {
+			t.Fatalf("load: %v, rejected %v", err, rej)
+		}
+		var names []string
+		for _, np := range snap.NetworkPolicies {
+			names = append(names, np.Namespace+"/"+np.Name)
+		}
+		if want := []string{"payments/ledger-svc-ingress", "payments/postgres-ingress"}; !reflect.DeepEqual(names, want) {
+			t.Fatalf("policies %v; want %v", names, want)
+		}
+	})
+
 	t.Run("down leaves no namespace, link, process or state file, and a second down does nothing", func(t *testing.T) {
 		pids := []int{}
 		for _, p := range plan.Pods {
@@ -468,8 +494,10 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes, >= 10 state files", removed)
 		}
 		assertNothingLeft(t, "fblt", cfg.StateDir, pids)
-		if _, err := os.Stat(cfg.EndpointsFile); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("endpoints file %s left: %v", cfg.EndpointsFile, err)
+		for _, f := range []string{cfg.EndpointsFile, plan.PoliciesFile} {
+			if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s left: %v", f, err)
+			}
 		}
 		again, err := Down(ctx, cfg)
 		if err != nil || !again.Empty() {

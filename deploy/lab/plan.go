@@ -30,11 +30,14 @@ var (
 // except IfIndex and PID, which Up fills in. It is saved as lab.json in the
 // state directory, where the server and client processes read it.
 type Plan struct {
-	Prefix        string    `json:"prefix"`
-	Node          string    `json:"node"`
-	EndpointsFile string    `json:"endpoints_file"` // where Up wrote it
-	Topology      Topology  `json:"topology"`
-	Pods          []PodPlan `json:"pods"`
+	Prefix        string `json:"prefix"`
+	Node          string `json:"node"`
+	EndpointsFile string `json:"endpoints_file"` // where Up wrote it
+	// PoliciesFile is where Up wrote the topology's policies (the agent's
+	// --policies); empty when it has none.
+	PoliciesFile string    `json:"policies_file,omitempty"`
+	Topology     Topology  `json:"topology"`
+	Pods         []PodPlan `json:"pods"`
 }
 
 // PodPlan is one pod placed on the host.
@@ -192,6 +195,7 @@ func (p *Plan) Endpoints() *endpoints.File {
 const (
 	planFile      = "lab.json"
 	endpointsFile = "endpoints.yaml"
+	policiesFile  = "policies.yaml"
 	logDir        = "logs"
 	readyDir      = "ready"
 )

@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/flowbus/flowbus/agent/cluster/filesource"
 )
 
 //go:embed examples/payments.yaml
@@ -25,6 +28,13 @@ type Topology struct {
 	Network  Network       `yaml:"network" json:"network"`
 	Pods     []PodSpec     `yaml:"pods" json:"pods"`
 	Services []ServiceSpec `yaml:"services" json:"services"`
+	// Policies are the lab's network policies: Kubernetes NetworkPolicy,
+	// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy manifests, as
+	// kubectl would apply them. Up writes them to policies.yaml in the
+	// state directory for the agent's --policies. The lab enforces
+	// nothing itself: an agent with the eBPF source does, in the program
+	// that observes.
+	Policies []map[string]any `yaml:"policies" json:"policies,omitempty"`
 }
 
 // Network holds the pod address ranges. Pod i (1-based, in file order) gets
@@ -214,7 +224,8 @@ var podName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Validate checks the topology: names, address ranges large enough, servers
 // on distinct ports, every client aimed at a pod that serves its kind on its
-// port, every reset_from naming a pod, services well formed.
+// port, every reset_from naming a pod, services well formed, and every
+// policy one the agent accepts.
 func (t *Topology) Validate() error {
 	v4, err := netip.ParsePrefix(t.Network.IPv4)
 	if err != nil || !v4.Addr().Is4() {
@@ -226,6 +237,9 @@ func (t *Topology) Validate() error {
 	}
 	if len(t.Pods) == 0 {
 		return fmt.Errorf("no pods")
+	}
+	if _, err := t.PoliciesYAML(); err != nil {
+		return err
 	}
 	if max := 1<<(32-v4.Bits()) - 2; len(t.Pods) > max || len(t.Pods) > 250 {
 		return fmt.Errorf("%d pods do not fit in network.ipv4 %s (at most %d, and 250 in all)", len(t.Pods), v4, min(max, 250))
@@ -369,4 +383,34 @@ func (s *ServiceSpec) Selects(p *PodSpec) bool {
 		}
 	}
 	return true
+}
+
+// PoliciesYAML returns the topology's policies as the agent's policies
+// file (YAML documents separated by "---"), or nil when it has none. A
+// policy the agent would reject (agent/cluster/filesource) is an error
+// naming it: a lab's policies are all enforced or the lab does not start.
+func (t *Topology) PoliciesYAML() ([]byte, error) {
+	if len(t.Policies) == 0 {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	for i, p := range t.Policies {
+		doc, err := yaml.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("policy %d: %w", i+1, err)
+		}
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		b.Write(doc)
+	}
+	parsed, err := filesource.ParsePolicies(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		return nil, err
+	}
+	if len(parsed.Rejected) > 0 {
+		r := parsed.Rejected[0]
+		return nil, fmt.Errorf("policy %d: %w", r.Document, errors.New(strings.TrimPrefix(r.Error(), fmt.Sprintf("document %d (line %d) ", r.Document, r.Line))))
+	}
+	return b.Bytes(), nil
 }

@@ -136,6 +136,15 @@ func TestParseTopologyRefusesBadInputWithItsReason(t *testing.T) {
 		{"a service without selector is refused", "pods: [{name: a, namespace: x}]\nservices: [{name: s, namespace: x}]", "selector is required"},
 		{"a service with a bad cluster ip is refused", "pods: [{name: a, namespace: x}]\nservices: [{name: s, namespace: x, selector: {a: b}, cluster_ips: [1.2.3]}]", "cluster ip"},
 		{"a truncated file is refused", "pods: [{name: a, namesp", "decode"},
+		{"a policy of an unknown kind is refused with its number",
+			"pods: [{name: a, namespace: x}]\npolicies: [{apiVersion: v1, kind: ConfigMap, metadata: {name: c}}]", "policy 1: ConfigMap"},
+		{"a policy with a bad selector is refused by name",
+			"pods: [{name: a, namespace: x}]\npolicies: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: ok, namespace: x}, spec: {podSelector: {}}}, " +
+				"{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: bad, namespace: x}, spec: {podSelector: {matchLabels: {'a b': c}}}}]",
+			"policy 2: NetworkPolicy x/bad"},
+		{"a policy with a malformed CIDR is refused",
+			"pods: [{name: a, namespace: x}]\npolicies: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: w, namespace: x}, spec: {podSelector: {}, egress: [{to: [{ipBlock: {cidr: 10.0.0.0/40}}]}]}}]",
+			"policy 1: NetworkPolicy x/w"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseTopology([]byte(tc.yaml))
