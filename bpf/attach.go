@@ -70,12 +70,31 @@ func (c *Collector) reconcile() error {
 		return fmt.Errorf("list interfaces: %w", err)
 	}
 	present := make(map[int]bool, len(ifcs))
-	var first error
+	var next []Interface
+	changed := false
 	for _, ifc := range ifcs {
 		if !matchInterface(c.cfg.Interfaces, ifc.Name) {
 			continue
 		}
 		present[ifc.Index] = true
+		next = append(next, Interface{Index: ifc.Index, Name: ifc.Name})
+		if a, ok := c.attached[ifc.Index]; !ok || a.name != ifc.Name {
+			changed = true
+		}
+	}
+	for idx := range c.attached {
+		if !present[idx] {
+			changed = true
+		}
+	}
+	if changed && c.cfg.BeforeAttach != nil {
+		c.cfg.BeforeAttach(next)
+	}
+	var first error
+	for _, ifc := range ifcs {
+		if !present[ifc.Index] {
+			continue
+		}
 		if a, ok := c.attached[ifc.Index]; ok && a.name == ifc.Name {
 			continue
 		} else if ok {

@@ -52,6 +52,13 @@ type Config struct {
 	// ~400 ns (bench/RESULTS.md, "Kernel datapath"), and flows are reported
 	// when they end or time out.
 	EmitStartEvents bool
+	// BeforeAttach, when set, is called from the attach loop whenever the
+	// set of interfaces to be attached changes, with the whole new set,
+	// before the programs are attached to the new ones: whatever the
+	// programs look up for an interface (its endpoint and policy) is then
+	// in place before its first packet is seen, so an endpoint is never
+	// observed without its policy.
+	BeforeAttach func(next []Interface)
 }
 
 // Defaults.
