@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,13 @@ type Source struct {
 	view  atomic.Pointer[view]
 	dp    atomic.Pointer[datapath]
 	pol   policyStats
+
+	// syncMu orders the two writers of the kernel's endpoint and policy
+	// maps: a new cluster snapshot (follow) and a new set of interfaces
+	// (the collector's BeforeAttach). cur and curIfs are what was applied.
+	syncMu sync.Mutex
+	cur    *cluster.Snapshot
+	curIfs map[uint32]string
 }
 
 // policyStats are the figures of the last policy sync, for metrics.
@@ -105,7 +113,19 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 				"waited", s.cfg.FirstSnapshotWait)
 		}
 	}
-	coll, err := bpf.New(s.cfg.Kernel, s.log)
+	kcfg := s.cfg.Kernel
+	if s.cfg.Cluster != nil {
+		// An interface's endpoint and policy are written before its
+		// programs are attached: no packet is seen without them.
+		kcfg.BeforeAttach = func(next []bpf.Interface) {
+			ifs := make(map[uint32]string, len(next))
+			for _, i := range next {
+				ifs[uint32(i.Index)] = i.Name
+			}
+			s.sync(nil, ifs)
+		}
+	}
+	coll, err := bpf.New(kcfg, s.log)
 	if err != nil {
 		return fmt.Errorf("ebpf source: %w", err)
 	}
@@ -117,9 +137,10 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 		d := newDatapath(coll.Policy(), identity.Allocator{ClusterName: s.cfg.ClusterName, Node: s.cfg.Node})
 		d.enforce = s.cfg.EnforcePolicy
 		s.dp.Store(d)
+		s.sync(first, map[uint32]string{})
 		go func() {
 			defer close(followed)
-			s.follow(fctx, coll, d, first)
+			s.follow(fctx, first)
 		}()
 	} else {
 		close(followed)
@@ -138,55 +159,42 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	return nil
 }
 
-// follow applies every cluster snapshot to the kernel's identity and policy
-// maps and to the view flows are enriched with, and applies the latest
-// again when the attached interfaces change (a pod's interface appears).
-// It returns when ctx is done.
-func (s *Source) follow(ctx context.Context, coll *bpf.Collector, d *datapath, snap *cluster.Snapshot) {
-	snaps := make(chan *cluster.Snapshot, 1)
-	go func() {
-		var rev uint64
-		if snap != nil {
-			rev = snap.Revision
-		}
-		for {
-			next, err := s.cfg.Cluster.Wait(ctx, rev)
-			if err != nil {
-				return
-			}
-			rev = next.Revision
-			select {
-			case <-snaps: // replaced by the newer one
-			default:
-			}
-			snaps <- next
-		}
-	}()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var attached map[uint32]string
+// follow applies every cluster snapshot after first to the kernel's
+// identity and policy maps and to the view flows are enriched with. It
+// returns when ctx is done.
+func (s *Source) follow(ctx context.Context, first *cluster.Snapshot) {
+	var rev uint64
+	if first != nil {
+		rev = first.Revision
+	}
 	for {
-		now := attachedSet(coll)
-		if snap != nil && (!maps.Equal(now, attached) || attached == nil) {
-			attached = now
-			s.apply(d, snap, attached)
-		}
-		select {
-		case <-ctx.Done():
+		next, err := s.cfg.Cluster.Wait(ctx, rev)
+		if err != nil {
 			return
-		case snap = <-snaps:
-			attached = nil
-		case <-tick.C:
 		}
+		rev = next.Revision
+		s.sync(next, nil)
 	}
 }
 
-func attachedSet(c *bpf.Collector) map[uint32]string {
-	m := map[uint32]string{}
-	for _, i := range c.Attached() {
-		m[uint32(i.Index)] = i.Name
+// sync applies snap (nil: the last one) on the interfaces ifs (nil: the
+// last set) when either changed. Without a snapshot yet there is nothing
+// to apply; the interfaces are remembered for when it comes.
+func (s *Source) sync(snap *cluster.Snapshot, ifs map[uint32]string) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	changed := false
+	if snap != nil && snap != s.cur {
+		s.cur, changed = snap, true
 	}
-	return m
+	if ifs != nil && !maps.Equal(ifs, s.curIfs) {
+		s.curIfs, changed = ifs, true
+	}
+	d := s.dp.Load()
+	if !changed || s.cur == nil || d == nil {
+		return
+	}
+	s.apply(d, s.cur, s.curIfs)
 }
 
 // apply syncs one snapshot and publishes its view.

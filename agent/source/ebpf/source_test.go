@@ -266,11 +266,21 @@ func TestSourceInNetns(t *testing.T) {
 		return runErr
 	}
 	defer stop()
-	synced := func(n float64) func() bool {
-		return func() bool { return testutil.ToFloat64(mustCollector(reg, "flowbus_policy_revision")) >= n }
+	revision := func() float64 { return testutil.ToFloat64(mustCollector(reg, "flowbus_policy_revision")) }
+	// publish publishes a snapshot and waits until the kernel maps have it.
+	publish := func(s *cluster.Snapshot) {
+		t.Helper()
+		before := revision()
+		store.Publish(s)
+		waitFor(t, func() bool { return revision() > before })
+	}
+	// The endpoint and its policy are written before the programs are
+	// attached to its interface: once attached, they are there, no wait.
+	waitFor(t, func() bool { c := src.coll.Load(); return c != nil && len(c.Attached()) == 1 })
+	if got := testutil.ToFloat64(mustCollector(reg, "flowbus_policy_endpoints")); got != 1 {
+		t.Fatalf("interface attached with %v endpoints in the policy maps; want 1", got)
 	}
 	waitFor(t, func() bool { _, ok := src.Counters(); return ok && src.Stats().Sweeps > 0 })
-	waitFor(t, synced(1))
 
 	get := func() error {
 		t.Helper()
@@ -292,8 +302,7 @@ func TestSourceInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return count() >= 1 })
-	store.Publish(snapOf("api-renamed-2"))
-	waitFor(t, synced(2))
+	publish(snapOf("api-renamed-2"))
 	if err := get(); err != nil {
 		t.Fatal(err)
 	}
@@ -310,14 +319,12 @@ func TestSourceInNetns(t *testing.T) {
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
 		},
 	}
-	store.Publish(snapOf("api-renamed-2", deny))
-	waitFor(t, synced(3))
+	publish(snapOf("api-renamed-2", deny))
 	if err := get(); err == nil {
 		t.Fatal("a request the policy denies got an answer")
 	}
 	waitFor(t, func() bool { return count() >= 3 })
-	store.Publish(snapOf("api-renamed-2"))
-	waitFor(t, synced(4))
+	publish(snapOf("api-renamed-2"))
 	if err := get(); err != nil {
 		t.Fatalf("the policy is gone but the request failed: %v", err)
 	}
