@@ -47,10 +47,23 @@
 //     periodic records and its tail are events too. Numbers that must count
 //     each connection once (bytes and flows per pair or route) are the
 //     aggregator's rollups, which honour count_as.
+//   - hubble_drop_total counts dropped packets, as Hubble does (one drop
+//     event per dropped packet, each counted once): every record whose
+//     verdict is DROPPED, whatever its event type, by reason (the
+//     drop_reason_desc enum name: POLICY_DENIED, DROP_REASON_UNKNOWN when
+//     the record has none, the number for a code the enum does not name) and
+//     protocol (FlowProtocol: "Unknown L4" without L4, "Unknown flow" for an
+//     event type that is neither drop, trace, policy verdict, capture nor
+//     L7). A record adds its packets (PacketsFwd+PacketsRev): the eBPF source
+//     reports a denied flow's first packet at once and the packets it drops
+//     later in its next records, so counting records would count timeouts.
+//     A record without packet counts (from a Hubble source, one event each)
+//     adds its Count, as in the other metrics.
 //   - Label cardinality is capped per metric (Config.MaxLabelSets, default
 //     2000 combinations): a flow that would create one more combination is
 //     not counted in that metric but in
-//     flowbus_metrics_label_overflow_total{metric}, so memory stays bounded
+//     flowbus_metrics_label_overflow_total{metric} (by what it would have
+//     added: its packets for hubble_drop_total), so memory stays bounded
 //     and the loss is visible. Combinations are never evicted (as in Hubble,
 //     series live until restart).
 //   - Not provided: Hubble's flows-to-world, policy, kafka and sctp metrics

@@ -297,9 +297,21 @@ type dropHandler struct {
 	drops counter
 }
 
+// process counts a dropped record as Hubble's drop handler counts drop
+// events: every flow whose verdict is DROPPED, whatever its event type, by
+// the drop_reason_desc enum name (DROP_REASON_UNKNOWN when none, the number
+// for a code the enum does not name) and FlowProtocol. Hubble adds one per
+// event, and Cilium sends one drop event per dropped packet; a flowbus
+// record carries all the packets its flow dropped since its last record, so
+// it adds its packets (PacketsFwd+PacketsRev), or, when it carries no packet
+// counts (flows from a Hubble source: one event each), its Count as every
+// other metric does.
 func (h *dropHandler) process(f *schemas.Flow, n float64) {
 	if f.Verdict != flowpb.Verdict_DROPPED {
 		return
+	}
+	if p := f.PacketsFwd + f.PacketsRev; p > 0 {
+		n = float64(p)
 	}
 	h.drops.add(n, append(h.ctx.values(f, false), f.DropReason.String(), flowProtocol(f))...)
 }

@@ -261,3 +261,89 @@ func TestICMPAndPortDistribution(t *testing.T) {
 		t.Errorf("got %v\nwant %v", got, want)
 	}
 }
+
+func TestDropCountsDroppedPacketsByReasonAndProtocol(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"drop"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := func(eventType int32, proto uint8, reason flowpb.DropReason) schemas.Flow {
+		return schemas.Flow{Verdict: flowpb.Verdict_DROPPED, DropReason: reason, EventType: eventType, L4Protocol: proto}
+	}
+	// The eBPF source's record of a denied flow: its first packet, then the
+	// four it dropped until its next record.
+	first := drop(hubble.MsgTypeDrop, 6, flowpb.DropReason_POLICY_DENIED)
+	first.PacketsFwd = 1
+	later := first
+	later.PacketsFwd, later.PacketsRev = 3, 1
+	// From a Hubble source: one event per record, no packet counts.
+	hubbleEvent := drop(hubble.MsgTypeDrop, 17, flowpb.DropReason_POLICY_DENIED)
+	folded := hubbleEvent
+	folded.Count = 3
+	noReason := drop(hubble.MsgTypeDrop, 17, flowpb.DropReason_DROP_REASON_UNKNOWN)
+	unknownReason := drop(hubble.MsgTypeDrop, 6, flowpb.DropReason(250))
+	noL4 := drop(hubble.MsgTypeDrop, 0, flowpb.DropReason_CT_MAP_INSERTION_FAILED)
+	noEventType := drop(0, 6, flowpb.DropReason_POLICY_DENIED)
+	// Hubble counts any DROPPED flow, a policy verdict event too.
+	verdictEvent := drop(hubble.MsgTypePolicyVerdict, 1, flowpb.DropReason_POLICY_DENIED)
+	l7 := drop(hubble.MsgTypeAccessLog, 17, flowpb.DropReason_DROP_REASON_UNKNOWN)
+	l7.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "blocked.example.com."}
+	forwarded := first
+	forwarded.Verdict, forwarded.DropReason = flowpb.Verdict_FORWARDED, 0
+	m.Observe([]schemas.Flow{first, later, hubbleEvent, folded, noReason, unknownReason, noL4, noEventType, verdictEvent, l7, forwarded, {}})
+
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"}`:                  5,
+		`hubble_drop_total{protocol="UDP",reason="POLICY_DENIED"}`:                  4,
+		`hubble_drop_total{protocol="UDP",reason="DROP_REASON_UNKNOWN"}`:            1,
+		`hubble_drop_total{protocol="TCP",reason="250"}`:                            1,
+		`hubble_drop_total{protocol="Unknown L4",reason="CT_MAP_INSERTION_FAILED"}`: 1,
+		`hubble_drop_total{protocol="Unknown flow",reason="POLICY_DENIED"}`:         1,
+		`hubble_drop_total{protocol="ICMPv4",reason="POLICY_DENIED"}`:               1,
+		`hubble_drop_total{protocol="DNS",reason="DROP_REASON_UNKNOWN"}`:            1,
+	}
+	zeroOverflow(want, "hubble_drop_total")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+// TestDropAsInHubblesOwnTest replays cilium's TestDropHandler
+// (pkg/hubble/metrics/drop/handler_test.go): a forwarded flow adds nothing,
+// a policy-denied one adds one per event with context labels first.
+func TestDropAsInHubblesOwnTest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"drop:sourceContext=namespace;destinationContext=namespace"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict, L4Protocol: 6, Verdict: flowpb.Verdict_FORWARDED,
+		Src: schemas.Endpoint{Namespace: "foo"}, Dst: schemas.Endpoint{Namespace: "bar"}}
+	m.Observe([]schemas.Flow{f})
+	if got := hubbleOnly(scrape(t, reg)); len(got) != 1 { // the overflow counter only
+		t.Fatalf("a forwarded flow: %v", got)
+	}
+	f.Verdict, f.DropReason = flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED
+	m.Observe([]schemas.Flow{f, f})
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, fam := range fams {
+		if fam.GetName() != "hubble_drop_total" {
+			continue
+		}
+		if len(fam.GetMetric()) != 1 || fam.GetMetric()[0].GetCounter().GetValue() != 2 {
+			t.Fatalf("hubble_drop_total = %v", fam.GetMetric())
+		}
+		for _, l := range fam.GetMetric()[0].GetLabel() {
+			names = append(names, l.GetName()+"="+l.GetValue())
+		}
+	}
+	if want := []string{"destination=bar", "protocol=TCP", "reason=POLICY_DENIED", "source=foo"}; !slices.Equal(names, want) {
+		t.Errorf("labels %v, want %v", names, want)
+	}
+}
