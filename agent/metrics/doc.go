@@ -7,6 +7,7 @@
 //
 //	hubble_flows_processed_total{protocol,type,subtype,verdict,<context>}   "flow"
 //	hubble_drop_total{<context>,reason,protocol}                            "drop"
+//	hubble_policy_verdicts_total{direction,match,action,<context>}          "policy"
 //	hubble_tcp_flags_total{flag,family,<context>}                           "tcp"
 //	hubble_http_requests_total{<context>,method,protocol,reporter}          "http"
 //	hubble_http_responses_total{<context>,method,protocol,status,reporter}  "http"
@@ -47,13 +48,44 @@
 //     periodic records and its tail are events too. Numbers that must count
 //     each connection once (bytes and flows per pair or route) are the
 //     aggregator's rollups, which honour count_as.
+//   - hubble_drop_total counts dropped packets, as Hubble does (one drop
+//     event per dropped packet, each counted once): every record whose
+//     verdict is DROPPED, whatever its event type, by reason (the
+//     drop_reason_desc enum name: POLICY_DENIED, DROP_REASON_UNKNOWN when
+//     the record has none, the number for a code the enum does not name) and
+//     protocol (FlowProtocol: "Unknown L4" without L4, "Unknown flow" for an
+//     event type that is neither drop, trace, policy verdict, capture nor
+//     L7). A record adds its packets (PacketsFwd+PacketsRev): the eBPF source
+//     reports a denied flow's first packet at once and the packets it drops
+//     later in its next records, so counting records would count timeouts.
+//     A record without packet counts (from a Hubble source, one event each)
+//     adds its Count, as in the other metrics.
+//   - hubble_policy_verdicts_total counts what Hubble's policy handler
+//     counts: policy verdict events (event type 5), except those whose
+//     source is the host (identity 1), and L7 records (event type 129, a
+//     proxy's verdict); each adds its Count. direction is the traffic
+//     direction in lower case (ingress, egress, traffic_direction_unknown),
+//     action the verdict in lower case (forwarded, dropped, redirected,
+//     audit, …), match the policy match type for a policy verdict event and
+//     l7/dns, l7/http or l7/ (Kafka, no L7 record) for an L7 record.
+//     Flowbus records carry no policy match type, so a policy verdict
+//     event's match is "unknown" (Cilium's name for a type it cannot name)
+//     where Hubble would say none, l3-only, l3-l4, …. The eBPF source emits
+//     trace and drop events, which Hubble's handler ignores, not policy
+//     verdict events: its policy drops count in
+//     hubble_drop_total{reason="POLICY_DENIED"} and
+//     hubble_flows_processed_total{type="Drop"}, and the policies that
+//     allowed or denied a flow (ingress/egress_allowed_by, _denied_by) are
+//     in the flows, not in this metric. It counts policy verdict events and
+//     L7 records from Hubble and L7 sources.
 //   - Label cardinality is capped per metric (Config.MaxLabelSets, default
 //     2000 combinations): a flow that would create one more combination is
 //     not counted in that metric but in
-//     flowbus_metrics_label_overflow_total{metric}, so memory stays bounded
+//     flowbus_metrics_label_overflow_total{metric} (by what it would have
+//     added: its packets for hubble_drop_total), so memory stays bounded
 //     and the loss is visible. Combinations are never evicted (as in Hubble,
 //     series live until restart).
-//   - Not provided: Hubble's flows-to-world, policy, kafka and sctp metrics
+//   - Not provided: Hubble's flows-to-world, kafka and sctp metrics
 //     (naming one is an error). Per-metric include/exclude flow filters of Hubble's config file are not
 //     supported.
 package metrics

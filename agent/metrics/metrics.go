@@ -189,6 +189,9 @@ func newHandler(s Spec, max int, overflow *prometheus.CounterVec) (handler, []pr
 	case "drop":
 		h := &dropHandler{ctx: ctx, drops: cv("hubble_drop_total", "Number of drops", join(names, "reason", "protocol"))}
 		return h, []prometheus.Collector{h.drops.vec}
+	case "policy":
+		h := &policyHandler{ctx: ctx, verdicts: cv("hubble_policy_verdicts_total", "Total number of Cilium network policy verdicts", join([]string{"direction", "match", "action"}, names...))}
+		return h, []prometheus.Collector{h.verdicts.vec}
 	case "tcp":
 		h := &tcpHandler{ctx: ctx, flags: cv("hubble_tcp_flags_total", "TCP flag occurrences", join([]string{"flag", "family"}, names...))}
 		return h, []prometheus.Collector{h.flags.vec}
@@ -297,11 +300,62 @@ type dropHandler struct {
 	drops counter
 }
 
+// process counts a dropped record as Hubble's drop handler counts drop
+// events: every flow whose verdict is DROPPED, whatever its event type, by
+// the drop_reason_desc enum name (DROP_REASON_UNKNOWN when none, the number
+// for a code the enum does not name) and FlowProtocol. Hubble adds one per
+// event, and Cilium sends one drop event per dropped packet; a flowbus
+// record carries all the packets its flow dropped since its last record, so
+// it adds its packets (PacketsFwd+PacketsRev), or, when it carries no packet
+// counts (flows from a Hubble source: one event each), its Count as every
+// other metric does.
 func (h *dropHandler) process(f *schemas.Flow, n float64) {
 	if f.Verdict != flowpb.Verdict_DROPPED {
 		return
 	}
+	if p := f.PacketsFwd + f.PacketsRev; p > 0 {
+		n = float64(p)
+	}
 	h.drops.add(n, append(h.ctx.values(f, false), f.DropReason.String(), flowProtocol(f))...)
+}
+
+type policyHandler struct {
+	ctx      contextOptions
+	verdicts counter
+}
+
+// process mirrors Hubble's policy handler: it counts policy verdict events
+// (event type 5) but those whose source is the host (identity 1), with
+// match the policy match type, and L7 records (event type 129, a proxy's
+// verdict) with match "l7/dns", "l7/http" or "l7/" (Kafka, none);
+// direction and action are the traffic direction and the verdict in lower
+// case. Trace and drop events, what the eBPF source emits, are not policy
+// verdict events and do not count (a policy drop is in hubble_drop_total).
+// Flowbus records carry no policy match type, so a policy verdict event's
+// match is "unknown", Cilium's name for a type it cannot name.
+func (h *policyHandler) process(f *schemas.Flow, n float64) {
+	var match string
+	switch f.EventType {
+	case hubble.MsgTypePolicyVerdict:
+		if f.Src.Identity == hubble.IdentityHost {
+			return
+		}
+		match = "unknown"
+	case hubble.MsgTypeAccessLog:
+		switch f.L7.Protocol {
+		case schemas.L7DNS:
+			match = "l7/dns"
+		case schemas.L7HTTP:
+			match = "l7/http"
+		default:
+			match = "l7/"
+		}
+	default:
+		return
+	}
+	direction := strings.ToLower(f.Direction.String())
+	action := strings.ToLower(f.Verdict.String())
+	h.verdicts.add(n, append([]string{direction, match, action}, h.ctx.values(f, false)...)...)
 }
 
 type tcpHandler struct {

@@ -223,6 +223,7 @@ func TestBadMetricsOptionsAreRejected(t *testing.T) {
 		{"an unknown context", "drop:sourceContext=galaxy", `unknown context "galaxy"`},
 		{"an unknown labelsContext label", "flow:labelsContext=source_galaxy", `invalid labelsContext value "source_galaxy"`},
 		{"an unknown option", "tcp:query", `unknown option "query"`},
+		{"a dns option to policy", "policy:ignoreAAAA", `unknown option "ignoreaaaa"`},
 		{"http enabled twice", "http httpV2", "enabled twice"},
 	}
 	for _, tc := range cases {
@@ -257,6 +258,174 @@ func TestICMPAndPortDistribution(t *testing.T) {
 		`hubble_port_distribution_total{destination="shop",port="8080",protocol="TCP"}`:     2,
 	}
 	zeroOverflow(want, "hubble_icmp_total", "hubble_port_distribution_total")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+func TestDropCountsDroppedPacketsByReasonAndProtocol(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"drop"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := func(eventType int32, proto uint8, reason flowpb.DropReason) schemas.Flow {
+		return schemas.Flow{Verdict: flowpb.Verdict_DROPPED, DropReason: reason, EventType: eventType, L4Protocol: proto}
+	}
+	// The eBPF source's record of a denied flow: its first packet, then the
+	// four it dropped until its next record.
+	first := drop(hubble.MsgTypeDrop, 6, flowpb.DropReason_POLICY_DENIED)
+	first.PacketsFwd = 1
+	later := first
+	later.PacketsFwd, later.PacketsRev = 3, 1
+	// From a Hubble source: one event per record, no packet counts.
+	hubbleEvent := drop(hubble.MsgTypeDrop, 17, flowpb.DropReason_POLICY_DENIED)
+	folded := hubbleEvent
+	folded.Count = 3
+	noReason := drop(hubble.MsgTypeDrop, 17, flowpb.DropReason_DROP_REASON_UNKNOWN)
+	unknownReason := drop(hubble.MsgTypeDrop, 6, flowpb.DropReason(250))
+	noL4 := drop(hubble.MsgTypeDrop, 0, flowpb.DropReason_CT_MAP_INSERTION_FAILED)
+	noEventType := drop(0, 6, flowpb.DropReason_POLICY_DENIED)
+	// Hubble counts any DROPPED flow, a policy verdict event too.
+	verdictEvent := drop(hubble.MsgTypePolicyVerdict, 1, flowpb.DropReason_POLICY_DENIED)
+	l7 := drop(hubble.MsgTypeAccessLog, 17, flowpb.DropReason_DROP_REASON_UNKNOWN)
+	l7.L7 = schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "blocked.example.com."}
+	forwarded := first
+	forwarded.Verdict, forwarded.DropReason = flowpb.Verdict_FORWARDED, 0
+	m.Observe([]schemas.Flow{first, later, hubbleEvent, folded, noReason, unknownReason, noL4, noEventType, verdictEvent, l7, forwarded, {}})
+
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"}`:                  5,
+		`hubble_drop_total{protocol="UDP",reason="POLICY_DENIED"}`:                  4,
+		`hubble_drop_total{protocol="UDP",reason="DROP_REASON_UNKNOWN"}`:            1,
+		`hubble_drop_total{protocol="TCP",reason="250"}`:                            1,
+		`hubble_drop_total{protocol="Unknown L4",reason="CT_MAP_INSERTION_FAILED"}`: 1,
+		`hubble_drop_total{protocol="Unknown flow",reason="POLICY_DENIED"}`:         1,
+		`hubble_drop_total{protocol="ICMPv4",reason="POLICY_DENIED"}`:               1,
+		`hubble_drop_total{protocol="DNS",reason="DROP_REASON_UNKNOWN"}`:            1,
+	}
+	zeroOverflow(want, "hubble_drop_total")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+// TestDropAsInHubblesOwnTest replays cilium's TestDropHandler
+// (pkg/hubble/metrics/drop/handler_test.go): a forwarded flow adds nothing,
+// a policy-denied one adds one per event with context labels first.
+func TestDropAsInHubblesOwnTest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"drop:sourceContext=namespace;destinationContext=namespace"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict, L4Protocol: 6, Verdict: flowpb.Verdict_FORWARDED,
+		Src: schemas.Endpoint{Namespace: "foo"}, Dst: schemas.Endpoint{Namespace: "bar"}}
+	m.Observe([]schemas.Flow{f})
+	if got := hubbleOnly(scrape(t, reg)); len(got) != 1 { // the overflow counter only
+		t.Fatalf("a forwarded flow: %v", got)
+	}
+	f.Verdict, f.DropReason = flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED
+	m.Observe([]schemas.Flow{f, f})
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, fam := range fams {
+		if fam.GetName() != "hubble_drop_total" {
+			continue
+		}
+		if len(fam.GetMetric()) != 1 || fam.GetMetric()[0].GetCounter().GetValue() != 2 {
+			t.Fatalf("hubble_drop_total = %v", fam.GetMetric())
+		}
+		for _, l := range fam.GetMetric()[0].GetLabel() {
+			names = append(names, l.GetName()+"="+l.GetValue())
+		}
+	}
+	if want := []string{"destination=bar", "protocol=TCP", "reason=POLICY_DENIED", "source=foo"}; !slices.Equal(names, want) {
+		t.Errorf("labels %v, want %v", names, want)
+	}
+}
+
+func TestPolicyVerdictsCountPolicyVerdictAndL7Events(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"policy:sourceContext=namespace;labelsContext=destination_workload"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict, Verdict: flowpb.Verdict_FORWARDED, Direction: flowpb.TrafficDirection_INGRESS,
+		L4Protocol: 6, Src: frontend, Dst: checkout, IngressAllowedBy: []string{"NetworkPolicy:shop/allow-frontend"}}
+	folded := verdict
+	folded.Count = 3
+	denied := verdict
+	denied.Verdict, denied.Direction, denied.Dst = flowpb.Verdict_DROPPED, flowpb.TrafficDirection_EGRESS, redis
+	fromHost := verdict
+	fromHost.Src = schemas.Endpoint{Identity: hubble.IdentityHost, Labels: []string{"reserved:host"}}
+	odd := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict} // no direction, verdict, L4 or endpoints
+	dns := schemas.Flow{EventType: hubble.MsgTypeAccessLog, Verdict: flowpb.Verdict_FORWARDED, Direction: flowpb.TrafficDirection_EGRESS, Src: frontend, Dst: coredns,
+		L7: schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7DNS, DNSQuery: "api.example.com."}}
+	httpDenied := schemas.Flow{EventType: hubble.MsgTypeAccessLog, Verdict: flowpb.Verdict_DROPPED, Direction: flowpb.TrafficDirection_INGRESS, Src: frontend, Dst: checkout,
+		L7: schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: schemas.L7HTTP, HTTPMethod: "DELETE"}}
+	kafka := schemas.Flow{EventType: hubble.MsgTypeAccessLog, Verdict: flowpb.Verdict_FORWARDED, Direction: flowpb.TrafficDirection_INGRESS, Src: frontend, Dst: redis,
+		L7: schemas.L7{Protocol: schemas.L7Kafka}}
+	noL7 := schemas.Flow{EventType: hubble.MsgTypeAccessLog, Verdict: flowpb.Verdict_FORWARDED}
+	// What the eBPF source emits: drop and trace events, which are not
+	// policy verdict events, whatever policies they name.
+	ebpfDrop := testFlows()[2]
+	ebpfDrop.IngressDeniedBy, ebpfDrop.PacketsFwd = []string{"NetworkPolicy:data/default-deny"}, 1
+	ebpfTrace := testFlows()[0]
+	ebpfTrace.EgressAllowedBy = []string{"CiliumNetworkPolicy:shop/frontend-egress"}
+	m.Observe(append(testFlows(), verdict, folded, denied, fromHost, odd, dns, httpDenied, kafka, noL7, ebpfDrop, ebpfTrace))
+
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="checkout-api",direction="ingress",match="unknown",source="shop"}`:         4,
+		`hubble_policy_verdicts_total{action="dropped",destination_workload="redis",direction="egress",match="unknown",source="shop"}`:                   1,
+		`hubble_policy_verdicts_total{action="verdict_unknown",destination_workload="",direction="traffic_direction_unknown",match="unknown",source=""}`: 1,
+		// testFlows' DNS request and response, and HTTP request and response.
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="coredns",direction="egress",match="l7/dns",source="shop"}`:         2,
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="frontend",direction="egress",match="l7/dns",source="kube-system"}`: 1,
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="checkout-api",direction="ingress",match="l7/http",source="shop"}`:  1,
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="frontend",direction="ingress",match="l7/http",source="shop"}`:      1,
+		`hubble_policy_verdicts_total{action="dropped",destination_workload="checkout-api",direction="ingress",match="l7/http",source="shop"}`:    1,
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="redis",direction="ingress",match="l7/",source="shop"}`:             1,
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="",direction="traffic_direction_unknown",match="l7/",source=""}`:    1,
+	}
+	zeroOverflow(want, "hubble_policy_verdicts_total")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+// TestPolicyVerdictsAsInHubblesOwnTest replays cilium's TestPolicyHandler
+// (pkg/hubble/metrics/policy/handler_test.go). Hubble labels the first two
+// match="none" and "l3-l4" from the flow's policy_match_type, which flowbus
+// records do not carry: they are "unknown" here.
+func TestPolicyVerdictsAsInHubblesOwnTest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"policy"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict, Direction: flowpb.TrafficDirection_EGRESS, Verdict: flowpb.Verdict_DROPPED}
+	m.Observe([]schemas.Flow{f})
+	f.Direction, f.Verdict = flowpb.TrafficDirection_INGRESS, flowpb.Verdict_REDIRECTED
+	m.Observe([]schemas.Flow{f})
+	f.Src = schemas.Endpoint{Identity: hubble.IdentityHost} // not counted
+	m.Observe([]schemas.Flow{f})
+	f.EventType, f.Verdict = hubble.MsgTypeAccessLog, flowpb.Verdict_DROPPED
+	f.L7 = schemas.L7{Protocol: schemas.L7HTTP, HTTPMethod: "POST", HTTPURL: "http://myhost/some/path", HTTPProtocol: "http/1.1"}
+	m.Observe([]schemas.Flow{f})
+
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_policy_verdicts_total{action="dropped",direction="egress",match="unknown"}`:     1,
+		`hubble_policy_verdicts_total{action="redirected",direction="ingress",match="unknown"}`: 1,
+		`hubble_policy_verdicts_total{action="dropped",direction="ingress",match="l7/http"}`:    1,
+	}
+	zeroOverflow(want, "hubble_policy_verdicts_total")
 	if !maps.Equal(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
 	}

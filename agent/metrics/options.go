@@ -63,6 +63,7 @@ func ParseSpecs(specs ...string) ([]Spec, error) {
 var knownMetrics = map[string][]string{
 	"flow":   nil,
 	"drop":   nil,
+	"policy": nil,
 	"tcp":    nil,
 	"http":   {"exemplars"},
 	"httpV2": {"exemplars"},
