@@ -194,7 +194,7 @@ func (s *Source) sync(snap *cluster.Snapshot, ifs map[uint32]string) {
 	if !changed || s.cur == nil || d == nil {
 		return
 	}
-	s.apply(d, s.cur, s.curIfs)
+	s.apply(d, withInterfaces(s.cur, s.cfg.Node, s.curIfs, routeIfIndex), s.curIfs)
 }
 
 // apply syncs one snapshot and publishes its view.
