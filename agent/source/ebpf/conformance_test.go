@@ -27,12 +27,16 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/flowbus/flowbus/agent/cluster"
 	"github.com/flowbus/flowbus/agent/policy/netpoltest"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/bpf/nettest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // The conformance lab's figures.
@@ -148,9 +152,9 @@ type npFlowKey struct {
 type npRecords struct {
 	forwarded, dropped  int
 	reasons             []flowpb.DropReason
-	egress, ingress     int // records observed as the pod's egress / ingress
-	egressDeniedBy      []string
-	ingressDeniedBy     []string
+	egress, ingress     int        // records observed as the pod's egress / ingress
+	deniedBy            [][]string // of each dropped record: egress_denied_by or ingress_denied_by, as its direction says
+	otherDeniedBy       int        // dropped records naming policies of the other direction
 	unexpectedDirection bool
 }
 
@@ -496,8 +500,13 @@ func (l *netpolLab) collect() {
 			if f.Verdict == flowpb.Verdict_DROPPED {
 				r.dropped++
 				r.reasons = append(r.reasons, f.DropReason)
-				r.egressDeniedBy = append(r.egressDeniedBy, f.EgressDeniedBy...)
-				r.ingressDeniedBy = append(r.ingressDeniedBy, f.IngressDeniedBy...)
+				if f.Direction == flowpb.TrafficDirection_EGRESS {
+					r.deniedBy = append(r.deniedBy, f.EgressDeniedBy)
+					r.otherDeniedBy += len(f.IngressDeniedBy)
+				} else {
+					r.deniedBy = append(r.deniedBy, f.IngressDeniedBy)
+					r.otherDeniedBy += len(f.EgressDeniedBy)
+				}
 			} else if f.Verdict == flowpb.Verdict_FORWARDED {
 				r.forwarded++
 			}
@@ -578,14 +587,17 @@ func (l *netpolLab) publish(t *testing.T, snap *cluster.Snapshot) {
 
 // npProbe is one connection attempt and what came of it.
 type npProbe struct {
-	step      int
-	from, to  *npPod
-	proto     string
-	port      uint16
-	sport     uint16
-	want      bool
-	connected bool
-	err       error
+	step     int
+	from, to *npPod
+	proto    string
+	port     uint16
+	sport    uint16
+	want     bool
+	// The policies that select the client for egress and the server for
+	// ingress: a drop names them.
+	egressBy, ingressBy []string
+	connected           bool
+	err                 error
 }
 
 func (p *npProbe) key(ifindex uint32) npFlowKey {
@@ -612,6 +624,10 @@ func (l *netpolLab) run(t *testing.T, s *netpoltest.Scenario) {
 		}
 		l.publish(t, snap)
 		l.steps++
+		selecting, err := npSelecting(snap)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
 		var probes []*npProbe
 		wants := make([]netpoltest.Table, len(step.Probes))
 		for j, pr := range step.Probes {
@@ -627,12 +643,14 @@ func (l *netpolLab) run(t *testing.T, s *netpoltest.Scenario) {
 						t.Fatalf("pod %s ran out of client ports", from)
 					}
 					probes = append(probes, &npProbe{step: i, from: fp, to: l.pods[to], proto: pr.Protocol, port: pr.Port,
-						sport: uint16(sport), want: wants[j][from][to]})
+						sport: uint16(sport), want: wants[j][from][to],
+						egressBy: selecting[from][networkingv1.PolicyTypeEgress], ingressBy: selecting[to][networkingv1.PolicyTypeIngress]})
 				}
 			}
 		}
 		l.probeAll(probes)
 		l.probes += len(probes)
+		l.waitClosed(t, i, probes)
 		for j, pr := range step.Probes {
 			got := netpoltest.Table{}
 			for _, from := range s.Pods {
@@ -764,6 +782,40 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// waitClosed waits until the step's TCP connections are over in the
+// datapath: each connected probe's flow reported at both interfaces (it
+// ends there with the ACK of the last FIN). Until then its last packets may
+// still be on the way, and the next step's policy would decide them again
+// (and may drop them: the datapath decides every flow again on its next
+// packet when the policy changes). UDP and SCTP probes are over when they
+// return: the echo, or the INIT, was their last packet.
+func (l *netpolLab) waitClosed(t *testing.T, step int, probes []*npProbe) {
+	t.Helper()
+	open := func() []string {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		var out []string
+		for _, p := range probes {
+			if p.proto == "TCP" && p.connected && (l.records[p.key(p.from.ifindex)] == nil || l.records[p.key(p.to.ifindex)] == nil) {
+				out = append(out, p.String())
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := open()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("step %d: %d connections not reported at both interfaces within 5s:\n%s", step, len(left), strings.Join(left, "\n"))
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // checkFlows waits until every probe is in the flow records as far as its
 // packets went, and checks the verdicts: a connected probe forwarded at the
 // client's interface (its egress) and the server's (its ingress), never
@@ -798,17 +850,15 @@ func (l *netpolLab) checkFlows(t *testing.T, probes []*npProbe) {
 	for _, p := range probes {
 		from, to, okFrom, okTo := get(p)
 		var why string
-		denied := func(r npRecords, names []string, ns string) string {
+		denied := func(r npRecords, want []string) string {
 			if slices.ContainsFunc(r.reasons, func(d flowpb.DropReason) bool { return d != flowpb.DropReason_POLICY_DENIED }) {
 				return fmt.Sprintf("drop reasons %v, want POLICY_DENIED", r.reasons)
 			}
-			if len(names) == 0 || slices.ContainsFunc(names, func(n string) bool { return !strings.HasPrefix(n, "NetworkPolicy:"+ns+"/") }) {
-				return fmt.Sprintf("denied by %v, want policies of namespace %s", names, ns)
+			if r.otherDeniedBy > 0 || slices.ContainsFunc(r.deniedBy, func(n []string) bool { return !slices.Equal(n, want) }) {
+				return fmt.Sprintf("denied by %q, want %q (the policies that select the pod in that direction)", r.deniedBy, want)
 			}
 			return ""
 		}
-		fromNS, _, _ := strings.Cut(p.from.name, "/")
-		toNS, _, _ := strings.Cut(p.to.name, "/")
 		switch {
 		case !okFrom:
 			why = "no record at the client's interface"
@@ -822,7 +872,7 @@ func (l *netpolLab) checkFlows(t *testing.T, probes []*npProbe) {
 			if from.forwarded > 0 || okTo {
 				why = fmt.Sprintf("dropped at the client's egress, yet forwarded or seen at the server: client %+v server %+v", from, to)
 			} else {
-				why = denied(from, from.egressDeniedBy, fromNS)
+				why = denied(from, p.egressBy)
 			}
 		case !p.connected && !okTo:
 			why = "blocked, forwarded by the client's interface, and missing at the server's"
@@ -832,7 +882,7 @@ func (l *netpolLab) checkFlows(t *testing.T, probes []*npProbe) {
 			if to.forwarded > 0 {
 				why = fmt.Sprintf("dropped at the server's ingress but also forwarded there: %+v", to)
 			} else {
-				why = denied(to, to.ingressDeniedBy, toNS)
+				why = denied(to, p.ingressBy)
 			}
 		}
 		if why != "" {
@@ -842,4 +892,44 @@ func (l *netpolLab) checkFlows(t *testing.T, probes []*npProbe) {
 	if len(bad) > 0 {
 		t.Errorf("%d of %d probes not in the flows as they went:\n%s", len(bad), len(probes), strings.Join(bad, "\n"))
 	}
+}
+
+// npSelecting returns, for every pod of snap ("ns/name") and direction, the
+// names (hubble.PolicyName, sorted) of the NetworkPolicies that select it
+// for that direction, computed with apimachinery's selectors: a policy
+// selects the pods of its namespace its podSelector matches, for its
+// policyTypes (none given: Ingress, and Egress if it has egress rules).
+func npSelecting(snap *cluster.Snapshot) (map[string]map[networkingv1.PolicyType][]string, error) {
+	out := map[string]map[networkingv1.PolicyType][]string{}
+	for _, np := range snap.NetworkPolicies {
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", np.Namespace, np.Name, err)
+		}
+		types := np.Spec.PolicyTypes
+		if len(types) == 0 {
+			types = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+			if len(np.Spec.Egress) > 0 {
+				types = append(types, networkingv1.PolicyTypeEgress)
+			}
+		}
+		for _, p := range snap.Pods {
+			if p.Namespace != np.Namespace || !sel.Matches(labels.Set(p.Labels)) {
+				continue
+			}
+			k := p.Namespace + "/" + p.Name
+			if out[k] == nil {
+				out[k] = map[networkingv1.PolicyType][]string{}
+			}
+			for _, ty := range types {
+				out[k][ty] = append(out[k][ty], hubble.PolicyName("NetworkPolicy", np.Namespace, np.Name))
+			}
+		}
+	}
+	for _, dirs := range out {
+		for _, names := range dirs {
+			slices.Sort(names)
+		}
+	}
+	return out, nil
 }
