@@ -2,7 +2,8 @@
 // scenarios, ported from the upstream e2e suite (kubernetes v1.36.4,
 // test/e2e/network/netpol/network_policy.go), as data that any datapath can
 // replay: the policy compiler's reference model (agent/policy's conformance
-// test) and the kernel in the lab, on real packets.
+// test) and the kernel in the lab, on real packets (agent/source/ebpf's
+// TestNetworkPolicyConformanceInNetns).
 //
 // # The model
 //
