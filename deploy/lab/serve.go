@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 )
 
 // serve runs the servers of one pod until ctx ends. It must run inside the
@@ -59,7 +60,9 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			srv := grpc.NewServer()
+			// Clients ping every second (see runClients); a server
+			// enforces a 5 min minimum by default and would close them.
+			srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
 			hs := health.NewServer()
 			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			hs.SetServingStatus(spec.Workload, healthpb.HealthCheckResponse_SERVING)
