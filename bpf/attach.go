@@ -42,7 +42,7 @@ func matchInterface(patterns []string, name string) bool {
 
 // attachTCX attaches ingress and egress at the head of the interface's tcx
 // chains, so the flow programs see packets before programs that may drop or
-// redirect them; they return TCX_NEXT, so they never change a verdict.
+// redirect them; they return TCX_NEXT, or drop a packet the policy denies.
 func attachTCX(ingress, egress *ebpf.Program, ifc net.Interface) (*attachment, error) {
 	in, err := link.AttachTCX(link.TCXOptions{
 		Interface: ifc.Index, Program: ingress, Attach: ebpf.AttachTCXIngress, Anchor: link.Head(),

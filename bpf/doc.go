@@ -16,9 +16,10 @@
 // UDP, ICMP and ICMPv6. A packet that is truncated or malformed is passed
 // and counted by kind in the per-CPU counters array, never parsed further;
 // non-IP frames and later fragments (no ports) are passed and counted apart.
-// The programs always return TCX_NEXT: they observe and never change a
-// verdict, and they attach at the head of the chain so they see packets
-// before a program that drops or redirects them.
+// The programs return TCX_NEXT, except for a packet the policy denies,
+// which they drop (TC_ACT_SHOT; see "Policy"): with no policy loaded they
+// observe and never change a verdict. They attach at the head of the chain
+// so they see packets before a program that drops or redirects them.
 //
 // # Flow state, not packet events
 //
@@ -222,6 +223,52 @@
 // multiply: one tick of resolution (4 ms at HZ=250), the start of the
 // current tick. Event converts both times to Unix time and clamps last_seen
 // to first_seen (a flow's second packet in its first tick).
+//
+// # Policy
+//
+// Enforcement and observation are one program: the tcx program that
+// accounts a flow also decides its verdict, drops a denied packet
+// (TC_ACT_SHOT) and reports the drop as the flow's record (EVENT_FLOW_DROP at
+// the first dropped packet, the later ones in the flow's next records), so
+// a flow can never be denied without being observed. Userspace
+// (PolicyMaps, filled by agent/source/ebpf from agent/policy) writes four
+// maps:
+//
+//   - ipcache, an LPM trie of address prefix → security identity and, for
+//     an address inside a prefix a policy names, its CIDR identity. An
+//     address not in it is the world.
+//   - endpoints, the ifindex of a pod's host-side interface → its endpoint:
+//     id, identity, which directions a policy selects (enforce), whether it
+//     has deny rules, the policy id of its default deny, and the generation
+//     of its rules in use.
+//   - policy_allow and policy_deny, LPM tries keyed by (endpoint id and
+//     generation, direction, peer identity, protocol, port prefix): a port
+//     range is a few prefixes, "any port" prefix length 0. They are apart so
+//     that a narrower allow never hides a wider deny in one longest-prefix
+//     lookup.
+//
+// A flow is decided when its entry is made, for the pod behind the
+// interface: its egress policy when the pod opened the flow, else its
+// ingress policy, for the peer's identity, the protocol and the
+// responder's port. The peers looked up, in order: the peer's identity,
+// the world of its family when it is outside the cluster, its CIDR
+// identity, any peer. A deny rule drops; a direction no policy selects
+// passes; an allow rule passes; else the endpoint's default deny drops.
+// Replies belong to the flow, so they pass with it (stateful), and an
+// established flow costs no lookup: the verdict is in its entry. A
+// mid-stream flow (opener guessed) passes if either way round is allowed.
+//
+// Updates are map diffs, never a program reload, and atomic per endpoint:
+// an endpoint's new rules are written under its other generation, then the
+// endpoint entry switches to it in one update, so a packet sees the old
+// rules or the new ones, never a mix or an empty set; the old generation is
+// then deleted. Commit moves policy_revision on, and every flow decided
+// under an older revision is decided again on its next packet (one CPU
+// does it, by compare-and-swap): a connection a change still allows goes
+// on, one it denies is dropped from its next packet, in both directions. An
+// interface's endpoint is written before its programs are attached
+// (Config.BeforeAttach), so no packet of it is seen unenforced. With no
+// policy ever loaded (policy_revision 0) nothing is looked up.
 //
 // # Struct layout
 //

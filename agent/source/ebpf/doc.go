@@ -23,10 +23,13 @@
 //     "from-endpoint" in the hubble CLI), the receiver's otherwise (INGRESS,
 //     TO_ENDPOINT, "to-endpoint"), as Hubble marks its events at
 //     those points; a same-node connection is thus reported at both pods'
-//     interfaces. Verdict is FORWARDED (this datapath does not enforce
-//     policy); the event is a trace (hubble.MsgTypeTrace) whose sub-type is
-//     the observation point in Cilium's numbering (hubble.TraceFromLxc,
-//     hubble.TraceToLxc).
+//     interfaces. A forwarded flow is a trace event (hubble.MsgTypeTrace)
+//     whose sub-type is the observation point in Cilium's numbering
+//     (hubble.TraceFromLxc, hubble.TraceToLxc); a flow the policy dropped is
+//     a drop event (hubble.MsgTypeDrop, sub-type its drop reason), Verdict
+//     DROPPED, DropReasonDesc POLICY_DENIED, and names the policy that denied
+//     it in EgressDeniedBy or IngressDeniedBy; a forwarded flow a policy
+//     allowed names it in EgressAllowedBy or IngressAllowedBy.
 //   - Count once (Flow.CountAs): the receiver's record carries a connection
 //     between two endpoints, on one node or across nodes, without any
 //     coordination between agents, because every agent reads the same
@@ -43,14 +46,28 @@
 //     an agent attached to them, and the same file on all agents; without an
 //     endpoints file the agent cannot tell a pod from the world and counts a
 //     connection between two attached pods at both (it warns at start).
-//   - Pods come from the endpoints file (agent/endpoints: YAML, or JSON
-//     which is YAML): source and destination IPs map to pods, the
-//     destination ip:port to a service backend, and when an address is not
-//     in the file the pod behind the interface fills its side of the flow.
-//     The file is checked every ReloadEvery and re-read when its modification
-//     time or size changes; a file that does not read keeps the previous
-//     contents in use and is logged and counted
-//     (flowbus_bpf_endpoints_reload_errors_total). New fails on a bad file.
+//   - Identity and policy: the agent's view of the cluster (agent/cluster:
+//     the endpoints and policies files, or the Kubernetes API's informers)
+//     is a series of snapshots. Each is compiled (agent/identity,
+//     agent/policy) into the kernel's ipcache, endpoints and policy maps
+//     (bpf/doc.go, "Policy"), and the maps are diffed, never reloaded. The
+//     endpoints are the snapshot's pods whose host interface is attached:
+//     the interface the file names, or for a pod of this node (--node) that
+//     the Kubernetes API places without one, the attached interface the host
+//     routes its address to. A new snapshot and a new set of interfaces are
+//     applied under one lock, and an interface's endpoint before its
+//     programs attach. With EnforcePolicy false (--policy-enforcement never)
+//     the maps hold identities only and every verdict is FORWARDED. A policy
+//     that does not compile is logged with its name and counted, and the
+//     endpoints it selects fail closed in its direction
+//     (flowbus_policy_rejected_policies, flowbus_policy_fail_closed_endpoints).
+//   - Enrichment: source and destination IPs map to pods, the destination
+//     ip:port to a service backend, and when an address is not a pod's the
+//     pod behind the interface fills its side of the flow; identities and
+//     their labels come from the same compile as the kernel's, so a record
+//     and the verdict it carries agree. Until the first snapshot comes (the
+//     source waits FirstSnapshotWait for it) flows carry addresses only and
+//     no policy is enforced.
 //   - ICMP flows carry type and code; the echo identifier the kernel keys
 //     them by is not exported as ports.
 //   - Loss: once a second and at the end, the growth of the kernel's
@@ -62,6 +79,8 @@
 //     never waits, its ring buffer overflows into the counters instead.
 //   - Metrics (when New gets a Registerer), read at scrape time:
 //     flowbus_bpf_kernel_events_total{counter}, flowbus_bpf_flows_total,
-//     flowbus_bpf_reader_cpu_seconds_total,
-//     flowbus_bpf_endpoints_reload_errors_total, flowbus_bpf_attached_interfaces.
+//     flowbus_bpf_reader_cpu_seconds_total, flowbus_bpf_attached_interfaces,
+//     flowbus_policy_syncs_total, flowbus_policy_revision,
+//     flowbus_policy_endpoints, flowbus_policy_rejected_policies,
+//     flowbus_policy_fail_closed_endpoints, flowbus_identity_collisions.
 package ebpf
