@@ -269,7 +269,7 @@ func (c *Cluster) start(name, bin string, args ...string) *process {
 	// with the test binary if that dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	killWithParent(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd); err != nil {
 		lf.Close()
 		t.Fatalf("k8stest: start %s: %v", name, err)
 	}

@@ -2,8 +2,13 @@
 
 package k8stest
 
-import "syscall"
+import (
+	"os/exec"
+	"syscall"
+)
 
 // killWithParent does nothing: only Linux has a parent-death signal, and
 // the API server this package runs is built for Linux (make kube-apiserver).
 func killWithParent(*syscall.SysProcAttr) {}
+
+func startCmd(cmd *exec.Cmd) error { return cmd.Start() }
