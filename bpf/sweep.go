@@ -148,8 +148,11 @@ func (c *Collector) report(sink Sink, ev *Event, kind EventKind, k *bpfFlowKey, 
 	if !kind.Final() {
 		c.reported[*k] = *st
 	}
-	if hadRecord && ev.PacketsFwd+ev.PacketsRev == 0 {
-		return // nothing since the last active-timeout record
+	if (hadRecord || ev.Continued) && ev.PacketsFwd+ev.PacketsRev == 0 {
+		// Nothing since the flow's last record: an active-timeout one, or
+		// one the kernel sent (a drop's first packet, a verdict change).
+		// A dropped SYN would otherwise show as two drops.
+		return
 	}
 	ev.IfName = c.ifName(k.Ifindex)
 	c.events.Add(1)
