@@ -95,6 +95,7 @@ func newLabUpFlags(io cmdIO) (*flagSet, *lab.Config, *string) {
 	topoPath := fs.String("topology", "", "topology YAML (pods, servers, clients, services); default the payments fleet")
 	fs.StringVar(&cfg.Node, "node", "", "node name written in the endpoints file (default: the topology's, else the host name)")
 	fs.StringVar(&cfg.EndpointsFile, "endpoints", "", "where to write the endpoints file for the agent (default <data-dir>/endpoints.yaml); down removes it")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "also register the pods, their workloads and services in this Kubernetes API server, for an agent with --endpoints-source kubernetes; down unregisters them")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 15*time.Second, "how long to wait for the servers to listen")
 	fs.check("ready-timeout", positive(&cfg.ReadyTimeout))
 	return fs, cfg, topoPath
@@ -141,7 +142,10 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 	tw.Flush()
 	fmt.Fprintf(io.Stdout, "\nendpoints file: %s\n", plan.EndpointsFile)
 	agent := "sudo flowbus agent --source ebpf --endpoints " + plan.EndpointsFile
-	if plan.PoliciesFile != "" {
+	if plan.Kubeconfig != "" {
+		fmt.Fprintf(io.Stdout, "kubernetes:     pods, workloads and services registered in the API server of %s on node %s\n", plan.Kubeconfig, plan.Node)
+		agent = "sudo flowbus agent --source ebpf --endpoints-source kubernetes --kubeconfig " + plan.Kubeconfig + " --node " + plan.Node
+	} else if plan.PoliciesFile != "" {
 		fmt.Fprintf(io.Stdout, "policies file:  %s (%d policies; an agent given --policies enforces them)\n", plan.PoliciesFile, len(plan.Topology.Policies))
 		agent += " --policies " + plan.PoliciesFile
 	}

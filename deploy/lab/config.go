@@ -36,6 +36,11 @@ type Config struct {
 	// <StateDir>/endpoints.yaml. Its path is saved in lab.json, and Down
 	// removes it.
 	EndpointsFile string
+	// Kubeconfig, when set, is the kubeconfig file of a Kubernetes API
+	// server Up registers the lab in (RegisterKubernetes), for an agent
+	// with --endpoints-source kubernetes. It is saved in lab.json, and
+	// Down unregisters the lab from it.
+	Kubeconfig string
 	// Self is the command line that runs this program's Child entry point:
 	// Up runs Self + ["serve", ...] and Traffic Self + ["client", ...] inside
 	// the pods' namespaces. For the flowbus binary: [<executable>, "lab"].

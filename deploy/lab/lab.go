@@ -129,6 +129,20 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Kubeconfig != "" {
+		cs, err := kubeClient(cfg.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		// Saved first, so that down unregisters what a failed register made.
+		plan.Kubeconfig = cfg.Kubeconfig
+		if err := savePlan(cfg.StateDir, plan); err != nil {
+			return nil, err
+		}
+		if err := RegisterKubernetes(ctx, cs, plan); err != nil {
+			return nil, err
+		}
+	}
 	return plan, nil
 }
 
@@ -252,8 +266,18 @@ func Down(ctx context.Context, cfg Config) (Leftovers, error) {
 		return Leftovers{}, err
 	}
 	var extra []string // state written outside the state directory
+	var errs []error
 	if plan, err := LoadPlan(cfg.StateDir); err == nil {
 		cfg.Prefix = plan.Prefix
+		if plan.Kubeconfig != "" {
+			cs, err := kubeClient(plan.Kubeconfig)
+			if err == nil {
+				err = UnregisterKubernetes(ctx, cs, plan)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kubernetes (%s): %w", plan.Kubeconfig, err))
+			}
+		}
 		if plan.EndpointsFile != "" && filepath.Clean(plan.EndpointsFile) != EndpointsPath(cfg.StateDir) {
 			extra = append(extra, plan.EndpointsFile, plan.EndpointsFile+".tmp")
 		}
@@ -262,7 +286,6 @@ func Down(ctx context.Context, cfg Config) (Leftovers, error) {
 	if err != nil {
 		return left, err
 	}
-	var errs []error
 	if err := killAll(ctx, left.Processes); err != nil {
 		errs = append(errs, err)
 	}

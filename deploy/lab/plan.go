@@ -35,9 +35,12 @@ type Plan struct {
 	EndpointsFile string `json:"endpoints_file"` // where Up wrote it
 	// PoliciesFile is where Up wrote the topology's policies (the agent's
 	// --policies); empty when it has none.
-	PoliciesFile string    `json:"policies_file,omitempty"`
-	Topology     Topology  `json:"topology"`
-	Pods         []PodPlan `json:"pods"`
+	PoliciesFile string `json:"policies_file,omitempty"`
+	// Kubeconfig is the API server Up registered the lab in; empty when
+	// none.
+	Kubeconfig string    `json:"kubeconfig,omitempty"`
+	Topology   Topology  `json:"topology"`
+	Pods       []PodPlan `json:"pods"`
 }
 
 // PodPlan is one pod placed on the host.
