@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flowbus/flowbus/bpf/nettest"
+	"github.com/flowbus/flowbus/deploy/lab"
+	"github.com/flowbus/flowbus/internal/ducktest"
+	"github.com/flowbus/flowbus/internal/k8stest"
+	"github.com/flowbus/flowbus/sinks/nats"
+)
+
+// incidentTopology is the incident's cluster: a gRPC client streaming
+// health checks to chat-relay, which also serves a TCP port the test probes
+// with connections of its own.
+const incidentTopology = `
+node: lab-node
+network: {ipv4: 10.207.0.0/24, ipv6: "fd00:fb:207::/64"}
+pods:
+  - name: chat-client
+    namespace: chat
+    labels: {app: chat-client}
+    clients:
+      - {to: chat-relay, kind: grpc, port: 9090}
+  - name: chat-relay
+    namespace: chat
+    labels: {app: chat-relay}
+    servers:
+      - {kind: grpc, port: 9090}
+      - {kind: tcp-echo, port: 7000}
+`
+
+// vethCounter reads one statistics counter of a host-side veth.
+func vethCounter(t *testing.T, ifname, stat string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", ifname, "statistics", stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestPolicyIncidentEndToEnd is the POLICY_DENIED incident on real packets,
+// with the cluster in a real API server: the lab's pods are registered in
+// it, the agent reads pods and policies through its informers
+// (--endpoints-source kubernetes) and finds the pods' veths by route. A
+// NetworkPolicy created through the API server that admits nobody into
+// chat-relay cuts the gRPC stream: from 1 s after the API server accepted
+// it, no packet of chat-client reaches chat-relay. The real hubble CLI
+// shows the drops with POLICY_DENIED and the policy's name;
+// hubble_drop_total{reason="POLICY_DENIED"} and the Parquet pair_rollup
+// hold exactly the packets the veths say were dropped, and one dropped flow
+// per connection the test attempted while denied. Deleting the policy lets
+// a new connection through within 1 s, and the gRPC client recovers.
+func TestPolicyIncidentEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts etcd, kube-apiserver and a lab with real traffic")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, veths and eBPF programs")
+	}
+	hubble := hubbleCLI(t)
+	kube := k8stest.Start(t, k8stest.Options{})
+	cs := kube.Client()
+	kubeconfig := kube.Kubeconfig(k8stest.AdminUser)
+
+	topo, err := lab.ParseTopology([]byte(incidentTopology))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labCfg := lab.Config{Prefix: "fbin", StateDir: filepath.Join(t.TempDir(), "lab"), Self: []string{os.Args[0], "lab"},
+		Kubeconfig: kubeconfig, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan, err := lab.Up(ctx, labCfg, topo)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := lab.Down(ctx, labCfg); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	client, _ := plan.Pod("chat-client")
+	relay, _ := plan.Pod("chat-relay")
+
+	dir := t.TempDir()
+	srv, url, err := nats.StartEmbedded(filepath.Join(dir, "nats"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	observer := freeAddr(t)
+	agent := startLabAgent(t, "--source", "ebpf", "--interfaces", "fbin[0-9]*h",
+		"--endpoints-source", "kubernetes", "--kubeconfig", kubeconfig, "--node", plan.Node, "--bus", url,
+		"--observer-address", observer, "--metrics-address", "", "--spool-dir", "off", "--data-dir", dir,
+		"--active-timeout", "1s", "--linger", "200ms")
+	waitFor(t, "the agent to place both pods on their veths", 30*time.Second, func() bool {
+		return agent.metric("flowbus_policy_endpoints", "", "") == 2
+	})
+
+	// probe opens one TCP connection from chat-client to chat-relay's port
+	// and reports whether it was answered within timeout: a timeout short
+	// of the kernel's first SYN retransmission (1 s) sends exactly one SYN.
+	probe := func(port uint16, timeout time.Duration) bool {
+		var ok bool
+		_ = nettest.In(client.NetNS, func() error {
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(relay.IPv4, port).String(), timeout)
+			if err == nil {
+				ok = true
+				c.Close()
+			}
+			return nil
+		})
+		return ok
+	}
+	if !probe(7000, time.Second) {
+		t.Fatal("chat-client cannot reach chat-relay before any policy")
+	}
+
+	clientRx0, relayTx0 := vethCounter(t, client.HostIf, "rx_packets"), vethCounter(t, relay.HostIf, "tx_packets")
+	relayRx0, clientTx0 := vethCounter(t, relay.HostIf, "rx_packets"), vethCounter(t, client.HostIf, "tx_packets")
+	trafficDone := make(chan lab.TrafficReport, 1)
+	go func() {
+		rep, err := lab.Traffic(context.Background(), labCfg, lab.TrafficOptions{Duration: 9 * time.Second, Rate: 20, Seed: 3})
+		if err != nil {
+			t.Errorf("traffic: %v", err)
+		}
+		trafficDone <- rep
+	}()
+	time.Sleep(2 * time.Second) // the stream is up and answered
+
+	// The edit: chat-relay admits only chat-admin, which does not exist.
+	revision := agent.metric("flowbus_policy_revision", "", "")
+	deny := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "chat-relay-ingress", Namespace: "chat"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "chat-relay"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "chat-admin"}}}}}},
+		},
+	}
+	if _, err := cs.NetworkingV1().NetworkPolicies("chat").Create(context.Background(), deny, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	edited := time.Now()
+	waitFor(t, "the agent to apply the policy", 5*time.Second, func() bool {
+		return agent.metric("flowbus_policy_revision", "", "") > revision
+	})
+	t.Logf("policy applied %v after the API server accepted it", time.Since(edited).Round(time.Millisecond))
+	time.Sleep(time.Until(edited.Add(time.Second)))
+	relayTx1, clientRx1 := vethCounter(t, relay.HostIf, "tx_packets"), vethCounter(t, client.HostIf, "rx_packets")
+	// Connections the test attempts while denied: one SYN each.
+	const probes = 10
+	for i := range probes {
+		if probe(7000, 300*time.Millisecond) {
+			t.Fatalf("probe %d answered while the policy denies it", i)
+		}
+	}
+	time.Sleep(time.Until(edited.Add(5 * time.Second)))
+	relayTx2, clientRx2 := vethCounter(t, relay.HostIf, "tx_packets"), vethCounter(t, client.HostIf, "rx_packets")
+	if relayTx2 != relayTx1 || clientRx2-clientRx1 < probes {
+		t.Fatalf("from 1 s to 5 s after the edit chat-relay received %d packets while chat-client sent %d; want none of them",
+			relayTx2-relayTx1, clientRx2-clientRx1)
+	}
+
+	// The revert.
+	if err := cs.NetworkingV1().NetworkPolicies("chat").Delete(context.Background(), "chat-relay-ingress", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reverted := time.Now()
+	deniedProbes := probes
+	for !probe(7000, 100*time.Millisecond) {
+		deniedProbes++ // sent before the agent applied the revert: dropped too
+		if time.Since(reverted) > time.Second {
+			t.Fatalf("no connection through %v after the policy was deleted", time.Since(reverted).Round(time.Millisecond))
+		}
+	}
+	t.Logf("a new connection went through %v after the revert", time.Since(reverted).Round(time.Millisecond))
+	rep := <-trafficDone
+	var grpcEdge lab.EdgeStats
+	for _, e := range rep.Edges {
+		grpcEdge = e
+	}
+	// While denied, a call fails by its deadline (a timeout) or, once
+	// keepalive gave the connection up, as unavailable (an error).
+	if grpcEdge.OK == 0 || grpcEdge.Timeouts+grpcEdge.Errors == 0 {
+		t.Errorf("gRPC edge %+v; want answers, and failures while denied", grpcEdge)
+	}
+	t.Logf("gRPC edge: %d sent, %d answered, %d timed out, %d failed (last: %s)", grpcEdge.Sent, grpcEdge.OK, grpcEdge.Timeouts, grpcEdge.Errors, grpcEdge.LastError)
+	// After the revert the client reconnects: a traffic run of its own is
+	// answered throughout.
+	after, err := lab.Traffic(context.Background(), labCfg, lab.TrafficOptions{Duration: 2 * time.Second, Rate: 20, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := after.Total(); tot.OK == 0 || tot.OK != tot.Sent {
+		t.Errorf("after the revert: %+v; want every request answered", tot)
+	}
+	time.Sleep(2 * time.Second) // the last records leave the kernel
+	// What each pod sent and the other did not receive (a host veth's rx is
+	// what its pod sent, its tx what its pod received).
+	dropped := (vethCounter(t, client.HostIf, "rx_packets") - clientRx0) - (vethCounter(t, relay.HostIf, "tx_packets") - relayTx0) +
+		(vethCounter(t, relay.HostIf, "rx_packets") - relayRx0) - (vethCounter(t, client.HostIf, "tx_packets") - clientTx0)
+	t.Logf("%d packets sent between chat-client and chat-relay never arrived", dropped)
+
+	// The real hubble CLI, as an SRE would ask.
+	cmd := exec.Command(hubble, "observe", "--server", observer, "--last", "10000", "--to-pod", "chat/chat-relay", "--verdict", "DROPPED", "-o", "json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hubble observe: %v: %s", err, stderr.String())
+	}
+	var shown int
+	ports := map[uint32]int{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Flow struct {
+				Verdict        string `json:"verdict"`
+				DropReasonDesc string `json:"drop_reason_desc"`
+				Destination    struct {
+					PodName   string `json:"pod_name"`
+					Namespace string `json:"namespace"`
+				} `json:"destination"`
+				L4 struct {
+					TCP *struct {
+						DestinationPort uint32 `json:"destination_port"`
+					} `json:"TCP"`
+				} `json:"l4"`
+				IngressDeniedBy []struct {
+					Name      string `json:"name"`
+					Namespace string `json:"namespace"`
+				} `json:"ingress_denied_by"`
+			} `json:"flow"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("hubble observe line %q: %v", sc.Text(), err)
+		}
+		f := line.Flow
+		shown++
+		if f.Verdict != "DROPPED" || f.DropReasonDesc != "POLICY_DENIED" || f.Destination.PodName != "chat-relay" ||
+			len(f.IngressDeniedBy) != 1 || f.IngressDeniedBy[0].Name != "chat-relay-ingress" || f.IngressDeniedBy[0].Namespace != "chat" {
+			t.Errorf("hubble observe --to-pod chat/chat-relay --verdict DROPPED printed %s", sc.Text())
+		}
+		if f.L4.TCP != nil {
+			ports[f.L4.TCP.DestinationPort]++
+		}
+	}
+	if ports[7000] != deniedProbes || ports[9090] == 0 {
+		t.Logf("hubble observe -o json:\n%s", out)
+		t.Errorf("hubble observe showed %d drops, by port %v; want the %d probes to 7000 and the gRPC stream to 9090", shown, ports, deniedProbes)
+	}
+
+	agent.close(t)
+	if got := agent.metric("hubble_drop_total", "reason", "POLICY_DENIED"); got != float64(dropped) {
+		t.Errorf("hubble_drop_total{reason=\"POLICY_DENIED\"} = %v; the veths say %d packets were dropped", got, dropped)
+	}
+	published := agent.metric("flowbus_stage_emitted_total", "stage", "export")
+	outDir := filepath.Join(dir, "parquet")
+	aggregateNATS(t, url, outDir, "incident", published)
+	db := ducktest.Open(t)
+	pairs := "read_parquet('" + outDir + "/pair_rollup/*/*/*.parquet', hive_partitioning = true)"
+	var packets, flows7000, packets7000, flows9090 int64
+	if err := db.QueryRow(`SELECT
+		coalesce(sum(packets_fwd + packets_rev), 0)::BIGINT,
+		coalesce(sum(flows) FILTER (WHERE dst_port = 7000), 0)::BIGINT,
+		coalesce(sum(packets_fwd + packets_rev) FILTER (WHERE dst_port = 7000), 0)::BIGINT,
+		coalesce(sum(flows) FILTER (WHERE dst_port = 9090), 0)::BIGINT
+		FROM `+pairs+` WHERE verdict = 'DROPPED' AND drop_reason = 'POLICY_DENIED'
+		AND src_workload = 'chat-client' AND dst_workload = 'chat-relay'`).Scan(&packets, &flows7000, &packets7000, &flows9090); err != nil {
+		t.Fatal(err)
+	}
+	if packets != dropped || flows7000 != int64(deniedProbes) || packets7000 != int64(deniedProbes) || flows9090 == 0 {
+		t.Errorf("pair_rollup DROPPED POLICY_DENIED: %d packets (veths: %d); to 7000 %d flows in %d packets (want %d probes, one SYN each); %d flows to 9090 (want the stream's)",
+			packets, dropped, flows7000, packets7000, deniedProbes, flows9090)
+	}
+	if t.Failed() {
+		rows, err := db.Query(`SELECT trace_observation_point, count_as, src_port, dst_port, packets_fwd, packets_rev, verdict, is_reply
+			FROM read_parquet('` + outDir + `/flows/*/*/*.parquet', hive_partitioning = true) WHERE verdict = 'DROPPED' ORDER BY ALL`)
+		if err == nil {
+			for rows.Next() {
+				var op, ca, v string
+				var sp, dp, pf, pr int64
+				var rep any
+				_ = rows.Scan(&op, &ca, &sp, &dp, &pf, &pr, &v, &rep)
+				t.Logf("dropped record: %s %s %d→%d packets %d/%d %s reply %v", op, ca, sp, dp, pf, pr, v, rep)
+			}
+			rows.Close()
+		}
+	}
+	t.Logf("dropped: %d packets; hubble observe showed %d records (by port %v); pair_rollup: %d flows to 7000, %d to 9090",
+		dropped, shown, ports, flows7000, flows9090)
+
+	// The pods stay registered until the lab goes down.
+	if p, err := cs.CoreV1().Pods("chat").Get(context.Background(), "chat-relay", metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning {
+		t.Errorf("chat-relay in the API server: %v, %v", p, err)
+	}
+}
