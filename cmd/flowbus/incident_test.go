@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/flowbus/flowbus/bpf/nettest"
 	"github.com/flowbus/flowbus/deploy/lab"
@@ -46,6 +48,69 @@ pods:
       - {kind: grpc, port: 9090}
       - {kind: tcp-echo, port: 7000}
 `
+
+// chatLab is the incident's lab registered in a real API server, with a
+// NATS server for the agents.
+type chatLab struct {
+	cs            kubernetes.Interface
+	kubeconfig    string
+	plan          *lab.Plan
+	labCfg        lab.Config
+	client, relay *lab.PodPlan
+	url, dir      string
+}
+
+func startChatLab(t *testing.T, prefix string, octet int) *chatLab {
+	t.Helper()
+	kube := k8stest.Start(t, k8stest.Options{})
+	lb := &chatLab{cs: kube.Client(), kubeconfig: kube.Kubeconfig(k8stest.AdminUser)}
+	topo, err := lab.ParseTopology([]byte(strings.ReplaceAll(incidentTopology, "207", strconv.Itoa(octet))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb.labCfg = lab.Config{Prefix: prefix, StateDir: filepath.Join(t.TempDir(), "lab"), Self: []string{os.Args[0], "lab"},
+		Kubeconfig: lb.kubeconfig, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan, err := lab.Up(ctx, lb.labCfg, topo)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := lab.Down(ctx, lb.labCfg); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	lb.plan = plan
+	lb.client, _ = plan.Pod("chat-client")
+	lb.relay, _ = plan.Pod("chat-relay")
+	lb.dir = t.TempDir()
+	srv, url, err := nats.StartEmbedded(filepath.Join(lb.dir, "nats"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	lb.url = url
+	return lb
+}
+
+// probe opens one TCP connection from chat-client to chat-relay's port
+// and reports whether it was answered within timeout: a timeout short of
+// the kernel's first SYN retransmission (1 s) sends exactly one SYN.
+func (lb *chatLab) probe(port uint16, timeout time.Duration) bool {
+	var ok bool
+	_ = nettest.In(lb.client.NetNS, func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(lb.relay.IPv4, port).String(), timeout)
+		if err == nil {
+			ok = true
+			c.Close()
+		}
+		return nil
+	})
+	return ok
+}
 
 // vethCounter reads one statistics counter of a host-side veth.
 func vethCounter(t *testing.T, ifname, stat string) int64 {
@@ -81,62 +146,17 @@ func TestPolicyIncidentEndToEnd(t *testing.T) {
 		t.Skip("needs root: network namespaces, veths and eBPF programs")
 	}
 	hubble := hubbleCLI(t)
-	kube := k8stest.Start(t, k8stest.Options{})
-	cs := kube.Client()
-	kubeconfig := kube.Kubeconfig(k8stest.AdminUser)
-
-	topo, err := lab.ParseTopology([]byte(incidentTopology))
-	if err != nil {
-		t.Fatal(err)
-	}
-	labCfg := lab.Config{Prefix: "fbin", StateDir: filepath.Join(t.TempDir(), "lab"), Self: []string{os.Args[0], "lab"},
-		Kubeconfig: kubeconfig, Log: slog.New(slog.DiscardHandler)}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	plan, err := lab.Up(ctx, labCfg, topo)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := lab.Down(ctx, labCfg); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	client, _ := plan.Pod("chat-client")
-	relay, _ := plan.Pod("chat-relay")
-
-	dir := t.TempDir()
-	srv, url, err := nats.StartEmbedded(filepath.Join(dir, "nats"), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	lb := startChatLab(t, "fbin", 207)
+	cs, plan, labCfg, client, relay, url, dir := lb.cs, lb.plan, lb.labCfg, lb.client, lb.relay, lb.url, lb.dir
 	observer := freeAddr(t)
 	agent := startLabAgent(t, "--source", "ebpf", "--interfaces", "fbin[0-9]*h",
-		"--endpoints-source", "kubernetes", "--kubeconfig", kubeconfig, "--node", plan.Node, "--bus", url,
+		"--endpoints-source", "kubernetes", "--kubeconfig", lb.kubeconfig, "--node", plan.Node, "--bus", url,
 		"--observer-address", observer, "--metrics-address", "", "--spool-dir", "off", "--data-dir", dir,
 		"--active-timeout", "1s", "--linger", "200ms")
 	waitFor(t, "the agent to place both pods on their veths", 30*time.Second, func() bool {
 		return agent.metric("flowbus_policy_endpoints", "", "") == 2
 	})
-
-	// probe opens one TCP connection from chat-client to chat-relay's port
-	// and reports whether it was answered within timeout: a timeout short
-	// of the kernel's first SYN retransmission (1 s) sends exactly one SYN.
-	probe := func(port uint16, timeout time.Duration) bool {
-		var ok bool
-		_ = nettest.In(client.NetNS, func() error {
-			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(relay.IPv4, port).String(), timeout)
-			if err == nil {
-				ok = true
-				c.Close()
-			}
-			return nil
-		})
-		return ok
-	}
+	probe := lb.probe
 	if !probe(7000, time.Second) {
 		t.Fatal("chat-client cannot reach chat-relay before any policy")
 	}
@@ -321,4 +341,169 @@ func TestPolicyIncidentEndToEnd(t *testing.T) {
 	if p, err := cs.CoreV1().Pods("chat").Get(context.Background(), "chat-relay", metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning {
 		t.Errorf("chat-relay in the API server: %v, %v", p, err)
 	}
+}
+
+// observedFlow is what the churn test reads of a hubble observe -o json line.
+type observedFlow struct {
+	Time    time.Time `json:"time"`
+	Verdict string    `json:"verdict"`
+	Source  struct {
+		Identity uint32   `json:"identity"`
+		Labels   []string `json:"labels"`
+		PodName  string   `json:"pod_name"`
+	} `json:"source"`
+	Destination struct {
+		Identity uint32 `json:"identity"`
+	} `json:"destination"`
+	TraceObservationPoint string `json:"trace_observation_point"`
+}
+
+// observe runs the real hubble CLI against server and returns its flows.
+func observe(t *testing.T, hubble, server string, args ...string) []observedFlow {
+	t.Helper()
+	cmd := exec.Command(hubble, append([]string{"observe", "--server", server, "--last", "10000", "-o", "json"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hubble observe %v: %v: %s", args, err, stderr.String())
+	}
+	var flows []observedFlow
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Flow observedFlow `json:"flow"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("hubble observe line %q: %v", sc.Text(), err)
+		}
+		flows = append(flows, line.Flow)
+	}
+	return flows
+}
+
+// TestIdentityChurnEndToEnd relabels a pod through a real API server while
+// a policy admits chat-relay's port 7000 to app=chat-client only, with one
+// agent on each pod's veth (the client's agent sees the pod relabelled as
+// the source of its flows, the relay's agent enforces): within 1 s of the
+// relabel, chat-client's connections are dropped, and both agents' records
+// carry its new identity and labels; relabelled back, it is let through
+// within 1 s with its old identity again (identities are a function of the
+// labels, the same on every agent).
+func TestIdentityChurnEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts etcd, kube-apiserver and a lab")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, veths and eBPF programs")
+	}
+	hubble := hubbleCLI(t)
+	lb := startChatLab(t, "fbic", 208)
+	var agents []*labAgent
+	var observers []string
+	for _, p := range []*lab.PodPlan{lb.client, lb.relay} {
+		obs := freeAddr(t)
+		observers = append(observers, obs)
+		agents = append(agents, startLabAgent(t, "--source", "ebpf", "--interfaces", p.HostIf,
+			"--endpoints-source", "kubernetes", "--kubeconfig", lb.kubeconfig, "--node", lb.plan.Node, "--bus", lb.url,
+			"--observer-address", obs, "--metrics-address", "", "--spool-dir", "off", "--data-dir", filepath.Join(lb.dir, p.Name),
+			"--active-timeout", "1s", "--linger", "200ms"))
+	}
+	revisions := func() []float64 {
+		var r []float64
+		for _, a := range agents {
+			r = append(r, a.metric("flowbus_policy_revision", "", ""))
+		}
+		return r
+	}
+	waitFor(t, "each agent to place its pod", 30*time.Second, func() bool {
+		return agents[0].metric("flowbus_policy_endpoints", "", "") == 1 && agents[1].metric("flowbus_policy_endpoints", "", "") == 1
+	})
+	ctx := context.Background()
+	pods := lb.cs.CoreV1().Pods("chat")
+	before := revisions()
+	allow := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "chat-relay-from-client", Namespace: "chat"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "chat-relay"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "chat-client"}}}}}},
+		},
+	}
+	if _, err := lb.cs.NetworkingV1().NetworkPolicies("chat").Create(ctx, allow, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the relay's agent to apply the policy", 5*time.Second, func() bool { return revisions()[1] > before[1] })
+	if !lb.probe(7000, time.Second) {
+		t.Fatal("chat-client is denied by a policy that admits it")
+	}
+
+	// relabel sets chat-client's app label and returns when the API server
+	// accepted it.
+	relabel := func(app string) time.Time {
+		t.Helper()
+		p, err := pods.Get(ctx, "chat-client", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Labels["app"] = app
+		if _, err := pods.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	// identityAt is chat-client's identity and labels in the latest record
+	// of its flows to port 7000 with verdict at the agent serving obs.
+	identityAt := func(obs string, since time.Time, verdict string) (uint32, []string) {
+		t.Helper()
+		var last *observedFlow
+		waitFor(t, "a "+verdict+" record of the probe at "+obs, 5*time.Second, func() bool {
+			for _, f := range observe(t, hubble, obs, "--from-pod", "chat/chat-client", "--to-port", "7000", "--verdict", verdict) {
+				if f.Time.After(since) {
+					last = &f
+				}
+			}
+			return last != nil
+		})
+		return last.Source.Identity, last.Source.Labels
+	}
+	clientObs, relayObs := observers[0], observers[1]
+	start := time.Now().Add(-2 * time.Second)
+	oldClient, _ := identityAt(clientObs, start, "FORWARDED")
+	old, oldLabels := identityAt(relayObs, start, "FORWARDED")
+	if old == 0 || old != oldClient || !slices.Contains(oldLabels, "k8s:app=chat-client") {
+		t.Fatalf("chat-client's identity: %d at its agent, %d %v at the relay's; want one, with k8s:app=chat-client", oldClient, old, oldLabels)
+	}
+
+	edited := relabel("chat-client-v2")
+	for lb.probe(7000, 100*time.Millisecond) {
+		if time.Since(edited) > time.Second {
+			t.Fatalf("chat-client still admitted %v after it lost the label the policy admits", time.Since(edited).Round(time.Millisecond))
+		}
+	}
+	t.Logf("denied %v after the relabel", time.Since(edited).Round(time.Millisecond))
+	// The relay's agent dropped it; the client's agent forwarded it (no
+	// egress policy): both name the pod by its new identity.
+	dropped, droppedLabels := identityAt(relayObs, edited, "DROPPED")
+	sent, sentLabels := identityAt(clientObs, edited, "FORWARDED")
+	if dropped == old || dropped != sent || !slices.Contains(droppedLabels, "k8s:app=chat-client-v2") ||
+		!slices.Contains(sentLabels, "k8s:app=chat-client-v2") {
+		t.Errorf("after the relabel: the relay's agent dropped identity %d %v, the client's agent saw %d %v; want one new identity (not %d) with k8s:app=chat-client-v2",
+			dropped, droppedLabels, sent, sentLabels, old)
+	}
+
+	back := relabel("chat-client")
+	for !lb.probe(7000, 100*time.Millisecond) {
+		if time.Since(back) > time.Second {
+			t.Fatalf("chat-client still denied %v after it got its label back", time.Since(back).Round(time.Millisecond))
+		}
+	}
+	t.Logf("admitted %v after the label came back", time.Since(back).Round(time.Millisecond))
+	againClient, _ := identityAt(clientObs, back, "FORWARDED")
+	again, _ := identityAt(relayObs, back, "FORWARDED")
+	if again != old || againClient != old {
+		t.Errorf("identity after the label came back: %d at its agent, %d at the relay's; want the old one, %d", againClient, again, old)
+	}
+	t.Logf("chat-client: identity %d, %d relabelled, %d back", old, dropped, again)
 }
