@@ -12,12 +12,6 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// Interface is an interface the programs are attached to.
-type Interface struct {
-	Index int
-	Name  string
-}
-
 // attachment is the pair of tcx links on one interface.
 type attachment struct {
 	name    string

@@ -61,6 +61,12 @@ type Config struct {
 	BeforeAttach func(next []Interface)
 }
 
+// Interface is an interface the programs are attached to.
+type Interface struct {
+	Index int
+	Name  string
+}
+
 // Defaults.
 const (
 	DefaultMaxFlows      = 65536
