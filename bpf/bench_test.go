@@ -149,6 +149,12 @@ func BenchmarkProgram(b *testing.B) {
 	}
 	b.Run("floor/batched", func(b *testing.B) { batched(b, objs.TcFloor, established) })
 	b.Run("established/batched", func(b *testing.B) { batched(b, objs.FlowIngress, established) })
+	b.Run("established_with_policy/batched", func(b *testing.B) {
+		objs := loadTest(b, loadOptions{ringBufSize: DefaultRingBufSize, maxFlows: DefaultMaxFlows})
+		withPolicy(b, objs)
+		run(b, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 80, syn, 0)))
+		batched(b, objs.FlowIngress, established)
+	})
 }
 
 const resetEvery = 2000

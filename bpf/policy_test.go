@@ -237,3 +237,31 @@ func TestSetEndpointSwitchesGenerationsAndLeavesNoStaleRule(t *testing.T) {
 		t.Fatalf("entries %v and endpoints %v after removing the endpoint, want none", got, m.Endpoints())
 	}
 }
+
+// KernelMemory reads every policy map's memlock: the LPM tries grow with
+// their entries (an empty one is 0), the preallocated endpoints hash does
+// not.
+func TestKernelMemoryFollowsTheEntries(t *testing.T) {
+	_, m := policyFixture(t)
+	before, err := m.KernelMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) != 4 || before["endpoints"] == 0 {
+		t.Fatalf("kernel memory %v, want the four maps, endpoints preallocated", before)
+	}
+	var rules []Rule
+	for i := range 100 {
+		rules = append(rules, Rule{Direction: Ingress, Peer: uint32(2000 + i), Proto: 6, Port: 80, PortBits: 16, PolicyID: 1})
+	}
+	if err := m.SetEndpoint(Endpoint{IfIndex: 7, ID: 9, Identity: 1001, Enforce: [2]bool{true, false}}, rules); err != nil {
+		t.Fatal(err)
+	}
+	after, err := m.KernelMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after["policy_allow"] <= before["policy_allow"] || after["policy_deny"] != before["policy_deny"] || after["endpoints"] != before["endpoints"] {
+		t.Errorf("kernel memory %v after 100 allow rules, was %v: want policy_allow larger, the others unchanged", after, before)
+	}
+}

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -307,4 +310,38 @@ func (m *PolicyMaps) Commit() (uint32, error) {
 		return 0, fmt.Errorf("set policy revision: %w", err)
 	}
 	return m.revision, nil
+}
+
+// KernelMemory returns what the kernel charges for each identity and
+// policy map now, by map name (ipcache, endpoints, policy_allow,
+// policy_deny): the memlock line of the map's /proc/self/fdinfo. The LPM
+// tries allocate per entry, so theirs grows with what is written (an empty
+// one reports 0); the endpoints hash is preallocated to its capacity.
+func (m *PolicyMaps) KernelMemory() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for name, mp := range map[string]*ebpf.Map{
+		"ipcache": m.objs.Ipcache, "endpoints": m.objs.Endpoints,
+		"policy_allow": m.objs.PolicyAllow, "policy_deny": m.objs.PolicyDeny,
+	} {
+		b, err := fdinfoMemlock(mp.FD())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = b
+	}
+	return out, nil
+}
+
+// fdinfoMemlock reads the memlock line of /proc/self/fdinfo/<fd>.
+func fdinfoMemlock(fd int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no memlock in fdinfo")
 }
