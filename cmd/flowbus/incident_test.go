@@ -114,18 +114,15 @@ func (lb *chatLab) probe(port uint16, timeout time.Duration) bool {
 	return ok
 }
 
-// vethCounter reads one statistics counter of a host-side veth.
+// vethCounter reads one packet counter of a host-side veth: rx is what its
+// pod sent, tx what its pod received.
 func vethCounter(t *testing.T, ifname, stat string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/sys/class/net", ifname, "statistics", stat))
-	if err != nil {
-		t.Fatal(err)
+	v := nettest.ReadVeth(t, ifname)
+	if stat == "rx_packets" {
+		return int64(v.RxPackets)
 	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return int64(v.TxPackets)
 }
 
 // TestPolicyIncidentEndToEnd is the POLICY_DENIED incident on real packets,
