@@ -100,15 +100,21 @@ func (c *Collector) reconcile() error {
 				first = err
 			}
 			delete(c.attached, ifc.Index)
+			c.objs.KdropIfaces.Delete(uint32(ifc.Index))
 			continue
 		}
 		c.attached[ifc.Index] = a
+		// The kfree_skb program takes drops on attached interfaces only.
+		if err := c.objs.KdropIfaces.Put(uint32(ifc.Index), uint8(1)); err != nil {
+			c.log.Warn("kernel drops: add interface", "interface", ifc.Name, "err", err)
+		}
 		c.log.Info("attached flow programs", "interface", ifc.Name, "ifindex", ifc.Index)
 	}
 	for idx, a := range c.attached {
 		if !present[idx] {
 			a.close()
 			delete(c.attached, idx)
+			c.objs.KdropIfaces.Delete(uint32(idx))
 			c.log.Info("interface gone", "interface", a.name, "ifindex", idx)
 		}
 	}

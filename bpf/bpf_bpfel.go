@@ -70,6 +70,7 @@ const (
 	bpfEventTypeEVENT_FLOW_TAIL     bpfEventType = 6
 	bpfEventTypeEVENT_FLOW_DROP     bpfEventType = 7
 	bpfEventTypeEVENT_FLOW_VERDICT  bpfEventType = 8
+	bpfEventTypeEVENT_KERNEL_DROP   bpfEventType = 9
 )
 
 type bpfFlowEvent struct {
@@ -159,6 +160,15 @@ type bpfIpcacheValue struct {
 	CidrIdentity uint32
 }
 
+type bpfKdrop uint32
+
+const (
+	bpfKdropKDROP_MAX      bpfKdrop = 256
+	bpfKdropKDROP_OTHER    bpfKdrop = 256
+	bpfKdropKDROP_SLOTS    bpfKdrop = 257
+	bpfKdropKDROP_NO_EVENT bpfKdrop = 255
+)
+
 type bpfPolicyKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -193,12 +203,17 @@ const (
 	bpfMapFlows4               = "flows4"
 	bpfMapFlows6               = "flows6"
 	bpfMapIpcache              = "ipcache"
+	bpfMapKdropCounters        = "kdrop_counters"
+	bpfMapKdropHubble          = "kdrop_hubble"
+	bpfMapKdropIfaces          = "kdrop_ifaces"
 	bpfMapPolicyAllow          = "policy_allow"
 	bpfMapPolicyDeny           = "policy_deny"
 	bpfProgClockCalibrate      = "clock_calibrate"
 	bpfProgFlowEgress          = "flow_egress"
 	bpfProgFlowIngress         = "flow_ingress"
+	bpfProgKfreeSkbDrop        = "kfree_skb_drop"
 	bpfProgTcFloor             = "tc_floor"
+	bpfVarAgentNetnsInum       = "agent_netns_inum"
 	bpfVarEmitStartEvents      = "emit_start_events"
 	bpfVarJiffiesBaseNs        = "jiffies_base_ns"
 	bpfVarNaivePerPacketEvents = "naive_per_packet_events"
@@ -253,6 +268,7 @@ type bpfProgramSpecs struct {
 	ClockCalibrate *ebpf.ProgramSpec `ebpf:"clock_calibrate"`
 	FlowEgress     *ebpf.ProgramSpec `ebpf:"flow_egress"`
 	FlowIngress    *ebpf.ProgramSpec `ebpf:"flow_ingress"`
+	KfreeSkbDrop   *ebpf.ProgramSpec `ebpf:"kfree_skb_drop"`
 	TcFloor        *ebpf.ProgramSpec `ebpf:"tc_floor"`
 }
 
@@ -260,22 +276,26 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Ended4      *ebpf.MapSpec `ebpf:"ended4"`
-	Ended6      *ebpf.MapSpec `ebpf:"ended6"`
-	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Flows4      *ebpf.MapSpec `ebpf:"flows4"`
-	Flows6      *ebpf.MapSpec `ebpf:"flows6"`
-	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
-	PolicyAllow *ebpf.MapSpec `ebpf:"policy_allow"`
-	PolicyDeny  *ebpf.MapSpec `ebpf:"policy_deny"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Ended4        *ebpf.MapSpec `ebpf:"ended4"`
+	Ended6        *ebpf.MapSpec `ebpf:"ended6"`
+	Endpoints     *ebpf.MapSpec `ebpf:"endpoints"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Flows4        *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6        *ebpf.MapSpec `ebpf:"flows6"`
+	Ipcache       *ebpf.MapSpec `ebpf:"ipcache"`
+	KdropCounters *ebpf.MapSpec `ebpf:"kdrop_counters"`
+	KdropHubble   *ebpf.MapSpec `ebpf:"kdrop_hubble"`
+	KdropIfaces   *ebpf.MapSpec `ebpf:"kdrop_ifaces"`
+	PolicyAllow   *ebpf.MapSpec `ebpf:"policy_allow"`
+	PolicyDeny    *ebpf.MapSpec `ebpf:"policy_deny"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	AgentNetnsInum       *ebpf.VariableSpec `ebpf:"agent_netns_inum"`
 	EmitStartEvents      *ebpf.VariableSpec `ebpf:"emit_start_events"`
 	JiffiesBaseNs        *ebpf.VariableSpec `ebpf:"jiffies_base_ns"`
 	NaivePerPacketEvents *ebpf.VariableSpec `ebpf:"naive_per_packet_events"`
@@ -305,16 +325,19 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Ended4      *ebpf.Map `ebpf:"ended4"`
-	Ended6      *ebpf.Map `ebpf:"ended6"`
-	Endpoints   *ebpf.Map `ebpf:"endpoints"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Flows4      *ebpf.Map `ebpf:"flows4"`
-	Flows6      *ebpf.Map `ebpf:"flows6"`
-	Ipcache     *ebpf.Map `ebpf:"ipcache"`
-	PolicyAllow *ebpf.Map `ebpf:"policy_allow"`
-	PolicyDeny  *ebpf.Map `ebpf:"policy_deny"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Ended4        *ebpf.Map `ebpf:"ended4"`
+	Ended6        *ebpf.Map `ebpf:"ended6"`
+	Endpoints     *ebpf.Map `ebpf:"endpoints"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Flows4        *ebpf.Map `ebpf:"flows4"`
+	Flows6        *ebpf.Map `ebpf:"flows6"`
+	Ipcache       *ebpf.Map `ebpf:"ipcache"`
+	KdropCounters *ebpf.Map `ebpf:"kdrop_counters"`
+	KdropHubble   *ebpf.Map `ebpf:"kdrop_hubble"`
+	KdropIfaces   *ebpf.Map `ebpf:"kdrop_ifaces"`
+	PolicyAllow   *ebpf.Map `ebpf:"policy_allow"`
+	PolicyDeny    *ebpf.Map `ebpf:"policy_deny"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -327,6 +350,9 @@ func (m *bpfMaps) Close() error {
 		m.Flows4,
 		m.Flows6,
 		m.Ipcache,
+		m.KdropCounters,
+		m.KdropHubble,
+		m.KdropIfaces,
 		m.PolicyAllow,
 		m.PolicyDeny,
 	)
@@ -336,6 +362,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	AgentNetnsInum       *ebpf.Variable `ebpf:"agent_netns_inum"`
 	EmitStartEvents      *ebpf.Variable `ebpf:"emit_start_events"`
 	JiffiesBaseNs        *ebpf.Variable `ebpf:"jiffies_base_ns"`
 	NaivePerPacketEvents *ebpf.Variable `ebpf:"naive_per_packet_events"`
@@ -352,6 +379,7 @@ type bpfPrograms struct {
 	ClockCalibrate *ebpf.Program `ebpf:"clock_calibrate"`
 	FlowEgress     *ebpf.Program `ebpf:"flow_egress"`
 	FlowIngress    *ebpf.Program `ebpf:"flow_ingress"`
+	KfreeSkbDrop   *ebpf.Program `ebpf:"kfree_skb_drop"`
 	TcFloor        *ebpf.Program `ebpf:"tc_floor"`
 }
 
@@ -360,6 +388,7 @@ func (p *bpfPrograms) Close() error {
 		p.ClockCalibrate,
 		p.FlowEgress,
 		p.FlowIngress,
+		p.KfreeSkbDrop,
 		p.TcFloor,
 	)
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +37,9 @@ type Stats struct {
 	Evicted     uint64        // map entries removed by the sweep
 	ReaderCPU   time.Duration // user+system CPU of Run's thread, updated each sweep
 	AttachError string        // last interface attach error, if any
+	// KernelDropsError says why kernel drops are not observed (the
+	// kfree_skb tracepoint could not be attached), empty if they are.
+	KernelDropsError string
 }
 
 // Collector owns the loaded programs, their tcx links and the ring buffer
@@ -48,6 +52,7 @@ type Collector struct {
 	reader *ringbuf.Reader
 
 	attached map[int]*attachment // Run's goroutine only
+	kdrop    link.Link           // tp_btf/kfree_skb, nil if it failed to attach
 
 	mu        sync.Mutex
 	ifaces    []Interface
@@ -87,12 +92,18 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 		objs.Close()
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
-	return &Collector{
+	c := &Collector{
 		cfg: cfg, log: log, objs: objs, reader: rd,
 		attached: map[int]*attachment{},
 		names:    map[uint32]string{},
 		reported: map[bpfFlowKey]bpfFlowStats{},
-	}, nil
+	}
+	// Kernel drops are an addition: without them flows are still observed.
+	if c.kdrop, err = attachKernelDrops(objs.KfreeSkbDrop); err != nil {
+		c.stats.KernelDropsError = err.Error()
+		log.Warn("kernel drops not observed", "err", err)
+	}
+	return c, nil
 }
 
 // Counters reads the kernel counters, summed over CPUs.
@@ -245,6 +256,9 @@ func (c *Collector) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		errs := []error{c.reader.Close()}
+		if c.kdrop != nil {
+			errs = append(errs, c.kdrop.Close())
+		}
 		for idx, a := range c.attached {
 			errs = append(errs, a.close())
 			delete(c.attached, idx)

@@ -270,6 +270,56 @@
 // (Config.BeforeAttach), so no packet of it is seen unenforced. With no
 // policy ever loaded (policy_revision 0) nothing is looked up.
 //
+// # Kernel drops
+//
+// kfree_skb_drop (flow.c) is a tp_btf program on the kfree_skb tracepoint,
+// which the kernel hits when it drops an skb, with its enum
+// skb_drop_reason. It is not on the tcx path: the flow programs'
+// per-packet cost is unchanged. New attaches it (link.AttachTracing); if
+// that fails, flows are still observed and Stats.KernelDropsError says
+// why. It skips SKB_NOT_DROPPED_YET, SKB_CONSUMED and NOT_SPECIFIED (the
+// plain kfree_skb() of paths that free without a reason), whose values it
+// takes from the kernel's BTF by name (CO-RE enum relocations).
+//
+// It takes only pod traffic: an skb whose device is an attached interface
+// (kdrop_ifaces, which reconcile keeps in step with the tcx links), in the
+// agent's network namespace (agent_netns_inum, set before load: ifindexes
+// are per namespace), or a veth whose peer is one, i.e. a drop inside the
+// pod's namespace on its eth0 (netdev_priv(dev)->peer). It counts each
+// drop per CPU by kernel reason (kdrop_counters, 256 slots and OTHER for
+// subsystem reasons), exported as flowbus_bpf_kernel_drops_total{reason},
+// the reason named from the running kernel's BTF (the values differ
+// between kernels). It reports the packets it can parse from skb->head +
+// network_header (IPv4, or IPv6 without extension headers; TCP or UDP; not
+// a later fragment) as EVENT_KERNEL_DROP: one packet, keyed as the tcx
+// programs key its flow on the host-side interface, from its sender; its
+// bytes are the Ethernet frame's length from the IP header (as tcx counts
+// it); Ingress says the pod behind the interface sent it (received on the
+// host side, or not received on the pod's side).
+//
+// Hubble reasons: Cilium has no table from kernel reasons to its
+// DropReason; flowbus's (kdrop.go, kdrop_hubble filled by name at load)
+// maps only where the meaning is the same: NO_SOCKET to
+// SOCKET_LOOKUP_FAILED; checksum, header and length errors to
+// INVALID_PACKET_DROPPED; bad or local source addresses to
+// INVALID_SOURCE_IP; IP_NOPROTO to UNKNOWN_L4_PROTOCOL; UNHANDLED_PROTO to
+// UNSUPPORTED_L3_PROTOCOL; bad IPv6 extension headers to
+// INVALID_IPV6_EXTENSION_HEADER; no route to FIB_LOOKUP_FAILED. Every other
+// reason gives DROP_REASON_UNKNOWN and only its counter names it.
+// TC_INGRESS and TC_EGRESS (a tc program's drop, flowbus's own policy
+// drops included, which are already EVENT_FLOW_DROP records) are counted
+// and not reported.
+//
+// The agent makes a kernel drop a DROPPED record that counts nothing
+// (CountNone): the tcx programs counted the packet in its flow's record
+// before the stack dropped it. Gaps: a packet the pod's own stack drops
+// before it leaves the pod (no route, neighbour failure) was never seen
+// by tcx, so it is in the counter and a record but in no flow's traffic;
+// an IPv6 packet with extension headers, and protocols other than TCP and
+// UDP, are counted only. TestKernelDropNoSocket sends UDP datagrams to a
+// port with no socket in another pod and checks the exact NO_SOCKET count
+// and each record.
+//
 // # Struct layout
 //
 // flow_key, flow_key4, flow_stats and flow_event (include/flow.h) are

@@ -34,6 +34,12 @@ const (
 	// EventFlowVerdict: a policy change turned the flow's verdict; the
 	// event carries the counts under the old verdict, the flow goes on.
 	EventFlowVerdict EventKind = EventKind(bpfEventTypeEVENT_FLOW_VERDICT)
+	// EventKernelDrop: the kernel dropped this packet of a pod interface
+	// (the kfree_skb tracepoint): one packet, from its sender (Src), with
+	// Verdict VerdictDropped and DropReason the Hubble reason its kernel
+	// reason maps to (0 when none does; doc.go, "Kernel drops"). Ingress
+	// says the pod behind the interface sent it.
+	EventKernelDrop EventKind = EventKind(bpfEventTypeEVENT_KERNEL_DROP)
 	// EventActiveTimeout: a flow alive for ActiveTimeout since its last
 	// record; counters are those since that record; the flow stays tracked.
 	EventActiveTimeout EventKind = 16 + iota
@@ -49,7 +55,7 @@ const (
 var kindNames = map[EventKind]string{
 	EventFlowStart: "start", EventFlowEnd: "end", EventFlowReset: "reset",
 	EventInsertFailed: "insert_failed", EventPacket: "packet", EventFlowTail: "tail",
-	EventFlowDrop: "drop", EventFlowVerdict: "verdict",
+	EventFlowDrop: "drop", EventFlowVerdict: "verdict", EventKernelDrop: "kernel_drop",
 	EventActiveTimeout: "active_timeout", EventIdleTimeout: "idle_timeout",
 	EventRecovered: "recovered", EventFlush: "flush",
 }
@@ -205,7 +211,7 @@ func decodeEvent(raw []byte, ev *Event, monoToUnix int64) *bpfFlowEvent {
 		return nil
 	}
 	ke := (*bpfFlowEvent)(unsafe.Pointer(&raw[0]))
-	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventFlowVerdict) {
+	if ke.Type < uint8(EventFlowStart) || ke.Type > uint8(EventKernelDrop) {
 		return nil
 	}
 	ev.fill(EventKind(ke.Type), &ke.Key, &ke.Stats, monoToUnix)

@@ -6,8 +6,10 @@
 // (map type, event policy, struct layout, attach mode).
 
 #include "flow.h"
+#include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -133,7 +135,7 @@ struct btf_anchor {
 	enum counter counter;
 	enum verdict verdict;
 	enum drop_reason drop_reason;
-	__u32 pad;
+	enum kdrop kdrop;
 	struct flow_event event;
 	struct ipcache_key ipcache_key;
 	struct ipcache_value ipcache_value;
@@ -995,4 +997,212 @@ SEC("tc")
 int tc_floor(struct __sk_buff *skb)
 {
 	return TC_ACT_OK;
+}
+
+// # Kernel drops
+//
+// kfree_skb_drop runs at the kfree_skb tracepoint (tp_btf: the kernel
+// frees an skb it drops, with its enum skb_drop_reason). It never runs on
+// the tcx path: the flow programs' per-packet cost is unchanged. It takes
+// only drops of pod traffic: an skb whose device is an attached interface
+// (kdrop_ifaces, ifindexes in the agent's network namespace, filled by the
+// Collector), or the veth peer of one (a packet dropped inside the pod's
+// namespace, on the pod's eth0). It counts every such drop by reason and
+// reports the ones it can parse (IPv4 or IPv6 without extension headers,
+// TCP or UDP, not a later fragment) as EVENT_KERNEL_DROP, keyed as the tcx
+// programs key the flow on the host-side interface (doc.go, "Kernel
+// drops").
+
+// agent_netns_inum is the inode of the agent's network namespace, where
+// the ifindexes of kdrop_ifaces are valid. Set from Go before load.
+volatile const __u32 agent_netns_inum = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} kdrop_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KDROP_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} kdrop_counters SEC(".maps");
+
+// kdrop_hubble: kernel reason → Hubble drop reason (0: DROP_REASON_UNKNOWN;
+// KDROP_NO_EVENT: counted, no record). Filled from Go by reason name.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KDROP_MAX);
+	__type(key, __u32);
+	__type(value, __u8);
+} kdrop_hubble SEC(".maps");
+
+#define NETDEV_ALIGN 32
+
+static __always_inline __u32 dev_netns(struct net_device *dev)
+{
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
+// veth_peer returns the peer of a veth device, or NULL for another kind.
+static __always_inline struct net_device *veth_peer(struct net_device *dev)
+{
+	const char *kind = BPF_CORE_READ(dev, rtnl_link_ops, kind);
+	char k[5] = {};
+	if (!kind || bpf_probe_read_kernel(k, sizeof(k), kind))
+		return 0;
+	if (k[0] != 'v' || k[1] != 'e' || k[2] != 't' || k[3] != 'h' || k[4] != 0)
+		return 0;
+	// netdev_priv(dev): the private area follows struct net_device,
+	// aligned to NETDEV_ALIGN.
+	__u32 off = (bpf_core_type_size(struct net_device) + NETDEV_ALIGN - 1) & ~(NETDEV_ALIGN - 1);
+	struct veth_priv *priv = (void *)dev + off;
+	return BPF_CORE_READ(priv, peer);
+}
+
+SEC("tp_btf/kfree_skb")
+int kfree_skb_drop(__u64 *ctx)
+{
+	struct sk_buff *skb = (void *)ctx[0];
+	__u32 reason = (__u32)ctx[2];
+	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET) ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED) ||
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 0;
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (!dev)
+		return 0;
+	int devidx = BPF_CORE_READ(dev, ifindex);
+	int iif = BPF_CORE_READ(skb, skb_iif);
+	__u32 ifindex;
+	__u8 from_pod;
+	if (dev_netns(dev) == agent_netns_inum) {
+		// The host side of a pod's interface: the packet came from the
+		// pod if it was received there.
+		ifindex = devidx;
+		from_pod = iif == devidx;
+	} else {
+		// Maybe the pod's side: its peer is then in the agent's namespace.
+		struct net_device *peer = veth_peer(dev);
+		if (!peer || dev_netns(peer) != agent_netns_inum)
+			return 0;
+		ifindex = BPF_CORE_READ(peer, ifindex);
+		// Received on the pod's eth0: it came from outside the pod.
+		from_pod = iif != devidx;
+	}
+	if (!bpf_map_lookup_elem(&kdrop_ifaces, &ifindex))
+		return 0;
+
+	__u32 slot = reason < KDROP_MAX ? reason : KDROP_OTHER;
+	__u64 *n = bpf_map_lookup_elem(&kdrop_counters, &slot);
+	if (n)
+		*n += 1;
+	__u8 hubble = 0;
+	if (reason < KDROP_MAX) {
+		__u8 *h = bpf_map_lookup_elem(&kdrop_hubble, &reason);
+		if (h)
+			hubble = *h;
+	}
+	if (hubble == KDROP_NO_EVENT)
+		return 0;
+
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__be16 proto = BPF_CORE_READ(skb, protocol);
+	if (nh == 0xffff)
+		return 0;
+	struct packet p;
+	__builtin_memset(&p, 0, sizeof(p));
+	__u32 l3len, l4off;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return 0;
+		__u32 ihl = (ip.ihl_version & 0x0f) * 4;
+		if ((ip.ihl_version >> 4) != 4 || ihl < sizeof(ip) || (bpf_ntohs(ip.frag_off) & 0x1fff))
+			return 0;
+		p.family = 4;
+		p.src[1] = ((__u64)ip.saddr << 32) | bpf_htonl(0xffff);
+		p.dst[1] = ((__u64)ip.daddr << 32) | bpf_htonl(0xffff);
+		p.proto = ip.protocol;
+		l3len = bpf_ntohs(ip.tot_len);
+		l4off = nh + ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return 0;
+		if ((ip6.ver_prio >> 4) != 6)
+			return 0;
+		p.family = 6;
+		__builtin_memcpy(p.src, ip6.saddr, 16);
+		__builtin_memcpy(p.dst, ip6.daddr, 16);
+		p.proto = ip6.nexthdr;
+		l3len = sizeof(ip6) + bpf_ntohs(ip6.payload_len);
+		l4off = nh + sizeof(ip6);
+	} else {
+		return 0;
+	}
+	if (p.proto == IPPROTO_TCP) {
+		struct tcphdr tcp;
+		if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + (l4off & 0x1ffff)))
+			return 0;
+		p.sport = bpf_ntohs(tcp.source);
+		p.dport = bpf_ntohs(tcp.dest);
+		p.tcp_flags = tcp.flags | ((__u16)(tcp.doff_res & 1) << 8);
+	} else if (p.proto == IPPROTO_UDP) {
+		struct udphdr udp;
+		if (bpf_probe_read_kernel(&udp, sizeof(udp), head + (l4off & 0x1ffff)))
+			return 0;
+		p.sport = bpf_ntohs(udp.source);
+		p.dport = bpf_ntohs(udp.dest);
+	} else {
+		return 0;
+	}
+
+	int from_lo;
+	if (p.src[0] != p.dst[0])
+		from_lo = p.src[0] < p.dst[0];
+	else if (p.src[1] != p.dst[1])
+		from_lo = p.src[1] < p.dst[1];
+	else
+		from_lo = p.sport <= p.dport;
+	struct keys key;
+	if (p.family == 4) {
+		__builtin_memset(&key.v4, 0, sizeof(key.v4));
+		key.v4.addr_lo = (from_lo ? p.src[1] : p.dst[1]) >> 32;
+		key.v4.addr_hi = (from_lo ? p.dst[1] : p.src[1]) >> 32;
+		key.v4.port_lo = from_lo ? p.sport : p.dport;
+		key.v4.port_hi = from_lo ? p.dport : p.sport;
+		key.v4.ifindex = ifindex;
+		key.v4.proto = p.proto;
+	} else {
+		__builtin_memset(&key.full, 0, sizeof(key.full));
+		__builtin_memcpy(key.full.addr_lo, from_lo ? p.src : p.dst, 16);
+		__builtin_memcpy(key.full.addr_hi, from_lo ? p.dst : p.src, 16);
+		key.full.port_lo = from_lo ? p.sport : p.dport;
+		key.full.port_hi = from_lo ? p.dport : p.sport;
+		key.full.ifindex = ifindex;
+		key.full.proto = p.proto;
+		key.full.family = 6;
+	}
+	// One packet, from its sender; its length as the tcx programs count
+	// it (the Ethernet frame), which the skb's length no longer is once
+	// the stack pulled headers.
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_stats st;
+	__builtin_memset(&st, 0, sizeof(st));
+	st.first_seen_ns = now;
+	st.last_seen_ns = now;
+	st.bytes[0] = ETH_HLEN + l3len;
+	st.packets[0] = 1;
+	st.flags = p.tcp_flags;
+	st.initiator_lo = from_lo;
+	st.initiator_ingress = from_pod;
+	st.verdict = VERDICT_DROPPED;
+	st.drop_reason = hubble;
+	emit(EVENT_KERNEL_DROP, &key, p.family, &st, 0, from_pod, COUNTER_RINGBUF_LOST);
+	return 0;
 }

@@ -126,6 +126,13 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 	if err := spec.Variables["tick_ns"].Set(tick); err != nil {
 		return nil, fmt.Errorf("set tick_ns: %w", err)
 	}
+	netns, err := netnsInum()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["agent_netns_inum"].Set(netns); err != nil {
+		return nil, fmt.Errorf("set agent_netns_inum: %w", err)
+	}
 	var objs bpfObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -138,6 +145,10 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 		return nil, fmt.Errorf("load flow programs: %w", err)
 	}
 	if err := calibrateClock(objs.ClockCalibrate); err != nil {
+		objs.Close()
+		return nil, err
+	}
+	if err := fillKdropHubble(objs.KdropHubble); err != nil {
 		objs.Close()
 		return nil, err
 	}

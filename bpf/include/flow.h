@@ -183,6 +183,7 @@ enum event_type {
 	EVENT_FLOW_TAIL = 6,    /* packets after a reported end, before a new connection took the entry */
 	EVENT_FLOW_DROP = 7,    /* the first packet of a flow that policy denies: dropped, reported now */
 	EVENT_FLOW_VERDICT = 8, /* a policy change turned the flow's verdict: the counters under the old one */
+	EVENT_KERNEL_DROP = 9,  /* the kernel dropped this packet of a pod interface (kfree_skb): it alone */
 };
 
 /*
@@ -218,6 +219,20 @@ enum counter {
 	COUNTER_RINGBUF_LOST = 13,    /* packet, insert-failed or superseded end events lost: data lost */
 	COUNTER_MAP_INSERT = 14,      /* new flows the map refused (full) */
 	COUNTER_MAX = 15,
+};
+
+/*
+ * Kernel drops (flow.c, kfree_skb_drop): kdrop_counters counts drops by the
+ * kernel's enum skb_drop_reason value below KDROP_MAX; KDROP_OTHER counts
+ * the rest (subsystem reasons, which carry their subsystem in the high 16
+ * bits). kdrop_hubble gives the Hubble drop reason of each kernel reason,
+ * or KDROP_NO_EVENT for a drop counted but not reported as a flow record.
+ */
+enum kdrop {
+	KDROP_MAX = 256,
+	KDROP_OTHER = 256,
+	KDROP_SLOTS = 257,
+	KDROP_NO_EVENT = 255,
 };
 
 #endif

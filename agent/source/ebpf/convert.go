@@ -53,7 +53,7 @@ func toFlow(ev *bpf.Event, node string, v *view, names func(uint32) []string, f 
 		IfName:      e.IfName,
 	}
 	switch {
-	case e.Kind == bpf.EventPacket || e.Kind == bpf.EventInsertFailed:
+	case e.Kind == bpf.EventPacket || e.Kind == bpf.EventInsertFailed || e.Kind == bpf.EventKernelDrop:
 		// One packet, not a connection: its own reply flag.
 		if e.IsReply {
 			f.IsReply = schemas.True
@@ -143,6 +143,12 @@ func toFlow(ev *bpf.Event, node string, v *view, names func(uint32) []string, f 
 //     started, or lost track of an idle connection, after it opened), or
 //     when it is a packet alone (a full map, naive mode).
 func countAs(e *bpf.Event, verdict flowpb.Verdict, v *view) schemas.CountAs {
+	if e.Kind == bpf.EventKernelDrop {
+		// A packet the kernel dropped after the tcx programs counted it in
+		// its flow's record on this interface: the record says what became
+		// of it, and counts nothing again (bpf/doc.go, "Kernel drops").
+		return schemas.CountNone
+	}
 	if verdict != flowpb.Verdict_DROPPED && e.Ingress && v != nil {
 		if _, endpoint := v.pod(e.Dst); endpoint {
 			return schemas.CountNone

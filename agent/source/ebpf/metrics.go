@@ -12,6 +12,9 @@ var (
 	descKernel = prometheus.NewDesc("flowbus_bpf_kernel_events_total",
 		"Kernel per-CPU counters of the flow programs, summed: parse errors by kind, untracked packets (non_ip, fragment), ring buffer reservations refused (ringbuf_start and ringbuf_end lose nothing; ringbuf_lost loses data), flows the full map refused (map_insert).",
 		[]string{"counter"}, nil)
+	descKernelDrops = prometheus.NewDesc("flowbus_bpf_kernel_drops_total",
+		"Packets of pod interfaces the kernel dropped (kfree_skb tracepoint), by the kernel's drop reason (enum skb_drop_reason without SKB_DROP_REASON_, named from the running kernel's BTF; OTHER: subsystem reasons). TC_INGRESS and TC_EGRESS include flowbus's own policy drops.",
+		[]string{"reason"}, nil)
 	descFlows = prometheus.NewDesc("flowbus_bpf_flows_total",
 		"Flow records the eBPF source sent downstream.", nil, nil)
 	descCPU = prometheus.NewDesc("flowbus_bpf_reader_cpu_seconds_total",
@@ -35,7 +38,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descKernel, descFlows, descCPU, descAttached, descSyncs, descRevision,
+	for _, d := range []*prometheus.Desc{descKernel, descKernelDrops, descFlows, descCPU, descAttached, descSyncs, descRevision,
 		descEndpoints, descRejected, descFailClosed, descCollisions} {
 		ch <- d
 	}
@@ -62,6 +65,11 @@ func (s *Source) Collect(ch chan<- prometheus.Metric) {
 	if n, err := c.Counters(); err == nil {
 		for i, v := range n {
 			ch <- prometheus.MustNewConstMetric(descKernel, prometheus.CounterValue, float64(v), bpf.Counter(i).String())
+		}
+	}
+	if d, err := c.KernelDrops(); err == nil {
+		for reason, v := range d {
+			ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(v), reason)
 		}
 	}
 }

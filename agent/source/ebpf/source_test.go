@@ -181,6 +181,18 @@ func TestToFlow(t *testing.T) {
 				}
 				return ""
 			}},
+		{"a kernel drop is Hubble's drop event with its mapped reason, received by the pod, counted nowhere again",
+			bpf.Event{Kind: bpf.EventKernelDrop, IfIndex: 7, IfName: "vA", IPVersion: 4, Protocol: 17, Src: b, Dst: a, SrcPort: 40000, DstPort: 9,
+				PacketsFwd: 1, BytesFwd: 142, Verdict: bpf.VerdictDropped, DropReason: bpf.HubbleDropReason("NO_SOCKET")},
+			func(f *schemas.Flow) string {
+				if f.Verdict != flowpb.Verdict_DROPPED || f.DropReason != flowpb.DropReason_SOCKET_LOOKUP_FAILED ||
+					f.EventType != hubble.MsgTypeDrop || f.EventSubType != int32(flowpb.DropReason_SOCKET_LOOKUP_FAILED) ||
+					f.Direction != flowpb.TrafficDirection_INGRESS || f.IsReply != schemas.False || f.CountAs != schemas.CountNone ||
+					f.SrcIP != b || f.DstIP != a || f.SrcPort != 40000 || f.DstPort != 9 || f.L4Protocol != 17 || f.PacketsFwd != 1 {
+					return "not a dropped, ingress, uncounted UDP record with SOCKET_LOOKUP_FAILED"
+				}
+				return ""
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
