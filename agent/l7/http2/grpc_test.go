@@ -193,7 +193,7 @@ func TestGRPCHealthCallsInAnyChunking(t *testing.T) {
 	if st != (l7.Stats{}) {
 		t.Fatalf("whole reads: stats %v", st)
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := newRand()
 	for i := range 200 {
 		got, st := run(splitReads(rng, reads, func(n int) int { return n }))
 		diff(t, "random splits", got, want)
@@ -229,3 +229,5 @@ func TestGRPCSmallHeadsLoseTheConnectionCounted(t *testing.T) {
 		}
 	}
 }
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
