@@ -377,3 +377,16 @@ func TestTCPGaps(t *testing.T) {
 		t.Fatalf("prefix past the head (-want +got):\n%s\nstats %v", d, st)
 	}
 }
+
+func TestTCPOverlapAndCloseMidMessage(t *testing.T) {
+	q1 := query(t, 1, "a.example.", dnsmessage.TypeA)
+	q2 := query(t, 2, "b.example.", dnsmessage.TypeA)
+	s := tcpStream(q1, q2)
+	// the second segment repeats 4 bytes of the first (not sent by the
+	// capture, but tolerated); the stream ends inside q2 after its question
+	end := len(s) - 5
+	out, st := runTCP(t, Options{}, [2][]byte{s}, []seg{{l7.FromClient, 0, 10, 10, 1}, {l7.FromClient, 6, end, end, 2}})
+	if d := cmp.Diff([]got{req(1, "a.example.", "A"), req(2, "b.example.", "A")}, out, cmpOpts); d != "" || st != (l7.Stats{}) {
+		t.Fatalf("(-want +got):\n%s\nstats %v", d, st)
+	}
+}

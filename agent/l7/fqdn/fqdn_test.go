@@ -7,8 +7,10 @@ import (
 	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/flowbus/flowbus/agent/l7"
+	"github.com/flowbus/flowbus/agent/l7/dns"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -190,4 +192,26 @@ func TestAgreesWithAModel(t *testing.T) {
 	if c.Len() != live {
 		t.Fatalf("len %d; want %d live", c.Len(), live)
 	}
+}
+
+// TestFromTheDNSParser: an answer parsed by agent/l7/dns names its
+// addresses until its TTL.
+func TestFromTheDNSParser(t *testing.T) {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 9, Response: true})
+	_ = b.StartQuestions()
+	name := dnsmessage.MustNewName("WWW.Example.com.")
+	_ = b.Question(dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET})
+	_ = b.StartAnswers()
+	_ = b.CNAMEResource(dnsmessage.ResourceHeader{Name: name, Class: dnsmessage.ClassINET, TTL: 300}, dnsmessage.CNAMEResource{CNAME: dnsmessage.MustNewName("edge.example.net.")})
+	_ = b.AResource(dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName("edge.example.net."), Class: dnsmessage.ClassINET, TTL: 20}, dnsmessage.AResource{A: ip1.As4()})
+	msg, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st l7.Stats
+	c := New(Options{})
+	p := dns.New(17, &st, dns.Options{})
+	p.Feed(&l7.Chunk{Dir: l7.FromServer, TimeNs: 100 * sec, Len: uint32(len(msg)), Head: msg}, func(e *l7.Exchange) { c.AddExchange("payments/ledger-0", e) })
+	want(t, c, "payments/ledger-0", ip1, 120*sec, "edge.example.net.", "www.example.com.")
+	want(t, c, "payments/ledger-0", ip1, 120*sec+1)
 }
