@@ -81,10 +81,14 @@ func BenchmarkFloorMaps(b *testing.B) {
 func BenchmarkAdd(b *testing.B) {
 	c, pods, ips := benchCache(b)
 	b.Run("refresh", func(b *testing.B) {
+		names := make([]string, len(ips))
+		for j := range names {
+			names[j] = fmt.Sprintf("svc-%d.example.com.", j)
+		}
 		i := 0
 		now := int64(1)
 		for b.Loop() {
-			c.Add(pods[i%len(pods)], now, 3600, ips[i%len(ips):i%len(ips)+1], fmt.Sprintf("svc-%d.example.com.", i%len(ips)))
+			c.Add(pods[i%len(pods)], now, 3600, ips[i%len(ips):i%len(ips)+1], names[i%len(ips)])
 			i++
 			now++
 		}
