@@ -31,7 +31,7 @@ HUBBLE_CLI := bin/hubble
 # Built only when absent (delete it after moving client-go to a new release).
 KUBE_APISERVER := bin/kube-apiserver
 
-.PHONY: all build test test-nocgo hubble kube-apiserver test-short demo bench generate generate-schemas generate-bpf generate-check lint cross deps-test deps-bpf clean
+.PHONY: all build test test-nocgo hubble kube-apiserver test-short fuzz demo bench generate generate-schemas generate-bpf generate-check lint cross deps-test deps-bpf clean
 
 all: build
 
@@ -51,6 +51,19 @@ test: deps-test $(HUBBLE_CLI) $(KUBE_APISERVER)
 	  if [ -n "$$fmt" ]; then echo "gofmt would change:"; echo "$$fmt"; exit 1; fi
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	@$(MAKE) --no-print-directory test-nocgo
+	@$(MAKE) --no-print-directory fuzz
+
+## fuzz: each L7 parser's fuzz target for FUZZTIME (the seed corpora run in
+## every go test; this explores beyond them). A failure leaves its input in
+## the package's testdata/fuzz/, to commit with the fix.
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for p in $$($(GO) list ./agent/l7/...); do \
+	  if grep -qs '^func FuzzParser' $$($(GO) list -f '{{range .TestGoFiles}}{{$$.Dir}}/{{.}} {{end}}' $$p); then \
+	    echo "fuzz $$p ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZTIME) $$p; \
+	  fi; \
+	done
 
 ## test-nocgo: what a build without cgo serves (every macOS and Windows binary
 ## made by cross-compiling is one): observe, relay, and the demo, which says
