@@ -3,6 +3,8 @@ package kafka
 import (
 	"encoding/binary"
 	"strconv"
+	"strings"
+	"sync"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -86,9 +88,93 @@ type parser struct {
 	pending []request
 	lost    bool
 	ex      l7.Exchange
-	// lastClient caches the last client ID so that a connection's
-	// requests share one string.
+	// lastClient caches the last client ID and names the last topic
+	// names, so that a connection's requests share their strings.
 	lastClient string
+	names      []string
+}
+
+// maxNames is how many topic names a parser keeps to share.
+const maxNames = 16
+
+// The kmsg messages decoded, per api key, reused across parsers (their
+// slices are reused by ReadFrom).
+var (
+	requestPools, responsePools [4]sync.Pool // keys 0 to 3: produce, fetch, offsets, metadata
+)
+
+func getRequest(key, ver int16) kmsg.Request {
+	if key >= 0 && int(key) < len(requestPools) {
+		if m, ok := requestPools[key].Get().(kmsg.Request); ok {
+			m.SetVersion(ver)
+			return m
+		}
+	}
+	m := kmsg.RequestForKey(key)
+	if m != nil {
+		m.SetVersion(ver)
+	}
+	return m
+}
+
+func putRequest(m kmsg.Request) {
+	if k := m.Key(); k >= 0 && int(k) < len(requestPools) {
+		requestPools[k].Put(m)
+	}
+}
+
+func getResponse(key, ver int16) kmsg.Response {
+	if key >= 0 && int(key) < len(responsePools) {
+		if m, ok := responsePools[key].Get().(kmsg.Response); ok {
+			m.SetVersion(ver)
+			return m
+		}
+	}
+	m := kmsg.ResponseForKey(key)
+	if m != nil {
+		m.SetVersion(ver)
+	}
+	return m
+}
+
+func putResponse(m kmsg.Response) {
+	if k := m.Key(); k >= 0 && int(k) < len(responsePools) {
+		responsePools[k].Put(m)
+	}
+}
+
+// unsafeRead decodes b into m with strings pointing into b (every kmsg
+// message has UnsafeReadFrom; ReadFrom is the fallback).
+func unsafeRead(m interface{ ReadFrom([]byte) error }, b []byte) error {
+	if u, ok := m.(interface{ UnsafeReadFrom([]byte) error }); ok {
+		return u.UnsafeReadFrom(b)
+	}
+	return m.ReadFrom(b)
+}
+
+// name gives a copy of s (which may point into the bytes kept), shared
+// with the connection's earlier requests naming the same topic.
+func (p *parser) name(s string) string {
+	for _, n := range p.names {
+		if n == s {
+			return n
+		}
+	}
+	n := strings.Clone(s)
+	if len(p.names) < maxNames {
+		p.names = append(p.names, n)
+	}
+	return n
+}
+
+// nameBytes is name for bytes.
+func (p *parser) nameBytes(b []byte) string {
+	for _, n := range p.names {
+		if n == string(b) {
+			return n
+		}
+	}
+	return p.name(string(b))
 }
 
 // New returns a parser of one Kafka connection counting into stats.
@@ -340,9 +426,9 @@ func (p *parser) onRequest(b []byte, complete bool, timeNs int64, emit func(*l7.
 		return
 	}
 	req := request{timeNs: timeNs, key: key, ver: ver, corr: corr}
-	msg := kmsg.RequestForKey(key)
+	msg := getRequest(key, ver)
 	if msg != nil {
-		msg.SetVersion(ver)
+		defer putRequest(msg)
 	}
 	if key != 7 || ver != 0 { // ControlledShutdown v0 has header v0: no client ID
 		if n := r.length(false, false); n > 0 {
@@ -361,14 +447,16 @@ func (p *parser) onRequest(b []byte, complete bool, timeNs int64, emit func(*l7.
 	case msg == nil || ver < 0 || ver > msg.MaxVersion():
 		// A key or version this parser does not know: header only.
 	case complete:
-		if err := msg.ReadFrom(r.b); err != nil {
+		// Unsafe: the strings read point into the bytes kept; the ones
+		// kept are copied (name).
+		if err := unsafeRead(msg, r.b); err != nil {
 			p.stats.Add(l7.ReasonMalformed)
 			break
 		}
-		req.topics, acks = topicsOf(msg)
+		req.topics, acks = p.topicsOf(msg)
 	case key == 0 && ver <= 12:
 		var all bool
-		req.topics, acks, all = produceTopics(r, ver)
+		req.topics, acks, all = p.produceTopics(r, ver)
 		if !all {
 			p.stats.Add(l7.ReasonTruncated)
 		}
@@ -389,26 +477,26 @@ func (p *parser) onRequest(b []byte, complete bool, timeNs int64, emit func(*l7.
 
 // topicsOf gives the topic names of a decoded Produce, Fetch or Metadata
 // request, and a Produce's acks (-1 otherwise).
-func topicsOf(msg kmsg.Request) (topics []string, acks int16) {
+func (p *parser) topicsOf(msg kmsg.Request) (topics []string, acks int16) {
 	acks = -1
 	switch m := msg.(type) {
 	case *kmsg.ProduceRequest:
 		acks = m.Acks
 		for i := range m.Topics {
 			if m.Topics[i].Topic != "" {
-				topics = append(topics, m.Topics[i].Topic)
+				topics = append(topics, p.name(m.Topics[i].Topic))
 			}
 		}
 	case *kmsg.FetchRequest:
 		for i := range m.Topics {
 			if m.Topics[i].Topic != "" {
-				topics = append(topics, m.Topics[i].Topic)
+				topics = append(topics, p.name(m.Topics[i].Topic))
 			}
 		}
 	case *kmsg.MetadataRequest:
 		for i := range m.Topics {
 			if t := m.Topics[i].Topic; t != nil && *t != "" {
-				topics = append(topics, *t)
+				topics = append(topics, p.name(*t))
 			}
 		}
 	}
@@ -419,7 +507,7 @@ func topicsOf(msg kmsg.Request) (topics []string, acks int16) {
 // than the bytes kept: its topic names up to the first one cut off (all
 // false then), and its acks (-1 if cut before them). Record batches are
 // skipped by their lengths.
-func produceTopics(r reader, ver int16) (topics []string, acks int16, all bool) {
+func (p *parser) produceTopics(r reader, ver int16) (topics []string, acks int16, all bool) {
 	flex := ver >= 9
 	if ver >= 3 {
 		r.take(max(r.length(flex, false), 0))
@@ -436,7 +524,7 @@ func produceTopics(r reader, ver int16) (topics []string, acks int16, all bool) 
 			return topics, acks, false
 		}
 		if len(name) > 0 {
-			topics = append(topics, string(name))
+			topics = append(topics, p.nameBytes(name))
 		}
 		parts := r.length(flex, true)
 		for j := 0; j < parts && r.ok; j++ {
@@ -493,15 +581,15 @@ func (p *parser) onResponse(b []byte, complete bool, timeNs int64, emit func(*l7
 // its first non-zero topic error code, the responses with one top-level
 // error code that one; 0 otherwise.
 func (p *parser) errorCode(req *request, r reader) int16 {
-	msg := kmsg.ResponseForKey(req.key)
+	msg := getResponse(req.key, req.ver)
 	if msg == nil || req.ver < 0 || req.ver > msg.MaxVersion() {
 		return 0
 	}
-	msg.SetVersion(req.ver)
+	defer putResponse(msg)
 	if msg.IsFlexible() && req.key != 18 { // ApiVersions answers with header v0
 		r.tags()
 	}
-	if !r.ok || msg.ReadFrom(r.b) != nil {
+	if !r.ok || unsafeRead(msg, r.b) != nil {
 		p.stats.Add(l7.ReasonMalformed)
 		return 0
 	}

@@ -109,7 +109,7 @@ func truth(t *testing.T, stream []byte) []string {
 		if err := req.ReadFrom(body); err != nil {
 			t.Fatalf("kmsg cannot read %d v%d: %v", key, ver, err)
 		}
-		topics, _ := topicsOf(req)
+		topics, _ := new(parser).topicsOf(req)
 		if len(topics) == 0 {
 			topics = []string{""}
 		}
