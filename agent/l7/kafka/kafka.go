@@ -92,6 +92,28 @@ type parser struct {
 	// names, so that a connection's requests share their strings.
 	lastClient string
 	names      []string
+	// spare are topic slices of requests emitted, to reuse.
+	spare [][]string
+}
+
+// maxSpare is how many topic slices a parser keeps to reuse.
+const maxSpare = 8
+
+func (p *parser) topicSlice() []string {
+	if n := len(p.spare); n > 0 {
+		t := p.spare[n-1]
+		p.spare = p.spare[:n-1]
+		return t
+	}
+	return nil
+}
+
+// done recycles the topic slice of a request emitted.
+func (p *parser) done(r *request) {
+	if cap(r.topics) > 0 && len(p.spare) < maxSpare {
+		p.spare = append(p.spare, r.topics[:0])
+	}
+	r.topics = nil
 }
 
 // maxNames is how many topic names a parser keeps to share.
@@ -298,6 +320,7 @@ func (p *parser) Feed(c *l7.Chunk, emit func(*l7.Exchange)) {
 func (p *parser) Close(emit func(*l7.Exchange)) {
 	for i := range p.pending {
 		p.emit(&p.pending[i], 0, 0, emit)
+		p.done(&p.pending[i])
 	}
 	p.pending = p.pending[:0]
 	p.lost = true
@@ -465,11 +488,13 @@ func (p *parser) onRequest(b []byte, complete bool, timeNs int64, emit func(*l7.
 	}
 	if key == 0 && acks == 0 {
 		p.emit(&req, 0, 0, emit) // acks 0: the broker does not answer
+		p.done(&req)
 		return
 	}
 	if len(p.pending) >= p.opts.MaxPending {
 		p.stats.Add(l7.ReasonStateCap)
 		p.emit(&req, 0, 0, emit)
+		p.done(&req)
 		return
 	}
 	p.pending = append(p.pending, req)
@@ -478,7 +503,7 @@ func (p *parser) onRequest(b []byte, complete bool, timeNs int64, emit func(*l7.
 // topicsOf gives the topic names of a decoded Produce, Fetch or Metadata
 // request, and a Produce's acks (-1 otherwise).
 func (p *parser) topicsOf(msg kmsg.Request) (topics []string, acks int16) {
-	acks = -1
+	acks, topics = -1, p.topicSlice()
 	switch m := msg.(type) {
 	case *kmsg.ProduceRequest:
 		acks = m.Acks
@@ -518,6 +543,7 @@ func (p *parser) produceTopics(r reader, ver int16) (topics []string, acks int16
 	if !r.ok {
 		return nil, -1, false
 	}
+	topics = p.topicSlice()
 	for i := 0; i < n; i++ {
 		name := r.take(r.length(flex, false))
 		if !r.ok {
@@ -564,6 +590,7 @@ func (p *parser) onResponse(b []byte, complete bool, timeNs int64, emit func(*l7
 	// will not be answered.
 	for j := 0; j < i; j++ {
 		p.emit(&p.pending[j], 0, 0, emit)
+		p.done(&p.pending[j])
 	}
 	req := p.pending[i]
 	var code int16
@@ -571,6 +598,7 @@ func (p *parser) onResponse(b []byte, complete bool, timeNs int64, emit func(*l7
 		code = p.errorCode(&req, r)
 	}
 	p.emit(&req, timeNs, code, emit)
+	p.done(&req)
 	n := copy(p.pending, p.pending[i+1:])
 	clear(p.pending[n:])
 	p.pending = p.pending[:n]
