@@ -13,6 +13,7 @@
 // skips the rest of the frame by offset: bodies are never buffered. The
 // bytes kept are a copy; no Chunk.Head is kept past Feed.
 //
+// Decision: a connection whose framing is lost is given up, not resynced.
 // A frame length over Options.MaxFrame (100 MiB) or negative is counted
 // malformed and the connection is given up (lost): Kafka has no marker to
 // find the next frame by. So is a length prefix no head holds (truncated,
@@ -32,6 +33,9 @@
 // truncated; one without a correlation ID cannot be paired and is dropped
 // (counted truncated).
 //
+// Decision: a Produce's topics are read from the head even when its
+// records are not there (a walk of the lengths), other bodies only when
+// they are whole.
 // Topics come from Produce, Fetch and Metadata requests. When the whole
 // frame is in the bytes kept, kmsg decodes the body (for any version kmsg
 // knows; a body kmsg cannot read is counted malformed and the exchange
@@ -43,6 +47,7 @@
 // bytes kept gives no topic and counts truncated. Produce and Fetch from
 // version 13 name topics by ID only: no topic, not counted.
 //
+// Decision: one exchange per topic of a request, and one for none.
 // Hubble's Kafka record has one topic: as Cilium's Kafka access log did
 // ("log multiple entries for multiple Kafka topics in a single request",
 // cilium/cilium#1815), a request with several topics gives one exchange
@@ -57,6 +62,7 @@
 //
 // # Responses
 //
+// Decision: responses are paired by correlation ID, in order.
 // A response is paired with the waiting request of its correlation ID (the
 // response header v0, or v1 with tagged fields when the request's version
 // is flexible, except ApiVersions, always v0). Responses come in request
@@ -67,6 +73,7 @@
 // wait; one over the cap is emitted unanswered at once and counted
 // (state_cap).
 //
+// Decision: the error code is the first non-zero one the head holds.
 // The error code comes from a response whose whole frame is in the bytes
 // kept, decoded by kmsg: a Produce's first non-zero partition error code; a
 // Fetch's top-level one if non-zero, else its first non-zero partition one;

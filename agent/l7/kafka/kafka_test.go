@@ -405,3 +405,28 @@ func TestRandomChunkings(t *testing.T) {
 		run(Options{}, chunks(segs, mss, rng.IntN(mss+1)))
 	}
 }
+
+// ControlledShutdown v0 has a header without client ID; a key this parser
+// does not know keeps its header; a response with a bad body is malformed.
+func TestHeaderVariants(t *testing.T) {
+	// (kmsg's formatter writes no body nor length for it: by hand.)
+	cs0 := []byte{0, 0, 0, 12, 0, 7, 0, 0, 0, 0, 0, 5, 0, 0, 0, 3}
+	unknown := []byte{0, 0, 0, 14, 0, 99, 0, 1, 0, 0, 0, 8, 0, 2, 'i', 'd', 0xff, 0xff}
+	badResp := []byte{0, 0, 0, 6, 0, 0, 0, 7, 0xff, 0xff} // ApiVersions' body is not 2 bytes
+	av := kmsg.NewPtrApiVersionsRequest()
+	av.Version = 1
+	segs := []seg{
+		{l7.FromClient, 1, cs0},
+		{l7.FromClient, 2, unknown},
+		{l7.FromClient, 3, reqFrame(av, 7)},
+		{l7.FromServer, 4, respFrame(kmsg.NewPtrControlledShutdownResponse(), 5)},
+		{l7.FromServer, 5, []byte{0, 0, 0, 4, 0, 0, 0, 8}},
+		{l7.FromServer, 6, badResp},
+	}
+	got, st := run(Options{}, chunks(segs, 1448, 1448))
+	shutdown := ex(1, 4, "controlledshutdown", 0, 5, "", 0)
+	shutdown.L7.KafkaClientID = ""
+	other := ex(2, 5, "99", 1, 8, "", 0)
+	other.L7.KafkaClientID = "id"
+	check(t, got, st, []l7.Exchange{shutdown, other, ex(3, 6, "apiversions", 1, 7, "", 0)}, l7.Stats{l7.ReasonMalformed: 1})
+}
