@@ -42,7 +42,8 @@
 //
 //   - Gap (an offset jump in one direction): that direction drops its
 //     state and resynchronises at the next chunk whose head starts a
-//     message (a method and a space, or "HTTP/1."); the chunks before are
+//     message (one of the methods of RFC 9110 and WebDAV's and a space, or
+//     "HTTP/1."; a chunk that begins inside a request line must not pass); the chunks before are
 //     skipped without being counted again. A gap in the server's direction
 //     may have swallowed responses: at the next response read, every
 //     waiting request but the newest is emitted unanswered and the

@@ -604,7 +604,8 @@ func (p *parser) Close(emit func(*l7.Exchange)) {
 }
 
 // methods are the common methods' names, kept without allocating.
-var methods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+var methods = [...]string{"GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT", "SEARCH", "PURGE"}
 
 // requestLine parses "METHOD SP request-target SP HTTP/1.x CRLF" at the
 // start of msg and returns the request and the header fields after it.
@@ -698,18 +699,20 @@ func protoName(v []byte) (string, bool) {
 	return "", false
 }
 
-// looksLikeStart says whether head starts a message: a status line's
-// "HTTP/1." from a server, a method token and a space from a client.
+// looksLikeStart says whether head starts a message: "HTTP/1." from a
+// server, one of the known methods and a space from a client (a chunk
+// that starts inside a request line, "T /x HTTP/1.1", must not pass).
 func looksLikeStart(head []byte, server bool) bool {
 	if server {
 		return bytes.HasPrefix(head, []byte("HTTP/1."))
 	}
-	for i, b := range head {
-		switch {
-		case b == ' ':
-			return i > 0 && i+1 < len(head) && head[i+1] > ' '
-		case b < 'A' || b > 'Z' || i >= 20:
-			return false
+	sp := bytes.IndexByte(head[:min(len(head), 16)], ' ')
+	if sp <= 0 {
+		return false
+	}
+	for _, m := range methods {
+		if string(head[:sp]) == m {
+			return true
 		}
 	}
 	return false
