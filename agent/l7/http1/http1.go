@@ -115,6 +115,8 @@ func New(stats *l7.Stats, opts Options) l7.Parser {
 	return p
 }
 
+var crlf, crlfcrlf = []byte("\r\n"), []byte("\r\n\r\n")
+
 type result uint8
 
 const (
@@ -126,14 +128,14 @@ const (
 
 // collect finds the bytes from pos up to and including term, joining them
 // to those buffered from earlier chunks. n is what it consumed of the chunk.
-func (d *dir) collect(head []byte, pos, end uint64, term string, limit int) (msg []byte, n uint64, r result) {
+func (d *dir) collect(head []byte, pos, end uint64, term []byte, limit int) (msg []byte, n uint64, r result) {
 	var avail []byte
 	if pos < uint64(len(head)) {
 		avail = head[pos:]
 	}
 	captured := uint64(len(avail)) == end-pos
 	if len(d.buf) == 0 {
-		if i := bytes.Index(avail, []byte(term)); i >= 0 {
+		if i := bytes.Index(avail, term); i >= 0 {
 			if i+len(term) > limit {
 				return nil, 0, overflow
 			}
@@ -155,7 +157,7 @@ func (d *dir) collect(head []byte, pos, end uint64, term string, limit int) (msg
 	}
 	d.buf = append(d.buf, take...)
 	from := max(0, old-len(term)+1)
-	if i := bytes.Index(d.buf[from:], []byte(term)); i >= 0 {
+	if i := bytes.Index(d.buf[from:], term); i >= 0 {
 		e := from + i + len(term)
 		return d.buf[:e], uint64(e - old), got
 	}
@@ -222,11 +224,17 @@ func (p *parser) Feed(c *l7.Chunk, emit func(*l7.Exchange)) {
 				}
 			}
 		case stHeader, stChunkLine, stTrailer:
-			term := "\r\n"
+			term := crlf
 			if d.st == stHeader {
-				term = "\r\n\r\n"
+				term = crlfcrlf
 				if len(d.buf) == 0 {
 					d.startNs = c.TimeNs
+					if pos < uint64(len(head)) { // the fast way: a header within the head
+						if n, ok := p.header(d, server, head[pos:min(uint64(len(head)), pos+uint64(limit))]); ok {
+							pos += uint64(n)
+							continue
+						}
+					}
 				}
 			}
 			msg, n, r := d.collect(head, pos, end, term, limit)
@@ -309,10 +317,8 @@ func (p *parser) message(d *dir, server bool, msg []byte) {
 			p.done(d)
 		}
 	default:
-		if server {
-			p.response(d, msg)
-		} else {
-			p.request(d, msg)
+		if _, ok := p.header(d, server, msg); !ok {
+			p.malformed(d, server)
 		}
 	}
 }
@@ -324,23 +330,28 @@ type framing struct {
 	chunked bool
 	upgrade bool
 	bad     bool
+	end     int  // the header's length from the fields (with the empty line)
+	more    bool // the header goes on past the bytes given
 }
 
 // headers reads the header fields after the start line: the framing, and
 // for requests the allowlisted fields into *keep.
 func (p *parser) headers(b []byte, keep *[]string) (f framing) {
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
+	for {
+		i := bytes.IndexByte(b[f.end:], '\n')
 		if i < 0 {
-			break
+			f.more = true
+			return
 		}
-		line := b[:i]
-		b = b[i+1:]
-		if len(line) > 0 && line[len(line)-1] == '\r' {
-			line = line[:len(line)-1]
+		line := b[f.end : f.end+i]
+		f.end += i + 1
+		if len(line) == 0 || line[len(line)-1] != '\r' { // CRLF only
+			f.bad = true
+			return
 		}
+		line = line[:len(line)-1]
 		if len(line) == 0 {
-			break
+			return
 		}
 		if line[0] == ' ' || line[0] == '\t' { // obsolete line folding: ignored
 			continue
@@ -378,24 +389,32 @@ func (p *parser) headers(b []byte, keep *[]string) (f framing) {
 			}
 		}
 	}
-	return
 }
 
-func (p *parser) request(d *dir, msg []byte) {
+// request reads the request header at the start of msg and returns its
+// length; false: msg holds only its beginning (nothing was done).
+func (p *parser) request(d *dir, msg []byte) (int, bool) {
+	if bytes.IndexByte(msg, '\n') < 0 {
+		return 0, false
+	}
 	req, rest, ok := requestLine(msg)
 	if !ok {
 		p.malformed(d, false)
-		return
+		return 0, true
 	}
 	var keep *[]string
 	if len(p.allow) > 0 {
 		keep = &req.headers
 	}
 	f := p.headers(rest, keep)
+	if f.more {
+		return 0, false
+	}
 	if f.bad {
 		p.malformed(d, false)
-		return
+		return 0, true
 	}
+	n := len(msg) - len(rest) + f.end
 	p.bad = 0
 	req.timeNs = d.startNs
 	req.upgrade = f.upgrade || req.connect
@@ -412,23 +431,32 @@ func (p *parser) request(d *dir, msg []byte) {
 	default:
 		p.done(d)
 	}
+	return n, true
 }
 
-func (p *parser) response(d *dir, msg []byte) {
+// response reads the response header at the start of msg, as request.
+func (p *parser) response(d *dir, msg []byte) (int, bool) {
+	if bytes.IndexByte(msg, '\n') < 0 {
+		return 0, false
+	}
 	status, rest, ok := statusLine(msg)
 	if !ok {
 		p.malformed(d, true)
-		return
+		return 0, true
 	}
 	f := p.headers(rest, nil)
+	if f.more {
+		return 0, false
+	}
 	if f.bad {
 		p.malformed(d, true)
-		return
+		return 0, true
 	}
+	n := len(msg) - len(rest) + f.end
 	p.bad = 0
 	if status >= 100 && status < 200 && status != 101 { // interim (100 Continue): the final response follows
 		d.st = stHeader
-		return
+		return n, true
 	}
 	req, paired := p.pair(d)
 	if paired && !req.absorb {
@@ -436,7 +464,7 @@ func (p *parser) response(d *dir, msg []byte) {
 	}
 	if status == 101 || (req.connect && status >= 200 && status < 300) {
 		p.stopped = true // the connection is no longer HTTP/1
-		return
+		return n, true
 	}
 	if req.upgrade {
 		p.release()
@@ -456,6 +484,15 @@ func (p *parser) response(d *dir, msg []byte) {
 	default:
 		d.st = stClose
 	}
+	return n, true
+}
+
+// header reads the header of a message at the start of msg, as request.
+func (p *parser) header(d *dir, server bool, msg []byte) (int, bool) {
+	if server {
+		return p.response(d, msg)
+	}
+	return p.request(d, msg)
 }
 
 // partial handles a header that was truncated: if its start line was
@@ -624,7 +661,7 @@ func requestLine(msg []byte) (req request, rest []byte, ok bool) {
 	}
 	method := line[:sp]
 	for _, b := range method {
-		if !isTchar(b) {
+		if !tchar[b] {
 			return req, nil, false
 		}
 	}
@@ -633,13 +670,13 @@ func requestLine(msg []byte) (req request, rest []byte, ok bool) {
 	if sp <= 0 {
 		return req, nil, false
 	}
-	target, version := line[:sp], line[sp+1:]
+	uri, version := line[:sp], line[sp+1:]
 	proto, ok := protoName(version)
 	if !ok {
 		return req, nil, false
 	}
-	for _, b := range target {
-		if b <= ' ' || b == 0x7f {
+	for _, b := range uri {
+		if !target[b] {
 			return req, nil, false
 		}
 	}
@@ -654,7 +691,7 @@ func requestLine(msg []byte) (req request, rest []byte, ok bool) {
 	if req.method == "" {
 		req.method = string(method)
 	}
-	req.url = string(target)
+	req.url = string(uri)
 	req.head = req.method == "HEAD"
 	req.connect = req.method == "CONNECT"
 	return req, rest, true
@@ -801,10 +838,14 @@ func canonicalKey(name []byte) string {
 	return string(b)
 }
 
-func isTchar(b byte) bool {
-	switch {
-	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
-		return true
+// tchar marks the bytes of a token (RFC 9110 5.6.2); target those of a
+// request-target (visible ASCII and beyond).
+var tchar, target [256]bool
+
+func init() {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		tchar[c] = 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+		target[c] = b > ' ' && b != 0x7f
 	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), b) >= 0
 }
