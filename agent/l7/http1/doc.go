@@ -43,7 +43,9 @@
 //   - Gap (an offset jump in one direction): that direction drops its
 //     state and resynchronises at the next chunk whose head starts a
 //     message (one of the methods of RFC 9110 and WebDAV's and a space, or
-//     "HTTP/1."; a chunk that begins inside a request line must not pass); the chunks before are
+//     "HTTP/1."; a chunk that begins inside a request line must not pass;
+//     a whole chunk of 2 bytes or more too short to tell passes if it begins
+//     one, and if the message turns out not to be one, nothing is counted); the chunks before are
 //     skipped without being counted again. A gap in the server's direction
 //     may have swallowed responses: at the next response read, every
 //     waiting request but the newest is emitted unanswered and the
@@ -65,11 +67,17 @@
 //     like a truncated one whose start line was not captured.
 //   - Malformed: a header that is not HTTP/1.x (start line, field
 //     syntax, conflicting Content-Lengths, chunk size): the direction
-//     resynchronises, and until then every chunk skipped counts Malformed
+//     resynchronises (the server's re-aligns its responses as after a
+//     gap), and until then every chunk skipped counts Malformed
 //     too; Options.MaxMalformed in a row (reset by any message read) give
 //     the connection up (Lost): nothing more of it is parsed.
 //   - Unpaired: a response with no request waiting for it (or only later
 //     ones).
+//
+// A response to a request that was not read (unpaired, or answering a
+// place holder) may have no body although it has a length (HEAD): while
+// its body is skipped, a chunk whose head starts with "HTTP/1." is taken
+// as the next response.
 //
 // # Bounds
 //

@@ -65,6 +65,8 @@ type dir struct {
 	quiet   bool   // stResync does not count the chunks it skips as malformed
 	hold    bool   // client: after an Upgrade or CONNECT request, until its response
 	flush   bool   // server: responses were missed; re-align at the next one
+	unsure  bool   // server: the body of a response to a request not read (HEAD?)
+	guess   bool   // the message was started on a chunk too short to tell
 }
 
 // request is a request waiting for its response.
@@ -115,7 +117,7 @@ func New(stats *l7.Stats, opts Options) l7.Parser {
 	return p
 }
 
-var crlf, crlfcrlf = []byte("\r\n"), []byte("\r\n\r\n")
+var crlf, crlfcrlf, httpSlash = []byte("\r\n"), []byte("\r\n\r\n"), []byte("HTTP/1.")
 
 type result uint8
 
@@ -199,8 +201,15 @@ func (p *parser) Feed(c *l7.Chunk, emit func(*l7.Exchange)) {
 	}
 	d.seen = true
 	d.next = c.Offset + end
+	if d.unsure && pos == 0 && d.st != stHeader && statusStart(head, uint64(len(head)) == end) {
+		// The response whose body this was answered a request that was
+		// not read: it may have had none (HEAD). A chunk that starts
+		// with a status line is the next response.
+		d.st = stHeader
+		d.buf = d.buf[:0]
+	}
 	if d.st == stResync {
-		if pos != 0 || !looksLikeStart(head, server) {
+		if pos != 0 || !looksLikeStart(head, server, uint64(len(head)) == end) {
 			if !d.quiet {
 				p.malformed(d, server)
 			}
@@ -208,6 +217,7 @@ func (p *parser) Feed(c *l7.Chunk, emit func(*l7.Exchange)) {
 		}
 		d.st = stHeader
 		d.buf = d.buf[:0]
+		d.guess = d.quiet && !bytes.HasPrefix(head, httpSlash) && bytes.IndexByte(head, ' ') < 0
 	}
 	limit := p.opts.MaxHeaderBytes
 	for pos < end && !p.stopped {
@@ -251,7 +261,7 @@ func (p *parser) Feed(c *l7.Chunk, emit func(*l7.Exchange)) {
 					reason = l7.ReasonStateCap
 				}
 				p.stats.Add(reason)
-				if d.st == stHeader {
+				if d.st == stHeader && !d.guess { // a guess may not have been a message
 					p.partial(server, msg)
 				}
 				d.buf = d.buf[:0]
@@ -268,6 +278,7 @@ func (p *parser) Feed(c *l7.Chunk, emit func(*l7.Exchange)) {
 // for an upgrade, nothing until the response says whether it happened.
 func (p *parser) done(d *dir) {
 	d.st = stHeader
+	d.unsure = false
 	if d.hold {
 		d.st = stResync
 		d.quiet = true
@@ -282,12 +293,18 @@ func (p *parser) resync(d *dir, server, quiet bool) {
 	d.quiet = quiet
 	d.buf = d.buf[:0]
 	d.remain = 0
+	d.unsure = false
+	d.guess = false
 	if server {
 		d.flush = true
 	}
 }
 
 func (p *parser) malformed(d *dir, server bool) {
+	if d.guess { // it was not a message's start after all
+		p.resync(d, server, true)
+		return
+	}
 	p.stats.Add(l7.ReasonMalformed)
 	p.bad++
 	if p.bad >= p.opts.MaxMalformed {
@@ -416,6 +433,7 @@ func (p *parser) request(d *dir, msg []byte) (int, bool) {
 	}
 	n := len(msg) - len(rest) + f.end
 	p.bad = 0
+	d.guess = false
 	req.timeNs = d.startNs
 	req.upgrade = f.upgrade || req.connect
 	p.push(req)
@@ -454,11 +472,13 @@ func (p *parser) response(d *dir, msg []byte) (int, bool) {
 	}
 	n := len(msg) - len(rest) + f.end
 	p.bad = 0
+	d.guess = false
 	if status >= 100 && status < 200 && status != 101 { // interim (100 Continue): the final response follows
 		d.st = stHeader
 		return n, true
 	}
 	req, paired := p.pair(d)
+	d.unsure = !paired || req.absorb
 	if paired && !req.absorb {
 		p.answered(&req, d.startNs, status)
 	}
@@ -738,21 +758,26 @@ func protoName(v []byte) (string, bool) {
 
 // looksLikeStart says whether head starts a message: "HTTP/1." from a
 // server, one of the known methods and a space from a client (a chunk
-// that starts inside a request line, "T /x HTTP/1.1", must not pass).
-func looksLikeStart(head []byte, server bool) bool {
+// that starts inside a request line, "T /x HTTP/1.1", must not pass). A
+// chunk captured whole that is too short to tell (a segment of "HEA")
+// passes if it begins one.
+func looksLikeStart(head []byte, server, whole bool) bool {
 	if server {
-		return bytes.HasPrefix(head, []byte("HTTP/1."))
+		return bytes.HasPrefix(head, httpSlash) || (whole && len(head) > 1 && bytes.HasPrefix(httpSlash, head))
 	}
 	sp := bytes.IndexByte(head[:min(len(head), 16)], ' ')
-	if sp <= 0 {
-		return false
-	}
 	for _, m := range methods {
-		if string(head[:sp]) == m {
+		if sp > 0 && string(head[:sp]) == m || sp < 0 && whole && len(head) > 1 && len(head) < len(m) && m[:len(head)] == string(head) {
 			return true
 		}
 	}
 	return false
+}
+
+// statusStart says whether head starts with "HTTP/1." (or is the whole
+// chunk and begins it).
+func statusStart(head []byte, whole bool) bool {
+	return looksLikeStart(head, true, whole)
 }
 
 // chunkSize parses "HEX[;ext]CRLF".

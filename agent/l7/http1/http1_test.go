@@ -246,6 +246,21 @@ func TestParser(t *testing.T) {
 		steps: []step{c(10, "DELETE /a HTTP/1.0\r\nX-Request-Id:  42 \r\n\r\n"), s(20, nf0)},
 		want:  []string{"RESP DELETE /a HTTP/1.0 404 10-20 [X-Request-Id: 42]"},
 	}, {
+		name: "chunk-size and trailer lines split over whole chunks",
+		steps: []step{c(10, get1+get2),
+			s(20, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1"), s(21, "0\r"), s(22, "\n0123456789abcdef\r\n0\r\nX: y\r"),
+			s(23, "\n\r"), s(24, "\n"+nf0)},
+		want: []string{"RESP GET /a HTTP/1.1 200 10-20", "RESP GET /b?q=1 HTTP/1.1 404 10-24"},
+	}, {
+		name:  "an overlapping chunk is read from where the stream was",
+		steps: []step{c(10, get1), {dir: l7.FromClient, t: 11, head: get1[len(get1)-4:] + get2, gap: ^uint64(3)}, s(20, ok5+nf0)},
+		want:  []string{"RESP GET /a HTTP/1.1 200 10-20", "RESP GET /b?q=1 HTTP/1.1 404 11-20"},
+	}, {
+		name:  "bare LF line ends are malformed",
+		steps: []step{c(10, "GET /lf HTTP/1.1\nHost: x\n\n"), c(11, get1), s(20, ok5)},
+		want:  []string{"RESP GET /a HTTP/1.1 200 11-20"},
+		stats: stats(l7.ReasonMalformed, 1),
+	}, {
 		name:  "unanswered at close; uncommon methods",
 		steps: []step{c(10, "PROPFIND /dav HTTP/1.1\r\n\r\n"), c(11, "GET * HTTP/1.1\r\n\r\n")},
 		want:  []string{"REQ PROPFIND /dav HTTP/1.1 0 10-0", "REQ GET * HTTP/1.1 0 11-0"},
@@ -259,5 +274,27 @@ func TestParser(t *testing.T) {
 				t.Errorf("stats %v; want %v", st, tc.stats)
 			}
 		})
+	}
+}
+
+func TestFeedToleratesBadChunksAndCloseResets(t *testing.T) {
+	var st l7.Stats
+	q := New(nil, Options{}) // not counted, no panic
+	q.Feed(&l7.Chunk{Dir: l7.FromClient, Head: []byte("junk"), Len: 4}, func(*l7.Exchange) {})
+	p := New(&st, Options{})
+	var got []string
+	emit := func(e *l7.Exchange) { got = append(got, format(e)) }
+	p.Feed(nil, emit)
+	p.Feed(&l7.Chunk{Dir: 7, Head: []byte(get1), Len: uint32(len(get1))}, emit)
+	// a Head longer than Len is read to Len only
+	p.Feed(&l7.Chunk{Dir: l7.FromClient, TimeNs: 10, Head: []byte(get1 + "GET /x"), Len: uint32(len(get1))}, emit)
+	p.Feed(&l7.Chunk{Dir: l7.FromServer, TimeNs: 20, Head: []byte(ok5), Len: uint32(len(ok5))}, emit)
+	p.Close(emit)
+	// after Close the parser follows a new connection from offset 0
+	p.Feed(&l7.Chunk{Dir: l7.FromClient, TimeNs: 30, Head: []byte(get2), Len: uint32(len(get2))}, emit)
+	p.Close(emit)
+	want := []string{"RESP GET /a HTTP/1.1 200 10-20", "REQ GET /b?q=1 HTTP/1.1 0 30-0"}
+	if !slices.Equal(got, want) || st != (l7.Stats{}) {
+		t.Fatalf("got %q, stats %v; want %q", got, st, want)
 	}
 }
