@@ -261,6 +261,18 @@ func TestParser(t *testing.T) {
 		want:  []string{"RESP GET /a HTTP/1.1 200 11-20"},
 		stats: stats(l7.ReasonMalformed, 1),
 	}, {
+		name: "a response to a request not read gives way to the next response (HEAD)",
+		steps: []step{c(10, get1), s(15, ok5), {dir: l7.FromClient, t: 20, head: "EAD /h HTTP/1.1\r\n\r\n", gap: 1},
+			s(25, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"), c(30, get2), s(40, nf0)},
+		want:  []string{"RESP GET /a HTTP/1.1 200 10-15", "RESP GET /b?q=1 HTTP/1.1 404 30-40"},
+		stats: stats(l7.ReasonGap, 1, l7.ReasonUnpaired, 1),
+	}, {
+		name: "resync on whole chunks too short to tell",
+		steps: []step{{dir: l7.FromClient, t: 10, head: "GET /a", extra: 100}, c(11, "Co"), c(12, "okie: x\r\n\r\n"),
+			c(13, "GE"), c(14, "T /b HTTP/1.1\r\n\r\n"), s(20, ok5), s(21, "HT"), s(22, "TP/1.1 204 No Content\r\n\r\n")},
+		want:  []string{"RESP GET /b HTTP/1.1 204 13-21"},
+		stats: stats(l7.ReasonTruncated, 1),
+	}, {
 		name:  "unanswered at close; uncommon methods",
 		steps: []step{c(10, "PROPFIND /dav HTTP/1.1\r\n\r\n"), c(11, "GET * HTTP/1.1\r\n\r\n")},
 		want:  []string{"REQ PROPFIND /dav HTTP/1.1 0 10-0", "REQ GET * HTTP/1.1 0 11-0"},
