@@ -58,13 +58,14 @@
 //     chunk-size or trailer line not in a head): the direction
 //     resynchronises as after a gap. What could be read is kept: a
 //     request whose start line was captured is queued (without headers); a
-//     request whose start line was not leaves a place holder that consumes
-//     its response without an exchange; a response answers its request,
-//     with status 0 when its status line was not captured.
+//     request whose start line was not (but whose first bytes can begin
+//     one) leaves a place holder that consumes its response without an
+//     exchange; a response answers its request, with status 0 when its
+//     status line was not captured (but what was begins "HTTP/1.").
 //   - StateCap: over Options.MaxPending waiting requests the oldest is
 //     emitted unanswered and its response, when it comes, is consumed
 //     without an exchange; a header over Options.MaxHeaderBytes is handled
-//     like a truncated one whose start line was not captured.
+//     like a truncated one (its start line kept if within the cap).
 //   - Malformed: a header that is not HTTP/1.x (start line, field
 //     syntax, conflicting Content-Lengths, chunk size): the direction
 //     resynchronises (the server's re-aligns its responses as after a

@@ -139,7 +139,7 @@ func (d *dir) collect(head []byte, pos, end uint64, term []byte, limit int) (msg
 	if len(d.buf) == 0 {
 		if i := bytes.Index(avail, term); i >= 0 {
 			if i+len(term) > limit {
-				return nil, 0, overflow
+				return avail, 0, overflow
 			}
 			return avail[:i+len(term)], uint64(i + len(term)), got
 		}
@@ -147,7 +147,7 @@ func (d *dir) collect(head []byte, pos, end uint64, term []byte, limit int) (msg
 			return avail, 0, truncated
 		}
 		if len(avail) >= limit {
-			return nil, 0, overflow
+			return avail, 0, overflow
 		}
 		d.buf = append(d.buf, avail...)
 		return nil, uint64(len(avail)), more
@@ -164,7 +164,7 @@ func (d *dir) collect(head []byte, pos, end uint64, term []byte, limit int) (msg
 		return d.buf[:e], uint64(e - old), got
 	}
 	if len(take) < len(avail) || len(d.buf) >= limit {
-		return nil, 0, overflow
+		return d.buf, 0, overflow
 	}
 	if !captured {
 		return d.buf, 0, truncated
@@ -528,9 +528,13 @@ func (p *parser) partial(server bool, msg []byte) {
 	if !server {
 		req := request{absorb: true}
 		if nl >= 0 {
-			if r, _, ok := requestLine(msg[:nl+1]); ok {
-				req = r
+			r, _, ok := requestLine(msg[:nl+1])
+			if !ok {
+				return // not a request
 			}
+			req = r
+		} else if !methodStart(msg) {
+			return
 		}
 		req.timeNs = d.startNs
 		p.push(req)
@@ -538,9 +542,13 @@ func (p *parser) partial(server bool, msg []byte) {
 	}
 	var status uint32
 	if nl >= 0 {
-		if s, _, ok := statusLine(msg[:nl+1]); ok {
-			status = s
+		s, _, ok := statusLine(msg[:nl+1])
+		if !ok {
+			return // not a response
 		}
+		status = s
+	} else if !bytes.HasPrefix(msg, httpSlash) && !bytes.HasPrefix(httpSlash, msg) {
+		return
 	}
 	if status >= 100 && status < 200 {
 		return
@@ -548,6 +556,20 @@ func (p *parser) partial(server bool, msg []byte) {
 	if req, ok := p.pair(d); ok && !req.absorb {
 		p.answered(&req, d.startNs, status)
 	}
+}
+
+// methodStart says whether b (without a line end) can begin a request
+// line: a token, then a space or nothing.
+func methodStart(b []byte) bool {
+	for i, c := range b {
+		if c == ' ' {
+			return i > 0
+		}
+		if !tchar[c] || i >= 20 {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // release ends a client's hold after a response that did not upgrade.

@@ -215,7 +215,7 @@ func TestParser(t *testing.T) {
 		name:  "header over MaxHeaderBytes",
 		opts:  Options{MaxHeaderBytes: 40},
 		steps: []step{c(10, "GET /a HTTP/1.1\r\nHost: a-long-host-name\r\n\r\n"), c(20, get3), s(30, ok5), s(31, "HTTP/1.1 204 No Content\r\n\r\n")},
-		want:  []string{"RESP GET /c HTTP/1.1 204 20-31"},
+		want:  []string{"RESP GET /a HTTP/1.1 200 10-30", "RESP GET /c HTTP/1.1 204 20-31"},
 		stats: stats(l7.ReasonStateCap, 1),
 	}, {
 		name:  "malformed, then resync at a request",
