@@ -44,9 +44,9 @@
 //     state and resynchronises at the next chunk whose head starts a
 //     message (one of the methods of RFC 9110 and WebDAV's and a space, or
 //     "HTTP/1."; a chunk that begins inside a request line must not pass;
-//     a whole chunk of 2 bytes or more too short to tell passes if it begins
-//     one, and if the message turns out not to be one, nothing is counted); the chunks before are
-//     skipped without being counted again. A gap in the server's direction
+//     a whole chunk of 2 bytes or more too short to tell passes if it
+//     begins one, and if the message turns out not to be one, nothing is
+//     counted); the chunks before are skipped without being counted again. A gap in the server's direction
 //     may have swallowed responses: at the next response read, every
 //     waiting request but the newest is emitted unanswered and the
 //     response answers the newest (right for clients that do not pipeline:
