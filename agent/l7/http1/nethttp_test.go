@@ -4,87 +4,21 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/agent/l7"
+	"github.com/flowbus/flowbus/agent/l7/l7test"
 )
 
-// read is one Read of a direction of a proxied connection, at a time of a
-// clock shared by both directions (a sequence: only the order matters).
-type read struct {
-	dir  l7.Direction
-	t    int64
-	data []byte
-}
-
-// recorder is a TCP loopback proxy that records what passes each way.
-type recorder struct {
-	ln    net.Listener
-	clock atomic.Int64
-	mu    sync.Mutex
-	conns [][]read
-	wg    sync.WaitGroup
-}
-
-func newRecorder(t *testing.T, upstream string) *recorder {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{ln: ln}
-	go func() {
-		for {
-			cc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			sc, err := net.Dial("tcp", upstream)
-			if err != nil {
-				cc.Close()
-				continue
-			}
-			r.mu.Lock()
-			i := len(r.conns)
-			r.conns = append(r.conns, nil)
-			r.mu.Unlock()
-			r.wg.Add(2)
-			go r.copy(i, l7.FromClient, sc, cc)
-			go r.copy(i, l7.FromServer, cc, sc)
-		}
-	}()
-	return r
-}
-
-func (r *recorder) copy(i int, d l7.Direction, dst, src net.Conn) {
-	defer r.wg.Done()
-	buf := make([]byte, 4096)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			r.mu.Lock()
-			r.conns[i] = append(r.conns[i], read{dir: d, t: r.clock.Add(1), data: append([]byte(nil), buf[:n]...)})
-			r.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
-}
+// read is one read of the recording proxy (l7test).
+type read = l7test.Read
 
 // did is what the client did: a request and the status it got.
 type did struct {
@@ -119,10 +53,10 @@ func netHTTPSession(t *testing.T) ([]read, []did) {
 		}
 	}))
 	defer srv.Close()
-	rec := newRecorder(t, srv.Listener.Addr().String())
+	rec := l7test.NewRecorder(t, srv.Listener.Addr().String())
 	tr := &http.Transport{MaxConnsPerHost: 1, DisableCompression: true}
 	client := &http.Client{Transport: tr}
-	base := "http://" + rec.ln.Addr().String()
+	base := "http://" + rec.Addr()
 	var dids []did
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 120 {
@@ -169,12 +103,11 @@ func netHTTPSession(t *testing.T) ([]read, []did) {
 		dids = append(dids, did{method, path, resp.StatusCode})
 	}
 	tr.CloseIdleConnections()
-	rec.ln.Close()
-	rec.wg.Wait()
-	if len(rec.conns) != 1 {
-		t.Fatalf("%d connections; want 1 (keep-alive)", len(rec.conns))
+	conns := rec.Wait()
+	if len(conns) != 1 {
+		t.Fatalf("%d connections; want 1 (keep-alive)", len(conns))
 	}
-	return rec.conns[0], dids
+	return conns[0], dids
 }
 
 // chunks cuts the reads into chunks of random sizes with random head
@@ -183,14 +116,14 @@ func chunks(reads []read, rng *rand.Rand, maxLen, headMin, headMax int) []l7.Chu
 	var out []l7.Chunk
 	var off [2]uint64
 	for _, r := range reads {
-		for b := r.data; len(b) > 0; {
+		for b := r.Data; len(b) > 0; {
 			n := min(len(b), 1+rng.IntN(maxLen))
 			h := n
 			if headMax > 0 {
 				h = min(n, headMin+rng.IntN(headMax-headMin+1))
 			}
-			out = append(out, l7.Chunk{Dir: r.dir, TimeNs: r.t, Offset: off[r.dir], Len: uint32(n), Head: b[:h]})
-			off[r.dir] += uint64(n)
+			out = append(out, l7.Chunk{Dir: r.Dir, TimeNs: r.Seq, Offset: off[r.Dir], Len: uint32(n), Head: b[:h]})
+			off[r.Dir] += uint64(n)
 			b = b[n:]
 		}
 	}

@@ -2,107 +2,28 @@ package http2
 
 import (
 	"encoding/binary"
-	"io"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/flowbus/flowbus/agent/l7"
+	"github.com/flowbus/flowbus/agent/l7/l7test"
 )
 
-// read is one Read of the recording proxy: what one side sent, in order,
-// with a sequence number shared by both directions (used as its time).
-type read struct {
-	dir  l7.Direction
-	seq  int64
-	data []byte
-}
+// read is one read of the recording proxy (l7test).
+type read = l7test.Read
 
-// recorder is a TCP loopback proxy that records both byte streams of the
-// one connection it serves.
-type recorder struct {
-	ln    net.Listener
-	seq   atomic.Int64
-	mu    sync.Mutex
-	reads []read
-	done  chan struct{}
-}
-
-func newRecorder(t *testing.T, target string) *recorder {
+// record returns the reads of the one connection rec carried, once both
+// of its directions have ended.
+func record(t *testing.T, rec *l7test.Recorder) []read {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	conns := rec.Wait()
+	if len(conns) != 1 {
+		t.Fatalf("the proxy carried %d connections; want 1", len(conns))
 	}
-	r := &recorder{ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			c.Close()
-			return
-		}
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go r.copy(&wg, s, c, l7.FromClient)
-		go r.copy(&wg, c, s, l7.FromServer)
-		wg.Wait()
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return r
-}
-
-func (r *recorder) copy(wg *sync.WaitGroup, dst, src net.Conn, dir l7.Direction) {
-	defer wg.Done()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			r.mu.Lock()
-			r.reads = append(r.reads, read{dir: dir, seq: r.seq.Add(1), data: append([]byte(nil), buf[:n]...)})
-			r.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	if tc, ok := dst.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	} else {
-		dst.Close()
-	}
-	io.Copy(io.Discard, src)
-}
-
-func (r *recorder) addr() string { return r.ln.Addr().String() }
-
-// wait returns the reads once both directions have ended.
-func (r *recorder) wait(t *testing.T) []read {
-	t.Helper()
-	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.reads
+	return conns[0]
 }
 
 // chunks turns reads into chunks, one per read, whole heads.
-func chunks(reads []read) []l7.Chunk {
-	var off [2]uint64
-	out := make([]l7.Chunk, 0, len(reads))
-	for _, rd := range reads {
-		out = append(out, l7.Chunk{Dir: rd.dir, TimeNs: rd.seq, Offset: off[rd.dir], Len: uint32(len(rd.data)), Head: rd.data})
-		off[rd.dir] += uint64(len(rd.data))
-	}
-	return out
-}
+func chunks(reads []read) []l7.Chunk { return l7test.Chunks(reads) }
 
 // frame is a frame's place in its direction's stream.
 type frame struct {
@@ -131,9 +52,9 @@ func frames(stream []byte, client bool) []frame {
 
 func streams(reads []read) (s [2][]byte, seqAt [2][]int64) {
 	for _, rd := range reads {
-		s[rd.dir] = append(s[rd.dir], rd.data...)
-		for range rd.data {
-			seqAt[rd.dir] = append(seqAt[rd.dir], rd.seq)
+		s[rd.Dir] = append(s[rd.Dir], rd.Data...)
+		for range rd.Data {
+			seqAt[rd.Dir] = append(seqAt[rd.Dir], rd.Seq)
 		}
 	}
 	return

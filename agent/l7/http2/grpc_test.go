@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flowbus/flowbus/agent/l7"
+	"github.com/flowbus/flowbus/agent/l7/l7test"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -34,8 +35,8 @@ func recordGRPC(t *testing.T, checks int) ([]read, string) {
 	go srv.Serve(ln)
 	defer srv.Stop()
 
-	rec := newRecorder(t, ln.Addr().String())
-	cc, err := grpc.NewClient(rec.addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	rec := l7test.NewRecorder(t, ln.Addr().String())
+	cc, err := grpc.NewClient(rec.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func recordGRPC(t *testing.T, checks int) ([]read, string) {
 		t.Fatal(err)
 	}
 	cc.Close()
-	return rec.wait(t), rec.addr()
+	return record(t, rec), rec.Addr()
 }
 
 // expected derives the exchanges from the recording with the test's own

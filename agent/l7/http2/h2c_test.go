@@ -10,6 +10,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/agent/l7"
+	"github.com/flowbus/flowbus/agent/l7/l7test"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -39,10 +40,10 @@ func recordH2C(t *testing.T) ([]read, string) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	rec := newRecorder(t, ln.Addr().String())
+	rec := l7test.NewRecorder(t, ln.Addr().String())
 	tr := &http.Transport{Protocols: &protos}
 	c := &http.Client{Transport: tr}
-	base := "http://" + rec.addr()
+	base := "http://" + rec.Addr()
 	for _, r := range []struct{ method, path, body string }{
 		{"GET", "/a?x=1", ""}, {"POST", "/b", strings.Repeat("y", 70000)}, {"GET", "/missing", ""}, {"GET", "/big", ""},
 	} {
@@ -61,7 +62,7 @@ func recordH2C(t *testing.T) ([]read, string) {
 		resp.Body.Close()
 	}
 	tr.CloseIdleConnections()
-	return rec.wait(t), rec.addr()
+	return record(t, rec), rec.Addr()
 }
 
 func TestH2CRequests(t *testing.T) {

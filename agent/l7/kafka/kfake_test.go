@@ -8,7 +8,6 @@ import (
 	"net"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,75 +16,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowbus/flowbus/agent/l7"
+	"github.com/flowbus/flowbus/agent/l7/l7test"
 )
 
-// recorded is one connection's two byte streams as a proxy saw them: each
-// read of either side is a segment with the time it was read.
-type recorded struct {
-	mu   sync.Mutex
-	segs []seg
-}
-
-func (r *recorded) add(dir l7.Direction, b []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.segs = append(r.segs, seg{dir, time.Now().UnixNano(), append([]byte(nil), b...)})
-}
-
-// proxy is a TCP proxy to one broker that records every connection.
-type proxy struct {
-	ln     net.Listener
-	broker string
-	mu     sync.Mutex
-	conns  []*recorded
-	wg     sync.WaitGroup
-}
-
-func newProxy(t *testing.T, broker string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// segsOf turns a recorded connection's reads into segments.
+func segsOf(reads []l7test.Read) []seg {
+	out := make([]seg, 0, len(reads))
+	for _, r := range reads {
+		out = append(out, seg{dir: r.Dir, time: r.Seq, data: r.Data})
 	}
-	p := &proxy{ln: ln, broker: broker}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", broker)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			rec := new(recorded)
-			p.mu.Lock()
-			p.conns = append(p.conns, rec)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go p.pipe(rec, l7.FromClient, s, c)
-			go p.pipe(rec, l7.FromServer, c, s)
-		}
-	}()
-	return p
-}
-
-func (p *proxy) pipe(rec *recorded, dir l7.Direction, dst, src net.Conn) {
-	defer p.wg.Done()
-	defer dst.Close()
-	buf := make([]byte, 1+rand.IntN(4096))
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			rec.add(dir, buf[:n])
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
+	return out
 }
 
 // truth decodes a whole client stream with kmsg: the exchanges the parser
@@ -129,15 +69,14 @@ func TestAgainstFranzGoAndKfake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	px := newProxy(t, cluster.ListenAddrs()[0])
-	defer px.ln.Close()
+	px := l7test.NewRecorder(t, cluster.ListenAddrs()[0])
 
 	var d net.Dialer
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cluster.ListenAddrs()...),
 		kgo.ClientID("flowbus-kfake"),
 		kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, px.ln.Addr().String()) // every broker through the proxy
+			return d.DialContext(ctx, network, px.Addr()) // every broker through the proxy
 		}),
 		kgo.ConsumeTopics("orders", "payments"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -162,25 +101,25 @@ func TestAgainstFranzGoAndKfake(t *testing.T) {
 		got += fs.NumRecords()
 	}
 	cl.Close()
-	px.ln.Close()
 	cluster.Close()
-	px.wg.Wait()
+	conns := px.Wait()
 
 	seenKeys := map[string]bool{}
-	for ci, rec := range px.conns {
+	for ci, reads := range conns {
+		segs := segsOf(reads)
 		var cli []byte
-		for _, s := range rec.segs {
+		for _, s := range segs {
 			if s.dir == l7.FromClient {
 				cli = append(cli, s.data...)
 			}
 		}
 		want := truth(t, cli)
-		t.Logf("connection %d: %d client bytes, %d segments, %d exchanges", ci, len(cli), len(rec.segs), len(want))
+		t.Logf("connection %d: %d client bytes, %d segments, %d exchanges", ci, len(cli), len(segs), len(want))
 		rng := rand.New(rand.NewPCG(uint64(ci), 7))
 		for trial := range 20 {
 			mss := 1 + rng.IntN(3000)
 			head := mss // whole heads: every header and topic is there
-			cs := chunks(rec.segs, mss, head)
+			cs := chunks(segs, mss, head)
 			var got []string
 			var st l7.Stats
 			p := New(&st, Options{})
@@ -224,7 +163,7 @@ func TestAgainstFranzGoAndKfake(t *testing.T) {
 					t.Errorf("connection %d: exchange %s was not made", ci, id)
 				}
 			}
-			for _, c := range chunks(rec.segs, mss, rng.IntN(200)) {
+			for _, c := range chunks(segs, mss, rng.IntN(200)) {
 				small.Feed(&c, check)
 			}
 			small.Close(check)
