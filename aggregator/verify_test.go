@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowbus/flowbus/aggregator/report"
 	"github.com/flowbus/flowbus/internal/ducktest"
+	"github.com/flowbus/flowbus/internal/promtest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -125,29 +126,9 @@ func checkQuantiles(t *testing.T, out string, g genResult) {
 
 func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	v, _, err := promtest.Value(reg, name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return v
 }

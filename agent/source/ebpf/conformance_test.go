@@ -35,6 +35,7 @@ import (
 	"github.com/flowbus/flowbus/agent/policy/netpoltest"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/bpf/nettest"
+	"github.com/flowbus/flowbus/internal/promtest"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/schemas/hubble"
 )
@@ -518,31 +519,11 @@ func (l *netpolLab) collect() {
 // metric returns the value of a metric of the source's registry, the
 // series with the given label pairs if any.
 func (l *netpolLab) metric(name string, labels ...string) float64 {
-	mfs, err := l.reg.Gather()
-	if err != nil {
+	v, found, err := promtest.Value(l.reg, name, labels...)
+	if err != nil || !found {
 		return -1
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return -1
+	return v
 }
 
 // placed puts the snapshot's pods behind their host-side veths.
