@@ -221,6 +221,15 @@ func NewState(s *Scenario, ips map[string]netip.Addr) *State {
 	return st
 }
 
+// Step applies a step's changes and returns the cluster it leaves, what a
+// replay publishes before it probes.
+func (st *State) Step(step *Step) (*cluster.Snapshot, error) {
+	if err := st.Apply(step); err != nil {
+		return nil, err
+	}
+	return st.Snapshot()
+}
+
 // Apply applies a step's changes (not its probes).
 func (st *State) Apply(step *Step) error {
 	if step.DeleteAllPolicies {

@@ -596,10 +596,7 @@ func (l *netpolLab) run(t *testing.T, s *netpoltest.Scenario) {
 	var all []*npProbe
 	for i := range s.Steps {
 		step := &s.Steps[i]
-		if err := st.Apply(step); err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-		snap, err := st.Snapshot()
+		snap, err := st.Step(step)
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
