@@ -121,47 +121,38 @@ const maxNames = 16
 
 // The kmsg messages decoded, per api key, reused across parsers (their
 // slices are reused by ReadFrom).
-var (
-	requestPools, responsePools [4]sync.Pool // keys 0 to 3: produce, fetch, offsets, metadata
-)
+var requests, responses = msgPool[kmsg.Request]{make: kmsg.RequestForKey}, msgPool[kmsg.Response]{make: kmsg.ResponseForKey}
 
-func getRequest(key, ver int16) kmsg.Request {
-	if key >= 0 && int(key) < len(requestPools) {
-		if m, ok := requestPools[key].Get().(kmsg.Request); ok {
+// msgPool keeps kmsg requests or responses of api keys 0 to 3 (produce,
+// fetch, offsets, metadata) for reuse.
+type msgPool[M interface {
+	Key() int16
+	SetVersion(int16)
+}] struct {
+	pools [4]sync.Pool
+	make  func(int16) M
+}
+
+// get returns a message of key at version ver, or the zero M (nil) for a
+// key kmsg does not know.
+func (mp *msgPool[M]) get(key, ver int16) M {
+	if key >= 0 && int(key) < len(mp.pools) {
+		if m, ok := mp.pools[key].Get().(M); ok {
 			m.SetVersion(ver)
 			return m
 		}
 	}
-	m := kmsg.RequestForKey(key)
-	if m != nil {
+	m := mp.make(key)
+	if any(m) != nil {
 		m.SetVersion(ver)
 	}
 	return m
 }
 
-func putRequest(m kmsg.Request) {
-	if k := m.Key(); k >= 0 && int(k) < len(requestPools) {
-		requestPools[k].Put(m)
-	}
-}
-
-func getResponse(key, ver int16) kmsg.Response {
-	if key >= 0 && int(key) < len(responsePools) {
-		if m, ok := responsePools[key].Get().(kmsg.Response); ok {
-			m.SetVersion(ver)
-			return m
-		}
-	}
-	m := kmsg.ResponseForKey(key)
-	if m != nil {
-		m.SetVersion(ver)
-	}
-	return m
-}
-
-func putResponse(m kmsg.Response) {
-	if k := m.Key(); k >= 0 && int(k) < len(responsePools) {
-		responsePools[k].Put(m)
+// put gives a message back for reuse.
+func (mp *msgPool[M]) put(m M) {
+	if k := m.Key(); k >= 0 && int(k) < len(mp.pools) {
+		mp.pools[k].Put(m)
 	}
 }
 
@@ -449,9 +440,9 @@ func (p *parser) onRequest(b []byte, complete bool, timeNs int64, emit func(*l7.
 		return
 	}
 	req := request{timeNs: timeNs, key: key, ver: ver, corr: corr}
-	msg := getRequest(key, ver)
+	msg := requests.get(key, ver)
 	if msg != nil {
-		defer putRequest(msg)
+		defer requests.put(msg)
 	}
 	if key != 7 || ver != 0 { // ControlledShutdown v0 has header v0: no client ID
 		if n := r.length(false, false); n > 0 {
@@ -609,11 +600,11 @@ func (p *parser) onResponse(b []byte, complete bool, timeNs int64, emit func(*l7
 // its first non-zero topic error code, the responses with one top-level
 // error code that one; 0 otherwise.
 func (p *parser) errorCode(req *request, r reader) int16 {
-	msg := getResponse(req.key, req.ver)
+	msg := responses.get(req.key, req.ver)
 	if msg == nil || req.ver < 0 || req.ver > msg.MaxVersion() {
 		return 0
 	}
-	defer putResponse(msg)
+	defer responses.put(msg)
 	if msg.IsFlexible() && req.key != 18 { // ApiVersions answers with header v0
 		r.tags()
 	}
