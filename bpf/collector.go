@@ -178,10 +178,8 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 		switch {
 		case err == nil:
 			if c.kernelEvent(rec.RawSample, &ev, mono) {
-				if !ev.empty() {
-					c.events.Add(1)
-					sink.Event(&ev)
-				}
+				c.events.Add(1)
+				sink.Event(&ev)
 			} else {
 				c.statsMu.Lock()
 				c.stats.BadRecords++

@@ -220,10 +220,3 @@ func decodeEvent(raw []byte, ev *Event, monoToUnix int64) *bpfFlowEvent {
 	}
 	return ke
 }
-
-// empty reports whether ev is a later record of a flow that says nothing:
-// no packet since the flow's last record (an idle end after an
-// active-timeout record, a verdict change right after a drop's first
-// packet). The collector does not pass these on: a dropped SYN would
-// otherwise show as two drops.
-func (ev *Event) empty() bool { return ev.Continued && ev.PacketsFwd+ev.PacketsRev == 0 }

@@ -143,12 +143,16 @@ func (c *Collector) flushAll(sink Sink, ev *Event, mono int64) {
 // report passes one flow to the sink, with the counters not reported yet.
 func (c *Collector) report(sink Sink, ev *Event, kind EventKind, k *bpfFlowKey, st *bpfFlowStats, mono int64) {
 	ev.fill(kind, k, st, mono)
+	_, hadRecord := c.reported[*k]
 	c.subtractReported(k, ev)
 	if !kind.Final() {
 		c.reported[*k] = *st
 	}
-	if ev.empty() {
-		return // nothing since the flow's last record (subtractReported marks it Continued)
+	if (hadRecord || ev.Continued) && ev.PacketsFwd+ev.PacketsRev == 0 {
+		// Nothing since the flow's last record: an active-timeout one, or
+		// one the kernel sent (a drop's first packet, a verdict change).
+		// A dropped SYN would otherwise show as two drops.
+		return
 	}
 	ev.IfName = c.ifName(k.Ifindex)
 	c.events.Add(1)

@@ -263,23 +263,3 @@ func kernelEvents(t *testing.T, c *Collector) []Event {
 		out = append(out, ev)
 	}
 }
-
-// TestEmptyEventsAreLaterRecordsWithNoPacket: only a later record of a flow
-// (Continued) with no packet since the last is empty; a first record, a
-// tail or a drop with packets never is.
-func TestEmptyEventsAreLaterRecordsWithNoPacket(t *testing.T) {
-	for _, tc := range []struct {
-		ev   Event
-		want bool
-	}{
-		{Event{Continued: true}, true},
-		{Event{Continued: true, PacketsRev: 1}, false},
-		{Event{Continued: true, PacketsFwd: 2}, false},
-		{Event{}, false},
-		{Event{Kind: EventFlowDrop, PacketsFwd: 1}, false},
-	} {
-		if got := tc.ev.empty(); got != tc.want {
-			t.Errorf("%+v: empty %v; want %v", tc.ev, got, tc.want)
-		}
-	}
-}

@@ -234,6 +234,11 @@ func (k *sink) Event(ev *bpf.Event) {
 	if ev.Kind == bpf.EventFlowStart {
 		return // a flow is reported when it ends or times out
 	}
+	if ev.Continued && ev.PacketsFwd+ev.PacketsRev == 0 {
+		// A later record of a flow with nothing since its last one (a
+		// verdict change right after a record): no traffic, no event.
+		return
+	}
 	var names func(uint32) []string
 	if d := k.src.dp.Load(); d != nil {
 		names = d.policyNames
