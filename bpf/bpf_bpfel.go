@@ -145,7 +145,8 @@ type bpfFlowStats struct {
 	PeerIdentity     uint32
 	Verdict          uint8
 	DropReason       uint8
-	Pad              [2]uint8
+	L7               uint8
+	Pad              [1]uint8
 }
 
 type bpfIpcacheKey struct {
@@ -168,6 +169,48 @@ const (
 	bpfKdropKDROP_SLOTS    bpfKdrop = 257
 	bpfKdropKDROP_NO_EVENT bpfKdrop = 255
 )
+
+type bpfL7Counter uint32
+
+const (
+	bpfL7CounterL7COUNTER_CAPTURED bpfL7Counter = 0
+	bpfL7CounterL7COUNTER_RINGBUF  bpfL7Counter = 1
+	bpfL7CounterL7COUNTER_LOAD     bpfL7Counter = 2
+	bpfL7CounterL7COUNTER_MAX      bpfL7Counter = 3
+)
+
+type bpfL7Event struct {
+	_        structs.HostLayout
+	Src      [16]uint8
+	Dst      [16]uint8
+	Sport    uint16
+	Dport    uint16
+	Ifindex  uint32
+	TsNs     uint64
+	Seq      uint32
+	Len      uint32
+	HeadLen  uint16
+	Proto    uint8
+	TcpFlags uint8
+	IsReply  uint8
+	Class    uint8
+	Ingress  uint8
+	Pad      uint8
+	Head     [1024]uint8
+}
+
+type bpfL7Limits uint32
+
+const (
+	bpfL7LimitsL7CLASS_MAX bpfL7Limits = 8
+	bpfL7LimitsL7HEAD_MAX  bpfL7Limits = 1024
+)
+
+type bpfL7Port struct {
+	_     structs.HostLayout
+	Class [2]uint8
+	Pad   [2]uint8
+}
 
 type bpfPolicyKey struct {
 	_         structs.HostLayout
@@ -206,6 +249,10 @@ const (
 	bpfMapKdropCounters        = "kdrop_counters"
 	bpfMapKdropHubble          = "kdrop_hubble"
 	bpfMapKdropIfaces          = "kdrop_ifaces"
+	bpfMapL7Counters           = "l7_counters"
+	bpfMapL7Events             = "l7_events"
+	bpfMapL7Ports              = "l7_ports"
+	bpfMapL7Scratch            = "l7_scratch"
 	bpfMapPolicyAllow          = "policy_allow"
 	bpfMapPolicyDeny           = "policy_deny"
 	bpfProgClockCalibrate      = "clock_calibrate"
@@ -216,6 +263,9 @@ const (
 	bpfVarAgentNetnsInum       = "agent_netns_inum"
 	bpfVarEmitStartEvents      = "emit_start_events"
 	bpfVarJiffiesBaseNs        = "jiffies_base_ns"
+	bpfVarL7Enabled            = "l7_enabled"
+	bpfVarL7HeadBytes          = "l7_head_bytes"
+	bpfVarL7WakeupBytes        = "l7_wakeup_bytes"
 	bpfVarNaivePerPacketEvents = "naive_per_packet_events"
 	bpfVarPolicyRevision       = "policy_revision"
 	bpfVarTickNs               = "tick_ns"
@@ -287,6 +337,10 @@ type bpfMapSpecs struct {
 	KdropCounters *ebpf.MapSpec `ebpf:"kdrop_counters"`
 	KdropHubble   *ebpf.MapSpec `ebpf:"kdrop_hubble"`
 	KdropIfaces   *ebpf.MapSpec `ebpf:"kdrop_ifaces"`
+	L7Counters    *ebpf.MapSpec `ebpf:"l7_counters"`
+	L7Events      *ebpf.MapSpec `ebpf:"l7_events"`
+	L7Ports       *ebpf.MapSpec `ebpf:"l7_ports"`
+	L7Scratch     *ebpf.MapSpec `ebpf:"l7_scratch"`
 	PolicyAllow   *ebpf.MapSpec `ebpf:"policy_allow"`
 	PolicyDeny    *ebpf.MapSpec `ebpf:"policy_deny"`
 }
@@ -298,6 +352,9 @@ type bpfVariableSpecs struct {
 	AgentNetnsInum       *ebpf.VariableSpec `ebpf:"agent_netns_inum"`
 	EmitStartEvents      *ebpf.VariableSpec `ebpf:"emit_start_events"`
 	JiffiesBaseNs        *ebpf.VariableSpec `ebpf:"jiffies_base_ns"`
+	L7Enabled            *ebpf.VariableSpec `ebpf:"l7_enabled"`
+	L7HeadBytes          *ebpf.VariableSpec `ebpf:"l7_head_bytes"`
+	L7WakeupBytes        *ebpf.VariableSpec `ebpf:"l7_wakeup_bytes"`
 	NaivePerPacketEvents *ebpf.VariableSpec `ebpf:"naive_per_packet_events"`
 	PolicyRevision       *ebpf.VariableSpec `ebpf:"policy_revision"`
 	TickNs               *ebpf.VariableSpec `ebpf:"tick_ns"`
@@ -336,6 +393,10 @@ type bpfMaps struct {
 	KdropCounters *ebpf.Map `ebpf:"kdrop_counters"`
 	KdropHubble   *ebpf.Map `ebpf:"kdrop_hubble"`
 	KdropIfaces   *ebpf.Map `ebpf:"kdrop_ifaces"`
+	L7Counters    *ebpf.Map `ebpf:"l7_counters"`
+	L7Events      *ebpf.Map `ebpf:"l7_events"`
+	L7Ports       *ebpf.Map `ebpf:"l7_ports"`
+	L7Scratch     *ebpf.Map `ebpf:"l7_scratch"`
 	PolicyAllow   *ebpf.Map `ebpf:"policy_allow"`
 	PolicyDeny    *ebpf.Map `ebpf:"policy_deny"`
 }
@@ -353,6 +414,10 @@ func (m *bpfMaps) Close() error {
 		m.KdropCounters,
 		m.KdropHubble,
 		m.KdropIfaces,
+		m.L7Counters,
+		m.L7Events,
+		m.L7Ports,
+		m.L7Scratch,
 		m.PolicyAllow,
 		m.PolicyDeny,
 	)
@@ -365,6 +430,9 @@ type bpfVariables struct {
 	AgentNetnsInum       *ebpf.Variable `ebpf:"agent_netns_inum"`
 	EmitStartEvents      *ebpf.Variable `ebpf:"emit_start_events"`
 	JiffiesBaseNs        *ebpf.Variable `ebpf:"jiffies_base_ns"`
+	L7Enabled            *ebpf.Variable `ebpf:"l7_enabled"`
+	L7HeadBytes          *ebpf.Variable `ebpf:"l7_head_bytes"`
+	L7WakeupBytes        *ebpf.Variable `ebpf:"l7_wakeup_bytes"`
 	NaivePerPacketEvents *ebpf.Variable `ebpf:"naive_per_packet_events"`
 	PolicyRevision       *ebpf.Variable `ebpf:"policy_revision"`
 	TickNs               *ebpf.Variable `ebpf:"tick_ns"`

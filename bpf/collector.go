@@ -40,6 +40,9 @@ type Stats struct {
 	// KernelDropsError says why kernel drops are not observed (the
 	// kfree_skb tracepoint could not be attached), empty if they are.
 	KernelDropsError string
+	// L7Captures is the L7 captures passed to the L7 sink; L7BadRecords
+	// the L7 ring buffer records that did not decode (never expected).
+	L7Captures, L7BadRecords uint64
 }
 
 // Collector owns the loaded programs, their tcx links and the ring buffer
@@ -50,6 +53,8 @@ type Collector struct {
 	log    *slog.Logger
 	objs   *bpfObjects
 	reader *ringbuf.Reader
+	// l7reader reads the L7 captures (RunL7); nil when L7 is off.
+	l7reader *ringbuf.Reader
 
 	attached map[int]*attachment // Run's goroutine only
 	kdrop    link.Link           // tp_btf/kfree_skb, nil if it failed to attach
@@ -60,6 +65,9 @@ type Collector struct {
 	statsMu   sync.Mutex
 	stats     Stats
 	events    atomic.Uint64
+	// l7Captures and l7Bad count the L7 records passed on and those that
+	// did not decode.
+	l7Captures, l7Bad atomic.Uint64
 	closeOnce sync.Once
 
 	// reported holds the counters already reported for flows that had an
@@ -82,7 +90,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	objs, err := loadObjects(loadOptions{
 		maxFlows: cfg.MaxFlows, ringBufSize: cfg.RingBufSize,
 		naivePerPacketEvents: cfg.NaivePerPacketEvents, emitStartEvents: cfg.EmitStartEvents,
-		wakeupBytes: cfg.RingBufSize / 4,
+		wakeupBytes: cfg.RingBufSize / 4, l7: cfg.L7,
 	})
 	if err != nil {
 		return nil, err
@@ -92,8 +100,16 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 		objs.Close()
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
+	var l7rd *ringbuf.Reader
+	if cfg.L7.Enabled() {
+		if l7rd, err = ringbuf.NewReader(objs.L7Events); err != nil {
+			rd.Close()
+			objs.Close()
+			return nil, fmt.Errorf("open L7 ring buffer reader: %w", err)
+		}
+	}
 	c := &Collector{
-		cfg: cfg, log: log, objs: objs, reader: rd,
+		cfg: cfg, log: log, objs: objs, reader: rd, l7reader: l7rd,
 		attached: map[int]*attachment{},
 		names:    map[uint32]string{},
 		reported: map[bpfFlowKey]bpfFlowStats{},
@@ -115,6 +131,7 @@ func (c *Collector) Stats() Stats {
 	defer c.statsMu.Unlock()
 	s := c.stats
 	s.Events = c.events.Load()
+	s.L7Captures, s.L7BadRecords = c.l7Captures.Load(), c.l7Bad.Load()
 	return s
 }
 
@@ -256,6 +273,9 @@ func (c *Collector) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		errs := []error{c.reader.Close()}
+		if c.l7reader != nil {
+			errs = append(errs, c.l7reader.Close())
+		}
 		if c.kdrop != nil {
 			errs = append(errs, c.kdrop.Close())
 		}

@@ -59,7 +59,48 @@ type Config struct {
 	// in place before its first packet is seen, so an endpoint is never
 	// observed without its policy.
 	BeforeAttach func(next []Interface)
+	// L7 configures the capture of payload heads for L7 parsing; off when
+	// L7.Ports is empty.
+	L7 L7Config
 }
+
+// L7Config configures L7 capture (doc.go, "L7 capture"): every TCP segment
+// with payload (and every SYN, FIN and RST) and every UDP datagram of a
+// flow whose server port is listed is copied to a ring buffer of its own
+// with the first HeadBytes of its payload, at the one interface that
+// counts the flow. Flows on other ports pay nothing, and with no ports the
+// capture is not in the program at all.
+type L7Config struct {
+	// Ports are the server ports to capture, each with the class
+	// userspace gave it (the kernel counts by class).
+	Ports []L7Port
+	// HeadBytes is the most payload bytes one capture carries (default
+	// 512, at most L7HeadMax).
+	HeadBytes uint32
+	// RingBufSize is the capture ring buffer's size in bytes: a power of
+	// two and a multiple of the page size (default 4 MiB).
+	RingBufSize uint32
+}
+
+// L7Port is a server port whose flows are captured.
+type L7Port struct {
+	Port  uint16
+	Proto uint8 // 6 TCP or 17 UDP
+	// Class is a number from 1 to L7ClassMax-1 that userspace maps to
+	// the port's protocol; the kernel's capture counters are per class.
+	Class uint8
+}
+
+// Enabled reports whether any port is captured.
+func (c L7Config) Enabled() bool { return len(c.Ports) > 0 }
+
+// L7 capture limits (enum l7_limits in flow.h).
+const (
+	L7ClassMax         = 8
+	L7HeadMax          = 1024
+	DefaultL7HeadBytes = 512
+	DefaultL7RingBuf   = 4 << 20
+)
 
 // Interface is an interface the programs are attached to.
 type Interface struct {
@@ -100,6 +141,12 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.L7.HeadBytes == 0 {
+		c.L7.HeadBytes = DefaultL7HeadBytes
+	}
+	if c.L7.RingBufSize == 0 {
+		c.L7.RingBufSize = DefaultL7RingBuf
+	}
 	return c
 }
 
@@ -114,6 +161,24 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ring buffer size %d: must be a power of two and a multiple of the page size %d", c.RingBufSize, page)
 	case c.ActiveTimeout < 0 || c.IdleTimeout < 0 || c.EndLinger < 0 || c.SweepInterval < 0 || c.PollInterval < 0:
 		return errors.New("timeouts and intervals must be positive")
+	case c.L7.HeadBytes > L7HeadMax:
+		return fmt.Errorf("L7 head of %d bytes: at most %d", c.L7.HeadBytes, L7HeadMax)
+	case c.L7.RingBufSize&(c.L7.RingBufSize-1) != 0 || c.L7.RingBufSize%page != 0:
+		return fmt.Errorf("L7 ring buffer size %d: must be a power of two and a multiple of the page size %d", c.L7.RingBufSize, page)
+	}
+	seen := map[[2]uint16]bool{}
+	for _, p := range c.L7.Ports {
+		switch {
+		case p.Proto != 6 && p.Proto != 17:
+			return fmt.Errorf("L7 port %d: protocol %d is neither TCP (6) nor UDP (17)", p.Port, p.Proto)
+		case p.Port == 0:
+			return errors.New("L7 port 0: give a server port from 1 to 65535")
+		case p.Class == 0 || p.Class >= L7ClassMax:
+			return fmt.Errorf("L7 port %d: class %d out of 1..%d", p.Port, p.Class, L7ClassMax-1)
+		case seen[[2]uint16{p.Port, uint16(p.Proto)}]:
+			return fmt.Errorf("L7 port %d/%d listed twice", p.Port, p.Proto)
+		}
+		seen[[2]uint16{p.Port, uint16(p.Proto)}] = true
 	}
 	for _, p := range c.Interfaces {
 		if p == "" {

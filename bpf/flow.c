@@ -36,6 +36,17 @@ volatile const __u32 wakeup_bytes = 0;
 volatile const __u64 tick_ns = 0;
 __u64 jiffies_base_ns = 0;
 
+// L7 capture (doc.go, "L7 capture"). l7_enabled 0 leaves the capture out
+// of the program the verifier sees: flows pay nothing for it. Otherwise a
+// flow whose server port has a class in l7_ports is marked at its first
+// packet (flow_stats.l7) at the one interface that captures it, and each of
+// its segments with payload, and its SYN, FIN and RST, is copied to
+// l7_events with the first l7_head_bytes of its payload. l7_wakeup_bytes
+// is wakeup_bytes for that ring.
+volatile const __u8 l7_enabled = 0;
+volatile const __u32 l7_head_bytes = 0;
+volatile const __u32 l7_wakeup_bytes = 0;
+
 // policy_revision changes (userspace sets it) whenever policy or identities
 // change anywhere; a flow decided under another revision is decided again
 // on its next packet (doc.go, "Policy"). 0: no policy was ever loaded.
@@ -127,6 +138,39 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+// l7_ports: server port → its class per transport (struct l7_port). Go
+// sizes it to the highest enabled port + 1 before load; a lookup beyond
+// is a port not enabled.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_port);
+} l7_ports SEC(".maps");
+
+// l7_events: the captures, in their own ring so that a burst of payload
+// never takes the room of flow records. Go sets its size before load.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} l7_events SEC(".maps");
+
+// l7_scratch: one capture being built per CPU (it is too big for the
+// stack); only its header and head bytes go to the ring.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l7_event);
+} l7_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, L7_CLASS_MAX * L7_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} l7_counters SEC(".maps");
+
 // btf_anchor puts the enums shared with Go into BTF so that bpf2go generates
 // them (-type) with the event struct; it costs one pointer in .bss.
 struct btf_anchor {
@@ -142,6 +186,11 @@ struct btf_anchor {
 	struct endpoint endpoint;
 	struct policy_key policy_key;
 	struct policy_value policy_value;
+	enum l7_limits l7_limits;
+	enum l7_counter l7_counter;
+	struct l7_event l7_event;
+	struct l7_port l7_port;
+	__u32 pad;
 };
 struct btf_anchor *unused_btf_anchor __attribute__((unused));
 
@@ -160,7 +209,8 @@ struct packet {
 	__u8 family;
 	__u8 icmp_type;
 	__u8 icmp_code;
-	__u8 pad[6];
+	__u16 l4_off; /* where the L4 header starts in the skb */
+	__u32 l3_end; /* where the IP packet ends */
 };
 
 static __always_inline void count(__u32 idx)
@@ -254,9 +304,11 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 	}
 
 	p->proto = nh;
+	p->l3_end = l3_end;
 	// off and l3_end are bounded by len (< 64 KiB); the mask lets the
 	// verifier see it.
 	off &= 0xffff;
+	p->l4_off = off;
 	void *l4 = data + off;
 	if (nh == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
@@ -270,6 +322,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
 		p->sport = bpf_ntohs(tcp->source);
 		p->dport = bpf_ntohs(tcp->dest);
 		p->tcp_flags = tcp->flags | ((__u16)(tcp->doff_res & 1) << 8);
+
 	} else if (nh == IPPROTO_UDP || nh == IPPROTO_SCTP) {
 		// SCTP's common header starts with the ports as UDP's does; the
 		// first 8 bytes are checked for both (one branch keeps the
@@ -546,13 +599,13 @@ __attribute__((noinline)) int decide(struct decide_in *in, struct decide_out *ou
 		return 0;
 	out->verdict = VERDICT_FORWARDED;
 	out->policy_id = 0;
-	struct ipcache_key ik = in->peer;
-	struct ipcache_value *iv = bpf_map_lookup_elem(&ipcache, &ik);
+	// The keys are looked up where the caller put them (no copy on this
+	// frame: the caller's stack and this one share 512 bytes).
+	struct ipcache_value *iv = bpf_map_lookup_elem(&ipcache, &in->peer);
 	__u32 peer = iv ? iv->identity : IDENTITY_WORLD;
 	__u32 cidr = iv ? iv->cidr_identity : 0;
 	out->peer_identity = peer;
-	__u32 ifindex = in->ifindex;
-	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &ifindex);
+	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &in->ifindex);
 	if (!ep)
 		return 0;
 	__u32 id = 0;
@@ -647,6 +700,140 @@ static __always_inline void account(struct flow_stats *st, __u8 reply, __u32 len
 	st->last_seen_ns = bpf_jiffies64() * tick_ns + jiffies_base_ns;
 }
 
+// l7_count adds one to counter of class's L7 counters.
+static __always_inline void l7_count(__u8 class, __u32 counter)
+{
+	__u32 idx = (__u32)(class & (L7_CLASS_MAX - 1)) * L7_COUNTER_MAX + counter;
+	__u64 *v = bpf_map_lookup_elem(&l7_counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+// l7_capture copies the capture of the TCP or UDP packet in skb whose L4
+// header starts at l4_off and whose IP packet ends at l3_end (its header,
+// and the first l7_head_bytes of its payload) to l7_events, if it carries
+// payload or is a SYN, FIN or RST, and counts it by class: captured,
+// refused by the ring buffer (its segment is then missing from the stream
+// userspace follows, which sees the gap), or sent without its head because
+// the payload could not be read. meta is the class, is_reply << 8 and
+// ingress << 16. A global function: the verifier checks it once, it reads
+// what it needs from the packet again, and the capture is built in a
+// per-CPU buffer, so that it takes no room on the caller's stack (which
+// the policy decision needs).
+__attribute__((noinline)) int l7_capture(struct __sk_buff *skb, __u32 l4_off, __u32 l3_end, __u32 meta)
+{
+	if (!skb)
+		return 0;
+	__u32 zero = 0;
+	struct l7_event *e = bpf_map_lookup_elem(&l7_scratch, &zero);
+	if (!e)
+		return 0;
+	__u8 class = meta & 0xff;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + ETH_HLEN > data_end)
+		return 0;
+	// parse() checked these headers: only the bounds are checked again.
+	if (*(__u16 *)(data + 12) == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		__builtin_memset(e->src, 0, 10);
+		__builtin_memset(e->dst, 0, 10);
+		e->src[10] = e->src[11] = e->dst[10] = e->dst[11] = 0xff;
+		__builtin_memcpy(&e->src[12], &ip->saddr, 4);
+		__builtin_memcpy(&e->dst[12], &ip->daddr, 4);
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		__builtin_memcpy(e->src, ip6->saddr, 16);
+		__builtin_memcpy(e->dst, ip6->daddr, 16);
+	}
+	struct tcphdr l4;
+	__u8 proto = (meta >> 24) & 0xff;
+	__u32 hlen = proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
+	if (bpf_skb_load_bytes(skb, l4_off, &l4, hlen))
+		return 0;
+	e->sport = bpf_ntohs(l4.source);
+	e->dport = bpf_ntohs(l4.dest);
+	e->seq = 0;
+	e->tcp_flags = 0;
+	if (proto == IPPROTO_TCP) {
+		hlen = (l4.doff_res >> 4) * 4;
+		e->seq = bpf_ntohl(l4.seq);
+		e->tcp_flags = l4.flags;
+	}
+	__u32 off = l4_off + hlen;
+	if (off > l3_end)
+		return 0;
+	__u32 len = l3_end - off;
+	if (!len && !(e->tcp_flags & (FLOW_TCP_SYN | FLOW_TCP_FIN | FLOW_TCP_RST)))
+		return 0;
+	e->ifindex = skb->ifindex;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->len = len;
+	e->proto = proto;
+	e->is_reply = (meta >> 8) & 1;
+	e->class = class;
+	e->ingress = (meta >> 16) & 1;
+	e->pad = 0;
+	__u32 hl = len;
+	if (hl > l7_head_bytes)
+		hl = l7_head_bytes;
+	if (hl > L7_HEAD_MAX)
+		hl = L7_HEAD_MAX;
+	if (hl && bpf_skb_load_bytes(skb, off, e->head, hl)) {
+		l7_count(class, L7_COUNTER_LOAD);
+		hl = 0;
+	}
+	e->head_len = hl;
+	__u64 flags = 0;
+	if (l7_wakeup_bytes)
+		flags = bpf_ringbuf_query(&l7_events, BPF_RB_AVAIL_DATA) >= l7_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+											   : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&l7_events, e, __builtin_offsetof(struct l7_event, head) + hl, flags)) {
+		l7_count(class, L7_COUNTER_RINGBUF);
+		return 0;
+	}
+	l7_count(class, L7_COUNTER_CAPTURED);
+	return 1;
+}
+
+// l7_packet captures packet p of a flow of class (l7_capture).
+static __always_inline void l7_packet(struct __sk_buff *skb, struct packet *p, __u8 class, __u8 reply, __u8 ingress)
+{
+	l7_capture(skb, p->l4_off, p->l3_end,
+		   class | (__u32)(reply & 1) << 8 | (__u32)(ingress & 1) << 16 | (__u32)p->proto << 24);
+}
+
+// l7_class is the class flow n gets at this interface from its first
+// packet p: its server port's, or 0 when the port is not enabled (for a
+// mid-stream flow, whose opener is a guess, either port's) or when
+// another interface captures it. Count once, as the flow records do
+// (agent/source/ebpf doc.go): the server pod's interface captures; the
+// client pod's only when the server is not an endpoint of the cluster
+// (its identity, known once the ipcache is filled, is not a pod's).
+static __always_inline __u8 l7_class(struct packet *p, struct flow_stats *n, int reply)
+{
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
+		return 0;
+	__u32 t = p->proto == IPPROTO_UDP;
+	__u32 port = reply ? p->sport : p->dport;
+	struct l7_port *lp = bpf_map_lookup_elem(&l7_ports, &port);
+	__u8 c = lp ? lp->class[t & 1] : 0;
+	if (!c && (n->flags & FLOW_MIDSTREAM)) {
+		port = reply ? p->dport : p->sport;
+		lp = bpf_map_lookup_elem(&l7_ports, &port);
+		c = lp ? lp->class[t & 1] : 0;
+	}
+	if (!c)
+		return 0;
+	if (n->initiator_ingress && policy_revision && n->peer_identity >= 256 && n->peer_identity < IDENTITY_CIDR_MIN)
+		return 0;
+	return c;
+}
+
 // established_ipv4 is the fast path of the most common packet: IPv4
 // without options, TCP or UDP, of a flow already in flows4, that changes
 // nothing but the flow's counters (TCP: no flags but ACK and PSH, each
@@ -675,11 +862,13 @@ static __always_inline int established_ipv4(struct __sk_buff *skb, __u32 len, in
 	// The checks of parse() for these headers, which they pass.
 	struct udphdr *ports = (void *)(ip + 1);
 	__u8 flags = 0;
+	__u32 l4_hlen = sizeof(*ports);
 	if (ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = (void *)(ip + 1);
 		if ((void *)(tcp + 1) > data_end)
 			return 0;
 		__u32 doff = (tcp->doff_res >> 4) * 4;
+		l4_hlen = doff;
 		if (doff < sizeof(*tcp) || sizeof(*ip) + doff > tot || (tcp->doff_res & 1))
 			return 0;
 		flags = tcp->flags;
@@ -716,6 +905,10 @@ static __always_inline int established_ipv4(struct __sk_buff *skb, __u32 len, in
 		return 0;
 	// A verdict to decide again, or a drop, takes the full path.
 	if (st->policy_rev != policy_revision || st->verdict == VERDICT_DROPPED)
+		return 0;
+	// A packet with payload of a flow L7 captures takes the full path,
+	// which has the packet parsed for the capture.
+	if (l7_enabled && st->l7 && tot > sizeof(*ip) + l4_hlen)
 		return 0;
 	account(st, from_lo != st->initiator_lo, len);
 	return 1;
@@ -865,6 +1058,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 		n.verdict = VERDICT_FORWARDED;
 		if (policy_revision)
 			policy_decide(&key, family, &n, skb->ifindex, p.proto);
+		if (l7_enabled)
+			n.l7 = l7_class(&p, &n, reply);
 		int ret = n.verdict == VERDICT_DROPPED ? TC_ACT_SHOT : TCX_NEXT;
 		if (tf & FLOW_TCP_RST) {
 			// A flow whose first packet is a reset: report it, and leave
@@ -904,8 +1099,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 				emit(EVENT_FLOW_TAIL, &key, family, st, 0, ingress, COUNTER_RINGBUF_LOST);
 			err = flow_update(&key, family, &n, BPF_ANY);
 		}
-		if (err == 0)
-			return inserted(&key, family, &n, reply, ingress);
+		if (err == 0) {
+			ret = inserted(&key, family, &n, reply, ingress);
+			if (l7_enabled && n.l7 && ret == TCX_NEXT)
+				l7_packet(skb, &p, n.l7, reply, ingress);
+			return ret;
+		}
 		count(COUNTER_MAP_INSERT);
 		emit(EVENT_INSERT_FAILED, &key, family, &n, reply, ingress, COUNTER_RINGBUF_LOST);
 		return ret;
@@ -930,6 +1129,8 @@ account:;
 			__sync_fetch_and_or(&st->flags, tf);
 		return TC_ACT_SHOT;
 	}
+	if (l7_enabled && st->l7)
+		l7_packet(skb, &p, st->l7, reply, ingress);
 	if (p.proto != IPPROTO_TCP)
 		return TCX_NEXT;
 

@@ -95,6 +95,7 @@ type loadOptions struct {
 	naivePerPacketEvents bool
 	emitStartEvents      bool
 	wakeupBytes          uint32
+	l7                   L7Config // with defaults
 }
 
 // loadObjects loads the programs and maps with the given sizes and switches.
@@ -118,6 +119,9 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(o.wakeupBytes); err != nil {
 		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	if err := setL7(spec, o.l7); err != nil {
+		return nil, err
 	}
 	tick, err := tickNs()
 	if err != nil {
@@ -149,6 +153,10 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 		return nil, err
 	}
 	if err := fillKdropHubble(objs.KdropHubble); err != nil {
+		objs.Close()
+		return nil, err
+	}
+	if err := fillL7Ports(objs.L7Ports, o.l7.Ports); err != nil {
 		objs.Close()
 		return nil, err
 	}

@@ -90,7 +90,11 @@ struct flow_stats {
 	__u32 peer_identity; /* security identity of the other side, from the ipcache */
 	__u8 verdict;        /* enum verdict */
 	__u8 drop_reason;    /* Hubble's drop reason code when dropped */
-	__u8 pad[2];
+	/* L7 capture (doc.go, "L7 capture"): the class of the server's port
+	 * (l7_ports) when this interface captures the flow's payload heads,
+	 * decided at the flow's first packet; 0 for none. */
+	__u8 l7;
+	__u8 pad[1];
 };
 
 /* flow_stats.verdict, in Hubble's numbering (flow.Verdict). */
@@ -233,6 +237,57 @@ enum kdrop {
 	KDROP_OTHER = 256,
 	KDROP_SLOTS = 257,
 	KDROP_NO_EVENT = 255,
+};
+
+/*
+ * L7 capture (flow.c, l7_capture). l7_port is the value of the l7_ports
+ * array (key: a server port): the class userspace gave the port per
+ * transport ([0] TCP, [1] UDP), 0 when not enabled. A class is a small
+ * number below L7_CLASS_MAX that userspace maps to a protocol; the kernel
+ * only counts by it.
+ */
+struct l7_port {
+	__u8 class[2];
+	__u8 pad[2];
+};
+
+enum l7_limits {
+	L7_CLASS_MAX = 8,
+	L7_HEAD_MAX = 1024, /* most payload bytes one capture carries */
+};
+
+/* l7_counters: per-CPU array indexed class * L7_COUNTER_MAX + counter. */
+enum l7_counter {
+	L7_COUNTER_CAPTURED = 0, /* captures the ring buffer took */
+	L7_COUNTER_RINGBUF = 1,  /* captures the ring buffer refused: their segments are lost */
+	L7_COUNTER_LOAD = 2,     /* payload bytes that could not be read: the capture went without its head */
+	L7_COUNTER_MAX = 3,
+};
+
+/*
+ * l7_event is one capture: a TCP segment or UDP datagram of a flow whose
+ * server port is enabled, as seen at one interface, with the first
+ * head_len bytes of its payload (head_len <= len, l7_head_bytes,
+ * L7_HEAD_MAX). Only the header and head_len bytes of head are in the ring
+ * buffer record. Addresses are IPv4-mapped for IPv4.
+ */
+struct l7_event {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 ifindex;
+	__u64 ts_ns;    /* bpf_ktime_get_ns when seen */
+	__u32 seq;      /* TCP: sequence number of the first payload byte (a SYN's: its ISN); UDP: 0 */
+	__u32 len;      /* payload bytes in the packet */
+	__u16 head_len; /* bytes of head that follow */
+	__u8 proto;     /* 6 TCP, 17 UDP */
+	__u8 tcp_flags; /* FIN 1, SYN 2, RST 4, PSH 8, ACK 16, ... */
+	__u8 is_reply;  /* sent by the flow's responder */
+	__u8 class;     /* the server port's class */
+	__u8 ingress;   /* passed tc ingress (else egress) */
+	__u8 pad;
+	__u8 head[L7_HEAD_MAX];
 };
 
 #endif
