@@ -49,9 +49,10 @@
 //
 // Both count each connection once, by each record's count_as
 // (schemas.CountAs): bytes, packets and RSTs come from records that count
-// as flows or as traffic; flows, connections (flows whose opening SYN was
-// seen, or not TCP), SYNs, latency and L7 requests from records that count
-// as flows; records that count as nothing (another observation point's
+// as flows or as traffic, and so do L7 responses in route_rollup (the
+// eBPF source's responses count as traffic: its L3/L4 records carry their
+// connections); flows, connections (flows whose opening SYN was seen, or
+// not TCP), SYNs and latency from records that count as flows; records that count as nothing (another observation point's
 // record carries their connection) add nothing, but are still consumed and
 // kept in flows/. A workload is Endpoint.Workload, else the pod name, else "". An
 // HTTP route is the URL path with the query dropped and each segment that is

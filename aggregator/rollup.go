@@ -235,10 +235,10 @@ var rollupColumns = []string{
 }
 
 // add folds one flow record into the bucket, by the count-once rule of its
-// count_as (doc.go): flows, connections, SYNs, latency and L7 requests from
-// records that count as flows, bytes, packets and RSTs also from those that
-// count as traffic, nothing from those that do not count (another record
-// carries their connections). An L7 response that is a reply (Hubble's,
+// count_as (doc.go): flows, connections, SYNs and latency from records
+// that count as flows, bytes, packets, RSTs and L7 responses (routes) also
+// from those that count as traffic, nothing from those that do not count
+// (another record carries their connections). An L7 response that is a reply (Hubble's,
 // from the server to the client) is folded as its request is: source and
 // destination, their ports and services, forward and reverse swapped. It
 // reports whether the route was replaced by {other} because of the
@@ -274,18 +274,20 @@ func (b *bucket) add(f *schemas.Flow, a *Aggregator) (overflow bool) {
 	if f.TCPFlags&schemas.FlagRST != 0 {
 		p.rst += n
 	}
-	if !f.CountAs.Flows() {
-		return false
+	if f.CountAs.Flows() {
+		p.flows += n
+		if f.IsReply != schemas.True && (f.L4Protocol != 6 || f.TCPFlags&schemas.FlagSYN != 0) {
+			p.conns += n
+		}
+		if f.TCPFlags&schemas.FlagSYN != 0 {
+			p.syn += n
+		}
+		p.lat.add(f)
 	}
-	p.flows += n
-	if f.IsReply != schemas.True && (f.L4Protocol != 6 || f.TCPFlags&schemas.FlagSYN != 0) {
-		p.conns += n
-	}
-	if f.TCPFlags&schemas.FlagSYN != 0 {
-		p.syn += n
-	}
-	p.lat.add(f)
 
+	// An L7 response counts in its route whether it counts as a flow (a
+	// source where it is its connection's record) or as traffic (the
+	// eBPF source: its connection's L3/L4 records carry the flow).
 	if f.L7.Protocol == schemas.L7None || f.L7.Type == flowpb.L7FlowType_REQUEST {
 		return false
 	}

@@ -59,16 +59,16 @@ type Collector struct {
 	attached map[int]*attachment // Run's goroutine only
 	kdrop    link.Link           // tp_btf/kfree_skb, nil if it failed to attach
 
-	mu        sync.Mutex
-	ifaces    []Interface
-	names     map[uint32]string
-	statsMu   sync.Mutex
-	stats     Stats
-	events    atomic.Uint64
+	mu      sync.Mutex
+	ifaces  []Interface
+	names   map[uint32]string
+	statsMu sync.Mutex
+	stats   Stats
+	events  atomic.Uint64
 	// l7Captures and l7Bad count the L7 records passed on and those that
 	// did not decode.
 	l7Captures, l7Bad atomic.Uint64
-	closeOnce sync.Once
+	closeOnce         sync.Once
 
 	// reported holds the counters already reported for flows that had an
 	// active-timeout record (Run's goroutine only).

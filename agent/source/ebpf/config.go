@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/flowbus/flowbus/agent/cluster"
+	"github.com/flowbus/flowbus/agent/l7/fqdn"
+	"github.com/flowbus/flowbus/agent/l7/stream"
 	"github.com/flowbus/flowbus/bpf"
 )
 
@@ -51,6 +53,14 @@ type Config struct {
 	FirstSnapshotWait time.Duration
 	// BatchSize is the number of flows per batch sent downstream (default 512).
 	BatchSize int
+	// L7, when set, follows the L7 protocols of its ports without a policy
+	// (doc.go, "L7"): the kernel captures the heads of their segments
+	// (Kernel.L7.RingBufSize sizes its ring; the head is L7.HeadBytes),
+	// and L7 records (REQUEST, RESPONSE) join the flow records.
+	L7 *stream.Config
+	// Names tunes the cache of DNS answers that gives flows the names
+	// their pods resolved (with L7 following a DNS port).
+	Names fqdn.Options
 }
 
 func (c Config) withDefaults() Config {
@@ -59,6 +69,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FirstSnapshotWait == 0 {
 		c.FirstSnapshotWait = DefaultFirstSnapshotWait
+	}
+	if c.L7 != nil {
+		l7 := *c.L7
+		_ = l7.Validate() // fills the defaults; New has validated
+		c.L7 = &l7
 	}
 	return c
 }
@@ -73,6 +88,15 @@ func (c Config) Validate() error {
 	}
 	if c.FirstSnapshotWait < 0 {
 		return fmt.Errorf("ebpf source: first snapshot wait %v must not be negative", c.FirstSnapshotWait)
+	}
+	if c.L7 != nil {
+		l7 := *c.L7
+		if err := l7.Validate(); err != nil {
+			return fmt.Errorf("ebpf source: %w", err)
+		}
+		if l7.HeadBytes > bpf.L7HeadMax {
+			return fmt.Errorf("ebpf source: L7 head of %d bytes: the kernel captures at most %d", l7.HeadBytes, bpf.L7HeadMax)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package ebpf
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowbus/flowbus/agent/l7/stream"
 	"github.com/flowbus/flowbus/bpf"
 )
 
@@ -32,6 +33,9 @@ var (
 		"Endpoint directions whose policy could not be computed and that deny everything.", nil, nil)
 	descCollisions = prometheus.NewDesc("flowbus_identity_collisions",
 		"Label sets and prefixes that did not get the identity their hash gave them (another held it; the tie-break moved them).", nil, nil)
+	descL7Capture = prometheus.NewDesc("flowbus_l7_captures_total",
+		"L7 captures of the kernel (segments and datagrams of followed ports, with their payload heads), by the protocol of their port and result: captured, ringbuf (refused by the full L7 ring buffer: the segment is missing, and its stream's parser counts a gap) or load (sent without its head: the payload could not be read).",
+		[]string{"protocol", "result"}, nil)
 	descAttached = prometheus.NewDesc("flowbus_bpf_attached_interfaces",
 		"Interfaces the flow programs are attached to.", nil, nil)
 )
@@ -39,7 +43,7 @@ var (
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKernel, descKernelDrops, descFlows, descCPU, descAttached, descSyncs, descRevision,
-		descEndpoints, descRejected, descFailClosed, descCollisions} {
+		descEndpoints, descRejected, descFailClosed, descCollisions, descL7Capture} {
 		ch <- d
 	}
 }
@@ -70,6 +74,23 @@ func (s *Source) Collect(ch chan<- prometheus.Metric) {
 	if d, err := c.KernelDrops(); err == nil {
 		for reason, v := range d {
 			ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(v), reason)
+		}
+	}
+	if s.cfg.L7 == nil {
+		return
+	}
+	if l, err := c.L7Counters(); err == nil {
+		seen := map[stream.Protocol]bool{}
+		for _, proto := range s.cfg.L7.Ports {
+			if seen[proto] {
+				continue
+			}
+			seen[proto] = true
+			n := l[proto]
+			name := proto.String()
+			ch <- prometheus.MustNewConstMetric(descL7Capture, prometheus.CounterValue, float64(n.Captured), name, "captured")
+			ch <- prometheus.MustNewConstMetric(descL7Capture, prometheus.CounterValue, float64(n.RingBuf), name, "ringbuf")
+			ch <- prometheus.MustNewConstMetric(descL7Capture, prometheus.CounterValue, float64(n.Load), name, "load")
 		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/flowbus/flowbus/agent/cluster"
 	"github.com/flowbus/flowbus/agent/identity"
+	"github.com/flowbus/flowbus/agent/l7/fqdn"
+	"github.com/flowbus/flowbus/agent/l7/stream"
 	"github.com/flowbus/flowbus/bpf"
 	"github.com/flowbus/flowbus/schemas"
 )
@@ -29,8 +31,12 @@ type Source struct {
 	coll  atomic.Pointer[bpf.Collector]
 	flows atomic.Uint64 // records sent downstream
 	view  atomic.Pointer[view]
-	dp    atomic.Pointer[datapath]
-	pol   policyStats
+	// names holds the pods' DNS answers (nil without L7 on a DNS port);
+	// l7metrics the L7 tracker's counters (nil without L7).
+	names     *fqdn.Cache
+	l7metrics *stream.Collector
+	dp        atomic.Pointer[datapath]
+	pol       policyStats
 
 	// syncMu orders the two writers of the kernel's endpoint and policy
 	// maps: a new cluster snapshot (follow) and a new set of interfaces
@@ -61,6 +67,15 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Source, erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{cfg: cfg, log: log}
+	if cfg.L7 != nil {
+		s.l7metrics = stream.NewCollector()
+		for _, proto := range cfg.L7.Ports {
+			if proto == stream.DNS || proto == stream.Auto {
+				s.names = fqdn.New(cfg.Names)
+				break
+			}
+		}
+	}
 	if cfg.Cluster == nil {
 		log.Warn("no view of the cluster (--endpoints or --endpoints-source kubernetes): peers cannot be told apart from " +
 			"the world, so a connection between two attached pods counts at both pods' interfaces in rollups, and no " +
@@ -69,6 +84,11 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Source, erro
 	if reg != nil {
 		if err := reg.Register(s); err != nil {
 			return nil, fmt.Errorf("ebpf source: register metrics: %w", err)
+		}
+		if s.l7metrics != nil {
+			if err := reg.Register(s.l7metrics); err != nil {
+				return nil, fmt.Errorf("ebpf source: register L7 metrics: %w", err)
+			}
 		}
 	}
 	return s, nil
@@ -125,11 +145,28 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 			s.sync(nil, ifs)
 		}
 	}
+	if s.cfg.L7 != nil {
+		kcfg.L7 = kernelL7(s.cfg.L7, kcfg.L7.RingBufSize)
+	}
 	coll, err := bpf.New(kcfg, s.log)
 	if err != nil {
 		return fmt.Errorf("ebpf source: %w", err)
 	}
 	s.coll.Store(coll)
+	var l7s *l7sink
+	l7done := make(chan error, 1)
+	// The L7 reader stops with Run, also when Run fails.
+	l7ctx, stopL7 := context.WithCancel(ctx)
+	defer stopL7()
+	if s.cfg.L7 != nil {
+		if l7s, err = newL7Sink(s, out); err != nil {
+			coll.Close()
+			return fmt.Errorf("ebpf source: %w", err)
+		}
+		go func() { l7done <- coll.RunL7(l7ctx, l7s) }()
+	} else {
+		l7done <- nil
+	}
 	sk := &sink{src: s, out: out, lost: lost, coll: coll, batch: make([]schemas.Flow, 0, s.cfg.BatchSize)}
 	fctx, stopFollow := context.WithCancel(ctx)
 	followed := make(chan struct{})
@@ -150,6 +187,13 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	<-followed
 	sk.reportLost()
 	sk.send()
+	stopL7()
+	if err := <-l7done; err != nil {
+		s.log.Warn("L7 capture", "err", err)
+	}
+	if l7s != nil {
+		l7s.close()
+	}
 	if err := coll.Close(); err != nil {
 		s.log.Warn("close ebpf collector", "err", err)
 	}
@@ -244,7 +288,11 @@ func (k *sink) Event(ev *bpf.Event) {
 		names = d.policyNames
 	}
 	k.batch = append(k.batch, schemas.Flow{})
-	toFlow(ev, k.src.cfg.Node, k.src.view.Load(), names, &k.batch[len(k.batch)-1])
+	f := &k.batch[len(k.batch)-1]
+	toFlow(ev, k.src.cfg.Node, k.src.view.Load(), names, f)
+	if k.src.names != nil {
+		addNames(f, k.src.names)
+	}
 	if len(k.batch) >= k.src.cfg.BatchSize {
 		k.send()
 	}
