@@ -126,8 +126,7 @@ func (k *l7sink) emit(r *stream.Record) {
 	req := l7Flow(r, k.cap, k.src.cfg.Node, v)
 	req.TimeNs = e.RequestNs + k.mono
 	req.FirstSeenNs, req.LastSeenNs = req.TimeNs, req.TimeNs
-	req.L7 = e.L7
-	req.L7.Type = flowpb.L7FlowType_REQUEST
+	req.L7 = requestOnly(&e.L7)
 	req.CountAs = schemas.CountNone
 	if e.ResponseNs == 0 {
 		k.batch = append(k.batch, req)
@@ -153,6 +152,23 @@ func (k *l7sink) emit(r *stream.Record) {
 		k.names.AddExchange(podKey(&req.Src, req.SrcIP), &ex)
 	}
 	k.batch = append(k.batch, req, resp)
+}
+
+// requestOnly is what a request record of exchange fields l says, as a
+// Hubble request: the request's fields, none of the response's (status,
+// rcode and answers, error code).
+func requestOnly(l *schemas.L7) schemas.L7 {
+	r := schemas.L7{Type: flowpb.L7FlowType_REQUEST, Protocol: l.Protocol}
+	switch l.Protocol {
+	case schemas.L7HTTP:
+		r.HTTPMethod, r.HTTPURL, r.HTTPProtocol, r.HTTPHeaders = l.HTTPMethod, l.HTTPURL, l.HTTPProtocol, l.HTTPHeaders
+	case schemas.L7DNS:
+		r.DNSQuery, r.DNSQTypes, r.DNSObservationSource = l.DNSQuery, l.DNSQTypes, l.DNSObservationSource
+	case schemas.L7Kafka:
+		r.KafkaAPIKey, r.KafkaAPIVersion, r.KafkaCorrelationID, r.KafkaTopic, r.KafkaClientID =
+			l.KafkaAPIKey, l.KafkaAPIVersion, l.KafkaCorrelationID, l.KafkaTopic, l.KafkaClientID
+	}
+	return r
 }
 
 // l7Flow is the request record of an exchange of r's connection, as the
