@@ -24,6 +24,8 @@ import (
 	"github.com/flowbus/flowbus/agent/cluster/filesource"
 	"github.com/flowbus/flowbus/agent/cluster/k8s"
 	"github.com/flowbus/flowbus/agent/export"
+	"github.com/flowbus/flowbus/agent/l7/fqdn"
+	"github.com/flowbus/flowbus/agent/l7/stream"
 	"github.com/flowbus/flowbus/agent/metrics"
 	"github.com/flowbus/flowbus/agent/source/ebpf"
 	"github.com/flowbus/flowbus/agent/source/hubblegrpc"
@@ -80,6 +82,11 @@ type agentFlags struct {
 	metricsMaxLabels             *int
 	policyEnforcement            *string
 	clusterName                  *string
+	l7Ports                      stream.Ports
+	l7HeadBytes                  *int
+	l7RingBufSize                *uint32
+	l7MaxConns                   *int
+	fqdnGrace                    *time.Duration
 }
 
 // Bounds of the agent's numeric flags that no package states.
@@ -127,6 +134,18 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	}, fmt.Sprintf("a power of two from %d (the page size) to %d", page, maxRingBufSize)})
 	f.maxFlows = fs.Uint32("max-flows", bpf.DefaultMaxFlows, "ebpf: capacity of each kernel flow map (one for IPv4, one for IPv6); a full map reports its new flows packet by packet and counts them")
 	fs.check("max-flows", atLeast(f.maxFlows, 1))
+	fs.Var(&f.l7Ports, "l7", "ebpf: follow L7 without a policy on these server ports, as protocol:port[,port...] items separated by spaces (repeatable): http (HTTP/1.1), grpc or http2, dns (UDP and TCP), kafka, auto (detected from the client's first bytes); a port is TCP unless it ends in /udp (dns and auto only), e.g. 'http:8080 grpc:9090 dns:53 kafka:9092'; the kernel captures the head of every segment of those connections, and L7 records (REQUEST, RESPONSE with latency) join the flows; empty: off")
+	f.l7HeadBytes = fs.Int("l7-head-bytes", 512, "ebpf: bytes of each segment's payload the kernel captures for the L7 parsers (a header longer than the segment's head cannot be read and is counted)")
+	fs.check("l7-head-bytes", between(f.l7HeadBytes, stream.MinHeadBytes, bpf.L7HeadMax))
+	f.l7RingBufSize = fs.Uint32("l7-ringbuf-size", bpf.DefaultL7RingBuf, "ebpf: L7 capture ring buffer bytes (a power of two, a multiple of the page size); a full ring loses captures, counted (flowbus_l7_captures_total{result=\"ringbuf\"})")
+	fs.check("l7-ringbuf-size", bound{func() bool {
+		n := *f.l7RingBufSize
+		return n >= page && n <= maxRingBufSize && n&(n-1) == 0
+	}, fmt.Sprintf("a power of two from %d (the page size) to %d", page, maxRingBufSize)})
+	f.l7MaxConns = fs.Int("l7-max-conns", stream.DefaultMaxConns, "ebpf: L7 connections followed at once; over it the least recently active is given up (counted)")
+	fs.check("l7-max-conns", between(f.l7MaxConns, 1, 1<<22))
+	f.fqdnGrace = fs.Duration("fqdn-grace", 0, "ebpf: keep a DNS answer's names on flows this long past its TTL (as Cilium's --tofqdns-idle-connection-grace-period)")
+	fs.check("fqdn-grace", atLeast(f.fqdnGrace, 0))
 
 	fs.group("Aggregation and export")
 	f.noAggregate = fs.Bool("no-aggregate", false, "publish every raw flow instead of folding flows with the same key per window")
@@ -332,10 +351,16 @@ func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error)
 		if *f.endpointsSource == "kubernetes" || *f.endpoints != "" {
 			store = rt.cluster
 		}
-		src, err := ebpf.New(ebpf.Config{
-			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout},
-			Node:   *f.node, Cluster: store, ClusterName: *f.clusterName, EnforcePolicy: *f.policyEnforcement == "default",
-		}, io.Log, reg)
+		cfg := ebpf.Config{
+			Kernel: bpf.Config{Interfaces: *f.interfaces, MaxFlows: *f.maxFlows, RingBufSize: *f.ringbufSize, ActiveTimeout: *f.activeTimeout,
+				L7: bpf.L7Config{RingBufSize: *f.l7RingBufSize}},
+			Node: *f.node, Cluster: store, ClusterName: *f.clusterName, EnforcePolicy: *f.policyEnforcement == "default",
+			Names: fqdn.Options{Grace: *f.fqdnGrace},
+		}
+		if len(f.l7Ports) > 0 {
+			cfg.L7 = &stream.Config{Ports: f.l7Ports, HeadBytes: *f.l7HeadBytes, MaxConns: *f.l7MaxConns}
+		}
+		src, err := ebpf.New(cfg, io.Log, reg)
 		if errors.Is(err, ebpf.ErrNeedsLinux) {
 			return nil, fmt.Errorf("--source ebpf %w: this build is for %s", ebpf.ErrNeedsLinux, runtime.GOOS)
 		}

@@ -60,6 +60,12 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 		defer stop()
 		labCfg = lab.Config{StateDir: lab.DefaultStateDir}
 		*f.source, *f.endpoints, *f.policies, *f.interfaces = "ebpf", plan.EndpointsFile, plan.PoliciesFile, []string{lab.DefaultPrefix + "[0-9]*h"}
+		if l7 := labL7Ports(&plan.Topology); l7 != "" && len(f.l7Ports) == 0 {
+			// L7 on the fleet's servers, for the drill-down.
+			if err := f.l7Ports.Set(l7); err != nil {
+				return fmt.Errorf("--lab: L7 ports of the fleet: %w", err)
+			}
+		}
 	}
 
 	rt, err := f.build(cio, true, runID)

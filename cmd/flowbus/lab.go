@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -149,9 +151,44 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintf(io.Stdout, "policies file:  %s (%d policies; an agent given --policies enforces them)\n", plan.PoliciesFile, len(plan.Topology.Policies))
 		agent += " --policies " + plan.PoliciesFile
 	}
+	if l7 := labL7Ports(&plan.Topology); l7 != "" {
+		agent += " --l7 '" + l7 + "'"
+	}
 	fmt.Fprintf(io.Stdout, "agent:  %s --interfaces '%s[0-9]*h'\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
 		agent, plan.Prefix, cfg.StateDir, cfg.StateDir)
 	return nil
+}
+
+// labL7Ports is the agent's --l7 for a topology: every server port of an
+// L7 kind with its protocol (http, grpc, dns, kafka), one item per
+// protocol; a port that two kinds share is left to detection (auto).
+func labL7Ports(t *lab.Topology) string {
+	protoOf := map[string]string{lab.KindHTTP: "http", lab.KindGRPC: "grpc", lab.KindDNS: "dns", "kafka": "kafka"}
+	byPort := map[uint16]string{}
+	for _, p := range t.Pods {
+		for _, s := range p.Servers {
+			proto, ok := protoOf[s.Kind]
+			if !ok {
+				continue
+			}
+			if was, seen := byPort[s.Port]; seen && was != proto {
+				proto = "auto"
+			}
+			byPort[s.Port] = proto
+		}
+	}
+	ports := map[string][]string{}
+	for port, proto := range byPort {
+		ports[proto] = append(ports[proto], strconv.Itoa(int(port)))
+	}
+	var items []string
+	for _, proto := range []string{"http", "grpc", "dns", "kafka", "auto"} {
+		if ps := ports[proto]; len(ps) > 0 {
+			slices.SortFunc(ps, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+			items = append(items, proto+":"+strings.Join(ps, ","))
+		}
+	}
+	return strings.Join(items, " ")
 }
 
 // newLabTrafficFlags returns the flags of 'flowbus lab traffic'.
