@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"os"
 	"strconv"
@@ -31,6 +32,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -91,6 +94,7 @@ type edge struct {
 	httpc     *http.Client
 	grpcConns map[netip.Addr]*grpc.ClientConn
 	closers   []func()
+	truth     *truthWriter // ground truth of the L7 requests
 
 	sent, ok, s5xx, resets, timeouts, errs, skipped atomic.Uint64
 	conns                                           atomic.Uint64
@@ -147,12 +151,21 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	}
 	// Datagram ICMP sockets for ping; the sysctl is per network namespace.
 	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647\n"), 0o644)
+	truth, err := openTruth(stateDir, plan, pod)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := truth.Close(); err != nil {
+			log.Error("ground truth", "err", err)
+		}
+	}()
 	h := fnv.New64a()
 	h.Write([]byte(pod))
 	var edges []*edge
 	for i, cs := range spec.Clients {
 		target, _ := plan.Pod(cs.To)
-		e := &edge{spec: cs, target: target, plan: plan, from: pod, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
+		e := &edge{spec: cs, target: target, plan: plan, from: pod, truth: truth, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
 		switch cs.Kind {
 		case KindHTTP:
 			tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second,
@@ -171,6 +184,7 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 					grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
 					grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
 						Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}),
+					grpc.WithStatsHandler(grpcTimer{}),
 					grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
 				if err != nil {
 					return fmt.Errorf("grpc client to %s: %w", cs.To, err)
@@ -190,6 +204,9 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 		}
 	}()
 	report := func(final bool) {
+		if err := truth.Flush(); err != nil {
+			log.Error("ground truth", "err", err)
+		}
 		r := clientReport{Pod: pod, Final: final}
 		for _, e := range edges {
 			r.Edges = append(r.Edges, e.stats())
@@ -233,6 +250,12 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	for {
 		select {
 		case <-done:
+			for _, e := range edges {
+				for _, c := range e.closers {
+					c()
+				}
+				e.closers = nil
+			}
 			report(true)
 			for _, e := range edges {
 				if s, _ := e.lastErr.Load().(string); s != "" {
@@ -266,6 +289,11 @@ func (e *edge) do() {
 	default:
 		err = fmt.Errorf("unknown kind %q", e.spec.Kind)
 	}
+	e.count(is5xx, err)
+}
+
+// count counts the outcome of one request.
+func (e *edge) count(is5xx bool, err error) {
 	switch {
 	case err == nil && is5xx:
 		e.s5xx.Add(1)
@@ -293,31 +321,75 @@ func isTimeout(err error) bool {
 		status.Code(err) == codes.DeadlineExceeded || (errors.As(err, &ne) && ne.Timeout())
 }
 
-func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
+// httpPath picks the next request's path, its id filled in.
+func (e *edge) httpPath() (path, id string) {
 	e.rngMu.Lock()
-	path := e.spec.Paths[e.rng.IntN(len(e.spec.Paths))]
+	path = e.spec.Paths[e.rng.IntN(len(e.spec.Paths))]
 	e.rngMu.Unlock()
-	id := strconv.FormatUint(e.id(), 10)
-	path = strings.Replace(path, "{id}", id, 1)
+	id = strconv.FormatUint(e.id(), 10)
+	return strings.Replace(path, "{id}", id, 1), id
+}
+
+func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
+	path, id := e.httpPath()
 	url := "http://" + netip.AddrPortFrom(addr, e.spec.Port).String() + path
 	var body io.Reader
 	if e.spec.Method == http.MethodPost || e.spec.Method == http.MethodPut {
 		body = strings.NewReader(`{"id":` + id + `}`)
 	}
-	req, err := http.NewRequest(e.spec.Method, url, body)
-	if err != nil {
-		return false, err
+	rec := TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port, Proto: ProtoHTTP,
+		Method: e.spec.Method, Path: path, Status: -1}
+	// Request start, end of its write and first response byte, from the
+	// transport's goroutines.
+	var (
+		mu                  sync.Mutex
+		start, wrote, first = time.Now(), time.Time{}, time.Time{}
+	)
+	trace := &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			start = time.Now()
+			if ta, ok := i.Conn.LocalAddr().(*net.TCPAddr); ok {
+				rec.LocalPort = uint16(ta.Port)
+			}
+		},
+		WroteRequest:         func(httptrace.WroteRequestInfo) { mu.Lock(); wrote = time.Now(); mu.Unlock() },
+		GotFirstResponseByte: func() { mu.Lock(); first = time.Now(); mu.Unlock() },
 	}
-	resp, err := e.httpc.Do(req)
-	if err != nil {
-		return false, err
+	is5xx, err := func() (bool, error) {
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), e.spec.Method, url, body)
+		if err != nil {
+			return false, err
+		}
+		resp, err := e.httpc.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		rec.Status = resp.StatusCode
+		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if err != nil {
+			return false, err
+		}
+		return e.checkHTTP(url, path, resp.StatusCode, got)
+	}()
+	mu.Lock()
+	rec.Time = start.UnixNano()
+	if !first.IsZero() && !wrote.IsZero() {
+		rec.LatencyNs = int64(first.Sub(wrote))
 	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	mu.Unlock()
 	if err != nil {
-		return false, err
+		rec.Error = err.Error()
 	}
-	// What the server must have answered.
+	e.truth.write(rec)
+	return is5xx, err
+}
+
+// checkHTTP checks an HTTP answer against what the server must have
+// answered; it reports whether the answer is a 5xx.
+func (e *edge) checkHTTP(url, path string, status int, got []byte) (bool, error) {
 	wantStatus, wantBody := http.StatusNotFound, "404 page not found\n"
 	if spec, ok := e.plan.Spec(e.spec.To); ok {
 		for _, s := range spec.Servers {
@@ -338,23 +410,96 @@ func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
 			}
 		}
 	}
-	if resp.StatusCode != wantStatus || string(got) != wantBody {
-		return false, fmt.Errorf("%s %s: got %d %q, want %d %q", e.spec.Method, url, resp.StatusCode, got, wantStatus, wantBody)
+	if status != wantStatus || string(got) != wantBody {
+		return false, fmt.Errorf("%s %s: got %d %q, want %d %q", e.spec.Method, url, status, got, wantStatus, wantBody)
 	}
-	return resp.StatusCode >= 500, nil
+	return status >= 500, nil
 }
+
+// The gRPC methods the lab's clients call.
+const (
+	GRPCCheck = "/grpc.health.v1.Health/Check"
+)
 
 func (e *edge) doGRPC(addr netip.Addr) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{})
+	t := &rpcTimes{start: time.Now()}
+	ctx = context.WithValue(ctx, rpcTimesKey{}, t)
+	var p peer.Peer
+	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
+	if err == nil && resp.Status != healthpb.HealthCheckResponse_SERVING {
+		err = fmt.Errorf("grpc health of %s: %s", e.spec.To, resp.Status)
+	}
+	e.truth.write(t.record(e, addr, GRPCCheck, false, &p, err))
+	return err
+}
+
+// rpcTimes is what grpcTimer notes of one RPC.
+type rpcTimes struct {
+	mu                 sync.Mutex
+	start              time.Time // the call
+	wrote, header, end time.Time // request message written, response headers, end status
+	messages           int       // response messages
+}
+
+type rpcTimesKey struct{}
+
+// record is the ground truth of one finished RPC: status code (-1 when no
+// response header came back), latency from the request message's write to
+// the response headers, duration to the end status.
+func (t *rpcTimes) record(e *edge, addr netip.Addr, method string, stream bool, p *peer.Peer, err error) TruthRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec := TruthRecord{Time: t.start.UnixNano(), To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port,
+		Proto: ProtoGRPC, Method: method, Status: -1, Stream: stream, Messages: t.messages}
+	if !t.wrote.IsZero() {
+		rec.Time = t.wrote.UnixNano()
+	}
+	if ta, ok := p.LocalAddr.(*net.TCPAddr); ok {
+		rec.LocalPort = uint16(ta.Port)
+	}
+	if !t.header.IsZero() {
+		rec.Status = int(status.Code(err))
+		rec.LatencyNs = int64(t.header.Sub(t.wrote))
+		if !t.end.IsZero() {
+			rec.DurationNs = int64(t.end.Sub(t.wrote))
+		}
+	}
 	if err != nil {
-		return err
+		rec.Error = err.Error()
 	}
-	if resp.Status != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("grpc health of %s: %s", e.spec.To, resp.Status)
+	return rec
+}
+
+// grpcTimer is the clients' gRPC stats handler: it notes, in the RPC's
+// rpcTimes, when the request message was written, when the response
+// headers came, how many messages followed, and when the RPC ended.
+type grpcTimer struct{}
+
+func (grpcTimer) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (grpcTimer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (grpcTimer) HandleConn(context.Context, stats.ConnStats)                       {}
+func (grpcTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	t, ok := ctx.Value(rpcTimesKey{}).(*rpcTimes)
+	if !ok {
+		return
 	}
-	return nil
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch s := s.(type) {
+	case *stats.OutPayload:
+		if t.wrote.IsZero() {
+			t.wrote = s.SentTime
+		}
+	case *stats.InHeader:
+		t.header = now
+	case *stats.InPayload:
+		t.messages++
+	case *stats.End:
+		t.end = s.EndTime
+	}
 }
 
 // dialTCP opens a TCP connection and counts it, failed or not.
@@ -436,41 +581,79 @@ func (e *edge) doDNS(addr netip.Addr, n uint64) error {
 	if err != nil {
 		return err
 	}
+	rec := TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: "udp", ServerPort: e.spec.Port, Proto: ProtoDNS,
+		Method: strings.TrimPrefix(qtype.String(), "Type"), Path: qname.String(), Status: -1}
+	msg, err := e.exchangeDNS(addr, pkt, id, &rec)
+	if err == nil {
+		rec.Status = int(msg.RCode)
+		err = e.checkDNS(msg, name, qtype, &rec)
+	} else {
+		err = fmt.Errorf("dns %s %s: %w", qtype, name, err)
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	e.truth.write(rec)
+	return err
+}
+
+// exchangeDNS sends one query over UDP and returns its answer. It fills
+// rec's time (before the write), local port and latency (end of the write
+// to the read that returned the answer).
+func (e *edge) exchangeDNS(addr netip.Addr, pkt []byte, id uint16, rec *TruthRecord) (*dnsmessage.Message, error) {
+	rec.Time = time.Now().UnixNano()
 	c, err := e.dialUDP(netip.AddrPortFrom(addr, e.spec.Port))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
+	rec.LocalPort = uint16(c.LocalAddr().(*net.UDPAddr).Port)
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	rec.Time = time.Now().UnixNano()
 	if _, err := c.Write(pkt); err != nil {
-		return err
+		return nil, err
 	}
+	wrote := time.Now()
 	e.conns.Add(1) // a socket (source port) of its own per query
 	resp := make([]byte, 1500)
 	for {
 		m, err := c.Read(resp)
 		if err != nil {
-			return fmt.Errorf("dns %s %s: %w", qtype, name, err)
+			return nil, err
 		}
 		var msg dnsmessage.Message
 		if err := msg.Unpack(resp[:m]); err != nil || msg.ID != id {
 			continue // not our answer
 		}
-		wantRCode, wantIPs := DNSAnswer(e.plan, name, qtype)
-		var got []netip.Addr
-		for _, a := range msg.Answers {
-			switch r := a.Body.(type) {
-			case *dnsmessage.AResource:
-				got = append(got, netip.AddrFrom4(r.A))
-			case *dnsmessage.AAAAResource:
-				got = append(got, netip.AddrFrom16(r.AAAA))
-			}
-		}
-		if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) {
-			return fmt.Errorf("dns %s %s: got %s %v, want %s %v", qtype, name, msg.RCode, got, wantRCode, wantIPs)
-		}
-		return nil
+		rec.LatencyNs = int64(time.Since(wrote))
+		return &msg, nil
 	}
+}
+
+// checkDNS checks an answer against what the lab's DNS server must have
+// answered, and notes its records in rec.
+func (e *edge) checkDNS(msg *dnsmessage.Message, name string, qtype dnsmessage.Type, rec *TruthRecord) error {
+	var got []netip.Addr
+	for i, a := range msg.Answers {
+		if i == 0 || a.Header.TTL < rec.TTL {
+			rec.TTL = a.Header.TTL
+		}
+		switch r := a.Body.(type) {
+		case *dnsmessage.AResource:
+			got = append(got, netip.AddrFrom4(r.A))
+			rec.Answers = append(rec.Answers, netip.AddrFrom4(r.A).String())
+		case *dnsmessage.AAAAResource:
+			got = append(got, netip.AddrFrom16(r.AAAA))
+			rec.Answers = append(rec.Answers, netip.AddrFrom16(r.AAAA).String())
+		case *dnsmessage.CNAMEResource:
+			rec.CNAMEs = append(rec.CNAMEs, r.CNAME.String())
+		}
+	}
+	wantRCode, wantIPs := DNSAnswer(e.plan, name, qtype)
+	if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) {
+		return fmt.Errorf("dns %s %s: got %s %v, want %s %v", qtype, name, msg.RCode, got, wantRCode, wantIPs)
+	}
+	return nil
 }
 
 func (e *edge) doPing(addr netip.Addr, n uint64) error {

@@ -59,6 +59,42 @@
 // random: a port reused within a flow's idle timeout is one flow to any
 // conntrack, and random ports come back within seconds at the lab's rates.
 //
+// # Ground truth
+//
+// Every L7 request a client makes (http, grpc, dns; tcp-echo and ping are
+// not L7 and write nothing) is written as one JSON line, a TruthRecord, to
+// <state>/truth/<pod>.jsonl, the log of the client pod (TruthPath). The
+// client process appends to it (a second Traffic adds to the first's
+// lines; tell runs apart by Time), buffered, flushed with every progress
+// report (250 ms) and when the clients stop, so the log is complete when
+// Traffic returns. ReadTruth reads every pod's log back; a malformed line
+// is an error naming its file and line, and the good lines are kept. A
+// request that got no answer (a timeout, a reset, a refused connection)
+// has Status -1 and an Error; a wrong answer keeps the status it got and
+// has an Error.
+//
+// How each kind measures. Time is when the client began writing the
+// request; LatencyNs runs from the end of that write to the first byte of
+// the response, as close as the client library lets the lab see them:
+//   - http: net/http's client trace: Time at GotConn (the write starts
+//     right after), latency from WroteRequest to GotFirstResponseByte;
+//     LocalPort is the connection's. Path is the URL path as sent, with
+//     its concrete id.
+//   - grpc: a stats handler: Time and the start of the latency at the
+//     request message's OutPayload (written to the transport), the end at
+//     the response headers (InHeader), DurationNs to the end status
+//     (End); LocalPort from the call's peer. Status is the gRPC code, or
+//     -1 when no response headers came (a deadline, a lost connection).
+//   - dns: Time just before the query's write, latency from the end of the
+//     write to the read that returned the answer. Path is the query name
+//     as on the wire, lower case as asked and with its trailing dot
+//     (Hubble prints it the same way); Method the query type ("A",
+//     "AAAA"); Status the rcode (0 NOERROR, 3 NXDOMAIN); Answers the
+//     addresses, CNAMEs the CNAME targets, TTL the smallest TTL of the
+//     answer records.
+//
+// Down removes the truth directory with the rest of the state.
+//
 // The lab enforces no policy itself. A topology's policies (NetworkPolicy
 // and CiliumNetworkPolicy manifests) are written to policies.yaml in the
 // state directory, and an eBPF agent given it (--policies) enforces them in
@@ -82,7 +118,7 @@
 // ones and any inside the namespaces; SIGTERM, then SIGKILL), deletes the
 // host veths (which deletes the pod ends), deletes the namespaces, removes
 // the files the lab writes in the state directory (lab.json, endpoints.yaml, policies.yaml,
-// logs/, ready/) and the directory when nothing else is in it, and then
+// logs/, ready/, truth/) and the directory when nothing else is in it, and then
 // checks that nothing is left. Down is idempotent. Up refuses to start when
 // anything with its prefix exists, so everything with the prefix is its
 // own, and on any failure or interrupt it runs Down before returning.
