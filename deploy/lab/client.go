@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -106,6 +108,9 @@ func (e *edge) stats() EdgeStats {
 	detail := ""
 	if e.spec.Kind == KindHTTP {
 		detail = e.spec.Method + " " + strings.Join(e.spec.Paths, ",")
+		if e.spec.Pipeline > 1 {
+			detail += fmt.Sprintf(" pipeline %d", e.spec.Pipeline)
+		}
 	}
 	lastErr, _ := e.lastErr.Load().(string)
 	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
@@ -277,6 +282,10 @@ func (e *edge) do() {
 	var is5xx bool
 	switch e.spec.Kind {
 	case KindHTTP:
+		if e.spec.Pipeline > 1 {
+			e.doPipeline(addr)
+			return
+		}
 		is5xx, err = e.doHTTP(addr)
 	case KindGRPC:
 		err = e.doGRPC(addr)
@@ -385,6 +394,118 @@ func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
 	}
 	e.truth.write(rec)
 	return is5xx, err
+}
+
+// doPipeline opens a connection, writes Pipeline requests on it in one
+// write, then reads and checks the responses in order (net/http does not
+// pipeline, so this is raw HTTP/1.1 on a net.Conn). It counts every
+// request: one tick sent Pipeline of them.
+func (e *edge) doPipeline(addr netip.Addr) {
+	n := e.spec.Pipeline
+	e.sent.Add(uint64(n - 1))
+	host := netip.AddrPortFrom(addr, e.spec.Port).String()
+	recs := make([]TruthRecord, n)
+	reqs := make([]*http.Request, n)
+	var buf bytes.Buffer
+	for i := range n {
+		path, id := e.httpPath()
+		recs[i] = TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port, Proto: ProtoHTTP,
+			Method: e.spec.Method, Path: path, Status: -1, Pipelined: i + 1}
+		reqs[i] = &http.Request{Method: e.spec.Method, URL: &url.URL{Path: path}}
+		fmt.Fprintf(&buf, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: flowbus-lab\r\n", e.spec.Method, path, host)
+		if e.spec.Method == http.MethodPost || e.spec.Method == http.MethodPut {
+			body := `{"id":` + id + `}`
+			fmt.Fprintf(&buf, "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		} else {
+			buf.WriteString("\r\n")
+		}
+	}
+	done := 0
+	finish := func(is5xx bool, err error) {
+		if err != nil {
+			recs[done].Error = err.Error()
+		}
+		e.truth.write(recs[done])
+		e.count(is5xx, err)
+		done++
+	}
+	defer func() {
+		for done < n { // the requests after a failure fail with it
+			finish(false, fmt.Errorf("pipelined request %d of %d: an earlier one failed: %s", done+1, n, recs[done-1].Error))
+		}
+	}()
+	start := time.Now()
+	for i := range recs {
+		recs[i].Time = start.UnixNano()
+	}
+	c, err := e.dialTCP(context.Background(), "tcp", host)
+	if err != nil {
+		finish(false, err)
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	local := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	start = time.Now()
+	for i := range recs {
+		recs[i].Time, recs[i].LocalPort = start.UnixNano(), local
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		finish(false, err)
+		return
+	}
+	wrote := time.Now()
+	tr := &timedReader{r: c}
+	br := bufio.NewReader(tr)
+	for i := range n {
+		off := tr.total - int64(br.Buffered()) // where response i starts in the stream
+		resp, err := http.ReadResponse(br, reqs[i])
+		if err != nil {
+			finish(false, err)
+			return
+		}
+		recs[i].Status = resp.StatusCode
+		recs[i].LatencyNs = int64(tr.at(off).Sub(wrote))
+		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if err != nil {
+			finish(false, err)
+			return
+		}
+		finish(e.checkHTTP("http://"+host+reqs[i].URL.Path, reqs[i].URL.Path, resp.StatusCode, got))
+	}
+}
+
+// timedReader notes when each read returned and the stream offset it
+// reached, so that the arrival of any byte read can be looked up.
+type timedReader struct {
+	r     io.Reader
+	total int64
+	reads []timedRead
+}
+
+type timedRead struct {
+	end int64 // stream offset after the read
+	t   time.Time
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.total += int64(n)
+		t.reads = append(t.reads, timedRead{t.total, time.Now()})
+	}
+	return n, err
+}
+
+// at returns when the byte at offset off was read (zero if not yet).
+func (t *timedReader) at(off int64) time.Time {
+	for _, r := range t.reads {
+		if r.end > off {
+			return r.t
+		}
+	}
+	return time.Time{}
 }
 
 // checkHTTP checks an HTTP answer against what the server must have

@@ -96,6 +96,11 @@ type ClientSpec struct {
 	Paths    []string `yaml:"paths" json:"paths"`       // http; "{id}" is replaced by a random id
 	Names    []string `yaml:"names" json:"names"`       // dns; asked in turn, A then AAAA
 	NewConn  bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
+	// Pipeline (http), when above 1, makes each tick open a connection and
+	// send Pipeline requests back to back on it before reading the
+	// responses, which are read and checked in order (HTTP/1.1
+	// pipelining); the connection is closed after the last.
+	Pipeline int `yaml:"pipeline" json:"pipeline,omitempty"`
 	Messages int      `yaml:"messages" json:"messages"` // tcp-echo: lines per connection; default 3
 	Family   string   `yaml:"family" json:"family"`     // ipv4, ipv6 or both (default: alternate)
 }
@@ -336,6 +341,9 @@ func (t *Topology) Validate() error {
 			}
 			if c.Kind == KindDNS && len(c.Names) == 0 {
 				return fmt.Errorf("%s: a dns client needs names", where)
+			}
+			if c.Pipeline != 0 && (c.Kind != KindHTTP || c.NewConn || c.Pipeline < 2 || c.Pipeline > 100) {
+				return fmt.Errorf("%s: pipeline %d: want 2..100 on an http edge without new_conn", where, c.Pipeline)
 			}
 			if c.Messages < 0 || c.Messages > 1000 {
 				return fmt.Errorf("%s: messages %d: want 1..1000", where, c.Messages)
