@@ -89,20 +89,20 @@ type RouteSpec struct {
 
 // ClientSpec is one edge of traffic from the pod that holds it to pod To.
 type ClientSpec struct {
-	To       string   `yaml:"to" json:"to"`
-	Kind     string   `yaml:"kind" json:"kind"`
-	Port     uint16   `yaml:"port" json:"port"`         // default 53 for dns; unused for ping
-	Method   string   `yaml:"method" json:"method"`     // http; default GET
-	Paths    []string `yaml:"paths" json:"paths"`       // http; "{id}" is replaced by a random id
-	Names    []string `yaml:"names" json:"names"`       // dns; asked in turn, A then AAAA
-	NewConn  bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
+	To      string   `yaml:"to" json:"to"`
+	Kind    string   `yaml:"kind" json:"kind"`
+	Port    uint16   `yaml:"port" json:"port"`         // default 53 for dns; unused for ping
+	Method  string   `yaml:"method" json:"method"`     // http; default GET
+	Paths   []string `yaml:"paths" json:"paths"`       // http; "{id}" is replaced by a random id
+	Names   []string `yaml:"names" json:"names"`       // dns; asked in turn, A then AAAA
+	NewConn bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
 	// Pipeline (http), when above 1, makes each tick open a connection and
 	// send Pipeline requests back to back on it before reading the
 	// responses, which are read and checked in order (HTTP/1.1
 	// pipelining); the connection is closed after the last.
-	Pipeline int `yaml:"pipeline" json:"pipeline,omitempty"`
-	Messages int      `yaml:"messages" json:"messages"` // tcp-echo: lines per connection; default 3
-	Family   string   `yaml:"family" json:"family"`     // ipv4, ipv6 or both (default: alternate)
+	Pipeline int    `yaml:"pipeline" json:"pipeline,omitempty"`
+	Messages int    `yaml:"messages" json:"messages"` // tcp-echo: lines per connection; default 3
+	Family   string `yaml:"family" json:"family"`     // ipv4, ipv6 or both (default: alternate)
 }
 
 // ServiceSpec is a service: a name and cluster IPs over the pods its
