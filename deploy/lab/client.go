@@ -171,33 +171,13 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	for i, cs := range spec.Clients {
 		target, _ := plan.Pod(cs.To)
 		e := &edge{spec: cs, target: target, plan: plan, from: pod, truth: truth, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
-		switch cs.Kind {
-		case KindHTTP:
-			tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second,
-				DialContext: e.dialTCP}
-			e.httpc = &http.Client{Transport: tr, Timeout: 3 * time.Second}
-			e.closers = append(e.closers, tr.CloseIdleConnections)
-		case KindGRPC:
-			// One HTTP/2 connection per family, as a gRPC client keeps.
-			// Keepalive pings find a connection whose packets are dropped
-			// (a policy edit) within ~2 s, and reconnects back off to
-			// 500 ms at most, so a reverted edit is followed within a
-			// second by a new connection, as a tuned production client.
-			conns := map[netip.Addr]*grpc.ClientConn{}
-			for _, a := range []netip.Addr{target.IPv4, target.IPv6} {
-				cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-					grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
-					grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
-						Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}),
-					grpc.WithStatsHandler(grpcTimer{}),
-					grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
-				if err != nil {
-					return fmt.Errorf("grpc client to %s: %w", cs.To, err)
+		if err := e.setup(); err != nil {
+			for _, e := range append(edges, e) {
+				for _, c := range e.closers {
+					c()
 				}
-				conns[a] = cc
-				e.closers = append(e.closers, func() { _ = cc.Close() })
 			}
-			e.grpcConns = conns
+			return err
 		}
 		edges = append(edges, e)
 	}
@@ -274,6 +254,41 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	}
 }
 
+// setup makes what the edge's requests share: an HTTP client, gRPC
+// connections, Kafka clients.
+func (e *edge) setup() error {
+	cs, target := e.spec, e.target
+	switch cs.Kind {
+	case KindHTTP:
+		tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second,
+			DialContext: e.dialTCP}
+		e.httpc = &http.Client{Transport: tr, Timeout: 3 * time.Second}
+		e.closers = append(e.closers, tr.CloseIdleConnections)
+	case KindGRPC:
+		// One HTTP/2 connection per family, as a gRPC client keeps.
+		// Keepalive pings find a connection whose packets are dropped
+		// (a policy edit) within ~2 s, and reconnects back off to
+		// 500 ms at most, so a reverted edit is followed within a
+		// second by a new connection, as a tuned production client.
+		conns := map[netip.Addr]*grpc.ClientConn{}
+		for _, a := range []netip.Addr{target.IPv4, target.IPv6} {
+			cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
+				grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+					Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}),
+				grpc.WithStatsHandler(grpcTimer{}),
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
+			if err != nil {
+				return fmt.Errorf("grpc client to %s: %w", cs.To, err)
+			}
+			conns[a] = cc
+			e.closers = append(e.closers, func() { _ = cc.Close() })
+		}
+		e.grpcConns = conns
+	}
+	return nil
+}
+
 // do sends one request and counts its outcome.
 func (e *edge) do() {
 	n := e.n.Add(1) - 1
@@ -288,7 +303,7 @@ func (e *edge) do() {
 		}
 		is5xx, err = e.doHTTP(addr)
 	case KindGRPC:
-		err = e.doGRPC(addr)
+		err = e.doGRPC(addr, n)
 	case KindTCPEcho:
 		err = e.doEcho(addr, n)
 	case KindDNS:
@@ -539,21 +554,72 @@ func (e *edge) checkHTTP(url, path string, status int, got []byte) (bool, error)
 
 // The gRPC methods the lab's clients call.
 const (
-	GRPCCheck = "/grpc.health.v1.Health/Check"
+	GRPCCheck  = "/grpc.health.v1.Health/Check" // unary
+	GRPCStream = "/flowbus.lab.v1.Lab/Stream"   // server-streaming
 )
 
-func (e *edge) doGRPC(addr netip.Addr) error {
+func (e *edge) doGRPC(addr netip.Addr, n uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	t := &rpcTimes{start: time.Now()}
 	ctx = context.WithValue(ctx, rpcTimesKey{}, t)
 	var p peer.Peer
-	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
-	if err == nil && resp.Status != healthpb.HealthCheckResponse_SERVING {
-		err = fmt.Errorf("grpc health of %s: %s", e.spec.To, resp.Status)
+	if e.spec.Stream > 0 {
+		err := e.grpcStream(ctx, addr, &p)
+		e.truth.write(t.record(e, addr, GRPCStream, true, &p, err))
+		return err
 	}
+	svc := ""
+	if len(e.spec.Services) > 0 {
+		svc = e.spec.Services[(n/2)%uint64(len(e.spec.Services))]
+	}
+	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{Service: svc}, grpc.Peer(&p))
 	e.truth.write(t.record(e, addr, GRPCCheck, false, &p, err))
-	return err
+	// What the server must have answered: SERVING for itself and its
+	// workload, NOT_FOUND for any other service.
+	known := svc == "" || svc == e.target.workload(e.plan)
+	switch {
+	case err == nil && known && resp.Status == healthpb.HealthCheckResponse_SERVING:
+		return nil
+	case !known && status.Code(err) == codes.NotFound:
+		return nil
+	case err == nil:
+		return fmt.Errorf("grpc health of %s service %q: %s", e.spec.To, svc, resp.Status)
+	case isTimeout(err) || known:
+		return err
+	}
+	return fmt.Errorf("grpc health of %s service %q: %w; want NOT_FOUND", e.spec.To, svc, err)
+}
+
+// grpcStream makes one Stream call and checks that it brings Stream
+// messages and ends OK.
+func (e *edge) grpcStream(ctx context.Context, addr netip.Addr, p *peer.Peer) error {
+	cs, err := e.grpcConns[addr].NewStream(ctx, &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true}, GRPCStream, grpc.Peer(p))
+	if err != nil {
+		return err
+	}
+	if err := cs.SendMsg(&healthpb.HealthCheckRequest{Service: strconv.Itoa(e.spec.Stream)}); err != nil {
+		return err
+	}
+	if err := cs.CloseSend(); err != nil {
+		return err
+	}
+	got := 0
+	for {
+		var resp healthpb.HealthCheckResponse
+		err := cs.RecvMsg(&resp)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		got++
+	}
+	if got != e.spec.Stream {
+		return fmt.Errorf("grpc stream from %s: %d messages, want %d", e.spec.To, got, e.spec.Stream)
+	}
+	return nil
 }
 
 // rpcTimes is what grpcTimer notes of one RPC.
@@ -573,7 +639,7 @@ func (t *rpcTimes) record(e *edge, addr netip.Addr, method string, stream bool, 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	rec := TruthRecord{Time: t.start.UnixNano(), To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port,
-		Proto: ProtoGRPC, Method: method, Status: -1, Stream: stream, Messages: t.messages}
+		Proto: ProtoGRPC, Method: method, Path: method, Status: -1, Stream: stream, Messages: t.messages}
 	if !t.wrote.IsZero() {
 		rec.Time = t.wrote.UnixNano()
 	}
@@ -616,6 +682,10 @@ func (grpcTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		}
 	case *stats.InHeader:
 		t.header = now
+	case *stats.InTrailer:
+		if t.header.IsZero() { // a trailers-only response: its first byte
+			t.header = now
+		}
 	case *stats.InPayload:
 		t.messages++
 	case *stats.End:

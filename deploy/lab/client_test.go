@@ -164,3 +164,66 @@ pods:
 		}
 	}
 }
+
+func TestGRPCClientCallsCheckAndStreamAndWritesEachRPC(t *testing.T) {
+	port := freePort(t)
+	yaml := fmt.Sprintf(`
+pods:
+  - name: fraud
+    namespace: payments
+    workload: fraud-detector
+    servers: [{kind: grpc, port: %d}]
+  - name: api
+    namespace: payments
+    clients:
+      - {to: fraud, kind: grpc, port: %[1]d, services: ["", fraud-detector, nosuch], family: ipv4}
+      - {to: fraud, kind: grpc, port: %[1]d, stream: 5, family: ipv4}
+`, port)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newGRPCServer("fraud-detector")
+	go srv.Serve(ln)
+	defer srv.Stop()
+	for i, want := range []struct {
+		method   string
+		statuses []int
+		messages int
+	}{
+		{GRPCCheck, []int{0, 0, 0, 0, 5, 5}, 1}, // n/2 picks the service: "", "", fraud-detector ×2, nosuch ×2 (NOT_FOUND)
+		{GRPCStream, []int{0, 0, 0, 0, 0, 0}, 5},
+	} {
+		e, dir := loopbackEdge(t, yaml, "api", i)
+		if err := e.setup(); err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			e.sent.Add(1)
+			e.do()
+		}
+		for _, c := range e.closers {
+			c()
+		}
+		if st := e.stats(); st.OK != 6 || st.Errors != 0 || st.Connections != 1 {
+			t.Fatalf("%s: %+v (%s); want 6 OK on 1 connection", want.method, st, st.LastError)
+		}
+		e.truth.Flush()
+		recs, err := ReadTruth(dir)
+		if err != nil || len(recs) != 6 {
+			t.Fatalf("%s: %d records, %v; want 6", want.method, len(recs), err)
+		}
+		for j, r := range recs {
+			notFound := want.statuses[j] == 5
+			msgs := want.messages
+			if notFound {
+				msgs = 0
+			}
+			if r.Method != want.method || r.Status != want.statuses[j] || r.Stream != (want.method == GRPCStream) || r.Messages != msgs ||
+				r.Proto != "grpc" || r.LocalPort == 0 || r.LocalPort != recs[0].LocalPort || r.LatencyNs <= 0 || r.DurationNs < r.LatencyNs ||
+				r.ToWorkload != "fraud-detector" || r.Transport != "tcp" || (r.Error != "") != notFound {
+				t.Errorf("%s record %d: %+v; want status %d, %d messages, one connection, latency <= duration", want.method, j, r, want.statuses[j], msgs)
+			}
+		}
+	}
+}

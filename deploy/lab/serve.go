@@ -20,9 +20,11 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // serve runs the servers of one pod until ctx ends. It must run inside the
@@ -60,13 +62,7 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			// Clients ping every second (see runClients); a server
-			// enforces a 5 min minimum by default and would close them.
-			srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
-			hs := health.NewServer()
-			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			hs.SetServingStatus(spec.Workload, healthpb.HealthCheckResponse_SERVING)
-			healthpb.RegisterHealthServer(srv, hs)
+			srv := newGRPCServer(spec.Workload)
 			wg.Go(func() { _ = srv.Serve(ln) })
 			closers = append(closers, srv.Stop)
 		case KindTCPEcho:
@@ -97,6 +93,50 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 	}
 	closers = nil
 	wg.Wait()
+	return nil
+}
+
+// newGRPCServer returns the lab's gRPC server of a pod of workload: the
+// health service (SERVING for "" and workload) and the lab's Stream.
+func newGRPCServer(workload string) *grpc.Server {
+	// Clients ping every second (see runClients); a server
+	// enforces a 5 min minimum by default and would close them.
+	srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(workload, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	srv.RegisterService(&labServiceDesc, struct{}{})
+	return srv
+}
+
+// labServiceDesc is the lab's own gRPC service, registered without
+// generated code: flowbus.lab.v1.Lab/Stream is server-streaming, with the
+// health service's messages (so the proto codec needs nothing new).
+var labServiceDesc = grpc.ServiceDesc{
+	ServiceName: "flowbus.lab.v1.Lab",
+	HandlerType: (*any)(nil),
+	Streams:     []grpc.StreamDesc{{StreamName: "Stream", ServerStreams: true, Handler: labStream}},
+	Metadata:    "deploy/lab (no .proto)",
+}
+
+// labStream answers a HealthCheckRequest whose service is a count n
+// (1..1000) with n SERVING responses, then OK; any other request with
+// INVALID_ARGUMENT.
+func labStream(_ any, ss grpc.ServerStream) error {
+	var req healthpb.HealthCheckRequest
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(req.Service)
+	if err != nil || n < 1 || n > 1000 {
+		return status.Errorf(codes.InvalidArgument, "want a count of 1..1000 messages, got %q", req.Service)
+	}
+	for range n {
+		if err := ss.SendMsg(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

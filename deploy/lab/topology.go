@@ -59,7 +59,7 @@ type PodSpec struct {
 // Server and client kinds.
 const (
 	KindHTTP    = "http"     // HTTP/1.1 server with routes / client
-	KindGRPC    = "grpc"     // gRPC health service (grpc.health.v1) / Check calls
+	KindGRPC    = "grpc"     // gRPC health service and the lab's stream service / Check or Stream calls
 	KindTCPEcho = "tcp-echo" // line echo over TCP / client sending lines
 	KindDNS     = "dns"      // DNS over UDP / client asking A and AAAA
 	KindPing    = "ping"     // client only: ICMP and ICMPv6 echo
@@ -100,7 +100,15 @@ type ClientSpec struct {
 	// send Pipeline requests back to back on it before reading the
 	// responses, which are read and checked in order (HTTP/1.1
 	// pipelining); the connection is closed after the last.
-	Pipeline int    `yaml:"pipeline" json:"pipeline,omitempty"`
+	Pipeline int `yaml:"pipeline" json:"pipeline,omitempty"`
+	// Services (grpc) are the service names the health Check calls ask
+	// for, in turn; default [""] (the server). The server knows "" and
+	// its workload's name (SERVING) and answers NOT_FOUND for any other.
+	Services []string `yaml:"services" json:"services,omitempty"`
+	// Stream (grpc), when above 0, makes the edge's calls the lab's
+	// server-streaming /flowbus.lab.v1.Lab/Stream instead of Check: the
+	// server answers Stream messages and ends with OK.
+	Stream   int    `yaml:"stream" json:"stream,omitempty"`
 	Messages int    `yaml:"messages" json:"messages"` // tcp-echo: lines per connection; default 3
 	Family   string `yaml:"family" json:"family"`     // ipv4, ipv6 or both (default: alternate)
 }
@@ -344,6 +352,12 @@ func (t *Topology) Validate() error {
 			}
 			if c.Pipeline != 0 && (c.Kind != KindHTTP || c.NewConn || c.Pipeline < 2 || c.Pipeline > 100) {
 				return fmt.Errorf("%s: pipeline %d: want 2..100 on an http edge without new_conn", where, c.Pipeline)
+			}
+			if (c.Stream != 0 || len(c.Services) > 0) && c.Kind != KindGRPC {
+				return fmt.Errorf("%s: stream and services are for grpc edges", where)
+			}
+			if c.Stream < 0 || c.Stream > 1000 {
+				return fmt.Errorf("%s: stream %d: want 0..1000 messages", where, c.Stream)
 			}
 			if c.Messages < 0 || c.Messages > 1000 {
 				return fmt.Errorf("%s: messages %d: want 1..1000", where, c.Messages)

@@ -45,7 +45,8 @@ type TruthRecord struct {
 	// ("/grpc.health.v1.Health/Check"); the DNS query type ("A", "AAAA");
 	// the Kafka api key as Kafka names it ("Produce", "Fetch", "Metadata").
 	Method string `json:"method"`
-	// Path: the HTTP URL path as sent, with its concrete id; the DNS query
+	// Path: the HTTP URL path as sent, with its concrete id; for gRPC the
+	// full method again (the HTTP/2 :path); the DNS query
 	// name as on the wire, with its trailing dot; the Kafka topics the
 	// request names on the wire, comma-separated in request order ("" for
 	// none, and for requests that name topics by ID only, see Topics).
