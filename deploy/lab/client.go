@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -772,9 +773,13 @@ func (e *edge) doDNS(addr netip.Addr, n uint64) error {
 	if err != nil {
 		return err
 	}
-	rec := TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: "udp", ServerPort: e.spec.Port, Proto: ProtoDNS,
+	rec := TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: e.spec.Transport, ServerPort: e.spec.Port, Proto: ProtoDNS,
 		Method: strings.TrimPrefix(qtype.String(), "Type"), Path: qname.String(), Status: -1}
-	msg, err := e.exchangeDNS(addr, pkt, id, &rec)
+	exchange := e.exchangeDNS
+	if e.spec.Transport == "tcp" {
+		exchange = e.exchangeDNSTCP
+	}
+	msg, err := exchange(addr, pkt, id, &rec)
 	if err == nil {
 		rec.Status = int(msg.RCode)
 		err = e.checkDNS(msg, name, qtype, &rec)
@@ -821,6 +826,46 @@ func (e *edge) exchangeDNS(addr netip.Addr, pkt []byte, id uint16, rec *TruthRec
 	}
 }
 
+// exchangeDNSTCP sends one query over a TCP connection of its own
+// (length-prefixed, RFC 1035 4.2.2) and returns its answer, filling rec as
+// exchangeDNS does.
+func (e *edge) exchangeDNSTCP(addr netip.Addr, pkt []byte, id uint16, rec *TruthRecord) (*dnsmessage.Message, error) {
+	rec.Time = time.Now().UnixNano()
+	c, err := e.dialTCP(context.Background(), "tcp", netip.AddrPortFrom(addr, e.spec.Port).String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rec.LocalPort = uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	framed := binary.BigEndian.AppendUint16(make([]byte, 0, len(pkt)+2), uint16(len(pkt)))
+	framed = append(framed, pkt...)
+	rec.Time = time.Now().UnixNano()
+	if _, err := c.Write(framed); err != nil {
+		return nil, err
+	}
+	wrote := time.Now()
+	tr := &timedReader{r: c}
+	r := bufio.NewReader(tr)
+	var lenBuf [2]byte
+	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
+		return nil, err
+	}
+	rec.LatencyNs = int64(tr.at(0).Sub(wrote))
+	resp := make([]byte, binary.BigEndian.Uint16(lenBuf[:]))
+	if _, err := io.ReadFull(r, resp); err != nil {
+		return nil, err
+	}
+	var msg dnsmessage.Message
+	if err := msg.Unpack(resp); err != nil {
+		return nil, fmt.Errorf("answer: %w", err)
+	}
+	if msg.ID != id {
+		return nil, fmt.Errorf("answer id %d, want %d", msg.ID, id)
+	}
+	return &msg, nil
+}
+
 // checkDNS checks an answer against what the lab's DNS server must have
 // answered, and notes its records in rec.
 func (e *edge) checkDNS(msg *dnsmessage.Message, name string, qtype dnsmessage.Type, rec *TruthRecord) error {
@@ -840,9 +885,17 @@ func (e *edge) checkDNS(msg *dnsmessage.Message, name string, qtype dnsmessage.T
 			rec.CNAMEs = append(rec.CNAMEs, r.CNAME.String())
 		}
 	}
-	wantRCode, wantIPs := DNSAnswer(e.plan, name, qtype)
-	if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) {
-		return fmt.Errorf("dns %s %s: got %s %v, want %s %v", qtype, name, msg.RCode, got, wantRCode, wantIPs)
+	var cnames map[string]string
+	if spec, ok := e.plan.Spec(e.spec.To); ok {
+		for _, s := range spec.Servers {
+			if s.Kind == KindDNS && s.Port == e.spec.Port {
+				cnames = newDNSServer(e.plan, s.CNAMEs, nil).cnames
+			}
+		}
+	}
+	wantRCode, wantChain, wantIPs := DNSAnswer(e.plan, cnames, name, qtype)
+	if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) || fmt.Sprint(rec.CNAMEs) != fmt.Sprint(wantChain) {
+		return fmt.Errorf("dns %s %s: got %s %v %v, want %s %v %v", qtype, name, msg.RCode, rec.CNAMEs, got, wantRCode, wantChain, wantIPs)
 	}
 	return nil
 }

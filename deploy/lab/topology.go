@@ -70,6 +70,10 @@ type ServerSpec struct {
 	Kind   string      `yaml:"kind" json:"kind"`
 	Port   uint16      `yaml:"port" json:"port"`
 	Routes []RouteSpec `yaml:"routes" json:"routes"` // http only
+	// CNAMEs (dns only) maps alias names to their targets: a query for an
+	// alias is answered with the CNAME chain and then the target's
+	// records (see DNSAnswer).
+	CNAMEs map[string]string `yaml:"cnames" json:"cnames,omitempty"`
 	// ResetFrom lists pods whose TCP connections the server resets (RST) as
 	// soon as they are accepted: the lab's stand-in for a policy deny until
 	// enforcement exists.
@@ -89,13 +93,16 @@ type RouteSpec struct {
 
 // ClientSpec is one edge of traffic from the pod that holds it to pod To.
 type ClientSpec struct {
-	To      string   `yaml:"to" json:"to"`
-	Kind    string   `yaml:"kind" json:"kind"`
-	Port    uint16   `yaml:"port" json:"port"`         // default 53 for dns; unused for ping
-	Method  string   `yaml:"method" json:"method"`     // http; default GET
-	Paths   []string `yaml:"paths" json:"paths"`       // http; "{id}" is replaced by a random id
-	Names   []string `yaml:"names" json:"names"`       // dns; asked in turn, A then AAAA
-	NewConn bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
+	To     string   `yaml:"to" json:"to"`
+	Kind   string   `yaml:"kind" json:"kind"`
+	Port   uint16   `yaml:"port" json:"port"`     // default 53 for dns; unused for ping
+	Method string   `yaml:"method" json:"method"` // http; default GET
+	Paths  []string `yaml:"paths" json:"paths"`   // http; "{id}" is replaced by a random id
+	Names  []string `yaml:"names" json:"names"`   // dns; asked in turn, A then AAAA
+	// Transport (dns) is "udp" (default: a socket per query) or "tcp" (a
+	// connection per query, the message length-prefixed, RFC 1035 4.2.2).
+	Transport string `yaml:"transport" json:"transport,omitempty"`
+	NewConn   bool   `yaml:"new_conn" json:"new_conn"` // http: one connection per request
 	// Pipeline (http), when above 1, makes each tick open a connection and
 	// send Pipeline requests back to back on it before reading the
 	// responses, which are read and checked in order (HTTP/1.1
@@ -211,6 +218,9 @@ func (t *Topology) defaults() {
 			if c.Kind == KindDNS && c.Port == 0 {
 				c.Port = 53
 			}
+			if c.Kind == KindDNS && c.Transport == "" {
+				c.Transport = "udp"
+			}
 			if c.Kind == KindTCPEcho && c.Messages == 0 {
 				c.Messages = 3
 			}
@@ -286,15 +296,20 @@ func (t *Topology) Validate() error {
 			if s.Port == 0 {
 				return fmt.Errorf("%s: port is required", where)
 			}
-			transport := "tcp"
+			transports := []string{"tcp"}
 			if s.Kind == KindDNS {
-				transport = "udp"
+				transports = append(transports, "udp") // DNS listens on both
 			}
-			key := fmt.Sprintf("%s/%d", transport, s.Port)
-			if ports[key] {
-				return fmt.Errorf("%s: port %s already used by another server of the pod", where, key)
+			for _, transport := range transports {
+				key := fmt.Sprintf("%s/%d", transport, s.Port)
+				if ports[key] {
+					return fmt.Errorf("%s: port %s already used by another server of the pod", where, key)
+				}
+				ports[key] = true
 			}
-			ports[key] = true
+			if len(s.CNAMEs) > 0 && s.Kind != KindDNS {
+				return fmt.Errorf("%s: cnames are for dns servers only", where)
+			}
 			if len(s.Routes) > 0 && s.Kind != KindHTTP {
 				return fmt.Errorf("%s: routes are for http servers only", where)
 			}
@@ -346,6 +361,9 @@ func (t *Topology) Validate() error {
 				if !strings.HasPrefix(path, "/") {
 					return fmt.Errorf("%s: path %q must start with '/'", where, path)
 				}
+			}
+			if c.Transport != "" && (c.Kind != KindDNS || (c.Transport != "udp" && c.Transport != "tcp")) {
+				return fmt.Errorf("%s: transport %q: want udp or tcp, on a dns edge", where, c.Transport)
 			}
 			if c.Kind == KindDNS && len(c.Names) == 0 {
 				return fmt.Errorf("%s: a dns client needs names", where)
