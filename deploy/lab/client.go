@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
@@ -87,17 +88,19 @@ type clientReport struct {
 const maxInFlight = 16
 
 type edge struct {
-	spec      ClientSpec
-	target    *PodPlan
-	plan      *Plan
-	from      string
-	n         atomic.Uint64 // request counter, picks the family
-	rngMu     sync.Mutex
-	rng       *rand.Rand
-	httpc     *http.Client
-	grpcConns map[netip.Addr]*grpc.ClientConn
-	closers   []func()
-	truth     *truthWriter // ground truth of the L7 requests
+	spec        ClientSpec
+	target      *PodPlan
+	plan        *Plan
+	from        string
+	n           atomic.Uint64 // request counter, picks the family
+	rngMu       sync.Mutex
+	rng         *rand.Rand
+	httpc       *http.Client
+	grpcConns   map[netip.Addr]*grpc.ClientConn
+	kafka       map[netip.Addr]*kgo.Client // one client per family
+	kafkaTopics *kafkaTopicNames
+	closers     []func()
+	truth       *truthWriter // ground truth of the L7 requests
 
 	sent, ok, s5xx, resets, timeouts, errs, skipped atomic.Uint64
 	conns                                           atomic.Uint64
@@ -112,6 +115,9 @@ func (e *edge) stats() EdgeStats {
 		if e.spec.Pipeline > 1 {
 			detail += fmt.Sprintf(" pipeline %d", e.spec.Pipeline)
 		}
+	}
+	if e.spec.Kind == KindKafka {
+		detail = e.spec.Role + " " + strings.Join(e.spec.Topics, ",")
 	}
 	lastErr, _ := e.lastErr.Load().(string)
 	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
@@ -286,6 +292,8 @@ func (e *edge) setup() error {
 			e.closers = append(e.closers, func() { _ = cc.Close() })
 		}
 		e.grpcConns = conns
+	case KindKafka:
+		return e.setupKafka()
 	}
 	return nil
 }
@@ -311,6 +319,8 @@ func (e *edge) do() {
 		err = e.doDNS(addr, n)
 	case KindPing:
 		err = e.doPing(addr, n)
+	case KindKafka:
+		err = e.doKafka(addr, n)
 	default:
 		err = fmt.Errorf("unknown kind %q", e.spec.Kind)
 	}

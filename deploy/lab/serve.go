@@ -73,6 +73,15 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 			}
 			wg.Go(func() { echoServe(ln) })
 			closers = append(closers, func() { _ = ln.Close() })
+		case KindKafka:
+			pp, _ := plan.Pod(pod)
+			clusters, err := startKafka([]netip.Addr{pp.IPv4, pp.IPv6}, s.Port, s.Topics, deny, log)
+			if err != nil {
+				return fmt.Errorf("pod %s: %w", pod, err)
+			}
+			for _, c := range clusters {
+				closers = append(closers, c.Close)
+			}
 		case KindDNS:
 			pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", s.Port))
 			if err != nil {

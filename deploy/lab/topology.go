@@ -63,6 +63,7 @@ const (
 	KindTCPEcho = "tcp-echo" // line echo over TCP / client sending lines
 	KindDNS     = "dns"      // DNS over UDP / client asking A and AAAA
 	KindPing    = "ping"     // client only: ICMP and ICMPv6 echo
+	KindKafka   = "kafka"    // Kafka broker (kfake) / kgo client producing or consuming
 )
 
 // ServerSpec is one server a pod runs, on both its IPv4 and IPv6 address.
@@ -74,6 +75,9 @@ type ServerSpec struct {
 	// alias is answered with the CNAME chain and then the target's
 	// records (see DNSAnswer).
 	CNAMEs map[string]string `yaml:"cnames" json:"cnames,omitempty"`
+	// Topics (kafka only) are the topics the broker is seeded with, one
+	// partition each; default port 9092.
+	Topics []string `yaml:"topics" json:"topics,omitempty"`
 	// ResetFrom lists pods whose TCP connections the server resets (RST) as
 	// soon as they are accepted: the lab's stand-in for a policy deny until
 	// enforcement exists.
@@ -102,7 +106,11 @@ type ClientSpec struct {
 	// Transport (dns) is "udp" (default: a socket per query) or "tcp" (a
 	// connection per query, the message length-prefixed, RFC 1035 4.2.2).
 	Transport string `yaml:"transport" json:"transport,omitempty"`
-	NewConn   bool   `yaml:"new_conn" json:"new_conn"` // http: one connection per request
+	// Topics (kafka) are the topics the edge produces to (in turn) or
+	// consumes; Role is "produce" (default) or "consume".
+	Topics  []string `yaml:"topics" json:"topics,omitempty"`
+	Role    string   `yaml:"role" json:"role,omitempty"`
+	NewConn bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
 	// Pipeline (http), when above 1, makes each tick open a connection and
 	// send Pipeline requests back to back on it before reading the
 	// responses, which are read and checked in order (HTTP/1.1
@@ -198,6 +206,9 @@ func (t *Topology) defaults() {
 			if s.Kind == KindDNS && s.Port == 0 {
 				s.Port = 53
 			}
+			if s.Kind == KindKafka && s.Port == 0 {
+				s.Port = 9092
+			}
 			for k := range s.Routes {
 				r := &s.Routes[k]
 				r.Method = strings.ToUpper(r.Method)
@@ -220,6 +231,12 @@ func (t *Topology) defaults() {
 			}
 			if c.Kind == KindDNS && c.Transport == "" {
 				c.Transport = "udp"
+			}
+			if c.Kind == KindKafka && c.Port == 0 {
+				c.Port = 9092
+			}
+			if c.Kind == KindKafka && c.Role == "" {
+				c.Role = KafkaProduce
 			}
 			if c.Kind == KindTCPEcho && c.Messages == 0 {
 				c.Messages = 3
@@ -289,9 +306,9 @@ func (t *Topology) Validate() error {
 		for _, s := range p.Servers {
 			where := fmt.Sprintf("pod %s: server %s:%d", p.Name, s.Kind, s.Port)
 			switch s.Kind {
-			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS:
+			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS, KindKafka:
 			default:
-				return fmt.Errorf("pod %s: server kind %q: want http, grpc, tcp-echo or dns", p.Name, s.Kind)
+				return fmt.Errorf("pod %s: server kind %q: want http, grpc, tcp-echo, dns or kafka", p.Name, s.Kind)
 			}
 			if s.Port == 0 {
 				return fmt.Errorf("%s: port is required", where)
@@ -306,6 +323,9 @@ func (t *Topology) Validate() error {
 					return fmt.Errorf("%s: port %s already used by another server of the pod", where, key)
 				}
 				ports[key] = true
+			}
+			if len(s.Topics) > 0 && s.Kind != KindKafka {
+				return fmt.Errorf("%s: topics are for kafka servers only", where)
 			}
 			if len(s.CNAMEs) > 0 && s.Kind != KindDNS {
 				return fmt.Errorf("%s: cnames are for dns servers only", where)
@@ -347,9 +367,9 @@ func (t *Topology) Validate() error {
 			switch c.Kind {
 			case KindPing:
 				continue
-			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS:
+			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS, KindKafka:
 			default:
-				return fmt.Errorf("%s: kind %q: want http, grpc, tcp-echo, dns or ping", where, c.Kind)
+				return fmt.Errorf("%s: kind %q: want http, grpc, tcp-echo, dns, kafka or ping", where, c.Kind)
 			}
 			if !slices.ContainsFunc(to.Servers, func(s ServerSpec) bool { return s.Kind == c.Kind && s.Port == c.Port }) {
 				return fmt.Errorf("%s: pod %s has no %s server on port %d", where, c.To, c.Kind, c.Port)
@@ -364,6 +384,23 @@ func (t *Topology) Validate() error {
 			}
 			if c.Transport != "" && (c.Kind != KindDNS || (c.Transport != "udp" && c.Transport != "tcp")) {
 				return fmt.Errorf("%s: transport %q: want udp or tcp, on a dns edge", where, c.Transport)
+			}
+			if c.Kind == KindKafka {
+				if c.Role != KafkaProduce && c.Role != KafkaConsume {
+					return fmt.Errorf("%s: role %q: want produce or consume", where, c.Role)
+				}
+				if len(c.Topics) == 0 {
+					return fmt.Errorf("%s: a kafka client needs topics", where)
+				}
+				for _, s := range to.Servers {
+					for _, tp := range c.Topics {
+						if s.Kind == KindKafka && s.Port == c.Port && !slices.Contains(s.Topics, tp) {
+							return fmt.Errorf("%s: topic %q is not one pod %s's kafka server has", where, tp, c.To)
+						}
+					}
+				}
+			} else if len(c.Topics) > 0 || c.Role != "" {
+				return fmt.Errorf("%s: topics and role are for kafka edges", where)
 			}
 			if c.Kind == KindDNS && len(c.Names) == 0 {
 				return fmt.Errorf("%s: a dns client needs names", where)
