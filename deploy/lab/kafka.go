@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // Kafka roles of a kafka client edge.
@@ -75,6 +76,9 @@ func (e *edge) setupKafka(extra ...kgo.Opt) error {
 			kgo.FetchMaxBytes(1 << 20),
 			kgo.RequestRetries(0),
 			kgo.RecordDeliveryTimeout(3 * time.Second),
+		}
+		if e.spec.KafkaVersion != "" {
+			opts = append(opts, kgo.MaxVersions(kversion.FromString(e.spec.KafkaVersion)))
 		}
 		if e.spec.Role == KafkaConsume {
 			opts = append(opts, kgo.ConsumeTopics(e.spec.Topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kversion"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flowbus/flowbus/agent/cluster/filesource"
@@ -108,9 +109,15 @@ type ClientSpec struct {
 	Transport string `yaml:"transport" json:"transport,omitempty"`
 	// Topics (kafka) are the topics the edge produces to (in turn) or
 	// consumes; Role is "produce" (default) or "consume".
-	Topics  []string `yaml:"topics" json:"topics,omitempty"`
-	Role    string   `yaml:"role" json:"role,omitempty"`
-	NewConn bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
+	Topics []string `yaml:"topics" json:"topics,omitempty"`
+	Role   string   `yaml:"role" json:"role,omitempty"`
+	// KafkaVersion (kafka) caps the request versions the client uses at
+	// those of a Kafka release ("3.0", as kversion.FromString reads it);
+	// default the newest kgo and the broker share. Produce and Fetch name
+	// topics by ID from version 13 (Kafka 3.1 for Fetch, 4.0 for
+	// Produce); an older release keeps the names on the wire.
+	KafkaVersion string `yaml:"kafka_version" json:"kafka_version,omitempty"`
+	NewConn      bool   `yaml:"new_conn" json:"new_conn"` // http: one connection per request
 	// Pipeline (http), when above 1, makes each tick open a connection and
 	// send Pipeline requests back to back on it before reading the
 	// responses, which are read and checked in order (HTTP/1.1
@@ -399,8 +406,11 @@ func (t *Topology) Validate() error {
 						}
 					}
 				}
-			} else if len(c.Topics) > 0 || c.Role != "" {
-				return fmt.Errorf("%s: topics and role are for kafka edges", where)
+				if c.KafkaVersion != "" && kversion.FromString(c.KafkaVersion) == nil {
+					return fmt.Errorf("%s: kafka_version %q: want a Kafka release such as 3.0", where, c.KafkaVersion)
+				}
+			} else if len(c.Topics) > 0 || c.Role != "" || c.KafkaVersion != "" {
+				return fmt.Errorf("%s: topics, role and kafka_version are for kafka edges", where)
 			}
 			if c.Kind == KindDNS && len(c.Names) == 0 {
 				return fmt.Errorf("%s: a dns client needs names", where)
