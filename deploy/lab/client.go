@@ -49,6 +49,7 @@ type EdgeStats struct {
 	To        string `json:"to"`
 	Kind      string `json:"kind"`
 	Port      uint16 `json:"port"`
+	Transport string `json:"transport"`        // "tcp", "udp" (dns over udp) or "icmp" (ping)
 	Detail    string `json:"detail,omitempty"` // http: method and paths
 	Sent      uint64 `json:"sent"`
 	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
@@ -71,6 +72,9 @@ type EdgeStats struct {
 func (e EdgeStats) Name() string {
 	if e.Kind == KindPing {
 		return fmt.Sprintf("%s → %s ping", e.From, e.To)
+	}
+	if e.Kind == KindDNS && e.Transport == "tcp" {
+		return fmt.Sprintf("%s → %s %s:%d tcp", e.From, e.To, e.Kind, e.Port)
 	}
 	if e.Detail != "" {
 		return fmt.Sprintf("%s → %s %s:%d %s", e.From, e.To, e.Kind, e.Port, e.Detail)
@@ -99,6 +103,7 @@ type edge struct {
 	grpcConns   map[netip.Addr]*grpc.ClientConn
 	kafka       map[netip.Addr]*kgo.Client // one client per family
 	kafkaTopics *kafkaTopicNames
+	pollMu      sync.Mutex // kafka consume: one poll at a time
 	closers     []func()
 	truth       *truthWriter // ground truth of the L7 requests
 
@@ -120,7 +125,14 @@ func (e *edge) stats() EdgeStats {
 		detail = e.spec.Role + " " + strings.Join(e.spec.Topics, ",")
 	}
 	lastErr, _ := e.lastErr.Load().(string)
-	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
+	transport := "tcp"
+	switch {
+	case e.spec.Kind == KindPing:
+		transport = "icmp"
+	case e.spec.Kind == KindDNS && e.spec.Transport != "tcp":
+		transport = "udp"
+	}
+	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Transport: transport, Detail: detail,
 		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Timeouts: e.timeouts.Load(),
 		Errors: e.errs.Load(), Skipped: e.skipped.Load(), Connections: e.conns.Load(), LastError: lastErr}
 }

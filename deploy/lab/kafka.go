@@ -105,9 +105,11 @@ type kafkaRecord struct {
 func (e *edge) doKafka(addr netip.Addr, n uint64) error {
 	cl := e.kafka[addr]
 	if e.spec.Role == KafkaConsume {
-		// Wait at most half a tick: a poll that finds nothing new is an
-		// answer too.
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// One poll at a time; each waits at most 50 ms: a poll that finds
+		// nothing new is an answer too.
+		e.pollMu.Lock()
+		defer e.pollMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		fs := cl.PollRecords(ctx, 1000)
 		for _, fe := range fs.Errors() {

@@ -35,6 +35,8 @@ func TestDefaultTopologyIsThePaymentsFleetPlacedInOrder(t *testing.T) {
 		"kube-system/kube-dns fb-kube-dns fb6h 10.200.0.6 fd00:fb::6",
 		"payments/postgres-primary fb-postgres-primary fb7h 10.200.0.7 fd00:fb::7",
 		"payments/rewards-cron fb-rewards-cron fb8h 10.200.0.8 fd00:fb::8",
+		"payments/ledger-events-0 fb-ledger-events-0 fb9h 10.200.0.9 fd00:fb::9",
+		"payments/reconciler fb-reconciler fb10h 10.200.0.10 fd00:fb::a",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("placement:\n got %q\nwant %q", got, want)
@@ -71,6 +73,8 @@ func TestPlanEndpointsListServicesWithTheBackendsTheirSelectorPicks(t *testing.T
 	want := []endpoints.Backend{
 		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("10.200.0.6"), Port: 53, Protocol: "UDP"},
 		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("fd00:fb::6"), Port: 53, Protocol: "UDP"},
+		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("10.200.0.6"), Port: 53, Protocol: "TCP"},
+		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("fd00:fb::6"), Port: 53, Protocol: "TCP"},
 	}
 	if dns == nil || !reflect.DeepEqual(dns.Backends, want) {
 		t.Fatalf("kube-dns backends %+v; want %+v", dns, want)
