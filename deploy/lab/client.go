@@ -50,7 +50,7 @@ type EdgeStats struct {
 	Kind      string `json:"kind"`
 	Port      uint16 `json:"port"`
 	Transport string `json:"transport"`        // "tcp", "udp" (dns over udp) or "icmp" (ping)
-	Detail    string `json:"detail,omitempty"` // http: method and paths
+	Detail    string `json:"detail,omitempty"` // http: method, paths, pipeline; grpc: Check services or Stream; kafka: role and topics
 	Sent      uint64 `json:"sent"`
 	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
 	Status5xx uint64 `json:"status_5xx"` // the expected 5xx of a route's error_every
@@ -123,6 +123,11 @@ func (e *edge) stats() EdgeStats {
 	}
 	if e.spec.Kind == KindKafka {
 		detail = e.spec.Role + " " + strings.Join(e.spec.Topics, ",")
+	}
+	if e.spec.Kind == KindGRPC && e.spec.Stream > 0 {
+		detail = fmt.Sprintf("Stream of %d", e.spec.Stream)
+	} else if e.spec.Kind == KindGRPC && len(e.spec.Services) > 0 {
+		detail = fmt.Sprintf("Check %q", e.spec.Services)
 	}
 	lastErr, _ := e.lastErr.Load().(string)
 	transport := "tcp"

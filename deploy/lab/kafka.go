@@ -234,8 +234,10 @@ func (k *kafkaConn) parseRequest(b []byte) (*kafkaPending, error) {
 		Proto: ProtoKafka, Method: kmsg.NameForKey(key), Status: -1, APIVersion: ver, CorrelationID: corr},
 		key: key, flex: req.IsFlexible() && key != int16(kmsg.ApiVersions)}
 	body := b[12:]
-	if l := int16(binary.BigEndian.Uint16(body)); l > 0 { // client ID, nullable
+	if l := int16(binary.BigEndian.Uint16(body)); l > 0 && int(l) <= len(body)-2 { // client ID, nullable
 		body = body[2+int(l):]
+	} else if l > 0 {
+		return p, nil // cut: a request without topics
 	} else {
 		body = body[2:]
 	}
