@@ -296,7 +296,6 @@ func checkLabCounts(t *testing.T, out string, plan *lab.Plan, eps *endpoints.Fil
 	// Per client edge: flows against the connections the clients opened.
 	// An edge's key: its workloads, protocol and port (ping: ICMP over both
 	// families).
-	proto := map[string]string{lab.KindHTTP: "TCP", lab.KindGRPC: "TCP", lab.KindTCPEcho: "TCP", lab.KindDNS: "UDP", lab.KindPing: "ICMP"}
 	edgeKey := func(src, dst, p string, port int64) string {
 		if strings.HasPrefix(p, "ICMP") {
 			return fmt.Sprintf("%s → %s ICMP", src, dst)
@@ -306,7 +305,7 @@ func checkLabCounts(t *testing.T, out string, plan *lab.Plan, eps *endpoints.Fil
 	want := map[string]int64{}
 	var wantAll int64
 	for _, e := range rep.Edges {
-		want[edgeKey(workload[e.From], workload[e.To], proto[e.Kind], int64(e.Port))] += int64(e.Connections)
+		want[edgeKey(workload[e.From], workload[e.To], strings.ToUpper(e.Transport), int64(e.Port))] += int64(e.Connections)
 		wantAll += int64(e.Connections)
 	}
 	got := map[string]int64{}

@@ -2,7 +2,9 @@ package lab
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +14,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -21,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
@@ -31,6 +36,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -42,7 +49,8 @@ type EdgeStats struct {
 	To        string `json:"to"`
 	Kind      string `json:"kind"`
 	Port      uint16 `json:"port"`
-	Detail    string `json:"detail,omitempty"` // http: method and paths
+	Transport string `json:"transport"`        // "tcp", "udp" (dns over udp) or "icmp" (ping)
+	Detail    string `json:"detail,omitempty"` // http: method, paths, pipeline; grpc: Check services or Stream; kafka: role and topics
 	Sent      uint64 `json:"sent"`
 	OK        uint64 `json:"ok"`         // answered as expected (2xx/4xx, DNS answer, echo, ping reply)
 	Status5xx uint64 `json:"status_5xx"` // the expected 5xx of a route's error_every
@@ -65,6 +73,9 @@ func (e EdgeStats) Name() string {
 	if e.Kind == KindPing {
 		return fmt.Sprintf("%s → %s ping", e.From, e.To)
 	}
+	if e.Kind == KindDNS && e.Transport == "tcp" {
+		return fmt.Sprintf("%s → %s %s:%d tcp", e.From, e.To, e.Kind, e.Port)
+	}
 	if e.Detail != "" {
 		return fmt.Sprintf("%s → %s %s:%d %s", e.From, e.To, e.Kind, e.Port, e.Detail)
 	}
@@ -81,16 +92,20 @@ type clientReport struct {
 const maxInFlight = 16
 
 type edge struct {
-	spec      ClientSpec
-	target    *PodPlan
-	plan      *Plan
-	from      string
-	n         atomic.Uint64 // request counter, picks the family
-	rngMu     sync.Mutex
-	rng       *rand.Rand
-	httpc     *http.Client
-	grpcConns map[netip.Addr]*grpc.ClientConn
-	closers   []func()
+	spec        ClientSpec
+	target      *PodPlan
+	plan        *Plan
+	from        string
+	n           atomic.Uint64 // request counter, picks the family
+	rngMu       sync.Mutex
+	rng         *rand.Rand
+	httpc       *http.Client
+	grpcConns   map[netip.Addr]*grpc.ClientConn
+	kafka       map[netip.Addr]*kgo.Client // one client per family
+	kafkaTopics *kafkaTopicNames
+	pollMu      sync.Mutex // kafka consume: one poll at a time
+	closers     []func()
+	truth       *truthWriter // ground truth of the L7 requests
 
 	sent, ok, s5xx, resets, timeouts, errs, skipped atomic.Uint64
 	conns                                           atomic.Uint64
@@ -102,9 +117,27 @@ func (e *edge) stats() EdgeStats {
 	detail := ""
 	if e.spec.Kind == KindHTTP {
 		detail = e.spec.Method + " " + strings.Join(e.spec.Paths, ",")
+		if e.spec.Pipeline > 1 {
+			detail += fmt.Sprintf(" pipeline %d", e.spec.Pipeline)
+		}
+	}
+	if e.spec.Kind == KindKafka {
+		detail = e.spec.Role + " " + strings.Join(e.spec.Topics, ",")
+	}
+	if e.spec.Kind == KindGRPC && e.spec.Stream > 0 {
+		detail = fmt.Sprintf("Stream of %d", e.spec.Stream)
+	} else if e.spec.Kind == KindGRPC && len(e.spec.Services) > 0 {
+		detail = fmt.Sprintf("Check %q", e.spec.Services)
 	}
 	lastErr, _ := e.lastErr.Load().(string)
-	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Detail: detail,
+	transport := "tcp"
+	switch {
+	case e.spec.Kind == KindPing:
+		transport = "icmp"
+	case e.spec.Kind == KindDNS && e.spec.Transport != "tcp":
+		transport = "udp"
+	}
+	return EdgeStats{From: e.from, To: e.spec.To, Kind: e.spec.Kind, Port: e.spec.Port, Transport: transport, Detail: detail,
 		Sent: e.sent.Load(), OK: e.ok.Load(), Status5xx: e.s5xx.Load(), Resets: e.resets.Load(), Timeouts: e.timeouts.Load(),
 		Errors: e.errs.Load(), Skipped: e.skipped.Load(), Connections: e.conns.Load(), LastError: lastErr}
 }
@@ -147,38 +180,28 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	}
 	// Datagram ICMP sockets for ping; the sysctl is per network namespace.
 	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647\n"), 0o644)
+	truth, err := openTruth(stateDir, plan, pod)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := truth.Close(); err != nil {
+			log.Error("ground truth", "err", err)
+		}
+	}()
 	h := fnv.New64a()
 	h.Write([]byte(pod))
 	var edges []*edge
 	for i, cs := range spec.Clients {
 		target, _ := plan.Pod(cs.To)
-		e := &edge{spec: cs, target: target, plan: plan, from: pod, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
-		switch cs.Kind {
-		case KindHTTP:
-			tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second,
-				DialContext: e.dialTCP}
-			e.httpc = &http.Client{Transport: tr, Timeout: 3 * time.Second}
-			e.closers = append(e.closers, tr.CloseIdleConnections)
-		case KindGRPC:
-			// One HTTP/2 connection per family, as a gRPC client keeps.
-			// Keepalive pings find a connection whose packets are dropped
-			// (a policy edit) within ~2 s, and reconnects back off to
-			// 500 ms at most, so a reverted edit is followed within a
-			// second by a new connection, as a tuned production client.
-			conns := map[netip.Addr]*grpc.ClientConn{}
-			for _, a := range []netip.Addr{target.IPv4, target.IPv6} {
-				cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-					grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
-					grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
-						Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}),
-					grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
-				if err != nil {
-					return fmt.Errorf("grpc client to %s: %w", cs.To, err)
+		e := &edge{spec: cs, target: target, plan: plan, from: pod, truth: truth, rng: rand.New(rand.NewPCG(seed, h.Sum64()+uint64(i)))}
+		if err := e.setup(); err != nil {
+			for _, e := range append(edges, e) {
+				for _, c := range e.closers {
+					c()
 				}
-				conns[a] = cc
-				e.closers = append(e.closers, func() { _ = cc.Close() })
 			}
-			e.grpcConns = conns
+			return err
 		}
 		edges = append(edges, e)
 	}
@@ -190,6 +213,9 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 		}
 	}()
 	report := func(final bool) {
+		if err := truth.Flush(); err != nil {
+			log.Error("ground truth", "err", err)
+		}
 		r := clientReport{Pod: pod, Final: final}
 		for _, e := range edges {
 			r.Edges = append(r.Edges, e.stats())
@@ -233,6 +259,12 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	for {
 		select {
 		case <-done:
+			for _, e := range edges {
+				for _, c := range e.closers {
+					c()
+				}
+				e.closers = nil
+			}
 			report(true)
 			for _, e := range edges {
 				if s, _ := e.lastErr.Load().(string); s != "" {
@@ -246,6 +278,43 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	}
 }
 
+// setup makes what the edge's requests share: an HTTP client, gRPC
+// connections, Kafka clients.
+func (e *edge) setup() error {
+	cs, target := e.spec, e.target
+	switch cs.Kind {
+	case KindHTTP:
+		tr := &http.Transport{DisableKeepAlives: cs.NewConn, MaxIdleConnsPerHost: maxInFlight, ResponseHeaderTimeout: 2 * time.Second,
+			DialContext: e.dialTCP}
+		e.httpc = &http.Client{Transport: tr, Timeout: 3 * time.Second}
+		e.closers = append(e.closers, tr.CloseIdleConnections)
+	case KindGRPC:
+		// One HTTP/2 connection per family, as a gRPC client keeps.
+		// Keepalive pings find a connection whose packets are dropped
+		// (a policy edit) within ~2 s, and reconnects back off to
+		// 500 ms at most, so a reverted edit is followed within a
+		// second by a new connection, as a tuned production client.
+		conns := map[netip.Addr]*grpc.ClientConn{}
+		for _, a := range []netip.Addr{target.IPv4, target.IPv6} {
+			cc, err := grpc.NewClient(netip.AddrPortFrom(a, cs.Port).String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Second, Timeout: time.Second, PermitWithoutStream: true}),
+				grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+					Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}),
+				grpc.WithStatsHandler(grpcTimer{}),
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
+			if err != nil {
+				return fmt.Errorf("grpc client to %s: %w", cs.To, err)
+			}
+			conns[a] = cc
+			e.closers = append(e.closers, func() { _ = cc.Close() })
+		}
+		e.grpcConns = conns
+	case KindKafka:
+		return e.setupKafka()
+	}
+	return nil
+}
+
 // do sends one request and counts its outcome.
 func (e *edge) do() {
 	n := e.n.Add(1) - 1
@@ -254,18 +323,29 @@ func (e *edge) do() {
 	var is5xx bool
 	switch e.spec.Kind {
 	case KindHTTP:
+		if e.spec.Pipeline > 1 {
+			e.doPipeline(addr)
+			return
+		}
 		is5xx, err = e.doHTTP(addr)
 	case KindGRPC:
-		err = e.doGRPC(addr)
+		err = e.doGRPC(addr, n)
 	case KindTCPEcho:
 		err = e.doEcho(addr, n)
 	case KindDNS:
 		err = e.doDNS(addr, n)
 	case KindPing:
 		err = e.doPing(addr, n)
+	case KindKafka:
+		err = e.doKafka(addr, n)
 	default:
 		err = fmt.Errorf("unknown kind %q", e.spec.Kind)
 	}
+	e.count(is5xx, err)
+}
+
+// count counts the outcome of one request.
+func (e *edge) count(is5xx bool, err error) {
 	switch {
 	case err == nil && is5xx:
 		e.s5xx.Add(1)
@@ -293,31 +373,187 @@ func isTimeout(err error) bool {
 		status.Code(err) == codes.DeadlineExceeded || (errors.As(err, &ne) && ne.Timeout())
 }
 
-func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
+// httpPath picks the next request's path, its id filled in.
+func (e *edge) httpPath() (path, id string) {
 	e.rngMu.Lock()
-	path := e.spec.Paths[e.rng.IntN(len(e.spec.Paths))]
+	path = e.spec.Paths[e.rng.IntN(len(e.spec.Paths))]
 	e.rngMu.Unlock()
-	id := strconv.FormatUint(e.id(), 10)
-	path = strings.Replace(path, "{id}", id, 1)
+	id = strconv.FormatUint(e.id(), 10)
+	return strings.Replace(path, "{id}", id, 1), id
+}
+
+func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
+	path, id := e.httpPath()
 	url := "http://" + netip.AddrPortFrom(addr, e.spec.Port).String() + path
 	var body io.Reader
 	if e.spec.Method == http.MethodPost || e.spec.Method == http.MethodPut {
 		body = strings.NewReader(`{"id":` + id + `}`)
 	}
-	req, err := http.NewRequest(e.spec.Method, url, body)
-	if err != nil {
-		return false, err
+	rec := TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port, Proto: ProtoHTTP,
+		Method: e.spec.Method, Path: path, Status: -1}
+	// Request start, end of its write and first response byte, from the
+	// transport's goroutines.
+	var (
+		mu                  sync.Mutex
+		start, wrote, first = time.Now(), time.Time{}, time.Time{}
+	)
+	trace := &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			start = time.Now()
+			if ta, ok := i.Conn.LocalAddr().(*net.TCPAddr); ok {
+				rec.LocalPort = uint16(ta.Port)
+			}
+		},
+		WroteRequest:         func(httptrace.WroteRequestInfo) { mu.Lock(); wrote = time.Now(); mu.Unlock() },
+		GotFirstResponseByte: func() { mu.Lock(); first = time.Now(); mu.Unlock() },
 	}
-	resp, err := e.httpc.Do(req)
-	if err != nil {
-		return false, err
+	is5xx, err := func() (bool, error) {
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), e.spec.Method, url, body)
+		if err != nil {
+			return false, err
+		}
+		resp, err := e.httpc.Do(req)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		rec.Status = resp.StatusCode
+		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if err != nil {
+			return false, err
+		}
+		return e.checkHTTP(url, path, resp.StatusCode, got)
+	}()
+	mu.Lock()
+	rec.Time = start.UnixNano()
+	if !first.IsZero() && !wrote.IsZero() {
+		rec.LatencyNs = int64(first.Sub(wrote))
 	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	mu.Unlock()
 	if err != nil {
-		return false, err
+		rec.Error = err.Error()
 	}
-	// What the server must have answered.
+	e.truth.write(rec)
+	return is5xx, err
+}
+
+// doPipeline opens a connection, writes Pipeline requests on it in one
+// write, then reads and checks the responses in order (net/http does not
+// pipeline, so this is raw HTTP/1.1 on a net.Conn). It counts every
+// request: one tick sent Pipeline of them.
+func (e *edge) doPipeline(addr netip.Addr) {
+	n := e.spec.Pipeline
+	e.sent.Add(uint64(n - 1))
+	host := netip.AddrPortFrom(addr, e.spec.Port).String()
+	recs := make([]TruthRecord, n)
+	reqs := make([]*http.Request, n)
+	var buf bytes.Buffer
+	for i := range n {
+		path, id := e.httpPath()
+		recs[i] = TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port, Proto: ProtoHTTP,
+			Method: e.spec.Method, Path: path, Status: -1, Pipelined: i + 1}
+		reqs[i] = &http.Request{Method: e.spec.Method, URL: &url.URL{Path: path}}
+		fmt.Fprintf(&buf, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: flowbus-lab\r\n", e.spec.Method, path, host)
+		if e.spec.Method == http.MethodPost || e.spec.Method == http.MethodPut {
+			body := `{"id":` + id + `}`
+			fmt.Fprintf(&buf, "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		} else {
+			buf.WriteString("\r\n")
+		}
+	}
+	done := 0
+	finish := func(is5xx bool, err error) {
+		if err != nil {
+			recs[done].Error = err.Error()
+		}
+		e.truth.write(recs[done])
+		e.count(is5xx, err)
+		done++
+	}
+	defer func() {
+		for done < n { // the requests after a failure fail with it
+			finish(false, fmt.Errorf("pipelined request %d of %d: an earlier one failed: %s", done+1, n, recs[done-1].Error))
+		}
+	}()
+	start := time.Now()
+	for i := range recs {
+		recs[i].Time = start.UnixNano()
+	}
+	c, err := e.dialTCP(context.Background(), "tcp", host)
+	if err != nil {
+		finish(false, err)
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	local := uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	start = time.Now()
+	for i := range recs {
+		recs[i].Time, recs[i].LocalPort = start.UnixNano(), local
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		finish(false, err)
+		return
+	}
+	wrote := time.Now()
+	tr := &timedReader{r: c}
+	br := bufio.NewReader(tr)
+	for i := range n {
+		off := tr.total - int64(br.Buffered()) // where response i starts in the stream
+		resp, err := http.ReadResponse(br, reqs[i])
+		if err != nil {
+			finish(false, err)
+			return
+		}
+		recs[i].Status = resp.StatusCode
+		recs[i].LatencyNs = int64(tr.at(off).Sub(wrote))
+		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if err != nil {
+			finish(false, err)
+			return
+		}
+		finish(e.checkHTTP("http://"+host+reqs[i].URL.Path, reqs[i].URL.Path, resp.StatusCode, got))
+	}
+}
+
+// timedReader notes when each read returned and the stream offset it
+// reached, so that the arrival of any byte read can be looked up.
+type timedReader struct {
+	r     io.Reader
+	total int64
+	reads []timedRead
+}
+
+type timedRead struct {
+	end int64 // stream offset after the read
+	t   time.Time
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.total += int64(n)
+		t.reads = append(t.reads, timedRead{t.total, time.Now()})
+	}
+	return n, err
+}
+
+// at returns when the byte at offset off was read (zero if not yet).
+func (t *timedReader) at(off int64) time.Time {
+	for _, r := range t.reads {
+		if r.end > off {
+			return r.t
+		}
+	}
+	return time.Time{}
+}
+
+// checkHTTP checks an HTTP answer against what the server must have
+// answered; it reports whether the answer is a 5xx.
+func (e *edge) checkHTTP(url, path string, status int, got []byte) (bool, error) {
 	wantStatus, wantBody := http.StatusNotFound, "404 page not found\n"
 	if spec, ok := e.plan.Spec(e.spec.To); ok {
 		for _, s := range spec.Servers {
@@ -338,23 +574,151 @@ func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
 			}
 		}
 	}
-	if resp.StatusCode != wantStatus || string(got) != wantBody {
-		return false, fmt.Errorf("%s %s: got %d %q, want %d %q", e.spec.Method, url, resp.StatusCode, got, wantStatus, wantBody)
+	if status != wantStatus || string(got) != wantBody {
+		return false, fmt.Errorf("%s %s: got %d %q, want %d %q", e.spec.Method, url, status, got, wantStatus, wantBody)
 	}
-	return resp.StatusCode >= 500, nil
+	return status >= 500, nil
 }
 
-func (e *edge) doGRPC(addr netip.Addr) error {
+// The gRPC methods the lab's clients call.
+const (
+	GRPCCheck  = "/grpc.health.v1.Health/Check" // unary
+	GRPCStream = "/flowbus.lab.v1.Lab/Stream"   // server-streaming
+)
+
+func (e *edge) doGRPC(addr netip.Addr, n uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{})
+	t := &rpcTimes{start: time.Now()}
+	ctx = context.WithValue(ctx, rpcTimesKey{}, t)
+	var p peer.Peer
+	if e.spec.Stream > 0 {
+		err := e.grpcStream(ctx, addr, &p)
+		e.truth.write(t.record(e, addr, GRPCStream, true, &p, err))
+		return err
+	}
+	svc := ""
+	if len(e.spec.Services) > 0 {
+		svc = e.spec.Services[(n/2)%uint64(len(e.spec.Services))]
+	}
+	resp, err := healthpb.NewHealthClient(e.grpcConns[addr]).Check(ctx, &healthpb.HealthCheckRequest{Service: svc}, grpc.Peer(&p))
+	e.truth.write(t.record(e, addr, GRPCCheck, false, &p, err))
+	// What the server must have answered: SERVING for itself and its
+	// workload, NOT_FOUND for any other service.
+	known := svc == "" || svc == e.target.workload(e.plan)
+	switch {
+	case err == nil && known && resp.Status == healthpb.HealthCheckResponse_SERVING:
+		return nil
+	case !known && status.Code(err) == codes.NotFound:
+		return nil
+	case err == nil:
+		return fmt.Errorf("grpc health of %s service %q: %s", e.spec.To, svc, resp.Status)
+	case isTimeout(err) || known:
+		return err
+	}
+	return fmt.Errorf("grpc health of %s service %q: %w; want NOT_FOUND", e.spec.To, svc, err)
+}
+
+// grpcStream makes one Stream call and checks that it brings Stream
+// messages and ends OK.
+func (e *edge) grpcStream(ctx context.Context, addr netip.Addr, p *peer.Peer) error {
+	cs, err := e.grpcConns[addr].NewStream(ctx, &grpc.StreamDesc{StreamName: "Stream", ServerStreams: true}, GRPCStream, grpc.Peer(p))
 	if err != nil {
 		return err
 	}
-	if resp.Status != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("grpc health of %s: %s", e.spec.To, resp.Status)
+	if err := cs.SendMsg(&healthpb.HealthCheckRequest{Service: strconv.Itoa(e.spec.Stream)}); err != nil {
+		return err
+	}
+	if err := cs.CloseSend(); err != nil {
+		return err
+	}
+	got := 0
+	for {
+		var resp healthpb.HealthCheckResponse
+		err := cs.RecvMsg(&resp)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		got++
+	}
+	if got != e.spec.Stream {
+		return fmt.Errorf("grpc stream from %s: %d messages, want %d", e.spec.To, got, e.spec.Stream)
 	}
 	return nil
+}
+
+// rpcTimes is what grpcTimer notes of one RPC.
+type rpcTimes struct {
+	mu                 sync.Mutex
+	start              time.Time // the call
+	wrote, header, end time.Time // request message written, response headers, end status
+	messages           int       // response messages
+}
+
+type rpcTimesKey struct{}
+
+// record is the ground truth of one finished RPC: status code (-1 when no
+// response header came back), latency from the request message's write to
+// the response headers, duration to the end status.
+func (t *rpcTimes) record(e *edge, addr netip.Addr, method string, stream bool, p *peer.Peer, err error) TruthRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec := TruthRecord{Time: t.start.UnixNano(), To: e.spec.To, Family: familyOf(addr), Transport: "tcp", ServerPort: e.spec.Port,
+		Proto: ProtoGRPC, Method: method, Path: method, Status: -1, Stream: stream, Messages: t.messages}
+	if !t.wrote.IsZero() {
+		rec.Time = t.wrote.UnixNano()
+	}
+	if ta, ok := p.LocalAddr.(*net.TCPAddr); ok {
+		rec.LocalPort = uint16(ta.Port)
+	}
+	if !t.header.IsZero() {
+		rec.Status = int(status.Code(err))
+		rec.LatencyNs = int64(t.header.Sub(t.wrote))
+		if !t.end.IsZero() {
+			rec.DurationNs = int64(t.end.Sub(t.wrote))
+		}
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	return rec
+}
+
+// grpcTimer is the clients' gRPC stats handler: it notes, in the RPC's
+// rpcTimes, when the request message was written, when the response
+// headers came, how many messages followed, and when the RPC ended.
+type grpcTimer struct{}
+
+func (grpcTimer) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (grpcTimer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (grpcTimer) HandleConn(context.Context, stats.ConnStats)                       {}
+func (grpcTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	t, ok := ctx.Value(rpcTimesKey{}).(*rpcTimes)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch s := s.(type) {
+	case *stats.OutPayload:
+		if t.wrote.IsZero() {
+			t.wrote = s.SentTime
+		}
+	case *stats.InHeader:
+		t.header = now
+	case *stats.InTrailer:
+		if t.header.IsZero() { // a trailers-only response: its first byte
+			t.header = now
+		}
+	case *stats.InPayload:
+		t.messages++
+	case *stats.End:
+		t.end = s.EndTime
+	}
 }
 
 // dialTCP opens a TCP connection and counts it, failed or not.
@@ -436,41 +800,131 @@ func (e *edge) doDNS(addr netip.Addr, n uint64) error {
 	if err != nil {
 		return err
 	}
+	rec := TruthRecord{To: e.spec.To, Family: familyOf(addr), Transport: e.spec.Transport, ServerPort: e.spec.Port, Proto: ProtoDNS,
+		Method: strings.TrimPrefix(qtype.String(), "Type"), Path: qname.String(), Status: -1}
+	exchange := e.exchangeDNS
+	if e.spec.Transport == "tcp" {
+		exchange = e.exchangeDNSTCP
+	}
+	msg, err := exchange(addr, pkt, id, &rec)
+	if err == nil {
+		rec.Status = int(msg.RCode)
+		err = e.checkDNS(msg, name, qtype, &rec)
+	} else {
+		err = fmt.Errorf("dns %s %s: %w", qtype, name, err)
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	e.truth.write(rec)
+	return err
+}
+
+// exchangeDNS sends one query over UDP and returns its answer. It fills
+// rec's time (before the write), local port and latency (end of the write
+// to the read that returned the answer).
+func (e *edge) exchangeDNS(addr netip.Addr, pkt []byte, id uint16, rec *TruthRecord) (*dnsmessage.Message, error) {
+	rec.Time = time.Now().UnixNano()
 	c, err := e.dialUDP(netip.AddrPortFrom(addr, e.spec.Port))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
+	rec.LocalPort = uint16(c.LocalAddr().(*net.UDPAddr).Port)
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	rec.Time = time.Now().UnixNano()
 	if _, err := c.Write(pkt); err != nil {
-		return err
+		return nil, err
 	}
+	wrote := time.Now()
 	e.conns.Add(1) // a socket (source port) of its own per query
 	resp := make([]byte, 1500)
 	for {
 		m, err := c.Read(resp)
 		if err != nil {
-			return fmt.Errorf("dns %s %s: %w", qtype, name, err)
+			return nil, err
 		}
 		var msg dnsmessage.Message
 		if err := msg.Unpack(resp[:m]); err != nil || msg.ID != id {
 			continue // not our answer
 		}
-		wantRCode, wantIPs := DNSAnswer(e.plan, name, qtype)
-		var got []netip.Addr
-		for _, a := range msg.Answers {
-			switch r := a.Body.(type) {
-			case *dnsmessage.AResource:
-				got = append(got, netip.AddrFrom4(r.A))
-			case *dnsmessage.AAAAResource:
-				got = append(got, netip.AddrFrom16(r.AAAA))
+		rec.LatencyNs = int64(time.Since(wrote))
+		return &msg, nil
+	}
+}
+
+// exchangeDNSTCP sends one query over a TCP connection of its own
+// (length-prefixed, RFC 1035 4.2.2) and returns its answer, filling rec as
+// exchangeDNS does.
+func (e *edge) exchangeDNSTCP(addr netip.Addr, pkt []byte, id uint16, rec *TruthRecord) (*dnsmessage.Message, error) {
+	rec.Time = time.Now().UnixNano()
+	c, err := e.dialTCP(context.Background(), "tcp", netip.AddrPortFrom(addr, e.spec.Port).String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rec.LocalPort = uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	framed := binary.BigEndian.AppendUint16(make([]byte, 0, len(pkt)+2), uint16(len(pkt)))
+	framed = append(framed, pkt...)
+	rec.Time = time.Now().UnixNano()
+	if _, err := c.Write(framed); err != nil {
+		return nil, err
+	}
+	wrote := time.Now()
+	tr := &timedReader{r: c}
+	r := bufio.NewReader(tr)
+	var lenBuf [2]byte
+	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
+		return nil, err
+	}
+	rec.LatencyNs = int64(tr.at(0).Sub(wrote))
+	resp := make([]byte, binary.BigEndian.Uint16(lenBuf[:]))
+	if _, err := io.ReadFull(r, resp); err != nil {
+		return nil, err
+	}
+	var msg dnsmessage.Message
+	if err := msg.Unpack(resp); err != nil {
+		return nil, fmt.Errorf("answer: %w", err)
+	}
+	if msg.ID != id {
+		return nil, fmt.Errorf("answer id %d, want %d", msg.ID, id)
+	}
+	return &msg, nil
+}
+
+// checkDNS checks an answer against what the lab's DNS server must have
+// answered, and notes its records in rec.
+func (e *edge) checkDNS(msg *dnsmessage.Message, name string, qtype dnsmessage.Type, rec *TruthRecord) error {
+	var got []netip.Addr
+	for i, a := range msg.Answers {
+		if i == 0 || a.Header.TTL < rec.TTL {
+			rec.TTL = a.Header.TTL
+		}
+		switch r := a.Body.(type) {
+		case *dnsmessage.AResource:
+			got = append(got, netip.AddrFrom4(r.A))
+			rec.Answers = append(rec.Answers, netip.AddrFrom4(r.A).String())
+		case *dnsmessage.AAAAResource:
+			got = append(got, netip.AddrFrom16(r.AAAA))
+			rec.Answers = append(rec.Answers, netip.AddrFrom16(r.AAAA).String())
+		case *dnsmessage.CNAMEResource:
+			rec.CNAMEs = append(rec.CNAMEs, r.CNAME.String())
+		}
+	}
+	var cnames map[string]string
+	if spec, ok := e.plan.Spec(e.spec.To); ok {
+		for _, s := range spec.Servers {
+			if s.Kind == KindDNS && s.Port == e.spec.Port {
+				cnames = newDNSServer(e.plan, s.CNAMEs, nil).cnames
 			}
 		}
-		if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) {
-			return fmt.Errorf("dns %s %s: got %s %v, want %s %v", qtype, name, msg.RCode, got, wantRCode, wantIPs)
-		}
-		return nil
 	}
+	wantRCode, wantChain, wantIPs := DNSAnswer(e.plan, cnames, name, qtype)
+	if msg.RCode != wantRCode || fmt.Sprint(got) != fmt.Sprint(wantIPs) || fmt.Sprint(rec.CNAMEs) != fmt.Sprint(wantChain) {
+		return fmt.Errorf("dns %s %s: got %s %v %v, want %s %v %v", qtype, name, msg.RCode, rec.CNAMEs, got, wantRCode, wantChain, wantIPs)
+	}
+	return nil
 }
 
 func (e *edge) doPing(addr netip.Addr, n uint64) error {

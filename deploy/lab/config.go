@@ -28,7 +28,8 @@ type Config struct {
 	// of its processes. 1 to 8 lower-case letters; two labs with different
 	// prefixes (and address ranges) can coexist.
 	Prefix string
-	// StateDir holds lab.json, endpoints.yaml, policies.yaml, logs/ and ready/.
+	// StateDir holds lab.json, endpoints.yaml, policies.yaml, logs/, ready/
+	// and truth/ (the clients' ground-truth logs, TruthPath).
 	StateDir string
 	// Node overrides the topology's node name in the endpoints file.
 	Node string

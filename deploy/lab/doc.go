@@ -1,7 +1,7 @@
 // Package lab is a single-machine lab of pods for the real kernel datapath:
 // every pod is a network namespace with a veth pair into the host, running
-// real servers (HTTP, gRPC health, TCP echo, DNS over UDP) and clients that
-// make traffic between them, described by a topology file (default: the
+// real servers (HTTP, gRPC, TCP echo, DNS over UDP and TCP, Kafka) and
+// clients that make traffic between them, described by a topology file (default: the
 // payments fleet, examples/payments.yaml). It writes the endpoints file
 // (package agent/endpoints) that maps the pods' addresses and host veths to names,
 // labels and identities for the eBPF agent source. `flowbus lab
@@ -44,20 +44,126 @@
 // every second, and stops after --duration; the clients die with it
 // (parent-death signal). Each client edge sends --rate requests per second,
 // alternating IPv4 and IPv6 unless its family says otherwise, and checks
-// every answer exactly: HTTP status and body, DNS rcode and addresses, echo
-// bytes, ICMP echo reply. Errors are deterministic (an id that is a multiple
-// of a route's error_every gets its error_status) so that a test can count
-// them.
+// every answer exactly: HTTP status and body, gRPC health status (NOT_FOUND
+// for a service the server does not know) and stream length, DNS rcode,
+// CNAME chain and addresses, echo bytes, ICMP echo reply, a Kafka produce's
+// acknowledgement and every record a consumer fetches. Errors are
+// deterministic (an id that is a multiple of a route's error_every gets its
+// error_status) so that a test can count them.
+//
+// # Kinds
+//
+//   - http: the server answers its routes (RouteSpec). A client edge sends
+//     Method on Paths through a keep-alive pool, or one connection per
+//     request (new_conn), or, with pipeline: N, N requests back to back on
+//     a connection of their own in one write before reading the responses
+//     in order (raw HTTP/1.1 on the connection: net/http does not
+//     pipeline); Sent counts each of the N.
+//   - grpc: the server runs the health service (SERVING for "" and the
+//     pod's workload, NOT_FOUND for other names) and the lab's
+//     flowbus.lab.v1.Lab/Stream (server-streaming, registered without
+//     generated code, the health messages reused: a request naming a count
+//     n gets n messages, then OK). A client edge calls Check, for the
+//     names of services in turn, or with stream: N the Stream of N messages.
+//   - dns: the server answers on UDP and TCP (RFC 1035 4.2.2 framing, any
+//     number of queries per connection): A and AAAA of
+//     <svc>.<ns>.svc.cluster.local from the services' cluster IPs (TTL
+//     30 s, DNSTTL), the server's cnames as CNAME chains (TTL 60 s,
+//     DNSCNAMETTL; at most 8 links), NXDOMAIN for other names (no SOA). A
+//     query that does not parse gets no answer and is counted (logged when
+//     the server stops); over TCP its connection is closed. A client edge
+//     asks Names in turn, A then AAAA, over UDP or (transport: tcp) one TCP
+//     connection per query.
+//   - kafka: the server is a kfake broker per pod address (IPv4 and IPv6,
+//     each advertising its own address) on port 9092 by default, its
+//     topics seeded with one partition each. A client edge is a franz-go
+//     kgo client per family: role produce (default) produces one record
+//     per tick to Topics in turn and waits for its acknowledgement; role
+//     consume consumes Topics from the start, and each tick polls (at most
+//     50 ms) and checks what was fetched; kgo issues its Fetch, Metadata,
+//     ApiVersions and other requests on its own schedule. kafka_version
+//     caps the request versions at a Kafka release (Produce and Fetch name
+//     topics by ID only from version 13).
+//   - tcp-echo and ping as before: lines echoed on a connection per
+//     request; ICMP echo.
 //
 // Each edge also counts the connections it opened (EdgeStats.Connections):
 // the ground truth of flows. An HTTP edge opens connections as its
-// keep-alive pool needs them (new_conn: one per request), a gRPC edge one
-// per family, a TCP echo request one; a DNS query is one UDP socket and a
-// ping one ICMP echo socket (its identifier keys the flow). The DNS client
+// keep-alive pool needs them (new_conn: one per request; pipeline: one per
+// N requests), a gRPC edge one per family (and a new one after a lost
+// one), a TCP echo request one; a DNS query is one UDP socket, or over TCP
+// one connection; a ping one ICMP echo socket (its identifier keys the
+// flow); a Kafka edge every TCP connection its kgo clients dial (the seed
+// broker's, then those kgo keeps per broker for produce, fetch and other
+// requests, and any it dials again after closing an idle one), each
+// counted at the dial, failed or not. EdgeStats.Transport says which
+// protocol they are ("tcp", "udp", "icmp"). The DNS client
 // takes its source ports in sequence from 20000 up to 32767 (below the
 // kernel's ephemeral range) rather than letting the kernel pick them at
 // random: a port reused within a flow's idle timeout is one flow to any
 // conntrack, and random ports come back within seconds at the lab's rates.
+//
+// # Ground truth
+//
+// Every L7 request a client makes (http, grpc, dns, kafka; tcp-echo and
+// ping are not L7 and write nothing) is written as one JSON line, a TruthRecord, to
+// <state>/truth/<pod>.jsonl, the log of the client pod (TruthPath). The
+// client process appends to it (a second Traffic adds to the first's
+// lines; tell runs apart by Time), buffered, flushed with every progress
+// report (250 ms) and when the clients stop, so the log is complete when
+// Traffic returns. ReadTruth reads every pod's log back; a malformed line
+// is an error naming its file and line, and the good lines are kept. A
+// request that got no answer (a timeout, a reset, a refused connection)
+// has Status -1 and an Error; a wrong answer keeps the status it got and
+// has an Error.
+//
+// How each kind measures. Time is when the client began writing the
+// request; LatencyNs runs from the end of that write to the first byte of
+// the response, as close as the client library lets the lab see them:
+//   - http: net/http's client trace: Time at GotConn (the write starts
+//     right after), latency from WroteRequest to GotFirstResponseByte;
+//     LocalPort is the connection's. Path is the URL path as sent, with
+//     its concrete id.
+//   - grpc: a stats handler: Time and the start of the latency at the
+//     request message's OutPayload (written to the transport), the end at
+//     the response headers (InHeader), DurationNs to the end status
+//     (End); LocalPort from the call's peer. A trailers-only answer (an
+//     error status without a message) is its own first byte. Method and
+//     Path are the full method; Stream, Messages say what a stream
+//     brought. Status is the gRPC code, or -1 when no response headers
+//     came (a deadline, a lost connection).
+//   - http with pipeline: every request of a pipeline has the time just
+//     before the one write of them all, and its latency runs from the end
+//     of that write to the read that brought its response's first byte;
+//     Pipelined is its position (1-based).
+//   - dns: Time just before the query's write, latency from the end of the
+//     write to the read that returned the answer (over TCP, its length
+//     prefix). Path is the query name
+//     as on the wire, lower case as asked and with its trailing dot
+//     (Hubble prints it the same way); Method the query type ("A",
+//     "AAAA"); Status the rcode (0 NOERROR, 3 NXDOMAIN); Answers the
+//     addresses, CNAMEs the CNAME targets, TTL the smallest TTL of the
+//     answer records.
+//   - kafka: what kgo writes and reads on each connection, seen by the
+//     lab's wrapper around the connection kgo dials (kgo's hooks give no
+//     api version, correlation ID or local port): one line per request
+//     kgo writes, ApiVersions, Metadata, InitProducerID, ListOffsets,
+//     telemetry and the rest included, not only Produce and Fetch. Time
+//     just before the request's write; latency from the end of the write
+//     to the read that brought the first byte of the response with its
+//     correlation ID. Method is the api key as Kafka names it (kmsg:
+//     "Produce", "Fetch", "Metadata", "ApiVersions"...), APIVersion and
+//     CorrelationID as on the wire. Path is the topics the request names on
+//     the wire, comma-separated ("" for a Produce or Fetch of version 13
+//     or later, which carry topic IDs); Topics is the topics by name, the
+//     IDs resolved with what Metadata answered. Status is the first
+//     non-zero error code of the response's top level, then topics and
+//     partitions (Produce, Fetch, Metadata, ApiVersions, InitProducerID,
+//     FindCoordinator, ListOffsets, OffsetForLeaderEpoch; 0 for other
+//     keys), -1 for a request still unanswered when its connection closed
+//     (a consumer's last long-polling Fetch, when the clients stop).
+//
+// Down removes the truth directory with the rest of the state.
 //
 // The lab enforces no policy itself. A topology's policies (NetworkPolicy
 // and CiliumNetworkPolicy manifests) are written to policies.yaml in the
@@ -82,7 +188,7 @@
 // ones and any inside the namespaces; SIGTERM, then SIGKILL), deletes the
 // host veths (which deletes the pod ends), deletes the namespaces, removes
 // the files the lab writes in the state directory (lab.json, endpoints.yaml, policies.yaml,
-// logs/, ready/) and the directory when nothing else is in it, and then
+// logs/, ready/, truth/) and the directory when nothing else is in it, and then
 // checks that nothing is left. Down is idempotent. Up refuses to start when
 // anything with its prefix exists, so everything with the prefix is its
 // own, and on any failure or interrupt it runs Down before returning.

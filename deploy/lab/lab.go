@@ -369,7 +369,7 @@ func removeState(dir string, extra []string) ([]string, error) {
 	for _, f := range []string{planFile, planFile + ".tmp", endpointsFile, endpointsFile + ".tmp", policiesFile, policiesFile + ".tmp"} {
 		rm(filepath.Join(dir, f))
 	}
-	for _, sub := range []string{logDir, readyDir} {
+	for _, sub := range []string{logDir, readyDir, truthDir} {
 		ents, _ := os.ReadDir(filepath.Join(dir, sub))
 		for _, e := range ents {
 			rm(filepath.Join(dir, sub, e.Name()))

@@ -262,9 +262,9 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 								if err != nil || status != 200 || body != want {
 									t.Errorf("%s: got %d %q %v; want 200 %q", where, status, body, err, want)
 								}
-							case KindTCPEcho, KindGRPC:
+							case KindTCPEcho, KindGRPC, KindKafka:
 								line := "hello " + from.Name + "\n"
-								if s.Kind == KindGRPC {
+								if s.Kind == KindGRPC || s.Kind == KindKafka {
 									c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
 									if err != nil {
 										t.Errorf("%s: %v", where, err)
@@ -371,8 +371,8 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if string(gotBytes) != string(wantBytes) {
 			t.Fatalf("endpoints file:\n%s\nwant:\n%s", gotBytes, wantBytes)
 		}
-		if len(f.Pods) != 8 || len(f.Services) != 6 || f.Node != "test-node" {
-			t.Fatalf("pods %d services %d node %q; want 8, 6, test-node", len(f.Pods), len(f.Services), f.Node)
+		if len(f.Pods) != 10 || len(f.Services) != 7 || f.Node != "test-node" {
+			t.Fatalf("pods %d services %d node %q; want 10, 7, test-node", len(f.Pods), len(f.Services), f.Node)
 		}
 		idx, err := ifIndex("fblt2h")
 		if err != nil {
@@ -415,8 +415,8 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Edges) != 11 {
-			t.Fatalf("%d edges; want 11", len(rep.Edges))
+		if len(rep.Edges) != 16 {
+			t.Fatalf("%d edges; want 16", len(rep.Edges))
 		}
 		for _, e := range rep.Edges {
 			if e.Sent < 10 || e.Sent != e.OK+e.Status5xx+e.Resets+e.Timeouts+e.Errors {
@@ -431,6 +431,34 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 				}
 			} else if e.Resets != 0 || e.OK == 0 {
 				t.Errorf("%s: %+v; want answers and no resets", e.Name(), e)
+			}
+		}
+		// The ground truth: one line per L7 request of every http, grpc
+		// and dns edge, answered or not, and Kafka's requests as kgo made
+		// them.
+		truth, err := ReadTruth(cfg.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := map[string]uint64{}
+		methods := map[string]int{}
+		for _, r := range truth {
+			lines[r.From+" "+r.To+" "+r.Proto+" "+r.Transport] += 1
+			methods[r.Proto+" "+r.Method]++
+		}
+		for _, e := range rep.Edges {
+			if e.Kind == KindHTTP || e.Kind == KindGRPC || e.Kind == KindDNS {
+				lines[e.From+" "+e.To+" "+e.Kind+" "+e.Transport] -= e.Sent
+			}
+		}
+		for k, n := range lines {
+			if !strings.Contains(k, " kafka ") && n != 0 {
+				t.Errorf("%s: %d more ground-truth lines than requests sent", k, int64(n))
+			}
+		}
+		for _, m := range []string{"http GET", "http POST", "grpc " + GRPCCheck, "grpc " + GRPCStream, "dns A", "dns AAAA", "kafka Produce", "kafka Fetch", "kafka Metadata"} {
+			if methods[m] == 0 {
+				t.Errorf("no %s in the ground truth: %v", m, methods)
 			}
 		}
 		if !strings.Contains(progress.String(), "1s  sent") {
@@ -454,8 +482,8 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 			t.Errorf("interrupted traffic reported nothing sent: %+v", rep.Total())
 		}
 		marked, err := markedProcesses("fblt")
-		if err != nil || len(marked) != 6 {
-			t.Fatalf("lab processes after the interrupt: %v %v; want the 6 servers only", marked, err)
+		if err != nil || len(marked) != 7 {
+			t.Fatalf("lab processes after the interrupt: %v %v; want the 7 servers only", marked, err)
 		}
 	})
 
@@ -483,15 +511,15 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 				pids = append(pids, p.PID)
 			}
 		}
-		if len(pids) != 6 {
-			t.Fatalf("%d server pids; want 6", len(pids))
+		if len(pids) != 7 {
+			t.Fatalf("%d server pids; want 7", len(pids))
 		}
 		removed, err := Down(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(removed.NetNS) != 8 || len(removed.Links) != 8 || len(removed.Processes) < 6 || len(removed.Files) < 10 {
-			t.Fatalf("removed %s; want 8 netns, 8 links, >= 6 processes, >= 10 state files", removed)
+		if len(removed.NetNS) != 10 || len(removed.Links) != 10 || len(removed.Processes) < 7 || len(removed.Files) < 10 {
+			t.Fatalf("removed %s; want 10 netns, 10 links, >= 7 processes, >= 10 state files", removed)
 		}
 		assertNothingLeft(t, "fblt", cfg.StateDir, pids)
 		for _, f := range []string{cfg.EndpointsFile, plan.PoliciesFile} {
@@ -603,8 +631,8 @@ func TestDownAfterUpWasKilledRemovesEverything(t *testing.T) {
 	up.Process.Kill()
 	up.Wait()
 	left, err := findLeftovers(context.Background(), cfg.Prefix)
-	if err != nil || len(left.NetNS) != 8 || len(left.Processes) == 0 {
-		t.Fatalf("after the crash: %s %v; want 8 namespaces and server processes", left, err)
+	if err != nil || len(left.NetNS) != 10 || len(left.Processes) == 0 {
+		t.Fatalf("after the crash: %s %v; want 10 namespaces and server processes", left, err)
 	}
 	// A down that knows only the prefix, as after losing the state dir.
 	nostate := cfg

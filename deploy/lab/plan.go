@@ -60,6 +60,14 @@ type PodPlan struct {
 	PID       int        `json:"pid"`     // server process; 0 if none or not started
 }
 
+// workload returns the pod's workload name from the plan's topology.
+func (p *PodPlan) workload(plan *Plan) string {
+	if s, ok := plan.Spec(p.Name); ok {
+		return s.Workload
+	}
+	return p.Name
+}
+
 var prefixRE = regexp.MustCompile(`^[a-z]{1,8}$`)
 
 // NewPlan places t on the host under prefix. Identities are Identity of each

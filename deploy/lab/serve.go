@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +21,11 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // serve runs the servers of one pod until ctx ends. It must run inside the
@@ -60,13 +63,7 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			// Clients ping every second (see runClients); a server
-			// enforces a 5 min minimum by default and would close them.
-			srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
-			hs := health.NewServer()
-			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-			hs.SetServingStatus(spec.Workload, healthpb.HealthCheckResponse_SERVING)
-			healthpb.RegisterHealthServer(srv, hs)
+			srv := newGRPCServer(spec.Workload)
 			wg.Go(func() { _ = srv.Serve(ln) })
 			closers = append(closers, srv.Stop)
 		case KindTCPEcho:
@@ -76,14 +73,29 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 			}
 			wg.Go(func() { echoServe(ln) })
 			closers = append(closers, func() { _ = ln.Close() })
+		case KindKafka:
+			pp, _ := plan.Pod(pod)
+			clusters, err := startKafka([]netip.Addr{pp.IPv4, pp.IPv6}, s.Port, s.Topics, deny, log)
+			if err != nil {
+				return fmt.Errorf("pod %s: %w", pod, err)
+			}
+			for _, c := range clusters {
+				closers = append(closers, c.Close)
+			}
 		case KindDNS:
 			pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", s.Port))
 			if err != nil {
 				return fmt.Errorf("pod %s: dns server: %w", pod, err)
 			}
-			d := &dnsServer{plan: plan, log: log}
+			d := newDNSServer(plan, s.CNAMEs, log)
 			wg.Go(func() { d.serve(pc) })
 			closers = append(closers, func() { _ = pc.Close() })
+			ln, err := listenTCP(s.Port, nil, log)
+			if err != nil {
+				return fmt.Errorf("pod %s: dns server: %w", pod, err)
+			}
+			wg.Go(func() { d.serveTCP(ln) })
+			closers = append(closers, func() { _ = ln.Close() })
 		}
 		log.Info("listening", "pod", pod, "kind", s.Kind, "port", s.Port)
 	}
@@ -97,6 +109,50 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 	}
 	closers = nil
 	wg.Wait()
+	return nil
+}
+
+// newGRPCServer returns the lab's gRPC server of a pod of workload: the
+// health service (SERVING for "" and workload) and the lab's Stream.
+func newGRPCServer(workload string) *grpc.Server {
+	// Clients ping every second (see runClients); a server
+	// enforces a 5 min minimum by default and would close them.
+	srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(workload, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	srv.RegisterService(&labServiceDesc, struct{}{})
+	return srv
+}
+
+// labServiceDesc is the lab's own gRPC service, registered without
+// generated code: flowbus.lab.v1.Lab/Stream is server-streaming, with the
+// health service's messages (so the proto codec needs nothing new).
+var labServiceDesc = grpc.ServiceDesc{
+	ServiceName: "flowbus.lab.v1.Lab",
+	HandlerType: (*any)(nil),
+	Streams:     []grpc.StreamDesc{{StreamName: "Stream", ServerStreams: true, Handler: labStream}},
+	Metadata:    "deploy/lab (no .proto)",
+}
+
+// labStream answers a HealthCheckRequest whose service is a count n
+// (1..1000) with n SERVING responses, then OK; any other request with
+// INVALID_ARGUMENT.
+func labStream(_ any, ss grpc.ServerStream) error {
+	var req healthpb.HealthCheckRequest
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(req.Service)
+	if err != nil || n < 1 || n > 1000 {
+		return status.Errorf(codes.InvalidArgument, "want a count of 1..1000 messages, got %q", req.Service)
+	}
+	for range n {
+		if err := ss.SendMsg(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -252,12 +308,29 @@ func ExpectedResponse(pod string, rt RouteSpec, id string) (int, string, error) 
 // ClusterDomain is the DNS suffix of service names: <svc>.<ns>.svc.<domain>.
 const ClusterDomain = "cluster.local"
 
-// DNSAnswer returns what the lab's DNS server answers for name and type
-// (A or AAAA): the service's cluster IPs of that family for
-// "<svc>.<ns>.svc.cluster.local", RCodeSuccess with no answer for a known
-// name of the other family only, and RCodeNameError for any other name.
-func DNSAnswer(plan *Plan, name string, qtype dnsmessage.Type) (dnsmessage.RCode, []netip.Addr) {
+// DNSAnswer returns what the lab's DNS server with CNAMEs cnames (alias →
+// target, ServerSpec.CNAMEs) answers for name and type: the chain of CNAME
+// targets from name (each with its trailing dot), then for A and AAAA the
+// cluster IPs of that family of the service the chain ends at,
+// "<svc>.<ns>.svc.cluster.local". A service name known but asked for the
+// other family (or another type) is RCodeSuccess with no address; a chain
+// that ends at an unknown name is RCodeNameError (with the CNAMEs that led
+// there). A CNAME question is answered with the first CNAME only.
+func DNSAnswer(plan *Plan, cnames map[string]string, name string, qtype dnsmessage.Type) (dnsmessage.RCode, []string, []netip.Addr) {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	var chain []string
+	for range maxCNAMEChain {
+		target, ok := cnames[name]
+		if !ok {
+			break
+		}
+		target = strings.TrimSuffix(strings.ToLower(target), ".")
+		chain = append(chain, target+".")
+		if qtype == dnsmessage.TypeCNAME {
+			return dnsmessage.RCodeSuccess, chain, nil
+		}
+		name = target
+	}
 	for _, s := range plan.Topology.Services {
 		if name != s.Name+"."+s.Namespace+".svc."+ClusterDomain {
 			continue
@@ -269,20 +342,38 @@ func DNSAnswer(plan *Plan, name string, qtype dnsmessage.Type) (dnsmessage.RCode
 				out = append(out, ip)
 			}
 		}
-		return dnsmessage.RCodeSuccess, out
+		return dnsmessage.RCodeSuccess, chain, out
 	}
-	return dnsmessage.RCodeNameError, nil
+	return dnsmessage.RCodeNameError, chain, nil
 }
 
-// DNSTTL is the TTL of every answer of the lab's DNS server.
-const DNSTTL = 30
+// maxCNAMEChain bounds a CNAME chain (a loop in a topology's cnames ends
+// there).
+const maxCNAMEChain = 8
+
+// TTLs of the lab's DNS answers: every address record has DNSTTL, every
+// CNAME record DNSCNAMETTL. NXDOMAIN answers carry no SOA.
+const (
+	DNSTTL      = 30
+	DNSCNAMETTL = 60
+)
 
 type dnsServer struct {
-	plan *Plan
-	log  *slog.Logger
-	// bad counts packets that got no answer because they did not parse as a
-	// query; it is logged when the server stops.
+	plan   *Plan
+	cnames map[string]string // normalised: lower case, no trailing dot
+	log    *slog.Logger
+	// bad counts queries that got no answer because they did not parse as
+	// a query (over TCP the connection is closed then); it is logged when
+	// the server stops.
 	bad atomic.Uint64
+}
+
+func newDNSServer(plan *Plan, cnames map[string]string, log *slog.Logger) *dnsServer {
+	d := &dnsServer{plan: plan, cnames: map[string]string{}, log: log}
+	for k, v := range cnames {
+		d.cnames[strings.TrimSuffix(strings.ToLower(k), ".")] = v
+	}
+	return d
 }
 
 func (d *dnsServer) serve(pc net.PacketConn) {
@@ -307,8 +398,49 @@ func (d *dnsServer) serve(pc net.PacketConn) {
 	}
 }
 
-// answer builds the response to one query into out. A packet that does not
-// parse as a query gets no answer (an error).
+// serveTCP answers DNS over TCP (RFC 1035 4.2.2: every message preceded by
+// its length in two bytes), any number of queries per connection, until
+// the client closes it or is idle for 10 s. A query that does not parse is
+// counted (bad) and the connection closed.
+func (d *dnsServer) serveTCP(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			r := bufio.NewReader(c)
+			var lenBuf [2]byte
+			buf := make([]byte, 65535)
+			out := make([]byte, 2, 514)
+			for {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
+					return
+				}
+				n := int(binary.BigEndian.Uint16(lenBuf[:]))
+				if _, err := io.ReadFull(r, buf[:n]); err != nil {
+					d.bad.Add(1)
+					return
+				}
+				resp, err := d.answer(buf[:n], out[:2])
+				if err != nil {
+					d.bad.Add(1)
+					d.log.Debug("dns: bad query over tcp", "from", c.RemoteAddr(), "err", err)
+					return
+				}
+				binary.BigEndian.PutUint16(resp, uint16(len(resp)-2))
+				if _, err := c.Write(resp); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// answer builds the response to one query, appended to out. A packet that
+// does not parse as a query gets no answer (an error).
 func (d *dnsServer) answer(pkt, out []byte) ([]byte, error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(pkt)
@@ -322,7 +454,7 @@ func (d *dnsServer) answer(pkt, out []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("question: %w", err)
 	}
-	rcode, ips := DNSAnswer(d.plan, q.Name.String(), q.Type)
+	rcode, chain, ips := DNSAnswer(d.plan, d.cnames, q.Name.String(), q.Type)
 	b := dnsmessage.NewBuilder(out, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RCode: rcode})
 	b.EnableCompression()
 	if err := b.StartQuestions(); err != nil {
@@ -334,8 +466,19 @@ func (d *dnsServer) answer(pkt, out []byte) ([]byte, error) {
 	if err := b.StartAnswers(); err != nil {
 		return nil, err
 	}
+	owner := q.Name
+	for _, target := range chain {
+		t, err := dnsmessage.NewName(target)
+		if err != nil {
+			return nil, err
+		}
+		if err := b.CNAMEResource(dnsmessage.ResourceHeader{Name: owner, Class: dnsmessage.ClassINET, TTL: DNSCNAMETTL}, dnsmessage.CNAMEResource{CNAME: t}); err != nil {
+			return nil, err
+		}
+		owner = t
+	}
 	for _, ip := range ips {
-		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: DNSTTL}
+		rh := dnsmessage.ResourceHeader{Name: owner, Class: dnsmessage.ClassINET, TTL: DNSTTL}
 		if ip.Is4() {
 			err = b.AResource(rh, dnsmessage.AResource{A: ip.As4()})
 		} else {

@@ -90,7 +90,9 @@ func testDNSServer(t testing.TB) *dnsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &dnsServer{plan: plan, log: slog.New(slog.DiscardHandler)}
+	return newDNSServer(plan, map[string]string{"api.payments.svc.cluster.local.": "checkout-api.payments.svc.cluster.local",
+		"Pay.payments.svc.cluster.local": "api.payments.svc.cluster.local.", "gone.payments.svc.cluster.local": "nosuch.payments.svc.cluster.local",
+		"loop.payments.svc.cluster.local": "loop.payments.svc.cluster.local"}, slog.New(slog.DiscardHandler))
 }
 
 func TestDNSServerAnswersServiceNamesAndRefusesJunk(t *testing.T) {

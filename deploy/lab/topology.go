@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kversion"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flowbus/flowbus/agent/cluster/filesource"
@@ -59,10 +60,11 @@ type PodSpec struct {
 // Server and client kinds.
 const (
 	KindHTTP    = "http"     // HTTP/1.1 server with routes / client
-	KindGRPC    = "grpc"     // gRPC health service (grpc.health.v1) / Check calls
+	KindGRPC    = "grpc"     // gRPC health service and the lab's stream service / Check or Stream calls
 	KindTCPEcho = "tcp-echo" // line echo over TCP / client sending lines
 	KindDNS     = "dns"      // DNS over UDP / client asking A and AAAA
 	KindPing    = "ping"     // client only: ICMP and ICMPv6 echo
+	KindKafka   = "kafka"    // Kafka broker (kfake) / kgo client producing or consuming
 )
 
 // ServerSpec is one server a pod runs, on both its IPv4 and IPv6 address.
@@ -70,6 +72,13 @@ type ServerSpec struct {
 	Kind   string      `yaml:"kind" json:"kind"`
 	Port   uint16      `yaml:"port" json:"port"`
 	Routes []RouteSpec `yaml:"routes" json:"routes"` // http only
+	// CNAMEs (dns only) maps alias names to their targets: a query for an
+	// alias is answered with the CNAME chain and then the target's
+	// records (see DNSAnswer).
+	CNAMEs map[string]string `yaml:"cnames" json:"cnames,omitempty"`
+	// Topics (kafka only) are the topics the broker is seeded with, one
+	// partition each; default port 9092.
+	Topics []string `yaml:"topics" json:"topics,omitempty"`
 	// ResetFrom lists pods whose TCP connections the server resets (RST) as
 	// soon as they are accepted: the lab's stand-in for a policy deny until
 	// enforcement exists.
@@ -89,15 +98,41 @@ type RouteSpec struct {
 
 // ClientSpec is one edge of traffic from the pod that holds it to pod To.
 type ClientSpec struct {
-	To       string   `yaml:"to" json:"to"`
-	Kind     string   `yaml:"kind" json:"kind"`
-	Port     uint16   `yaml:"port" json:"port"`         // default 53 for dns; unused for ping
-	Method   string   `yaml:"method" json:"method"`     // http; default GET
-	Paths    []string `yaml:"paths" json:"paths"`       // http; "{id}" is replaced by a random id
-	Names    []string `yaml:"names" json:"names"`       // dns; asked in turn, A then AAAA
-	NewConn  bool     `yaml:"new_conn" json:"new_conn"` // http: one connection per request
-	Messages int      `yaml:"messages" json:"messages"` // tcp-echo: lines per connection; default 3
-	Family   string   `yaml:"family" json:"family"`     // ipv4, ipv6 or both (default: alternate)
+	To     string   `yaml:"to" json:"to"`
+	Kind   string   `yaml:"kind" json:"kind"`
+	Port   uint16   `yaml:"port" json:"port"`     // default 53 for dns; unused for ping
+	Method string   `yaml:"method" json:"method"` // http; default GET
+	Paths  []string `yaml:"paths" json:"paths"`   // http; "{id}" is replaced by a random id
+	Names  []string `yaml:"names" json:"names"`   // dns; asked in turn, A then AAAA
+	// Transport (dns) is "udp" (default: a socket per query) or "tcp" (a
+	// connection per query, the message length-prefixed, RFC 1035 4.2.2).
+	Transport string `yaml:"transport" json:"transport,omitempty"`
+	// Topics (kafka) are the topics the edge produces to (in turn) or
+	// consumes; Role is "produce" (default) or "consume".
+	Topics []string `yaml:"topics" json:"topics,omitempty"`
+	Role   string   `yaml:"role" json:"role,omitempty"`
+	// KafkaVersion (kafka) caps the request versions the client uses at
+	// those of a Kafka release ("3.0", as kversion.FromString reads it);
+	// default the newest kgo and the broker share. Produce and Fetch name
+	// topics by ID from version 13 (Kafka 3.1 for Fetch, 4.0 for
+	// Produce); an older release keeps the names on the wire.
+	KafkaVersion string `yaml:"kafka_version" json:"kafka_version,omitempty"`
+	NewConn      bool   `yaml:"new_conn" json:"new_conn"` // http: one connection per request
+	// Pipeline (http), when above 1, makes each tick open a connection and
+	// send Pipeline requests back to back on it before reading the
+	// responses, which are read and checked in order (HTTP/1.1
+	// pipelining); the connection is closed after the last.
+	Pipeline int `yaml:"pipeline" json:"pipeline,omitempty"`
+	// Services (grpc) are the service names the health Check calls ask
+	// for, in turn; default [""] (the server). The server knows "" and
+	// its workload's name (SERVING) and answers NOT_FOUND for any other.
+	Services []string `yaml:"services" json:"services,omitempty"`
+	// Stream (grpc), when above 0, makes the edge's calls the lab's
+	// server-streaming /flowbus.lab.v1.Lab/Stream instead of Check: the
+	// server answers Stream messages and ends with OK.
+	Stream   int    `yaml:"stream" json:"stream,omitempty"`
+	Messages int    `yaml:"messages" json:"messages"` // tcp-echo: lines per connection; default 3
+	Family   string `yaml:"family" json:"family"`     // ipv4, ipv6 or both (default: alternate)
 }
 
 // ServiceSpec is a service: a name and cluster IPs over the pods its
@@ -178,6 +213,9 @@ func (t *Topology) defaults() {
 			if s.Kind == KindDNS && s.Port == 0 {
 				s.Port = 53
 			}
+			if s.Kind == KindKafka && s.Port == 0 {
+				s.Port = 9092
+			}
 			for k := range s.Routes {
 				r := &s.Routes[k]
 				r.Method = strings.ToUpper(r.Method)
@@ -197,6 +235,15 @@ func (t *Topology) defaults() {
 			}
 			if c.Kind == KindDNS && c.Port == 0 {
 				c.Port = 53
+			}
+			if c.Kind == KindDNS && c.Transport == "" {
+				c.Transport = "udp"
+			}
+			if c.Kind == KindKafka && c.Port == 0 {
+				c.Port = 9092
+			}
+			if c.Kind == KindKafka && c.Role == "" {
+				c.Role = KafkaProduce
 			}
 			if c.Kind == KindTCPEcho && c.Messages == 0 {
 				c.Messages = 3
@@ -266,22 +313,30 @@ func (t *Topology) Validate() error {
 		for _, s := range p.Servers {
 			where := fmt.Sprintf("pod %s: server %s:%d", p.Name, s.Kind, s.Port)
 			switch s.Kind {
-			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS:
+			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS, KindKafka:
 			default:
-				return fmt.Errorf("pod %s: server kind %q: want http, grpc, tcp-echo or dns", p.Name, s.Kind)
+				return fmt.Errorf("pod %s: server kind %q: want http, grpc, tcp-echo, dns or kafka", p.Name, s.Kind)
 			}
 			if s.Port == 0 {
 				return fmt.Errorf("%s: port is required", where)
 			}
-			transport := "tcp"
+			transports := []string{"tcp"}
 			if s.Kind == KindDNS {
-				transport = "udp"
+				transports = append(transports, "udp") // DNS listens on both
 			}
-			key := fmt.Sprintf("%s/%d", transport, s.Port)
-			if ports[key] {
-				return fmt.Errorf("%s: port %s already used by another server of the pod", where, key)
+			for _, transport := range transports {
+				key := fmt.Sprintf("%s/%d", transport, s.Port)
+				if ports[key] {
+					return fmt.Errorf("%s: port %s already used by another server of the pod", where, key)
+				}
+				ports[key] = true
 			}
-			ports[key] = true
+			if len(s.Topics) > 0 && s.Kind != KindKafka {
+				return fmt.Errorf("%s: topics are for kafka servers only", where)
+			}
+			if len(s.CNAMEs) > 0 && s.Kind != KindDNS {
+				return fmt.Errorf("%s: cnames are for dns servers only", where)
+			}
 			if len(s.Routes) > 0 && s.Kind != KindHTTP {
 				return fmt.Errorf("%s: routes are for http servers only", where)
 			}
@@ -319,9 +374,9 @@ func (t *Topology) Validate() error {
 			switch c.Kind {
 			case KindPing:
 				continue
-			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS:
+			case KindHTTP, KindGRPC, KindTCPEcho, KindDNS, KindKafka:
 			default:
-				return fmt.Errorf("%s: kind %q: want http, grpc, tcp-echo, dns or ping", where, c.Kind)
+				return fmt.Errorf("%s: kind %q: want http, grpc, tcp-echo, dns, kafka or ping", where, c.Kind)
 			}
 			if !slices.ContainsFunc(to.Servers, func(s ServerSpec) bool { return s.Kind == c.Kind && s.Port == c.Port }) {
 				return fmt.Errorf("%s: pod %s has no %s server on port %d", where, c.To, c.Kind, c.Port)
@@ -334,8 +389,40 @@ func (t *Topology) Validate() error {
 					return fmt.Errorf("%s: path %q must start with '/'", where, path)
 				}
 			}
+			if c.Transport != "" && (c.Kind != KindDNS || (c.Transport != "udp" && c.Transport != "tcp")) {
+				return fmt.Errorf("%s: transport %q: want udp or tcp, on a dns edge", where, c.Transport)
+			}
+			if c.Kind == KindKafka {
+				if c.Role != KafkaProduce && c.Role != KafkaConsume {
+					return fmt.Errorf("%s: role %q: want produce or consume", where, c.Role)
+				}
+				if len(c.Topics) == 0 {
+					return fmt.Errorf("%s: a kafka client needs topics", where)
+				}
+				for _, s := range to.Servers {
+					for _, tp := range c.Topics {
+						if s.Kind == KindKafka && s.Port == c.Port && !slices.Contains(s.Topics, tp) {
+							return fmt.Errorf("%s: topic %q is not one pod %s's kafka server has", where, tp, c.To)
+						}
+					}
+				}
+				if c.KafkaVersion != "" && kversion.FromString(c.KafkaVersion) == nil {
+					return fmt.Errorf("%s: kafka_version %q: want a Kafka release such as 3.0", where, c.KafkaVersion)
+				}
+			} else if len(c.Topics) > 0 || c.Role != "" || c.KafkaVersion != "" {
+				return fmt.Errorf("%s: topics, role and kafka_version are for kafka edges", where)
+			}
 			if c.Kind == KindDNS && len(c.Names) == 0 {
 				return fmt.Errorf("%s: a dns client needs names", where)
+			}
+			if c.Pipeline != 0 && (c.Kind != KindHTTP || c.NewConn || c.Pipeline < 2 || c.Pipeline > 100) {
+				return fmt.Errorf("%s: pipeline %d: want 2..100 on an http edge without new_conn", where, c.Pipeline)
+			}
+			if (c.Stream != 0 || len(c.Services) > 0) && c.Kind != KindGRPC {
+				return fmt.Errorf("%s: stream and services are for grpc edges", where)
+			}
+			if c.Stream < 0 || c.Stream > 1000 {
+				return fmt.Errorf("%s: stream %d: want 0..1000 messages", where, c.Stream)
 			}
 			if c.Messages < 0 || c.Messages > 1000 {
 				return fmt.Errorf("%s: messages %d: want 1..1000", where, c.Messages)

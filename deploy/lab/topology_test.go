@@ -35,6 +35,8 @@ func TestDefaultTopologyIsThePaymentsFleetPlacedInOrder(t *testing.T) {
 		"kube-system/kube-dns fb-kube-dns fb6h 10.200.0.6 fd00:fb::6",
 		"payments/postgres-primary fb-postgres-primary fb7h 10.200.0.7 fd00:fb::7",
 		"payments/rewards-cron fb-rewards-cron fb8h 10.200.0.8 fd00:fb::8",
+		"payments/ledger-events-0 fb-ledger-events-0 fb9h 10.200.0.9 fd00:fb::9",
+		"payments/reconciler fb-reconciler fb10h 10.200.0.10 fd00:fb::a",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("placement:\n got %q\nwant %q", got, want)
@@ -71,6 +73,8 @@ func TestPlanEndpointsListServicesWithTheBackendsTheirSelectorPicks(t *testing.T
 	want := []endpoints.Backend{
 		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("10.200.0.6"), Port: 53, Protocol: "UDP"},
 		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("fd00:fb::6"), Port: 53, Protocol: "UDP"},
+		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("10.200.0.6"), Port: 53, Protocol: "TCP"},
+		{Namespace: "kube-system", Pod: "kube-dns", IP: netip.MustParseAddr("fd00:fb::6"), Port: 53, Protocol: "TCP"},
 	}
 	if dns == nil || !reflect.DeepEqual(dns.Backends, want) {
 		t.Fatalf("kube-dns backends %+v; want %+v", dns, want)
@@ -133,6 +137,27 @@ func TestParseTopologyRefusesBadInputWithItsReason(t *testing.T) {
 		{"an http client without paths is refused",
 			"pods: [{name: a, namespace: x, clients: [{to: b, kind: http, port: 80}]}, {name: b, namespace: x, servers: [{kind: http, port: 80, routes: [{path: /}]}]}]",
 			"needs paths"},
+		{"pipeline on a new_conn edge is refused",
+			"pods: [{name: a, namespace: x, clients: [{to: b, kind: http, port: 80, paths: [/], new_conn: true, pipeline: 4}]}, {name: b, namespace: x, servers: [{kind: http, port: 80, routes: [{path: /}]}]}]",
+			"pipeline 4: want 2..100"},
+		{"stream on an http edge is refused",
+			"pods: [{name: a, namespace: x, clients: [{to: b, kind: http, port: 80, paths: [/], stream: 2}]}, {name: b, namespace: x, servers: [{kind: http, port: 80, routes: [{path: /}]}]}]",
+			"stream and services are for grpc"},
+		{"a dns server takes its port on tcp too",
+			"pods: [{name: a, namespace: x, servers: [{kind: dns, port: 53}, {kind: tcp-echo, port: 53}]}]", "tcp/53 already used"},
+		{"a dns transport other than udp and tcp is refused",
+			"pods: [{name: a, namespace: x, clients: [{to: b, kind: dns, names: [x.], transport: quic}]}, {name: b, namespace: x, servers: [{kind: dns}]}]",
+			`transport "quic"`},
+		{"cnames on an http server are refused", "pods: [{name: a, namespace: x, servers: [{kind: http, port: 80, routes: [{path: /}], cnames: {a: b}}]}]", "cnames are for dns"},
+		{"a kafka client of a topic the broker lacks is refused",
+			"pods: [{name: a, namespace: x, clients: [{to: b, kind: kafka, topics: [t2]}]}, {name: b, namespace: x, servers: [{kind: kafka, topics: [t1]}]}]",
+			`topic "t2" is not one pod b's kafka server has`},
+		{"a kafka role other than produce and consume is refused",
+			"pods: [{name: a, namespace: x, clients: [{to: b, kind: kafka, role: admin, topics: [t1]}]}, {name: b, namespace: x, servers: [{kind: kafka, topics: [t1]}]}]",
+			`role "admin"`},
+		{"a kafka_version that is no release is refused",
+			"pods: [{name: a, namespace: x, clients: [{to: b, kind: kafka, topics: [t1], kafka_version: banana}]}, {name: b, namespace: x, servers: [{kind: kafka, topics: [t1]}]}]",
+			`kafka_version "banana"`},
 		{"a service without selector is refused", "pods: [{name: a, namespace: x}]\nservices: [{name: s, namespace: x}]", "selector is required"},
 		{"a service with a bad cluster ip is refused", "pods: [{name: a, namespace: x}]\nservices: [{name: s, namespace: x, selector: {a: b}, cluster_ips: [1.2.3]}]", "cluster ip"},
 		{"a truncated file is refused", "pods: [{name: a, namesp", "decode"},
