@@ -163,7 +163,7 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 // L7 kind with its protocol (http, grpc, dns, kafka), one item per
 // protocol; a port that two kinds share is left to detection (auto).
 func labL7Ports(t *lab.Topology) string {
-	protoOf := map[string]string{lab.KindHTTP: "http", lab.KindGRPC: "grpc", lab.KindDNS: "dns", "kafka": "kafka"}
+	protoOf := map[string]string{lab.KindHTTP: "http", lab.KindGRPC: "grpc", lab.KindDNS: "dns", lab.KindKafka: "kafka"}
 	byPort := map[uint16]string{}
 	for _, p := range t.Pods {
 		for _, s := range p.Servers {

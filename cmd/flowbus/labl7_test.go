@@ -15,7 +15,7 @@ func TestLabL7Ports(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := labL7Ports(topo)
-	if want := "http:8080,8443,9000 grpc:9090 dns:53"; got != want {
+	if want := "http:8080,8443,9000 grpc:9090 dns:53 kafka:9092"; got != want {
 		t.Errorf("--l7 %q, want %q", got, want)
 	}
 	if _, err := stream.ParsePorts(got); err != nil {
