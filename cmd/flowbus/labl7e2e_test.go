@@ -1,0 +1,196 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowbus/flowbus/deploy/lab"
+	"github.com/flowbus/flowbus/internal/ducktest"
+	"github.com/flowbus/flowbus/sinks/nats"
+)
+
+// routeKey is one route_rollup group: destination workload, protocol,
+// method, templated route and status.
+type routeKey struct {
+	ns, workload, proto, method, route string
+	status                             int
+}
+
+var idSegment = regexp.MustCompile(`/[0-9]+(/|$)`)
+
+// truthRoute is the route_rollup group a ground-truth request falls in, as
+// the aggregator groups the kernel's records: gRPC is HTTP/2 POST of its
+// full method answered 200 (its own status is in the trailers), a path's
+// numeric segments are {id}, DNS is its first query type and name, Kafka
+// its API key (Cilium's lower-case names) and topic. ok is false for what
+// route_rollup does not count: requests without an answer, and Kafka API
+// keys other than Produce and Fetch (compared apart).
+func truthRoute(r *lab.TruthRecord) (routeKey, bool) {
+	k := routeKey{ns: r.ToNamespace, workload: r.ToWorkload, method: r.Method, route: r.Path, status: r.Status}
+	if r.Status < 0 {
+		return k, false
+	}
+	switch r.Proto {
+	case "http":
+		k.proto = "http"
+		for idSegment.MatchString(k.route) {
+			k.route = idSegment.ReplaceAllString(k.route, "/{id}$1")
+		}
+	case "grpc":
+		k.proto, k.method, k.status = "http", "POST", 200
+	case "dns":
+		k.proto = "dns"
+	case "kafka":
+		k.proto, k.method = "kafka", strings.ToLower(r.Method)
+		if k.method != "produce" && k.method != "fetch" {
+			return k, false
+		}
+	}
+	return k, true
+}
+
+// TestLabL7RoutesMatchGroundTruth runs the payments lab's L7 traffic (HTTP
+// keep-alive, per-request and pipelined; gRPC unary and streaming; DNS over
+// UDP and TCP with CNAMEs and NXDOMAIN; Kafka Produce and Fetch against
+// kfake) through an agent following L7 on the fleet's ports without any
+// policy, NATS JetStream and the aggregator, and compares route_rollup as
+// DuckDB reads it with the clients' ground-truth log: the requests of every
+// (destination workload, protocol, method, route, status) are exactly the
+// answered requests the clients made. The per-route p50 and p99 of the
+// kernel (request's first byte → response's first byte at the server's
+// interface) and of the clients (end of write → first byte read) are
+// logged side by side.
+func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the lab runs real traffic for seconds")
+	}
+	plan, labCfg := labTestSetup(t, "fbll", 206)
+	dir := t.TempDir()
+	srv, url, err := nats.StartEmbedded(filepath.Join(dir, "nats"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	var ifs []string
+	for _, p := range plan.Pods {
+		ifs = append(ifs, p.HostIf)
+	}
+	l7 := labL7Ports(&plan.Topology)
+	a := startLabAgent(t, "--source", "ebpf", "--interfaces", strings.Join(ifs, ","), "--l7", l7,
+		"--endpoints", plan.EndpointsFile, "--node", "lab-node", "--bus", url,
+		"--observer-address", "", "--metrics-address", "", "--spool-dir", "off", "--data-dir", dir,
+		"--active-timeout", "3s", "--linger", "200ms")
+	waitFor(t, "the agent to attach", 10*time.Second, func() bool {
+		return a.metric("flowbus_bpf_attached_interfaces", "", "") == float64(len(ifs))
+	})
+	start := time.Now()
+	rep, err := lab.Traffic(context.Background(), labCfg, lab.TrafficOptions{Duration: 12 * time.Second, Rate: 60, Seed: 11})
+	if err != nil {
+		t.Fatalf("traffic: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	// The kernel's capture counters, read while its maps are there.
+	captured := a.metric("flowbus_l7_captures_total", "result", "captured")
+	refused := a.metric("flowbus_l7_captures_total", "result", "ringbuf") + a.metric("flowbus_l7_captures_total", "result", "load")
+	a.close(t)
+	published := a.metric("flowbus_stage_emitted_total", "stage", "export")
+	truth, err := lab.ReadTruth(labCfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[routeKey]int64{}
+	lat := map[routeKey][]int64{}
+	answered := 0
+	for i := range truth {
+		r := &truth[i]
+		if r.Time < start.UnixNano() {
+			continue
+		}
+		k, ok := truthRoute(r)
+		if !ok {
+			continue
+		}
+		answered++
+		want[k]++
+		lat[k] = append(lat[k], r.LatencyNs)
+	}
+	if answered < 10000 {
+		t.Errorf("%d answered L7 requests in the ground truth, want at least 10,000 (traffic: %+v)", answered, rep.Total())
+	}
+
+	out := filepath.Join(dir, "parquet")
+	aggregateNATS(t, url, out, "labl7", published)
+	db := ducktest.Open(t)
+	rows, err := db.Query(`SELECT dst_namespace, dst_workload, l7_protocol, method, route, status, sum(requests)::BIGINT,
+		max(latency_p50_ns)::BIGINT, max(latency_p99_ns)::BIGINT
+		FROM read_parquet('` + out + `/route_rollup/*/*/*.parquet', hive_partitioning = true)
+		GROUP BY ALL ORDER BY ALL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[routeKey]int64{}
+	p50s, p99s := map[routeKey]int64{}, map[routeKey]int64{}
+	for rows.Next() {
+		var k routeKey
+		var n, p50, p99 int64
+		if err := rows.Scan(&k.ns, &k.workload, &k.proto, &k.method, &k.route, &k.status, &n, &p50, &p99); err != nil {
+			t.Fatal(err)
+		}
+		if k.proto == "kafka" && k.method != "produce" && k.method != "fetch" {
+			continue
+		}
+		got[k] += n
+		p50s[k], p99s[k] = p50, p99
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []routeKey
+	for k := range want {
+		keys = append(keys, k)
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b routeKey) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+	var total int64
+	for _, k := range keys {
+		total += got[k]
+		q := quantiles(lat[k])
+		line := fmt.Sprintf("%s/%s %s %s %q %d: route_rollup %d, clients %d; latency p50 %v (clients %v) p99 %v (clients %v)",
+			k.ns, k.workload, k.proto, k.method, k.route, k.status, got[k], want[k],
+			time.Duration(p50s[k]), time.Duration(q[0]), time.Duration(p99s[k]), time.Duration(q[1]))
+		if got[k] != want[k] {
+			t.Errorf("%s", line)
+		} else {
+			t.Log(line)
+		}
+	}
+	t.Logf("%d answered requests in the clients' log, %d in route_rollup; the kernel captured %v segments and lost %v", answered, total, captured, refused)
+	if captured == 0 {
+		t.Errorf("flowbus_l7_captures_total{result=\"captured\"} is 0")
+	}
+}
+
+// quantiles returns the p50 and p99 of v (nearest rank).
+func quantiles(v []int64) [2]int64 {
+	if len(v) == 0 {
+		return [2]int64{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	at := func(q float64) int64 { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return [2]int64{at(0.5), at(0.99)}
+}
