@@ -4,6 +4,8 @@ package bpf
 
 import (
 	"encoding/binary"
+	"errors"
+	"os"
 	"net/netip"
 	"testing"
 	"time"
@@ -95,6 +97,51 @@ func BenchmarkProgram(b *testing.B) {
 		withPolicy(b, objs)
 		run(b, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 80, syn, 0)))
 		single(b, objs.FlowIngress, func(int) []byte { return established }, nil)
+	})
+	// L7 capture: "l7_off" is established/single's program (no capture in
+	// it); "l7_on_port_not_enabled" loads the capture for port 8080 and
+	// sends an established packet of a flow to port 80 (the cost of the
+	// feature on a port it does not follow); "l7_captured" a 100-byte
+	// payload of a flow to 8080 (the L7-enabled packet: the full path and
+	// the capture of its head into the ring, which the timer-stopped reset
+	// drains every resetEvery packets).
+	l7opts := loadOptions{ringBufSize: DefaultRingBufSize, maxFlows: DefaultMaxFlows,
+		l7: L7Config{Ports: []L7Port{{Port: 8080, Proto: 6, Class: 1}}, HeadBytes: DefaultL7HeadBytes, RingBufSize: DefaultL7RingBuf}}
+	b.Run("l7_on_port_not_enabled/single", func(b *testing.B) {
+		objs := loadTest(b, l7opts)
+		run(b, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 80, syn, 0)))
+		single(b, objs.FlowIngress, func(int) []byte { return established }, nil)
+	})
+	b.Run("l7_captured/single", func(b *testing.B) {
+		objs := loadTest(b, l7opts)
+		rd, err := ringbuf.NewReader(objs.L7Events)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rd.Close()
+		run(b, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 8080, syn, 0)))
+		pkt := ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 8080, ack, 100))
+		drain := func(int) {
+			// The captures were submitted without a wakeup: a read past
+			// its deadline takes what is there.
+			var rec ringbuf.Record
+			rd.SetDeadline(time.Now())
+			for rd.AvailableBytes() > 0 {
+				if err := rd.ReadInto(&rec); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					b.Fatal(err)
+				}
+			}
+		}
+		single(b, objs.FlowIngress, func(int) []byte { return pkt }, drain)
+		drain(0)
+		var per []uint64
+		if err := objs.L7Counters.Lookup(uint32(1*L7CounterMax+1), &per); err == nil {
+			var refused uint64
+			for _, v := range per {
+				refused += v
+			}
+			b.ReportMetric(float64(refused), "refused")
+		}
 	})
 	for _, nf := range []struct {
 		name       string

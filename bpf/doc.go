@@ -320,6 +320,40 @@
 // port with no socket in another pod and checks the exact NO_SOCKET count
 // and each record.
 //
+// # L7 capture
+//
+// Decision: L7 visibility comes from the program that observes, not from
+// a proxy, socket programs or uprobes. With L7Config.Ports set, a flow whose
+// server port (the destination of its opener; for a mid-stream flow either
+// port) is listed gets that port's class in flow_stats.l7 at its first
+// packet, at one interface only, by the count-once rule of the flow
+// records: the server pod's interface, or the client's when the server is
+// not a pod of the cluster (its identity from the ipcache is not in the
+// cluster range; before the ipcache is filled, both interfaces capture).
+// Every later packet of the flow with payload, and its SYN, FIN and RST,
+// goes through l7_capture, a global function (verified once, and of a
+// small frame: the handler's stack and the policy decision's share 512
+// bytes), which reads the L4 header again and copies the capture's header
+// (addresses, ports, sequence number, payload length, flags, time) and the
+// first HeadBytes of the payload with bpf_ringbuf_output into l7_events, a
+// ring of its own so that a burst of payload never takes the room of flow
+// records. Only the head is copied: bytes per request are bounded, and the
+// parsers find message boundaries from lengths and skip the rest by offset
+// (agent/l7). A refused capture is counted per class (l7_counters:
+// captured, ringbuf, load) and is a gap in its stream for the parsers,
+// which count it too; the datapath never waits. A packet with payload of a
+// captured flow leaves the fast path for the full one (its parsed headers
+// feed the capture); flows on other ports keep the fast path and pay
+// nothing, and with no ports l7_enabled is 0 and the verifier removes the
+// capture from the program. Collector.RunL7 reads the captures on a
+// goroutine of their own. Limits: TLS payloads are ciphertext (no
+// plaintext without uprobes on the TLS libraries, not done) and QUIC is
+// UDP the parsers do not follow; a segment larger than the head (a GSO
+// super-packet holding several pipelined messages) shows only its first
+// message's header, and the parsers count what they could not read.
+// TestL7CaptureFollowsStreams rebuilds both byte streams of a connection
+// from the captures; BenchmarkProgram's l7_* cases give the costs.
+//
 // # Struct layout
 //
 // flow_key, flow_key4, flow_stats and flow_event (include/flow.h) are

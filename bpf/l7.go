@@ -69,6 +69,9 @@ type L7Counters [L7ClassMax]L7ClassCounters
 
 var l7EventHeader = int(unsafe.Offsetof(bpfL7Event{}.Head))
 
+// L7CounterMax is the number of capture counters per class (l7_counters).
+const L7CounterMax = int(bpfL7CounterL7COUNTER_MAX)
+
 // L7Counters reads the kernel's capture counters.
 func (c *Collector) L7Counters() (L7Counters, error) {
 	var out L7Counters

@@ -82,5 +82,29 @@
 //     flowbus_bpf_reader_cpu_seconds_total, flowbus_bpf_attached_interfaces,
 //     flowbus_policy_syncs_total, flowbus_policy_revision,
 //     flowbus_policy_endpoints, flowbus_policy_rejected_policies,
-//     flowbus_policy_fail_closed_endpoints, flowbus_identity_collisions.
+//     flowbus_policy_fail_closed_endpoints, flowbus_identity_collisions;
+//     with L7, flowbus_l7_captures_total{protocol,result} (the kernel's
+//     captures) and the tracker's flowbus_l7_* (agent/l7/stream).
+//   - L7 (Config.L7, `flowbus agent --l7`): without a policy or a proxy,
+//     the kernel captures the heads of the segments of connections to the
+//     followed ports at the one interface that counts them (bpf/doc.go, "L7
+//     capture"), and a tracker (agent/l7/stream) on the collector's L7
+//     goroutine turns them into exchanges of the port's protocol. An
+//     exchange is two Hubble L7 records (event type 129), as Hubble's proxy
+//     gives them: the request, client → server, REQUEST, with the request's
+//     fields only, at its first byte's time; and, when it was answered, the
+//     response, server → client, a reply, RESPONSE, with status, answers or
+//     error code and the latency from the request's first byte to the
+//     response's (kernel times at the server's interface). Their direction
+//     is INGRESS when the server's interface saw them, EGRESS when the
+//     client's did; enrichment is the flow records'. The response counts as
+//     traffic with no bytes (the connection's L3/L4 records carry the flow
+//     and its bytes), so route_rollup counts it and pair_rollup's flows do
+//     not; the request counts nothing. gRPC is HTTP/2 in Hubble's form. DNS
+//     answers fill a cache per client pod (agent/l7/fqdn) until their TTL
+//     plus Config.Names.Grace; a flow record from a pod to an address the
+//     pod resolved carries the names in DestinationNames (a reply's in
+//     SourceNames), checked at the record's first-seen time. A connection
+//     seen mid-stream is turned round when its client port is the one
+//     followed.
 package ebpf
