@@ -96,7 +96,6 @@ type Relay struct {
 	cfg   Config
 	log   *slog.Logger
 	peers *relayclient.PeerSet
-	start time.Time
 
 	flows      prometheus.Counter
 	peerErrors prometheus.Counter
@@ -116,7 +115,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	r := &Relay{
-		cfg: cfg, log: log, start: time.Now(),
+		cfg: cfg, log: log,
 		peers: relayclient.NewPeerSet(func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, creds)
 		}),
@@ -186,15 +185,26 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// ServerStatus sums the agents' status; agents that do not answer within
-// StatusTimeout are counted and named as unavailable.
+// maxUnavailableNames is how many unavailable agents ServerStatus names at
+// most, as Hubble Relay (numUnavailableNodesReportMax): the count covers
+// them all.
+const maxUnavailableNames = 10
+
+// ServerStatus aggregates the agents' status as Hubble Relay does:
+// num_flows, max_flows, seen_flows and flows_rate summed over the agents
+// that answer, uptime_ns the oldest agent's uptime (a sum would mean
+// nothing; the relay's own uptime is not reported), the relay's version;
+// agents that do not answer within StatusTimeout are counted as
+// unavailable and the first 10 of them (by address) named.
 func (r *Relay) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusRequest) (*observerpb.ServerStatusResponse, error) {
-	res := &observerpb.ServerStatusResponse{Version: r.cfg.Version, UptimeNs: uint64(time.Since(r.start).Nanoseconds())}
+	res := &observerpb.ServerStatusResponse{Version: r.cfg.Version}
 	var connected, unavailable uint32
 	for _, n := range r.nodes(ctx) {
 		if n.GetState() != relaypb.NodeState_NODE_CONNECTED {
 			unavailable++
-			res.UnavailableNodes = append(res.UnavailableNodes, n.GetName())
+			if len(res.UnavailableNodes) < maxUnavailableNames {
+				res.UnavailableNodes = append(res.UnavailableNodes, n.GetName())
+			}
 			continue
 		}
 		connected++
@@ -202,6 +212,7 @@ func (r *Relay) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusRequ
 		res.MaxFlows += n.GetMaxFlows()
 		res.SeenFlows += n.GetSeenFlows()
 		res.FlowsRate += n.rate
+		res.UptimeNs = max(res.UptimeNs, n.GetUptimeNs())
 	}
 	res.NumConnectedNodes, res.NumUnavailableNodes = wrapperspb.UInt32(connected), wrapperspb.UInt32(unavailable)
 	return res, nil

@@ -107,8 +107,10 @@
 //     returning agent is reported NODE_CONNECTED. A request an agent refuses
 //     as InvalidArgument (an unsupported filter field) is refused to the
 //     client with the agent's message. Filtering happens in the agents only.
-//   - The relay's ServerStatus sums the reachable agents' counters and names
-//     the unreachable ones; GetNodes lists every agent as NODE_CONNECTED or
+//   - The relay's ServerStatus aggregates as Hubble Relay does: num, max and
+//     seen flows and the flow rate summed over the reachable agents, uptime
+//     the oldest agent's (not the relay's own), the unreachable agents
+//     counted and the first 10 named; GetNodes lists every agent as NODE_CONNECTED or
 //     NODE_UNAVAILABLE with its counters; GetNamespaces merges the agents'.
 //     Node names are learned from the agents (GetNodes, or the node_name of
 //     their flows); an agent never reached is named by its address.
