@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -42,8 +43,12 @@ type Config struct {
 	BatchWindow     time.Duration // non-follow: the same, for requests that end (default 5 s: exact order unless an agent stalls that long)
 	StatusTimeout   time.Duration // per-agent timeout of ServerStatus/GetNodes/GetNamespaces (default 2 s)
 	Version         string
-	ServerTLS       observer.ServerTLS // TLS towards clients
-	ClientTLS       observer.ClientTLS // TLS towards agents
+	// NodeName is the relay's own name, the node_name of the node status
+	// events it sends (default: $K8S_NODE_NAME, else the host name, as
+	// Hubble Relay's).
+	NodeName  string
+	ServerTLS observer.ServerTLS // TLS towards clients
+	ClientTLS observer.ClientTLS // TLS towards agents
 
 	// LookupHost resolves names; nil uses net.DefaultResolver (tests inject).
 	LookupHost func(ctx context.Context, host string) ([]string, error)
@@ -79,6 +84,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Version == "" {
 		c.Version = "flowbus"
+	}
+	if c.NodeName == "" {
+		c.NodeName = os.Getenv("K8S_NODE_NAME")
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
 	}
 	if c.LookupHost == nil {
 		c.LookupHost = net.DefaultResolver.LookupHost
@@ -318,8 +329,11 @@ func (r *Relay) GetDebugEvents(*observerpb.GetDebugEventsRequest, observerpb.Obs
 
 // GetFlows opens the same request on every agent and merges the streams in
 // time order (relayclient.Merge): number, first, since and until apply per
-// agent; agents that cannot be reached or fail are reported as node status
-// events; a request an agent refuses as invalid is refused to the client.
+// agent. As Hubble Relay, it first sends a NODE_CONNECTED node status event
+// naming the agents it reads and a NODE_UNAVAILABLE one naming those it
+// cannot reach (an agent still connecting is given StatusTimeout), then the
+// flows; agents that fail later are reported as node status events too; a
+// request an agent refuses as invalid is refused to the client.
 func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Observer_GetFlowsServer) error {
 	if req.GetFirst() && req.GetFollow() {
 		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
@@ -329,7 +343,8 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 		window = r.cfg.SortWindow
 	}
 	return relayclient.Merge(stream.Context(), req, stream.Send, relayclient.MergeConfig{
-		Peers: r.peers.Snapshot, Window: window, RetryInterval: r.cfg.RetryInterval, Log: r.log,
+		Peers: r.peers.Snapshot, Window: window, RetryInterval: r.cfg.RetryInterval, ConnectTimeout: r.cfg.StatusTimeout,
+		NodeName: r.cfg.NodeName, Log: r.log,
 		Sent: r.flows.Inc, PeerFailed: r.peerErrors.Inc,
 	})
 }

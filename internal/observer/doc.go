@@ -100,8 +100,13 @@
 //     nothing to say holds the others back at most SortWindow (follow,
 //     default 500 ms) or BatchWindow (requests that end, default 5 s), after
 //     which order is best-effort, as Hubble relay's sort buffer is.
-//   - Agents that cannot be reached are reported once as a NODE_UNAVAILABLE
-//     node status event, agents that fail mid-stream as NODE_ERROR, and the
+//   - As Hubble Relay, the relay's GetFlows starts with one NODE_CONNECTED
+//     node status event naming the agents it reads and one NODE_UNAVAILABLE
+//     naming those it cannot reach (an agent whose connection is still being
+//     made is given StatusTimeout), stamped with the relay's node name, then
+//     the flows. The relay keeps a connection to every agent, as Hubble
+//     Relay's peer pool does. Agents that cannot be reached are reported
+//     once, agents that fail mid-stream as NODE_ERROR, and the
 //     stream goes on with the others; with follow, lost and new agents are
 //     (re)joined every RetryInterval from their newest flow on, and a
 //     returning agent is reported NODE_CONNECTED. A request an agent refuses
