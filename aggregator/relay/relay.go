@@ -16,6 +16,7 @@ import (
 	relaypb "github.com/cilium/cilium/api/v1/relay"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -128,7 +129,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 	r := &Relay{
 		cfg: cfg, log: log,
 		peers: relayclient.NewPeerSet(func(addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, creds)
+			// gRPC's default reconnect backoff grows to 120 s while an agent
+			// is down, so a restarted agent would wait that long to be read
+			// again; the retries keep the relay's pace instead.
+			return grpc.NewClient(addr, creds, grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{BaseDelay: min(time.Second, cfg.RetryInterval), Multiplier: 1.6, Jitter: 0.2,
+					MaxDelay: cfg.RetryInterval},
+				MinConnectTimeout: 20 * time.Second,
+			}))
 		}),
 		flows:      prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_flows_total", Help: "Flows the relay forwarded to clients."}),
 		peerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_agent_stream_errors_total", Help: "Agent streams that failed or could not be opened."}),

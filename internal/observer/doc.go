@@ -108,7 +108,10 @@
 //     Relay's peer pool does. Agents that cannot be reached are reported
 //     once, agents that fail mid-stream as NODE_ERROR, and the
 //     stream goes on with the others; with follow, lost and new agents are
-//     (re)joined every RetryInterval from their newest flow on, and a
+//     (re)joined every RetryInterval from their newest flow on (gRPC's
+//     reconnect backoff is capped at RetryInterval and reset at every
+//     retry, so a restarted agent is read again within one RetryInterval,
+//     not after a backoff grown to two minutes), and a
 //     returning agent is reported NODE_CONNECTED. A request an agent refuses
 //     as InvalidArgument (an unsupported filter field) is refused to the
 //     client with the agent's message. Filtering happens in the agents only.

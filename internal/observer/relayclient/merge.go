@@ -12,6 +12,7 @@ import (
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -141,7 +142,7 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 	m := &merger{window: cfg.Window, queues: map[*Peer][]item{}, active: map[*Peer]bool{}, got: map[*Peer]bool{}, reported: map[*Peer]relaypb.NodeState{}}
 	start := func(p *Peer, req *observerpb.GetFlowsRequest) {
 		m.active[p] = true
-		go pump(ctx, p, req, events)
+		go pump(ctx, p, req, events, cfg.ConnectTimeout)
 	}
 	connected, unavailable := classify(ctx, cfg.Peers(), cfg.ConnectTimeout)
 	var names []string
@@ -242,6 +243,9 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 			for _, p := range cfg.Peers() {
 				if !m.active[p] {
 					m.got[p] = false
+					// A peer down a while has its connection deep in gRPC's
+					// reconnect backoff: try now, not when the backoff ends.
+					p.ResetConnectBackoff()
 					start(p, rejoin)
 				}
 			}
@@ -251,9 +255,18 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 	}
 }
 
-// pump forwards one agent's stream to the merger.
-func pump(ctx context.Context, p *Peer, req *observerpb.GetFlowsRequest, events chan<- event) {
-	s, err := p.Client.GetFlows(ctx, req)
+// pump forwards one agent's stream to the merger. The stream waits up to
+// connectTimeout for the peer's connection to be ready (rather than
+// failing at once while the connection is in TRANSIENT_FAILURE, as when
+// it is being retried after the peer restarted).
+func pump(ctx context.Context, p *Peer, req *observerpb.GetFlowsRequest, events chan<- event, connectTimeout time.Duration) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	timer := time.AfterFunc(connectTimeout, cancel)
+	s, err := p.Client.GetFlows(sctx, req, grpc.WaitForReady(true))
+	if !timer.Stop() && ctx.Err() == nil {
+		err = status.Errorf(codes.Unavailable, "no connection to %s within %v", p.Addr, connectTimeout)
+	}
 	for err == nil {
 		var res *observerpb.GetFlowsResponse
 		if res, err = s.Recv(); err != nil {

@@ -82,6 +82,15 @@ func (p *Peer) Available(ctx context.Context) bool {
 	}
 }
 
+// ResetConnectBackoff makes the peer's connection try again now if it is
+// waiting out gRPC's reconnect backoff (which grows to minutes while a
+// peer is down).
+func (p *Peer) ResetConnectBackoff() {
+	if p.conn != nil {
+		p.conn.ResetConnectBackoff()
+	}
+}
+
 // KnownName returns the node name learned so far ("" if none).
 func (p *Peer) KnownName() string {
 	p.mu.Lock()
