@@ -272,7 +272,8 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 
 	if *f.observerAddr != "" {
 		srv, err := observer.NewServer(observer.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
-			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}, Nodes: upstreamNodes}, rt.ring, io.Log, rt.reg)
+			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}, Nodes: upstreamNodes,
+			Lost: m.Lost}, rt.ring, io.Log, rt.reg)
 		if err != nil {
 			return nil, fmt.Errorf("observer API: %w", err)
 		}

@@ -30,7 +30,9 @@
 //     writer never waits for a reader: a reader that falls behind by more
 //     than the ring size is told how many events it lost, as a LostEvent with
 //     source HUBBLE_RING_BUFFER (exactly as Hubble's ring reader), and the
-//     loss is counted in flowbus_observer_reader_lost_total. So a stalled
+//     loss is counted in flowbus_observer_reader_lost_total and passed to
+//     Config.Lost (the agent's hubble_lost_events_total{source=
+//     "hubble_ring_buffer"}, as Hubble's ring counts it). So a stalled
 //     `--follow` client cannot slow the pipeline.
 //   - Filters (package filter) are evaluated on schemas.Flow, which spares
 //     a conversion per ring entry, by our own code rather than cilium's
