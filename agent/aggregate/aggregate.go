@@ -1,10 +1,12 @@
 package aggregate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +67,7 @@ type Aggregator struct {
 	index    map[uint64]int32 // key hash → first record with that hash
 	recs     []schemas.Flow   // the window's records
 	next     []int32          // next record with the same hash, -1 at the end
+	order    []int32          // sortByTime's index, reused
 
 	earlyFlushes prometheus.Counter
 }
@@ -155,7 +158,44 @@ func (a *Aggregator) Flush() []schemas.Flow {
 	a.recs = make([]schemas.Flow, 0, min(len(out)+len(out)/2, a.cfg.MaxKeys))
 	a.next = a.next[:0]
 	clear(a.index)
+	a.sortByTime(out)
 	return out
+}
+
+// sortByTime sorts a window's records by time (each record's time is its
+// latest flow's), stably: they are kept in first-seen order, which is not
+// time order. So a time-ordered input gives time-ordered output, window
+// after window, since every record of a window is no later than the flows
+// that arrive after it ends. The records are large, so an index is sorted
+// and the permutation applied in place, each record moved once.
+func (a *Aggregator) sortByTime(recs []schemas.Flow) {
+	if slices.IsSortedFunc(recs, func(x, y schemas.Flow) int { return cmp.Compare(x.TimeNs, y.TimeNs) }) {
+		return
+	}
+	idx := a.order[:0]
+	for i := range recs {
+		idx = append(idx, int32(i))
+	}
+	slices.SortStableFunc(idx, func(x, y int32) int { return cmp.Compare(recs[x].TimeNs, recs[y].TimeNs) })
+	// Position i receives record idx[i]: follow each cycle once.
+	for i := range idx {
+		if idx[i] < 0 || int(idx[i]) == i {
+			continue
+		}
+		tmp := recs[i]
+		j := i
+		for {
+			k := int(idx[j])
+			idx[j] = -1
+			if k == i {
+				recs[j] = tmp
+				break
+			}
+			recs[j] = recs[k]
+			j = k
+		}
+	}
+	a.order = idx[:0]
 }
 
 // start makes rec the first record of its key from f.

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -298,4 +299,31 @@ func BenchmarkAdd(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(flows)), "ns/flow")
+}
+
+// TestFlushReturnsRecordsInTimeOrder: a window's records come out sorted
+// by their time (their latest flow's), ties in first-seen order, whatever
+// order their keys were first seen in; every record is kept whole.
+func TestFlushReturnsRecordsInTimeOrder(t *testing.T) {
+	a, err := New(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// key (port) → times of its flows, in arrival order by key first seen:
+	// p1 at 10 then 90, p2 at 20, p3 at 30 then 70, p4 at 40, p5 at 50, p6 at 70.
+	arrivals := []struct {
+		port uint16
+		t    int64
+	}{{1, 10}, {2, 20}, {3, 30}, {4, 40}, {5, 50}, {3, 70}, {6, 70}, {1, 90}}
+	for _, x := range arrivals {
+		a.Add([]schemas.Flow{with(func(f *schemas.Flow) { f.DstPort, f.TimeNs = x.port, x.t })})
+	}
+	var got []string
+	for _, r := range a.Flush() {
+		got = append(got, fmt.Sprintf("p%d@%d/%d", r.DstPort, r.TimeNs, r.Count))
+	}
+	want := []string{"p2@20/1", "p4@40/1", "p5@50/1", "p3@70/2", "p6@70/1", "p1@90/2"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flushed %v, want %v", got, want)
+	}
 }

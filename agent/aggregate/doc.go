@@ -37,6 +37,11 @@
 //     cleared and reused between windows, so steady-state Add allocates
 //     nothing except a new latency histogram bucket. Each Flush hands its
 //     record slice to the caller and starts a new one.
+//   - Flush returns a window's records sorted by TimeNs (stable: ties keep
+//     first-seen order). Every record of a window is no later than the flows
+//     that arrive after the window ends, so a time-ordered input comes out
+//     time-ordered, window after window: `--bus stdout` prints in time order.
+//     An index is sorted and the records moved once each, in place.
 //   - Disabled aggregation is a pass-through: Add returns its input unchanged.
 //
 // An Aggregator is not safe for concurrent use: the agent drives it from one

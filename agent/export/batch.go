@@ -44,7 +44,11 @@ func (b *batcher) add(flows []schemas.Flow) {
 	now := time.Now()
 	for i := range flows {
 		f := &flows[i]
-		k, joined := partitionOf(f)
+		var k partKey
+		joined := false
+		if !b.e.oneBatch {
+			k, joined = partitionOf(f)
+		}
 		p := b.parts[k]
 		if p == nil {
 			key := k.ns

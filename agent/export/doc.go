@@ -15,6 +15,11 @@
 // the queue's head in Publish calls of up to Config.PublishBatch messages.
 //
 // Decisions:
+//   - A Publisher that is one ordered stream rather than a partitioned bus
+//     (sinks/stdout, which implements OneStream) gets one batch for every
+//     partition: records reach it in the order they reached the Exporter.
+//     Per-partition batches, each sent when full or after Linger, would
+//     interleave partitions out of time order by up to Linger.
 //   - Memory, then disk, never back-pressure: when the queue is full, or a
 //     Publish fails, the whole queue and every newer message go to the disk
 //     spool (sinks/spool) in order; while the spool holds anything, new

@@ -27,6 +27,16 @@ type Publisher interface {
 	Close() error
 }
 
+// OneStream is implemented by a Publisher that is a single ordered stream
+// rather than a partitioned bus (sinks/stdout) and returns true. The
+// Exporter then keeps one batch for every partition key, so records reach
+// it in the order they reached the Exporter; per-partition batches, each
+// sent when full or after Linger, would interleave partitions out of time
+// order by up to Linger.
+type OneStream interface {
+	OneStream() bool
+}
+
 // encoder is flowcodec.Encoder's method, as an interface so tests can count calls.
 type encoder interface {
 	Encode(dst []byte, flows []schemas.Flow) ([]byte, error)
@@ -45,6 +55,9 @@ type Exporter struct {
 	m     metrics
 
 	seq uint64 // last Seq assigned (batcher goroutine only)
+	// oneBatch: the publisher is one ordered stream (OneStream): one batch
+	// for every partition.
+	oneBatch bool
 
 	// pubCtx is the context of every Publish; cancelled when the shutdown
 	// drain times out.
@@ -85,13 +98,15 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 	if st == nil {
 		st = (*stage.Metrics)(nil).Stage("export")
 	}
+	one, _ := pub.(OneStream)
 	e := &Exporter{
-		cfg:  cfg,
-		log:  logger,
-		pub:  pub,
-		enc:  flowcodec.NewEncoder(),
-		st:   st,
-		wake: make(chan struct{}, 1),
+		oneBatch: one != nil && one.OneStream(),
+		cfg:      cfg,
+		log:      logger,
+		pub:      pub,
+		enc:      flowcodec.NewEncoder(),
+		st:       st,
+		wake:     make(chan struct{}, 1),
 
 		m: metrics{
 			messages:      counter("flowbus_export_messages_total", "Messages published to the bus."),

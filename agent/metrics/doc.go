@@ -23,6 +23,17 @@
 // hubble_flows_processed_total has Hubble's protocol label first, before
 // type, subtype and verdict.
 //
+// hubble_lost_events_total{source} has Hubble's source values, each series
+// there from the start at 0: perf_event_ring_buffer (the kernel ring buffer;
+// the eBPF source reports it), observer_events_queue (Hubble's queue between
+// its monitor and its observer; flowbus's pipeline applies back-pressure
+// there instead of dropping, so it stays 0 unless a Hubble source passes on
+// such a loss) and hubble_ring_buffer (GetFlows readers that fell behind the
+// Observer ring and lost events to overwrites, as
+// flowbus_observer_reader_lost_total; the agent wires Metrics.Lost into the
+// Observer server). Losses a Hubble or hubble-json source reports keep the
+// source Hubble gave them.
+//
 // Decisions:
 //
 //   - Metrics are selected with Hubble's --metrics syntax (ParseSpecs):

@@ -75,6 +75,14 @@ func New(cfg Config, reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Flows not counted in a Hubble metric because it reached its cap of label combinations.",
 		}, []string{"metric"}),
 	}
+	// Every place Hubble loses events has its series from the start, at 0
+	// until a loss: the kernel ring buffer and the observer's events queue
+	// (Hubble's monitor consumer registers both at startup) and the
+	// Observer ring's readers (Hubble adds it at the first loss).
+	for _, src := range []flowpb.LostEventSource{flowpb.LostEventSource_PERF_EVENT_RING_BUFFER,
+		flowpb.LostEventSource_OBSERVER_EVENTS_QUEUE, flowpb.LostEventSource_HUBBLE_RING_BUFFER} {
+		m.lost.WithLabelValues(strings.ToLower(src.String()))
+	}
 	cs := []prometheus.Collector{m.lost, m.overflow}
 	seen := map[string]bool{}
 	for _, s := range specs {

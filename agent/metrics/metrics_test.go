@@ -106,14 +106,50 @@ func scrape(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	return out
 }
 
+// hubbleOnly keeps the hubble_* and flowbus_* samples, but the
+// hubble_lost_events_total series still at 0 (every Metrics has them:
+// TestLostEventsSeriesOfEveryHubbleSource).
 func hubbleOnly(m map[string]float64) map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range m {
+		if strings.HasPrefix(k, "hubble_lost_events_total{") && v == 0 {
+			continue
+		}
 		if strings.HasPrefix(k, "hubble_") || strings.HasPrefix(k, "flowbus_") {
 			out[k] = v
 		}
 	}
 	return out
+}
+
+// TestLostEventsSeriesOfEveryHubbleSource: hubble_lost_events_total has a
+// series for every place Hubble loses events, with Hubble's label values,
+// from the start (at 0), with no metric enabled.
+func TestLostEventsSeriesOfEveryHubbleSource(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Lost(flowpb.LostEventSource_HUBBLE_RING_BUFFER, 7)
+	got := scrape(t, reg)
+	want := map[string]float64{
+		`hubble_lost_events_total{source="perf_event_ring_buffer"}`: 0,
+		`hubble_lost_events_total{source="observer_events_queue"}`:  0,
+		`hubble_lost_events_total{source="hubble_ring_buffer"}`:     7,
+	}
+	for k := range got {
+		if strings.HasPrefix(k, "hubble_lost_events_total") {
+			if _, ok := want[k]; !ok {
+				t.Errorf("unexpected series %s", k)
+			}
+		}
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
 }
 
 func TestMetricsEqualWhatTheFlowsImply(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	relaypb "github.com/cilium/cilium/api/v1/relay"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -42,8 +44,12 @@ type Config struct {
 	BatchWindow     time.Duration // non-follow: the same, for requests that end (default 5 s: exact order unless an agent stalls that long)
 	StatusTimeout   time.Duration // per-agent timeout of ServerStatus/GetNodes/GetNamespaces (default 2 s)
 	Version         string
-	ServerTLS       observer.ServerTLS // TLS towards clients
-	ClientTLS       observer.ClientTLS // TLS towards agents
+	// NodeName is the relay's own name, the node_name of the node status
+	// events it sends (default: $K8S_NODE_NAME, else the host name, as
+	// Hubble Relay's).
+	NodeName  string
+	ServerTLS observer.ServerTLS // TLS towards clients
+	ClientTLS observer.ClientTLS // TLS towards agents
 
 	// LookupHost resolves names; nil uses net.DefaultResolver (tests inject).
 	LookupHost func(ctx context.Context, host string) ([]string, error)
@@ -80,6 +86,12 @@ func (c *Config) Validate() error {
 	if c.Version == "" {
 		c.Version = "flowbus"
 	}
+	if c.NodeName == "" {
+		c.NodeName = os.Getenv("K8S_NODE_NAME")
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
 	if c.LookupHost == nil {
 		c.LookupHost = net.DefaultResolver.LookupHost
 	}
@@ -96,7 +108,6 @@ type Relay struct {
 	cfg   Config
 	log   *slog.Logger
 	peers *relayclient.PeerSet
-	start time.Time
 
 	flows      prometheus.Counter
 	peerErrors prometheus.Counter
@@ -116,9 +127,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Relay, error
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	r := &Relay{
-		cfg: cfg, log: log, start: time.Now(),
+		cfg: cfg, log: log,
 		peers: relayclient.NewPeerSet(func(addr string) (*grpc.ClientConn, error) {
-			return grpc.NewClient(addr, creds)
+			// gRPC's default reconnect backoff grows to 120 s while an agent
+			// is down, so a restarted agent would wait that long to be read
+			// again; the retries keep the relay's pace instead.
+			return grpc.NewClient(addr, creds, grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff: backoff.Config{BaseDelay: min(time.Second, cfg.RetryInterval), Multiplier: 1.6, Jitter: 0.2,
+					MaxDelay: cfg.RetryInterval},
+				MinConnectTimeout: 20 * time.Second,
+			}))
 		}),
 		flows:      prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_flows_total", Help: "Flows the relay forwarded to clients."}),
 		peerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "flowbus_relay_agent_stream_errors_total", Help: "Agent streams that failed or could not be opened."}),
@@ -186,15 +204,26 @@ func (r *Relay) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// ServerStatus sums the agents' status; agents that do not answer within
-// StatusTimeout are counted and named as unavailable.
+// maxUnavailableNames is how many unavailable agents ServerStatus names at
+// most, as Hubble Relay (numUnavailableNodesReportMax): the count covers
+// them all.
+const maxUnavailableNames = 10
+
+// ServerStatus aggregates the agents' status as Hubble Relay does:
+// num_flows, max_flows, seen_flows and flows_rate summed over the agents
+// that answer, uptime_ns the oldest agent's uptime (a sum would mean
+// nothing; the relay's own uptime is not reported), the relay's version;
+// agents that do not answer within StatusTimeout are counted as
+// unavailable and the first 10 of them (by address) named.
 func (r *Relay) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusRequest) (*observerpb.ServerStatusResponse, error) {
-	res := &observerpb.ServerStatusResponse{Version: r.cfg.Version, UptimeNs: uint64(time.Since(r.start).Nanoseconds())}
+	res := &observerpb.ServerStatusResponse{Version: r.cfg.Version}
 	var connected, unavailable uint32
 	for _, n := range r.nodes(ctx) {
 		if n.GetState() != relaypb.NodeState_NODE_CONNECTED {
 			unavailable++
-			res.UnavailableNodes = append(res.UnavailableNodes, n.GetName())
+			if len(res.UnavailableNodes) < maxUnavailableNames {
+				res.UnavailableNodes = append(res.UnavailableNodes, n.GetName())
+			}
 			continue
 		}
 		connected++
@@ -202,6 +231,7 @@ func (r *Relay) ServerStatus(ctx context.Context, _ *observerpb.ServerStatusRequ
 		res.MaxFlows += n.GetMaxFlows()
 		res.SeenFlows += n.GetSeenFlows()
 		res.FlowsRate += n.rate
+		res.UptimeNs = max(res.UptimeNs, n.GetUptimeNs())
 	}
 	res.NumConnectedNodes, res.NumUnavailableNodes = wrapperspb.UInt32(connected), wrapperspb.UInt32(unavailable)
 	return res, nil
@@ -307,8 +337,11 @@ func (r *Relay) GetDebugEvents(*observerpb.GetDebugEventsRequest, observerpb.Obs
 
 // GetFlows opens the same request on every agent and merges the streams in
 // time order (relayclient.Merge): number, first, since and until apply per
-// agent; agents that cannot be reached or fail are reported as node status
-// events; a request an agent refuses as invalid is refused to the client.
+// agent. As Hubble Relay, it first sends a NODE_CONNECTED node status event
+// naming the agents it reads and a NODE_UNAVAILABLE one naming those it
+// cannot reach (an agent still connecting is given StatusTimeout), then the
+// flows; agents that fail later are reported as node status events too; a
+// request an agent refuses as invalid is refused to the client.
 func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Observer_GetFlowsServer) error {
 	if req.GetFirst() && req.GetFollow() {
 		return status.Error(codes.InvalidArgument, "first cannot be specified with follow")
@@ -318,7 +351,8 @@ func (r *Relay) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obse
 		window = r.cfg.SortWindow
 	}
 	return relayclient.Merge(stream.Context(), req, stream.Send, relayclient.MergeConfig{
-		Peers: r.peers.Snapshot, Window: window, RetryInterval: r.cfg.RetryInterval, Log: r.log,
+		Peers: r.peers.Snapshot, Window: window, RetryInterval: r.cfg.RetryInterval, ConnectTimeout: r.cfg.StatusTimeout,
+		NodeName: r.cfg.NodeName, Log: r.log,
 		Sent: r.flows.Inc, PeerFailed: r.peerErrors.Inc,
 	})
 }

@@ -184,8 +184,9 @@ func TestRelayMergesThreeAgentsCompleteAndInTimeOrder(t *testing.T) {
 			if w := want([]int{1, 2, 3}, 0, 200); !slices.Equal(got, w) {
 				t.Errorf("got %d flows, want %d in order; first got %v", len(got), len(w), got[:min(6, len(got))])
 			}
-			if len(statuses) != 0 {
-				t.Errorf("node status events %v", statuses)
+			if len(statuses) != 1 || statuses[0].GetStateChange() != relaypb.NodeState_NODE_CONNECTED ||
+				!slices.Equal(statuses[0].GetNodeNames(), []string{"node-1", "node-2", "node-3"}) {
+				t.Errorf("node status events %v, want one NODE_CONNECTED for node-1, node-2, node-3", statuses)
 			}
 			last, _, err := readAll(t, c, &observerpb.GetFlowsRequest{Number: 2})
 			if err != nil {
@@ -239,9 +240,11 @@ func TestRelayStreamSurvivesAnAgentStoppingMidStream(t *testing.T) {
 	if w := want([]int{1, 2, 3}, 0, 5); !slices.Equal(got, w) {
 		t.Errorf("history: got %v, want %v", got, w)
 	}
-	// 127.0.0.4 has no agent: reported unavailable once.
-	if len(statuses) != 1 || statuses[0].GetStateChange() != relaypb.NodeState_NODE_UNAVAILABLE || statuses[0].GetNodeNames()[0] != "127.0.0.4:"+port {
-		t.Errorf("statuses %v, want one NODE_UNAVAILABLE for 127.0.0.4", statuses)
+	// The three agents are announced; 127.0.0.4 has no agent: reported
+	// unavailable once.
+	if len(statuses) != 2 || statuses[0].GetStateChange() != relaypb.NodeState_NODE_CONNECTED || len(statuses[0].GetNodeNames()) != 3 ||
+		statuses[1].GetStateChange() != relaypb.NodeState_NODE_UNAVAILABLE || !slices.Equal(statuses[1].GetNodeNames(), []string{"127.0.0.4:" + port}) {
+		t.Errorf("statuses %v, want NODE_CONNECTED for the three agents, then one NODE_UNAVAILABLE for 127.0.0.4", statuses)
 	}
 	agents[1].stop() // node-2 goes away mid-stream
 	got, statuses = nil, nil

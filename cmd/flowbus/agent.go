@@ -166,7 +166,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	fs.check("spool-max-bytes", atLeast(f.spoolMax, spool.DefaultSegmentBytes))
 
 	fs.group("Bus")
-	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines)")
+	f.bus = fs.String("bus", "embedded", "where flows go: embedded (NATS JetStream started in-process, state in --data-dir), nats://host:port, kafka://host:port[,host:port], or stdout (Hubble JSON lines, in time order when the source is)")
 	f.dataDir = fs.String("data-dir", "./flowbus-data", "state directory: embedded NATS store, spool")
 	f.natsPort = fs.Int("nats-port", 4222, "port of the embedded NATS server (127.0.0.1); -1 picks a free one")
 	fs.check("nats-port", bound{func() bool { return *f.natsPort == -1 || *f.natsPort >= 1 && *f.natsPort <= 65535 },
@@ -291,7 +291,8 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 
 	if *f.observerAddr != "" {
 		srv, err := observer.NewServer(observer.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
-			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}, Nodes: upstreamNodes}, rt.ring, io.Log, rt.reg)
+			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}, Nodes: upstreamNodes,
+			Lost: m.Lost}, rt.ring, io.Log, rt.reg)
 		if err != nil {
 			return nil, fmt.Errorf("observer API: %w", err)
 		}

@@ -63,15 +63,11 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		return aggregator.RunKafka(ctx, a, cc)
 	case "nats":
 		cc := nats.ConsumerConfig{Conn: nats.Conn{URL: af.bus}, Partitions: af.partitions, Durable: af.group}
-		if af.assigned != "" {
-			for _, s := range strings.Split(af.assigned, ",") {
-				p, err := strconv.Atoi(strings.TrimSpace(s))
-				if err != nil || p < 0 || p >= af.partitions {
-					return fmt.Errorf("%w: --nats-assigned: %q is not a partition in [0, %d)", errUsage, s, af.partitions)
-				}
-				cc.Assigned = append(cc.Assigned, int32(p))
-			}
+		assigned, err := assignedPartitions(af.assigned, af.partitions)
+		if err != nil { // checked with the flags
+			return fmt.Errorf("%w: --nats-assigned: %v", errUsage, err)
 		}
+		cc.Assigned = assigned
 		return aggregator.RunNATS(ctx, a, cc)
 	}
 	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, af.bus)
@@ -103,7 +99,9 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.alias("dlq-topic", "kafka-dlq-topic")
 	fs.IntVar(&o.partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
 	fs.check("nats-partitions", between(&o.partitions, 1, nats.MaxPartitions))
-	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads (default all); each partition must be read by one aggregator")
+	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads, each from 0 to --nats-partitions - 1 (default all); each partition must be read by one aggregator")
+	fs.check("nats-assigned", bound{func() bool { _, err := assignedPartitions(o.assigned, o.partitions); return err == nil },
+		"comma-separated partitions, each from 0 to --nats-partitions - 1"})
 
 	fs.group("Output")
 	fs.StringVar(&o.dataDir, "data-dir", "./flowbus-data", "output directory: Parquet under <data-dir>/pair_rollup, <data-dir>/route_rollup and, with --raw-flows, <data-dir>/flows (Hive partitions date=/hour=)")
@@ -155,4 +153,21 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 	}
 	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq,
 		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr}, nil
+}
+
+// assignedPartitions parses --nats-assigned: comma-separated partitions,
+// each in [0, partitions); empty is every partition (nil).
+func assignedPartitions(list string, partitions int) ([]int32, error) {
+	if list == "" {
+		return nil, nil
+	}
+	var out []int32
+	for _, s := range strings.Split(list, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || p < 0 || p >= partitions {
+			return nil, fmt.Errorf("%q is not a partition in [0, %d)", s, partitions)
+		}
+		out = append(out, int32(p))
+	}
+	return out, nil
 }

@@ -26,7 +26,7 @@ func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
 	fs.StringSliceVar(&cfg.Agents, "agents", nil, "agents' Observer addresses, host:port (e.g. flowbus-agents.flowbus.svc:4244); repeat or separate with commas")
 	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", relay.DefaultResolveInterval, "how often agent names are resolved again")
 	fs.check("resolve-interval", positive(&cfg.ResolveInterval))
-	fs.DurationVar(&cfg.RetryInterval, "retry-interval", relay.DefaultRetryInterval, "how often a follow stream retries agents it lost")
+	fs.DurationVar(&cfg.RetryInterval, "retry-interval", relay.DefaultRetryInterval, "how often a follow stream retries agents it lost; also the longest wait between two connection attempts to an agent that is down")
 	fs.check("retry-interval", positive(&cfg.RetryInterval))
 	fs.DurationVar(&cfg.SortWindow, "sort-window", relay.DefaultSortWindow, "follow: how long a flow may wait for older flows of quieter agents")
 	fs.check("sort-window", positive(&cfg.SortWindow))

@@ -30,7 +30,9 @@
 //     writer never waits for a reader: a reader that falls behind by more
 //     than the ring size is told how many events it lost, as a LostEvent with
 //     source HUBBLE_RING_BUFFER (exactly as Hubble's ring reader), and the
-//     loss is counted in flowbus_observer_reader_lost_total. So a stalled
+//     loss is counted in flowbus_observer_reader_lost_total and passed to
+//     Config.Lost (the agent's hubble_lost_events_total{source=
+//     "hubble_ring_buffer"}, as Hubble's ring counts it). So a stalled
 //     `--follow` client cannot slow the pipeline.
 //   - Filters (package filter) are evaluated on schemas.Flow, which spares
 //     a conversion per ring entry, by our own code rather than cilium's
@@ -100,15 +102,25 @@
 //     nothing to say holds the others back at most SortWindow (follow,
 //     default 500 ms) or BatchWindow (requests that end, default 5 s), after
 //     which order is best-effort, as Hubble relay's sort buffer is.
-//   - Agents that cannot be reached are reported once as a NODE_UNAVAILABLE
-//     node status event, agents that fail mid-stream as NODE_ERROR, and the
+//   - As Hubble Relay, the relay's GetFlows starts with one NODE_CONNECTED
+//     node status event naming the agents it reads and one NODE_UNAVAILABLE
+//     naming those it cannot reach (an agent whose connection is still being
+//     made is given StatusTimeout), stamped with the relay's node name, then
+//     the flows. The relay keeps a connection to every agent, as Hubble
+//     Relay's peer pool does. Agents that cannot be reached are reported
+//     once, agents that fail mid-stream as NODE_ERROR, and the
 //     stream goes on with the others; with follow, lost and new agents are
-//     (re)joined every RetryInterval from their newest flow on, and a
+//     (re)joined every RetryInterval from their newest flow on (gRPC's
+//     reconnect backoff is capped at RetryInterval and reset at every
+//     retry, so a restarted agent is read again within one RetryInterval,
+//     not after a backoff grown to two minutes), and a
 //     returning agent is reported NODE_CONNECTED. A request an agent refuses
 //     as InvalidArgument (an unsupported filter field) is refused to the
 //     client with the agent's message. Filtering happens in the agents only.
-//   - The relay's ServerStatus sums the reachable agents' counters and names
-//     the unreachable ones; GetNodes lists every agent as NODE_CONNECTED or
+//   - The relay's ServerStatus aggregates as Hubble Relay does: num, max and
+//     seen flows and the flow rate summed over the reachable agents, uptime
+//     the oldest agent's (not the relay's own), the unreachable agents
+//     counted and the first 10 named; GetNodes lists every agent as NODE_CONNECTED or
 //     NODE_UNAVAILABLE with its counters; GetNamespaces merges the agents'.
 //     Node names are learned from the agents (GetNodes, or the node_name of
 //     their flows); an agent never reached is named by its address.

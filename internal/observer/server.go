@@ -35,6 +35,12 @@ type Config struct {
 	// unavailable ones, and GetNodes lists them, as Hubble Relay does.
 	// Nil: this node alone. Called per request; must be safe for concurrent use.
 	Nodes func() []*observerpb.Node
+	// Lost, when set, is called with HUBBLE_RING_BUFFER and the count each
+	// time a GetFlows reader loses events to ring overwrites (besides
+	// flowbus_observer_reader_lost_total), as Hubble's ring counts them in
+	// hubble_lost_events_total{source="hubble_ring_buffer"}. It must be
+	// safe for concurrent use.
+	Lost func(source flowpb.LostEventSource, n uint64)
 }
 
 // DefaultListenAddress is Hubble's agent port.
@@ -172,6 +178,9 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream observerpb.Obs
 		events, next, lost, wait := s.ring.readChunk(buf, seq)
 		if lost > 0 {
 			s.readerLost.Add(float64(lost))
+			if s.cfg.Lost != nil {
+				s.cfg.Lost(flowpb.LostEventSource_HUBBLE_RING_BUFFER, lost)
+			}
 			if err := stream.Send(s.lostResponse(flowpb.LostEventSource_HUBBLE_RING_BUFFER, lost, time.Now().UnixNano())); err != nil {
 				return err
 			}

@@ -25,6 +25,14 @@
 //     and logged with its ID and the error, and the good messages beside it
 //     are printed; Publish still returns nil, since the exporter retries
 //     failed calls and retrying cannot fix a bad message.
+//   - Flows are printed in the order the agent's pipeline produced them: the
+//     Writer implements agent/export's OneStream, so the exporter batches
+//     every partition together instead of sending per-partition batches in
+//     turn, and aggregation windows come out sorted by time. A time-ordered
+//     source (synthetic, a Hubble export, Hubble itself) is therefore printed
+//     exactly in time order, aggregated or not, and `hubble observe --since`
+//     over a replay misses nothing; the eBPF source's records are printed in
+//     the order the kernel reports them.
 //   - Output is buffered and flushed at the end of every Write and Publish,
 //     so lines appear promptly and are never split across calls.
 package stdout

@@ -168,6 +168,12 @@ func (w *Writer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	return w.flush()
 }
 
+// OneStream reports that the Writer is one ordered stream, not a
+// partitioned bus (agent/export.OneStream): the agent's exporter then
+// batches every partition together, so flows are printed in the order
+// they reached it.
+func (w *Writer) OneStream() bool { return true }
+
 // Close flushes buffered output. Later calls return ErrClosed.
 func (w *Writer) Close() error {
 	w.mu.Lock()

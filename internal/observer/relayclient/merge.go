@@ -5,10 +5,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	relaypb "github.com/cilium/cilium/api/v1/relay"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -101,7 +105,12 @@ type MergeConfig struct {
 	// RetryInterval is how often a follow stream (re)joins the peers it
 	// lost or never had.
 	RetryInterval time.Duration
-	Log           *slog.Logger // nil: none
+	// ConnectTimeout bounds how long Merge waits, before anything is sent,
+	// for peers whose connection is still being made (Peer.Available).
+	ConnectTimeout time.Duration
+	// NodeName is the node_name of the node status events (the relay's).
+	NodeName string
+	Log      *slog.Logger // nil: none
 	// Sent and PeerFailed, when not nil, are called for every flow sent and
 	// for every peer stream that failed or could not be opened.
 	Sent, PeerFailed func()
@@ -110,15 +119,22 @@ type MergeConfig struct {
 // Merge opens req on every peer and sends the merged streams to send in
 // time order, until every peer stream has ended (or, with follow, until ctx
 // ends). Number, first, since and until apply per peer (as with Hubble
-// relay: --last N gives N flows per node). A peer that cannot be reached
-// is reported as a NODE_UNAVAILABLE node status event, one that fails
-// mid-stream as NODE_ERROR, and the stream goes on with the others; with
-// follow, peers that were lost, or appear later, are (re)joined every
-// RetryInterval, from their newest flow on. A request a peer refuses as
-// invalid (codes.InvalidArgument) ends Merge with that peer's error.
+// relay: --last N gives N flows per node). As Hubble Relay, it starts with
+// one NODE_CONNECTED node status event naming the peers it reads and one
+// NODE_UNAVAILABLE naming those it cannot reach (each sent only if it
+// names any), before any flow. A peer whose stream then fails is
+// reported as NODE_UNAVAILABLE (before its first response) or NODE_ERROR,
+// and the stream goes on with the others; with follow, peers that were
+// lost, never reached or appear later are (re)joined every RetryInterval,
+// from their newest flow on, and a lost peer that comes back is reported
+// NODE_CONNECTED. A request a peer refuses as invalid
+// (codes.InvalidArgument) ends Merge with that peer's error.
 func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*observerpb.GetFlowsResponse) error, cfg MergeConfig) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 2 * time.Second
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -126,10 +142,33 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 	m := &merger{window: cfg.Window, queues: map[*Peer][]item{}, active: map[*Peer]bool{}, got: map[*Peer]bool{}, reported: map[*Peer]relaypb.NodeState{}}
 	start := func(p *Peer, req *observerpb.GetFlowsRequest) {
 		m.active[p] = true
-		go pump(ctx, p, req, events)
+		go pump(ctx, p, req, events, cfg.ConnectTimeout)
 	}
-	for _, p := range cfg.Peers() {
-		start(p, req)
+	connected, unavailable := classify(ctx, cfg.Peers(), cfg.ConnectTimeout)
+	var names []string
+	for _, c := range connected {
+		m.reported[c.peer] = relaypb.NodeState_NODE_CONNECTED
+		names = append(names, c.name)
+		start(c.peer, req)
+	}
+	if len(names) > 0 {
+		if err := send(nodeStatus(cfg.NodeName, relaypb.NodeState_NODE_CONNECTED, names, "")); err != nil {
+			return err
+		}
+	}
+	names = nil
+	for _, c := range unavailable {
+		m.reported[c.peer] = relaypb.NodeState_NODE_UNAVAILABLE
+		names = append(names, c.name)
+		if cfg.PeerFailed != nil {
+			cfg.PeerFailed()
+		}
+	}
+	if len(names) > 0 {
+		cfg.Log.Warn("agents unavailable", "agents", names)
+		if err := send(nodeStatus(cfg.NodeName, relaypb.NodeState_NODE_UNAVAILABLE, names, "")); err != nil {
+			return err
+		}
 	}
 	rejoin := proto.Clone(req).(*observerpb.GetFlowsRequest)
 	rejoin.Number, rejoin.First, rejoin.Since = 0, false, nil
@@ -168,7 +207,7 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 			if !ev.done {
 				if st, ok := m.reported[ev.peer]; ok && st != relaypb.NodeState_NODE_CONNECTED {
 					m.reported[ev.peer] = relaypb.NodeState_NODE_CONNECTED
-					if err := send(nodeStatus(relaypb.NodeState_NODE_CONNECTED, []string{ev.peer.NodeName(ctx)}, "")); err != nil {
+					if err := send(nodeStatus(cfg.NodeName, relaypb.NodeState_NODE_CONNECTED, []string{ev.peer.NodeName(ctx)}, "")); err != nil {
 						return err
 					}
 				}
@@ -196,7 +235,7 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 			}
 			m.reported[ev.peer] = state
 			cfg.Log.Warn("agent stream ended", "agent", ev.peer.Addr, "node", name, "err", ev.err)
-			if err := send(nodeStatus(state, []string{name}, msg)); err != nil {
+			if err := send(nodeStatus(cfg.NodeName, state, []string{name}, msg)); err != nil {
 				return err
 			}
 		case <-timerC:
@@ -204,6 +243,9 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 			for _, p := range cfg.Peers() {
 				if !m.active[p] {
 					m.got[p] = false
+					// A peer down a while has its connection deep in gRPC's
+					// reconnect backoff: try now, not when the backoff ends.
+					p.ResetConnectBackoff()
 					start(p, rejoin)
 				}
 			}
@@ -213,9 +255,18 @@ func Merge(ctx context.Context, req *observerpb.GetFlowsRequest, send func(*obse
 	}
 }
 
-// pump forwards one agent's stream to the merger.
-func pump(ctx context.Context, p *Peer, req *observerpb.GetFlowsRequest, events chan<- event) {
-	s, err := p.Client.GetFlows(ctx, req)
+// pump forwards one agent's stream to the merger. The stream waits up to
+// connectTimeout for the peer's connection to be ready (rather than
+// failing at once while the connection is in TRANSIENT_FAILURE, as when
+// it is being retried after the peer restarted).
+func pump(ctx context.Context, p *Peer, req *observerpb.GetFlowsRequest, events chan<- event, connectTimeout time.Duration) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	timer := time.AfterFunc(connectTimeout, cancel)
+	s, err := p.Client.GetFlows(sctx, req, grpc.WaitForReady(true))
+	if !timer.Stop() && ctx.Err() == nil {
+		err = status.Errorf(codes.Unavailable, "no connection to %s within %v", p.Addr, connectTimeout)
+	}
 	for err == nil {
 		var res *observerpb.GetFlowsResponse
 		if res, err = s.Recv(); err != nil {
@@ -239,9 +290,49 @@ func pump(ctx context.Context, p *Peer, req *observerpb.GetFlowsRequest, events 
 	}
 }
 
-func nodeStatus(state relaypb.NodeState, names []string, msg string) *observerpb.GetFlowsResponse {
+// classify sorts peers into those that can be read and those that cannot
+// (Peer.Available, given up to timeout), concurrently, with their node
+// names; each list is sorted by name.
+func classify(ctx context.Context, peers []*Peer, timeout time.Duration) (connected, unavailable []namedPeer) {
+	avail := make([]bool, len(peers))
+	names := make([]string, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if avail[i] = p.Available(cctx); avail[i] {
+				names[i] = p.NodeName(ctx)
+			} else if names[i] = p.KnownName(); names[i] == "" {
+				names[i] = p.Addr
+			}
+		})
+	}
+	wg.Wait()
+	for i, p := range peers {
+		if avail[i] {
+			connected = append(connected, namedPeer{p, names[i]})
+		} else {
+			unavailable = append(unavailable, namedPeer{p, names[i]})
+		}
+	}
+	byName := func(a, b namedPeer) int { return strings.Compare(a.name, b.name) }
+	slices.SortStableFunc(connected, byName)
+	slices.SortStableFunc(unavailable, byName)
+	return connected, unavailable
+}
+
+type namedPeer struct {
+	peer *Peer
+	name string
+}
+
+// nodeStatus is a node status event as Hubble Relay sends it: stamped
+// with the relay's node name and the time of sending.
+func nodeStatus(node string, state relaypb.NodeState, names []string, msg string) *observerpb.GetFlowsResponse {
 	return &observerpb.GetFlowsResponse{
-		Time: timestamppb.Now(),
+		NodeName: node,
+		Time:     timestamppb.Now(),
 		ResponseTypes: &observerpb.GetFlowsResponse_NodeStatus{NodeStatus: &relaypb.NodeStatusEvent{
 			StateChange: state, NodeNames: names, Message: msg,
 		}},

@@ -10,6 +10,7 @@ import (
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 )
 
 // Peer is one Observer server (an agent) the relay reads from. Safe for
@@ -55,6 +56,41 @@ func (p *Peer) NodeName(ctx context.Context) string {
 	return res.GetNodes()[0].GetName()
 }
 
+// Available reports whether the peer's connection can carry a stream, as
+// Hubble Relay judges its peers (anything but TRANSIENT_FAILURE and
+// SHUTDOWN). A connection that is idle is asked to connect, and one that
+// is connecting is given until ctx ends to succeed or fail, so that a
+// freshly started relay or a peer just added is judged by its first
+// attempt rather than counted connected while that attempt is under way.
+func (p *Peer) Available(ctx context.Context) bool {
+	if p.conn == nil {
+		return true // a test peer with a bare client
+	}
+	for {
+		st := p.conn.GetState()
+		switch st {
+		case connectivity.Ready:
+			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false
+		case connectivity.Idle:
+			p.conn.Connect()
+		}
+		if !p.conn.WaitForStateChange(ctx, st) {
+			return true // still connecting: Hubble Relay counts it connected
+		}
+	}
+}
+
+// ResetConnectBackoff makes the peer's connection try again now if it is
+// waiting out gRPC's reconnect backoff (which grows to minutes while a
+// peer is down).
+func (p *Peer) ResetConnectBackoff() {
+	if p.conn != nil {
+		p.conn.ResetConnectBackoff()
+	}
+}
+
 // KnownName returns the node name learned so far ("" if none).
 func (p *Peer) KnownName() string {
 	p.mu.Lock()
@@ -95,8 +131,8 @@ func (s *PeerSet) Snapshot() []*Peer {
 	return out
 }
 
-// Update makes the set equal to addrs: new addresses get a (lazy) client
-// connection, vanished ones are closed. It returns the added and removed
+// Update makes the set equal to addrs: new addresses get a client
+// connection, which starts connecting at once, vanished ones are closed. It returns the added and removed
 // addresses.
 func (s *PeerSet) Update(addrs []string) (added, removed []string, err error) {
 	s.mu.Lock()
@@ -112,6 +148,7 @@ func (s *PeerSet) Update(addrs []string) (added, removed []string, err error) {
 			err = fmt.Errorf("client for %s: %w", a, derr)
 			continue
 		}
+		conn.Connect() // keep a connection up, as Hubble Relay's peer pool does
 		s.peers[a] = &Peer{Addr: a, conn: conn, Client: observerpb.NewObserverClient(conn)}
 		added = append(added, a)
 	}
