@@ -82,7 +82,8 @@ func New(opts Options) *Cache {
 // Add records an answer pod received at nowNs (a monotonic time in ns, the
 // clock of every now of the cache): each of ips resolves to each of names
 // (the queried name, then the CNAME chain) for ttl seconds (at least
-// MinTTL) plus Grace. Names are lower-cased. A name already known for an
+// MinTTL) plus Grace. Names are kept as Hubble puts them on flows:
+// lower-cased, without the trailing dot. A name already known for an
 // IP keeps the later of its expiries.
 func (c *Cache) Add(podKey string, nowNs int64, ttl uint32, ips []netip.Addr, names ...string) {
 	if len(ips) == 0 || len(names) == 0 {
@@ -104,7 +105,9 @@ func (c *Cache) Add(podKey string, nowNs int64, ttl uint32, ips []netip.Addr, na
 	for _, ip := range ips {
 		ip = ip.Unmap()
 		for _, n := range names {
-			n = strings.ToLower(n)
+			// Hubble's form of a name on a flow: lower case, no
+			// trailing dot (the query keeps it: api.example.com.).
+			n = strings.TrimSuffix(strings.ToLower(n), ".")
 			if e := find(p.byIP[ip], n); e != nil {
 				if exp > e.exp {
 					e.exp = exp

@@ -104,7 +104,8 @@
 //     answers fill a cache per client pod (agent/l7/fqdn) until their TTL
 //     plus Config.Names.Grace; a flow record from a pod to an address the
 //     pod resolved carries the names in DestinationNames (a reply's in
-//     SourceNames), checked at the record's first-seen time. A connection
+//     SourceNames) while they are alive at the record's time, and so do the
+//     L7 records. A connection
 //     seen mid-stream is turned round when its client port is the one
 //     followed.
 package ebpf

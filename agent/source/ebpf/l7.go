@@ -128,6 +128,7 @@ func (k *l7sink) emit(r *stream.Record) {
 	req.FirstSeenNs, req.LastSeenNs = req.TimeNs, req.TimeNs
 	req.L7 = requestOnly(&e.L7)
 	req.CountAs = schemas.CountNone
+	addNames(&req, k.names)
 	if e.ResponseNs == 0 {
 		k.batch = append(k.batch, req)
 		return
@@ -144,6 +145,8 @@ func (k *l7sink) emit(r *stream.Record) {
 	resp.L7.Type = flowpb.L7FlowType_RESPONSE
 	resp.LatencyNs = uint64(e.LatencyNs())
 	resp.CountAs = schemas.CountTraffic
+	resp.DstNames = nil
+	addNames(&resp, k.names)
 	if r.Protocol == stream.DNS && k.names != nil {
 		// Answers are the cache's at their response's time, on the
 		// records' clock (Unix ns).
@@ -227,17 +230,18 @@ func podKey(ep *schemas.Endpoint, ip netip.Addr) string {
 	return ip.Unmap().String()
 }
 
-// addNames sets the DNS names of f's peer that f's pod resolved: the
-// destination's for a record from the opener, the source's for a reply.
+// addNames sets the DNS names of f's peer that f's pod resolved and that
+// are alive at the record's time: the destination's for a record from the
+// opener, the source's for a reply.
 func addNames(f *schemas.Flow, c *fqdn.Cache) {
 	if c == nil || f.L4Protocol == 1 || f.L4Protocol == 58 {
 		return
 	}
 	if f.IsReply == schemas.True {
-		f.SrcNames = c.Names(podKey(&f.Dst, f.DstIP), f.SrcIP, f.FirstSeenNs)
+		f.SrcNames = c.Names(podKey(&f.Dst, f.DstIP), f.SrcIP, f.TimeNs)
 		return
 	}
-	f.DstNames = c.Names(podKey(&f.Src, f.SrcIP), f.DstIP, f.FirstSeenNs)
+	f.DstNames = c.Names(podKey(&f.Src, f.SrcIP), f.DstIP, f.TimeNs)
 }
 
 // monoToUnix is the offset from CLOCK_MONOTONIC (kernel times) to Unix ns.
