@@ -174,7 +174,8 @@
 // server's reset_from lists pods whose TCP connections it resets
 // (SO_LINGER 0) right after accept: a real RST between two pods, for
 // topologies that want one. Services carry cluster IPs for enrichment and
-// DNS answers only: the lab does no service translation, clients dial
+// DNS answers only (a service without cluster IPs is headless: its name
+// resolves to its backends' addresses, as Kubernetes DNS answers): the lab does no service translation, clients dial
 // backend pods directly, as a socket load balancer would have made them.
 //
 // # Cleanup guarantees

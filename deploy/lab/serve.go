@@ -336,15 +336,37 @@ func DNSAnswer(plan *Plan, cnames map[string]string, name string, qtype dnsmessa
 			continue
 		}
 		var out []netip.Addr
-		for _, c := range s.ClusterIPs {
-			ip := netip.MustParseAddr(c)
+		want := func(ip netip.Addr) {
 			if (qtype == dnsmessage.TypeA && ip.Is4()) || (qtype == dnsmessage.TypeAAAA && ip.Is6()) {
 				out = append(out, ip)
+			}
+		}
+		for _, c := range s.ClusterIPs {
+			want(netip.MustParseAddr(c))
+		}
+		if len(s.ClusterIPs) == 0 {
+			// A headless service: its backends' addresses, as Kubernetes
+			// DNS answers.
+			for i := range plan.Pods {
+				if i < len(plan.Topology.Pods) && plan.Pods[i].Namespace == s.Namespace && selects(s.Selector, plan.Topology.Pods[i].Labels) {
+					want(plan.Pods[i].IPv4)
+					want(plan.Pods[i].IPv6)
+				}
 			}
 		}
 		return dnsmessage.RCodeSuccess, chain, out
 	}
 	return dnsmessage.RCodeNameError, chain, nil
+}
+
+// selects reports whether every label of selector is one of labels.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return len(selector) > 0
 }
 
 // maxCNAMEChain bounds a CNAME chain (a loop in a topology's cnames ends
