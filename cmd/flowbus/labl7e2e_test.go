@@ -4,7 +4,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	neturl "net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -86,9 +88,10 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 		ifs = append(ifs, p.HostIf)
 	}
 	l7 := labL7Ports(&plan.Topology)
+	obs := freeAddr(t)
 	a := startLabAgent(t, "--source", "ebpf", "--interfaces", strings.Join(ifs, ","), "--l7", l7,
-		"--endpoints", plan.EndpointsFile, "--node", "lab-node", "--bus", url,
-		"--observer-address", "", "--metrics-address", "", "--spool-dir", "off", "--data-dir", dir,
+		"--endpoints", plan.EndpointsFile, "--node", "lab-node", "--bus", url, "--ring-size", "262144",
+		"--observer-address", obs, "--metrics-address", "", "--spool-dir", "off", "--data-dir", dir,
 		"--active-timeout", "3s", "--linger", "200ms")
 	waitFor(t, "the agent to attach", 10*time.Second, func() bool {
 		return a.metric("flowbus_bpf_attached_interfaces", "", "") == float64(len(ifs))
@@ -101,16 +104,21 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	cpu := selfCPU() - cpu0
+	truth, err := lab.ReadTruth(labCfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hubble, err := findHubbleCLI(); err != nil {
+		t.Logf("real hubble CLI not built (make hubble): its checks are skipped: %v", err)
+	} else {
+		checkHubbleL7(t, hubble, obs, truth, start)
+		checkHubbleFQDN(t, hubble, obs, plan, truth, start)
+	}
 	// The kernel's capture counters, read while its maps are there.
 	captured := a.metric("flowbus_l7_captures_total", "result", "captured")
 	refused := a.metric("flowbus_l7_captures_total", "result", "ringbuf") + a.metric("flowbus_l7_captures_total", "result", "load")
 	a.close(t)
 	published := a.metric("flowbus_stage_emitted_total", "stage", "export")
-	truth, err := lab.ReadTruth(labCfg.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	want := map[routeKey]int64{}
 	lat := map[routeKey][]int64{}
 	answered := 0
@@ -208,4 +216,177 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// checkHubbleL7 asks the agent's Observer API with the real hubble CLI for
+// the lab's L7 responses with a 5xx status and for those of one route, and
+// compares them with the clients' log: every answered request the filter
+// selects, and nothing else.
+func checkHubbleL7(t *testing.T, hubble, addr string, truth []lab.TruthRecord, since time.Time) {
+	t.Helper()
+	responses := func(args ...string) map[string]int {
+		out, _ := runHubble(t, hubble, addr, append([]string{"--all", "-o", "json", "--type", "l7"}, args...))
+		got := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var r struct {
+				Flow struct {
+					L7 struct {
+						Type string `json:"type"`
+						HTTP struct {
+							Code   int    `json:"code"`
+							Method string `json:"method"`
+							URL    string `json:"url"`
+						} `json:"http"`
+					} `json:"l7"`
+					Destination struct {
+						PodName string `json:"pod_name"`
+					} `json:"destination"`
+					Source struct {
+						PodName string `json:"pod_name"`
+					} `json:"source"`
+				} `json:"flow"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("hubble observe -o json line %q: %v", line, err)
+			}
+			f := &r.Flow
+			if f.L7.Type != "RESPONSE" {
+				continue
+			}
+			u, err := neturl.Parse(f.L7.HTTP.URL)
+			if err != nil {
+				t.Fatalf("URL %q: %v", f.L7.HTTP.URL, err)
+			}
+			// A response goes from the server to the client.
+			got[fmt.Sprintf("%s→%s %s %s %d", f.Destination.PodName, f.Source.PodName, f.L7.HTTP.Method, u.Path, f.L7.HTTP.Code)]++
+		}
+		return got
+	}
+	expect := func(keep func(r *lab.TruthRecord) bool) map[string]int {
+		want := map[string]int{}
+		for i := range truth {
+			r := &truth[i]
+			if r.Time < since.UnixNano() || r.Status < 0 || r.Proto != "http" || !keep(r) {
+				continue
+			}
+			want[fmt.Sprintf("%s→%s %s %s %d", r.From, r.To, r.Method, r.Path, r.Status)]++
+		}
+		return want
+	}
+	for _, c := range []struct {
+		args []string
+		keep func(r *lab.TruthRecord) bool
+	}{
+		{[]string{"--http-status", "5+"}, func(r *lab.TruthRecord) bool { return r.Status >= 500 }},
+		{[]string{"--http-path", "^/v1/screen/[0-9]+$"}, func(r *lab.TruthRecord) bool { return strings.HasPrefix(r.Path, "/v1/screen/") }},
+	} {
+		got, want := responses(c.args...), expect(c.keep)
+		n := 0
+		for _, v := range want {
+			n += v
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || n == 0 {
+			t.Errorf("hubble observe --type l7 %v: responses %v, clients' log %v", c.args, got, want)
+		} else {
+			t.Logf("hubble observe --type l7 %v: %d responses, as in the clients' log", strings.Join(c.args, " "), n)
+		}
+	}
+}
+
+// checkHubbleFQDN asks the agent with the real hubble CLI for the flows to
+// '*.svc.cluster.local' names and checks them against the clients' DNS
+// log: checkout-api resolves the headless sanctions-svc to the sanctions
+// pod, so every record of checkout-api's connections to that pod after
+// its first answer carries the name (TTL 30 s, refreshed all along), none
+// before its first query does, and no other flow is named (the other
+// names resolve to cluster IPs nobody dials).
+func checkHubbleFQDN(t *testing.T, hubble, addr string, plan *lab.Plan, truth []lab.TruthRecord, since time.Time) {
+	t.Helper()
+	const name = "sanctions-svc.payments.svc.cluster.local."
+	var firstQuery, firstAnswer int64
+	for i := range truth {
+		r := &truth[i]
+		if r.Time < since.UnixNano() || r.Proto != "dns" || r.From != "checkout-api" || r.Path != name {
+			continue
+		}
+		if firstQuery == 0 || r.Time < firstQuery {
+			firstQuery = r.Time
+		}
+		if r.Status == 0 && len(r.Answers) > 0 && (firstAnswer == 0 || r.Time+r.LatencyNs < firstAnswer) {
+			firstAnswer = r.Time + r.LatencyNs
+		}
+	}
+	if firstAnswer == 0 {
+		t.Fatalf("checkout-api never resolved %s in the clients' log", name)
+	}
+	var sanctions string
+	for _, p := range plan.Pods {
+		if strings.HasPrefix(p.Name, "sanctions-svc") {
+			sanctions = p.Name
+		}
+	}
+	type rec struct {
+		Time  time.Time `json:"time"`
+		Names []string  `json:"destination_names"`
+		Src   struct {
+			PodName string `json:"pod_name"`
+		} `json:"source"`
+		Dst struct {
+			PodName string `json:"pod_name"`
+		} `json:"destination"`
+		L4    json.RawMessage `json:"l4"`
+		Type  string          `json:"Type"`
+		Reply *bool           `json:"is_reply"`
+	}
+	read := func(args ...string) []rec {
+		out, _ := runHubble(t, hubble, addr, append([]string{"--all", "-o", "json"}, args...))
+		var recs []rec
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if line == "" {
+				continue
+			}
+			var r struct {
+				Flow rec `json:"flow"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("hubble observe -o json line %q: %v", line, err)
+			}
+			recs = append(recs, r.Flow)
+		}
+		return recs
+	}
+	named := read("--to-fqdn", "*.svc.cluster.local")
+	all := read("--from-pod", "payments/checkout-api", "--to-pod", "payments/"+sanctions)
+	for _, r := range named {
+		if r.Src.PodName != "checkout-api" || r.Dst.PodName != sanctions || !slices.Contains(r.Names, strings.TrimSuffix(name, ".")) {
+			t.Errorf("--to-fqdn '*.svc.cluster.local' gave a flow %s → %s named %v: only checkout-api → %s named %s expected",
+				r.Src.PodName, r.Dst.PodName, r.Names, sanctions, name)
+		}
+		if r.Time.UnixNano() < firstQuery {
+			t.Errorf("a flow at %v is named before checkout-api's first query (%v)", r.Time, time.Unix(0, firstQuery))
+		}
+	}
+	// Every checkout-api → sanctions record after the first answer (with
+	// a second for the answer to reach the cache) is named; the records are
+	// compared by count, being the same stream read twice.
+	after := 0
+	for _, r := range all {
+		if r.Time.UnixNano() > firstAnswer+int64(time.Second) && (r.Reply == nil || !*r.Reply) {
+			after++
+		}
+	}
+	namedAfter := 0
+	for _, r := range named {
+		if r.Time.UnixNano() > firstAnswer+int64(time.Second) {
+			namedAfter++
+		}
+	}
+	if after == 0 || namedAfter != after {
+		t.Errorf("%d flows of checkout-api → %s after its first answer, %d of them named (want all)", after, sanctions, namedAfter)
+	} else {
+		t.Logf("hubble observe --to-fqdn '*.svc.cluster.local': %d flows, all checkout-api → %s; the %d after its first answer all named", len(named), sanctions, after)
+	}
 }
