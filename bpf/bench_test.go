@@ -5,8 +5,8 @@ package bpf
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
