@@ -3,22 +3,25 @@
 // registry, in the Prometheus format on :9965 (/metrics).
 //
 // Names, help texts, label names and label order are cilium v1.20's
-// (pkg/hubble/metrics), so dashboards and alerts written for Hubble work:
+// (pkg/hubble/metrics), kafka's those of cilium v1.19 (v1.20 has no kafka
+// metric), so dashboards and alerts written for Hubble work:
 //
-//	hubble_flows_processed_total{protocol,type,subtype,verdict,<context>}   "flow"
-//	hubble_drop_total{<context>,reason,protocol}                            "drop"
-//	hubble_policy_verdicts_total{direction,match,action,<context>}          "policy"
-//	hubble_tcp_flags_total{flag,family,<context>}                           "tcp"
-//	hubble_http_requests_total{<context>,method,protocol,reporter}          "http"
-//	hubble_http_responses_total{<context>,method,protocol,status,reporter}  "http"
-//	hubble_http_request_duration_seconds{<context>,method,reporter}         "http" / "httpV2"
-//	hubble_http_requests_total{<context>,method,protocol,status,reporter}   "httpV2"
-//	hubble_dns_queries_total{<context>,rcode,qtypes,ips_returned[,query]}   "dns"
-//	hubble_dns_responses_total{<context>,rcode,qtypes,ips_returned[,query]} "dns"
-//	hubble_dns_response_types_total{<context>,type,qtypes[,query]}          "dns"
-//	hubble_icmp_total{family,type,<context>}                                "icmp"
-//	hubble_port_distribution_total{protocol,port,<context>}                 "port-distribution"
-//	hubble_lost_events_total{source}                                        always
+//	hubble_flows_processed_total{protocol,type,subtype,verdict,<context>}     "flow"
+//	hubble_drop_total{<context>,reason,protocol}                              "drop"
+//	hubble_policy_verdicts_total{direction,match,action,<context>}            "policy"
+//	hubble_tcp_flags_total{flag,family,<context>}                             "tcp"
+//	hubble_http_requests_total{<context>,method,protocol,reporter}            "http"
+//	hubble_http_responses_total{<context>,method,protocol,status,reporter}    "http"
+//	hubble_http_request_duration_seconds{<context>,method,reporter}           "http" / "httpV2"
+//	hubble_http_requests_total{<context>,method,protocol,status,reporter}     "httpV2"
+//	hubble_dns_queries_total{<context>,rcode,qtypes,ips_returned[,query]}     "dns"
+//	hubble_dns_responses_total{<context>,rcode,qtypes,ips_returned[,query]}   "dns"
+//	hubble_dns_response_types_total{<context>,type,qtypes[,query]}            "dns"
+//	hubble_kafka_requests_total{<context>,topic,api_key,error_code,reporter}  "kafka" (cilium v1.19)
+//	hubble_kafka_request_duration_seconds{<context>,topic,api_key,reporter}   "kafka" (cilium v1.19)
+//	hubble_icmp_total{family,type,<context>}                                  "icmp"
+//	hubble_port_distribution_total{protocol,port,<context>}                   "port-distribution"
+//	hubble_lost_events_total{source}                                          always
 //
 // hubble_flows_processed_total has Hubble's protocol label first, before
 // type, subtype and verdict.
@@ -96,7 +99,23 @@
 //     added: its packets for hubble_drop_total), so memory stays bounded
 //     and the loss is visible. Combinations are never evicted (as in Hubble,
 //     series live until restart).
-//   - Not provided: Hubble's flows-to-world, kafka and sctp metrics
-//     (naming one is an error). Per-metric include/exclude flow filters of Hubble's config file are not
-//     supported.
+//   - kafka is Hubble's kafka handler as cilium had it up to v1.19 (cilium
+//     v1.20 dropped its Kafka support, this metric with it). It counts
+//     Kafka REQUEST records only (responses and samples do not count):
+//     each adds to hubble_kafka_requests_total by topic, api_key (the name,
+//     "produce"), error_code (the record's, in decimal) and reporter (server
+//     for ingress, client for egress, else unknown, as for http), and its L7
+//     latency is observed in hubble_kafka_request_duration_seconds
+//     (client_golang's default buckets, and cilium's help text, "Quantiles of
+//     HTTP request duration in seconds"). The eBPF source puts the error code
+//     and the latency on the response record, as for HTTP, so its requests
+//     count with error_code "0" and a latency of 0 (the 0.005 bucket);
+//     records from a Hubble source carry what its proxy wrote. It takes the
+//     context options only and is not enabled by default. The other metrics
+//     see a Kafka record as cilium v1.20 does (protocol "Unknown L7",
+//     subtype "", policy match "l7/"), where v1.19 said "Kafka", "Kafka" and
+//     "l7/kafka".
+//   - Not provided: Hubble's flows-to-world and sctp metrics (naming one is
+//     an error). Per-metric include/exclude flow filters of Hubble's config
+//     file are not supported.
 package metrics

@@ -60,7 +60,8 @@ type handler interface {
 }
 
 // New registers Hubble's metric vectors selected by cfg on reg, with
-// Hubble's names, help and label sets (cilium v1.20 pkg/hubble/metrics).
+// Hubble's names, help and label sets (cilium v1.20 pkg/hubble/metrics;
+// kafka's from v1.19, the last cilium with a kafka metric).
 func New(cfg Config, reg prometheus.Registerer) (*Metrics, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -214,6 +215,14 @@ func newHandler(s Spec, max int, overflow *prometheus.CounterVec) (handler, []pr
 		h := &httpHandler{ctx: ctx, v2: true,
 			requests: cv("hubble_http_requests_total", "Count of HTTP requests", join(names, "method", "protocol", "status", "reporter")),
 			duration: hv("hubble_http_request_duration_seconds", "Quantiles of HTTP request duration in seconds", join(names, "method", "reporter")),
+		}
+		return h, []prometheus.Collector{h.requests.vec, h.duration.vec}
+	case "kafka":
+		// Cilium's last kafka handler (v1.19; v1.20 removed it) names both
+		// vectors so, its duration help text included.
+		h := &kafkaHandler{ctx: ctx,
+			requests: cv("hubble_kafka_requests_total", "Count of Kafka requests", join(names, "topic", "api_key", "error_code", "reporter")),
+			duration: hv("hubble_kafka_request_duration_seconds", "Quantiles of HTTP request duration in seconds", join(names, "topic", "api_key", "reporter")),
 		}
 		return h, []prometheus.Collector{h.requests.vec, h.duration.vec}
 	case "icmp":
@@ -476,6 +485,29 @@ func (h *dnsHandler) process(f *schemas.Flow, n float64) {
 			h.responseTypes.add(n, withQuery(append(slicesClone(ctx), t, qtypes))...)
 		}
 	}
+}
+
+type kafkaHandler struct {
+	ctx      contextOptions
+	requests counter
+	duration histogram
+}
+
+// process mirrors Hubble's kafka handler (cilium v1.19
+// pkg/hubble/metrics/kafka): only Kafka REQUEST records count, each in
+// hubble_kafka_requests_total by topic, api key, error code (decimal) and
+// reporter, and in hubble_kafka_request_duration_seconds with the record's
+// L7 latency. Responses are not counted. The error code and latency are
+// the request record's own: the eBPF source puts both on the response
+// record, so its requests count with error_code "0" and a latency of 0.
+func (h *kafkaHandler) process(f *schemas.Flow, n float64) {
+	l7 := &f.L7
+	if l7.Protocol != schemas.L7Kafka || l7.Type != flowpb.L7FlowType_REQUEST {
+		return
+	}
+	ctx, rep := h.ctx.values(f, false), reporter(f)
+	h.requests.add(n, append(slicesClone(ctx), l7.KafkaTopic, l7.KafkaAPIKey, strconv.Itoa(int(l7.KafkaErrorCode)), rep)...)
+	h.duration.observe(float64(f.LatencyNs)/1e9, n, append(ctx, l7.KafkaTopic, l7.KafkaAPIKey, rep)...)
 }
 
 type icmpHandler struct {

@@ -69,6 +69,8 @@ var knownMetrics = map[string][]string{
 	"httpV2": {"exemplars"},
 	"dns":    {"query", "ignoreaaaa"},
 	"icmp":   nil,
+	// kafka is cilium v1.19's (v1.20 has none); context options only.
+	"kafka": nil,
 	// port-distribution counts destination ports of forwarded requests.
 	"port-distribution": nil,
 }
