@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 )
 
@@ -233,7 +232,3 @@ func familyOf(a netip.Addr) string {
 	}
 	return "ipv6"
 }
-
-// dnsName returns name as on the wire: lower case is kept as given, with
-// a trailing dot.
-func dnsName(name string) string { return strings.TrimSuffix(name, ".") + "." }

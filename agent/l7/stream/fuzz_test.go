@@ -124,10 +124,11 @@ func TestRandomSegmentsKeepTheBounds(t *testing.T) {
 			proto = UDP
 		}
 		msg := msgs[rng.IntN(len(msgs))]
+		f1, f2 := rng.IntN(8), rng.IntN(8) // FIN, SYN, RST: each in a quarter of the segments
 		s := Segment{
 			Conn: l7.Conn{Client: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(40000+rng.IntN(20))), Server: servers[k], Proto: proto},
 			Dir:  l7.Direction(rng.IntN(2)), TimeNs: int64(i) * 1000, Seq: rng.Uint32N(4096), Len: uint32(len(msg)) + rng.Uint32N(2)*1000,
-			Flags: uint8(rng.IntN(8)) & uint8(rng.IntN(8)), Head: []byte(msg),
+			Flags: uint8(f1 & f2), Head: []byte(msg),
 		}
 		tr.Feed(&s, func(*Record) { records++ })
 		if i%1000 == 0 {
