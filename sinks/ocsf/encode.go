@@ -204,7 +204,13 @@ func (e *Encoder) Append(dst []byte, f *schemas.Flow) ([]byte, error) {
 		activity = NetworkActivity(f)
 		activityName = networkActivities[activity]
 	}
-	className := map[int]string{ClassNetworkActivity: "Network Activity", ClassHTTPActivity: "HTTP Activity", ClassDNSActivity: "DNS Activity"}[class]
+	className := "Network Activity"
+	switch class {
+	case ClassHTTPActivity:
+		className = "HTTP Activity"
+	case ClassDNSActivity:
+		className = "DNS Activity"
+	}
 
 	out := e.outcome(f)
 	// The L7 result can turn a forwarded record into a failure.
