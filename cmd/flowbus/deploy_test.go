@@ -109,3 +109,46 @@ func TestHelmChartFlagsExist(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdUnitsFlagsExist: every flag of the systemd units' ExecStart
+// (deploy/systemd) is parsed by the subcommand's real flag set, with the
+// variables of flowbus.env.example that are flags of that subcommand; every
+// variable of the example is a flag of the agent or the aggregator.
+func TestSystemdUnitsFlagsExist(t *testing.T) {
+	env, err := deploytest.ReadEnvFile(deploytest.EnvFileExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, aggregator := commandFlags(t, "agent"), commandFlags(t, "aggregator")
+	for k := range env {
+		flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "FLOWBUS_"), "_", "-"))
+		if !strings.HasPrefix(k, "FLOWBUS_") || agent.Lookup(flag) == nil && aggregator.Lookup(flag) == nil {
+			t.Errorf("%s: %s is the variable of no flag of flowbus agent or aggregator", deploytest.EnvFileExample, k)
+		}
+	}
+	for _, name := range deploytest.Units {
+		t.Run(name, func(t *testing.T) {
+			u, err := deploytest.ReadUnit(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			execStart := u.Get("Service", "ExecStart")
+			if strings.ContainsAny(execStart, `"'\`) {
+				t.Fatalf("ExecStart %q: quoting is not split here", execStart)
+			}
+			words := strings.Fields(strings.ReplaceAll(execStart, "${STATE_DIRECTORY}", t.TempDir()))
+			if len(words) < 2 || words[0] != "/usr/local/bin/flowbus" {
+				t.Fatalf("ExecStart %q: want /usr/local/bin/flowbus <command> ...", execStart)
+			}
+			cmd := words[1]
+			fs := commandFlags(t, cmd)
+			cmdEnv := map[string]string{}
+			for k, v := range env {
+				if fs.Lookup(strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "FLOWBUS_"), "_", "-"))) != nil {
+					cmdEnv[k] = v
+				}
+			}
+			checkCommandLine(t, name, cmd, words[2:], cmdEnv)
+		})
+	}
+}
