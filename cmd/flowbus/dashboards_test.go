@@ -21,7 +21,7 @@ import (
 type probe struct{ desc *prometheus.Desc }
 
 func (p probe) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
-func (p probe) Collect(chan<- prometheus.Metric)     {}
+func (p probe) Collect(chan<- prometheus.Metric)    {}
 
 // registered reports whether some collector of reg describes a metric
 // named name: registering a descriptor of that name with another help

@@ -12,7 +12,7 @@ func TestMetricNames(t *testing.T) {
 		`sum by (reason) (rate(hubble_drop_total[$__rate_interval]))`: {"hubble_drop_total"},
 		`histogram_quantile(0.99, sum by (le) (rate(hubble_http_request_duration_seconds_bucket{job="a"}[5m])))`: {
 			"hubble_http_request_duration_seconds_bucket"},
-		`sum(rate(a_total{status=~"5.."}[1m])) / sum(rate(b_total[1m]))`:          {"a_total", "b_total"},
+		`sum(rate(a_total{status=~"5.."}[1m])) / sum(rate(b_total[1m]))`:            {"a_total", "b_total"},
 		`sum by (instance) (x) - on (instance) group_left (node) y offset 5m > 1e3`: {"x", "y"},
 		`max(flowbus_policy_revision)`:                                              {"flowbus_policy_revision"},
 	} {
