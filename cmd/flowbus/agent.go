@@ -14,7 +14,6 @@ import (
 
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
@@ -236,13 +235,12 @@ func (rt *agentRuntime) close() {
 
 // build wires source → taps (ring, metrics) → aggregate → export → bus.
 func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, err error) {
-	rt := &agentRuntime{reg: prometheus.NewRegistry()}
+	rt := &agentRuntime{reg: newProcessRegistry()}
 	defer func() {
 		if err != nil {
 			rt.close()
 		}
 	}()
-	rt.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if *f.node == "" {
 		return nil, fmt.Errorf("%w: --node is empty and the host name is unknown", errUsage)
 	}

@@ -34,8 +34,7 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		return err
 	}
 	cfg := af.cfg
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newProcessRegistry()
 	a, err := aggregator.New(cfg, io.Log, reg)
 	if err != nil {
 		return err
@@ -71,6 +70,14 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		return aggregator.RunNATS(ctx, a, cc)
 	}
 	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, af.bus)
+}
+
+// newProcessRegistry returns the metrics registry of a flowbus process
+// (agent, aggregator) with the Go runtime's and the process's collectors.
+func newProcessRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // aggregatorOptions are the values of the flags of 'flowbus aggregator'

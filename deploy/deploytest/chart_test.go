@@ -1,0 +1,329 @@
+package deploytest
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
+)
+
+// serviceMonitor is the part of monitoring.coreos.com/v1 ServiceMonitor
+// the chart writes; any other field is an error in the strict decode.
+type serviceMonitor struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector          struct{ MatchLabels map[string]string } `json:"selector"`
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames"`
+		} `json:"namespaceSelector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// rendered is a chart rendering decoded into the API types.
+type rendered struct {
+	names        []string // kind/name
+	daemonSet    *appsv1.DaemonSet
+	statefulSet  *appsv1.StatefulSet
+	deployment   *appsv1.Deployment
+	clusterRole  *rbacv1.ClusterRole
+	binding      *rbacv1.ClusterRoleBinding
+	services     map[string]*corev1.Service
+	netpols      map[string]*networkingv1.NetworkPolicy
+	monitors     map[string]*serviceMonitor
+	serviceAccts []*corev1.ServiceAccount
+}
+
+// decode renders the chart with valuesFiles and decodes every manifest
+// strictly (an unknown or misplaced field is an error) into its type.
+func decode(t *testing.T, valuesFiles ...string) *rendered {
+	t.Helper()
+	ms, err := Render(valuesFiles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rendered{services: map[string]*corev1.Service{}, netpols: map[string]*networkingv1.NetworkPolicy{},
+		monitors: map[string]*serviceMonitor{}}
+	for _, m := range ms {
+		r.names = append(r.names, m.Kind+"/"+m.Name)
+		var obj any
+		switch m.Kind {
+		case "DaemonSet":
+			r.daemonSet = &appsv1.DaemonSet{}
+			obj = r.daemonSet
+		case "StatefulSet":
+			r.statefulSet = &appsv1.StatefulSet{}
+			obj = r.statefulSet
+		case "Deployment":
+			r.deployment = &appsv1.Deployment{}
+			obj = r.deployment
+		case "ClusterRole":
+			r.clusterRole = &rbacv1.ClusterRole{}
+			obj = r.clusterRole
+		case "ClusterRoleBinding":
+			r.binding = &rbacv1.ClusterRoleBinding{}
+			obj = r.binding
+		case "Service":
+			s := &corev1.Service{}
+			r.services[m.Name] = s
+			obj = s
+		case "ServiceAccount":
+			s := &corev1.ServiceAccount{}
+			r.serviceAccts = append(r.serviceAccts, s)
+			obj = s
+		case "NetworkPolicy":
+			p := &networkingv1.NetworkPolicy{}
+			r.netpols[m.Name] = p
+			obj = p
+		case "ServiceMonitor":
+			s := &serviceMonitor{}
+			r.monitors[m.Name] = s
+			obj = s
+		default:
+			t.Fatalf("%s: unexpected kind %s", m.Source, m.Kind)
+		}
+		if err := yaml.UnmarshalStrict(m.YAML, obj); err != nil {
+			t.Fatalf("%s %s/%s: %v", m.Source, m.Kind, m.Name, err)
+		}
+	}
+	return r
+}
+
+// podSpecs are the pod templates of the three workloads.
+func (r *rendered) podSpecs() map[string]*corev1.PodSpec {
+	return map[string]*corev1.PodSpec{"agent": &r.daemonSet.Spec.Template.Spec,
+		"aggregator": &r.statefulSet.Spec.Template.Spec, "relay": &r.deployment.Spec.Template.Spec}
+}
+
+func TestChartDefaultObjects(t *testing.T) {
+	r := decode(t)
+	want := []string{"ClusterRole/flowbus-agent", "ClusterRoleBinding/flowbus-agent", "DaemonSet/flowbus-agent",
+		"Deployment/flowbus-relay", "NetworkPolicy/flowbus-aggregator", "NetworkPolicy/flowbus-relay",
+		"Service/flowbus-agent", "Service/flowbus-aggregator", "Service/flowbus-relay", "ServiceAccount/flowbus-agent",
+		"StatefulSet/flowbus-aggregator"}
+	if diff := cmp.Diff(want, r.names); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+	for name, ps := range r.podSpecs() {
+		c := ps.Containers[0]
+		if c.Image != "flowbus/flowbus:0.1.0" || c.ImagePullPolicy != corev1.PullIfNotPresent {
+			t.Errorf("%s: image %s %s, want flowbus/flowbus:0.1.0 (the appVersion) IfNotPresent", name, c.Image, c.ImagePullPolicy)
+		}
+	}
+	if got := r.statefulSet.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse("50Gi")) != 0 {
+		t.Errorf("aggregator PVC %s, want 50Gi", got.String())
+	}
+	if got := r.deployment.Spec.Template.Spec.Containers[0].Args; !slices.Contains(got, "--agents=flowbus-agent.flowbus.svc:4244") {
+		t.Errorf("relay args %q lack the agents' headless Service", got)
+	}
+	if s := r.services["flowbus-agent"]; s.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("agent Service clusterIP %q, want None (headless: the relay resolves it to every agent)", s.Spec.ClusterIP)
+	}
+}
+
+// The agent is not privileged and holds exactly the capabilities
+// values.yaml explains; no workload is privileged or may escalate.
+func TestChartAgentLeastPrivilege(t *testing.T) {
+	for _, vf := range [][]string{nil, {FullValues()}} {
+		r := decode(t, vf...)
+		ds := r.daemonSet.Spec.Template.Spec
+		if !ds.HostNetwork {
+			t.Errorf("agent: hostNetwork false")
+		}
+		sc := ds.Containers[0].SecurityContext
+		if sc.Privileged == nil || *sc.Privileged {
+			t.Errorf("agent: privileged %v, want false", sc.Privileged)
+		}
+		if diff := cmp.Diff(&corev1.Capabilities{Drop: []corev1.Capability{"ALL"},
+			Add: []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON"}}, sc.Capabilities); diff != "" {
+			t.Errorf("agent capabilities (-want +got):\n%s", diff)
+		}
+		for name, ps := range r.podSpecs() {
+			for _, c := range ps.Containers {
+				sc := c.SecurityContext
+				if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+					sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || (sc.Privileged != nil && *sc.Privileged) {
+					t.Errorf("%s/%s: securityContext %+v", name, c.Name, sc)
+				}
+				if name != "agent" && !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || name != "agent" && len(sc.Capabilities.Add) > 0 {
+					t.Errorf("%s: capabilities %+v, want all dropped", name, sc.Capabilities)
+				}
+			}
+			for _, v := range ps.Volumes {
+				if v.HostPath != nil && name != "agent" {
+					t.Errorf("%s: hostPath volume %s", name, v.Name)
+				}
+			}
+		}
+		var mounts []string
+		for _, m := range ds.Containers[0].VolumeMounts {
+			mounts = append(mounts, m.MountPath+map[bool]string{true: " ro", false: " rw"}[m.ReadOnly])
+		}
+		wantMounts := []string{"/var/lib/flowbus rw", "/sys/kernel/btf ro"}
+		if len(vf) > 0 {
+			wantMounts = append(wantMounts, "/etc/flowbus/kafka-tls ro", "/etc/flowbus/observer-tls ro")
+		}
+		if diff := cmp.Diff(wantMounts, mounts); diff != "" {
+			t.Errorf("agent mounts (-want +got):\n%s", diff)
+		}
+		env := ds.Containers[0].Env[0]
+		if env.Name != "FLOWBUS_NODE" || env.ValueFrom == nil || env.ValueFrom.FieldRef == nil || env.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+			t.Errorf("agent env[0] %+v, want FLOWBUS_NODE from spec.nodeName", env)
+		}
+	}
+}
+
+// The agent's ClusterRole reads what agent/cluster/k8s watches (its
+// apiserver test's agentRules) and nothing else, and writes nothing.
+func TestChartRBACIsReadOnly(t *testing.T) {
+	r := decode(t)
+	read := []string{"get", "list", "watch"}
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "namespaces", "services"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: read},
+		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: read},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: read},
+		{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: read},
+		{APIGroups: []string{"cilium.io"}, Resources: []string{"ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies"}, Verbs: read},
+	}
+	if diff := cmp.Diff(want, r.clusterRole.Rules); diff != "" {
+		t.Errorf("ClusterRole rules (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]rbacv1.Subject{{Kind: "ServiceAccount", Name: "flowbus-agent", Namespace: "flowbus"}}, r.binding.Subjects); diff != "" {
+		t.Errorf("binding subjects (-want +got):\n%s", diff)
+	}
+	if r.binding.RoleRef != (rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "flowbus-agent"}) {
+		t.Errorf("roleRef %+v", r.binding.RoleRef)
+	}
+	if got := r.daemonSet.Spec.Template.Spec.ServiceAccountName; got != "flowbus-agent" {
+		t.Errorf("agent serviceAccountName %q", got)
+	}
+	for name, ps := range r.podSpecs() {
+		if name != "agent" && (ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken) {
+			t.Errorf("%s mounts a service account token it does not use", name)
+		}
+	}
+}
+
+// Every option on: images from values, the exact argument lists, TLS and
+// SASL from Secrets, ServiceMonitors, NetworkPolicy peers from values.
+func TestChartFullValues(t *testing.T) {
+	r := decode(t, FullValues())
+	if n := len(r.names); n != 13 {
+		t.Errorf("%d objects %q, want 13 (with two ServiceMonitors)", n, r.names)
+	}
+	for name, ps := range r.podSpecs() {
+		c := ps.Containers[0]
+		if c.Image != "registry.example/flowbus:1.2.3" || c.ImagePullPolicy != corev1.PullAlways {
+			t.Errorf("%s: image %s %s", name, c.Image, c.ImagePullPolicy)
+		}
+		if diff := cmp.Diff([]corev1.LocalObjectReference{{Name: "regcred"}}, ps.ImagePullSecrets); diff != "" {
+			t.Errorf("%s: imagePullSecrets (-want +got):\n%s", name, diff)
+		}
+	}
+	wantArgs := map[string][]string{
+		"agent": {"agent", "--source=ebpf", "--endpoints-source=kubernetes", "--interfaces=lxc*,cali*",
+			"--policy-enforcement=default", "--cluster-name=prod-eu", "--l7=http:8080 grpc:9090 dns:53 kafka:9092",
+			"--data-dir=/var/lib/flowbus", "--observer-address=:4244", "--metrics-address=:9965", "--metrics=flow",
+			"--metrics=drop:sourceContext=namespace;destinationContext=workload-name", "--metrics=tcp",
+			"--metrics=http:sourceContext=workload-name;destinationContext=workload-name", "--metrics=dns",
+			"--metrics=policy:sourceContext=namespace;destinationContext=namespace",
+			"--bus=kafka://kafka-0.kafka:9093,kafka-1.kafka:9093", "--kafka-topic=flows", "--kafka-tls",
+			"--kafka-tls-ca-file=/etc/flowbus/kafka-tls/ca.crt", "--kafka-tls-cert-file=/etc/flowbus/kafka-tls/tls.crt",
+			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-sasl-mechanism=SCRAM-SHA-512",
+			"--kafka-sasl-user=flowbus", "--observer-tls-cert-file=/etc/flowbus/observer-tls/tls.crt",
+			"--observer-tls-key-file=/etc/flowbus/observer-tls/tls.key",
+			"--observer-tls-client-ca-file=/etc/flowbus/observer-tls/ca.crt", "--ring-size=8192"},
+		"aggregator": {"aggregator", "--bus=kafka://kafka-0.kafka:9093,kafka-1.kafka:9093", "--kafka-topic=flows",
+			"--group=flowbus-aggregator", "--data-dir=/data", "--window=5m", "--lateness=30s", "--raw-flows",
+			"--metrics-address=:9966", "--max-routes-per-workload=1000"},
+		"relay": {"relay", "--agents=flowbus-agent.flowbus.svc:4244", "--observer-address=:4245", "--metrics-address=:9967",
+			"--agent-tls", "--agent-tls-ca-file=/etc/flowbus/agent-tls/ca.crt",
+			"--agent-tls-cert-file=/etc/flowbus/agent-tls/tls.crt", "--agent-tls-key-file=/etc/flowbus/agent-tls/tls.key",
+			"--agent-tls-server-name=agent.flowbus.local", "--observer-tls-cert-file=/etc/flowbus/observer-tls/tls.crt",
+			"--observer-tls-key-file=/etc/flowbus/observer-tls/tls.key", "--sort-window=1s"},
+	}
+	for name, ps := range r.podSpecs() {
+		if diff := cmp.Diff(wantArgs[name], ps.Containers[0].Args); diff != "" {
+			t.Errorf("%s args (-want +got):\n%s", name, diff)
+		}
+	}
+	sasl := r.daemonSet.Spec.Template.Spec.Containers[0].Env[1]
+	if sasl.Name != "FLOWBUS_KAFKA_SASL_PASSWORD" || sasl.Value != "" || sasl.ValueFrom.SecretKeyRef == nil ||
+		sasl.ValueFrom.SecretKeyRef.Name != "kafka-sasl" || sasl.ValueFrom.SecretKeyRef.Key != "password" {
+		t.Errorf("agent SASL password env %+v, want from Secret kafka-sasl key password", sasl)
+	}
+	var secrets []string
+	for _, ps := range r.podSpecs() {
+		for _, v := range ps.Volumes {
+			if v.Secret != nil {
+				secrets = append(secrets, v.Secret.SecretName)
+			}
+		}
+	}
+	slices.Sort(secrets)
+	if diff := cmp.Diff([]string{"flowbus-agent-tls", "flowbus-relay-client-tls", "flowbus-relay-server-tls", "kafka-client-tls"}, secrets); diff != "" {
+		t.Errorf("secret volumes (-want +got):\n%s", diff)
+	}
+	if *r.statefulSet.Spec.Replicas != 3 || *r.deployment.Spec.Replicas != 2 {
+		t.Errorf("replicas: aggregator %d, relay %d; want 3, 2", *r.statefulSet.Spec.Replicas, *r.deployment.Spec.Replicas)
+	}
+	pvc := r.statefulSet.Spec.VolumeClaimTemplates[0].Spec
+	if q := pvc.Resources.Requests[corev1.ResourceStorage]; q.Cmp(resource.MustParse("200Gi")) != 0 || pvc.StorageClassName == nil || *pvc.StorageClassName != "fast-ssd" {
+		t.Errorf("aggregator PVC %s class %v, want 200Gi fast-ssd", q.String(), pvc.StorageClassName)
+	}
+	am := r.monitors["flowbus-agent"]
+	if am == nil || am.Metadata.Labels["release"] != "kube-prometheus-stack" || am.Spec.Endpoints[0].Port != "metrics" ||
+		am.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "agent" {
+		t.Errorf("agent ServiceMonitor %+v", am)
+	}
+	relayPol := r.netpols["flowbus-relay"].Spec.Ingress
+	if len(relayPol) != 2 || relayPol[0].Ports[0].Port.IntValue() != 4245 ||
+		relayPol[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "observability" ||
+		relayPol[1].Ports[0].Port.IntValue() != 9967 ||
+		relayPol[1].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+		t.Errorf("relay NetworkPolicy ingress %+v", relayPol)
+	}
+	aggPol := r.netpols["flowbus-aggregator"].Spec.Ingress
+	if len(aggPol) != 1 || len(aggPol[0].Ports) != 1 || aggPol[0].Ports[0].Port.IntValue() != 9966 {
+		t.Errorf("aggregator NetworkPolicy ingress %+v, want the metrics port alone", aggPol)
+	}
+}
+
+// Values the chart refuses, with the reason.
+func TestChartRejects(t *testing.T) {
+	for _, c := range []struct{ values, want string }{
+		{"aggregator: {replicas: 2}\n", "aggregator.replicas > 1 needs a Kafka bus"},
+		{"bus: {url: \"redis://x:1\"}\n", "bus.url must start with nats:// or kafka://"},
+		{"bus: {url: \"kafka://k:9092\", kafka: {tls: {enabled: true}}}\n", "bus.kafka.tls.secretName is required with TLS"},
+		{"observerTLS: {enabled: true, agentSecretName: a}\n", "observerTLS.relayClientSecretName is required with TLS"},
+	} {
+		f := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(f, []byte(c.values), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Render(f); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err %v, want one with %q", c.values, err, c.want)
+		}
+	}
+}
