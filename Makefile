@@ -53,16 +53,16 @@ test: deps-test $(HUBBLE_CLI) $(KUBE_APISERVER)
 	@$(MAKE) --no-print-directory test-nocgo
 	@$(MAKE) --no-print-directory fuzz
 
-## fuzz: each L7 parser's fuzz target for FUZZTIME (the seed corpora run in
+## fuzz: each fuzz target of the L7 parsers and their stream tracker for FUZZTIME (the seed corpora run in
 ## every go test; this explores beyond them). A failure leaves its input in
 ## the package's testdata/fuzz/, to commit with the fix.
 FUZZTIME ?= 10s
 fuzz:
 	@set -e; for p in $$($(GO) list ./agent/l7/...); do \
-	  if grep -qs '^func FuzzParser' $$($(GO) list -f '{{range .TestGoFiles}}{{$$.Dir}}/{{.}} {{end}}' $$p); then \
-	    echo "fuzz $$p ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz '^FuzzParser$$' -fuzztime $(FUZZTIME) $$p; \
-	  fi; \
+	  for f in $$(grep -hos '^func Fuzz[A-Za-z0-9_]*' $$($(GO) list -f '{{range .TestGoFiles}}{{$$.Dir}}/{{.}} {{end}}' $$p) | cut -d' ' -f2); do \
+	    echo "fuzz $$p $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$p; \
+	  done; \
 	done
 
 ## test-nocgo: what a build without cgo serves (every macOS and Windows binary
