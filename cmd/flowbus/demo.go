@@ -383,6 +383,11 @@ func (t *demoTally) add(headers map[string]string, value []byte) {
 		n := fl.FlowCount()
 		if !fl.CountAs.Flows() {
 			n = 0
+			if fl.BytesFwd+fl.BytesRev == 0 {
+				// Nothing to add: an L7 response of the eBPF source (its
+				// connection's L3/L4 records carry the flow and bytes).
+				continue
+			}
 		}
 		t.flows += n
 		t.verdicts[fl.Verdict] += n
