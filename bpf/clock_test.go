@@ -35,9 +35,9 @@ func TestLastSeenIsCoarseMonotonic(t *testing.T) {
 		t.Fatalf("tick %v: not a kernel HZ", time.Duration(tick))
 	}
 
-	start := monoNow()
+	start := uint64(MonoNow())
 	run(t, objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 80, syn, 0)))
-	afterSyn := monoNow()
+	afterSyn := uint64(MonoNow())
 	var prev uint64
 	for i := range 4 {
 		// 1.5 ticks apart, so the packets land in different ticks.
@@ -72,7 +72,7 @@ func TestLastSeenIsCoarseMonotonic(t *testing.T) {
 	// The event decodes last_seen to wall time after first_seen.
 	var ev Event
 	for k, st := range flowsIn(t, objs) {
-		ev.fill(EventFlush, &k, &st, monoToUnix())
+		ev.fill(EventFlush, &k, &st, MonoToUnix())
 	}
 	if d := ev.LastSeenNs - ev.FirstSeenNs; d < int64(4*tick) || d > int64(time.Second) {
 		t.Fatalf("event spans %v from first to last packet, want at least 4 ticks of sleep (%v)",

@@ -187,7 +187,7 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 
 	var rec ringbuf.Record
 	var ev Event
-	mono := monoToUnix()
+	mono := MonoToUnix()
 	next := time.Now().Add(c.cfg.SweepInterval)
 	c.reader.SetDeadline(time.Now().Add(c.cfg.PollInterval))
 	for {
@@ -212,14 +212,14 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
 		if ctx.Err() != nil {
-			c.flushAll(sink, &ev, monoToUnix())
+			c.flushAll(sink, &ev, MonoToUnix())
 			sink.Flush()
 			c.updateCPU(cpu0)
 			return nil
 		}
 		now := time.Now()
 		if !now.Before(next) {
-			mono = monoToUnix()
+			mono = MonoToUnix()
 			if err := c.reconcile(); err != nil {
 				c.setAttachError(err)
 				c.log.Warn("attach", "err", err)
@@ -299,8 +299,9 @@ func threadCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// monoToUnix is the offset from CLOCK_MONOTONIC (bpf_ktime_get_ns) to Unix time.
-func monoToUnix() int64 {
+// MonoToUnix is the offset from CLOCK_MONOTONIC (bpf_ktime_get_ns, the
+// time of every kernel event and capture) to Unix time, now.
+func MonoToUnix() int64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return 0
@@ -308,8 +309,9 @@ func monoToUnix() int64 {
 	return time.Now().UnixNano() - ts.Nano()
 }
 
-func monoNow() uint64 {
+// MonoNow is CLOCK_MONOTONIC now, in ns: the kernel's clock.
+func MonoNow() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
+	return ts.Nano()
 }

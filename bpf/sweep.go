@@ -20,7 +20,7 @@ const sweepBatch = 4096
 // exactly those removed; an entry that changed since the scan (a packet
 // arrived, or a new connection restarted an ended entry) is put back.
 func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
-	now := monoNow()
+	now := uint64(MonoNow())
 	linger := uint64(c.cfg.EndLinger)
 	idle := uint64(c.cfg.IdleTimeout)
 	active := uint64(c.cfg.ActiveTimeout)

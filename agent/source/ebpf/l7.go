@@ -7,7 +7,6 @@ import (
 	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
-	"golang.org/x/sys/unix"
 
 	"github.com/flowbus/flowbus/agent/l7"
 	"github.com/flowbus/flowbus/agent/l7/fqdn"
@@ -33,12 +32,10 @@ func kernelL7(c *stream.Config, ring uint32) bpf.L7Config {
 // (a request, and a response when one came) sent downstream in batches,
 // and DNS answers fill the names cache that L3/L4 records read.
 type l7sink struct {
-	src     *Source
-	out     chan<- []schemas.Flow
+	batcher
 	tr      *stream.Tracker
 	names   *fqdn.Cache
 	metrics *stream.Collector
-	batch   []schemas.Flow
 	seg     stream.Segment
 	// ports are the followed ports, to turn a mid-stream connection round
 	// when the kernel guessed its opener wrong.
@@ -55,8 +52,8 @@ func newL7Sink(s *Source, out chan<- []schemas.Flow) (*l7sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &l7sink{src: s, out: out, tr: tr, names: s.names, metrics: s.l7metrics, ports: s.cfg.L7.Ports,
-		batch: make([]schemas.Flow, 0, s.cfg.BatchSize), mono: monoToUnix()}, nil
+	return &l7sink{batcher: newBatcher(s, out), tr: tr, names: s.names, metrics: s.l7metrics, ports: s.cfg.L7.Ports,
+		mono: bpf.MonoToUnix()}, nil
 }
 
 func (k *l7sink) Capture(c *bpf.L7Capture) {
@@ -80,7 +77,7 @@ func (k *l7sink) Capture(c *bpf.L7Capture) {
 	k.cap = c
 	k.tr.Feed(s, k.emit)
 	k.cap = nil
-	if len(k.batch) >= k.src.cfg.BatchSize {
+	if k.full() {
 		k.send()
 	}
 }
@@ -91,8 +88,8 @@ func (k *l7sink) Idle() {
 	now := time.Now()
 	if now.After(k.nextTick) {
 		k.nextTick = now.Add(time.Second)
-		k.mono = monoToUnix()
-		k.tr.Expire(monoNow(), k.emit)
+		k.mono = bpf.MonoToUnix()
+		k.tr.Expire(bpf.MonoNow(), k.emit)
 		k.metrics.Update(k.tr.Stats())
 	}
 	k.send()
@@ -104,15 +101,6 @@ func (k *l7sink) close() {
 	k.tr.Close(k.emit)
 	k.metrics.Update(k.tr.Stats())
 	k.send()
-}
-
-func (k *l7sink) send() {
-	if len(k.batch) == 0 {
-		return
-	}
-	k.out <- k.batch
-	k.src.flows.Add(uint64(len(k.batch)))
-	k.batch = make([]schemas.Flow, 0, k.src.cfg.BatchSize)
 }
 
 // emit turns an exchange into its records: the request (client → server,
@@ -242,19 +230,4 @@ func addNames(f *schemas.Flow, c *fqdn.Cache) {
 		return
 	}
 	f.DstNames = c.Names(podKey(&f.Src, f.SrcIP), f.DstIP, f.TimeNs)
-}
-
-// monoToUnix is the offset from CLOCK_MONOTONIC (kernel times) to Unix ns.
-func monoToUnix() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return time.Now().UnixNano() - ts.Nano()
-}
-
-func monoNow() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
 }

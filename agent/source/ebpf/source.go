@@ -167,7 +167,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	} else {
 		l7done <- nil
 	}
-	sk := &sink{src: s, out: out, lost: lost, coll: coll, batch: make([]schemas.Flow, 0, s.cfg.BatchSize)}
+	sk := &sink{batcher: newBatcher(s, out), lost: lost, coll: coll}
 	fctx, stopFollow := context.WithCancel(ctx)
 	followed := make(chan struct{})
 	if s.cfg.Cluster != nil {
@@ -265,11 +265,9 @@ func (s *Source) apply(d *datapath, snap *cluster.Snapshot, attached map[uint32]
 
 // sink converts events on the collector's goroutine.
 type sink struct {
-	src      *Source
-	out      chan<- []schemas.Flow
+	batcher
 	lost     func(flowpb.LostEventSource, uint64)
 	coll     *bpf.Collector
-	batch    []schemas.Flow
 	lastLost uint64
 	nextTick time.Time
 }
@@ -293,7 +291,7 @@ func (k *sink) Event(ev *bpf.Event) {
 	if k.src.names != nil {
 		addNames(f, k.src.names)
 	}
-	if len(k.batch) >= k.src.cfg.BatchSize {
+	if k.full() {
 		k.send()
 	}
 }
@@ -307,13 +305,29 @@ func (k *sink) Flush() {
 	}
 }
 
-func (k *sink) send() {
-	if len(k.batch) == 0 {
+// batcher sends records downstream in batches of the source's BatchSize;
+// the kernel events' sink and the L7 sink each have one.
+type batcher struct {
+	src   *Source
+	out   chan<- []schemas.Flow
+	batch []schemas.Flow
+}
+
+func newBatcher(s *Source, out chan<- []schemas.Flow) batcher {
+	return batcher{src: s, out: out, batch: make([]schemas.Flow, 0, s.cfg.BatchSize)}
+}
+
+// full reports whether the batch is due.
+func (b *batcher) full() bool { return len(b.batch) >= b.src.cfg.BatchSize }
+
+// send passes the batch on (blocking while downstream is slow).
+func (b *batcher) send() {
+	if len(b.batch) == 0 {
 		return
 	}
-	k.out <- k.batch
-	k.src.flows.Add(uint64(len(k.batch)))
-	k.batch = make([]schemas.Flow, 0, k.src.cfg.BatchSize)
+	b.out <- b.batch
+	b.src.flows.Add(uint64(len(b.batch)))
+	b.batch = make([]schemas.Flow, 0, b.src.cfg.BatchSize)
 }
 
 // reportLost reports the growth of the kernel's unrecoverable ring buffer
