@@ -74,6 +74,8 @@ type agentFlags struct {
 	kafkaCA, kafkaCert, kafkaKey *string
 	saslMech, saslUser, saslPass *string
 	observerAddr                 *string
+	observerSet                  func() bool
+	observerInsecure             *bool
 	ringSize                     *int
 	tlsCert, tlsKey, tlsClientCA *string
 	metricsAddr                  *string
@@ -191,11 +193,13 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password (prefer FLOWBUS_KAFKA_SASL_PASSWORD)")
 
 	fs.group("Observer API")
-	obs, met := observer.DefaultListenAddress, ":9965"
+	obs, met := "127.0.0.1:4244", ":9965"
 	if demo {
-		obs, met = "127.0.0.1:4244", "127.0.0.1:9965"
+		met = "127.0.0.1:9965"
 	}
-	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables")
+	f.observerAddr = fs.String("observer-address", obs, "serve Hubble's Observer gRPC API here (hubble observe --server, flowbus observe); empty disables. Unset, it is loopback, or :4244 with --observer-tls-cert-file; a plaintext address beyond loopback needs --observer-insecure")
+	f.observerSet = func() bool { return fs.Changed("observer-address") }
+	f.observerInsecure = fs.Bool("observer-insecure", false, "accept serving the Observer API in plaintext on an address beyond loopback (every pod's flows, to anyone who can reach it); warns")
 	f.ringSize = fs.Int("ring-size", observer.DefaultRingSize, "flows kept for the Observer API (rounded up to a power of two)")
 	fs.check("ring-size", between(f.ringSize, 1, maxRingSize))
 	f.tlsCert = fs.String("observer-tls-cert-file", "", "Observer API: server certificate (enables TLS)")
@@ -287,14 +291,18 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 		return nil, err
 	}
 
-	if *f.observerAddr != "" {
-		srv, err := observer.NewServer(observer.Config{ListenAddress: *f.observerAddr, NodeName: *f.node, Version: version,
+	obsAddr, err := observerAddress("agent", *f.observerAddr, f.observerSet(), 4244, *f.tlsCert != "", *f.observerInsecure, io.Log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if obsAddr != "" {
+		srv, err := observer.NewServer(observer.Config{ListenAddress: obsAddr, NodeName: *f.node, Version: version,
 			TLS: observer.ServerTLS{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, ClientCAFile: *f.tlsClientCA}, Nodes: upstreamNodes,
 			Lost: m.Lost}, rt.ring, io.Log, rt.reg)
 		if err != nil {
 			return nil, fmt.Errorf("observer API: %w", err)
 		}
-		ln, err := net.Listen("tcp", *f.observerAddr)
+		ln, err := net.Listen("tcp", obsAddr)
 		if err != nil {
 			if !demo {
 				return nil, fmt.Errorf("observer API (--observer-address): %w", err)

@@ -39,8 +39,9 @@ func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
 	fs.StringVar(&cfg.ClientTLS.ServerName, "agent-tls-server-name", "", "name to verify in the agents' certificates")
 
 	fs.group("Observer API")
-	fs.StringVar(&cfg.ListenAddress, "observer-address", relay.DefaultListenAddress, "serve the merged Observer API here (hubble observe --server, flowbus observe)")
+	fs.StringVar(&cfg.ListenAddress, "observer-address", "127.0.0.1:4245", "serve the merged Observer API here (hubble observe --server, flowbus observe). Unset, it is loopback, or :4245 with --observer-tls-cert-file; a plaintext address beyond loopback needs --observer-insecure")
 	fs.alias("listen-address", "observer-address")
+	fs.Bool("observer-insecure", false, "accept serving the merged Observer API in plaintext on an address beyond loopback (every pod's flows, to anyone who can reach it); warns")
 	fs.StringVar(&cfg.ServerTLS.CertFile, "observer-tls-cert-file", "", "Observer API: server certificate (PEM; enables TLS)")
 	fs.alias("tls-cert-file", "observer-tls-cert-file")
 	fs.StringVar(&cfg.ServerTLS.KeyFile, "observer-tls-key-file", "", "Observer API: server key (PEM)")
@@ -68,6 +69,12 @@ func runRelay(ctx context.Context, args []string, cio cmdIO) error {
 		return fmt.Errorf("%w: --agents is required (e.g. --agents flowbus-agents.flowbus.svc:4244)", errUsage)
 	}
 	cfg.Version = version
+	insecure, _ := fs.GetBool("observer-insecure")
+	addr, err := observerAddress("relay", cfg.ListenAddress, fs.Changed("observer-address") && cfg.ListenAddress != "", 4245, cfg.ServerTLS.CertFile != "", insecure, cio.Log)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	cfg.ListenAddress = addr
 	reg := prometheus.NewRegistry()
 	r, err := relay.New(cfg, cio.Log, reg)
 	if err != nil {
