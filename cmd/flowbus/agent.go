@@ -177,7 +177,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
 	fs.check("kafka-partitions", between(f.kafkaPartitions, 1, math.MaxInt32))
-	f.kafkaConn = addKafkaConnFlags(fs)
+	f.kafkaConn = addKafkaConnFlags(fs, true)
 
 	fs.group("Observer API")
 	obs, met := observer.DefaultListenAddress, ":9965"

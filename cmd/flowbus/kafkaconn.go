@@ -11,18 +11,26 @@ type kafkaConnFlags struct {
 	saslMech, user, passwd string
 }
 
-// addKafkaConnFlags defines --kafka-tls, --kafka-tls-{ca,cert,key}-file (with
-// their former names as aliases), --kafka-tls-insecure-skip-verify and
-// --kafka-sasl-{mechanism,user,password} in fs's current group.
-func addKafkaConnFlags(fs *flagSet) *kafkaConnFlags {
+// addKafkaConnFlags defines --kafka-tls, --kafka-tls-{ca,cert,key}-file,
+// --kafka-tls-insecure-skip-verify and --kafka-sasl-{mechanism,user,password}
+// in fs's current group; with renamed, also the former names of the file
+// flags (--kafka-tls-{ca,cert,key}) as deprecated aliases, which only the
+// agent, which had them, keeps.
+func addKafkaConnFlags(fs *flagSet, renamed bool) *kafkaConnFlags {
 	k := &kafkaConnFlags{}
 	fs.BoolVar(&k.tls, "kafka-tls", false, "connect to Kafka with TLS")
 	fs.StringVar(&k.caFile, "kafka-tls-ca-file", "", "Kafka: CA bundle to verify brokers")
-	fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
+	if renamed {
+		fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
+	}
 	fs.StringVar(&k.cert, "kafka-tls-cert-file", "", "Kafka: client certificate (mTLS)")
-	fs.alias("kafka-tls-cert", "kafka-tls-cert-file")
+	if renamed {
+		fs.alias("kafka-tls-cert", "kafka-tls-cert-file")
+	}
 	fs.StringVar(&k.key, "kafka-tls-key-file", "", "Kafka: client key (mTLS)")
-	fs.alias("kafka-tls-key", "kafka-tls-key-file")
+	if renamed {
+		fs.alias("kafka-tls-key", "kafka-tls-key-file")
+	}
 	fs.BoolVar(&k.skipVerify, "kafka-tls-insecure-skip-verify", false, "Kafka: do not verify broker certificates")
 	fs.StringVar(&k.saslMech, "kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	fs.StringVar(&k.user, "kafka-sasl-user", "", "Kafka SASL user")
