@@ -63,6 +63,7 @@ type ocsfHooks struct {
 	// beforeCommit runs after the outputs hold a batch, before its offsets
 	// are committed; an error stops the command there, as a crash would.
 	beforeCommit func(next map[int32]int64) error
+	maxPoll      int // messages per batch (default the consumers', 1000)
 }
 
 // ocsfOptions are the parsed flags of 'flowbus ocsf'.
@@ -369,11 +370,11 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 	switch scheme {
 	case "kafka":
 		c, err = kafka.NewConsumer(kafka.ConsumerConfig{Conn: o.kafka.conn(strings.Split(hosts, ",")), Topic: o.topic,
-			Group: o.group, Logger: cio.Log})
+			Group: o.group, MaxPollRecords: h.maxPoll, Logger: cio.Log})
 	default: // nats
 		assigned, _ := assignedPartitions(o.assigned, o.partitions) // checked with the flags
 		c, err = nats.NewConsumer(nats.ConsumerConfig{Conn: nats.Conn{URL: o.bus}, Partitions: o.partitions,
-			Assigned: assigned, Durable: o.group, Logger: cio.Log})
+			Assigned: assigned, Durable: o.group, MaxPollRecords: h.maxPoll, Logger: cio.Log})
 	}
 	if err != nil {
 		return err
