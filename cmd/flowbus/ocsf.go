@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -37,8 +38,9 @@ import (
 // returns (at most 1000 messages). Every record of the batch is written to
 // the outputs; then the outputs are made to hold it, the files flushed and
 // fsynced (FileSink.Sync) and the HEC batch accepted by the collector (2xx)
-// or written to the HEC spool (--hec-spool-dir, replayed in order when the
-// collector is back); only then are the batch's offsets committed. A batch
+// or written to the HEC spool and fsynced (--hec-spool-dir, replayed in
+// order when the collector is back); only then are the batch's offsets
+// committed. A batch
 // under way when the command is stopped (SIGINT, SIGTERM) is finished and
 // committed before it exits. A crash between the outputs and the commit
 // leaves that batch uncommitted: the next run resumes after the last commit
@@ -153,6 +155,9 @@ func parseOCSFFlags(args []string, cio cmdIO) (*ocsfOptions, error) {
 		return nil, fmt.Errorf("%w: no output: give --data-dir (JSON-lines files), --hec-url (Splunk HEC), or both", errUsage)
 	}
 	if o.hecURL != "" {
+		if u, err := url.Parse(o.hecURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("%w: --hec-url %q: want http(s)://host:port/services/collector/event", errUsage, o.hecURL)
+		}
 		if o.hecTokenFile == "" {
 			return nil, fmt.Errorf("%w: --hec-url needs --hec-token-file, the file holding the HEC token", errUsage)
 		}
@@ -431,6 +436,9 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 			}
 			return err
 		}
+		if len(ds) == 0 {
+			continue
+		}
 		next := map[int32]int64{}
 		var counts [len(ocsfClasses)]uint64
 		for _, d := range ds {
@@ -474,6 +482,11 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 		if hec != nil {
 			if err := hec.Flush(bctx); err != nil {
 				return err
+			}
+			if hec.Spooled() > 0 {
+				if err := hec.Sync(); err != nil {
+					return err
+				}
 			}
 		}
 		for i, n := range counts {

@@ -513,6 +513,7 @@ func TestOCSFFlags(t *testing.T) {
 		{[]string{"--hec-url", "http://h:8088/services/collector/event", "--hec-spool-dir", "s"}, "--hec-url needs --hec-token-file"},
 		{[]string{"--hec-url", "http://h:8088/services/collector/event", "--hec-token-file", tokenFile}, "--hec-url needs --hec-spool-dir"},
 		{[]string{"--data-dir", "d", "--hec-token-file", tokenFile}, "need --hec-url"},
+		{[]string{"--hec-url", "splunk:8088", "--hec-token-file", tokenFile, "--hec-spool-dir", "s"}, `--hec-url "splunk:8088"`},
 		{[]string{"--data-dir", "d", "--bus", "embedded"}, `--bus "embedded"`},
 		{[]string{"--data-dir", "d", "--bus", "stdout://x"}, `--bus "stdout://x"`},
 		{[]string{"--data-dir", "d", "--max-files", "0"}, "--max-files 0: must be at least 1"},

@@ -227,6 +227,18 @@ func (h *HECSink) Close(ctx context.Context) error {
 	return err
 }
 
+// Sync fsyncs the spool, so that the batches spooled so far survive a
+// crash of the machine, not only of the process (Append does not fsync).
+func (h *HECSink) Sync() error {
+	if h.spool == nil {
+		return nil
+	}
+	if err := h.spool.Sync(); err != nil {
+		return fmt.Errorf("ocsf HEC sink: %w", err)
+	}
+	return nil
+}
+
 // Stats returns the counters.
 func (h *HECSink) Stats() HECStats {
 	h.mu.Lock()
