@@ -545,3 +545,65 @@ func TestOCSFFlags(t *testing.T) {
 		t.Errorf("readHECToken = %q, %v", tok, err)
 	}
 }
+
+// TestOCSFCommandHECOutageSpools: while the collector answers 503 the
+// batches go to the spool and their offsets are committed; once it is back
+// the spool is replayed and every event arrives.
+func TestOCSFCommandHECOutageSpools(t *testing.T) {
+	in := newOCSFInput(t, 500)
+	url := publishOCSF(t, in)
+	var mu sync.Mutex
+	down, received, refusedRequests := true, 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			refusedRequests++
+			http.Error(w, "server busy", http.StatusServiceUnavailable)
+			return
+		}
+		sc := bufio.NewScanner(r.Body)
+		sc.Buffer(nil, 4<<20)
+		for sc.Scan() {
+			received++
+		}
+		fmt.Fprint(w, `{"text":"Success","code":0}`)
+	}))
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "hec-token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startOCSF(t, ocsfHooks{}, "--bus", url, "--nats-partitions", fmt.Sprint(ocsfTestPartitions),
+		"--hec-url", srv.URL, "--hec-token-file", tokenFile, "--hec-spool-dir", t.TempDir(),
+		"--metrics-address", "", "--progress-interval", "100ms")
+	committed := func() int { return int(counterValue(r.reg, "flowbus_ocsf_committed_offset", "", "")) }
+	deadline := time.Now().Add(60 * time.Second)
+	for r.value("flowbus_ocsf_messages_total")+r.value("flowbus_ocsf_bad_messages_total") < len(in.msgs) || committed() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not consumed while the collector is down\n%s", r.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if spooled := int(counterValue(r.reg, "flowbus_ocsf_hec_events_total", "result", "spooled")); spooled == 0 {
+		t.Fatalf("nothing spooled while the collector was down")
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	if err := r.waitAndStop(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return received >= len(in.uids)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if received != len(in.uids) || refusedRequests == 0 {
+		t.Errorf("received %d events after %d refused requests, want %d after some", received, refusedRequests, len(in.uids))
+	}
+	if got := int(counterValue(r.reg, "flowbus_ocsf_hec_events_total", "result", "replayed")); got == 0 {
+		t.Errorf("flowbus_ocsf_hec_events_total{result=replayed} = 0")
+	}
+}
