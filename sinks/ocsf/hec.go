@@ -377,7 +377,11 @@ func (h *HECSink) post(ctx context.Context, body []byte) error {
 		}
 		body = h.gzBuf.Bytes()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
+	// The request gets its own copy of the body: when the collector answers
+	// before reading all of it (a 503 at once), net/http may still be
+	// copying the body to the connection after Do returned, while the sink
+	// already refills its batch buffer.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(bytes.Clone(body)))
 	if err != nil {
 		return fmt.Errorf("%w: %v", errRejected, err)
 	}
