@@ -70,9 +70,7 @@ type agentFlags struct {
 	topic                        *string
 	createTopic                  *bool
 	kafkaPartitions              *int
-	kafkaTLS, kafkaSkipVerify    *bool
-	kafkaCA, kafkaCert, kafkaKey *string
-	saslMech, saslUser, saslPass *string
+	kafkaConn                    *kafkaConnFlags
 	observerAddr                 *string
 	observerSet                  func() bool
 	observerInsecure             *bool
@@ -180,17 +178,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
 	fs.check("kafka-partitions", between(f.kafkaPartitions, 1, math.MaxInt32))
-	f.kafkaTLS = fs.Bool("kafka-tls", false, "connect to Kafka with TLS")
-	f.kafkaCA = fs.String("kafka-tls-ca-file", "", "Kafka: CA bundle to verify brokers")
-	fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
-	f.kafkaCert = fs.String("kafka-tls-cert-file", "", "Kafka: client certificate (mTLS)")
-	fs.alias("kafka-tls-cert", "kafka-tls-cert-file")
-	f.kafkaKey = fs.String("kafka-tls-key-file", "", "Kafka: client key (mTLS)")
-	fs.alias("kafka-tls-key", "kafka-tls-key-file")
-	f.kafkaSkipVerify = fs.Bool("kafka-tls-insecure-skip-verify", false, "Kafka: do not verify broker certificates")
-	f.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	f.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
-	f.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password (prefer FLOWBUS_KAFKA_SASL_PASSWORD)")
+	f.kafkaConn = addKafkaConnFlags(fs, true)
 
 	fs.group("Observer API")
 	obs, met := "127.0.0.1:4244", ":9965"
@@ -440,9 +428,7 @@ func (f *agentFlags) newPublisher(io cmdIO, rt *agentRuntime) (export.Publisher,
 		rt.natsURL = bus
 		return nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: bus}, Partitions: *f.natsPartitions, Logger: io.Log})
 	case strings.HasPrefix(bus, "kafka://"):
-		conn := kafka.Conn{Brokers: strings.Split(strings.TrimPrefix(bus, "kafka://"), ","),
-			TLS:  kafka.TLS{Enable: *f.kafkaTLS, CAFile: *f.kafkaCA, CertFile: *f.kafkaCert, KeyFile: *f.kafkaKey, InsecureSkipVerify: *f.kafkaSkipVerify},
-			SASL: kafka.SASL{Mechanism: *f.saslMech, User: *f.saslUser, Password: *f.saslPass}}
+		conn := f.kafkaConn.conn(strings.Split(strings.TrimPrefix(bus, "kafka://"), ","))
 		p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: conn, Topic: *f.topic, CreateTopic: *f.createTopic, Partitions: int32(*f.kafkaPartitions), Logger: io.Log})
 		if err != nil {
 			return nil, fmt.Errorf("kafka producer: %w", err)

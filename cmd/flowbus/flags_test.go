@@ -22,12 +22,13 @@ func commandFlagSets(t *testing.T) map[string]*flagSet {
 	demo, _, _ := newDemoFlags(cio)
 	observe, _, _ := newObserveFlags(cio)
 	relay, _, _ := newRelayFlags(cio)
+	ocsfFlags, _ := newOCSFFlags(cio)
 	up, _, _ := newLabUpFlags(cio)
 	traffic, _, _ := newLabTrafficFlags(cio)
 	down, _ := newLabFlags("down", cio)
 	status, _ := newLabFlags("status", cio)
 	sets := map[string]*flagSet{"agent": agent, "aggregator": aggregator, "demo": demo, "observe": observe,
-		"relay": relay, "version": newVersionFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
+		"ocsf": ocsfFlags, "relay": relay, "version": newVersionFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
 		"lab status": status}
 	for name := range commands() {
 		if _, ok := sets[name]; !ok && name != "lab" {

@@ -1,6 +1,6 @@
 // Command flowbus is the one flowbus binary: the node agent, the aggregator,
-// the Hubble-compatible relay and observe client, the netns lab and the demo,
-// as subcommands. Run `flowbus help` for the list.
+// the OCSF feed for a SIEM, the Hubble-compatible relay and observe client,
+// the netns lab and the demo, as subcommands. Run `flowbus help` for the list.
 //
 // # Flags and help
 //
@@ -72,6 +72,7 @@ func commands() map[string]command {
 		"agent":      {runAgent, "run the node agent: capture or read flows, aggregate, publish Arrow batches to the bus"},
 		"aggregator": {runAggregator, "consume flows from the bus and write per-pair and per-route Parquet rollups"},
 		"demo":       {runDemo, "run agent, embedded NATS and aggregator on one machine and print what came back"},
+		"ocsf":       {runOCSF, "consume flows from the bus and write them as OCSF events to JSON-lines files or a Splunk HEC"},
 		"observe":    {runObserve, "print flows from an agent or relay (hubble observe compatible)"},
 		"relay":      {runRelay, "merge the Observer streams of many agents on :4245"},
 		"lab":        {runLab, "create a netns lab of pods with veths and real traffic (root)"},

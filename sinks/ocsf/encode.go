@@ -133,6 +133,19 @@ func (e *Encoder) outcome(f *schemas.Flow) verdictOutcome {
 	return verdictOutcome{}
 }
 
+// Class returns the class_uid of the event Append writes for f:
+// ClassHTTPActivity for an HTTP record, ClassDNSActivity for a DNS record,
+// else ClassNetworkActivity (Kafka and L3/L4 records).
+func Class(f *schemas.Flow) int {
+	switch f.L7.Protocol {
+	case schemas.L7HTTP:
+		return ClassHTTPActivity
+	case schemas.L7DNS:
+		return ClassDNSActivity
+	}
+	return ClassNetworkActivity
+}
+
 // NetworkActivity returns the Network Activity activity_id of an L3/L4
 // record (see doc.go): records that do not count a connection are Traffic,
 // a drop is Refuse, an error Fail, then RST Reset, FIN Close, else Open.

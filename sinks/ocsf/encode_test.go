@@ -1,6 +1,7 @@
 package ocsf
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -120,5 +121,35 @@ func TestAppendMalformed(t *testing.T) {
 	want := Stats{Events: 2, Errors: 2, MissingIP: 1, UnknownVerdict: 1, OtherMethod: 1, BadURL: 1}
 	if got := enc.Stats(); got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
+	}
+}
+
+// TestClassIsAppendsClass: Class gives the class_uid Append writes, for
+// fleet and random records.
+func TestClassIsAppendsClass(t *testing.T) {
+	flows := flowtest.Fleet(3, 1000)
+	g := flowtest.NewGen(4)
+	for range 1000 {
+		flows = append(flows, g.Flow())
+	}
+	seen := map[int]int{}
+	for i := range flows {
+		b, err := Append(nil, &flows[i])
+		if err != nil {
+			continue
+		}
+		var ev struct {
+			ClassUID int `json:"class_uid"`
+		}
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if got := Class(&flows[i]); got != ev.ClassUID {
+			t.Fatalf("flow %d: Class %d, Append wrote class_uid %d", i, got, ev.ClassUID)
+		}
+		seen[ev.ClassUID]++
+	}
+	if len(seen) != 3 {
+		t.Errorf("classes seen %v, want all three", seen)
 	}
 }

@@ -195,6 +195,24 @@ func (s *FileSink) Flush() error {
 	return s.flush()
 }
 
+// Sync writes buffered events to the active file and fsyncs it: what was
+// written before Sync survives a crash of the machine, not only of the
+// process.
+func (s *FileSink) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("ocsf file sink: sync: %w", err)
+	}
+	return nil
+}
+
 // Rotate rotates now (if the active file holds anything).
 func (s *FileSink) Rotate() error {
 	s.mu.Lock()

@@ -139,3 +139,26 @@ func TestFileSinkReadWhileWritten(t *testing.T) {
 		t.Errorf("%d lines", got)
 	}
 }
+
+// TestFileSinkSync: Sync writes the buffered events to the active file.
+func TestFileSinkSync(t *testing.T) {
+	s, err := OpenFile(FileConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, e := range []string{`{"a":1}`, `{"b":2}`} {
+		if err := s.Write([]byte(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readLines(t, s.ActivePath()); len(got) != 0 {
+		t.Fatalf("before Sync the file holds %q; want the events still buffered", got)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLines(t, s.ActivePath()); strings.Join(got, ",") != `{"a":1},{"b":2}` {
+		t.Errorf("after Sync: %q", got)
+	}
+}

@@ -227,6 +227,18 @@ func (h *HECSink) Close(ctx context.Context) error {
 	return err
 }
 
+// Sync fsyncs the spool, so that the batches spooled so far survive a
+// crash of the machine, not only of the process (Append does not fsync).
+func (h *HECSink) Sync() error {
+	if h.spool == nil {
+		return nil
+	}
+	if err := h.spool.Sync(); err != nil {
+		return fmt.Errorf("ocsf HEC sink: %w", err)
+	}
+	return nil
+}
+
 // Stats returns the counters.
 func (h *HECSink) Stats() HECStats {
 	h.mu.Lock()
@@ -365,7 +377,11 @@ func (h *HECSink) post(ctx context.Context, body []byte) error {
 		}
 		body = h.gzBuf.Bytes()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
+	// The request gets its own copy of the body: when the collector answers
+	// before reading all of it (a 503 at once), net/http may still be
+	// copying the body to the connection after Do returned, while the sink
+	// already refills its batch buffer.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(bytes.Clone(body)))
 	if err != nil {
 		return fmt.Errorf("%w: %v", errRejected, err)
 	}
