@@ -118,3 +118,16 @@ func TestSecretFlagsOnTheCommandLine(t *testing.T) {
 		}
 	})
 }
+
+// TestKafkaURLTakesNoPassword: a kafka:// --bus with user:password@ is a
+// usage error that does not repeat it, for agent and aggregator.
+func TestKafkaURLTakesNoPassword(t *testing.T) {
+	want := "usage: --bus: a kafka:// URL takes no user or password: use --kafka-sasl-user and FLOWBUS_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file"
+	bus := "kafka://flowbus:pw4@k:9092"
+	if _, err := agentPublisher(t, "--bus", bus); err == nil || err.Error() != want {
+		t.Errorf("agent: got %v, want %s", err, want)
+	}
+	if _, err := aggregatorFlagsOf(t, "--bus", bus).kafkaConsumerConfig(); err == nil || err.Error() != want {
+		t.Errorf("aggregator: got %v, want %s", err, want)
+	}
+}

@@ -321,6 +321,11 @@ func (b *busConnFlags) natsConn(url string) (nats.Conn, error) {
 // kafkaConn returns the kafka.Conn of brokers with the TLS and SASL of the
 // flags, the password read from its file.
 func (b *busConnFlags) kafkaConn(brokers []string) (kafka.Conn, error) {
+	for _, br := range brokers {
+		if strings.Contains(br, "@") { // the broker would be shown in errors
+			return kafka.Conn{}, fmt.Errorf("%w: --bus: a kafka:// URL takes no user or password: use --kafka-sasl-user and FLOWBUS_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file", errUsage)
+		}
+	}
 	pass, err := secretValue("kafka-sasl-password", *b.saslPass, *b.saslPassFile)
 	if err != nil {
 		return kafka.Conn{}, err
