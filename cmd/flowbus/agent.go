@@ -70,7 +70,7 @@ type agentFlags struct {
 	topic                        *string
 	createTopic                  *bool
 	kafkaPartitions              *int
-	kafkaConn                    *kafkaConnFlags
+	busConnFlags                 // Kafka and NATS TLS and authentication
 	observerAddr                 *string
 	observerSet                  func() bool
 	observerInsecure             *bool
@@ -178,7 +178,10 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.createTopic = fs.Bool("kafka-create-topic", true, "create the Kafka topic when missing")
 	f.kafkaPartitions = fs.Int("kafka-partitions", 16, "partitions of a topic the agent creates")
 	fs.check("kafka-partitions", between(f.kafkaPartitions, 1, math.MaxInt32))
-	f.kafkaConn = addKafkaConnFlags(fs, true)
+	f.addKafkaConnFlags(fs, true)
+
+	fs.group("NATS")
+	f.addNATSConnFlags(fs)
 
 	fs.group("Observer API")
 	obs, met := "127.0.0.1:4244", ":9965"
@@ -411,6 +414,9 @@ func (f *agentFlags) newPublisher(io cmdIO, rt *agentRuntime) (export.Publisher,
 	case bus == "stdout":
 		return stdout.New(io.Stdout, io.Log, flowcodec.NewDecoder()), nil
 	case bus == "embedded":
+		if set := f.natsSet(); len(set) > 0 {
+			return nil, fmt.Errorf("%w: %s: for --bus nats://...; the embedded NATS server has no TLS or users", errUsage, strings.Join(set, ", "))
+		}
 		dir := filepath.Join(*f.dataDir, "nats")
 		srv, url, err := nats.StartEmbedded(dir, *f.natsPort)
 		if err != nil && *f.natsPort > 0 {
@@ -426,16 +432,23 @@ func (f *agentFlags) newPublisher(io cmdIO, rt *agentRuntime) (export.Publisher,
 		fallthrough
 	case strings.HasPrefix(bus, "nats://"):
 		rt.natsURL = bus
-		return nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: bus}, Partitions: *f.natsPartitions, Logger: io.Log})
+		conn, err := f.natsConn(bus)
+		if err != nil {
+			return nil, err
+		}
+		return nats.NewPublisher(nats.PublisherConfig{Conn: conn, Partitions: *f.natsPartitions, Logger: io.Log})
 	case strings.HasPrefix(bus, "kafka://"):
-		conn := f.kafkaConn.conn(strings.Split(strings.TrimPrefix(bus, "kafka://"), ","))
+		conn, err := f.kafkaConn(strings.Split(strings.TrimPrefix(bus, "kafka://"), ","))
+		if err != nil {
+			return nil, err
+		}
 		p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: conn, Topic: *f.topic, CreateTopic: *f.createTopic, Partitions: int32(*f.kafkaPartitions), Logger: io.Log})
 		if err != nil {
 			return nil, fmt.Errorf("kafka producer: %w", err)
 		}
 		return p, nil
 	}
-	return nil, fmt.Errorf("%w: --bus %q: want embedded, nats://host:port, kafka://host:port or stdout", errUsage, bus)
+	return nil, fmt.Errorf("%w: --bus %q: want embedded, nats://host:port, kafka://host:port or stdout", errUsage, nats.RedactURL(bus))
 }
 
 // run runs the agent and its servers until ctx ends or the source is done.
@@ -470,6 +483,6 @@ func runAgent(ctx context.Context, args []string, io cmdIO) error {
 		return err
 	}
 	defer rt.close()
-	io.Log.Info("agent starting", "node", *f.node, "source", *f.source, "bus", *f.bus)
+	io.Log.Info("agent starting", "node", *f.node, "source", *f.source, "bus", nats.RedactURL(*f.bus))
 	return rt.run(ctx)
 }

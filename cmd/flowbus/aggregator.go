@@ -24,6 +24,7 @@ type aggregatorFlags struct {
 	bus, group, topic, dlq string
 	partitions             int
 	assigned, metricsAddr  string
+	conn                   *busConnFlags
 }
 
 // runAggregator consumes flows from Kafka or NATS and writes the Parquet
@@ -51,25 +52,56 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		defer srv.Close()
 		io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
-	scheme, hosts, ok := strings.Cut(af.bus, "://")
-	if !ok || hosts == "" {
-		return fmt.Errorf("%w: --bus %q: want kafka://host:port or nats://host:port", errUsage, af.bus)
-	}
-	io.Log.Info("aggregator starting", "bus", af.bus, "out", cfg.Out, "window", cfg.Window, "lateness", cfg.Lateness, "raw_flows", cfg.RawFlows)
-	switch scheme {
+	io.Log.Info("aggregator starting", "bus", nats.RedactURL(af.bus), "out", cfg.Out, "window", cfg.Window, "lateness", cfg.Lateness, "raw_flows", cfg.RawFlows)
+	switch scheme, _, _ := strings.Cut(af.bus, "://"); scheme {
 	case "kafka":
-		cc := kafka.ConsumerConfig{Conn: kafka.Conn{Brokers: strings.Split(hosts, ",")}, Topic: af.topic, Group: af.group, DLQTopic: af.dlq, CreateDLQTopic: true}
-		return aggregator.RunKafka(ctx, a, cc)
-	case "nats":
-		cc := nats.ConsumerConfig{Conn: nats.Conn{URL: af.bus}, Partitions: af.partitions, Durable: af.group}
-		assigned, err := assignedPartitions(af.assigned, af.partitions)
-		if err != nil { // checked with the flags
-			return fmt.Errorf("%w: --nats-assigned: %v", errUsage, err)
+		cc, err := af.kafkaConsumerConfig()
+		if err != nil {
+			return err
 		}
-		cc.Assigned = assigned
+		return aggregator.RunKafka(ctx, a, cc)
+	default:
+		cc, err := af.natsConsumerConfig()
+		if err != nil {
+			return err
+		}
 		return aggregator.RunNATS(ctx, a, cc)
 	}
-	return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, af.bus)
+}
+
+// checkBus checks the scheme and hosts of --bus.
+func checkBus(bus string) error {
+	scheme, hosts, ok := strings.Cut(bus, "://")
+	if !ok || hosts == "" {
+		return fmt.Errorf("%w: --bus %q: want kafka://host:port or nats://host:port", errUsage, nats.RedactURL(bus))
+	}
+	if scheme != "kafka" && scheme != "nats" {
+		return fmt.Errorf("%w: --bus %q: scheme must be kafka or nats", errUsage, nats.RedactURL(bus))
+	}
+	return nil
+}
+
+// kafkaConsumerConfig is the consumer of a kafka:// --bus.
+func (af aggregatorFlags) kafkaConsumerConfig() (kafka.ConsumerConfig, error) {
+	_, hosts, _ := strings.Cut(af.bus, "://")
+	conn, err := af.conn.kafkaConn(strings.Split(hosts, ","))
+	if err != nil {
+		return kafka.ConsumerConfig{}, err
+	}
+	return kafka.ConsumerConfig{Conn: conn, Topic: af.topic, Group: af.group, DLQTopic: af.dlq, CreateDLQTopic: true}, nil
+}
+
+// natsConsumerConfig is the consumer of a nats:// --bus.
+func (af aggregatorFlags) natsConsumerConfig() (nats.ConsumerConfig, error) {
+	conn, err := af.conn.natsConn(af.bus)
+	if err != nil {
+		return nats.ConsumerConfig{}, err
+	}
+	assigned, err := assignedPartitions(af.assigned, af.partitions)
+	if err != nil { // checked with the flags
+		return nats.ConsumerConfig{}, fmt.Errorf("%w: --nats-assigned: %v", errUsage, err)
+	}
+	return nats.ConsumerConfig{Conn: conn, Partitions: af.partitions, Durable: af.group, Assigned: assigned}, nil
 }
 
 // newProcessRegistry returns the metrics registry of a flowbus process
@@ -88,6 +120,7 @@ type aggregatorOptions struct {
 	partitions, maxRoutes, routeLen, rowGroup              int
 	templates                                              []string
 	rawFlows                                               bool
+	conn                                                   busConnFlags
 }
 
 // newAggregatorFlags returns the flags of 'flowbus aggregator'.
@@ -109,6 +142,12 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads, each from 0 to --nats-partitions - 1 (default all); each partition must be read by one aggregator")
 	fs.check("nats-assigned", bound{func() bool { _, err := assignedPartitions(o.assigned, o.partitions); return err == nil },
 		"comma-separated partitions, each from 0 to --nats-partitions - 1"})
+
+	fs.group("Kafka")
+	o.conn.addKafkaConnFlags(fs, false)
+
+	fs.group("NATS")
+	o.conn.addNATSConnFlags(fs)
 
 	fs.group("Output")
 	fs.StringVar(&o.dataDir, "data-dir", "./flowbus-data", "output directory: Parquet under <data-dir>/pair_rollup, <data-dir>/route_rollup and, with --raw-flows, <data-dir>/flows (Hive partitions date=/hour=)")
@@ -146,6 +185,9 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 	if fs.NArg() > 0 {
 		return aggregatorFlags{}, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	if err := checkBus(o.bus); err != nil {
+		return aggregatorFlags{}, err
+	}
 	cfg := aggregator.Config{Out: o.dataDir, Window: o.window, Lateness: o.lateness,
 		MaxRoutesPerWorkload: o.maxRoutes, RouteMaxLen: o.routeLen, RowGroupRows: o.rowGroup, RawFlows: o.rawFlows}
 	for _, s := range o.templates {
@@ -159,7 +201,7 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq,
-		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr}, nil
+		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, conn: &o.conn}, nil
 }
 
 // assignedPartitions parses --nats-assigned: comma-separated partitions,

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -26,6 +28,10 @@ var errUsage = errors.New("usage")
 // warning on fs's output; the new name wins. Last, every flag's value is
 // checked against its rules (flagSet.check): a value out of range is a usage
 // error naming the flag and the range, wherever the value came from.
+//
+// A secret flag (flagSet.secret) that the command line may not give is a
+// usage error there; one that it may is taken with a warning. A config file
+// that sets a secret flag must not be readable by group or others.
 func parseFlags(fs *flagSet, args []string) error {
 	fs.group("Config")
 	config := fs.String("config", "", "YAML file of flag values, keys named as the flags (env FLOWBUS_CONFIG)")
@@ -34,6 +40,16 @@ func parseFlags(fs *flagSet, args []string) error {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(fs.secrets)) {
+		if !fs.Changed(name) {
+			continue
+		}
+		if !fs.secrets[name] {
+			return fmt.Errorf("%w: --%s is not taken on the command line, where other users see it (ps): set %s or the config key %s%s",
+				errUsage, name, envName(name), name, fileAlternative(fs, name))
+		}
+		fmt.Fprintf(fs.Output(), "--%s on the command line is seen by other users (ps): prefer %s%s\n", name, envName(name), fileAlternative(fs, name))
 	}
 	if *config == "" {
 		*config = os.Getenv("FLOWBUS_CONFIG")
@@ -46,6 +62,9 @@ func parseFlags(fs *flagSet, args []string) error {
 		}
 		if err := yaml.Unmarshal(b, &file); err != nil {
 			return fmt.Errorf("config %s: %w", *config, err)
+		}
+		if err := checkSecretFile(fs, *config, file); err != nil {
+			return err
 		}
 		for k := range file {
 			if fs.Lookup(k) == nil {
@@ -76,6 +95,9 @@ func parseFlags(fs *flagSet, args []string) error {
 		}
 		if ok {
 			if err := fs.Set(f.Name, v); err != nil {
+				if _, secret := fs.secrets[f.Name]; secret {
+					v = "<secret>"
+				}
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
 			return
@@ -113,6 +135,42 @@ func parseFlags(fs *flagSet, args []string) error {
 		return err
 	}
 	return fs.checkValues()
+}
+
+// checkSecretFile refuses the config file path, whose keys are file, when
+// it sets a secret flag to a value and group or others may read it.
+func checkSecretFile(fs *flagSet, path string, file map[string]any) error {
+	var keys []string
+	for k, v := range file {
+		name := k
+		if n := fs.aliases[k]; n != "" {
+			name = n
+		}
+		if _, secret := fs.secrets[name]; secret && yamlValue(v) != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if mode := info.Mode().Perm(); mode&0o044 != 0 {
+		slices.Sort(keys)
+		return fmt.Errorf("config %s holds secrets (%s) and is readable by group or others (mode %04o): chmod 600 %s",
+			path, strings.Join(keys, ", "), mode, path)
+	}
+	return nil
+}
+
+// fileAlternative is ", or --<name>-file" when fs has such a flag.
+func fileAlternative(fs *flagSet, name string) string {
+	if fs.Lookup(name+"-file") != nil {
+		return ", or --" + name + "-file"
+	}
+	return ""
 }
 
 // envName is the environment variable of a flag: FLOWBUS_<FLAG>.

@@ -133,7 +133,7 @@ func TestExampleAgentConfigIsValid(t *testing.T) {
 		(*f.metricSpecs)[1] != "drop:sourceContext=namespace;destinationContext=workload-name" {
 		t.Fatalf("source=%q bus=%q metrics=%q", *f.source, *f.bus, *f.metricSpecs)
 	}
-	if f.kafkaConn.caFile != "/etc/flowbus/kafka-ca.pem" || stderr.Len() != 0 {
-		t.Fatalf("kafka-tls-ca-file=%q, warnings: %s", f.kafkaConn.caFile, stderr.String())
+	if *f.kafkaCA != "/etc/flowbus/kafka-ca.pem" || stderr.Len() != 0 {
+		t.Fatalf("kafka-tls-ca-file=%q, warnings: %s", *f.kafkaCA, stderr.String())
 	}
 }

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/pflag"
+
+	"github.com/flowbus/flowbus/sinks/kafka"
+	"github.com/flowbus/flowbus/sinks/nats"
 )
 
 // helpWidth is the width the flag lists of --help are wrapped to; the
@@ -37,6 +41,9 @@ type flagSet struct {
 	groups  []flagGroup
 	aliases map[string]string // deprecated name → flag name
 	checks  []flagCheck
+	// secrets are the flags whose values are secrets, each with whether
+	// the command line may give it (see flagSet.secret).
+	secrets map[string]bool
 }
 
 // flagGroup is a titled run of flags, in definition order from first.
@@ -63,7 +70,7 @@ type bound struct {
 // go to cio.Stderr.
 func newFlagSet(name, usage, about string, cio cmdIO) *flagSet {
 	fs := &flagSet{FlagSet: pflag.NewFlagSet(name, pflag.ContinueOnError), usage: usage, about: about,
-		help: cio.Stdout, aliases: map[string]string{}}
+		help: cio.Stdout, aliases: map[string]string{}, secrets: map[string]bool{}}
 	fs.SortFlags = false
 	fs.SetOutput(cio.Stderr)
 	if fs.help == nil {
@@ -92,6 +99,20 @@ func (fs *flagSet) alias(old, name string) {
 	fs.AddFlag(&pflag.Flag{Name: old, Usage: f.Usage, Value: f.Value, DefValue: f.DefValue, NoOptDefVal: f.NoOptDefVal,
 		Hidden: true, Deprecated: "use --" + name + " instead"})
 	fs.aliases[old] = name
+}
+
+// secret marks flag name as holding a secret (a password, a token): a
+// --config file that sets it must be readable by its owner only, and
+// parseFlags never shows its value. Unless onCommandLine, the flag is
+// refused on the command line, where other users see it (ps,
+// /proc/<pid>/cmdline): only its variable FLOWBUS_<FLAG> or the config
+// key set it. With onCommandLine (a flag that took secrets before), a value
+// there is taken with a warning.
+func (fs *flagSet) secret(name string, onCommandLine bool) {
+	if fs.Lookup(name) == nil {
+		panic("secret of an undefined flag --" + name)
+	}
+	fs.secrets[name] = onCommandLine
 }
 
 // check adds a rule that the value of flag name must follow; parseFlags
@@ -195,4 +216,143 @@ func wrap(text string, width int) string {
 		n += utf8.RuneCountInString(word)
 	}
 	return b.String()
+}
+
+// busConnFlags are the flags of how agent and aggregator reach the bus: the
+// TLS and authentication of Kafka and of NATS. Both commands add them with
+// addKafkaConnFlags and addNATSConnFlags, so that they are the same flags.
+type busConnFlags struct {
+	kafkaTLS, kafkaSkipVerify        *bool
+	kafkaCA, kafkaCert, kafkaKey     *string
+	kafkaServerName                  *string
+	saslMech, saslUser               *string
+	saslPass, saslPassFile           *string
+	natsCA, natsCert, natsKey        *string
+	natsServerName                   *string
+	natsUser, natsPass, natsPassFile *string
+	natsToken, natsTokenFile         *string
+	natsNKeySeedFile, natsCredsFile  *string
+}
+
+// addKafkaConnFlags adds the Kafka TLS and SASL flags to fs. aliases adds
+// the deprecated names the agent's TLS file flags had.
+func (b *busConnFlags) addKafkaConnFlags(fs *flagSet, aliases bool) {
+	b.kafkaTLS = fs.Bool("kafka-tls", false, "connect to Kafka with TLS")
+	b.kafkaCA = fs.String("kafka-tls-ca-file", "", "Kafka: CA bundle to verify brokers")
+	b.kafkaCert = fs.String("kafka-tls-cert-file", "", "Kafka: client certificate (mTLS)")
+	b.kafkaKey = fs.String("kafka-tls-key-file", "", "Kafka: client key (mTLS)")
+	if aliases {
+		fs.alias("kafka-tls-ca", "kafka-tls-ca-file")
+		fs.alias("kafka-tls-cert", "kafka-tls-cert-file")
+		fs.alias("kafka-tls-key", "kafka-tls-key-file")
+	}
+	b.kafkaServerName = fs.String("kafka-tls-server-name", "", "Kafka: name to verify in the brokers' certificates (default: the broker's host)")
+	b.kafkaSkipVerify = fs.Bool("kafka-tls-insecure-skip-verify", false, "Kafka: do not verify broker certificates")
+	b.saslMech = fs.String("kafka-sasl-mechanism", "", "Kafka SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	b.saslUser = fs.String("kafka-sasl-user", "", "Kafka SASL user")
+	b.saslPass = fs.String("kafka-sasl-password", "", "Kafka SASL password; prefer FLOWBUS_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file: on the command line other users see it (warns)")
+	fs.secret("kafka-sasl-password", true)
+	b.saslPassFile = fs.String("kafka-sasl-password-file", "", "Kafka SASL: file holding the password (a trailing newline is dropped)")
+}
+
+// addNATSConnFlags adds the NATS TLS and authentication flags to fs.
+func (b *busConnFlags) addNATSConnFlags(fs *flagSet) {
+	b.natsCA = fs.String("nats-tls-ca-file", "", "NATS: CA bundle to verify the server (enables TLS; default: system roots)")
+	b.natsCert = fs.String("nats-tls-cert-file", "", "NATS: client certificate (mTLS)")
+	b.natsKey = fs.String("nats-tls-key-file", "", "NATS: client key (mTLS)")
+	b.natsServerName = fs.String("nats-tls-server-name", "", "NATS: name to verify in the server's certificate (default: the URL's host)")
+	b.natsUser = fs.String("nats-user", "", "NATS: user, with the password of --nats-password-file or FLOWBUS_NATS_PASSWORD")
+	b.natsPassFile = fs.String("nats-password-file", "", "NATS: file holding the password of --nats-user (a trailing newline is dropped)")
+	b.natsPass = fs.String("nats-password", "", "NATS: password of --nats-user, only from FLOWBUS_NATS_PASSWORD or the config key (refused on the command line, where other users see it)")
+	fs.secret("nats-password", false)
+	b.natsTokenFile = fs.String("nats-token-file", "", "NATS: file holding the authentication token (a trailing newline is dropped)")
+	b.natsToken = fs.String("nats-token", "", "NATS: authentication token, only from FLOWBUS_NATS_TOKEN or the config key (refused on the command line)")
+	fs.secret("nats-token", false)
+	b.natsNKeySeedFile = fs.String("nats-nkey-seed-file", "", "NATS: file holding a user NKey seed (SU...) whose public key the server knows")
+	b.natsCredsFile = fs.String("nats-creds-file", "", "NATS: credentials file (user JWT and NKey seed, nsc's .creds) for a server in operator mode")
+}
+
+// natsSet reports the NATS TLS and authentication flags given, by name.
+func (b *busConnFlags) natsSet() []string {
+	var set []string
+	for name, v := range map[string]*string{"nats-tls-ca-file": b.natsCA, "nats-tls-cert-file": b.natsCert, "nats-tls-key-file": b.natsKey,
+		"nats-tls-server-name": b.natsServerName, "nats-user": b.natsUser, "nats-password-file": b.natsPassFile, "nats-password": b.natsPass,
+		"nats-token-file": b.natsTokenFile, "nats-token": b.natsToken, "nats-nkey-seed-file": b.natsNKeySeedFile, "nats-creds-file": b.natsCredsFile} {
+		if v != nil && *v != "" {
+			set = append(set, "--"+name)
+		}
+	}
+	slices.Sort(set)
+	return set
+}
+
+// natsConn returns the nats.Conn of url with the TLS and authentication of
+// the flags, the password and token read from their files.
+func (b *busConnFlags) natsConn(url string) (nats.Conn, error) {
+	pass, err := secretValue("nats-password", *b.natsPass, *b.natsPassFile)
+	if err != nil {
+		return nats.Conn{}, err
+	}
+	token, err := secretValue("nats-token", *b.natsToken, *b.natsTokenFile)
+	if err != nil {
+		return nats.Conn{}, err
+	}
+	switch {
+	case *b.natsUser != "" && pass == "":
+		return nats.Conn{}, fmt.Errorf("%w: --nats-user %q needs a password: --nats-password-file or FLOWBUS_NATS_PASSWORD", errUsage, *b.natsUser)
+	case *b.natsUser == "" && pass != "":
+		return nats.Conn{}, fmt.Errorf("%w: a NATS password needs --nats-user", errUsage)
+	}
+	n := 0
+	for _, set := range []bool{*b.natsUser != "", token != "", *b.natsNKeySeedFile != "", *b.natsCredsFile != ""} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		return nats.Conn{}, fmt.Errorf("%w: give one NATS authentication: --nats-user (and its password), --nats-token-file (or FLOWBUS_NATS_TOKEN), --nats-nkey-seed-file or --nats-creds-file", errUsage)
+	}
+	return nats.Conn{URL: url,
+		TLS: nats.TLS{CAFile: *b.natsCA, CertFile: *b.natsCert, KeyFile: *b.natsKey, ServerName: *b.natsServerName},
+		Auth: nats.Auth{User: *b.natsUser, Password: pass, Token: token,
+			NKeySeedFile: *b.natsNKeySeedFile, CredsFile: *b.natsCredsFile}}, nil
+}
+
+// kafkaConn returns the kafka.Conn of brokers with the TLS and SASL of the
+// flags, the password read from its file.
+func (b *busConnFlags) kafkaConn(brokers []string) (kafka.Conn, error) {
+	for _, br := range brokers {
+		if strings.Contains(br, "@") { // the broker would be shown in errors
+			return kafka.Conn{}, fmt.Errorf("%w: --bus: a kafka:// URL takes no user or password: use --kafka-sasl-user and FLOWBUS_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file", errUsage)
+		}
+	}
+	pass, err := secretValue("kafka-sasl-password", *b.saslPass, *b.saslPassFile)
+	if err != nil {
+		return kafka.Conn{}, err
+	}
+	return kafka.Conn{Brokers: brokers,
+		TLS: kafka.TLS{Enable: *b.kafkaTLS, CAFile: *b.kafkaCA, CertFile: *b.kafkaCert, KeyFile: *b.kafkaKey,
+			ServerName: *b.kafkaServerName, InsecureSkipVerify: *b.kafkaSkipVerify},
+		SASL: kafka.SASL{Mechanism: *b.saslMech, User: *b.saslUser, Password: pass}}, nil
+}
+
+// secretValue is the secret of flag name: value (from FLOWBUS_<NAME> or the
+// config file), or the content of file (--<name>-file) without its trailing
+// newline; not both.
+func secretValue(name, value, file string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	if value != "" {
+		return "", fmt.Errorf("%w: both --%s-file and %s (or the config key %s) are set: give one", errUsage, name, envName(name), name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--%s-file: %w", name, err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("--%s-file %s is empty", name, file)
+	}
+	return v, nil
 }

@@ -72,7 +72,7 @@ type ocsfHooks struct {
 type ocsfOptions struct {
 	bus, group, topic, assigned string
 	partitions                  int
-	kafka                       *kafkaConnFlags
+	conn                        busConnFlags // Kafka and NATS TLS and authentication
 
 	dataDir     string
 	rotateBytes int64
@@ -113,7 +113,10 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 		"comma-separated partitions, each from 0 to --nats-partitions - 1"})
 
 	fs.group("Kafka")
-	o.kafka = addKafkaConnFlags(fs, false)
+	o.conn.addKafkaConnFlags(fs, false)
+
+	fs.group("NATS")
+	o.conn.addNATSConnFlags(fs)
 
 	fs.group("Files")
 	fs.StringVar(&o.dataDir, "data-dir", "", "write the events as JSON lines to <data-dir>/flowbus-ocsf.jsonl, rotated to flowbus-ocsf-<UTC time>.jsonl; empty: no files")
@@ -374,11 +377,19 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 	scheme, hosts, _ := strings.Cut(o.bus, "://") // checked with the flags
 	switch scheme {
 	case "kafka":
-		c, err = kafka.NewConsumer(kafka.ConsumerConfig{Conn: o.kafka.conn(strings.Split(hosts, ",")), Topic: o.topic,
+		kc, cerr := o.conn.kafkaConn(strings.Split(hosts, ","))
+		if cerr != nil {
+			return cerr
+		}
+		c, err = kafka.NewConsumer(kafka.ConsumerConfig{Conn: kc, Topic: o.topic,
 			Group: o.group, MaxPollRecords: h.maxPoll, Logger: cio.Log})
 	default: // nats
+		nc, cerr := o.conn.natsConn(o.bus)
+		if cerr != nil {
+			return cerr
+		}
 		assigned, _ := assignedPartitions(o.assigned, o.partitions) // checked with the flags
-		c, err = nats.NewConsumer(nats.ConsumerConfig{Conn: nats.Conn{URL: o.bus}, Partitions: o.partitions,
+		c, err = nats.NewConsumer(nats.ConsumerConfig{Conn: nc, Partitions: o.partitions,
 			Assigned: assigned, Durable: o.group, MaxPollRecords: h.maxPoll, Logger: cio.Log})
 	}
 	if err != nil {

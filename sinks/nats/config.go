@@ -141,12 +141,15 @@ func dlqStream(name, subject string, maxMsgSize int32, replicas int) jetstream.S
 	}
 }
 
-// Conn says where the server is.
+// Conn says where the server is and how to reach it.
 type Conn struct {
 	// URL of the server(s), comma-separated; user:password@ or a token in
-	// the URL authenticate. Default DefaultURL.
+	// the URL authenticate (Auth is better: logs show URLs redacted, but a
+	// URL is a flag value). Default DefaultURL.
 	URL  string
 	Name string // client name shown by the server; default "flowbus"
+	TLS  TLS
+	Auth Auth
 }
 
 func (c Conn) withDefaults() Conn {
@@ -164,15 +167,18 @@ func (c Conn) validate() error {
 		u = strings.TrimSpace(u)
 		scheme, rest, ok := strings.Cut(u, "://")
 		if !ok || rest == "" {
-			return fmt.Errorf("url %q: want nats://host:port", u)
+			return fmt.Errorf("url %q: want nats://host:port", RedactURL(u))
 		}
 		switch scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("url %q: unknown scheme %q (want nats, tls, ws or wss)", u, scheme)
+			return fmt.Errorf("url %q: unknown scheme %q (want nats, tls, ws or wss)", RedactURL(u), scheme)
 		}
 	}
-	return nil
+	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	return c.Auth.validate()
 }
 
 // PublisherConfig configures a Publisher. Zero fields take the defaults.

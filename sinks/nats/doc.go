@@ -83,6 +83,24 @@
 // a message over MaxMsgSize fails the call with bus.ErrTooLarge before
 // anything is sent.
 //
+// # TLS and authentication
+//
+// Conn.TLS turns TLS on with a CA file (the system roots otherwise; a
+// server that requires TLS gets it even without settings), a client
+// certificate for mTLS and a server name; the files are read again at each
+// connection, so renewed certificates are taken. Conn.Auth is one of a user
+// and password, a token, an NKey seed file or a credentials file (a user
+// JWT and its seed, for a server in operator mode); a user:password@ or
+// token@ in the URL still works. NewPublisher and NewConsumer dial once
+// without retrying first: a server that answers and refuses the
+// credentials or the TLS handshake is an error at once, naming what it
+// refused (user "x" and its password, the token, the nkey seed file, the
+// credentials file, no credentials; an unknown CA, a wrong server name, a
+// missing client certificate), instead of a connection retried for ever. A
+// server that does not answer is dialled again with retries, as below.
+// URLs are logged and put in errors with their password or token replaced
+// by "redacted" (RedactURL); secrets are in no log line or error.
+//
 // The connection reconnects for ever. A lost server is logged at info
 // ("nats disconnected") and every 10 s while it cannot be reached. A
 // connection nats.go closes for good (on a server error it does not retry,

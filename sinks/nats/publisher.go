@@ -83,10 +83,10 @@ func (p *Publisher) jetStream() (jetstream.JetStream, error) {
 	p.lastDial = time.Now()
 	nc, js, err := dialJetStream(p.cfg)
 	if err != nil {
-		p.cfg.Logger.Warn("nats: dialling again failed", "url", p.cfg.Conn.URL, "next_try_in", redialEvery, "err", err)
+		p.cfg.Logger.Warn("nats: dialling again failed", "url", RedactURL(p.cfg.Conn.URL), "next_try_in", redialEvery, "err", err)
 		return p.js, err
 	}
-	p.cfg.Logger.Info("nats: dialled again after the client library closed the connection", "url", p.cfg.Conn.URL)
+	p.cfg.Logger.Info("nats: dialled again after the client library closed the connection", "url", RedactURL(p.cfg.Conn.URL))
 	p.nc, p.js = nc, js
 	return js, nil
 }
@@ -97,32 +97,36 @@ var errPublisherClosed = errors.New("nats publisher closed")
 // while disconnected fails at once (and Publish retries it in order) instead
 // of being sent later, behind messages published after it.
 func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
+	url := RedactURL(c.URL)
+	secure, err := c.options()
+	if err != nil {
+		return nil, err
+	}
 	// A server that cannot be reached is retried for ever; say so at once and
 	// then every 10 s, so that a wrong --bus is visible in the log.
 	var mu sync.Mutex
 	var lastWarn time.Time
-	nc, err := natsgo.Connect(c.URL,
+	opts := append(secure,
 		natsgo.ReconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if time.Since(lastWarn) >= 10*time.Second {
 				lastWarn = time.Now()
-				log.Warn("nats server unreachable, retrying", "url", c.URL, "err", err)
+				log.Warn("nats server unreachable, retrying", "url", url, "err", err)
 			}
 		}),
 		natsgo.Name(c.Name),
 		natsgo.MaxReconnects(-1),
 		natsgo.ReconnectWait(250*time.Millisecond),
-		natsgo.RetryOnFailedConnect(true),
 		natsgo.ReconnectBufSize(-1),
 		// Our own Close (every run's shutdown) fires no callback; a server
 		// that goes away, or a connection nats.go gives up on, does.
 		natsgo.NoCallbacksAfterClientClose(),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			log.Info("nats disconnected", "url", c.URL, "err", err)
+			log.Info("nats disconnected", "url", url, "err", err)
 		}),
 		natsgo.ClosedHandler(func(nc *natsgo.Conn) {
-			log.Warn("nats connection closed by the client library and not retried: fix the cause in err (a publisher dials again, a consumer stops: restart it)", "url", c.URL, "err", nc.LastError())
+			log.Warn("nats connection closed by the client library and not retried: fix the cause in err (a publisher dials again, a consumer stops: restart it)", "url", url, "err", nc.LastError())
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -136,8 +140,20 @@ func connect(c Conn, log *slog.Logger) (*natsgo.Conn, error) {
 			log.Warn("nats async error", "err", err)
 		}),
 	)
+	// One attempt first: a server that answers and refuses our credentials
+	// or TLS is an error now, naming what it refused, rather than a
+	// connection retried for ever. A server that does not answer is not an
+	// error: the second dial retries it in the background.
+	nc, err := natsgo.Connect(c.URL, append(opts, natsgo.RetryOnFailedConnect(false))...)
+	if err == nil {
+		return nc, nil
+	}
+	if cerr := c.connectError(err); cerr != nil {
+		return nil, cerr
+	}
+	nc, err = natsgo.Connect(c.URL, append(opts, natsgo.RetryOnFailedConnect(true))...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", c.URL, err)
+		return nil, fmt.Errorf("connect %s: %w", url, err)
 	}
 	return nc, nil
 }
