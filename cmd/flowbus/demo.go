@@ -192,7 +192,7 @@ func busName(bus, natsURL string) string {
 	if bus == "embedded" {
 		return "embedded NATS JetStream at " + natsURL
 	}
-	return bus
+	return nats.RedactURL(bus) // a password or token in the URL is not printed
 }
 
 func withLabSelf(cfg lab.Config) lab.Config {
