@@ -65,8 +65,7 @@ func DayP99SQL(out, date string) string {
        flowbus_quantile(flowbus_hist_merge(latency_hist), 0.99) / 1e6 AS p99_ms
 FROM flowbus_routes(` + dirSQL(out) + `)
 WHERE date = ` + quote(date) + `
-GROUP BY ALL
-ORDER BY p99_ms DESC, dst_workload, method, route;`
+GROUP BY ALL ORDER BY p99_ms DESC, dst_workload, method, route;`
 }
 
 // dirSQL is out as the SQL string the table macros take.
