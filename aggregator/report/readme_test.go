@@ -90,8 +90,8 @@ func writeReadmeData(t *testing.T, dir string) {
 		var flows []schemas.FlowRow
 		for k := range 4 {
 			f := schemas.Flow{TimeNs: w.Add(time.Duration(k) * time.Second).UnixNano(), DstPort: 5432, Count: uint64(1 + k), BytesFwd: uint64(100 * k),
-				Src: schemas.Endpoint{Namespace: "payments", PodName: fmt.Sprintf("rewards-cron-%d", k), Workload: "rewards-cron"},
-				Dst: schemas.Endpoint{Namespace: "payments", PodName: "ledger-svc-0", Workload: "ledger-svc"},
+				Src:     schemas.Endpoint{Namespace: "payments", PodName: fmt.Sprintf("rewards-cron-%d", k), Workload: "rewards-cron"},
+				Dst:     schemas.Endpoint{Namespace: "payments", PodName: "ledger-svc-0", Workload: "ledger-svc"},
 				Verdict: flowpb.Verdict_FORWARDED, CountAs: schemas.CountAs(k % 3)}
 			if k%2 == 0 {
 				f.Verdict, f.DropReason = flowpb.Verdict_DROPPED, flowpb.DropReason_POLICY_DENIED
