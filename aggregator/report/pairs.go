@@ -3,7 +3,6 @@ package report
 import (
 	"context"
 	"database/sql"
-	"path/filepath"
 )
 
 // PairSQL returns the DuckDB query of the pair table over every pair_rollup
@@ -11,9 +10,8 @@ import (
 // destination workload, port, protocol, verdict, drop reason), flows and
 // bytes and packets both ways, most flows first. Workloads are written
 // "namespace/workload"; an endpoint outside the cluster is "world". where,
-// if not empty, filters as in RouteSQL.
+// if not empty, filters as in RouteSQL. It uses the macros of MacrosSQL.
 func PairSQL(out, where string) string {
-	glob := quote(filepath.ToSlash(filepath.Join(out, "pair_rollup", "*", "*", "*.parquet")))
 	cond := ""
 	if where != "" {
 		cond = "\nWHERE " + where
@@ -23,7 +21,7 @@ func PairSQL(out, where string) string {
        dst_port, protocol, verdict, drop_reason,
        sum(flows)::BIGINT AS flows, sum(bytes_fwd + bytes_rev)::BIGINT AS bytes,
        sum(packets_fwd + packets_rev)::BIGINT AS packets
-FROM read_parquet(` + glob + `, hive_partitioning = true)` + cond + `
+FROM flowbus_pairs(` + dirSQL(out) + `)` + cond + `
 GROUP BY ALL
 ORDER BY flows DESC, src, dst, dst_port, verdict;`
 }

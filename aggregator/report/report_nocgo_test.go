@@ -15,7 +15,7 @@ import (
 // to read, and still return their SQL for the duckdb CLI.
 func TestQueriesWithoutCgoSayDuckDBNeedsCgo(t *testing.T) {
 	out := t.TempDir()
-	if rows, q, err := Routes(context.Background(), out, ""); err != nil || rows != nil || !strings.Contains(q, "read_parquet") {
+	if rows, q, err := Routes(context.Background(), out, ""); err != nil || rows != nil || !strings.Contains(q, "flowbus_routes(") {
 		t.Errorf("Routes with no files = %v, %q, %v; want no rows, the SQL, no error", rows, q, err)
 	}
 	for _, table := range []string{"route_rollup", "pair_rollup"} {
@@ -27,10 +27,10 @@ func TestQueriesWithoutCgoSayDuckDBNeedsCgo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, q, err := Routes(context.Background(), out, ""); !errors.Is(err, ErrNoDuckDB) || !strings.Contains(q, "route_rollup") {
+	if _, q, err := Routes(context.Background(), out, ""); !errors.Is(err, ErrNoDuckDB) || !strings.Contains(q, "flowbus_routes(") {
 		t.Errorf("Routes = %v, %q; want ErrNoDuckDB and the SQL", err, q)
 	}
-	if _, q, err := Pairs(context.Background(), out, ""); !errors.Is(err, ErrNoDuckDB) || !strings.Contains(q, "pair_rollup") {
+	if _, q, err := Pairs(context.Background(), out, ""); !errors.Is(err, ErrNoDuckDB) || !strings.Contains(q, "flowbus_pairs(") {
 		t.Errorf("Pairs = %v, %q; want ErrNoDuckDB and the SQL", err, q)
 	}
 	if !strings.Contains(ErrNoDuckDB.Error(), "needs a cgo build") {

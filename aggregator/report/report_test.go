@@ -4,7 +4,6 @@ package report
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,20 +67,16 @@ func TestRoutesMergeHistogramsAcrossWindowsExactly(t *testing.T) {
 			t.Errorf("row %d = %+v, want %+v", i, rows[i], want[i])
 		}
 	}
-	if !strings.Contains(q, "unnest(r.latency_hist)") || !strings.Contains(q, "date = '2026-11-25'") {
+	if !strings.Contains(q, "flowbus_hist_merge(latency_hist)") || !strings.Contains(q, "date = '2026-11-25'") {
 		t.Errorf("SQL does not show the histogram merge and the filter:\n%s", q)
 	}
 
 	// The README query gives the same p99 for the day.
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	conn := macroConn(t)
 	var wl, method, route string
 	var requests int64
 	var p99 float64
-	if err := db.QueryRow(DayP99SQL(out, "2026-11-25")).Scan(&wl, &method, &route, &requests, &p99); err != nil {
+	if err := conn.QueryRowContext(context.Background(), DayP99SQL(out, "2026-11-25")).Scan(&wl, &method, &route, &requests, &p99); err != nil {
 		t.Fatal(err)
 	}
 	if wl != "api" || route != "/v1/orders/{id}" || requests != 6 || time.Duration(p99*1e6+0.5) != want[0].P99 {
@@ -89,37 +84,9 @@ func TestRoutesMergeHistogramsAcrossWindowsExactly(t *testing.T) {
 	}
 }
 
-func TestBucketMidpointSQLMatchesHistValue(t *testing.T) {
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT bucket, ` + BucketMidpointSQL + ` FROM range(0, 834) t(bucket)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var b int16
-		var v int64
-		if err := rows.Scan(&b, &v); err != nil {
-			t.Fatal(err)
-		}
-		if uint64(v) != schemas.HistValue(b) {
-			t.Errorf("bucket %d: SQL midpoint %d, HistValue %d", b, v, schemas.HistValue(b))
-		}
-		n++
-	}
-	if n != schemas.HistNumBuckets {
-		t.Errorf("checked %d buckets, want %d", n, schemas.HistNumBuckets)
-	}
-}
-
 func TestRoutesWithNoFilesReturnsNoRowsAndTheSQL(t *testing.T) {
 	rows, q, err := Routes(context.Background(), t.TempDir(), "")
-	if err != nil || len(rows) != 0 || !strings.Contains(q, "read_parquet") {
+	if err != nil || len(rows) != 0 || !strings.Contains(q, "flowbus_routes(") {
 		t.Errorf("Routes on an empty dir = %v, %v, %q", rows, err, q)
 	}
 }

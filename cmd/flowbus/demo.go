@@ -155,7 +155,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	rows, q, err := report.Routes(ctx, out, "")
 	if errors.Is(err, report.ErrNoDuckDB) {
 		// A build without cgo (macOS, Windows): everything above still holds.
-		fmt.Fprintf(cio.Stdout, "\nL7 drill-down: not computed: %v.\nThe SQL:\n%s\n", err, q)
+		fmt.Fprintf(cio.Stdout, "\nL7 drill-down: not computed: %v.\nThe SQL (with the macros of flowbus sql: duckdb -init flowbus.sql):\n%s\n", err, q)
 		return nil
 	}
 	if err != nil {
@@ -490,7 +490,7 @@ func printRoutes(w io.Writer, rows []report.RouteRow, q string) {
 		fmt.Fprintln(tw, "(no L7 records)\t")
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nThe SQL (run it again with: duckdb -c \"<SQL>\"):\n%s\n", q)
+	fmt.Fprintf(w, "\nThe SQL (run it again with: flowbus sql > flowbus.sql; duckdb -init flowbus.sql -c \"<SQL>\"):\n%s\n", q)
 }
 
 func fmtDur(d time.Duration) string {

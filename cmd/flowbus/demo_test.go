@@ -53,7 +53,7 @@ func TestDemoPrintsWhatCameBackOverTheBus(t *testing.T) {
 		l7 = "L7 drill-down: not computed: " + report.ErrNoDuckDB.Error()
 	}
 	for _, want := range []string{"payments/rewards-cron", "POLICY_DENIED", "INVALID_SOURCE_IP", "FORWARDED",
-		"L7 drill-down", l7, "read_parquet("} {
+		"L7 drill-down", l7, "flowbus_quantile(", "flowbus_routes(", "duckdb -init flowbus.sql"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -28,7 +28,7 @@ func commandFlagSets(t *testing.T) map[string]*flagSet {
 	down, _ := newLabFlags("down", cio)
 	status, _ := newLabFlags("status", cio)
 	sets := map[string]*flagSet{"agent": agent, "aggregator": aggregator, "demo": demo, "observe": observe,
-		"ocsf": ocsfFlags, "relay": relay, "version": newVersionFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
+		"ocsf": ocsfFlags, "relay": relay, "version": newVersionFlags(cio), "sql": newSQLFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
 		"lab status": status}
 	for name := range commands() {
 		if _, ok := sets[name]; !ok && name != "lab" {

@@ -76,6 +76,7 @@ func commands() map[string]command {
 		"observe":    {runObserve, "print flows from an agent or relay (hubble observe compatible)"},
 		"relay":      {runRelay, "merge the Observer streams of many agents on :4245"},
 		"lab":        {runLab, "create a netns lab of pods with veths and real traffic (root)"},
+		"sql":        {runSQL, "print flowbus.sql, DuckDB macros for the Parquet (duckdb -init flowbus.sql)"},
 		"version":    {runVersion, "print the version"},
 	}
 }
