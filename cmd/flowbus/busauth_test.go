@@ -2,15 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,71 +13,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/flowbus/flowbus/agent/export"
+	"github.com/flowbus/flowbus/internal/pkitest"
 	"github.com/flowbus/flowbus/schemas"
 	"github.com/flowbus/flowbus/sinks/bus"
 	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
-
-// busPKI is a CA, a server certificate for 127.0.0.1 and a client
-// certificate, the CA and the client's as PEM files.
-type busPKI struct {
-	caFile, certFile, keyFile string
-	server                    tls.Certificate
-	pool                      *x509.CertPool
-}
-
-func newBusPKI(t *testing.T) busPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flowbus bus test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "flowbus bus test"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
-	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth, nil)
-	cliKeyDER, _ := x509.MarshalECPrivateKey(cliKey)
-	pki := busPKI{
-		caFile:   write("ca.pem", "CERTIFICATE", caDER),
-		certFile: write("client.pem", "CERTIFICATE", cliDER),
-		keyFile:  write("client-key.pem", "EC PRIVATE KEY", cliKeyDER),
-		server:   tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
-		pool:     x509.NewCertPool(),
-	}
-	pki.pool.AddCert(ca)
-	return pki
-}
-
-// serverTLS is the server side of pki: its certificate, and client
-// certificates of its CA required.
-func (pki busPKI) serverTLS() *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool,
-		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
-}
 
 // Secrets of the tests: none may appear in any output.
 const (
@@ -108,11 +41,11 @@ func writeSecret(t *testing.T, name, value string) string {
 // startNATS starts a JetStream server requiring mTLS of pki, with users
 // (flowbus/natsPassword and the NKey of seedPub) or, with token, the token
 // natsToken. It returns its nats:// URL.
-func startNATS(t *testing.T, pki busPKI, seedPub string, token bool) string {
+func startNATS(t *testing.T, pki pkitest.PKI, seedPub string, token bool) string {
 	t.Helper()
 	opts := &server.Options{ServerName: "flowbus-busauth", Host: "127.0.0.1", Port: -1, JetStream: true,
 		StoreDir: t.TempDir(), NoSigs: true, NoLog: true, MaxPayload: nats.DefaultMaxMsgSize,
-		TLSConfig: pki.serverTLS(), TLS: true, TLSVerify: true, TLSTimeout: 2}
+		TLSConfig: pki.ServerTLS(), TLS: true, TLSVerify: true, TLSTimeout: 2}
 	if token {
 		opts.Authorization = natsToken
 	} else {
@@ -171,9 +104,9 @@ func aggregatorFlagsOf(t *testing.T, args ...string) aggregatorFlags {
 // FLOWBUS_NATS_TOKEN. Wrong or missing credentials fail both commands at
 // start, naming what the server refused.
 func TestNATSBusTLSAndAuthEndToEnd(t *testing.T) {
-	pki := newBusPKI(t)
+	pki := pkitest.New(t, t.TempDir())
 	seedFile, seedPub := newSeed(t)
-	tlsArgs := []string{"--nats-tls-ca-file", pki.caFile, "--nats-tls-cert-file", pki.certFile, "--nats-tls-key-file", pki.keyFile}
+	tlsArgs := []string{"--nats-tls-ca-file", pki.CAFile, "--nats-tls-cert-file", pki.CertFile, "--nats-tls-key-file", pki.KeyFile}
 	passFile := writeSecret(t, "nats-password", natsPassword)
 	tokenFile := writeSecret(t, "nats-token", natsToken)
 
@@ -230,7 +163,7 @@ func TestNATSBusTLSAndAuthEndToEnd(t *testing.T) {
 			"connect " + u + `: the server refused user "flowbus" and its password: nats: Authorization Violation`},
 		{"no credentials", nil,
 			"connect " + u + ": the server requires credentials and none were given (a user and password, token, nkey seed or credentials file): nats: Authorization Violation"},
-		{"no client certificate", []string{"--nats-tls-ca-file", pki.caFile, "--nats-user", "flowbus", "--nats-password-file", passFile},
+		{"no client certificate", []string{"--nats-tls-ca-file", pki.CAFile, "--nats-user", "flowbus", "--nats-password-file", passFile},
 			"connect " + u + ": TLS: the server refused the handshake (no client certificate was given): "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -308,15 +241,15 @@ func TestNATSConnFlagErrors(t *testing.T) {
 // --kafka-sasl-password-file), through a broker that requires mTLS and
 // SASL/SCRAM; with a wrong password nothing is published.
 func TestKafkaBusTLSAndSASLEndToEnd(t *testing.T) {
-	pki := newBusPKI(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(pki.serverTLS()), kfake.EnableSASL(),
+	pki := pkitest.New(t, t.TempDir())
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(pki.ServerTLS()), kfake.EnableSASL(),
 		kfake.Superuser(kafka.MechanismSCRAMSHA256, "flowbus", kafkaPassword))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	busURL := "kafka://" + strings.Join(c.ListenAddrs(), ",")
-	conn := []string{"--bus", busURL, "--kafka-tls-ca-file", pki.caFile, "--kafka-tls-cert-file", pki.certFile, "--kafka-tls-key-file", pki.keyFile,
+	conn := []string{"--bus", busURL, "--kafka-tls-ca-file", pki.CAFile, "--kafka-tls-cert-file", pki.CertFile, "--kafka-tls-key-file", pki.KeyFile,
 		"--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "flowbus"}
 	passFile := writeSecret(t, "kafka-password", kafkaPassword)
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/flowbus/flowbus/internal/pkitest"
 	"github.com/flowbus/flowbus/sinks/kafka"
 )
 
@@ -44,7 +45,7 @@ func (s *syncBuffer) String() string {
 func TestSecretsAreNeverShown(t *testing.T) {
 	const urlPassword = "url-Pa55-77e1a0" // a wrong password, in the URL
 	secrets := []string{natsPassword, natsToken, kafkaPassword, urlPassword}
-	pki := newBusPKI(t)
+	pki := pkitest.New(t, t.TempDir())
 	_, seedPub := newSeed(t)
 	natsURL := startNATS(t, pki, seedPub, false)
 	tokenURL := startNATS(t, pki, seedPub, true)
@@ -57,7 +58,7 @@ func TestSecretsAreNeverShown(t *testing.T) {
 	kafkaURL := "kafka://" + strings.Join(kc.ListenAddrs(), ",")
 	passFile := writeSecret(t, "nats-password", natsPassword)
 	tokenFile := writeSecret(t, "nats-token", natsToken)
-	tlsArgs := []string{"--nats-tls-ca-file", pki.caFile, "--nats-tls-cert-file", pki.certFile, "--nats-tls-key-file", pki.keyFile}
+	tlsArgs := []string{"--nats-tls-ca-file", pki.CAFile, "--nats-tls-cert-file", pki.CertFile, "--nats-tls-key-file", pki.KeyFile}
 	userURL := strings.Replace(natsURL, "nats://", "nats://flowbus:"+natsPassword+"@", 1)
 	wrongURL := strings.Replace(natsURL, "nats://", "nats://flowbus:"+urlPassword+"@", 1)
 	t.Setenv("FLOWBUS_KAFKA_SASL_PASSWORD", kafkaPassword)
@@ -151,8 +152,8 @@ func TestSecretsAreNeverShown(t *testing.T) {
 			{"agent", "--nats-password", natsPassword},
 			{"aggregator", "--nats-token=" + natsToken},
 			{"aggregator", "--kafka-sasl-password", kafkaPassword, "--bus", "bogus://" + urlPassword + "@x"},
-			{"aggregator", "--bus", wrongURL, "--metrics-address", "", "--data-dir", t.TempDir(), "--nats-tls-ca-file", pki.caFile,
-				"--nats-tls-cert-file", pki.certFile, "--nats-tls-key-file", pki.keyFile},
+			{"aggregator", "--bus", wrongURL, "--metrics-address", "", "--data-dir", t.TempDir(), "--nats-tls-ca-file", pki.CAFile,
+				"--nats-tls-cert-file", pki.CertFile, "--nats-tls-key-file", pki.KeyFile},
 			{"agent", "--bus", "nats://" + urlPassword + "@127.0.0.1:1", "--unknown-flag"},
 			{"agent", "--config", world},
 			{"aggregator", "--config", world},

@@ -2,85 +2,20 @@ package nats
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flowbus/flowbus/sinks/bus/bustest"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+
+	"github.com/flowbus/flowbus/internal/pkitest"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
 )
-
-// testPKI is a CA with a server certificate for 127.0.0.1 and localhost and
-// a client certificate, as PEM files.
-type testPKI struct {
-	CAFile, CertFile, KeyFile string // the CA; the client's certificate and key
-	ServerCertFile, ServerKey string
-	Server                    tls.Certificate
-	Pool                      *x509.CertPool
-}
-
-// newTestPKI writes a testPKI into dir.
-func newTestPKI(t testing.TB, dir string) testPKI {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flowbus test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage, server bool) ([]byte, *ecdsa.PrivateKey) {
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "flowbus test"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-		if server {
-			tmpl.IPAddresses, tmpl.DNSNames = []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, k
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	srvDER, srvKey := issue(2, x509.ExtKeyUsageServerAuth, true)
-	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth, false)
-	cliKeyDER, _ := x509.MarshalECPrivateKey(cliKey)
-	srvKeyDER, _ := x509.MarshalECPrivateKey(srvKey)
-	pki := testPKI{
-		CAFile:         write("ca.pem", "CERTIFICATE", caDER),
-		CertFile:       write("client.pem", "CERTIFICATE", cliDER),
-		KeyFile:        write("client-key.pem", "EC PRIVATE KEY", cliKeyDER),
-		ServerCertFile: write("server.pem", "CERTIFICATE", srvDER),
-		ServerKey:      write("server-key.pem", "EC PRIVATE KEY", srvKeyDER),
-		Server:         tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
-		Pool:           x509.NewCertPool(),
-	}
-	pki.Pool.AddCert(ca)
-	return pki
-}
 
 // startSecureServer starts a JetStream server as StartEmbedded does, with
 // opts changed by configure (TLS, users...).
@@ -104,7 +39,7 @@ func startSecureServer(t *testing.T, configure func(*server.Options)) string {
 }
 
 // mTLS makes the server require TLS and a client certificate of pki's CA.
-func mTLS(pki testPKI) func(*server.Options) {
+func mTLS(pki pkitest.PKI) func(*server.Options) {
 	return func(o *server.Options) {
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.Pool,
 			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
@@ -151,7 +86,7 @@ func roundTrip(t *testing.T, conn Conn, node string) {
 // NewPublisher and NewConsumer fail at once with an error naming what the
 // server refused, and no secret in it.
 func TestTLSAndAuthCarryFlowsAndRefusalsSayWhatFailed(t *testing.T) {
-	pki, other := newTestPKI(t, t.TempDir()), newTestPKI(t, t.TempDir())
+	pki, other := pkitest.New(t, t.TempDir()), pkitest.New(t, t.TempDir())
 	seedFile, seedPub := writeSeed(t)
 	strangerSeed, _ := writeSeed(t)
 	const password = "s3cret-Pa55word"
