@@ -201,18 +201,15 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 	for _, k := range keys {
 		total += got[k]
 		q := quantiles(lat[k])
+		// The two measure different intervals (the kernel from the
+		// request's first byte to the response's at the server's veth,
+		// the client from the end of its write, which on a veth can
+		// return after the server saw the request, to its read), so they
+		// are logged side by side, not compared.
 		p50, p99 := hists[k].Quantile(0.5), hists[k].Quantile(0.99)
 		line := fmt.Sprintf("%s/%s %s %s %q %d: route_rollup %d, clients %d; latency p50 %v (clients %v) p99 %v (clients %v)",
 			k.ns, k.workload, k.proto, k.method, k.route, k.status, got[k], want[k],
 			time.Duration(p50), time.Duration(q[0]), time.Duration(p99), time.Duration(q[1]))
-		// The kernel's interval (request's first byte → response's first
-		// byte at the server) lies within the client's (end of its write →
-		// first byte read): its median is never above the client's, with
-		// the histogram's 2 % error and some slack for the few requests
-		// written in more than one piece.
-		if got[k] == want[k] && float64(p50) > 1.1*float64(q[0]) {
-			t.Errorf("%s: the kernel's median latency is above the client's", line)
-		}
 		if got[k] != want[k] {
 			t.Errorf("%s", line)
 		} else {

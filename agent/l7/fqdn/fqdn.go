@@ -45,6 +45,7 @@ type entry struct {
 	pod    *pod
 	ip     netip.Addr
 	name   string
+	from   int64 // first instant alive: the earliest answer's time, ns
 	exp    int64 // last instant alive, ns
 	gi, pi int   // indices in the cache's and the pod's heaps
 }
@@ -109,6 +110,7 @@ func (c *Cache) Add(podKey string, nowNs int64, ttl uint32, ips []netip.Addr, na
 			// trailing dot (the query keeps it: api.example.com.).
 			n = strings.TrimSuffix(strings.ToLower(n), ".")
 			if e := find(p.byIP[ip], n); e != nil {
+				e.from = min(e.from, nowNs)
 				if exp > e.exp {
 					e.exp = exp
 					heap.Fix(&c.all, e.gi)
@@ -116,7 +118,7 @@ func (c *Cache) Add(podKey string, nowNs int64, ttl uint32, ips []netip.Addr, na
 				}
 				continue
 			}
-			e := &entry{pod: p, ip: ip, name: n, exp: exp}
+			e := &entry{pod: p, ip: ip, name: n, from: nowNs, exp: exp}
 			p.byIP[ip] = append(p.byIP[ip], e)
 			heap.Push(&c.all, e)
 			heap.Push(&p.h, e)
@@ -151,8 +153,10 @@ func (c *Cache) AddExchange(podKey string, e *l7.Exchange) {
 	c.Add(podKey, e.ResponseNs, l.DNSTTL, ips, names...)
 }
 
-// Names returns the names ip resolved to for pod that are alive at nowNs,
-// sorted; nil when none.
+// Names returns the names ip resolved to for pod that are alive at nowNs
+// (answered at or before it, not expired), sorted; nil when none. A record
+// stamped before the answer that named its address does not carry the
+// name, even when it is made after the answer came.
 func (c *Cache) Names(podKey string, ip netip.Addr, nowNs int64) []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -163,7 +167,7 @@ func (c *Cache) Names(podKey string, ip netip.Addr, nowNs int64) []string {
 	es := p.byIP[ip.Unmap()]
 	n := 0
 	for _, e := range es {
-		if nowNs <= e.exp {
+		if e.from <= nowNs && nowNs <= e.exp {
 			n++
 		}
 	}
@@ -172,7 +176,7 @@ func (c *Cache) Names(podKey string, ip netip.Addr, nowNs int64) []string {
 	}
 	out := make([]string, 0, n)
 	for _, e := range es {
-		if nowNs <= e.exp {
+		if e.from <= nowNs && nowNs <= e.exp {
 			out = append(out, e.name)
 		}
 	}

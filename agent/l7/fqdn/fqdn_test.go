@@ -216,3 +216,16 @@ func TestFromTheDNSParser(t *testing.T) {
 	want(t, c, "payments/ledger-0", ip1, 120*sec, "edge.example.net", "www.example.com")
 	want(t, c, "payments/ledger-0", ip1, 120*sec+1)
 }
+
+// TestNamesBeforeTheAnswerAreNone: a record stamped before the answer that
+// named its address does not carry the name, even when it is made after
+// the answer came; a refresh does not move the first instant.
+func TestNamesBeforeTheAnswerAreNone(t *testing.T) {
+	c := New(Options{})
+	c.Add("p", 10*sec, 30, []netip.Addr{ip1}, "a.example.")
+	want(t, c, "p", ip1, 10*sec-1)
+	want(t, c, "p", ip1, 10*sec, "a.example")
+	c.Add("p", 20*sec, 30, []netip.Addr{ip1}, "a.example.")
+	want(t, c, "p", ip1, 15*sec, "a.example")
+	want(t, c, "p", ip1, 50*sec, "a.example")
+}
