@@ -137,11 +137,7 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.alias("topic", "kafka-topic")
 	fs.StringVar(&o.dlq, "kafka-dlq-topic", "", "Kafka topic for bad messages (default <kafka-topic>.dlq); NATS uses subject "+nats.DefaultDLQSubject)
 	fs.alias("dlq-topic", "kafka-dlq-topic")
-	fs.IntVar(&o.partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
-	fs.check("nats-partitions", between(&o.partitions, 1, nats.MaxPartitions))
-	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this aggregator reads, each from 0 to --nats-partitions - 1 (default all); each partition must be read by one aggregator")
-	fs.check("nats-assigned", bound{func() bool { _, err := assignedPartitions(o.assigned, o.partitions); return err == nil },
-		"comma-separated partitions, each from 0 to --nats-partitions - 1"})
+	addNATSPartitionFlags(fs, &o.partitions, &o.assigned, "aggregator")
 
 	fs.group("Kafka")
 	o.conn.addKafkaConnFlags(fs, false)

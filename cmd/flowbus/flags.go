@@ -218,6 +218,17 @@ func wrap(text string, width int) string {
 	return b.String()
 }
 
+// addNATSPartitionFlags adds --nats-partitions and --nats-assigned, the
+// JetStream partitions a consumer of the flows reads, with their checks;
+// reader names one consumer in the help ("aggregator").
+func addNATSPartitionFlags(fs *flagSet, partitions *int, assigned *string, reader string) {
+	fs.IntVar(partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
+	fs.check("nats-partitions", between(partitions, 1, nats.MaxPartitions))
+	fs.StringVar(assigned, "nats-assigned", "", "NATS: comma-separated partitions this "+reader+" reads, each from 0 to --nats-partitions - 1 (default all); each partition must be read by one "+reader)
+	fs.check("nats-assigned", bound{func() bool { _, err := assignedPartitions(*assigned, *partitions); return err == nil },
+		"comma-separated partitions, each from 0 to --nats-partitions - 1"})
+}
+
 // busConnFlags are the flags of how agent and aggregator reach the bus: the
 // TLS and authentication of Kafka and of NATS. Both commands add them with
 // addKafkaConnFlags and addNATSConnFlags, so that they are the same flags.

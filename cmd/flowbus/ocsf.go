@@ -106,11 +106,7 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 	fs.StringVar(&o.bus, "bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
 	fs.StringVar(&o.group, "group", defaultOCSFGroup, "Kafka consumer group, or NATS durable consumer name prefix; not the aggregator's, or the two split the messages")
 	fs.StringVar(&o.topic, "kafka-topic", kafka.DefaultTopic, "Kafka topic to consume")
-	fs.IntVar(&o.partitions, "nats-partitions", nats.DefaultPartitions, "NATS: number of partitions (subjects flowbus.flows.v1.<p>); must match the agents'")
-	fs.check("nats-partitions", between(&o.partitions, 1, nats.MaxPartitions))
-	fs.StringVar(&o.assigned, "nats-assigned", "", "NATS: comma-separated partitions this instance reads, each from 0 to --nats-partitions - 1 (default all); each partition must be read by one instance of the group")
-	fs.check("nats-assigned", bound{func() bool { _, err := assignedPartitions(o.assigned, o.partitions); return err == nil },
-		"comma-separated partitions, each from 0 to --nats-partitions - 1"})
+	addNATSPartitionFlags(fs, &o.partitions, &o.assigned, "instance of the group")
 
 	fs.group("Kafka")
 	o.conn.addKafkaConnFlags(fs, false)
