@@ -2,6 +2,8 @@ package bus
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,4 +86,21 @@ func clip(reason string) string {
 		n--
 	}
 	return reason[:n] + "..."
+}
+
+// CheckTLSFiles checks a transport's TLS files before it connects: a client
+// certificate and its key come together, and every file given exists.
+func CheckTLSFiles(caFile, certFile, keyFile string) error {
+	if (certFile == "") != (keyFile == "") {
+		return errors.New("tls: cert file and key file must be given together")
+	}
+	for _, f := range []string{caFile, certFile, keyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 // Defaults, see doc.go for the reasons.
@@ -52,20 +54,7 @@ func (t TLS) enabled() bool {
 	return t.Enable || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.InsecureSkipVerify || t.ServerName != ""
 }
 
-func (t TLS) validate() error {
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return errors.New("tls: cert file and key file must be given together")
-	}
-	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-	}
-	return nil
-}
+func (t TLS) validate() error { return bus.CheckTLSFiles(t.CAFile, t.CertFile, t.KeyFile) }
 
 // Config builds the *tls.Config, or nil when TLS is off.
 func (t TLS) config() (*tls.Config, error) {

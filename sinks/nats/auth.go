@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/flowbus/flowbus/sinks/bus"
 )
 
 // TLS configures TLS to the server. TLS is used when Enable is set or any
@@ -30,20 +32,7 @@ func (t TLS) enabled() bool {
 	return t.Enable || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
 }
 
-func (t TLS) validate() error {
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return errors.New("tls: cert file and key file must be given together")
-	}
-	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-	}
-	return nil
-}
+func (t TLS) validate() error { return bus.CheckTLSFiles(t.CAFile, t.CertFile, t.KeyFile) }
 
 // Auth is how flowbus authenticates to the server: at most one of a user
 // and password, a token, an NKey seed file or a credentials (JWT) file.
