@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -101,6 +102,8 @@ type edge struct {
 	rng         *rand.Rand
 	httpc       *http.Client
 	grpcConns   map[netip.Addr]*grpc.ClientConn
+	grpcSeq     atomic.Uint64              // numbers the gRPC calls (their lab-call header)
+	grpcCalls   sync.Map                   // call number -> *wireTimes, from the connections' grpcWire
 	kafka       map[netip.Addr]*kgo.Client // one client per family
 	kafkaTopics *kafkaTopicNames
 	pollMu      sync.Mutex // kafka consume: one poll at a time
@@ -180,6 +183,13 @@ func runClients(ctx context.Context, stateDir, pod string, duration time.Duratio
 	}
 	// Datagram ICMP sockets for ping; the sysctl is per network namespace.
 	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647\n"), 0o644)
+	// Receive timestamps on before the first request (stampConn).
+	if release, err := holdRxStamps(); err == nil {
+		defer release()
+		time.Sleep(10 * time.Millisecond)
+	} else {
+		log.Warn("no receive timestamps: latencies end when reads return", "err", err)
+	}
 	truth, err := openTruth(stateDir, plan, pod)
 	if err != nil {
 		return err
@@ -301,7 +311,16 @@ func (e *edge) setup() error {
 				grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
 					Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}),
 				grpc.WithStatsHandler(grpcTimer{}),
-				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return e.dialTCP(ctx, "tcp", addr) }))
+				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+					c, err := e.dialTCP(ctx, "tcp", addr)
+					if err != nil {
+						return nil, err
+					}
+					sc := c.(*stampConn)
+					w := newGRPCWire(&e.grpcCalls)
+					sc.onWrite, sc.onRead = w.wrote, w.read
+					return sc, nil
+				}))
 			if err != nil {
 				return fmt.Errorf("grpc client to %s: %w", cs.To, err)
 			}
@@ -393,21 +412,34 @@ func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
 		Method: e.spec.Method, Path: path, Status: -1}
 	// Request start, end of its write and first response byte, from the
 	// transport's goroutines.
+	// The connection (a stampConn) notes when the request's write began
+	// and when the response's first byte arrived; GotFirstResponseByte
+	// reads them while the connection is still this request's.
 	var (
-		mu                  sync.Mutex
-		start, wrote, first = time.Now(), time.Time{}, time.Time{}
+		mu           sync.Mutex
+		conn         *stampConn
+		start, first = time.Now(), time.Time{}
 	)
 	trace := &httptrace.ClientTrace{
 		GotConn: func(i httptrace.GotConnInfo) {
 			mu.Lock()
 			defer mu.Unlock()
 			start = time.Now()
+			conn, _ = i.Conn.(*stampConn)
 			if ta, ok := i.Conn.LocalAddr().(*net.TCPAddr); ok {
 				rec.LocalPort = uint16(ta.Port)
 			}
 		},
-		WroteRequest:         func(httptrace.WroteRequestInfo) { mu.Lock(); wrote = time.Now(); mu.Unlock() },
-		GotFirstResponseByte: func() { mu.Lock(); first = time.Now(); mu.Unlock() },
+		GotFirstResponseByte: func() {
+			mu.Lock()
+			defer mu.Unlock()
+			first = time.Now()
+			if conn != nil {
+				if s, f := conn.exchange(); !s.IsZero() && !f.IsZero() {
+					start, first = s, f
+				}
+			}
+		},
 	}
 	is5xx, err := func() (bool, error) {
 		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), e.spec.Method, url, body)
@@ -428,8 +460,8 @@ func (e *edge) doHTTP(addr netip.Addr) (bool, error) {
 	}()
 	mu.Lock()
 	rec.Time = start.UnixNano()
-	if !first.IsZero() && !wrote.IsZero() {
-		rec.LatencyNs = int64(first.Sub(wrote))
+	if !first.IsZero() {
+		rec.LatencyNs = int64(first.Sub(start))
 	}
 	mu.Unlock()
 	if err != nil {
@@ -497,7 +529,6 @@ func (e *edge) doPipeline(addr netip.Addr) {
 		finish(false, err)
 		return
 	}
-	wrote := time.Now()
 	tr := &timedReader{r: c}
 	br := bufio.NewReader(tr)
 	for i := range n {
@@ -508,7 +539,7 @@ func (e *edge) doPipeline(addr netip.Addr) {
 			return
 		}
 		recs[i].Status = resp.StatusCode
-		recs[i].LatencyNs = int64(tr.at(off).Sub(wrote))
+		recs[i].LatencyNs = int64(tr.at(off).Sub(start))
 		got, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 		resp.Body.Close()
 		if err != nil {
@@ -519,7 +550,8 @@ func (e *edge) doPipeline(addr netip.Addr) {
 	}
 }
 
-// timedReader notes when each read returned and the stream offset it
+// timedReader notes when each read's first byte arrived (a stampConn's
+// receive timestamp; else when the read returned) and the stream offset it
 // reached, so that the arrival of any byte read can be looked up.
 type timedReader struct {
 	r     io.Reader
@@ -536,7 +568,11 @@ func (t *timedReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.total += int64(n)
-		t.reads = append(t.reads, timedRead{t.total, time.Now()})
+		at := time.Now()
+		if s, ok := t.r.(*stampConn); ok {
+			at = s.lastArrival()
+		}
+		t.reads = append(t.reads, timedRead{t.total, at})
 	}
 	return n, err
 }
@@ -589,8 +625,10 @@ const (
 func (e *edge) doGRPC(addr netip.Addr, n uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	t := &rpcTimes{start: time.Now()}
+	call := e.grpcSeq.Add(1)
+	t := &rpcTimes{start: time.Now(), call: call}
 	ctx = context.WithValue(ctx, rpcTimesKey{}, t)
+	ctx = metadata.AppendToOutgoingContext(ctx, grpcCallHeader, strconv.FormatUint(call, 10))
 	var p peer.Peer
 	if e.spec.Stream > 0 {
 		err := e.grpcStream(ctx, addr, &p)
@@ -653,6 +691,7 @@ func (e *edge) grpcStream(ctx context.Context, addr netip.Addr, p *peer.Peer) er
 // rpcTimes is what grpcTimer notes of one RPC.
 type rpcTimes struct {
 	mu                 sync.Mutex
+	call               uint64    // its number, in its lab-call header
 	start              time.Time // the call
 	wrote, header, end time.Time // request message written, response headers, end status
 	messages           int       // response messages
@@ -674,11 +713,20 @@ func (t *rpcTimes) record(e *edge, addr netip.Addr, method string, stream bool, 
 	if ta, ok := p.LocalAddr.(*net.TCPAddr); ok {
 		rec.LocalPort = uint16(ta.Port)
 	}
+	// The call's times on the wire (grpcWire) when its connection saw
+	// them, else the stats handler's.
+	wrote, header := t.wrote, t.header
+	if v, ok := e.grpcCalls.LoadAndDelete(t.call); ok {
+		if s, f := v.(*wireTimes).get(); !f.IsZero() {
+			wrote, header = s, f
+			rec.Time = s.UnixNano()
+		}
+	}
 	if !t.header.IsZero() {
 		rec.Status = int(status.Code(err))
-		rec.LatencyNs = int64(t.header.Sub(t.wrote))
+		rec.LatencyNs = int64(header.Sub(wrote))
 		if !t.end.IsZero() {
-			rec.DurationNs = int64(t.end.Sub(t.wrote))
+			rec.DurationNs = int64(t.end.Sub(wrote))
 		}
 	}
 	if err != nil {
@@ -725,7 +773,11 @@ func (grpcTimer) HandleRPC(ctx context.Context, s stats.RPCStats) {
 func (e *edge) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
 	e.conns.Add(1)
 	d := net.Dialer{Timeout: 2 * time.Second}
-	return d.DialContext(ctx, network, addr)
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return newStampConn(c), nil
 }
 
 // dnsPorts hands out the DNS client's source ports in sequence, from
@@ -832,15 +884,17 @@ func (e *edge) exchangeDNS(addr netip.Addr, pkt []byte, id uint16, rec *TruthRec
 	defer c.Close()
 	rec.LocalPort = uint16(c.LocalAddr().(*net.UDPAddr).Port)
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	rec.Time = time.Now().UnixNano()
+	uc := c.(*net.UDPConn)
+	enableRxStamps(uc)
+	start := time.Now()
+	rec.Time = start.UnixNano()
 	if _, err := c.Write(pkt); err != nil {
 		return nil, err
 	}
-	wrote := time.Now()
 	e.conns.Add(1) // a socket (source port) of its own per query
 	resp := make([]byte, 1500)
 	for {
-		m, err := c.Read(resp)
+		m, at, err := readStampedUDP(uc, resp)
 		if err != nil {
 			return nil, err
 		}
@@ -848,7 +902,7 @@ func (e *edge) exchangeDNS(addr netip.Addr, pkt []byte, id uint16, rec *TruthRec
 		if err := msg.Unpack(resp[:m]); err != nil || msg.ID != id {
 			continue // not our answer
 		}
-		rec.LatencyNs = int64(time.Since(wrote))
+		rec.LatencyNs = int64(at.Sub(start))
 		return &msg, nil
 	}
 }
@@ -867,18 +921,18 @@ func (e *edge) exchangeDNSTCP(addr netip.Addr, pkt []byte, id uint16, rec *Truth
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	framed := binary.BigEndian.AppendUint16(make([]byte, 0, len(pkt)+2), uint16(len(pkt)))
 	framed = append(framed, pkt...)
-	rec.Time = time.Now().UnixNano()
+	start := time.Now()
+	rec.Time = start.UnixNano()
 	if _, err := c.Write(framed); err != nil {
 		return nil, err
 	}
-	wrote := time.Now()
 	tr := &timedReader{r: c}
 	r := bufio.NewReader(tr)
 	var lenBuf [2]byte
 	if _, err := io.ReadFull(r, lenBuf[:]); err != nil {
 		return nil, err
 	}
-	rec.LatencyNs = int64(tr.at(0).Sub(wrote))
+	rec.LatencyNs = int64(tr.at(0).Sub(start))
 	resp := make([]byte, binary.BigEndian.Uint16(lenBuf[:]))
 	if _, err := io.ReadFull(r, resp); err != nil {
 		return nil, err

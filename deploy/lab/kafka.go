@@ -54,6 +54,18 @@ func startKafka(addrs []netip.Addr, port uint16, topics []string, deny map[netip
 	return clusters, nil
 }
 
+// kafkaLatency makes the broker wait latency before it handles each Produce
+// and Fetch (its service time), without holding up its other connections
+// (kfake's SleepControl); the other requests are answered at once.
+func kafkaLatency(c *kfake.Cluster, latency time.Duration) {
+	for _, key := range []kmsg.Key{kmsg.Produce, kmsg.Fetch} {
+		c.ControlKey(key.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+			c.SleepControl(func() { time.Sleep(latency) })
+			return nil, nil, false // not handled: the broker answers as usual
+		})
+	}
+}
+
 // setupKafka makes one kgo client per family for a kafka edge. Every
 // connection kgo opens goes through dialTCP (counted) and is wrapped in a
 // kafkaConn, which writes the ground truth of every request on it.
@@ -185,7 +197,7 @@ type kafkaConn struct {
 
 type kafkaPending struct {
 	rec   TruthRecord
-	wrote time.Time
+	start time.Time // just before the request's write
 	key   int16
 	flex  bool // the response header has tagged fields
 }
@@ -201,12 +213,11 @@ func newKafkaConn(e *edge, addr netip.Addr, c net.Conn) *kafkaConn {
 func (k *kafkaConn) Write(b []byte) (int, error) {
 	start := time.Now()
 	n, err := k.Conn.Write(b)
-	wrote := time.Now()
 	p, perr := k.parseRequest(b)
 	if perr != nil {
 		return n, err // not a request kmsg knows: nothing to record
 	}
-	p.rec.Time, p.wrote = start.UnixNano(), wrote
+	p.rec.Time, p.start = start.UnixNano(), start
 	if err != nil {
 		p.rec.Error = "write: " + err.Error()
 		k.e.truth.write(p.rec)
@@ -315,6 +326,9 @@ func (k *kafkaConn) Read(b []byte) (int, error) {
 		return n, err
 	}
 	now := time.Now()
+	if s, ok := k.Conn.(*stampConn); ok {
+		now = s.lastArrival() // the kernel's receive time of its first byte
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if len(k.in) == 0 {
@@ -348,7 +362,7 @@ func (k *kafkaConn) response(frame []byte, first time.Time) {
 	}
 	p := k.pending[i]
 	k.pending = slices.Delete(k.pending, i, i+1)
-	p.rec.LatencyNs = int64(first.Sub(p.wrote))
+	p.rec.LatencyNs = int64(first.Sub(p.start))
 	p.rec.Status = 0
 	body := frame[4:]
 	var err error

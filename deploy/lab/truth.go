@@ -55,8 +55,9 @@ type TruthRecord struct {
 	// -1 when the request got no answer (Error says why).
 	Status int    `json:"status"`
 	Error  string `json:"error,omitempty"`
-	// LatencyNs: from the end of the request's write to the first byte of
-	// its response, as the client measured it; 0 when there was no answer.
+	// LatencyNs: from just before the request's write to the kernel's
+	// receive time of its response's first byte at the client's socket
+	// (doc.go, "Ground truth"); 0 when there was no answer.
 	LatencyNs int64 `json:"latency_ns"`
 	// Pipelined is the request's position (1-based) in an HTTP pipeline,
 	// 0 when the request was not pipelined.
