@@ -183,7 +183,7 @@ pods:
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newGRPCServer("fraud-detector")
+	srv := newGRPCServer("fraud-detector", 0)
 	go srv.Serve(ln)
 	defer srv.Stop()
 	for i, want := range []struct {

@@ -51,6 +51,15 @@
 // deterministic (an id that is a multiple of a route's error_every gets its
 // error_status) so that a test can count them.
 //
+// Service times: a route's latency, or a dns, grpc or kafka server's, is
+// waited before each answer (a Kafka broker waits before each Produce and
+// Fetch, without holding up its other connections; a DNS server answers its
+// UDP queries one after the other). The payments fleet gives every server
+// one, 0.5 to 4 ms, as real services take milliseconds; without them the
+// lab's servers answer in tens of microseconds, about the time a request
+// and its answer spend between a client's socket and the server's
+// interface, and latencies are mostly that path.
+//
 // # Kinds
 //
 //   - http: the server answers its routes (RouteSpec). A client edge sends
@@ -118,27 +127,41 @@
 // has an Error.
 //
 // How each kind measures. Time is when the client began writing the
-// request; LatencyNs runs from the end of that write to the first byte of
-// the response, as close as the client library lets the lab see them:
-//   - http: net/http's client trace: Time at GotConn (the write starts
-//     right after), latency from WroteRequest to GotFirstResponseByte;
-//     LocalPort is the connection's. Path is the URL path as sent, with
-//     its concrete id.
-//   - grpc: a stats handler: Time and the start of the latency at the
-//     request message's OutPayload (written to the transport), the end at
-//     the response headers (InHeader), DurationNs to the end status
-//     (End); LocalPort from the call's peer. A trailers-only answer (an
-//     error status without a message) is its own first byte. Method and
-//     Path are the full method; Stream, Messages say what a stream
-//     brought. Status is the gRPC code, or -1 when no response headers
-//     came (a deadline, a lost connection).
+// request; LatencyNs runs from just before the request's write to the
+// kernel's receive timestamp of the response's first byte at the client's
+// socket (SO_TIMESTAMPNS; the client process holds one such socket for its
+// whole run so that the kernel stamps from its first request). So a
+// latency is what the client's kernel saw, without the time the client's
+// goroutines took to be scheduled and read the answer, which on a busy node
+// is most of what separates a client's latency from the server's: it then
+// differs from what flowbus measures at the server's interface (request
+// first byte to response first byte) by the time the request and the
+// answer take between the two interfaces. The kernel merges segments
+// queued unread into one and keeps the latest one's timestamp: an answer
+// read after more of the stream arrived is stamped with the later arrival.
+// A read with no timestamp (the kernel had not begun stamping) is stamped
+// when it returns. Per kind:
+//   - http: every connection is a stampConn, which notes the first write
+//     after a read and the arrival of the next read's first byte; net/http's
+//     client trace reads them at GotFirstResponseByte. Time is the write's
+//     start; LocalPort is the connection's. Path is the URL path as sent,
+//     with its concrete id.
+//   - grpc: each call carries a lab-call request header with its number;
+//     the connection (grpcWire) follows the HTTP/2 frames both ways,
+//     decodes the request headers (HPACK) to find that number, and times
+//     the call from the write that held its HEADERS frame to the arrival of
+//     its stream's first HEADERS frame (response headers, or the trailers
+//     of a trailers-only answer). A stats handler gives the rest:
+//     DurationNs to the end status (End), the response messages; LocalPort
+//     from the call's peer. Method and Path are the full method; Stream,
+//     Messages say what a stream brought. Status is the gRPC code, or -1
+//     when no response headers came (a deadline, a lost connection).
 //   - http with pipeline: every request of a pipeline has the time just
-//     before the one write of them all, and its latency runs from the end
-//     of that write to the read that brought its response's first byte;
+//     before the one write of them all, and its latency runs from there to
+//     the arrival of the read that brought its response's first byte;
 //     Pipelined is its position (1-based).
-//   - dns: Time just before the query's write, latency from the end of the
-//     write to the read that returned the answer (over TCP, its length
-//     prefix). Path is the query name
+//   - dns: Time just before the query's write, latency to the arrival of
+//     the answer (over TCP, of its length prefix). Path is the query name
 //     as on the wire, lower case as asked and with its trailing dot
 //     (Hubble prints it the same way); Method the query type ("A",
 //     "AAAA"); Status the rcode (0 NOERROR, 3 NXDOMAIN); Answers the
@@ -149,8 +172,8 @@
 //     api version, correlation ID or local port): one line per request
 //     kgo writes, ApiVersions, Metadata, InitProducerID, ListOffsets,
 //     telemetry and the rest included, not only Produce and Fetch. Time
-//     just before the request's write; latency from the end of the write
-//     to the read that brought the first byte of the response with its
+//     just before the request's write; latency from there to the arrival
+//     of the read that brought the first byte of the response with its
 //     correlation ID. Method is the api key as Kafka names it (kmsg:
 //     "Produce", "Fetch", "Metadata", "ApiVersions"...), APIVersion and
 //     CorrelationID as on the wire. Path is the topics the request names on

@@ -63,7 +63,7 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			srv := newGRPCServer(spec.Workload)
+			srv := newGRPCServer(spec.Workload, s.Latency)
 			wg.Go(func() { _ = srv.Serve(ln) })
 			closers = append(closers, srv.Stop)
 		case KindTCPEcho:
@@ -80,6 +80,9 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 				return fmt.Errorf("pod %s: %w", pod, err)
 			}
 			for _, c := range clusters {
+				if s.Latency > 0 {
+					kafkaLatency(c, s.Latency)
+				}
 				closers = append(closers, c.Close)
 			}
 		case KindDNS:
@@ -88,6 +91,7 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 				return fmt.Errorf("pod %s: dns server: %w", pod, err)
 			}
 			d := newDNSServer(plan, s.CNAMEs, log)
+			d.latency = s.Latency
 			wg.Go(func() { d.serve(pc) })
 			closers = append(closers, func() { _ = pc.Close() })
 			ln, err := listenTCP(s.Port, nil, log)
@@ -114,10 +118,23 @@ func serve(ctx context.Context, stateDir, pod string, log *slog.Logger) error {
 
 // newGRPCServer returns the lab's gRPC server of a pod of workload: the
 // health service (SERVING for "" and workload) and the lab's Stream.
-func newGRPCServer(workload string) *grpc.Server {
+// Each call waits latency before its handler runs.
+func newGRPCServer(workload string, latency time.Duration) *grpc.Server {
 	// Clients ping every second (see runClients); a server
 	// enforces a 5 min minimum by default and would close them.
-	srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true}))
+	opts := []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 500 * time.Millisecond, PermitWithoutStream: true})}
+	if latency > 0 {
+		opts = append(opts,
+			grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				time.Sleep(latency)
+				return h(ctx, req)
+			}),
+			grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				time.Sleep(latency)
+				return h(srv, ss)
+			}))
+	}
+	srv := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(workload, healthpb.HealthCheckResponse_SERVING)
@@ -384,6 +401,9 @@ type dnsServer struct {
 	plan   *Plan
 	cnames map[string]string // normalised: lower case, no trailing dot
 	log    *slog.Logger
+	// latency is waited before each answer (the server's service time);
+	// queries over UDP are answered one after the other.
+	latency time.Duration
 	// bad counts queries that got no answer because they did not parse as
 	// a query (over TCP the connection is closed then); it is logged when
 	// the server stops.
@@ -415,6 +435,9 @@ func (d *dnsServer) serve(pc net.PacketConn) {
 			d.bad.Add(1)
 			d.log.Debug("dns: bad query", "from", from, "err", err)
 			continue
+		}
+		if d.latency > 0 {
+			time.Sleep(d.latency)
 		}
 		_, _ = pc.WriteTo(resp, from)
 	}
@@ -453,6 +476,9 @@ func (d *dnsServer) serveTCP(ln net.Listener) {
 					return
 				}
 				binary.BigEndian.PutUint16(resp, uint16(len(resp)-2))
+				if d.latency > 0 {
+					time.Sleep(d.latency)
+				}
 				if _, err := c.Write(resp); err != nil {
 					return
 				}

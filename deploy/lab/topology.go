@@ -83,7 +83,16 @@ type ServerSpec struct {
 	// soon as they are accepted: the lab's stand-in for a policy deny until
 	// enforcement exists.
 	ResetFrom []string `yaml:"reset_from" json:"reset_from"`
+	// Latency (dns, grpc, kafka) is the server's service time: it waits
+	// this long before answering each request (an http server's routes have
+	// their own). Real services take milliseconds; the lab's answer in tens
+	// of microseconds without it.
+	Latency time.Duration `yaml:"latency" json:"latency,omitempty"`
 }
+
+// maxLatency bounds a server's or route's latency: a request must be
+// answered well within the clients' timeouts (2 s).
+const maxLatency = time.Second
 
 // RouteSpec is one HTTP route. Path may hold one "{id}" segment; a request
 // whose id is a multiple of ErrorEvery is answered ErrorStatus, every other
@@ -343,6 +352,12 @@ func (t *Topology) Validate() error {
 			if s.Kind == KindHTTP && len(s.Routes) == 0 {
 				return fmt.Errorf("%s: an http server needs at least one route", where)
 			}
+			if s.Latency != 0 && s.Kind != KindDNS && s.Kind != KindGRPC && s.Kind != KindKafka {
+				return fmt.Errorf("%s: latency is for dns, grpc and kafka servers (an http server's routes have their own)", where)
+			}
+			if s.Latency < 0 || s.Latency > maxLatency {
+				return fmt.Errorf("%s: latency %v: want 0 to %v", where, s.Latency, maxLatency)
+			}
 			if len(s.ResetFrom) > 0 && s.Kind == KindDNS {
 				return fmt.Errorf("%s: reset_from is for TCP servers", where)
 			}
@@ -352,6 +367,9 @@ func (t *Topology) Validate() error {
 				}
 				if r.ErrorStatus < 100 || r.ErrorStatus > 599 {
 					return fmt.Errorf("%s: route %s: error_status %d is not an HTTP status", where, r.Path, r.ErrorStatus)
+				}
+				if r.Latency < 0 || r.Latency > maxLatency {
+					return fmt.Errorf("%s: route %s: latency %v: want 0 to %v", where, r.Path, r.Latency, maxLatency)
 				}
 			}
 			for _, from := range s.ResetFrom {
