@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	neturl "net/url"
 	"path/filepath"
 	"regexp"
@@ -200,19 +201,29 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 	var total int64
 	for _, k := range keys {
 		total += got[k]
-		q := quantiles(lat[k])
-		// The two measure different intervals (the kernel from the
-		// request's first byte to the response's at the server's veth,
-		// the client from the end of its write, which on a veth can
-		// return after the server saw the request, to its read), so they
-		// are logged side by side, not compared.
+		// The kernel times a request from its first byte to the
+		// response's first byte at the server's interface; a client from
+		// just before its write to the kernel's receive timestamp of the
+		// answer at its socket (deploy/lab, "Ground truth"). They differ
+		// by the time the request and the answer take between the two
+		// (tens of µs on the lab's veths), which the lab's service times
+		// (0.5 to 4 ms) make small: each quantile, read the same way from
+		// a histogram of the same buckets, must be within 10 %.
+		var ch schemas.Histogram
+		for _, v := range lat[k] {
+			ch.Add(uint64(max(v, 0)), 1)
+		}
 		p50, p99 := hists[k].Quantile(0.5), hists[k].Quantile(0.99)
-		line := fmt.Sprintf("%s/%s %s %s %q %d: route_rollup %d, clients %d; latency p50 %v (clients %v) p99 %v (clients %v)",
+		c50, c99 := ch.Quantile(0.5), ch.Quantile(0.99)
+		line := fmt.Sprintf("%s/%s %s %s %q %d: route_rollup %d, clients %d; latency p50 %v (clients %v, %+.1f%%) p99 %v (clients %v, %+.1f%%)",
 			k.ns, k.workload, k.proto, k.method, k.route, k.status, got[k], want[k],
-			time.Duration(p50), time.Duration(q[0]), time.Duration(p99), time.Duration(q[1]))
-		if got[k] != want[k] {
+			time.Duration(p50), time.Duration(c50), off(p50, c50), time.Duration(p99), time.Duration(c99), off(p99, c99))
+		switch {
+		case got[k] != want[k]:
 			t.Errorf("%s", line)
-		} else {
+		case math.Abs(off(p50, c50)) > 10 || math.Abs(off(p99, c99)) > 10:
+			t.Errorf("%s: a quantile is more than 10 %% from the clients'", line)
+		default:
 			t.Log(line)
 		}
 	}
@@ -224,15 +235,12 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 	}
 }
 
-// quantiles returns the p50 and p99 of v (nearest rank).
-func quantiles(v []int64) [2]int64 {
-	if len(v) == 0 {
-		return [2]int64{}
+// off is how far kernel is from client, in percent of client.
+func off(kernel, client uint64) float64 {
+	if client == 0 {
+		return 0
 	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	at := func(q float64) int64 { return s[min(len(s)-1, int(q*float64(len(s))))] }
-	return [2]int64{at(0.5), at(0.99)}
+	return 100 * (float64(kernel) - float64(client)) / float64(client)
 }
 
 // selfCPU is this process's user and system CPU time so far.
