@@ -135,6 +135,16 @@
 //     before they move (OnRevoked). A partition lost without a handover is
 //     dropped (its open raw flows files closed and removed); its next owner
 //     re-reads it and the rule above applies.
+//   - On Kafka the aggregator is a static member of its group
+//     (kafka.ConsumerConfig.InstanceID; flowbus aggregator
+//     --kafka-instance-id, by default its pod or host name and a digest of
+//     its data directory): killed and restarted on the same data, it takes
+//     its partitions back at once, without a rebalance and without waiting
+//     for its old session to expire, and the other members keep theirs
+//     (with dynamic membership four quick SIGKILLs once left a survivor
+//     without partitions for over two minutes). The other side: an
+//     aggregator stopped for good holds its partitions until its session
+//     times out (45 s).
 //
 // The same (window, key) can therefore appear in several rows (late
 // buckets, early writes on revoke or shutdown): always aggregate with

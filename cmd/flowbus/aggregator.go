@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +25,7 @@ import (
 type aggregatorFlags struct {
 	cfg                    aggregator.Config
 	bus, group, topic, dlq string
+	instanceID             string // Kafka static membership; "" none
 	partitions             int
 	assigned, metricsAddr  string
 	conn                   *busConnFlags
@@ -88,7 +92,38 @@ func (af aggregatorFlags) kafkaConsumerConfig() (kafka.ConsumerConfig, error) {
 	if err != nil {
 		return kafka.ConsumerConfig{}, err
 	}
-	return kafka.ConsumerConfig{Conn: conn, Topic: af.topic, Group: af.group, DLQTopic: af.dlq, CreateDLQTopic: true}, nil
+	return kafka.ConsumerConfig{Conn: conn, Topic: af.topic, Group: af.group, DLQTopic: af.dlq, CreateDLQTopic: true,
+		InstanceID: af.instanceID}, nil
+}
+
+// kafkaInstanceID is the aggregator's Kafka group instance id (static
+// membership) as --kafka-instance-id gives it: "none" for none, "auto" for
+// the pod's name ($POD_NAME, else the host name, which is the pod's name in
+// Kubernetes) and a digest of the absolute data directory, so that the same
+// aggregator restarted on the same data gets the same id, and two on one
+// host with their own directories get their own.
+func kafkaInstanceID(flag, dataDir string) string {
+	switch flag {
+	case "none":
+		return ""
+	case "auto":
+	default:
+		return flag
+	}
+	name := os.Getenv("POD_NAME")
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		name = h
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return fmt.Sprintf("flowbus-aggregator-%s-%x", name, sum[:4])
 }
 
 // natsConsumerConfig is the consumer of a nats:// --bus.
@@ -116,6 +151,7 @@ func newProcessRegistry() *prometheus.Registry {
 // as parsed, before they are turned into aggregatorFlags.
 type aggregatorOptions struct {
 	bus, dataDir, group, topic, dlq, assigned, metricsAddr string
+	instanceID                                             string
 	window, lateness                                       time.Duration
 	partitions, maxRoutes, routeLen, rowGroup              int
 	templates                                              []string
@@ -140,6 +176,13 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	addNATSPartitionFlags(fs, &o.partitions, &o.assigned, "aggregator")
 
 	fs.group("Kafka")
+	fs.StringVar(&o.instanceID, "kafka-instance-id", "auto", "Kafka static group membership: this aggregator's group instance id. "+
+		"A restarted aggregator (a crash, a SIGKILL, a rolling update) with the same id takes its partitions back at once, "+
+		"without a rebalance or waiting for the old member's session to expire (45 s); a stopped one keeps them until "+
+		"then. auto: flowbus-aggregator-<$POD_NAME or host name>-<digest of the absolute --data-dir>; none: dynamic membership")
+	fs.check("kafka-instance-id", bound{func() bool {
+		return o.instanceID != "" && len(o.instanceID) <= 249 && !strings.ContainsAny(o.instanceID, " \t\n")
+	}, "auto, none, or an id of 1 to 249 characters without white space"})
 	o.conn.addKafkaConnFlags(fs, false)
 
 	fs.group("NATS")
@@ -196,7 +239,7 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 	if err := cfg.Validate(); err != nil {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq,
+	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID(o.instanceID, o.dataDir),
 		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, conn: &o.conn}, nil
 }
 

@@ -28,8 +28,11 @@ import (
 // The test binary is also the lab's child program: the lab runs
 // "<test binary> lab serve|client ..." inside the pods, as it runs
 // "flowbus lab ..." for the real binary.
+//
+// With FLOWBUS_TEST_MAIN=1 it is flowbus itself, for tests that run a
+// command as a process of its own (to SIGKILL it).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "lab" {
+	if len(os.Args) > 1 && (os.Args[1] == "lab" || os.Getenv("FLOWBUS_TEST_MAIN") == "1") {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -38,6 +38,13 @@ type ConsumerConfig struct {
 	// within RebalanceTimeout of a rebalance starting.
 	SessionTimeout   time.Duration
 	RebalanceTimeout time.Duration
+	// InstanceID, if set, makes the consumer a static member of the group
+	// (KIP-345): restarted with the same id it takes its partitions back at
+	// once, with no rebalance and without waiting for its old session to
+	// expire; it does not leave the group when closed, so a consumer that
+	// stops for good holds its partitions until SessionTimeout. Two live
+	// consumers with one id fence each other: each must have its own.
+	InstanceID string
 
 	// OnAssigned is called with the partitions newly given to this member,
 	// before any of their records is returned.
@@ -171,6 +178,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	if cfg.RebalanceTimeout > 0 {
 		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
+	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
 	// The same client produces dead letters.
 	opts = append(opts, producerOpts(cfg.DLQTopic, cfg.MaxMessageBytes, 4*cfg.MaxMessageBytes, 0)...)
