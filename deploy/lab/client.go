@@ -317,6 +317,11 @@ func (e *edge) setup() error {
 						return nil, err
 					}
 					sc := c.(*stampConn)
+					// gRPC sets TCP_USER_TIMEOUT to the keepalive timeout
+					// on a *net.TCPConn only, which the stampConn hides:
+					// set as gRPC would, so that a connection whose
+					// packets are dropped fails as fast as without it.
+					setTCPUserTimeout(sc.Conn, time.Second)
 					w := newGRPCWire(&e.grpcCalls)
 					sc.onWrite, sc.onRead = w.wrote, w.read
 					return sc, nil

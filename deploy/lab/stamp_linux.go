@@ -145,3 +145,19 @@ func (c *stampConn) readStamped(b []byte) (int, time.Time, error) {
 	}
 	return n, at, nil
 }
+
+// setTCPUserTimeout sets a TCP connection's TCP_USER_TIMEOUT (how long sent
+// data may stay unacknowledged before the kernel drops the connection).
+func setTCPUserTimeout(c net.Conn, d time.Duration) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
+}

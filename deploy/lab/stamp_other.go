@@ -24,3 +24,5 @@ func (c *stampConn) readStamped(b []byte) (int, time.Time, error) {
 	n, err := c.Conn.Read(b)
 	return n, time.Now(), err
 }
+
+func setTCPUserTimeout(net.Conn, time.Duration) {}
