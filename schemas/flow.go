@@ -110,6 +110,12 @@ type Flow struct {
 	EgressAllowedBy  []string `flowv1:"egress_allowed_by,list16" hubble:"egress_allowed_by"`   // policies that allowed it at the source's egress
 	IngressDeniedBy  []string `flowv1:"ingress_denied_by,list16" hubble:"ingress_denied_by"`   // policies that denied it at the destination's ingress
 	EgressDeniedBy   []string `flowv1:"egress_denied_by,list16" hubble:"egress_denied_by"`     // policies that denied it at the source's egress
+
+	// PolicyMatchType is what kind of rule decided a policy verdict event
+	// (EventType 5), in Cilium's numbering (monitor api.PolicyMatchType):
+	// 0 none (no rule: a default deny), 1 L3-Only (a peer, any port), 2
+	// L3-L4, 3 L4-Only (a port, any peer), 4 all, 5 L3-Proto, 6 Proto-Only.
+	PolicyMatchType uint8 `flowv1:"policy_match_type,uint8" hubble:"policy_match_type"` // the rule kind behind a policy verdict event
 }
 
 // Tristate is Hubble's google.protobuf.BoolValue: unset, false or true.

@@ -111,6 +111,7 @@ type FlowRow struct {
 	EgressAllowedBy  []string `parquet:"egress_allowed_by,list"`
 	IngressDeniedBy  []string `parquet:"ingress_denied_by,list"`
 	EgressDeniedBy   []string `parquet:"egress_denied_by,list"`
+	PolicyMatchType  uint8    `parquet:"policy_match_type"`
 }
 
 // set fills r from f, reusing the memory of r's histograms and nullable
@@ -195,6 +196,7 @@ func (r *FlowRow) set(f *Flow) {
 		EgressAllowedBy:        f.EgressAllowedBy,
 		IngressDeniedBy:        f.IngressDeniedBy,
 		EgressDeniedBy:         f.EgressDeniedBy,
+		PolicyMatchType:        f.PolicyMatchType,
 	}
 	if f.TimeNs != 0 {
 		r.TimeUs = reuse(keepTimeUs, f.TimeNs/1000)

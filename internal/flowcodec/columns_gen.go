@@ -90,6 +90,7 @@ const (
 	colEgressAllowedBy               // egress_allowed_by
 	colIngressDeniedBy               // ingress_denied_by
 	colEgressDeniedBy                // egress_denied_by
+	colPolicyMatchType               // policy_match_type
 	numCols
 )
 
@@ -173,6 +174,7 @@ var columnNames = [numCols]string{
 	colEgressAllowedBy:        "egress_allowed_by",
 	colIngressDeniedBy:        "ingress_denied_by",
 	colEgressDeniedBy:         "egress_denied_by",
+	colPolicyMatchType:        "policy_match_type",
 }
 
 // arrowFields returns the flow.v1 columns as Arrow fields, in order.
@@ -256,6 +258,7 @@ func arrowFields() []arrow.Field {
 		{Name: "egress_allowed_by", Type: strList16, Nullable: true},
 		{Name: "ingress_denied_by", Type: strList16, Nullable: true},
 		{Name: "egress_denied_by", Type: strList16, Nullable: true},
+		{Name: "policy_match_type", Type: arrow.PrimitiveTypes.Uint8, Nullable: false},
 	}
 }
 

@@ -97,6 +97,7 @@ type batchCols struct {
 	EgressAllowedBy        strLists // egress_allowed_by
 	IngressDeniedBy        strLists // ingress_denied_by
 	EgressDeniedBy         strLists // egress_denied_by
+	PolicyMatchType        []uint8  // policy_match_type
 }
 
 // decodeCols decodes and checks the columns of p (every column if p is
@@ -188,6 +189,7 @@ func decodeCols(cols []*rawArray, n int, p *Projection) (*batchCols, error) {
 	b.EgressAllowedBy = cd.lists(colEgressAllowedBy)
 	b.IngressDeniedBy = cd.lists(colIngressDeniedBy)
 	b.EgressDeniedBy = cd.lists(colEgressDeniedBy)
+	b.PolicyMatchType = fixedCol[uint8](cd, colPolicyMatchType)
 	if cd.err != nil {
 		return nil, cd.err
 	}
@@ -433,5 +435,8 @@ func (b *batchCols) row(f *schemas.Flow, i int) {
 	}
 	if h[colEgressDeniedBy] {
 		f.EgressDeniedBy = b.EgressDeniedBy.get(i)
+	}
+	if h[colPolicyMatchType] {
+		f.PolicyMatchType = b.PolicyMatchType[i]
 	}
 }

@@ -85,6 +85,7 @@ type encCols struct {
 	EgressAllowedBy        strListCol                         // egress_allowed_by
 	IngressDeniedBy        strListCol                         // ingress_denied_by
 	EgressDeniedBy         strListCol                         // egress_denied_by
+	PolicyMatchType        []uint8                            // policy_match_type
 	srcSeen                [groupCacheSize]endpointCacheEntry // cache of Src's strings, valid for generation srcGen
 	srcGen                 uint32
 	dstSeen                [groupCacheSize]endpointCacheEntry // cache of Dst's strings, valid for generation dstGen
@@ -184,6 +185,7 @@ func (c *encCols) reset(n int) {
 	c.EgressAllowedBy.reset(n)
 	c.IngressDeniedBy.reset(n)
 	c.EgressDeniedBy.reset(n)
+	c.PolicyMatchType = fit(c.PolicyMatchType, n)
 	c.srcGen++
 	if c.srcGen == 0 { // wrapped: entries of generation 0 could look valid
 		c.srcSeen = [groupCacheSize]endpointCacheEntry{}
@@ -315,6 +317,7 @@ func (c *encCols) set(i int, f *schemas.Flow) {
 	} else {
 		c.EgressDeniedBy.set(i, f.EgressDeniedBy)
 	}
+	c.PolicyMatchType[i] = f.PolicyMatchType
 }
 
 // endpointCacheEntry remembers, for one combination of the strings and lists
@@ -514,4 +517,5 @@ func (c *encCols) emit(w *columnWriter) {
 	w.list(&c.EgressAllowedBy, true)
 	w.list(&c.IngressDeniedBy, true)
 	w.list(&c.EgressDeniedBy, true)
+	w.fixed(bytesOf(c.PolicyMatchType), nil)
 }

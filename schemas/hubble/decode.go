@@ -258,6 +258,8 @@ func (d *Decoder) flow(b []byte, f *schemas.Flow) error {
 				s.reply = v != 0
 			case 22:
 				f.Direction = flowpb.TrafficDirection(int32(v))
+			case 23:
+				f.PolicyMatchType = uint8(min(uint32(v), 255))
 			case 24:
 				f.ObservationPoint = flowpb.TraceObservationPoint(int32(v))
 			case 25:

@@ -72,6 +72,7 @@ func ToProto(f *schemas.Flow) *flowpb.Flow {
 		EgressAllowedBy:       policiesToProto(f.EgressAllowedBy),
 		IngressDeniedBy:       policiesToProto(f.IngressDeniedBy),
 		EgressDeniedBy:        policiesToProto(f.EgressDeniedBy),
+		PolicyMatchType:       uint32(f.PolicyMatchType),
 	}
 	if f.TimeNs != 0 {
 		p.Time = timestamppb.New(time.Unix(0, f.TimeNs))
@@ -280,6 +281,7 @@ func FromProto(p *flowpb.Flow) (schemas.Flow, error) {
 		EgressAllowedBy:  policiesFromProto(p.GetEgressAllowedBy()),
 		IngressDeniedBy:  policiesFromProto(p.GetIngressDeniedBy()),
 		EgressDeniedBy:   policiesFromProto(p.GetEgressDeniedBy()),
+		PolicyMatchType:  uint8(min(p.GetPolicyMatchType(), 255)),
 	}
 	if f.DropReason == 0 && p.GetDropReason() != 0 {
 		f.DropReason = flowpb.DropReason(p.GetDropReason())
