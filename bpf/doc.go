@@ -245,7 +245,10 @@
 //     generation, direction, peer identity, protocol, port prefix): a port
 //     range is a few prefixes, "any port" prefix length 0. They are apart so
 //     that a narrower allow never hides a wider deny in one longest-prefix
-//     lookup.
+//     lookup. A rule's value is a policy id, which the program copies into
+//     the flow it decides and does not read: its owner gives it meaning
+//     (the eBPF source: the set of policies, and the kind of rule in the
+//     top 4 bits, agent/source/ebpf).
 //
 // A flow is decided when its entry is made, for the pod behind the
 // interface: its egress policy when the pod opened the flow, else its

@@ -80,18 +80,17 @@
 //     proxy's verdict); each adds its Count. direction is the traffic
 //     direction in lower case (ingress, egress, traffic_direction_unknown),
 //     action the verdict in lower case (forwarded, dropped, redirected,
-//     audit, …), match the policy match type for a policy verdict event and
-//     l7/dns, l7/http or l7/ (Kafka, no L7 record) for an L7 record.
-//     Flowbus records carry no policy match type, so a policy verdict
-//     event's match is "unknown" (Cilium's name for a type it cannot name)
-//     where Hubble would say none, l3-only, l3-l4, …. The eBPF source emits
-//     trace and drop events, which Hubble's handler ignores, not policy
-//     verdict events: its policy drops count in
-//     hubble_drop_total{reason="POLICY_DENIED"} and
-//     hubble_flows_processed_total{type="Drop"}, and the policies that
-//     allowed or denied a flow (ingress/egress_allowed_by, _denied_by) are
-//     in the flows, not in this metric. It counts policy verdict events and
-//     L7 records from Hubble and L7 sources.
+//     audit, …), match the policy match type in lower case as Hubble names
+//     it (none for a default deny, l3-only, l3-l4, l4-only, all, l3-proto,
+//     proto-only) for a policy verdict event and l7/dns, l7/http or l7/
+//     (Kafka, no L7 record) for an L7 record. The eBPF source emits a
+//     policy verdict event beside the first record of each connection a
+//     policy decided, at each end whose policy applies (agent/source/ebpf).
+//   - hubble_drop_total counts dropped records of every event type, as
+//     Hubble does, but the eBPF source's policy verdict events (type 5 that
+//     count nothing, CountNone), which repeat a drop record's decision:
+//     with them it would count a denied connection's first packet twice.
+//     A policy verdict event from a Hubble source counts, as in Hubble.
 //   - Label cardinality is capped per metric (Config.MaxLabelSets, default
 //     2000 combinations): a flow that would create one more combination is
 //     not counted in that metric but in

@@ -318,7 +318,10 @@ type dropHandler struct {
 }
 
 // process counts a dropped record as Hubble's drop handler counts drop
-// events: every flow whose verdict is DROPPED, whatever its event type, by
+// events: every flow whose verdict is DROPPED, whatever its event type, but
+// the eBPF source's policy verdict events (type 5 and CountNone: each
+// repeats the decision of a drop record counted already, where Cilium's
+// policy verdict event is counted by Hubble beside its drop event), by
 // the drop_reason_desc enum name (DROP_REASON_UNKNOWN when none, the number
 // for a code the enum does not name) and FlowProtocol. Hubble adds one per
 // event, and Cilium sends one drop event per dropped packet; a flowbus
@@ -327,7 +330,7 @@ type dropHandler struct {
 // counts (flows from a Hubble source: one event each), its Count as every
 // other metric does.
 func (h *dropHandler) process(f *schemas.Flow, n float64) {
-	if f.Verdict != flowpb.Verdict_DROPPED {
+	if f.Verdict != flowpb.Verdict_DROPPED || (f.EventType == hubble.MsgTypePolicyVerdict && f.CountAs == schemas.CountNone) {
 		return
 	}
 	if p := f.PacketsFwd + f.PacketsRev; p > 0 {
@@ -343,13 +346,13 @@ type policyHandler struct {
 
 // process mirrors Hubble's policy handler: it counts policy verdict events
 // (event type 5) but those whose source is the host (identity 1), with
-// match the policy match type, and L7 records (event type 129, a proxy's
+// match the policy match type in lower case (none, l3-only, l3-l4, l4-only,
+// all, l3-proto, proto-only), and L7 records (event type 129, a proxy's
 // verdict) with match "l7/dns", "l7/http" or "l7/" (Kafka, none);
 // direction and action are the traffic direction and the verdict in lower
-// case. Trace and drop events, what the eBPF source emits, are not policy
-// verdict events and do not count (a policy drop is in hubble_drop_total).
-// Flowbus records carry no policy match type, so a policy verdict event's
-// match is "unknown", Cilium's name for a type it cannot name.
+// case. Trace and drop events do not count (a policy drop is in
+// hubble_drop_total); the eBPF source emits a policy verdict event beside a
+// connection's first record where a policy decided it.
 func (h *policyHandler) process(f *schemas.Flow, n float64) {
 	var match string
 	switch f.EventType {
@@ -357,7 +360,7 @@ func (h *policyHandler) process(f *schemas.Flow, n float64) {
 		if f.Src.Identity == hubble.IdentityHost {
 			return
 		}
-		match = "unknown"
+		match = strings.ToLower(hubble.PolicyMatchTypeName(uint32(f.PolicyMatchType)))
 	case hubble.MsgTypeAccessLog:
 		switch f.L7.Protocol {
 		case schemas.L7DNS:

@@ -347,6 +347,36 @@ func TestDropCountsDroppedPacketsByReasonAndProtocol(t *testing.T) {
 	}
 }
 
+// TestDropDoesNotCountTheEBPFSourcesPolicyVerdictsTwice: a denied
+// connection's first packet is one drop record and, beside it, a policy
+// verdict event that counts nothing (CountNone): hubble_drop_total adds the
+// drop record's packets only, hubble_policy_verdicts_total the verdict. A
+// policy verdict event from a Hubble source (it counts) adds to both, as in
+// Hubble.
+func TestDropDoesNotCountTheEBPFSourcesPolicyVerdictsTwice(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := New(Config{Metrics: []string{"drop", "policy"}}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := schemas.Flow{EventType: hubble.MsgTypeDrop, Verdict: flowpb.Verdict_DROPPED, DropReason: flowpb.DropReason_POLICY_DENIED,
+		Direction: flowpb.TrafficDirection_INGRESS, L4Protocol: 6, IPVersion: flowpb.IPVersion_IPv4, PacketsFwd: 3, Count: 1}
+	pv := drop
+	pv.EventType, pv.PacketsFwd, pv.CountAs, pv.PolicyMatchType = hubble.MsgTypePolicyVerdict, 0, schemas.CountNone, 0
+	fromHubble := pv
+	fromHubble.CountAs = schemas.CountFlow
+	m.Observe([]schemas.Flow{drop, pv, fromHubble})
+	got := hubbleOnly(scrape(t, reg))
+	want := map[string]float64{
+		`hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"}`:                        4,
+		`hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"}`: 2,
+	}
+	zeroOverflow(want, "hubble_drop_total", "hubble_policy_verdicts_total")
+	if !maps.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
 // TestDropAsInHubblesOwnTest replays cilium's TestDropHandler
 // (pkg/hubble/metrics/drop/handler_test.go): a forwarded flow adds nothing,
 // a policy-denied one adds one per event with context labels first.
@@ -397,6 +427,7 @@ func TestPolicyVerdictsCountPolicyVerdictAndL7Events(t *testing.T) {
 	folded.Count = 3
 	denied := verdict
 	denied.Verdict, denied.Direction, denied.Dst = flowpb.Verdict_DROPPED, flowpb.TrafficDirection_EGRESS, redis
+	denied.PolicyMatchType = 2 // L3-L4
 	fromHost := verdict
 	fromHost.Src = schemas.Endpoint{Identity: hubble.IdentityHost, Labels: []string{"reserved:host"}}
 	odd := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict} // no direction, verdict, L4 or endpoints
@@ -417,9 +448,9 @@ func TestPolicyVerdictsCountPolicyVerdictAndL7Events(t *testing.T) {
 
 	got := hubbleOnly(scrape(t, reg))
 	want := map[string]float64{
-		`hubble_policy_verdicts_total{action="forwarded",destination_workload="checkout-api",direction="ingress",match="unknown",source="shop"}`:         4,
-		`hubble_policy_verdicts_total{action="dropped",destination_workload="redis",direction="egress",match="unknown",source="shop"}`:                   1,
-		`hubble_policy_verdicts_total{action="verdict_unknown",destination_workload="",direction="traffic_direction_unknown",match="unknown",source=""}`: 1,
+		`hubble_policy_verdicts_total{action="forwarded",destination_workload="checkout-api",direction="ingress",match="none",source="shop"}`:         4,
+		`hubble_policy_verdicts_total{action="dropped",destination_workload="redis",direction="egress",match="l3-l4",source="shop"}`:                  1,
+		`hubble_policy_verdicts_total{action="verdict_unknown",destination_workload="",direction="traffic_direction_unknown",match="none",source=""}`: 1,
 		// testFlows' DNS request and response, and HTTP request and response.
 		`hubble_policy_verdicts_total{action="forwarded",destination_workload="coredns",direction="egress",match="l7/dns",source="shop"}`:         2,
 		`hubble_policy_verdicts_total{action="forwarded",destination_workload="frontend",direction="egress",match="l7/dns",source="kube-system"}`: 1,
@@ -436,9 +467,8 @@ func TestPolicyVerdictsCountPolicyVerdictAndL7Events(t *testing.T) {
 }
 
 // TestPolicyVerdictsAsInHubblesOwnTest replays cilium's TestPolicyHandler
-// (pkg/hubble/metrics/policy/handler_test.go). Hubble labels the first two
-// match="none" and "l3-l4" from the flow's policy_match_type, which flowbus
-// records do not carry: they are "unknown" here.
+// (pkg/hubble/metrics/policy/handler_test.go): the first two are labelled
+// match="none" and "l3-l4" from the flow's policy_match_type.
 func TestPolicyVerdictsAsInHubblesOwnTest(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := New(Config{Metrics: []string{"policy"}}, reg)
@@ -447,7 +477,7 @@ func TestPolicyVerdictsAsInHubblesOwnTest(t *testing.T) {
 	}
 	f := schemas.Flow{EventType: hubble.MsgTypePolicyVerdict, Direction: flowpb.TrafficDirection_EGRESS, Verdict: flowpb.Verdict_DROPPED}
 	m.Observe([]schemas.Flow{f})
-	f.Direction, f.Verdict = flowpb.TrafficDirection_INGRESS, flowpb.Verdict_REDIRECTED
+	f.Direction, f.Verdict, f.PolicyMatchType = flowpb.TrafficDirection_INGRESS, flowpb.Verdict_REDIRECTED, 2
 	m.Observe([]schemas.Flow{f})
 	f.Src = schemas.Endpoint{Identity: hubble.IdentityHost} // not counted
 	m.Observe([]schemas.Flow{f})
@@ -457,9 +487,9 @@ func TestPolicyVerdictsAsInHubblesOwnTest(t *testing.T) {
 
 	got := hubbleOnly(scrape(t, reg))
 	want := map[string]float64{
-		`hubble_policy_verdicts_total{action="dropped",direction="egress",match="unknown"}`:     1,
-		`hubble_policy_verdicts_total{action="redirected",direction="ingress",match="unknown"}`: 1,
-		`hubble_policy_verdicts_total{action="dropped",direction="ingress",match="l7/http"}`:    1,
+		`hubble_policy_verdicts_total{action="dropped",direction="egress",match="none"}`:      1,
+		`hubble_policy_verdicts_total{action="redirected",direction="ingress",match="l3-l4"}`: 1,
+		`hubble_policy_verdicts_total{action="dropped",direction="ingress",match="l7/http"}`:  1,
 	}
 	zeroOverflow(want, "hubble_policy_verdicts_total")
 	if !maps.Equal(got, want) {

@@ -28,6 +28,7 @@ import (
 	"github.com/flowbus/flowbus/deploy/lab"
 	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/internal/k8stest"
+	hubblevocab "github.com/flowbus/flowbus/schemas/hubble"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -151,7 +152,7 @@ func TestPolicyIncidentEndToEnd(t *testing.T) {
 	agent := startLabAgent(t, "--source", "ebpf", "--interfaces", "fbin[0-9]*h",
 		"--endpoints-source", "kubernetes", "--kubeconfig", lb.kubeconfig, "--node", plan.Node, "--bus", url,
 		"--observer-address", observer, "--metrics-address", "", "--spool-dir", "off", "--data-dir", dir,
-		"--active-timeout", "1s", "--linger", "200ms")
+		"--active-timeout", "1s", "--linger", "200ms", "--metrics", "drop", "--metrics", "policy")
 	waitFor(t, "the agent to place both pods on their veths", 30*time.Second, func() bool {
 		return agent.metric("flowbus_policy_endpoints", "", "") == 2
 	})
@@ -255,15 +256,20 @@ func TestPolicyIncidentEndToEnd(t *testing.T) {
 		t.Fatalf("hubble observe: %v: %s", err, stderr.String())
 	}
 	var shown int
-	ports := map[uint32]int{}
+	ports := map[uint32]int{}    // drop events
+	verdicts := map[uint32]int{} // policy verdict events
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var line struct {
 			Flow struct {
-				Verdict        string `json:"verdict"`
-				DropReasonDesc string `json:"drop_reason_desc"`
-				Destination    struct {
+				EventType struct {
+					Type int32 `json:"type"`
+				} `json:"event_type"`
+				PolicyMatchType uint32 `json:"policy_match_type"`
+				Verdict         string `json:"verdict"`
+				DropReasonDesc  string `json:"drop_reason_desc"`
+				Destination     struct {
 					PodName   string `json:"pod_name"`
 					Namespace string `json:"namespace"`
 				} `json:"destination"`
@@ -287,13 +293,33 @@ func TestPolicyIncidentEndToEnd(t *testing.T) {
 			len(f.IngressDeniedBy) != 1 || f.IngressDeniedBy[0].Name != "chat-relay-ingress" || f.IngressDeniedBy[0].Namespace != "chat" {
 			t.Errorf("hubble observe --to-pod chat/chat-relay --verdict DROPPED printed %s", sc.Text())
 		}
-		if f.L4.TCP != nil {
+		if f.L4.TCP == nil {
+			continue
+		}
+		switch f.EventType.Type {
+		case hubblevocab.MsgTypeDrop:
 			ports[f.L4.TCP.DestinationPort]++
+		case hubblevocab.MsgTypePolicyVerdict:
+			// chat-relay-ingress selects chat-relay and allows
+			// nothing from chat-client any more: a default deny.
+			if f.PolicyMatchType != 0 {
+				t.Errorf("policy verdict with match type %d, want 0 (none: the default deny): %s", f.PolicyMatchType, sc.Text())
+			}
+			verdicts[f.L4.TCP.DestinationPort]++
+		default:
+			t.Errorf("event type %d in hubble observe --verdict DROPPED: %s", f.EventType.Type, sc.Text())
 		}
 	}
-	if ports[7000] != deniedProbes || ports[9090] == 0 {
+	// Each denied connection is a drop event and, beside it, one policy
+	// verdict event: the probes to 7000, and the gRPC client's new
+	// connections to 9090 once keepalive gave up the one it had.
+	if ports[7000] != deniedProbes || ports[9090] == 0 || verdicts[7000] != deniedProbes || verdicts[9090] == 0 {
 		t.Logf("hubble observe -o json:\n%s", out)
-		t.Errorf("hubble observe showed %d drops, by port %v; want the %d probes to 7000 and the gRPC stream to 9090", shown, ports, deniedProbes)
+		t.Errorf("hubble observe showed %d records: drops by port %v, policy verdicts by port %v; want the %d probes to 7000 in each and the gRPC stream to 9090",
+			shown, ports, verdicts, deniedProbes)
+	}
+	if got, want := agent.metric("hubble_policy_verdicts_total", "action", "dropped"), float64(verdicts[7000]+verdicts[9090]); got != want {
+		t.Errorf("hubble_policy_verdicts_total{action=\"dropped\"} = %v, want the %v policy verdicts hubble observe showed", got, want)
 	}
 
 	agent.close(t)

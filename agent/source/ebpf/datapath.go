@@ -53,14 +53,58 @@ func newDatapath(maps policyMaps, alloc identity.Allocator) *datapath {
 	return &datapath{maps: maps, alloc: alloc, enforce: true, epIDs: map[string]uint32{}, names: map[uint32][]string{}}
 }
 
+// A rule's value in the kernel's policy maps, and so a flow's policy id,
+// holds in its top bits the kind of rule it is (Cilium's policy match type,
+// for the flow's policy verdict event) and in the rest the id of the set of
+// policies it comes from (datapath.names). A default deny's id (the
+// policies that select the endpoint) has match type 0, none.
+const (
+	policyMatchShift = 28
+	policyIDMask     = 1<<policyMatchShift - 1
+)
+
 // policyNames returns the names of the policies behind a policy id.
 func (d *datapath) policyNames(id uint32) []string {
+	id &= policyIDMask
 	if id == 0 {
 		return nil
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.names[id]
+}
+
+// policyMatch is the match type a flow's policy id carries.
+func policyMatch(id uint32) uint8 { return uint8(id >> policyMatchShift) }
+
+// Cilium's policy match types (monitor api.PolicyMatchType).
+const (
+	matchNone      = 0
+	matchL3Only    = 1
+	matchL3L4      = 2
+	matchL4Only    = 3
+	matchAll       = 4
+	matchL3Proto   = 5
+	matchProtoOnly = 6
+)
+
+// matchType is the kind of rule a policy map entry is: which of peer,
+// protocol and port it names (a peer identity of 0, a protocol of 0, a port
+// prefix of 0 bits are any).
+func matchType(k policy.Key) uint32 {
+	switch {
+	case k.Peer != 0 && k.Proto == 0:
+		return matchL3Only
+	case k.Peer != 0 && k.PortBits == 0:
+		return matchL3Proto
+	case k.Peer != 0:
+		return matchL3L4
+	case k.Proto == 0:
+		return matchAll
+	case k.PortBits == 0:
+		return matchProtoOnly
+	}
+	return matchL4Only
 }
 
 // policyID returns the id of a set of policies, the same for the same set
@@ -78,7 +122,7 @@ func (d *datapath) policyID(refs []policy.PolicyRef) uint32 {
 	h.Write([]byte(strings.Join(names, "\n")))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for id := h.Sum32(); ; id++ {
+	for id := h.Sum32() & policyIDMask; ; id = (id + 1) & policyIDMask {
 		if id == 0 {
 			continue
 		}
@@ -183,7 +227,8 @@ func (d *datapath) endpoint(p *cluster.Pod, key string, res *policy.Result, ids 
 		}{{dp.Allow, false}, {dp.Deny, true}} {
 			for _, e := range set.entries {
 				rules = append(rules, bpf.Rule{Direction: uint8(dir), Peer: uint32(e.Key.Peer), Proto: e.Key.Proto,
-					Port: e.Key.Port, PortBits: e.Key.PortBits, Deny: set.deny, PolicyID: d.policyID(e.Policies)})
+					Port: e.Key.Port, PortBits: e.Key.PortBits, Deny: set.deny,
+					PolicyID: d.policyID(e.Policies) | matchType(e.Key)<<policyMatchShift})
 			}
 		}
 	}

@@ -30,6 +30,17 @@
 //     DROPPED, DropReasonDesc POLICY_DENIED, and names the policy that denied
 //     it in EgressDeniedBy or IngressDeniedBy; a forwarded flow a policy
 //     allowed names it in EgressAllowedBy or IngressAllowedBy.
+//   - Policy verdict events (verdict.go): beside the first record of a
+//     connection that a policy decided at this interface (a rule allowed
+//     or denied it, or the endpoint's default deny dropped it), a copy as
+//     Hubble's policy verdict event (type 5): the verdict, the direction,
+//     the policies, the kind of rule (PolicyMatchType), the opening
+//     packet's time and flags, no counts, CountNone. Cilium sends one when
+//     the connection's first packet is decided; here it comes with that
+//     record: at once for a drop, at the end or first active timeout for a
+//     forwarded connection. The kind of rule rides in the top 4 bits of the
+//     policy id that the kernel's policy maps hold and copy into the flow
+//     (datapath.go); the 28 others name the set of policies.
 //   - Count once (Flow.CountAs): the receiver's record carries a connection
 //     between two endpoints, on one node or across nodes, without any
 //     coordination between agents, because every agent reads the same

@@ -291,6 +291,9 @@ func (k *sink) Event(ev *bpf.Event) {
 	if k.src.names != nil {
 		addNames(f, k.src.names)
 	}
+	if pv, ok := policyVerdict(f, ev); ok {
+		k.batch = append(k.batch, pv)
+	}
 	if k.full() {
 		k.send()
 	}
