@@ -359,8 +359,8 @@ func TestPolicyIncidentEndToEnd(t *testing.T) {
 			rows.Close()
 		}
 	}
-	t.Logf("dropped: %d packets; hubble observe showed %d records (by port %v); pair_rollup: %d flows to 7000, %d to 9090",
-		dropped, shown, ports, flows7000, flows9090)
+	t.Logf("dropped: %d packets; hubble observe showed %d records (drops by port %v, policy verdicts by port %v); pair_rollup: %d flows to 7000, %d to 9090",
+		dropped, shown, ports, verdicts, flows7000, flows9090)
 
 	// The pods stay registered until the lab goes down.
 	if p, err := cs.CoreV1().Pods("chat").Get(context.Background(), "chat-relay", metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning {

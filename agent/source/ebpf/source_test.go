@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -347,8 +348,28 @@ func TestSourceInNetns(t *testing.T) {
 	close(out)
 	<-collected
 
+	// The denied request's drop record has its policy verdict event
+	// beside it: the default deny of web-egress (match none), counting
+	// nothing. The allowed requests had no policy (before and after).
+	var verdicts []schemas.Flow
+	flows = slices.DeleteFunc(flows, func(fl schemas.Flow) bool {
+		if fl.EventType == hubble.MsgTypePolicyVerdict {
+			verdicts = append(verdicts, fl)
+			return true
+		}
+		return false
+	})
 	if len(flows) != 4 {
 		t.Fatalf("%d flows, want 4: %+v", len(flows), flows)
+	}
+	if len(verdicts) != 1 {
+		t.Fatalf("%d policy verdict events, want 1: %+v", len(verdicts), verdicts)
+	}
+	if pv, drop := verdicts[0], flows[2]; pv.Verdict != flowpb.Verdict_DROPPED || pv.DropReason != flowpb.DropReason_POLICY_DENIED ||
+		pv.Direction != flowpb.TrafficDirection_EGRESS || pv.PolicyMatchType != 0 || pv.CountAs != schemas.CountNone ||
+		!slices.Equal(pv.EgressDeniedBy, []string{"NetworkPolicy:shop/web-egress"}) || pv.SrcPort != drop.SrcPort ||
+		pv.TimeNs != drop.FirstSeenNs || pv.PacketsFwd != 0 || pv.TCPFlags != schemas.FlagSYN || pv.Dst.PodName != "api-renamed-2" {
+		t.Errorf("policy verdict %+v\nbeside the drop %+v", pv, drop)
 	}
 	ids := identity.Allocator{Node: "lab-node"}.Allocate(snapOf("api-1"), nil)
 	web, _ := ids.Pod("shop", "web-1")
