@@ -3,8 +3,10 @@
 // (HECSink).
 //
 // Schema: OCSF 1.8.0 (SchemaVersion), the release tagged 1.8.0 in the
-// ocsf/ocsf-schema repository. testdata/schema holds the subset of that
-// release the tests validate every emitted event against, copied unchanged
+// ocsf/ocsf-schema repository. internal/ocsftest/testdata/schema holds the
+// subset of that release the tests (this package's and cmd/flowbus's, with
+// the validator of internal/ocsftest) validate every emitted event against,
+// copied unchanged
 // with its Apache 2.0 LICENSE: dictionary.json, categories.json,
 // version.json, events/base_event.json, the network category's
 // events/network/network.json and the classes Network Activity (4001),
