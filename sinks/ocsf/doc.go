@@ -1,6 +1,10 @@
 // Package ocsf turns flow records into OCSF events for a SIEM, and writes
-// them to JSON-lines files (FileSink) or a Splunk HTTP Event Collector
-// (HECSink).
+// them to JSON-lines files (FileSink), a Splunk HTTP Event Collector
+// (HECSink), or a Kafka topic or NATS JetStream subjects (BusSink, with
+// sinks/kafka's Producer or sinks/nats's Publisher: one JSON event per
+// record, keyed by the destination workload as the flows are, headers
+// content-type application/json, flowbus-schema ocsf/1.8.0 and
+// ocsf-class-uid).
 //
 // Schema: OCSF 1.8.0 (SchemaVersion), the release tagged 1.8.0 in the
 // ocsf/ocsf-schema repository. internal/ocsftest/testdata/schema holds the
