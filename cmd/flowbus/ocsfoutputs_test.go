@@ -20,7 +20,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowbus/flowbus/internal/ocsftest"
+	"github.com/flowbus/flowbus/internal/pkitest"
 	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
+	"github.com/flowbus/flowbus/sinks/kafka"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -350,4 +354,77 @@ func TestOCSFOutputUnreachable(t *testing.T) {
 		}
 		t.Log(r.err)
 	})
+}
+
+// deliveryEvents are the events of deliveries read from a Kafka or NATS
+// output.
+func deliveryEvents(ds []bus.Delivery) []ocsfEvent {
+	out := make([]ocsfEvent, len(ds))
+	for i, d := range ds {
+		out[i] = ocsfEvent{json: d.Value, key: string(d.Key), partition: int(d.Partition), headers: d.Headers}
+	}
+	return out
+}
+
+// TestOCSFOutputsOverTLSAndAuth: the bus's TLS and authentication flags
+// reach the outputs: 'flowbus ocsf' reads from a NATS server that requires
+// mTLS and a user, publishes to NATS subjects on that same server and to a
+// Kafka that requires mTLS and SASL/SCRAM; every event arrives, valid, and
+// no log line shows a password.
+func TestOCSFOutputsOverTLSAndAuth(t *testing.T) {
+	pki := pkitest.New(t, t.TempDir())
+	_, seedPub := newSeed(t)
+	url := startNATS(t, pki, seedPub, false)
+	natsConn := nats.Conn{URL: url, TLS: nats.TLS{CAFile: pki.CAFile, CertFile: pki.CertFile, KeyFile: pki.KeyFile},
+		Auth: nats.Auth{User: "flowbus", Password: natsPassword}}
+	in := newOCSFInput(t, 600)
+	p, err := nats.NewPublisher(nats.PublisherConfig{Conn: natsConn, Partitions: ocsfTestPartitions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, in.msgs); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(pki.ServerTLS()), kfake.EnableSASL(),
+		kfake.Superuser(kafka.MechanismSCRAMSHA256, "flowbus", kafkaPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	kafkaConn := kafka.Conn{Brokers: kc.ListenAddrs(), TLS: kafka.TLS{CAFile: pki.CAFile, CertFile: pki.CertFile, KeyFile: pki.KeyFile},
+		SASL: kafka.SASL{Mechanism: kafka.MechanismSCRAMSHA256, User: "flowbus", Password: kafkaPassword}}
+
+	r := startOCSF(t, ocsfHooks{}, "--bus", url, "--nats-partitions", fmt.Sprint(ocsfTestPartitions),
+		"--nats-tls-ca-file", pki.CAFile, "--nats-tls-cert-file", pki.CertFile, "--nats-tls-key-file", pki.KeyFile,
+		"--nats-user", "flowbus", "--nats-password-file", writeSecret(t, "nats-password", natsPassword),
+		"--kafka-tls-ca-file", pki.CAFile, "--kafka-tls-cert-file", pki.CertFile, "--kafka-tls-key-file", pki.KeyFile,
+		"--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "flowbus",
+		"--kafka-sasl-password-file", writeSecret(t, "kafka-password", kafkaPassword),
+		"--kafka-output-topic", "flowbus.ocsf.v1", "--kafka-output-brokers", strings.Join(kc.ListenAddrs(), ","), "--kafka-output-partitions", "3",
+		"--nats-output-subject", "flowbus.ocsf.v1", "--nats-output-partitions", "5",
+		"--metrics-address", "", "--progress-interval", "100ms")
+	if err := r.waitConsumed(t, len(in.msgs)); err != nil {
+		t.Fatalf("flowbus ocsf: %v\n%s", err, r.log)
+	}
+	kcons, err := kafka.NewConsumer(kafka.ConsumerConfig{Conn: kafkaConn, Topic: "flowbus.ocsf.v1", Group: "ocsf-reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kcons.Close()
+	checkOCSFOutput(t, "kafka", in, deliveryEvents(bustest.PollN(t, kcons, len(in.uids), 30*time.Second)), true, 3)
+	ncons, err := nats.NewConsumer(nats.ConsumerConfig{Conn: natsConn, Stream: nats.StreamConfig{Name: "FLOWBUS_OCSF", SubjectPrefix: "flowbus.ocsf.v1"},
+		Partitions: 5, Durable: "ocsf-reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ncons.Close()
+	checkOCSFOutput(t, "nats", in, deliveryEvents(bustest.PollN(t, ncons, len(in.uids), 30*time.Second)), true, 5)
+	for _, secret := range []string{natsPassword, kafkaPassword} {
+		if strings.Contains(r.log.String(), secret) {
+			t.Errorf("the log shows a password:\n%s", r.log)
+		}
+	}
 }
