@@ -28,7 +28,8 @@
 // --metrics-address and --observer-address for what a command serves,
 // <scope>-tls-{cert,key,ca,client-ca}-file for certificate files, with the
 // scope naming the connection (observer-: the Observer API a command serves;
-// agent-: the relay's connections to agents; kafka-: the agent's to Kafka),
+// metrics-: its /metrics endpoint; agent-: the relay's connections to
+// agents; kafka-: the agent's to Kafka),
 // kafka- and nats- prefixes for what belongs to one bus. observe keeps
 // hubble observe's names, its compatibility being the point. A YAML key and a
 // FLOWBUS_<FLAG> variable are the flag's name.

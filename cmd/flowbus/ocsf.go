@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -97,6 +97,7 @@ type ocsfOptions struct {
 	outputTimeout                  time.Duration
 
 	metricsAddr string
+	metricsTLS  metricsTLS
 	progress    time.Duration
 }
 
@@ -169,6 +170,7 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 
 	fs.group("Monitoring")
 	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9967", "serve Prometheus metrics on this address at /metrics; empty disables")
+	addMetricsTLSFlags(fs, &o.metricsTLS)
 	fs.DurationVar(&o.progress, "progress-interval", 5*time.Second, "how often a line logs the events written per class and the committed offsets")
 	fs.check("progress-interval", positive(&o.progress))
 	return fs, o
@@ -400,17 +402,18 @@ func (s *ocsfState) logProgress(cio cmdIO, msg string, hec *ocsf.HECSink, outs [
 	cio.Log.Info(msg, args...)
 }
 
-// serveMetrics serves reg at http://addr/metrics until the returned stop.
-func serveMetrics(addr string, reg *prometheus.Registry, cio cmdIO) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
+// serveMetrics serves reg at addr/metrics, over TLS when m says so, until
+// the returned stop.
+func serveMetrics(addr string, m metricsTLS, reg *prometheus.Registry, cio cmdIO) (func(), error) {
+	ln, url, err := m.listen(addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics listener (--metrics-address): %w", err)
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(cio.Log.Handler(), slog.LevelDebug)}
 	go srv.Serve(ln)
-	cio.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	cio.Log.Info("metrics", "url", url)
 	return func() { srv.Close() }, nil
 }
 
@@ -549,7 +552,7 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 	st := &ocsfState{committed: map[int32]int64{}}
 	committedGauge := st.register(reg, file, hec, outs)
 	if o.metricsAddr != "" {
-		stop, err := serveMetrics(o.metricsAddr, reg, cio)
+		stop, err := serveMetrics(o.metricsAddr, o.metricsTLS, reg, cio)
 		if err != nil {
 			return err
 		}
