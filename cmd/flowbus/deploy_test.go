@@ -91,12 +91,17 @@ func checkCommandLine(t *testing.T, where, cmd string, args []string, env map[st
 
 // TestHelmChartFlagsExist: every argument and FLOWBUS_* variable the Helm
 // chart gives the agent, aggregator and relay, with the default values and
-// with every option on (deploy/deploytest/testdata/full-values.yaml), is
-// parsed by the subcommand's real flag set and passes its checks.
+// with every option on (deploy/deploytest/testdata/full-values.yaml) and
+// with NATS's TLS and authentication (nats-values.yaml), is parsed by the
+// subcommand's real flag set and passes its checks.
 func TestHelmChartFlagsExist(t *testing.T) {
-	for _, vf := range [][]string{nil, {deploytest.FullValues()}} {
-		for cmd, c := range chartContainers(t, vf...) {
-			t.Run(cmd+map[bool]string{true: "/full", false: "/default"}[len(vf) > 0], func(t *testing.T) {
+	for _, vf := range []struct{ name, file string }{{"default", ""}, {"full", deploytest.FullValues()}, {"nats", deploytest.NATSValues()}} {
+		var files []string
+		if vf.file != "" {
+			files = append(files, vf.file)
+		}
+		for cmd, c := range chartContainers(t, files...) {
+			t.Run(cmd+"/"+vf.name, func(t *testing.T) {
 				env := map[string]string{}
 				for _, e := range c.Env {
 					env[e.Name] = e.Value
