@@ -11,7 +11,8 @@ import (
 )
 
 // chartContainers renders the Helm chart with valuesFiles and returns the
-// container of each workload (agent, aggregator, relay) by subcommand.
+// container of each workload (agent, aggregator, relay, and ocsf when
+// enabled) by subcommand.
 func chartContainers(t *testing.T, valuesFiles ...string) map[string]corev1.Container {
 	t.Helper()
 	ms, err := deploytest.Render(valuesFiles...)
@@ -40,8 +41,8 @@ func chartContainers(t *testing.T, valuesFiles ...string) map[string]corev1.Cont
 			out[c.Args[0]] = c
 		}
 	}
-	if len(out) != 3 {
-		t.Fatalf("chart containers %v, want agent, aggregator and relay", out)
+	if _, ocsf := out["ocsf"]; len(out) != 3+map[bool]int{true: 1}[ocsf] {
+		t.Fatalf("chart containers %v, want agent, aggregator, relay and perhaps ocsf", out)
 	}
 	return out
 }
@@ -110,6 +111,11 @@ func TestHelmChartFlagsExist(t *testing.T) {
 					}
 				}
 				checkCommandLine(t, "chart "+cmd, cmd, c.Args[1:], env)
+				if cmd == "ocsf" { // and what the command checks of the flags together
+					if _, err := parseOCSFFlags(c.Args[1:], testIO()); err != nil {
+						t.Errorf("chart ocsf: %v", err)
+					}
+				}
 			})
 		}
 	}

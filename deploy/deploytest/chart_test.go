@@ -64,7 +64,8 @@ type monitorTLSConfig struct {
 type rendered struct {
 	names        []string // kind/name
 	daemonSet    *appsv1.DaemonSet
-	statefulSet  *appsv1.StatefulSet
+	statefulSet  *appsv1.StatefulSet // the aggregator's
+	ocsf         *appsv1.StatefulSet // flowbus ocsf's, when enabled
 	deployment   *appsv1.Deployment
 	clusterRole  *rbacv1.ClusterRole
 	binding      *rbacv1.ClusterRoleBinding
@@ -92,8 +93,13 @@ func decode(t *testing.T, valuesFiles ...string) *rendered {
 			r.daemonSet = &appsv1.DaemonSet{}
 			obj = r.daemonSet
 		case "StatefulSet":
-			r.statefulSet = &appsv1.StatefulSet{}
-			obj = r.statefulSet
+			s := &appsv1.StatefulSet{}
+			if strings.HasSuffix(m.Name, "-ocsf") {
+				r.ocsf = s
+			} else {
+				r.statefulSet = s
+			}
+			obj = s
 		case "Deployment":
 			r.deployment = &appsv1.Deployment{}
 			obj = r.deployment
@@ -129,10 +135,15 @@ func decode(t *testing.T, valuesFiles ...string) *rendered {
 	return r
 }
 
-// podSpecs are the pod templates of the three workloads.
+// podSpecs are the pod templates of the workloads: agent, aggregator,
+// relay, and ocsf when enabled.
 func (r *rendered) podSpecs() map[string]*corev1.PodSpec {
-	return map[string]*corev1.PodSpec{"agent": &r.daemonSet.Spec.Template.Spec,
+	ps := map[string]*corev1.PodSpec{"agent": &r.daemonSet.Spec.Template.Spec,
 		"aggregator": &r.statefulSet.Spec.Template.Spec, "relay": &r.deployment.Spec.Template.Spec}
+	if r.ocsf != nil {
+		ps["ocsf"] = &r.ocsf.Spec.Template.Spec
+	}
+	return ps
 }
 
 func TestChartDefaultObjects(t *testing.T) {
@@ -250,8 +261,8 @@ func TestChartRBACIsReadOnly(t *testing.T) {
 // SASL from Secrets, ServiceMonitors, NetworkPolicy peers from values.
 func TestChartFullValues(t *testing.T) {
 	r := decode(t, FullValues())
-	if n := len(r.names); n != 13 {
-		t.Errorf("%d objects %q, want 13 (with two ServiceMonitors)", n, r.names)
+	if n := len(r.names); n != 17 {
+		t.Errorf("%d objects %q, want 17 (with ocsf's StatefulSet, Service and NetworkPolicy, and three ServiceMonitors)", n, r.names)
 	}
 	for name, ps := range r.podSpecs() {
 		c := ps.Containers[0]
@@ -286,6 +297,15 @@ func TestChartFullValues(t *testing.T) {
 			"--metrics-address=:9966", "--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt",
 			"--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key", "--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt",
 			"--max-routes-per-workload=1000"},
+		"ocsf": {"ocsf", "--bus=kafka://kafka-0.kafka:9093,kafka-1.kafka:9093", "--kafka-topic=flows",
+			"--kafka-tls", "--kafka-tls-ca-file=/etc/flowbus/kafka-tls/ca.crt", "--kafka-tls-cert-file=/etc/flowbus/kafka-tls/tls.crt",
+			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-tls-server-name=kafka.example", "--kafka-sasl-mechanism=SCRAM-SHA-512",
+			"--kafka-sasl-user=flowbus", "--kafka-sasl-password-file=/etc/flowbus/kafka-sasl/password",
+			"--group=flowbus-ocsf", "--data-dir=/data/files", "--rotate-bytes=268435456", "--rotate-age=1h", "--max-files=48",
+			"--hec-url=https://splunk.example:8088/services/collector/event", "--hec-token-file=/etc/flowbus/hec/token",
+			"--hec-sourcetype=ocsf:flowbus", "--hec-spool-dir=/data/hec-spool", "--kafka-output-topic=flowbus.ocsf.v1",
+			"--metrics-address=:9968", "--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt",
+			"--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key", "--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt"},
 		"relay": {"relay", "--agents=flowbus-agent.flowbus.svc:4244", "--observer-address=:4245", "--metrics-address=:9967",
 			"--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt", "--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key",
 			"--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt",
@@ -331,6 +351,7 @@ func TestChartFullValues(t *testing.T) {
 	if diff := cmp.Diff(map[string][]string{
 		"agent":      {"kafka-client-tls", "kafka-sasl", "flowbus-metrics-tls", "flowbus-agent-tls"},
 		"aggregator": {"kafka-client-tls", "kafka-sasl", "flowbus-metrics-tls"},
+		"ocsf":       {"splunk-hec", "kafka-client-tls", "kafka-sasl", "flowbus-metrics-tls"},
 		"relay":      {"flowbus-relay-client-tls", "flowbus-relay-server-tls", "flowbus-metrics-tls"},
 	}, secrets); diff != "" {
 		t.Errorf("secret volumes (-want +got):\n%s", diff)
@@ -343,7 +364,22 @@ func TestChartFullValues(t *testing.T) {
 		"metrics-tls": "/etc/flowbus/metrics-tls"}, aggMounts); diff != "" {
 		t.Errorf("aggregator mounts (-want +got):\n%s", diff)
 	}
-	for _, name := range []string{"flowbus-agent", "flowbus-aggregator"} {
+	var hec *corev1.Volume
+	for i, v := range r.ocsf.Spec.Template.Spec.Volumes {
+		if v.Name == "hec" {
+			hec = &r.ocsf.Spec.Template.Spec.Volumes[i]
+		}
+	}
+	if hec == nil || hec.Secret == nil || !slices.Equal(hec.Secret.Items, []corev1.KeyToPath{{Key: "token", Path: "token"}}) {
+		t.Errorf("ocsf hec volume %+v, want Secret splunk-hec's key token as the file token", hec)
+	}
+	if *r.ocsf.Spec.Replicas != 2 || r.ocsf.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().Cmp(resource.MustParse("20Gi")) != 0 {
+		t.Errorf("ocsf: %d replicas, PVC %v; want 2 and 20Gi", *r.ocsf.Spec.Replicas, r.ocsf.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests)
+	}
+	if p := r.netpols["flowbus-ocsf"].Spec.Ingress; len(p) != 1 || len(p[0].Ports) != 1 || p[0].Ports[0].Port.IntValue() != 9968 {
+		t.Errorf("ocsf NetworkPolicy ingress %+v, want the metrics port alone", p)
+	}
+	for _, name := range []string{"flowbus-agent", "flowbus-aggregator", "flowbus-ocsf"} {
 		ep := r.monitors[name].Spec.Endpoints[0]
 		if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret != (secretKey{"prometheus-flowbus-client", "ca.crt"}) ||
 			ep.TLSConfig.Cert == nil || ep.TLSConfig.Cert.Secret != (secretKey{"prometheus-flowbus-client", "tls.crt"}) ||
@@ -468,6 +504,9 @@ func TestChartRejects(t *testing.T) {
 		{"bus: {url: \"kafka://k:9092\", kafka: {sasl: {mechanism: PLAIN, user: u}}}\n", "bus.kafka.sasl.passwordSecret.name is required with SASL"},
 		{"bus: {url: \"kafka://k:9092\", kafka: {sasl: {mechanism: PLAIN, passwordSecret: {name: s}}}}\n", "bus.kafka.sasl.user is required with SASL"},
 		{"metricsTLS: {enabled: true}\n", "metricsTLS.secretName is required with metrics TLS"},
+		{"ocsf: {enabled: true}\n", "ocsf.enabled needs an output: ocsf.files.enabled, ocsf.hec.url, ocsf.kafkaOutput.topic or ocsf.natsOutput.subject"},
+		{"ocsf: {enabled: true, files: {enabled: true}, replicas: 2}\n", "ocsf.replicas > 1 needs a Kafka bus"},
+		{"ocsf: {enabled: true, hec: {url: \"https://s:8088\"}}\n", "ocsf.hec.tokenSecret.name is required with ocsf.hec.url"},
 		{"metricsTLS: {enabled: true, secretName: m, mtls: true}\nagent: {serviceMonitor: {enabled: true}}\n", "metricsTLS.scrape.clientSecretName is required with metricsTLS.mtls and a ServiceMonitor"},
 	} {
 		f := filepath.Join(t.TempDir(), "values.yaml")
