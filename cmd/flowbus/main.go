@@ -73,7 +73,7 @@ func commands() map[string]command {
 		"agent":      {runAgent, "run the node agent: capture or read flows, aggregate, publish Arrow batches to the bus"},
 		"aggregator": {runAggregator, "consume flows from the bus and write per-pair and per-route Parquet rollups"},
 		"demo":       {runDemo, "run agent, embedded NATS and aggregator on one machine and print what came back"},
-		"ocsf":       {runOCSF, "consume flows from the bus and write them as OCSF events to JSON-lines files or a Splunk HEC"},
+		"ocsf":       {runOCSF, "consume flows from the bus and write them as OCSF events to files, a Splunk HEC, Kafka or NATS"},
 		"observe":    {runObserve, "print flows from an agent or relay (hubble observe compatible)"},
 		"relay":      {runRelay, "merge the Observer streams of many agents on :4245"},
 		"lab":        {runLab, "create a netns lab of pods with veths and real traffic (root)"},
