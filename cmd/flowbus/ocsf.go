@@ -53,7 +53,11 @@ import (
 // leaves that batch uncommitted: the next run resumes after the last commit
 // and emits it again, so a restart duplicates at most one batch and loses
 // nothing. The HEC sink itself sends a batch twice only when the collector
-// indexed it and the reply was lost (sinks/ocsf HECSink).
+// indexed it and the reply was lost (sinks/ocsf HECSink). On the NATS
+// output an event's Nats-Msg-Id is its record's place on the bus
+// (subject/partition/sequence/row), so the stream stores a re-emitted
+// batch once when the restart comes within its duplicate window (2 min for
+// a stream the command creates); a Kafka topic gets the repeats.
 //
 // Bad input never stops a partition: a message that does not decode is
 // logged with its partition and offset, counted

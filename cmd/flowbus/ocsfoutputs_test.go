@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -427,4 +430,77 @@ func TestOCSFOutputsOverTLSAndAuth(t *testing.T) {
 			t.Errorf("the log shows a password:\n%s", r.log)
 		}
 	}
+}
+
+// TestOCSFNATSOutputRestartStoresEachEventOnce: a run that dies between
+// publishing a batch to the NATS output and committing its input offsets
+// leaves the batch to be emitted again by the next run; each event's
+// Nats-Msg-Id is the place of its record on the bus, so the stream stores
+// the repeats once and holds every record exactly once.
+func TestOCSFNATSOutputRestartStoresEachEventOnce(t *testing.T) {
+	in := newOCSFInput(t, 2000)
+	url := publishOCSF(t, in)
+	args := []string{"--bus", url, "--nats-partitions", fmt.Sprint(ocsfTestPartitions), "--nats-output-subject", "flowbus.ocsf.v1",
+		"--nats-output-partitions", "3", "--metrics-address", "", "--progress-interval", "1s"}
+	errCrash := fmt.Errorf("crash before commit")
+	commits := 0
+	reg := prometheus.NewRegistry()
+	first := startOCSF(t, ocsfHooks{reg: reg, maxPoll: 5, beforeCommit: func(map[int32]int64) error {
+		if commits++; commits == 4 {
+			return errCrash
+		}
+		return nil
+	}}, args...)
+	select {
+	case <-first.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the first run did not crash\n%s", first.log)
+	}
+	if first.err == nil || !strings.Contains(first.err.Error(), errCrash.Error()) {
+		t.Fatalf("first run: %v, want the crash", first.err)
+	}
+	published := int(counterValue(reg, "flowbus_ocsf_bus_events_total", "output", "nats"))
+	second := startOCSF(t, ocsfHooks{maxPoll: 5}, args...)
+	read := first.value("flowbus_ocsf_messages_total") + first.value("flowbus_ocsf_bad_messages_total")
+	if err := second.waitAndStop(t, func() bool {
+		// The second run reads the crashed batch again, then the rest.
+		return second.value("flowbus_ocsf_messages_total")+second.value("flowbus_ocsf_bad_messages_total") >= len(in.msgs)-read+1
+	}); err != nil {
+		t.Fatal(err)
+	}
+	republished := int(counterValue(second.reg, "flowbus_ocsf_bus_events_total", "output", "nats"))
+	if published+republished <= len(in.uids) {
+		t.Fatalf("%d + %d events published: no batch was published twice, the test proves nothing", published, republished)
+	}
+	events := natsEvents(t, url, "FLOWBUS_OCSF", "flowbus.ocsf.v1", 3, len(in.uids))
+	if n := streamMessages(t, url, "FLOWBUS_OCSF"); n != uint64(len(in.uids)) {
+		t.Errorf("the stream holds %d messages, want %d: one per record", n, len(in.uids))
+	}
+	checkOCSFOutput(t, "nats", in, events, true, 3)
+	t.Logf("%d events published, %d of them twice; the stream holds %d", published+republished, published+republished-len(in.uids), len(events))
+}
+
+// streamMessages is the number of messages in a JetStream stream.
+func streamMessages(t *testing.T, url, stream string) uint64 {
+	t.Helper()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }
