@@ -357,6 +357,39 @@ func TestOCSFOutputUnreachable(t *testing.T) {
 		}
 		t.Log(r.err)
 	})
+
+	t.Run("nats goes away", func(t *testing.T) {
+		out, outURL, err := nats.StartEmbedded(filepath.Join(t.TempDir(), "out"), -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		empty := publishOCSF(t, &ocsfInput{})
+		r := startOCSF(t, ocsfHooks{}, "--bus", empty, "--nats-partitions", fmt.Sprint(ocsfTestPartitions), "--metrics-address", "",
+			"--output-timeout", "1s", "--nats-output-subject", "flowbus.ocsf.v1", "--nats-output-url", outURL)
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(r.log.String(), `msg="ocsf starting"`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not started\n%s", r.log)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		out.Shutdown()
+		out.WaitForShutdown()
+		publishTo(t, empty, in.msgs)
+		select {
+		case <-r.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatal("flowbus ocsf still runs 30s after its NATS output went away")
+		}
+		if r.err == nil || !strings.Contains(r.err.Error(), "ocsf to nats subjects flowbus.ocsf.v1.<partition> (stream FLOWBUS_OCSF) on "+outURL) ||
+			!strings.Contains(r.err.Error(), "no acknowledgement within 1s (--output-timeout; the batch stays uncommitted") {
+			t.Fatalf("err %v, want the NATS output named and the timeout", r.err)
+		}
+		if c := int(counterValue(r.reg, "flowbus_ocsf_committed_offset", "", "")); c != 0 {
+			t.Errorf("committed offsets sum to %d, want nothing committed", c)
+		}
+		t.Log(r.err)
+	})
 }
 
 // deliveryEvents are the events of deliveries read from a Kafka or NATS

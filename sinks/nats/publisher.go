@@ -274,14 +274,14 @@ func (p *Publisher) publish(ctx context.Context, out []*natsgo.Msg) error {
 			}
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), total, ctx.Err(), err)
+			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), total, ctx.Err(), plain(err))
 		}
 		if fatal(err) {
 			return fmt.Errorf("nats publish to %s: %w", out[0].Subject, err)
 		}
 		p.cfg.Logger.Debug("nats publish retry", "pending", len(out), "err", err)
 		if !sleep(ctx, backoff) {
-			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), total, ctx.Err(), err)
+			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), total, ctx.Err(), plain(err))
 		}
 		backoff = min(2*backoff, time.Second)
 	}
@@ -324,6 +324,16 @@ func (p *Publisher) publishOnce(ctx context.Context, js jetstream.JetStream, msg
 		return acked, ackErr
 	}
 	return acked, sendErr
+}
+
+// plain says what nats.go's "outbound buffer limit exceeded" means here:
+// with no reconnect buffer, a publish or request while disconnected fails
+// with it.
+func plain(err error) error {
+	if errors.Is(err, natsgo.ErrReconnectBufExceeded) {
+		return fmt.Errorf("not connected to the server, reconnecting (%w)", err)
+	}
+	return err
 }
 
 // gone reports whether err says the connection is closed for good: retrying
@@ -390,7 +400,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 			return fmt.Errorf("nats stream %s: %w", cfg.Name, err)
 		}
 		if !sleep(ctx, backoff) {
-			return fmt.Errorf("nats stream %s: %w (last error: %v)", cfg.Name, ctx.Err(), err)
+			return fmt.Errorf("nats stream %s: %w (last error: %v)", cfg.Name, ctx.Err(), plain(err))
 		}
 		backoff = min(2*backoff, time.Second)
 	}
