@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
+	"time"
 
 	"github.com/flowbus/flowbus/sinks/bus"
 )
@@ -29,7 +31,8 @@ func (m metricsTLS) enabled() bool { return m.certFile != "" || m.keyFile != "" 
 
 // config returns the server's TLS configuration, nil without TLS. The
 // files are checked as the buses' are (bus.CheckTLSFiles), and every error
-// names the flag to fix.
+// names the flag to fix. The certificate is read again when its files
+// change (keyPair).
 func (m metricsTLS) config() (*tls.Config, error) {
 	if !m.enabled() {
 		if m.clientCAFile != "" {
@@ -43,11 +46,11 @@ func (m metricsTLS) config() (*tls.Config, error) {
 	if err := bus.CheckTLSFiles(m.clientCAFile, m.certFile, m.keyFile); err != nil {
 		return nil, fmt.Errorf("metrics TLS (--metrics-tls-*): %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(m.certFile, m.keyFile)
-	if err != nil {
+	kp := &keyPair{certFile: m.certFile, keyFile: m.keyFile}
+	if _, err := kp.get(nil); err != nil {
 		return nil, fmt.Errorf("metrics TLS: --metrics-tls-cert-file %s with --metrics-tls-key-file %s: %w", m.certFile, m.keyFile, err)
 	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	c := &tls.Config{GetCertificate: kp.get, MinVersion: tls.VersionTLS12}
 	if m.clientCAFile != "" {
 		pem, err := os.ReadFile(m.clientCAFile)
 		if err != nil {
@@ -77,4 +80,54 @@ func (m metricsTLS) listen(addr string) (net.Listener, string, error) {
 		return ln, "http://" + ln.Addr().String() + "/metrics", nil
 	}
 	return tls.NewListener(ln, tc), "https://" + ln.Addr().String() + "/metrics", nil
+}
+
+// keyPair is the server certificate of /metrics, read again when its files
+// change (a renewed certificate, a Kubernetes Secret updated in place), so
+// that a rotation needs no restart. Handshakes look at the files at most
+// once per keyPairCheckEvery; a pair that does not load (a half-written
+// renewal) leaves the last good one in use.
+type keyPair struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string // of the files cert was read from
+	checked time.Time
+}
+
+// keyPairCheckEvery is how often a handshake looks whether the files
+// changed; a variable for tests.
+var keyPairCheckEvery = time.Second
+
+func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cert != nil && time.Since(k.checked) < keyPairCheckEvery {
+		return k.cert, nil
+	}
+	k.checked = time.Now()
+	stamp := fileStamp(k.certFile) + "|" + fileStamp(k.keyFile)
+	if k.cert != nil && stamp == k.stamp {
+		return k.cert, nil
+	}
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		if k.cert != nil {
+			return k.cert, nil
+		}
+		return nil, err
+	}
+	k.cert, k.stamp = &cert, stamp
+	return k.cert, nil
+}
+
+// fileStamp identifies a version of a file: its size and modification
+// time, through symbolic links (a Secret volume swaps a link).
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 }

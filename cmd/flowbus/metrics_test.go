@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -212,5 +214,62 @@ func TestMetricsTLSFlagErrors(t *testing.T) {
 	code, _, errOut := runCommand("relay", "--agents", "a:4244", "--metrics-address", "127.0.0.1:0", "--metrics-tls-cert-file", pki.ServerCertFile)
 	if code != 2 || !strings.Contains(errOut, "--metrics-tls-cert-file and --metrics-tls-key-file go together") {
 		t.Errorf("relay: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestMetricsTLSCertificateRotates: a certificate renewed in place (the
+// files rewritten, as a Kubernetes Secret volume or a renewal job does) is
+// served from the next handshake after keyPairCheckEvery, with no restart;
+// a half-written pair leaves the last good one in use.
+func TestMetricsTLSCertificateRotates(t *testing.T) {
+	old := keyPairCheckEvery
+	keyPairCheckEvery = 0
+	defer func() { keyPairCheckEvery = old }()
+	dir := t.TempDir()
+	a, b := pkitest.New(t, t.TempDir()), pkitest.New(t, t.TempDir())
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	install := func(p pkitest.PKI) {
+		t.Helper()
+		for src, dst := range map[string]string{p.ServerCertFile: cert, p.ServerKey: key} {
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst+".new", data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(dst+".new", dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install(a)
+	ln, url, err := metricsTLS{certFile: cert, keyFile: key}.listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "up 1") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	served := func(pool *x509.CertPool) error {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+		_, err := scrapeMetrics(c, url)
+		return err
+	}
+	if err := served(a.Pool); err != nil {
+		t.Fatalf("the first certificate: %v", err)
+	}
+	install(b)
+	if err := served(b.Pool); err != nil {
+		t.Fatalf("after the renewal: %v", err)
+	}
+	if err := served(a.Pool); err == nil {
+		t.Error("the old certificate is still served after the renewal")
+	}
+	if err := os.WriteFile(key, []byte("half written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := served(b.Pool); err != nil {
+		t.Errorf("a key that does not load: %v, want the last good certificate served", err)
 	}
 }
