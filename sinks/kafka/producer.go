@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,7 +196,7 @@ func (h *connHook) explain(err error) error {
 	h.mu.Lock()
 	last := h.last
 	h.mu.Unlock()
-	if last == nil || strings.Contains(err.Error(), last.Error()) { // said already
+	if last == nil {
 		return err
 	}
 	return fmt.Errorf("%w (last broker connection error: %v)", err, last)
