@@ -537,3 +537,36 @@ func streamMessages(t *testing.T, url, stream string) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// TestOCSFFromKafkaToTheSameKafka: 'flowbus ocsf' reading the flows topic
+// of a Kafka cluster (the agent's producer wrote it, the corrupt message
+// among the rest) and publishing the events to another topic of the same
+// cluster (--kafka-output-brokers defaults to --bus): every record once,
+// valid, keyed and partitioned as the flows; the bad message counted.
+func TestOCSFFromKafkaToTheSameKafka(t *testing.T) {
+	in := newOCSFInput(t, 3000)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, kafka.DefaultTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: kc.ListenAddrs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, in.msgs); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	r := startOCSF(t, ocsfHooks{}, "--bus", "kafka://"+strings.Join(kc.ListenAddrs(), ","),
+		"--kafka-output-topic", "flowbus.ocsf.v1", "--kafka-output-partitions", "5", "--metrics-address", "", "--progress-interval", "100ms")
+	if err := r.waitConsumed(t, len(in.msgs)); err != nil {
+		t.Fatalf("flowbus ocsf: %v\n%s", err, r.log)
+	}
+	if got := r.value("flowbus_ocsf_bad_messages_total"); got != in.corrupts {
+		t.Errorf("flowbus_ocsf_bad_messages_total = %d, want %d", got, in.corrupts)
+	}
+	checkOCSFOutput(t, "kafka", in, kafkaEvents(t, kc.ListenAddrs(), "flowbus.ocsf.v1", len(in.uids)), true, 5)
+}
