@@ -545,6 +545,9 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 
 	outs, err := openBusOutputs(ctx, o, cio)
 	if err != nil {
+		if ctx.Err() != nil { // stopped while waiting for an output
+			return nil
+		}
 		return err
 	}
 	defer func() {
