@@ -28,6 +28,12 @@ func Handler(g prometheus.Gatherer) http.Handler {
 // hubble_* metrics. It closes lis.
 func Serve(ctx context.Context, lis net.Listener, g prometheus.Gatherer, log *slog.Logger) error {
 	srv := &http.Server{Handler: Handler(g), ReadHeaderTimeout: 10 * time.Second}
+	if log != nil {
+		// TLS handshakes that fail (a plain HTTP scrape of an HTTPS
+		// endpoint, a scraper without a client certificate) are logged at
+		// debug level, not on the process's stderr.
+		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

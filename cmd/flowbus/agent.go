@@ -77,6 +77,7 @@ type agentFlags struct {
 	ringSize                     *int
 	tlsCert, tlsKey, tlsClientCA *string
 	metricsAddr                  *string
+	metricsTLS                   metricsTLS
 	metricSpecs                  *[]string
 	metricsMaxLabels             *int
 	policyEnforcement            *string
@@ -205,6 +206,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.metricSpecs = fs.StringArray("metrics", []string{"flow", "drop", "tcp", "http", "dns"}, "Hubble metrics to enable, in Hubble's --metrics syntax (e.g. 'drop:sourceContext=namespace;destinationContext=workload-name'); repeatable")
 	f.metricsMaxLabels = fs.Int("metrics-max-label-sets", metrics.DefaultMaxLabelSets, "label combinations per metric before overflow is counted instead")
 	fs.check("metrics-max-label-sets", atLeast(f.metricsMaxLabels, 1))
+	addMetricsTLSFlags(fs, &f.metricsTLS)
 	return f
 }
 
@@ -305,14 +307,14 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 		}
 	}
 	if *f.metricsAddr != "" {
-		ln, err := net.Listen("tcp", *f.metricsAddr)
+		ln, url, err := f.metricsTLS.listen(*f.metricsAddr)
 		if err != nil {
 			if !demo {
-				return nil, fmt.Errorf("metrics (--metrics-address): %w", err)
+				return nil, err
 			}
 			io.Log.Warn("metrics not served", "err", err)
 		} else {
-			io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+			io.Log.Info("metrics", "url", url)
 			rt.servers = append(rt.servers, func(ctx context.Context) error {
 				return metrics.Serve(ctx, ln, rt.reg, io.Log)
 			})

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +28,7 @@ type aggregatorFlags struct {
 	instanceID             string // Kafka static membership; "" none
 	partitions             int
 	assigned, metricsAddr  string
+	metricsTLS             metricsTLS
 	conn                   *busConnFlags
 }
 
@@ -45,16 +46,16 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		return err
 	}
 	if af.metricsAddr != "" {
-		ln, err := net.Listen("tcp", af.metricsAddr)
+		ln, url, err := af.metricsTLS.listen(af.metricsAddr)
 		if err != nil {
-			return fmt.Errorf("metrics listener (--metrics-address): %w", err)
+			return err
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(io.Log.Handler(), slog.LevelDebug)}
 		go srv.Serve(ln)
 		defer srv.Close()
-		io.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+		io.Log.Info("metrics", "url", url)
 	}
 	io.Log.Info("aggregator starting", "bus", nats.RedactURL(af.bus), "out", cfg.Out, "window", cfg.Window, "lateness", cfg.Lateness, "raw_flows", cfg.RawFlows)
 	switch scheme, _, _ := strings.Cut(af.bus, "://"); scheme {
@@ -157,6 +158,7 @@ type aggregatorOptions struct {
 	templates                                              []string
 	rawFlows                                               bool
 	conn                                                   busConnFlags
+	metricsTLS                                             metricsTLS
 }
 
 // newAggregatorFlags returns the flags of 'flowbus aggregator'.
@@ -210,6 +212,7 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.group("Metrics")
 	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
 	fs.alias("metrics-addr", "metrics-address")
+	addMetricsTLSFlags(fs, &o.metricsTLS)
 	return fs, o
 }
 
@@ -240,7 +243,7 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID(o.instanceID, o.dataDir),
-		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, conn: &o.conn}, nil
+		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, metricsTLS: o.metricsTLS, conn: &o.conn}, nil
 }
 
 // assignedPartitions parses --nats-assigned: comma-separated partitions,

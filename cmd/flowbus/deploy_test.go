@@ -11,7 +11,8 @@ import (
 )
 
 // chartContainers renders the Helm chart with valuesFiles and returns the
-// container of each workload (agent, aggregator, relay) by subcommand.
+// container of each workload (agent, aggregator, relay, and ocsf when
+// enabled) by subcommand.
 func chartContainers(t *testing.T, valuesFiles ...string) map[string]corev1.Container {
 	t.Helper()
 	ms, err := deploytest.Render(valuesFiles...)
@@ -40,8 +41,8 @@ func chartContainers(t *testing.T, valuesFiles ...string) map[string]corev1.Cont
 			out[c.Args[0]] = c
 		}
 	}
-	if len(out) != 3 {
-		t.Fatalf("chart containers %v, want agent, aggregator and relay", out)
+	if _, ocsf := out["ocsf"]; len(out) != 3+map[bool]int{true: 1}[ocsf] {
+		t.Fatalf("chart containers %v, want agent, aggregator, relay and perhaps ocsf", out)
 	}
 	return out
 }
@@ -91,12 +92,17 @@ func checkCommandLine(t *testing.T, where, cmd string, args []string, env map[st
 
 // TestHelmChartFlagsExist: every argument and FLOWBUS_* variable the Helm
 // chart gives the agent, aggregator and relay, with the default values and
-// with every option on (deploy/deploytest/testdata/full-values.yaml), is
-// parsed by the subcommand's real flag set and passes its checks.
+// with every option on (deploy/deploytest/testdata/full-values.yaml) and
+// with NATS's TLS and authentication (nats-values.yaml), is parsed by the
+// subcommand's real flag set and passes its checks.
 func TestHelmChartFlagsExist(t *testing.T) {
-	for _, vf := range [][]string{nil, {deploytest.FullValues()}} {
-		for cmd, c := range chartContainers(t, vf...) {
-			t.Run(cmd+map[bool]string{true: "/full", false: "/default"}[len(vf) > 0], func(t *testing.T) {
+	for _, vf := range []struct{ name, file string }{{"default", ""}, {"full", deploytest.FullValues()}, {"nats", deploytest.NATSValues()}} {
+		var files []string
+		if vf.file != "" {
+			files = append(files, vf.file)
+		}
+		for cmd, c := range chartContainers(t, files...) {
+			t.Run(cmd+"/"+vf.name, func(t *testing.T) {
 				env := map[string]string{}
 				for _, e := range c.Env {
 					env[e.Name] = e.Value
@@ -105,6 +111,11 @@ func TestHelmChartFlagsExist(t *testing.T) {
 					}
 				}
 				checkCommandLine(t, "chart "+cmd, cmd, c.Args[1:], env)
+				if cmd == "ocsf" { // and what the command checks of the flags together
+					if _, err := parseOCSFFlags(c.Args[1:], testIO()); err != nil {
+						t.Errorf("chart ocsf: %v", err)
+					}
+				}
 			})
 		}
 	}

@@ -28,7 +28,8 @@
 // --metrics-address and --observer-address for what a command serves,
 // <scope>-tls-{cert,key,ca,client-ca}-file for certificate files, with the
 // scope naming the connection (observer-: the Observer API a command serves;
-// agent-: the relay's connections to agents; kafka-: the agent's to Kafka),
+// metrics-: its /metrics endpoint; agent-: the relay's connections to
+// agents; kafka-: the agent's to Kafka),
 // kafka- and nats- prefixes for what belongs to one bus. observe keeps
 // hubble observe's names, its compatibility being the point. A YAML key and a
 // FLOWBUS_<FLAG> variable are the flag's name.
@@ -72,7 +73,7 @@ func commands() map[string]command {
 		"agent":      {runAgent, "run the node agent: capture or read flows, aggregate, publish Arrow batches to the bus"},
 		"aggregator": {runAggregator, "consume flows from the bus and write per-pair and per-route Parquet rollups"},
 		"demo":       {runDemo, "run agent, embedded NATS and aggregator on one machine and print what came back"},
-		"ocsf":       {runOCSF, "consume flows from the bus and write them as OCSF events to JSON-lines files or a Splunk HEC"},
+		"ocsf":       {runOCSF, "consume flows from the bus and write them as OCSF events to files, a Splunk HEC, Kafka or NATS"},
 		"observe":    {runObserve, "print flows from an agent or relay (hubble observe compatible)"},
 		"relay":      {runRelay, "merge the Observer streams of many agents on :4245"},
 		"lab":        {runLab, "create a netns lab of pods with veths and real traffic (root)"},

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,21 +33,31 @@ import (
 // message (flowcodec), encodes every record as an OCSF 1.8.0 event
 // (sinks/ocsf: Network, HTTP or DNS Activity) and writes it to rotated
 // JSON-lines files (--data-dir), a Splunk HTTP Event Collector (--hec-url),
-// or both.
+// a Kafka topic (--kafka-output-topic) or NATS JetStream subjects
+// (--nats-output-subject), one JSON event per record keyed by the
+// destination workload as the flows are, or any of them together.
 //
 // Delivery is at least once. One batch is what one Poll of the consumer
 // returns (at most 1000 messages). Every record of the batch is written to
 // the outputs; then the outputs are made to hold it, the files flushed and
 // fsynced (FileSink.Sync) and the HEC batch accepted by the collector (2xx)
 // or written to the HEC spool and fsynced (--hec-spool-dir, replayed in
-// order when the collector is back); only then are the batch's offsets
-// committed. A batch
+// order when the collector is back), the Kafka and NATS records
+// acknowledged by their brokers; only then are the batch's offsets
+// committed. A Kafka or NATS output that does not acknowledge within
+// --output-timeout (or cannot be reached at start) stops the command with
+// an error naming it, the batch uncommitted: it has no spool, and a
+// restart emits the batch again. A batch
 // under way when the command is stopped (SIGINT, SIGTERM) is finished and
 // committed before it exits. A crash between the outputs and the commit
 // leaves that batch uncommitted: the next run resumes after the last commit
 // and emits it again, so a restart duplicates at most one batch and loses
 // nothing. The HEC sink itself sends a batch twice only when the collector
-// indexed it and the reply was lost (sinks/ocsf HECSink).
+// indexed it and the reply was lost (sinks/ocsf HECSink). On the NATS
+// output an event's Nats-Msg-Id is its record's place on the bus
+// (subject/partition/sequence/row), so the stream stores a re-emitted
+// batch once when the restart comes within its duplicate window (2 min for
+// a stream the command creates); a Kafka topic gets the repeats.
 //
 // Bad input never stops a partition: a message that does not decode is
 // logged with its partition and offset, counted
@@ -81,7 +92,16 @@ type ocsfOptions struct {
 
 	hecURL, hecTokenFile, hecSourceType, hecSpoolDir string
 
+	kafkaOutTopic, kafkaOutBrokers string
+	kafkaOutCreate                 bool
+	kafkaOutPartitions             int
+	natsOutSubject, natsOutURL     string
+	natsOutStream                  string
+	natsOutPartitions              int
+	outputTimeout                  time.Duration
+
 	metricsAddr string
+	metricsTLS  metricsTLS
 	progress    time.Duration
 }
 
@@ -95,12 +115,17 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 	fs := newFlagSet("ocsf", "ocsf [flags]", "Consume the flows of the bus (a Kafka consumer group, or NATS "+
 		"JetStream durable consumers) and write every record as an OCSF 1.8.0 event (Network, HTTP or DNS "+
 		"Activity) to rotated JSON-lines files under --data-dir, to a Splunk HTTP Event Collector (--hec-url), "+
-		"or both, so that a SIEM gets the flows without the agents knowing about it. Delivery is at least once: "+
-		"a batch's offsets are committed only after the files are fsynced and the collector accepted the batch "+
-		"or it is in the HEC spool, so a restart after a crash emits again at most the one batch that was not "+
-		"committed, and loses nothing. A message that does not decode is logged with its partition and offset, "+
-		"counted and skipped; a record the encoder refuses is counted and skipped. Every --progress-interval a "+
-		"line logs the events written per class and the committed offsets.", cio)
+		"to a Kafka topic (--kafka-output-topic) or to NATS JetStream subjects (--nats-output-subject), or to "+
+		"several of them, so that a SIEM gets the flows without the agents knowing about it. On Kafka and NATS "+
+		"each event is one JSON record keyed by the destination workload, as the flows are. Delivery is at least "+
+		"once: a batch's offsets are committed only after the files are fsynced, the collector accepted the batch "+
+		"or it is in the HEC spool, and the Kafka and NATS brokers acknowledged its records, so a restart after a "+
+		"crash emits again at most the one batch that was not committed, and loses nothing. A Kafka or NATS "+
+		"output that cannot be reached at start, or does not acknowledge a batch within --output-timeout, stops "+
+		"the command with an error naming it (the batch stays uncommitted). A message that does not decode is "+
+		"logged with its partition and offset, counted and skipped; a record the encoder refuses is counted and "+
+		"skipped. Every --progress-interval a line logs the events written per class and the committed offsets. "+
+		"The Kafka and NATS flags of TLS and authentication apply to the input and to the outputs alike.", cio)
 	o := &ocsfOptions{}
 	fs.group("Bus")
 	fs.StringVar(&o.bus, "bus", nats.DefaultURL, "bus to consume: kafka://host:port[,host:port...] (consumer group) or nats://host:port (JetStream durable pull consumers)")
@@ -129,8 +154,27 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 	fs.StringVar(&o.hecSourceType, "hec-sourcetype", "ocsf:flowbus", "sourcetype of the events sent to the HEC")
 	fs.StringVar(&o.hecSpoolDir, "hec-spool-dir", "", "directory of the batches the collector did not take (down, or failing), replayed in order when it is back; required with --hec-url")
 
+	fs.group("Kafka output")
+	fs.StringVar(&o.kafkaOutTopic, "kafka-output-topic", "", "publish the events to this Kafka topic, one JSON record each, keyed by the destination workload (namespace/name) as the flows are; empty: no Kafka output")
+	fs.StringVar(&o.kafkaOutBrokers, "kafka-output-brokers", "", "host:port[,host:port...] of the output's Kafka cluster (default: the brokers of --bus when it is kafka://); the --kafka-tls* and --kafka-sasl-* flags apply to it")
+	fs.BoolVar(&o.kafkaOutCreate, "kafka-output-create-topic", true, "create --kafka-output-topic when missing")
+	fs.IntVar(&o.kafkaOutPartitions, "kafka-output-partitions", kafka.DefaultPartitions, "partitions of an output topic the command creates")
+	fs.check("kafka-output-partitions", between(&o.kafkaOutPartitions, 1, math.MaxInt32))
+
+	fs.group("NATS output")
+	fs.StringVar(&o.natsOutSubject, "nats-output-subject", "", "publish the events to the JetStream subjects <subject>.<partition>, one JSON message each, the partition by Kafka's partitioner over the destination workload as the flows' (header flowbus-key); empty: no NATS output")
+	fs.StringVar(&o.natsOutURL, "nats-output-url", "", "nats://host:port of the output's server (default: --bus when it is nats://); the --nats-tls-* and authentication flags apply to it")
+	fs.StringVar(&o.natsOutStream, "nats-output-stream", "FLOWBUS_OCSF", "JetStream stream of the output subjects, created when missing (binding <subject>.>, 24h, 4 GiB; an existing stream is used as its operator configured it)")
+	fs.IntVar(&o.natsOutPartitions, "nats-output-partitions", nats.DefaultPartitions, "partitions (subjects <subject>.<p>) of the NATS output")
+	fs.check("nats-output-partitions", between(&o.natsOutPartitions, 1, nats.MaxPartitions))
+
+	fs.group("Outputs")
+	fs.DurationVar(&o.outputTimeout, "output-timeout", 30*time.Second, "how long a Kafka or NATS output may take to be reached at start, or to acknowledge a batch, before the command stops with an error (the batch stays uncommitted)")
+	fs.check("output-timeout", positive(&o.outputTimeout))
+
 	fs.group("Monitoring")
 	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9967", "serve Prometheus metrics on this address at /metrics; empty disables")
+	addMetricsTLSFlags(fs, &o.metricsTLS)
 	fs.DurationVar(&o.progress, "progress-interval", 5*time.Second, "how often a line logs the events written per class and the committed offsets")
 	fs.check("progress-interval", positive(&o.progress))
 	return fs, o
@@ -150,8 +194,11 @@ func parseOCSFFlags(args []string, cio cmdIO) (*ocsfOptions, error) {
 	if !ok || hosts == "" || scheme != "kafka" && scheme != "nats" {
 		return nil, fmt.Errorf("%w: --bus %q: want kafka://host:port[,host:port...] or nats://host:port", errUsage, o.bus)
 	}
-	if o.dataDir == "" && o.hecURL == "" {
-		return nil, fmt.Errorf("%w: no output: give --data-dir (JSON-lines files), --hec-url (Splunk HEC), or both", errUsage)
+	if o.dataDir == "" && o.hecURL == "" && o.kafkaOutTopic == "" && o.natsOutSubject == "" {
+		return nil, fmt.Errorf("%w: no output: give --data-dir (JSON-lines files), --hec-url (Splunk HEC), --kafka-output-topic (Kafka) or --nats-output-subject (NATS), or several", errUsage)
+	}
+	if err := o.checkBusOutputs(scheme, hosts); err != nil {
+		return nil, err
 	}
 	if o.hecURL != "" {
 		if u, err := url.Parse(o.hecURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
@@ -167,6 +214,53 @@ func parseOCSFFlags(args []string, cio cmdIO) (*ocsfOptions, error) {
 		return nil, fmt.Errorf("%w: --hec-token-file and --hec-spool-dir need --hec-url", errUsage)
 	}
 	return o, nil
+}
+
+// checkBusOutputs checks the Kafka and NATS output flags: each needs its
+// server (given, or the input's), and none may publish onto the flows the
+// command reads (it would read its own events back as bad messages).
+func (o *ocsfOptions) checkBusOutputs(scheme, hosts string) error {
+	if o.kafkaOutTopic == "" {
+		if o.kafkaOutBrokers != "" {
+			return fmt.Errorf("%w: --kafka-output-brokers needs --kafka-output-topic", errUsage)
+		}
+	} else {
+		if o.kafkaOutBrokers == "" {
+			if scheme != "kafka" {
+				return fmt.Errorf("%w: --kafka-output-topic needs --kafka-output-brokers when --bus is not kafka://", errUsage)
+			}
+			o.kafkaOutBrokers = hosts
+		}
+		if strings.Contains(o.kafkaOutBrokers, "://") {
+			return fmt.Errorf("%w: --kafka-output-brokers %q: want host:port[,host:port...], no scheme", errUsage, o.kafkaOutBrokers)
+		}
+		if scheme == "kafka" && o.kafkaOutTopic == o.topic && o.kafkaOutBrokers == hosts {
+			return fmt.Errorf("%w: --kafka-output-topic %s is the topic the command reads (--kafka-topic): give the events a topic of their own, e.g. flowbus.ocsf.v1", errUsage, o.kafkaOutTopic)
+		}
+	}
+	if o.natsOutSubject == "" {
+		if o.natsOutURL != "" {
+			return fmt.Errorf("%w: --nats-output-url needs --nats-output-subject", errUsage)
+		}
+		return nil
+	}
+	if o.natsOutURL == "" {
+		if scheme != "nats" {
+			return fmt.Errorf("%w: --nats-output-subject needs --nats-output-url when --bus is not nats://", errUsage)
+		}
+		o.natsOutURL = o.bus
+	}
+	if !strings.HasPrefix(o.natsOutURL, "nats://") && !strings.HasPrefix(o.natsOutURL, "tls://") {
+		return fmt.Errorf("%w: --nats-output-url %q: want nats://host:port", errUsage, nats.RedactURL(o.natsOutURL))
+	}
+	flows := nats.DefaultSubjectPrefix
+	if o.natsOutSubject == flows || strings.HasPrefix(o.natsOutSubject, flows+".") || strings.HasPrefix(flows, o.natsOutSubject+".") {
+		return fmt.Errorf("%w: --nats-output-subject %s overlaps the flows' subjects %s.<partition>: give the events subjects of their own, e.g. flowbus.ocsf.v1", errUsage, o.natsOutSubject, flows)
+	}
+	if o.natsOutStream == nats.DefaultStream {
+		return fmt.Errorf("%w: --nats-output-stream %s is the flows' stream: give the events a stream of their own, e.g. FLOWBUS_OCSF", errUsage, o.natsOutStream)
+	}
+	return nil
 }
 
 // readHECToken reads the token from path. The token is never logged, nor
@@ -247,7 +341,7 @@ func (s *ocsfState) committedString() string {
 }
 
 // register adds the command's metrics to reg.
-func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec *ocsf.HECSink) *prometheus.GaugeVec {
+func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec *ocsf.HECSink, outs []busOutput) *prometheus.GaugeVec {
 	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 	}
@@ -283,6 +377,11 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flowbus_ocsf_hec_spooled_batches",
 			Help: "HEC batches waiting in the spool."}, func() float64 { return float64(hec.Spooled()) }))
 	}
+	for _, out := range outs {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_bus_events_total",
+			Help:        "Events the Kafka or NATS output's broker acknowledged.",
+			ConstLabels: prometheus.Labels{"output": out.kind}}, func() float64 { return float64(out.sink.Stats().Published) }))
+	}
 	committed := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowbus_ocsf_committed_offset",
 		Help: "Next offset (Kafka) or stream sequence (NATS) to read, as committed, per partition."}, []string{"partition"})
 	reg.MustRegister(committed)
@@ -290,7 +389,7 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 }
 
 // logProgress logs one progress line.
-func (s *ocsfState) logProgress(cio cmdIO, msg string, hec *ocsf.HECSink) {
+func (s *ocsfState) logProgress(cio cmdIO, msg string, hec *ocsf.HECSink, outs []busOutput) {
 	args := make([]any, 0, 2*len(ocsfClasses)+12)
 	for i, c := range ocsfClasses {
 		args = append(args, c.label, s.events[i].Load())
@@ -301,21 +400,107 @@ func (s *ocsfState) logProgress(cio cmdIO, msg string, hec *ocsf.HECSink) {
 		st := hec.Stats()
 		args = append(args, "hec_sent", st.Sent, "hec_spooled_batches", hec.Spooled())
 	}
+	for _, out := range outs {
+		args = append(args, out.kind+"_published", out.sink.Stats().Published)
+	}
 	cio.Log.Info(msg, args...)
 }
 
-// serveMetrics serves reg at http://addr/metrics until the returned stop.
-func serveMetrics(addr string, reg *prometheus.Registry, cio cmdIO) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
+// serveMetrics serves reg at addr/metrics, over TLS when m says so, until
+// the returned stop.
+func serveMetrics(addr string, m metricsTLS, reg *prometheus.Registry, cio cmdIO) (func(), error) {
+	ln, url, err := m.listen(addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics listener (--metrics-address): %w", err)
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(cio.Log.Handler(), slog.LevelDebug)}
 	go srv.Serve(ln)
-	cio.Log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	cio.Log.Info("metrics", "url", url)
 	return func() { srv.Close() }, nil
+}
+
+// busOutput is a Kafka or NATS output of 'flowbus ocsf'.
+type busOutput struct {
+	kind  string // "kafka" or "nats": the metric's label and the progress line's key
+	what  string // where the events go, for the log and errors
+	sink  *ocsf.BusSink
+	ready func(context.Context) error
+	close func() error
+}
+
+// timedPublisher bounds each publish of an output by --output-timeout, so
+// that a broker that is down stops the command with an error rather than
+// hanging it.
+type timedPublisher struct {
+	pub     ocsf.RecordPublisher
+	timeout time.Duration
+}
+
+func (p timedPublisher) PublishRecords(ctx context.Context, recs []bus.Record) error {
+	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	err := p.pub.PublishRecords(tctx, recs)
+	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("no acknowledgement within %s (--output-timeout; the batch stays uncommitted and a restart emits it again): %w", p.timeout, err)
+	}
+	return err
+}
+
+// openBusOutputs connects the Kafka and NATS outputs the flags ask for,
+// with the bus's TLS and authentication flags, and waits until each has
+// its topic or stream (at most --output-timeout each).
+func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busOutput, err error) {
+	defer func() {
+		if err != nil {
+			for _, out := range outs {
+				out.close()
+			}
+			outs = nil
+		}
+	}()
+	if o.kafkaOutTopic != "" {
+		kc, err := o.conn.kafkaConn(strings.Split(o.kafkaOutBrokers, ","))
+		if err != nil {
+			return outs, err
+		}
+		p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kc, Topic: o.kafkaOutTopic, CreateTopic: o.kafkaOutCreate,
+			Partitions: int32(o.kafkaOutPartitions), Logger: cio.Log})
+		if err != nil {
+			return outs, fmt.Errorf("kafka output (--kafka-output-topic): %w", err)
+		}
+		what := "kafka topic " + o.kafkaOutTopic + " on " + o.kafkaOutBrokers
+		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout}, Name: what})
+		outs = append(outs, busOutput{kind: "kafka", what: what, sink: sink, ready: p.Ready, close: p.Close})
+	}
+	if o.natsOutSubject != "" {
+		nc, err := o.conn.natsConn(o.natsOutURL)
+		if err != nil {
+			return outs, err
+		}
+		p, err := nats.NewPublisher(nats.PublisherConfig{Conn: nc, Partitions: o.natsOutPartitions, Logger: cio.Log,
+			Stream: nats.StreamConfig{Name: o.natsOutStream, SubjectPrefix: o.natsOutSubject,
+				Description: "flowbus OCSF " + ocsf.SchemaVersion + " events, JSON, one subject per partition"}})
+		if err != nil {
+			return outs, fmt.Errorf("nats output (--nats-output-subject): %w", err)
+		}
+		what := "nats subjects " + o.natsOutSubject + ".<partition> (stream " + o.natsOutStream + ") on " + nats.RedactURL(o.natsOutURL)
+		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout}, Name: what})
+		outs = append(outs, busOutput{kind: "nats", what: what, sink: sink, ready: p.Ready, close: p.Close})
+	}
+	for _, out := range outs {
+		rctx, cancel := context.WithTimeout(ctx, o.outputTimeout)
+		err := out.ready(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return outs, fmt.Errorf("ocsf output %s: not ready within %s (--output-timeout): %w", out.what, o.outputTimeout, err)
+			}
+			return outs, fmt.Errorf("ocsf output %s: %w", out.what, err)
+		}
+	}
+	return outs, nil
 }
 
 // runOCSFWith runs 'flowbus ocsf' with hooks (see runOCSF).
@@ -358,10 +543,23 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 		}()
 	}
 
+	outs, err := openBusOutputs(ctx, o, cio)
+	if err != nil {
+		if ctx.Err() != nil { // stopped while waiting for an output
+			return nil
+		}
+		return err
+	}
+	defer func() {
+		for _, out := range outs {
+			err = errors.Join(err, out.close())
+		}
+	}()
+
 	st := &ocsfState{committed: map[int32]int64{}}
-	committedGauge := st.register(reg, file, hec)
+	committedGauge := st.register(reg, file, hec, outs)
 	if o.metricsAddr != "" {
-		stop, err := serveMetrics(o.metricsAddr, reg, cio)
+		stop, err := serveMetrics(o.metricsAddr, o.metricsTLS, reg, cio)
 		if err != nil {
 			return err
 		}
@@ -400,7 +598,10 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 	if hec != nil {
 		outputs = append(outputs, "hec "+o.hecURL)
 	}
-	cio.Log.Info("ocsf starting", "bus", o.bus, "group", o.group, "outputs", strings.Join(outputs, ", "), "schema", ocsf.SchemaVersion)
+	for _, out := range outs {
+		outputs = append(outputs, out.what)
+	}
+	cio.Log.Info("ocsf starting", "bus", nats.RedactURL(o.bus), "group", o.group, "outputs", strings.Join(outputs, ", "), "schema", ocsf.SchemaVersion)
 
 	// Progress, and the replay of the HEC spool while the bus is quiet.
 	pctx, stopProgress := context.WithCancel(ctx)
@@ -415,7 +616,7 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 			case <-pctx.Done():
 				return
 			case <-tick.C:
-				st.logProgress(cio, "ocsf progress", hec)
+				st.logProgress(cio, "ocsf progress", hec, outs)
 				if hec != nil && hec.Spooled() > 0 {
 					if err := hec.Flush(pctx); err != nil && pctx.Err() == nil {
 						cio.Log.Warn("ocsf: HEC spool replay", "err", err)
@@ -427,12 +628,12 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 	defer func() {
 		stopProgress()
 		pwg.Wait()
-		st.logProgress(cio, "ocsf stopped", hec)
+		st.logProgress(cio, "ocsf stopped", hec, outs)
 	}()
 
 	dec := flowcodec.NewDecoder()
 	var flows []schemas.Flow
-	var event []byte
+	var event, id []byte
 	// A batch under way is finished and committed even when ctx is done.
 	bctx := context.WithoutCancel(ctx)
 	for {
@@ -477,7 +678,22 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 						return err
 					}
 				}
-				counts[ocsfClassIndex(ocsf.Class(f))]++
+				class := ocsf.Class(f)
+				if len(outs) > 0 {
+					// The record's place on the bus: the same when a restart
+					// emits it again, so NATS stores it once.
+					id = append(append(id[:0], d.Topic...), '/')
+					id = append(strconv.AppendInt(id, int64(d.Partition), 10), '/')
+					id = append(strconv.AppendInt(id, d.Offset, 10), '/')
+					id = strconv.AppendInt(id, int64(i), 10)
+					key, sid := f.PartitionKey(), string(id)
+					for _, out := range outs {
+						if err := out.sink.Write(bctx, event, key, class, sid); err != nil {
+							return err
+						}
+					}
+				}
+				counts[ocsfClassIndex(class)]++
 			}
 		}
 		// The outputs hold the batch, then its offsets are committed.
@@ -494,6 +710,11 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 				if err := hec.Sync(); err != nil {
 					return err
 				}
+			}
+		}
+		for _, out := range outs {
+			if err := out.sink.Flush(bctx); err != nil {
+				return err
 			}
 		}
 		for i, n := range counts {

@@ -57,6 +57,22 @@ func newOCSFInput(t *testing.T, n int) *ocsfInput {
 	}
 	in.flows[n/3].TimeNs = 0 // refused: ErrNoTime
 	in.refused = 1
+	// Every Network Activity: some L3/L4 records become a connection's
+	// later traffic, a reset, or a connection still open.
+	for i := range in.flows {
+		f := &in.flows[i]
+		if f.L7.Protocol != schemas.L7None || f.Verdict != flowpb.Verdict_FORWARDED {
+			continue
+		}
+		switch {
+		case i%7 == 0:
+			f.CountAs = schemas.CountTraffic
+		case i%11 == 0 && f.L4Protocol == 6:
+			f.TCPFlags = schemas.FlagSYN | schemas.FlagACK | schemas.FlagRST
+		case i%13 == 0 && f.L4Protocol == 6:
+			f.TCPFlags = schemas.FlagSYN | schemas.FlagACK
+		}
+	}
 	for i := range in.flows {
 		f := &in.flows[i]
 		if f.TimeNs <= 0 {
@@ -129,7 +145,20 @@ func ocsfActivity(t *testing.T, f *schemas.Flow) int {
 	case schemas.L7Kafka:
 		return 6
 	}
-	return ocsf.NetworkActivity(f)
+	// doc.go's table, not the encoder's code.
+	switch {
+	case f.CountAs == schemas.CountTraffic || f.CountAs == schemas.CountNone:
+		return 6
+	case f.Verdict == flowpb.Verdict_DROPPED:
+		return 5
+	case f.Verdict == flowpb.Verdict_ERROR:
+		return 4
+	case f.L4Protocol == 6 && f.TCPFlags&schemas.FlagRST != 0:
+		return 3
+	case f.L4Protocol == 6 && f.TCPFlags&schemas.FlagFIN != 0:
+		return 2
+	}
+	return 1
 }
 
 // publishOCSF starts an embedded NATS JetStream and publishes in's messages
@@ -141,21 +170,28 @@ func publishOCSF(t *testing.T, in *ocsfInput) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	publishTo(t, url, in.msgs)
+	return url
+}
+
+// publishTo publishes msgs to the NATS server at url as the agent's
+// exporter does.
+func publishTo(t *testing.T, url string, msgs []schemas.Message) {
+	t.Helper()
 	p, err := nats.NewPublisher(nats.PublisherConfig{Conn: nats.Conn{URL: url}, Partitions: ocsfTestPartitions})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for ms := in.msgs; len(ms) > 0; {
+	for ms := msgs; len(ms) > 0; {
 		n := min(25, len(ms))
 		if err := p.Publish(ctx, ms[:n]); err != nil {
 			t.Fatal(err)
 		}
 		ms = ms[n:]
 	}
-	return url
 }
 
 // ocsfRun is one run of 'flowbus ocsf' in this process.
@@ -507,7 +543,7 @@ func TestOCSFFlags(t *testing.T) {
 		args []string
 		want string // in the error; "" for none
 	}{
-		{nil, "no output: give --data-dir"},
+		{nil, "no output: give --data-dir (JSON-lines files), --hec-url (Splunk HEC), --kafka-output-topic (Kafka) or --nats-output-subject (NATS), or several"},
 		{[]string{"--data-dir", "d"}, ""},
 		{[]string{"--hec-url", "http://h:8088/services/collector/event", "--hec-token-file", tokenFile, "--hec-spool-dir", "s"}, ""},
 		{[]string{"--hec-url", "http://h:8088/services/collector/event", "--hec-spool-dir", "s"}, "--hec-url needs --hec-token-file"},
@@ -519,6 +555,22 @@ func TestOCSFFlags(t *testing.T) {
 		{[]string{"--data-dir", "d", "--max-files", "0"}, "--max-files 0: must be at least 1"},
 		{[]string{"--data-dir", "d", "--rotate-age", "0s"}, "--rotate-age 0s: must be more than 0s"},
 		{[]string{"--data-dir", "d", "--nats-assigned", "7", "--nats-partitions", "4"}, "--nats-assigned 7"},
+		{[]string{"--kafka-output-topic", "flowbus.ocsf.v1"}, "--kafka-output-topic needs --kafka-output-brokers when --bus is not kafka://"},
+		{[]string{"--kafka-output-topic", "flowbus.ocsf.v1", "--kafka-output-brokers", "k:9092"}, ""},
+		{[]string{"--bus", "kafka://k:9092", "--kafka-output-topic", "flowbus.ocsf.v1"}, ""},
+		{[]string{"--bus", "kafka://k:9092", "--kafka-output-topic", "flowbus.flows.v1"}, "--kafka-output-topic flowbus.flows.v1 is the topic the command reads (--kafka-topic)"},
+		{[]string{"--bus", "kafka://k:9092", "--kafka-output-topic", "flowbus.flows.v1", "--kafka-output-brokers", "other:9092"}, ""},
+		{[]string{"--kafka-output-topic", "t", "--kafka-output-brokers", "kafka://k:9092"}, `--kafka-output-brokers "kafka://k:9092": want host:port`},
+		{[]string{"--data-dir", "d", "--kafka-output-brokers", "k:9092"}, "--kafka-output-brokers needs --kafka-output-topic"},
+		{[]string{"--nats-output-subject", "flowbus.ocsf.v1"}, ""},
+		{[]string{"--bus", "kafka://k:9092", "--nats-output-subject", "flowbus.ocsf.v1"}, "--nats-output-subject needs --nats-output-url when --bus is not nats://"},
+		{[]string{"--bus", "kafka://k:9092", "--nats-output-subject", "flowbus.ocsf.v1", "--nats-output-url", "nats://n:4222"}, ""},
+		{[]string{"--nats-output-subject", "flowbus.flows.v1"}, "--nats-output-subject flowbus.flows.v1 overlaps the flows' subjects flowbus.flows.v1.<partition>"},
+		{[]string{"--nats-output-subject", "flowbus"}, "--nats-output-subject flowbus overlaps the flows' subjects"},
+		{[]string{"--nats-output-subject", "flowbus.ocsf.v1", "--nats-output-stream", "FLOWBUS_FLOWS"}, "--nats-output-stream FLOWBUS_FLOWS is the flows' stream"},
+		{[]string{"--nats-output-subject", "s", "--nats-output-url", "http://n:4222"}, `--nats-output-url "http://n:4222": want nats://host:port`},
+		{[]string{"--data-dir", "d", "--nats-output-url", "nats://n:4222"}, "--nats-output-url needs --nats-output-subject"},
+		{[]string{"--data-dir", "d", "--output-timeout", "0s"}, "--output-timeout 0s: must be more than 0s"},
 	} {
 		_, err := parseOCSFFlags(c.args, testIO())
 		switch {

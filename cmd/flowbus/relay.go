@@ -14,14 +14,14 @@ import (
 )
 
 // newRelayFlags returns the flags of `flowbus relay` and the config they
-// fill, and the metrics address.
-func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
+// fill, and the metrics endpoint's.
+func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *relayMetrics) {
 	fs := newFlagSet("relay", "relay --agents host:port[,host:port...] [flags]", "Serve the Hubble Observer API "+
 		"on --observer-address, merging every agent's flows in time order, as Hubble relay does. A host may be a DNS "+
 		"name with many addresses (a headless Service): each address is an agent, resolved again every "+
 		"--resolve-interval.", cio)
 	cfg := &relay.Config{}
-	var metricsAddr string
+	var m relayMetrics
 	fs.group("Agent")
 	fs.StringSliceVar(&cfg.Agents, "agents", nil, "agents' Observer addresses, host:port (e.g. flowbus-agents.flowbus.svc:4244); repeat or separate with commas")
 	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", relay.DefaultResolveInterval, "how often agent names are resolved again")
@@ -50,18 +50,25 @@ func newRelayFlags(cio cmdIO) (*flagSet, *relay.Config, *string) {
 	fs.alias("tls-client-ca-file", "observer-tls-client-ca-file")
 
 	fs.group("Metrics")
-	fs.StringVar(&metricsAddr, "metrics-address", "", "serve the relay's flowbus_relay_* metrics here at /metrics; empty disables")
-	return fs, cfg, &metricsAddr
+	fs.StringVar(&m.addr, "metrics-address", "", "serve the relay's flowbus_relay_* metrics here at /metrics; empty disables")
+	addMetricsTLSFlags(fs, &m.tls)
+	return fs, cfg, &m
+}
+
+// relayMetrics are the relay's metrics endpoint flags.
+type relayMetrics struct {
+	addr string
+	tls  metricsTLS
 }
 
 // runRelay is `flowbus relay`: Hubble relay's role, merging the Observer
 // streams of many agents on :4245.
 func runRelay(ctx context.Context, args []string, cio cmdIO) error {
-	fs, cfgp, metricsAddrp := newRelayFlags(cio)
+	fs, cfgp, mp := newRelayFlags(cio)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, metricsAddr := *cfgp, *metricsAddrp
+	cfg, m := *cfgp, *mp
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
@@ -87,8 +94,14 @@ func runRelay(ctx context.Context, args []string, cio cmdIO) error {
 	cio.Log.Info("relay serving", "address", lis.Addr().String(), "agents", cfg.Agents)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Serve(ctx, lis) })
-	if metricsAddr != "" {
-		g.Go(func() error { return metrics.ListenAndServe(ctx, metricsAddr, reg, cio.Log) })
+	if m.addr != "" {
+		mln, url, err := m.tls.listen(m.addr)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		cio.Log.Info("metrics", "url", url)
+		g.Go(func() error { return metrics.Serve(ctx, mln, reg, cio.Log) })
 	}
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err

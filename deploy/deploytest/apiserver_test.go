@@ -48,7 +48,7 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, vf := range [][]string{nil, {FullValues()}} {
+	for _, vf := range [][]string{nil, {FullValues()}, {NATSValues()}} {
 		ms, err := Render(vf...)
 		if err != nil {
 			t.Fatal(err)

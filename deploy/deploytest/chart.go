@@ -120,5 +120,9 @@ func splitDocuments(text string) [][]byte {
 // FullValues is the values file of the tests that turns everything on.
 func FullValues() string { return filepath.Join(Dir(), "deploytest", "testdata", "full-values.yaml") }
 
+// NATSValues is the values file of a NATS bus with TLS (mTLS) and a user,
+// and /metrics over TLS.
+func NATSValues() string { return filepath.Join(Dir(), "deploytest", "testdata", "nats-values.yaml") }
+
 // ReadFile reads a file under deploy/.
 func ReadFile(rel string) ([]byte, error) { return os.ReadFile(filepath.Join(Dir(), rel)) }

@@ -32,18 +32,40 @@ type serviceMonitor struct {
 			MatchNames []string `json:"matchNames"`
 		} `json:"namespaceSelector"`
 		Endpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval"`
+			Port      string            `json:"port"`
+			Path      string            `json:"path"`
+			Interval  string            `json:"interval"`
+			Scheme    string            `json:"scheme"`
+			TLSConfig *monitorTLSConfig `json:"tlsConfig"`
 		} `json:"endpoints"`
 	} `json:"spec"`
+}
+
+// secretKey is a monitoring.coreos.com SecretKeySelector.
+type secretKey struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// monitorTLSConfig is the part of a ServiceMonitor endpoint's tlsConfig the
+// chart writes.
+type monitorTLSConfig struct {
+	CA struct {
+		Secret secretKey `json:"secret"`
+	} `json:"ca"`
+	Cert *struct {
+		Secret secretKey `json:"secret"`
+	} `json:"cert"`
+	KeySecret  *secretKey `json:"keySecret"`
+	ServerName string     `json:"serverName"`
 }
 
 // rendered is a chart rendering decoded into the API types.
 type rendered struct {
 	names        []string // kind/name
 	daemonSet    *appsv1.DaemonSet
-	statefulSet  *appsv1.StatefulSet
+	statefulSet  *appsv1.StatefulSet // the aggregator's
+	ocsf         *appsv1.StatefulSet // flowbus ocsf's, when enabled
 	deployment   *appsv1.Deployment
 	clusterRole  *rbacv1.ClusterRole
 	binding      *rbacv1.ClusterRoleBinding
@@ -71,8 +93,13 @@ func decode(t *testing.T, valuesFiles ...string) *rendered {
 			r.daemonSet = &appsv1.DaemonSet{}
 			obj = r.daemonSet
 		case "StatefulSet":
-			r.statefulSet = &appsv1.StatefulSet{}
-			obj = r.statefulSet
+			s := &appsv1.StatefulSet{}
+			if strings.HasSuffix(m.Name, "-ocsf") {
+				r.ocsf = s
+			} else {
+				r.statefulSet = s
+			}
+			obj = s
 		case "Deployment":
 			r.deployment = &appsv1.Deployment{}
 			obj = r.deployment
@@ -108,10 +135,15 @@ func decode(t *testing.T, valuesFiles ...string) *rendered {
 	return r
 }
 
-// podSpecs are the pod templates of the three workloads.
+// podSpecs are the pod templates of the workloads: agent, aggregator,
+// relay, and ocsf when enabled.
 func (r *rendered) podSpecs() map[string]*corev1.PodSpec {
-	return map[string]*corev1.PodSpec{"agent": &r.daemonSet.Spec.Template.Spec,
+	ps := map[string]*corev1.PodSpec{"agent": &r.daemonSet.Spec.Template.Spec,
 		"aggregator": &r.statefulSet.Spec.Template.Spec, "relay": &r.deployment.Spec.Template.Spec}
+	if r.ocsf != nil {
+		ps["ocsf"] = &r.ocsf.Spec.Template.Spec
+	}
+	return ps
 }
 
 func TestChartDefaultObjects(t *testing.T) {
@@ -180,7 +212,7 @@ func TestChartAgentLeastPrivilege(t *testing.T) {
 		}
 		wantMounts := []string{"/var/lib/flowbus rw", "/sys/kernel/btf ro"}
 		if len(vf) > 0 {
-			wantMounts = append(wantMounts, "/etc/flowbus/kafka-tls ro", "/etc/flowbus/observer-tls ro")
+			wantMounts = append(wantMounts, "/etc/flowbus/kafka-tls ro", "/etc/flowbus/kafka-sasl ro", "/etc/flowbus/metrics-tls ro", "/etc/flowbus/observer-tls ro")
 		}
 		if diff := cmp.Diff(wantMounts, mounts); diff != "" {
 			t.Errorf("agent mounts (-want +got):\n%s", diff)
@@ -229,8 +261,8 @@ func TestChartRBACIsReadOnly(t *testing.T) {
 // SASL from Secrets, ServiceMonitors, NetworkPolicy peers from values.
 func TestChartFullValues(t *testing.T) {
 	r := decode(t, FullValues())
-	if n := len(r.names); n != 13 {
-		t.Errorf("%d objects %q, want 13 (with two ServiceMonitors)", n, r.names)
+	if n := len(r.names); n != 17 {
+		t.Errorf("%d objects %q, want 17 (with ocsf's StatefulSet, Service and NetworkPolicy, and three ServiceMonitors)", n, r.names)
 	}
 	for name, ps := range r.podSpecs() {
 		c := ps.Containers[0]
@@ -244,20 +276,39 @@ func TestChartFullValues(t *testing.T) {
 	wantArgs := map[string][]string{
 		"agent": {"agent", "--source=ebpf", "--endpoints-source=kubernetes", "--interfaces=lxc*,cali*",
 			"--policy-enforcement=default", "--cluster-name=prod-eu", "--l7=http:8080 grpc:9090 dns:53 kafka:9092",
-			"--data-dir=/var/lib/flowbus", "--observer-address=:4244", "--metrics-address=:9965", "--metrics=flow",
+			"--data-dir=/var/lib/flowbus", "--observer-address=:4244", "--metrics-address=:9965",
+			"--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt", "--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key",
+			"--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt", "--metrics=flow",
 			"--metrics=drop:sourceContext=namespace;destinationContext=workload-name", "--metrics=tcp",
 			"--metrics=http:sourceContext=workload-name;destinationContext=workload-name", "--metrics=dns",
 			"--metrics=policy:sourceContext=namespace;destinationContext=namespace",
 			"--bus=kafka://kafka-0.kafka:9093,kafka-1.kafka:9093", "--kafka-topic=flows", "--kafka-tls",
 			"--kafka-tls-ca-file=/etc/flowbus/kafka-tls/ca.crt", "--kafka-tls-cert-file=/etc/flowbus/kafka-tls/tls.crt",
-			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-sasl-mechanism=SCRAM-SHA-512",
-			"--kafka-sasl-user=flowbus", "--observer-tls-cert-file=/etc/flowbus/observer-tls/tls.crt",
+			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-tls-server-name=kafka.example", "--kafka-sasl-mechanism=SCRAM-SHA-512",
+			"--kafka-sasl-user=flowbus", "--kafka-sasl-password-file=/etc/flowbus/kafka-sasl/password",
+			"--observer-tls-cert-file=/etc/flowbus/observer-tls/tls.crt",
 			"--observer-tls-key-file=/etc/flowbus/observer-tls/tls.key",
 			"--observer-tls-client-ca-file=/etc/flowbus/observer-tls/ca.crt", "--ring-size=8192"},
 		"aggregator": {"aggregator", "--bus=kafka://kafka-0.kafka:9093,kafka-1.kafka:9093", "--kafka-topic=flows",
+			"--kafka-tls", "--kafka-tls-ca-file=/etc/flowbus/kafka-tls/ca.crt", "--kafka-tls-cert-file=/etc/flowbus/kafka-tls/tls.crt",
+			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-tls-server-name=kafka.example", "--kafka-sasl-mechanism=SCRAM-SHA-512",
+			"--kafka-sasl-user=flowbus", "--kafka-sasl-password-file=/etc/flowbus/kafka-sasl/password",
 			"--group=flowbus-aggregator", "--data-dir=/data", "--window=5m", "--lateness=30s", "--raw-flows",
-			"--metrics-address=:9966", "--max-routes-per-workload=1000"},
+			"--metrics-address=:9966", "--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt",
+			"--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key", "--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt",
+			"--max-routes-per-workload=1000"},
+		"ocsf": {"ocsf", "--bus=kafka://kafka-0.kafka:9093,kafka-1.kafka:9093", "--kafka-topic=flows",
+			"--kafka-tls", "--kafka-tls-ca-file=/etc/flowbus/kafka-tls/ca.crt", "--kafka-tls-cert-file=/etc/flowbus/kafka-tls/tls.crt",
+			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-tls-server-name=kafka.example", "--kafka-sasl-mechanism=SCRAM-SHA-512",
+			"--kafka-sasl-user=flowbus", "--kafka-sasl-password-file=/etc/flowbus/kafka-sasl/password",
+			"--group=flowbus-ocsf", "--data-dir=/data/files", "--rotate-bytes=268435456", "--rotate-age=1h", "--max-files=48",
+			"--hec-url=https://splunk.example:8088/services/collector/event", "--hec-token-file=/etc/flowbus/hec/token",
+			"--hec-sourcetype=ocsf:flowbus", "--hec-spool-dir=/data/hec-spool", "--kafka-output-topic=flowbus.ocsf.v1",
+			"--metrics-address=:9968", "--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt",
+			"--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key", "--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt"},
 		"relay": {"relay", "--agents=flowbus-agent.flowbus.svc:4244", "--observer-address=:4245", "--metrics-address=:9967",
+			"--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt", "--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key",
+			"--metrics-tls-client-ca-file=/etc/flowbus/metrics-tls/ca.crt",
 			"--agent-tls", "--agent-tls-ca-file=/etc/flowbus/agent-tls/ca.crt",
 			"--agent-tls-cert-file=/etc/flowbus/agent-tls/tls.crt", "--agent-tls-key-file=/etc/flowbus/agent-tls/tls.key",
 			"--agent-tls-server-name=agent.flowbus.local", "--observer-tls-cert-file=/etc/flowbus/observer-tls/tls.crt",
@@ -268,22 +319,74 @@ func TestChartFullValues(t *testing.T) {
 			t.Errorf("%s args (-want +got):\n%s", name, diff)
 		}
 	}
-	sasl := r.daemonSet.Spec.Template.Spec.Containers[0].Env[1]
-	if sasl.Name != "FLOWBUS_KAFKA_SASL_PASSWORD" || sasl.Value != "" || sasl.ValueFrom.SecretKeyRef == nil ||
-		sasl.ValueFrom.SecretKeyRef.Name != "kafka-sasl" || sasl.ValueFrom.SecretKeyRef.Key != "password" {
-		t.Errorf("agent SASL password env %+v, want from Secret kafka-sasl key password", sasl)
+	// Secrets are files: the SASL password is the Secret's key mounted
+	// as /etc/flowbus/kafka-sasl/password, on agent and aggregator, and no
+	// variable carries a secret.
+	for _, name := range []string{"agent", "aggregator"} {
+		ps := r.podSpecs()[name]
+		for _, e := range ps.Containers[0].Env {
+			if e.Name != "FLOWBUS_NODE" {
+				t.Errorf("%s: variable %s, want FLOWBUS_NODE alone (secrets are files)", name, e.Name)
+			}
+		}
+		var sasl *corev1.Volume
+		for i, v := range ps.Volumes {
+			if v.Name == "kafka-sasl" {
+				sasl = &ps.Volumes[i]
+			}
+		}
+		if sasl == nil || sasl.Secret == nil || sasl.Secret.SecretName != "kafka-sasl" ||
+			!slices.Equal(sasl.Secret.Items, []corev1.KeyToPath{{Key: "password", Path: "password"}}) {
+			t.Errorf("%s: kafka-sasl volume %+v, want Secret kafka-sasl's key password as the file password", name, sasl)
+		}
 	}
-	var secrets []string
-	for _, ps := range r.podSpecs() {
+	secrets := map[string][]string{}
+	for name, ps := range r.podSpecs() {
 		for _, v := range ps.Volumes {
 			if v.Secret != nil {
-				secrets = append(secrets, v.Secret.SecretName)
+				secrets[name] = append(secrets[name], v.Secret.SecretName)
 			}
 		}
 	}
-	slices.Sort(secrets)
-	if diff := cmp.Diff([]string{"flowbus-agent-tls", "flowbus-relay-client-tls", "flowbus-relay-server-tls", "kafka-client-tls"}, secrets); diff != "" {
+	if diff := cmp.Diff(map[string][]string{
+		"agent":      {"kafka-client-tls", "kafka-sasl", "flowbus-metrics-tls", "flowbus-agent-tls"},
+		"aggregator": {"kafka-client-tls", "kafka-sasl", "flowbus-metrics-tls"},
+		"ocsf":       {"splunk-hec", "kafka-client-tls", "kafka-sasl", "flowbus-metrics-tls"},
+		"relay":      {"flowbus-relay-client-tls", "flowbus-relay-server-tls", "flowbus-metrics-tls"},
+	}, secrets); diff != "" {
 		t.Errorf("secret volumes (-want +got):\n%s", diff)
+	}
+	aggMounts := map[string]string{}
+	for _, m := range r.statefulSet.Spec.Template.Spec.Containers[0].VolumeMounts {
+		aggMounts[m.Name] = m.MountPath
+	}
+	if diff := cmp.Diff(map[string]string{"data": "/data", "kafka-tls": "/etc/flowbus/kafka-tls", "kafka-sasl": "/etc/flowbus/kafka-sasl",
+		"metrics-tls": "/etc/flowbus/metrics-tls"}, aggMounts); diff != "" {
+		t.Errorf("aggregator mounts (-want +got):\n%s", diff)
+	}
+	var hec *corev1.Volume
+	for i, v := range r.ocsf.Spec.Template.Spec.Volumes {
+		if v.Name == "hec" {
+			hec = &r.ocsf.Spec.Template.Spec.Volumes[i]
+		}
+	}
+	if hec == nil || hec.Secret == nil || !slices.Equal(hec.Secret.Items, []corev1.KeyToPath{{Key: "token", Path: "token"}}) {
+		t.Errorf("ocsf hec volume %+v, want Secret splunk-hec's key token as the file token", hec)
+	}
+	if *r.ocsf.Spec.Replicas != 2 || r.ocsf.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().Cmp(resource.MustParse("20Gi")) != 0 {
+		t.Errorf("ocsf: %d replicas, PVC %v; want 2 and 20Gi", *r.ocsf.Spec.Replicas, r.ocsf.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests)
+	}
+	if p := r.netpols["flowbus-ocsf"].Spec.Ingress; len(p) != 1 || len(p[0].Ports) != 1 || p[0].Ports[0].Port.IntValue() != 9968 {
+		t.Errorf("ocsf NetworkPolicy ingress %+v, want the metrics port alone", p)
+	}
+	for _, name := range []string{"flowbus-agent", "flowbus-aggregator", "flowbus-ocsf"} {
+		ep := r.monitors[name].Spec.Endpoints[0]
+		if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret != (secretKey{"prometheus-flowbus-client", "ca.crt"}) ||
+			ep.TLSConfig.Cert == nil || ep.TLSConfig.Cert.Secret != (secretKey{"prometheus-flowbus-client", "tls.crt"}) ||
+			ep.TLSConfig.KeySecret == nil || *ep.TLSConfig.KeySecret != (secretKey{"prometheus-flowbus-client", "tls.key"}) ||
+			ep.TLSConfig.ServerName != "metrics.flowbus.local" {
+			t.Errorf("%s ServiceMonitor endpoint %+v (tls %+v), want https with the scraper's client certificate", name, ep, ep.TLSConfig)
+		}
 	}
 	if *r.statefulSet.Spec.Replicas != 3 || *r.deployment.Spec.Replicas != 2 {
 		t.Errorf("replicas: aggregator %d, relay %d; want 3, 2", *r.statefulSet.Spec.Replicas, *r.deployment.Spec.Replicas)
@@ -310,6 +413,83 @@ func TestChartFullValues(t *testing.T) {
 	}
 }
 
+// A NATS bus with TLS (mTLS) and a user: agent and aggregator get the same
+// NATS flags, the password a Secret's key mounted as a file; /metrics over
+// TLS without client certificates, the ServiceMonitors verifying it with
+// the serving Secret's CA.
+func TestChartNATSTLSAndAuth(t *testing.T) {
+	r := decode(t, NATSValues())
+	natsArgs := []string{"--bus=nats://nats.nats.svc:4222", "--nats-partitions=32",
+		"--nats-tls-ca-file=/etc/flowbus/nats-tls/ca.crt", "--nats-tls-cert-file=/etc/flowbus/nats-tls/tls.crt",
+		"--nats-tls-key-file=/etc/flowbus/nats-tls/tls.key", "--nats-tls-server-name=nats.nats.svc",
+		"--nats-user=flowbus", "--nats-password-file=/etc/flowbus/nats-auth/password"}
+	metricsArgs := []string{"--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt", "--metrics-tls-key-file=/etc/flowbus/metrics-tls/tls.key"}
+	for name, ps := range r.podSpecs() {
+		args := ps.Containers[0].Args
+		if name != "relay" {
+			i := slices.Index(args, natsArgs[0])
+			if i < 0 || len(args) < i+len(natsArgs) || !slices.Equal(args[i:i+len(natsArgs)], natsArgs) {
+				t.Errorf("%s args %q lack %q in a row", name, args, natsArgs)
+			}
+			vols := map[string]corev1.VolumeSource{}
+			for _, v := range ps.Volumes {
+				vols[v.Name] = v.VolumeSource
+			}
+			if v := vols["nats-tls"]; v.Secret == nil || v.Secret.SecretName != "nats-client-tls" || len(v.Secret.Items) != 0 {
+				t.Errorf("%s: nats-tls volume %+v", name, v)
+			}
+			if v := vols["nats-auth"]; v.Secret == nil || v.Secret.SecretName != "nats-flowbus" ||
+				!slices.Equal(v.Secret.Items, []corev1.KeyToPath{{Key: "password", Path: "password"}}) {
+				t.Errorf("%s: nats-auth volume %+v, want Secret nats-flowbus's key password as the file password", name, v)
+			}
+			mounts := map[string]string{}
+			for _, m := range ps.Containers[0].VolumeMounts {
+				if !m.ReadOnly && m.Name != "data" && m.Name != "state" {
+					t.Errorf("%s: %s mounted read-write", name, m.Name)
+				}
+				mounts[m.Name] = m.MountPath
+			}
+			if mounts["nats-tls"] != "/etc/flowbus/nats-tls" || mounts["nats-auth"] != "/etc/flowbus/nats-auth" || mounts["metrics-tls"] != "/etc/flowbus/metrics-tls" {
+				t.Errorf("%s mounts %v", name, mounts)
+			}
+		}
+		i := slices.Index(args, metricsArgs[0])
+		if i < 0 || len(args) < i+2 || !slices.Equal(args[i:i+2], metricsArgs) || slices.ContainsFunc(args, func(a string) bool {
+			return strings.HasPrefix(a, "--metrics-tls-client-ca-file")
+		}) {
+			t.Errorf("%s args %q: want %q and no client CA", name, args, metricsArgs)
+		}
+	}
+	for _, name := range []string{"flowbus-agent", "flowbus-aggregator"} {
+		ep := r.monitors[name].Spec.Endpoints[0]
+		if ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret != (secretKey{"flowbus-metrics-tls", "ca.crt"}) ||
+			ep.TLSConfig.Cert != nil || ep.TLSConfig.KeySecret != nil || ep.TLSConfig.ServerName != "" {
+			t.Errorf("%s ServiceMonitor endpoint %+v (tls %+v), want https verified with flowbus-metrics-tls's ca.crt", name, ep, ep.TLSConfig)
+		}
+	}
+	for _, method := range []struct{ name, flag, file string }{
+		{"token", "--nats-token-file", "token"}, {"nkey", "--nats-nkey-seed-file", "user.nk"}, {"creds", "--nats-creds-file", "user.creds"},
+	} {
+		f := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(f, []byte("bus: {nats: {auth: {method: "+method.name+", secret: {name: s}}}}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := decode(t, f)
+		want := method.flag + "=/etc/flowbus/nats-auth/" + method.file
+		for _, name := range []string{"agent", "aggregator"} {
+			ps := r.podSpecs()[name]
+			if !slices.Contains(ps.Containers[0].Args, want) {
+				t.Errorf("method %s: %s args %q lack %s", method.name, name, ps.Containers[0].Args, want)
+			}
+			for _, v := range ps.Volumes {
+				if v.Name == "nats-auth" && !slices.Equal(v.Secret.Items, []corev1.KeyToPath{{Key: method.file, Path: method.file}}) {
+					t.Errorf("method %s: %s nats-auth items %+v", method.name, name, v.Secret.Items)
+				}
+			}
+		}
+	}
+}
+
 // Values the chart refuses, with the reason.
 func TestChartRejects(t *testing.T) {
 	for _, c := range []struct{ values, want string }{
@@ -317,6 +497,17 @@ func TestChartRejects(t *testing.T) {
 		{"bus: {url: \"redis://x:1\"}\n", "bus.url must start with nats:// or kafka://"},
 		{"bus: {url: \"kafka://k:9092\", kafka: {tls: {enabled: true}}}\n", "bus.kafka.tls.secretName is required with TLS"},
 		{"observerTLS: {enabled: true, agentSecretName: a}\n", "observerTLS.relayClientSecretName is required with TLS"},
+		{"bus: {nats: {tls: {enabled: true}}}\n", "bus.nats.tls.secretName is required with TLS"},
+		{"bus: {nats: {auth: {method: password, secret: {name: s}}}}\n", "bus.nats.auth.user is required with method password"},
+		{"bus: {nats: {auth: {method: token}}}\n", "bus.nats.auth.secret.name is required with method token"},
+		{"bus: {nats: {auth: {method: jwt, secret: {name: s}}}}\n", `bus.nats.auth.method "jwt": want password, token, nkey or creds`},
+		{"bus: {url: \"kafka://k:9092\", kafka: {sasl: {mechanism: PLAIN, user: u}}}\n", "bus.kafka.sasl.passwordSecret.name is required with SASL"},
+		{"bus: {url: \"kafka://k:9092\", kafka: {sasl: {mechanism: PLAIN, passwordSecret: {name: s}}}}\n", "bus.kafka.sasl.user is required with SASL"},
+		{"metricsTLS: {enabled: true}\n", "metricsTLS.secretName is required with metrics TLS"},
+		{"ocsf: {enabled: true}\n", "ocsf.enabled needs an output: ocsf.files.enabled, ocsf.hec.url, ocsf.kafkaOutput.topic or ocsf.natsOutput.subject"},
+		{"ocsf: {enabled: true, files: {enabled: true}, replicas: 2}\n", "ocsf.replicas > 1 needs a Kafka bus"},
+		{"ocsf: {enabled: true, hec: {url: \"https://s:8088\"}}\n", "ocsf.hec.tokenSecret.name is required with ocsf.hec.url"},
+		{"metricsTLS: {enabled: true, secretName: m, mtls: true}\nagent: {serviceMonitor: {enabled: true}}\n", "metricsTLS.scrape.clientSecretName is required with metricsTLS.mtls and a ServiceMonitor"},
 	} {
 		f := filepath.Join(t.TempDir(), "values.yaml")
 		if err := os.WriteFile(f, []byte(c.values), 0o644); err != nil {

@@ -30,6 +30,19 @@ type Delivery struct {
 	Time time.Time
 }
 
+// Record is a message to publish that is not a flow message (those are
+// schemas.Message): what a transport's PublishRecords sends, for example
+// the OCSF events of 'flowbus ocsf'. Key places it as a flow message's key
+// does (the Kafka record key; on NATS the partition of the subject and the
+// flowbus-key header), Headers are sent in order, and ID, when not empty,
+// is the NATS Nats-Msg-Id the stream deduplicates on (Kafka ignores it).
+type Record struct {
+	Key     string
+	Value   []byte
+	Headers [][2]string
+	ID      string
+}
+
 // ErrClosed is wrapped by a consumer's Poll once the consumer is closed.
 var ErrClosed = errors.New("consumer closed")
 

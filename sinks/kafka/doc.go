@@ -38,6 +38,12 @@
 // needs exactly-once drops repeats by flowbus-seq (node run/sequence), which
 // is unique per message. Close fails records still buffered.
 //
+// PublishRecords publishes records that are not flow messages (bus.Record:
+// key, value, headers; 'flowbus ocsf' sends its OCSF events with it) under
+// the same rules, and Ready does what the first Publish does before
+// producing (the topic created or found, its limit read), so that a command
+// learns of a wrong address or a missing topic at start.
+//
 // # Size limits
 //
 // MaxMessageBytes (default 1 MiB + 64 KiB) bounds one record: a 1 MiB Arrow

@@ -106,8 +106,50 @@ func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	recs := make([]*kgo.Record, len(msgs))
 	for i := range msgs {
 		recs[i] = messageRecord(&msgs[i])
-		if n := recordSize(recs[i]); n > p.cfg.MaxMessageBytes {
-			return fmt.Errorf("kafka publish %s: %d bytes over max message bytes %d: %w", msgs[i].ID(), n, p.cfg.MaxMessageBytes, bus.ErrTooLarge)
+	}
+	return p.publish(ctx, recs, func(i int) string { return msgs[i].ID() })
+}
+
+// PublishRecords is Publish for records that are not flow messages (the
+// OCSF events of 'flowbus ocsf'): key = Key, value = Value, headers =
+// Headers in order; ID is not used. Same acknowledgement, ordering,
+// blocking and size rules as Publish; a record is named by its index in
+// errors.
+func (p *Producer) PublishRecords(ctx context.Context, recs []bus.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]*kgo.Record, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		out[i] = &kgo.Record{Key: []byte(r.Key), Value: r.Value, Headers: make([]kgo.RecordHeader, len(r.Headers))}
+		if out[i].Key == nil {
+			out[i].Key = []byte{}
+		}
+		for j, h := range r.Headers {
+			out[i].Headers[j] = kgo.RecordHeader{Key: h[0], Value: []byte(h[1])}
+		}
+	}
+	return p.publish(ctx, out, func(i int) string { return "record " + strconv.Itoa(i) + " (key " + strconv.Quote(recs[i].Key) + ")" })
+}
+
+// Ready returns once the topic is known to the brokers (created first with
+// CreateTopic) and its record limit read, as the first Publish does; it
+// lets a command find a wrong address, a missing topic or refused
+// credentials at start rather than at its first message. While no broker
+// answers it retries until ctx is done, and the error then says the last
+// connection failure.
+func (p *Producer) Ready(ctx context.Context) error {
+	_, _, err := p.ensureTopic(ctx)
+	return p.hook.explain(err)
+}
+
+// publish checks the size of recs (name says which one is too large),
+// makes sure the topic is ready and produces them all.
+func (p *Producer) publish(ctx context.Context, recs []*kgo.Record, name func(int) string) error {
+	for i, r := range recs {
+		if n := recordSize(r); n > p.cfg.MaxMessageBytes {
+			return fmt.Errorf("kafka publish %s: %d bytes over max message bytes %d: %w", name(i), n, p.cfg.MaxMessageBytes, bus.ErrTooLarge)
 		}
 	}
 	limit, from, err := p.ensureTopic(ctx)
@@ -117,7 +159,7 @@ func (p *Producer) Publish(ctx context.Context, msgs []schemas.Message) error {
 	if limit < p.cfg.MaxMessageBytes {
 		for i, r := range recs {
 			if n := recordSize(r); n > limit {
-				return fmt.Errorf("kafka publish %s: %d bytes over %s (raise the topic's max.message.bytes, or keep messages smaller): %w", msgs[i].ID(), n, from, bus.ErrTooLarge)
+				return fmt.Errorf("kafka publish %s: %d bytes over %s (raise the topic's max.message.bytes, or keep messages smaller): %w", name(i), n, from, bus.ErrTooLarge)
 			}
 		}
 	}

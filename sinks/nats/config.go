@@ -50,6 +50,9 @@ type StreamConfig struct {
 	MaxMsgSize    int32         // default DefaultMaxMsgSize (headers + value)
 	Duplicates    time.Duration // Nats-Msg-Id dedupe window; default DefaultDuplicates
 	Replicas      int           // default 1
+	// Description is the stream's description; default one that says it
+	// holds flow records.
+	Description string
 }
 
 func (s StreamConfig) withDefaults() StreamConfig {
@@ -73,6 +76,9 @@ func (s StreamConfig) withDefaults() StreamConfig {
 	}
 	if s.Replicas == 0 {
 		s.Replicas = 1
+	}
+	if s.Description == "" {
+		s.Description = "flowbus flow records, Arrow IPC streams, one subject per partition"
 	}
 	return s
 }
@@ -108,7 +114,7 @@ func (s StreamConfig) validate() error {
 func (s StreamConfig) jetstream() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:         s.Name,
-		Description:  "flowbus flow records, Arrow IPC streams, one subject per partition",
+		Description:  s.Description,
 		Subjects:     []string{s.SubjectPrefix + ".>"},
 		Storage:      jetstream.FileStorage,
 		Retention:    jetstream.LimitsPolicy,

@@ -66,7 +66,11 @@
 // # Delivery semantics (publisher)
 //
 // Publish sends a batch pipelined (async publish) and waits for every
-// acknowledgement. It keeps the acknowledged prefix and, from the first
+// acknowledgement. PublishRecords does the same for records that are not
+// flow messages (bus.Record; the OCSF events of 'flowbus ocsf', in a stream
+// of their own with its Description), their ID as Nats-Msg-Id; Ready makes
+// sure of the stream before the first publish, and says when the server is
+// not reachable. It keeps the acknowledged prefix and, from the first
 // failure on (disconnected, no JetStream responders while the server
 // restarts, ack timeout), sends the rest again, in order, with backoff from
 // 50 ms to 1 s, until its context ends. The connection has no reconnect

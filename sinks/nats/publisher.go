@@ -182,6 +182,73 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 			return fmt.Errorf("nats publish %s: %d bytes over the stream's max msg size %d: %w", msgs[i].ID(), n, p.cfg.Stream.MaxMsgSize, bus.ErrTooLarge)
 		}
 	}
+	return p.publish(ctx, out)
+}
+
+// PublishRecords is Publish for records that are not flow messages (the
+// OCSF events of 'flowbus ocsf'): record i goes to subject
+// <prefix>.<schemas.PartitionOf(Key, Partitions)> with its Headers,
+// HeaderKey and, when ID is set, Nats-Msg-Id = ID. Same acknowledgement,
+// retry and size rules as Publish; a record is named by its index in
+// errors.
+func (p *Publisher) PublishRecords(ctx context.Context, recs []bus.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]*natsgo.Msg, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		h := make(natsgo.Header, len(r.Headers)+2)
+		for _, kv := range r.Headers {
+			h[kv[0]] = []string{kv[1]}
+		}
+		h[HeaderKey] = []string{r.Key}
+		if r.ID != "" {
+			h[jetstream.MsgIDHeader] = []string{r.ID}
+		}
+		out[i] = &natsgo.Msg{Subject: Subject(p.cfg.Stream.SubjectPrefix, schemas.PartitionOf(r.Key, p.cfg.Partitions)), Header: h, Data: r.Value}
+		if n := msgSize(out[i]); n > int(p.cfg.Stream.MaxMsgSize) {
+			return fmt.Errorf("nats publish record %d (key %q): %d bytes over the stream's max msg size %d: %w", i, r.Key, n, p.cfg.Stream.MaxMsgSize, bus.ErrTooLarge)
+		}
+	}
+	return p.publish(ctx, out)
+}
+
+// Ready returns once the stream exists (created when missing, as the first
+// Publish does), so that a command finds an unreachable server or a
+// refused stream at start rather than at its first message. While the
+// server is unreachable it retries until ctx is done; the error then says
+// the last failure.
+func (p *Publisher) Ready(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.streamReady {
+		return nil
+	}
+	js, err := p.jetStream()
+	if err != nil {
+		return err
+	}
+	if err := ensureStream(ctx, js, p.cfg.Stream.jetstream(), p.cfg.Logger); err != nil {
+		p.connMu.Lock()
+		nc := p.nc
+		p.connMu.Unlock()
+		if !nc.IsConnected() {
+			if last := nc.LastError(); last != nil {
+				return fmt.Errorf("%w: the server %s is not reachable (last connection error: %v)", err, RedactURL(p.cfg.Conn.URL), last)
+			}
+			return fmt.Errorf("%w: the server %s is not reachable", err, RedactURL(p.cfg.Conn.URL))
+		}
+		return err
+	}
+	p.streamReady = true
+	return nil
+}
+
+// publish sends out in order until every message is acknowledged (see
+// Publish).
+func (p *Publisher) publish(ctx context.Context, out []*natsgo.Msg) error {
+	total := len(out)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	backoff := 50 * time.Millisecond
@@ -207,14 +274,14 @@ func (p *Publisher) Publish(ctx context.Context, msgs []schemas.Message) error {
 			}
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), len(msgs), ctx.Err(), err)
+			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), total, ctx.Err(), plain(err))
 		}
 		if fatal(err) {
 			return fmt.Errorf("nats publish to %s: %w", out[0].Subject, err)
 		}
 		p.cfg.Logger.Debug("nats publish retry", "pending", len(out), "err", err)
 		if !sleep(ctx, backoff) {
-			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), len(msgs), ctx.Err(), err)
+			return fmt.Errorf("nats publish: %d of %d messages unacknowledged: %w (last error: %v)", len(out), total, ctx.Err(), plain(err))
 		}
 		backoff = min(2*backoff, time.Second)
 	}
@@ -227,7 +294,11 @@ func (p *Publisher) publishOnce(ctx context.Context, js jetstream.JetStream, msg
 	futs := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var sendErr, ackErr error
 	for _, m := range msgs {
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(m.Header[jetstream.MsgIDHeader][0]))
+		var opts []jetstream.PublishOpt
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+			opts = append(opts, jetstream.WithMsgID(id))
+		}
+		f, err := js.PublishMsgAsync(m, opts...)
 		if err != nil {
 			sendErr = err
 			break
@@ -253,6 +324,16 @@ func (p *Publisher) publishOnce(ctx context.Context, js jetstream.JetStream, msg
 		return acked, ackErr
 	}
 	return acked, sendErr
+}
+
+// plain says what nats.go's "outbound buffer limit exceeded" means here:
+// with no reconnect buffer, a publish or request while disconnected fails
+// with it.
+func plain(err error) error {
+	if errors.Is(err, natsgo.ErrReconnectBufExceeded) {
+		return fmt.Errorf("not connected to the server, reconnecting (%w)", err)
+	}
+	return err
 }
 
 // gone reports whether err says the connection is closed for good: retrying
@@ -319,7 +400,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 			return fmt.Errorf("nats stream %s: %w", cfg.Name, err)
 		}
 		if !sleep(ctx, backoff) {
-			return fmt.Errorf("nats stream %s: %w (last error: %v)", cfg.Name, ctx.Err(), err)
+			return fmt.Errorf("nats stream %s: %w (last error: %v)", cfg.Name, ctx.Err(), plain(err))
 		}
 		backoff = min(2*backoff, time.Second)
 	}

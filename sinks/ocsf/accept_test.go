@@ -10,6 +10,7 @@ import (
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 
 	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/internal/ocsftest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -20,7 +21,7 @@ import (
 // and disposition are what the input implies.
 func TestAcceptance100kFlowsToFiles(t *testing.T) {
 	const n = 100_000
-	s := loadSchema(t)
+	s := ocsftest.Load(t)
 	flows := flowtest.Fleet(7, n)
 	type key struct{ class, activity, disposition int }
 	want := map[key]int{}
@@ -86,7 +87,7 @@ func TestAcceptance100kFlowsToFiles(t *testing.T) {
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			events++
-			if errs := s.validate(sc.Bytes()); errs != nil {
+			if errs := s.Validate(sc.Bytes()); errs != nil {
 				if invalid++; invalid <= 3 {
 					t.Errorf("event %d: %q", events, errs)
 				}

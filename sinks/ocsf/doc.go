@@ -1,10 +1,16 @@
 // Package ocsf turns flow records into OCSF events for a SIEM, and writes
-// them to JSON-lines files (FileSink) or a Splunk HTTP Event Collector
-// (HECSink).
+// them to JSON-lines files (FileSink), a Splunk HTTP Event Collector
+// (HECSink), or a Kafka topic or NATS JetStream subjects (BusSink, with
+// sinks/kafka's Producer or sinks/nats's Publisher: one JSON event per
+// record, keyed by the destination workload as the flows are, headers
+// content-type application/json, flowbus-schema ocsf/1.8.0 and
+// ocsf-class-uid).
 //
 // Schema: OCSF 1.8.0 (SchemaVersion), the release tagged 1.8.0 in the
-// ocsf/ocsf-schema repository. testdata/schema holds the subset of that
-// release the tests validate every emitted event against, copied unchanged
+// ocsf/ocsf-schema repository. internal/ocsftest/testdata/schema holds the
+// subset of that release the tests (this package's and cmd/flowbus's, with
+// the validator of internal/ocsftest) validate every emitted event against,
+// copied unchanged
 // with its Apache 2.0 LICENSE: dictionary.json, categories.json,
 // version.json, events/base_event.json, the network category's
 // events/network/network.json and the classes Network Activity (4001),

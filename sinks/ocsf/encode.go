@@ -17,7 +17,8 @@ import (
 )
 
 // SchemaVersion is the OCSF release the events follow; every event carries
-// it in metadata.version, and testdata/schema holds that release's files.
+// it in metadata.version, and internal/ocsftest/testdata/schema holds
+// that release's files.
 const SchemaVersion = "1.8.0"
 
 // The OCSF classes the encoder emits (category Network Activity, 4).

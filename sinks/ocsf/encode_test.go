@@ -11,12 +11,13 @@ import (
 	"testing"
 
 	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/internal/ocsftest"
 )
 
 // TestAppendValidatesFleetAndRandom: every event of fleet and random
 // records validates against the vendored schema.
 func TestAppendValidatesFleetAndRandom(t *testing.T) {
-	s := loadSchema(t)
+	s := ocsftest.Load(t)
 	flows := flowtest.Fleet(1, 2000)
 	g := flowtest.NewGen(2)
 	for range 2000 {
@@ -29,7 +30,7 @@ func TestAppendValidatesFleetAndRandom(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		if errs := s.validate(b); len(errs) > 0 {
+		if errs := s.Validate(b); len(errs) > 0 {
 			bad++
 			if bad <= 5 {
 				t.Errorf("flow %d: %q\n%s", i, errs, b)
@@ -71,7 +72,7 @@ func TestAppendPolicyDrop(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
-	if errs := loadSchema(t).validate(got[1:]); errs != nil {
+	if errs := ocsftest.Load(t).Validate(got[1:]); errs != nil {
 		t.Error(errs)
 	}
 }
@@ -100,7 +101,7 @@ func TestAppendMalformed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if errs := loadSchema(t).validate(b); errs != nil {
+	if errs := ocsftest.Load(t).Validate(b); errs != nil {
 		t.Errorf("%q\n%s", errs, b)
 	}
 	for _, sub := range []string{`"activity_id":99,"activity_name":"PROPFIND"`, `"type_name":"HTTP Activity: Other"`, `"action_id":0,"action":"Unknown","disposition_id":0`,
@@ -115,7 +116,7 @@ func TestAppendMalformed(t *testing.T) {
 	if b, err = enc.Append(nil, &f); err != nil || !strings.Contains(string(b), `"rcode_id":99,"rcode":"30"`) {
 		t.Errorf("%v\n%s", err, b)
 	}
-	if errs := loadSchema(t).validate(b); errs != nil {
+	if errs := ocsftest.Load(t).Validate(b); errs != nil {
 		t.Errorf("%q\n%s", errs, b)
 	}
 	want := Stats{Events: 2, Errors: 2, MissingIP: 1, UnknownVerdict: 1, OtherMethod: 1, BadURL: 1}
