@@ -100,10 +100,12 @@ func (af aggregatorFlags) kafkaConsumerConfig() (kafka.ConsumerConfig, error) {
 // kafkaInstanceID is the aggregator's Kafka group instance id (static
 // membership) as --kafka-instance-id gives it: "none" for none, "auto" for
 // the pod's name ($POD_NAME, else the host name, which is the pod's name in
-// Kubernetes) and a digest of the absolute data directory, so that the same
-// aggregator restarted on the same data gets the same id, and two on one
-// host with their own directories get their own.
-func kafkaInstanceID(flag, dataDir string) string {
+// Kubernetes) and a digest of the absolute data directory, the topic and the
+// group, so that the same aggregator restarted on the same data gets the
+// same id, two on one host with their own directories get their own, and
+// one moved to another topic joins as a new member (a static member keeps
+// its old assignment when it comes back).
+func kafkaInstanceID(flag, dataDir, topic, group string) string {
 	switch flag {
 	case "none":
 		return ""
@@ -123,7 +125,7 @@ func kafkaInstanceID(flag, dataDir string) string {
 	if err != nil {
 		abs = dataDir
 	}
-	sum := sha256.Sum256([]byte(abs))
+	sum := sha256.Sum256([]byte(abs + "\x00" + topic + "\x00" + group))
 	return fmt.Sprintf("flowbus-aggregator-%s-%x", name, sum[:4])
 }
 
@@ -181,7 +183,7 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.StringVar(&o.instanceID, "kafka-instance-id", "auto", "Kafka static group membership: this aggregator's group instance id. "+
 		"A restarted aggregator (a crash, a SIGKILL, a rolling update) with the same id takes its partitions back at once, "+
 		"without a rebalance or waiting for the old member's session to expire (45 s); a stopped one keeps them until "+
-		"then. auto: flowbus-aggregator-<$POD_NAME or host name>-<digest of the absolute --data-dir>; none: dynamic membership")
+		"then. auto: flowbus-aggregator-<$POD_NAME or host name>-<digest of the absolute --data-dir, the topic and the group>; none: dynamic membership")
 	fs.check("kafka-instance-id", bound{func() bool {
 		return o.instanceID != "" && len(o.instanceID) <= 249 && !strings.ContainsAny(o.instanceID, " \t\n")
 	}, "auto, none, or an id of 1 to 249 characters without white space"})
@@ -242,7 +244,7 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 	if err := cfg.Validate(); err != nil {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID(o.instanceID, o.dataDir),
+	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID(o.instanceID, o.dataDir, o.topic, o.group),
 		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, metricsTLS: o.metricsTLS, conn: &o.conn}, nil
 }
 

@@ -277,7 +277,10 @@ func TestKafkaBusTLSAndSASLEndToEnd(t *testing.T) {
 			if err := pub.Publish(ctx, msgs); err != nil {
 				t.Fatalf("publish: %v", err)
 			}
-			cc, err := aggregatorFlagsOf(t, args...).kafkaConsumerConfig()
+			// A group per case: the first case's consumer is a static
+			// member that stays in its group after Close until its
+			// session expires (45 s), and would hold up this one's join.
+			cc, err := aggregatorFlagsOf(t, append(args, "--group", "agg-"+topic)...).kafkaConsumerConfig()
 			if err != nil {
 				t.Fatal(err)
 			}
