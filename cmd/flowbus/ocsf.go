@@ -103,6 +103,10 @@ type ocsfOptions struct {
 	metricsAddr string
 	metricsTLS  metricsTLS
 	progress    time.Duration
+
+	// p is the prefix of the output flags' names: "" in 'flowbus ocsf',
+	// "ocsf-" in the agent.
+	p string
 }
 
 // defaultOCSFGroup is the consumer group (Kafka) and durable prefix (NATS)
@@ -385,10 +389,22 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 		counter("flowbus_ocsf_bad_messages_total", "Bus messages that did not decode, skipped (logged with partition and offset).", &s.bad),
 		counter("flowbus_ocsf_refused_records_total", "Flow records the OCSF encoder refused (no time, or no endpoint), skipped.", &s.refused),
 	)
+	registerOCSFOutputs(reg, &s.events, file, hec, outs)
+	committed := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowbus_ocsf_committed_offset",
+		Help: "Next offset (Kafka) or stream sequence (NATS) to read, as committed, per partition."}, []string{"partition"})
+	reg.MustRegister(committed)
+	return committed
+}
+
+// registerOCSFOutputs adds the metrics of the OCSF events and outputs to
+// reg: flowbus_ocsf_events_total{class} (from events, indexed as
+// ocsfClasses), and those of each output given. 'flowbus ocsf' and the
+// agent's OCSF writer share them.
+func registerOCSFOutputs(reg prometheus.Registerer, events *[len(ocsfClasses)]atomic.Uint64, file *ocsf.FileSink, hec *ocsf.HECSink, outs []busOutput) {
 	for i, c := range ocsfClasses {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_events_total",
 			Help: "OCSF events written to the outputs, by class.", ConstLabels: prometheus.Labels{"class": c.label}},
-			func() float64 { return float64(s.events[i].Load()) }))
+			func() float64 { return float64(events[i].Load()) }))
 	}
 	if file != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_file_rotations_total",
@@ -399,10 +415,10 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 			result string
 			get    func(ocsf.HECStats) uint64
 		}{
-			{"sent", func(s ocsf.HECStats) uint64 { return s.Sent }},
-			{"spooled", func(s ocsf.HECStats) uint64 { return s.Spooled }},
-			{"replayed", func(s ocsf.HECStats) uint64 { return s.Replayed }},
-			{"dropped", func(s ocsf.HECStats) uint64 { return s.Dropped }},
+			{"sent", func(st ocsf.HECStats) uint64 { return st.Sent }},
+			{"spooled", func(st ocsf.HECStats) uint64 { return st.Spooled }},
+			{"replayed", func(st ocsf.HECStats) uint64 { return st.Replayed }},
+			{"dropped", func(st ocsf.HECStats) uint64 { return st.Dropped }},
 		} {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_hec_events_total",
 				Help:        "Events through the Splunk HEC sink: sent (accepted, replays included), spooled, replayed from the spool, dropped (rejected as malformed).",
@@ -416,10 +432,6 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 			Help:        "Events the Kafka or NATS output's broker acknowledged.",
 			ConstLabels: prometheus.Labels{"output": out.kind}}, func() float64 { return float64(out.sink.Stats().Published) }))
 	}
-	committed := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowbus_ocsf_committed_offset",
-		Help: "Next offset (Kafka) or stream sequence (NATS) to read, as committed, per partition."}, []string{"partition"})
-	reg.MustRegister(committed)
-	return committed
 }
 
 // logProgress logs one progress line.
@@ -470,6 +482,7 @@ type busOutput struct {
 type timedPublisher struct {
 	pub     ocsf.RecordPublisher
 	timeout time.Duration
+	note    string // what the timeout means, after the flag's name
 }
 
 func (p timedPublisher) PublishRecords(ctx context.Context, recs []bus.Record) error {
@@ -477,7 +490,7 @@ func (p timedPublisher) PublishRecords(ctx context.Context, recs []bus.Record) e
 	defer cancel()
 	err := p.pub.PublishRecords(tctx, recs)
 	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("no acknowledgement within %s (--output-timeout; the batch stays uncommitted and a restart emits it again): %w", p.timeout, err)
+		return fmt.Errorf("no acknowledgement within %s (%s): %w", p.timeout, p.note, err)
 	}
 	return err
 }
@@ -494,6 +507,10 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 			outs = nil
 		}
 	}()
+	note := "--output-timeout; the batch stays uncommitted and a restart emits it again"
+	if o.p != "" {
+		note = "--" + o.p + "output-timeout; the output is tried again after a pause, its events dropped and counted meanwhile"
+	}
 	if o.kafkaOutTopic != "" {
 		kc, err := o.conn.kafkaConn(strings.Split(o.kafkaOutBrokers, ","))
 		if err != nil {
@@ -502,10 +519,10 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 		p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kc, Topic: o.kafkaOutTopic, CreateTopic: o.kafkaOutCreate,
 			Partitions: int32(o.kafkaOutPartitions), Logger: cio.Log})
 		if err != nil {
-			return outs, fmt.Errorf("kafka output (--kafka-output-topic): %w", err)
+			return outs, fmt.Errorf("kafka output (--%skafka-output-topic): %w", o.p, err)
 		}
 		what := "kafka topic " + o.kafkaOutTopic + " on " + o.kafkaOutBrokers
-		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout}, Name: what})
+		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout, note}, Name: what})
 		outs = append(outs, busOutput{kind: "kafka", what: what, sink: sink, ready: p.Ready, close: p.Close})
 	}
 	if o.natsOutSubject != "" {
@@ -517,10 +534,10 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 			Stream: nats.StreamConfig{Name: o.natsOutStream, SubjectPrefix: o.natsOutSubject,
 				Description: "flowbus OCSF " + ocsf.SchemaVersion + " events, JSON, one subject per partition"}})
 		if err != nil {
-			return outs, fmt.Errorf("nats output (--nats-output-subject): %w", err)
+			return outs, fmt.Errorf("nats output (--%snats-output-subject): %w", o.p, err)
 		}
 		what := "nats subjects " + o.natsOutSubject + ".<partition> (stream " + o.natsOutStream + ") on " + nats.RedactURL(o.natsOutURL)
-		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout}, Name: what})
+		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout, note}, Name: what})
 		outs = append(outs, busOutput{kind: "nats", what: what, sink: sink, ready: p.Ready, close: p.Close})
 	}
 	for _, out := range outs {
@@ -529,7 +546,7 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return outs, fmt.Errorf("ocsf output %s: not ready within %s (--output-timeout): %w", out.what, o.outputTimeout, err)
+				return outs, fmt.Errorf("ocsf output %s: not ready within %s (--%soutput-timeout): %w", out.what, o.outputTimeout, o.p, err)
 			}
 			return outs, fmt.Errorf("ocsf output %s: %w", out.what, err)
 		}
