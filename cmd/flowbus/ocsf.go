@@ -190,7 +190,7 @@ func addOCSFOutputFlags(fs *flagSet, o *ocsfOptions, p string, groups bool) {
 	}
 	n := func(name string) string { return p + name }
 	group("Files")
-	fs.StringVar(&o.dataDir, n("data-dir"), "", "write the events as JSON lines to <data-dir>/flowbus-ocsf.jsonl, rotated to flowbus-ocsf-<UTC time>.jsonl; empty: no files")
+	fs.StringVar(&o.dataDir, n("data-dir"), "", "write the events as JSON lines to <"+n("data-dir")+">/flowbus-ocsf.jsonl, rotated to flowbus-ocsf-<UTC time>.jsonl; empty: no files")
 	fs.Int64Var(&o.rotateBytes, n("rotate-bytes"), ocsf.DefaultFileMaxBytes, "rotate the active file before it would exceed this many bytes")
 	fs.check(n("rotate-bytes"), atLeast(&o.rotateBytes, 1024))
 	fs.DurationVar(&o.rotateAge, n("rotate-age"), ocsf.DefaultFileMaxAge, "rotate the active file once it is this old (checked when an event is written)")
@@ -304,16 +304,21 @@ func (o *ocsfOptions) checkBusOutputs(p, scheme, hosts string) error {
 // readHECToken reads the token from path. The token is never logged, nor
 // put in an error.
 func readHECToken(path string) (string, error) {
+	return readHECTokenFlag("hec-token-file", path)
+}
+
+// readHECTokenFlag is readHECToken for the flag named flag.
+func readHECTokenFlag(flag, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--hec-token-file: %w", err)
+		return "", fmt.Errorf("--%s: %w", flag, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("--hec-token-file %s: the file is empty", path)
+		return "", fmt.Errorf("--%s %s: the file is empty", flag, path)
 	}
 	if strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("--hec-token-file %s: more than one line; want the token alone", path)
+		return "", fmt.Errorf("--%s %s: more than one line; want the token alone", flag, path)
 	}
 	return tok, nil
 }
