@@ -497,6 +497,7 @@ func newAgentFlags(io cmdIO) (*flagSet, *agentFlags) {
 		"from the bus, through a bounded queue that drops and counts rather than slow the export.", io)
 	f := addAgentFlags(fs, false)
 	f.ocsf = addAgentOCSFFlags(fs)
+	f.ocsf.o.conn = f.busConnFlags // the bus's TLS and authentication apply to the outputs
 	return fs, f
 }
 
