@@ -163,6 +163,7 @@ func TestAgentOCSFExact(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ name, label, value string }{
+		{"flowbus_ocsf_file_events_total", "", ""},
 		{"flowbus_ocsf_hec_events_total", "result", "sent"},
 		{"flowbus_ocsf_bus_events_total", "output", "kafka"},
 		{"flowbus_ocsf_bus_events_total", "output", "nats"},

@@ -414,6 +414,8 @@ func registerOCSFOutputs(reg prometheus.Registerer, events *[len(ocsfClasses)]at
 	if file != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_file_rotations_total",
 			Help: "JSON-lines files rotated."}, func() float64 { return float64(file.Stats().Rotations) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_file_events_total",
+			Help: "Events written to the JSON-lines files."}, func() float64 { return float64(file.Stats().Events) }))
 	}
 	if hec != nil {
 		for _, r := range []struct {
