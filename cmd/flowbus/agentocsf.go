@@ -367,8 +367,8 @@ func (w *agentOCSF) write(b []schemas.Flow) {
 					continue
 				}
 				if err := out.sink.Write(w.ctx, w.event, key, class, id); err != nil {
-					w.pauseOutput(j, err)
-					w.outputError(out.kind, 1, err)
+					w.pauseOutput(j, err) // logs err
+					w.outputError(out.kind, 1, nil)
 				}
 			}
 		}
@@ -405,8 +405,7 @@ func (w *agentOCSF) flush() {
 			continue
 		}
 		if err := out.sink.Flush(w.ctx); err != nil {
-			w.pauseOutput(j, err)
-			w.outputError(out.kind, 0, err)
+			w.pauseOutput(j, err) // logs err
 			continue
 		}
 		if w.pause[j] > 0 {
