@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,4 +329,101 @@ func TestAgentOCSFFlags(t *testing.T) {
 	if code, _, errOut := runCommand("demo", "--ocsf-data-dir", "d"); code != 2 || !strings.Contains(errOut, "unknown flag: --ocsf-data-dir") {
 		t.Errorf("demo --ocsf-data-dir: exit %d, stderr %q; want an unknown flag", code, errOut)
 	}
+}
+
+// TestAgentOCSFHECDownSpools: while the collector answers 503 the agent's
+// HEC batches go to the spool, the export to the bus whole; the next run on
+// the same spool, the collector back, replays them: the collector gets
+// every record of both runs once, valid OCSF, per class and activity.
+func TestAgentOCSFHECDownSpools(t *testing.T) {
+	const n = 3000
+	srv, url, err := nats.StartEmbedded(filepath.Join(t.TempDir(), "nats"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	var down atomic.Bool
+	down.Store(true)
+	var refused atomic.Int64
+	hec := &hecCollector{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			refused.Add(1)
+			http.Error(w, "server busy", http.StatusServiceUnavailable)
+			return
+		}
+		hec.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	token, spool := writeTokenFile(t, "tok"), t.TempDir()
+	args := func(seed, count int) []string {
+		return []string{"--source", "synthetic", "--seed", fmt.Sprint(seed), "--rate", "0", "--count", fmt.Sprint(count), "--no-aggregate",
+			"--bus", url, "--nats-partitions", fmt.Sprint(agentOCSFPartitions), "--data-dir", t.TempDir(),
+			"--observer-address", "", "--metrics-address", "", "--ocsf-queue-records", fmt.Sprint(n),
+			"--ocsf-hec-url", hs.URL + "/services/collector/event", "--ocsf-hec-token-file", token, "--ocsf-hec-spool-dir", spool}
+	}
+	rt, log, took := runAgentOCSF(t, args(1, n)...)
+	v := func(name, label, value string) int { return int(counterValue(rt.reg, name, label, value)) }
+	if spooled, sent, errs := v("flowbus_ocsf_hec_events_total", "result", "spooled"), v("flowbus_ocsf_hec_events_total", "result", "sent"),
+		v("flowbus_ocsf_output_errors_total", "", ""); spooled != n || sent != 0 || errs != 0 || refused.Load() == 0 {
+		t.Fatalf("collector down: %d events spooled, %d sent, %d output errors after %d refused requests; want %d, 0, 0 after some\n%s",
+			spooled, sent, errs, refused.Load(), n, log)
+	}
+	if batches := v("flowbus_ocsf_hec_spooled_batches", "", ""); batches == 0 {
+		t.Errorf("flowbus_ocsf_hec_spooled_batches = 0 at the end of the run")
+	}
+	down.Store(false)
+	rt2, log2, _ := runAgentOCSF(t, args(2, 1)...)
+	if replayed := int(counterValue(rt2.reg, "flowbus_ocsf_hec_events_total", "result", "replayed")); replayed != n {
+		t.Errorf("second run replayed %d events, want %d\n%s", replayed, n, log2)
+	}
+	recs := busRecords(t, url, n+1)
+	checkOCSFOutput(t, "hec", agentOCSFWant(t, recs), hec.received(), false, 0)
+	t.Logf("%d events spooled in %s while the collector refused %d requests, replayed by the next run", n, took.Round(time.Millisecond), refused.Load())
+}
+
+// TestAgentOCSFNATSOutputGoesAway: the NATS output's server stops while
+// the agent runs: the output is paused, its events counted as errors, and
+// the agent goes on: every record exported to the bus and written to the
+// files; the NATS output's events acknowledged and not taken add up to the
+// records.
+func TestAgentOCSFNATSOutputGoesAway(t *testing.T) {
+	const n = 8000
+	srv, url, err := nats.StartEmbedded(filepath.Join(t.TempDir(), "nats"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	outSrv, outURL, err := nats.StartEmbedded(filepath.Join(t.TempDir(), "nats-out"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		time.Sleep(2500 * time.Millisecond) // after the writer's flushes at 1s and 2s
+		outSrv.Shutdown()
+		outSrv.WaitForShutdown()
+	}()
+	dir := t.TempDir()
+	rt, log, took := runAgentOCSF(t, "--source", "synthetic", "--rate", "2000", "--count", fmt.Sprint(n), "--no-aggregate",
+		"--bus", url, "--nats-partitions", fmt.Sprint(agentOCSFPartitions), "--data-dir", t.TempDir(),
+		"--observer-address", "", "--metrics-address", "", "--ocsf-data-dir", dir,
+		"--ocsf-nats-output-subject", "flowbus.ocsf.v1", "--ocsf-nats-output-url", outURL, "--ocsf-output-timeout", "300ms")
+	<-stopped
+	if recs := busRecords(t, url, n); len(recs) != n {
+		t.Fatalf("exported %d records, want %d\n%s", len(recs), n, log)
+	}
+	v := func(name, label, value string) int { return int(counterValue(rt.reg, name, label, value)) }
+	published, errs := v("flowbus_ocsf_bus_events_total", "output", "nats"), v("flowbus_ocsf_output_errors_total", "output", "nats")
+	if files := v("flowbus_ocsf_file_events_total", "", ""); files != n || len(fileEvents(t, dir)) != n {
+		t.Errorf("%d events written to the files (%d read back), want %d", files, len(fileEvents(t, dir)), n)
+	}
+	if published == 0 || errs == 0 || published+errs != n {
+		t.Errorf("nats output: %d events acknowledged + %d not taken = %d, want some of each, %d in all\n%s", published, errs, published+errs, n, log)
+	}
+	if !strings.Contains(log.String(), "ocsf: output paused") {
+		t.Errorf("no log line of the output paused:\n%s", log)
+	}
+	t.Logf("run of %s: nats output acknowledged %d events, %d not taken after its server stopped at 2.5s", took.Round(time.Millisecond), published, errs)
 }
