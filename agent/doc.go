@@ -28,6 +28,11 @@
 //     "Whole agent on one core").
 //   - Aggregation windows are processing-time: a ticker of Aggregate.Window
 //     flushes; a full key table flushes early (package aggregate).
+//   - A tap that has slow work to do queues it: the OCSF writer that
+//     `flowbus agent --ocsf-*` adds (cmd/flowbus/agentocsf.go) copies each
+//     raw batch into its own bounded queue and returns, dropping and counting
+//     what does not fit; its events are therefore the source's records
+//     (enriched, one per connection report), not the aggregated ones.
 //   - Back-pressure stops at the exporter: it always accepts records (memory
 //     queue, then disk spool), so a slow or dead bus never stalls the source.
 //     A source that is faster than aggregation (CPU-bound) is slowed by the

@@ -87,6 +87,7 @@ type agentFlags struct {
 	l7RingBufSize                *uint32
 	l7MaxConns                   *int
 	fqdnGrace                    *time.Duration
+	ocsf                         *agentOCSFFlags // the agent's, not the demo's (agentocsf.go)
 }
 
 // Bounds of the agent's numeric flags that no package states.
@@ -222,6 +223,7 @@ type agentRuntime struct {
 	natsURL string // set when the bus is NATS (embedded or not)
 	servers []func(ctx context.Context) error
 	closers []func()
+	ocsf    *agentOCSF // the OCSF writer, when an --ocsf-* output is given
 }
 
 func (rt *agentRuntime) close() {
@@ -240,6 +242,11 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 	}()
 	if *f.node == "" {
 		return nil, fmt.Errorf("%w: --node is empty and the host name is unknown", errUsage)
+	}
+	if f.ocsf != nil {
+		if err := f.ocsf.check(*f.bus, *f.topic); err != nil {
+			return nil, err
+		}
 	}
 	if err := f.newClusterSource(io, rt); err != nil {
 		return nil, err
@@ -265,6 +272,16 @@ func (f *agentFlags) build(io cmdIO, demo bool, runID string) (_ *agentRuntime, 
 		return nil, fmt.Errorf("%w: --metrics: %v", errUsage, err)
 	}
 	taps = append(taps, m)
+
+	// OCSF: the agent's own writer of events for a SIEM (agentocsf.go), a
+	// tap of the source's records.
+	if f.ocsf != nil && f.ocsf.enabled() {
+		if rt.ocsf, err = f.ocsf.open(io, rt.reg, *f.node, rt.natsURL); err != nil {
+			return nil, err
+		}
+		rt.closers = append(rt.closers, func() { rt.ocsf.close() })
+		taps = append(taps, rt.ocsf)
+	}
 
 	spoolDir := *f.spoolDir
 	switch spoolDir {
@@ -461,6 +478,9 @@ func (rt *agentRuntime) run(ctx context.Context) error {
 		g.Go(func() error { return s(gctx) })
 	}
 	err := rt.agent.Run(ctx)
+	if rt.ocsf != nil { // after the pipeline: no record comes any more
+		err = errors.Join(err, rt.ocsf.close())
+	}
 	stop()
 	if serr := g.Wait(); serr != nil && !errors.Is(serr, context.Canceled) && err == nil {
 		err = serr
@@ -471,8 +491,14 @@ func (rt *agentRuntime) run(ctx context.Context) error {
 // newAgentFlags returns the flags of `flowbus agent`.
 func newAgentFlags(io cmdIO) (*flagSet, *agentFlags) {
 	fs := newFlagSet("agent", "agent [flags]", "Run the node agent: a source of flows (synthetic, hubble-json, Hubble live "+
-		"or the eBPF datapath), the Hubble Observer API and metrics, aggregation, and export of Arrow batches to the bus.", io)
-	return fs, addAgentFlags(fs, false)
+		"or the eBPF datapath), the Hubble Observer API and metrics, aggregation, and export of Arrow batches to the bus. "+
+		"With an --ocsf-* output it also writes every record of its source (before aggregation: one event per connection "+
+		"report) as an OCSF 1.8.0 event to files, a Splunk HEC, a Kafka topic or NATS subjects, as 'flowbus ocsf' does "+
+		"from the bus, through a bounded queue that drops and counts rather than slow the export.", io)
+	f := addAgentFlags(fs, false)
+	f.ocsf = addAgentOCSFFlags(fs)
+	f.ocsf.o.conn = f.busConnFlags // the bus's TLS and authentication apply to the outputs
+	return fs, f
 }
 
 func runAgent(ctx context.Context, args []string, io cmdIO) error {

@@ -103,6 +103,10 @@ type ocsfOptions struct {
 	metricsAddr string
 	metricsTLS  metricsTLS
 	progress    time.Duration
+
+	// p is the prefix of the output flags' names: "" in 'flowbus ocsf',
+	// "ocsf-" in the agent.
+	p string
 }
 
 // defaultOCSFGroup is the consumer group (Kafka) and durable prefix (NATS)
@@ -139,34 +143,7 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 	fs.group("NATS")
 	o.conn.addNATSConnFlags(fs)
 
-	fs.group("Files")
-	fs.StringVar(&o.dataDir, "data-dir", "", "write the events as JSON lines to <data-dir>/flowbus-ocsf.jsonl, rotated to flowbus-ocsf-<UTC time>.jsonl; empty: no files")
-	fs.Int64Var(&o.rotateBytes, "rotate-bytes", ocsf.DefaultFileMaxBytes, "rotate the active file before it would exceed this many bytes")
-	fs.check("rotate-bytes", atLeast(&o.rotateBytes, 1024))
-	fs.DurationVar(&o.rotateAge, "rotate-age", ocsf.DefaultFileMaxAge, "rotate the active file once it is this old (checked when an event is written)")
-	fs.check("rotate-age", positive(&o.rotateAge))
-	fs.IntVar(&o.maxFiles, "max-files", ocsf.DefaultFileMaxFiles, "rotated files kept; the oldest are removed")
-	fs.check("max-files", atLeast(&o.maxFiles, 1))
-
-	fs.group("Splunk HEC")
-	fs.StringVar(&o.hecURL, "hec-url", "", "send the events to this Splunk HTTP Event Collector endpoint, e.g. https://splunk:8088/services/collector/event; empty: no HEC")
-	fs.StringVar(&o.hecTokenFile, "hec-token-file", "", "file holding the HEC token (surrounding white space ignored); required with --hec-url")
-	fs.StringVar(&o.hecSourceType, "hec-sourcetype", "ocsf:flowbus", "sourcetype of the events sent to the HEC")
-	fs.StringVar(&o.hecSpoolDir, "hec-spool-dir", "", "directory of the batches the collector did not take (down, or failing), replayed in order when it is back; required with --hec-url")
-
-	fs.group("Kafka output")
-	fs.StringVar(&o.kafkaOutTopic, "kafka-output-topic", "", "publish the events to this Kafka topic, one JSON record each, keyed by the destination workload (namespace/name) as the flows are; empty: no Kafka output")
-	fs.StringVar(&o.kafkaOutBrokers, "kafka-output-brokers", "", "host:port[,host:port...] of the output's Kafka cluster (default: the brokers of --bus when it is kafka://); the --kafka-tls* and --kafka-sasl-* flags apply to it")
-	fs.BoolVar(&o.kafkaOutCreate, "kafka-output-create-topic", true, "create --kafka-output-topic when missing")
-	fs.IntVar(&o.kafkaOutPartitions, "kafka-output-partitions", kafka.DefaultPartitions, "partitions of an output topic the command creates")
-	fs.check("kafka-output-partitions", between(&o.kafkaOutPartitions, 1, math.MaxInt32))
-
-	fs.group("NATS output")
-	fs.StringVar(&o.natsOutSubject, "nats-output-subject", "", "publish the events to the JetStream subjects <subject>.<partition>, one JSON message each, the partition by Kafka's partitioner over the destination workload as the flows' (header flowbus-key); empty: no NATS output")
-	fs.StringVar(&o.natsOutURL, "nats-output-url", "", "nats://host:port of the output's server (default: --bus when it is nats://); the --nats-tls-* and authentication flags apply to it")
-	fs.StringVar(&o.natsOutStream, "nats-output-stream", "FLOWBUS_OCSF", "JetStream stream of the output subjects, created when missing (binding <subject>.>, 24h, 4 GiB; an existing stream is used as its operator configured it)")
-	fs.IntVar(&o.natsOutPartitions, "nats-output-partitions", nats.DefaultPartitions, "partitions (subjects <subject>.<p>) of the NATS output")
-	fs.check("nats-output-partitions", between(&o.natsOutPartitions, 1, nats.MaxPartitions))
+	addOCSFOutputFlags(fs, o, "", true)
 
 	fs.group("Outputs")
 	fs.DurationVar(&o.outputTimeout, "output-timeout", 30*time.Second, "how long a Kafka or NATS output may take to be reached at start, or to acknowledge a batch, before the command stops with an error (the batch stays uncommitted)")
@@ -194,71 +171,132 @@ func parseOCSFFlags(args []string, cio cmdIO) (*ocsfOptions, error) {
 	if !ok || hosts == "" || scheme != "kafka" && scheme != "nats" {
 		return nil, fmt.Errorf("%w: --bus %q: want kafka://host:port[,host:port...] or nats://host:port", errUsage, o.bus)
 	}
-	if o.dataDir == "" && o.hecURL == "" && o.kafkaOutTopic == "" && o.natsOutSubject == "" {
-		return nil, fmt.Errorf("%w: no output: give --data-dir (JSON-lines files), --hec-url (Splunk HEC), --kafka-output-topic (Kafka) or --nats-output-subject (NATS), or several", errUsage)
-	}
-	if err := o.checkBusOutputs(scheme, hosts); err != nil {
+	if err := o.checkOutputs("", scheme, hosts); err != nil {
 		return nil, err
-	}
-	if o.hecURL != "" {
-		if u, err := url.Parse(o.hecURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("%w: --hec-url %q: want http(s)://host:port/services/collector/event", errUsage, o.hecURL)
-		}
-		if o.hecTokenFile == "" {
-			return nil, fmt.Errorf("%w: --hec-url needs --hec-token-file, the file holding the HEC token", errUsage)
-		}
-		if o.hecSpoolDir == "" {
-			return nil, fmt.Errorf("%w: --hec-url needs --hec-spool-dir: without a spool a batch the collector does not take would be dropped after its offsets are committed", errUsage)
-		}
-	} else if o.hecTokenFile != "" || o.hecSpoolDir != "" {
-		return nil, fmt.Errorf("%w: --hec-token-file and --hec-spool-dir need --hec-url", errUsage)
 	}
 	return o, nil
 }
 
-// checkBusOutputs checks the Kafka and NATS output flags: each needs its
-// server (given, or the input's), and none may publish onto the flows the
-// command reads (it would read its own events back as bad messages).
-func (o *ocsfOptions) checkBusOutputs(scheme, hosts string) error {
+// addOCSFOutputFlags adds the flags of the OCSF outputs (files, Splunk HEC,
+// Kafka topic, NATS subjects) to fs, each name prefixed with p: 'flowbus
+// ocsf' has them bare, in a group per output (groups), 'flowbus agent' as
+// --ocsf-*, in its one OCSF group. The help texts name the prefixed flags,
+// so that the two commands read the same.
+func addOCSFOutputFlags(fs *flagSet, o *ocsfOptions, p string, groups bool) {
+	group := func(title string) {
+		if groups {
+			fs.group(title)
+		}
+	}
+	n := func(name string) string { return p + name }
+	group("Files")
+	fs.StringVar(&o.dataDir, n("data-dir"), "", "write the events as JSON lines to <"+n("data-dir")+">/flowbus-ocsf.jsonl, rotated to flowbus-ocsf-<UTC time>.jsonl; empty: no files")
+	fs.Int64Var(&o.rotateBytes, n("rotate-bytes"), ocsf.DefaultFileMaxBytes, "rotate the active file before it would exceed this many bytes")
+	fs.check(n("rotate-bytes"), atLeast(&o.rotateBytes, 1024))
+	fs.DurationVar(&o.rotateAge, n("rotate-age"), ocsf.DefaultFileMaxAge, "rotate the active file once it is this old (checked when an event is written)")
+	fs.check(n("rotate-age"), positive(&o.rotateAge))
+	fs.IntVar(&o.maxFiles, n("max-files"), ocsf.DefaultFileMaxFiles, "rotated files kept; the oldest are removed")
+	fs.check(n("max-files"), atLeast(&o.maxFiles, 1))
+
+	group("Splunk HEC")
+	fs.StringVar(&o.hecURL, n("hec-url"), "", "send the events to this Splunk HTTP Event Collector endpoint, e.g. https://splunk:8088/services/collector/event; empty: no HEC")
+	fs.StringVar(&o.hecTokenFile, n("hec-token-file"), "", "file holding the HEC token (surrounding white space ignored); required with --"+n("hec-url"))
+	fs.StringVar(&o.hecSourceType, n("hec-sourcetype"), "ocsf:flowbus", "sourcetype of the events sent to the HEC")
+	fs.StringVar(&o.hecSpoolDir, n("hec-spool-dir"), "", "directory of the batches the collector did not take (down, or failing), replayed in order when it is back; required with --"+n("hec-url"))
+
+	group("Kafka output")
+	fs.StringVar(&o.kafkaOutTopic, n("kafka-output-topic"), "", "publish the events to this Kafka topic, one JSON record each, keyed by the destination workload (namespace/name) as the flows are; empty: no Kafka output")
+	fs.StringVar(&o.kafkaOutBrokers, n("kafka-output-brokers"), "", "host:port[,host:port...] of the output's Kafka cluster (default: the brokers of --bus when it is kafka://); the --kafka-tls* and --kafka-sasl-* flags apply to it")
+	fs.BoolVar(&o.kafkaOutCreate, n("kafka-output-create-topic"), true, "create --"+n("kafka-output-topic")+" when missing")
+	fs.IntVar(&o.kafkaOutPartitions, n("kafka-output-partitions"), kafka.DefaultPartitions, "partitions of an output topic the command creates")
+	fs.check(n("kafka-output-partitions"), between(&o.kafkaOutPartitions, 1, math.MaxInt32))
+
+	group("NATS output")
+	fs.StringVar(&o.natsOutSubject, n("nats-output-subject"), "", "publish the events to the JetStream subjects <subject>.<partition>, one JSON message each, the partition by Kafka's partitioner over the destination workload as the flows' (header flowbus-key); empty: no NATS output")
+	urlDefault := "--bus when it is nats://"
+	if p != "" {
+		urlDefault += ", or the embedded server"
+	}
+	fs.StringVar(&o.natsOutURL, n("nats-output-url"), "", "nats://host:port of the output's server (default: "+urlDefault+"); the --nats-tls-* and authentication flags apply to it")
+	fs.StringVar(&o.natsOutStream, n("nats-output-stream"), "FLOWBUS_OCSF", "JetStream stream of the output subjects, created when missing (binding <subject>.>, 24h, 4 GiB; an existing stream is used as its operator configured it)")
+	fs.IntVar(&o.natsOutPartitions, n("nats-output-partitions"), nats.DefaultPartitions, "partitions (subjects <subject>.<p>) of the NATS output")
+	fs.check(n("nats-output-partitions"), between(&o.natsOutPartitions, 1, nats.MaxPartitions))
+}
+
+// checkOutputs checks the output flags (named with prefix p): at least one
+// output, a HEC with its token and spool, and the Kafka and NATS outputs
+// (checkBusOutputs). scheme and hosts are those of --bus.
+func (o *ocsfOptions) checkOutputs(p, scheme, hosts string) error {
+	if o.dataDir == "" && o.hecURL == "" && o.kafkaOutTopic == "" && o.natsOutSubject == "" {
+		return fmt.Errorf("%w: no output: give --%sdata-dir (JSON-lines files), --%shec-url (Splunk HEC), --%skafka-output-topic (Kafka) or --%snats-output-subject (NATS), or several", errUsage, p, p, p, p)
+	}
+	if err := o.checkBusOutputs(p, scheme, hosts); err != nil {
+		return err
+	}
+	if o.hecURL != "" {
+		if u, err := url.Parse(o.hecURL); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("%w: --%shec-url %q: want http(s)://host:port/services/collector/event", errUsage, p, o.hecURL)
+		}
+		if o.hecTokenFile == "" {
+			return fmt.Errorf("%w: --%shec-url needs --%shec-token-file, the file holding the HEC token", errUsage, p, p)
+		}
+		if o.hecSpoolDir == "" {
+			return fmt.Errorf("%w: --%shec-url needs --%shec-spool-dir: without a spool a batch the collector does not take would be dropped", errUsage, p, p)
+		}
+	} else if o.hecTokenFile != "" || o.hecSpoolDir != "" {
+		return fmt.Errorf("%w: --%shec-token-file and --%shec-spool-dir need --%shec-url", errUsage, p, p, p)
+	}
+	return nil
+}
+
+// checkBusOutputs checks the Kafka and NATS output flags (named with prefix
+// p): each needs its server (given, or that of --bus), and none may publish
+// onto the flows (flowbus ocsf would read its own events back as bad
+// messages; the aggregator would, behind the agent).
+func (o *ocsfOptions) checkBusOutputs(p, scheme, hosts string) error {
+	flowsTopic := "the topic the command reads"
+	if p != "" {
+		flowsTopic = "the flows' topic"
+	}
 	if o.kafkaOutTopic == "" {
 		if o.kafkaOutBrokers != "" {
-			return fmt.Errorf("%w: --kafka-output-brokers needs --kafka-output-topic", errUsage)
+			return fmt.Errorf("%w: --%skafka-output-brokers needs --%skafka-output-topic", errUsage, p, p)
 		}
 	} else {
 		if o.kafkaOutBrokers == "" {
 			if scheme != "kafka" {
-				return fmt.Errorf("%w: --kafka-output-topic needs --kafka-output-brokers when --bus is not kafka://", errUsage)
+				return fmt.Errorf("%w: --%skafka-output-topic needs --%skafka-output-brokers when --bus is not kafka://", errUsage, p, p)
 			}
 			o.kafkaOutBrokers = hosts
 		}
 		if strings.Contains(o.kafkaOutBrokers, "://") {
-			return fmt.Errorf("%w: --kafka-output-brokers %q: want host:port[,host:port...], no scheme", errUsage, o.kafkaOutBrokers)
+			return fmt.Errorf("%w: --%skafka-output-brokers %q: want host:port[,host:port...], no scheme", errUsage, p, o.kafkaOutBrokers)
 		}
 		if scheme == "kafka" && o.kafkaOutTopic == o.topic && o.kafkaOutBrokers == hosts {
-			return fmt.Errorf("%w: --kafka-output-topic %s is the topic the command reads (--kafka-topic): give the events a topic of their own, e.g. flowbus.ocsf.v1", errUsage, o.kafkaOutTopic)
+			return fmt.Errorf("%w: --%skafka-output-topic %s is %s (--kafka-topic): give the events a topic of their own, e.g. flowbus.ocsf.v1", errUsage, p, o.kafkaOutTopic, flowsTopic)
 		}
 	}
 	if o.natsOutSubject == "" {
 		if o.natsOutURL != "" {
-			return fmt.Errorf("%w: --nats-output-url needs --nats-output-subject", errUsage)
+			return fmt.Errorf("%w: --%snats-output-url needs --%snats-output-subject", errUsage, p, p)
 		}
 		return nil
 	}
 	if o.natsOutURL == "" {
 		if scheme != "nats" {
-			return fmt.Errorf("%w: --nats-output-subject needs --nats-output-url when --bus is not nats://", errUsage)
+			return fmt.Errorf("%w: --%snats-output-subject needs --%snats-output-url when --bus is not nats://", errUsage, p, p)
 		}
-		o.natsOutURL = o.bus
+		o.natsOutURL = o.bus // the agent's embedded server: set when it has started
 	}
-	if !strings.HasPrefix(o.natsOutURL, "nats://") && !strings.HasPrefix(o.natsOutURL, "tls://") {
-		return fmt.Errorf("%w: --nats-output-url %q: want nats://host:port", errUsage, nats.RedactURL(o.natsOutURL))
+	if o.natsOutURL != "" && !strings.HasPrefix(o.natsOutURL, "nats://") && !strings.HasPrefix(o.natsOutURL, "tls://") {
+		return fmt.Errorf("%w: --%snats-output-url %q: want nats://host:port", errUsage, p, nats.RedactURL(o.natsOutURL))
 	}
 	flows := nats.DefaultSubjectPrefix
 	if o.natsOutSubject == flows || strings.HasPrefix(o.natsOutSubject, flows+".") || strings.HasPrefix(flows, o.natsOutSubject+".") {
-		return fmt.Errorf("%w: --nats-output-subject %s overlaps the flows' subjects %s.<partition>: give the events subjects of their own, e.g. flowbus.ocsf.v1", errUsage, o.natsOutSubject, flows)
+		return fmt.Errorf("%w: --%snats-output-subject %s overlaps the flows' subjects %s.<partition>: give the events subjects of their own, e.g. flowbus.ocsf.v1", errUsage, p, o.natsOutSubject, flows)
 	}
 	if o.natsOutStream == nats.DefaultStream {
-		return fmt.Errorf("%w: --nats-output-stream %s is the flows' stream: give the events a stream of their own, e.g. FLOWBUS_OCSF", errUsage, o.natsOutStream)
+		return fmt.Errorf("%w: --%snats-output-stream %s is the flows' stream: give the events a stream of their own, e.g. FLOWBUS_OCSF", errUsage, p, o.natsOutStream)
 	}
 	return nil
 }
@@ -266,16 +304,21 @@ func (o *ocsfOptions) checkBusOutputs(scheme, hosts string) error {
 // readHECToken reads the token from path. The token is never logged, nor
 // put in an error.
 func readHECToken(path string) (string, error) {
+	return readHECTokenFlag("hec-token-file", path)
+}
+
+// readHECTokenFlag is readHECToken for the flag named flag.
+func readHECTokenFlag(flag, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--hec-token-file: %w", err)
+		return "", fmt.Errorf("--%s: %w", flag, err)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("--hec-token-file %s: the file is empty", path)
+		return "", fmt.Errorf("--%s %s: the file is empty", flag, path)
 	}
 	if strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("--hec-token-file %s: more than one line; want the token alone", path)
+		return "", fmt.Errorf("--%s %s: more than one line; want the token alone", flag, path)
 	}
 	return tok, nil
 }
@@ -351,24 +394,38 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 		counter("flowbus_ocsf_bad_messages_total", "Bus messages that did not decode, skipped (logged with partition and offset).", &s.bad),
 		counter("flowbus_ocsf_refused_records_total", "Flow records the OCSF encoder refused (no time, or no endpoint), skipped.", &s.refused),
 	)
+	registerOCSFOutputs(reg, &s.events, file, hec, outs)
+	committed := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowbus_ocsf_committed_offset",
+		Help: "Next offset (Kafka) or stream sequence (NATS) to read, as committed, per partition."}, []string{"partition"})
+	reg.MustRegister(committed)
+	return committed
+}
+
+// registerOCSFOutputs adds the metrics of the OCSF events and outputs to
+// reg: flowbus_ocsf_events_total{class} (from events, indexed as
+// ocsfClasses), and those of each output given. 'flowbus ocsf' and the
+// agent's OCSF writer share them.
+func registerOCSFOutputs(reg prometheus.Registerer, events *[len(ocsfClasses)]atomic.Uint64, file *ocsf.FileSink, hec *ocsf.HECSink, outs []busOutput) {
 	for i, c := range ocsfClasses {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_events_total",
 			Help: "OCSF events written to the outputs, by class.", ConstLabels: prometheus.Labels{"class": c.label}},
-			func() float64 { return float64(s.events[i].Load()) }))
+			func() float64 { return float64(events[i].Load()) }))
 	}
 	if file != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_file_rotations_total",
 			Help: "JSON-lines files rotated."}, func() float64 { return float64(file.Stats().Rotations) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_file_events_total",
+			Help: "Events written to the JSON-lines files."}, func() float64 { return float64(file.Stats().Events) }))
 	}
 	if hec != nil {
 		for _, r := range []struct {
 			result string
 			get    func(ocsf.HECStats) uint64
 		}{
-			{"sent", func(s ocsf.HECStats) uint64 { return s.Sent }},
-			{"spooled", func(s ocsf.HECStats) uint64 { return s.Spooled }},
-			{"replayed", func(s ocsf.HECStats) uint64 { return s.Replayed }},
-			{"dropped", func(s ocsf.HECStats) uint64 { return s.Dropped }},
+			{"sent", func(st ocsf.HECStats) uint64 { return st.Sent }},
+			{"spooled", func(st ocsf.HECStats) uint64 { return st.Spooled }},
+			{"replayed", func(st ocsf.HECStats) uint64 { return st.Replayed }},
+			{"dropped", func(st ocsf.HECStats) uint64 { return st.Dropped }},
 		} {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "flowbus_ocsf_hec_events_total",
 				Help:        "Events through the Splunk HEC sink: sent (accepted, replays included), spooled, replayed from the spool, dropped (rejected as malformed).",
@@ -382,10 +439,6 @@ func (s *ocsfState) register(reg prometheus.Registerer, file *ocsf.FileSink, hec
 			Help:        "Events the Kafka or NATS output's broker acknowledged.",
 			ConstLabels: prometheus.Labels{"output": out.kind}}, func() float64 { return float64(out.sink.Stats().Published) }))
 	}
-	committed := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flowbus_ocsf_committed_offset",
-		Help: "Next offset (Kafka) or stream sequence (NATS) to read, as committed, per partition."}, []string{"partition"})
-	reg.MustRegister(committed)
-	return committed
 }
 
 // logProgress logs one progress line.
@@ -436,6 +489,7 @@ type busOutput struct {
 type timedPublisher struct {
 	pub     ocsf.RecordPublisher
 	timeout time.Duration
+	note    string // what the timeout means, after the flag's name
 }
 
 func (p timedPublisher) PublishRecords(ctx context.Context, recs []bus.Record) error {
@@ -443,7 +497,7 @@ func (p timedPublisher) PublishRecords(ctx context.Context, recs []bus.Record) e
 	defer cancel()
 	err := p.pub.PublishRecords(tctx, recs)
 	if err != nil && tctx.Err() != nil && ctx.Err() == nil {
-		return fmt.Errorf("no acknowledgement within %s (--output-timeout; the batch stays uncommitted and a restart emits it again): %w", p.timeout, err)
+		return fmt.Errorf("no acknowledgement within %s (%s): %w", p.timeout, p.note, err)
 	}
 	return err
 }
@@ -460,6 +514,10 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 			outs = nil
 		}
 	}()
+	note := "--output-timeout; the batch stays uncommitted and a restart emits it again"
+	if o.p != "" {
+		note = "--" + o.p + "output-timeout; the output is tried again after a pause, its events dropped and counted meanwhile"
+	}
 	if o.kafkaOutTopic != "" {
 		kc, err := o.conn.kafkaConn(strings.Split(o.kafkaOutBrokers, ","))
 		if err != nil {
@@ -468,10 +526,10 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 		p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kc, Topic: o.kafkaOutTopic, CreateTopic: o.kafkaOutCreate,
 			Partitions: int32(o.kafkaOutPartitions), Logger: cio.Log})
 		if err != nil {
-			return outs, fmt.Errorf("kafka output (--kafka-output-topic): %w", err)
+			return outs, fmt.Errorf("kafka output (--%skafka-output-topic): %w", o.p, err)
 		}
 		what := "kafka topic " + o.kafkaOutTopic + " on " + o.kafkaOutBrokers
-		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout}, Name: what})
+		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout, note}, Name: what})
 		outs = append(outs, busOutput{kind: "kafka", what: what, sink: sink, ready: p.Ready, close: p.Close})
 	}
 	if o.natsOutSubject != "" {
@@ -483,10 +541,10 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 			Stream: nats.StreamConfig{Name: o.natsOutStream, SubjectPrefix: o.natsOutSubject,
 				Description: "flowbus OCSF " + ocsf.SchemaVersion + " events, JSON, one subject per partition"}})
 		if err != nil {
-			return outs, fmt.Errorf("nats output (--nats-output-subject): %w", err)
+			return outs, fmt.Errorf("nats output (--%snats-output-subject): %w", o.p, err)
 		}
 		what := "nats subjects " + o.natsOutSubject + ".<partition> (stream " + o.natsOutStream + ") on " + nats.RedactURL(o.natsOutURL)
-		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout}, Name: what})
+		sink, _ := ocsf.NewBus(ocsf.BusConfig{Publisher: timedPublisher{p, o.outputTimeout, note}, Name: what})
 		outs = append(outs, busOutput{kind: "nats", what: what, sink: sink, ready: p.Ready, close: p.Close})
 	}
 	for _, out := range outs {
@@ -495,7 +553,7 @@ func openBusOutputs(ctx context.Context, o *ocsfOptions, cio cmdIO) (outs []busO
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return outs, fmt.Errorf("ocsf output %s: not ready within %s (--output-timeout): %w", out.what, o.outputTimeout, err)
+				return outs, fmt.Errorf("ocsf output %s: not ready within %s (--%soutput-timeout): %w", out.what, o.outputTimeout, o.p, err)
 			}
 			return outs, fmt.Errorf("ocsf output %s: %w", out.what, err)
 		}

@@ -6,6 +6,12 @@
 // content-type application/json, flowbus-schema ocsf/1.8.0 and
 // ocsf-class-uid).
 //
+// Two commands run the sinks, with the same outputs and flags: 'flowbus
+// ocsf' reads the flows topic and commits after its outputs hold a batch
+// (at least once); 'flowbus agent --ocsf-*' encodes its source's records,
+// before aggregation, from a bounded queue that drops and counts rather
+// than slow the agent (best effort; cmd/flowbus/agentocsf.go).
+//
 // Schema: OCSF 1.8.0 (SchemaVersion), the release tagged 1.8.0 in the
 // ocsf/ocsf-schema repository. internal/ocsftest/testdata/schema holds the
 // subset of that release the tests (this package's and cmd/flowbus's, with
