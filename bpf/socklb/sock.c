@@ -17,6 +17,11 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // maglev_m is the size of every Maglev table (a prime), set from Go before
 // load; the inner map template of lb_maglev has as many entries.
 volatile const __u32 maglev_m = 1;
+// wakeup_bytes: 0 lets the kernel wake the reader for every event it finds
+// idle; otherwise events are submitted without a wakeup until this many
+// bytes wait in the ring, and the reader polls on a short timer for the
+// rest (flow.c does the same).
+volatile const __u32 wakeup_bytes = 0;
 
 // Sizes are defaults; Go sets max_entries before load.
 struct {
@@ -153,7 +158,11 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, __u64 cookie, int v6
 	ev->verdict = verdict;
 	ev->hook = hook;
 	ev->pad = 0;
-	bpf_ringbuf_submit(ev, 0);
+	__u64 flags = 0;
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&sock_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+											  : BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
 }
 
 // xlate_fwd translates a connect() or sendmsg() to a service's frontend.

@@ -140,6 +140,7 @@ const (
 	sockVarUnusedSockEvent   = "unused_sock_event"
 	sockVarUnusedSockHook    = "unused_sock_hook"
 	sockVarUnusedSockVerdict = "unused_sock_verdict"
+	sockVarWakeupBytes       = "wakeup_bytes"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -217,6 +218,7 @@ type sockVariableSpecs struct {
 	UnusedSockEvent   *ebpf.VariableSpec `ebpf:"unused_sock_event"`
 	UnusedSockHook    *ebpf.VariableSpec `ebpf:"unused_sock_hook"`
 	UnusedSockVerdict *ebpf.VariableSpec `ebpf:"unused_sock_verdict"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // sockObjects contains all objects after they have been loaded into the kernel.
@@ -268,6 +270,7 @@ type sockVariables struct {
 	UnusedSockEvent   *ebpf.Variable `ebpf:"unused_sock_event"`
 	UnusedSockHook    *ebpf.Variable `ebpf:"unused_sock_hook"`
 	UnusedSockVerdict *ebpf.Variable `ebpf:"unused_sock_verdict"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // sockPrograms contains all programs after they have been loaded into the kernel.

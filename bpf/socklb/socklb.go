@@ -25,6 +25,7 @@ const (
 	DefaultMaxBackends   = 65536
 	DefaultRevNATEntries = 65536
 	DefaultRingBufSize   = 1 << 20
+	DefaultPollInterval  = 50 * time.Millisecond
 )
 
 // Config sizes the kernel maps. Zero fields take the defaults.
@@ -41,6 +42,15 @@ type Config struct {
 	// RingBufSize is the decision ring buffer's size in bytes, a power of
 	// two multiple of the page size.
 	RingBufSize uint32
+	// WakeupBytes: the kernel wakes the reader only once this many bytes of
+	// events wait (default RingBufSize/4); ReadEvent looks at the ring every
+	// PollInterval for the rest. A wakeup per event costs a connect() about
+	// as much as the rest of the translation (bench/RESULTS.md). Negative:
+	// a wakeup for every event the reader is waiting for.
+	WakeupBytes int
+	// PollInterval bounds how long an event waits for ReadEvent when no
+	// wakeup comes (default 50 ms).
+	PollInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +64,12 @@ func (c Config) withDefaults() Config {
 	def(&c.MaglevM, DefaultMaglevM)
 	def(&c.RevNATEntries, DefaultRevNATEntries)
 	def(&c.RingBufSize, DefaultRingBufSize)
+	if c.WakeupBytes == 0 {
+		c.WakeupBytes = int(c.RingBufSize / 4)
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
 	return c
 }
 
@@ -164,6 +180,9 @@ func Load(cfg Config) (*LB, error) {
 	spec.Maps["sock_events"].MaxEntries = cfg.RingBufSize
 	if err := spec.Variables["maglev_m"].Set(cfg.MaglevM); err != nil {
 		return nil, fmt.Errorf("set maglev_m: %w", err)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(uint32(max(cfg.WakeupBytes, 0))); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
 	}
 	l := &LB{cfg: cfg, inner: spec.Maps["lb_maglev"].InnerMap.Copy(), svcs: map[Frontend]*svcState{}, ids: map[uint32]Frontend{}}
 	l.inner.Name = "lb_maglev_tbl"
@@ -600,9 +619,19 @@ type Event struct {
 // ReadEvent blocks for the next decision. After Close it returns an error
 // that wraps os.ErrClosed.
 func (l *LB) ReadEvent(ev *Event) error {
-	rec, err := l.reader.Read()
-	if err != nil {
-		return err
+	var rec ringbuf.Record
+	for {
+		if l.cfg.WakeupBytes > 0 {
+			l.reader.SetDeadline(time.Now().Add(l.cfg.PollInterval))
+		}
+		err := l.reader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	var raw sockSockEvent
 	if len(rec.RawSample) < binarySize {
