@@ -330,7 +330,7 @@ func serve(t *testing.T, p nettest.Pod, tcpPort, udpPort uint16) {
 	}()
 }
 
-func counterDelta(t *testing.T, lb *LB, before Counters) Counters {
+func counterDelta(t testing.TB, lb *LB, before Counters) Counters {
 	t.Helper()
 	now, err := lb.Counters()
 	if err != nil {
@@ -342,7 +342,7 @@ func counterDelta(t *testing.T, lb *LB, before Counters) Counters {
 	return now
 }
 
-func mustCounters(t *testing.T, lb *LB) Counters {
+func mustCounters(t testing.TB, lb *LB) Counters {
 	t.Helper()
 	c, err := lb.Counters()
 	if err != nil {
