@@ -31,6 +31,7 @@ const helperEnv = "FLOWBUS_SOCKLB_CLIENT"
 // network namespace and the test's cgroup. Its job is in helperEnv:
 //
 //	tcp ADDR:PORT N      N connects, each followed by getpeername and a read to EOF
+//	tcp6 ADDR:PORT N     the same from IPv6 sockets, to the v4-mapped ADDR
 //	tcpfor ADDR:PORT D   the same until D (a duration) has passed
 //	udp ADDR:PORT N      N sendto/recvfrom on one unconnected socket
 //
@@ -62,8 +63,11 @@ func errnoOf(err error) int {
 }
 
 func sockaddrString(sa unix.Sockaddr) string {
-	if s, ok := sa.(*unix.SockaddrInet4); ok {
+	switch s := sa.(type) {
+	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(s.Addr), uint16(s.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(s.Addr), uint16(s.Port)).String()
 	}
 	return "-"
 }
@@ -77,7 +81,13 @@ func clientJob(w *bufio.Writer, job string) error {
 	if err != nil {
 		return err
 	}
-	dst := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	var dst unix.Sockaddr = &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	family := unix.AF_INET
+	if f[0] == "tcp6" { // an IPv6 socket to the v4-mapped address
+		dst = &unix.SockaddrInet6{Addr: netip.AddrFrom16(ap.Addr().As16()).As16(), Port: int(ap.Port())}
+		family = unix.AF_INET6
+		f[0] = "tcp"
+	}
 	probe, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -104,7 +114,7 @@ func clientJob(w *bufio.Writer, job string) error {
 			deadline = time.Now().Add(d)
 		}
 		for i := 0; (f[0] == "tcp" && i < n) || (f[0] == "tcpfor" && time.Now().Before(deadline)); i++ {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				return err
 			}
@@ -461,6 +471,23 @@ func TestSockLBDatapath(t *testing.T) {
 		if d != (Counters{CounterTranslated: n, CounterRevNATRewrite: n}) {
 			t.Fatalf("counters moved by %v, want %d translated and %d getpeername rewrites, nothing else", d, n, n)
 		}
+	})
+
+	t.Run("v4_mapped", func(t *testing.T) {
+		// IPv6 sockets that dial the v4-mapped ClusterIP go through
+		// connect6 and getpeername6 and find the IPv4 service.
+		const n = 300
+		run := runClient(t, cg, client, fmt.Sprintf("tcp6 %s:80 %d", clusterIP, n))
+		if len(run.Results) != n {
+			t.Fatalf("%d connects, want %d", len(run.Results), n)
+		}
+		for i, r := range run.Results {
+			if r.Errno != 0 || r.Peer != "[::ffff:10.96.0.10]:80" || ids[r.Identity] == 0 || ids[r.Identity] > 103 {
+				t.Fatalf("connect %d: %+v, want errno 0, peer [::ffff:10.96.0.10]:80 and a ready TCP backend", i, r)
+			}
+		}
+		checkEvents(t, events.take(n), run, cg, Event{ServiceID: 1, Frontend: netip.MustParseAddrPort("10.96.0.10:80"),
+			Proto: unix.IPPROTO_TCP, Family: 6, Verdict: Translated, Hook: HookConnect})
 	})
 
 	t.Run("udp", func(t *testing.T) {
