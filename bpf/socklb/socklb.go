@@ -564,7 +564,7 @@ type Verdict uint8
 const (
 	Translated Verdict = Verdict(sockSockVerdictSOCK_TRANSLATED)
 	// NoBackend: the service had no ready backend and the syscall failed
-	// with ECONNREFUSED (Hubble's drop reason NO_SERVICE).
+	// with ECONNREFUSED (Hubble's drop reason SERVICE_BACKEND_NOT_FOUND, 158).
 	NoBackend Verdict = Verdict(sockSockVerdictSOCK_NO_BACKEND)
 )
 
