@@ -148,12 +148,15 @@
 //
 // # Cost
 //
-// BenchmarkSockLBConnect (bench/RESULTS.md, "Socket load balancing"): on
-// the 2-core VM the program's own run time (bpf_stats) is ~29 ns for the
-// empty floor, ~41 ns for the LB on a destination that is no service, and
-// ~440–510 ns translating a UDP re-connect (+410 to +480 ns over the
-// floor); a new TCP socket's translation is ~820–1200 ns. Most of it is the
-// two writes: the decision event and the lb_revnat entry, ~40 % each.
+// BenchmarkSockLBConnect (bench/RESULTS.md, "Socket load balancing"), on
+// the shared 2-core VM: the program's own run time (bpf_stats) is ~30 ns
+// for the empty floor, +10 to +14 ns over it for the LB on a destination
+// that is no service, +355 to +480 ns translating a UDP re-connect and
+// +760 to +1160 ns translating a new TCP socket; the whole UDP connect()
+// costs +605 to +993 ns over the floor. The target (≤ floor + 500 ns) is
+// not met for a new TCP socket. Almost all of it is the two writes, the
+// decision event and the lb_revnat entry, about half each: without both
+// the program costs 64 ns (UDP) and 110 ns (TCP).
 //
 // # Tests
 //
