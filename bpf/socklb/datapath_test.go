@@ -224,7 +224,15 @@ func startClient(t *testing.T, cg testCgroup, ns, job string) (pid uint32, wait 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waited := false
+	t.Cleanup(func() { // a test that failed before wait: the cgroup must empty
+		if !waited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 	return uint32(cmd.Process.Pid), func() clientRun {
+		waited = true
 		t.Helper()
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("client %q: %v: %s", job, err, stderr.String())
