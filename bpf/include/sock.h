@@ -85,6 +85,20 @@ struct lb_revnat {
 	__u32 svc_id;
 };
 
+/* lb_revnat_sk: a connected TCP socket's translation, in the socket's own
+ * storage (freed with it). */
+struct lb_revnat_sk {
+	__u32 backend[4];
+	__u32 addr[4]; /* the ClusterIP */
+	__be16 backend_port;
+	__be16 port;
+	__u32 svc_id;
+};
+
+#define BPF_MAP_TYPE_SK_STORAGE 24
+#define BPF_SK_STORAGE_GET_F_CREATE 1
+#define SOCK_STREAM 1
+
 enum sock_verdict {
 	SOCK_TRANSLATED = 1, /* the destination was rewritten to a backend */
 	SOCK_NO_BACKEND = 2, /* the service has no ready backend: refused (ECONNREFUSED) */

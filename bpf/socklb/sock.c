@@ -63,6 +63,13 @@ struct {
 } lb_revnat SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lb_revnat_sk);
+} lb_revnat_sk SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } sock_events SEC(".maps");
@@ -216,18 +223,34 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, int v6, __u8 hoo
 		goto refuse;
 	}
 
-	struct lb_revnat_key rk;
-	__builtin_memset(&rk, 0, sizeof(rk));
-	rk.cookie = cookie;
-	__builtin_memcpy(rk.addr, be->addr, sizeof(rk.addr));
-	rk.port = be->port;
-	struct lb_revnat rv;
-	__builtin_memset(&rv, 0, sizeof(rv));
-	__builtin_memcpy(rv.addr, key.addr, sizeof(rv.addr));
-	rv.port = key.port;
-	rv.svc_id = svc_id;
-	if (bpf_map_update_elem(&lb_revnat, &rk, &rv, BPF_ANY))
-		count(SOCK_COUNTER_REVNAT_UPDATE);
+	if (ctx->type == SOCK_STREAM) {
+		// A TCP socket has one peer: its translation lives in the
+		// socket's storage and goes with it.
+		struct bpf_sock *sk = ctx->sk;
+		struct lb_revnat_sk *rs = sk ? bpf_sk_storage_get(&lb_revnat_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
+		if (rs) {
+			__builtin_memcpy(rs->backend, be->addr, sizeof(rs->backend));
+			__builtin_memcpy(rs->addr, key.addr, sizeof(rs->addr));
+			rs->backend_port = be->port;
+			rs->port = key.port;
+			rs->svc_id = svc_id;
+		} else {
+			count(SOCK_COUNTER_REVNAT_UPDATE);
+		}
+	} else {
+		struct lb_revnat_key rk;
+		__builtin_memset(&rk, 0, sizeof(rk));
+		rk.cookie = cookie;
+		__builtin_memcpy(rk.addr, be->addr, sizeof(rk.addr));
+		rk.port = be->port;
+		struct lb_revnat rv;
+		__builtin_memset(&rv, 0, sizeof(rv));
+		__builtin_memcpy(rv.addr, key.addr, sizeof(rv.addr));
+		rv.port = key.port;
+		rv.svc_id = svc_id;
+		if (bpf_map_update_elem(&lb_revnat, &rk, &rv, BPF_ANY))
+			count(SOCK_COUNTER_REVNAT_UPDATE);
+	}
 
 	write_dst(ctx, v6, be->addr, be->port);
 	count(SOCK_COUNTER_TRANSLATED);
@@ -246,6 +269,19 @@ refuse:
 // the peer (getpeername) or a datagram's source (recvmsg).
 static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, int v6)
 {
+	__u32 peer[4];
+	read_dst(ctx, v6, peer);
+	__be16 peer_port = (__be16)ctx->user_port;
+	if (ctx->type == SOCK_STREAM) {
+		struct bpf_sock *sk = ctx->sk;
+		struct lb_revnat_sk *rs = sk ? bpf_sk_storage_get(&lb_revnat_sk, sk, 0, 0) : 0;
+		if (!rs || rs->backend_port != peer_port || rs->backend[0] != peer[0] || rs->backend[1] != peer[1] ||
+		    rs->backend[2] != peer[2] || rs->backend[3] != peer[3])
+			return 1;
+		write_dst(ctx, v6, rs->addr, rs->port);
+		count(SOCK_COUNTER_REVNAT_REWRITE);
+		return 1;
+	}
 	struct lb_revnat_key rk;
 	__builtin_memset(&rk, 0, sizeof(rk));
 	rk.cookie = bpf_get_socket_cookie(ctx);

@@ -51,6 +51,15 @@ type sockLbRevnatKey struct {
 	Pad    [6]uint8
 }
 
+type sockLbRevnatSk struct {
+	_           structs.HostLayout
+	Backend     [4]uint32
+	Addr        [4]uint32
+	BackendPort uint16
+	Port        uint16
+	SvcId       uint32
+}
+
 type sockLbSvc struct {
 	_     structs.HostLayout
 	Id    uint32
@@ -122,6 +131,7 @@ const (
 	sockMapLbBackends        = "lb_backends"
 	sockMapLbMaglev          = "lb_maglev"
 	sockMapLbRevnat          = "lb_revnat"
+	sockMapLbRevnatSk        = "lb_revnat_sk"
 	sockMapLbServices        = "lb_services"
 	sockMapSockCounters      = "sock_counters"
 	sockMapSockEvents        = "sock_events"
@@ -203,6 +213,7 @@ type sockMapSpecs struct {
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbMaglev     *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbRevnat     *ebpf.MapSpec `ebpf:"lb_revnat"`
+	LbRevnatSk   *ebpf.MapSpec `ebpf:"lb_revnat_sk"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
 	SockCounters *ebpf.MapSpec `ebpf:"sock_counters"`
 	SockEvents   *ebpf.MapSpec `ebpf:"sock_events"`
@@ -244,6 +255,7 @@ type sockMaps struct {
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
 	LbMaglev     *ebpf.Map `ebpf:"lb_maglev"`
 	LbRevnat     *ebpf.Map `ebpf:"lb_revnat"`
+	LbRevnatSk   *ebpf.Map `ebpf:"lb_revnat_sk"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
 	SockCounters *ebpf.Map `ebpf:"sock_counters"`
 	SockEvents   *ebpf.Map `ebpf:"sock_events"`
@@ -254,6 +266,7 @@ func (m *sockMaps) Close() error {
 		m.LbBackends,
 		m.LbMaglev,
 		m.LbRevnat,
+		m.LbRevnatSk,
 		m.LbServices,
 		m.SockCounters,
 		m.SockEvents,
