@@ -134,7 +134,7 @@ enum sock_counter {
 	SOCK_COUNTER_TRANSLATED = 0,   /* connect/sendmsg rewritten to a backend */
 	SOCK_COUNTER_NO_BACKEND,       /* refused: no ready backend */
 	SOCK_COUNTER_RINGBUF,          /* decision events the ring buffer refused */
-	SOCK_COUNTER_REVNAT_UPDATE,    /* reverse-NAT entries the map refused */
+	SOCK_COUNTER_REVNAT_UPDATE,    /* translations lb_revnat or lb_revnat_sk refused */
 	SOCK_COUNTER_REVNAT_REWRITE,   /* recvmsg/getpeername answers given the ClusterIP */
 	SOCK_COUNTER_BACKEND_MISSING,  /* a slot below count had no backend (refused) */
 	SOCK_COUNTER_MAGLEV_MISSING,   /* a Maglev service had no table (refused) */

@@ -36,8 +36,9 @@ type Config struct {
 	MaxBackends uint32
 	// MaglevM is the size of every Maglev table, a prime (DefaultMaglevM).
 	MaglevM uint32
-	// RevNATEntries sizes the LRU map of translated sockets (socket cookie
-	// and backend → ClusterIP) that recvmsg and getpeername read.
+	// RevNATEntries sizes the LRU map of translated UDP sockets (socket
+	// cookie and backend → ClusterIP) that recvmsg and getpeername read
+	// (TCP sockets keep theirs in their own storage).
 	RevNATEntries uint32
 	// RingBufSize is the decision ring buffer's size in bytes, a power of
 	// two multiple of the page size.
@@ -662,8 +663,8 @@ type Counter int
 const (
 	CounterTranslated     = Counter(sockSockCounterSOCK_COUNTER_TRANSLATED)
 	CounterNoBackend      = Counter(sockSockCounterSOCK_COUNTER_NO_BACKEND)
-	CounterRingBuf        = Counter(sockSockCounterSOCK_COUNTER_RINGBUF) // decision events lost
-	CounterRevNATUpdate   = Counter(sockSockCounterSOCK_COUNTER_REVNAT_UPDATE)
+	CounterRingBuf        = Counter(sockSockCounterSOCK_COUNTER_RINGBUF)       // decision events lost
+	CounterRevNATUpdate   = Counter(sockSockCounterSOCK_COUNTER_REVNAT_UPDATE) // translations not recorded: getpeername/recvmsg will show the backend
 	CounterRevNATRewrite  = Counter(sockSockCounterSOCK_COUNTER_REVNAT_REWRITE)
 	CounterBackendMissing = Counter(sockSockCounterSOCK_COUNTER_BACKEND_MISSING)
 	CounterMaglevMissing  = Counter(sockSockCounterSOCK_COUNTER_MAGLEV_MISSING)
