@@ -97,7 +97,7 @@
 // entries evicts entries of sockets still open, whose getpeername() then
 // shows the backend, and closed sockets' entries wait for eviction. The
 // storage is also cheaper: BenchmarkSockLBConnect's new TCP socket went
-// from 799–1204 ns to 584–873 ns of program time. An unconnected UDP
+// from +760 to +1160 ns of program time over the floor to +459 to +836. An unconnected UDP
 // socket may send to several services and, with Random, to several
 // backends of one, and recvmsg must rewrite each reply by the backend it
 // came from: one translation per (socket, backend), which socket storage
@@ -172,13 +172,13 @@
 //
 // BenchmarkSockLBConnect (bench/RESULTS.md, "Socket load balancing"), on
 // the shared 2-core VM: the program's own run time (bpf_stats) is ~30 ns
-// for the empty floor, +10 to +14 ns over it for the LB on a destination
-// that is no service, +355 to +480 ns translating a UDP re-connect and
-// +760 to +1160 ns translating a new TCP socket; the whole UDP connect()
-// costs +605 to +993 ns over the floor. The target (≤ floor + 500 ns) is
+// for the empty floor, +10 to +12 ns over it for the LB on a destination
+// that is no service, +405 to +482 ns translating a UDP re-connect and
+// +459 to +836 ns translating a new TCP socket; the whole UDP connect()
+// costs +726 ns or more over the floor. The target (≤ floor + 500 ns) is
 // not met for a new TCP socket. Almost all of it is the two writes, the
-// decision event and the lb_revnat entry, about half each: without both
-// the program costs 64 ns (UDP) and 110 ns (TCP).
+// decision event and the translation's record, about half each: without
+// both the program cost 64 ns (UDP) and 110 ns (TCP).
 //
 // # Tests
 //
