@@ -78,7 +78,7 @@ test-short:
 ## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./schemas/... ./internal/flowcodec/ ./bench/ ./aggregator/... ./agent/...
-	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/; else echo "bpf benchmarks need root: skipped"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/ ./bpf/socklb/; else echo "bpf benchmarks need root: skipped"; fi
 
 ## generate: rewrite all committed generated code: generate-schemas, then generate-bpf.
 generate: generate-schemas generate-bpf

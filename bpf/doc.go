@@ -382,6 +382,24 @@
 // to new matches and forgets interfaces that are gone (their links go with
 // them). A failed attach is logged, kept in Stats.AttachError, and retried.
 //
+// # Socket load balancing
+//
+// Service translation is not in these programs: it is a separate object,
+// bpf/socklb (sock.c and its own bpf2go bindings), attached to cgroups, not
+// interfaces. Its cgroup/connect and sendmsg programs rewrite a
+// ClusterIP:port to a backend before any packet exists (random, or
+// Maglev by the socket cookie's hash), so the packets these tcx programs
+// see, and the flows they key, are already pod to backend: no flow ever
+// needs a reverse NAT. Its recvmsg and getpeername programs give the
+// application the ClusterIP back; a service with no ready backend fails
+// connect() with ECONNREFUSED (bpf_set_retval). Each decision is an event
+// of its own ring buffer (socket cookie, cgroup, pid, netns cookie,
+// ClusterIP:port, backend, service id, verdict), which the agent is to
+// turn into Hubble's TRANSLATED records. The design, its decisions and
+// its cost are in bpf/socklb's package documentation; the cost beside an
+// empty cgroup/connect4 program in bench/RESULTS.md, "Socket load
+// balancing".
+//
 // # Known gaps
 //
 //   - Packets after a flow's entry left the map (quiet for EndLinger after

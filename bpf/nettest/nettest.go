@@ -200,3 +200,88 @@ func Sysctl(t testing.TB, ns, key, val string) {
 		t.Fatalf("sysctl %s in %s: %v: %s", key, ns, err, out)
 	}
 }
+
+// Pod is one network namespace of a LAN: its eth0 has Addr/24 and is the
+// peer of Host, a veth enslaved to the LAN's bridge.
+type Pod struct {
+	NS   string
+	Host string
+	Addr netip.Addr
+}
+
+// LAN is n pods on one bridge, as Fixture is two: IPv4 only, no multicast,
+// static neighbours between every pair of pods, a default route via eth0
+// in every pod (so that a pod can send to addresses that are not on the
+// LAN, such as a service's ClusterIP before it is translated). Everything
+// is removed in t.Cleanup, also when the test fails.
+type LAN struct {
+	Bridge string
+	Pods   []Pod
+}
+
+// NewLAN builds a LAN of n pods (2 ≤ n ≤ 200), removed in t.Cleanup.
+func NewLAN(t testing.TB, n int) *LAN {
+	t.Helper()
+	requireNetns(t)
+	if n < 2 || n > 200 {
+		t.Fatalf("nettest.NewLAN: %d pods, want 2..200", n)
+	}
+	var rb [3]byte
+	rand.Read(rb[:])
+	id := hex.EncodeToString(rb[:])
+	subnet := fmt.Sprintf("10.%d.%d.", 200+int(rb[0])%50, rb[1])
+	l := &LAN{Bridge: "fblb" + id}
+	for i := range n {
+		l.Pods = append(l.Pods, Pod{
+			NS:   fmt.Sprintf("fbt-l%d-%s", i, id),
+			Host: fmt.Sprintf("fbl%d%s", i, id),
+			Addr: netip.MustParseAddr(subnet + strconv.Itoa(i+1)),
+		})
+	}
+	t.Cleanup(func() {
+		for _, p := range l.Pods {
+			exec.Command("ip", "link", "del", p.Host).Run()
+			exec.Command("ip", "netns", "del", p.NS).Run()
+		}
+		exec.Command("ip", "link", "del", l.Bridge).Run()
+	})
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	sh("link", "add", l.Bridge, "type", "bridge", "mcast_snooping", "0")
+	sh("link", "set", l.Bridge, "multicast", "off")
+	hostSysctl(t, "net/ipv6/conf/"+l.Bridge+"/disable_ipv6", "1")
+	mac := make([]string, n)
+	for i, p := range l.Pods {
+		sh("netns", "add", p.NS)
+		Sysctl(t, p.NS, "net.ipv6.conf.all.disable_ipv6", "1")
+		Sysctl(t, p.NS, "net.ipv6.conf.default.disable_ipv6", "1")
+		sh("link", "add", p.Host, "type", "veth", "peer", "name", "eth0", "netns", p.NS)
+		hostSysctl(t, "net/ipv6/conf/"+p.Host+"/disable_ipv6", "1")
+		sh("link", "set", p.Host, "multicast", "off")
+		sh("link", "set", p.Host, "master", l.Bridge)
+		sh("link", "set", p.Host, "up")
+		sh("-n", p.NS, "addr", "add", p.Addr.String()+"/24", "dev", "eth0")
+		sh("-n", p.NS, "link", "set", "lo", "up")
+		sh("-n", p.NS, "link", "set", "eth0", "multicast", "off")
+		sh("-n", p.NS, "link", "set", "eth0", "up")
+		sh("-n", p.NS, "route", "add", "default", "dev", "eth0")
+		out, err := exec.Command("ip", "-n", p.NS, "-br", "link", "show", "eth0").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac[i] = strings.Fields(string(out))[2]
+	}
+	sh("link", "set", l.Bridge, "up")
+	for i, p := range l.Pods {
+		for j, q := range l.Pods {
+			if i != j {
+				sh("-n", p.NS, "neigh", "add", q.Addr.String(), "lladdr", mac[j], "dev", "eth0", "nud", "permanent")
+			}
+		}
+	}
+	return l
+}
