@@ -54,6 +54,8 @@
 //     MaxMessageBytes, the one permanent refusal a bus has (NATS max_payload).
 //   - Metrics: flowbus_export_messages_total, _rows_total, _bytes_total,
 //     _publish_errors_total, _spooled_messages_total, flowbus_export_queue_messages,
+//     flowbus_export_message_rows (a histogram of records per published
+//     message: the shapes the aggregators decode and bench/ measures),
 //     flowbus_bus_publish_seconds, plus the spool's and the stage counters
 //     (received = records in, emitted = records published).
 package export

@@ -75,6 +75,7 @@ type Exporter struct {
 type metrics struct {
 	messages, rows, bytes, publishErrors, spooled prometheus.Counter
 	publishSeconds                                prometheus.Histogram
+	messageRows                                   prometheus.Histogram
 	queue                                         prometheus.Gauge
 }
 
@@ -119,6 +120,11 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 				Help:    "Duration of Publish calls to the bus, successful or not.",
 				Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 			}),
+			messageRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "flowbus_export_message_rows",
+				Help:    "Flow records per message published to the bus (the shape of what the aggregators decode).",
+				Buckets: prometheus.ExponentialBuckets(1, 2, 17),
+			}),
 			queue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flowbus_export_queue_messages", Help: "Encoded messages waiting in memory for the bus."}),
 		},
 		dropTooLarge:  st.Dropped("too_large"),
@@ -127,7 +133,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 		dropEncode:    st.Dropped("encode_error"),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{e.m.messages, e.m.rows, e.m.bytes, e.m.publishErrors, e.m.spooled, e.m.publishSeconds, e.m.queue} {
+		for _, c := range []prometheus.Collector{e.m.messages, e.m.rows, e.m.bytes, e.m.publishErrors, e.m.spooled, e.m.publishSeconds, e.m.messageRows, e.m.queue} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register export metrics: %w", err)
 			}

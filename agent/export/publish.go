@@ -129,6 +129,7 @@ func (e *Exporter) ack(msgs []schemas.Message, fromSpool bool) {
 	for i := range msgs {
 		rows += msgs[i].Rows
 		bytes += len(msgs[i].Value)
+		e.m.messageRows.Observe(float64(msgs[i].Rows))
 	}
 	e.m.messages.Add(float64(n))
 	e.m.rows.Add(float64(rows))
