@@ -3,6 +3,7 @@ package flowcodec
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -29,6 +30,19 @@ type Encoder struct {
 	schema *arrow.Schema
 	cols   encCols
 	w      *ipcWriter
+}
+
+// NewEncoderRawRule returns an Encoder whose raw-storage rule (ipcwrite.go,
+// pays) applies to record batches of rows rows or more instead of the
+// default's; rows <= 0 never applies it (every buffer compressed). For
+// benchmarks that weigh the rule on the message shapes agents produce.
+func NewEncoderRawRule(rows int) *Encoder {
+	e := NewEncoder()
+	if rows <= 0 {
+		rows = math.MaxInt
+	}
+	e.w.rawRows = rows
+	return e
 }
 
 // NewEncoder returns an Encoder.

@@ -181,12 +181,12 @@ func BenchmarkEncodeSideBySide(b *testing.B) {
 			var arrow, pb time.Duration
 			b.ResetTimer()
 			for b.Loop() {
-				t0 := threadCPU()
+				t0 := flowtest.ThreadCPU()
 				var err error
 				if abuf, err = enc.Encode(abuf[:0], flows); err != nil {
 					b.Fatal(err)
 				}
-				t1 := threadCPU()
+				t1 := flowtest.ThreadCPU()
 				pbuf = pbuf[:0]
 				for _, r := range resps {
 					pbuf = append(pbuf, 0, 0, 0, 0)
@@ -194,7 +194,7 @@ func BenchmarkEncodeSideBySide(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				t2 := threadCPU()
+				t2 := flowtest.ThreadCPU()
 				arrow += t1 - t0
 				pb += t2 - t1
 			}
@@ -205,17 +205,6 @@ func BenchmarkEncodeSideBySide(b *testing.B) {
 			b.ReportMetric(float64(len(abuf))/float64(n), "arrow-B/flow")
 		})
 	}
-}
-
-// threadCPU is the CPU time of the calling OS thread (getrusage
-// RUSAGE_THREAD; the caller locks its goroutine to the thread).
-func threadCPU() time.Duration {
-	const rusageThread = 1 // RUSAGE_THREAD, which package syscall does not name
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkDecode(b *testing.B) {

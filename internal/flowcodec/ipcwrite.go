@@ -113,6 +113,7 @@ type ipcWriter struct {
 	inDict  bool        // writing dictionary batches: no raw streaks
 	rows    int         // rows of the record batch being written
 	slots   []slotState // per record batch buffer position
+	rawRows int         // the raw-storage rule's batch size (rawRuleRows unless set)
 
 	// scratch of the dictionary batches
 	dNodes []fieldNode
@@ -141,9 +142,10 @@ func newIPCWriter(schema *arrow.Schema) (*ipcWriter, error) {
 		return nil, err
 	}
 	return &ipcWriter{
-		z:      z,
-		fb:     flatbuffers.NewBuilder(4096),
-		schema: msg,
+		z:       z,
+		fb:      flatbuffers.NewBuilder(4096),
+		schema:  msg,
+		rawRows: rawRuleRows,
 	}, nil
 }
 
@@ -197,7 +199,7 @@ func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 		w.slots = append(w.slots, make([]slotState, i+1-len(w.slots))...)
 	}
 	compress := len(raw) >= rawMax
-	if compress && adaptive && w.rows >= rawRuleRows && len(raw) >= rawRuleMin {
+	if compress && adaptive && w.rows >= w.rawRows && len(raw) >= rawRuleMin {
 		if st := &w.slots[i]; st.left > 0 {
 			st.left--
 			compress = pays(len(raw), int(uint64(len(raw))*uint64(st.ratio)>>16))
@@ -215,7 +217,7 @@ func (w *ipcWriter) bufferLevel(raw []byte, level int) {
 			w.body = binary.LittleEndian.AppendUint64(w.body[:start], ^uint64(0))
 			w.body = append(w.body, raw...)
 		}
-		if adaptive && w.rows >= rawRuleRows {
+		if adaptive && w.rows >= w.rawRows {
 			// Only batches the rule applies to measure for it: a small
 			// batch (another partition's, with other data) says nothing
 			// about the next large one at this position.
