@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	observerpb "github.com/cilium/cilium/api/v1/observer"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowbus/flowbus/internal/flowcodec"
+	"github.com/flowbus/flowbus/internal/flowtest"
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/bus/bustest"
+	"github.com/flowbus/flowbus/sinks/nats"
+)
+
+// BenchmarkAgentShapes runs the real agent binary on the synthetic
+// payments fleet at 1k, 10k and 100k raw flows/s with its default export
+// settings (aggregation in 1 s windows, messages per partition key, linger
+// 1 s), pinned to one CPU with GOMAXPROCS=1, publishing to an embedded NATS
+// JetStream in this process, for shapesRun of wall time. It reports:
+//
+//   - the agent's whole-process CPU per raw flow (/proc, every thread);
+//
+//   - the messages it published: records per raw flow, and the rows per
+//     message (p10, p50, p90, max), the shapes the aggregators decode;
+//
+//   - the encoding, on exactly those messages (read back from the bus and
+//     decoded), side by side on one locked thread: Arrow with the raw-storage
+//     rule at 1000 rows (the default), at 250 rows, and never; proto binary
+//     of the equivalent GetFlowsResponse (Hubble's gRPC stream); CPU per
+//     record and bus bytes per raw flow, and bytes per raw flow of Hubble's
+//     JSON export line (GetFlowsResponse as `hubble observe -o json` prints it,
+//     without flowbus's extension fields) beside the bus bytes.
+//
+//     go test ./bench -run '^$' -bench AgentShapes -benchtime 1x -count 2
+func BenchmarkAgentShapes(b *testing.B) {
+	bin := buildFlowbus(b)
+	for _, rate := range []int{1000, 10000, 100000} {
+		b.Run("rate="+strconv.Itoa(rate), func(b *testing.B) {
+			for range b.N {
+				runShapes(b, bin, rate)
+			}
+		})
+	}
+}
+
+const shapesRun = 12 * time.Second
+
+func runShapes(b *testing.B, bin string, rate int) {
+	url := startBus(b, true)
+	p := startAgentProc(b, bin, "--source", "synthetic", "--rate", strconv.Itoa(rate), "--seed", "3", "--bus", url, "--spool-dir", "off")
+	// Warm-up: the stream made and the first windows out.
+	deadline := time.Now().Add(time.Minute)
+	for p.metric("flowbus_export_messages_total", "", "") == 0 {
+		p.failIfExited(b, "starting")
+		if time.Now().After(deadline) {
+			b.Fatal("the agent published nothing in a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	raw0, cpu0, t0 := p.delivered(), p.cpu(b), time.Now()
+	time.Sleep(shapesRun)
+	raw, cpu, wall := p.delivered()-raw0, p.cpu(b)-cpu0, time.Since(t0)
+	p.failIfExited(b, "running")
+	published := int(p.metric("flowbus_export_messages_total", "", ""))
+
+	// Every message published so far, from the stream's start.
+	cons, err := nats.NewConsumer(nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Durable: "shapes"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cons.Close()
+	ds := bustest.PollN(b, cons, published, time.Minute)
+	dec := flowcodec.NewDecoder()
+	var batches [][]schemas.Flow
+	var rows []int
+	records := 0
+	for _, d := range ds {
+		fs, err := dec.Decode(nil, d.Value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batches = append(batches, fs)
+		rows = append(rows, len(fs))
+		records += len(fs)
+	}
+	slices.Sort(rows)
+	q := func(f float64) float64 { return float64(rows[min(len(rows)-1, int(f*float64(len(rows))))]) }
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(raw)/1000, "agent-cpu-µs/flow")
+	b.ReportMetric(float64(raw)/wall.Seconds(), "raw-flows/s")
+	b.ReportMetric(float64(records)/float64(raw), "records/flow")
+	b.ReportMetric(q(0.1), "rows-p10")
+	b.ReportMetric(q(0.5), "rows-p50")
+	b.ReportMetric(q(0.9), "rows-p90")
+	b.ReportMetric(float64(rows[len(rows)-1]), "rows-max")
+
+	// The encodings of the same batches, each charged its own thread CPU.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	encs := []struct {
+		name string
+		enc  *flowcodec.Encoder
+	}{{"arrow", flowcodec.NewEncoder()}, {"arrow-rule250", flowcodec.NewEncoderRawRule(250)}, {"arrow-norule", flowcodec.NewEncoderRawRule(0)}}
+	resps := make([][]proto.Message, len(batches))
+	jsonBytes := 0
+	jopts := protojson.MarshalOptions{UseProtoNames: true}
+	for i, fs := range batches {
+		for j := range fs {
+			r := response(&fs[j])
+			resps[i] = append(resps[i], r) // with flowbus's extension: the same information as the Arrow row
+			h := proto.Clone(r).(*observerpb.GetFlowsResponse)
+			h.GetFlow().Extensions = nil // Hubble's own line
+			line, err := jopts.Marshal(h)
+			if err != nil {
+				b.Fatal(err)
+			}
+			jsonBytes += len(line) + 1
+		}
+	}
+	// Each batch is encoded by every encoder in turn, so that all see the
+	// same machine state; a first round warms them up and is not counted.
+	const rounds = 3
+	var buf []byte
+	arrowCPU := map[string]time.Duration{}
+	arrowBytes := map[string]int{}
+	var protoCPU time.Duration
+	protoBytes := 0
+	opts := proto.MarshalOptions{}
+	for round := range rounds + 1 {
+		count := round > 0
+		for i, fs := range batches {
+			for _, e := range encs {
+				t := flowtest.ThreadCPU()
+				if buf, err = e.enc.Encode(buf[:0], fs); err != nil {
+					b.Fatal(err)
+				}
+				if count {
+					arrowCPU[e.name] += flowtest.ThreadCPU() - t
+					if round == 1 {
+						arrowBytes[e.name] += len(buf)
+					}
+				}
+			}
+			t := flowtest.ThreadCPU()
+			buf = buf[:0]
+			for _, r := range resps[i] {
+				buf = append(buf, 0, 0, 0, 0)
+				if buf, err = opts.MarshalAppend(buf, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if count {
+				protoCPU += flowtest.ThreadCPU() - t
+				if round == 1 {
+					protoBytes += len(buf)
+				}
+			}
+		}
+	}
+	per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / rounds / float64(records) }
+	for _, e := range encs {
+		b.ReportMetric(per(arrowCPU[e.name]), e.name+"-cpu-ns/rec")
+		b.ReportMetric(float64(arrowBytes[e.name])/float64(raw), e.name+"-B/flow")
+		b.ReportMetric(float64(protoCPU)/float64(arrowCPU[e.name]), "proto/"+e.name+"-cpu")
+	}
+	b.ReportMetric(per(protoCPU), "proto-cpu-ns/rec")
+	b.ReportMetric(float64(protoBytes)/float64(raw), "proto-B/flow")
+	// Hubble's exporter writes a line per raw flow; a folded record's line
+	// is a raw flow's (the same fields).
+	line := float64(jsonBytes) / float64(records)
+	b.ReportMetric(line, "hubble-json-B/flow")
+	b.ReportMetric(line/(float64(arrowBytes["arrow"])/float64(raw)), "hubble-json/arrow-B")
+}
