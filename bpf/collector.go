@@ -90,7 +90,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	objs, err := loadObjects(loadOptions{
 		maxFlows: cfg.MaxFlows, ringBufSize: cfg.RingBufSize,
 		naivePerPacketEvents: cfg.NaivePerPacketEvents, emitStartEvents: cfg.EmitStartEvents,
-		wakeupBytes: cfg.RingBufSize / 4, l7: cfg.L7,
+		wakeupBytes: ringWakeupBytes(cfg.RingBufSize), l7: cfg.L7,
 	})
 	if err != nil {
 		return nil, err
@@ -182,34 +182,62 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 		c.log.Warn("attach", "err", err)
 	}
 
-	stop := context.AfterFunc(ctx, func() { c.reader.Flush() })
+	// Wait for the ring through the netpoller; where that is not possible,
+	// block in the reader as before (doc.go, "Wakeups").
+	w, err := newRingWaiter(c.objs.Events)
+	if err != nil {
+		c.log.Debug("ring buffer: blocking reads", "err", err)
+		w = nil
+	} else {
+		defer w.close()
+	}
+	var stopping atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		stopping.Store(true)
+		if w != nil {
+			w.interrupt()
+		} else {
+			c.reader.Flush()
+		}
+	})
 	defer stop()
+	// Two waits (doc.go, "Wakeups"): with the ring drained, until the
+	// kernel wakes it with the first record of a batch (or the sweep is
+	// due); then PollInterval more, for the rest of the batch, unless the
+	// ring fills to the kernel's watermark (a forced wakeup) first.
+	wakeupBytes := int(ringWakeupBytes(c.cfg.RingBufSize))
+	some := func() bool { return stopping.Load() || c.reader.AvailableBytes() > 0 }
+	full := func() bool { return stopping.Load() || c.reader.AvailableBytes() >= wakeupBytes }
+	past := time.Unix(1, 0)
 
 	var rec ringbuf.Record
 	var ev Event
 	mono := MonoToUnix()
-	next := time.Now().Add(c.cfg.SweepInterval)
-	c.reader.SetDeadline(time.Now().Add(c.cfg.PollInterval))
+	now := time.Now()
+	next := now.Add(c.cfg.SweepInterval)
+	poll := now.Add(c.cfg.PollInterval)
 	for {
-		err := c.reader.ReadInto(&rec)
-		switch {
-		case err == nil:
-			if c.kernelEvent(rec.RawSample, &ev, mono) {
-				c.events.Add(1)
-				sink.Event(&ev)
-			} else {
-				c.statsMu.Lock()
-				c.stats.BadRecords++
-				c.statsMu.Unlock()
+		if w != nil {
+			if err := w.wait(next, some); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("wait for ring buffer: %w", err)
 			}
-			if c.reader.AvailableBytes() == 0 {
-				sink.Flush()
+			if until := time.Now().Add(c.cfg.PollInterval); !stopping.Load() && c.reader.AvailableBytes() > 0 && until.Before(next) {
+				if err := w.wait(until, full); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					return fmt.Errorf("wait for ring buffer: %w", err)
+				}
 			}
-			continue
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		case errors.Is(err, ringbuf.ErrFlushed):
-		default:
-			return fmt.Errorf("read ring buffer: %w", err)
+			c.reader.SetDeadline(past)
+		} else {
+			until := poll
+			if next.Before(until) {
+				until = next
+			}
+			c.reader.SetDeadline(until)
+		}
+		if w == nil || c.reader.AvailableBytes() > 0 {
+			if err := c.drain(sink, &rec, &ev, mono); err != nil {
+				return err
+			}
 		}
 		if ctx.Err() != nil {
 			c.flushAll(sink, &ev, MonoToUnix())
@@ -217,7 +245,7 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 			c.updateCPU(cpu0)
 			return nil
 		}
-		now := time.Now()
+		now = time.Now()
 		if !now.Before(next) {
 			mono = MonoToUnix()
 			if err := c.reconcile(); err != nil {
@@ -227,15 +255,38 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 			if err := c.sweep(sink, &ev, mono); err != nil {
 				c.log.Warn("sweep flows map", "err", err)
 			}
-			sink.Flush()
 			c.updateCPU(cpu0)
 			next = now.Add(c.cfg.SweepInterval)
 		}
 		sink.Flush()
-		if poll := now.Add(c.cfg.PollInterval); poll.Before(next) {
-			c.reader.SetDeadline(poll)
-		} else {
-			c.reader.SetDeadline(next)
+		poll = time.Now().Add(c.cfg.PollInterval)
+	}
+}
+
+// drain passes every record in the ring to sink (the reader's deadline
+// bounds a wait for the first), then flushes the sink.
+func (c *Collector) drain(sink Sink, rec *ringbuf.Record, ev *Event, mono int64) error {
+	for {
+		err := c.reader.ReadInto(rec)
+		switch {
+		case err == nil:
+			if c.kernelEvent(rec.RawSample, ev, mono) {
+				c.events.Add(1)
+				sink.Event(ev)
+			} else {
+				c.statsMu.Lock()
+				c.stats.BadRecords++
+				c.statsMu.Unlock()
+			}
+			if c.reader.AvailableBytes() > 0 {
+				continue
+			}
+			sink.Flush()
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			return nil
+		default:
+			return fmt.Errorf("read ring buffer: %w", err)
 		}
 	}
 }
@@ -315,3 +366,7 @@ func MonoNow() int64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
 }
+
+// ringWakeupBytes is the kernel's wakeup watermark for a ring of size
+// bytes: a quarter of it.
+func ringWakeupBytes(size uint32) uint32 { return size / 4 }
