@@ -53,8 +53,10 @@ type Collector struct {
 	log    *slog.Logger
 	objs   *bpfObjects
 	reader *ringbuf.Reader
-	// l7reader reads the L7 captures (RunL7); nil when L7 is off.
+	// l7reader reads the L7 captures (RunL7), every l7poll; nil when L7
+	// is off.
 	l7reader *ringbuf.Reader
+	l7poll   time.Duration
 
 	attached map[int]*attachment // Run's goroutine only
 	kdrop    link.Link           // tp_btf/kfree_skb, nil if it failed to attach
@@ -83,6 +85,10 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	l7poll := cfg.PollInterval
+	if l7poll == 0 {
+		l7poll = DefaultL7PollInterval
+	}
 	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -109,7 +115,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 		}
 	}
 	c := &Collector{
-		cfg: cfg, log: log, objs: objs, reader: rd, l7reader: l7rd,
+		cfg: cfg, log: log, objs: objs, reader: rd, l7reader: l7rd, l7poll: l7poll,
 		attached: map[int]*attachment{},
 		names:    map[uint32]string{},
 		reported: map[bpfFlowKey]bpfFlowStats{},

@@ -43,9 +43,12 @@ type Config struct {
 	// NaivePerPacketEvents loads the program in the naive per-packet-event
 	// mode (no flow state; one EventPacket per packet). For comparisons.
 	NaivePerPacketEvents bool
-	// PollInterval is how often the reader looks at the ring buffer without
-	// being woken (default 50 ms): the kernel wakes it only once a quarter of
-	// the ring is full, so events wait at most this long in quiet times.
+	// PollInterval bounds how long an event waits in the ring buffer
+	// (default 100 ms): the kernel wakes the reader at the first event of
+	// a batch, and the reader gathers the batch for this long before it
+	// drains the ring, unless a quarter of the ring fills first (doc.go,
+	// "Wakeups"). The L7 capture reader polls its ring at this interval
+	// too when it is set, else every DefaultL7PollInterval.
 	PollInterval time.Duration
 	// EmitStartEvents makes the kernel emit EventFlowStart for every new
 	// flow. Off by default: the reservation adds ~100 ns to a new flow's
@@ -116,7 +119,10 @@ const (
 	DefaultIdleTimeout   = 10 * time.Second
 	DefaultEndLinger     = time.Second
 	DefaultSweepInterval = time.Second
-	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultPollInterval  = 100 * time.Millisecond
+	// DefaultL7PollInterval is the L7 capture reader's poll interval when
+	// PollInterval is not set.
+	DefaultL7PollInterval = 50 * time.Millisecond
 )
 
 func (c Config) withDefaults() Config {
