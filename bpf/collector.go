@@ -75,6 +75,11 @@ type Collector struct {
 	// reported holds the counters already reported for flows that had an
 	// active-timeout record (Run's goroutine only).
 	reported map[bpfFlowKey]bpfFlowStats
+	// last is what the last scan of the flows maps found, to tell whether
+	// the next can wait (sweepDue; Run's goroutine only).
+	last lastScan
+	// scanBuf are the scans' batch buffers, reused (Run's goroutine only).
+	scanBuf scanBuffers
 
 	policyOnce sync.Once
 	policy     *PolicyMaps
@@ -265,8 +270,11 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 				c.setAttachError(err)
 				c.log.Warn("attach", "err", err)
 			}
-			if err := c.sweep(sink, &ev, mono); err != nil {
-				c.log.Warn("sweep flows map", "err", err)
+			if c.sweepDue(now) {
+				if err := c.sweep(sink, &ev, mono); err != nil {
+					c.log.Warn("sweep flows map", "err", err)
+				}
+				c.scanned(now)
 			}
 			c.setCPU(cpu.now())
 			next = now.Add(c.cfg.SweepInterval)

@@ -37,9 +37,16 @@ type Config struct {
 	// EndLinger: the tail of an ended flow (packets after its end) is
 	// reported once it has been quiet this long (default 1 s).
 	EndLinger time.Duration
-	// SweepInterval is how often the flows map is scanned (default 1 s); the
-	// interface list is polled at the same pace.
+	// SweepInterval is how often the flows maps are scanned while they are
+	// busy (default 1 s); the interface list is polled at this pace always.
 	SweepInterval time.Duration
+	// MaxSweepInterval is how often the flows maps are scanned while they
+	// are not busy (default 4 × SweepInterval): the last scan found fewer
+	// than MaxFlows/4 flows, fewer than MaxFlows/8 events came since, and
+	// the kernel refused no end event and no new flow since (doc.go, "Map
+	// type and eviction"). Timeouts and tails are then reported up to this
+	// late instead of up to SweepInterval.
+	MaxSweepInterval time.Duration
 	// NaivePerPacketEvents loads the program in the naive per-packet-event
 	// mode (no flow state; one EventPacket per packet). For comparisons.
 	NaivePerPacketEvents bool
@@ -147,6 +154,10 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.MaxSweepInterval == 0 {
+		c.MaxSweepInterval = 4 * c.SweepInterval
+	}
+	c.MaxSweepInterval = max(c.MaxSweepInterval, c.SweepInterval)
 	if c.L7.HeadBytes == 0 {
 		c.L7.HeadBytes = DefaultL7HeadBytes
 	}
@@ -165,7 +176,7 @@ func (c Config) Validate() error {
 		return errors.New("no interfaces to attach to: give names or globs such as lxc* or eth0")
 	case c.RingBufSize&(c.RingBufSize-1) != 0 || c.RingBufSize%page != 0:
 		return fmt.Errorf("ring buffer size %d: must be a power of two and a multiple of the page size %d", c.RingBufSize, page)
-	case c.ActiveTimeout < 0 || c.IdleTimeout < 0 || c.EndLinger < 0 || c.SweepInterval < 0 || c.PollInterval < 0:
+	case c.ActiveTimeout < 0 || c.IdleTimeout < 0 || c.EndLinger < 0 || c.SweepInterval < 0 || c.PollInterval < 0 || c.MaxSweepInterval < 0:
 		return errors.New("timeouts and intervals must be positive")
 	case c.L7.HeadBytes > L7HeadMax:
 		return fmt.Errorf("L7 head of %d bytes: at most %d", c.L7.HeadBytes, L7HeadMax)

@@ -5,11 +5,55 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
 
 const sweepBatch = 4096
+
+// lastScan is what the last scan of the flows maps saw.
+type lastScan struct {
+	at      time.Time
+	flows   int    // entries in both maps
+	events  uint64 // Collector.events after it
+	refused uint64 // CounterRingBufEnd + CounterMapInsert before it
+	// counters are the kernel counters sweepDue read last.
+	counters uint64
+}
+
+// sweepDue reports whether the flows maps are to be scanned now. A scan
+// walks every bucket and copies every entry, whatever changed: ~0.4 ms for
+// two empty maps of 65536 entries, and each flow of a quiet connection
+// (a UDP flow waiting for its idle timeout) is copied again at every scan.
+// So the maps are scanned every SweepInterval only while they are busy:
+// the last scan found MaxFlows/4 flows or more, MaxFlows/8 events or more
+// came since (each leaves an ended entry to free), or the kernel refused
+// an end event (its flow waits in the map to be recovered) or a new flow
+// (the map is full) since. Otherwise every MaxSweepInterval.
+func (c *Collector) sweepDue(now time.Time) bool {
+	l := &c.last
+	if !now.Before(l.at.Add(c.cfg.MaxSweepInterval)) {
+		return true
+	}
+	limit := uint64(c.cfg.MaxFlows)
+	if uint64(l.flows) >= limit/4 || c.events.Load()-l.events >= limit/8 {
+		return true
+	}
+	n, err := c.Counters()
+	if err != nil {
+		return true
+	}
+	l.counters = n[CounterRingBufEnd] + n[CounterMapInsert]
+	return l.counters != l.refused
+}
+
+// scanned records a scan that sweep made at now (sweep counted the flows).
+func (c *Collector) scanned(now time.Time) {
+	c.last.at = now
+	c.last.events = c.events.Load()
+	c.last.refused = c.last.counters
+}
 
 // sweep scans the flows map (batch lookups; iteration where batches are not
 // supported) and reports and removes flows by the rules of doc.go: the
@@ -36,7 +80,9 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	var done4 []bpfFlowKey4
 	var done6 []bpfFlowKey
 	reported := uint32(bpfFlowFlagFLOW_ENDED | bpfFlowFlagFLOW_REPORTED)
+	flows := 0
 	visit := func(k *bpfFlowKey, st *bpfFlowStats) {
+		flows++
 		quiet := now - min(now, st.LastSeenNs)
 		switch {
 		case st.Flags&reported == reported && st.Packets == [2]uint64{} && quiet >= linger:
@@ -61,9 +107,10 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 			}
 		}
 	}
-	if err := scanFlows(c.objs, false, visit); err != nil {
+	if err := scanFlowsInto(c.objs, &c.scanBuf, false, visit); err != nil {
 		return err
 	}
+	c.last.flows = flows
 	var evicted uint64
 	var firstErr error
 	for _, d := range []struct {
@@ -125,7 +172,7 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 // reported yet: flows (EventFlush) and the tails of reported ends
 // (EventFlowTail). Lookup-and-delete is atomic per entry, so counts are exact.
 func (c *Collector) flushAll(sink Sink, ev *Event, mono int64) {
-	err := scanFlows(c.objs, true, func(k *bpfFlowKey, st *bpfFlowStats) {
+	err := scanFlowsInto(c.objs, &c.scanBuf, true, func(k *bpfFlowKey, st *bpfFlowStats) {
 		if st.Flags&uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) ==
 			uint32(bpfFlowFlagFLOW_ENDED|bpfFlowFlagFLOW_REPORTED) {
 			if st.Packets[0]+st.Packets[1] > 0 {
