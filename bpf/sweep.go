@@ -64,6 +64,7 @@ func (c *Collector) scanned(now time.Time) {
 // exactly those removed; an entry that changed since the scan (a packet
 // arrived, or a new connection restarted an ended entry) is put back.
 func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
+	start := time.Now()
 	now := uint64(MonoNow())
 	linger := uint64(c.cfg.EndLinger)
 	idle := uint64(c.cfg.IdleTimeout)
@@ -165,6 +166,8 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	c.stats.Sweeps++
 	c.stats.Evicted += evicted
 	c.statsMu.Unlock()
+	c.log.Debug("swept flows maps", "flows", flows, "freed_ended", len(done4)+len(done6), "removed", len(evict),
+		"took", time.Since(start).Round(time.Microsecond))
 	return firstErr
 }
 
