@@ -42,7 +42,7 @@ type Config struct {
 	SweepInterval time.Duration
 	// MaxSweepInterval is how often the flows maps are scanned while they
 	// are not busy (default 4 × SweepInterval): the last scan found fewer
-	// than MaxFlows/4 flows, fewer than MaxFlows/8 events came since, and
+	// than MaxFlows/2 flows, fewer than MaxFlows/4 events came since, and
 	// the kernel refused no end event and no new flow since (doc.go, "Map
 	// type and eviction"). Timeouts and tails are then reported up to this
 	// late instead of up to SweepInterval.
