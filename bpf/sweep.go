@@ -18,8 +18,9 @@ type lastScan struct {
 	flows   int    // entries in both maps
 	events  uint64 // Collector.events after it
 	refused uint64 // CounterRingBufEnd + CounterMapInsert before it
-	// counters are the kernel counters sweepDue read last.
+	// counters is the sum sweepDue read last, per its per-CPU values.
 	counters uint64
+	per      []uint64
 }
 
 // sweepDue reports whether the flows maps are to be scanned now. A scan
@@ -40,11 +41,15 @@ func (c *Collector) sweepDue(now time.Time) bool {
 	if uint64(l.flows) >= limit/2 || c.events.Load()-l.events >= limit/4 {
 		return true
 	}
-	n, err := c.Counters()
-	if err != nil {
-		return true
+	l.counters = 0
+	for _, i := range []Counter{CounterRingBufEnd, CounterMapInsert} {
+		if err := c.objs.Counters.Lookup(uint32(i), &l.per); err != nil {
+			return true
+		}
+		for _, v := range l.per {
+			l.counters += v
+		}
 	}
-	l.counters = n[CounterRingBufEnd] + n[CounterMapInsert]
 	return l.counters != l.refused
 }
 
