@@ -179,8 +179,9 @@ func (c *Collector) ifName(idx uint32) string {
 // goroutine to its OS thread while it works (not while it waits), so
 // Stats.ReaderCPU is the CPU of its work alone.
 //
-// An interface that fails to attach is logged and retried at each sweep; Run
-// fails only if the first attach round attaches nothing and reports an error.
+// An interface that fails to attach is logged and retried every
+// SweepInterval; Run fails only if the first attach round attaches nothing
+// and reports an error.
 func (c *Collector) Run(ctx context.Context, sink Sink) error {
 	// Stats.ReaderCPU is the CPU of Run's thread while it works: Run locks
 	// its goroutine to its thread for each stretch of work and reads the
@@ -190,12 +191,24 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 	cpu.start()
 	defer cpu.stop()
 
+	// The interfaces are listed again only when the kernel announces a
+	// change, or after an attach failed (to retry it), at the next
+	// SweepInterval tick; without the announcements, at every tick.
+	lw, err := newLinkWatch()
+	if err != nil {
+		c.log.Debug("interfaces: listed at every sweep interval", "err", err)
+		lw = nil
+	} else {
+		defer lw.close()
+	}
+	retry := false
 	if err := c.reconcile(); err != nil {
 		c.setAttachError(err)
 		if len(c.attached) == 0 {
 			return err
 		}
 		c.log.Warn("attach", "err", err)
+		retry = true
 	}
 
 	// Wait for the ring through the netpoller; where that is not possible,
@@ -266,9 +279,13 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 		now = time.Now()
 		if !now.Before(next) {
 			mono = MonoToUnix()
-			if err := c.reconcile(); err != nil {
-				c.setAttachError(err)
-				c.log.Warn("attach", "err", err)
+			if lw == nil || lw.changed() || retry {
+				retry = false
+				if err := c.reconcile(); err != nil {
+					c.setAttachError(err)
+					c.log.Warn("attach", "err", err)
+					retry = true
+				}
 			}
 			if c.sweepDue(now) {
 				if err := c.sweep(sink, &ev, mono); err != nil {

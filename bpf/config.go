@@ -38,7 +38,8 @@ type Config struct {
 	// reported once it has been quiet this long (default 1 s).
 	EndLinger time.Duration
 	// SweepInterval is how often the flows maps are scanned while they are
-	// busy (default 1 s); the interface list is polled at this pace always.
+	// busy (default 1 s); the interface list is looked at this often, and
+	// listed again when the kernel announced a change (doc.go, "Interfaces").
 	SweepInterval time.Duration
 	// MaxSweepInterval is how often the flows maps are scanned while they
 	// are not busy (default 4 × SweepInterval): the last scan found fewer
