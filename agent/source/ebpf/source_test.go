@@ -427,7 +427,7 @@ func TestRecycleReusesBatches(t *testing.T) {
 		t.Fatalf("after Recycle: len %d cap %d, same array %v; want the handed-back batch, emptied",
 			len(got), cap(got), &got[:1][0] == &b[0])
 	}
-	s.Recycle(make([]schemas.Flow, 3, 3))
+	s.Recycle(make([]schemas.Flow, 3))
 	if got := s.newBatch(); cap(got) != 4 {
 		t.Fatalf("a batch below BatchSize was kept: cap %d", cap(got))
 	}
