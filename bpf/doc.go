@@ -248,7 +248,9 @@
 // goroutine to its thread only while it works (Stats.ReaderCPU is that
 // thread's CPU over those stretches): a parked goroutine locked to a
 // thread costs two more thread switches per wakeup. Where the descriptor
-// cannot join the netpoller, Run blocks in the reader as before.
+// cannot join the netpoller (not expected on Linux), Run blocks in the
+// reader's epoll_wait with PollInterval deadlines instead, and then wakes
+// for every event that finds the ring drained.
 //
 // The L7 capture ring (l7_events) keeps its own scheme unchanged: NO_WAKEUP
 // below l7_wakeup_bytes, a reader polling every 50 ms (or PollInterval
