@@ -35,7 +35,7 @@ type Stats struct {
 	BadRecords  uint64        // ring buffer records of the wrong size (never expected)
 	Sweeps      uint64        // completed scans of the flows map
 	Evicted     uint64        // map entries removed by the sweep
-	ReaderCPU   time.Duration // user+system CPU of Run's thread, updated each sweep
+	ReaderCPU   time.Duration // user+system CPU of Run's thread while it works, updated each sweep
 	AttachError string        // last interface attach error, if any
 	// KernelDropsError says why kernel drops are not observed (the
 	// kfree_skb tracepoint could not be attached), empty if they are.
@@ -53,8 +53,10 @@ type Collector struct {
 	log    *slog.Logger
 	objs   *bpfObjects
 	reader *ringbuf.Reader
-	// l7reader reads the L7 captures (RunL7); nil when L7 is off.
+	// l7reader reads the L7 captures (RunL7), every l7poll; nil when L7
+	// is off.
 	l7reader *ringbuf.Reader
+	l7poll   time.Duration
 
 	attached map[int]*attachment // Run's goroutine only
 	kdrop    link.Link           // tp_btf/kfree_skb, nil if it failed to attach
@@ -73,6 +75,11 @@ type Collector struct {
 	// reported holds the counters already reported for flows that had an
 	// active-timeout record (Run's goroutine only).
 	reported map[bpfFlowKey]bpfFlowStats
+	// last is what the last scan of the flows maps found, to tell whether
+	// the next can wait (sweepDue; Run's goroutine only).
+	last lastScan
+	// scanBuf are the scans' batch buffers, reused (Run's goroutine only).
+	scanBuf scanBuffers
 
 	policyOnce sync.Once
 	policy     *PolicyMaps
@@ -83,6 +90,10 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	l7poll := cfg.PollInterval
+	if l7poll == 0 {
+		l7poll = DefaultL7PollInterval
+	}
 	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -90,7 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	objs, err := loadObjects(loadOptions{
 		maxFlows: cfg.MaxFlows, ringBufSize: cfg.RingBufSize,
 		naivePerPacketEvents: cfg.NaivePerPacketEvents, emitStartEvents: cfg.EmitStartEvents,
-		wakeupBytes: cfg.RingBufSize / 4, l7: cfg.L7,
+		wakeupBytes: ringWakeupBytes(cfg.RingBufSize), l7: cfg.L7,
 	})
 	if err != nil {
 		return nil, err
@@ -109,7 +120,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 		}
 	}
 	c := &Collector{
-		cfg: cfg, log: log, objs: objs, reader: rd, l7reader: l7rd,
+		cfg: cfg, log: log, objs: objs, reader: rd, l7reader: l7rd, l7poll: l7poll,
 		attached: map[int]*attachment{},
 		names:    map[uint32]string{},
 		reported: map[bpfFlowKey]bpfFlowStats{},
@@ -165,77 +176,155 @@ func (c *Collector) ifName(idx uint32) string {
 // Run attaches to the configured interfaces, follows them as they come and
 // go, and passes every event to sink until ctx is done. Then it reports
 // every flow still in the map (EventFlush) and returns nil. Run locks its
-// goroutine to one OS thread, so Stats.ReaderCPU is its CPU alone.
+// goroutine to its OS thread while it works (not while it waits), so
+// Stats.ReaderCPU is the CPU of its work alone.
 //
-// An interface that fails to attach is logged and retried at each sweep; Run
-// fails only if the first attach round attaches nothing and reports an error.
+// An interface that fails to attach is logged and retried every
+// SweepInterval; Run fails only if the first attach round attaches nothing
+// and reports an error.
 func (c *Collector) Run(ctx context.Context, sink Sink) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	cpu0 := threadCPU()
+	// Stats.ReaderCPU is the CPU of Run's thread while it works: Run locks
+	// its goroutine to its thread for each stretch of work and reads the
+	// thread's clock around it, but not while it waits, as a goroutine
+	// locked to a thread costs two more thread switches per wakeup.
+	var cpu cpuMeter
+	cpu.start()
+	defer cpu.stop()
 
+	// The interfaces are listed again only when the kernel announces a
+	// change, or after an attach failed (to retry it), at the next
+	// SweepInterval tick; without the announcements, at every tick.
+	lw, err := newLinkWatch()
+	if err != nil {
+		c.log.Debug("interfaces: listed at every sweep interval", "err", err)
+		lw = nil
+	} else {
+		defer lw.close()
+	}
+	retry := false
 	if err := c.reconcile(); err != nil {
 		c.setAttachError(err)
 		if len(c.attached) == 0 {
 			return err
 		}
 		c.log.Warn("attach", "err", err)
+		retry = true
 	}
 
-	stop := context.AfterFunc(ctx, func() { c.reader.Flush() })
+	// Wait for the ring through the netpoller; where that is not possible,
+	// block in the reader as before (doc.go, "Wakeups").
+	w, err := newRingWaiter(c.objs.Events)
+	if err != nil {
+		c.log.Debug("ring buffer: blocking reads", "err", err)
+		w = nil
+	} else {
+		defer w.close()
+	}
+	var stopping atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		stopping.Store(true)
+		if w != nil {
+			w.interrupt()
+		} else {
+			c.reader.Flush()
+		}
+	})
 	defer stop()
+	// Two waits (doc.go, "Wakeups"): with the ring drained, until the
+	// kernel wakes it with the first record of a batch (or the sweep is
+	// due); then PollInterval more, for the rest of the batch, unless the
+	// ring fills to the kernel's watermark (a forced wakeup) first.
+	wakeupBytes := int(ringWakeupBytes(c.cfg.RingBufSize))
+	some := func() bool { return stopping.Load() || c.reader.AvailableBytes() > 0 }
+	full := func() bool { return stopping.Load() || c.reader.AvailableBytes() >= wakeupBytes }
+	past := time.Unix(1, 0)
 
 	var rec ringbuf.Record
 	var ev Event
 	mono := MonoToUnix()
-	next := time.Now().Add(c.cfg.SweepInterval)
-	c.reader.SetDeadline(time.Now().Add(c.cfg.PollInterval))
+	now := time.Now()
+	next := now.Add(c.cfg.SweepInterval)
+	poll := now.Add(c.cfg.PollInterval)
 	for {
-		err := c.reader.ReadInto(&rec)
+		cpu.stop()
+		if w != nil {
+			if err := w.wait(next, some); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("wait for ring buffer: %w", err)
+			}
+			if until := time.Now().Add(c.cfg.PollInterval); !stopping.Load() && c.reader.AvailableBytes() > 0 && until.Before(next) {
+				if err := w.wait(until, full); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					return fmt.Errorf("wait for ring buffer: %w", err)
+				}
+			}
+			c.reader.SetDeadline(past)
+		} else {
+			until := poll
+			if next.Before(until) {
+				until = next
+			}
+			c.reader.SetDeadline(until)
+		}
+		cpu.start()
+		if w == nil || c.reader.AvailableBytes() > 0 {
+			if err := c.drain(sink, &rec, &ev, mono); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			c.flushAll(sink, &ev, MonoToUnix())
+			sink.Flush()
+			c.setCPU(cpu.now())
+			return nil
+		}
+		now = time.Now()
+		if !now.Before(next) {
+			mono = MonoToUnix()
+			if lw == nil || lw.changed() || retry {
+				retry = false
+				if err := c.reconcile(); err != nil {
+					c.setAttachError(err)
+					c.log.Warn("attach", "err", err)
+					retry = true
+				}
+			}
+			if c.sweepDue(now) {
+				if err := c.sweep(sink, &ev, mono); err != nil {
+					c.log.Warn("sweep flows map", "err", err)
+				}
+				c.scanned(now)
+			}
+			c.setCPU(cpu.now())
+			next = now.Add(c.cfg.SweepInterval)
+		}
+		sink.Flush()
+		poll = time.Now().Add(c.cfg.PollInterval)
+	}
+}
+
+// drain passes every record in the ring to sink (the reader's deadline
+// bounds a wait for the first), then flushes the sink.
+func (c *Collector) drain(sink Sink, rec *ringbuf.Record, ev *Event, mono int64) error {
+	for {
+		err := c.reader.ReadInto(rec)
 		switch {
 		case err == nil:
-			if c.kernelEvent(rec.RawSample, &ev, mono) {
+			if c.kernelEvent(rec.RawSample, ev, mono) {
 				c.events.Add(1)
-				sink.Event(&ev)
+				sink.Event(ev)
 			} else {
 				c.statsMu.Lock()
 				c.stats.BadRecords++
 				c.statsMu.Unlock()
 			}
-			if c.reader.AvailableBytes() == 0 {
-				sink.Flush()
+			if c.reader.AvailableBytes() > 0 {
+				continue
 			}
-			continue
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		case errors.Is(err, ringbuf.ErrFlushed):
+			sink.Flush()
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			return nil
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
-		}
-		if ctx.Err() != nil {
-			c.flushAll(sink, &ev, MonoToUnix())
-			sink.Flush()
-			c.updateCPU(cpu0)
-			return nil
-		}
-		now := time.Now()
-		if !now.Before(next) {
-			mono = MonoToUnix()
-			if err := c.reconcile(); err != nil {
-				c.setAttachError(err)
-				c.log.Warn("attach", "err", err)
-			}
-			if err := c.sweep(sink, &ev, mono); err != nil {
-				c.log.Warn("sweep flows map", "err", err)
-			}
-			sink.Flush()
-			c.updateCPU(cpu0)
-			next = now.Add(c.cfg.SweepInterval)
-		}
-		sink.Flush()
-		if poll := now.Add(c.cfg.PollInterval); poll.Before(next) {
-			c.reader.SetDeadline(poll)
-		} else {
-			c.reader.SetDeadline(next)
 		}
 	}
 }
@@ -261,8 +350,36 @@ func (c *Collector) setAttachError(err error) {
 	c.statsMu.Unlock()
 }
 
-func (c *Collector) updateCPU(cpu0 time.Duration) {
-	d := threadCPU() - cpu0
+// cpuMeter adds up the CPU of the thread of a goroutine over stretches of
+// work: start locks the goroutine to its thread and reads the thread's
+// clock, stop adds what the thread used since and unlocks.
+type cpuMeter struct {
+	total, t0 time.Duration
+	locked    bool
+}
+
+func (m *cpuMeter) start() {
+	runtime.LockOSThread()
+	m.locked, m.t0 = true, threadCPU()
+}
+
+func (m *cpuMeter) stop() {
+	if m.locked {
+		m.total += threadCPU() - m.t0
+		m.locked = false
+		runtime.UnlockOSThread()
+	}
+}
+
+// now is the total so far, the current stretch included.
+func (m *cpuMeter) now() time.Duration {
+	if m.locked {
+		return m.total + threadCPU() - m.t0
+	}
+	return m.total
+}
+
+func (c *Collector) setCPU(d time.Duration) {
 	c.statsMu.Lock()
 	c.stats.ReaderCPU = d
 	c.statsMu.Unlock()
@@ -315,3 +432,7 @@ func MonoNow() int64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
 }
+
+// ringWakeupBytes is the kernel's wakeup watermark for a ring of size
+// bytes: a quarter of it.
+func ringWakeupBytes(size uint32) uint32 { return size / 4 }

@@ -37,15 +37,26 @@ type Config struct {
 	// EndLinger: the tail of an ended flow (packets after its end) is
 	// reported once it has been quiet this long (default 1 s).
 	EndLinger time.Duration
-	// SweepInterval is how often the flows map is scanned (default 1 s); the
-	// interface list is polled at the same pace.
+	// SweepInterval is how often the flows maps are scanned while they are
+	// busy (default 1 s); the interface list is looked at this often, and
+	// listed again when the kernel announced a change (doc.go, "Interfaces").
 	SweepInterval time.Duration
+	// MaxSweepInterval is how often the flows maps are scanned while they
+	// are not busy (default 4 × SweepInterval): the last scan found fewer
+	// than MaxFlows/2 flows, fewer than MaxFlows/4 events came since, and
+	// the kernel refused no end event and no new flow since (doc.go, "Map
+	// type and eviction"). Timeouts and tails are then reported up to this
+	// late instead of up to SweepInterval.
+	MaxSweepInterval time.Duration
 	// NaivePerPacketEvents loads the program in the naive per-packet-event
 	// mode (no flow state; one EventPacket per packet). For comparisons.
 	NaivePerPacketEvents bool
-	// PollInterval is how often the reader looks at the ring buffer without
-	// being woken (default 50 ms): the kernel wakes it only once a quarter of
-	// the ring is full, so events wait at most this long in quiet times.
+	// PollInterval bounds how long an event waits in the ring buffer
+	// (default 100 ms): the kernel wakes the reader at the first event of
+	// a batch, and the reader gathers the batch for this long before it
+	// drains the ring, unless a quarter of the ring fills first (doc.go,
+	// "Wakeups"). The L7 capture reader polls its ring at this interval
+	// too when it is set, else every DefaultL7PollInterval.
 	PollInterval time.Duration
 	// EmitStartEvents makes the kernel emit EventFlowStart for every new
 	// flow. Off by default: the reservation adds ~100 ns to a new flow's
@@ -116,7 +127,10 @@ const (
 	DefaultIdleTimeout   = 10 * time.Second
 	DefaultEndLinger     = time.Second
 	DefaultSweepInterval = time.Second
-	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultPollInterval  = 100 * time.Millisecond
+	// DefaultL7PollInterval is the L7 capture reader's poll interval when
+	// PollInterval is not set.
+	DefaultL7PollInterval = 50 * time.Millisecond
 )
 
 func (c Config) withDefaults() Config {
@@ -141,6 +155,10 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
 	}
+	if c.MaxSweepInterval == 0 {
+		c.MaxSweepInterval = 4 * c.SweepInterval
+	}
+	c.MaxSweepInterval = max(c.MaxSweepInterval, c.SweepInterval)
 	if c.L7.HeadBytes == 0 {
 		c.L7.HeadBytes = DefaultL7HeadBytes
 	}
@@ -159,7 +177,7 @@ func (c Config) Validate() error {
 		return errors.New("no interfaces to attach to: give names or globs such as lxc* or eth0")
 	case c.RingBufSize&(c.RingBufSize-1) != 0 || c.RingBufSize%page != 0:
 		return fmt.Errorf("ring buffer size %d: must be a power of two and a multiple of the page size %d", c.RingBufSize, page)
-	case c.ActiveTimeout < 0 || c.IdleTimeout < 0 || c.EndLinger < 0 || c.SweepInterval < 0 || c.PollInterval < 0:
+	case c.ActiveTimeout < 0 || c.IdleTimeout < 0 || c.EndLinger < 0 || c.SweepInterval < 0 || c.PollInterval < 0 || c.MaxSweepInterval < 0:
 		return errors.New("timeouts and intervals must be positive")
 	case c.L7.HeadBytes > L7HeadMax:
 		return fmt.Errorf("L7 head of %d bytes: at most %d", c.L7.HeadBytes, L7HeadMax)

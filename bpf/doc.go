@@ -90,7 +90,7 @@
 // carry no counts (see "Ends and tails").
 //
 // Entries leave the maps by:
-//   - the Collector's sweep (every SweepInterval, default 1 s), which scans
+//   - the Collector's sweep, which scans
 //     both maps with batch lookups (iteration where unsupported) and removes
 //     with per-key lookup-and-delete, so the counts it reports are exactly
 //     those it removed (an entry that changed since the scan is put back):
@@ -98,6 +98,24 @@
 //     1 s; see "Ends and tails");
 //     ended flows whose end event was lost (reported now, as
 //     EventRecovered); flows idle for IdleTimeout (default 10 s).
+//
+// Decision: the sweep's cadence follows the maps' load. A scan copies
+// every entry out whatever changed (~0.2 µs per entry, and ~0.1 ms for
+// the buckets of two empty 65536-entry maps), and a flow that waits for
+// its idle timeout, such as a DNS query's UDP flow, was copied at every
+// scan, ten times at one scan a second. The Collector ticks every
+// SweepInterval (default 1 s; see "Interfaces" for what it does with the
+// interface list then); the maps are scanned at a tick only while they
+// are busy: the last scan found MaxFlows/2 flows or more, MaxFlows/4
+// events or more came since (each end leaves an entry to free), or the
+// kernel counted a refused end event (its flow waits to be recovered) or a
+// refused new flow (a full map) since; otherwise every MaxSweepInterval
+// (default 4 s). The price: when the maps are not busy, tails,
+// idle-timeout and active-timeout records come up to MaxSweepInterval
+// after they are due instead of up to SweepInterval, and ended entries
+// stay up to that long; when they are busy, nothing changes. Each sweep
+// logs at debug level what it scanned, freed and removed, and how long it
+// took.
 //
 // # Ends and tails
 //
@@ -196,11 +214,47 @@
 // connection). Counters.Lost is what the agent reports as
 // hubble_lost_events_total{source="perf_event_ring_buffer"}.
 //
-// Wakeups are batched: an event is submitted with BPF_RB_NO_WAKEUP unless a
-// quarter of the ring is full (volatile const wakeup_bytes), and the reader
-// also polls every PollInterval (default 50 ms). One wakeup per batch instead
-// of one per event is what brings the reader to well under a microsecond of
-// CPU per flow.
+// # Wakeups
+//
+// Decision: one reader wakeup per batch of events, none when idle, and an
+// event waits in the ring at most PollInterval (default 100 ms) plus the
+// time to drain what came before it.
+//
+// The kernel submits an event with the ring buffer's default wakeup, which
+// wakes the reader only when the ring held nothing unread before it (the
+// first event of a batch), and with BPF_RB_FORCE_WAKEUP once a quarter of
+// the ring is unread (bpf_ringbuf_query(BPF_RB_AVAIL_DATA) ≥ wakeup_bytes,
+// a volatile const: RingBufSize/4, 256 KiB by default, ~1,800 events). The
+// reader (Collector.Run) waits in two steps: with the ring drained, until
+// the kernel wakes it; then, for the rest of the batch, until PollInterval
+// has passed or the ring reaches the watermark, and drains the ring. At
+// ordinary rates the ring is never a quarter full in 100 ms (that takes
+// ~18,000 events/s), so the reader wakes twice per PollInterval while
+// events come and never while none do; in a storm it wakes at the
+// watermark. A wakeup per event, the ring's default alone, cost the agent
+// more CPU in thread switches than the events' work; the naive timed poll
+// (NO_WAKEUP below the watermark, a reader polling every 50 ms) woke it 20
+// times a second even when idle. A lost wakeup cannot strand an event:
+// the first wait also ends when the sweep is due (SweepInterval).
+//
+// The reader waits in the Go runtime's netpoller, on a duplicate of the
+// ring's descriptor (ringWaiter), not in the ringbuf.Reader's own
+// epoll_wait: a goroutine parked there holds no thread and no P, whereas
+// a thread blocked in a system call for tens of milliseconds keeps the
+// runtime's sysmon thread waking every 20 µs to 10 ms to take its P back,
+// which was most of the agent's idle CPU. Once woken, the reader drains
+// with ringbuf.Reader.ReadInto under a deadline in the past (records that
+// came without a wakeup are read; none is waited for). Run locks its
+// goroutine to its thread only while it works (Stats.ReaderCPU is that
+// thread's CPU over those stretches): a parked goroutine locked to a
+// thread costs two more thread switches per wakeup. Where the descriptor
+// cannot join the netpoller (not expected on Linux), Run blocks in the
+// reader's epoll_wait with PollInterval deadlines instead, and then wakes
+// for every event that finds the ring drained.
+//
+// The L7 capture ring (l7_events) keeps its own scheme unchanged: NO_WAKEUP
+// below l7_wakeup_bytes, a reader polling every 50 ms (or PollInterval
+// when set).
 //
 // Feature switches are volatile const globals set before load:
 // naive_per_packet_events (one EVENT_PACKET per packet and no map: the
@@ -378,9 +432,13 @@
 // # Interfaces
 //
 // Config.Interfaces are names or path.Match globs ("lxc*", "veth*",
-// "eth0"). The Collector polls the interface list at each sweep: it attaches
-// to new matches and forgets interfaces that are gone (their links go with
-// them). A failed attach is logged, kept in Stats.AttachError, and retried.
+// "eth0"). The Collector lists the interfaces again at the SweepInterval
+// tick after the kernel announced a change (it listens to rtnetlink's link
+// group, RTMGRP_LINK; listing every link cost ~0.4 ms a second on a host
+// with a few dozen veths), or at every tick where it cannot listen: it
+// attaches to new matches and forgets interfaces that are gone (their
+// links go with them). A failed attach is logged, kept in
+// Stats.AttachError, and retried at every tick until it succeeds.
 //
 // # Socket load balancing
 //

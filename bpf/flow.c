@@ -23,9 +23,11 @@ volatile const __u8 naive_per_packet_events = 0;
 // default: the reservation costs about as much as the map insert (doc.go).
 volatile const __u8 emit_start_events = 0;
 // wakeup_bytes: 0 lets the kernel wake the reader for every event it finds
-// idle; otherwise events are submitted without a wakeup until this many
-// bytes wait in the ring, and the reader polls on a short timer for the rest
-// (one wakeup per batch instead of one per event).
+// idle; otherwise an event is submitted with a forced wakeup once this many
+// bytes wait in the ring, and else with the default, which wakes the reader
+// only when the ring held nothing unread before it: the first event of a
+// batch. The reader then gathers the batch for its poll interval without
+// listening (doc.go, "Wakeups"): one wakeup per batch, none when idle.
 volatile const __u32 wakeup_bytes = 0;
 
 // The established path stamps last_seen from jiffies, which the verifier
@@ -438,9 +440,8 @@ static __always_inline int emit(__u8 type, struct keys *k, __u8 family, struct f
 	e->pad = 0;
 	e->stats = *st;
 	__u64 flags = 0;
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-											: BPF_RB_NO_WAKEUP;
+	if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 	return 0;
 }

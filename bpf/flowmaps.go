@@ -64,17 +64,40 @@ func updateFlow(objs *bpfObjects, k *bpfFlowKey, st *bpfFlowStats, flags ebpf.Ma
 	return objs.Flows6.Update(k, st, flags)
 }
 
+// scanBuffers are the batch buffers of scans, kept from one sweep to the
+// next: ~0.5 MB per map, which a scan would otherwise allocate and zero
+// each time.
+type scanBuffers struct {
+	keys4 []bpfFlowKey4
+	keys6 []bpfFlowKey
+	vals  []bpfFlowStats
+}
+
+func (b *scanBuffers) grow() {
+	if b.vals == nil {
+		b.keys4 = make([]bpfFlowKey4, sweepBatch)
+		b.keys6 = make([]bpfFlowKey, sweepBatch)
+		b.vals = make([]bpfFlowStats, sweepBatch)
+	}
+}
+
 // scanFlows visits every flow of both maps (IPv4 first), deleting as it
 // goes if del.
 func scanFlows(objs *bpfObjects, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) error {
-	err := scan(objs.Flows4, del, func(k4 *bpfFlowKey4, st *bpfFlowStats) {
+	return scanFlowsInto(objs, &scanBuffers{}, del, visit)
+}
+
+// scanFlowsInto is scanFlows with the batch buffers of buf.
+func scanFlowsInto(objs *bpfObjects, buf *scanBuffers, del bool, visit func(*bpfFlowKey, *bpfFlowStats)) error {
+	buf.grow()
+	err := scanWith(objs.Flows4, buf.keys4, buf.vals, del, func(k4 *bpfFlowKey4, st *bpfFlowStats) {
 		k := fromKey4(k4)
 		visit(&k, st)
 	})
 	if err != nil {
 		return fmt.Errorf("ipv4 flows: %w", err)
 	}
-	if err := scan(objs.Flows6, del, visit); err != nil {
+	if err := scanWith(objs.Flows6, buf.keys6, buf.vals, del, visit); err != nil {
 		return fmt.Errorf("ipv6 flows: %w", err)
 	}
 	return nil
@@ -82,8 +105,11 @@ func scanFlows(objs *bpfObjects, del bool, visit func(*bpfFlowKey, *bpfFlowStats
 
 // scan visits every entry of one flows map, deleting as it goes if del.
 func scan[K any](m *ebpf.Map, del bool, visit func(*K, *bpfFlowStats)) error {
-	keys := make([]K, sweepBatch)
-	vals := make([]bpfFlowStats, sweepBatch)
+	return scanWith(m, make([]K, sweepBatch), make([]bpfFlowStats, sweepBatch), del, visit)
+}
+
+// scanWith is scan with the batch buffers keys and vals (of one length).
+func scanWith[K any](m *ebpf.Map, keys []K, vals []bpfFlowStats, del bool, visit func(*K, *bpfFlowStats)) error {
 	var cursor ebpf.MapBatchCursor
 	for {
 		var n int

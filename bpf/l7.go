@@ -111,7 +111,7 @@ func (c *Collector) RunL7(ctx context.Context, sink L7Sink) error {
 	defer stop()
 	var rec ringbuf.Record
 	var capt L7Capture
-	poll := c.cfg.PollInterval
+	poll := c.l7poll
 	c.l7reader.SetDeadline(time.Now().Add(poll))
 	for {
 		err := c.l7reader.ReadInto(&rec)

@@ -3,6 +3,7 @@
 package bpf
 
 import (
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -262,4 +263,72 @@ func kernelEvents(t *testing.T, c *Collector) []Event {
 		}
 		out = append(out, ev)
 	}
+}
+
+// TestSweepDue: the maps are scanned every MaxSweepInterval while they are
+// not busy, and at the next SweepInterval tick once the last scan found
+// MaxFlows/2 flows, MaxFlows/4 events came since, or the kernel refused an
+// end event or a new flow since.
+func TestSweepDue(t *testing.T) {
+	c := testCollector(t, Config{MaxFlows: 64, SweepInterval: time.Second})
+	if c.cfg.MaxSweepInterval != 4*time.Second {
+		t.Fatalf("MaxSweepInterval %v, want 4 × SweepInterval", c.cfg.MaxSweepInterval)
+	}
+	rec := &recorder{}
+	var ev Event
+	t0 := time.Now()
+	scan := func(at time.Time) {
+		t.Helper()
+		if err := c.sweep(rec, &ev, 0); err != nil {
+			t.Fatal(err)
+		}
+		c.scanned(at)
+	}
+	due := func(at time.Time, want bool, why string) {
+		t.Helper()
+		if got := c.sweepDue(at); got != want {
+			t.Errorf("%s: sweepDue %v, want %v", why, got, want)
+		}
+	}
+	due(t0, true, "never scanned")
+	scan(t0)
+	due(t0.Add(time.Second), false, "empty maps, nothing since")
+	due(t0.Add(4*time.Second-time.Millisecond), false, "just before MaxSweepInterval")
+	due(t0.Add(4*time.Second), true, "MaxSweepInterval")
+
+	c.events.Add(15)
+	due(t0.Add(time.Second), false, "15 events since (MaxFlows/4 is 16)")
+	c.events.Add(1)
+	due(t0.Add(time.Second), true, "16 events since")
+	scan(t0.Add(time.Second))
+	due(t0.Add(2*time.Second), false, "scanned after the events")
+
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []Counter{CounterRingBufEnd, CounterMapInsert} {
+		per := make([]uint64, ncpu)
+		per[0] = 1
+		if err := c.objs.Counters.Put(uint32(i), per); err != nil {
+			t.Fatal(err)
+		}
+		due(t0.Add(2*time.Second), true, fmt.Sprintf("%s counted since", i))
+		scan(t0.Add(2 * time.Second))
+		due(t0.Add(3*time.Second), false, fmt.Sprintf("scanned after %s", i))
+	}
+
+	now := uint64(MonoNow())
+	for i := range 32 {
+		k := bpfFlowKey4{AddrLo: uint32(i + 1), AddrHi: 2, PortLo: 3, PortHi: 4, Ifindex: 5, Proto: 17}
+		st := bpfFlowStats{FirstSeenNs: now, LastSeenNs: now, Packets: [2]uint64{1, 0}}
+		if err := c.objs.Flows4.Put(&k, &st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan(t0.Add(3 * time.Second))
+	if c.last.flows != 32 {
+		t.Fatalf("scan counted %d flows, want 32", c.last.flows)
+	}
+	due(t0.Add(4*time.Second), true, "the last scan found 32 flows (MaxFlows/2)")
 }

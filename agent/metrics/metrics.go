@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,54 +126,77 @@ func (m *Metrics) Lost(source flowpb.LostEventSource, n uint64) {
 	m.lost.WithLabelValues(strings.ToLower(source.String())).Add(float64(n))
 }
 
-// capped guards one metric's label cardinality.
+// capped guards one metric's label cardinality, and keeps each label
+// set's child metric: one map lookup per flow, without building a key
+// string, instead of a joined key, a lookup here and the vector's own
+// hashing and lookup in WithLabelValues.
 type capped struct {
 	name     string
 	max      int
 	overflow prometheus.Counter
 	mu       sync.Mutex
-	seen     map[string]struct{}
+	seen     map[string]any // the child of each label set
+	key      []byte         // scratch, under mu
 }
 
 func newCapped(name string, max int, overflow *prometheus.CounterVec) *capped {
-	return &capped{name: name, max: max, overflow: overflow.WithLabelValues(name), seen: map[string]struct{}{}}
+	return &capped{name: name, max: max, overflow: overflow.WithLabelValues(name), seen: map[string]any{}}
 }
 
-// allow reports whether values may be used (known, or room for one more).
-func (c *capped) allow(values []string, n float64) bool {
-	key := strings.Join(values, "\xff")
+// child returns the metric of values, made by mk on the first use of the
+// set, or nil when the set is new and the cap is reached (n is then counted
+// as overflow).
+func (c *capped) child(values []string, n float64, mk func(...string) any) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.seen[key]; ok {
-		return true
+	c.key = c.key[:0]
+	for i, v := range values {
+		if i > 0 {
+			c.key = append(c.key, 0xff)
+		}
+		c.key = append(c.key, v...)
+	}
+	if m, ok := c.seen[string(c.key)]; ok {
+		return m
 	}
 	if len(c.seen) >= c.max {
 		c.overflow.Add(n)
-		return false
+		return nil
 	}
-	c.seen[key] = struct{}{}
-	return true
+	m := mk(slices.Clone(values)...)
+	c.seen[string(c.key)] = m
+	return m
 }
 
 type counter struct {
 	vec *prometheus.CounterVec
 	cap *capped
+	mk  func(...string) any
+}
+
+func newCounter(vec *prometheus.CounterVec, cap *capped) counter {
+	return counter{vec: vec, cap: cap, mk: func(v ...string) any { return vec.WithLabelValues(v...) }}
 }
 
 func (c counter) add(n float64, values ...string) {
-	if c.cap.allow(values, n) {
-		c.vec.WithLabelValues(values...).Add(n)
+	if m := c.cap.child(values, n, c.mk); m != nil {
+		m.(prometheus.Counter).Add(n)
 	}
 }
 
 type histogram struct {
 	vec *prometheus.HistogramVec
 	cap *capped
+	mk  func(...string) any
+}
+
+func newHistogram(vec *prometheus.HistogramVec, cap *capped) histogram {
+	return histogram{vec: vec, cap: cap, mk: func(v ...string) any { return vec.WithLabelValues(v...) }}
 }
 
 func (h histogram) observe(v float64, n float64, values ...string) {
-	if h.cap.allow(values, n) {
-		o := h.vec.WithLabelValues(values...)
+	if m := h.cap.child(values, n, h.mk); m != nil {
+		o := m.(prometheus.Observer)
 		for i := 0.0; i < n; i++ {
 			o.Observe(v)
 		}
@@ -184,11 +208,11 @@ func newHandler(s Spec, max int, overflow *prometheus.CounterVec) (handler, []pr
 	names := ctx.labelNames()
 	cv := func(name, help string, labels []string) counter {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		return counter{vec: v, cap: newCapped(name, max, overflow)}
+		return newCounter(v, newCapped(name, max, overflow))
 	}
 	hv := func(name, help string, labels []string) histogram {
 		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help}, labels)
-		return histogram{vec: v, cap: newCapped(name, max, overflow)}
+		return newHistogram(v, newCapped(name, max, overflow))
 	}
 	join := func(a []string, b ...string) []string { return append(append([]string{}, a...), b...) }
 	switch s.Name {

@@ -88,6 +88,22 @@
 //     events are not loss: the sweep reports those flows from the map.
 //   - Back-pressure: sending a batch blocks the reader goroutine; the kernel
 //     never waits, its ring buffer overflows into the counters instead.
+//   - Cheap at ordinary rates: the collector wakes once per batch of kernel
+//     events and not at all when idle (bpf/doc.go, "Wakeups"), and each
+//     drained batch of records goes downstream as one batch: one channel
+//     hand-off per PollInterval (100 ms) at lab rates. Batches are recycled
+//     (agent.Recycler): the agent hands each back once its taps and the
+//     aggregator are done with it, and the source fills it again instead of
+//     allocating and zeroing BatchSize records per send.
+//   - Delay: a flow's record leaves the kernel when the flow ends (or at its
+//     timeout); it then waits in the ring at most PollInterval (100 ms), is
+//     converted and sent downstream at once, and waits for the agent's
+//     aggregation window (1 s) and export linger (at most 1 s) before it is
+//     on the bus: ~2.1 s at most from the kernel's event to the bus at
+//     defaults, with a bus that keeps up. Records the sweep makes (tails,
+//     idle and active timeouts, recovered ends) come up to SweepInterval (1 s)
+//     after they are due, or MaxSweepInterval (4 s) while the kernel maps
+//     are not busy (bpf/doc.go, "Map type and eviction").
 //   - Metrics (when New gets a Registerer), read at scrape time:
 //     flowbus_bpf_kernel_events_total{counter}, flowbus_bpf_flows_total,
 //     flowbus_bpf_reader_cpu_seconds_total, flowbus_bpf_attached_interfaces,

@@ -428,3 +428,34 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRecycleReusesBatches: a batch the agent hands back is the next one
+// filled, emptied; a batch too small for BatchSize is not kept, and more
+// than the source keeps are dropped without blocking.
+func TestRecycleReusesBatches(t *testing.T) {
+	s, err := New(Config{Kernel: bpf.Config{Interfaces: []string{"veth*"}}, BatchSize: 4}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.newBatch()
+	if len(b) != 0 || cap(b) != 4 {
+		t.Fatalf("new batch: len %d cap %d, want 0 and 4", len(b), cap(b))
+	}
+	b = append(b, schemas.Flow{SrcPort: 1}, schemas.Flow{SrcPort: 2})
+	s.Recycle(b)
+	got := s.newBatch()
+	if len(got) != 0 || cap(got) != 4 || &got[:1][0] != &b[0] {
+		t.Fatalf("after Recycle: len %d cap %d, same array %v; want the handed-back batch, emptied",
+			len(got), cap(got), &got[:1][0] == &b[0])
+	}
+	s.Recycle(make([]schemas.Flow, 3))
+	if got := s.newBatch(); cap(got) != 4 {
+		t.Fatalf("a batch below BatchSize was kept: cap %d", cap(got))
+	}
+	for range freeBatches + 5 {
+		s.Recycle(make([]schemas.Flow, 0, 4))
+	}
+	if n := len(s.free); n != freeBatches {
+		t.Fatalf("kept %d batches, want %d", n, freeBatches)
+	}
+}

@@ -1,0 +1,503 @@
+//go:build linux
+
+// Command agentcpu measures the whole `flowbus agent` process on the eBPF
+// source in the lab: CPU per exported flow at steady traffic rates, CPU at
+// idle, and peak RSS. It is a measurement, not a test: run it as root from
+// the repository root, one at a time (the lab's addresses and the host's
+// veths are shared), wrapped in the privileged lock:
+//
+//	flock /tmp/flowbus-priv.lock go run ./bench/agentcpu -runs 2
+//
+// What it does, per run:
+//   - `flowbus lab up` (once for all runs), into a temporary --data-dir;
+//   - a NATS server in its own process (nats-server -js; Debian's package),
+//     the bus;
+//   - `flowbus agent` with the flags `flowbus lab up` prints (endpoints,
+//     policies, interfaces; --l7 only with -l7), --bus nats://…;
+//   - idle: the agent's CPU over -idle with no traffic, as % of one core;
+//   - for each -rates value, `flowbus lab traffic --rate R --duration D`:
+//     the agent's CPU and its exported flows (flowbus_bpf_flows_total, the
+//     records the eBPF source passed to the pipeline) over the steady middle
+//     of the traffic (from -warmup after it starts to -warmup before it
+//     ends), and over the whole run (start of traffic until the flows that
+//     end by idle timeout are out, -drain after it stops): whole-process CPU
+//     per flow, fixed costs (timers, sweeps) included, nothing subtracted;
+//   - peak RSS (VmHWM) at the end.
+//
+// CPU is the agent process's CPU clock (clock_gettime of its
+// CLOCK_PROCESS_CPUTIME_ID: user + system of every thread, dead ones
+// included, in ns), and the same from /proc/<pid>/stat utime+stime (clock
+// ticks) beside it as a check. The lab is taken down at the end, also on
+// failure or interrupt.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type options struct {
+	flowbus, natsServer, prefix string
+	rates                       []float64
+	duration, warmup, drain     time.Duration
+	idle                        time.Duration
+	runs                        int
+	l7                          bool
+	extra                       string
+	keep                        bool
+}
+
+func main() {
+	var o options
+	var rates string
+	flag.StringVar(&o.flowbus, "flowbus", "", "flowbus binary (default: go build ./cmd/flowbus into a temporary directory)")
+	flag.StringVar(&o.natsServer, "nats-server", "nats-server", "NATS server binary (Debian: apt-get install nats-server)")
+	flag.StringVar(&o.prefix, "prefix", "fbcpu", "lab prefix (namespaces and veths)")
+	flag.StringVar(&rates, "rates", "200,500", "lab traffic --rate values (requests per second per client edge), comma-separated")
+	flag.DurationVar(&o.duration, "duration", 40*time.Second, "traffic duration per rate")
+	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "left out at both ends of the traffic for the steady figure")
+	flag.DurationVar(&o.drain, "drain", 13*time.Second, "wait after the traffic for its last flows (idle timeout 10 s + sweep + window)")
+	flag.DurationVar(&o.idle, "idle", 30*time.Second, "idle measurement")
+	flag.IntVar(&o.runs, "runs", 1, "runs (a fresh bus and agent each; one lab)")
+	flag.BoolVar(&o.l7, "l7", false, "also pass the lab's --l7 to the agent")
+	flag.StringVar(&o.extra, "agent-flags", "", "more agent flags, space-separated")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
+	flag.Parse()
+	for _, r := range strings.Split(rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
+		if err != nil || v <= 0 {
+			fmt.Fprintf(os.Stderr, "agentcpu: bad rate %q\n", r)
+			os.Exit(2)
+		}
+		o.rates = append(o.rates, v)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "agentcpu:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: network namespaces, veths and eBPF programs")
+	}
+	tmp, err := os.MkdirTemp("", "agentcpu-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Println("# logs in", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	if o.flowbus == "" {
+		o.flowbus = filepath.Join(tmp, "flowbus")
+		b := exec.CommandContext(ctx, "go", "build", "-o", o.flowbus, "./cmd/flowbus")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("go build ./cmd/flowbus (run from the repository root): %w", err)
+		}
+	}
+	labDir := filepath.Join(tmp, "lab")
+	up, upErr := exec.CommandContext(ctx, o.flowbus, "lab", "up", "--data-dir", labDir, "--prefix", o.prefix).CombinedOutput()
+	defer func() {
+		// Down must run even when interrupted.
+		out, derr := exec.Command(o.flowbus, "lab", "down", "--data-dir", labDir).CombinedOutput()
+		if derr != nil {
+			err = errors.Join(err, fmt.Errorf("lab down: %w: %s", derr, out))
+		}
+	}()
+	if upErr != nil {
+		return fmt.Errorf("lab up: %w: %s", upErr, up)
+	}
+	agentArgs, pods, err := labAgentArgs(string(up), o.l7)
+	if err != nil {
+		return err
+	}
+	if o.extra != "" {
+		agentArgs = append(agentArgs, strings.Fields(o.extra)...)
+	}
+	host, _ := os.Hostname()
+	uname := unameString()
+	fmt.Printf("# %s  host %s  %s  %d CPUs\n# agent flags: %s\n", time.Now().UTC().Format(time.RFC3339), host, uname,
+		nproc(), strings.Join(agentArgs, " "))
+	for i := 1; i <= o.runs; i++ {
+		if err := oneRun(ctx, o, tmp, labDir, agentArgs, pods, i); err != nil {
+			return fmt.Errorf("run %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// labAgentArgs takes the agent's flags from what `flowbus lab up` prints
+// ("agent:  sudo flowbus agent --source ebpf … --interfaces '…'") and the
+// number of pods (rows of its table).
+func labAgentArgs(up string, l7 bool) ([]string, int, error) {
+	var line string
+	pods := 0
+	for _, l := range strings.Split(up, "\n") {
+		if rest, ok := strings.CutPrefix(l, "agent:"); ok {
+			line = strings.TrimSpace(rest)
+		}
+		if f := strings.Fields(l); len(f) > 5 && strings.HasSuffix(f[4], "h") && f[0] != "POD" {
+			pods++
+		}
+	}
+	line, ok := strings.CutPrefix(line, "sudo flowbus agent ")
+	if !ok {
+		return nil, 0, fmt.Errorf("no agent line in lab up's output:\n%s", up)
+	}
+	words := shellWords(line)
+	var args []string
+	for i := 0; i < len(words); i++ {
+		if words[i] == "--l7" && !l7 {
+			i++
+			continue
+		}
+		args = append(args, words[i])
+	}
+	return args, pods, nil
+}
+
+// shellWords splits on spaces, keeping single-quoted parts whole.
+func shellWords(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '\'':
+			quoted, have = !quoted, true
+		case r == ' ' && !quoted:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []string, pods, run int) error {
+	dir := filepath.Join(tmp, fmt.Sprintf("run%d", run))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	natsPort, metricsPort, obsPort := freePort(), freePort(), freePort()
+	nats, err := start(dir, "nats", o.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", filepath.Join(dir, "nats"))
+	if err != nil {
+		return err
+	}
+	defer nats.stop()
+	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", natsPort), 10*time.Second); err != nil {
+		return fmt.Errorf("nats-server: %w", err)
+	}
+	args := append([]string{"agent"}, agentArgs...)
+	args = append(args, "--bus", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "--data-dir", filepath.Join(dir, "agent"),
+		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--observer-address", fmt.Sprintf("127.0.0.1:%d", obsPort))
+	agent, err := start(dir, "agent", o.flowbus, args...)
+	if err != nil {
+		return err
+	}
+	defer agent.stop()
+	m := metricsURL(metricsPort)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, _ := scrape(m, "flowbus_bpf_attached_interfaces", "")
+		if int(v) == pods && pods > 0 {
+			break
+		}
+		if time.Now().After(deadline) || agent.exited() {
+			return fmt.Errorf("agent did not attach to %d interfaces (log: %s)", pods, agent.logPath)
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	// Settle: the first sweeps, the first window, the bus connection.
+	if err := sleep(ctx, 5*time.Second); err != nil {
+		return err
+	}
+	pid := agent.cmd.Process.Pid
+	c0, t0 := procCPU(pid), time.Now()
+	s0 := statCPU(pid)
+	if err := sleep(ctx, o.idle); err != nil {
+		return err
+	}
+	c1, t1 := procCPU(pid), time.Now()
+	s1 := statCPU(pid)
+	fmt.Printf("run %d  idle %v: %.3f%% of a core (%.1f ms CPU; /proc stat %.0f ms)\n", run, o.idle.Round(time.Second),
+		100*float64(c1-c0)/float64(t1.Sub(t0)), float64(c1-c0)/1e6, float64(s1-s0)/1e6)
+	for _, rate := range o.rates {
+		if err := measureRate(ctx, o, labDir, dir, m, pid, rate, run); err != nil {
+			return err
+		}
+	}
+	lost, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_lost"`)
+	refused, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_end"`)
+	fmt.Printf("run %d  peak RSS %.1f MiB  ring refused ends %.0f, lost %.0f\n", run, float64(vmHWM(pid))/1024, refused, lost)
+	return nil
+}
+
+func measureRate(ctx context.Context, o options, labDir, dir, m string, pid int, rate float64, run int) error {
+	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("traffic-%g.log", rate)))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	f0, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	c0, t0 := procCPU(pid), time.Now()
+	s0 := statCPU(pid)
+	tr := exec.CommandContext(ctx, o.flowbus, "lab", "traffic", "--data-dir", labDir, "--rate", strconv.FormatFloat(rate, 'g', -1, 64),
+		"--duration", o.duration.String())
+	tr.Stdout, tr.Stderr = logf, logf
+	if err := tr.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- tr.Wait() }()
+	var sf0, sf1 float64
+	var sc0, sc1 int64
+	var st0, st1 time.Time
+	select {
+	case <-time.After(o.warmup):
+	case err := <-done:
+		return fmt.Errorf("lab traffic ended early: %v (log %s)", err, logf.Name())
+	}
+	sf0, _ = scrape(m, "flowbus_bpf_flows_total", "")
+	sc0, st0 = procCPU(pid), time.Now()
+	select {
+	case <-time.After(o.duration - 2*o.warmup):
+	case err := <-done:
+		return fmt.Errorf("lab traffic ended early: %v (log %s)", err, logf.Name())
+	}
+	sf1, _ = scrape(m, "flowbus_bpf_flows_total", "")
+	sc1, st1 = procCPU(pid), time.Now()
+	if err := <-done; err != nil {
+		return fmt.Errorf("lab traffic: %w (log %s)", err, logf.Name())
+	}
+	if err := sleep(ctx, o.drain); err != nil {
+		return err
+	}
+	f1, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	c1, t1 := procCPU(pid), time.Now()
+	s1 := statCPU(pid)
+	conns := trafficConnections(logf.Name())
+	steadyFlows := sf1 - sf0
+	steadySec := st1.Sub(st0).Seconds()
+	fmt.Printf("run %d  rate %g: steady %.0f flows/s, %.2f µs CPU/flow (%.2f%% of a core);  whole run %.0f flows (%d connections), %.2f µs CPU/flow (%.0f ms CPU over %v; /proc stat %.2f µs/flow)\n",
+		run, rate, steadyFlows/steadySec, float64(sc1-sc0)/1e3/steadyFlows, 100*float64(sc1-sc0)/1e9/steadySec,
+		f1-f0, conns, float64(c1-c0)/1e3/(f1-f0), float64(c1-c0)/1e6, t1.Sub(t0).Round(time.Second), float64(s1-s0)/1e3/(f1-f0))
+	return nil
+}
+
+// trafficConnections reads the CONNECTIONS column of the total row that
+// `flowbus lab traffic` prints.
+func trafficConnections(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 9 && f[0] == "total" {
+			n, _ := strconv.Atoi(f[8])
+			return n
+		}
+	}
+	return -1
+}
+
+type proc struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func start(dir, name, bin string, args ...string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() { cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// procCPU is the process's CPU clock (all threads, user + system), in ns.
+func procCPU(pid int) int64 {
+	var ts unix.Timespec
+	clk := int32((^pid)<<3 | 2) // MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+	if err := unix.ClockGettime(clk, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+// statCPU is utime + stime of /proc/<pid>/stat, in ns (clock-tick resolution).
+func statCPU(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return (u + st) * int64(time.Second) / 100 // USER_HZ
+}
+
+func vmHWM(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func metricsURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) }
+
+// scrape sums the samples of metric name whose labels contain label.
+func scrape(url, name, label string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != ' ' && l[len(name)] != '{') {
+			continue
+		}
+		if label != "" && !strings.Contains(l, label) {
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitTCP(ctx context.Context, addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func unameString() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return "Linux " + unix.ByteSliceToString(u.Release[:])
+}
+
+func nproc() int {
+	var s unix.CPUSet
+	if unix.SchedGetaffinity(0, &s) != nil {
+		return 0
+	}
+	return s.Count()
+}
