@@ -160,6 +160,15 @@
 //     duplicate rows. Keep MaxPollRecords × per-message work far below the
 //     rebalance timeout (franz-go then calls OnLost and the state is dropped).
 //     NATS has no group: --nats-assigned must not overlap between instances.
+//   - A write that fails (a full disk, an I/O error) stops the aggregator
+//     with the error, which names the file and the cause ("no space left
+//     on device"), as a crash would: nothing past what it wrote is
+//     committed, the files it had begun are temp files no reader lists,
+//     and its files without a marker are removed by the next Assign.
+//     Restarted once there is room (systemd and Kubernetes restart it), it
+//     re-reads the uncommitted messages and writes each row once
+//     (cmd/flowbus TestAggregatorOnAFullDiskStopsCleanAndResumesExactly).
+//     It does not wait for room itself.
 //   - Assign walks the whole output directory; prune old date= directories.
 //   - Raw flows cost a full decode and about one Parquet row per record on
 //     disk; with RawFlows switched on later, windows committed before are
