@@ -31,7 +31,7 @@ HUBBLE_CLI := bin/hubble
 # Built only when absent (delete it after moving client-go to a new release).
 KUBE_APISERVER := bin/kube-apiserver
 
-.PHONY: all build test test-nocgo hubble kube-apiserver test-short fuzz demo bench generate generate-schemas generate-bpf generate-check lint cross deps-test deps-bpf clean
+.PHONY: all build test test-nocgo hubble kube-apiserver test-short fuzz faults demo bench generate generate-schemas generate-bpf generate-check lint cross deps-test deps-bpf clean
 
 all: build
 
@@ -74,6 +74,16 @@ test-nocgo:
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+## faults: the fault tests alone (each is also in make test): the bus down and back
+## (NATS and Kafka: agent spool and replay, producers and consumers across broker
+## restarts), aggregators crashing in-process and SIGKILLed as processes (exact DuckDB
+## totals, Kafka static membership), a full Parquet disk (a tmpfs, as root), corrupt
+## messages and spool segments, the HEC collector down, the relay and the Hubble source
+## across restarts. Privileged cases skip without root.
+FAULT_TESTS := Outage|Crash|SIGKILL|FullDisk|Corrupt|Restart|HECDown|HECOutage|Readmits|ServerRestart|BrokerRestart
+faults:
+	$(GO) test -count=1 -run '$(FAULT_TESTS)' ./agent/... ./aggregator/... ./sinks/... ./internal/... ./cmd/flowbus/
 
 ## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
 bench:
