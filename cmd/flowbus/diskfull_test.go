@@ -8,15 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowbus/flowbus/internal/ducktest"
 	"github.com/flowbus/flowbus/sinks/kafka"
@@ -46,22 +43,8 @@ func TestAggregatorOnAFullDiskStopsCleanAndResumesExactly(t *testing.T) {
 	defer func() { _ = syscall.Unmount(out, syscall.MNT_DETACH) }()
 
 	const topic, group = kafka.DefaultTopic, "diskfull-test"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic+".dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	c, adm := kafkaWithTopic(t, topic, 2)
 	ctx := context.Background()
-	mmb := strconv.Itoa(kafka.DefaultMaxMessageBytes)
-	if _, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"max.message.bytes": &mmb}, topic); err != nil {
-		t.Fatal(err)
-	}
 	msgs, flows := staticTestMessages(t, 40000)
 	p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: c.ListenAddrs()}})
 	if err != nil {
@@ -74,19 +57,8 @@ func TestAggregatorOnAFullDiskStopsCleanAndResumesExactly(t *testing.T) {
 
 	logPath := filepath.Join(dir, "aggregator.log")
 	run := func() *exec.Cmd {
-		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer logf.Close()
-		cmd := exec.Command(os.Args[0], "aggregator", "--bus", "kafka://"+c.ListenAddrs()[0], "--group", group,
-			"--data-dir", out, "--raw-flows", "--window", "1s", "--lateness", "1s", "--metrics-address", "")
-		cmd.Env = append(os.Environ(), "FLOWBUS_TEST_MAIN=1")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
+		return startAggregatorProcess(t, logPath, "--bus", "kafka://"+c.ListenAddrs()[0], "--group", group,
+			"--data-dir", out, "--raw-flows", "--window", "1s", "--lateness", "1s")
 	}
 	logText := func() string { b, _ := os.ReadFile(logPath); return string(b) }
 

@@ -36,22 +36,8 @@ func TestKafkaAggregatorSIGKILLedResumesWithinTenSeconds(t *testing.T) {
 		t.Skip("-short: restarts two aggregator processes four times")
 	}
 	const topic, group, parts = kafka.DefaultTopic, "static-test", 6
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic+".dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	c, adm := kafkaWithTopic(t, topic, parts)
 	ctx := context.Background()
-	mmb := strconv.Itoa(kafka.DefaultMaxMessageBytes)
-	if _, err := adm.CreateTopic(ctx, parts, 1, map[string]*string{"max.message.bytes": &mmb}, topic); err != nil {
-		t.Fatal(err)
-	}
 	msgs, flows := staticTestMessages(t, 24000)
 	p, err := kafka.NewProducer(kafka.ProducerConfig{Conn: kafka.Conn{Brokers: c.ListenAddrs()}})
 	if err != nil {
@@ -76,20 +62,10 @@ func TestKafkaAggregatorSIGKILLedResumesWithinTenSeconds(t *testing.T) {
 		t.Fatalf("two data directories, one instance id %q", ids[0])
 	}
 	procs := make([]*exec.Cmd, 2)
+	logPath := func(i int) string { return filepath.Join(dir, fmt.Sprintf("aggregator-%d.log", i)) }
 	start := func(i int) {
-		logf, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("aggregator-%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer logf.Close()
-		cmd := exec.Command(os.Args[0], "aggregator", "--bus", "kafka://"+c.ListenAddrs()[0], "--group", group,
-			"--data-dir", dirs[i], "--raw-flows", "--window", "1s", "--lateness", "1s", "--metrics-address", "")
-		cmd.Env = append(os.Environ(), "FLOWBUS_TEST_MAIN=1")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs[i] = cmd
+		procs[i] = startAggregatorProcess(t, logPath(i), "--bus", "kafka://"+c.ListenAddrs()[0], "--group", group,
+			"--data-dir", dirs[i], "--raw-flows", "--window", "1s", "--lateness", "1s")
 	}
 	defer func() {
 		for _, cmd := range procs {
@@ -100,7 +76,7 @@ func TestKafkaAggregatorSIGKILLedResumesWithinTenSeconds(t *testing.T) {
 		}
 		if t.Failed() {
 			for i := range procs {
-				b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("aggregator-%d.log", i)))
+				b, _ := os.ReadFile(logPath(i))
 				t.Logf("aggregator %d's log:\n%s", i, b)
 			}
 		}
@@ -251,4 +227,46 @@ func staticTestMessages(t *testing.T, n int) ([]schemas.Message, int) {
 		}
 	}
 	return msgs, n
+}
+
+// kafkaWithTopic starts kfake with topic (parts partitions, created with
+// flowbus's max.message.bytes) and its dead-letter topic, stopped when the
+// test ends, and returns it with an admin client.
+func kafkaWithTopic(t *testing.T, topic string, parts int32) (*kfake.Cluster, *kadm.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic+".dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	mmb := strconv.Itoa(kafka.DefaultMaxMessageBytes)
+	if _, err := adm.CreateTopic(context.Background(), parts, 1, map[string]*string{"max.message.bytes": &mmb}, topic); err != nil {
+		t.Fatal(err)
+	}
+	return c, adm
+}
+
+// startAggregatorProcess starts 'flowbus aggregator args...' as a process
+// of its own (this test binary, TestMain), its output appended to logPath,
+// no metrics listener.
+func startAggregatorProcess(t *testing.T, logPath string, args ...string) *exec.Cmd {
+	t.Helper()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(os.Args[0], append(append([]string{"aggregator"}, args...), "--metrics-address", "")...)
+	cmd.Env = append(os.Environ(), "FLOWBUS_TEST_MAIN=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
