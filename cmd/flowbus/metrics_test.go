@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/flowbus/flowbus/internal/pkitest"
+	"github.com/flowbus/flowbus/internal/promtest"
 	"github.com/flowbus/flowbus/internal/syncbuf"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
@@ -43,33 +44,7 @@ func scrapeMetrics(client *http.Client, url string) (map[string]*dto.MetricFamil
 // metricValue is the value of the series of family name whose labels
 // include labels (name/value pairs); ok is false when there is none.
 func metricValue(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	mf := mfs[name]
-	if mf == nil {
-		return 0, false
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			found := false
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Untyped != nil:
-			return m.Untyped.GetValue(), true
-		}
-	}
-	return 0, false
+	return promtest.SeriesValue(mfs[name], labels...)
 }
 
 // TestMetricsOverTLS: agent, aggregator, relay and ocsf serve /metrics over
