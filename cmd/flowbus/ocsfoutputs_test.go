@@ -334,28 +334,10 @@ func TestOCSFOutputUnreachable(t *testing.T) {
 		empty := publishOCSF(t, &ocsfInput{})
 		r := startOCSF(t, ocsfHooks{}, "--bus", empty, "--nats-partitions", fmt.Sprint(ocsfTestPartitions), "--metrics-address", "",
 			"--output-timeout", "1s", "--kafka-output-topic", "flowbus.ocsf.v1", "--kafka-output-brokers", brokers)
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(r.log.String(), `msg="ocsf starting"`) {
-			if time.Now().After(deadline) {
-				t.Fatalf("not started\n%s", r.log)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitOCSFStarted(t, r)
 		kc.Close()
 		publishTo(t, empty, in.msgs)
-		select {
-		case <-r.exited:
-		case <-time.After(30 * time.Second):
-			t.Fatal("flowbus ocsf still runs 30s after its Kafka output went away")
-		}
-		if r.err == nil || !strings.Contains(r.err.Error(), "ocsf to kafka topic flowbus.ocsf.v1 on "+brokers) ||
-			!strings.Contains(r.err.Error(), "no acknowledgement within 1s (--output-timeout; the batch stays uncommitted") {
-			t.Fatalf("err %v, want the Kafka output named and the timeout", r.err)
-		}
-		if c := int(counterValue(r.reg, "flowbus_ocsf_committed_offset", "", "")); c != 0 {
-			t.Errorf("committed offsets sum to %d, want nothing committed", c)
-		}
-		t.Log(r.err)
+		wantOCSFStoppedByItsOutput(t, r, "Kafka", "ocsf to kafka topic flowbus.ocsf.v1 on "+brokers)
 	})
 
 	t.Run("nats goes away", func(t *testing.T) {
@@ -366,30 +348,44 @@ func TestOCSFOutputUnreachable(t *testing.T) {
 		empty := publishOCSF(t, &ocsfInput{})
 		r := startOCSF(t, ocsfHooks{}, "--bus", empty, "--nats-partitions", fmt.Sprint(ocsfTestPartitions), "--metrics-address", "",
 			"--output-timeout", "1s", "--nats-output-subject", "flowbus.ocsf.v1", "--nats-output-url", outURL)
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(r.log.String(), `msg="ocsf starting"`) {
-			if time.Now().After(deadline) {
-				t.Fatalf("not started\n%s", r.log)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitOCSFStarted(t, r)
 		out.Shutdown()
 		out.WaitForShutdown()
 		publishTo(t, empty, in.msgs)
-		select {
-		case <-r.exited:
-		case <-time.After(30 * time.Second):
-			t.Fatal("flowbus ocsf still runs 30s after its NATS output went away")
-		}
-		if r.err == nil || !strings.Contains(r.err.Error(), "ocsf to nats subjects flowbus.ocsf.v1.<partition> (stream FLOWBUS_OCSF) on "+outURL) ||
-			!strings.Contains(r.err.Error(), "no acknowledgement within 1s (--output-timeout; the batch stays uncommitted") {
-			t.Fatalf("err %v, want the NATS output named and the timeout", r.err)
-		}
-		if c := int(counterValue(r.reg, "flowbus_ocsf_committed_offset", "", "")); c != 0 {
-			t.Errorf("committed offsets sum to %d, want nothing committed", c)
-		}
-		t.Log(r.err)
+		wantOCSFStoppedByItsOutput(t, r, "NATS", "ocsf to nats subjects flowbus.ocsf.v1.<partition> (stream FLOWBUS_OCSF) on "+outURL)
 	})
+}
+
+// waitOCSFStarted waits until r has logged its start (its outputs ready).
+func waitOCSFStarted(t *testing.T, r *ocsfRun) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(r.log.String(), `msg="ocsf starting"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not started\n%s", r.log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// wantOCSFStoppedByItsOutput checks that r stopped, within 30 s, on its
+// output (kind, named as output) not acknowledging in time, with nothing
+// committed.
+func wantOCSFStoppedByItsOutput(t *testing.T, r *ocsfRun, kind, output string) {
+	t.Helper()
+	select {
+	case <-r.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("flowbus ocsf still runs 30s after its %s output went away", kind)
+	}
+	if r.err == nil || !strings.Contains(r.err.Error(), output) ||
+		!strings.Contains(r.err.Error(), "no acknowledgement within 1s (--output-timeout; the batch stays uncommitted") {
+		t.Fatalf("err %v, want the %s output named and the timeout", r.err, kind)
+	}
+	if c := int(counterValue(r.reg, "flowbus_ocsf_committed_offset", "", "")); c != 0 {
+		t.Errorf("committed offsets sum to %d, want nothing committed", c)
+	}
+	t.Log(r.err)
 }
 
 // deliveryEvents are the events of deliveries read from a Kafka or NATS
