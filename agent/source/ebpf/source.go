@@ -182,9 +182,17 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	} else {
 		close(followed)
 	}
+	stopLB, err := s.startSockLB(ctx, out)
+	if err != nil {
+		stopFollow()
+		<-followed
+		coll.Close()
+		return fmt.Errorf("ebpf source: %w", err)
+	}
 	runErr := coll.Run(ctx, sk)
 	stopFollow()
 	<-followed
+	stopLB()
 	sk.reportLost()
 	sk.send()
 	stopL7()
