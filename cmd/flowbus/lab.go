@@ -154,8 +154,11 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 	if l7 := labL7Ports(&plan.Topology); l7 != "" {
 		agent += " --l7 '" + l7 + "'"
 	}
-	fmt.Fprintf(io.Stdout, "agent:  %s --interfaces '%s[0-9]*h'\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
-		agent, plan.Prefix, cfg.StateDir, cfg.StateDir)
+	fmt.Fprintf(io.Stdout, "agent:  %s --interfaces '%s[0-9]*h'\n", agent, plan.Prefix)
+	if plan.Cgroup != "" {
+		fmt.Fprintf(io.Stdout, "        add --socket-lb --socket-lb-cgroup %s to translate the pods' connections to ClusterIPs\n", plan.Cgroup)
+	}
+	fmt.Fprintf(io.Stdout, "next: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n", cfg.StateDir, cfg.StateDir)
 	return nil
 }
 
@@ -257,8 +260,8 @@ func labDown(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintln(io.Stdout, "nothing to remove")
 		return nil
 	}
-	fmt.Fprintf(io.Stdout, "removed: %d processes, %d veths, %d namespaces, %d state files and directories\n",
-		len(removed.Processes), len(removed.Links), len(removed.NetNS), len(removed.Files))
+	fmt.Fprintf(io.Stdout, "removed: %d processes, %d veths, %d namespaces, %d cgroups, %d state files and directories\n",
+		len(removed.Processes), len(removed.Links), len(removed.NetNS), len(removed.Cgroups), len(removed.Files))
 	return err
 }
 
