@@ -28,6 +28,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/cluster"
 	"github.com/flowbus/flowbus/agent/endpoints"
+	"github.com/flowbus/flowbus/bpf/socklb"
 	"github.com/flowbus/flowbus/deploy/lab"
 )
 
@@ -61,7 +62,8 @@ const sockLBClientEnv = "FLOWBUS_LABLB_CLIENT"
 //	httpfor ADDR:PORT D    the same until D has passed
 //	dns ADDR:PORT NAME N   N A queries for NAME from one unconnected UDP socket
 //
-// A connection's line is "C <start unix ns> <errno> <getpeername> <pod>";
+// A connection's line is "C <start unix ns> <errno> <getpeername> <pod>
+// <socket cookie>";
 // a query's "D <reply's source> <answer>".
 func TestLabSockLBHelperClient(t *testing.T) {
 	job := os.Getenv(sockLBClientEnv)
@@ -108,12 +110,16 @@ func sockLBClient(w *bufio.Writer, f []string) error {
 			if err != nil {
 				return err
 			}
+			cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err != nil {
+				return err
+			}
 			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
 			start := time.Now().UnixNano()
 			if err := unix.Connect(fd, dst); err != nil {
 				var e syscall.Errno
 				errors.As(err, &e)
-				fmt.Fprintf(w, "C %d %d - -\n", start, int(e))
+				fmt.Fprintf(w, "C %d %d - - %d\n", start, int(e), cookie)
 				unix.Close(fd)
 				continue
 			}
@@ -146,7 +152,7 @@ func sockLBClient(w *bufio.Writer, f []string) error {
 					pod = string(rest[:j])
 				}
 			}
-			fmt.Fprintf(w, "C %d 0 %s %s\n", start, peer, pod)
+			fmt.Fprintf(w, "C %d 0 %s %s %d\n", start, peer, pod, cookie)
 		}
 		return nil
 	case "dns":
@@ -200,6 +206,7 @@ type sockLBConn struct {
 	errno       int
 	peer, pod   string
 	from, found string // dns
+	cookie      uint64
 }
 
 // runSockLBClient runs the client pod's job and returns its lines; start
@@ -230,10 +237,11 @@ func runSockLBClient(t *testing.T, plan *lab.Plan, job string) (wait func() []so
 		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 			f := strings.Fields(l)
 			switch {
-			case len(f) == 5 && f[0] == "C":
+			case len(f) == 6 && f[0] == "C":
 				start, _ := strconv.ParseInt(f[1], 10, 64)
 				errno, _ := strconv.Atoi(f[2])
-				conns = append(conns, sockLBConn{start: start, errno: errno, peer: f[3], pod: f[4]})
+				cookie, _ := strconv.ParseUint(f[5], 10, 64)
+				conns = append(conns, sockLBConn{start: start, errno: errno, peer: f[3], pod: f[4], cookie: cookie})
 			case len(f) == 3 && f[0] == "D":
 				conns = append(conns, sockLBConn{from: f[1], found: f[2]})
 			default:
@@ -324,6 +332,9 @@ func observeAll(t *testing.T, server string) []hubbleFlow {
 //     once the agent's view has lost it (within 1 s; the file is polled).
 //   - The service with no backend refuses with ECONNREFUSED, and each
 //     refusal is a DROPPED record with SERVICE_BACKEND_NOT_FOUND.
+//   - With --socket-lb-algorithm maglev (a second agent, web-2 back), every
+//     connection reaches the backend that Maglev's table gives its socket
+//     cookie.
 func TestLabSocketLB(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the lab runs 10,000 connections")
@@ -550,6 +561,49 @@ func TestLabSocketLB(t *testing.T) {
 	}
 	t.Logf("removal: the agent's view lost web-2 %v after the file was written (polled every 2 s); its last connection started %v after that; then %v",
 		seen.Sub(written).Round(time.Millisecond), time.Duration(last-seen.UnixNano()).Round(time.Microsecond), after)
+
+	// Maglev: web-2 back, a new agent.
+	agent.close(t)
+	if err := endpoints.Write(plan.EndpointsFile, plan.Endpoints()); err != nil {
+		t.Fatal(err)
+	}
+	agent = startLabAgent(t, "--source", "ebpf", "--interfaces", "fbsl[0-9]*h", "--endpoints", plan.EndpointsFile,
+		"--node", plan.Node, "--bus", "stdout", "--observer-address", "", "--metrics-address", "",
+		"--spool-dir", "off", "--data-dir", t.TempDir(), "--socket-lb", "--socket-lb-cgroup", plan.Cgroup, "--socket-lb-algorithm", "maglev")
+	waitFor(t, "the maglev agent to translate", 10*time.Second, func() bool {
+		c := runSockLBClient(t, plan, "http 10.96.207.10:80 1")()
+		return len(c) == 1 && c[0].errno == 0
+	})
+	// The kernel's slots are the snapshot's backends in order, and the
+	// table is built over their names in slot order.
+	var names []string
+	for _, s := range agent.rt.cluster.Latest().Services {
+		if s.Name == "web" {
+			for _, b := range s.Backends {
+				if b.IP.Is4() && b.Port == 8080 {
+					names = append(names, netip.AddrPortFrom(b.IP, b.Port).String())
+				}
+			}
+		}
+	}
+	if len(names) != 3 {
+		t.Fatalf("web's IPv4 backends %v, want 3", names)
+	}
+	table := socklb.MaglevTable(names, socklb.DefaultMaglevM)
+	const m = 3000
+	conns = runSockLBClient(t, plan, fmt.Sprintf("http 10.96.207.10:80 %d", m))()
+	got := map[string]int{}
+	for _, c := range conns {
+		want := backendPod[strings.Split(names[table[socklb.MaglevIndex(c.cookie, socklb.DefaultMaglevM)]], ":")[0]]
+		if c.errno != 0 || c.pod != want || c.peer != "10.96.207.10:80" {
+			t.Fatalf("maglev: socket %d reached %s (errno %d, getpeername %s); its table entry says %s", c.cookie, c.pod, c.errno, c.peer, want)
+		}
+		got[c.pod]++
+	}
+	if len(conns) != m {
+		t.Fatalf("maglev: %d connections, want %d", len(conns), m)
+	}
+	t.Logf("maglev: %d connections, each to the backend of its cookie's table entry: %v", m, got)
 }
 
 func withoutWeb2(s *cluster.Snapshot) bool {
