@@ -22,11 +22,12 @@ endpoints file for the eBPF agent. The default topology is the payments fleet
 (deploy/lab/examples/payments.yaml).
 
 Verbs:
-  up       create the pods (network namespaces with veths into the host), start
-           their servers and write the endpoints file for the eBPF agent
+  up       create the pods (network namespaces with veths into the host, a
+           cgroup each for the agent's --socket-lb), start their servers and
+           write the endpoints file for the eBPF agent
   traffic  run the pods' clients for --duration, printing progress every second
-  down     remove every namespace, veth, process and state file of the lab,
-           also after a crash; safe to run twice
+  down     remove every namespace, veth, cgroup, process and state file of the
+           lab, also after a crash; safe to run twice
   status   list what exists of the lab
 
 Run 'flowbus lab <verb> --help' for its flags.`
