@@ -397,6 +397,11 @@ func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error)
 		if err != nil {
 			return nil, err
 		}
+		if cfg.SockLB != nil && reg != nil {
+			if err := reg.Register(ebpf.SockLBMetrics(src)); err != nil {
+				return nil, fmt.Errorf("socket LB metrics: %w", err)
+			}
+		}
 		return src, nil
 	}
 	return nil, fmt.Errorf("%w: --source %q: want synthetic, hubble-json, hubble or ebpf", errUsage, *f.source)

@@ -435,6 +435,16 @@ func TestLabSocketLB(t *testing.T) {
 	if len(refused) != 10 {
 		t.Fatalf("%d connects to the empty service, want 10", len(refused))
 	}
+	// The kernel's counters: the probe, the connections and the queries
+	// translated, the refusals, nothing lost; each getpeername() and each
+	// answer given the ClusterIP back.
+	km := func(c string) float64 { return agent.metric("flowbus_socklb_kernel_events_total", "counter", c) }
+	if km("translated") != n+1+20 || km("no_backend") != 10 || km("ringbuf") != 0 || km("revnat_update") != 0 ||
+		km("revnat_rewrite") != n+1+20 || agent.metric("flowbus_socklb_frontends", "", "") != 3 {
+		t.Errorf("socket LB metrics: translated %v (want %d), no_backend %v (10), ringbuf %v (0), revnat_update %v (0), revnat_rewrite %v (%d), frontends %v (3)",
+			km("translated"), n+1+20, km("no_backend"), km("ringbuf"), km("revnat_update"), km("revnat_rewrite"), n+1+20,
+			agent.metric("flowbus_socklb_frontends", "", ""))
+	}
 
 	// The records: wait until the L3/L4 records of the last connections
 	// have lingered out.

@@ -78,6 +78,7 @@ func (s *Source) startSockLB(ctx context.Context, out chan<- []schemas.Flow) (st
 		l.algo = socklb.Maglev
 	}
 	s.log.Info("socket load balancing attached", "cgroup", path, "algorithm", l.algo.String())
+	s.sockLB.Store(l)
 	fctx, stopFollow := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -105,6 +106,7 @@ func (s *Source) startSockLB(ctx context.Context, out chan<- []schemas.Flow) (st
 	}()
 	return func() {
 		stopFollow()
+		s.sockLB.Store(nil)
 		if err := lb.Close(); err != nil {
 			s.log.Warn("close socket LB", "err", err)
 		}

@@ -44,6 +44,8 @@ type Source struct {
 	syncMu sync.Mutex
 	cur    *cluster.Snapshot
 	curIfs map[uint32]string
+
+	sockLB atomic.Pointer[sockLB] // while Run runs, with Config.SockLB (socklb.go)
 }
 
 // policyStats are the figures of the last policy sync, for metrics.
