@@ -181,7 +181,11 @@
 //     it still counts nothing, as no connection existed (the rollups'
 //     flows are connections).
 //   - They go downstream through a batcher of their own, at the latest
-//     every 100 ms, like the L7 records. The decisions' ring buffer and its
-//     losses are bpf/socklb's (socklb.CounterRingBuf); the agent does not
-//     export those counters yet.
+//     every 100 ms, like the L7 records. A decision the kernel's ring
+//     buffer refused has no record; it is counted. SockLBMetrics
+//     (registered by the agent with --socket-lb) exports the kernel's
+//     counters, flowbus_socklb_kernel_events_total{counter} (translated,
+//     no_backend, ringbuf: decisions lost, revnat_update, revnat_rewrite,
+//     and three a consistent sync never causes), and
+//     flowbus_socklb_frontends.
 package ebpf
