@@ -369,6 +369,10 @@ func TestLabSocketLB(t *testing.T) {
 		t.Skip("no cgroup v2 hierarchy: the lab's pods have no cgroups to load balance")
 	}
 	client, _ := plan.Pod("client")
+	code, out, errOut := runCommand("lab", "exec", "--data-dir", labCfg.StateDir, "client", "--", "cat", "/proc/self/cgroup")
+	if want := "0::/flowbus-lab-fbsl/shop_client\n"; code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("flowbus lab exec client -- cat /proc/self/cgroup: exit %d, %q %q; want %q", code, out, errOut, want)
+	}
 	// Nothing untranslated leaves the client pod for the ClusterIPs: they
 	// are unreachable there.
 	if out, err := exec.Command("ip", "-n", client.NetNS, "route", "add", "unreachable", "10.96.207.0/24").CombinedOutput(); err != nil {
