@@ -211,8 +211,9 @@
 // given --socket-lb --socket-lb-cgroup <root>/flowbus-lab-<prefix> (up
 // prints it) translates the pods' connections to a service's ClusterIP to
 // its backends, and names the pod of each decision by its cgroup's name.
-// StartInPod runs any command in a pod's namespace and cgroup, so a test
-// or a person can dial a ClusterIP from a pod. Without a cgroup v2
+// StartInPod runs any command in a pod's namespace and cgroup (`flowbus
+// lab exec POD -- COMMAND`), so a test or a person can dial a ClusterIP
+// from a pod. Without a cgroup v2
 // hierarchy the lab makes no cgroups and says so.
 //
 // # Cleanup guarantees
