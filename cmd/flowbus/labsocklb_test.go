@@ -25,11 +25,14 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flowbus/flowbus/agent/cluster"
 	"github.com/flowbus/flowbus/agent/endpoints"
 	"github.com/flowbus/flowbus/bpf/socklb"
 	"github.com/flowbus/flowbus/deploy/lab"
+	"github.com/flowbus/flowbus/internal/k8stest"
 )
 
 // sockLBTopology: a client pod with no process of its own, three web
@@ -37,7 +40,7 @@ import (
 // DNS server behind kube-dns's ClusterIP.
 const sockLBTopology = `
 node: lab-node
-network: {ipv4: 10.207.0.0/24, ipv6: "fd00:fb:207::/64"}
+network: {ipv4: 10.211.0.0/24, ipv6: "fd00:fb:211::/64"}
 pods:
   - {name: client, namespace: shop, labels: {app: client}}
   - {name: web-0, namespace: shop, workload: web, labels: {app: web}, servers: [{kind: http, port: 8080, routes: [{path: /who}]}]}
@@ -45,9 +48,9 @@ pods:
   - {name: web-2, namespace: shop, workload: web, labels: {app: web}, servers: [{kind: http, port: 8080, routes: [{path: /who}]}]}
   - {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}, servers: [{kind: dns, port: 53}]}
 services:
-  - {name: web, namespace: shop, cluster_ips: [10.96.207.10], selector: {app: web}, ports: [{name: http, port: 80, target_port: 8080}]}
-  - {name: empty, namespace: shop, cluster_ips: [10.96.207.11], selector: {app: nothing}, ports: [{name: http, port: 80, target_port: 8080}]}
-  - {name: kube-dns, namespace: kube-system, cluster_ips: [10.96.207.53], selector: {k8s-app: kube-dns}, ports: [{name: dns, port: 53, target_port: 53, protocol: UDP}]}
+  - {name: web, namespace: shop, cluster_ips: [10.96.211.10], selector: {app: web}, ports: [{name: http, port: 80, target_port: 8080}]}
+  - {name: empty, namespace: shop, cluster_ips: [10.96.211.11], selector: {app: nothing}, ports: [{name: http, port: 80, target_port: 8080}]}
+  - {name: kube-dns, namespace: kube-system, cluster_ips: [10.96.211.53], selector: {k8s-app: kube-dns}, ports: [{name: dns, port: 53, target_port: 53, protocol: UDP}]}
 `
 
 // sockLBClientEnv carries the client's job to the re-executed test binary.
@@ -346,37 +349,11 @@ func TestLabSocketLB(t *testing.T) {
 		t.Skip("needs iproute2's ip command")
 	}
 	hubbleCLI(t)
-	topo, err := lab.ParseTopology([]byte(sockLBTopology))
-	if err != nil {
-		t.Fatal(err)
-	}
-	labCfg := lab.Config{Prefix: "fbsl", StateDir: filepath.Join(t.TempDir(), "lab"), Self: []string{os.Args[0], "lab"},
-		Log: slog.New(slog.DiscardHandler)}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	plan, err := lab.Up(ctx, labCfg, topo)
-	cancel()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := lab.Down(ctx, labCfg); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
-	if plan.Cgroup == "" {
-		t.Skip("no cgroup v2 hierarchy: the lab's pods have no cgroups to load balance")
-	}
+	plan, labCfg := sockLBLab(t, "fbsl", 211, "")
 	client, _ := plan.Pod("client")
 	code, out, errOut := runCommand("lab", "exec", "--data-dir", labCfg.StateDir, "client", "--", "cat", "/proc/self/cgroup")
 	if want := "0::/flowbus-lab-fbsl/shop_client\n"; code != 0 || !strings.Contains(out, want) {
 		t.Fatalf("flowbus lab exec client -- cat /proc/self/cgroup: exit %d, %q %q; want %q", code, out, errOut, want)
-	}
-	// Nothing untranslated leaves the client pod for the ClusterIPs: they
-	// are unreachable there.
-	if out, err := exec.Command("ip", "-n", client.NetNS, "route", "add", "unreachable", "10.96.207.0/24").CombinedOutput(); err != nil {
-		t.Fatalf("ip route: %v %s", err, out)
 	}
 	backendPod := map[string]string{}
 	for _, p := range plan.Pods {
@@ -395,18 +372,18 @@ func TestLabSocketLB(t *testing.T) {
 	// The services are written with the first snapshot, before the
 	// attach is reported; one connection proves it.
 	waitFor(t, "the socket LB to translate", 10*time.Second, func() bool {
-		c := runSockLBClient(t, plan, "http 10.96.207.10:80 1")()
+		c := runSockLBClient(t, plan, "http 10.96.211.10:80 1")()
 		return len(c) == 1 && c[0].errno == 0
 	})
 
 	const n = 10000
 	start := time.Now()
-	conns := runSockLBClient(t, plan, fmt.Sprintf("http 10.96.207.10:80 %d", n))()
+	conns := runSockLBClient(t, plan, fmt.Sprintf("http 10.96.211.10:80 %d", n))()
 	took := time.Since(start)
 	perPod := map[string]int{}
 	for _, c := range conns {
-		if c.errno != 0 || c.peer != "10.96.207.10:80" {
-			t.Fatalf("connection: errno %d, getpeername %s; want 0 and the ClusterIP 10.96.207.10:80", c.errno, c.peer)
+		if c.errno != 0 || c.peer != "10.96.211.10:80" {
+			t.Fatalf("connection: errno %d, getpeername %s; want 0 and the ClusterIP 10.96.211.10:80", c.errno, c.peer)
 		}
 		perPod[c.pod]++
 	}
@@ -418,19 +395,19 @@ func TestLabSocketLB(t *testing.T) {
 			t.Errorf("%s: %d connections, %.1f %% off an even share", pod, k, 100*dev)
 		}
 	}
-	t.Logf("%d connections in %v: %v; getpeername gave 10.96.207.10:80 every time", n, took.Round(time.Millisecond), perPod)
+	t.Logf("%d connections in %v: %v; getpeername gave 10.96.211.10:80 every time", n, took.Round(time.Millisecond), perPod)
 
-	dnsAnswers := runSockLBClient(t, plan, "dns 10.96.207.53:53 web.shop.svc.cluster.local. 20")()
+	dnsAnswers := runSockLBClient(t, plan, "dns 10.96.211.53:53 web.shop.svc.cluster.local. 20")()
 	for _, d := range dnsAnswers {
-		if d.from != "10.96.207.53:53" || d.found != "10.96.207.10" {
-			t.Fatalf("DNS reply from %s answering %s; want from 10.96.207.53:53, 10.96.207.10", d.from, d.found)
+		if d.from != "10.96.211.53:53" || d.found != "10.96.211.10" {
+			t.Fatalf("DNS reply from %s answering %s; want from 10.96.211.53:53, 10.96.211.10", d.from, d.found)
 		}
 	}
 	if len(dnsAnswers) != 20 {
 		t.Fatalf("%d DNS answers, want 20", len(dnsAnswers))
 	}
 
-	refused := runSockLBClient(t, plan, "http 10.96.207.11:80 10")()
+	refused := runSockLBClient(t, plan, "http 10.96.211.11:80 10")()
 	for _, c := range refused {
 		if c.errno != int(syscall.ECONNREFUSED) {
 			t.Fatalf("connect to the empty service: errno %d, want ECONNREFUSED (%d)", c.errno, syscall.ECONNREFUSED)
@@ -478,7 +455,7 @@ func TestLabSocketLB(t *testing.T) {
 				translated[f.Destination.PodName]++
 			case f.Verdict == "DROPPED" && f.DropReasonDesc == "SERVICE_BACKEND_NOT_FOUND":
 				if f.EventType.Type != 1 || f.EventType.SubType != 158 || f.Source.PodName != "client" || f.DestinationService.Name != "empty" ||
-					f.IP.Destination != "10.96.207.11" || f.L4.TCP == nil || f.L4.TCP.DestinationPort != 80 {
+					f.IP.Destination != "10.96.211.11" || f.L4.TCP == nil || f.L4.TCP.DestinationPort != 80 {
 					t.Fatalf("refusal record %+v", f)
 				}
 				dropped++
@@ -531,7 +508,7 @@ func TestLabSocketLB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	running := runSockLBClient(t, plan, "httpfor 10.96.207.10:80 6s")
+	running := runSockLBClient(t, plan, "httpfor 10.96.211.10:80 6s")
 	time.Sleep(2 * time.Second)
 	for i := range eps.Services {
 		s := &eps.Services[i]
@@ -585,7 +562,7 @@ func TestLabSocketLB(t *testing.T) {
 		"--node", plan.Node, "--bus", "stdout", "--observer-address", "", "--metrics-address", "",
 		"--spool-dir", "off", "--data-dir", t.TempDir(), "--socket-lb", "--socket-lb-cgroup", plan.Cgroup, "--socket-lb-algorithm", "maglev")
 	waitFor(t, "the maglev agent to translate", 10*time.Second, func() bool {
-		c := runSockLBClient(t, plan, "http 10.96.207.10:80 1")()
+		c := runSockLBClient(t, plan, "http 10.96.211.10:80 1")()
 		return len(c) == 1 && c[0].errno == 0
 	})
 	// The kernel's slots are the snapshot's backends in order, and the
@@ -605,11 +582,11 @@ func TestLabSocketLB(t *testing.T) {
 	}
 	table := socklb.MaglevTable(names, socklb.DefaultMaglevM)
 	const m = 3000
-	conns = runSockLBClient(t, plan, fmt.Sprintf("http 10.96.207.10:80 %d", m))()
+	conns = runSockLBClient(t, plan, fmt.Sprintf("http 10.96.211.10:80 %d", m))()
 	got := map[string]int{}
 	for _, c := range conns {
 		want := backendPod[strings.Split(names[table[socklb.MaglevIndex(c.cookie, socklb.DefaultMaglevM)]], ":")[0]]
-		if c.errno != 0 || c.pod != want || c.peer != "10.96.207.10:80" {
+		if c.errno != 0 || c.pod != want || c.peer != "10.96.211.10:80" {
 			t.Fatalf("maglev: socket %d reached %s (errno %d, getpeername %s); its table entry says %s", c.cookie, c.pod, c.errno, c.peer, want)
 		}
 		got[c.pod]++
@@ -618,6 +595,150 @@ func TestLabSocketLB(t *testing.T) {
 		t.Fatalf("maglev: %d connections, want %d", len(conns), m)
 	}
 	t.Logf("maglev: %d connections, each to the backend of its cookie's table entry: %v", m, got)
+}
+
+// sockLBLab is the lab of sockLBTopology on 10.<octet>.0.0/24 with
+// ClusterIPs in 10.96.<octet>.0/24, registered in the API server of
+// kubeconfig when it is not empty, torn down when the test ends. Nothing
+// untranslated leaves the client pod for the ClusterIPs: they are
+// unreachable there.
+func sockLBLab(t *testing.T, prefix string, octet int, kubeconfig string) (*lab.Plan, lab.Config) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, cgroups and eBPF programs")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip command")
+	}
+	topo, err := lab.ParseTopology([]byte(strings.ReplaceAll(sockLBTopology, "211", strconv.Itoa(octet))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labCfg := lab.Config{Prefix: prefix, StateDir: filepath.Join(t.TempDir(), "lab"), Self: []string{os.Args[0], "lab"},
+		Kubeconfig: kubeconfig, Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	plan, err := lab.Up(ctx, labCfg, topo)
+	cancel()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := lab.Down(ctx, labCfg); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	if plan.Cgroup == "" {
+		t.Skip("no cgroup v2 hierarchy: the lab's pods have no cgroups to load balance")
+	}
+	client, _ := plan.Pod("client")
+	if out, err := exec.Command("ip", "-n", client.NetNS, "route", "add", "unreachable", fmt.Sprintf("10.96.%d.0/24", octet)).CombinedOutput(); err != nil {
+		t.Fatalf("ip route: %v %s", err, out)
+	}
+	return plan, labCfg
+}
+
+// TestLabSocketLBKubernetes: with the cluster view from the API server's
+// Services and EndpointSlices, connections to a ClusterIP reach its
+// backends, and a backend removed from its EndpointSlice gets no new
+// connection once the agent's view has lost it (within 1 s).
+func TestLabSocketLBKubernetes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the lab and an API server")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, cgroups and eBPF programs")
+	}
+	kube := k8stest.Start(t, k8stest.Options{})
+	kubeconfig := kube.Kubeconfig(k8stest.AdminUser)
+	plan, _ := sockLBLab(t, "fbsk", 212, kubeconfig)
+	agent := startLabAgent(t, "--source", "ebpf", "--interfaces", "fbsk[0-9]*h", "--endpoints-source", "kubernetes",
+		"--kubeconfig", kubeconfig, "--node", plan.Node, "--bus", "stdout", "--observer-address", "", "--metrics-address", "",
+		"--spool-dir", "off", "--data-dir", t.TempDir(), "--socket-lb", "--socket-lb-cgroup", plan.Cgroup)
+	waitFor(t, "the socket LB to translate", 20*time.Second, func() bool {
+		c := runSockLBClient(t, plan, "http 10.96.212.10:80 1")()
+		return len(c) == 1 && c[0].errno == 0
+	})
+	perPod := map[string]int{}
+	for _, c := range runSockLBClient(t, plan, "http 10.96.212.10:80 3000")() {
+		if c.errno != 0 || c.peer != "10.96.212.10:80" {
+			t.Fatalf("connection: errno %d, getpeername %s", c.errno, c.peer)
+		}
+		perPod[c.pod]++
+	}
+	if len(perPod) != 3 || perPod["web-0"]+perPod["web-1"]+perPod["web-2"] != 3000 {
+		t.Fatalf("3000 connections reached %v; want web-0, web-1 and web-2 only", perPod)
+	}
+
+	cs := kube.Client()
+	ctx := context.Background()
+	running := runSockLBClient(t, plan, "httpfor 10.96.212.10:80 6s")
+	time.Sleep(2 * time.Second)
+	store := agent.rt.cluster
+	rev := store.Latest().Revision
+	slice, err := cs.DiscoveryV1().EndpointSlices("shop").Get(ctx, "web-ipv4", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slice.Endpoints = slices.DeleteFunc(slice.Endpoints, func(e discoveryv1.Endpoint) bool {
+		return e.TargetRef != nil && e.TargetRef.Name == "web-2"
+	})
+	written := time.Now()
+	if _, err := cs.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var seen time.Time
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		snap, err := store.Wait(wctx, rev)
+		cancel()
+		if err != nil {
+			t.Fatalf("the agent's view never lost web-2's IPv4 backend: %v", err)
+		}
+		rev = snap.Revision
+		if !hasBackend(snap, "web", "web-2", true) {
+			seen = time.Now()
+			break
+		}
+	}
+	var last int64
+	after := map[string]int{}
+	for _, c := range running() {
+		if c.errno != 0 {
+			t.Fatalf("connection during the removal: errno %d", c.errno)
+		}
+		if c.pod == "web-2" {
+			last = max(last, c.start)
+		}
+		if c.start > seen.Add(time.Second).UnixNano() {
+			after[c.pod]++
+		}
+	}
+	if d := time.Duration(last - seen.UnixNano()); d > time.Second {
+		t.Errorf("web-2 got a connection %v after the agent's view lost it, want none after 1 s", d)
+	}
+	if after["web-2"] != 0 || after["web-0"] == 0 || after["web-1"] == 0 {
+		t.Errorf("connections from 1 s after the removal on: %v; want web-0 and web-1 only", after)
+	}
+	t.Logf("3000 connections: %v; EndpointSlice update → the agent's view %v; web-2's last connection started %v after that; then %v",
+		perPod, seen.Sub(written).Round(time.Millisecond), time.Duration(last-seen.UnixNano()).Round(time.Microsecond), after)
+}
+
+// hasBackend reports whether service name has a backend of pod (of IPv4
+// when v4).
+func hasBackend(s *cluster.Snapshot, name, pod string, v4 bool) bool {
+	for _, svc := range s.Services {
+		if svc.Name != name {
+			continue
+		}
+		for _, b := range svc.Backends {
+			if b.Pod == pod && b.IP.Is4() == v4 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func withoutWeb2(s *cluster.Snapshot) bool {
