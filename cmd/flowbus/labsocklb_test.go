@@ -751,3 +751,14 @@ func withoutWeb2(s *cluster.Snapshot) bool {
 	}
 	return true
 }
+
+// TestSocketLBNeedsTheClusterView: --socket-lb without --endpoints or the
+// Kubernetes source is a usage error, before anything is loaded.
+func TestSocketLBNeedsTheClusterView(t *testing.T) {
+	code, out, errOut := runCommand("agent", "--source", "ebpf", "--socket-lb", "--bus", "stdout", "--data-dir", t.TempDir(),
+		"--metrics-address", "", "--observer-address", "")
+	want := "flowbus agent: --socket-lb needs the cluster's services: --endpoints or --endpoints-source kubernetes\nRun 'flowbus agent --help' for the flags.\n"
+	if code != 2 || errOut != want || out != "" {
+		t.Errorf("exit %d, stderr %q, stdout %q; want exit 2 and %q", code, errOut, out, want)
+	}
+}
