@@ -452,8 +452,9 @@
 // application the ClusterIP back; a service with no ready backend fails
 // connect() with ECONNREFUSED (bpf_set_retval). Each decision is an event
 // of its own ring buffer (socket cookie, cgroup, pid, netns cookie,
-// ClusterIP:port, backend, service id, verdict), which the agent is to
-// turn into Hubble's TRANSLATED records. The design, its decisions and
+// ClusterIP:port, backend, service id, verdict), which the agent turns
+// into Hubble's TRANSLATED records (agent/source/ebpf, "Socket load
+// balancing"; flowbus agent --socket-lb). The design, its decisions and
 // its cost are in bpf/socklb's package documentation; the cost beside an
 // empty cgroup/connect4 program in bench/RESULTS.md, "Socket load
 // balancing".

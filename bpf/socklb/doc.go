@@ -2,8 +2,9 @@
 // cgroup programs translate a Service's ClusterIP:port to a backend at
 // connect() and sendmsg(), report each decision, and give the application
 // the ClusterIP back at recvmsg() and getpeername(). It is a piece of its
-// own: the agent (services and backends from its cluster view, decisions
-// as TRANSLATED records) builds on it.
+// own: the agent (agent/source/ebpf, flowbus agent --socket-lb: services
+// and backends from its cluster view, decisions as TRANSLATED records)
+// builds on it.
 //
 // # What the kernel does
 //

@@ -81,6 +81,9 @@ type agentFlags struct {
 	metricSpecs                  *[]string
 	metricsMaxLabels             *int
 	policyEnforcement            *string
+	socketLB                     *bool
+	socketLBCgroup               *string
+	socketLBAlgorithm            *string
 	clusterName                  *string
 	l7Ports                      stream.Ports
 	l7HeadBytes                  *int
@@ -145,6 +148,10 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	}, fmt.Sprintf("a power of two from %d (the page size) to %d", page, maxRingBufSize)})
 	f.l7MaxConns = fs.Int("l7-max-conns", stream.DefaultMaxConns, "ebpf: L7 connections followed at once; over it the least recently active is given up (counted)")
 	fs.check("l7-max-conns", between(f.l7MaxConns, 1, 1<<22))
+	f.socketLB = fs.Bool("socket-lb", false, "ebpf: load balance the cluster's services at the socket layer, as Cilium's socket LB: cgroup programs translate a ClusterIP:port to one of its ready backends at connect() and sendmsg() (ECONNREFUSED when it has none) and give the ClusterIP back at getpeername() and recvmsg(); each decision is a TRANSLATED record (DROPPED, SERVICE_BACKEND_NOT_FOUND for a refusal); needs --endpoints or --endpoints-source kubernetes")
+	f.socketLBCgroup = fs.String("socket-lb-cgroup", "", "--socket-lb: the cgroup v2 directory to attach to (every process in it or below is load balanced; 'flowbus lab up' prints the lab's); empty: the cgroup v2 root, from the mount table")
+	f.socketLBAlgorithm = fs.String("socket-lb-algorithm", "random", "--socket-lb: how a backend is picked: random (per connect) or maglev (consistent hashing of the socket cookie)")
+	fs.check("socket-lb-algorithm", oneOf(f.socketLBAlgorithm, "random", "maglev"))
 	f.fqdnGrace = fs.Duration("fqdn-grace", 0, "ebpf: keep a DNS answer's names on flows this long past its TTL (as Cilium's --tofqdns-idle-connection-grace-period)")
 	fs.check("fqdn-grace", atLeast(f.fqdnGrace, 0))
 
@@ -377,12 +384,23 @@ func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error)
 		if len(f.l7Ports) > 0 {
 			cfg.L7 = &stream.Config{Ports: f.l7Ports, HeadBytes: *f.l7HeadBytes, MaxConns: *f.l7MaxConns}
 		}
+		if *f.socketLB {
+			if store == nil {
+				return nil, fmt.Errorf("%w: --socket-lb needs the cluster's services: --endpoints or --endpoints-source kubernetes", errUsage)
+			}
+			cfg.SockLB = &ebpf.SockLBConfig{Cgroup: *f.socketLBCgroup, Algorithm: *f.socketLBAlgorithm}
+		}
 		src, err := ebpf.New(cfg, io.Log, reg)
 		if errors.Is(err, ebpf.ErrNeedsLinux) {
 			return nil, fmt.Errorf("--source ebpf %w: this build is for %s", ebpf.ErrNeedsLinux, runtime.GOOS)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if cfg.SockLB != nil && reg != nil {
+			if err := reg.Register(ebpf.SockLBMetrics(src)); err != nil {
+				return nil, fmt.Errorf("socket LB metrics: %w", err)
+			}
 		}
 		return src, nil
 	}

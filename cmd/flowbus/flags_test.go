@@ -27,9 +27,10 @@ func commandFlagSets(t *testing.T) map[string]*flagSet {
 	traffic, _, _ := newLabTrafficFlags(cio)
 	down, _ := newLabFlags("down", cio)
 	status, _ := newLabFlags("status", cio)
+	labExec, _ := newLabFlags("exec", cio)
 	sets := map[string]*flagSet{"agent": agent, "aggregator": aggregator, "demo": demo, "observe": observe,
 		"ocsf": ocsfFlags, "relay": relay, "version": newVersionFlags(cio), "sql": newSQLFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
-		"lab status": status}
+		"lab status": status, "lab exec": labExec}
 	for name := range commands() {
 		if _, ok := sets[name]; !ok && name != "lab" {
 			t.Fatalf("command %s has no flag set in commandFlagSets", name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +15,7 @@ import (
 	"github.com/flowbus/flowbus/deploy/lab"
 )
 
-const labUsage = `Usage: flowbus lab <up|traffic|down|status> [flags]
+const labUsage = `Usage: flowbus lab <up|traffic|exec|down|status> [flags]
 
 A single-machine lab (root, Linux): pods as network namespaces with veths into
 the host, real HTTP, gRPC, TCP and DNS servers and clients in them, and the
@@ -22,11 +23,14 @@ endpoints file for the eBPF agent. The default topology is the payments fleet
 (deploy/lab/examples/payments.yaml).
 
 Verbs:
-  up       create the pods (network namespaces with veths into the host), start
-           their servers and write the endpoints file for the eBPF agent
+  up       create the pods (network namespaces with veths into the host, a
+           cgroup each for the agent's --socket-lb), start their servers and
+           write the endpoints file for the eBPF agent
   traffic  run the pods' clients for --duration, printing progress every second
-  down     remove every namespace, veth, process and state file of the lab,
-           also after a crash; safe to run twice
+  exec     run a command in a pod: its network namespace and cgroup (so an
+           agent's --socket-lb translates its connections to ClusterIPs)
+  down     remove every namespace, veth, cgroup, process and state file of the
+           lab, also after a crash; safe to run twice
   status   list what exists of the lab
 
 Run 'flowbus lab <verb> --help' for its flags.`
@@ -51,11 +55,13 @@ func runLab(ctx context.Context, args []string, io cmdIO) error {
 		return labDown(ctx, rest, io)
 	case "status":
 		return labStatus(ctx, rest, io)
+	case "exec":
+		return labExec(ctx, rest, io)
 	case "serve", "client":
 		// The lab's own processes, started inside the pods by up and traffic.
 		return lab.Child(ctx, args, io.Stdout, io.Log)
 	}
-	return fmt.Errorf("%w: unknown verb %q (want up, traffic, down or status)", errUsage, verb)
+	return fmt.Errorf("%w: unknown verb %q (want up, traffic, exec, down or status)", errUsage, verb)
 }
 
 // labVerbs are the paragraphs of the verbs' --help.
@@ -67,6 +73,9 @@ var labVerbs = map[string]string{
 	"down": "Remove every namespace, veth, process and state file of the lab, also after a crash; safe to run " +
 		"twice (root, Linux).",
 	"status": "List what exists of the lab: its pods, their namespaces, veths and server processes (Linux).",
+	"exec": "Run a command in a pod, inside its network namespace and cgroup, with this command's input and " +
+		"output: flowbus lab exec POD -- COMMAND [ARGS...]. With an agent's --socket-lb on the lab's cgroup, its " +
+		"connections to a service's cluster IP are translated to a backend (root, Linux).",
 }
 
 // newLabFlags returns the flags of 'flowbus lab <verb>', those the verbs
@@ -76,8 +85,10 @@ func newLabFlags(verb string, io cmdIO) (*flagSet, *lab.Config) {
 	fs := newFlagSet("lab "+verb, "lab "+verb+" [flags]", labVerbs[verb], io)
 	cfg := &lab.Config{}
 	fs.StringVar(&cfg.StateDir, "data-dir", lab.DefaultStateDir, "directory of the lab's state: lab.json, endpoints.yaml, policies.yaml, logs/")
-	fs.alias("state-dir", "data-dir")
-	if verb != "traffic" {
+	if verb != "exec" { // a verb newer than the rename has no old name
+		fs.alias("state-dir", "data-dir")
+	}
+	if verb != "traffic" && verb != "exec" {
 		fs.StringVar(&cfg.Prefix, "prefix", lab.DefaultPrefix, "names of the lab's namespaces (<prefix>-<pod>) and host veths (<prefix><N>h); 1-8 letters; down and status use the one saved in --data-dir when there is one")
 	}
 	return fs, cfg
@@ -154,8 +165,11 @@ func labUp(ctx context.Context, args []string, io cmdIO) error {
 	if l7 := labL7Ports(&plan.Topology); l7 != "" {
 		agent += " --l7 '" + l7 + "'"
 	}
-	fmt.Fprintf(io.Stdout, "agent:  %s --interfaces '%s[0-9]*h'\nnext: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n",
-		agent, plan.Prefix, cfg.StateDir, cfg.StateDir)
+	fmt.Fprintf(io.Stdout, "agent:  %s --interfaces '%s[0-9]*h'\n", agent, plan.Prefix)
+	if plan.Cgroup != "" {
+		fmt.Fprintf(io.Stdout, "        add --socket-lb --socket-lb-cgroup %s to translate the pods' connections to ClusterIPs\n", plan.Cgroup)
+	}
+	fmt.Fprintf(io.Stdout, "next: flowbus lab traffic --data-dir %s   then: flowbus lab down --data-dir %s\n", cfg.StateDir, cfg.StateDir)
 	return nil
 }
 
@@ -242,6 +256,30 @@ func labTraffic(ctx context.Context, args []string, io cmdIO) error {
 	return err
 }
 
+// labExec is 'flowbus lab exec POD -- COMMAND [ARGS...]'.
+func labExec(ctx context.Context, args []string, io cmdIO) error {
+	fs, cfg := newLabFlags("exec", io)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return fmt.Errorf("%w: want a pod and a command: flowbus lab exec POD -- COMMAND [ARGS...]", errUsage)
+	}
+	plan, err := lab.LoadPlan(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, fs.Arg(1), fs.Args()[2:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = io.Stdin, io.Stdout, io.Stderr
+	if err := lab.StartInPod(plan, fs.Arg(0), cmd); err != nil {
+		return err
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(1), err)
+	}
+	return nil
+}
+
 func labDown(ctx context.Context, args []string, io cmdIO) error {
 	fs, cfg := newLabFlags("down", io)
 	if err := parseFlags(fs, args); err != nil {
@@ -257,8 +295,8 @@ func labDown(ctx context.Context, args []string, io cmdIO) error {
 		fmt.Fprintln(io.Stdout, "nothing to remove")
 		return nil
 	}
-	fmt.Fprintf(io.Stdout, "removed: %d processes, %d veths, %d namespaces, %d state files and directories\n",
-		len(removed.Processes), len(removed.Links), len(removed.NetNS), len(removed.Files))
+	fmt.Fprintf(io.Stdout, "removed: %d processes, %d veths, %d namespaces, %d cgroups, %d state files and directories\n",
+		len(removed.Processes), len(removed.Links), len(removed.NetNS), len(removed.Cgroups), len(removed.Files))
 	return err
 }
 

@@ -82,6 +82,7 @@ func TestOutOfRangeValuesAreUsageErrors(t *testing.T) {
 		{"agent", "kafka-partitions", "4294967297", "from 1 to 2147483647"},
 		{"agent", "metrics-max-label-sets", "0", "at least 1"},
 		{"agent", "policy-enforcement", "always", "one of default, never"},
+		{"agent", "socket-lb-algorithm", "roundrobin", "one of random, maglev"},
 		{"agent", "ocsf-rotate-bytes", "1023", "at least 1024"},
 		{"agent", "ocsf-rotate-age", "0s", "more than 0s"},
 		{"agent", "ocsf-max-files", "0", "at least 1"},

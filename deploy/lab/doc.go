@@ -201,16 +201,33 @@
 // resolves to its backends' addresses, as Kubernetes DNS answers): the lab does no service translation, clients dial
 // backend pods directly, as a socket load balancer would have made them.
 //
+// # Cgroups and the socket load balancer
+//
+// Every pod's processes run in a cgroup v2 directory of their own,
+// <root>/flowbus-lab-<prefix>/<namespace>_<name> (Plan.Cgroup,
+// PodPlan.Cgroup; root is where cgroup v2 is mounted, /sys/fs/cgroup/unified
+// on a hybrid host). They are cloned into it (clone3 with
+// CLONE_INTO_CGROUP), so none of their sockets is opened outside. An agent
+// given --socket-lb --socket-lb-cgroup <root>/flowbus-lab-<prefix> (up
+// prints it) translates the pods' connections to a service's ClusterIP to
+// its backends, and names the pod of each decision by its cgroup's name.
+// StartInPod runs any command in a pod's namespace and cgroup (`flowbus
+// lab exec POD -- COMMAND`), so a test or a person can dial a ClusterIP
+// from a pod. Without a cgroup v2
+// hierarchy the lab makes no cgroups and says so.
+//
 // # Cleanup guarantees
 //
 // Everything the lab makes carries its prefix (1-8 letters, default "fb"):
 // namespaces <prefix>-<pod>, host links matching ^<prefix>[0-9]+h$, and
-// processes whose command line holds the argument --flowbus-lab=<prefix>.
+// processes whose command line holds the argument --flowbus-lab=<prefix>,
+// and the cgroup flowbus-lab-<prefix> with its pods' below it.
 // A prefix of letters only means "fb" never matches another lab's "fblt".
 // Down finds all of these on the host, not from the state files, so it also
 // cleans up after a crash or a kill -9 of up: it ends the processes (marked
-// ones and any inside the namespaces; SIGTERM, then SIGKILL), deletes the
-// host veths (which deletes the pod ends), deletes the namespaces, removes
+// ones and any inside the namespaces or the cgroups; SIGTERM, then
+// SIGKILL), deletes the host veths (which deletes the pod ends), deletes
+// the namespaces, removes the cgroups, removes
 // the files the lab writes in the state directory (lab.json, endpoints.yaml, policies.yaml,
 // logs/, ready/, truth/) and the directory when nothing else is in it, and then
 // checks that nothing is left. Down is idempotent. Up refuses to start when

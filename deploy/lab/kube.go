@@ -193,8 +193,13 @@ func registerPod(ctx context.Context, c kubernetes.Interface, plan *Plan, i int,
 	workload := ps.Workload
 	switch ps.Kind {
 	case "Deployment", "":
+		// Several pods of one Deployment (replicas) share it and its
+		// ReplicaSet: the first pod creates them.
 		d, err := c.AppsV1().Deployments(pp.Namespace).Create(ctx, &appsv1.Deployment{ObjectMeta: meta(workload),
 			Spec: appsv1.DeploymentSpec{Selector: selector, Template: template}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			d, err = c.AppsV1().Deployments(pp.Namespace).Get(ctx, workload, metav1.GetOptions{})
+		}
 		if err != nil {
 			return err
 		}
@@ -203,6 +208,9 @@ func registerPod(ctx context.Context, c kubernetes.Interface, plan *Plan, i int,
 		rsMeta.OwnerReferences = owner
 		rs, err := c.AppsV1().ReplicaSets(pp.Namespace).Create(ctx, &appsv1.ReplicaSet{ObjectMeta: rsMeta,
 			Spec: appsv1.ReplicaSetSpec{Selector: selector, Template: template}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			rs, err = c.AppsV1().ReplicaSets(pp.Namespace).Get(ctx, workload+"-lab", metav1.GetOptions{})
+		}
 		if err != nil {
 			return err
 		}

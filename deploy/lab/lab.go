@@ -92,6 +92,9 @@ func Up(ctx context.Context, cfg Config, t *Topology) (plan *Plan, err error) {
 		}
 		cfg.Log.Debug("pod created", "pod", plan.Pods[i].Name, "netns", plan.Pods[i].NetNS, "veth", plan.Pods[i].HostIf)
 	}
+	if err := setupCgroups(cfg, plan); err != nil {
+		return nil, err
+	}
 	if err := savePlan(cfg.StateDir, plan); err != nil {
 		return nil, err
 	}
@@ -208,7 +211,7 @@ func startServer(cfg Config, p *PodPlan, exited chan<- string) (int, error) {
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startInCgroup(cmd, p.Cgroup); err != nil {
 		return 0, fmt.Errorf("pod %s: start server: %w", p.Name, err)
 	}
 	go func() {
@@ -302,6 +305,9 @@ func Down(ctx context.Context, cfg Config) (Leftovers, error) {
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := removeCgroups(left.Cgroups); err != nil {
+		errs = append(errs, err)
 	}
 	files, err := removeState(cfg.StateDir, extra)
 	if err != nil {

@@ -5,6 +5,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"runtime"
 )
 
@@ -25,6 +26,12 @@ func GetStatus(context.Context, Config) (Status, error) { return Status{}, errNe
 func Traffic(context.Context, Config, TrafficOptions) (TrafficReport, error) {
 	return TrafficReport{}, errNeedsLinux()
 }
+
+// StartInPod returns ErrNeedsLinux.
+func StartInPod(*Plan, string, *exec.Cmd) error { return errNeedsLinux() }
+
+// CgroupName is the name of the lab's cgroup under the cgroup v2 root.
+func CgroupName(prefix string) string { return "flowbus-lab-" + prefix }
 
 // InNetNS returns ErrNeedsLinux.
 func InNetNS(string, func() error) error { return errNeedsLinux() }

@@ -5,6 +5,7 @@ package lab
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -21,7 +22,8 @@ func TestTheLabOutsideLinuxSaysItNeedsLinux(t *testing.T) {
 	_, status := GetStatus(ctx, cfg)
 	_, traffic := Traffic(ctx, cfg, TrafficOptions{})
 	inNetNS := InNetNS("fb-x", func() error { return nil })
-	for name, err := range map[string]error{"Up": up, "Down": down, "GetStatus": status, "Traffic": traffic, "InNetNS": inNetNS} {
+	inPod := StartInPod(&Plan{}, "x", exec.Command("true"))
+	for name, err := range map[string]error{"Up": up, "Down": down, "GetStatus": status, "Traffic": traffic, "InNetNS": inNetNS, "StartInPod": inPod} {
 		if !errors.Is(err, ErrNeedsLinux) || !strings.Contains(err.Error(), "this build is for "+runtime.GOOS) {
 			t.Errorf("%s = %v, want ErrNeedsLinux naming %s", name, err, runtime.GOOS)
 		}

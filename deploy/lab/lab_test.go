@@ -26,6 +26,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/cluster/filesource"
 	"github.com/flowbus/flowbus/agent/endpoints"
+	"github.com/flowbus/flowbus/internal/cgroupv2"
 )
 
 // The test binary is also the lab's child program: Up and Traffic re-run it
@@ -222,6 +223,29 @@ func TestLabUpAnswersEveryPeerWritesEndpointsMakesTrafficAndDownLeavesNothing(t 
 		}
 		return p
 	}
+
+	t.Run("every server runs in its pod's cgroup", func(t *testing.T) {
+		root, err := cgroupv2.Root()
+		if err != nil {
+			t.Skip(err)
+		}
+		if plan.Cgroup != filepath.Join(root, "flowbus-lab-fblt") {
+			t.Errorf("lab cgroup %q, want %s/flowbus-lab-fblt", plan.Cgroup, root)
+		}
+		for _, p := range plan.Pods {
+			if p.Cgroup != filepath.Join(plan.Cgroup, p.Namespace+"_"+p.Name) {
+				t.Errorf("pod %s: cgroup %q", p.Name, p.Cgroup)
+			}
+			if p.PID == 0 {
+				continue
+			}
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.PID))
+			want := "0::/flowbus-lab-fblt/" + p.Namespace + "_" + p.Name + "\n"
+			if err != nil || !strings.Contains(string(b), want) {
+				t.Errorf("pod %s: server %d in %q (%v), want %q", p.Name, p.PID, b, err, want)
+			}
+		}
+	})
 
 	t.Run("a second up with the same prefix is refused", func(t *testing.T) {
 		cfg2 := cfg
@@ -565,6 +589,11 @@ func assertNothingLeft(t *testing.T, prefix, stateDir string, pids []int) {
 	if marked, _ := markedProcesses(prefix); len(marked) != 0 {
 		t.Errorf("processes with the lab's marker left: %v", marked)
 	}
+	if root, err := cgroupv2.Root(); err == nil {
+		if _, err := os.Stat(filepath.Join(root, "flowbus-lab-"+prefix)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left (%v)", filepath.Join(root, "flowbus-lab-"+prefix), err)
+		}
+	}
 	if _, err := os.Stat(stateDir); !errors.Is(err, os.ErrNotExist) {
 		ents, _ := os.ReadDir(stateDir)
 		t.Errorf("state dir %s left (%v) holding %v", stateDir, err, ents)
@@ -631,8 +660,8 @@ func TestDownAfterUpWasKilledRemovesEverything(t *testing.T) {
 	up.Process.Kill()
 	up.Wait()
 	left, err := findLeftovers(context.Background(), cfg.Prefix)
-	if err != nil || len(left.NetNS) != 10 || len(left.Processes) == 0 {
-		t.Fatalf("after the crash: %s %v; want 10 namespaces and server processes", left, err)
+	if err != nil || len(left.NetNS) != 10 || len(left.Processes) == 0 || len(left.Cgroups) != 11 {
+		t.Fatalf("after the crash: %s %v; want 10 namespaces, 11 cgroups (the lab's and its pods') and server processes", left, err)
 	}
 	// A down that knows only the prefix, as after losing the state dir.
 	nostate := cfg

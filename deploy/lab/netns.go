@@ -151,6 +151,14 @@ func findLeftovers(ctx context.Context, prefix string) (Leftovers, error) {
 			}
 		}
 	}
+	cgroups, inCgroups, err := findCgroups(prefix)
+	if err != nil {
+		return l, err
+	}
+	l.Cgroups = cgroups
+	for _, pid := range inCgroups {
+		pids[pid] = true
+	}
 	for pid := range pids {
 		l.Processes = append(l.Processes, pid)
 	}

@@ -38,9 +38,12 @@ type Plan struct {
 	PoliciesFile string `json:"policies_file,omitempty"`
 	// Kubeconfig is the API server Up registered the lab in; empty when
 	// none.
-	Kubeconfig string    `json:"kubeconfig,omitempty"`
-	Topology   Topology  `json:"topology"`
-	Pods       []PodPlan `json:"pods"`
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Cgroup is the lab's cgroup v2 directory, the parent of its pods'
+	// (an agent's --socket-lb-cgroup); empty without a cgroup v2 hierarchy.
+	Cgroup   string    `json:"cgroup,omitempty"`
+	Topology Topology  `json:"topology"`
+	Pods     []PodPlan `json:"pods"`
 }
 
 // PodPlan is one pod placed on the host.
@@ -58,6 +61,9 @@ type PodPlan struct {
 	Identity  uint32     `json:"identity"`
 	IfIndex   uint32     `json:"ifindex"` // of HostIf; set by Up
 	PID       int        `json:"pid"`     // server process; 0 if none or not started
+	// Cgroup is the pod's cgroup v2 directory, <Plan.Cgroup>/<namespace>_<name>,
+	// which every process of the pod runs in; set by Up.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // workload returns the pod's workload name from the plan's topology.

@@ -19,11 +19,12 @@ type Leftovers struct {
 	Links     []string // host interfaces <prefix><N>h
 	Processes []int    // processes of the lab: marked on their command line, or inside a lab namespace
 	Files     []string // state files (set by Down: the ones it removed)
+	Cgroups   []string // the lab's cgroup and its pods' (CgroupName), deepest first
 }
 
 // Empty reports whether nothing of the lab exists.
 func (l Leftovers) Empty() bool {
-	return len(l.NetNS) == 0 && len(l.Links) == 0 && len(l.Processes) == 0 && len(l.Files) == 0
+	return len(l.NetNS) == 0 && len(l.Links) == 0 && len(l.Processes) == 0 && len(l.Files) == 0 && len(l.Cgroups) == 0
 }
 
 func (l Leftovers) String() string {
@@ -36,6 +37,9 @@ func (l Leftovers) String() string {
 	}
 	if len(l.Processes) > 0 {
 		parts = append(parts, fmt.Sprintf("processes %v", l.Processes))
+	}
+	if len(l.Cgroups) > 0 {
+		parts = append(parts, fmt.Sprintf("%d cgroups", len(l.Cgroups)))
 	}
 	if len(l.Files) > 0 {
 		parts = append(parts, fmt.Sprintf("%d state files", len(l.Files)))

@@ -145,9 +145,11 @@ type ClientSpec struct {
 }
 
 // ServiceSpec is a service: a name and cluster IPs over the pods its
-// selector matches in its namespace. The lab does no service translation:
-// clients dial backends directly, as a socket load balancer would have; the
-// services are there for enrichment and for the DNS server's answers.
+// selector matches in its namespace. The lab itself does no service
+// translation: its clients dial backends directly, as a socket load
+// balancer would have; the services are there for enrichment, for the DNS
+// server's answers, and for an agent's --socket-lb, attached to the lab's
+// cgroup, to translate a pod's connections to a cluster IP.
 type ServiceSpec struct {
 	Name       string            `yaml:"name" json:"name"`
 	Namespace  string            `yaml:"namespace" json:"namespace"`

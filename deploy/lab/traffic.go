@@ -87,7 +87,7 @@ func Traffic(ctx context.Context, cfg Config, opt TrafficOptions) (TrafficReport
 		go func() {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			if err := c.cmd.Start(); err != nil {
+			if err := startInCgroup(c.cmd, pp.Cgroup); err != nil {
 				started <- err
 				return
 			}

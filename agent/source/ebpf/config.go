@@ -61,6 +61,9 @@ type Config struct {
 	// Names tunes the cache of DNS answers that gives flows the names
 	// their pods resolved (with L7 following a DNS port).
 	Names fqdn.Options
+	// SockLB, when set, load balances the cluster's services at the
+	// socket layer (doc.go, "Socket load balancing"); it needs Cluster.
+	SockLB *SockLBConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -88,6 +91,14 @@ func (c Config) Validate() error {
 	}
 	if c.FirstSnapshotWait < 0 {
 		return fmt.Errorf("ebpf source: first snapshot wait %v must not be negative", c.FirstSnapshotWait)
+	}
+	if c.SockLB != nil {
+		if c.Cluster == nil {
+			return errors.New("ebpf source: socket load balancing needs the cluster's services (--endpoints or --endpoints-source kubernetes)")
+		}
+		if err := c.SockLB.Validate(); err != nil {
+			return fmt.Errorf("ebpf source: %w", err)
+		}
 	}
 	if c.L7 != nil {
 		l7 := *c.L7

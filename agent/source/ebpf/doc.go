@@ -135,4 +135,73 @@
 //     L7 records. A connection
 //     seen mid-stream is turned round when its client port is the one
 //     followed.
+//
+// # Socket load balancing
+//
+// With Config.SockLB (flowbus agent --socket-lb, socklb.go) the source
+// loads bpf/socklb, attaches it to a cgroup v2 directory
+// (--socket-lb-cgroup; by default the cgroup v2 root from the mount
+// table, /sys/fs/cgroup/unified on a hybrid host), and keeps its services
+// in step with the cluster's snapshots (the endpoints file's services or
+// Kubernetes Services and EndpointSlices): a goroutine of its own waits
+// for each snapshot, as the policy sync does, and writes only what
+// changed (socklb.LB.SetService), so a removed backend is out of new
+// connections about a millisecond after the snapshot that lost it.
+//
+//   - Frontends: every ClusterIP of a service with each of its TCP and UDP
+//     ports; headless services have none, SCTP is not translated. The
+//     backends of a frontend are the snapshot's (ready, or serving and
+//     terminating when none is ready: agent/cluster/k8s) of the
+//     ClusterIP's family on the port's target port and protocol; a named
+//     target port (0 in the snapshot) takes every backend of its protocol
+//     when the service has one port of that protocol, else none.
+//   - Decision: one service id per frontend, not per service. The kernel
+//     keys services by (ClusterIP, port, protocol) and gives each its own
+//     id, as Cilium's service ids are per frontend. An id stays with its
+//     (namespace, name, frontend) while it exists; a new frontend takes the
+//     next id after the last one given, so an id freed is not reused until
+//     the ids wrap (1023), and a late decision of a removed frontend still
+//     names its service (names of ids are kept).
+//   - Records (Cilium's socket trace, as Hubble shows a socket LB
+//     decision): a translation is event type trace-sock
+//     (hubble.MsgTypeTraceSock) with sub-type the translation point
+//     SOCK_XLATE_POINT_POST_DIRECTION_FWD (2: after translation, so the
+//     destination is the backend), Verdict TRANSLATED, the destination
+//     the backend's address, port and pod, DstService the service,
+//     IsReply false, Direction EGRESS, the time the kernel decided. A
+//     refusal (no backend: connect() or sendmsg() failed with
+//     ECONNREFUSED) is Verdict DROPPED with drop reason
+//     SERVICE_BACKEND_NOT_FOUND (158), as a drop event (hubble.MsgTypeDrop,
+//     sub-type the reason, which `hubble observe --type drop` shows with
+//     the datapath's other drops), the destination the ClusterIP and port.
+//     The source port is 0: at connect() the kernel has usually not
+//     chosen it.
+//   - Decision: the source pod is found by the caller's cgroup, not its
+//     network namespace. Cilium does the same (the cgroup id's pod through
+//     its cgroup manager); a pid may be gone when the event is read, and a
+//     namespace cookie can only be learnt from inside the namespace. A
+//     directory named "<namespace>_<name>" (the lab's layout: a Kubernetes
+//     name holds no "_"), at or above the decision's cgroup below the
+//     attach point, is that pod's; the cgroup ids (directory inodes) are
+//     learnt by walking the attach point when an unknown id comes, at most
+//     every 200 ms. The record's source address is the pod's of the
+//     destination's family. A cgroup of no known pod leaves the source
+//     empty. Kubernetes names pods' cgroups by pod UID, which the cluster
+//     view does not hold yet: on a real node the source stays empty.
+//   - Decision: the records count nothing (CountNone). The connection's
+//     L3/L4 records, which the tcx programs make from its packets to the
+//     backend, carry its flow and bytes and already name the service
+//     (enrichment by backend); a translation is a decision, not traffic,
+//     and counting it would count every connection twice. A refusal has
+//     no packet and no other record, so it is visible only as this record;
+//     it still counts nothing, as no connection existed (the rollups'
+//     flows are connections).
+//   - They go downstream through a batcher of their own, at the latest
+//     every 100 ms, like the L7 records. A decision the kernel's ring
+//     buffer refused has no record; it is counted. SockLBMetrics
+//     (registered by the agent with --socket-lb) exports the kernel's
+//     counters, flowbus_socklb_kernel_events_total{counter} (translated,
+//     no_backend, ringbuf: decisions lost, revnat_update, revnat_rewrite,
+//     and three a consistent sync never causes), and
+//     flowbus_socklb_frontends.
 package ebpf

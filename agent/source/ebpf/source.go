@@ -47,6 +47,8 @@ type Source struct {
 	syncMu sync.Mutex
 	cur    *cluster.Snapshot
 	curIfs map[uint32]string
+
+	sockLB atomic.Pointer[sockLB] // while Run runs, with Config.SockLB (socklb.go)
 }
 
 // policyStats are the figures of the last policy sync, for metrics.
@@ -185,9 +187,17 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	} else {
 		close(followed)
 	}
+	stopLB, err := s.startSockLB(ctx, out)
+	if err != nil {
+		stopFollow()
+		<-followed
+		coll.Close()
+		return fmt.Errorf("ebpf source: %w", err)
+	}
 	runErr := coll.Run(ctx, sk)
 	stopFollow()
 	<-followed
+	stopLB()
 	sk.reportLost()
 	sk.send()
 	stopL7()
