@@ -203,6 +203,34 @@ func sockLBClient(w *bufio.Writer, f []string) error {
 	return fmt.Errorf("job %q", f)
 }
 
+// checkRemovedWeb2 checks the connections a client made while web-2 left
+// service web, the agent's view losing it at seen: none failed, web-2 got
+// none starting more than 1 s after seen, and from then on web-0 and web-1
+// got them. It returns when web-2's last one started (Unix ns) and the
+// connections per pod from 1 s after seen.
+func checkRemovedWeb2(t *testing.T, conns []sockLBConn, seen time.Time) (last int64, after map[string]int) {
+	t.Helper()
+	after = map[string]int{}
+	for _, c := range conns {
+		if c.errno != 0 {
+			t.Fatalf("connection during the removal: errno %d", c.errno)
+		}
+		if c.pod == "web-2" {
+			last = max(last, c.start)
+		}
+		if c.start > seen.Add(time.Second).UnixNano() {
+			after[c.pod]++
+		}
+	}
+	if d := time.Duration(last - seen.UnixNano()); d > time.Second {
+		t.Errorf("web-2 got a connection %v after the agent's view lost it, want none after 1 s", d)
+	}
+	if after["web-2"] != 0 || after["web-0"] == 0 || after["web-1"] == 0 {
+		t.Errorf("connections from 1 s after the removal on: %v; want web-0 and web-1 only", after)
+	}
+	return last, after
+}
+
 // sockLBConn is one line of the client.
 type sockLBConn struct {
 	start       int64
@@ -530,26 +558,7 @@ func TestLabSocketLB(t *testing.T) {
 	if !withoutWeb2(snap) {
 		t.Fatalf("the agent's view still has web-2")
 	}
-	conns = running()
-	var last int64
-	after := map[string]int{}
-	for _, c := range conns {
-		if c.errno != 0 {
-			t.Fatalf("connection during the removal: errno %d", c.errno)
-		}
-		if c.pod == "web-2" {
-			last = max(last, c.start)
-		}
-		if c.start > seen.Add(time.Second).UnixNano() {
-			after[c.pod]++
-		}
-	}
-	if d := time.Duration(last - seen.UnixNano()); d > time.Second {
-		t.Errorf("web-2 got a connection %v after the agent's view lost it, want none after 1 s", d)
-	}
-	if after["web-2"] != 0 || after["web-0"] == 0 || after["web-1"] == 0 {
-		t.Errorf("connections from 1 s after the removal on: %v; want web-0 and web-1 only", after)
-	}
+	last, after := checkRemovedWeb2(t, running(), seen)
 	t.Logf("removal: the agent's view lost web-2 %v after the file was written (polled every 2 s); its last connection started %v after that; then %v",
 		seen.Sub(written).Round(time.Millisecond), time.Duration(last-seen.UnixNano()).Round(time.Microsecond), after)
 
@@ -702,25 +711,7 @@ func TestLabSocketLBKubernetes(t *testing.T) {
 			break
 		}
 	}
-	var last int64
-	after := map[string]int{}
-	for _, c := range running() {
-		if c.errno != 0 {
-			t.Fatalf("connection during the removal: errno %d", c.errno)
-		}
-		if c.pod == "web-2" {
-			last = max(last, c.start)
-		}
-		if c.start > seen.Add(time.Second).UnixNano() {
-			after[c.pod]++
-		}
-	}
-	if d := time.Duration(last - seen.UnixNano()); d > time.Second {
-		t.Errorf("web-2 got a connection %v after the agent's view lost it, want none after 1 s", d)
-	}
-	if after["web-2"] != 0 || after["web-0"] == 0 || after["web-1"] == 0 {
-		t.Errorf("connections from 1 s after the removal on: %v; want web-0 and web-1 only", after)
-	}
+	last, after := checkRemovedWeb2(t, running(), seen)
 	t.Logf("3000 connections: %v; EndpointSlice update → the agent's view %v; web-2's last connection started %v after that; then %v",
 		perPod, seen.Sub(written).Round(time.Millisecond), time.Duration(last-seen.UnixNano()).Round(time.Microsecond), after)
 }
