@@ -51,7 +51,20 @@ func BenchmarkAgentShapes(b *testing.B) {
 
 const shapesRun = 12 * time.Second
 
-func runShapes(b *testing.B, bin string, rate int) {
+// agentRun is what the real agent published in shapesRun at one rate.
+type agentRun struct {
+	batches  [][]schemas.Flow // every message's records, in the order read
+	records  int
+	raw      int           // raw flows the source made in the measured span
+	cpu      time.Duration // the agent's whole-process CPU in that span
+	wall     time.Duration
+	messages int
+}
+
+// captureAgent runs the agent on the synthetic fleet at rate raw flows/s
+// for shapesRun after its first message, then reads back every message it
+// published.
+func captureAgent(b *testing.B, bin string, rate int) agentRun {
 	url := startBus(b, true)
 	p := startAgentProc(b, bin, "--source", "synthetic", "--rate", strconv.Itoa(rate), "--seed", "3", "--bus", url, "--spool-dir", "off")
 	// Warm-up: the stream made and the first windows out.
@@ -65,9 +78,9 @@ func runShapes(b *testing.B, bin string, rate int) {
 	}
 	raw0, cpu0, t0 := p.delivered(), p.cpu(b), time.Now()
 	time.Sleep(shapesRun)
-	raw, cpu, wall := p.delivered()-raw0, p.cpu(b)-cpu0, time.Since(t0)
+	r := agentRun{raw: p.delivered() - raw0, cpu: p.cpu(b) - cpu0, wall: time.Since(t0)}
 	p.failIfExited(b, "running")
-	published := int(p.metric("flowbus_export_messages_total", "", ""))
+	r.messages = int(p.metric("flowbus_export_messages_total", "", ""))
 
 	// Every message published so far, from the stream's start.
 	cons, err := nats.NewConsumer(nats.ConsumerConfig{Conn: nats.Conn{URL: url}, Durable: "shapes"})
@@ -75,19 +88,25 @@ func runShapes(b *testing.B, bin string, rate int) {
 		b.Fatal(err)
 	}
 	defer cons.Close()
-	ds := bustest.PollN(b, cons, published, time.Minute)
 	dec := flowcodec.NewDecoder()
-	var batches [][]schemas.Flow
-	var rows []int
-	records := 0
-	for _, d := range ds {
+	for _, d := range bustest.PollN(b, cons, r.messages, time.Minute) {
 		fs, err := dec.Decode(nil, d.Value)
 		if err != nil {
 			b.Fatal(err)
 		}
-		batches = append(batches, fs)
+		r.batches = append(r.batches, fs)
+		r.records += len(fs)
+	}
+	return r
+}
+
+func runShapes(b *testing.B, bin string, rate int) {
+	ar := captureAgent(b, bin, rate)
+	batches, records, raw, cpu, wall := ar.batches, ar.records, ar.raw, ar.cpu, ar.wall
+	var err error
+	var rows []int
+	for _, fs := range batches {
 		rows = append(rows, len(fs))
-		records += len(fs)
 	}
 	slices.Sort(rows)
 	q := func(f float64) float64 { return float64(rows[min(len(rows)-1, int(f*float64(len(rows))))]) }
