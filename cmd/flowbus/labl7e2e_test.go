@@ -84,7 +84,8 @@ func truthRoutes(r *lab.TruthRecord) []routeKey {
 // answered requests the clients made. The per-route p50 and p99 of the
 // kernel (request's first byte → response's first byte at the server's
 // interface) and of the clients (just before the write → the kernel's
-// receive time of the answer at the client's socket) must be within 10 %.
+// receive time of the answer at the client's socket) must be within 10 %
+// (the p99 of routes with at least 100 requests).
 func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the lab runs real traffic for seconds")
@@ -221,7 +222,10 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 		// by the time the request and the answer take between the two
 		// (tens of µs on the lab's veths), which the lab's service times
 		// (0.5 to 4 ms) make small: each quantile, read the same way from
-		// a histogram of the same buckets, must be within 10 %.
+		// a histogram of the same buckets, must be within 10 % — the p99
+		// where a route has at least 100 requests: below, it is the
+		// slowest one or two, one request's measurement, not a quantile
+		// (logged all the same).
 		var ch schemas.Histogram
 		for _, v := range lat[k] {
 			ch.Add(uint64(max(v, 0)), 1)
@@ -234,7 +238,7 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 		switch {
 		case got[k] != want[k]:
 			t.Errorf("%s", line)
-		case math.Abs(off(p50, c50)) > 10 || math.Abs(off(p99, c99)) > 10:
+		case math.Abs(off(p50, c50)) > 10 || (want[k] >= 100 && math.Abs(off(p99, c99)) > 10):
 			t.Errorf("%s: a quantile is more than 10 %% from the clients'", line)
 		default:
 			t.Log(line)
