@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -99,29 +98,11 @@ func runAggregatorBacklog(b *testing.B, bin string, msgs []schemas.Message, rows
 	}
 	pub.Close()
 
-	dir := b.TempDir()
-	p := &agentProc{metrics: freePort(b), log: filepath.Join(dir, "aggregator.log")}
-	args := []string{"aggregator", "--bus", url, "--data-dir", filepath.Join(dir, "out"), "--metrics-address", p.metrics}
-	name := bin
-	if tp, err := exec.LookPath("taskset"); err == nil {
-		args = append([]string{"-c", "1", bin}, args...)
-		name = tp
-	}
-	p.cmd = exec.Command(name, args...)
-	p.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	logf, err := os.Create(p.log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer logf.Close()
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	metrics := freePort(b)
 	t0 := time.Now()
 	b.StartTimer()
-	if err := p.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	p.exited = make(chan struct{})
-	go func() { p.cmd.Wait(); close(p.exited) }()
+	p := startProc(b, bin, "1", "aggregator", "aggregator", "--bus", url, "--data-dir", filepath.Join(b.TempDir(), "out"), "--metrics-address", metrics)
+	p.metrics = metrics
 	deadline := time.Now().Add(5 * time.Minute)
 	for int(p.metric("flowbus_aggregator_flow_rows_total", "", "")) < rows {
 		p.failIfExited(b, "draining")

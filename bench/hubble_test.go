@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,38 +134,13 @@ func (p *agentProc) failIfExited(b *testing.B, waiting string) {
 	}
 }
 
-// startAgentProc starts the agent pinned to one CPU with GOMAXPROCS=1.
+// startAgentProc starts the agent pinned to CPU 1 with GOMAXPROCS=1.
 func startAgentProc(b *testing.B, bin string, args ...string) *agentProc {
 	b.Helper()
-	dir := b.TempDir()
-	p := &agentProc{metrics: freePort(b), log: filepath.Join(dir, "agent.log")}
-	args = append(append([]string{"agent"}, args...), "--metrics-address", p.metrics, "--observer-address", "", "--data-dir", dir, "--node", "bench")
-	name := bin
-	if tp, err := exec.LookPath("taskset"); err == nil {
-		args = append([]string{"-c", "1", bin}, args...)
-		name = tp
-	}
-	p.cmd = exec.Command(name, args...)
-	p.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	logf, err := os.Create(p.log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	p.exited = make(chan struct{})
-	go func() { p.cmd.Wait(); close(p.exited) }()
-	b.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		<-p.exited
-		logf.Close()
-		if dir := os.Getenv("FLOWBUS_BENCH_LOGS"); dir != "" { // keep the agent's log
-			data, _ := os.ReadFile(p.log)
-			os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".log"), data, 0o644)
-		}
-	})
+	metrics := freePort(b)
+	p := startProc(b, bin, "1", "agent", append(append([]string{"agent"}, args...),
+		"--metrics-address", metrics, "--observer-address", "", "--data-dir", b.TempDir(), "--node", "bench")...)
+	p.metrics = metrics
 	return p
 }
 

@@ -101,8 +101,10 @@ func runRelayFanIn(b *testing.B, bin string, agents, rate int) {
 	b.ReportMetric(relay.hwm(b), "rss-MB")
 }
 
-// startProc starts 'bin args...' on CPU cpu with GOMAXPROCS=1, its output
-// in a log file named for name, stopped (SIGTERM) when the benchmark ends.
+// startProc starts 'bin args...' on CPU cpu (taskset, when installed) with
+// GOMAXPROCS=1, its output in a log file named for name, stopped (SIGTERM)
+// when the benchmark ends; FLOWBUS_BENCH_LOGS names a directory to keep
+// the logs in.
 func startProc(b *testing.B, bin, cpu, name string, args ...string) *agentProc {
 	b.Helper()
 	p := &agentProc{log: filepath.Join(b.TempDir(), name+".log")}
@@ -127,6 +129,10 @@ func startProc(b *testing.B, bin, cpu, name string, args ...string) *agentProc {
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		<-p.exited
 		logf.Close()
+		if dir := os.Getenv("FLOWBUS_BENCH_LOGS"); dir != "" {
+			data, _ := os.ReadFile(p.log)
+			os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+name+".log"), data, 0o644)
+		}
 	})
 	return p
 }
