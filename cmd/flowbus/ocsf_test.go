@@ -323,7 +323,12 @@ func TestOCSFCommandExactFromNATS(t *testing.T) {
 	args := []string{"--bus", url, "--nats-partitions", fmt.Sprint(ocsfTestPartitions), "--data-dir", dir,
 		"--rotate-bytes", "262144", "--max-files", "1000", "--metrics-address", "", "--progress-interval", "50ms"}
 	r := startOCSF(t, ocsfHooks{}, args...)
-	if err := r.waitConsumed(t, len(in.msgs)); err != nil {
+	// Consumed, and at least one progress line out (the input can be read
+	// in less than one --progress-interval).
+	if err := r.waitAndStop(t, func() bool {
+		return r.value("flowbus_ocsf_messages_total")+r.value("flowbus_ocsf_bad_messages_total") >= len(in.msgs) &&
+			strings.Contains(r.log.String(), `msg="ocsf progress"`)
+	}); err != nil {
 		t.Fatalf("flowbus ocsf: %v\n%s", err, r.log)
 	}
 
