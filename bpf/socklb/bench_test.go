@@ -4,6 +4,7 @@ package socklb
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -187,13 +188,147 @@ func BenchmarkSockLBConnect(b *testing.B) {
 	floor.Close()
 	prog := attach(b, lb.objs.Sock4Connect)
 	running = lb.objs.Sock4Connect
-	defer prog.Close()
 	b.Run("udp/miss", func(b *testing.B) { udp(b, lo, udpPort) })
 	b.Run("udp/translate", func(b *testing.B) { udp(b, cip, 53) })
 	b.Run("udp/translate_maglev", func(b *testing.B) { udp(b, cip2, 53) })
 	b.Run("tcp/miss", func(b *testing.B) { tcp(b, lo, tcpPort) })
 	b.Run("tcp/translate", func(b *testing.B) { tcp(b, cip, 80) })
+	prog.Close()
+
+	// The same translation with Config.NoTCPPeer: no socket storage.
+	np := loadTest(b, Config{NoTCPPeer: true})
+	go func() {
+		var ev Event
+		for np.ReadEvent(&ev) == nil {
+		}
+	}()
+	if err := np.SetService(Service{Frontend: Frontend{Addr: cip, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 3,
+		Backends: []Backend{{ID: 1, Addr: lo, Port: tcpPort}}}); err != nil {
+		b.Fatal(err)
+	}
+	lb = np // report reads this LB's counters
+	npProg := attach(b, np.objs.Sock4Connect)
+	running = np.objs.Sock4Connect
+	defer npProg.Close()
+	b.Run("tcp/translate_nopeer", func(b *testing.B) { tcp(b, cip, 80) })
 	if testing.Verbose() {
 		fmt.Fprintln(os.Stderr, "cgroup", cg.Path)
 	}
+}
+
+// BenchmarkSockLBEstablished shows that the socket LB leaves an
+// established connection's packets alone: a 64-byte request and its echo
+// over loopback, per iteration, on a connection dialled to the backend
+// with no program attached (none) beside one dialled to a ClusterIP that
+// the LB translated (translated), in one run. TCP has no hook after
+// connect(); a UDP socket's every recvmsg() runs recvmsg4 (the reply's
+// source rewritten to the ClusterIP), whose own time is prog-ns/op.
+func BenchmarkSockLBEstablished(b *testing.B) {
+	lb := loadTest(b, Config{})
+	cg := newCgroup(b)
+	enterCgroup(b, cg)
+	go func() {
+		var ev Event
+		for lb.ReadEvent(&ev) == nil {
+		}
+	}()
+	tcpLn, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tcpLn.Close()
+	go func() {
+		for {
+			c, err := tcpLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	udpLn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer udpLn.Close()
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := udpLn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			udpLn.WriteTo(buf[:n], from)
+		}
+	}()
+	lo := netip.MustParseAddr("127.0.0.1")
+	cip := netip.MustParseAddr("10.96.0.10")
+	tcpPort := uint16(tcpLn.Addr().(*net.TCPAddr).Port)
+	udpPort := uint16(udpLn.LocalAddr().(*net.UDPAddr).Port)
+	for _, s := range []Service{
+		{Frontend: Frontend{Addr: cip, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 1, Backends: []Backend{{ID: 1, Addr: lo, Port: tcpPort}}},
+		{Frontend: Frontend{Addr: cip, Port: 53, Proto: unix.IPPROTO_UDP}, ID: 2, Backends: []Backend{{ID: 1, Addr: lo, Port: udpPort}}},
+	} {
+		if err := lb.SetService(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF run-time stats: %v", err)
+	}
+	defer stats.Close()
+
+	pingPong := func(b *testing.B, network string, dst netip.Addr, port uint16, prog *ebpf.Program) {
+		c, err := net.Dial(network, netip.AddrPortFrom(dst, port).String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		var rt0 time.Duration
+		var n0 uint64
+		if prog != nil {
+			st, err := prog.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			rt0, n0 = st.Runtime, st.RunCount
+		}
+		for b.Loop() {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if prog != nil {
+			st, err := prog.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.RunCount > n0 {
+				b.ReportMetric(float64(st.Runtime-rt0)/float64(st.RunCount-n0), "prog-ns/op")
+			}
+		}
+	}
+	b.Run("tcp/none", func(b *testing.B) { pingPong(b, "tcp4", lo, tcpPort, nil) })
+	b.Run("udp/none", func(b *testing.B) { pingPong(b, "udp4", lo, udpPort, nil) })
+	if err := lb.AttachCgroup(cg.Path); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("tcp/translated", func(b *testing.B) { pingPong(b, "tcp4", cip, 80, nil) })
+	b.Run("udp/translated", func(b *testing.B) { pingPong(b, "udp4", cip, 53, lb.objs.Sock4Recvmsg) })
 }

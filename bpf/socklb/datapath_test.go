@@ -672,3 +672,54 @@ func monoNow() int64 {
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano()
 }
+
+// TestSockLBNoTCPPeer: with Config.NoTCPPeer a translated TCP socket's
+// peer is its backend (nothing stored, nothing rewritten), while UDP
+// replies still come from the ClusterIP.
+func TestSockLBNoTCPPeer(t *testing.T) {
+	lb := loadTest(t, Config{NoTCPPeer: true})
+	cg := newCgroup(t)
+	lan := nettest.NewLAN(t, 2)
+	if err := lb.AttachCgroup(cg.Path); err != nil {
+		t.Fatal(err)
+	}
+	events := collect(t, lb)
+	backend := lan.Pods[1]
+	serve(t, backend, 8080, 5353)
+	clusterIP := netip.MustParseAddr("10.96.0.10")
+	for _, s := range []Service{
+		{Frontend: Frontend{Addr: clusterIP, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 1, Backends: []Backend{{ID: 11, Addr: backend.Addr, Port: 8080}}},
+		{Frontend: Frontend{Addr: clusterIP, Port: 53, Proto: unix.IPPROTO_UDP}, ID: 2, Backends: []Backend{{ID: 12, Addr: backend.Addr, Port: 5353}}},
+	} {
+		if err := lb.SetService(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 200
+	before := mustCounters(t, lb)
+	run := runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("tcp %s:80 %d", clusterIP, n))
+	if len(run.Results) != n {
+		t.Fatalf("%d connects, want %d", len(run.Results), n)
+	}
+	wantPeer := netip.AddrPortFrom(backend.Addr, 8080).String()
+	for i, r := range run.Results {
+		if r.Errno != 0 || r.Peer != wantPeer {
+			t.Fatalf("connect %d: errno %d, getpeername %s; want 0 and the backend %s", i, r.Errno, r.Peer, wantPeer)
+		}
+	}
+	checkEvents(t, events.take(n), run, cg, Event{ServiceID: 1, Frontend: netip.MustParseAddrPort("10.96.0.10:80"),
+		Proto: unix.IPPROTO_TCP, Family: 4, Verdict: Translated, Hook: HookConnect})
+	if d := counterDelta(t, lb, before); d != (Counters{CounterTranslated: n}) {
+		t.Fatalf("counters moved by %v, want %d translated and nothing else (no getpeername rewrite)", d, n)
+	}
+	const m = 20
+	runU := runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("udp %s:53 %d", clusterIP, m))
+	if len(runU.Results) != m {
+		t.Fatalf("%d datagrams, want %d", len(runU.Results), m)
+	}
+	for i, r := range runU.Results {
+		if r.Errno != 0 || r.Peer != "10.96.0.10:53" {
+			t.Fatalf("datagram %d: errno %d, reply from %s; want 0 and the ClusterIP 10.96.0.10:53", i, r.Errno, r.Peer)
+		}
+	}
+}

@@ -53,7 +53,8 @@
 //   - lb_maglev: array of maps by service id, each an array of M backend
 //     slots (Config.MaglevM), only for Maglev services.
 //   - lb_revnat_sk: socket storage (BPF_MAP_TYPE_SK_STORAGE) of each
-//     translated TCP socket: backend, ClusterIP and port, service id.
+//     translated TCP socket: backend, ClusterIP and port, service id. Not
+//     written with Config.NoTCPPeer (getpeername() then names the backend).
 //   - lb_revnat: LRU hash for UDP sockets, (socket cookie, backend
 //     address, port) → (ClusterIP, port, service id),
 //     Config.RevNATEntries entries.
@@ -143,7 +144,22 @@
 // family, ClusterIP:port, backend and its id, service id, verdict and hook.
 // The kernel wakes the reader once a quarter of the ring waits
 // (Config.WakeupBytes) and ReadEvent polls every PollInterval otherwise,
-// as the Collector's ring. A decision the ring refuses is lost and counted
+// as the Collector's ring. The ring's fill is read for one translation in
+// eight per CPU (and every refusal), not each: bpf_ringbuf_query reads the
+// reader's position, a cache line the reader's CPU writes, and cost a
+// translated connect() about 60 ns; the wakeup then comes at most seven
+// events per CPU late.
+//
+// Decision: socket storage for a TCP socket's translation, and a switch to
+// go without it. Creating the storage is the larger part of a translated
+// TCP connect()'s cost (about 330 of 500-550 ns in the program: an
+// allocation per socket). The alternatives measured cost more: an LRU
+// hash keyed by cookie (as UDP's) 800-1,070 ns once full, since every
+// connect() inserts a new key and evicts; a preallocated hash 690-740 ns.
+// Storage goes with the socket, so nothing is ever stale. Where no
+// application asks getpeername() for the ClusterIP, Config.NoTCPPeer
+// (flowbus agent --socket-lb-peer=false) skips it: 190-235 ns above the
+// empty program (BenchmarkSockLBConnect, tcp/translate_nopeer). A decision the ring refuses is lost and counted
 // (CounterRingBuf); the connect() it belongs to is unaffected.
 //
 // # Known gaps

@@ -22,6 +22,11 @@ volatile const __u32 maglev_m = 1;
 // bytes wait in the ring, and the reader polls on a short timer for the
 // rest (flow.c does the same).
 volatile const __u32 wakeup_bytes = 0;
+// tcp_peer: 1 keeps a TCP socket's translation in its storage so that
+// getpeername() gives the ClusterIP back; 0 skips it (the socket's peer is
+// the backend, as with Cilium's socket LB peer hooks off), which saves the
+// storage's allocation: the larger part of a translated connect()'s cost.
+volatile const __u32 tcp_peer = 1;
 
 // Sizes are defaults; Go sets max_entries before load.
 struct {
@@ -88,12 +93,23 @@ const enum sock_counter *unused_sock_counter __attribute__((unused));
 const enum lb_algo *unused_lb_algo __attribute__((unused));
 const struct sock_event *unused_sock_event __attribute__((unused));
 
-static __always_inline void count(__u32 idx)
+// count adds one to a per-CPU counter and returns its new value (0 if the
+// lookup failed, which it cannot for an index below SOCK_COUNTER_MAX).
+static __always_inline __u64 count(__u32 idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&sock_counters, &idx);
-	if (c)
-		*c += 1;
+	if (!c)
+		return 0;
+	*c += 1;
+	return *c;
 }
+
+// QUERY_EVERY: emit reads the ring's fill (bpf_ringbuf_query, which reads
+// the reader's position from a cache line the reader's CPU writes: tens of
+// ns) for one decision in this many on a CPU, not for every one. The
+// reader's wakeup can come up to QUERY_EVERY-1 events per CPU after the
+// ring reached wakeup_bytes: a few KiB against a quarter of the ring.
+#define QUERY_EVERY 8
 
 // mix64 is MurmurHash3's 64-bit finalizer: the socket cookie's hash that
 // picks a Maglev table entry (socklb.go's maglevIndex is the same).
@@ -135,8 +151,10 @@ static __always_inline void write_dst(struct bpf_sock_addr *ctx, int v6, const _
 	ctx->user_port = (__u32)port;
 }
 
+// emit reports a decision; nth is the per-CPU count of decisions like it
+// (count's value), which paces the ring fill check.
 static __always_inline void emit(struct bpf_sock_addr *ctx, __u64 cookie, int v6, __u8 hook, __u8 verdict,
-				 const struct lb_svc_key *key, __u32 svc_id, const struct lb_backend *be)
+				 const struct lb_svc_key *key, __u32 svc_id, const struct lb_backend *be, __u64 nth)
 {
 	struct sock_event *ev = bpf_ringbuf_reserve(&sock_events, sizeof(*ev), 0);
 	if (!ev) {
@@ -166,9 +184,11 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, __u64 cookie, int v6
 	ev->hook = hook;
 	ev->pad = 0;
 	__u64 flags = 0;
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&sock_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-											  : BPF_RB_NO_WAKEUP;
+	if (wakeup_bytes) {
+		flags = BPF_RB_NO_WAKEUP;
+		if (nth % QUERY_EVERY == 0 && bpf_ringbuf_query(&sock_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+	}
 	bpf_ringbuf_submit(ev, flags);
 }
 
@@ -224,6 +244,8 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, int v6, __u8 hoo
 	}
 
 	if (ctx->type == SOCK_STREAM) {
+		if (!tcp_peer)
+			goto translated;
 		// A TCP socket has one peer: its translation lives in the
 		// socket's storage and goes with it.
 		struct bpf_sock *sk = ctx->sk;
@@ -252,13 +274,15 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, int v6, __u8 hoo
 			count(SOCK_COUNTER_REVNAT_UPDATE);
 	}
 
+translated:
 	write_dst(ctx, v6, be->addr, be->port);
-	count(SOCK_COUNTER_TRANSLATED);
-	emit(ctx, cookie, v6, hook, SOCK_TRANSLATED, &key, svc_id, be);
+	__u64 nth = count(SOCK_COUNTER_TRANSLATED);
+	emit(ctx, cookie, v6, hook, SOCK_TRANSLATED, &key, svc_id, be, nth);
 	return 1;
 
 refuse:
-	emit(ctx, cookie, v6, hook, SOCK_NO_BACKEND, &key, svc_id, 0);
+	// A refusal always checks the ring's fill (nth 0): refusals are rare.
+	emit(ctx, cookie, v6, hook, SOCK_NO_BACKEND, &key, svc_id, 0, 0);
 	// Returning 0 alone fails the syscall with EPERM; the error set here
 	// (bpf_set_retval, Linux 5.18+) is what the caller sees instead.
 	bpf_set_retval(-ECONNREFUSED);

@@ -145,6 +145,7 @@ const (
 	sockProgSock6Sendmsg     = "sock6_sendmsg"
 	sockProgSockFloor        = "sock_floor"
 	sockVarMaglevM           = "maglev_m"
+	sockVarTcpPeer           = "tcp_peer"
 	sockVarUnusedLbAlgo      = "unused_lb_algo"
 	sockVarUnusedSockCounter = "unused_sock_counter"
 	sockVarUnusedSockEvent   = "unused_sock_event"
@@ -224,6 +225,7 @@ type sockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
 	MaglevM           *ebpf.VariableSpec `ebpf:"maglev_m"`
+	TcpPeer           *ebpf.VariableSpec `ebpf:"tcp_peer"`
 	UnusedLbAlgo      *ebpf.VariableSpec `ebpf:"unused_lb_algo"`
 	UnusedSockCounter *ebpf.VariableSpec `ebpf:"unused_sock_counter"`
 	UnusedSockEvent   *ebpf.VariableSpec `ebpf:"unused_sock_event"`
@@ -278,6 +280,7 @@ func (m *sockMaps) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
 	MaglevM           *ebpf.Variable `ebpf:"maglev_m"`
+	TcpPeer           *ebpf.Variable `ebpf:"tcp_peer"`
 	UnusedLbAlgo      *ebpf.Variable `ebpf:"unused_lb_algo"`
 	UnusedSockCounter *ebpf.Variable `ebpf:"unused_sock_counter"`
 	UnusedSockEvent   *ebpf.Variable `ebpf:"unused_sock_event"`

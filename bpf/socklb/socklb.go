@@ -52,6 +52,12 @@ type Config struct {
 	// PollInterval bounds how long an event waits for ReadEvent when no
 	// wakeup comes (default 50 ms).
 	PollInterval time.Duration
+	// NoTCPPeer leaves a translated TCP socket's peer as the backend:
+	// getpeername() returns the backend, not the ClusterIP (Cilium's
+	// socket LB with its peer hooks off). connect() then stores nothing
+	// per socket, which is the larger part of its cost (bench/RESULTS.md).
+	// UDP sockets keep their reverse translation (replies need it).
+	NoTCPPeer bool
 }
 
 func (c Config) withDefaults() Config {
@@ -184,6 +190,11 @@ func Load(cfg Config) (*LB, error) {
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(uint32(max(cfg.WakeupBytes, 0))); err != nil {
 		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	if cfg.NoTCPPeer {
+		if err := spec.Variables["tcp_peer"].Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("set tcp_peer: %w", err)
+		}
 	}
 	l := &LB{cfg: cfg, inner: spec.Maps["lb_maglev"].InnerMap.Copy(), svcs: map[Frontend]*svcState{}, ids: map[uint32]Frontend{}}
 	l.inner.Name = "lb_maglev_tbl"

@@ -84,6 +84,7 @@ type agentFlags struct {
 	socketLB                     *bool
 	socketLBCgroup               *string
 	socketLBAlgorithm            *string
+	socketLBPeer                 *bool
 	clusterName                  *string
 	l7Ports                      stream.Ports
 	l7HeadBytes                  *int
@@ -152,6 +153,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.socketLBCgroup = fs.String("socket-lb-cgroup", "", "--socket-lb: the cgroup v2 directory to attach to (every process in it or below is load balanced; 'flowbus lab up' prints the lab's); empty: the cgroup v2 root, from the mount table")
 	f.socketLBAlgorithm = fs.String("socket-lb-algorithm", "random", "--socket-lb: how a backend is picked: random (per connect) or maglev (consistent hashing of the socket cookie)")
 	fs.check("socket-lb-algorithm", oneOf(f.socketLBAlgorithm, "random", "maglev"))
+	f.socketLBPeer = fs.Bool("socket-lb-peer", true, "--socket-lb: getpeername() on a translated TCP socket returns the ClusterIP, as the application dialled; false leaves it the backend and saves each connect() the socket storage that remembers the translation (about half of its cost; UDP replies are still rewritten)")
 	f.fqdnGrace = fs.Duration("fqdn-grace", 0, "ebpf: keep a DNS answer's names on flows this long past its TTL (as Cilium's --tofqdns-idle-connection-grace-period)")
 	fs.check("fqdn-grace", atLeast(f.fqdnGrace, 0))
 
@@ -388,7 +390,7 @@ func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error)
 			if store == nil {
 				return nil, fmt.Errorf("%w: --socket-lb needs the cluster's services: --endpoints or --endpoints-source kubernetes", errUsage)
 			}
-			cfg.SockLB = &ebpf.SockLBConfig{Cgroup: *f.socketLBCgroup, Algorithm: *f.socketLBAlgorithm}
+			cfg.SockLB = &ebpf.SockLBConfig{Cgroup: *f.socketLBCgroup, Algorithm: *f.socketLBAlgorithm, NoTCPPeer: !*f.socketLBPeer}
 		}
 		src, err := ebpf.New(cfg, io.Log, reg)
 		if errors.Is(err, ebpf.ErrNeedsLinux) {

@@ -18,6 +18,10 @@ type SockLBConfig struct {
 	Cgroup string
 	// Algorithm picks a backend: "random" (the default) or "maglev".
 	Algorithm string
+	// NoTCPPeer: getpeername() on a translated TCP socket returns the
+	// backend, and connect() stores nothing per socket (about half its
+	// cost); see socklb.Config.NoTCPPeer.
+	NoTCPPeer bool
 }
 
 // Validate reports a setting that cannot work.

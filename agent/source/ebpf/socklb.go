@@ -64,7 +64,7 @@ func (s *Source) startSockLB(ctx context.Context, out chan<- []schemas.Flow) (st
 			return nil, fmt.Errorf("socket LB: %w", err)
 		}
 	}
-	lb, err := socklb.Load(socklb.Config{})
+	lb, err := socklb.Load(socklb.Config{NoTCPPeer: c.NoTCPPeer})
 	if err != nil {
 		return nil, fmt.Errorf("socket LB: %w", err)
 	}
