@@ -1,0 +1,515 @@
+//go:build linux
+
+package main
+
+// The fault suite's process cases (make faults; issue 18): the agent and
+// the aggregator run as processes of their own (this test binary with
+// FLOWBUS_TEST_MAIN=1, TestMain), the bus in the test process (embedded
+// NATS, kfake) so that the test stops and restarts it. Every case asserts
+// exact totals from DuckDB over the Parquet or exact counters.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowbus/flowbus/agent/source/synthetic"
+	"github.com/flowbus/flowbus/internal/ducktest"
+	"github.com/flowbus/flowbus/schemas"
+	"github.com/flowbus/flowbus/sinks/kafka"
+	"github.com/flowbus/flowbus/sinks/nats"
+)
+
+// faultOutage is how long the outage cases keep the bus down: 60 s under
+// make faults (FLOWBUS_FAULTS_FULL=1), 8 s in make test.
+func faultOutage() time.Duration {
+	if os.Getenv("FLOWBUS_FAULTS_FULL") == "1" {
+		return 60 * time.Second
+	}
+	return 8 * time.Second
+}
+
+// faultNATS is an embedded NATS JetStream server the test stops and
+// restarts on the same port and store.
+type faultNATS struct {
+	t     *testing.T
+	store string
+	port  int
+	url   string
+	srv   *server.Server
+}
+
+func startFaultNATS(t *testing.T) *faultNATS {
+	t.Helper()
+	n := &faultNATS{t: t, store: filepath.Join(t.TempDir(), "jetstream")}
+	srv, url, err := nats.StartEmbedded(n.store, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv, n.url = srv, url
+	n.port, _ = strconv.Atoi(url[strings.LastIndex(url, ":")+1:])
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *faultNATS) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+func (n *faultNATS) start() {
+	n.t.Helper()
+	srv, _, err := nats.StartEmbedded(n.store, n.port)
+	if err != nil {
+		n.t.Fatalf("restart NATS on port %d: %v", n.port, err)
+	}
+	n.srv = srv
+}
+
+// messages is how many messages the flows stream holds.
+func (n *faultNATS) messages() uint64 {
+	n.t.Helper()
+	nc, err := natsgo.Connect(n.url)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, nats.DefaultStream)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// fbProc is a flowbus command run as a process of its own, its output in
+// a log file; killed when the test ends if still running.
+type fbProc struct {
+	t       *testing.T
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	metrics string // host:port of /metrics, or ""
+	done    chan struct{}
+	err     error
+}
+
+// startFB starts `flowbus args...` (metrics on a free port) with its log
+// in dir/name.log.
+func startFB(t *testing.T, dir, name string, args ...string) *fbProc {
+	t.Helper()
+	p := &fbProc{t: t, name: name, logPath: filepath.Join(dir, name+".log"), metrics: freeAddr(t), done: make(chan struct{})}
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	args = append(args, "--metrics-address", p.metrics)
+	if args[0] == "agent" {
+		args = append(args, "--observer-address", "")
+	}
+	p.cmd = exec.Command(os.Args[0], args...)
+	p.cmd.Env = append(os.Environ(), "FLOWBUS_TEST_MAIN=1")
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", p.name, p.logTail(4000))
+		}
+	})
+	return p
+}
+
+func (p *fbProc) log() string { b, _ := os.ReadFile(p.logPath); return string(b) }
+
+func (p *fbProc) logTail(n int) string {
+	s := p.log()
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *fbProc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("%s: signal %v: %v", p.name, sig, err)
+	}
+}
+
+// wait waits up to d for the process to exit and returns its error.
+func (p *fbProc) wait(d time.Duration) error {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		p.t.Fatalf("%s did not exit within %v", p.name, d)
+		return nil
+	}
+}
+
+func (p *fbProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// metric scrapes the process's /metrics for one series (0, false when it
+// cannot be read).
+func (p *fbProc) metric(name string, labels ...string) (float64, bool) {
+	mfs, err := scrapeMetrics(&http.Client{Timeout: 2 * time.Second}, "http://"+p.metrics+"/metrics")
+	if err != nil {
+		return 0, false
+	}
+	return metricValue(mfs, name, labels...)
+}
+
+// stop SIGTERMs the process and requires a clean exit.
+func (p *fbProc) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if err := p.wait(60 * time.Second); err != nil {
+		p.t.Fatalf("%s: %v\n%s", p.name, err, p.logTail(4000))
+	}
+}
+
+// agentArgs are a synthetic agent's flags: n flows (0: until stopped) at
+// rate per second, raw (no aggregation) unless aggregate.
+func agentArgs(bus, dataDir, node string, seed int64, rate float64, n uint64, extra ...string) []string {
+	return append([]string{"agent", "--source", "synthetic", "--seed", strconv.FormatInt(seed, 10),
+		"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--count", strconv.FormatUint(n, 10), "--node", node,
+		"--bus", bus, "--data-dir", dataDir, "--linger", "200ms", "--queue-messages", "4"}, extra...)
+}
+
+// startFaultAggregator starts the aggregator with raw flows on bus.
+func startFaultAggregator(t *testing.T, dir, bus, dataDir string, extra ...string) *fbProc {
+	t.Helper()
+	return startFB(t, dir, "aggregator", append([]string{"aggregator", "--bus", bus, "--group", "faults",
+		"--data-dir", dataDir, "--raw-flows"}, extra...)...)
+}
+
+// drainAggregator waits until the aggregator has consumed at least want
+// messages (the bus's whole stream) and then 2 s without a new one, then
+// stops it: it writes and commits what it holds. (A Kafka aggregator that
+// lost its partitions during an outage reads some messages twice; its
+// files skip what they already hold.)
+func drainAggregator(t *testing.T, agg *fbProc, want uint64, d time.Duration) {
+	t.Helper()
+	var got, last float64
+	var since time.Time
+	waitFor(t, fmt.Sprintf("the aggregator to consume the %d messages on the bus", want), d, func() bool {
+		got, _ = agg.metric("flowbus_aggregator_messages_total")
+		if agg.exited() {
+			t.Fatalf("the aggregator exited: %v\n%s", agg.err, agg.logTail(4000))
+		}
+		if got != last || since.IsZero() {
+			last, since = got, time.Now()
+		}
+		return got >= float64(want) && time.Since(since) >= 2*time.Second
+	})
+	if got != float64(want) {
+		t.Logf("the aggregator consumed %v messages, the bus holds %d (re-read after losing partitions)", got, want)
+	}
+	agg.stop()
+}
+
+// duckInt runs a query of one integer over the Parquet under dataDir:
+// {flows}, {pairs} and {routes} stand for the tables.
+func duckInt(t *testing.T, dataDir, query string) int64 {
+	t.Helper()
+	r := strings.NewReplacer(
+		"{flows}", fmt.Sprintf("read_parquet('%s/flows/**/*.parquet', filename = true, hive_partitioning = false)", dataDir),
+		"{pairs}", fmt.Sprintf("read_parquet('%s/pair_rollup/**/*.parquet', filename = true, hive_partitioning = false)", dataDir))
+	db := ducktest.Open(t)
+	var n *int64
+	if err := db.QueryRow(r.Replace(query)).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	if n == nil {
+		return 0
+	}
+	return *n
+}
+
+// spoolFiles lists the spool's segment files.
+func spoolFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	return m
+}
+
+// TestAgentAndAggregatorProcessesAcrossBusOutage: the agent and the
+// aggregator as processes, the bus down for faultOutage (60 s under make
+// faults) while the agent keeps producing (2,000 flows/s, raw): the agent
+// spools (flowbus_spool_bytes > 0 during the outage), both ride it out,
+// and once the bus is back every flow is in the Parquet exactly once:
+// count(*) = sum(count) = the flows the agent generated, and the spool is
+// empty again.
+func TestAgentAndAggregatorProcessesAcrossBusOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the bus is down for 8 s or more")
+	}
+	outage := faultOutage()
+	const rate = 2000
+	n := uint64(rate) * uint64((outage+8*time.Second)/time.Second) // 3 s before, the outage, 5 s after
+	for _, busKind := range []string{"nats", "kafka"} {
+		t.Run(busKind, func(t *testing.T) {
+			dir := t.TempDir()
+			var bus string
+			var down, up func()
+			var stored func() uint64
+			switch busKind {
+			case "nats":
+				ns := startFaultNATS(t)
+				bus, down, up, stored = ns.url, ns.stop, ns.start, ns.messages
+			case "kafka":
+				kdir := filepath.Join(dir, "kafka")
+				opts := func(port int) []kfake.Opt {
+					return []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(kdir),
+						kfake.SeedTopics(4, kafka.DefaultTopic, kafka.DefaultTopic+".dlq")}
+				}
+				c, err := kfake.NewCluster(opts(0)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := c.ListenAddrs()[0]
+				_, ps, _ := net.SplitHostPort(addr)
+				port, _ := strconv.Atoi(ps)
+				t.Cleanup(func() { c.Close() })
+				bus = "kafka://" + addr
+				down = func() { c.Close() }
+				up = func() {
+					if c, err = kfake.NewCluster(opts(port)...); err != nil {
+						t.Fatalf("restart kfake on port %d: %v", port, err)
+					}
+				}
+				stored = func() uint64 { return kafkaEndOffsets(t, addr, kafka.DefaultTopic) }
+			}
+			agg := startFaultAggregator(t, dir, bus, filepath.Join(dir, "parquet"), "--window", "1s", "--lateness", "1s")
+			agent := startFB(t, dir, "agent", agentArgs(bus, filepath.Join(dir, "agent"), "outage-node", 1, rate, n, "--no-aggregate")...)
+			time.Sleep(3 * time.Second)
+			down()
+			t0 := time.Now()
+			t.Logf("%s down for %v", busKind, outage)
+			var spooled float64
+			for time.Since(t0) < outage {
+				time.Sleep(time.Second)
+				if v, ok := agent.metric("flowbus_spool_bytes"); ok {
+					spooled = max(spooled, v)
+				}
+				if agent.exited() || agg.exited() {
+					t.Fatalf("a process exited during the outage: agent %v, aggregator %v", agent.err, agg.err)
+				}
+			}
+			up()
+			t.Logf("%s back; the agent's spool peaked at %.0f bytes", busKind, spooled)
+			if spooled == 0 {
+				t.Error("flowbus_spool_bytes stayed 0 through the outage: nothing was spooled")
+			}
+			if err := agent.wait(2*time.Minute + outage); err != nil {
+				t.Fatalf("agent: %v", err)
+			}
+			if f := spoolFiles(t, filepath.Join(dir, "agent", "spool")); len(f) != 0 {
+				t.Errorf("spool segments left after the agent finished: %v", f)
+			}
+			drainAggregator(t, agg, stored(), 2*time.Minute)
+			out := filepath.Join(dir, "parquet")
+			rows := duckInt(t, out, `SELECT count(*) FROM {flows}`)
+			flows := duckInt(t, out, `SELECT sum(count)::BIGINT FROM {flows}`)
+			uniq := duckInt(t, out, `SELECT count(DISTINCT epoch_us("time")) FROM {flows}`)
+			t.Logf("Parquet: %d raw rows, %d flows, %d distinct times; the agent generated %d", rows, flows, uniq, n)
+			if rows != int64(n) || flows != int64(n) || uniq != int64(n) {
+				t.Errorf("Parquet holds %d rows, %d flows, %d distinct flow times; want %d of each (every flow once)", rows, flows, uniq, n)
+			}
+		})
+	}
+}
+
+// kafkaEndOffsets is the sum of the topic's end offsets: its records.
+func kafkaEndOffsets(t *testing.T, addr, topic string) uint64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return uint64(n)
+}
+
+// TestAgentSIGKILLedLosesAtMostItsOpenWindow runs the agent as a process
+// (synthetic, 2,000 flows/s, aggregation on: 1 s windows, --linger 200ms)
+// with the aggregator, stops the bus for 3 s so that the agent spools, and
+// SIGKILLs it. A second agent process on the same data directory replays
+// the spool (and sends 100 flows of its own). The guarantee, checked
+// flow by flow against the synthetic source regenerated from its seed:
+//   - per destination (partition key), the first agent's flows in the
+//     Parquet are exactly those up to the last one delivered: each once,
+//     none missing before it;
+//   - every flow older than 2.2 s at the kill (the aggregation window, the
+//     linger and 1 s of scheduling) is in the Parquet: what a SIGKILL loses
+//     is the open window and the batches not yet encoded, at most
+//     2.2 s × 2,000 = 4,400 flows; everything spooled is replayed;
+//   - the second agent's 100 flows are there once each.
+func TestAgentSIGKILLedLosesAtMostItsOpenWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the agent and the aggregator as processes")
+	}
+	const rate, seed, node = 2000, 1, "kill-node"
+	const bound = 2200 * time.Millisecond
+	dir := t.TempDir()
+	ns := startFaultNATS(t)
+	out := filepath.Join(dir, "parquet")
+	agg := startFaultAggregator(t, dir, ns.url, out, "--window", "1s", "--lateness", "1s")
+	agentDir := filepath.Join(dir, "agent")
+	a1 := startFB(t, dir, "agent-1", agentArgs(ns.url, agentDir, node, seed, rate, 0)...)
+	time.Sleep(4 * time.Second)
+	ns.stop()
+	waitFor(t, "the agent to spool", 10*time.Second, func() bool {
+		v, _ := a1.metric("flowbus_spool_messages")
+		return v > 0
+	})
+	time.Sleep(2 * time.Second)
+	tKill := time.Now()
+	a1.signal(syscall.SIGKILL)
+	_ = a1.wait(10 * time.Second)
+	segs := spoolFiles(t, filepath.Join(agentDir, "spool"))
+	t.Logf("SIGKILLed with the bus down; %d spool segment(s) left", len(segs))
+	if len(segs) == 0 {
+		t.Fatal("no spool segment left by the killed agent")
+	}
+	ns.start()
+	tRestart := time.Now()
+	a2 := startFB(t, dir, "agent-2", agentArgs(ns.url, agentDir, node, seed+1, 100, 100)...)
+	if err := a2.wait(time.Minute); err != nil {
+		t.Fatalf("restarted agent: %v", err)
+	}
+	if !strings.Contains(a2.log(), "replaying spooled messages from an earlier run") {
+		t.Errorf("the restarted agent did not say it replays the spool:\n%s", a2.logTail(2000))
+	}
+	if f := spoolFiles(t, filepath.Join(agentDir, "spool")); len(f) != 0 {
+		t.Errorf("spool segments left after the restarted agent finished: %v", f)
+	}
+	drainAggregator(t, agg, ns.messages(), 2*time.Minute)
+
+	if n := duckInt(t, out, fmt.Sprintf(`SELECT sum(count)::BIGINT FROM {flows} WHERE epoch_us("time") >= %d`, tRestart.UnixMicro())); n != 100 {
+		t.Errorf("the restarted agent's flows in the Parquet: %d, want 100", n)
+	}
+	// The first agent's flows per destination (partition key).
+	db := ducktest.Open(t)
+	rows, err := db.Query(fmt.Sprintf(`SELECT dst_namespace || '/' || CASE WHEN dst_workload <> '' THEN dst_workload ELSE dst_pod_name END AS k, sum(count)::BIGINT, max(epoch_us("time")), min(epoch_us(first_seen))
+		FROM read_parquet('%s/flows/**/*.parquet', hive_partitioning = false) WHERE epoch_us("time") < %d GROUP BY ALL`, out, tRestart.UnixMicro()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct{ n, last int64 }
+	delivered := map[string]got{}
+	start := int64(1<<63 - 1)
+	var total int64
+	for rows.Next() {
+		var k string
+		var g got
+		var first int64
+		if err := rows.Scan(&k, &g.n, &g.last, &first); err != nil {
+			t.Fatal(err)
+		}
+		delivered[k] = g
+		start = min(start, first)
+		total += g.n
+	}
+	rows.Close()
+	// Regenerate the first agent's flows: flow i is at start + i × 500 µs.
+	const stepUs = 1e6 / rate
+	gen, err := synthetic.NewGenerator(synthetic.Config{Seed: seed, Rate: rate, Start: time.UnixMicro(start), Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upTo := int((tKill.UnixMicro()-start)/stepUs) + 1
+	flows := make([]schemas.Flow, upTo)
+	gen.Fill(flows)
+	type want struct{ prefix, must, all int64 }
+	wants := map[string]*want{}
+	mustUs := tKill.Add(-bound).UnixMicro()
+	for i := range flows {
+		f := &flows[i]
+		k := f.PartitionKey() // records are folded per destination workload (pod name: the first flow's)
+		w := wants[k]
+		if w == nil {
+			w = &want{}
+			wants[k] = w
+		}
+		tUs := start + int64(i)*stepUs
+		w.all++
+		if tUs <= delivered[k].last {
+			w.prefix++
+		}
+		if tUs <= mustUs {
+			w.must++
+		}
+	}
+	var lost int64
+	for k, w := range wants {
+		d := delivered[k]
+		if d.n != w.prefix {
+			t.Errorf("%s: %d flows in the Parquet, want the %d up to its last one delivered (lost or duplicated in the middle)", k, d.n, w.prefix)
+		}
+		if d.n < w.must {
+			t.Errorf("%s: %d flows in the Parquet, want at least the %d older than %v at the kill", k, d.n, w.must, bound)
+		}
+		lost += w.all - d.n
+	}
+	for k := range delivered {
+		if wants[k] == nil {
+			t.Errorf("%s: in the Parquet, not a destination of the first agent's flows", k)
+		}
+	}
+	t.Logf("first agent: %d flows generated up to the kill, %d in the Parquet, %d lost (bound %d: %v at %d/s)", upTo, total, lost, int64(bound.Seconds()*rate), bound, rate)
+	if lost > int64(bound.Seconds()*rate) {
+		t.Errorf("the SIGKILL lost %d flows, more than %v of flows (%d)", lost, bound, int64(bound.Seconds()*rate))
+	}
+}
