@@ -513,3 +513,167 @@ func TestAgentSIGKILLedLosesAtMostItsOpenWindow(t *testing.T) {
 		t.Errorf("the SIGKILL lost %d flows, more than %v of flows (%d)", lost, bound, int64(bound.Seconds()*rate))
 	}
 }
+
+// rawGaps reads the raw flows of one synthetic agent (--no-aggregate,
+// flow i at start + i × stepUs) from the Parquet: rows, distinct flow
+// times, and the flows missing between the first and the last one.
+func rawGaps(t *testing.T, out, node string, stepUs int64) (rows, distinct, gaps int64) {
+	t.Helper()
+	where := fmt.Sprintf(`FROM {flows} WHERE node_name = '%s'`, node)
+	rows = duckInt(t, out, `SELECT count(*) `+where)
+	distinct = duckInt(t, out, `SELECT count(DISTINCT epoch_us("time")) `+where)
+	span := duckInt(t, out, fmt.Sprintf(`SELECT (max(epoch_us("time")) - min(epoch_us("time"))) // %d + 1 `, stepUs)+where)
+	return rows, distinct, span - distinct
+}
+
+// TestAgentSpoolFullDiskDropsCountedAndRecovers: the agent (a process,
+// 2,000 raw flows/s) spools to a 1 MiB tmpfs while the bus is down. When
+// the disk is full it logs the cause (no space left on device), counts
+// every message it cannot spool (flowbus_stage_dropped_total{stage=
+// "export",reason="spool_error"}) and keeps running; when the disk has
+// room again it spools again, and when the bus is back it replays the
+// spool. In the Parquet: every flow once, and the flows missing are
+// exactly the counted drops; the spool has no corrupt record nor torn tail
+// (flowbus_spool_corrupt_records_total, _torn_tails_total = 0).
+func TestAgentSpoolFullDiskDropsCountedAndRecovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the agent and the aggregator as processes")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs for the spool")
+	}
+	dir := t.TempDir()
+	spoolDir := filepath.Join(dir, "spool")
+	if err := os.Mkdir(spoolDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", spoolDir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(spoolDir, syscall.MNT_DETACH) })
+	const rate, node = 2000, "spoolfull-node"
+	ns := startFaultNATS(t)
+	out := filepath.Join(dir, "parquet")
+	agg := startFaultAggregator(t, dir, ns.url, out, "--window", "1s", "--lateness", "1s")
+	a := startFB(t, dir, "agent", agentArgs(ns.url, filepath.Join(dir, "agent"), node, 1, rate, 0, "--no-aggregate", "--spool-dir", spoolDir)...)
+	m := func(name string, labels ...string) float64 { v, _ := a.metric(name, labels...); return v }
+	dropped := func() float64 { return m("flowbus_stage_dropped_total", "stage", "export", "reason", "spool_error") }
+	time.Sleep(2 * time.Second)
+	ns.stop()
+	waitFor(t, "the spool's disk to fill (a message dropped)", 30*time.Second, func() bool { return dropped() > 0 })
+	emitted := m("flowbus_stage_emitted_total", "stage", "source")
+	time.Sleep(2 * time.Second)
+	if a.exited() {
+		t.Fatalf("the agent exited on a full spool disk: %v", a.err)
+	}
+	if e := m("flowbus_stage_emitted_total", "stage", "source"); e <= emitted {
+		t.Errorf("the source stopped on a full spool disk: %v flows, 2 s later %v", emitted, e)
+	}
+	log := a.log()
+	if !strings.Contains(log, "export: cannot spool; dropped a message") || !strings.Contains(log, "no space left on device") {
+		t.Errorf("the agent's log does not say it drops because the disk is full:\n%s", a.logTail(3000))
+	}
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "no space left on device") {
+			t.Logf("the agent said: %s", l)
+			break
+		}
+	}
+	full := m("flowbus_spool_bytes")
+	if err := syscall.Mount("tmpfs", spoolDir, "tmpfs", syscall.MS_REMOUNT, "size=256m"); err != nil {
+		t.Fatal(err)
+	}
+	d := dropped()
+	time.Sleep(2 * time.Second)
+	if g := m("flowbus_spool_bytes"); g <= full {
+		t.Errorf("the spool did not grow once the disk had room: %v bytes, then %v", full, g)
+	}
+	ns.start()
+	waitFor(t, "the spool to drain", time.Minute, func() bool {
+		v, ok := a.metric("flowbus_spool_bytes")
+		return ok && v == 0
+	})
+	d = dropped()
+	corrupt, torn := m("flowbus_spool_corrupt_records_total"), m("flowbus_spool_torn_tails_total")
+	a.stop()
+	drainAggregator(t, agg, ns.messages(), 2*time.Minute)
+	rows, distinct, gaps := rawGaps(t, out, node, 1e6/rate)
+	t.Logf("dropped on the full disk: %v flows (spool_error); Parquet: %d rows, %d distinct, %d missing; spool corrupt %v, torn %v", d, rows, distinct, gaps, corrupt, torn)
+	if rows != distinct {
+		t.Errorf("Parquet: %d rows, %d distinct flows: duplicates", rows, distinct)
+	}
+	if float64(gaps) != d || d == 0 {
+		t.Errorf("flows missing from the Parquet: %d; counted as dropped (spool_error): %v; want equal and more than 0", gaps, d)
+	}
+	if corrupt != 0 || torn != 0 {
+		t.Errorf("spool: %v corrupt records, %v torn tails; want 0", corrupt, torn)
+	}
+	if f := spoolFiles(t, spoolDir); len(f) != 0 {
+		t.Errorf("spool segments left: %v", f)
+	}
+}
+
+// TestAgentClockSkewLateRowsCounted: two agents (processes, 4,000 raw
+// flows each), one with its clock 5 minutes ahead, one 5 minutes behind
+// (--clock-offset), into one aggregator (1-minute windows, 10 s lateness,
+// the defaults). The ahead agent's flows move every partition's watermark
+// 5 minutes on; the behind agent's, which follow, are for windows already
+// written: none is dropped, every one is counted late
+// (flowbus_aggregator_late_rows_total = 4,000) and written to a late file of
+// its own window (p…-late.parquet; pair_rollup.late = true), with its own
+// timestamps; the ahead agent's are on time.
+func TestAgentClockSkewLateRowsCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs two agents and the aggregator as processes")
+	}
+	const n, rate = 4000, 2000
+	dir := t.TempDir()
+	ns := startFaultNATS(t)
+	out := filepath.Join(dir, "parquet")
+	agg := startFaultAggregator(t, dir, ns.url, out)
+	t0 := time.Now()
+	for _, a := range []struct {
+		node, offset string
+		seed         int64
+	}{{"skew-ahead", "5m", 1}, {"skew-behind", "-5m", 2}} {
+		p := startFB(t, dir, a.node, agentArgs(ns.url, filepath.Join(dir, a.node), a.node, a.seed, rate, n, "--no-aggregate", "--clock-offset", a.offset)...)
+		if err := p.wait(time.Minute); err != nil {
+			t.Fatalf("%s: %v", a.node, err)
+		}
+	}
+	want := ns.messages()
+	var late float64
+	waitFor(t, "the aggregator to consume every message", time.Minute, func() bool {
+		v, _ := agg.metric("flowbus_aggregator_messages_total")
+		late, _ = agg.metric("flowbus_aggregator_late_rows_total")
+		return v >= float64(want)
+	})
+	agg.stop()
+	q := func(s string) int64 { return duckInt(t, out, s) }
+	onTime := q(`SELECT count(*) FROM {flows} WHERE filename NOT LIKE '%-late.parquet'`)
+	lateRows := q(`SELECT count(*) FROM {flows} WHERE filename LIKE '%-late.parquet'`)
+	lateBehind := q(`SELECT count(*) FROM {flows} WHERE filename LIKE '%-late.parquet' AND node_name = 'skew-behind'`)
+	t.Logf("late rows: counter %v, in late files %d (all the behind agent's: %d), on time %d", late, lateRows, lateBehind, onTime)
+	if late != n || lateRows != n || lateBehind != n || onTime != n {
+		t.Errorf("flowbus_aggregator_late_rows_total %v, rows in late files %d (of the behind agent %d), on time %d; want %d, %d, %d, %d",
+			late, lateRows, lateBehind, onTime, n, n, n, n)
+	}
+	// Late rows keep their timestamps: the behind agent's are 5 minutes
+	// before the test started, the ahead agent's 5 minutes after.
+	if lo := q(fmt.Sprintf(`SELECT count(*) FROM {flows} WHERE node_name = 'skew-behind' AND epoch_us("time") BETWEEN %d AND %d`,
+		t0.Add(-5*time.Minute).UnixMicro(), time.Now().Add(-5*time.Minute).UnixMicro())); lo != n {
+		t.Errorf("the behind agent's flows stamped 5 minutes back: %d, want %d", lo, n)
+	}
+	if hi := q(fmt.Sprintf(`SELECT count(*) FROM {flows} WHERE node_name = 'skew-ahead' AND epoch_us("time") > %d`, t0.Add(4*time.Minute).UnixMicro())); hi != n {
+		t.Errorf("the ahead agent's flows stamped 5 minutes on: %d, want %d", hi, n)
+	}
+	// The rollups: the late rows' flows are in pair_rollup rows with late
+	// = true, and nothing else is.
+	lateFlows := q(`SELECT sum(count)::BIGINT FROM {flows} WHERE node_name = 'skew-behind' AND count_as = 'flow'`)
+	onTimeFlows := q(`SELECT sum(count)::BIGINT FROM {flows} WHERE node_name = 'skew-ahead' AND count_as = 'flow'`)
+	pairLate := q(`SELECT sum(flows)::BIGINT FROM {pairs} WHERE late`)
+	pairOnTime := q(`SELECT sum(flows)::BIGINT FROM {pairs} WHERE NOT late`)
+	if pairLate != lateFlows || pairOnTime != onTimeFlows || lateFlows == 0 {
+		t.Errorf("pair_rollup flows late %d, on time %d; want %d and %d (the raw flows that count)", pairLate, pairOnTime, lateFlows, onTimeFlows)
+	}
+}
