@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -675,5 +678,157 @@ func TestAgentClockSkewLateRowsCounted(t *testing.T) {
 	pairOnTime := q(`SELECT sum(flows)::BIGINT FROM {pairs} WHERE NOT late`)
 	if pairLate != lateFlows || pairOnTime != onTimeFlows || lateFlows == 0 {
 		t.Errorf("pair_rollup flows late %d, on time %d; want %d and %d (the raw flows that count)", pairLate, pairOnTime, lateFlows, onTimeFlows)
+	}
+}
+
+// throttledProxy forwards TCP connections to a target; while rate > 0 what
+// the clients send goes at most rate bytes per second: a slow bus link.
+type throttledProxy struct {
+	ln     net.Listener
+	target string
+	rate   atomic.Int64
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startThrottledProxy(t *testing.T, target string) *throttledProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &throttledProxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+func (p *throttledProxy) serve(c net.Conn) {
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, u)
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(c, u); c.Close(); u.Close() }()
+	buf := make([]byte, 1024)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if r := p.rate.Load(); r > 0 {
+				time.Sleep(time.Duration(n) * time.Second / time.Duration(r))
+			}
+			if _, err := u.Write(buf[:n]); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.Close()
+	u.Close()
+}
+
+// rssBytes is a process's resident set (VmRSS of /proc/<pid>/status).
+func rssBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// TestSlowConsumerAndSlowBusSpoolWithBoundedMemory: the aggregator (a
+// process) is throttled to a tenth of the time (SIGSTOP 900 ms, SIGCONT
+// 100 ms) for slowConsumerFor while the agent (a process, 5,000 raw flows/s)
+// publishes through a link throttled to 16 KB/s. A slow consumer alone
+// does not push back on the agent: the stream holds its lag (up to its
+// 4 GiB). The slow link does: Publish waits, the agent's queue fills and
+// the spool grows (flowbus_spool_bytes: 11 MiB in 12 s, 55 MiB in 60 s),
+// while the agent's resident memory (VmRSS from /proc) grows by less than
+// 48 MiB over what it was before (the queue of 4 messages, the NATS
+// client's reconnect buffer; 128 MiB at rest for this test binary, which
+// links DuckDB) and stays under 256 MiB. Once both are released, the spool
+// drains and every flow is in the Parquet exactly once.
+func TestSlowConsumerAndSlowBusSpoolWithBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the agent and the aggregator as processes")
+	}
+	slow := 12 * time.Second
+	if os.Getenv("FLOWBUS_FAULTS_FULL") == "1" {
+		slow = 60 * time.Second
+	}
+	const rate, node = 5000, "slow-node"
+	const rssGrowth, rssBound = 48 << 20, 256 << 20
+	n := uint64(rate) * uint64((slow+12*time.Second)/time.Second) // 2 s before, the slow phase, 10 s after
+	dir := t.TempDir()
+	ns := startFaultNATS(t)
+	proxy := startThrottledProxy(t, strings.TrimPrefix(ns.url, "nats://"))
+	out := filepath.Join(dir, "parquet")
+	agg := startFaultAggregator(t, dir, ns.url, out, "--window", "1s", "--lateness", "1s")
+	t.Cleanup(func() { _ = agg.cmd.Process.Signal(syscall.SIGCONT) })
+	a := startFB(t, dir, "agent", agentArgs("nats://"+proxy.ln.Addr().String(), filepath.Join(dir, "agent"), node, 1, rate, n, "--no-aggregate")...)
+	time.Sleep(2 * time.Second)
+	rssBefore := rssBytes(a.cmd.Process.Pid)
+	proxy.rate.Store(16 << 10)
+	t.Logf("agent RSS %d MiB; throttling the aggregator (10 %% of the time) and the agent's bus link (16 KB/s) for %v", rssBefore>>20, slow)
+	var peakRSS int64
+	var peakSpool float64
+	for t0 := time.Now(); time.Since(t0) < slow; {
+		agg.signal(syscall.SIGSTOP)
+		time.Sleep(900 * time.Millisecond)
+		agg.signal(syscall.SIGCONT)
+		time.Sleep(100 * time.Millisecond)
+		peakRSS = max(peakRSS, rssBytes(a.cmd.Process.Pid))
+		if v, ok := a.metric("flowbus_spool_bytes"); ok {
+			peakSpool = max(peakSpool, v)
+		}
+		if a.exited() {
+			t.Fatalf("the agent exited: %v", a.err)
+		}
+	}
+	proxy.rate.Store(0)
+	t.Logf("released; the spool peaked at %.1f MiB, the agent's RSS at %d MiB (%d MiB before)", peakSpool/(1<<20), peakRSS>>20, rssBefore>>20)
+	if peakSpool < 1<<20 {
+		t.Errorf("the spool peaked at %.0f bytes: the slow bus did not reach it", peakSpool)
+	}
+	if peakRSS > rssBound || peakRSS-rssBefore > rssGrowth {
+		t.Errorf("the agent's RSS reached %d MiB from %d MiB; want under %d MiB and %d MiB more at most", peakRSS>>20, rssBefore>>20, rssBound>>20, rssGrowth>>20)
+	}
+	if err := a.wait(2*time.Minute + slow); err != nil {
+		t.Fatalf("agent: %v", err)
+	}
+	if f := spoolFiles(t, filepath.Join(dir, "agent", "spool")); len(f) != 0 {
+		t.Errorf("spool segments left after the agent finished: %v", f)
+	}
+	drainAggregator(t, agg, ns.messages(), 3*time.Minute)
+	rows, distinct, gaps := rawGaps(t, out, node, 1e6/rate)
+	t.Logf("Parquet: %d rows, %d distinct flows, %d missing; the agent generated %d", rows, distinct, gaps, n)
+	if rows != int64(n) || distinct != int64(n) || gaps != 0 {
+		t.Errorf("Parquet: %d rows, %d distinct, %d missing; want %d, %d, 0", rows, distinct, gaps, n, n)
 	}
 }
