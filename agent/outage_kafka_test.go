@@ -20,14 +20,15 @@ import (
 	"github.com/flowbus/flowbus/sinks/spool"
 )
 
-// TestKafkaOutage stops the kfake broker for more than 10 s while the source
-// keeps producing, restarts it on the same port and log directory, and
+// TestKafkaOutage stops the kfake broker for faultOutage (more than 10 s;
+// 60 s under make faults) while the source keeps producing, restarts it on the same port and log directory, and
 // checks that every flow arrives exactly once, in order per partition, and
 // that the spool is empty again.
 func TestKafkaOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the outage lasts 10 s; skipped in -short mode")
 	}
+	outage := faultOutage()
 	dir := t.TempDir()
 	opts := func(port int) []kfake.Opt {
 		return []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, kafka.DefaultTopic)}
@@ -46,7 +47,7 @@ func TestKafkaOutage(t *testing.T) {
 	}
 	defer pub.Close()
 
-	src := seqSource{workloads: []string{"ledger-svc", "fraud-detector", "sanctions-svc", "checkout-api", "coredns"}, rate: 2000, count: 30000}
+	src := seqSource{workloads: []string{"ledger-svc", "fraud-detector", "sanctions-svc", "checkout-api", "coredns"}, rate: 2000, count: outageFlows(outage)}
 	reg := prometheus.NewRegistry()
 	a, err := New(Config{
 		Node: "node-a", Source: src,
@@ -65,10 +66,10 @@ func TestKafkaOutage(t *testing.T) {
 
 	time.Sleep(2 * time.Second)
 	c1.Close()
-	t.Log("broker stopped")
-	time.Sleep(10500 * time.Millisecond)
+	t.Logf("broker stopped for %v", outage)
+	time.Sleep(outage)
 	if v := metric(t, reg, "flowbus_spool_bytes"); v == 0 {
-		t.Error("nothing was spooled during a 10 s outage")
+		t.Errorf("nothing was spooled during a %v outage", outage)
 	}
 	c2, err := kfake.NewCluster(opts(port)...)
 	if err != nil {

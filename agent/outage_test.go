@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -63,14 +64,30 @@ func (s seqSource) Run(ctx context.Context, out chan<- []schemas.Flow, _ LostFun
 	return nil
 }
 
-// TestNATSOutage stops the embedded NATS server for more than 10 s while the
-// source keeps producing, restarts it on the same store, and checks that
+// faultOutage is how long the outage tests keep the bus down: 60 s under
+// make faults (FLOWBUS_FAULTS_FULL=1), 10.5 s otherwise.
+func faultOutage() time.Duration {
+	if os.Getenv("FLOWBUS_FAULTS_FULL") == "1" {
+		return 60 * time.Second
+	}
+	return 10500 * time.Millisecond
+}
+
+// outageFlows is a count of flows at 2,000/s that lasts 2 s before the
+// outage, through it, and 3 s after it (a multiple of 5 workloads × 50).
+func outageFlows(outage time.Duration) int {
+	return int((outage+5*time.Second)/time.Second) * 2000
+}
+
+// TestNATSOutage stops the embedded NATS server for faultOutage (more than
+// 10 s; 60 s under make faults) while the source keeps producing, restarts it on the same store, and checks that
 // every flow arrives exactly once, in order per partition, and that the
 // spool is empty again.
 func TestNATSOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the outage lasts 10 s; skipped in -short mode")
 	}
+	outage := faultOutage()
 	store := filepath.Join(t.TempDir(), "jetstream")
 	srv, url, err := flowbusnats.StartEmbedded(store, -1)
 	if err != nil {
@@ -85,7 +102,7 @@ func TestNATSOutage(t *testing.T) {
 	}
 	defer pub.Close()
 
-	src := seqSource{workloads: []string{"ledger-svc", "fraud-detector", "sanctions-svc", "checkout-api", "coredns"}, rate: 2000, count: 30000}
+	src := seqSource{workloads: []string{"ledger-svc", "fraud-detector", "sanctions-svc", "checkout-api", "coredns"}, rate: 2000, count: outageFlows(outage)}
 	reg := prometheus.NewRegistry()
 	a, err := New(Config{
 		Node: "node-a", Source: src,
@@ -107,10 +124,10 @@ func TestNATSOutage(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	t.Log("bus stopped")
-	time.Sleep(10500 * time.Millisecond)
+	t.Logf("bus stopped for %v", outage)
+	time.Sleep(outage)
 	if v := metric(t, reg, "flowbus_spool_bytes"); v == 0 {
-		t.Error("nothing was spooled during a 10 s outage")
+		t.Errorf("nothing was spooled during a %v outage", outage)
 	}
 	srv, _, err = flowbusnats.StartEmbedded(store, port)
 	if err != nil {

@@ -41,7 +41,10 @@
 //   - Without a spool (Config.Spool.Dir empty) a message that finds the queue
 //     full is dropped and counted: flowbus_stage_dropped_total{stage="export",
 //     reason="queue_full"}. With one, loss happens only at the spool's byte cap
-//     (flowbus_spool_dropped_*).
+//     (flowbus_spool_dropped_*) or when the spool's disk refuses a write (a
+//     full disk: the message is dropped, counted with reason="spool_error"
+//     and logged with the cause; what of the queue the spool did not take
+//     stays in memory, and appends resume when the disk has room).
 //   - Shutdown: when its input closes, Run sends every open batch, then keeps
 //     publishing for up to Config.DrainTimeout; what the bus has not taken by
 //     then is spooled for the next run (or, without a spool, dropped, counted

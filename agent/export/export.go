@@ -69,7 +69,7 @@ type Exporter struct {
 	closing bool              // input done and every batch enqueued
 	wake    chan struct{}     // cap 1: something was enqueued or closing set
 
-	dropTooLarge, dropQueueFull, dropShutdown, dropEncode prometheus.Counter
+	dropTooLarge, dropQueueFull, dropSpool, dropShutdown, dropEncode prometheus.Counter
 }
 
 type metrics struct {
@@ -129,6 +129,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, pub Publish
 		},
 		dropTooLarge:  st.Dropped("too_large"),
 		dropQueueFull: st.Dropped("queue_full"),
+		dropSpool:     st.Dropped("spool_error"),
 		dropShutdown:  st.Dropped("shutdown"),
 		dropEncode:    st.Dropped("encode_error"),
 	}
@@ -255,12 +256,12 @@ func (e *Exporter) enqueue(m schemas.Message) {
 		return
 	}
 	if err := e.spoolQueueLocked(); err != nil {
-		e.dropQueueFull.Add(float64(m.Rows))
+		e.dropSpool.Add(float64(m.Rows))
 		e.log.Error("export: cannot spool; dropped a message", "rows", m.Rows, "err", err)
 		return
 	}
 	if err := e.spool.Append(&m); err != nil {
-		e.dropQueueFull.Add(float64(m.Rows))
+		e.dropSpool.Add(float64(m.Rows))
 		e.log.Error("export: cannot spool; dropped a message", "rows", m.Rows, "err", err)
 		return
 	}

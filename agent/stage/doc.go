@@ -22,5 +22,5 @@
 //     lost), "aggregate" (received raw flows, emitted folded records;
 //     dropped reason export_stopped if the exporter failed),
 //     "export" (received records, emitted records published; dropped reasons
-//     queue_full, shutdown, too_large, encode_error).
+//     queue_full, spool_error, shutdown, too_large, encode_error).
 package stage

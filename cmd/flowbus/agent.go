@@ -47,6 +47,7 @@ type agentFlags struct {
 	seed                         *int64
 	rate                         *float64
 	count                        *uint64
+	clockOffset                  *time.Duration
 	hubblePath                   *string
 	follow                       *bool
 	hubbleServer, hubbleCA       *string
@@ -112,6 +113,9 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.rate = fs.Float64("rate", 10000, "synthetic: raw flows per second (0 = as fast as possible)")
 	fs.check("rate", finiteAtLeast(f.rate, 0))
 	f.count = fs.Uint64("count", 0, "synthetic: stop after this many flows (0 = until stopped)")
+	f.clockOffset = fs.Duration("clock-offset", 0, "synthetic: stamp the flows this far off the clock (-5m: a node whose clock is 5 minutes behind); for the fault tests")
+	fs.check("clock-offset", between(f.clockOffset, -24*time.Hour, 24*time.Hour))
+	_ = fs.MarkHidden("clock-offset")
 	f.hubblePath = fs.String("hubble-json", "-", "hubble-json: a file, a directory of rotated files (oldest first), or - for stdin")
 	f.follow = fs.Bool("follow", false, "hubble-json: keep reading the file as it grows (across truncation and rotation)")
 	f.hubbleServer = fs.String("hubble-server", "unix:///var/run/cilium/hubble.sock", "hubble: Hubble's Observer API to follow: a node's Cilium agent (unix:///var/run/cilium/hubble.sock) or Hubble Relay (host:4245); resumes where it stopped (state in --data-dir)")
@@ -353,7 +357,11 @@ func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error)
 	reg := rt.reg
 	switch *f.source {
 	case "synthetic":
-		return synthetic.New(synthetic.Config{Seed: *f.seed, Rate: *f.rate, Count: *f.count, Node: *f.node})
+		var start time.Time // zero: now
+		if *f.clockOffset != 0 {
+			start = time.Now().Add(*f.clockOffset)
+		}
+		return synthetic.New(synthetic.Config{Seed: *f.seed, Rate: *f.rate, Count: *f.count, Node: *f.node, Start: start})
 	case "hubble-json":
 		return hubblejson.New(hubblejson.Config{Path: *f.hubblePath, Stdin: io.Stdin, Follow: *f.follow}, io.Log, reg)
 	case "hubble":

@@ -49,6 +49,8 @@ func TestOutOfRangeValuesAreUsageErrors(t *testing.T) {
 		{"agent", "ring-size", "-1", "from 1 to 1048576"},
 		{"agent", "ring-size", "0", "from 1 to 1048576"},
 		{"agent", "ring-size", "9223372036854775807", "from 1 to 1048576"},
+		{"agent", "clock-offset", "-25h0m0s", "from -24h0m0s to 24h0m0s"},
+		{"agent", "clock-offset", "24h0m1s", "from -24h0m0s to 24h0m0s"},
 		{"agent", "rate", "-1", "a number of at least 0"},
 		{"agent", "rate", "NaN", "a number of at least 0"},
 		{"agent", "rate", "+Inf", "a number of at least 0"},

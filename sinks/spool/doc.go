@@ -39,6 +39,11 @@
 //     messages and rows are counted in flowbus_spool_dropped_messages_total
 //     and flowbus_spool_dropped_rows_total. Dropping whole segments keeps the
 //     cost O(1) and the rest of the queue in order.
+//   - A full disk (or any failed write) fails that Append only: the part of
+//     the record the disk took is cut off again (ftruncate to the last whole
+//     record), so the segment holds whole records and later Appends, once
+//     the disk has room, read back normally. The caller counts the message
+//     it could not spool (export: reason spool_error).
 //   - Once every message is acked, all segment files are deleted, so Bytes
 //     and flowbus_spool_bytes return to 0.
 //

@@ -189,10 +189,19 @@ func (s *Spool) Append(m *schemas.Message) error {
 		}
 		s.w = f
 	}
+	last = s.last()
 	if _, err := s.w.Write(s.buf); err != nil {
+		// A full disk may have taken part of the record: cut it off, or the
+		// next records would land behind bytes the spool does not know of
+		// and read back as corrupt.
+		if terr := s.w.Truncate(last.size); terr != nil {
+			// Append to a new segment instead; this one's reader stops
+			// at last.size, and Open cuts the rest off as a torn tail.
+			_ = s.roll()
+			return fmt.Errorf("append to spool segment: %w (and cutting the partial record off: %v)", err, terr)
+		}
 		return fmt.Errorf("append to spool segment: %w", err)
 	}
-	last = s.last()
 	last.size += n
 	last.msgs++
 	last.rows += int64(m.Rows)
