@@ -95,6 +95,7 @@ const (
 	bpfFlowFlagFLOW_TCP_ECE              bpfFlowFlag = 64
 	bpfFlowFlagFLOW_TCP_CWR              bpfFlowFlag = 128
 	bpfFlowFlagFLOW_TCP_NS               bpfFlowFlag = 256
+	bpfFlowFlagFLOW_FREEING              bpfFlowFlag = 32768
 	bpfFlowFlagFLOW_FIN_FWD              bpfFlowFlag = 65536
 	bpfFlowFlagFLOW_FIN_REV              bpfFlowFlag = 131072
 	bpfFlowFlagFLOW_ENDED                bpfFlowFlag = 262144
@@ -259,9 +260,11 @@ const (
 	bpfProgFlowEgress          = "flow_egress"
 	bpfProgFlowIngress         = "flow_ingress"
 	bpfProgKfreeSkbDrop        = "kfree_skb_drop"
+	bpfProgSweepHusks          = "sweep_husks"
 	bpfProgTcFloor             = "tc_floor"
 	bpfVarAgentNetnsInum       = "agent_netns_inum"
 	bpfVarEmitStartEvents      = "emit_start_events"
+	bpfVarEndLingerNs          = "end_linger_ns"
 	bpfVarJiffiesBaseNs        = "jiffies_base_ns"
 	bpfVarL7Enabled            = "l7_enabled"
 	bpfVarL7HeadBytes          = "l7_head_bytes"
@@ -319,6 +322,7 @@ type bpfProgramSpecs struct {
 	FlowEgress     *ebpf.ProgramSpec `ebpf:"flow_egress"`
 	FlowIngress    *ebpf.ProgramSpec `ebpf:"flow_ingress"`
 	KfreeSkbDrop   *ebpf.ProgramSpec `ebpf:"kfree_skb_drop"`
+	SweepHusks     *ebpf.ProgramSpec `ebpf:"sweep_husks"`
 	TcFloor        *ebpf.ProgramSpec `ebpf:"tc_floor"`
 }
 
@@ -351,6 +355,7 @@ type bpfMapSpecs struct {
 type bpfVariableSpecs struct {
 	AgentNetnsInum       *ebpf.VariableSpec `ebpf:"agent_netns_inum"`
 	EmitStartEvents      *ebpf.VariableSpec `ebpf:"emit_start_events"`
+	EndLingerNs          *ebpf.VariableSpec `ebpf:"end_linger_ns"`
 	JiffiesBaseNs        *ebpf.VariableSpec `ebpf:"jiffies_base_ns"`
 	L7Enabled            *ebpf.VariableSpec `ebpf:"l7_enabled"`
 	L7HeadBytes          *ebpf.VariableSpec `ebpf:"l7_head_bytes"`
@@ -429,6 +434,7 @@ func (m *bpfMaps) Close() error {
 type bpfVariables struct {
 	AgentNetnsInum       *ebpf.Variable `ebpf:"agent_netns_inum"`
 	EmitStartEvents      *ebpf.Variable `ebpf:"emit_start_events"`
+	EndLingerNs          *ebpf.Variable `ebpf:"end_linger_ns"`
 	JiffiesBaseNs        *ebpf.Variable `ebpf:"jiffies_base_ns"`
 	L7Enabled            *ebpf.Variable `ebpf:"l7_enabled"`
 	L7HeadBytes          *ebpf.Variable `ebpf:"l7_head_bytes"`
@@ -448,6 +454,7 @@ type bpfPrograms struct {
 	FlowEgress     *ebpf.Program `ebpf:"flow_egress"`
 	FlowIngress    *ebpf.Program `ebpf:"flow_ingress"`
 	KfreeSkbDrop   *ebpf.Program `ebpf:"kfree_skb_drop"`
+	SweepHusks     *ebpf.Program `ebpf:"sweep_husks"`
 	TcFloor        *ebpf.Program `ebpf:"tc_floor"`
 }
 
@@ -457,6 +464,7 @@ func (p *bpfPrograms) Close() error {
 		p.FlowEgress,
 		p.FlowIngress,
 		p.KfreeSkbDrop,
+		p.SweepHusks,
 		p.TcFloor,
 	)
 }

@@ -101,7 +101,7 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 	objs, err := loadObjects(loadOptions{
 		maxFlows: cfg.MaxFlows, ringBufSize: cfg.RingBufSize,
 		naivePerPacketEvents: cfg.NaivePerPacketEvents, emitStartEvents: cfg.EmitStartEvents,
-		wakeupBytes: ringWakeupBytes(cfg.RingBufSize), l7: cfg.L7,
+		wakeupBytes: ringWakeupBytes(cfg.RingBufSize), l7: cfg.L7, endLinger: cfg.EndLinger,
 	})
 	if err != nil {
 		return nil, err

@@ -32,12 +32,13 @@
 // (the naive_per_packet_events switch still builds it, for comparison),
 // moves every packet through the ring buffer, so the ring's size and the
 // agent's CPU decide what is lost. TestConnectStorm runs both on the same
-// 10 s storm of new TCP connections with the same 16 KiB ring buffer: the
-// per-packet design lost 41,584 events and 6,965 connections; flow state
-// lost no flow (104 end events were refused and recovered by the sweep; 1
-// connection of 110,356 was folded into another on a reused 4-tuple, see
-// Known gaps), at 0.91 µs of agent CPU per exported flow (NetObserv's agent
-// needs ~15 µs). Keeping the state costs an established packet +41 to +46
+// 10 s storm of new TCP connections with the same 16 KiB ring buffer: in
+// one run the per-packet design lost 704,371 events and 117,534 of 179,694
+// connections; flow state had 1 of 177,592 connections without a complete
+// record, against 3 events counted lost (29,995 end events were refused
+// and recovered by the sweep), at 0.98 µs of the reader's CPU per flow
+// (NetObserv's agent needs ~15 µs). The test fails if a connection is
+// missing that no loss counter covers. Keeping the state costs an established packet +41 to +46
 // ns over an empty program and a new TCP flow +397 to +460 ns
 // (bench/RESULTS.md, "Kernel datapath"). The price: map memory fixed at
 // load (see Map type and eviction), a record reaches userspace only when
@@ -130,12 +131,14 @@
 // them (the reversed "straggler" flows that doubled some pairs). It also
 // leaves a hint in an LRU map (ended4, ended6: who opened the flow and what
 // its end carried), so that a packet after the sweep freed the entry still
-// starts a tail rather than a new flow. The sweep frees an ended entry once
-// it has been quiet for EndLinger: the bulk, with no packet since the end,
-// in one batch delete per family and sweep; a tail, reported first
-// (EventFlowTail), by lookup-and-delete. A SYN on the tuple before that (a
-// new connection reusing it) makes the kernel emit the tail
-// (EVENT_FLOW_TAIL) and restart the entry for the new connection. A tail
+// starts a tail rather than a new flow. An ended entry goes once it has
+// been quiet for EndLinger: the bulk, with no packet since the end, freed
+// in the kernel at the start of each sweep (sweep_husks: one program run
+// over both maps with bpf_for_each_map_elem, so these entries are never
+// copied out); a tail, reported first (EventFlowTail), by the sweep's
+// lookup-and-delete. A SYN on the tuple before that (a new connection
+// reusing it) makes the kernel emit the tail (EVENT_FLOW_TAIL) and restart
+// the entry for the new connection. A tail
 // event is Continued: its flags leave out the SYN, FIN and RST the end
 // carried, and it carries no handshake. Active-timeout records after a
 // flow's first record are Continued in the same way (the Collector
@@ -156,6 +159,23 @@
 // mid-stream flow. When the sweep takes an entry out that moved on meanwhile
 // and a packet opened a new one in that instant, it reports what it took
 // out instead of putting it back, so nothing is lost there either.
+//
+// Decision: the kernel frees quiet reported ends, and claims each first.
+// Freeing them from userspace by key (one batch delete per sweep, as
+// before) had a window from the scan to the delete, tens of ms on a large
+// map, in which a new connection reusing the tuple restarted the entry and
+// was then deleted with it: its SYN gone, its other packets a tail of the
+// old flow, the connection in no record and no counter (8 of 189,061
+// connections in a 10 s storm, 34 of 230,111 under CI's load). Now the
+// free and the restart both claim the entry with a compare-and-swap of
+// its flags (FLOW_FREEING) and only the winner acts: a free that lost
+// leaves the entry to the new connection; a restart that lost inserts the
+// new connection once the delete is done, retrying a few times, and should
+// the delete not come in time reports the SYN alone and counts it
+// (map_insert). A tail packet counted into an entry between the free's
+// check and its delete is reported from the deleted entry, read after the
+// delete (still valid in that RCU section); only one whose add lands after
+// that read, a window of a few instructions, could go unreported.
 //
 // A TCP entry created by a packet that opens nothing (no SYN, no SYN-ACK:
 // the agent started after the connection opened, or the sweep removed it
@@ -463,10 +483,6 @@
 //
 //   - Packets after a flow's entry left the map (quiet for EndLinger after
 //     its end, or idle for IdleTimeout) open a new, mid-stream entry.
-//   - Under a connect storm that reuses 4-tuples within a fraction of a
-//     second, about one connection in 50,000 is folded into the record of
-//     another on the same tuple, up to one in 7,000 on a loaded machine
-//     (TestConnectStorm logs the figure, and fails above one in 5,000).
 //   - last_seen has the resolution of one kernel tick (jiffies).
 //
 // # Tests

@@ -36,6 +36,9 @@ volatile const __u32 wakeup_bytes = 0;
 // from Go before load; jiffies_base_ns is set by clock_calibrate, which Go
 // runs once after load (doc.go, "Clocks").
 volatile const __u64 tick_ns = 0;
+// end_linger_ns: how long an ended, reported flow's entry stays to gather
+// its tail (Config.EndLinger); sweep_husks frees it once quiet that long.
+volatile const __u64 end_linger_ns = 0;
 __u64 jiffies_base_ns = 0;
 
 // L7 capture (doc.go, "L7 capture"). l7_enabled 0 leaves the capture out
@@ -1087,18 +1090,34 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 ingress)
 			st = flow_lookup(&key, family);
 			if (!st)
 				return ret;
-			if (!syn_only || !(st->flags & FLOW_ENDED))
+			__u32 f = st->flags;
+			if (!syn_only || !(f & FLOW_ENDED))
 				goto account;
 			// A new connection on the tuple of an ended one (its end event
-			// was lost, or packets after its end made a tail): report the
-			// old one if nobody did, else its tail if it has one, and
-			// start over in the same entry.
-			if (!(__sync_fetch_and_or(&st->flags, FLOW_REPORTED) & FLOW_REPORTED))
-				emit((st->flags & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, family, st, 0, ingress,
-				     COUNTER_RINGBUF_LOST);
-			else if (st->packets[0] | st->packets[1])
-				emit(EVENT_FLOW_TAIL, &key, family, st, 0, ingress, COUNTER_RINGBUF_LOST);
-			err = flow_update(&key, family, &n, BPF_ANY);
+			// was lost, or packets after its end made a tail). Claim the
+			// old entry first (FLOW_FREEING): sweep_husks, freeing ended
+			// entries on another CPU, then leaves it alone, and a free it
+			// already claimed cannot take the new connection with it.
+			if (!(f & FLOW_FREEING) && __sync_val_compare_and_swap(&st->flags, f, f | FLOW_FREEING) == f) {
+				// Report the old one if nobody did, else its tail if it
+				// has one, and start over in the same entry.
+				if (!(f & FLOW_REPORTED))
+					emit((f & FLOW_TCP_RST) ? EVENT_FLOW_RESET : EVENT_FLOW_END, &key, family, st, 0, ingress,
+					     COUNTER_RINGBUF_LOST);
+				else if (st->packets[0] | st->packets[1])
+					emit(EVENT_FLOW_TAIL, &key, family, st, 0, ingress, COUNTER_RINGBUF_LOST);
+				err = flow_update(&key, family, &n, BPF_ANY);
+			} else {
+				// sweep_husks claimed it and is deleting it this instant:
+				// insert anew once it has gone. Should it not go in time,
+				// the packet is reported alone and counted as a refused
+				// insert (below), as when the map is full.
+				for (int i = 0; i < 16; i++) {
+					err = flow_update(&key, family, &n, BPF_NOEXIST);
+					if (err != -EEXIST)
+						break;
+				}
+			}
 		}
 		if (err == 0) {
 			ret = inserted(&key, family, &n, reply, ingress);
@@ -1177,6 +1196,68 @@ SEC("tcx/egress")
 int flow_egress(struct __sk_buff *skb)
 {
 	return handle(skb, 0);
+}
+
+// sweep_husks frees, in the kernel, the entries of ended and reported flows
+// with no packet since their end that have been quiet for end_linger_ns:
+// the bulk of all entries, which the Collector's sweep would otherwise copy
+// out and delete by key. Each is claimed with FLOW_FREEING first, by a
+// compare-and-swap of its flags, which a packet changing them or a new
+// connection on the tuple (the restart in handle, which claims it the same
+// way) makes fail: neither loses its entry to a delete meant for the old
+// flow. A tail packet counted into the entry between the check and the
+// delete is reported as the entry's tail, from the deleted entry (still
+// readable in this RCU section). Run from Go with BPF_PROG_TEST_RUN; it
+// returns how many entries it freed.
+struct husk_sweep {
+	__u64 now;
+	__u32 freed;
+	__u32 pad;
+};
+
+static __always_inline long free_husk(struct keys *k, __u8 family, struct flow_stats *st, struct husk_sweep *c)
+{
+	__u32 f = st->flags;
+	if ((f & (FLOW_ENDED | FLOW_REPORTED | FLOW_FREEING)) != (FLOW_ENDED | FLOW_REPORTED))
+		return 0;
+	if (st->packets[0] | st->packets[1])
+		return 0;
+	__u64 last = st->last_seen_ns;
+	if (last > c->now || c->now - last < end_linger_ns)
+		return 0;
+	if (__sync_val_compare_and_swap(&st->flags, f, f | FLOW_FREEING) != f)
+		return 0;
+	if (family == 4)
+		bpf_map_delete_elem(&flows4, &k->v4);
+	else
+		bpf_map_delete_elem(&flows6, &k->full);
+	c->freed++;
+	if (st->packets[0] | st->packets[1])
+		emit(EVENT_FLOW_TAIL, k, family, st, 0, st->initiator_ingress, COUNTER_RINGBUF_LOST);
+	return 0;
+}
+
+static long husk4(void *map, struct flow_key4 *key, struct flow_stats *st, struct husk_sweep *c)
+{
+	struct keys k;
+	k.v4 = *key;
+	return free_husk(&k, 4, st, c);
+}
+
+static long husk6(void *map, struct flow_key *key, struct flow_stats *st, struct husk_sweep *c)
+{
+	struct keys k;
+	k.full = *key;
+	return free_husk(&k, 6, st, c);
+}
+
+SEC("tc")
+int sweep_husks(struct __sk_buff *skb)
+{
+	struct husk_sweep c = {.now = bpf_ktime_get_ns()};
+	bpf_for_each_map_elem(&flows4, husk4, &c, 0);
+	bpf_for_each_map_elem(&flows6, husk6, &c, 0);
+	return c.freed;
 }
 
 // clock_calibrate sets jiffies_base_ns so that jiffies * tick_ns +

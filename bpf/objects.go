@@ -95,6 +95,7 @@ type loadOptions struct {
 	naivePerPacketEvents bool
 	emitStartEvents      bool
 	wakeupBytes          uint32
+	endLinger            time.Duration // sweep_husks frees ended entries quiet this long
 	l7                   L7Config // with defaults
 }
 
@@ -119,6 +120,9 @@ func loadObjects(o loadOptions) (*bpfObjects, error) {
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(o.wakeupBytes); err != nil {
 		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	if err := spec.Variables["end_linger_ns"].Set(uint64(max(o.endLinger, 0))); err != nil {
+		return nil, fmt.Errorf("set end_linger_ns: %w", err)
 	}
 	if err := setL7(spec, o.l7); err != nil {
 		return nil, err

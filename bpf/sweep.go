@@ -81,22 +81,24 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	var evict []candidate
 
 	// Reported ends with no packet since, the bulk of all flows, are freed
-	// in batches (one system call per family and sweep) rather than one by
-	// one: nothing of them is left to report.
-	var done4 []bpfFlowKey4
-	var done6 []bpfFlowKey
+	// in the kernel (sweep_husks, one program run for both maps) before
+	// the scan: nothing of them is left to report, and the kernel claims
+	// each one so that a new connection on its tuple is never freed with
+	// it (doc.go, "Ends and tails").
+	freed, err := freeHusks(c.objs.SweepHusks)
+	if err != nil {
+		return err
+	}
 	reported := uint32(bpfFlowFlagFLOW_ENDED | bpfFlowFlagFLOW_REPORTED)
 	flows := 0
 	visit := func(k *bpfFlowKey, st *bpfFlowStats) {
 		flows++
 		quiet := now - min(now, st.LastSeenNs)
 		switch {
-		case st.Flags&reported == reported && st.Packets == [2]uint64{} && quiet >= linger:
-			if k.Family == 4 {
-				done4 = append(done4, toKey4(k))
-			} else {
-				done6 = append(done6, *k)
-			}
+		case st.Flags&uint32(bpfFlowFlagFLOW_FREEING) != 0:
+			// Being freed or replaced by the kernel this instant.
+		case st.Flags&reported == reported && st.Packets == [2]uint64{}:
+			// A reported end still in its linger (sweep_husks frees it).
 		case st.Flags&uint32(bpfFlowFlagFLOW_ENDED) != 0:
 			if quiet >= linger {
 				evict = append(evict, candidate{*k, *st})
@@ -117,22 +119,8 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 		return err
 	}
 	c.last.flows = flows
-	var evicted uint64
+	evicted := uint64(freed)
 	var firstErr error
-	for _, d := range []struct {
-		m    *ebpf.Map
-		keys any
-		n    int
-	}{{c.objs.Flows4, done4, len(done4)}, {c.objs.Flows6, done6, len(done6)}} {
-		if d.n == 0 {
-			continue
-		}
-		n, err := deleteKeys(d.m, d.keys, d.n)
-		evicted += uint64(n)
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("free ended flows: %w", err)
-		}
-	}
 	for i := range evict {
 		k, seen := &evict[i].key, &evict[i].seen
 		var st bpfFlowStats
@@ -171,7 +159,7 @@ func (c *Collector) sweep(sink Sink, ev *Event, mono int64) error {
 	c.stats.Sweeps++
 	c.stats.Evicted += evicted
 	c.statsMu.Unlock()
-	c.log.Debug("swept flows maps", "flows", flows, "freed_ended", len(done4)+len(done6), "removed", len(evict),
+	c.log.Debug("swept flows maps", "flows", flows, "freed_ended", freed, "removed", len(evict),
 		"took", time.Since(start).Round(time.Microsecond))
 	return firstErr
 }
@@ -236,30 +224,13 @@ func (c *Collector) subtractReported(k *bpfFlowKey, ev *Event) {
 	ev.Continued = true
 }
 
-// deleteKeys deletes n keys (a slice) from m in one batch, or one by one
-// where batches are not supported; keys already gone are not errors.
-func deleteKeys(m *ebpf.Map, keys any, n int) (int, error) {
-	done, err := m.BatchDelete(keys, nil)
-	if err == nil || errors.Is(err, ebpf.ErrKeyNotExist) {
-		return done, nil
+// freeHusks runs sweep_husks, which frees the entries of reported ends
+// quiet for EndLinger with no packet since, and returns how many it freed.
+func freeHusks(prog *ebpf.Program) (uint32, error) {
+	var frame [14]byte // BPF_PROG_TEST_RUN wants an Ethernet header
+	n, err := prog.Run(&ebpf.RunOptions{Data: frame[:]})
+	if err != nil {
+		return 0, fmt.Errorf("free ended flows: %w", err)
 	}
-	if !errors.Is(err, ebpf.ErrNotSupported) {
-		return done, err
-	}
-	done = 0
-	switch ks := keys.(type) {
-	case []bpfFlowKey4:
-		for i := range ks {
-			if m.Delete(&ks[i]) == nil {
-				done++
-			}
-		}
-	case []bpfFlowKey:
-		for i := range ks {
-			if m.Delete(&ks[i]) == nil {
-				done++
-			}
-		}
-	}
-	return done, nil
+	return n, nil
 }

@@ -15,9 +15,10 @@ import (
 // testCollector wraps loaded objects in a Collector without attaching.
 func testCollector(t *testing.T, cfg Config) *Collector {
 	t.Helper()
-	objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: false})
 	cfg.Interfaces = []string{"none"}
-	return &Collector{cfg: cfg.withDefaults(), log: slog.New(slog.DiscardHandler), objs: objs,
+	cfg = cfg.withDefaults()
+	objs := loadTest(t, loadOptions{ringBufSize: 1 << 16, maxFlows: 64, emitStartEvents: false, endLinger: cfg.EndLinger})
+	return &Collector{cfg: cfg, log: slog.New(slog.DiscardHandler), objs: objs,
 		attached: map[int]*attachment{}, names: map[uint32]string{}, reported: map[bpfFlowKey]bpfFlowStats{}}
 }
 
@@ -331,4 +332,87 @@ func TestSweepDue(t *testing.T) {
 		t.Fatalf("scan counted %d flows, want 32", c.last.flows)
 	}
 	due(t0.Add(4*time.Second), true, "the last scan found 32 flows (MaxFlows/2)")
+}
+
+// TestSweepHusks: the kernel frees reported ends once quiet for the linger
+// (and nothing else), and a new connection on the tuple of one never goes
+// with it: the SYN claims the entry first; if the free claimed it first,
+// the SYN waits for the delete and, should it not come, is reported alone
+// and counted.
+func TestSweepHusks(t *testing.T) {
+	const linger = 40 * time.Millisecond
+	closeConn := func(c *Collector, sport uint16) {
+		out := func(flags uint8) { run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(sport, 80, flags, 0))) }
+		back := func(flags uint8) { run(t, c.objs.FlowEgress, ipv4("10.0.0.2", "10.0.0.1", tcp(80, sport, flags, 0))) }
+		out(syn)
+		back(syn | ack)
+		out(fin | ack)
+		back(fin | ack)
+		out(ack)
+	}
+	t.Run("only quiet reported ends are freed", func(t *testing.T) {
+		c := testCollector(t, Config{EndLinger: linger})
+		closeConn(c, 1000)
+		closeConn(c, 1001)
+		run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1002, 80, syn, 0))) // open
+		if k := kernelEvents(t, c); len(k) != 2 || k[0].Kind != EventFlowEnd || k[1].Kind != EventFlowEnd {
+			t.Fatalf("kernel events %+v, want two ends", k)
+		}
+		if n, err := freeHusks(c.objs.SweepHusks); err != nil || n != 0 {
+			t.Fatalf("freed %d (%v) during the linger, want 0", n, err)
+		}
+		time.Sleep(linger + 10*time.Millisecond)
+		if n, err := freeHusks(c.objs.SweepHusks); err != nil || n != 2 {
+			t.Fatalf("freed %d (%v) after the linger, want the 2 ended flows", n, err)
+		}
+		flows := flowsIn(t, c.objs)
+		if len(flows) != 1 {
+			t.Fatalf("%d flows left, want the open one", len(flows))
+		}
+		for k := range flows {
+			if k.PortLo != 1002 || k.PortHi != 80 {
+				t.Fatalf("left %+v, want the open flow 1002->80", k)
+			}
+		}
+	})
+	t.Run("a new connection claims the ended entry and the free leaves it", func(t *testing.T) {
+		c := testCollector(t, Config{EndLinger: linger})
+		closeConn(c, 1000)
+		kernelEvents(t, c)
+		time.Sleep(linger + 10*time.Millisecond)
+		run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, syn, 0)))
+		if n, err := freeHusks(c.objs.SweepHusks); err != nil || n != 0 {
+			t.Fatalf("freed %d (%v), want 0: the entry is a new connection's", n, err)
+		}
+		flows := flowsIn(t, c.objs)
+		if len(flows) != 1 {
+			t.Fatalf("%d flows, want the new connection's", len(flows))
+		}
+		for _, st := range flows {
+			if st.Packets != [2]uint64{1, 0} || st.Flags&0x1ff != uint32(TCPFlagSYN) || st.Flags&uint32(bpfFlowFlagFLOW_FREEING) != 0 {
+				t.Fatalf("entry %+v, want the new SYN alone, unclaimed", st)
+			}
+		}
+	})
+	t.Run("a SYN on an entry the free claimed is reported alone if the delete does not come", func(t *testing.T) {
+		c := testCollector(t, Config{EndLinger: linger})
+		closeConn(c, 1000)
+		kernelEvents(t, c)
+		// Claim it as sweep_husks does, without the delete that follows.
+		for k, st := range flowsIn(t, c.objs) {
+			st.Flags |= uint32(bpfFlowFlagFLOW_FREEING)
+			if err := updateFlow(c.objs, &k, &st, ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := counters(t, c.objs)
+		run(t, c.objs.FlowIngress, ipv4("10.0.0.1", "10.0.0.2", tcp(1000, 80, syn, 0)))
+		k := kernelEvents(t, c)
+		if len(k) != 1 || k[0].Kind != EventInsertFailed || k[0].PacketsFwd != 1 || k[0].TCPFlags != TCPFlagSYN {
+			t.Fatalf("kernel events %+v, want the SYN reported alone", k)
+		}
+		if d := counters(t, c.objs)[CounterMapInsert] - before[CounterMapInsert]; d != 1 {
+			t.Fatalf("map_insert moved by %d, want 1", d)
+		}
+	})
 }

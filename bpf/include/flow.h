@@ -54,6 +54,7 @@ enum flow_flag {
 	FLOW_TCP_ECE = 1 << 6,
 	FLOW_TCP_CWR = 1 << 7,
 	FLOW_TCP_NS = 1 << 8,
+	FLOW_FREEING = 1 << 15,  /* claimed: sweep_husks is freeing it, or a new connection is replacing it */
 	FLOW_FIN_FWD = 1 << 16,  /* the initiator sent FIN */
 	FLOW_FIN_REV = 1 << 17,  /* the responder sent FIN */
 	FLOW_ENDED = 1 << 18,    /* closed by FIN handshake or RST */
