@@ -96,7 +96,7 @@ type loadOptions struct {
 	emitStartEvents      bool
 	wakeupBytes          uint32
 	endLinger            time.Duration // sweep_husks frees ended entries quiet this long
-	l7                   L7Config // with defaults
+	l7                   L7Config      // with defaults
 }
 
 // loadObjects loads the programs and maps with the given sizes and switches.
