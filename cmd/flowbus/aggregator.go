@@ -97,15 +97,15 @@ func (af aggregatorFlags) kafkaConsumerConfig() (kafka.ConsumerConfig, error) {
 		InstanceID: af.instanceID}, nil
 }
 
-// kafkaInstanceID is the aggregator's Kafka group instance id (static
+// kafkaInstanceID is a consumer's Kafka group instance id (static
 // membership) as --kafka-instance-id gives it: "none" for none, "auto" for
-// the pod's name ($POD_NAME, else the host name, which is the pod's name in
-// Kubernetes) and a digest of the absolute data directory, the topic and the
-// group, so that the same aggregator restarted on the same data gets the
-// same id, two on one host with their own directories get their own, and
-// one moved to another topic joins as a new member (a static member keeps
-// its old assignment when it comes back).
-func kafkaInstanceID(flag, dataDir, topic, group string) string {
+// flowbus-<role>-, the pod's name ($POD_NAME, else the host name, which is
+// the pod's name in Kubernetes) and a digest of the absolute data directory,
+// the topic and the group, so that the same consumer restarted on the same
+// data gets the same id, two on one host with their own directories get
+// their own, and one moved to another topic joins as a new member (a static
+// member keeps its old assignment when it comes back).
+func kafkaInstanceID(role, flag, dataDir, topic, group string) string {
 	switch flag {
 	case "none":
 		return ""
@@ -126,7 +126,7 @@ func kafkaInstanceID(flag, dataDir, topic, group string) string {
 		abs = dataDir
 	}
 	sum := sha256.Sum256([]byte(abs + "\x00" + topic + "\x00" + group))
-	return fmt.Sprintf("flowbus-aggregator-%s-%x", name, sum[:4])
+	return fmt.Sprintf("flowbus-%s-%s-%x", role, name, sum[:4])
 }
 
 // natsConsumerConfig is the consumer of a nats:// --bus.
@@ -244,7 +244,7 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 	if err := cfg.Validate(); err != nil {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID(o.instanceID, o.dataDir, o.topic, o.group),
+	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID("aggregator", o.instanceID, o.dataDir, o.topic, o.group),
 		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, metricsTLS: o.metricsTLS, conn: &o.conn}, nil
 }
 

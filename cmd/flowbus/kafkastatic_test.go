@@ -56,7 +56,7 @@ func TestKafkaAggregatorSIGKILLedResumesWithinTenSeconds(t *testing.T) {
 	dirs := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}
 	ids := make([]string, 2)
 	for i, d := range dirs {
-		ids[i] = kafkaInstanceID("auto", d, topic, group)
+		ids[i] = kafkaInstanceID("aggregator", "auto", d, topic, group)
 	}
 	if ids[0] == ids[1] {
 		t.Fatalf("two data directories, one instance id %q", ids[0])

@@ -86,6 +86,7 @@ type ocsfOptions struct {
 	conn                        busConnFlags // Kafka and NATS TLS and authentication
 
 	dataDir     string
+	instanceID  string // --kafka-instance-id as given
 	rotateBytes int64
 	rotateAge   time.Duration
 	maxFiles    int
@@ -138,6 +139,11 @@ func newOCSFFlags(cio cmdIO) (*flagSet, *ocsfOptions) {
 	addNATSPartitionFlags(fs, &o.partitions, &o.assigned, "instance of the group")
 
 	fs.group("Kafka")
+	fs.StringVar(&o.instanceID, "kafka-instance-id", "none", "Kafka static group membership: this consumer's group instance id, so that a restarted one (a crash, a SIGKILL, a rolling update) takes its partitions back at once instead of after the old member's session (45 s); a stopped one keeps them until then. "+
+		"auto: flowbus-ocsf-<$POD_NAME or host name>-<digest of the absolute --data-dir or --hec-spool-dir, the topic and the group> (two on one host need their own directories); none: dynamic membership")
+	fs.check("kafka-instance-id", bound{func() bool {
+		return o.instanceID != "" && len(o.instanceID) <= 249 && !strings.ContainsAny(o.instanceID, " \t\n")
+	}, "auto, none, or an id of 1 to 249 characters without white space"})
 	o.conn.addKafkaConnFlags(fs, false)
 
 	fs.group("NATS")
@@ -633,8 +639,13 @@ func runOCSFWith(ctx context.Context, args []string, cio cmdIO, h ocsfHooks) (er
 		if cerr != nil {
 			return cerr
 		}
+		dir := o.dataDir
+		if dir == "" {
+			dir = o.hecSpoolDir
+		}
 		c, err = kafka.NewConsumer(kafka.ConsumerConfig{Conn: kc, Topic: o.topic,
-			Group: o.group, MaxPollRecords: h.maxPoll, Logger: cio.Log})
+			Group: o.group, MaxPollRecords: h.maxPoll, Logger: cio.Log,
+			InstanceID: kafkaInstanceID("ocsf", o.instanceID, dir, o.topic, o.group)})
 	default: // nats
 		nc, cerr := o.conn.natsConn(o.bus)
 		if cerr != nil {

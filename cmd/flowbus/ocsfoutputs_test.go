@@ -557,7 +557,8 @@ func TestOCSFFromKafkaToTheSameKafka(t *testing.T) {
 	}
 	p.Close()
 	r := startOCSF(t, ocsfHooks{}, "--bus", "kafka://"+strings.Join(kc.ListenAddrs(), ","),
-		"--kafka-output-topic", "flowbus.ocsf.v1", "--kafka-output-partitions", "5", "--metrics-address", "", "--progress-interval", "100ms")
+		"--kafka-output-topic", "flowbus.ocsf.v1", "--kafka-output-partitions", "5", "--metrics-address", "", "--progress-interval", "100ms",
+		"--kafka-instance-id", "flowbus-ocsf-test-0") // static membership: the consumer joins with it
 	if err := r.waitConsumed(t, len(in.msgs)); err != nil {
 		t.Fatalf("flowbus ocsf: %v\n%s", err, r.log)
 	}

@@ -112,6 +112,7 @@ func TestOutOfRangeValuesAreUsageErrors(t *testing.T) {
 		{"aggregator", "row-group-rows", "-1", "at least 0"},
 		{"aggregator", "kafka-instance-id", "a b", "auto, none, or an id of 1 to 249 characters without white space"},
 		{"ocsf", "nats-partitions", "0", "from 1 to 4096"},
+		{"ocsf", "kafka-instance-id", "a b", "auto, none, or an id of 1 to 249 characters without white space"},
 		{"ocsf", "nats-assigned", "16", "comma-separated partitions, each from 0 to --nats-partitions - 1"},
 		{"ocsf", "rotate-bytes", "1023", "at least 1024"},
 		{"ocsf", "rotate-age", "0s", "more than 0s"},
