@@ -22,6 +22,12 @@
 //     ends), and over the whole run (start of traffic until the flows that
 //     end by idle timeout are out, -drain after it stops): whole-process CPU
 //     per flow, fixed costs (timers, sweeps) included, nothing subtracted;
+//   - with -storm D, a connect storm after the rates: -storm-workers
+//     threads in one pod (-storm-from) open TCP connections to a server of
+//     another (-storm-to) as fast as they can for D, each an HTTP/1.0
+//     request the server answers and closes (so the client's ports are
+//     free at once), and the agent's CPU per exported flow and per
+//     connection over the storm and its drain;
 //   - peak RSS (VmHWM) at the end.
 //
 // CPU is the agent process's CPU clock (clock_gettime of its
@@ -40,12 +46,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,6 +71,10 @@ type options struct {
 	l7                          bool
 	extra                       string
 	keep                        bool
+	storm                       time.Duration
+	stormWorkers                int
+	stormFrom, stormTo          string
+	podIPs                      map[string]string // from lab up's table
 }
 
 func main() {
@@ -78,7 +92,21 @@ func main() {
 	flag.BoolVar(&o.l7, "l7", false, "also pass the lab's --l7 to the agent")
 	flag.StringVar(&o.extra, "agent-flags", "", "more agent flags, space-separated")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
+	flag.DurationVar(&o.storm, "storm", 0, "connect storm after the rates, this long (0: none)")
+	flag.IntVar(&o.stormWorkers, "storm-workers", 4, "connecting threads of the storm")
+	flag.StringVar(&o.stormFrom, "storm-from", "istio-gateway", "lab pod the storm's connections come from")
+	flag.StringVar(&o.stormTo, "storm-to", "checkout-api:8080", "lab pod and HTTP port the storm connects to (one the lab's policies allow from -storm-from)")
+	stormClient := flag.String("storm-client", "", "internal: run the storm's client against this address (in a lab pod)")
 	flag.Parse()
+	if *stormClient != "" {
+		n, err := runStormClient(*stormClient, o.storm, o.stormWorkers)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "agentcpu storm client:", err)
+			os.Exit(1)
+		}
+		fmt.Println(n)
+		return
+	}
 	for _, r := range strings.Split(rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 		if err != nil || v <= 0 {
@@ -132,6 +160,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
+	o.podIPs = labPodIPs(string(up))
 	if o.extra != "" {
 		agentArgs = append(agentArgs, strings.Fields(o.extra)...)
 	}
@@ -175,6 +204,17 @@ func labAgentArgs(up string, l7 bool) ([]string, int, error) {
 		args = append(args, words[i])
 	}
 	return args, pods, nil
+}
+
+// labPodIPs maps each pod of lab up's table to its IPv4 address.
+func labPodIPs(up string) map[string]string {
+	ips := map[string]string{}
+	for _, l := range strings.Split(up, "\n") {
+		if f := strings.Fields(l); len(f) > 5 && strings.HasSuffix(f[4], "h") && f[0] != "POD" {
+			ips[f[0]] = f[2]
+		}
+	}
+	return ips
 }
 
 // shellWords splits on spaces, keeping single-quoted parts whole.
@@ -258,6 +298,11 @@ func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []stri
 			return err
 		}
 	}
+	if o.storm > 0 {
+		if err := measureStorm(ctx, o, labDir, dir, m, pid, run); err != nil {
+			return err
+		}
+	}
 	lost, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_lost"`)
 	refused, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_end"`)
 	fmt.Printf("run %d  peak RSS %.1f MiB  ring refused ends %.0f, lost %.0f\n", run, float64(vmHWM(pid))/1024, refused, lost)
@@ -314,6 +359,107 @@ func measureRate(ctx context.Context, o options, labDir, dir, m string, pid int,
 		run, rate, steadyFlows/steadySec, float64(sc1-sc0)/1e3/steadyFlows, 100*float64(sc1-sc0)/1e9/steadySec,
 		f1-f0, conns, float64(c1-c0)/1e3/(f1-f0), float64(c1-c0)/1e6, t1.Sub(t0).Round(time.Second), float64(s1-s0)/1e3/(f1-f0))
 	return nil
+}
+
+// measureStorm runs the connect storm (-storm) from -storm-from to
+// -storm-to and reports the agent's CPU per exported flow and per
+// connection, over the storm and the drain after it (the last ends, the
+// sweep, the aggregation window: every flow of the storm is out by then).
+func measureStorm(ctx context.Context, o options, labDir, dir, m string, pid, run int) error {
+	pod, port, ok := strings.Cut(o.stormTo, ":")
+	ip := o.podIPs[pod]
+	if !ok || ip == "" {
+		return fmt.Errorf("-storm-to %q: want POD:PORT of a lab pod (have %v)", o.stormTo, o.podIPs)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(dir, "storm.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	f0, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	c0, t0 := procCPU(pid), time.Now()
+	cl := exec.CommandContext(ctx, o.flowbus, "lab", "exec", "--data-dir", labDir, o.stormFrom, "--", self,
+		"-storm-client", ip+":"+port, "-storm", o.storm.String(), "-storm-workers", strconv.Itoa(o.stormWorkers))
+	cl.Stderr = logf
+	out, err := cl.Output()
+	if err != nil {
+		return fmt.Errorf("storm client: %w (log %s)", err, logf.Name())
+	}
+	conns, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		return fmt.Errorf("storm client printed %q, want a count", out)
+	}
+	cs := procCPU(pid)
+	if err := sleep(ctx, o.drain); err != nil {
+		return err
+	}
+	f1, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	c1, t1 := procCPU(pid), time.Now()
+	flows := f1 - f0
+	fmt.Printf("run %d  storm %v: %d connections (%.0f/s), %.0f flows, %.2f µs CPU/flow, %.2f µs CPU/connection (%.0f ms CPU over %v; %.0f ms of it during the storm: %.0f%% of a core)\n",
+		run, o.storm, conns, float64(conns)/o.storm.Seconds(), flows, float64(c1-c0)/1e3/flows, float64(c1-c0)/1e3/float64(conns),
+		float64(c1-c0)/1e6, t1.Sub(t0).Round(time.Second), float64(cs-c0)/1e6, 100*float64(cs-c0)/1e9/o.storm.Seconds())
+	return nil
+}
+
+// runStormClient opens TCP connections to addr from workers threads for d,
+// each an HTTP/1.0 request read to the server's close, and returns how many
+// completed. It runs inside a lab pod (flowbus lab exec).
+func runStormClient(addr string, d time.Duration, workers int) (uint64, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return 0, fmt.Errorf("storm address %q: want IPv4:port", addr)
+	}
+	// The pod's own ephemeral range, wide: connections close server first,
+	// so ports are free again at once.
+	_ = os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("1024 65535"), 0o644)
+	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	req := []byte("GET /storm HTTP/1.0\r\n\r\n")
+	end := time.Now().Add(d)
+	var done atomic.Uint64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			buf := make([]byte, 4096)
+			for time.Now().Before(end) {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				if err := unix.Connect(fd, sa); err != nil {
+					unix.Close(fd)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("connect: %w", err))
+					continue
+				}
+				unix.Write(fd, req)
+				for {
+					n, err := unix.Read(fd, buf)
+					if err == unix.EINTR {
+						continue
+					}
+					if n <= 0 {
+						break
+					}
+				}
+				unix.Close(fd)
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if e, _ := firstErr.Load().(error); e != nil && done.Load() == 0 {
+		return 0, e
+	}
+	return done.Load(), nil
 }
 
 // trafficConnections reads the CONNECTIONS column of the total row that
