@@ -31,7 +31,8 @@
 // wrote (Hubble's count: a connection's SYN, a DNS query, a drop).
 //
 // Output in -out: soak.csv (the samples), soak-rss.png, soak-cpu.png,
-// soak-goroutines.png, soak-lag.png, soak-spool.png, and soak.md: the RSS
+// soak-goroutines.png, soak-lag.png, soak-spool.png, soak-load.png (the
+// machine's load average), and soak.md: the RSS
 // slope of each process after -warmup (least squares over those samples,
 // MB per hour), mean CPU, max lag and spool, the exact totals, the load.
 package main
@@ -87,8 +88,16 @@ func main() {
 	flag.StringVar(&o.flowbus, "flowbus", "", "flowbus binary (default: go build ./cmd/flowbus into a temporary directory; run from the repository root)")
 	flag.StringVar(&o.natsServer, "nats-server", "nats-server", "NATS server binary; if not found, this command runs the embedded server in a process of its own")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, Parquet)")
+	replotCSV := flag.String("replot", "", "only draw the PNGs again from this soak.csv, into -out")
 	flag.Parse()
 	maybeServeNATS()
+	if *replotCSV != "" {
+		if err := replot(*replotCSV, o.out); err != nil {
+			fmt.Fprintln(os.Stderr, "soak:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.command = "go run ./bench/soak " + strings.Join(os.Args[1:], " ")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

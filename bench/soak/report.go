@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,7 +141,7 @@ func summary(o options, r *result) string {
 	fmt.Fprintf(&b, "| result | %s |\n", verdict)
 	fmt.Fprintf(&b, "\nTraffic: %d open TCP connections at the peak, %d pods replaced. Exits: agent %s, aggregator %s.\n",
 		r.peakOpen, r.replaced, r.agentExit, r.aggExit)
-	fmt.Fprintf(&b, "\nFiles: soak.csv (the samples), soak-rss.png, soak-cpu.png, soak-goroutines.png, soak-lag.png, soak-spool.png.\n")
+	fmt.Fprintf(&b, "\nFiles: soak.csv (the samples), soak-rss.png, soak-cpu.png, soak-goroutines.png, soak-lag.png, soak-spool.png, soak-load.png.\n")
 	return b.String()
 }
 
@@ -175,8 +177,11 @@ func plots(dir string, ss []sample) error {
 		{"soak-cpu.png", "CPU (utime + stime over each interval)", "CPU (% of one core)", []series{
 			{"agent", func(s sample) float64 { return s.agentCPU }},
 			{"aggregator", func(s sample) float64 { return s.aggCPU }},
-			{"nats-server", func(s sample) float64 { return s.natsCPU }},
-			{"machine load average (1 min) × 100", func(s sample) float64 { return s.load1 * 100 }}}},
+			{"nats-server", func(s sample) float64 { return s.natsCPU }}}},
+		{"soak-load.png", fmt.Sprintf("The machine's load average (%d CPUs, shared)", runtime.NumCPU()), "load average (runnable tasks)", []series{
+			{"1 min", func(s sample) float64 { return s.load1 }},
+			{"5 min", func(s sample) float64 { return s.load5 }},
+			{"15 min", func(s sample) float64 { return s.load15 }}}},
 		{"soak-goroutines.png", "Goroutines (go_goroutines)", "goroutines", []series{
 			{"agent", func(s sample) float64 { return s.agentGoroutines }},
 			{"aggregator", func(s sample) float64 { return s.aggGoroutines }}}},
@@ -196,6 +201,15 @@ func plots(dir string, ss []sample) error {
 		p.Add(plotter.NewGrid())
 		p.Legend.Top = true
 		p.Legend.Left = true
+		top := 0.0
+		for _, se := range f.ss {
+			for _, s := range ss {
+				top = max(top, se.y(s))
+			}
+		}
+		if top > 0 {
+			p.Y.Max = top * 1.3 // room for the legend above the lines
+		}
 		for i, se := range f.ss {
 			xy := make(plotter.XYs, len(ss))
 			for j, s := range ss {
@@ -207,7 +221,7 @@ func plots(dir string, ss []sample) error {
 			}
 			l.Color = colors[i%len(colors)]
 			l.Width = vg.Points(1.5)
-			if strings.HasPrefix(se.name, "machine") || strings.HasPrefix(se.name, "not yet delivered") {
+			if strings.HasPrefix(se.name, "not yet delivered") {
 				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 				l.Width = vg.Points(1)
 			}
@@ -219,4 +233,32 @@ func plots(dir string, ss []sample) error {
 		}
 	}
 	return nil
+}
+
+// replot writes the PNGs of the samples in a soak.csv again, into dir.
+func replot(csvPath, dir string) error {
+	b, err := os.ReadFile(csvPath)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 || lines[0] != csvHeader {
+		return errors.New(csvPath + ": not a soak.csv of this version (header differs) or no samples")
+	}
+	var ss []sample
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		v := make([]float64, len(f))
+		for i := range f {
+			if v[i], err = strconv.ParseFloat(f[i], 64); err != nil {
+				return fmt.Errorf("%s: %q: %w", csvPath, l, err)
+			}
+		}
+		ss = append(ss, sample{t: time.Duration(v[0] * float64(time.Second)), sent: uint64(v[1]),
+			agentRSS: v[2], aggRSS: v[3], natsRSS: v[4], agentCPU: v[5], aggCPU: v[6], natsCPU: v[7],
+			agentGoroutines: v[8], aggGoroutines: v[9], lag: v[10], lagPending: v[11], lagAckPending: v[12], spoolBytes: v[13],
+			agentGCHeapMB: v[14], aggregatorGCHeapMB: v[15], agentExportRows: v[16], aggregatorRows: v[17], behind: uint64(v[18]),
+			load1: v[19], load5: v[20], load15: v[21]})
+	}
+	return plots(dir, ss)
 }

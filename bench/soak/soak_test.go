@@ -64,7 +64,7 @@ func TestSoakShort(t *testing.T) {
 	if n := strings.Count(string(csv), "\n"); n != len(res.samples)+1 || !strings.HasPrefix(string(csv), csvHeader+"\n") {
 		t.Errorf("soak.csv has %d lines for %d samples, or another header", n, len(res.samples))
 	}
-	for _, f := range []string{"soak-rss.png", "soak-cpu.png", "soak-goroutines.png", "soak-lag.png", "soak-spool.png"} {
+	for _, f := range []string{"soak-rss.png", "soak-cpu.png", "soak-goroutines.png", "soak-lag.png", "soak-spool.png", "soak-load.png"} {
 		b, err := os.ReadFile(filepath.Join(o.out, f))
 		if err != nil || len(b) < 1000 || string(b[1:4]) != "PNG" {
 			t.Errorf("%s: %d bytes, %v", f, len(b), err)
