@@ -97,7 +97,7 @@ bench:
 ## stdin, paced), a NATS server in its own process (Debian's nats-server, installed when
 ## missing; else the embedded one) and the real aggregator writing Parquet; samples RSS,
 ## CPU, goroutines, bus lag and spool every 10 s and writes bench/soak.csv, the plots
-## bench/soak-{rss,cpu,goroutines,lag,spool}.png and bench/soak.md (the RSS slope after
+## bench/soak-{rss,cpu,goroutines,lag,spool,load}.png and bench/soak.md (the RSS slope after
 ## the 5-minute warm-up in MB/h, the means and maxima, the exact totals: every flow
 ## written is in the Parquet, or it fails). SOAK_FLAGS adds flags (-duration 1m).
 SOAK_FLAGS ?=
