@@ -75,6 +75,7 @@ type options struct {
 	stormWorkers                int
 	stormFrom, stormTo          string
 	podIPs                      map[string]string // from lab up's table
+	agentEnv                    []string          // more environment of the agent (NAME=value)
 }
 
 func main() {
@@ -91,6 +92,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 1, "runs (a fresh bus and agent each; one lab)")
 	flag.BoolVar(&o.l7, "l7", false, "also pass the lab's --l7 to the agent")
 	flag.StringVar(&o.extra, "agent-flags", "", "more agent flags, space-separated")
+	agentEnv := flag.String("agent-env", "", "more environment of the agent, space-separated NAME=value (e.g. GOMAXPROCS=1)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
 	flag.DurationVar(&o.storm, "storm", 0, "connect storm after the rates, this long (0: none)")
 	flag.IntVar(&o.stormWorkers, "storm-workers", 4, "connecting threads of the storm")
@@ -98,6 +100,7 @@ func main() {
 	flag.StringVar(&o.stormTo, "storm-to", "checkout-api:8080", "lab pod and HTTP port the storm connects to (one the lab's policies allow from -storm-from)")
 	stormClient := flag.String("storm-client", "", "internal: run the storm's client against this address (in a lab pod)")
 	flag.Parse()
+	o.agentEnv = strings.Fields(*agentEnv)
 	if *stormClient != "" {
 		n, err := runStormClient(*stormClient, o.storm, o.stormWorkers)
 		if err != nil {
@@ -260,7 +263,7 @@ func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []stri
 	args := append([]string{"agent"}, agentArgs...)
 	args = append(args, "--bus", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "--data-dir", filepath.Join(dir, "agent"),
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--observer-address", fmt.Sprintf("127.0.0.1:%d", obsPort))
-	agent, err := start(dir, "agent", o.flowbus, args...)
+	agent, err := startEnv(dir, "agent", o.agentEnv, o.flowbus, args...)
 	if err != nil {
 		return err
 	}
@@ -485,12 +488,20 @@ type proc struct {
 }
 
 func start(dir, name, bin string, args ...string) (*proc, error) {
+	return startEnv(dir, name, nil, bin, args...)
+}
+
+// startEnv is start with env added to this process's environment.
+func startEnv(dir, name string, env []string, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
