@@ -158,6 +158,18 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 		return fmt.Errorf("ebpf source: %w", err)
 	}
 	s.coll.Store(coll)
+	if dir := s.cfg.PinDir; dir != "" {
+		if err := coll.PinMaps(dir); err != nil {
+			s.log.Warn("pin the kernel's maps (flowbus bpf and flowbus audit will not find them)", "dir", dir, "err", err)
+		} else {
+			s.log.Info("kernel maps pinned", "dir", dir)
+			defer func() {
+				if err := coll.UnpinMaps(dir); err != nil {
+					s.log.Warn("unpin the kernel's maps", "dir", dir, "err", err)
+				}
+			}()
+		}
+	}
 	var l7s *l7sink
 	l7done := make(chan error, 1)
 	// The L7 reader stops with Run, also when Run fails.
