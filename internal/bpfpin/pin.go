@@ -12,11 +12,15 @@ import (
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Pin pins every map under dir, as dir/<name>, creating dir; a file already
 // at a map's path is replaced. On failure no pin of this call is left.
 func Pin(dir string, ms map[string]*ebpf.Map) error {
+	if err := onBPFFS(dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("pin maps: %w", err)
 	}
@@ -35,6 +39,25 @@ func Pin(dir string, ms map[string]*ebpf.Map) error {
 		done = append(done, m)
 	}
 	return nil
+}
+
+// onBPFFS checks that dir, or its nearest existing parent, is on a BPF
+// filesystem.
+func onBPFFS(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		err := unix.Statfs(d, &st)
+		if errors.Is(err, unix.ENOENT) && d != filepath.Dir(d) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("pin maps in %s: %w", dir, err)
+		}
+		if st.Type != unix.BPF_FS_MAGIC {
+			return fmt.Errorf("pin maps in %s: %s is not on a BPF filesystem (mount one: mount -t bpf bpf %s)", dir, d, d)
+		}
+		return nil
+	}
 }
 
 func unpin(ms []*ebpf.Map) {
