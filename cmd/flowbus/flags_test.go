@@ -31,8 +31,14 @@ func commandFlagSets(t *testing.T) map[string]*flagSet {
 	sets := map[string]*flagSet{"agent": agent, "aggregator": aggregator, "demo": demo, "observe": observe,
 		"ocsf": ocsfFlags, "relay": relay, "version": newVersionFlags(cio), "sql": newSQLFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
 		"lab status": status, "lab exec": labExec}
+	for verb := range bpfVerbs {
+		sets["bpf "+verb], _ = newBpfFlags(verb, cio)
+	}
+	for verb := range auditVerbs {
+		sets["audit "+verb], _, _ = newAuditFlags(verb, cio)
+	}
 	for name := range commands() {
-		if _, ok := sets[name]; !ok && name != "lab" {
+		if _, ok := sets[name]; !ok && name != "lab" && name != "bpf" && name != "audit" {
 			t.Fatalf("command %s has no flag set in commandFlagSets", name)
 		}
 	}
@@ -126,7 +132,7 @@ func TestEveryHelpHasTheSharedLayout(t *testing.T) {
 			}
 		})
 	}
-	for _, args := range [][]string{{"help"}, {"lab", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"lab", "--help"}, {"bpf", "--help"}, {"audit", "--help"}} {
 		code, out, _ := runCommand(args...)
 		lines := strings.Split(out, "\n")
 		if code != 0 || !usageLine.MatchString(lines[0]) || lines[1] != "" {
