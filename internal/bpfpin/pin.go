@@ -68,7 +68,8 @@ func unpin(ms []*ebpf.Map) {
 
 // Unpin removes the pins of ms under dir that still hold these maps (an
 // agent that started since on the same directory may have replaced them),
-// and dir once it is empty.
+// and dir once it is empty. Call it before closing the maps: a closed map
+// cannot be compared with a pin, whose file then stays.
 func Unpin(dir string, ms map[string]*ebpf.Map) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(ms)) {
