@@ -167,6 +167,7 @@ var concepts = []struct {
 	{"node name", "node", []string{"node-id", "hostname"}},
 	{"endpoints file", "endpoints", []string{"endpoints-file"}},
 	{"how long a command runs", "duration", []string{"run-for", "time"}},
+	{"where an agent's eBPF maps are pinned", "bpf-pin-dir", []string{"pin-dir", "bpffs-dir", "bpf-dir", "pin-path"}},
 }
 
 // TestOneFlagNamePerConcept: no subcommand names a concept otherwise than
