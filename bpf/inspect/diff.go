@@ -32,8 +32,8 @@ type Header struct {
 	Node string    `json:"node"`
 }
 
-// ConnDiff: the connections in To only (New) and in From only (Ended),
-// each list capped; the counts are all of them.
+// ConnDiff holds the connections in To only (New) and in From only
+// (Ended), each list capped; the counts are all of them.
 type ConnDiff struct {
 	NewCount   int          `json:"new_count"`
 	New        []Connection `json:"new"`
@@ -65,7 +65,7 @@ type EndpointDiff struct {
 	IdentityTo   uint32 `json:"identity_to,omitempty"`
 }
 
-// IPCacheDiff: ipcache entries added, removed, and whose identity changed.
+// IPCacheDiff holds the ipcache entries added, removed, and changed.
 type IPCacheDiff struct {
 	Added   []IPEntry `json:"added"`
 	Removed []IPEntry `json:"removed"`
@@ -79,8 +79,9 @@ type IPMove struct {
 	To     IPEntry      `json:"to"`
 }
 
-// IdentityDiff: the identities the ipcache holds in To and not in From
-// (New) and the other way (Gone), as a prefix's identity or CIDR identity.
+// IdentityDiff holds the identities the ipcache holds in To and not in
+// From (New) and the other way (Gone), as a prefix's identity or CIDR
+// identity.
 type IdentityDiff struct {
 	New  []uint32 `json:"new"`
 	Gone []uint32 `json:"gone"`

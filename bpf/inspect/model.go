@@ -113,7 +113,8 @@ func (r Rule) Ports() string {
 	return fmt.Sprintf("%d-%d", r.Port, hi)
 }
 
-// String: "allow ingress from identity 300 tcp/8080 (L3-L4, policy 5)".
+// String describes the rule: "allow ingress from identity 300 tcp/8080
+// (L3-L4, policy 5)".
 func (r Rule) String() string {
 	peer := "any peer"
 	if r.Peer != 0 {
