@@ -28,6 +28,9 @@ func Pin(dir string, ms map[string]*ebpf.Map) error {
 	for _, name := range slices.Sorted(maps.Keys(ms)) {
 		m := ms[name]
 		path := filepath.Join(dir, name)
+		if samePinned(path, m) {
+			continue // pinned there already
+		}
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			unpin(done)
 			return fmt.Errorf("pin map %s: remove the stale pin: %w", name, err)

@@ -56,6 +56,9 @@ func TestPinReplacesStaleAndUnpinsOnlyItsOwn(t *testing.T) {
 	if err := Pin(dir, mine); err != nil {
 		t.Fatalf("pin over a stale pin: %v", err)
 	}
+	if err := Pin(dir, mine); err != nil {
+		t.Fatalf("pin again: %v", err)
+	}
 	ms, err := Open(dir, "a", "b")
 	if err != nil {
 		t.Fatal(err)
