@@ -479,6 +479,19 @@
 // empty cgroup/connect4 program in bench/RESULTS.md, "Socket load
 // balancing".
 //
+// # Pinned maps
+//
+// Collector.PinMaps pins flows4, flows6, ipcache, endpoints, policy_allow
+// and policy_deny by name under a directory of the BPF filesystem
+// (internal/bpfpin; the agent's --bpf-pin-dir), and OpenPinned reads them
+// back from another process, read-only, with the maps' own key and value
+// types: flows as the Event their entry would make (MapFlow), the ipcache,
+// and each endpoint with the rules of the generation it uses (the other
+// generation exists only during a switch). A lookup racing the agent's
+// writes sees each entry old or new; a listing is not one instant's (the
+// kernel iterates a map while it changes). bpf/inspect builds the
+// snapshots of `flowbus bpf` and `flowbus audit` on them.
+//
 // # Known gaps
 //
 //   - Packets after a flow's entry left the map (quiet for EndLinger after

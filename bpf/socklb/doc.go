@@ -136,6 +136,11 @@
 // unchanged writes nothing. A write that fails leaves the service marked
 // to be rewritten whole on the next SetService.
 //
+// LB.PinMaps pins lb_services and lb_backends under a directory of the BPF
+// filesystem (the agent's --bpf-pin-dir), and ReadPinned reads the
+// services and their backends, in slot order, from another process. The
+// Maglev tables are not pinned: they follow from the backends.
+//
 // # Decisions
 //
 // Every translated or refused connect() and sendmsg() is one sock_event:

@@ -31,6 +31,7 @@ import (
 	"github.com/flowbus/flowbus/agent/source/hubblejson"
 	"github.com/flowbus/flowbus/agent/source/synthetic"
 	"github.com/flowbus/flowbus/bpf"
+	"github.com/flowbus/flowbus/internal/bpfpin"
 	"github.com/flowbus/flowbus/internal/flowcodec"
 	"github.com/flowbus/flowbus/internal/observer"
 	"github.com/flowbus/flowbus/internal/observer/query"
@@ -86,6 +87,7 @@ type agentFlags struct {
 	socketLBCgroup               *string
 	socketLBAlgorithm            *string
 	socketLBPeer                 *bool
+	bpfPinDir                    *string
 	clusterName                  *string
 	l7Ports                      stream.Ports
 	l7HeadBytes                  *int
@@ -158,6 +160,7 @@ func addAgentFlags(fs *flagSet, demo bool) *agentFlags {
 	f.socketLBAlgorithm = fs.String("socket-lb-algorithm", "random", "--socket-lb: how a backend is picked: random (per connect) or maglev (consistent hashing of the socket cookie)")
 	fs.check("socket-lb-algorithm", oneOf(f.socketLBAlgorithm, "random", "maglev"))
 	f.socketLBPeer = fs.Bool("socket-lb-peer", true, "--socket-lb: getpeername() on a translated TCP socket returns the ClusterIP, as the application dialled; false leaves it the backend and saves each connect() the socket storage that remembers the translation (about half of its cost; UDP replies are still rewritten)")
+	f.bpfPinDir = fs.String("bpf-pin-dir", "", "ebpf: pin the kernel's flow, ipcache, endpoint, policy and socket LB maps in this directory of the BPF filesystem, for 'flowbus bpf' and 'flowbus audit' (removed at a clean stop; a killed agent's are replaced at the next start); empty: "+bpfpin.DefaultRoot+"/<node>; off: no pins")
 	f.fqdnGrace = fs.Duration("fqdn-grace", 0, "ebpf: keep a DNS answer's names on flows this long past its TTL (as Cilium's --tofqdns-idle-connection-grace-period)")
 	fs.check("fqdn-grace", atLeast(f.fqdnGrace, 0))
 
@@ -390,6 +393,13 @@ func (f *agentFlags) newSource(io cmdIO, rt *agentRuntime) (agent.Source, error)
 				L7: bpf.L7Config{RingBufSize: *f.l7RingBufSize}},
 			Node: *f.node, Cluster: store, ClusterName: *f.clusterName, EnforcePolicy: *f.policyEnforcement == "default",
 			Names: fqdn.Options{Grace: *f.fqdnGrace},
+		}
+		switch *f.bpfPinDir {
+		case "off":
+		case "":
+			cfg.PinDir = bpfpin.AgentDir(*f.node)
+		default:
+			cfg.PinDir = *f.bpfPinDir
 		}
 		if len(f.l7Ports) > 0 {
 			cfg.L7 = &stream.Config{Ports: f.l7Ports, HeadBytes: *f.l7HeadBytes, MaxConns: *f.l7MaxConns}

@@ -31,8 +31,14 @@ func commandFlagSets(t *testing.T) map[string]*flagSet {
 	sets := map[string]*flagSet{"agent": agent, "aggregator": aggregator, "demo": demo, "observe": observe,
 		"ocsf": ocsfFlags, "relay": relay, "version": newVersionFlags(cio), "sql": newSQLFlags(cio), "lab up": up, "lab traffic": traffic, "lab down": down,
 		"lab status": status, "lab exec": labExec}
+	for verb := range bpfVerbs {
+		sets["bpf "+verb], _ = newBpfFlags(verb, cio)
+	}
+	for verb := range auditVerbs {
+		sets["audit "+verb], _, _ = newAuditFlags(verb, cio)
+	}
 	for name := range commands() {
-		if _, ok := sets[name]; !ok && name != "lab" {
+		if _, ok := sets[name]; !ok && name != "lab" && name != "bpf" && name != "audit" {
 			t.Fatalf("command %s has no flag set in commandFlagSets", name)
 		}
 	}
@@ -126,7 +132,7 @@ func TestEveryHelpHasTheSharedLayout(t *testing.T) {
 			}
 		})
 	}
-	for _, args := range [][]string{{"help"}, {"lab", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"lab", "--help"}, {"bpf", "--help"}, {"audit", "--help"}} {
 		code, out, _ := runCommand(args...)
 		lines := strings.Split(out, "\n")
 		if code != 0 || !usageLine.MatchString(lines[0]) || lines[1] != "" {
@@ -161,6 +167,7 @@ var concepts = []struct {
 	{"node name", "node", []string{"node-id", "hostname"}},
 	{"endpoints file", "endpoints", []string{"endpoints-file"}},
 	{"how long a command runs", "duration", []string{"run-for", "time"}},
+	{"where an agent's eBPF maps are pinned", "bpf-pin-dir", []string{"pin-dir", "bpffs-dir", "bpf-dir", "pin-path"}},
 }
 
 // TestOneFlagNamePerConcept: no subcommand names a concept otherwise than

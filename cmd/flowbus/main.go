@@ -72,6 +72,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"agent":      {runAgent, "run the node agent: capture or read flows, aggregate, publish Arrow batches to the bus"},
 		"aggregator": {runAggregator, "consume flows from the bus and write per-pair and per-route Parquet rollups"},
+		"audit":      {runAudit, "snapshot every eBPF map an agent pinned to a file, and say what changed between two"},
+		"bpf":        {runBpf, "list an agent's pinned eBPF maps: connections, services, policy, ipcache, flows (root)"},
 		"demo":       {runDemo, "run agent, embedded NATS and aggregator on one machine and print what came back"},
 		"ocsf":       {runOCSF, "consume flows from the bus and write them as OCSF events to files, a Splunk HEC, Kafka or NATS"},
 		"observe":    {runObserve, "print flows from an agent or relay (hubble observe compatible)"},
@@ -125,6 +127,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	if _, isVerb := labVerbs[at(args, 1)]; name == "lab" && isVerb {
 		name += " " + args[1] // in messages: flowbus lab up: ...
+	}
+	if _, isVerb := auditVerbs[at(args, 1)]; name == "audit" && isVerb {
+		name += " " + args[1]
+	}
+	if _, isVerb := bpfVerbs[at(args, 1)+" "+at(args, 2)]; name == "bpf" && isVerb {
+		name += " " + args[1] + " " + args[2]
 	}
 	err := cmd.run(ctx, args[1:], cmdIO{Stdin: stdin, Stdout: stdout, Stderr: stderr, Log: log})
 	switch {

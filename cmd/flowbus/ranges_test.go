@@ -130,6 +130,13 @@ func TestOutOfRangeValuesAreUsageErrors(t *testing.T) {
 		{"lab traffic", "duration", "-1s", "more than 0s"},
 		{"lab traffic", "rate", "0", "a number more than 0"},
 		{"lab traffic", "rate", "NaN", "a number more than 0"},
+		{"bpf ct list", "output", "yaml", "one of table, json"},
+		{"bpf lb list", "output", "wide", "one of table, json"},
+		{"bpf policy get", "output", "text", "one of table, json"},
+		{"bpf ipcache list", "output", "yaml", "one of table, json"},
+		{"bpf flows list", "output", "csv", "one of table, json"},
+		{"audit diff", "output", "table", "one of text, json"},
+		{"audit diff", "list-max", "-2", "at least -1"},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

@@ -64,6 +64,11 @@ type Config struct {
 	// SockLB, when set, load balances the cluster's services at the
 	// socket layer (doc.go, "Socket load balancing"); it needs Cluster.
 	SockLB *SockLBConfig
+	// PinDir, when set, is the BPF filesystem directory the kernel's flow,
+	// identity, policy and socket LB maps are pinned in while Run runs
+	// (internal/bpfpin), for `flowbus bpf` and `flowbus audit`. A pin that
+	// fails is logged; the source runs on without it.
+	PinDir string
 }
 
 func (c Config) withDefaults() Config {

@@ -135,6 +135,14 @@
 //     L7 records. A connection
 //     seen mid-stream is turned round when its client port is the one
 //     followed.
+//   - Pinned maps (Config.PinDir, `flowbus agent --bpf-pin-dir`, by default
+//     /sys/fs/bpf/flowbus/<node>): the flow, ipcache, endpoints and policy
+//     maps, and the socket LB's services and backends, are pinned there
+//     once loaded, for `flowbus bpf` and `flowbus audit` (bpf/inspect), and
+//     unpinned before they are closed at a clean stop; a killed agent's
+//     pins are replaced at the next start (internal/bpfpin). A pin that
+//     fails (no BPF filesystem mounted there) is a warning: the agent runs
+//     without.
 //
 // # Socket load balancing
 //

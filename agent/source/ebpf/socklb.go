@@ -72,6 +72,14 @@ func (s *Source) startSockLB(ctx context.Context, out chan<- []schemas.Flow) (st
 		lb.Close()
 		return nil, fmt.Errorf("socket LB: %w", err)
 	}
+	pinned := false
+	if dir := s.cfg.PinDir; dir != "" {
+		if err := lb.PinMaps(dir); err != nil {
+			s.log.Warn("pin the socket LB's maps (flowbus bpf lb will not find them)", "dir", dir, "err", err)
+		} else {
+			pinned = true
+		}
+	}
 	l := &sockLB{src: s, lb: lb, algo: socklb.Random, cgroup: path, ids: map[frontendKey]uint32{},
 		names: map[uint32]schemas.Service{}, backends: map[netip.AddrPort]uint32{}, pods: newCgroupPods(path)}
 	if c.Algorithm == "maglev" {
@@ -107,6 +115,11 @@ func (s *Source) startSockLB(ctx context.Context, out chan<- []schemas.Flow) (st
 	return func() {
 		stopFollow()
 		s.sockLB.Store(nil)
+		if pinned {
+			if err := lb.UnpinMaps(s.cfg.PinDir); err != nil {
+				s.log.Warn("unpin the socket LB's maps", "dir", s.cfg.PinDir, "err", err)
+			}
+		}
 		if err := lb.Close(); err != nil {
 			s.log.Warn("close socket LB", "err", err)
 		}

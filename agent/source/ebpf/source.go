@@ -158,6 +158,20 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 		return fmt.Errorf("ebpf source: %w", err)
 	}
 	s.coll.Store(coll)
+	closeColl := coll.Close
+	if dir := s.cfg.PinDir; dir != "" {
+		if err := coll.PinMaps(dir); err != nil {
+			s.log.Warn("pin the kernel's maps (flowbus bpf and flowbus audit will not find them)", "dir", dir, "err", err)
+		} else {
+			s.log.Info("kernel maps pinned", "dir", dir)
+			closeColl = func() error { // the pins go while the maps are still open: Unpin compares them
+				if err := coll.UnpinMaps(dir); err != nil {
+					s.log.Warn("unpin the kernel's maps", "dir", dir, "err", err)
+				}
+				return coll.Close()
+			}
+		}
+	}
 	var l7s *l7sink
 	l7done := make(chan error, 1)
 	// The L7 reader stops with Run, also when Run fails.
@@ -165,7 +179,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	defer stopL7()
 	if s.cfg.L7 != nil {
 		if l7s, err = newL7Sink(s, out); err != nil {
-			coll.Close()
+			closeColl()
 			return fmt.Errorf("ebpf source: %w", err)
 		}
 		go func() { l7done <- coll.RunL7(l7ctx, l7s) }()
@@ -191,7 +205,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	if err != nil {
 		stopFollow()
 		<-followed
-		coll.Close()
+		closeColl()
 		return fmt.Errorf("ebpf source: %w", err)
 	}
 	runErr := coll.Run(ctx, sk)
@@ -207,7 +221,7 @@ func (s *Source) Run(ctx context.Context, out chan<- []schemas.Flow, lost func(f
 	if l7s != nil {
 		l7s.close()
 	}
-	if err := coll.Close(); err != nil {
+	if err := closeColl(); err != nil {
 		s.log.Warn("close ebpf collector", "err", err)
 	}
 	if runErr != nil {
