@@ -597,7 +597,9 @@ func TestAgentSpoolFullDiskDropsCountedAndRecovers(t *testing.T) {
 		v, ok := a.metric("flowbus_spool_bytes")
 		return ok && v == 0
 	})
-	d = dropped()
+	if after := dropped(); after != d {
+		t.Errorf("%v more flows dropped (spool_error) after the disk had room again", after-d)
+	}
 	corrupt, torn := m("flowbus_spool_corrupt_records_total"), m("flowbus_spool_torn_tails_total")
 	a.stop()
 	drainAggregator(t, agg, ns.messages(), 2*time.Minute)
