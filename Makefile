@@ -88,10 +88,14 @@ FAULT_TESTS := Outage|Crash|SIGKILL|FullDisk|Corrupt|Restart|HECDown|HECOutage|R
 faults:
 	$(GO) test -count=1 -run '$(FAULT_TESTS)' ./agent/... ./aggregator/... ./sinks/... ./internal/... ./cmd/flowbus/
 
-## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
+## bench: every benchmark and whole-process measurement, beside their baselines, and
+## bench/RESULTS.md rewritten from their output (bench/mkresults: the groups, their
+## -count and -benchtime, the targets). The privileged groups (bpf, socket LB, the lab's
+## agent) run as root under /tmp/flowbus-priv.lock, else their tables say "needs root".
+## BENCHFLAGS: e.g. -groups 'codec|l7' -o /tmp/r.md to run a few groups.
+BENCHFLAGS ?=
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./schemas/... ./internal/flowcodec/ ./bench/ ./aggregator/... ./agent/...
-	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/ ./bpf/socklb/; else echo "bpf benchmarks need root: skipped"; fi
+	$(GO) run ./bench/mkresults $(BENCHFLAGS)
 
 ## generate: rewrite all committed generated code: generate-schemas, then generate-bpf.
 generate: generate-schemas generate-bpf
