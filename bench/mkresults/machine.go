@@ -16,7 +16,7 @@ type Machine struct {
 	Cores                         int
 	RAM                           string
 	Start, End                    time.Time
-	Took                          time.Duration
+	Took, LockWait                time.Duration
 	LoadBefore, LoadAfter         string
 	Root                          bool
 }

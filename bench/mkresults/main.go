@@ -36,6 +36,7 @@ type Result struct {
 	Tail       string // the output's last lines, when it failed
 	Start      time.Time
 	Took       time.Duration
+	LockWait   time.Duration // waiting for the privileged lock, before Start
 	LoadBefore string
 	LoadAfter  string
 	Log        string
@@ -47,6 +48,7 @@ func main() {
 	quick := flag.Bool("quick", false, "one run per group (-count 1), time-based -benchtime cut to 100ms: to check the tool, not for figures")
 	list := flag.Bool("list", false, "print the groups and their commands, run nothing")
 	logs := flag.String("logs", "", "directory for each group's raw output (default: a new temporary directory)")
+	render := flag.String("render", "", "run nothing: write the file again from the raw output a run left in this -logs directory")
 	flag.Parse()
 	if *list {
 		for _, g := range groups {
@@ -74,6 +76,14 @@ func main() {
 	} else if err := os.MkdirAll(*logs, 0o755); err != nil {
 		fatal(err)
 	}
+	if *render != "" {
+		m, results, err := load(*render)
+		if err != nil {
+			fatal(err)
+		}
+		writeFile(*out, m, results, *quick)
+		return
+	}
 	m := machine()
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "mkresults: %d groups, raw output in %s\n", len(groups), *logs)
@@ -100,26 +110,40 @@ func main() {
 		if r.Err != nil {
 			status = "FAILED: " + r.Err.Error()
 		}
-		fmt.Fprintf(os.Stderr, "[%d/%d] %s: %s in %s, %d benchmarks, %d parse errors\n", i+1, len(groups), g.ID, status,
-			r.Took.Round(time.Second), len(r.Out.Benches), len(r.Out.Errors))
+		wait := ""
+		if r.LockWait >= time.Second {
+			wait = fmt.Sprintf(" (after %s waiting for %s)", r.LockWait.Round(time.Second), privLock)
+		}
+		fmt.Fprintf(os.Stderr, "[%d/%d] %s: %s in %s%s, %d benchmarks, %d parse errors\n", i+1, len(groups), g.ID, status,
+			r.Took.Round(time.Second), wait, len(r.Out.Benches), len(r.Out.Errors))
 		for _, e := range r.Out.Errors {
 			fmt.Fprintf(os.Stderr, "    %s: %v\n", g.ID, e)
 		}
 	}
+	for _, r := range results {
+		m.LockWait += r.LockWait
+	}
 	m.LoadAfter = loadavg()
 	m.Took = time.Since(start)
 	m.End = time.Now()
-	f, err := os.Create(*out)
+	if err := save(*logs, m, results); err != nil {
+		fatal(err)
+	}
+	writeFile(*out, m, results, *quick)
+	fmt.Fprintf(os.Stderr, "mkresults: wrote %s in %s (%s of it waiting for %s)\n", *out, m.Took.Round(time.Second), m.LockWait.Round(time.Second), privLock)
+}
+
+func writeFile(path string, m *Machine, results []*Result, quick bool) {
+	f, err := os.Create(path)
 	if err != nil {
 		fatal(err)
 	}
-	if err := write(f, m, results, *quick); err != nil {
+	if err := write(f, m, results, quick); err != nil {
 		fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		fatal(err)
 	}
-	fmt.Fprintf(os.Stderr, "mkresults: wrote %s in %s\n", *out, m.Took.Round(time.Second))
 }
 
 func fatal(err error) {
@@ -155,8 +179,21 @@ func quickGroup(g Group) Group {
 
 func runGroup(r *Result, logs string) {
 	g := r.Group
-	cmd := command(g)
-	r.Command = cmd
+	r.Command = command(g)
+	cmd := g.Command()
+	if g.Root {
+		// The lock is taken here rather than by flock(1), so that waiting
+		// for another user's privileged run is not the group's time.
+		t := time.Now()
+		unlock, err := lockPriv()
+		if err != nil {
+			r.Err = fmt.Errorf("%s: %w", privLock, err)
+			r.Out = Parse("")
+			return
+		}
+		defer unlock()
+		r.LockWait = time.Since(t)
+	}
 	r.LoadBefore = loadavg()
 	r.Start = time.Now()
 	r.Log = filepath.Join(logs, g.ID+".log")

@@ -74,10 +74,10 @@ func fmtRuns(vs []float64) string {
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 func withUnit(s, unit string) string {
-	if s == "" || unit == "" {
+	if s == "" || unit == "" || strings.Contains(s, "(") {
 		return s
 	}
-	if unit == "×" || unit == "%" || strings.Contains(s, "(") {
+	if unit == "×" || unit == "%" {
 		return s + unit
 	}
 	return s + " " + unit
@@ -140,7 +140,11 @@ func write(w io.Writer, m *Machine, results []*Result, quick bool) error {
 	p("| machine and run | |\n| --- | --- |\n")
 	p("| CPU | %s |\n| cores | %d |\n| RAM | %s |\n| kernel | %s |\n| Go | %s |\n", cell(m.CPU), m.Cores, m.RAM, m.Kernel, m.Go)
 	p("| commit | %s |\n", m.Commit)
-	p("| started | %s |\n| finished | %s (%s) |\n", m.Start.UTC().Format("2006-01-02 15:04:05 MST"), m.End.UTC().Format("2006-01-02 15:04:05 MST"), m.Took.Round(time.Second))
+	p("| started | %s |\n| finished | %s (took %s", m.Start.UTC().Format("2006-01-02 15:04:05 MST"), m.End.UTC().Format("2006-01-02 15:04:05 MST"), m.Took.Round(time.Second))
+	if m.LockWait >= time.Second {
+		p(", %s of it waiting for the privileged lock", m.LockWait.Round(time.Second))
+	}
+	p(") |\n")
 	p("| load average (1, 5, 15 min) | before %s; after %s |\n", m.LoadBefore, m.LoadAfter)
 	if m.Root {
 		p("| privileged groups | run as root, each under `flock %s` |\n\n", privLock)
@@ -213,7 +217,11 @@ func writeGroup(b *strings.Builder, r *Result, byGroup map[string]*Result) {
 		writeFigures(b, groupFigures(g), byGroup, false)
 		return
 	}
-	p("Run %s UTC, took %s; load average %s before, %s after.", r.Start.UTC().Format("2006-01-02 15:04"), r.Took.Round(time.Second), r.LoadBefore, r.LoadAfter)
+	p("Run %s UTC, took %s", r.Start.UTC().Format("2006-01-02 15:04"), r.Took.Round(time.Second))
+	if r.LockWait >= time.Second {
+		p(" (after %s waiting for the lock)", r.LockWait.Round(time.Second))
+	}
+	p("; load average %s before, %s after.", r.LoadBefore, r.LoadAfter)
 	if r.Out.CPU != "" {
 		p(" go test's cpu: %s.", r.Out.CPU)
 	}
