@@ -187,7 +187,7 @@ var figures = []Figure{
 	{Section: "datapath", Group: "bpf-storm", Name: "connect storm: connections without a complete record, per 100,000", Unit: "",
 		Expr: scaled(Ref{"BenchmarkConnectStorm", "incomplete/conn"}, 1e5)},
 	{Section: "datapath", Group: "", Name: "connect storm: the agent's whole-process CPU per exported flow", Unit: "µs",
-		Target: atMost(1), Note: "issue 18; no benchmark measures the whole agent process in the storm yet (the test runs the collector in its own process, beside the storm's clients and servers)"},
+		Target: atMost(1), Note: "issue 18; nothing measures it yet: the storm test runs the collector in the test's process, beside the storm's clients and servers"},
 
 	// Socket LB.
 	{Section: "socklb", Group: "socklb", Name: "UDP connect() translated: program above the empty cgroup program", Unit: "ns",

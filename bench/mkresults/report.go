@@ -20,6 +20,16 @@ func fmtNum(v float64) string {
 		return "0"
 	case v == math.Trunc(v) && a < 1e4:
 		return commas(strconv.FormatFloat(v, 'f', 0, 64))
+	}
+	return fmtFrac(v)
+}
+
+// fmtFrac is fmtNum without its exact-integer case.
+func fmtFrac(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case v == 0:
+		return "0"
 	case a >= 100:
 		r := math.Round(v)
 		if a >= 1e4 {
@@ -57,10 +67,15 @@ func fmtRange(vs []float64) string {
 		return ""
 	}
 	lo, hi := slices.Min(vs), slices.Max(vs)
-	if fmtNum(lo) == fmtNum(hi) {
-		return fmtNum(lo)
+	l, h := fmtNum(lo), fmtNum(hi)
+	if (lo == math.Trunc(lo)) != (hi == math.Trunc(hi)) {
+		// 3 and 3.16 read as 3.00–3.16: one precision for both ends.
+		l, h = fmtFrac(lo), fmtFrac(hi)
 	}
-	return fmtNum(lo) + "–" + fmtNum(hi)
+	if l == h {
+		return l
+	}
+	return l + "–" + h
 }
 
 func fmtRuns(vs []float64) string {
@@ -310,6 +325,23 @@ func writeMeasures(b *strings.Builder, o *Output) {
 		for _, bn := range o.Benches {
 			p("| %s | %d |", cell(name(bn)), len(bn.Runs))
 			for _, u := range units {
+				p(" %s |", fmtRange(o.valuesOf(bn, u)))
+			}
+			p("\n")
+		}
+		p("\n")
+		return
+	}
+	if len(o.Benches) <= 5 {
+		// Many measures, few benchmarks: a row per measure.
+		p("| measure |")
+		for _, bn := range o.Benches {
+			p(" %s (%d runs) |", cell(name(bn)), len(bn.Runs))
+		}
+		p("\n| --- |%s\n", strings.Repeat(" --- |", len(o.Benches)))
+		for _, u := range units {
+			p("| %s |", cell(u))
+			for _, bn := range o.Benches {
 				p(" %s |", fmtRange(o.valuesOf(bn, u)))
 			}
 			p("\n")
