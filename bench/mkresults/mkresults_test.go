@@ -119,6 +119,9 @@ func TestFigures(t *testing.T) {
 			t.Errorf("fmtNum(%v) = %q, want %q", v, got, want)
 		}
 	}
+	if got := fmtRuns([]float64{35.2, 33, 29.1}); got != "35.2, 33.0, 29.1" {
+		t.Errorf("fmtRuns %q", got)
+	}
 	for want, vs := range map[string][]float64{"43.5–57.7": {43.5, 57.7, 50}, "3.00–3.16": {3, 3.16}, "4–6": {4, 6, 5}, "12.1": {12.11, 12.09}} {
 		if got := fmtRange(vs); got != want {
 			t.Errorf("fmtRange(%v) = %q, want %q", vs, got, want)

@@ -79,9 +79,15 @@ func fmtRange(vs []float64) string {
 }
 
 func fmtRuns(vs []float64) string {
+	f := fmtNum
+	for _, v := range vs {
+		if v != math.Trunc(v) {
+			f = fmtFrac // one precision for the whole list
+		}
+	}
 	s := make([]string, len(vs))
 	for i, v := range vs {
-		s[i] = fmtNum(v)
+		s[i] = f(v)
 	}
 	return strings.Join(s, ", ")
 }
@@ -169,7 +175,10 @@ func write(w io.Writer, m *Machine, results []*Result, quick bool) error {
 	p("How to read it: each table is one command, shown above it and run from the repository root; a measure is the range min–max over the ")
 	p("command's runs (`-count`), and the number of runs is beside it. A figure computed from two measures (a ratio, a difference) is computed ")
 	p("per run, from the same command's output, and listed run by run; its target says **NOT MET** when any run misses it. ")
-	p("The machine is shared: the load average is given per command; wall times move with it more than CPU times do.\n\n")
+	p("The machine is shared: the load average is given per command; wall times move with it more than CPU times do. ")
+	p("A privileged command's time leaves out its wait for the lock other privileged runs hold. ")
+	p("Targets and derived figures are defined in one table, `figures` in bench/mkresults/groups.go; the commands, their `-count` and `-benchtime`, in `groups` beside it. ")
+	p("Measurements no benchmark repeats (profiles, instrumented runs, alternatives measured and not kept, the lab's L7 test) are in HISTORY.md with their dates and commands.\n\n")
 
 	// The targets, all together.
 	p("## Targets\n\n| component | figure | per run | range | target | |\n| --- | --- | --- | --- | --- | --- |\n")
@@ -336,7 +345,11 @@ func writeMeasures(b *strings.Builder, o *Output) {
 		// Many measures, few benchmarks: a row per measure.
 		p("| measure |")
 		for _, bn := range o.Benches {
-			p(" %s (%d runs) |", cell(name(bn)), len(bn.Runs))
+			runs := "runs"
+			if len(bn.Runs) == 1 {
+				runs = "run"
+			}
+			p(" %s (%d %s) |", cell(name(bn)), len(bn.Runs), runs)
 		}
 		p("\n| --- |%s\n", strings.Repeat(" --- |", len(o.Benches)))
 		for _, u := range units {
