@@ -90,10 +90,14 @@ FAULT_TESTS := Outage|Crash|SIGKILL|FullDisk|SpoolFull|Skew|SlowConsumer|Corrupt
 faults:
 	FLOWBUS_FAULTS_FULL=1 $(GO) test -count=1 -timeout 30m -run '$(FAULT_TESTS)' ./agent/... ./aggregator/... ./sinks/... ./internal/... ./cmd/flowbus/
 
-## bench: benchmarks of every hot path beside their baselines (see bench/RESULTS.md).
+## bench: every benchmark and whole-process measurement, beside their baselines, and
+## bench/RESULTS.md rewritten from their output (bench/mkresults: the groups, their
+## -count and -benchtime, the targets). The privileged groups (bpf, socket LB, the lab's
+## agent) run as root under /tmp/flowbus-priv.lock, else their tables say "needs root".
+## BENCHFLAGS: e.g. -groups 'codec|l7' -o /tmp/r.md to run a few groups.
+BENCHFLAGS ?=
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./schemas/... ./internal/flowcodec/ ./bench/ ./aggregator/... ./agent/...
-	@if [ "$$(id -u)" = 0 ]; then $(GO) test -run '^$$' -bench . ./bpf/ ./bpf/socklb/; else echo "bpf benchmarks need root: skipped"; fi
+	$(GO) run ./bench/mkresults $(BENCHFLAGS)
 
 ## soak: 30 minutes at 10k Hubble flow records/s through the real agent (hubble-json on its
 ## stdin, paced), a NATS server in its own process (Debian's nats-server, installed when

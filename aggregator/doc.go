@@ -94,7 +94,7 @@
 // is shared by all files. The aggregator then decodes every column, not
 // only the rollups' projection, and processes several times fewer rows per
 // second: 0.11–0.14 M against 0.88–0.94 M without raw flows
-// (BenchmarkProcessRawFlows; bench/RESULTS.md, "Parquet write and raw
+// (BenchmarkProcessRawFlows; bench/HISTORY.md, "Parquet write and raw
 // flows").
 //
 // # Commit protocol (exactly-once output over at-least-once delivery)

@@ -60,7 +60,7 @@ type Config struct {
 	PollInterval time.Duration
 	// EmitStartEvents makes the kernel emit EventFlowStart for every new
 	// flow. Off by default: the reservation adds ~100 ns to a new flow's
-	// ~400 ns (bench/RESULTS.md, "Kernel datapath"), and flows are reported
+	// ~400 ns (bench/HISTORY.md, "Kernel datapath"), and flows are reported
 	// when they end or time out.
 	EmitStartEvents bool
 	// BeforeAttach, when set, is called from the attach loop whenever the

@@ -40,7 +40,7 @@
 // (NetObserv's agent needs ~15 µs). The test fails if a connection is
 // missing that no loss counter covers. Keeping the state costs an established packet +41 to +46
 // ns over an empty program and a new TCP flow +397 to +460 ns
-// (bench/RESULTS.md, "Kernel datapath"). The price: map memory fixed at
+// (bench/HISTORY.md, "Kernel datapath"). The price: map memory fixed at
 // load (see Map type and eviction), a record reaches userspace only when
 // its flow ends or after ActiveTimeout, and the Collector must sweep the
 // maps (see Ends and tails).
@@ -86,7 +86,7 @@
 // key each), and beyond that a new flow costs one event per packet until
 // entries are freed. A new TCP flow, the insert included, costs +397 to
 // +460 ns over an empty program with entries recycled and +470 to +520 ns
-// on a cold map (bench/RESULTS.md, "Per-packet cost"). Only the hints that
+// on a cold map (bench/HISTORY.md, "Per-packet cost"). Only the hints that
 // ended flows leave behind (ended4, ended6) are LRU maps, on purpose: they
 // carry no counts (see "Ends and tails").
 //
@@ -476,7 +476,7 @@
 // into Hubble's TRANSLATED records (agent/source/ebpf, "Socket load
 // balancing"; flowbus agent --socket-lb). The design, its decisions and
 // its cost are in bpf/socklb's package documentation; the cost beside an
-// empty cgroup/connect4 program in bench/RESULTS.md, "Socket load
+// empty cgroup/connect4 program in bench/HISTORY.md, "Socket load
 // balancing".
 //
 // # Pinned maps
@@ -510,5 +510,5 @@
 // TestConnectStorm also runs the storm with no program attached and logs
 // both rates: on the 2-core development machine the storm's rate is set by
 // the kernel's TCP, veth and bridge paths, not by the flow programs, which
-// are ~3 % of its CPU (bench/RESULTS.md, "Connect storm").
+// are ~3 % of its CPU (bench/HISTORY.md, "Connect storm").
 package bpf

@@ -269,7 +269,7 @@ func workload(e *schemas.Endpoint) string {
 // seed-derived word and the strings are hashed with the seed, so which
 // keys collide cannot be predicted from outside. One call per string,
 // instead of feeding a streaming maphash.Hash, cut hashing from ~375 to
-// ~245 ns per event in BenchmarkAgent's profile (bench/RESULTS.md).
+// ~245 ns per event in BenchmarkAgent's profile (bench/HISTORY.md).
 func (a *Aggregator) hash(f *schemas.Flow) uint64 {
 	const k0, k1 = 0xa0761d6478bd642f, 0xe7037ed1a0b428db
 	w0 := uint64(f.Src.Identity) | uint64(f.Dst.Identity)<<32

@@ -8,6 +8,10 @@
 //
 //	flock /tmp/flowbus-priv.lock go run ./bench/agentcpu -runs 2
 //
+// With -benchfmt it also prints its figures as `go test -bench` result
+// lines (BenchmarkAgentCPU/idle, /rate=R, /end), which bench/mkresults
+// (`make bench`) reads.
+//
 // What it does, per run:
 //   - `flowbus lab up` (once for all runs), into a temporary --data-dir;
 //   - a NATS server in its own process (nats-server -js; Debian's package),
@@ -76,6 +80,7 @@ type options struct {
 	stormFrom, stormTo          string
 	podIPs                      map[string]string // from lab up's table
 	agentEnv                    []string          // more environment of the agent (NAME=value)
+	benchfmt                    bool
 }
 
 func main() {
@@ -99,6 +104,7 @@ func main() {
 	flag.StringVar(&o.stormFrom, "storm-from", "istio-gateway", "lab pod the storm's connections come from")
 	flag.StringVar(&o.stormTo, "storm-to", "checkout-api:8080", "lab pod and HTTP port the storm connects to (one the lab's policies allow from -storm-from)")
 	stormClient := flag.String("storm-client", "", "internal: run the storm's client against this address (in a lab pod)")
+	flag.BoolVar(&o.benchfmt, "benchfmt", false, "also print each figure as a go test -bench result line (BenchmarkAgentCPU/…), for bench/mkresults")
 	flag.Parse()
 	o.agentEnv = strings.Fields(*agentEnv)
 	if *stormClient != "" {
@@ -296,6 +302,9 @@ func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []stri
 	s1 := statCPU(pid)
 	fmt.Printf("run %d  idle %v: %.3f%% of a core (%.1f ms CPU; /proc stat %.0f ms)\n", run, o.idle.Round(time.Second),
 		100*float64(c1-c0)/float64(t1.Sub(t0)), float64(c1-c0)/1e6, float64(s1-s0)/1e6)
+	if o.benchfmt {
+		fmt.Printf("BenchmarkAgentCPU/idle 1 %.4f %%core\n", 100*float64(c1-c0)/float64(t1.Sub(t0)))
+	}
 	for _, rate := range o.rates {
 		if err := measureRate(ctx, o, labDir, dir, m, pid, rate, run); err != nil {
 			return err
@@ -309,6 +318,9 @@ func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []stri
 	lost, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_lost"`)
 	refused, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_end"`)
 	fmt.Printf("run %d  peak RSS %.1f MiB  ring refused ends %.0f, lost %.0f\n", run, float64(vmHWM(pid))/1024, refused, lost)
+	if o.benchfmt {
+		fmt.Printf("BenchmarkAgentCPU/end 1 %.1f peak-RSS-MiB %.0f ring-refused-ends %.0f ring-lost\n", float64(vmHWM(pid))/1024, refused, lost)
+	}
 	return nil
 }
 
@@ -361,6 +373,10 @@ func measureRate(ctx context.Context, o options, labDir, dir, m string, pid int,
 	fmt.Printf("run %d  rate %g: steady %.0f flows/s, %.2f µs CPU/flow (%.2f%% of a core);  whole run %.0f flows (%d connections), %.2f µs CPU/flow (%.0f ms CPU over %v; /proc stat %.2f µs/flow)\n",
 		run, rate, steadyFlows/steadySec, float64(sc1-sc0)/1e3/steadyFlows, 100*float64(sc1-sc0)/1e9/steadySec,
 		f1-f0, conns, float64(c1-c0)/1e3/(f1-f0), float64(c1-c0)/1e6, t1.Sub(t0).Round(time.Second), float64(s1-s0)/1e3/(f1-f0))
+	if o.benchfmt {
+		fmt.Printf("BenchmarkAgentCPU/rate=%g 1 %.0f steady-flows/s %.3f steady-µs/flow %.3f %%core %.0f run-flows %.3f run-µs/flow\n",
+			rate, steadyFlows/steadySec, float64(sc1-sc0)/1e3/steadyFlows, 100*float64(sc1-sc0)/1e9/steadySec, f1-f0, float64(c1-c0)/1e3/(f1-f0))
+	}
 	return nil
 }
 
@@ -406,6 +422,10 @@ func measureStorm(ctx context.Context, o options, labDir, dir, m string, pid, ru
 	fmt.Printf("run %d  storm %v: %d connections (%.0f/s), %.0f flows, %.2f µs CPU/flow, %.2f µs CPU/connection (%.0f ms CPU over %v; %.0f ms of it during the storm: %.0f%% of a core)\n",
 		run, o.storm, conns, float64(conns)/o.storm.Seconds(), flows, float64(c1-c0)/1e3/flows, float64(c1-c0)/1e3/float64(conns),
 		float64(c1-c0)/1e6, t1.Sub(t0).Round(time.Second), float64(cs-c0)/1e6, 100*float64(cs-c0)/1e9/o.storm.Seconds())
+	if o.benchfmt {
+		fmt.Printf("BenchmarkAgentCPU/storm 1 %.0f conns/s %.0f flows %.3f µs/flow %.3f µs/conn\n",
+			float64(conns)/o.storm.Seconds(), flows, float64(c1-c0)/1e3/flows, float64(c1-c0)/1e3/float64(conns))
+	}
 	return nil
 }
 

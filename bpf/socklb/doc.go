@@ -192,7 +192,7 @@
 //
 // # Cost
 //
-// BenchmarkSockLBConnect (bench/RESULTS.md, "Socket load balancing"), on
+// BenchmarkSockLBConnect (bench/HISTORY.md, "Socket load balancing"), on
 // the shared 2-core VM: the program's own run time (bpf_stats) is ~30 ns
 // for the empty floor, +10 to +12 ns over it for the LB on a destination
 // that is no service, +405 to +482 ns translating a UDP re-connect and

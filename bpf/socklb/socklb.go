@@ -46,7 +46,7 @@ type Config struct {
 	// WakeupBytes: the kernel wakes the reader only once this many bytes of
 	// events wait (default RingBufSize/4); ReadEvent looks at the ring every
 	// PollInterval for the rest. A wakeup per event costs a connect() about
-	// as much as the rest of the translation (bench/RESULTS.md). Negative:
+	// as much as the rest of the translation (bench/HISTORY.md). Negative:
 	// a wakeup for every event the reader is waiting for.
 	WakeupBytes int
 	// PollInterval bounds how long an event waits for ReadEvent when no

@@ -57,7 +57,7 @@
 //     compressed: bytes matter there, CPU in a busy agent's larger ones
 //     (README.md, "The raw-storage rule"). latency_hist's counts use libzstd
 //     level 3, which finds their long repeats. What each rule costs and
-//     saves: bench/RESULTS.md, "Encoding (flowcodec)".
+//     saves: bench/HISTORY.md, "Encoding (flowcodec)".
 //   - The decoder reads streams whose schema message is byte for byte ours
 //     without arrow-go objects (one reused zstd decoder, one reused arena,
 //     batch views and arrays reused from message to message, strings copied

@@ -62,7 +62,7 @@ const rawMax = 32
 // 1000 rows or more means the agent is busy, and there CPU is what the node
 // pays for: storing the hard numeric columns raw makes a 1000-row batch
 // ~1.6× cheaper to encode (and ~1.4× cheaper to decode and roll up) for ~2×
-// its bytes (82 → 160 B/flow), which bench/RESULTS.md "The raw-storage rule" weighs. The decision
+// its bytes (82 → 160 B/flow), which bench/HISTORY.md "The raw-storage rule" weighs. The decision
 // is per buffer position: the ratio zstd reached there in the last batch of
 // rawRuleRows rows or more (smaller ones, other partitions' data, do not
 // count) is kept for rawStreak such batches and judged against each batch's
