@@ -1,0 +1,70 @@
+package flowcodec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// TestDecodeRLEFrameAgreesWithZstd checks the RLE fast path against a zstd
+// decoder: the frames appendRLEFrame writes decode to the same bytes, and
+// every frame it does not take (other flags, sizes, block types, bytes
+// after the frame) is left to the decoder, dst untouched.
+func TestDecodeRLEFrameAgreesWithZstd(t *testing.T) {
+	zd, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zd.Close()
+	for _, n := range []int{1, 7, 255, 256, 257, 65791, 65792, 128 << 10, 128<<10 + 1, 300_000} {
+		frame := appendRLEFrame(nil, 0xa5, n)
+		want, err := zd.DecodeAll(frame, nil)
+		if err != nil || len(want) != n {
+			t.Fatalf("n=%d: zstd: %d bytes, %v", n, len(want), err)
+		}
+		dst := make([]byte, n)
+		if !decodeRLEFrame(dst, frame) || !bytes.Equal(dst, want) {
+			t.Fatalf("n=%d: the fast path did not decode the frame to zstd's bytes", n)
+		}
+		if err := newFrameDecoder().decode(dst, frame); err != nil || !bytes.Equal(dst, want) {
+			t.Fatalf("n=%d: frameDecoder: %v", n, err)
+		}
+	}
+
+	frame := appendRLEFrame(nil, 7, 1000) // 4 magic, FHD, 2-byte FCS, one block
+	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(frame)) }
+	cases := map[string][]byte{
+		"checksum flag":   mut(func(b []byte) []byte { b[4] |= 1 << 2; return b }),
+		"reserved bit":    mut(func(b []byte) []byte { b[4] |= 1 << 3; return b }),
+		"dictionary id":   mut(func(b []byte) []byte { b[4] |= 1; return b }),
+		"not single":      mut(func(b []byte) []byte { b[4] &^= 1 << 5; return b }),
+		"bad magic":       mut(func(b []byte) []byte { b[0]++; return b }),
+		"content size":    mut(func(b []byte) []byte { b[5]++; return b }),
+		"raw block":       mut(func(b []byte) []byte { b[7] &^= 3 << 1; return b }),
+		"not last":        mut(func(b []byte) []byte { b[7] &^= 1; return b }),
+		"block too short": mut(func(b []byte) []byte { b[7] -= 8; return b }),
+		"trailing byte":   append(bytes.Clone(frame), 0),
+		"cut":             frame[:len(frame)-1],
+		"two frames":      append(bytes.Clone(frame), frame...),
+		"block over 128 KiB": binary.LittleEndian.AppendUint32(
+			[]byte{0x28, 0xb5, 0x2f, 0xfd, 2<<6 | 1<<5}, 200_000), // header only; block below
+	}
+	h := uint32(200_000)<<3 | 1<<1 | 1
+	cases["block over 128 KiB"] = append(cases["block over 128 KiB"], byte(h), byte(h>>8), byte(h>>16), 9)
+	for name, f := range cases {
+		n := 1000
+		if name == "block over 128 KiB" {
+			n = 200_000
+		}
+		dst := bytes.Repeat([]byte{0xee}, n)
+		if decodeRLEFrame(dst, f) {
+			t.Errorf("%s: taken by the fast path", name)
+		}
+		if !bytes.Equal(dst, bytes.Repeat([]byte{0xee}, n)) {
+			t.Errorf("%s: dst written", name)
+		}
+	}
+}
+
