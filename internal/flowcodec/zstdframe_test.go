@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/flowbus/flowbus/schemas"
 )
 
 // TestDecodeRLEFrameAgreesWithZstd checks the RLE fast path against a zstd
@@ -68,3 +70,36 @@ func TestDecodeRLEFrameAgreesWithZstd(t *testing.T) {
 	}
 }
 
+// TestKnownSchemaMessagePassesTheCheck holds scanStream's shortcut to what
+// it skips: the schema message Encoder writes is one whole frame that
+// passes checkMessage as a Schema message, and every encoded stream starts
+// with it.
+func TestKnownSchemaMessagePassesTheCheck(t *testing.T) {
+	d := NewDecoder()
+	known := d.schemaMsg
+	mlen := int64(int32(binary.LittleEndian.Uint32(known[4:8])))
+	if int64(len(known)) != 8+mlen {
+		t.Fatalf("schema message: %d bytes, metadata %d", len(known), mlen)
+	}
+	meta := known[8 : 8+mlen]
+	if body, ok := fbBodyLength(meta); !ok || body != 0 {
+		t.Fatalf("schema message body length %d, %v", body, ok)
+	}
+	if typ, ok := checkMessage(meta); typ != 1 || !ok {
+		t.Fatalf("checkMessage(schema) = %d, %v; want 1, true", typ, ok)
+	}
+	msg, err := NewEncoder().Encode(nil, []schemas.Flow{{TimeNs: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(msg, known) {
+		t.Fatal("an encoded stream does not start with the known schema message")
+	}
+	// A stream whose schema message differs in one byte is checked (and
+	// fails as before): the shortcut needs the whole message equal.
+	bad := bytes.Clone(msg)
+	bad[len(known)-9] ^= 0xff
+	if _, err := d.Decode(nil, bad); err == nil {
+		t.Fatal("a stream with a changed schema message decoded")
+	}
+}
