@@ -7,6 +7,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/flowbus/flowbus/internal/flowtest"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -101,5 +102,59 @@ func TestKnownSchemaMessagePassesTheCheck(t *testing.T) {
 	bad[len(known)-9] ^= 0xff
 	if _, err := d.Decode(nil, bad); err == nil {
 		t.Fatal("a stream with a changed schema message decoded")
+	}
+}
+
+// TestEqualBuffersDecompressedOnceDecodeAlike: buffers the encoder stored
+// once (time equal to last_seen, unset columns) are decompressed once and
+// copied for the others; every projection, in any order of first use,
+// decodes the same flows as before.
+func TestEqualBuffersDecompressedOnceDecodeAlike(t *testing.T) {
+	g := flowtest.NewGen(5)
+	flows := make([]schemas.Flow, 300)
+	for i := range flows {
+		flows[i] = g.Flow()
+		flows[i].LastSeenNs = flows[i].TimeNs
+	}
+	msg, err := NewEncoder().Encode(nil, flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]schemas.Flow, len(flows))
+	for i := range flows {
+		want[i] = arrowNormal(flows[i])
+	}
+	dec := NewDecoder()
+	got, err := dec.Decode(nil, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEqual(t, got, want)
+	shared := 0
+	for _, v := range dec.fast.views[:dec.fast.nviews] {
+		shared += v.copied
+	}
+	if shared == 0 {
+		t.Fatal("no buffer was found stored once for two")
+	}
+	for _, cols := range [][]string{{"last_seen"}, {"last_seen", "time"}, {"time", "last_seen", "src_workload", "bytes_fwd"}} {
+		proj, err := NewProjection(cols...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := NewDecoder().DecodeProjected(nil, msg, proj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := dec.DecodeProjected(nil, msg, proj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEqual(t, again, full)
+		for i := range full {
+			if full[i].LastSeenNs != want[i].LastSeenNs {
+				t.Fatalf("%v: row %d last_seen %d, want %d", cols, i, full[i].LastSeenNs, want[i].LastSeenNs)
+			}
+		}
 	}
 }
