@@ -31,7 +31,7 @@ type aggregatorFlags struct {
 	assigned, metricsAddr  string
 	metricsTLS             metricsTLS
 	conn                   *busConnFlags
-	cpuProfile             string // hidden --cpuprofile: pprof CPU profile written until exit
+	cpuProfile             string // --cpuprofile: pprof CPU profile written until exit
 }
 
 // runAggregator consumes flows from Kafka or NATS and writes the Parquet
@@ -238,8 +238,8 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
 	fs.alias("metrics-addr", "metrics-address")
 	addMetricsTLSFlags(fs, &o.metricsTLS)
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file (for the benchmarks)")
-	_ = fs.MarkHidden("cpuprofile")
+	fs.group("Profiling")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file, until the aggregator exits (go tool pprof reads it); empty: none")
 	return fs, o
 }
 
