@@ -34,7 +34,7 @@ import (
 // those aggregator binaries in turn on the same captured backlog (the agent
 // is the tree's), as sub-benchmarks bin=before and bin=after, to compare two
 // builds back to back on one machine's load; FLOWBUS_BENCH_CPUPROFILE=DIR
-// writes each run's CPU profile there (the aggregator's hidden --cpuprofile).
+// writes each run's CPU profile there (the aggregator's --cpuprofile).
 func BenchmarkAggregatorBacklog(b *testing.B) {
 	bin := buildFlowbus(b)
 	type aggBin struct{ name, path string }
