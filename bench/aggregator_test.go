@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,14 +29,37 @@ import (
 // sizes and the record mix the agent sends.
 //
 //	go test ./bench -run '^$' -bench AggregatorBacklog -benchtime 1x -count 2
+//
+// FLOWBUS_BENCH_AGGREGATORS=before=/tmp/old,after=/tmp/new runs each of
+// those aggregator binaries in turn on the same captured backlog (the agent
+// is the tree's), as sub-benchmarks bin=before and bin=after, to compare two
+// builds back to back on one machine's load; FLOWBUS_BENCH_CPUPROFILE=DIR
+// writes each run's CPU profile there (the aggregator's --cpuprofile).
 func BenchmarkAggregatorBacklog(b *testing.B) {
 	bin := buildFlowbus(b)
+	type aggBin struct{ name, path string }
+	var aggs []aggBin
+	for _, s := range strings.Split(os.Getenv("FLOWBUS_BENCH_AGGREGATORS"), ",") {
+		if name, path, ok := strings.Cut(s, "="); ok {
+			aggs = append(aggs, aggBin{name, path})
+		}
+	}
 	for _, rate := range []int{1000, 10000, 100000} {
 		b.Run("rate="+strconv.Itoa(rate), func(b *testing.B) {
 			msgs, rows := backlog(b, captureAgent(b, bin, rate), 400_000)
-			b.ResetTimer() // the agent's capture is not the aggregator's time
-			for range b.N {
-				runAggregatorBacklog(b, bin, msgs, rows)
+			if len(aggs) == 0 {
+				b.ResetTimer() // the agent's capture is not the aggregator's time
+				for range b.N {
+					runAggregatorBacklog(b, bin, msgs, rows)
+				}
+				return
+			}
+			for _, agg := range aggs {
+				b.Run("bin="+agg.name, func(b *testing.B) {
+					for range b.N {
+						runAggregatorBacklog(b, agg.path, msgs, rows)
+					}
+				})
 			}
 		})
 	}
@@ -101,7 +125,11 @@ func runAggregatorBacklog(b *testing.B, bin string, msgs []schemas.Message, rows
 	metrics := freePort(b)
 	t0 := time.Now()
 	b.StartTimer()
-	p := startProc(b, bin, "1", "aggregator", "aggregator", "--bus", url, "--data-dir", filepath.Join(b.TempDir(), "out"), "--metrics-address", metrics)
+	args := []string{"aggregator", "--bus", url, "--data-dir", filepath.Join(b.TempDir(), "out"), "--metrics-address", metrics}
+	if dir := os.Getenv("FLOWBUS_BENCH_CPUPROFILE"); dir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".pprof"))
+	}
+	p := startProc(b, bin, "1", "aggregator", args...)
 	p.metrics = metrics
 	deadline := time.Now().Add(5 * time.Minute)
 	for int(p.metric("flowbus_aggregator_flow_rows_total", "", "")) < rows {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type aggregatorFlags struct {
 	assigned, metricsAddr  string
 	metricsTLS             metricsTLS
 	conn                   *busConnFlags
+	cpuProfile             string // --cpuprofile: pprof CPU profile written until exit
 }
 
 // runAggregator consumes flows from Kafka or NATS and writes the Parquet
@@ -40,6 +42,13 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		return err
 	}
 	cfg := af.cfg
+	if af.cpuProfile != "" {
+		stop, err := startCPUProfile(af.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	reg := newProcessRegistry()
 	a, err := aggregator.New(cfg, io.Log, reg)
 	if err != nil {
@@ -72,6 +81,19 @@ func runAggregator(ctx context.Context, args []string, io cmdIO) error {
 		}
 		return aggregator.RunNATS(ctx, a, cc)
 	}
+}
+
+// startCPUProfile writes a pprof CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // checkBus checks the scheme and hosts of --bus.
@@ -161,6 +183,7 @@ type aggregatorOptions struct {
 	rawFlows                                               bool
 	conn                                                   busConnFlags
 	metricsTLS                                             metricsTLS
+	cpuProfile                                             string
 }
 
 // newAggregatorFlags returns the flags of 'flowbus aggregator'.
@@ -215,6 +238,8 @@ func newAggregatorFlags(io cmdIO) (*flagSet, *aggregatorOptions) {
 	fs.StringVar(&o.metricsAddr, "metrics-address", "127.0.0.1:9966", "serve Prometheus metrics on this address at /metrics; empty disables")
 	fs.alias("metrics-addr", "metrics-address")
 	addMetricsTLSFlags(fs, &o.metricsTLS)
+	fs.group("Profiling")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the whole run to this file, until the aggregator exits (go tool pprof reads it); empty: none")
 	return fs, o
 }
 
@@ -245,7 +270,8 @@ func parseAggregatorFlags(args []string, io cmdIO) (aggregatorFlags, error) {
 		return aggregatorFlags{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return aggregatorFlags{cfg: cfg, bus: o.bus, group: o.group, topic: o.topic, dlq: o.dlq, instanceID: kafkaInstanceID("aggregator", o.instanceID, o.dataDir, o.topic, o.group),
-		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, metricsTLS: o.metricsTLS, conn: &o.conn}, nil
+		partitions: o.partitions, assigned: o.assigned, metricsAddr: o.metricsAddr, metricsTLS: o.metricsTLS, conn: &o.conn,
+		cpuProfile: o.cpuProfile}, nil
 }
 
 // assignedPartitions parses --nats-assigned: comma-separated partitions,

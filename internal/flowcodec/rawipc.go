@@ -155,6 +155,7 @@ type batchView struct {
 	arena  []byte // the regions of spans
 	zdec   *frameDecoder
 	err    error // the first buffer that failed to decompress
+	copied int   // buffers copied from an equal one (tests)
 }
 
 // span is one body buffer of a batch: where its bytes are in the message
@@ -164,6 +165,13 @@ type span struct {
 	n, at  int
 	z      bool // zstd frame to decompress, else raw bytes to copy
 	loaded bool
+	// A frame the encoder stored once for several equal buffers of a batch
+	// (ipcwrite.go: time and last_seen, same-shaped lists' offsets, unset
+	// columns) is decompressed once: head is 1 + the index of the first
+	// span with the same bytes (0: this one is the first), and on that first
+	// span, from is 1 + the index of a span already decompressed from them
+	// (0: none yet), whose region the others copy.
+	head, from int32
 }
 
 // buffer returns buffer i, decompressing it on first use. A buffer that
@@ -192,11 +200,21 @@ func (v *batchView) buffer(i int) []byte {
 		dst = append(dst, sp.src...)
 	} else {
 		dst = dst[:sp.n]
-		if err := v.zdec.decode(dst, sp.src); err != nil {
+		h := &v.spans[i]
+		if sp.head > 0 {
+			h = &v.spans[sp.head-1]
+		}
+		if h.from > 0 {
+			f := &v.spans[h.from-1]
+			copy(dst, v.arena[f.at:f.at+f.n])
+			v.copied++
+		} else if err := v.zdec.decode(dst, sp.src); err != nil {
 			if v.err == nil {
 				v.err = fmt.Errorf("%w: buffer %d does not decompress to its %d bytes: %v", ErrNotArrow, i, sp.n, err)
 			}
 			return nil
+		} else {
+			h.from = int32(i + 1)
 		}
 	}
 	sp.loaded = true
@@ -240,6 +258,7 @@ func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (*batchView,
 	// buffers themselves are decompressed when a column decoder asks.
 	v.spans = slices.Grow(v.spans[:0], int(bn))[:bn]
 	total := 0
+	var end int64 // the highest end of a buffer so far: the body grows forward but for buffers stored once
 	for i := int64(0); i < bn; i++ {
 		p := bs + 16*i
 		off, ln := int64(binary.LittleEndian.Uint64(b[p:])), int64(binary.LittleEndian.Uint64(b[p+8:]))
@@ -264,6 +283,18 @@ func (r *fastReader) readBatch(m *ipcMessage, t int64, budget *int) (*batchView,
 		if *budget -= sp.n; *budget < 0 {
 			return v, fmt.Errorf("%w: message claims more decompressed bytes than it can hold", ErrNotArrow)
 		}
+		if sp.z && sp.n > 0 && len(sp.src) > 0 && off < end {
+			for j := i - 1; j >= 0; j-- {
+				if o := &v.spans[j]; o.z && len(o.src) == len(sp.src) && &o.src[0] == &sp.src[0] {
+					sp.head = o.head
+					if sp.head == 0 {
+						sp.head = int32(j + 1)
+					}
+					break
+				}
+			}
+		}
+		end = max(end, off+ln)
 		sp.at = total
 		v.spans[i] = sp
 		if sp.n > 0 {

@@ -25,6 +25,9 @@ func newFrameDecoder() *frameDecoder { return &frameDecoder{ctx: czstd.NewCtx()}
 // decompression writes into dst only and allocates no window, so a forged
 // frame header cannot make it allocate.
 func (d *frameDecoder) decode(dst, src []byte) error {
+	if decodeRLEFrame(dst, src) {
+		return nil
+	}
 	n, err := d.ctx.DecompressInto(dst, src)
 	if err != nil {
 		return err

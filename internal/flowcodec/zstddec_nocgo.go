@@ -28,6 +28,9 @@ func newFrameDecoder() *frameDecoder {
 // has zstdSlack bytes of spare capacity, which klauspost may write into: it
 // copies in 16-byte words, about twice as fast as its bounds-exact loop).
 func (d *frameDecoder) decode(dst, src []byte) error {
+	if decodeRLEFrame(dst, src) {
+		return nil
+	}
 	out, err := d.z.DecodeAll(src, dst[:0])
 	if err != nil {
 		return err

@@ -73,3 +73,93 @@ func appendRLEFrame(dst []byte, c byte, n int) []byte {
 	}
 	return dst
 }
+
+// decodeRLEFrame decodes src into dst when src is exactly one zstd frame
+// made of RLE blocks only, as appendRLEFrame writes them (a single-segment
+// frame whose content size is len(dst), no dictionary, no checksum, blocks
+// of at most 128 KiB that regenerate len(dst) bytes in all, the last one
+// flagged, nothing after it), and reports whether it did; for any other
+// input it writes nothing and returns false, and the caller hands src to
+// the zstd decoder, which decodes or rejects it as before. The encoder writes
+// such a frame for every buffer of one repeated byte (an unset column, the
+// offsets of empty lists), a good part of the buffers of a small message,
+// and filling dst here costs less than a call into libzstd (cgo and frame
+// setup) per buffer.
+func decodeRLEFrame(dst, src []byte) bool {
+	if len(src) < 4+1+1+4 || binary.LittleEndian.Uint32(src) != 0xfd2fb528 {
+		return false
+	}
+	fhd := src[4]
+	// Single_Segment_Flag set; Unused, Reserved, Content_Checksum and
+	// Dictionary_ID flags clear.
+	if fhd&(1<<5) == 0 || fhd&0x1f != 0 {
+		return false
+	}
+	p := 5
+	var size uint64
+	switch fhd >> 6 {
+	case 0:
+		size = uint64(src[p])
+		p++
+	case 1:
+		if len(src) < p+2 {
+			return false
+		}
+		size = uint64(binary.LittleEndian.Uint16(src[p:])) + 256
+		p += 2
+	case 2:
+		if len(src) < p+4 {
+			return false
+		}
+		size = uint64(binary.LittleEndian.Uint32(src[p:]))
+		p += 4
+	default:
+		if len(src) < p+8 {
+			return false
+		}
+		size = binary.LittleEndian.Uint64(src[p:])
+		p += 8
+	}
+	if size != uint64(len(dst)) {
+		return false
+	}
+	// Check every block before writing anything.
+	const maxBlock = 128 << 10
+	total, q := 0, p
+	for {
+		if len(src) < q+4 {
+			return false
+		}
+		h := uint32(src[q]) | uint32(src[q+1])<<8 | uint32(src[q+2])<<16
+		n := int(h >> 3)
+		if h>>1&3 != 1 || n > maxBlock || n > len(dst)-total {
+			return false
+		}
+		total += n
+		q += 4
+		if h&1 != 0 {
+			break
+		}
+	}
+	if q != len(src) || total != len(dst) {
+		return false
+	}
+	for at := 0; p < len(src); p += 4 {
+		h := uint32(src[p]) | uint32(src[p+1])<<8 | uint32(src[p+2])<<16
+		n := int(h >> 3)
+		fill(dst[at:at+n], src[p+3])
+		at += n
+	}
+	return true
+}
+
+// fill sets every byte of b to c.
+func fill(b []byte, c byte) {
+	if len(b) == 0 {
+		return
+	}
+	b[0] = c
+	for n := 1; n < len(b); n *= 2 {
+		copy(b[n:], b[:n])
+	}
+}
