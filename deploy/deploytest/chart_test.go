@@ -301,7 +301,7 @@ func TestChartFullValues(t *testing.T) {
 			"--kafka-tls", "--kafka-tls-ca-file=/etc/flowbus/kafka-tls/ca.crt", "--kafka-tls-cert-file=/etc/flowbus/kafka-tls/tls.crt",
 			"--kafka-tls-key-file=/etc/flowbus/kafka-tls/tls.key", "--kafka-tls-server-name=kafka.example", "--kafka-sasl-mechanism=SCRAM-SHA-512",
 			"--kafka-sasl-user=flowbus", "--kafka-sasl-password-file=/etc/flowbus/kafka-sasl/password",
-			"--group=flowbus-ocsf", "--data-dir=/data/files", "--rotate-bytes=268435456", "--rotate-age=1h", "--max-files=48",
+			"--group=flowbus-ocsf", "--kafka-instance-id=auto", "--data-dir=/data/files", "--rotate-bytes=268435456", "--rotate-age=1h", "--max-files=48",
 			"--hec-url=https://splunk.example:8088/services/collector/event", "--hec-token-file=/etc/flowbus/hec/token",
 			"--hec-sourcetype=ocsf:flowbus", "--hec-spool-dir=/data/hec-spool", "--kafka-output-topic=flowbus.ocsf.v1",
 			"--metrics-address=:9968", "--metrics-tls-cert-file=/etc/flowbus/metrics-tls/tls.crt",
