@@ -133,9 +133,9 @@
 // its end carried), so that a packet after the sweep freed the entry still
 // starts a tail rather than a new flow. An ended entry goes once it has
 // been quiet for EndLinger: the bulk, with no packet since the end, freed
-// in the kernel at the start of each sweep (sweep_husks: one program run
-// over both maps with bpf_for_each_map_elem, so these entries are never
-// copied out); a tail, reported first (EventFlowTail), by the sweep's
+// in the kernel at the start of a sweep whose last scan saw some
+// (sweep_husks: one program run over both maps with bpf_for_each_map_elem,
+// so these entries are never copied out); a tail, reported first (EventFlowTail), by the sweep's
 // lookup-and-delete. A SYN on the tuple before that (a new connection
 // reusing it) makes the kernel emit the tail (EVENT_FLOW_TAIL) and restart
 // the entry for the new connection. A tail
