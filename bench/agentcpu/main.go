@@ -42,14 +42,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -63,6 +59,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowbus/flowbus/internal/wholeproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -257,49 +254,49 @@ func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []stri
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	natsPort, metricsPort, obsPort := freePort(), freePort(), freePort()
-	nats, err := start(dir, "nats", o.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", filepath.Join(dir, "nats"))
+	natsPort, metricsPort, obsPort := wholeproc.FreePort(), wholeproc.FreePort(), wholeproc.FreePort()
+	nats, err := wholeproc.Start(dir, "nats", nil, nil, o.natsServer, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", filepath.Join(dir, "nats"))
 	if err != nil {
 		return err
 	}
-	defer nats.stop()
-	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", natsPort), 10*time.Second); err != nil {
+	defer nats.Stop(20 * time.Second)
+	if err := wholeproc.WaitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", natsPort), 10*time.Second); err != nil {
 		return fmt.Errorf("nats-server: %w", err)
 	}
 	args := append([]string{"agent"}, agentArgs...)
 	args = append(args, "--bus", fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "--data-dir", filepath.Join(dir, "agent"),
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--observer-address", fmt.Sprintf("127.0.0.1:%d", obsPort))
-	agent, err := startEnv(dir, "agent", o.agentEnv, o.flowbus, args...)
+	agent, err := wholeproc.Start(dir, "agent", o.agentEnv, nil, o.flowbus, args...)
 	if err != nil {
 		return err
 	}
-	defer agent.stop()
-	m := metricsURL(metricsPort)
+	defer agent.Stop(20 * time.Second)
+	m := wholeproc.MetricsURL(metricsPort)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		v, _ := scrape(m, "flowbus_bpf_attached_interfaces", "")
+		v := wholeproc.Scrape(m).Get("flowbus_bpf_attached_interfaces", "")
 		if int(v) == pods && pods > 0 {
 			break
 		}
-		if time.Now().After(deadline) || agent.exited() {
-			return fmt.Errorf("agent did not attach to %d interfaces (log: %s)", pods, agent.logPath)
+		if time.Now().After(deadline) || agent.Exited() {
+			return fmt.Errorf("agent did not attach to %d interfaces (log: %s)", pods, agent.LogPath)
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := wholeproc.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	// Settle: the first sweeps, the first window, the bus connection.
-	if err := sleep(ctx, 5*time.Second); err != nil {
+	if err := wholeproc.Sleep(ctx, 5*time.Second); err != nil {
 		return err
 	}
-	pid := agent.cmd.Process.Pid
+	pid := agent.Pid()
 	c0, t0 := procCPU(pid), time.Now()
-	s0 := statCPU(pid)
-	if err := sleep(ctx, o.idle); err != nil {
+	s0 := wholeproc.StatCPU(pid).Nanoseconds()
+	if err := wholeproc.Sleep(ctx, o.idle); err != nil {
 		return err
 	}
 	c1, t1 := procCPU(pid), time.Now()
-	s1 := statCPU(pid)
+	s1 := wholeproc.StatCPU(pid).Nanoseconds()
 	fmt.Printf("run %d  idle %v: %.3f%% of a core (%.1f ms CPU; /proc stat %.0f ms)\n", run, o.idle.Round(time.Second),
 		100*float64(c1-c0)/float64(t1.Sub(t0)), float64(c1-c0)/1e6, float64(s1-s0)/1e6)
 	if o.benchfmt {
@@ -315,11 +312,11 @@ func oneRun(ctx context.Context, o options, tmp, labDir string, agentArgs []stri
 			return err
 		}
 	}
-	lost, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_lost"`)
-	refused, _ := scrape(m, "flowbus_bpf_kernel_events_total", `counter="ringbuf_end"`)
-	fmt.Printf("run %d  peak RSS %.1f MiB  ring refused ends %.0f, lost %.0f\n", run, float64(vmHWM(pid))/1024, refused, lost)
+	lost := wholeproc.Scrape(m).Get("flowbus_bpf_kernel_events_total", `counter="ringbuf_lost"`)
+	refused := wholeproc.Scrape(m).Get("flowbus_bpf_kernel_events_total", `counter="ringbuf_end"`)
+	fmt.Printf("run %d  peak RSS %.1f MiB  ring refused ends %.0f, lost %.0f\n", run, float64(wholeproc.StatusKB(pid, "VmHWM"))/1024, refused, lost)
 	if o.benchfmt {
-		fmt.Printf("BenchmarkAgentCPU/end 1 %.1f peak-RSS-MiB %.0f ring-refused-ends %.0f ring-lost\n", float64(vmHWM(pid))/1024, refused, lost)
+		fmt.Printf("BenchmarkAgentCPU/end 1 %.1f peak-RSS-MiB %.0f ring-refused-ends %.0f ring-lost\n", float64(wholeproc.StatusKB(pid, "VmHWM"))/1024, refused, lost)
 	}
 	return nil
 }
@@ -330,9 +327,9 @@ func measureRate(ctx context.Context, o options, labDir, dir, m string, pid int,
 		return err
 	}
 	defer logf.Close()
-	f0, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	f0 := wholeproc.Scrape(m).Get("flowbus_bpf_flows_total", "")
 	c0, t0 := procCPU(pid), time.Now()
-	s0 := statCPU(pid)
+	s0 := wholeproc.StatCPU(pid).Nanoseconds()
 	tr := exec.CommandContext(ctx, o.flowbus, "lab", "traffic", "--data-dir", labDir, "--rate", strconv.FormatFloat(rate, 'g', -1, 64),
 		"--duration", o.duration.String())
 	tr.Stdout, tr.Stderr = logf, logf
@@ -349,24 +346,24 @@ func measureRate(ctx context.Context, o options, labDir, dir, m string, pid int,
 	case err := <-done:
 		return fmt.Errorf("lab traffic ended early: %v (log %s)", err, logf.Name())
 	}
-	sf0, _ = scrape(m, "flowbus_bpf_flows_total", "")
+	sf0 = wholeproc.Scrape(m).Get("flowbus_bpf_flows_total", "")
 	sc0, st0 = procCPU(pid), time.Now()
 	select {
 	case <-time.After(o.duration - 2*o.warmup):
 	case err := <-done:
 		return fmt.Errorf("lab traffic ended early: %v (log %s)", err, logf.Name())
 	}
-	sf1, _ = scrape(m, "flowbus_bpf_flows_total", "")
+	sf1 = wholeproc.Scrape(m).Get("flowbus_bpf_flows_total", "")
 	sc1, st1 = procCPU(pid), time.Now()
 	if err := <-done; err != nil {
 		return fmt.Errorf("lab traffic: %w (log %s)", err, logf.Name())
 	}
-	if err := sleep(ctx, o.drain); err != nil {
+	if err := wholeproc.Sleep(ctx, o.drain); err != nil {
 		return err
 	}
-	f1, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	f1 := wholeproc.Scrape(m).Get("flowbus_bpf_flows_total", "")
 	c1, t1 := procCPU(pid), time.Now()
-	s1 := statCPU(pid)
+	s1 := wholeproc.StatCPU(pid).Nanoseconds()
 	conns := trafficConnections(logf.Name())
 	steadyFlows := sf1 - sf0
 	steadySec := st1.Sub(st0).Seconds()
@@ -399,7 +396,7 @@ func measureStorm(ctx context.Context, o options, labDir, dir, m string, pid, ru
 		return err
 	}
 	defer logf.Close()
-	f0, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	f0 := wholeproc.Scrape(m).Get("flowbus_bpf_flows_total", "")
 	c0, t0 := procCPU(pid), time.Now()
 	cl := exec.CommandContext(ctx, o.flowbus, "lab", "exec", "--data-dir", labDir, o.stormFrom, "--", self,
 		"-storm-client", ip+":"+port, "-storm", o.storm.String(), "-storm-workers", strconv.Itoa(o.stormWorkers))
@@ -413,10 +410,10 @@ func measureStorm(ctx context.Context, o options, labDir, dir, m string, pid, ru
 		return fmt.Errorf("storm client printed %q, want a count", out)
 	}
 	cs := procCPU(pid)
-	if err := sleep(ctx, o.drain); err != nil {
+	if err := wholeproc.Sleep(ctx, o.drain); err != nil {
 		return err
 	}
-	f1, _ := scrape(m, "flowbus_bpf_flows_total", "")
+	f1 := wholeproc.Scrape(m).Get("flowbus_bpf_flows_total", "")
 	c1, t1 := procCPU(pid), time.Now()
 	flows := f1 - f0
 	fmt.Printf("run %d  storm %v: %d connections (%.0f/s), %.0f flows, %.2f µs CPU/flow, %.2f µs CPU/connection (%.0f ms CPU over %v; %.0f ms of it during the storm: %.0f%% of a core)\n",
@@ -501,57 +498,6 @@ func trafficConnections(path string) int {
 	return -1
 }
 
-type proc struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
-
-func start(dir, name, bin string, args ...string) (*proc, error) {
-	return startEnv(dir, name, nil, bin, args...)
-}
-
-// startEnv is start with env added to this process's environment.
-func startEnv(dir, name string, env []string, bin string, args ...string) (*proc, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); f.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // procCPU is the process's CPU clock (all threads, user + system), in ns.
 func procCPU(pid int) int64 {
 	var ts unix.Timespec
@@ -560,107 +506,6 @@ func procCPU(pid int) int64 {
 		return 0
 	}
 	return ts.Nano()
-}
-
-// statCPU is utime + stime of /proc/<pid>/stat, in ns (clock-tick resolution).
-func statCPU(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return (u + st) * int64(time.Second) / 100 // USER_HZ
-}
-
-func vmHWM(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return v
-		}
-	}
-	return 0
-}
-
-func metricsURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) }
-
-// scrape sums the samples of metric name whose labels contain label.
-func scrape(url, name, label string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(l, name) || (len(l) > len(name) && l[len(name)] != ' ' && l[len(name)] != '{') {
-			continue
-		}
-		if label != "" && !strings.Contains(l, label) {
-			continue
-		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum, nil
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitTCP(ctx context.Context, addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 func unameString() string {

@@ -44,8 +44,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -61,6 +59,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/source/hubblejson"
 	"github.com/flowbus/flowbus/aggregator/report"
+	"github.com/flowbus/flowbus/internal/wholeproc"
 	"github.com/flowbus/flowbus/sinks/nats"
 )
 
@@ -209,57 +208,57 @@ func run(ctx context.Context, o options, stdout io.Writer) (res *result, err err
 	res = &result{}
 
 	// The bus.
-	natsPort := freePort()
+	natsPort := wholeproc.FreePort()
 	natsDir := filepath.Join(tmp, "nats")
-	var bus *proc
+	var bus *wholeproc.Proc
 	if p, lerr := exec.LookPath(o.natsServer); lerr == nil {
 		res.natsKind = "nats-server " + natsVersion(p)
-		bus, err = start(tmp, "nats", p, nil, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", natsDir)
+		bus, err = wholeproc.Start(tmp, "nats", nil, nil, p, "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-js", "-sd", natsDir)
 	} else {
 		self, serr := os.Executable()
 		if serr != nil {
 			return nil, serr
 		}
 		res.natsKind = "embedded (sinks/nats.StartEmbedded, nats-server/v2 of go.mod) in its own process; " + o.natsServer + " not found"
-		bus, err = startEnv(tmp, "nats", self, []string{serveNATSEnv + "=" + strconv.Itoa(natsPort) + " " + natsDir}, nil)
+		bus, err = wholeproc.Start(tmp, "nats", []string{serveNATSEnv + "=" + strconv.Itoa(natsPort) + " " + natsDir}, nil, self)
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer bus.stop()
+	defer bus.Stop(stopGrace)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", natsPort), 15*time.Second); err != nil {
-		return nil, fmt.Errorf("NATS server (log %s): %w", bus.logPath, err)
+	if err := wholeproc.WaitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", natsPort), 15*time.Second); err != nil {
+		return nil, fmt.Errorf("NATS server (log %s): %w", bus.LogPath, err)
 	}
 
 	// The agent, its stdin ours.
-	agentMetrics, aggMetrics := freePort(), freePort()
+	agentMetrics, aggMetrics := wholeproc.FreePort(), wholeproc.FreePort()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	agent, err := start(tmp, "agent", o.flowbus, pr, "agent", "--source", "hubble-json", "--hubble-json", "-", "--node", "soak",
+	agent, err := wholeproc.Start(tmp, "agent", nil, pr, o.flowbus, "agent", "--source", "hubble-json", "--hubble-json", "-", "--node", "soak",
 		"--bus", natsURL, "--data-dir", filepath.Join(tmp, "agent"),
-		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", agentMetrics), "--observer-address", fmt.Sprintf("127.0.0.1:%d", freePort()))
+		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", agentMetrics), "--observer-address", fmt.Sprintf("127.0.0.1:%d", wholeproc.FreePort()))
 	pr.Close()
 	if err != nil {
 		pw.Close()
 		return nil, err
 	}
-	defer agent.stop()
+	defer agent.Stop(stopGrace)
 	defer pw.Close()
-	am := metricsURL(agentMetrics)
+	am := wholeproc.MetricsURL(agentMetrics)
 	if err := waitMetric(ctx, agent, am, "go_goroutines", 30*time.Second); err != nil {
 		return nil, err
 	}
 	outDir := filepath.Join(tmp, "parquet")
-	agg, err := start(tmp, "aggregator", o.flowbus, nil, "aggregator", "--bus", natsURL, "--data-dir", outDir,
+	agg, err := wholeproc.Start(tmp, "aggregator", nil, nil, o.flowbus, "aggregator", "--bus", natsURL, "--data-dir", outDir,
 		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", aggMetrics))
 	if err != nil {
 		return nil, err
 	}
-	defer agg.stop()
-	gm := metricsURL(aggMetrics)
+	defer agg.Stop(stopGrace)
+	gm := wholeproc.MetricsURL(aggMetrics)
 	if err := waitMetric(ctx, agg, gm, "go_goroutines", 30*time.Second); err != nil {
 		return nil, err
 	}
@@ -274,7 +273,7 @@ func run(ctx context.Context, o options, stdout io.Writer) (res *result, err err
 	}
 
 	fmt.Fprintf(stdout, "# soak: %v at %g lines/s; agent pid %d, aggregator pid %d, %s pid %d; sampling every %v\n",
-		o.duration, o.rate, agent.cmd.Process.Pid, agg.cmd.Process.Pid, res.natsKind, bus.cmd.Process.Pid, o.interval)
+		o.duration, o.rate, agent.Pid(), agg.Pid(), res.natsKind, bus.Pid(), o.interval)
 	fmt.Fprintln(stdout, csvHeader)
 
 	// The pacer: every 10 ms, the lines due by then.
@@ -328,10 +327,10 @@ func run(ctx context.Context, o options, stdout io.Writer) (res *result, err err
 	}()
 
 	// The sampler.
-	procs := []*proc{agent, agg, bus}
+	procs := []*wholeproc.Proc{agent, agg, bus}
 	prevCPU := make([]float64, len(procs))
 	for i, p := range procs {
-		prevCPU[i] = statCPU(p.pid())
+		prevCPU[i] = wholeproc.StatCPU(p.Pid()).Seconds()
 	}
 	prevT := time.Now()
 	sampleTick := time.NewTicker(o.interval)
@@ -350,17 +349,17 @@ loop:
 			prevT = now
 			cpu := make([]float64, len(procs))
 			for i, p := range procs {
-				c := statCPU(p.pid())
+				c := wholeproc.StatCPU(p.Pid()).Seconds()
 				cpu[i] = 100 * (c - prevCPU[i]) / dt
 				prevCPU[i] = c
 			}
 			s.agentCPU, s.aggCPU, s.natsCPU = cpu[0], cpu[1], cpu[2]
-			s.agentRSS, s.aggRSS, s.natsRSS = vmRSS(agent.pid()), vmRSS(agg.pid()), vmRSS(bus.pid())
-			ams, gms := scrapeAll(am), scrapeAll(gm)
-			s.agentGoroutines, s.aggGoroutines = ams.get("go_goroutines", ""), gms.get("go_goroutines", "")
-			s.agentGCHeapMB, s.aggregatorGCHeapMB = ams.get("go_memstats_heap_inuse_bytes", "")/1e6, gms.get("go_memstats_heap_inuse_bytes", "")/1e6
-			s.spoolBytes = ams.get("flowbus_spool_bytes", "")
-			s.agentExportRows, s.aggregatorRows = ams.get("flowbus_export_rows_total", ""), gms.get("flowbus_aggregator_flow_rows_total", "")
+			s.agentRSS, s.aggRSS, s.natsRSS = float64(wholeproc.StatusKB(agent.Pid(), "VmRSS"))*1024/1e6, float64(wholeproc.StatusKB(agg.Pid(), "VmRSS"))*1024/1e6, float64(wholeproc.StatusKB(bus.Pid(), "VmRSS"))*1024/1e6
+			ams, gms := wholeproc.Scrape(am), wholeproc.Scrape(gm)
+			s.agentGoroutines, s.aggGoroutines = ams.Get("go_goroutines", ""), gms.Get("go_goroutines", "")
+			s.agentGCHeapMB, s.aggregatorGCHeapMB = ams.Get("go_memstats_heap_inuse_bytes", "")/1e6, gms.Get("go_memstats_heap_inuse_bytes", "")/1e6
+			s.spoolBytes = ams.Get("flowbus_spool_bytes", "")
+			s.agentExportRows, s.aggregatorRows = ams.Get("flowbus_export_rows_total", ""), gms.Get("flowbus_aggregator_flow_rows_total", "")
 			s.lagPending, s.lagAckPending = consumerLag(ctx, js)
 			s.lag = s.lagPending + s.lagAckPending
 			s.load1, s.load5, s.load15 = loadAvg()
@@ -370,14 +369,14 @@ loop:
 			res.maxBehind = max(res.maxBehind, s.behind)
 			res.samples = append(res.samples, s)
 			fmt.Fprintln(stdout, s.csv())
-			if agent.exited() || agg.exited() || bus.exited() {
+			if agent.Exited() || agg.Exited() || bus.Exited() {
 				return res, fmt.Errorf("a process exited during the run (logs in %s; -keep keeps them)", tmp)
 			}
 		}
 	}
 	res.elapsed = time.Since(res.start)
 	if pacerErr != nil {
-		return res, fmt.Errorf("writing to the agent: %w (log %s)", pacerErr, agent.logPath)
+		return res, fmt.Errorf("writing to the agent: %w (log %s)", pacerErr, agent.LogPath)
 	}
 	res.records, res.flows, res.conns, res.drops, res.dns, res.replaced, res.peakOpen = g.Records, g.Flows, g.Connections, g.Drops, g.DNS, g.Replaced, g.PeakOpen
 
@@ -386,11 +385,11 @@ loop:
 	deadline := time.Now().Add(3 * time.Minute)
 	stable := 0
 	for {
-		ams, gms := scrapeAll(am), scrapeAll(gm)
-		res.sourceReceived = ams.get("flowbus_stage_emitted_total", `stage="source"`)
-		res.stageDropped = ams.get("flowbus_stage_dropped_total", "")
-		res.exportRows, res.aggregatorRows = ams.get("flowbus_export_rows_total", ""), gms.get("flowbus_aggregator_flow_rows_total", "")
-		if res.sourceReceived == float64(res.records) && res.exportRows == res.aggregatorRows && ams.get("flowbus_export_queue_messages", "") == 0 {
+		ams, gms := wholeproc.Scrape(am), wholeproc.Scrape(gm)
+		res.sourceReceived = ams.Get("flowbus_stage_emitted_total", `stage="source"`)
+		res.stageDropped = ams.Get("flowbus_stage_dropped_total", "")
+		res.exportRows, res.aggregatorRows = ams.Get("flowbus_export_rows_total", ""), gms.Get("flowbus_aggregator_flow_rows_total", "")
+		if res.sourceReceived == float64(res.records) && res.exportRows == res.aggregatorRows && ams.Get("flowbus_export_queue_messages", "") == 0 {
 			stable++ // the agent's last window (1 s) and linger (1 s) may still come: 5 s alike
 		} else {
 			stable = 0
@@ -402,7 +401,7 @@ loop:
 			return res, fmt.Errorf("not drained after 3 minutes: %d lines written, the agent's source received %.0f, exported %.0f rows, the aggregator decoded %.0f",
 				res.records, res.sourceReceived, res.exportRows, res.aggregatorRows)
 		}
-		if err := sleep(ctx, time.Second); err != nil {
+		if err := wholeproc.Sleep(ctx, time.Second); err != nil {
 			return res, err
 		}
 	}
@@ -410,14 +409,14 @@ loop:
 	// to send); then the aggregator writes its open windows and commits.
 	pw.Close()
 	select {
-	case <-agent.done:
+	case <-agent.Done():
 	case <-time.After(30 * time.Second):
 	}
-	res.agentExit = agent.stop()
-	if rows := scrapeAll(gm).get("flowbus_aggregator_flow_rows_total", ""); rows != res.aggregatorRows {
+	res.agentExit = agent.Stop(stopGrace)
+	if rows := wholeproc.Scrape(gm).Get("flowbus_aggregator_flow_rows_total", ""); rows != res.aggregatorRows {
 		return res, fmt.Errorf("the aggregator decoded %.0f rows after the agent's input ended, %.0f before", rows, res.aggregatorRows)
 	}
-	res.aggExit = agg.stop()
+	res.aggExit = agg.Stop(stopGrace)
 	pairs, _, err := report.Pairs(ctx, outDir, "")
 	if err != nil {
 		return res, fmt.Errorf("reading the Parquet with DuckDB: %w", err)
@@ -450,106 +449,6 @@ func consumerLag(ctx context.Context, js jetstream.JetStream) (pending, ackPendi
 	return pending, ackPending
 }
 
-type proc struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	once    sync.Once
-	state   string
-}
-
-func start(dir, name, bin string, stdin *os.File, args ...string) (*proc, error) {
-	return startEnv(dir, name, bin, nil, stdin, args...)
-}
-
-// startEnv starts bin with env added to this process's environment.
-func startEnv(dir, name, bin string, env []string, stdin *os.File, args ...string) (*proc, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	if stdin != nil {
-		cmd.Stdin = stdin
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); f.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM (SIGKILL after 60 s) and returns how it exited.
-func (p *proc) stop() string {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(60 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		p.state = p.cmd.ProcessState.String()
-	})
-	return p.state
-}
-
-// statCPU is utime + stime of /proc/<pid>/stat, in seconds.
-func statCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return float64(u+st) / 100 // USER_HZ
-}
-
-// vmRSS is VmRSS of /proc/<pid>/status, in MB (10^6 bytes).
-func vmRSS(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return v * 1024 / 1e6
-		}
-	}
-	return 0
-}
-
 func loadAvg() (l1, l5, l15 float64) {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -573,100 +472,24 @@ func natsVersion(bin string) string {
 	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nats-server: "))
 }
 
-func metricsURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d/metrics", port) }
+// stopGrace is how long a process has to exit after SIGTERM.
+const stopGrace = 60 * time.Second
 
-// metrics is one scrape: the sample lines by name.
-type metrics map[string][]string
-
-func scrapeAll(url string) metrics {
-	m := metrics{}
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return m
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		name := l
-		if i := strings.IndexAny(l, "{ "); i >= 0 {
-			name = l[:i]
-		}
-		m[name] = append(m[name], l)
-	}
-	return m
-}
-
-// get sums the samples of name whose labels contain label.
-func (m metrics) get(name, label string) float64 {
-	var sum float64
-	for _, l := range m[name] {
-		if label != "" && !strings.Contains(l, label) {
-			continue
-		}
-		f := strings.Fields(l)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
-}
-
-func waitMetric(ctx context.Context, p *proc, url, name string, d time.Duration) error {
+func waitMetric(ctx context.Context, p *wholeproc.Proc, url, name string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
-		if _, ok := scrapeAll(url)[name]; ok {
+		if _, ok := wholeproc.Scrape(url)[name]; ok {
 			return nil
 		}
-		if p.exited() {
-			log, _ := os.ReadFile(p.logPath)
-			return fmt.Errorf("%s exited at start:\n%s", p.cmd.Args[0], log)
+		if p.Exited() {
+			log, _ := os.ReadFile(p.LogPath)
+			return fmt.Errorf("%s exited at start:\n%s", p.Cmd.Args[0], log)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s serves no %s after %v (log %s)", p.cmd.Args[0], name, d, p.logPath)
+			return fmt.Errorf("%s serves no %s after %v (log %s)", p.Cmd.Args[0], name, d, p.LogPath)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := wholeproc.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitTCP(ctx context.Context, addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
 	}
 }
