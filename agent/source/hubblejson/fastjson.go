@@ -641,11 +641,36 @@ type fieldsSeen struct {
 // object reads an object at the cursor, calling member with each key and
 // the cursor at its value, which member consumes. Keys with escapes decline.
 func (d *fastDecoder) object(member func(key []byte)) {
+	d.seq('{', '}', func() {
+		key := d.key()
+		d.ws()
+		if !d.ok || d.i >= len(d.b) || d.b[d.i] != ':' {
+			d.ok = false
+			return
+		}
+		d.i++
+		d.ws()
+		member(key)
+	})
+}
+
+// array reads an array at the cursor, calling elem with the cursor at each element.
+func (d *fastDecoder) array(elem func()) {
+	d.seq('[', ']', func() {
+		d.ws()
+		elem()
+	})
+}
+
+// seq reads what object and array share: open, then items separated by
+// commas (each read by item, which fails d.ok when it cannot), then close,
+// with whitespace anywhere between and the nesting bounded by maxSkipDepth.
+func (d *fastDecoder) seq(open, close byte, item func()) {
 	if !d.ok {
 		return
 	}
 	d.ws()
-	if d.i >= len(d.b) || d.b[d.i] != '{' {
+	if d.i >= len(d.b) || d.b[d.i] != open {
 		d.ok = false
 		return
 	}
@@ -656,20 +681,12 @@ func (d *fastDecoder) object(member func(key []byte)) {
 	defer func() { d.depth-- }()
 	d.i++
 	d.ws()
-	if d.i < len(d.b) && d.b[d.i] == '}' {
+	if d.i < len(d.b) && d.b[d.i] == close {
 		d.i++
 		return
 	}
 	for d.ok {
-		key := d.key()
-		d.ws()
-		if !d.ok || d.i >= len(d.b) || d.b[d.i] != ':' {
-			d.ok = false
-			return
-		}
-		d.i++
-		d.ws()
-		member(key)
+		item()
 		if !d.ok {
 			return
 		}
@@ -682,51 +699,7 @@ func (d *fastDecoder) object(member func(key []byte)) {
 		case ',':
 			d.i++
 			d.ws()
-		case '}':
-			d.i++
-			return
-		default:
-			d.ok = false
-		}
-	}
-}
-
-// array reads an array at the cursor, calling elem with the cursor at each element.
-func (d *fastDecoder) array(elem func()) {
-	if !d.ok {
-		return
-	}
-	d.ws()
-	if d.i >= len(d.b) || d.b[d.i] != '[' {
-		d.ok = false
-		return
-	}
-	if d.depth++; d.depth > maxSkipDepth {
-		d.ok = false
-		return
-	}
-	defer func() { d.depth-- }()
-	d.i++
-	d.ws()
-	if d.i < len(d.b) && d.b[d.i] == ']' {
-		d.i++
-		return
-	}
-	for d.ok {
-		d.ws()
-		elem()
-		if !d.ok {
-			return
-		}
-		d.ws()
-		if d.i >= len(d.b) {
-			d.ok = false
-			return
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case ']':
+		case close:
 			d.i++
 			return
 		default:
