@@ -46,6 +46,15 @@ func enterCgroup(b *testing.B, cg testCgroup) {
 	})
 }
 
+// drainEvents reads lb's decisions until it is closed, as the agent would.
+func drainEvents(lb *LB) {
+	go func() {
+		var ev Event
+		for lb.ReadEvent(&ev) == nil {
+		}
+	}()
+}
+
 // BenchmarkSockLBConnect measures what the connect4 program costs a
 // connect(), in one run, beside no program and the floor (an empty
 // cgroup/connect4 program, sock_floor): this process moves into a fresh
@@ -64,11 +73,7 @@ func BenchmarkSockLBConnect(b *testing.B) {
 	lb := loadTest(b, Config{})
 	cg := newCgroup(b)
 	enterCgroup(b, cg)
-	go func() {
-		var ev Event
-		for lb.ReadEvent(&ev) == nil {
-		}
-	}()
+	drainEvents(lb)
 
 	udpLn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -197,11 +202,7 @@ func BenchmarkSockLBConnect(b *testing.B) {
 
 	// The same translation with Config.NoTCPPeer: no socket storage.
 	np := loadTest(b, Config{NoTCPPeer: true})
-	go func() {
-		var ev Event
-		for np.ReadEvent(&ev) == nil {
-		}
-	}()
+	drainEvents(np)
 	if err := np.SetService(Service{Frontend: Frontend{Addr: cip, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 3,
 		Backends: []Backend{{ID: 1, Addr: lo, Port: tcpPort}}}); err != nil {
 		b.Fatal(err)
@@ -227,11 +228,7 @@ func BenchmarkSockLBEstablished(b *testing.B) {
 	lb := loadTest(b, Config{})
 	cg := newCgroup(b)
 	enterCgroup(b, cg)
-	go func() {
-		var ev Event
-		for lb.ReadEvent(&ev) == nil {
-		}
-	}()
+	drainEvents(lb)
 	tcpLn, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
