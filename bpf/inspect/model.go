@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowbus/flowbus/schemas/hubble"
 )
 
 // Kind and Version identify a snapshot file.
@@ -160,24 +162,8 @@ func ProtoName(p uint8) string {
 }
 
 // MatchName is Cilium's name of a policy match type (the top 4 bits of the
-// agent's policy ids).
-func MatchName(m uint8) string {
-	switch m {
-	case 1:
-		return "L3-Only"
-	case 2:
-		return "L3-L4"
-	case 3:
-		return "L4-Only"
-	case 4:
-		return "all"
-	case 5:
-		return "L3-Proto"
-	case 6:
-		return "Proto-Only"
-	}
-	return "none"
-}
+// agent's policy ids), as Hubble prints it.
+func MatchName(m uint8) string { return hubble.PolicyMatchTypeName(uint32(m)) }
 
 // matchOf is the match type of an entry of this shape, as the agent sets
 // it (agent/source/ebpf, matchType): which of peer, protocol and port it
