@@ -145,6 +145,9 @@ var groups = []Group{
 		About:  "6,000,000 events with nothing listening at `--bus`: peak RSS after each third, the disk spool at the end. One run: it takes about a minute.",
 		Prefix: []string{"taskset", "-c", "0"},
 		Bench:  "HubbleSource/hubble-bus-down", Args: []string{"-benchtime", "1x", "-count", "1"}, Pkgs: []string{"./bench"}},
+	{ID: "hubble-json-decode", Section: "hubble", Title: "Hubble JSON lines decoded, one core",
+		About: "A `hubble observe -o json` line into flowbus's record by the hubble-json source's decoder (`fast`) beside protojson and the conversion it replaces, on the same lines.",
+		Bench: "DecodeLine", Args: []string{"-benchtime", "20000x", "-cpu", "1", "-count", "3"}, Pkgs: []string{"./agent/source/hubblejson"}},
 	{ID: "hubble-grpc", Section: "hubble", Title: "The Hubble source alone, in process",
 		Bench: "Source", Args: []string{"-benchtime", "300000x", "-cpu", "1", "-count", "3"}, Pkgs: []string{"./agent/source/hubblegrpc"}},
 }
@@ -306,6 +309,8 @@ var figures = []Figure{
 		Expr: val(Ref{"BenchmarkFollowDelay", "p99-ms"}), Target: atMost(100)},
 
 	// Hubble.
+	{Section: "hubble", Group: "hubble-json-decode", Name: "a Hubble JSON line decoded: protojson ÷ the hubble-json source's decoder, time", Unit: "×",
+		Expr: ratio(Ref{"BenchmarkDecodeLine/protojson", "ns/op"}, Ref{"BenchmarkDecodeLine/fast", "ns/op"})},
 	{Section: "hubble", Group: "hubble-source", Name: "`--source hubble` from a local upstream, flows per CPU-second, whole process", Unit: "k",
 		Expr: scaled(Ref{"BenchmarkHubbleSource/hubble", "flows/cpu-s"}, 1e-3), Target: atLeast(100)},
 	{Section: "hubble", Group: "hubble-source", Name: "`--source hubble` ÷ reading Hubble's JSON lines, flows per CPU-second", Unit: "×",
