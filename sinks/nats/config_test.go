@@ -166,3 +166,49 @@ func TestTheConsumerKeepsReadingAcrossAServerRestart(t *testing.T) {
 	ds = append(ds, bustest.PollQuiet(t, c, 300*time.Millisecond)...)
 	checkDeliveries(t, ds, msgs, 4)
 }
+
+// After a server restart the consumer subscribes every partition again,
+// each from its ack floor: what it had handed out and not committed comes
+// again and is dropped (the caller has it), what is new comes once, and a
+// commit of all of it reaches the server (a new consumer reads nothing).
+func TestAfterAServerRestartTheConsumerSubscribesAgainFromItsAckFloor(t *testing.T) {
+	dir := t.TempDir()
+	s1, u, err := StartEmbedded(dir, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := s1.Addr().(*net.TCPAddr).Port
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
+	msgs := bustest.Messages("node-y", 1, 24)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs[:12]); err != nil {
+		t.Fatal(err)
+	}
+	w := newLogWatch()
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4, Logger: w.log})
+	ds := bustest.PollN(t, c, 12, 10*time.Second) // handed out, not committed
+	s1.Shutdown()
+	s1.WaitForShutdown()
+	time.Sleep(time.Second)
+	startServer(t, dir, port)
+	if err := p.Publish(ctx, msgs[12:]); err != nil {
+		t.Fatal(err)
+	}
+	ds = append(ds, bustest.PollN(t, c, 12, 20*time.Second)...)
+	ds = append(ds, bustest.PollQuiet(t, c, 300*time.Millisecond)...)
+	checkDeliveries(t, ds, msgs, 4)
+	w.waitFor(t, "subscribed again after the connection came back")
+	next := map[int32]int64{}
+	for _, d := range ds {
+		next[d.Partition] = max(next[d.Partition], d.Offset+1)
+	}
+	if err := c.Commit(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c2 := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})
+	if again := bustest.PollQuiet(t, c2, time.Second); len(again) != 0 {
+		t.Fatalf("a new consumer read %d messages again: the commit after the restart did not reach the server", len(again))
+	}
+}

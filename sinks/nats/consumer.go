@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -149,13 +150,16 @@ type Consumer struct {
 	nc  *natsgo.Conn
 	js  jetstream.JetStream
 
-	parts    map[int32]*partition
-	items    chan item
-	stop     chan struct{}
-	started  bool
-	closed   bool
-	dlqReady bool
-	dlqMax   int32 // the dead-letter stream's max_msg_size (≤ 0: none)
+	parts map[int32]*partition
+	items chan item
+	stop  chan struct{}
+	// reconnected has a value once the connection came back after a loss:
+	// Poll then subscribes every partition again (resubscribe).
+	reconnected chan struct{}
+	started     bool
+	closed      bool
+	dlqReady    bool
+	dlqMax      int32 // the dead-letter stream's max_msg_size (≤ 0: none)
 }
 
 // errClosed is what Poll returns once the Consumer is closed.
@@ -170,7 +174,9 @@ var errClosed = fmt.Errorf("nats %w", bus.ErrClosed)
 // (16 partitions: 128 MB, most of its heap).
 type partition struct {
 	cc        jetstream.ConsumeContext
-	mu        sync.Mutex // lastErr
+	gen       uint64        // subscriptions so far; an item of an older one is stale
+	quit      chan struct{} // closed when the subscription is replaced
+	mu        sync.Mutex    // lastErr
 	lastErr   string
 	delivered uint64    // highest stream sequence handed out
 	pending   []pending // handed out, not committed, ascending
@@ -179,11 +185,12 @@ type partition struct {
 
 type pending struct {
 	seq   uint64
-	reply string
+	reply string // "" once void: its consumer was replaced (resubscribe)
 }
 
 type item struct {
 	p   int32
+	gen uint64
 	msg jetstream.Msg
 }
 
@@ -203,8 +210,19 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats consumer: jetstream: %w", err)
 	}
-	return &Consumer{cfg: cfg, nc: nc, js: js, parts: map[int32]*partition{},
-		items: make(chan item, cfg.MaxPollRecords), stop: make(chan struct{})}, nil
+	c := &Consumer{cfg: cfg, nc: nc, js: js, parts: map[int32]*partition{},
+		items: make(chan item, cfg.MaxPollRecords), stop: make(chan struct{}), reconnected: make(chan struct{}, 1)}
+	prev := nc.Opts.ReconnectedCB
+	nc.SetReconnectHandler(func(n *natsgo.Conn) {
+		if prev != nil {
+			prev(n)
+		}
+		select {
+		case c.reconnected <- struct{}{}:
+		default:
+		}
+	})
+	return c, nil
 }
 
 // ConsumerName returns the durable consumer name of partition p.
@@ -221,34 +239,85 @@ func (c *Consumer) start(ctx context.Context) error {
 		if _, ok := c.parts[p]; ok {
 			continue
 		}
-		var cons jetstream.Consumer
-		backoff := 50 * time.Millisecond
-		for {
-			var err error
-			cons, err = c.resume(ctx, p)
-			if err == nil {
-				break
-			}
-			if fatal(err) || gone(err) || !sleep(ctx, backoff) {
-				return fmt.Errorf("nats consumer %s: %w", ConsumerName(c.cfg.Durable, p), errors.Join(err, ctx.Err()))
-			}
-			backoff = min(2*backoff, time.Second)
+		cons, err := c.resumeRetry(ctx, p)
+		if err != nil {
+			return err
 		}
 		ps := &partition{}
-		cc, err := cons.Consume(func(m jetstream.Msg) {
-			select {
-			case c.items <- item{p, m}:
-			case <-c.stop:
-			}
-		}, jetstream.PullMaxBytes(c.cfg.PullMaxBytes), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			ps.readError(c.cfg.Logger, p, err)
-		}))
-		if err != nil {
-			return fmt.Errorf("nats consumer %s: consume: %w", ConsumerName(c.cfg.Durable, p), err)
+		if err := c.consume(p, ps, cons); err != nil {
+			return err
 		}
-		ps.cc = cc
 		c.parts[p] = ps
 	}
+	return nil
+}
+
+// resumeRetry is resume, retried while the server is unavailable.
+func (c *Consumer) resumeRetry(ctx context.Context, p int32) (jetstream.Consumer, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		cons, err := c.resume(ctx, p)
+		if err == nil {
+			return cons, nil
+		}
+		if fatal(err) || gone(err) || !sleep(ctx, backoff) {
+			return nil, fmt.Errorf("nats consumer %s: %w", ConsumerName(c.cfg.Durable, p), errors.Join(err, ctx.Err()))
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// consume subscribes ps to partition p's durable consumer cons, as a new
+// generation: items of the ones before are stale.
+func (c *Consumer) consume(p int32, ps *partition, cons jetstream.Consumer) error {
+	ps.gen++
+	gen, quit := ps.gen, make(chan struct{})
+	ps.quit = quit
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case c.items <- item{p, gen, m}:
+		case <-quit:
+		case <-c.stop:
+		}
+	}, jetstream.PullMaxBytes(c.cfg.PullMaxBytes), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		ps.readError(c.cfg.Logger, p, err)
+	}))
+	if err != nil {
+		return fmt.Errorf("nats consumer %s: consume: %w", ConsumerName(c.cfg.Durable, p), err)
+	}
+	ps.cc = cc
+	return nil
+}
+
+// resubscribe replaces every partition's subscription after the connection
+// came back. Decision: after a server restart, nats.go's pull subscriptions
+// sometimes never pulled again (the aggregator reconnected and then read
+// nothing for minutes while hundreds of messages waited: seen in CI with
+// both the Messages iterator and Consume), so the consumer does not rely
+// on them. Each partition's durable consumer is created again right after
+// its ack floor (resume), as at start: the server then sends, in order,
+// the messages delivered but not committed, which Poll drops as repeats
+// (the caller has them) but whose new reply subjects it keeps for Commit
+// (the old consumer's are void), and then the rest. Items the old
+// subscription had queued and Poll had not handed out are dropped as stale:
+// they come again from the new one, in order.
+func (c *Consumer) resubscribe(ctx context.Context) error {
+	for _, p := range slices.Sorted(maps.Keys(c.parts)) {
+		ps := c.parts[p]
+		close(ps.quit)
+		ps.cc.Stop()
+		cons, err := c.resumeRetry(ctx, p)
+		if err != nil {
+			return err
+		}
+		for i := range ps.pending {
+			ps.pending[i].reply = ""
+		}
+		if err := c.consume(p, ps, cons); err != nil {
+			return err
+		}
+	}
+	c.cfg.Logger.Info("nats consumer: subscribed again after the connection came back", "partitions", len(c.parts))
 	return nil
 }
 
@@ -327,6 +396,10 @@ func (c *Consumer) Poll(ctx context.Context) ([]bus.Delivery, error) {
 	defer check.Stop()
 	for len(out) == 0 {
 		select {
+		case <-c.reconnected:
+			if err := c.resubscribe(ctx); err != nil {
+				return nil, err
+			}
 		case it := <-c.items:
 			add(it)
 		case <-ctx.Done():
@@ -373,9 +446,16 @@ func (c *Consumer) delivery(it item) (bus.Delivery, bool) {
 		return bus.Delivery{}, false
 	}
 	ps := c.parts[it.p]
+	if it.gen != ps.gen {
+		return bus.Delivery{}, false // stale: the new subscription sends it again
+	}
 	seq := meta.Sequence.Stream
 	if seq <= ps.delivered {
 		ps.repeats++
+		i := sort.Search(len(ps.pending), func(i int) bool { return ps.pending[i].seq >= seq })
+		if i < len(ps.pending) && ps.pending[i].seq == seq && ps.pending[i].reply == "" {
+			ps.pending[i].reply = it.msg.Reply() // after resubscribe: the live consumer's
+		}
 		return bus.Delivery{}, false
 	}
 	ps.delivered = seq
@@ -409,14 +489,21 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 		}
 		n := next[p]
 		i := sort.Search(len(st.pending), func(i int) bool { return int64(st.pending[i].seq) >= n })
-		if i == 0 {
+		// The last of them with a live reply subject (after resubscribe,
+		// the ones not sent again yet have none): an ack-all of it; the
+		// rest stay pending, acked by a later commit.
+		j := i - 1
+		for j >= 0 && st.pending[j].reply == "" {
+			j--
+		}
+		if j < 0 {
 			continue
 		}
-		last := st.pending[i-1]
+		last := st.pending[j]
 		if _, err := c.nc.RequestWithContext(ctx, last.reply, []byte("+ACK")); err != nil {
 			return fmt.Errorf("nats commit partition %d offset %d: %w", p, last.seq, err)
 		}
-		st.pending = st.pending[i:]
+		st.pending = st.pending[j+1:]
 	}
 	return nil
 }
