@@ -144,14 +144,25 @@ func startFB(t *testing.T, dir, name string, args ...string) *fbProc {
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
+		tail := 4000
 		select {
 		case <-p.done:
 		default:
+			if t.Failed() {
+				// A process still running when the test failed may be
+				// stuck: SIGQUIT makes Go print every goroutine's stack.
+				_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+				select {
+				case <-p.done:
+					tail = 40000
+				case <-time.After(5 * time.Second):
+				}
+			}
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("%s's log:\n%s", p.name, p.logTail(4000))
+			t.Logf("%s's log:\n%s", p.name, p.logTail(tail))
 		}
 	})
 	return p

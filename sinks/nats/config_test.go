@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -47,6 +48,7 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		{"a dead-letter stream equal to the stream is rejected", ConsumerConfig{DLQStream: DefaultStream}, "dead-letter stream equals the stream"},
 		{"a dead-letter subject inside the flow subjects is rejected", ConsumerConfig{DLQSubject: "flowbus.flows.v1.dlq"}, "lies inside the stream's subjects"},
 		{"an ack wait under a second is rejected", ConsumerConfig{AckWait: time.Millisecond}, "ack wait 1ms"},
+		{"a negative commit timeout is rejected", ConsumerConfig{CommitTimeout: -time.Second}, "commit timeout -1s, want > 0"},
 		{"a pull buffer smaller than two messages is rejected", ConsumerConfig{PullMaxBytes: 1 << 20}, "pull max bytes 1048576 below twice the max msg size"},
 		{"a negative max ack pending is rejected", ConsumerConfig{MaxAckPending: -5}, "max ack pending -5"},
 	}
@@ -205,6 +207,64 @@ func TestAfterAServerRestartTheConsumerSubscribesAgainFromItsAckFloor(t *testing
 	}
 	if err := c.Commit(ctx, next); err != nil {
 		t.Fatal(err)
+	}
+	c.Close()
+	c2 := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})
+	if again := bustest.PollQuiet(t, c2, time.Second); len(again) != 0 {
+		t.Fatalf("a new consumer read %d messages again: the commit after the restart did not reach the server", len(again))
+	}
+}
+
+// A commit while the server is down fails after CommitTimeout instead of
+// waiting for an answer that may never come (an aggregator that waited
+// for ever in Commit never polled again, so never subscribed again, after
+// a NATS restart); once the server is back the same commit succeeds and a
+// new consumer reads nothing again.
+func TestACommitWhileTheServerIsDownFailsAfterItsTimeout(t *testing.T) {
+	dir := t.TempDir()
+	s1, u, err := StartEmbedded(dir, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := s1.Addr().(*net.TCPAddr).Port
+	p := newPublisher(t, PublisherConfig{Conn: Conn{URL: u}, Partitions: 4})
+	msgs := bustest.Messages("node-z", 1, 12)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4, CommitTimeout: 500 * time.Millisecond})
+	ds := bustest.PollN(t, c, 12, 10*time.Second)
+	next := map[int32]int64{}
+	for _, d := range ds {
+		next[d.Partition] = max(next[d.Partition], d.Offset+1)
+	}
+	s1.Shutdown()
+	s1.WaitForShutdown()
+	done := make(chan error, 1)
+	go func() { done <- c.Commit(context.Background(), next) }()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("commit with the server down: %v, want a deadline error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("commit with the server down still waiting after 10s (CommitTimeout 500ms)")
+	}
+	startServer(t, dir, port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if again := bustest.PollQuiet(t, c, 200*time.Millisecond); len(again) != 0 {
+			t.Fatalf("after the restart Poll handed out %d messages again", len(again))
+		}
+		err := c.Commit(ctx, next)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("commit after the server came back: %v", err)
+		}
 	}
 	c.Close()
 	c2 := newConsumer(t, ConsumerConfig{Conn: Conn{URL: u}, Partitions: 4})

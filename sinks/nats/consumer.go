@@ -36,6 +36,13 @@ type ConsumerConfig struct {
 	// the server pauses the partition there until Commit. Default
 	// DefaultMaxAckPending.
 	MaxAckPending int
+	// CommitTimeout bounds the wait for the server's confirmation of one
+	// partition's commit; default DefaultAckTimeout. Commit then fails and
+	// the caller commits again later: an ack sent while the server restarts
+	// can go unanswered, and a commit that waited for ever would stop the
+	// caller from polling again (seen in CI: an aggregator read nothing for
+	// 2 minutes after a NATS restart).
+	CommitTimeout time.Duration
 	// PullMaxBytes bounds what is buffered per partition ahead of Poll; at
 	// least twice the stream's MaxMsgSize. Default DefaultPullMaxBytes.
 	PullMaxBytes   int
@@ -70,6 +77,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = DefaultAckTimeout
 	}
 	if c.PullMaxBytes == 0 {
 		c.PullMaxBytes = DefaultPullMaxBytes
@@ -128,6 +138,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.AckWait < time.Second {
 		return fmt.Errorf("nats consumer: ack wait %s, want >= 1s", c.AckWait)
+	}
+	if c.CommitTimeout < 0 {
+		return fmt.Errorf("nats consumer: commit timeout %s, want > 0", c.CommitTimeout)
 	}
 	if c.MaxAckPending < 1 {
 		return fmt.Errorf("nats consumer: max ack pending %d, want >= 1", c.MaxAckPending)
@@ -474,7 +487,7 @@ func (c *Consumer) delivery(it item) (bus.Delivery, bool) {
 
 // Commit acknowledges, per partition, every delivered message with an offset
 // below the given next offset (one ack-all of the last of them, waiting for
-// the server's confirmation). A restarted Consumer resumes after the
+// the server's confirmation at most CommitTimeout). A restarted Consumer resumes after the
 // committed messages.
 func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 	ps := make([]int32, 0, len(next))
@@ -500,7 +513,10 @@ func (c *Consumer) Commit(ctx context.Context, next map[int32]int64) error {
 			continue
 		}
 		last := st.pending[j]
-		if _, err := c.nc.RequestWithContext(ctx, last.reply, []byte("+ACK")); err != nil {
+		actx, cancel := context.WithTimeout(ctx, c.cfg.CommitTimeout)
+		_, err := c.nc.RequestWithContext(actx, last.reply, []byte("+ACK"))
+		cancel()
+		if err != nil {
 			return fmt.Errorf("nats commit partition %d offset %d: %w", p, last.seq, err)
 		}
 		st.pending = st.pending[j+1:]
