@@ -26,13 +26,13 @@ import (
 type Decoder struct {
 	strs  map[string]string
 	ips   map[string]netip.Addr
-	lists map[uint64][]string
+	lists ListCache
 	st    decodeState
 }
 
 // NewDecoder returns a Decoder with empty caches.
 func NewDecoder() *Decoder {
-	return &Decoder{strs: map[string]string{}, ips: map[string]netip.Addr{}, lists: map[uint64][]string{}}
+	return &Decoder{strs: map[string]string{}, ips: map[string]netip.Addr{}}
 }
 
 // cacheMax bounds each of a Decoder's caches.
@@ -220,27 +220,40 @@ func (d *Decoder) ip(b []byte) (netip.Addr, error) {
 
 // shared returns a list equal to l, shared with earlier equal lists (nil
 // when empty).
-func (d *Decoder) shared(l []string) []string {
+func (d *Decoder) shared(l []string) []string { return d.lists.Shared(l) }
+
+// ListCache shares equal string lists (label lists, DNS names) between
+// decoded flows: Shared returns the first list it was given equal to l.
+// It holds up to 65,536 lists, then starts again. The zero value is ready;
+// not safe for concurrent use. The hubble-json source's decoder uses it
+// too.
+type ListCache struct {
+	lists map[uint64][]string
+}
+
+// Shared returns a list equal to l, shared with earlier equal lists (nil
+// when l is empty). The caller may reuse l.
+func (c *ListCache) Shared(l []string) []string {
 	if len(l) == 0 {
 		return nil
 	}
 	const prime = 1099511628211
-	h := uint64(14695981039346656037)
+	h := uint64(14695981039346656037) // FNV-1a over the strings, each ended by 0xff
 	for _, s := range l {
 		for i := 0; i < len(s); i++ {
 			h = (h ^ uint64(s[i])) * prime
 		}
 		h = (h ^ 0xff) * prime
 	}
-	if c, ok := d.lists[h]; ok && slices.Equal(c, l) {
-		return c
+	if old, ok := c.lists[h]; ok && slices.Equal(old, l) {
+		return old
 	}
-	c := slices.Clone(l)
-	if len(d.lists) >= cacheMax {
-		clear(d.lists)
+	if c.lists == nil || len(c.lists) >= cacheMax {
+		c.lists = make(map[uint64][]string)
 	}
-	d.lists[h] = c
-	return c
+	kept := slices.Clone(l)
+	c.lists[h] = kept
+	return kept
 }
 
 // flow decodes the fields of a Flow message.

@@ -197,3 +197,28 @@ func FuzzDecodeFlow(f *testing.F) {
 		}
 	})
 }
+
+// ListCache gives equal lists one backing array, never an unequal one, and
+// keeps nothing of the caller's slice.
+func TestListCacheSharesEqualListsOnly(t *testing.T) {
+	var c ListCache
+	buf := []string{"k8s:app=chat", "k8s:tier=web"}
+	a := c.Shared(buf)
+	buf[0] = "k8s:app=other" // the caller reuses its slice
+	if a[0] != "k8s:app=chat" {
+		t.Fatalf("Shared kept the caller's slice: %v", a)
+	}
+	b := c.Shared([]string{"k8s:app=chat", "k8s:tier=web"})
+	if &a[0] != &b[0] {
+		t.Error("an equal list got a new backing array")
+	}
+	// The separator keeps ["ab"] and ["a","b"] apart, and unequal lists
+	// never share.
+	x, y := c.Shared([]string{"ab"}), c.Shared([]string{"a", "b"})
+	if len(x) != 1 || len(y) != 2 || x[0] != "ab" || y[1] != "b" {
+		t.Errorf("Shared(ab) = %v, Shared(a, b) = %v", x, y)
+	}
+	if c.Shared(nil) != nil || c.Shared([]string{}) != nil {
+		t.Error("an empty list is not nil")
+	}
+}

@@ -41,7 +41,7 @@ type fastDecoder struct {
 	depth int
 	strs  map[string]string
 	ips   map[string]netip.Addr
-	lists map[uint64][]string
+	lists hubble.ListCache
 
 	// per flow, reused
 	labels, names [2][]string
@@ -56,7 +56,7 @@ type fastDecoder struct {
 }
 
 func newFastDecoder() *fastDecoder {
-	return &fastDecoder{strs: map[string]string{}, ips: map[string]netip.Addr{}, lists: map[uint64][]string{}}
+	return &fastDecoder{strs: map[string]string{}, ips: map[string]netip.Addr{}}
 }
 
 const fastCacheMax = 1 << 16
@@ -1038,28 +1038,7 @@ func (d *fastDecoder) addr(b []byte) netip.Addr {
 }
 
 // shared returns a list equal to l, shared with earlier equal lists (nil when empty).
-func (d *fastDecoder) shared(l []string) []string {
-	if len(l) == 0 {
-		return nil
-	}
-	const prime = 1099511628211
-	h := uint64(14695981039346656037)
-	for _, s := range l {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint64(s[i])) * prime
-		}
-		h = (h ^ 0xff) * prime
-	}
-	if c, ok := d.lists[h]; ok && slices.Equal(c, l) {
-		return c
-	}
-	c := slices.Clone(l)
-	if len(d.lists) >= fastCacheMax {
-		clear(d.lists)
-	}
-	d.lists[h] = c
-	return c
-}
+func (d *fastDecoder) shared(l []string) []string { return d.lists.Shared(l) }
 
 func clone(l []string) []string {
 	if len(l) == 0 {
