@@ -124,7 +124,10 @@
 // offset of a message is its stream sequence (increasing per partition, with
 // gaps). Ack policy "all": Commit(next) acks the last delivered message below
 // next and waits for the server's confirmation, which commits everything
-// before it. On start each durable is recreated to begin right after its ack
+// before it, at most CommitTimeout (default 5 s): an ack sent while the
+// server restarts can go unanswered, and a caller stuck in Commit would
+// never Poll again; it fails instead and the caller commits the same
+// offsets with its next batch. On start each durable is recreated to begin right after its ack
 // floor, so messages the previous run read but did not commit come back at
 // once instead of after AckWait. A message the server resends because it was
 // not committed within AckWait (default 5 min) is dropped by Poll, since the
