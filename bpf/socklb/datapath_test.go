@@ -88,16 +88,6 @@ func clientJob(w *bufio.Writer, job string) error {
 		family = unix.AF_INET6
 		f[0] = "tcp"
 	}
-	probe, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	netns, err := unix.GetsockoptUint64(probe, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	unix.Close(probe)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "N %d\n", netns)
 	buf := make([]byte, 256)
 	switch f[0] {
 	case "tcp", "tcpfor":
@@ -202,7 +192,6 @@ type result struct {
 
 type clientRun struct {
 	PID     uint32
-	Netns   uint64
 	Results []result
 }
 
@@ -240,17 +229,11 @@ func startClient(t *testing.T, cg testCgroup, ns, job string) (pid uint32, wait 
 		run := clientRun{PID: uint32(cmd.Process.Pid)}
 		for line := range strings.Lines(stdout.String()) {
 			f := strings.Fields(line)
-			switch {
-			case len(f) == 2 && f[0] == "N":
-				run.Netns, _ = strconv.ParseUint(f[1], 10, 64)
-			case len(f) == 5 && (f[0] == "T" || f[0] == "U"):
+			if len(f) == 5 && (f[0] == "T" || f[0] == "U") {
 				c, _ := strconv.ParseUint(f[1], 10, 64)
 				e, _ := strconv.Atoi(f[2])
 				run.Results = append(run.Results, result{Cookie: c, Errno: e, Peer: f[3], Identity: f[4]})
 			}
-		}
-		if run.Netns == 0 {
-			t.Fatalf("client %q printed no netns cookie: %q %s", job, stdout.String(), stderr.String())
 		}
 		return run
 	}
@@ -392,7 +375,7 @@ func checkEvents(t *testing.T, evs []Event, run clientRun, cg testCgroup, want E
 		ev := list[k]
 		w := want
 		w.Time, w.MonoNs, w.Cookie, w.Backend, w.BackendID = ev.Time, ev.MonoNs, r.Cookie, ev.Backend, ev.BackendID
-		w.CgroupID, w.PID, w.NetnsCookie = cg.ID, run.PID, run.Netns
+		w.CgroupID, w.PID = cg.ID, run.PID
 		if ev != w {
 			t.Fatalf("call %d: event\n%+v, want\n%+v", i, ev, w)
 		}

@@ -91,7 +91,8 @@ const enum sock_verdict *unused_sock_verdict __attribute__((unused));
 const enum sock_hook *unused_sock_hook __attribute__((unused));
 const enum sock_counter *unused_sock_counter __attribute__((unused));
 const enum lb_algo *unused_lb_algo __attribute__((unused));
-const struct sock_event *unused_sock_event __attribute__((unused));
+const struct sock_event4 *unused_sock_event4 __attribute__((unused));
+const struct sock_event6 *unused_sock_event6 __attribute__((unused));
 
 // count adds one to a per-CPU counter and returns its new value (0 if the
 // lookup failed, which it cannot for an index below SOCK_COUNTER_MAX).
@@ -109,7 +110,7 @@ static __always_inline __u64 count(__u32 idx)
 // ns) for one decision in this many on a CPU, not for every one. The
 // reader's wakeup can come up to QUERY_EVERY-1 events per CPU after the
 // ring reached wakeup_bytes: a few KiB against a quarter of the ring.
-#define QUERY_EVERY 8
+#define QUERY_EVERY 64
 
 // mix64 is MurmurHash3's 64-bit finalizer: the socket cookie's hash that
 // picks a Maglev table entry (socklb.go's maglevIndex is the same).
@@ -151,45 +152,63 @@ static __always_inline void write_dst(struct bpf_sock_addr *ctx, int v6, const _
 	ctx->user_port = (__u32)port;
 }
 
+// FILL_EVENT sets the fields sock_event4 and sock_event6 share.
+#define FILL_EVENT(ev, cookie, hook, verdict, key, svc_id, be)                                                         \
+	do {                                                                                                            \
+		(ev)->ts_ns = bpf_ktime_get_ns();                                                                        \
+		(ev)->cookie = (cookie);                                                                                 \
+		(ev)->cgroup_id = bpf_get_current_cgroup_id();                                                           \
+		(ev)->pid = (__u32)(bpf_get_current_pid_tgid() >> 32);                                                   \
+		(ev)->svc_id = (svc_id);                                                                                 \
+		(ev)->backend_id = (be) ? (be)->id : 0;                                                                  \
+		(ev)->orig_port = (key)->port;                                                                           \
+		(ev)->backend_port = (be) ? (be)->port : 0;                                                              \
+		(ev)->protocol = (key)->proto;                                                                           \
+		(ev)->verdict = (verdict);                                                                               \
+		(ev)->hook = (hook);                                                                                     \
+	} while (0)
+
 // emit reports a decision; nth is the per-CPU count of decisions like it
 // (count's value), which paces the ring fill check.
 static __always_inline void emit(struct bpf_sock_addr *ctx, __u64 cookie, int v6, __u8 hook, __u8 verdict,
 				 const struct lb_svc_key *key, __u32 svc_id, const struct lb_backend *be, __u64 nth)
 {
-	struct sock_event *ev = bpf_ringbuf_reserve(&sock_events, sizeof(*ev), 0);
-	if (!ev) {
-		count(SOCK_COUNTER_RINGBUF);
-		return;
-	}
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->cookie = cookie;
-	ev->cgroup_id = bpf_get_current_cgroup_id();
-	ev->netns_cookie = bpf_get_netns_cookie(ctx);
-	ev->pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
-	ev->svc_id = svc_id;
-	__builtin_memcpy(ev->orig_addr, key->addr, sizeof(ev->orig_addr));
-	ev->orig_port = key->port;
-	if (be) {
-		__builtin_memcpy(ev->backend_addr, be->addr, sizeof(ev->backend_addr));
-		ev->backend_port = be->port;
-		ev->backend_id = be->id;
+	void *rec;
+	if (v6) {
+		struct sock_event6 *ev = bpf_ringbuf_reserve(&sock_events, sizeof(*ev), 0);
+		if (!ev) {
+			count(SOCK_COUNTER_RINGBUF);
+			return;
+		}
+		FILL_EVENT(ev, cookie, hook, verdict, key, svc_id, be);
+		ev->family = 6;
+		__builtin_memcpy(ev->orig_addr, key->addr, sizeof(ev->orig_addr));
+		if (be)
+			__builtin_memcpy(ev->backend_addr, be->addr, sizeof(ev->backend_addr));
+		else
+			__builtin_memset(ev->backend_addr, 0, sizeof(ev->backend_addr));
+		__builtin_memset(ev->pad, 0, sizeof(ev->pad));
+		rec = ev;
 	} else {
-		__builtin_memset(ev->backend_addr, 0, sizeof(ev->backend_addr));
-		ev->backend_port = 0;
-		ev->backend_id = 0;
+		struct sock_event4 *ev = bpf_ringbuf_reserve(&sock_events, sizeof(*ev), 0);
+		if (!ev) {
+			count(SOCK_COUNTER_RINGBUF);
+			return;
+		}
+		FILL_EVENT(ev, cookie, hook, verdict, key, svc_id, be);
+		ev->family = 4;
+		ev->orig_addr = key->addr[3];
+		ev->backend_addr = be ? be->addr[3] : 0;
+		ev->pad = 0;
+		rec = ev;
 	}
-	ev->protocol = key->proto;
-	ev->family = v6 ? 6 : 4;
-	ev->verdict = verdict;
-	ev->hook = hook;
-	ev->pad = 0;
 	__u64 flags = 0;
 	if (wakeup_bytes) {
 		flags = BPF_RB_NO_WAKEUP;
 		if (nth % QUERY_EVERY == 0 && bpf_ringbuf_query(&sock_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
-	bpf_ringbuf_submit(ev, flags);
+	bpf_ringbuf_submit(rec, flags);
 }
 
 // xlate_fwd translates a connect() or sendmsg() to a service's frontend.

@@ -90,16 +90,13 @@ const (
 	sockSockCounterSOCK_COUNTER_MAX             sockSockCounter = 8
 )
 
-type sockSockEvent struct {
+type sockSockEvent4 struct {
 	_           structs.HostLayout
 	TsNs        uint64
 	Cookie      uint64
 	CgroupId    uint64
-	NetnsCookie uint64
 	Pid         uint32
 	SvcId       uint32
-	OrigAddr    [4]uint32
-	BackendAddr [4]uint32
 	BackendId   uint32
 	OrigPort    uint16
 	BackendPort uint16
@@ -107,7 +104,28 @@ type sockSockEvent struct {
 	Family      uint8
 	Verdict     uint8
 	Hook        uint8
+	OrigAddr    uint32
+	BackendAddr uint32
 	Pad         uint32
+}
+
+type sockSockEvent6 struct {
+	_           structs.HostLayout
+	TsNs        uint64
+	Cookie      uint64
+	CgroupId    uint64
+	Pid         uint32
+	SvcId       uint32
+	BackendId   uint32
+	OrigPort    uint16
+	BackendPort uint16
+	Protocol    uint8
+	Family      uint8
+	Verdict     uint8
+	Hook        uint8
+	OrigAddr    [4]uint32
+	BackendAddr [4]uint32
+	Pad         [44]uint8
 }
 
 type sockSockHook uint32
@@ -148,7 +166,8 @@ const (
 	sockVarTcpPeer           = "tcp_peer"
 	sockVarUnusedLbAlgo      = "unused_lb_algo"
 	sockVarUnusedSockCounter = "unused_sock_counter"
-	sockVarUnusedSockEvent   = "unused_sock_event"
+	sockVarUnusedSockEvent4  = "unused_sock_event4"
+	sockVarUnusedSockEvent6  = "unused_sock_event6"
 	sockVarUnusedSockHook    = "unused_sock_hook"
 	sockVarUnusedSockVerdict = "unused_sock_verdict"
 	sockVarWakeupBytes       = "wakeup_bytes"
@@ -228,7 +247,8 @@ type sockVariableSpecs struct {
 	TcpPeer           *ebpf.VariableSpec `ebpf:"tcp_peer"`
 	UnusedLbAlgo      *ebpf.VariableSpec `ebpf:"unused_lb_algo"`
 	UnusedSockCounter *ebpf.VariableSpec `ebpf:"unused_sock_counter"`
-	UnusedSockEvent   *ebpf.VariableSpec `ebpf:"unused_sock_event"`
+	UnusedSockEvent4  *ebpf.VariableSpec `ebpf:"unused_sock_event4"`
+	UnusedSockEvent6  *ebpf.VariableSpec `ebpf:"unused_sock_event6"`
 	UnusedSockHook    *ebpf.VariableSpec `ebpf:"unused_sock_hook"`
 	UnusedSockVerdict *ebpf.VariableSpec `ebpf:"unused_sock_verdict"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -283,7 +303,8 @@ type sockVariables struct {
 	TcpPeer           *ebpf.Variable `ebpf:"tcp_peer"`
 	UnusedLbAlgo      *ebpf.Variable `ebpf:"unused_lb_algo"`
 	UnusedSockCounter *ebpf.Variable `ebpf:"unused_sock_counter"`
-	UnusedSockEvent   *ebpf.Variable `ebpf:"unused_sock_event"`
+	UnusedSockEvent4  *ebpf.Variable `ebpf:"unused_sock_event4"`
+	UnusedSockEvent6  *ebpf.Variable `ebpf:"unused_sock_event6"`
 	UnusedSockHook    *ebpf.Variable `ebpf:"unused_sock_hook"`
 	UnusedSockVerdict *ebpf.Variable `ebpf:"unused_sock_verdict"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -612,20 +612,19 @@ func (h Hook) String() string {
 // Event is one decision: a connect() or an unconnected sendmsg() to a
 // service's frontend.
 type Event struct {
-	Time        time.Time // from the kernel's CLOCK_MONOTONIC
-	MonoNs      int64     // bpf_ktime_get_ns
-	Cookie      uint64    // the socket's cookie (SO_COOKIE)
-	CgroupID    uint64    // the caller's cgroup v2 id (the directory's inode)
-	NetnsCookie uint64    // the socket's network namespace (SO_NETNS_COOKIE)
-	PID         uint32    // the caller's process (thread group) id
-	ServiceID   uint32
-	Frontend    netip.AddrPort
-	Proto       uint8
-	Backend     netip.AddrPort // invalid when refused
-	BackendID   uint32
-	Family      uint8 // of the socket: 4 or 6
-	Verdict     Verdict
-	Hook        Hook
+	Time      time.Time // from the kernel's CLOCK_MONOTONIC
+	MonoNs    int64     // bpf_ktime_get_ns
+	Cookie    uint64    // the socket's cookie (SO_COOKIE)
+	CgroupID  uint64    // the caller's cgroup v2 id (the directory's inode)
+	PID       uint32    // the caller's process (thread group) id
+	ServiceID uint32
+	Frontend  netip.AddrPort
+	Proto     uint8
+	Backend   netip.AddrPort // invalid when refused
+	BackendID uint32
+	Family    uint8 // of the socket: 4 or 6
+	Verdict   Verdict
+	Hook      Hook
 }
 
 // ReadEvent blocks for the next decision. After Close it returns an error
@@ -645,16 +644,33 @@ func (l *LB) ReadEvent(ev *Event) error {
 		}
 		break
 	}
-	var raw sockSockEvent
-	if len(rec.RawSample) < binarySize {
-		return fmt.Errorf("socket LB event of %d bytes, want %d", len(rec.RawSample), binarySize)
-	}
-	if _, err := binary.Decode(rec.RawSample, binary.LittleEndian, &raw); err != nil {
-		return fmt.Errorf("decode socket LB event: %w", err)
+	return l.decode(rec.RawSample, ev)
+}
+
+// decode reads one sock_event4 or sock_event6 record, told apart by size.
+func (l *LB) decode(b []byte, ev *Event) error {
+	var raw sockSockEvent6
+	switch len(b) {
+	case event4Size:
+		var r4 sockSockEvent4
+		if _, err := binary.Decode(b, binary.LittleEndian, &r4); err != nil {
+			return fmt.Errorf("decode socket LB event: %w", err)
+		}
+		raw = sockSockEvent6{TsNs: r4.TsNs, Cookie: r4.Cookie, CgroupId: r4.CgroupId, Pid: r4.Pid, SvcId: r4.SvcId,
+			BackendId: r4.BackendId, OrigPort: r4.OrigPort, BackendPort: r4.BackendPort, Protocol: r4.Protocol,
+			Family: r4.Family, Verdict: r4.Verdict, Hook: r4.Hook}
+		raw.OrigAddr = [4]uint32{0, 0, mappedWord, r4.OrigAddr}
+		raw.BackendAddr = [4]uint32{0, 0, mappedWord, r4.BackendAddr}
+	case event6Size:
+		if _, err := binary.Decode(b, binary.LittleEndian, &raw); err != nil {
+			return fmt.Errorf("decode socket LB event: %w", err)
+		}
+	default:
+		return fmt.Errorf("socket LB event of %d bytes, want %d (IPv4) or %d (IPv6)", len(b), event4Size, event6Size)
 	}
 	*ev = Event{
 		MonoNs: int64(raw.TsNs), Time: time.Unix(0, int64(raw.TsNs)+l.mono),
-		Cookie: raw.Cookie, CgroupID: raw.CgroupId, NetnsCookie: raw.NetnsCookie, PID: raw.Pid,
+		Cookie: raw.Cookie, CgroupID: raw.CgroupId, PID: raw.Pid,
 		ServiceID: raw.SvcId, Frontend: netip.AddrPortFrom(wordsAddr(raw.OrigAddr), nport(raw.OrigPort)),
 		Proto: raw.Protocol, BackendID: raw.BackendId, Family: raw.Family,
 		Verdict: Verdict(raw.Verdict), Hook: Hook(raw.Hook),
@@ -665,7 +681,14 @@ func (l *LB) ReadEvent(ev *Event) error {
 	return nil
 }
 
-var binarySize = binary.Size(sockSockEvent{})
+// mappedWord is the third word of an IPv4-mapped address as addrWords
+// gives it (the bytes 00 00 ff ff).
+const mappedWord = 0xffff0000
+
+var (
+	event4Size = binary.Size(sockSockEvent4{})
+	event6Size = binary.Size(sockSockEvent6{})
+)
 
 // Counter indexes the kernel's per-CPU counters (enum sock_counter).
 type Counter int

@@ -4,8 +4,11 @@ package socklb
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -115,5 +118,53 @@ func TestSockLBLoadAttachClose(t *testing.T) {
 	}
 	if _, err := Load(Config{MaglevM: 16383}); err == nil || !strings.Contains(err.Error(), "not a prime") {
 		t.Fatalf("Load with M 16383: %v, want not a prime", err)
+	}
+}
+
+// decode tells the two record layouts apart by size, maps an IPv4 one's
+// addresses, and refuses any other size with both sizes named.
+func TestDecodeEventRecords(t *testing.T) {
+	l := &LB{}
+	r4 := sockSockEvent4{TsNs: 5, Cookie: 7, CgroupId: 9, Pid: 11, SvcId: 3, BackendId: 2,
+		OrigPort: nport(80), BackendPort: nport(8080), Protocol: unix.IPPROTO_TCP, Family: 4,
+		Verdict: uint8(Translated), Hook: uint8(HookConnect),
+		OrigAddr: addrWords(netip.MustParseAddr("10.96.0.10"))[3], BackendAddr: addrWords(netip.MustParseAddr("10.1.0.7"))[3]}
+	b, err := binary.Append(nil, binary.LittleEndian, r4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b)+8 != 64 {
+		t.Fatalf("an IPv4 record with its ring header is %d bytes, want one cache line (64)", len(b)+8)
+	}
+	var ev Event
+	if err := l.decode(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	want := Event{Time: time.Unix(0, 5), MonoNs: 5, Cookie: 7, CgroupID: 9, PID: 11, ServiceID: 3,
+		Frontend: netip.MustParseAddrPort("10.96.0.10:80"), Proto: unix.IPPROTO_TCP,
+		Backend: netip.MustParseAddrPort("10.1.0.7:8080"), BackendID: 2, Family: 4, Verdict: Translated, Hook: HookConnect}
+	if ev != want {
+		t.Fatalf("decoded\n%+v, want\n%+v", ev, want)
+	}
+	r6 := sockSockEvent6{Family: 6, SvcId: 4, OrigPort: nport(53), Protocol: unix.IPPROTO_UDP, Verdict: uint8(NoBackend),
+		Hook: uint8(HookSendmsg), OrigAddr: addrWords(netip.MustParseAddr("fd00::a"))}
+	b6, err := binary.Append(nil, binary.LittleEndian, r6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b6)+8 != 128 {
+		t.Fatalf("an IPv6 record with its ring header is %d bytes, want two cache lines (128)", len(b6)+8)
+	}
+	if err := l.decode(b6, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Frontend != netip.MustParseAddrPort("[fd00::a]:53") || ev.Backend.IsValid() || ev.Verdict != NoBackend {
+		t.Fatalf("IPv6 refusal decoded as %+v", ev)
+	}
+	for _, n := range []int{0, 55, 57, len(b6) - 1} {
+		err := l.decode(make([]byte, n), &ev)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("event of %d bytes, want 56 (IPv4) or 120 (IPv6)", n)) {
+			t.Errorf("a %d-byte record: %v", n, err)
+		}
 	}
 }
