@@ -471,8 +471,8 @@
 // needs a reverse NAT. Its recvmsg and getpeername programs give the
 // application the ClusterIP back; a service with no ready backend fails
 // connect() with ECONNREFUSED (bpf_set_retval). Each decision is an event
-// of its own ring buffer (socket cookie, cgroup, pid, netns cookie,
-// ClusterIP:port, backend, service id, verdict), which the agent turns
+// of its own ring buffer (socket cookie, cgroup, pid, ClusterIP:port,
+// backend, service id, verdict), which the agent turns
 // into Hubble's TRANSLATED records (agent/source/ebpf, "Socket load
 // balancing"; flowbus agent --socket-lb). The design, its decisions and
 // its cost are in bpf/socklb's package documentation; the cost beside an

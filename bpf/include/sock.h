@@ -30,6 +30,16 @@ struct bpf_sock_addr {
 };
 #pragma clang diagnostic pop
 
+/* struct bpf_sock, the context of cgroup/sock_release (and what
+ * bpf_sock_addr's sk points to): its first fields as in the uapi, which is
+ * all sock_release reads. */
+struct bpf_sock {
+	__u32 bound_dev_if;
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+};
+
 #define BPF_MAP_TYPE_ARRAY_OF_MAPS 12
 #define ECONNREFUSED 111
 
@@ -88,6 +98,18 @@ struct lb_revnat {
 /* lb_revnat_sk: a connected TCP socket's translation, in the socket's own
  * storage (freed with it). */
 struct lb_revnat_sk {
+	__u32 backend[4];
+	__u32 addr[4]; /* the ClusterIP */
+	__be16 backend_port;
+	__be16 port;
+	__u32 svc_id;
+};
+
+/* lb_peer: a connected TCP socket's translation in a slot of a table
+ * indexed by its cookie (cookie & (slots - 1)); cookie 0 is a free slot.
+ * 48 bytes. */
+struct lb_peer_slot {
+	__u64 cookie;
 	__u32 backend[4];
 	__u32 addr[4]; /* the ClusterIP */
 	__be16 backend_port;
@@ -161,6 +183,7 @@ enum sock_counter {
 	SOCK_COUNTER_BACKEND_MISSING,  /* a slot below count had no backend (refused) */
 	SOCK_COUNTER_MAGLEV_MISSING,   /* a Maglev service had no table (refused) */
 	SOCK_COUNTER_FAMILY_MISMATCH,  /* an IPv6 backend for an IPv4 socket (refused) */
+	SOCK_COUNTER_PEER_STORAGE,     /* TCP translations kept in socket storage: their slot was taken */
 	SOCK_COUNTER_MAX,
 };
 

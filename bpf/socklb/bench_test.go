@@ -117,23 +117,26 @@ func BenchmarkSockLBConnect(b *testing.B) {
 		b.Fatalf("enable BPF run-time stats: %v", err)
 	}
 	defer stats.Close()
-	var running *ebpf.Program
-	progNs := func() (time.Duration, uint64) {
-		if running == nil {
+	var running, releasing *ebpf.Program
+	statsOf := func(p *ebpf.Program) (time.Duration, uint64) {
+		if p == nil {
 			return 0, 0
 		}
-		st, err := running.Stats()
+		st, err := p.Stats()
 		if err != nil {
 			b.Fatal(err)
 		}
 		return st.Runtime, st.RunCount
 	}
+	progNs := func() (time.Duration, uint64) { return statsOf(running) }
 	report := func(b *testing.B, before Counters, rt0 time.Duration, n0 uint64) {
 		rt, n := progNs()
 		if n > n0 {
 			b.ReportMetric(float64(rt-rt0)/float64(n-n0), "prog-ns/op")
 		}
-		b.ReportMetric(float64(counterDelta(b, lb, before)[CounterRingBuf])/float64(b.N), "lost/op")
+		d := counterDelta(b, lb, before)
+		b.ReportMetric(float64(d[CounterRingBuf])/float64(b.N), "lost/op")
+		b.ReportMetric(float64(d[CounterPeerStorage])/float64(b.N), "storage/op")
 	}
 
 	udp := func(b *testing.B, dst netip.Addr, port uint16) {
@@ -157,6 +160,7 @@ func BenchmarkSockLBConnect(b *testing.B) {
 		linger := &unix.Linger{Onoff: 1, Linger: 0}
 		before := mustCounters(b, lb)
 		rt0, n0 := progNs()
+		relRt0, relN0 := statsOf(releasing)
 		for b.Loop() {
 			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
@@ -175,13 +179,21 @@ func BenchmarkSockLBConnect(b *testing.B) {
 			unix.Close(fd)
 		}
 		report(b, before, rt0, n0)
+		// sock_release's run time per closed socket (the client's; the
+		// listener's accepted sockets close in the cgroup too).
+		if rt, n := statsOf(releasing); n > relN0 {
+			b.ReportMetric(float64(rt-relRt0)/float64(n-relN0), "release-ns/op")
+		}
 	}
-	attach := func(b *testing.B, prog *ebpf.Program) link.Link {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg.Path, Attach: ebpf.AttachCGroupInet4Connect, Program: prog})
+	attachAs := func(b *testing.B, prog *ebpf.Program, at ebpf.AttachType) link.Link {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg.Path, Attach: at, Program: prog})
 		if err != nil {
 			b.Fatal(err)
 		}
 		return l
+	}
+	attach := func(b *testing.B, prog *ebpf.Program) link.Link {
+		return attachAs(b, prog, ebpf.AttachCGroupInet4Connect)
 	}
 
 	b.Run("udp/none", func(b *testing.B) { udp(b, lo, udpPort) })
@@ -193,12 +205,18 @@ func BenchmarkSockLBConnect(b *testing.B) {
 	floor.Close()
 	prog := attach(b, lb.objs.Sock4Connect)
 	running = lb.objs.Sock4Connect
+	// sock_release frees the lb_peer slots of closed sockets, as
+	// AttachCgroup attaches it: without it every slot would stay taken.
+	release := attachAs(b, lb.objs.SockRelease, ebpf.AttachCgroupInetSockRelease)
+	releasing = lb.objs.SockRelease
 	b.Run("udp/miss", func(b *testing.B) { udp(b, lo, udpPort) })
 	b.Run("udp/translate", func(b *testing.B) { udp(b, cip, 53) })
 	b.Run("udp/translate_maglev", func(b *testing.B) { udp(b, cip2, 53) })
 	b.Run("tcp/miss", func(b *testing.B) { tcp(b, lo, tcpPort) })
 	b.Run("tcp/translate", func(b *testing.B) { tcp(b, cip, 80) })
 	prog.Close()
+	release.Close()
+	releasing = nil
 
 	// The same translation with Config.NoTCPPeer: no socket storage.
 	np := loadTest(b, Config{NoTCPPeer: true})

@@ -33,6 +33,8 @@ const helperEnv = "FLOWBUS_SOCKLB_CLIENT"
 //	tcp ADDR:PORT N      N connects, each followed by getpeername and a read to EOF
 //	tcp6 ADDR:PORT N     the same from IPv6 sockets, to the v4-mapped ADDR
 //	tcpfor ADDR:PORT D   the same until D (a duration) has passed
+//	tcphold ADDR:PORT N  N connects held open together, then each one's
+//	                     getpeername and read, then all closed
 //	udp ADDR:PORT N      N sendto/recvfrom on one unconnected socket
 //
 // It writes one line per connect or datagram (see runClient) and exits.
@@ -141,6 +143,47 @@ func clientJob(w *bufio.Writer, job string) error {
 			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 			unix.Close(fd)
 			fmt.Fprintf(w, "T %d 0 %s %s\n", cookie, peer, orDash(got))
+		}
+	case "tcphold":
+		n, err := strconv.Atoi(f[2])
+		if err != nil {
+			return err
+		}
+		type held struct {
+			fd     int
+			cookie uint64
+		}
+		var open []held
+		defer func() {
+			for _, h := range open {
+				unix.Close(h.fd)
+			}
+		}()
+		for range n {
+			fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+			if err != nil {
+				unix.Close(fd)
+				return err
+			}
+			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
+			if err := unix.Connect(fd, dst); err != nil {
+				fmt.Fprintf(w, "T %d %d - -\n", cookie, errnoOf(err))
+				unix.Close(fd)
+				continue
+			}
+			open = append(open, held{fd, cookie})
+		}
+		for _, h := range open {
+			peer := "-"
+			if sa, err := unix.Getpeername(h.fd); err == nil {
+				peer = sockaddrString(sa)
+			}
+			k, _ := unix.Read(h.fd, buf)
+			fmt.Fprintf(w, "T %d 0 %s %s\n", h.cookie, peer, orDash(buf[:max(k, 0)]))
 		}
 	case "udp":
 		n, err := strconv.Atoi(f[2])
@@ -659,6 +702,63 @@ func monoNow() int64 {
 // TestSockLBNoTCPPeer: with Config.NoTCPPeer a translated TCP socket's
 // peer is its backend (nothing stored, nothing rewritten), while UDP
 // replies still come from the ClusterIP.
+// TestSockLBPeerSlots runs with four lb_peer slots: connections held open
+// together take the slot their cookie selects, and the rest keep their
+// translation in socket storage (counted); every getpeername() gives the
+// ClusterIP either way. Once they are closed, sock_release has freed the
+// slots: connections one after another each take one, none falls back.
+func TestSockLBPeerSlots(t *testing.T) {
+	lb := loadTest(t, Config{PeerSlots: 4})
+	cg := newCgroup(t)
+	lan := nettest.NewLAN(t, 2)
+	if err := lb.AttachCgroup(cg.Path); err != nil {
+		t.Fatal(err)
+	}
+	events := collect(t, lb)
+	backend := lan.Pods[1]
+	serve(t, backend, 8080, 5353)
+	clusterIP := netip.MustParseAddr("10.96.0.10")
+	if err := lb.SetService(Service{Frontend: Frontend{Addr: clusterIP, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 1,
+		Backends: []Backend{{ID: 11, Addr: backend.Addr, Port: 8080}}}); err != nil {
+		t.Fatal(err)
+	}
+	want := Event{ServiceID: 1, Frontend: netip.MustParseAddrPort("10.96.0.10:80"), Proto: unix.IPPROTO_TCP, Family: 4,
+		Verdict: Translated, Hook: HookConnect}
+	const n = 24
+	before := mustCounters(t, lb)
+	run := runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("tcphold %s:80 %d", clusterIP, n))
+	if len(run.Results) != n {
+		t.Fatalf("%d connects, want %d", len(run.Results), n)
+	}
+	slots := map[uint64]bool{}
+	for i, r := range run.Results {
+		if r.Errno != 0 || r.Peer != "10.96.0.10:80" {
+			t.Fatalf("held connection %d: errno %d, getpeername %s; want 0 and the ClusterIP", i, r.Errno, r.Peer)
+		}
+		slots[r.Cookie&3] = true
+	}
+	checkEvents(t, events.take(n), run, cg, want)
+	stored := uint64(n - len(slots))
+	if d := counterDelta(t, lb, before); d != (Counters{CounterTranslated: n, CounterRevNATRewrite: n, CounterPeerStorage: stored}) {
+		t.Fatalf("counters moved by %v, want %d translated and rewritten, %d in socket storage (%d slots taken)", d, n, stored, len(slots))
+	}
+	const m = 40
+	before = mustCounters(t, lb)
+	run = runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("tcp %s:80 %d", clusterIP, m))
+	if len(run.Results) != m {
+		t.Fatalf("%d connects, want %d", len(run.Results), m)
+	}
+	for i, r := range run.Results {
+		if r.Errno != 0 || r.Peer != "10.96.0.10:80" {
+			t.Fatalf("connect %d: errno %d, getpeername %s; want 0 and the ClusterIP", i, r.Errno, r.Peer)
+		}
+	}
+	checkEvents(t, events.take(m), run, cg, want)
+	if d := counterDelta(t, lb, before); d != (Counters{CounterTranslated: m, CounterRevNATRewrite: m}) {
+		t.Fatalf("counters moved by %v, want %d translated and rewritten and none in socket storage: the closed connections' slots were not freed", d, m)
+	}
+}
+
 func TestSockLBNoTCPPeer(t *testing.T) {
 	lb := loadTest(t, Config{NoTCPPeer: true})
 	cg := newCgroup(t)

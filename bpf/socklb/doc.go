@@ -8,7 +8,7 @@
 //
 // # What the kernel does
 //
-// sock.c has eight programs, attached together to a cgroup v2 directory
+// sock.c has nine programs, attached together to a cgroup v2 directory
 // (LB.AttachCgroup: the pods' cgroups, or the root cgroup on a node), so
 // every socket of a process in that cgroup or below is load balanced:
 //
@@ -19,18 +19,21 @@
 //     on an IPv6 socket finds the IPv4 service. Not a service: nothing
 //     changes, at the cost of one hash lookup. A service: the program picks
 //     one of its count ready backends, rewrites the destination to it,
-//     records the translation (a TCP socket's in its own storage,
-//     lb_revnat_sk; UDP's in lb_revnat), reports the decision
+//     records the translation (a TCP socket's in its slot of lb_peer, or
+//     its own storage, lb_revnat_sk; UDP's in lb_revnat), reports the decision
 //     (SOCK_TRANSLATED) and lets the call proceed to the backend: the
 //     packets, tcpdump and the flow programs see the real peer, never the
 //     ClusterIP, and nothing on the packet path reverses a NAT.
 //   - cgroup/recvmsg4/6 (a datagram's source) and getpeername4/6 (a
-//     socket's peer) find the translation (a TCP socket's storage, if its
-//     peer is the backend recorded there; for UDP, (socket cookie, backend
-//     address, port) in lb_revnat) and put the ClusterIP and its port
-//     back, so a DNS client
-//     that checks the reply's source accepts it and an application that
-//     asks whom it is connected to gets the address it dialled.
+//     socket's peer) find the translation (a TCP socket's slot or storage,
+//     if its peer is the backend recorded there; for UDP, (socket cookie,
+//     backend address, port) in lb_revnat) and put the ClusterIP and its
+//     port back, so a DNS client that checks the reply's source accepts it
+//     and an application that asks whom it is connected to gets the
+//     address it dialled.
+//   - cgroup/sock_release frees a closing TCP socket's lb_peer slot. It
+//     runs for every socket of the cgroup that closes (not attached with
+//     Config.NoTCPPeer).
 //
 // Backend choice, per service (Service.Algorithm): Random takes slot
 // bpf_get_prandom_u32() % count + 1, for every connect() and every
@@ -52,9 +55,15 @@
 //     over all services.
 //   - lb_maglev: array of maps by service id, each an array of M backend
 //     slots (Config.MaglevM), only for Maglev services.
-//   - lb_revnat_sk: socket storage (BPF_MAP_TYPE_SK_STORAGE) of each
-//     translated TCP socket: backend, ClusterIP and port, service id. Not
-//     written with Config.NoTCPPeer (getpeername() then names the backend).
+//   - lb_peer: array of Config.PeerSlots (a power of two, default 65,536:
+//     3 MiB) slots, each a socket cookie (0: free), backend, ClusterIP and
+//     port, service id. A translated TCP socket takes slot cookie &
+//     (PeerSlots-1) with a compare-and-swap from 0; sock_release puts 0
+//     back.
+//   - lb_revnat_sk: socket storage (BPF_MAP_TYPE_SK_STORAGE) of a
+//     translated TCP socket whose slot another open socket holds
+//     (CounterPeerStorage). Neither is written with Config.NoTCPPeer
+//     (getpeername() then names the backend).
 //   - lb_revnat: LRU hash for UDP sockets, (socket cookie, backend
 //     address, port) → (ClusterIP, port, service id),
 //     Config.RevNATEntries entries.
@@ -89,17 +98,31 @@
 // name (address:port, so every node computes the same table), permutation
 // fill in the order of the names.
 //
-// Decision: a TCP socket's translation is kept in the socket's own
-// storage, a UDP socket's in an LRU hash keyed by socket cookie and
-// backend.
-// A connected TCP socket has one peer for its life, so its storage holds
-// exactly one translation, is created at connect() and freed by the
-// kernel with the socket: nothing to evict, nothing stale. In an LRU hash
-// (Cilium's choice for both) a node with more translated sockets than
-// entries evicts entries of sockets still open, whose getpeername() then
-// shows the backend, and closed sockets' entries wait for eviction. The
-// storage is also cheaper: BenchmarkSockLBConnect's new TCP socket went
-// from +760 to +1160 ns of program time over the floor to +459 to +836. An unconnected UDP
+// Decision: a TCP socket's translation is kept in a slot its cookie
+// selects, freed when the socket closes, and in the socket's own storage
+// when that slot is taken; a UDP socket's in an LRU hash keyed by socket
+// cookie and backend.
+// A connected TCP socket has one peer for its life, so it needs exactly
+// one translation, from connect() until close(). In an LRU hash (Cilium's
+// choice for both) a node with more translated sockets than entries evicts
+// entries of sockets still open, whose getpeername() then shows the
+// backend, and closed sockets' entries wait for eviction; every connect()
+// inserts and evicts (+800 to +1,070 ns of program time over the floor,
+// once full). Socket storage is exact (created at connect(), freed with
+// the socket) but an allocation per socket, two memory-cgroup-charged
+// kmallocs: about 300 ns of a +470 to +525 ns connect(). A slot of a
+// preallocated array is a compare-and-swap on memory that is already
+// there: +177 to +185 ns for the whole translated connect(), and
+// sock_release's 68–75 ns when the socket closes. Nothing is stale: a slot
+// answers getpeername() only for the cookie that holds it (cookies are
+// never reused), a socket whose slot is taken by another open one falls
+// back to storage, and a slot is freed by its own socket's release. The
+// price falls on every TCP socket of the attached cgroups that closes,
+// translated or not: sock_release runs for each (92–101 ns for one that
+// dialled no service, whose cookie it creates). A connect() to what is no
+// service pays nothing more. Should release not run (a socket of a cgroup
+// the programs were detached from), its slot stays taken and later
+// sockets with that slot use storage: slower, never wrong. An unconnected UDP
 // socket may send to several services and, with Random, to several
 // backends of one, and recvmsg must rewrite each reply by the backend it
 // came from: one translation per (socket, backend), which socket storage
@@ -143,29 +166,29 @@
 //
 // # Decisions
 //
-// Every translated or refused connect() and sendmsg() is one sock_event:
-// time (CLOCK_MONOTONIC), socket cookie, the caller's cgroup id, pid
-// (thread group), the socket's network namespace cookie, protocol,
-// family, ClusterIP:port, backend and its id, service id, verdict and hook.
-// The kernel wakes the reader once a quarter of the ring waits
-// (Config.WakeupBytes) and ReadEvent polls every PollInterval otherwise,
-// as the Collector's ring. The ring's fill is read for one translation in
-// eight per CPU (and every refusal), not each: bpf_ringbuf_query reads the
-// reader's position, a cache line the reader's CPU writes, and cost a
-// translated connect() about 60 ns; the wakeup then comes at most seven
-// events per CPU late.
+// Every translated or refused connect() and sendmsg() is one record: time
+// (CLOCK_MONOTONIC), socket cookie, the caller's cgroup id, pid (thread
+// group), protocol, family, ClusterIP:port, backend and its id, service
+// id, verdict and hook. An IPv4 socket's is sock_event4 (56 bytes: with
+// the ring's 8-byte header, one cache line), an IPv6 socket's sock_event6
+// (120: two); ReadEvent tells them apart by size. Every record starts a
+// cache line, and each line of the ring a connect() writes was last held
+// by the reader's CPU: a 96-byte record, as before, wrote two and cost
+// about 40 ns more. The kernel wakes the reader once a quarter of the ring
+// waits (Config.WakeupBytes) and ReadEvent polls every PollInterval
+// otherwise, as the Collector's ring. The ring's fill is read for one
+// translation in 64 per CPU (and every refusal), not each:
+// bpf_ringbuf_query reads the reader's position, a cache line the
+// reader's CPU writes (about 25 ns a connect() when read for one in
+// eight); the wakeup then comes at most 63 records (4 KiB) per CPU late,
+// against a quarter of the ring.
 //
-// Decision: socket storage for a TCP socket's translation, and a switch to
-// go without it. Creating the storage is the larger part of a translated
-// TCP connect()'s cost (about 330 of 500-550 ns in the program: an
-// allocation per socket). The alternatives measured cost more: an LRU
-// hash keyed by cookie (as UDP's) 800-1,070 ns once full, since every
-// connect() inserts a new key and evicts; a preallocated hash 690-740 ns.
-// Storage goes with the socket, so nothing is ever stale. Where no
-// application asks getpeername() for the ClusterIP, Config.NoTCPPeer
-// (flowbus agent --socket-lb-peer=false) skips it: 190-235 ns above the
-// empty program (BenchmarkSockLBConnect, tcp/translate_nopeer). A decision the ring refuses is lost and counted
-// (CounterRingBuf); the connect() it belongs to is unaffected.
+// Where no application asks getpeername() for the ClusterIP,
+// Config.NoTCPPeer (flowbus agent --socket-lb-peer=false) records no TCP
+// translation and leaves sock_release out: about 20 ns less per connect()
+// and nothing at close (BenchmarkSockLBConnect, tcp/translate_nopeer). A
+// decision the ring refuses is lost and counted (CounterRingBuf); the
+// connect() it belongs to is unaffected.
 //
 // # Known gaps
 //
@@ -192,20 +215,22 @@
 //
 // # Cost
 //
-// BenchmarkSockLBConnect (bench/HISTORY.md, "Socket load balancing"), on
-// the shared 2-core VM: the program's own run time (bpf_stats) is ~30 ns
-// for the empty floor, +10 to +12 ns over it for the LB on a destination
-// that is no service, +405 to +482 ns translating a UDP re-connect and
-// +459 to +836 ns translating a new TCP socket; the whole UDP connect()
-// costs +726 ns or more over the floor. The target (≤ floor + 500 ns) is
-// not met for a new TCP socket. Almost all of it is the two writes, the
-// decision event and the translation's record, about half each: without
-// both the program cost 64 ns (UDP) and 110 ns (TCP).
+// BenchmarkSockLBConnect (bench/RESULTS.md, "connect() with the socket
+// LB"; earlier figures in bench/HISTORY.md), on the shared 2-core VM, the
+// program's own run time (bpf_stats) above the empty floor (~30–40 ns):
+// +10 to +20 ns for the LB on a destination that is no service, +270 to
+// +325 ns translating a UDP re-connect (the LRU update), +177 to +185 ns
+// translating a new TCP socket (its slot, the lookups, the record), and
+// sock_release's 68–101 ns when a TCP socket closes. The target (≤ floor
+// + 500 ns) is met for both. Of the TCP figure the lb_peer slot is about
+// 20 ns (tcp/translate beside tcp/translate_nopeer).
 //
 // # Tests
 //
 // TestSockLBDatapath (root): a client re-executed from the test binary into
 // a fresh cgroup and the first pod of a five-pod LAN (bpf/nettest) connects
-// 10,000 times to a ClusterIP; TestSockLBServiceSync checks the maps after
-// each SetService; the Maglev tests need no privileges.
+// 10,000 times to a ClusterIP; TestSockLBPeerSlots holds more connections
+// open than lb_peer has slots (the rest in storage, counted exactly) and
+// checks that closed ones free theirs; TestSockLBServiceSync checks the
+// maps after each SetService; the Maglev tests need no privileges.
 package socklb

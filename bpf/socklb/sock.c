@@ -67,6 +67,20 @@ struct {
 	__type(value, struct lb_revnat);
 } lb_revnat SEC(".maps");
 
+// lb_peer: the translations of connected TCP sockets, by cookie &
+// peer_mask (Config.PeerSlots, a power of two; Go sets max_entries). A
+// slot is claimed at connect() with a compare-and-swap of its cookie from
+// 0 and freed by sock_release when its socket closes; a socket whose slot
+// is taken by another open socket keeps its translation in lb_revnat_sk.
+volatile const __u32 peer_mask = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_peer_slot);
+} lb_peer SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -265,8 +279,20 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, int v6, __u8 hoo
 	if (ctx->type == SOCK_STREAM) {
 		if (!tcp_peer)
 			goto translated;
-		// A TCP socket has one peer: its translation lives in the
-		// socket's storage and goes with it.
+		// A TCP socket has one peer: its translation goes in its slot
+		// of lb_peer, or if another open socket holds that slot, in the
+		// socket's own storage (an allocation: most of the cost).
+		__u32 idx = (__u32)cookie & peer_mask;
+		struct lb_peer_slot *ps = bpf_map_lookup_elem(&lb_peer, &idx);
+		if (ps && (ps->cookie == cookie || __sync_val_compare_and_swap(&ps->cookie, 0, cookie) == 0)) {
+			__builtin_memcpy(ps->backend, be->addr, sizeof(ps->backend));
+			__builtin_memcpy(ps->addr, key.addr, sizeof(ps->addr));
+			ps->backend_port = be->port;
+			ps->port = key.port;
+			ps->svc_id = svc_id;
+			goto translated;
+		}
+		count(SOCK_COUNTER_PEER_STORAGE);
 		struct bpf_sock *sk = ctx->sk;
 		struct lb_revnat_sk *rs = sk ? bpf_sk_storage_get(&lb_revnat_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
 		if (rs) {
@@ -316,6 +342,19 @@ static __always_inline int xlate_rev(struct bpf_sock_addr *ctx, int v6)
 	read_dst(ctx, v6, peer);
 	__be16 peer_port = (__be16)ctx->user_port;
 	if (ctx->type == SOCK_STREAM) {
+		if (!tcp_peer)
+			return 1;
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		__u32 idx = (__u32)cookie & peer_mask;
+		struct lb_peer_slot *ps = bpf_map_lookup_elem(&lb_peer, &idx);
+		if (ps && ps->cookie == cookie) {
+			if (ps->backend_port != peer_port || ps->backend[0] != peer[0] || ps->backend[1] != peer[1] ||
+			    ps->backend[2] != peer[2] || ps->backend[3] != peer[3])
+				return 1;
+			write_dst(ctx, v6, ps->addr, ps->port);
+			count(SOCK_COUNTER_REVNAT_REWRITE);
+			return 1;
+		}
 		struct bpf_sock *sk = ctx->sk;
 		struct lb_revnat_sk *rs = sk ? bpf_sk_storage_get(&lb_revnat_sk, sk, 0, 0) : 0;
 		if (!rs || rs->backend_port != peer_port || rs->backend[0] != peer[0] || rs->backend[1] != peer[1] ||
@@ -384,6 +423,21 @@ SEC("cgroup/getpeername6")
 int sock6_getpeername(struct bpf_sock_addr *ctx)
 {
 	return xlate_rev(ctx, 1);
+}
+
+// sock_release frees a closing TCP socket's slot of lb_peer, if it holds
+// one. It runs for every socket of the cgroup that closes.
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *ctx)
+{
+	if (!tcp_peer || ctx->protocol != IPPROTO_TCP)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u32 idx = (__u32)cookie & peer_mask;
+	struct lb_peer_slot *ps = bpf_map_lookup_elem(&lb_peer, &idx);
+	if (ps && ps->cookie == cookie)
+		__sync_val_compare_and_swap(&ps->cookie, cookie, 0);
+	return 1;
 }
 
 // sock_floor is the cheapest cgroup/connect4 program: the baseline of

@@ -35,6 +35,16 @@ type sockLbBackendKey struct {
 	Slot  uint32
 }
 
+type sockLbPeerSlot struct {
+	_           structs.HostLayout
+	Cookie      uint64
+	Backend     [4]uint32
+	Addr        [4]uint32
+	BackendPort uint16
+	Port        uint16
+	SvcId       uint32
+}
+
 type sockLbRevnat struct {
 	_     structs.HostLayout
 	Addr  [4]uint32
@@ -87,7 +97,8 @@ const (
 	sockSockCounterSOCK_COUNTER_BACKEND_MISSING sockSockCounter = 5
 	sockSockCounterSOCK_COUNTER_MAGLEV_MISSING  sockSockCounter = 6
 	sockSockCounterSOCK_COUNTER_FAMILY_MISMATCH sockSockCounter = 7
-	sockSockCounterSOCK_COUNTER_MAX             sockSockCounter = 8
+	sockSockCounterSOCK_COUNTER_PEER_STORAGE    sockSockCounter = 8
+	sockSockCounterSOCK_COUNTER_MAX             sockSockCounter = 9
 )
 
 type sockSockEvent4 struct {
@@ -148,6 +159,7 @@ const (
 const (
 	sockMapLbBackends        = "lb_backends"
 	sockMapLbMaglev          = "lb_maglev"
+	sockMapLbPeer            = "lb_peer"
 	sockMapLbRevnat          = "lb_revnat"
 	sockMapLbRevnatSk        = "lb_revnat_sk"
 	sockMapLbServices        = "lb_services"
@@ -162,7 +174,9 @@ const (
 	sockProgSock6Recvmsg     = "sock6_recvmsg"
 	sockProgSock6Sendmsg     = "sock6_sendmsg"
 	sockProgSockFloor        = "sock_floor"
+	sockProgSockRelease      = "sock_release"
 	sockVarMaglevM           = "maglev_m"
+	sockVarPeerMask          = "peer_mask"
 	sockVarTcpPeer           = "tcp_peer"
 	sockVarUnusedLbAlgo      = "unused_lb_algo"
 	sockVarUnusedSockCounter = "unused_sock_counter"
@@ -224,6 +238,7 @@ type sockProgramSpecs struct {
 	Sock6Recvmsg     *ebpf.ProgramSpec `ebpf:"sock6_recvmsg"`
 	Sock6Sendmsg     *ebpf.ProgramSpec `ebpf:"sock6_sendmsg"`
 	SockFloor        *ebpf.ProgramSpec `ebpf:"sock_floor"`
+	SockRelease      *ebpf.ProgramSpec `ebpf:"sock_release"`
 }
 
 // sockMapSpecs contains maps before they are loaded into the kernel.
@@ -232,6 +247,7 @@ type sockProgramSpecs struct {
 type sockMapSpecs struct {
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbMaglev     *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbPeer       *ebpf.MapSpec `ebpf:"lb_peer"`
 	LbRevnat     *ebpf.MapSpec `ebpf:"lb_revnat"`
 	LbRevnatSk   *ebpf.MapSpec `ebpf:"lb_revnat_sk"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
@@ -244,6 +260,7 @@ type sockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
 	MaglevM           *ebpf.VariableSpec `ebpf:"maglev_m"`
+	PeerMask          *ebpf.VariableSpec `ebpf:"peer_mask"`
 	TcpPeer           *ebpf.VariableSpec `ebpf:"tcp_peer"`
 	UnusedLbAlgo      *ebpf.VariableSpec `ebpf:"unused_lb_algo"`
 	UnusedSockCounter *ebpf.VariableSpec `ebpf:"unused_sock_counter"`
@@ -276,6 +293,7 @@ func (o *sockObjects) Close() error {
 type sockMaps struct {
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
 	LbMaglev     *ebpf.Map `ebpf:"lb_maglev"`
+	LbPeer       *ebpf.Map `ebpf:"lb_peer"`
 	LbRevnat     *ebpf.Map `ebpf:"lb_revnat"`
 	LbRevnatSk   *ebpf.Map `ebpf:"lb_revnat_sk"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
@@ -287,6 +305,7 @@ func (m *sockMaps) Close() error {
 	return _SockClose(
 		m.LbBackends,
 		m.LbMaglev,
+		m.LbPeer,
 		m.LbRevnat,
 		m.LbRevnatSk,
 		m.LbServices,
@@ -300,6 +319,7 @@ func (m *sockMaps) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
 	MaglevM           *ebpf.Variable `ebpf:"maglev_m"`
+	PeerMask          *ebpf.Variable `ebpf:"peer_mask"`
 	TcpPeer           *ebpf.Variable `ebpf:"tcp_peer"`
 	UnusedLbAlgo      *ebpf.Variable `ebpf:"unused_lb_algo"`
 	UnusedSockCounter *ebpf.Variable `ebpf:"unused_sock_counter"`
@@ -323,6 +343,7 @@ type sockPrograms struct {
 	Sock6Recvmsg     *ebpf.Program `ebpf:"sock6_recvmsg"`
 	Sock6Sendmsg     *ebpf.Program `ebpf:"sock6_sendmsg"`
 	SockFloor        *ebpf.Program `ebpf:"sock_floor"`
+	SockRelease      *ebpf.Program `ebpf:"sock_release"`
 }
 
 func (p *sockPrograms) Close() error {
@@ -336,6 +357,7 @@ func (p *sockPrograms) Close() error {
 		p.Sock6Recvmsg,
 		p.Sock6Sendmsg,
 		p.SockFloor,
+		p.SockRelease,
 	)
 }
 

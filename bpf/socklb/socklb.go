@@ -24,6 +24,7 @@ const (
 	DefaultMaxServices   = 1024
 	DefaultMaxBackends   = 65536
 	DefaultRevNATEntries = 65536
+	DefaultPeerSlots     = 65536
 	DefaultRingBufSize   = 1 << 20
 	DefaultPollInterval  = 50 * time.Millisecond
 )
@@ -40,6 +41,12 @@ type Config struct {
 	// cookie and backend → ClusterIP) that recvmsg and getpeername read
 	// (TCP sockets keep theirs in their own storage).
 	RevNATEntries uint32
+	// PeerSlots sizes lb_peer, the table of translated TCP sockets that
+	// getpeername reads, a power of two (default DefaultPeerSlots: 3 MiB).
+	// A socket takes the slot its cookie selects; when another open socket
+	// holds it, its translation goes in its own socket storage instead,
+	// which costs its connect() about 300 ns more (CounterPeerStorage).
+	PeerSlots uint32
 	// RingBufSize is the decision ring buffer's size in bytes, a power of
 	// two multiple of the page size.
 	RingBufSize uint32
@@ -55,7 +62,7 @@ type Config struct {
 	// NoTCPPeer leaves a translated TCP socket's peer as the backend:
 	// getpeername() returns the backend, not the ClusterIP (Cilium's
 	// socket LB with its peer hooks off). connect() then stores nothing
-	// per socket, which is the larger part of its cost (bench/RESULTS.md).
+	// per socket and sock_release is not attached (bench/RESULTS.md).
 	// UDP sockets keep their reverse translation (replies need it).
 	NoTCPPeer bool
 }
@@ -70,6 +77,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxBackends, DefaultMaxBackends)
 	def(&c.MaglevM, DefaultMaglevM)
 	def(&c.RevNATEntries, DefaultRevNATEntries)
+	def(&c.PeerSlots, DefaultPeerSlots)
 	def(&c.RingBufSize, DefaultRingBufSize)
 	if c.WakeupBytes == 0 {
 		c.WakeupBytes = int(c.RingBufSize / 4)
@@ -172,6 +180,9 @@ func Load(cfg Config) (*LB, error) {
 	if err := checkMaglevM(cfg.MaglevM); err != nil {
 		return nil, err
 	}
+	if cfg.PeerSlots&(cfg.PeerSlots-1) != 0 {
+		return nil, fmt.Errorf("peer slots %d: want a power of two", cfg.PeerSlots)
+	}
 	if cfg.MaxServices < 2 {
 		return nil, fmt.Errorf("max services %d: want ≥ 2 (id 0 is not used)", cfg.MaxServices)
 	}
@@ -184,6 +195,10 @@ func Load(cfg Config) (*LB, error) {
 	spec.Maps["lb_maglev"].InnerMap.MaxEntries = cfg.MaglevM
 	spec.Maps["lb_backends"].MaxEntries = cfg.MaxBackends
 	spec.Maps["lb_revnat"].MaxEntries = cfg.RevNATEntries
+	spec.Maps["lb_peer"].MaxEntries = cfg.PeerSlots
+	if err := spec.Variables["peer_mask"].Set(cfg.PeerSlots - 1); err != nil {
+		return nil, fmt.Errorf("set peer_mask: %w", err)
+	}
 	spec.Maps["sock_events"].MaxEntries = cfg.RingBufSize
 	if err := spec.Variables["maglev_m"].Set(cfg.MaglevM); err != nil {
 		return nil, fmt.Errorf("set maglev_m: %w", err)
@@ -217,8 +232,9 @@ func Load(cfg Config) (*LB, error) {
 	return l, nil
 }
 
-// AttachCgroup attaches the eight programs (connect, sendmsg, recvmsg and
-// getpeername, IPv4 and IPv6) to the cgroup v2 directory path: every
+// AttachCgroup attaches the nine programs (connect, sendmsg, recvmsg and
+// getpeername, IPv4 and IPv6, and sock_release, which Config.NoTCPPeer
+// leaves out) to the cgroup v2 directory path: every
 // socket of a process in it or below is load balanced. On failure nothing
 // of this call stays attached.
 func (l *LB) AttachCgroup(path string) error {
@@ -235,6 +251,10 @@ func (l *LB) AttachCgroup(path string) error {
 		{"recvmsg6", l.objs.Sock6Recvmsg, ebpf.AttachCGroupUDP6Recvmsg},
 		{"getpeername4", l.objs.Sock4Getpeername, ebpf.AttachCgroupInet4GetPeername},
 		{"getpeername6", l.objs.Sock6Getpeername, ebpf.AttachCgroupInet6GetPeername},
+		{"sock_release", l.objs.SockRelease, ebpf.AttachCgroupInetSockRelease},
+	}
+	if l.cfg.NoTCPPeer {
+		progs = progs[:len(progs)-1] // sock_release frees lb_peer slots, which are not used
 	}
 	var ls []link.Link
 	for _, p := range progs {
@@ -703,10 +723,11 @@ const (
 	CounterBackendMissing = Counter(sockSockCounterSOCK_COUNTER_BACKEND_MISSING)
 	CounterMaglevMissing  = Counter(sockSockCounterSOCK_COUNTER_MAGLEV_MISSING)
 	CounterFamilyMismatch = Counter(sockSockCounterSOCK_COUNTER_FAMILY_MISMATCH)
+	CounterPeerStorage    = Counter(sockSockCounterSOCK_COUNTER_PEER_STORAGE) // TCP translations in socket storage: their lb_peer slot was held by another open socket
 	numCounters           = int(sockSockCounterSOCK_COUNTER_MAX)
 )
 
-var counterNames = [...]string{"translated", "no_backend", "ringbuf", "revnat_update", "revnat_rewrite", "backend_missing", "maglev_missing", "family_mismatch"}
+var counterNames = [...]string{"translated", "no_backend", "ringbuf", "revnat_update", "revnat_rewrite", "backend_missing", "maglev_missing", "family_mismatch", "peer_storage"}
 
 // String is the counter's metric label value.
 func (c Counter) String() string {

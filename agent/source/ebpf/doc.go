@@ -210,6 +210,6 @@
 //     (registered by the agent with --socket-lb) exports the kernel's
 //     counters, flowbus_socklb_kernel_events_total{counter} (translated,
 //     no_backend, ringbuf: decisions lost, revnat_update, revnat_rewrite,
-//     and three a consistent sync never causes), and
+//     peer_storage, and three a consistent sync never causes), and
 //     flowbus_socklb_frontends.
 package ebpf

@@ -10,7 +10,7 @@ import (
 
 var (
 	descSockLBKernel = prometheus.NewDesc("flowbus_socklb_kernel_events_total",
-		"Kernel per-CPU counters of the socket load balancer (--socket-lb), summed: translated and no_backend (refused with ECONNREFUSED) connects and datagrams, ringbuf (decisions lost: the ring buffer refused them, so they have no record), revnat_update (translations not recorded: getpeername and recvmsg show the backend), revnat_rewrite (answers and peers given the ClusterIP back), and backend_missing, maglev_missing and family_mismatch, which a consistent sync never causes.",
+		"Kernel per-CPU counters of the socket load balancer (--socket-lb), summed: translated and no_backend (refused with ECONNREFUSED) connects and datagrams, ringbuf (decisions lost: the ring buffer refused them, so they have no record), revnat_update (translations not recorded: getpeername and recvmsg show the backend), revnat_rewrite (answers and peers given the ClusterIP back), peer_storage (TCP translations kept in socket storage, about 300 ns dearer, because another open socket held their slot), and backend_missing, maglev_missing and family_mismatch, which a consistent sync never causes.",
 		[]string{"counter"}, nil)
 	descSockLBFrontends = prometheus.NewDesc("flowbus_socklb_frontends",
 		"Service frontends (ClusterIP, port, protocol) the socket load balancer translates.", nil, nil)
