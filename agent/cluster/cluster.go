@@ -35,9 +35,13 @@ type Pod struct {
 	Name      string
 	// Labels are the pod's Kubernetes labels (not yet in Hubble's "k8s:"
 	// form, which identities derive).
-	Labels       map[string]string
-	IPs          []netip.Addr
-	Node         string
+	Labels map[string]string
+	IPs    []netip.Addr
+	Node   string
+	// UID is the pod's Kubernetes UID, which names its cgroup on a node
+	// (kubepods…-pod<UID>.slice, or pod<UID> with the cgroupfs driver);
+	// "" when the source has none (the lab's endpoints file).
+	UID          string
 	HostNetwork  bool   // shares the node's addresses: not an endpoint
 	Workload     string // owning workload, resolved through owner references
 	WorkloadKind string // Deployment, StatefulSet, DaemonSet, Job, CronJob, ...

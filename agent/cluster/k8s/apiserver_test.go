@@ -176,6 +176,7 @@ func createPod(t *testing.T, cs kubernetes.Interface, p *corev1.Pod, fix func([]
 	if err != nil {
 		t.Fatalf("create pod %s/%s: %v", p.Namespace, p.Name, err)
 	}
+	p.UID = got.UID // the server's, which the snapshot carries
 	got.Status = p.Status
 	if _, err := cs.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, got, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("status of pod %s/%s: %v", p.Namespace, p.Name, err)

@@ -30,7 +30,7 @@ func owner(kind, name string, uid types.UID) []metav1.OwnerReference {
 // pod is a pod as a kubelet would have reported it: node, phase, IPs.
 func pod(ns, name string, labels map[string]string, owners []metav1.OwnerReference, ips ...string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, OwnerReferences: owners,
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-pod-" + name), Labels: labels, OwnerReferences: owners,
 			Annotations: map[string]string{lastApplied: `{"a":"large blob the cache drops"}`}},
 		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "main", Image: "registry.example/app:1",
 			Env: []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}}}}},
@@ -161,7 +161,7 @@ func (f *fleet) want() *cluster.Snapshot {
 	p := func(i int, workload, kind string, addrs ...string) cluster.Pod {
 		src := f.pods[i]
 		return cluster.Pod{Namespace: src.Namespace, Name: src.Name, Labels: src.Labels, IPs: ips(addrs...), Node: "node-a",
-			HostNetwork: src.Spec.HostNetwork, Workload: workload, WorkloadKind: kind}
+			UID: string(src.UID), HostNetwork: src.Spec.HostNetwork, Workload: workload, WorkloadKind: kind}
 	}
 	relay := p(0, "chat-relay", "Deployment", "10.0.1.5", "fd00::5")
 	relay.Ports = []cluster.ContainerPort{{Name: "grpc", Port: 9000, Protocol: "TCP"}, {Port: 9090, Protocol: "TCP"}, {Name: "dns", Port: 53, Protocol: "UDP"}}

@@ -44,7 +44,7 @@ func podEntryOf(obj any) (any, error) {
 	}
 	e := &podEntry{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion},
-		Pod: cluster.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels,
+		Pod: cluster.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, UID: string(p.UID),
 			Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
 		Terminal: p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 	}

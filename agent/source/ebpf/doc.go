@@ -187,15 +187,17 @@
 //   - Decision: the source pod is found by the caller's cgroup, not its
 //     network namespace. Cilium does the same (the cgroup id's pod through
 //     its cgroup manager); a pid may be gone when the event is read, and a
-//     namespace cookie can only be learnt from inside the namespace. A
-//     directory named "<namespace>_<name>" (the lab's layout: a Kubernetes
-//     name holds no "_"), at or above the decision's cgroup below the
-//     attach point, is that pod's; the cgroup ids (directory inodes) are
-//     learnt by walking the attach point when an unknown id comes, at most
-//     every 200 ms. The record's source address is the pod's of the
-//     destination's family. A cgroup of no known pod leaves the source
-//     empty. Kubernetes names pods' cgroups by pod UID, which the cluster
-//     view does not hold yet: on a real node the source stays empty.
+//     namespace cookie can only be learnt from inside the namespace. The
+//     nearest directory at or above the decision's cgroup, below the
+//     attach point, that names a pod is that pod's: on a Kubernetes node
+//     "kubepods-<qos>-pod<UID>.slice" (systemd driver, the UID's dashes as
+//     underscores) or "pod<UID>" (cgroupfs driver), the pod of that UID in
+//     the cluster view (the Kubernetes source carries pods' UIDs); in the
+//     lab "<namespace>_<name>" (a Kubernetes name holds no "_"). The
+//     cgroup ids (directory inodes) are learnt by walking the attach point
+//     when an unknown id comes, at most every 200 ms. The record's source
+//     address is the pod's of the destination's family. A cgroup of no
+//     known pod leaves the source empty.
 //   - Decision: the records count nothing (CountNone). The connection's
 //     L3/L4 records, which the tcx programs make from its packets to the
 //     backend, carry its flow and bytes and already name the service

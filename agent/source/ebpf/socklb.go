@@ -337,16 +337,18 @@ func (l *sockLB) record(ev *socklb.Event) schemas.Flow {
 }
 
 // cgroupPods tells which pod a cgroup id (a cgroup v2 directory's inode)
-// belongs to: the pod whose "<namespace>_<name>" is the name of that
-// directory or of one of its parents below the attach point (the lab's
-// layout; Kubernetes names pods' cgroups by their UID, which the cluster
-// view does not hold). The directories below the attach point are scanned
-// when an unknown id comes, at most every rescanEvery.
+// belongs to, from the name of that directory or of its nearest parent
+// below the attach point that names a pod: a Kubernetes node's
+// "kubepods-<qos>-pod<UID>.slice" (systemd driver, the UID's dashes as
+// underscores) or "pod<UID>" (cgroupfs driver), the pod of that UID in
+// the cluster view; or the lab's "<namespace>_<name>". The directories
+// below the attach point are scanned when an unknown id comes, at most
+// every rescanEvery.
 type cgroupPods struct {
 	root string
 
 	mu       sync.Mutex
-	byID     map[uint64]string // cgroup id → "<namespace>_<name>" or "" (no pod's)
+	byID     map[uint64]string // cgroup id → "<namespace>_<name>", "uid:<UID>" or "" (no pod's)
 	lastScan time.Time
 	idxView  *view                   // the view idx was built from
 	idx      map[string]*podEndpoint // "<namespace>_<name>" → the pod
@@ -391,12 +393,56 @@ func (c *cgroupPods) pod(id uint64, v *view) (*podEndpoint, bool) {
 			slices.SortFunc(p.addrs, func(x, y netip.Addr) int { return x.Compare(y) })
 		}
 	}
+	if uid, ok := strings.CutPrefix(key, "uid:"); ok {
+		ep, ok := v.byUID[uid]
+		if !ok {
+			return nil, false
+		}
+		key = ep.Namespace + "_" + ep.PodName
+	}
 	p, ok := c.idx[key]
 	return p, ok
 }
 
-// scan maps every directory below the root to its pod's key: its own name
-// or its nearest parent's of the form "<namespace>_<name>" ("" for none).
+// cgroupPodKey is the key of the pod a cgroup directory's name part
+// names, "uid:<UID>" or "<namespace>_<name>", or "" for none.
+func cgroupPodKey(part string) string {
+	s := strings.TrimSuffix(part, ".slice")
+	if i := strings.LastIndex(s, "pod"); i >= 0 && (i == 0 || s[i-1] == '-') {
+		if uid, ok := podUID(s[i+len("pod"):]); ok {
+			return "uid:" + uid
+		}
+	}
+	if ns, name, ok := strings.Cut(part, "_"); ok && ns != "" && name != "" && !strings.Contains(name, "_") {
+		return part
+	}
+	return ""
+}
+
+// podUID returns s as a Kubernetes UID (8-4-4-4-12 hex digits, "-" or,
+// as systemd's slice names write it, "_" between the groups) with dashes.
+func podUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' && c != '_' {
+				return "", false
+			}
+			b[i] = '-'
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+// scan maps every directory below the root to its pod's key: that of its
+// own name or its nearest parent's that names a pod ("" for none).
 func (c *cgroupPods) scan() {
 	c.lastScan = time.Now()
 	_ = filepath.WalkDir(c.root, func(path string, d fs.DirEntry, err error) error {
@@ -414,8 +460,8 @@ func (c *cgroupPods) scan() {
 		rel, _ := filepath.Rel(c.root, path)
 		key := ""
 		for _, part := range strings.Split(rel, string(filepath.Separator)) {
-			if ns, name, ok := strings.Cut(part, "_"); ok && ns != "" && name != "" && !strings.Contains(name, "_") {
-				key = part
+			if k := cgroupPodKey(part); k != "" {
+				key = k
 			}
 		}
 		c.byID[st.Ino] = key

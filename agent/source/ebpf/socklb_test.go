@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -134,5 +135,55 @@ func TestSockLBRecord(t *testing.T) {
 	ev.CgroupID = ino(late)
 	if f = l.record(&ev); f.Src.PodName != "api-1" || f.SrcIP != b {
 		t.Errorf("new cgroup: source %+v %v", f.Src, f.SrcIP)
+	}
+}
+
+// A decision's cgroup names its pod on a Kubernetes node (by the pod's UID
+// in the slice or directory name, either cgroup driver, from any cgroup
+// below the pod's) and in the lab ("<namespace>_<name>"); other cgroups,
+// UIDs the view does not hold and names that only look alike name none.
+func TestCgroupPodsNamesThePodOfACgroup(t *testing.T) {
+	uidA, uidB := "3f1c2a9e-7b4d-4e21-9a0b-5c6d7e8f9a01", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+	snap := &cluster.Snapshot{Pods: []cluster.Pod{
+		{Namespace: "shop", Name: "checkout-1", UID: uidA, IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}},
+		{Namespace: "shop", Name: "ledger-0", UID: uidB, IPs: []netip.Addr{netip.MustParseAddr("10.1.0.6"), netip.MustParseAddr("fd00::6")}},
+		{Namespace: "chat", Name: "chat-client", IPs: []netip.Addr{netip.MustParseAddr("10.1.0.7")}},
+	}}
+	v := newView(snap, identity.Allocator{}.Allocate(snap, nil), nil)
+	under := func(uid string) string { return strings.ReplaceAll(uid, "-", "_") }
+	cases := []struct{ dir, pod string }{
+		{"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + under(uidA) + ".slice/cri-containerd-0123abcd.scope", "shop/checkout-1"},
+		{"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + under(uidA) + ".slice", "shop/checkout-1"},
+		{"kubepods.slice/kubepods-pod" + under(uidB) + ".slice/cri-containerd-4567.scope", "shop/ledger-0"},
+		{"kubepods/besteffort/pod" + uidB + "/4f5e6d7c", "shop/ledger-0"},
+		{"chat_chat-client/ctr", "chat/chat-client"},
+		{"kubepods.slice/kubepods-besteffort.slice", ""},
+		{"system.slice/containerd.service", ""},
+		{"kubepods/pod" + "ffffffff-ffff-4fff-bfff-ffffffffffff", ""},
+		{"kubepods/podcast", ""},
+		{"kubepods/xpod" + uidB, ""},
+	}
+	root := t.TempDir()
+	for _, c := range cases {
+		if err := os.MkdirAll(filepath.Join(root, c.dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods := newCgroupPods(root)
+	for _, c := range cases {
+		fi, err := os.Stat(filepath.Join(root, c.dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if p, ok := pods.pod(fi.Sys().(*syscall.Stat_t).Ino, v); ok {
+			got = p.Namespace + "/" + p.PodName
+			if c.pod == "shop/ledger-0" && len(p.addrs) != 2 {
+				t.Errorf("%s: addresses %v, want both of ledger-0's", c.dir, p.addrs)
+			}
+		}
+		if got != c.pod {
+			t.Errorf("cgroup %s: pod %q, want %q", c.dir, got, c.pod)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 type view struct {
 	byIP     map[netip.Addr]*schemas.Endpoint
 	byIf     map[uint32]*schemas.Endpoint
+	byUID    map[string]*schemas.Endpoint // Kubernetes pod UID → endpoint
 	backends map[backendKey]schemas.Service
 	ids      *identity.Identities
 }
@@ -44,7 +45,7 @@ func protoNumber(s string) uint8 {
 // interfaces the source is attached to (ifindex → name): a pod is behind
 // one when the snapshot says so.
 func newView(snap *cluster.Snapshot, ids *identity.Identities, attached map[uint32]string) *view {
-	v := &view{byIP: map[netip.Addr]*schemas.Endpoint{}, byIf: map[uint32]*schemas.Endpoint{},
+	v := &view{byIP: map[netip.Addr]*schemas.Endpoint{}, byIf: map[uint32]*schemas.Endpoint{}, byUID: map[string]*schemas.Endpoint{},
 		backends: map[backendKey]schemas.Service{}, ids: ids}
 	for i := range snap.Pods {
 		p := &snap.Pods[i]
@@ -60,6 +61,9 @@ func newView(snap *cluster.Snapshot, ids *identity.Identities, attached map[uint
 			if _, taken := v.byIP[a.Unmap()]; !taken {
 				v.byIP[a.Unmap()] = ep
 			}
+		}
+		if p.UID != "" {
+			v.byUID[p.UID] = ep
 		}
 		if name, ok := attached[p.IfIndex]; ok && p.IfIndex != 0 && (p.Interface == "" || p.Interface == name) {
 			v.byIf[p.IfIndex] = ep
