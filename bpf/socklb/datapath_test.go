@@ -699,34 +699,51 @@ func monoNow() int64 {
 	return ts.Nano()
 }
 
-// TestSockLBNoTCPPeer: with Config.NoTCPPeer a translated TCP socket's
-// peer is its backend (nothing stored, nothing rewritten), while UDP
-// replies still come from the ClusterIP.
+// oneBackend is a two-pod LAN, lb loaded with cfg and attached to a fresh
+// cgroup, and the second pod serving as the one backend of 10.96.0.10:80
+// (TCP, backend id 11) and :53 (UDP, id 12).
+type oneBackend struct {
+	lb        *LB
+	cg        testCgroup
+	events    *collector
+	client    string // the first pod's network namespace
+	backend   nettest.Pod
+	clusterIP netip.Addr
+}
+
+func newOneBackend(t *testing.T, cfg Config) *oneBackend {
+	o := &oneBackend{lb: loadTest(t, cfg), cg: newCgroup(t), clusterIP: netip.MustParseAddr("10.96.0.10")}
+	lan := nettest.NewLAN(t, 2)
+	if err := o.lb.AttachCgroup(o.cg.Path); err != nil {
+		t.Fatal(err)
+	}
+	o.events = collect(t, o.lb)
+	o.client, o.backend = lan.Pods[0].NS, lan.Pods[1]
+	serve(t, o.backend, 8080, 5353)
+	for _, s := range []Service{
+		{Frontend: Frontend{Addr: o.clusterIP, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 1, Backends: []Backend{{ID: 11, Addr: o.backend.Addr, Port: 8080}}},
+		{Frontend: Frontend{Addr: o.clusterIP, Port: 53, Proto: unix.IPPROTO_UDP}, ID: 2, Backends: []Backend{{ID: 12, Addr: o.backend.Addr, Port: 5353}}},
+	} {
+		if err := o.lb.SetService(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
 // TestSockLBPeerSlots runs with four lb_peer slots: connections held open
 // together take the slot their cookie selects, and the rest keep their
 // translation in socket storage (counted); every getpeername() gives the
 // ClusterIP either way. Once they are closed, sock_release has freed the
 // slots: connections one after another each take one, none falls back.
 func TestSockLBPeerSlots(t *testing.T) {
-	lb := loadTest(t, Config{PeerSlots: 4})
-	cg := newCgroup(t)
-	lan := nettest.NewLAN(t, 2)
-	if err := lb.AttachCgroup(cg.Path); err != nil {
-		t.Fatal(err)
-	}
-	events := collect(t, lb)
-	backend := lan.Pods[1]
-	serve(t, backend, 8080, 5353)
-	clusterIP := netip.MustParseAddr("10.96.0.10")
-	if err := lb.SetService(Service{Frontend: Frontend{Addr: clusterIP, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 1,
-		Backends: []Backend{{ID: 11, Addr: backend.Addr, Port: 8080}}}); err != nil {
-		t.Fatal(err)
-	}
+	o := newOneBackend(t, Config{PeerSlots: 4})
+	lb, cg, events, clusterIP := o.lb, o.cg, o.events, o.clusterIP
 	want := Event{ServiceID: 1, Frontend: netip.MustParseAddrPort("10.96.0.10:80"), Proto: unix.IPPROTO_TCP, Family: 4,
 		Verdict: Translated, Hook: HookConnect}
 	const n = 24
 	before := mustCounters(t, lb)
-	run := runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("tcphold %s:80 %d", clusterIP, n))
+	run := runClient(t, cg, o.client, fmt.Sprintf("tcphold %s:80 %d", clusterIP, n))
 	if len(run.Results) != n {
 		t.Fatalf("%d connects, want %d", len(run.Results), n)
 	}
@@ -744,7 +761,7 @@ func TestSockLBPeerSlots(t *testing.T) {
 	}
 	const m = 40
 	before = mustCounters(t, lb)
-	run = runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("tcp %s:80 %d", clusterIP, m))
+	run = runClient(t, cg, o.client, fmt.Sprintf("tcp %s:80 %d", clusterIP, m))
 	if len(run.Results) != m {
 		t.Fatalf("%d connects, want %d", len(run.Results), m)
 	}
@@ -759,28 +776,15 @@ func TestSockLBPeerSlots(t *testing.T) {
 	}
 }
 
+// TestSockLBNoTCPPeer: with Config.NoTCPPeer a translated TCP socket's
+// peer is its backend (nothing stored, nothing rewritten), while UDP
+// replies still come from the ClusterIP.
 func TestSockLBNoTCPPeer(t *testing.T) {
-	lb := loadTest(t, Config{NoTCPPeer: true})
-	cg := newCgroup(t)
-	lan := nettest.NewLAN(t, 2)
-	if err := lb.AttachCgroup(cg.Path); err != nil {
-		t.Fatal(err)
-	}
-	events := collect(t, lb)
-	backend := lan.Pods[1]
-	serve(t, backend, 8080, 5353)
-	clusterIP := netip.MustParseAddr("10.96.0.10")
-	for _, s := range []Service{
-		{Frontend: Frontend{Addr: clusterIP, Port: 80, Proto: unix.IPPROTO_TCP}, ID: 1, Backends: []Backend{{ID: 11, Addr: backend.Addr, Port: 8080}}},
-		{Frontend: Frontend{Addr: clusterIP, Port: 53, Proto: unix.IPPROTO_UDP}, ID: 2, Backends: []Backend{{ID: 12, Addr: backend.Addr, Port: 5353}}},
-	} {
-		if err := lb.SetService(s); err != nil {
-			t.Fatal(err)
-		}
-	}
+	o := newOneBackend(t, Config{NoTCPPeer: true})
+	lb, cg, events, clusterIP, backend := o.lb, o.cg, o.events, o.clusterIP, o.backend
 	const n = 200
 	before := mustCounters(t, lb)
-	run := runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("tcp %s:80 %d", clusterIP, n))
+	run := runClient(t, cg, o.client, fmt.Sprintf("tcp %s:80 %d", clusterIP, n))
 	if len(run.Results) != n {
 		t.Fatalf("%d connects, want %d", len(run.Results), n)
 	}
@@ -796,7 +800,7 @@ func TestSockLBNoTCPPeer(t *testing.T) {
 		t.Fatalf("counters moved by %v, want %d translated and nothing else (no getpeername rewrite)", d, n)
 	}
 	const m = 20
-	runU := runClient(t, cg, lan.Pods[0].NS, fmt.Sprintf("udp %s:53 %d", clusterIP, m))
+	runU := runClient(t, cg, o.client, fmt.Sprintf("udp %s:53 %d", clusterIP, m))
 	if len(runU.Results) != m {
 		t.Fatalf("%d datagrams, want %d", len(runU.Results), m)
 	}
