@@ -168,8 +168,13 @@ func (e *Exporter) Run(in <-chan []schemas.Flow) error {
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- e.publishLoop() }()
 	b := newBatcher(e)
-	tick := time.NewTicker(max(e.cfg.Linger/4, 5*time.Millisecond))
+	// The ticker that sends lingering batches runs only while the batcher
+	// holds a partition: an agent with no flows for idleLingers × Linger
+	// is not woken by it (4 wakeups a second at the default Linger).
+	period := max(e.cfg.Linger/4, 5*time.Millisecond)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
+	ticking := true
 loop:
 	for {
 		select {
@@ -179,8 +184,16 @@ loop:
 			}
 			e.st.Received.Add(float64(len(flows)))
 			b.add(flows)
+			if !ticking && len(b.parts) > 0 {
+				tick.Reset(period)
+				ticking = true
+			}
 		case now := <-tick.C:
 			b.expire(now)
+			if len(b.parts) == 0 {
+				tick.Stop()
+				ticking = false
+			}
 		}
 	}
 	b.flushAll()

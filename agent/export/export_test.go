@@ -216,6 +216,25 @@ func TestLingerSendsAQuietPartition(t *testing.T) {
 	h.stop(t)
 }
 
+// Once every partition has been quiet for idleLingers × Linger the
+// batcher forgets them and its ticker stops; a flow after that starts it
+// again and leaves within Linger, as the first did.
+func TestLingerAfterTheBatcherWentIdle(t *testing.T) {
+	bus := &fakeBus{}
+	const linger = 20 * time.Millisecond
+	h := start(t, Config{Linger: linger}, bus, 0)
+	h.in <- []schemas.Flow{flow("ledger-svc", 1)}
+	eventually(t, "the first batch to be published", func() bool { return len(bus.messages()) == 1 })
+	time.Sleep(idleLingers*linger + 10*linger) // the partition forgotten, the ticker stopped
+	sent := time.Now()
+	h.in <- []schemas.Flow{flow("ledger-svc", 2)}
+	eventually(t, "the batch after the idle time to be published", func() bool { return len(bus.messages()) == 2 })
+	if took := time.Since(sent); took > 25*linger {
+		t.Errorf("a flow after the idle time took %v to leave; Linger is %v", took, linger)
+	}
+	h.stop(t)
+}
+
 func TestSplitsMessagesOverTheBusLimit(t *testing.T) {
 	bus := &fakeBus{}
 	// Each flow encodes to 1000+len(uuid)+2 bytes; 10 of them are ~10 KB.
