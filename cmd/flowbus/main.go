@@ -54,6 +54,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+
+	"github.com/flowbus/flowbus/sinks/nats"
 )
 
 // cmdIO is what a subcommand may touch of the process.
@@ -99,6 +101,9 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	// No flowbus process reads the NATS server's own CPU sampling, which
+	// otherwise wakes every process once a second (sinks/nats/pse.go).
+	nats.StopServerSampling()
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
