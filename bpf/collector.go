@@ -136,6 +136,13 @@ func New(cfg Config, log *slog.Logger) (*Collector, error) {
 // Counters reads the kernel counters, summed over CPUs.
 func (c *Collector) Counters() (Counters, error) { return readCounters(c.objs.Counters) }
 
+// Counter reads one kernel counter, summed over CPUs: one system call, where
+// Counters makes one per counter. per is the caller's buffer of per-CPU
+// values (nil: allocated here).
+func (c *Collector) Counter(i Counter, per *[]uint64) (uint64, error) {
+	return readCounter(c.objs.Counters, i, per)
+}
+
 // Stats returns the userspace figures.
 func (c *Collector) Stats() Stats {
 	c.statsMu.Lock()

@@ -210,12 +210,27 @@ func readCounters(m *ebpf.Map) (Counters, error) {
 	var c Counters
 	var per []uint64
 	for i := range numCounters {
-		if err := m.Lookup(uint32(i), &per); err != nil {
-			return c, fmt.Errorf("read counter %s: %w", Counter(i), err)
+		n, err := readCounter(m, Counter(i), &per)
+		if err != nil {
+			return c, err
 		}
-		for _, v := range per {
-			c[i] += v
-		}
+		c[i] = n
 	}
 	return c, nil
+}
+
+// readCounter reads counter i of m, summed over CPUs, into the per-CPU
+// buffer *per (reused when it has the right length).
+func readCounter(m *ebpf.Map, i Counter, per *[]uint64) (uint64, error) {
+	if per == nil {
+		per = new([]uint64)
+	}
+	if err := m.Lookup(uint32(i), per); err != nil {
+		return 0, fmt.Errorf("read counter %s: %w", i, err)
+	}
+	var n uint64
+	for _, v := range *per {
+		n += v
+	}
+	return n, nil
 }

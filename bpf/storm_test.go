@@ -215,6 +215,12 @@ func TestConnectStorm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var per []uint64 // the one-counter read agrees (the storm is over)
+		for i := range Counter(numCounters) {
+			if n, err := c.Counter(i, &per); err != nil || n != cnt[i] {
+				t.Errorf("naive=%v: Counter(%s) = %d, %v; Counters has %d", naive, i, n, err, cnt[i])
+			}
+		}
 		st := c.Stats()
 		stop()
 		st2 := c.Stats()

@@ -44,12 +44,11 @@ func (c *Collector) sweepDue(now time.Time) bool {
 	}
 	l.counters = 0
 	for _, i := range []Counter{CounterRingBufEnd, CounterMapInsert} {
-		if err := c.objs.Counters.Lookup(uint32(i), &l.per); err != nil {
+		n, err := readCounter(c.objs.Counters, i, &l.per)
+		if err != nil {
 			return true
 		}
-		for _, v := range l.per {
-			l.counters += v
-		}
+		l.counters += n
 	}
 	return l.counters != l.refused
 }

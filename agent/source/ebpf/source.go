@@ -296,6 +296,7 @@ type sink struct {
 	lost     func(flowpb.LostEventSource, uint64)
 	coll     *bpf.Collector
 	lastLost uint64
+	perCPU   []uint64 // reportLost's buffer
 	nextTick time.Time
 }
 
@@ -390,14 +391,14 @@ func (b *batcher) send() {
 }
 
 // reportLost reports the growth of the kernel's unrecoverable ring buffer
-// losses.
+// losses, once a second: one counter, one system call.
 func (k *sink) reportLost() {
-	c, err := k.coll.Counters()
+	n, err := k.coll.Counter(bpf.CounterRingBufLost, &k.perCPU)
 	if err != nil {
 		k.src.log.Warn("read kernel counters", "err", err)
 		return
 	}
-	if n := c.Lost(); n > k.lastLost {
+	if n > k.lastLost {
 		if k.lost != nil {
 			k.lost(flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, n-k.lastLost)
 		}
