@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +14,7 @@ import (
 	"github.com/flowbus/flowbus/agent/aggregate"
 	"github.com/flowbus/flowbus/agent/export"
 	"github.com/flowbus/flowbus/agent/stage"
+	"github.com/flowbus/flowbus/internal/tick"
 	"github.com/flowbus/flowbus/schemas"
 )
 
@@ -210,8 +210,10 @@ func (a *Agent) aggregate(raw <-chan []schemas.Flow, lost <-chan lostEvent, out 
 	if a.agg.Config().Disabled {
 		recycler = nil
 	}
-	tick := time.NewTicker(a.agg.Config().Window)
-	defer tick.Stop()
+	// The window closes at each multiple of Window, on the grid of the
+	// process's other periodic work (internal/tick).
+	windowEnd := tick.NewTimer(a.agg.Config().Window)
+	defer windowEnd.Stop()
 	for {
 		select {
 		case flows, ok := <-raw:
@@ -238,7 +240,8 @@ func (a *Agent) aggregate(raw <-chan []schemas.Flow, lost <-chan lostEvent, out 
 			}
 		case l := <-lost:
 			onLost(l)
-		case <-tick.C:
+		case <-windowEnd.C:
+			windowEnd.Reset()
 			send(a.agg.Flush())
 		}
 	}

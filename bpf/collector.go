@@ -17,6 +17,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/flowbus/flowbus/internal/tick"
 )
 
 // Sink receives a Collector's events, on the goroutine running Run.
@@ -250,7 +252,9 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 	var ev Event
 	mono := MonoToUnix()
 	now := time.Now()
-	next := now.Add(c.cfg.SweepInterval)
+	// The sweeps fall on multiples of SweepInterval, with the agent's other
+	// periodic work (internal/tick): an idle agent wakes once for all.
+	next := tick.Next(now, c.cfg.SweepInterval)
 	poll := now.Add(c.cfg.PollInterval)
 	for {
 		cpu.stop()
@@ -301,7 +305,7 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 				c.scanned(now)
 			}
 			c.setCPU(cpu.now())
-			next = now.Add(c.cfg.SweepInterval)
+			next = tick.Next(now, c.cfg.SweepInterval)
 		}
 		sink.Flush()
 		poll = time.Now().Add(c.cfg.PollInterval)

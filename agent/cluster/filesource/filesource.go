@@ -43,6 +43,7 @@ import (
 
 	"github.com/flowbus/flowbus/agent/cluster"
 	"github.com/flowbus/flowbus/agent/endpoints"
+	"github.com/flowbus/flowbus/internal/tick"
 )
 
 // SourceName is the Snapshot.Source of this package's snapshots.
@@ -245,13 +246,14 @@ func (s *Source) Run(ctx context.Context) error {
 	s.first = nil
 	s.log.Info("file source: published", "endpoints", s.cfg.EndpointsFile, "policies", s.cfg.PoliciesFile,
 		"pods", len(prev.Pods), "services", len(prev.Services), "network_policies", len(prev.NetworkPolicies), "cilium_policies", len(prev.CiliumPolicies))
-	tick := time.NewTicker(s.cfg.ReloadEvery)
-	defer tick.Stop()
+	check := tick.NewTimer(s.cfg.ReloadEvery) // internal/tick: with the agent's other periodic work
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick.C:
+		case <-check.C:
+			check.Reset()
 		}
 		st := s.stamps()
 		if st == s.stamp {
