@@ -272,6 +272,13 @@
 // reader's epoll_wait with PollInterval deadlines instead, and then wakes
 // for every event that finds the ring drained.
 //
+// The sweep's deadline falls on the multiples of SweepInterval (wall
+// clock, internal/tick), where the agent's aggregation window and the
+// endpoints file's check fall too: an idle agent wakes once a second for
+// all three, not once for each at its own phase. Once a second the reader
+// also reads the kernel's ring loss counter: one counter (Collector.Counter),
+// one system call.
+//
 // The L7 capture ring (l7_events) keeps its own scheme unchanged: NO_WAKEUP
 // below l7_wakeup_bytes, a reader polling every 50 ms (or PollInterval
 // when set).
