@@ -66,7 +66,11 @@
 //     (getpeername() then names the backend).
 //   - lb_revnat: LRU hash for UDP sockets, (socket cookie, backend
 //     address, port) → (ClusterIP, port, service id),
-//     Config.RevNATEntries entries.
+//     Config.RevNATEntries entries. A translation looks its entry up
+//     first and writes it only when it is missing or differs (as
+//     Cilium's sock4_update_revnat): an unconnected socket's sendmsg()
+//     is translated per datagram, and an LRU update replaces the element
+//     where a lookup only marks it used.
 //   - sock_events: the decisions' ring buffer; sock_counters: per-CPU
 //     counters (Counters): translated, refused, ring buffer refusals,
 //     reverse-NAT updates refused and answers rewritten, and the three

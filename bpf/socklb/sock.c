@@ -310,13 +310,22 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, int v6, __u8 hoo
 		rk.cookie = cookie;
 		__builtin_memcpy(rk.addr, be->addr, sizeof(rk.addr));
 		rk.port = be->port;
-		struct lb_revnat rv;
-		__builtin_memset(&rv, 0, sizeof(rv));
-		__builtin_memcpy(rv.addr, key.addr, sizeof(rv.addr));
-		rv.port = key.port;
-		rv.svc_id = svc_id;
-		if (bpf_map_update_elem(&lb_revnat, &rk, &rv, BPF_ANY))
-			count(SOCK_COUNTER_REVNAT_UPDATE);
+		// Written only when it is not there yet: an unconnected UDP
+		// socket's sendmsg() is translated per datagram and a connected
+		// one's connect() may repeat, and an LRU update replaces the
+		// element (a pop from the free list, a link, a free) where a
+		// lookup only marks it used (as Cilium's sock4_update_revnat).
+		struct lb_revnat *cur = bpf_map_lookup_elem(&lb_revnat, &rk);
+		if (!cur || cur->svc_id != svc_id || cur->port != key.port || cur->addr[0] != key.addr[0] ||
+		    cur->addr[1] != key.addr[1] || cur->addr[2] != key.addr[2] || cur->addr[3] != key.addr[3]) {
+			struct lb_revnat rv;
+			__builtin_memset(&rv, 0, sizeof(rv));
+			__builtin_memcpy(rv.addr, key.addr, sizeof(rv.addr));
+			rv.port = key.port;
+			rv.svc_id = svc_id;
+			if (bpf_map_update_elem(&lb_revnat, &rk, &rv, BPF_ANY))
+				count(SOCK_COUNTER_REVNAT_UPDATE);
+		}
 	}
 
 translated:
