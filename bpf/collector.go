@@ -298,11 +298,15 @@ func (c *Collector) Run(ctx context.Context, sink Sink) error {
 					retry = true
 				}
 			}
-			if c.sweepDue(now) {
+			// Scans are timed by the grid point that came due, not the
+			// clock after the wait: MaxSweepInterval after a scan is then
+			// a grid point too, not a little past it (which made the idle
+			// scans 5 s apart instead of 4).
+			if c.sweepDue(next) {
 				if err := c.sweep(sink, &ev, mono); err != nil {
 					c.log.Warn("sweep flows map", "err", err)
 				}
-				c.scanned(now)
+				c.scanned(next)
 			}
 			c.setCPU(cpu.now())
 			next = tick.Next(now, c.cfg.SweepInterval)
