@@ -373,7 +373,13 @@
 // drop per CPU by kernel reason (kdrop_counters, 256 slots and OTHER for
 // subsystem reasons), exported as flowbus_bpf_kernel_drops_total{reason},
 // the reason named from the running kernel's BTF (the values differ
-// between kernels). It reports the packets it can parse from skb->head +
+// between kernels). The kernel runs a tp_btf program once per CPU at a
+// time: a drop while it already runs there (a softirq's drop interrupting
+// it on a drop in process context, or a task preempting it) skips it and
+// counts a recursion miss in the program's stats, which the Collector
+// reads (KernelDropsMissed) and the agent exports as
+// flowbus_bpf_kernel_drops_missed_total: such a drop is in no reason's
+// count and no record. It reports the packets it can parse from skb->head +
 // network_header (IPv4, or IPv6 without extension headers; TCP or UDP; not
 // a later fragment) as EVENT_KERNEL_DROP: one packet, keyed as the tcx
 // programs key its flow on the host-side interface, from its sender; its

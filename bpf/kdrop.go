@@ -130,6 +130,24 @@ func attachKernelDrops(prog *ebpf.Program) (link.Link, error) {
 	return l, nil
 }
 
+// KernelDropsMissed is how many times the kernel skipped kfree_skb_drop
+// (the program's recursion misses): a drop on a CPU where the program was
+// already running, e.g. a softirq's drop interrupting the program on a
+// drop in process context (tp_btf programs do not nest). Such a drop is
+// neither counted by reason nor reported; flowbus's own policy drops among
+// them are still records of the tcx programs. Zero when the program is not
+// attached.
+func (c *Collector) KernelDropsMissed() (uint64, error) {
+	if c.kdrop == nil {
+		return 0, nil
+	}
+	st, err := c.objs.KfreeSkbDrop.Stats()
+	if err != nil {
+		return 0, fmt.Errorf("kfree_skb_drop stats: %w", err)
+	}
+	return st.RecursionMisses, nil
+}
+
 // KernelDrops reads the kernel drops of pod traffic by kernel reason
 // ("NO_SOCKET"), summed over CPUs; reasons never seen are left out.
 func (c *Collector) KernelDrops() (map[string]uint64, error) {

@@ -79,14 +79,21 @@ func TestKernelDropNoSocket(t *testing.T) {
 	if drops, err = c.KernelDrops(); err != nil {
 		t.Fatal(err)
 	}
+	// A drop the program missed (it ran on that CPU already, for any
+	// drop on the machine) is in neither the counts nor the records, and
+	// counted as missed.
+	missed, err := c.KernelDropsMissed()
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop()
-	t.Logf("kernel drops by reason: %v", drops)
-	if len(drops) != 1 || drops["NO_SOCKET"] != n {
-		t.Errorf("kernel drops %v, want exactly NO_SOCKET: %d", drops, n)
+	t.Logf("kernel drops by reason: %v; missed %d", drops, missed)
+	if len(drops) != 1 || drops["NO_SOCKET"] > n || drops["NO_SOCKET"]+missed < n {
+		t.Errorf("kernel drops %v (%d missed), want exactly NO_SOCKET: %d", drops, missed, n)
 	}
 	evs := kernelDrops()
-	if len(evs) != n {
-		t.Fatalf("%d kernel drop events, want %d: %+v", len(evs), n, evs)
+	if uint64(len(evs)) != drops["NO_SOCKET"] {
+		t.Fatalf("%d kernel drop events, want %d: %+v", len(evs), drops["NO_SOCKET"], evs)
 	}
 	for _, ev := range evs {
 		if ev.IfIndex != uint32(hostB.Index) || ev.IfName != f.HostB || ev.IPVersion != 4 || ev.Protocol != 17 ||
