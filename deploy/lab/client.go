@@ -323,7 +323,7 @@ func (e *edge) setup() error {
 					// packets are dropped fails as fast as without it.
 					setTCPUserTimeout(sc.Conn, time.Second)
 					w := newGRPCWire(&e.grpcCalls)
-					sc.onWrite, sc.onRead = w.wrote, w.read
+					sc.onWrite, sc.onRead, sc.readLimit = w.wrote, w.read, w.readLimit
 					return sc, nil
 				}))
 			if err != nil {

@@ -151,7 +151,10 @@
 //     decodes the request headers (HPACK) to find that number, and times
 //     the call from the write that held its HEADERS frame to the arrival of
 //     its stream's first HEADERS frame (response headers, or the trailers
-//     of a trailers-only answer). A stats handler gives the rest:
+//     of a trailers-only answer). Its reads end at frame boundaries, so
+//     that each frame's first byte is the stamped one: a read that began
+//     with another stream's data queued before the answer would stamp the
+//     answer with that data's earlier arrival. A stats handler gives the rest:
 //     DurationNs to the end status (End), the response messages; LocalPort
 //     from the call's peer. Method and Path are the full method; Stream,
 //     Messages say what a stream brought. Status is the gRPC code, or -1

@@ -166,6 +166,23 @@ func (w *grpcWire) read(b []byte, at time.Time) {
 	}
 }
 
+// readLimit is how many bytes the next read may return: the rest of the
+// frame being read (of its 9-byte header while that is not whole). A read
+// then never holds the first byte of a later frame after other bytes: that
+// byte would carry the first byte's receive timestamp, which on a busy
+// client is an earlier segment's (the tail of another stream's message)
+// and would make the call look faster than the server's interface saw it.
+func (w *grpcWire) readLimit() int {
+	if w.malformed {
+		return 0
+	}
+	if len(w.in) < 9 {
+		return 9 - len(w.in)
+	}
+	size := int(w.in[0])<<16 | int(w.in[1])<<8 | int(w.in[2])
+	return 9 + size - len(w.in)
+}
+
 // headerFragment returns a HEADERS frame's header block fragment, without
 // its padding and priority fields.
 func headerFragment(p []byte, flags byte) ([]byte, bool) {

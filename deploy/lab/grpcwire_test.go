@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -123,5 +124,60 @@ func TestGRPCWireStopsFollowingAMalformedConnectionWithoutPanicking(t *testing.T
 	w2.wrote(append([]byte(http2.ClientPreface), 0, 0, 1, h2Headers, h2FlagEndHeader, 0, 0, 0, 1, 0xff), time.Unix(1, 0))
 	if !w2.malformed {
 		t.Error("an undecodable header block was not noticed")
+	}
+}
+
+// A read bounded by readLimit ends where the next frame begins, so a later
+// frame's HEADERS is stamped by its own read, not by an earlier frame's
+// arrival that a busy reader found queued before it.
+func TestGRPCWireReadLimitEndsEachReadAtAFrameBoundary(t *testing.T) {
+	var calls sync.Map
+	w := newGRPCWire(&calls)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	t0 := time.Unix(1000, 0)
+	w.wrote(append([]byte(http2.ClientPreface), h2Frames(t, func(f *http2.Framer) error {
+		return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: requestBlock(enc, &hb, "9"), EndHeaders: true})
+	})...), t0)
+	// Queued at the client: another stream's 100-byte DATA frame (arrived
+	// at 5 ms), then stream 1's answer (arrived at 8 ms).
+	in := h2Frames(t, func(f *http2.Framer) error {
+		if err := f.WriteData(3, false, make([]byte, 100)); err != nil {
+			return err
+		}
+		return f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x88}, EndHeaders: true})
+	})
+	arrival := func(off int) time.Time { // the segment that brought byte off
+		if off < 109 {
+			return t0.Add(5 * time.Millisecond)
+		}
+		return t0.Add(8 * time.Millisecond)
+	}
+	var limits []int
+	for off := 0; off < len(in); {
+		n := w.readLimit()
+		if n <= 0 {
+			t.Fatalf("readLimit %d at offset %d", n, off)
+		}
+		limits = append(limits, n)
+		n = min(n, len(in)-off)
+		w.read(in[off:off+n], arrival(off))
+		off += n
+	}
+	// The DATA frame's header, its payload, the HEADERS frame's header and
+	// its one-byte block.
+	if want := []int{9, 100, 9, 1}; !slices.Equal(limits, want) {
+		t.Errorf("read limits %v, want %v", limits, want)
+	}
+	v, ok := calls.Load(uint64(9))
+	if !ok {
+		t.Fatal("call 9 not found")
+	}
+	if _, f := v.(*wireTimes).get(); !f.Equal(t0.Add(8 * time.Millisecond)) {
+		t.Errorf("answer stamped at %v, want 8ms (its own segment's arrival)", f.Sub(t0))
+	}
+	w.malformed = true
+	if n := w.readLimit(); n != 0 {
+		t.Errorf("readLimit of a malformed connection %d, want 0 (no bound)", n)
 	}
 }

@@ -34,6 +34,10 @@ type stampConn struct {
 	onRead func(b []byte, at time.Time)
 	// onWrite, if set, sees every write's bytes and when it began.
 	onWrite func(b []byte, at time.Time)
+	// readLimit, if set, bounds each read (0: no bound), so that a read
+	// ends where the caller's next unit (an HTTP/2 frame) begins and the
+	// next read's first byte, the one stamped, is that unit's first.
+	readLimit func() int
 }
 
 func (c *stampConn) Write(b []byte) (int, error) {
@@ -50,6 +54,13 @@ func (c *stampConn) Write(b []byte) (int, error) {
 }
 
 func (c *stampConn) Read(b []byte) (int, error) {
+	if c.readLimit != nil {
+		c.mu.Lock()
+		if k := c.readLimit(); k > 0 && k < len(b) {
+			b = b[:k]
+		}
+		c.mu.Unlock()
+	}
 	n, at, err := c.readStamped(b)
 	if n > 0 {
 		c.mu.Lock()
