@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	neturl "net/url"
 	"path/filepath"
 	"regexp"
@@ -81,11 +80,15 @@ func truthRoutes(r *lab.TruthRecord) []routeKey {
 // policy, NATS JetStream and the aggregator, and compares route_rollup as
 // DuckDB reads it with the clients' ground-truth log: the requests of every
 // (destination workload, protocol, method, route, status) are exactly the
-// answered requests the clients made. The per-route p50 and p99 of the
-// kernel (request's first byte → response's first byte at the server's
-// interface) and of the clients (just before the write → the kernel's
-// receive time of the answer at the client's socket) must be within 10 %
-// (the p99 of routes with at least 100 requests).
+// answered requests the clients made. The kernel times a request at the
+// server's interface (request's first byte → response's first byte), the
+// client around it (just before the write → the kernel's receive time of
+// the answer at the client's socket), so per route the kernel's p50 and
+// p99 are at most the clients' (+10 %, a histogram bucket and the clocks'
+// rounding) and at least the clients' less the trip between the two
+// interfaces: −15 % at the p50, half at the p99 (routes with at least 100
+// requests), whose few slowest requests on a busy node include a softirq
+// deferred to ksoftirqd on the way.
 func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the lab runs real traffic for seconds")
@@ -218,14 +221,18 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 		// The kernel times a request from its first byte to the
 		// response's first byte at the server's interface; a client from
 		// just before its write to the kernel's receive timestamp of the
-		// answer at its socket (deploy/lab, "Ground truth"). They differ
-		// by the time the request and the answer take between the two
-		// (tens of µs on the lab's veths), which the lab's service times
-		// (0.5 to 4 ms) make small: each quantile, read the same way from
-		// a histogram of the same buckets, must be within 10 % — the p99
-		// where a route has at least 100 requests: below, it is the
-		// slowest one or two, one request's measurement, not a quantile
-		// (logged all the same).
+		// answer at its socket (deploy/lab, "Ground truth"): the kernel's
+		// interval lies inside the client's. They differ by the time the
+		// request and the answer take between the two (tens of µs on the
+		// lab's veths, which the lab's service times of 0.5 to 4 ms make
+		// small at the p50; at the p99, on a node as busy as CI's, a
+		// softirq deferred to ksoftirqd can add milliseconds to the few
+		// slowest). Each quantile, read the same way from a histogram of
+		// the same buckets, is at most the client's +10 % (a bucket, the
+		// clocks' rounding) and at least the client's −15 % (p50) or half
+		// of it (p99) — the p99 where a route has at least 100 requests:
+		// below, it is the slowest one or two, one request's measurement,
+		// not a quantile (logged all the same).
 		var ch schemas.Histogram
 		for _, v := range lat[k] {
 			ch.Add(uint64(max(v, 0)), 1)
@@ -238,8 +245,8 @@ func TestLabL7RoutesMatchGroundTruth(t *testing.T) {
 		switch {
 		case got[k] != want[k]:
 			t.Errorf("%s", line)
-		case math.Abs(off(p50, c50)) > 10 || (want[k] >= 100 && math.Abs(off(p99, c99)) > 10):
-			t.Errorf("%s: a quantile is more than 10 %% from the clients'", line)
+		case off(p50, c50) > 10 || off(p50, c50) < -15 || (want[k] >= 100 && (off(p99, c99) > 10 || off(p99, c99) < -50)):
+			t.Errorf("%s: want each quantile at most the clients' +10 %% and at least the clients' −15 %% (p50) or −50 %% (p99)", line)
 		default:
 			t.Log(line)
 		}
