@@ -31,7 +31,7 @@ const (
 	DefaultDurable        = "flowbus-aggregator"
 	DefaultAckWait        = 5 * time.Minute
 	DefaultMaxAckPending  = 1 << 16
-	DefaultPullMaxBytes   = 8 << 20
+	DefaultPullMaxBytes   = 2 << 20
 	DefaultMaxPollRecords = 1000
 )
 

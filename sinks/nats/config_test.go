@@ -56,6 +56,15 @@ func TestValidateNamesTheBadField(t *testing.T) {
 	for _, tc := range consumers {
 		t.Run(tc.name, func(t *testing.T) { checkErr(t, tc.cfg.Validate(), tc.want) })
 	}
+	t.Run("the default pull buffer holds two of the stream's largest messages", func(t *testing.T) {
+		for _, tc := range []struct{ maxMsg, want int }{{0, 2 << 20}, {512 << 10, 2 << 20}, {4 << 20, 8 << 20}} {
+			cfg := ConsumerConfig{Stream: StreamConfig{MaxMsgSize: int32(tc.maxMsg)}}.withDefaults()
+			if cfg.PullMaxBytes != tc.want {
+				t.Errorf("max msg size %d: pull max bytes %d, want %d", tc.maxMsg, cfg.PullMaxBytes, tc.want)
+			}
+			checkErr(t, cfg.Validate(), "")
+		}
+	})
 	t.Run("NewPublisher refuses an invalid config", func(t *testing.T) {
 		_, err := NewPublisher(PublisherConfig{Partitions: -2})
 		checkErr(t, err, "nats publisher: partitions -2")

@@ -44,7 +44,8 @@ type ConsumerConfig struct {
 	// 2 minutes after a NATS restart).
 	CommitTimeout time.Duration
 	// PullMaxBytes bounds what is buffered per partition ahead of Poll; at
-	// least twice the stream's MaxMsgSize. Default DefaultPullMaxBytes.
+	// least twice the stream's MaxMsgSize. Default DefaultPullMaxBytes, or
+	// twice MaxMsgSize if that is more.
 	PullMaxBytes   int
 	MaxPollRecords int    // default DefaultMaxPollRecords
 	DLQStream      string // default DefaultDLQStream
@@ -82,7 +83,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.CommitTimeout = DefaultAckTimeout
 	}
 	if c.PullMaxBytes == 0 {
-		c.PullMaxBytes = DefaultPullMaxBytes
+		c.PullMaxBytes = max(DefaultPullMaxBytes, 2*int(c.Stream.MaxMsgSize))
 	}
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = DefaultMaxPollRecords
