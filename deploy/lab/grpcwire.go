@@ -78,7 +78,7 @@ func (w *grpcWire) wrote(b []byte, at time.Time) {
 	}
 	w.out = append(w.out, b...)
 	for len(w.out) >= 9 {
-		size := int(w.out[0])<<16 | int(w.out[1])<<8 | int(w.out[2])
+		size := frameSize(w.out)
 		if len(w.out) < 9+size {
 			break
 		}
@@ -145,7 +145,7 @@ func (w *grpcWire) read(b []byte, at time.Time) {
 	}
 	w.in = append(w.in, b...)
 	for len(w.in) >= 9 {
-		size := int(w.in[0])<<16 | int(w.in[1])<<8 | int(w.in[2])
+		size := frameSize(w.in)
 		if len(w.in) < 9+size {
 			break
 		}
@@ -179,9 +179,13 @@ func (w *grpcWire) readLimit() int {
 	if len(w.in) < 9 {
 		return 9 - len(w.in)
 	}
-	size := int(w.in[0])<<16 | int(w.in[1])<<8 | int(w.in[2])
+	size := frameSize(w.in)
 	return 9 + size - len(w.in)
 }
+
+// frameSize is the payload length in an HTTP/2 frame header (its first 3
+// bytes, of the 9 b must hold).
+func frameSize(b []byte) int { return int(b[0])<<16 | int(b[1])<<8 | int(b[2]) }
 
 // headerFragment returns a HEADERS frame's header block fragment, without
 // its padding and priority fields.
