@@ -138,7 +138,7 @@ enum sock_hook {
  * reader's CPU last held (a record of 96 bytes, as before, touched two and
  * cost a connect() about 85 ns more). The first 44 bytes are the same. */
 struct sock_event4 {
-	__u64 ts_ns;     /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 ts_ns;     /* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC_COARSE) */
 	__u64 cookie;    /* the socket's cookie */
 	__u64 cgroup_id; /* the calling task's cgroup v2 id */
 	__u32 pid;       /* the calling task's thread group id */

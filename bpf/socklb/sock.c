@@ -166,10 +166,14 @@ static __always_inline void write_dst(struct bpf_sock_addr *ctx, int v6, const _
 	ctx->user_port = (__u32)port;
 }
 
-// FILL_EVENT sets the fields sock_event4 and sock_event6 share.
+// FILL_EVENT sets the fields sock_event4 and sock_event6 share. The time
+// is the coarse clock's (the last tick's, a few ns to read), not
+// bpf_ktime_get_ns: a clock read costs 100-150 ns on a VM whose only
+// clocksource is kvm-clock; ReadEvent bounds the decision's time by the
+// read and one tick after the stamp (doc.go, "Decisions").
 #define FILL_EVENT(ev, cookie, hook, verdict, key, svc_id, be)                                                         \
 	do {                                                                                                            \
-		(ev)->ts_ns = bpf_ktime_get_ns();                                                                        \
+		(ev)->ts_ns = bpf_ktime_get_coarse_ns();                                                                 \
 		(ev)->cookie = (cookie);                                                                                 \
 		(ev)->cgroup_id = bpf_get_current_cgroup_id();                                                           \
 		(ev)->pid = (__u32)(bpf_get_current_pid_tgid() >> 32);                                                   \

@@ -160,6 +160,7 @@ type LB struct {
 	inner  *ebpf.MapSpec // a Maglev table's spec
 	reader *ringbuf.Reader
 	mono   int64 // CLOCK_MONOTONIC to Unix ns, at load
+	tick   int64 // the kernel's coarse clock's resolution (one tick), ns
 
 	mu    sync.Mutex
 	links []link.Link
@@ -229,6 +230,7 @@ func Load(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("socket LB ring buffer: %w", err)
 	}
 	l.mono = monoToUnix()
+	l.tick = coarseTick()
 	return l, nil
 }
 
@@ -632,11 +634,16 @@ func (h Hook) String() string {
 // Event is one decision: a connect() or an unconnected sendmsg() to a
 // service's frontend.
 type Event struct {
-	Time      time.Time // from the kernel's CLOCK_MONOTONIC
-	MonoNs    int64     // bpf_ktime_get_ns
-	Cookie    uint64    // the socket's cookie (SO_COOKIE)
-	CgroupID  uint64    // the caller's cgroup v2 id (the directory's inode)
-	PID       uint32    // the caller's process (thread group) id
+	// Time is when the decision was made, never before it and at most
+	// one kernel tick after it: the earlier of when ReadEvent read it and
+	// one tick after MonoNs (package doc, "Decisions").
+	Time time.Time
+	// MonoNs is the kernel's stamp, bpf_ktime_get_coarse_ns: the
+	// decision's CLOCK_MONOTONIC time rounded down to the last tick.
+	MonoNs    int64
+	Cookie    uint64 // the socket's cookie (SO_COOKIE)
+	CgroupID  uint64 // the caller's cgroup v2 id (the directory's inode)
+	PID       uint32 // the caller's process (thread group) id
 	ServiceID uint32
 	Frontend  netip.AddrPort
 	Proto     uint8
@@ -664,11 +671,12 @@ func (l *LB) ReadEvent(ev *Event) error {
 		}
 		break
 	}
-	return l.decode(rec.RawSample, ev)
+	return l.decode(rec.RawSample, ev, time.Now().UnixNano()-l.mono)
 }
 
-// decode reads one sock_event4 or sock_event6 record, told apart by size.
-func (l *LB) decode(b []byte, ev *Event) error {
+// decode reads one sock_event4 or sock_event6 record, told apart by size,
+// read at readMono (CLOCK_MONOTONIC ns).
+func (l *LB) decode(b []byte, ev *Event, readMono int64) error {
 	var raw sockSockEvent6
 	switch len(b) {
 	case event4Size:
@@ -689,7 +697,7 @@ func (l *LB) decode(b []byte, ev *Event) error {
 		return fmt.Errorf("socket LB event of %d bytes, want %d (IPv4) or %d (IPv6)", len(b), event4Size, event6Size)
 	}
 	*ev = Event{
-		MonoNs: int64(raw.TsNs), Time: time.Unix(0, int64(raw.TsNs)+l.mono),
+		MonoNs: int64(raw.TsNs), Time: time.Unix(0, decisionTime(int64(raw.TsNs), l.tick, readMono)+l.mono),
 		Cookie: raw.Cookie, CgroupID: raw.CgroupId, PID: raw.Pid,
 		ServiceID: raw.SvcId, Frontend: netip.AddrPortFrom(wordsAddr(raw.OrigAddr), nport(raw.OrigPort)),
 		Proto: raw.Protocol, BackendID: raw.BackendId, Family: raw.Family,
@@ -753,6 +761,25 @@ func (l *LB) Counters() (Counters, error) {
 		}
 	}
 	return c, nil
+}
+
+// decisionTime is a decision's CLOCK_MONOTONIC time from the kernel's
+// coarse stamp (the last tick before it) and when it was read: no earlier
+// than the stamp, and the earlier of the read and one tick after the
+// stamp, both of which come after the decision.
+func decisionTime(coarse, tick, read int64) int64 {
+	return max(coarse, min(read, coarse+tick))
+}
+
+// coarseTick is the resolution of CLOCK_MONOTONIC_COARSE, the clock of
+// bpf_ktime_get_coarse_ns: one tick (4 ms at HZ=250). If it cannot be
+// read, 10 ms, a tick at HZ=100, the slowest Linux ticks.
+func coarseTick() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil || ts.Nano() <= 0 {
+		return int64(10 * time.Millisecond)
+	}
+	return ts.Nano()
 }
 
 func monoToUnix() int64 {

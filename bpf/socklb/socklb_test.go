@@ -121,10 +121,30 @@ func TestSockLBLoadAttachClose(t *testing.T) {
 	}
 }
 
+// A decision's time lies between the kernel's coarse stamp (the last tick
+// before it) and the earlier of its read and one tick after the stamp.
+func TestDecisionTime(t *testing.T) {
+	const tick = 4_000_000
+	for _, c := range []struct{ coarse, read, want int64 }{
+		{coarse: 1_000_000_000, read: 1_000_050_000, want: 1_000_050_000}, // read within the tick: the read
+		{coarse: 1_000_000_000, read: 1_000_000_000, want: 1_000_000_000},
+		{coarse: 1_000_000_000, read: 1_004_000_000, want: 1_004_000_000},
+		{coarse: 1_000_000_000, read: 1_050_000_000, want: 1_004_000_000}, // read late (batched): one tick after the stamp
+		{coarse: 1_000_000_000, read: 999_000_000, want: 1_000_000_000},   // a read stamped before the kernel's (clock stepped): the stamp
+	} {
+		if got := decisionTime(c.coarse, tick, c.read); got != c.want {
+			t.Errorf("decisionTime(%d, %d, %d) = %d, want %d", c.coarse, tick, c.read, got, c.want)
+		}
+	}
+	if tk := coarseTick(); tk < 1_000_000 || tk > 10_000_000 {
+		t.Errorf("CLOCK_MONOTONIC_COARSE resolution %d ns: want a tick, 1 to 10 ms", tk)
+	}
+}
+
 // decode tells the two record layouts apart by size, maps an IPv4 one's
 // addresses, and refuses any other size with both sizes named.
 func TestDecodeEventRecords(t *testing.T) {
-	l := &LB{}
+	l := &LB{tick: 4_000_000}
 	r4 := sockSockEvent4{TsNs: 5, Cookie: 7, CgroupId: 9, Pid: 11, SvcId: 3, BackendId: 2,
 		OrigPort: nport(80), BackendPort: nport(8080), Protocol: unix.IPPROTO_TCP, Family: 4,
 		Verdict: uint8(Translated), Hook: uint8(HookConnect),
@@ -137,10 +157,10 @@ func TestDecodeEventRecords(t *testing.T) {
 		t.Fatalf("an IPv4 record with its ring header is %d bytes, want one cache line (64)", len(b)+8)
 	}
 	var ev Event
-	if err := l.decode(b, &ev); err != nil {
+	if err := l.decode(b, &ev, 1005); err != nil {
 		t.Fatal(err)
 	}
-	want := Event{Time: time.Unix(0, 5), MonoNs: 5, Cookie: 7, CgroupID: 9, PID: 11, ServiceID: 3,
+	want := Event{Time: time.Unix(0, 1005), MonoNs: 5, Cookie: 7, CgroupID: 9, PID: 11, ServiceID: 3,
 		Frontend: netip.MustParseAddrPort("10.96.0.10:80"), Proto: unix.IPPROTO_TCP,
 		Backend: netip.MustParseAddrPort("10.1.0.7:8080"), BackendID: 2, Family: 4, Verdict: Translated, Hook: HookConnect}
 	if ev != want {
@@ -155,14 +175,14 @@ func TestDecodeEventRecords(t *testing.T) {
 	if len(b6)+8 != 128 {
 		t.Fatalf("an IPv6 record with its ring header is %d bytes, want two cache lines (128)", len(b6)+8)
 	}
-	if err := l.decode(b6, &ev); err != nil {
+	if err := l.decode(b6, &ev, 0); err != nil {
 		t.Fatal(err)
 	}
 	if ev.Frontend != netip.MustParseAddrPort("[fd00::a]:53") || ev.Backend.IsValid() || ev.Verdict != NoBackend {
 		t.Fatalf("IPv6 refusal decoded as %+v", ev)
 	}
 	for _, n := range []int{0, 55, 57, len(b6) - 1} {
-		err := l.decode(make([]byte, n), &ev)
+		err := l.decode(make([]byte, n), &ev, 0)
 		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("event of %d bytes, want 56 (IPv4) or 120 (IPv6)", n)) {
 			t.Errorf("a %d-byte record: %v", n, err)
 		}
