@@ -39,7 +39,9 @@ type Result struct {
 	LockWait   time.Duration // waiting for the privileged lock, before Start
 	LoadBefore string
 	LoadAfter  string
-	Log        string
+	// SpeedBefore and SpeedAfter are refSpeed before and after the command.
+	SpeedBefore, SpeedAfter float64
+	Log                     string
 }
 
 func main() {
@@ -124,6 +126,7 @@ func main() {
 		m.LockWait += r.LockWait
 	}
 	m.LoadAfter = loadavg()
+	m.SpeedAfter = refSpeed()
 	m.Took = time.Since(start)
 	m.End = time.Now()
 	if err := save(*logs, m, results); err != nil {
@@ -195,6 +198,7 @@ func runGroup(r *Result, logs string) {
 		r.LockWait = time.Since(t)
 	}
 	r.LoadBefore = loadavg()
+	r.SpeedBefore = refSpeed()
 	r.Start = time.Now()
 	r.Log = filepath.Join(logs, g.ID+".log")
 	lf, err := os.Create(r.Log)
@@ -211,6 +215,7 @@ func runGroup(r *Result, logs string) {
 	r.Err = c.Run()
 	r.Took = time.Since(r.Start)
 	r.LoadAfter = loadavg()
+	r.SpeedAfter = refSpeed()
 	text := buf.String()
 	if g.Extract != nil {
 		text = g.Extract(text)

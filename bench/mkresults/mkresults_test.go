@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -234,3 +235,33 @@ func covered(pkg, fn string) bool {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// The reference speed is measured, kept in run.json and read back by
+// -render, and shown with its unit (or "?" when a run did not measure it).
+func TestRefSpeedSavedAndShown(t *testing.T) {
+	if s := refSpeed(); s < 1 {
+		t.Fatalf("refSpeed() = %v MB/s, want a measured speed", s)
+	}
+	if got := speed(0); got != "?" {
+		t.Errorf("speed(0) = %q, want ?", got)
+	}
+	if got := speed(987.6); got != "988 MB/s" {
+		t.Errorf("speed(987.6) = %q", got)
+	}
+	dir := t.TempDir()
+	g := groups[0]
+	if err := os.WriteFile(filepath.Join(dir, g.ID+".log"), []byte(sample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &Machine{SpeedBefore: 1000, SpeedAfter: 500}
+	if err := save(dir, m, []*Result{{Group: g, SpeedBefore: 900, SpeedAfter: 450}}); err != nil {
+		t.Fatal(err)
+	}
+	lm, rs, err := load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lm.SpeedBefore != 1000 || lm.SpeedAfter != 500 || rs[0].SpeedBefore != 900 || rs[0].SpeedAfter != 450 {
+		t.Fatalf("loaded machine %v/%v, group %v/%v; want 1000/500, 900/450", lm.SpeedBefore, lm.SpeedAfter, rs[0].SpeedBefore, rs[0].SpeedAfter)
+	}
+}

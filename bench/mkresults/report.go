@@ -168,6 +168,9 @@ func write(w io.Writer, m *Machine, results []*Result, quick bool) error {
 	}
 	p(") |\n")
 	p("| load average (1, 5, 15 min) | before %s; after %s |\n", m.LoadBefore, m.LoadAfter)
+	if m.SpeedBefore > 0 {
+		p("| reference speed (SHA-256, one core) | before %s; after %s |\n", speed(m.SpeedBefore), speed(m.SpeedAfter))
+	}
 	if m.Root {
 		p("| privileged groups | run as root, each under `flock %s` |\n\n", privLock)
 	} else {
@@ -177,6 +180,8 @@ func write(w io.Writer, m *Machine, results []*Result, quick bool) error {
 	p("command's runs (`-count`), and the number of runs is beside it. A figure computed from two measures (a ratio, a difference) is computed ")
 	p("per run, from the same command's output, and listed run by run; its target says **NOT MET** when any run misses it. ")
 	p("The machine is shared: the load average is given per command; wall times move with it more than CPU times do. ")
+	p("So is its speed: the reference speed, MB/s of SHA-256 on one core by wall time for 0.1 s, is measured before and after each command; ")
+	p("a figure that moved with it moved with the machine, not the code (on a shared VM it can halve for minutes). ")
 	p("A privileged command's time leaves out its wait for the lock other privileged runs hold. ")
 	p("Targets and derived figures are defined in one table, `figures` in bench/mkresults/groups.go; the commands, their `-count` and `-benchtime`, in `groups` beside it. ")
 	p("Measurements no benchmark repeats (profiles, instrumented runs, alternatives measured and not kept, the lab's L7 test) are in HISTORY.md with their dates and commands.\n\n")
@@ -246,7 +251,11 @@ func writeGroup(b *strings.Builder, r *Result, byGroup map[string]*Result) {
 	if r.LockWait >= time.Second {
 		p(" (after %s waiting for the lock)", r.LockWait.Round(time.Second))
 	}
-	p("; load average %s before, %s after.", r.LoadBefore, r.LoadAfter)
+	p("; load average %s before, %s after", r.LoadBefore, r.LoadAfter)
+	if r.SpeedBefore > 0 {
+		p("; reference speed %s before, %s after", speed(r.SpeedBefore), speed(r.SpeedAfter))
+	}
+	p(".")
 	if r.Out.CPU != "" {
 		p(" go test's cpu: %s.", r.Out.CPU)
 	}
@@ -423,4 +432,12 @@ func writeFigures(b *strings.Builder, fs []Figure, byGroup map[string]*Result, f
 		}
 	}
 	p("\n")
+}
+
+// speed formats a refSpeed figure.
+func speed(mbs float64) string {
+	if mbs <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f MB/s", mbs)
 }

@@ -11,11 +11,12 @@ import (
 // run.json in the -logs directory keeps what a run knew beside the raw
 // output, so that -render can write the file again without running.
 type savedResult struct {
-	ID, Skipped, Err, Tail string
-	Command                []string
-	Start                  time.Time
-	Took, LockWait         time.Duration
-	LoadBefore, LoadAfter  string
+	ID, Skipped, Err, Tail  string
+	Command                 []string
+	Start                   time.Time
+	Took, LockWait          time.Duration
+	LoadBefore, LoadAfter   string
+	SpeedBefore, SpeedAfter float64
 }
 
 type savedRun struct {
@@ -27,7 +28,7 @@ func save(dir string, m *Machine, results []*Result) error {
 	s := savedRun{Machine: m}
 	for _, r := range results {
 		sr := savedResult{ID: r.Group.ID, Skipped: r.Skipped, Tail: r.Tail, Command: r.Command, Start: r.Start, Took: r.Took,
-			LockWait: r.LockWait, LoadBefore: r.LoadBefore, LoadAfter: r.LoadAfter}
+			LockWait: r.LockWait, LoadBefore: r.LoadBefore, LoadAfter: r.LoadAfter, SpeedBefore: r.SpeedBefore, SpeedAfter: r.SpeedAfter}
 		if r.Err != nil {
 			sr.Err = r.Err.Error()
 		}
@@ -66,6 +67,7 @@ func load(dir string) (*Machine, []*Result, error) {
 		}
 		r.Skipped, r.Tail, r.Command, r.Start, r.Took, r.LockWait, r.LoadBefore, r.LoadAfter =
 			sr.Skipped, sr.Tail, sr.Command, sr.Start, sr.Took, sr.LockWait, sr.LoadBefore, sr.LoadAfter
+		r.SpeedBefore, r.SpeedAfter = sr.SpeedBefore, sr.SpeedAfter
 		if sr.Err != "" {
 			r.Err = errors.New(sr.Err)
 		}
