@@ -287,6 +287,9 @@ func (a *Aggregator) hash(f *schemas.Flow) uint64 {
 	} {
 		h = mum(h^maphash.String(a.seed, s), k1)
 	}
+	for _, s := range f.L7.DNSQTypes {
+		h = mum(h^maphash.String(a.seed, s), k0)
+	}
 	return h
 }
 
@@ -320,6 +323,7 @@ func sameKey(a, b *schemas.Flow) bool {
 		a.L7.HTTPStatus == b.L7.HTTPStatus &&
 		a.L7.DNSQuery == b.L7.DNSQuery &&
 		a.L7.DNSRCode == b.L7.DNSRCode &&
+		slices.Equal(a.L7.DNSQTypes, b.L7.DNSQTypes) &&
 		a.L7.KafkaAPIKey == b.L7.KafkaAPIKey &&
 		a.L7.KafkaTopic == b.L7.KafkaTopic &&
 		a.L7.KafkaErrorCode == b.L7.KafkaErrorCode

@@ -152,7 +152,7 @@ func TestFolding(t *testing.T) {
 			},
 		},
 		{
-			name: "DNS queries fold by query and rcode",
+			name: "DNS queries fold by query, query types and rcode",
 			in: []schemas.Flow{
 				with(func(f *schemas.Flow) {
 					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "ledger-svc.payments.svc.cluster.local."}
@@ -163,6 +163,17 @@ func TestFolding(t *testing.T) {
 				with(func(f *schemas.Flow) {
 					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "ledger-svc.payments.svc.cluster.local.", DNSRCode: 3}
 				}),
+				// A and AAAA for one name in one window: the route
+				// rollup counts them by query type, so they must not fold.
+				with(func(f *schemas.Flow) {
+					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "nosuch.payments.svc.cluster.local.", DNSRCode: 3, DNSQTypes: []string{"A"}}
+				}),
+				with(func(f *schemas.Flow) {
+					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "nosuch.payments.svc.cluster.local.", DNSRCode: 3, DNSQTypes: []string{"AAAA"}}
+				}),
+				with(func(f *schemas.Flow) {
+					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "nosuch.payments.svc.cluster.local.", DNSRCode: 3, DNSQTypes: []string{"A"}}
+				}),
 			},
 			want: []schemas.Flow{
 				with(func(f *schemas.Flow) {
@@ -172,6 +183,15 @@ func TestFolding(t *testing.T) {
 				}),
 				with(func(f *schemas.Flow) {
 					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "ledger-svc.payments.svc.cluster.local.", DNSRCode: 3}
+					f.Count, f.FirstSeenNs, f.LastSeenNs = 1, 1_000, 1_000
+				}),
+				with(func(f *schemas.Flow) {
+					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "nosuch.payments.svc.cluster.local.", DNSRCode: 3, DNSQTypes: []string{"A"}}
+					f.UUID, f.Count, f.FirstSeenNs, f.LastSeenNs = "", 2, 1_000, 1_000
+					f.BytesFwd, f.BytesRev, f.PacketsFwd, f.PacketsRev = 200, 2000, 4, 6
+				}),
+				with(func(f *schemas.Flow) {
+					f.LatencyNs, f.L7 = 0, schemas.L7{Protocol: schemas.L7DNS, DNSQuery: "nosuch.payments.svc.cluster.local.", DNSRCode: 3, DNSQTypes: []string{"AAAA"}}
 					f.Count, f.FirstSeenNs, f.LastSeenNs = 1, 1_000, 1_000
 				}),
 			},

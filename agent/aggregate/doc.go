@@ -6,7 +6,9 @@
 // protocol; verdict; drop reason; direction; observation point; is_reply;
 // count_as (so that folding keeps what each record adds to sums); and
 // the L7 key: L7 protocol and type plus HTTP method, exact URL and status, or
-// DNS query and rcode, or Kafka api key, topic and error code. URLs are kept
+// DNS query, query types and rcode, or Kafka api key, topic and error code
+// (each of them is a column of the aggregator's route rollup: an A and an
+// AAAA query for one name in one window are two records). URLs are kept
 // exactly as seen: templating (/orders/123 → /orders/{id}) is the
 // aggregator tier's job, where it is configurable and can be changed without
 // touching agents.
