@@ -68,8 +68,9 @@ func output(name string, args ...string) string {
 
 // refSpeed is the machine's speed now: MB/s of SHA-256 over 64 KiB blocks
 // on one goroutine for 100 ms of wall time. On a shared VM the same work
-// can take twice as long from one quarter-hour to the next; a figure that
-// moved with refSpeed moved with the machine, not the code.
+// can take twice as long from one quarter-hour to the next. It sees the
+// core's arithmetic only: memory- and kernel-bound work can slow while it
+// holds (bench/HISTORY.md).
 func refSpeed() float64 {
 	buf := make([]byte, 64<<10)
 	for i := range buf {

@@ -181,7 +181,7 @@ func write(w io.Writer, m *Machine, results []*Result, quick bool) error {
 	p("per run, from the same command's output, and listed run by run; its target says **NOT MET** when any run misses it. ")
 	p("The machine is shared: the load average is given per command; wall times move with it more than CPU times do. ")
 	p("So is its speed: the reference speed, MB/s of SHA-256 on one core by wall time for 0.1 s, is measured before and after each command; ")
-	p("a figure that moved with it moved with the machine, not the code (on a shared VM it can halve for minutes). ")
+	p("when it moved, the machine did (on a shared VM it can halve for minutes), but it can hold while memory- or kernel-bound work slows, so a figure that moved beside a steady one has not thereby moved with the code. ")
 	p("A privileged command's time leaves out its wait for the lock other privileged runs hold. ")
 	p("Targets and derived figures are defined in one table, `figures` in bench/mkresults/groups.go; the commands, their `-count` and `-benchtime`, in `groups` beside it. ")
 	p("Measurements no benchmark repeats (profiles, instrumented runs, alternatives measured and not kept, the lab's L7 test) are in HISTORY.md with their dates and commands.\n\n")
