@@ -238,14 +238,20 @@
 // # Cost
 //
 // BenchmarkSockLBConnect (bench/RESULTS.md, "connect() with the socket
-// LB"; earlier figures in bench/HISTORY.md), on the shared 2-core VM, the
-// program's own run time (bpf_stats) above the empty floor (~30–40 ns):
-// +10 to +20 ns for the LB on a destination that is no service, +270 to
-// +325 ns translating a UDP re-connect (the LRU update), +177 to +185 ns
-// translating a new TCP socket (its slot, the lookups, the record), and
-// sock_release's 68–101 ns when a TCP socket closes. The target (≤ floor
-// + 500 ns) is met for both. Of the TCP figure the lb_peer slot is about
-// 20 ns (tcp/translate beside tcp/translate_nopeer).
+// LB"; earlier figures in bench/HISTORY.md): the program's own run time
+// (bpf_stats) above the empty floor's. On the Intel VM of the first
+// figures (floor ~30–40 ns): +10 to +20 ns for the LB on a destination
+// that is no service, +270 to +325 ns translating a UDP re-connect, +177 to
+// +185 ns translating a new TCP socket, and sock_release's 68–101 ns when
+// a TCP socket closes. On the AMD VM of the later ones (floor 85–130 ns;
+// its only clocksource kvm-clock, page-table isolation without PCID,
+// kernel work 2–6× dearer): +55 to +80 ns for a miss, +350 to +490 ns
+// translating a UDP re-connect and +390 to +505 ns a new TCP socket, and
+// sock_release 236–273 ns. The target (≤ floor + 500 ns) holds on both
+// for UDP; for TCP on the AMD VM in 14 of 15 runs, the other 5 ns over in
+// one of the VM's slow phases, through which everything measured slower.
+// Of the TCP figure the lb_peer slot is within the noise (tcp/translate
+// beside tcp/translate_nopeer).
 //
 // # Tests
 //
