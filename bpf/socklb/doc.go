@@ -191,19 +191,18 @@
 // (bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC as of the last tick), not
 // bpf_ktime_get_ns, and ReadEvent makes Event.Time the earlier of when it
 // read the record and one tick after the stamp (clock_getres of
-// CLOCK_MONOTONIC_COARSE: 4 ms at HZ=250). Both come after the decision
-// and the stamp before it, so Time is never early and at most one tick
-// late: with the reader's batched wakeups (a look every PollInterval) most
-// records are read a tick or more after their stamp and get the stamp plus
-// one tick, 0 to 4 ms late; a reader woken for each record reads it
-// microseconds after the decision. A precise clock read costs 100-150 ns of a
-// connect() on a VM whose only clocksource is kvm-clock (about 20 ns on
-// hardware with the TSC), a quarter of the translation's cost there
-// (bench/HISTORY.md). Hubble stamps every event, its socket LB's
-// TRANSLATED ones included, when its agent reads it: flowbus's decisions
-// are as late as Hubble's at most, and bounded. Event.MonoNs keeps the
-// kernel's stamp, a lower bound for a test that must know a decision came
-// after a point in time.
+// CLOCK_MONOTONIC_COARSE: 4 ms at HZ=250). Both come after the decision and
+// the stamp before it, so Time is never early and at most one tick late:
+// with the reader's batched wakeups (a look every PollInterval) most records
+// are read a tick or more after their stamp and get the stamp plus one tick,
+// 0 to 4 ms late; a reader woken for each record reads it microseconds after
+// the decision. A precise clock read costs 100-150 ns of a connect() on a VM
+// whose only clocksource is kvm-clock (about 20 ns on hardware with the
+// TSC), a quarter of the translation's cost there (bench/HISTORY.md). Hubble
+// stamps every event, its socket LB's TRANSLATED ones included, when its
+// agent reads it, as late as its reader is; a flowbus decision is never more
+// than a tick late. Event.MonoNs keeps the kernel's stamp, a lower bound for
+// a test that must know a decision came after a point in time.
 //
 // Where no application asks getpeername() for the ClusterIP,
 // Config.NoTCPPeer (flowbus agent --socket-lb-peer=false) records no TCP
